@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * strata device-facing interrupt interface.
+ *
+ * Devices include this header (never kvm/kvm.h): it exposes only opaque
+ * callbacks, so a device works the same on the KVM backend, in a unit test
+ * (a recording IrqLine) or on any other board.  It does not include
+ * <linux/kvm.h>.
+ */
+#ifndef STRATA_KVM_IRQ_H
+#define STRATA_KVM_IRQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * One interrupt line as a device sees it.  `set` drives the line level
+ * (1 = asserted, 0 = deasserted); it may be called from any thread.
+ * `eventfd`, if not NULL, returns a file descriptor that raises one edge
+ * (assert + deassert) on the line each time 8 bytes are written to it (an
+ * irqfd on KVM), or -1 if the backend cannot offer one; devices running in
+ * an I/O thread may use it instead of `set`.  A zeroed IrqLine is valid and
+ * does nothing.
+ */
+typedef struct IrqLine {
+    void (*set)(void *opaque, int level);
+    int (*eventfd)(void *opaque);
+    void *opaque;
+} IrqLine;
+
+/* Drives the line to `level` (no-op for an unconnected line). */
+static inline void irq_line_set(const IrqLine *l, int level)
+{
+    if (l && l->set)
+        l->set(l->opaque, level);
+}
+
+/* Asserts the line. */
+static inline void irq_line_raise(const IrqLine *l)
+{
+    irq_line_set(l, 1);
+}
+
+/* Deasserts the line. */
+static inline void irq_line_lower(const IrqLine *l)
+{
+    irq_line_set(l, 0);
+}
+
+/* Raises then lowers the line (an edge for edge-triggered inputs). */
+static inline void irq_line_pulse(const IrqLine *l)
+{
+    irq_line_set(l, 1);
+    irq_line_set(l, 0);
+}
+
+/* An eventfd that pulses the line when written, or -1 if none is offered. */
+static inline int irq_line_eventfd(const IrqLine *l)
+{
+    if (l && l->eventfd)
+        return l->eventfd(l->opaque);
+    return -1;
+}
+
+/* True if the line is connected to something. */
+static inline bool irq_line_connected(const IrqLine *l)
+{
+    return l && l->set;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_KVM_IRQ_H */

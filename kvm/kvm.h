@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * strata KVM backend.
+ *
+ * A KvmVm owns the /dev/kvm fd, the VM fd, the memory listeners that turn
+ * the caller's two address spaces (`memory` and `I/O`) into KVM memory
+ * slots, coalesced-MMIO zones and ioeventfds, the in-kernel irqchip/PIT (if
+ * asked for), irqfds and GSI routes, and its vCPUs with their threads.
+ *
+ * Typical use:
+ *     KvmVmConfig cfg = KVM_VM_CONFIG_DEFAULT;
+ *     KvmVm *vm;  KvmVcpu *cpu;  KvmVmEnd end;
+ *     if (kvm_vm_create(&cfg, &vm) < 0) ...
+ *     kvm_vm_attach_memory(vm, ctx, memory_as, io_as);   // caller builds the tree
+ *     kvm_vcpu_create(vm, 0, &cpu);
+ *     kvm_vcpu_init_cpuid(cpu);
+ *     kvm_vcpu_setup_pvh(cpu, entry, start_info);         // or set regs/sregs
+ *     kvm_vm_start(vm);
+ *     kvm_vm_wait(vm, &end);                              // "hlt", ...
+ *     kvm_vm_destroy(vm);
+ *
+ * Threading: kvm_vm_create/attach_memory/destroy, kvm_vcpu_create and the
+ * memory listeners run on the VMM's main thread (the one that mutates the
+ * region tree).  kvm_vm_pause/resume/request_end may be called from any
+ * thread, including a vCPU thread (from a device callback).  Guest exits are
+ * dispatched on the vCPU's thread through address_space_read/write.
+ *
+ * Errors: functions that can fail return 0 (or a count) on success and a
+ * negative errno on failure, after printing one line to stderr naming the
+ * thing that failed ("KVM_CAP_IOEVENTFD: not supported by /dev/kvm").
+ * Listener callbacks cannot return errors: they print them, count them and
+ * leave the text in kvm_vm_last_error().
+ */
+#ifndef STRATA_KVM_H
+#define STRATA_KVM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "memory/memory.h"
+#include "kvm/irq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct KvmVm KvmVm;
+typedef struct KvmVcpu KvmVcpu;
+
+/* ---- Probing ---------------------------------------------------------- */
+
+/*
+ * NULL if /dev/kvm can run strata guests (opens, API version 12, every
+ * required capability present); otherwise a human-readable reason such as
+ * "/dev/kvm: No such file or directory" or "KVM_CAP_IRQFD: not supported by
+ * /dev/kvm".  The string is static / thread-local; tests use it to skip.
+ * Prints nothing.
+ */
+const char *kvm_probe(void);
+
+/* ---- VM --------------------------------------------------------------- */
+
+typedef struct KvmVmConfig {
+    const char *dev_path;   /* NULL = "/dev/kvm" */
+    bool irqchip;           /* KVM_CREATE_IRQCHIP (PIC + IOAPIC + LAPICs) */
+    bool pit;               /* KVM_CREATE_PIT2 (requires irqchip) */
+    bool manual_dirty_log;  /* use KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 if offered */
+    unsigned max_slots;     /* 0 = KVM_CAP_NR_MEMSLOTS; else min(this, cap) (tests) */
+    bool verbose;           /* dump registers on SHUTDOWN too, log exits */
+} KvmVmConfig;
+
+/* Defaults: no irqchip, no PIT, manual dirty-log protect on, all slots. */
+#define KVM_VM_CONFIG_DEFAULT \
+    ((KvmVmConfig){ .dev_path = NULL, .irqchip = false, .pit = false, \
+                    .manual_dirty_log = true, .max_slots = 0, .verbose = false })
+
+/* Opens /dev/kvm, checks API version and capabilities, creates the VM (and
+ * the irqchip/PIT if asked).  *out is set only on success. */
+int kvm_vm_create(const KvmVmConfig *cfg, KvmVm **out);
+
+/*
+ * Ends the VM if running (request_end + joins the vCPU threads), unregisters
+ * the listeners (KVM slots are dropped with the VM fd), closes every fd and
+ * frees everything.  The MemoryContext and address spaces stay the caller's
+ * and must outlive this call.  NULL is a no-op.
+ */
+void kvm_vm_destroy(KvmVm *vm);
+
+/*
+ * Registers the backend's listeners on memory_as (slots, MMIO ioeventfds,
+ * coalesced MMIO) and io_as (PIO ioeventfds, coalesced PIO; may be NULL:
+ * then every PIO exit reads all-ones / drops writes).  The current state is
+ * mapped at once.  Call once, before any vCPU runs.
+ */
+int kvm_vm_attach_memory(KvmVm *vm, MemoryContext *ctx, AddressSpace *memory_as,
+                         AddressSpace *io_as);
+
+/* The two address spaces given to attach_memory (NULL before). */
+AddressSpace *kvm_vm_memory_as(const KvmVm *vm);
+AddressSpace *kvm_vm_io_as(const KvmVm *vm);
+
+/* The VM fd and the /dev/kvm fd (for ioctls this API does not wrap). */
+int kvm_vm_fd(const KvmVm *vm);
+int kvm_vm_kvm_fd(const KvmVm *vm);
+
+/* KVM_CHECK_EXTENSION on the VM fd: >0 if supported (value), 0 if not. */
+int kvm_vm_check_extension(const KvmVm *vm, long cap);
+
+/*
+ * Optional "big lock": if set, every exit dispatch (IO/MMIO, coalesced
+ * drain) on vCPU threads holds *lock around the address_space_* call.  A
+ * pause requested while holding the lock treats a vCPU that waits for it
+ * as parked.  Set before kvm_vm_start; NULL = no lock.
+ */
+void kvm_vm_set_dispatch_lock(KvmVm *vm, pthread_mutex_t *lock);
+
+/* Text of the last error recorded by the VM or its listeners ("" if none). */
+const char *kvm_vm_last_error(const KvmVm *vm);
+
+/* ---- Slots, statistics ------------------------------------------------ */
+
+typedef struct KvmSlotInfo {
+    uint32_t slot;          /* KVM slot number */
+    uint64_t gpa;           /* guest physical address */
+    uint64_t size;          /* bytes */
+    uint64_t hva;           /* host virtual address */
+    uint32_t flags;         /* KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY */
+    char name[64];          /* region name (truncated) */
+} KvmSlotInfo;
+
+/* Fills up to max entries sorted by gpa; returns the number of slots in use
+ * (which may exceed max). */
+size_t kvm_vm_get_slots(KvmVm *vm, KvmSlotInfo *out, size_t max);
+
+/* Number of KVM_SET_USER_MEMORY_REGION ioctls issued so far. */
+uint64_t kvm_vm_slot_ioctl_count(const KvmVm *vm);
+
+/* Slot capacity in use by the listener (KVM_CAP_NR_MEMSLOTS or max_slots). */
+unsigned kvm_vm_max_slots(const KvmVm *vm);
+
+typedef struct KvmVmStats {
+    uint64_t slot_ioctls;           /* KVM_SET_USER_MEMORY_REGION issued */
+    uint64_t slots_used;            /* slots mapped now */
+    uint64_t slot_pauses;           /* commits that paused the vCPUs */
+    uint64_t unaligned_sections;    /* RAM sections left unmapped (not page aligned) */
+    uint64_t coalesced_zones;       /* zones registered now (MMIO + PIO) */
+    uint64_t coalesced_drained;     /* ring entries delivered */
+    uint64_t ioeventfds;            /* ioeventfds assigned now */
+    uint64_t irqfds;                /* irqfds assigned now */
+    uint64_t errors;                /* listener / ioctl errors recorded */
+    uint64_t exits_io;              /* KVM_EXIT_IO handled */
+    uint64_t exits_mmio;            /* KVM_EXIT_MMIO handled */
+    uint64_t exits_other;           /* every other exit (incl. EINTR) */
+} KvmVmStats;
+
+/* A snapshot of the counters. */
+void kvm_vm_get_stats(KvmVm *vm, KvmVmStats *out);
+
+/* Delivers every pending coalesced MMIO/PIO write, in guest order, through
+ * the address spaces.  Called automatically before each exit dispatch and at
+ * each listener commit. */
+void kvm_vm_flush_coalesced(KvmVm *vm);
+
+/* ---- Interrupts -------------------------------------------------------- */
+
+/* True if the VM has an in-kernel irqchip. */
+bool kvm_vm_has_irqchip(const KvmVm *vm);
+
+/* KVM_IRQ_LINE: drive GSI `gsi` to level (needs the irqchip). */
+int kvm_vm_set_irq(KvmVm *vm, unsigned gsi, int level);
+
+/* Assigns eventfd `fd` as an irqfd for `gsi` (a write pulses the GSI);
+ * resample_fd >= 0 makes it level-triggered with that resample eventfd. */
+int kvm_vm_irqfd_assign(KvmVm *vm, int fd, unsigned gsi, int resample_fd);
+
+/* Removes an irqfd assigned with kvm_vm_irqfd_assign. */
+int kvm_vm_irqfd_deassign(KvmVm *vm, int fd, unsigned gsi);
+
+/* Adds an MSI route (address/data) to the GSI routing table (keeping the
+ * default irqchip routes); returns the new GSI (>= 24) or a negative errno. */
+int kvm_vm_add_msi_route(KvmVm *vm, uint64_t address, uint32_t data);
+
+/* Changes the address/data of an MSI route made by add_msi_route. */
+int kvm_vm_update_msi_route(KvmVm *vm, unsigned gsi, uint64_t address, uint32_t data);
+
+/* Removes an MSI route made by add_msi_route. */
+int kvm_vm_del_msi_route(KvmVm *vm, unsigned gsi);
+
+/* KVM_SIGNAL_MSI: injects one MSI now. */
+int kvm_vm_signal_msi(KvmVm *vm, uint64_t address, uint32_t data);
+
+/*
+ * Fills *line with a device-facing handle for `gsi`: set() calls
+ * KVM_IRQ_LINE, eventfd() lazily creates an eventfd bound to the GSI with
+ * an irqfd (owned and closed by the VM).  Without an irqchip the line is
+ * accepted and ignored (set() is a no-op, eventfd() returns -1).
+ */
+int kvm_vm_irq_line(KvmVm *vm, unsigned gsi, IrqLine *line);
+
+/* ---- vCPUs ------------------------------------------------------------ */
+
+/* Creates vCPU `index` (KVM_CREATE_VCPU, mmaps kvm_run, maps the coalesced
+ * ring).  Indices must be unique and < KVM_CAP_MAX_VCPUS. */
+int kvm_vcpu_create(KvmVm *vm, unsigned index, KvmVcpu **out);
+
+/* vCPU `index`, or NULL. */
+KvmVcpu *kvm_vm_vcpu(const KvmVm *vm, unsigned index);
+
+/* Number of vCPUs created. */
+unsigned kvm_vm_nr_vcpus(const KvmVm *vm);
+
+/* Index, fd and the mmap()ed kvm_run of a vCPU. */
+unsigned kvm_vcpu_index(const KvmVcpu *vcpu);
+int kvm_vcpu_fd(const KvmVcpu *vcpu);
+struct kvm_run *kvm_vcpu_run_struct(KvmVcpu *vcpu);
+
+/* Owning VM. */
+KvmVm *kvm_vcpu_vm(const KvmVcpu *vcpu);
+
+/* Register access (KVM_GET/SET_REGS, _SREGS, _FPU). */
+int kvm_vcpu_get_regs(KvmVcpu *vcpu, struct kvm_regs *regs);
+int kvm_vcpu_set_regs(KvmVcpu *vcpu, const struct kvm_regs *regs);
+int kvm_vcpu_get_sregs(KvmVcpu *vcpu, struct kvm_sregs *sregs);
+int kvm_vcpu_set_sregs(KvmVcpu *vcpu, const struct kvm_sregs *sregs);
+int kvm_vcpu_get_fpu(KvmVcpu *vcpu, struct kvm_fpu *fpu);
+int kvm_vcpu_set_fpu(KvmVcpu *vcpu, const struct kvm_fpu *fpu);
+
+/* Reads / writes one MSR (KVM_GET_MSRS / KVM_SET_MSRS with one entry). */
+int kvm_vcpu_get_msr(KvmVcpu *vcpu, uint32_t index, uint64_t *value);
+int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value);
+
+/* KVM_GET_SUPPORTED_CPUID; returns a malloc()ed table (free() it). */
+int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out);
+
+/* KVM_SET_CPUID2 with the given table. */
+int kvm_vcpu_set_cpuid(KvmVcpu *vcpu, const struct kvm_cpuid2 *cpuid);
+
+/* Sets the supported CPUID (APIC ids = vCPU index, hypervisor bit set).
+ * Must run before the guest enables long mode. */
+int kvm_vcpu_init_cpuid(KvmVcpu *vcpu);
+
+/*
+ * Puts the vCPU in the PVH entry state: 32-bit protected mode, paging off,
+ * flat 4 GiB code (0x10) / data (0x18) segments, TR set to a 32-bit busy
+ * TSS of limit 0x67 at base 0, rip = entry, rbx = start_info, rflags = 2,
+ * everything else zero.
+ */
+int kvm_vcpu_setup_pvh(KvmVcpu *vcpu, uint64_t entry, uint64_t start_info);
+
+/* Puts the vCPU in 16-bit real mode at cs:ip (cs base = cs << 4). */
+int kvm_vcpu_setup_real_mode(KvmVcpu *vcpu, uint16_t cs, uint16_t ip);
+
+/*
+ * Translates a guest virtual (linear) address through the vCPU's current
+ * page tables (none / 32-bit / PAE / 4- and 5-level) reading guest memory
+ * through the memory AS.  -EFAULT if not mapped.
+ */
+int kvm_vcpu_translate(KvmVcpu *vcpu, uint64_t gva, uint64_t *gpa);
+
+/* Prints the registers and the bytes at CS:RIP to f. */
+void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f);
+
+/* ---- Running ----------------------------------------------------------- */
+
+/* Why a VM (or a synchronous run) ended. */
+typedef enum KvmEndReason {
+    KVM_END_NONE = 0,           /* still running / not started */
+    KVM_END_HLT,                /* "hlt" (HLT exit, no in-kernel irqchip) */
+    KVM_END_SHUTDOWN,           /* "shutdown (triple fault)" */
+    KVM_END_SYSTEM_RESET,       /* "system event reset" */
+    KVM_END_SYSTEM_SHUTDOWN,    /* "system event shutdown" */
+    KVM_END_REQUESTED,          /* "requested" (kvm_vm_request_end, with a code) */
+    KVM_END_ERROR,              /* "error" (FAIL_ENTRY, INTERNAL_ERROR, unknown
+                                 * exit, failed ioctl; text says which) */
+} KvmEndReason;
+
+typedef struct KvmVmEnd {
+    KvmEndReason reason;
+    int vcpu;                   /* vCPU that ended it, -1 if none */
+    int code;                   /* kvm_vm_request_end's code; else 0 */
+    char text[256];             /* e.g. "hlt", "internal error: suberror 1 ..." */
+} KvmVmEnd;
+
+/* The fixed text of a reason: "hlt", "shutdown (triple fault)", ... */
+const char *kvm_end_reason_str(KvmEndReason reason);
+
+/* Starts a thread per created vCPU running the run loop; -EALREADY if the
+ * VM was started already. */
+int kvm_vm_start(KvmVm *vm);
+
+/* Blocks until the VM ended, joins the vCPU threads and returns the reason
+ * (also in *out when not NULL). */
+KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out);
+
+/* Like kvm_vm_wait, but gives up after timeout_ms: then returns
+ * KVM_END_NONE and the VM keeps running. */
+KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out);
+
+/* True once the VM has ended (never blocks). */
+bool kvm_vm_ended(const KvmVm *vm);
+
+/* Ends the VM from any thread (first reason wins): every vCPU leaves
+ * KVM_RUN and its thread exits. */
+void kvm_vm_request_end(KvmVm *vm, KvmEndReason reason, int code, const char *text);
+
+/*
+ * Pauses every vCPU: returns once each one is out of KVM_RUN and parked (or
+ * is the calling thread, or waits for the dispatch lock).  Nests: each
+ * pause needs a resume.  Returns 0, or -ESHUTDOWN if the VM has ended.
+ */
+int kvm_vm_pause(KvmVm *vm);
+
+/* Undoes one kvm_vm_pause; the last one lets the vCPUs run again. */
+void kvm_vm_resume(KvmVm *vm);
+
+/* True while at least one pause is in effect. */
+bool kvm_vm_paused(const KvmVm *vm);
+
+/*
+ * Synchronous use, for tests and benchmarks (no thread): one KVM_RUN on the
+ * calling thread, then the exit is handled (coalesced ring drained, IO/MMIO
+ * dispatched).  Returns the KVM exit reason (KVM_EXIT_*; KVM_EXIT_INTR for
+ * EINTR) or a negative errno.  HLT/SHUTDOWN/... do not end the VM here.
+ */
+int kvm_vcpu_run_once(KvmVcpu *vcpu);
+
+/*
+ * Synchronous: runs the vCPU on the calling thread, dispatching IO/MMIO,
+ * until HLT, SHUTDOWN, SYSTEM_EVENT, an error, or the VM was ended by
+ * kvm_vm_request_end; fills *out (may be NULL) and returns the reason.  It
+ * never marks the VM ended itself, so it can be called again (after HLT).
+ */
+KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out);
+
+/* The real-time signal used to kick vCPU threads out of KVM_RUN. */
+int kvm_kick_signal(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_KVM_H */
