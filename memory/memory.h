@@ -125,6 +125,8 @@ struct MemoryRegion {
     MemoryRegion *alias;
     uint64_t alias_offset;
     unsigned alias_refs;        /* aliases currently pointing here */
+    MemoryRegion **aliased_by;  /* those aliases (for change windows) */
+    unsigned aliased_by_cap;
     int32_t priority;
     MemoryRegion **subregions;  /* highest priority first; newest first on ties */
     unsigned nr_subregions, subregions_cap;
@@ -137,7 +139,7 @@ struct MemoryRegion {
     uint8_t dirty_log_mask;
     unsigned long *dirty[DIRTY_MEMORY_NUM];
     uint64_t dirty_pages;       /* bits per dirty bitmap */
-    unsigned pending_seq;       /* commit bookkeeping */
+    unsigned nr_mappings;       /* FlatView ranges (over all ASes) showing mr */
 };
 
 /* One piece of a FlatView: [start, start+size) shows mr at offset_in_region. */
