@@ -399,85 +399,125 @@ static size_t normalize_windows(const FlatView *old, Window *w, size_t nw)
     return n;
 }
 
+static void reserve(FlatView *fv, size_t n)
+{
+    if (n > fv->cap) {
+        FlatRange *r = realloc(fv->ranges, n * sizeof(*r));
+        if (!r) {
+            abort();
+        }
+        fv->ranges = r;
+        fv->cap = n;
+    }
+}
+
+typedef struct IdxList {
+    size_t *v;
+    size_t n, cap;
+} IdxList;
+
+static void idx_add(IdxList *l, size_t x)
+{
+    if (l->n && l->v[l->n - 1] == x) {
+        return;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        if (!(l->v = realloc(l->v, l->cap * sizeof(*l->v)))) {
+            abort();
+        }
+    }
+    l->v[l->n++] = x;
+}
+
 /*
  * New view = old outside the windows, fresh render inside.  Also fills d with
- * the old ranges that are gone and the new ranges that were not there.
+ * the old ranges that are gone and the new ranges that were not there.  Runs
+ * of untouched old ranges are copied wholesale; old ranges never merge with
+ * each other (the old view is already simplified), so only the edges of the
+ * windows need merge checks.
  */
 static FlatView *splice(FlatView *old, Window *w, size_t nw, Delta *d)
 {
     FlatView *nv = flatview_new(old->root);
-    size_t cap_src = old->nr + 16, i = 0;
-    long *src = malloc(cap_src * sizeof(*src));     /* old index copied, or -1 */
-    bool *kept = calloc(old->nr + 1, sizeof(*kept));
     FlatView tmp = { 0 };
-    if (!nv || !src || !kept) {
+    IdxList dels = { 0 }, fresh = { 0 };
+    if (!nv) {
         abort();
     }
     nw = normalize_windows(old, w, nw);
+    reserve(nv, old->nr + 16);
+    bool last_fresh = false;     /* is nv's last range fresh? */
+    size_t last_old = 0;         /* else: the old index it copies */
+    size_t i = 0;
 
     for (size_t k = 0; k <= nw; k++) {
         Int128 lo = k < nw ? w[k].lo : INT128_2_64;
-        for (; i < old->nr && fr_end(&old->ranges[i]) <= lo; i++) {
-            size_t before = nv->nr;
-            if (fv_push(nv, &old->ranges[i])) {
-                src[before - 1] = -1;
-            } else {
-                if (nv->nr > cap_src) {
-                    cap_src = nv->cap;
-                    if (!(src = realloc(src, cap_src * sizeof(*src)))) {
-                        abort();
-                    }
-                }
-                src[nv->nr - 1] = (long)i;
+        size_t a = i;
+        while (a < old->nr && fr_end(&old->ranges[a]) <= lo) {
+            a++;
+        }
+        /* copy old[i, a) verbatim; only old[i] can merge with a fresh tail */
+        if (i < a) {
+            if (nv->nr && last_fresh && can_merge(&nv->ranges[nv->nr - 1], &old->ranges[i])) {
+                nv->ranges[nv->nr - 1].size += old->ranges[i].size;
+                idx_add(&dels, i);
+                i++;
             }
+            if (i < a) {
+                reserve(nv, nv->nr + (a - i) + 16);
+                memcpy(&nv->ranges[nv->nr], &old->ranges[i], (a - i) * sizeof(FlatRange));
+                nv->nr += a - i;
+                last_fresh = false;
+                last_old = a - 1;
+            }
+            i = a;
         }
         if (k == nw) {
             break;
         }
-        for (; i < old->nr && old->ranges[i].start < w[k].hi; i++) {
+        size_t b = i;
+        while (b < old->nr && old->ranges[b].start < w[k].hi) {
+            b++;
         }
         tmp.nr = 0;
         flatview_render_window(&tmp, old->root, w[k].lo, w[k].hi);
         for (size_t j = 0; j < tmp.nr; j++) {
-            size_t before = nv->nr;
-            if (fv_push(nv, &tmp.ranges[j])) {
-                src[before - 1] = -1;
-            } else {
-                if (nv->nr > cap_src) {
-                    cap_src = nv->cap;
-                    if (!(src = realloc(src, cap_src * sizeof(*src)))) {
-                        abort();
-                    }
+            if (nv->nr && can_merge(&nv->ranges[nv->nr - 1], &tmp.ranges[j])) {
+                nv->ranges[nv->nr - 1].size += tmp.ranges[j].size;
+                if (!last_fresh) {
+                    idx_add(&dels, last_old);
+                    idx_add(&fresh, nv->nr - 1);
+                    last_fresh = true;
                 }
-                src[nv->nr - 1] = -1;
+            } else {
+                reserve(nv, nv->nr + 16 + (nv->nr >> 3));
+                nv->ranges[nv->nr++] = tmp.ranges[j];
+                idx_add(&fresh, nv->nr - 1);
+                last_fresh = true;
             }
+        }
+        for (; i < b; i++) {
+            idx_add(&dels, i);
         }
     }
     free(tmp.ranges);
 
-    for (size_t j = 0; j < nv->nr; j++) {
-        if (src[j] >= 0) {
-            kept[src[j]] = true;
-        }
-    }
-    d->del = malloc((old->nr + 1) * sizeof(FlatRange));
-    d->add = malloc((nv->nr + 1) * sizeof(FlatRange));
+    d->del = malloc((dels.n + 1) * sizeof(FlatRange));
+    d->add = malloc((fresh.n + 1) * sizeof(FlatRange));
     if (!d->del || !d->add) {
         abort();
     }
-    d->nr_del = d->nr_add = 0;
-    for (size_t j = 0; j < old->nr; j++) {
-        if (!kept[j]) {
-            d->del[d->nr_del++] = old->ranges[j];
-        }
+    for (size_t j = 0; j < dels.n; j++) {
+        d->del[j] = old->ranges[dels.v[j]];
     }
-    for (size_t j = 0; j < nv->nr; j++) {
-        if (src[j] < 0) {
-            d->add[d->nr_add++] = nv->ranges[j];
-        }
+    for (size_t j = 0; j < fresh.n; j++) {
+        d->add[j] = nv->ranges[fresh.v[j]];
     }
-    free(src);
-    free(kept);
+    d->nr_del = dels.n;
+    d->nr_add = fresh.n;
+    free(dels.v);
+    free(fresh.v);
     return nv;
 }
 
