@@ -825,7 +825,10 @@ void memory_commit_all(MemoryContext *ctx)
             }
             continue;
         }
-        if (old && old->root == roots[i] && !as->needs_full && !ctx->all_full) {
+        /* windows are in the AS root's coordinates: usable when the view is
+         * rendered from a region whose offset 0 lands where the root's does */
+        bool same_coords = !roots[i] || roots[i]->addr == as->root->addr;
+        if (old && old->root == roots[i] && same_coords && !as->needs_full && !ctx->all_full) {
             size_t nw = 0;
             for (size_t k = 0; k < ctx->nr_windows; k++) {
                 for (size_t j = 0; j < n; j++) {

@@ -115,7 +115,9 @@ static void note_rec(MemoryContext *ctx, MemoryRegion *mr, Int128 lo, Int128 hi,
         return;
     }
     if (is_as_root(ctx, mr)) {
-        add_window(ctx, mr, lo, hi);
+        /* an AS is rendered from its root placed at the root's own address */
+        add_window(ctx, mr, i128_min(lo + mr->addr, INT128_2_64),
+                   i128_min(hi + mr->addr, INT128_2_64));
     }
     if (mr->container) {
         note_rec(ctx, mr->container, lo + mr->addr, hi + mr->addr, depth + 1);
@@ -501,7 +503,12 @@ int memory_region_set_address(MemoryRegion *mr, uint64_t addr)
 {
     MemoryRegion *c = mr->container;
     if (!c) {
-        mr->addr = addr;
+        if (addr != mr->addr) {
+            mem_note_region(mr);
+            mr->addr = addr;
+            mem_note_region(mr);
+            mem_schedule_commit(mr->ctx);
+        }
         return 0;
     }
     if (addr >= c->size || (Int128)addr + mr->size > INT128_2_64) {
@@ -699,6 +706,9 @@ static int add_subregion_common(MemoryRegion *mr, uint64_t offset, MemoryRegion 
         return mem_error(ctx, -EBUSY, "add_subregion '%s' at 0x%" PRIx64 " in '%s': overlaps '%s'"
                          " (0x%" PRIx64 ", size 0x%" PRIx64 ")", nm(sub), offset, nm(mr), nm(o),
                          o->addr, memory_region_size(o));
+    }
+    if (sub->addr != offset) {
+        mem_note_region(sub);   /* matters when sub is itself an AS root */
     }
     sub->container = mr;
     sub->addr = offset;
