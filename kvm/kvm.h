@@ -310,7 +310,8 @@ void kvm_vm_request_end(KvmVm *vm, KvmEndReason reason, int code, const char *te
 /*
  * Pauses every vCPU: returns once each one is out of KVM_RUN and parked (or
  * is the calling thread, or waits for the dispatch lock).  Nests: each
- * pause needs a resume.  Returns 0, or -ESHUTDOWN if the VM has ended.
+ * pause needs a resume.  Works before start and after the end too (then
+ * nothing runs); returns 0.
  */
 int kvm_vm_pause(KvmVm *vm);
 

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to kvm/: the structures behind KvmVm and KvmVcpu. */
+#ifndef STRATA_KVM_INTERNAL_H
+#define STRATA_KVM_INTERNAL_H
+
+#include "kvm/kvm.h"
+
+#define KVM_PAGE_SIZE 4096u
+#define KVM_SLOT_NAME 64
+
+/* One KVM memory slot owned by the memory listener. */
+typedef struct KvmSlot {
+    bool used;
+    uint64_t gpa, size, hva;
+    uint32_t flags;
+    MemoryRegion *mr;               /* terminal region the slot shows */
+    uint64_t offset_in_region;      /* of gpa */
+    char name[KVM_SLOT_NAME];
+} KvmSlot;
+
+typedef enum { PEND_DEL, PEND_LOG, PEND_ADD } KvmPendKind;
+
+/* A region change collected between begin and commit. */
+typedef struct KvmPending {
+    KvmPendKind kind;
+    MemoryRegionSection s;
+    int new_mask;                   /* PEND_LOG: new dirty mask */
+} KvmPending;
+
+typedef struct KvmZone {
+    uint64_t addr, size;
+    bool pio;
+} KvmZone;
+
+typedef struct KvmIoeventfd {
+    uint64_t addr;
+    uint32_t len;
+    bool pio;
+    bool match;
+    uint64_t data;
+    int fd;
+} KvmIoeventfd;
+
+typedef struct KvmListener {
+    MemoryListener ml;              /* first: callbacks get &ml */
+    KvmVm *vm;
+    bool is_io;                     /* the I/O address space */
+    bool registered;
+    bool in_txn;                    /* between begin and commit */
+    KvmPending *pend;
+    size_t npend, pend_cap;
+    KvmZone *zones;
+    size_t nzones, zones_cap;
+    KvmIoeventfd *iofds;
+    size_t niofds, iofds_cap;
+} KvmListener;
+
+/* Device-facing line for one GSI (IrqLine.opaque). */
+typedef struct KvmIrqLineCtx {
+    KvmVm *vm;
+    unsigned gsi;
+    int eventfd;                    /* lazily created irqfd, -1 = none */
+    struct KvmIrqLineCtx *next;
+} KvmIrqLineCtx;
+
+typedef enum {
+    VCPU_IDLE = 0,                  /* not in the run loop */
+    VCPU_RUNNING,                   /* in (or about to enter) KVM_RUN, or handling an exit */
+    VCPU_PARKED,                    /* waiting for resume */
+    VCPU_WAIT_LOCK,                 /* waiting for the dispatch lock */
+} KvmVcpuState;
+
+struct KvmVcpu {
+    KvmVm *vm;
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    size_t mmap_size;
+    pthread_t thread;               /* valid while state != IDLE or threaded */
+    bool threaded;                  /* has a thread from kvm_vm_start */
+    bool joined;
+    KvmVcpuState state;             /* under vm->lock */
+};
+
+struct KvmVm {
+    int kvm_fd, vm_fd;
+    KvmVmConfig cfg;
+    size_t vcpu_mmap_size;
+    unsigned max_slots;
+    unsigned max_vcpus;
+    bool manual_dirty;              /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+    bool coalesced_pio;             /* KVM_CAP_COALESCED_PIO */
+    bool any_length_ioeventfd;
+    bool irqchip, pit;
+    bool destroying;
+
+    MemoryContext *ctx;
+    AddressSpace *memory_as, *io_as;
+    KvmListener mem_listener, io_listener;
+
+    KvmSlot *slots;                 /* max_slots entries, index = slot id */
+    unsigned slots_used;
+    bool warned_unaligned;
+
+    /* coalesced ring (shared with the kernel), mapped via the first vCPU */
+    struct kvm_coalesced_mmio_ring *ring;
+    unsigned ring_max;
+    pthread_mutex_t ring_lock;      /* recursive */
+    bool ring_warned;
+
+    pthread_mutex_t *dispatch_lock;
+
+    /* GSI routing */
+    struct kvm_irq_routing_entry *routes;
+    size_t nroutes, routes_cap;
+    pthread_mutex_t irq_lock;
+    KvmIrqLineCtx *lines;
+
+    /* vCPUs and run state (under lock) */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    KvmVcpu **vcpus;
+    unsigned nvcpus, vcpus_cap;
+    unsigned pause_count;
+    bool started;
+    bool ended;
+    KvmVmEnd end;
+
+    /* errors and statistics */
+    pthread_mutex_t err_lock;
+    char last_error[256];
+    KvmVmStats stats;               /* updated with __atomic builtins */
+};
+
+#define STAT_ADD(vm, field, n) __atomic_fetch_add(&(vm)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define STAT_SUB(vm, field, n) __atomic_fetch_sub(&(vm)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* Prints "msg" to stderr, stores it as the VM's last error, counts it. */
+void kvm_vm_error(KvmVm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ioctl() retried on EINTR/EAGAIN; returns the result or -errno. */
+int kvm_ioctl(int fd, unsigned long req, void *arg);
+
+/* Memory listeners (listener.c). */
+void kvm_listener_init(KvmVm *vm, KvmListener *l, bool is_io);
+void kvm_listener_fini(KvmListener *l);
+
+/* Coalesced ring drain; take_dispatch_lock on vCPU threads (vcpu.c). */
+void kvm_drain_coalesced(KvmVm *vm, bool take_dispatch_lock);
+
+/* irq.c */
+int kvm_irq_init(KvmVm *vm);
+void kvm_irq_fini(KvmVm *vm);
+
+/* vcpu.c */
+void kvm_vcpu_destroy(KvmVcpu *vcpu);
+void kvm_vcpu_join_all(KvmVm *vm);
+void kvm_kick_init(void);
+
+#endif /* STRATA_KVM_INTERNAL_H */

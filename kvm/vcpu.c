@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: MIT */
+/* vCPUs: creation, register access, CPUID, entry states, the run loop,
+ * exit dispatch, pause/resume and the VM's end. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm/kvm_internal.h"
+
+static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
+
+int kvm_kick_signal(void)
+{
+    return SIGRTMIN + 2;
+}
+
+static void kick_handler(int sig)
+{
+    (void)sig;  /* only there to make KVM_RUN return -EINTR */
+}
+
+static void kick_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = kick_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;    /* no SA_RESTART: KVM_RUN must return */
+    sigaction(kvm_kick_signal(), &sa, NULL);
+}
+
+void kvm_kick_init(void)
+{
+    pthread_once(&kick_once, kick_install);
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+int kvm_vcpu_create(KvmVm *vm, unsigned index, KvmVcpu **out)
+{
+    if (index >= vm->max_vcpus) {
+        kvm_vm_error(vm, "KVM_CREATE_VCPU %u: index beyond KVM_CAP_MAX_VCPUS (%u)", index,
+                     vm->max_vcpus);
+        return -EINVAL;
+    }
+    if (kvm_vm_vcpu(vm, index)) {
+        kvm_vm_error(vm, "KVM_CREATE_VCPU %u: vCPU exists already", index);
+        return -EEXIST;
+    }
+    pthread_mutex_lock(&vm->lock);
+    bool started = vm->started;
+    pthread_mutex_unlock(&vm->lock);
+    if (started) {
+        kvm_vm_error(vm, "KVM_CREATE_VCPU %u: the VM was started already", index);
+        return -EBUSY;
+    }
+    KvmVcpu *v = calloc(1, sizeof(*v));
+    if (!v) {
+        kvm_vm_error(vm, "KVM_CREATE_VCPU %u: out of memory", index);
+        return -ENOMEM;
+    }
+    v->vm = vm;
+    v->index = index;
+    v->fd = kvm_ioctl(vm->vm_fd, KVM_CREATE_VCPU, (void *)(uintptr_t)index);
+    if (v->fd < 0) {
+        int r = v->fd;
+        kvm_vm_error(vm, "KVM_CREATE_VCPU %u: %s", index, strerror(-r));
+        free(v);
+        return r;
+    }
+    v->mmap_size = vm->vcpu_mmap_size;
+    void *p = mmap(NULL, v->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+    if (p == MAP_FAILED) {
+        int r = -errno;
+        kvm_vm_error(vm, "vCPU %u: mmap of kvm_run (%zu bytes): %s", index, v->mmap_size,
+                     strerror(-r));
+        close(v->fd);
+        free(v);
+        return r;
+    }
+    v->run = p;
+    size_t ring_off = (size_t)KVM_COALESCED_MMIO_PAGE_OFFSET * KVM_PAGE_SIZE;
+    pthread_mutex_lock(&vm->ring_lock);
+    if (!vm->ring && ring_off + KVM_PAGE_SIZE <= v->mmap_size) {
+        vm->ring = (struct kvm_coalesced_mmio_ring *)((uint8_t *)p + ring_off);
+        vm->ring_max = (unsigned)((KVM_PAGE_SIZE - sizeof(struct kvm_coalesced_mmio_ring)) /
+                                  sizeof(struct kvm_coalesced_mmio));
+    }
+    pthread_mutex_unlock(&vm->ring_lock);
+
+    pthread_mutex_lock(&vm->lock);
+    if (vm->nvcpus == vm->vcpus_cap) {
+        unsigned ncap = vm->vcpus_cap ? vm->vcpus_cap * 2 : 4;
+        KvmVcpu **nv = realloc(vm->vcpus, ncap * sizeof(*nv));
+        if (!nv) {
+            pthread_mutex_unlock(&vm->lock);
+            kvm_vm_error(vm, "KVM_CREATE_VCPU %u: out of memory", index);
+            kvm_vcpu_destroy(v);
+            return -ENOMEM;
+        }
+        vm->vcpus = nv;
+        vm->vcpus_cap = ncap;
+    }
+    vm->vcpus[vm->nvcpus++] = v;
+    pthread_mutex_unlock(&vm->lock);
+    if (out)
+        *out = v;
+    return 0;
+}
+
+void kvm_vcpu_destroy(KvmVcpu *v)
+{
+    if (!v)
+        return;
+    KvmVm *vm = v->vm;
+    if (v->run) {
+        pthread_mutex_lock(&vm->ring_lock);
+        uint8_t *base = (uint8_t *)v->run;
+        if ((uint8_t *)vm->ring >= base && (uint8_t *)vm->ring < base + v->mmap_size)
+            vm->ring = NULL;
+        pthread_mutex_unlock(&vm->ring_lock);
+        munmap(v->run, v->mmap_size);
+    }
+    if (v->fd >= 0)
+        close(v->fd);
+    free(v);
+}
+
+KvmVcpu *kvm_vm_vcpu(const KvmVm *vm, unsigned index)
+{
+    KvmVm *m = (KvmVm *)vm;
+    KvmVcpu *found = NULL;
+    pthread_mutex_lock(&m->lock);
+    for (unsigned i = 0; i < m->nvcpus; i++)
+        if (m->vcpus[i]->index == index)
+            found = m->vcpus[i];
+    pthread_mutex_unlock(&m->lock);
+    return found;
+}
+
+unsigned kvm_vm_nr_vcpus(const KvmVm *vm)
+{
+    return vm->nvcpus;
+}
+
+unsigned kvm_vcpu_index(const KvmVcpu *vcpu)
+{
+    return vcpu->index;
+}
+
+int kvm_vcpu_fd(const KvmVcpu *vcpu)
+{
+    return vcpu->fd;
+}
+
+struct kvm_run *kvm_vcpu_run_struct(KvmVcpu *vcpu)
+{
+    return vcpu->run;
+}
+
+KvmVm *kvm_vcpu_vm(const KvmVcpu *vcpu)
+{
+    return vcpu->vm;
+}
+
+/* ---- registers ------------------------------------------------------- */
+
+static int vcpu_ioctl(KvmVcpu *v, unsigned long req, void *arg, const char *what)
+{
+    int r = kvm_ioctl(v->fd, req, arg);
+    if (r < 0)
+        kvm_vm_error(v->vm, "vCPU %u: %s: %s", v->index, what, strerror(-r));
+    return r < 0 ? r : 0;
+}
+
+int kvm_vcpu_get_regs(KvmVcpu *vcpu, struct kvm_regs *regs)
+{
+    return vcpu_ioctl(vcpu, KVM_GET_REGS, regs, "KVM_GET_REGS");
+}
+
+int kvm_vcpu_set_regs(KvmVcpu *vcpu, const struct kvm_regs *regs)
+{
+    return vcpu_ioctl(vcpu, KVM_SET_REGS, (void *)regs, "KVM_SET_REGS");
+}
+
+int kvm_vcpu_get_sregs(KvmVcpu *vcpu, struct kvm_sregs *sregs)
+{
+    return vcpu_ioctl(vcpu, KVM_GET_SREGS, sregs, "KVM_GET_SREGS");
+}
+
+int kvm_vcpu_set_sregs(KvmVcpu *vcpu, const struct kvm_sregs *sregs)
+{
+    return vcpu_ioctl(vcpu, KVM_SET_SREGS, (void *)sregs, "KVM_SET_SREGS");
+}
+
+int kvm_vcpu_get_fpu(KvmVcpu *vcpu, struct kvm_fpu *fpu)
+{
+    return vcpu_ioctl(vcpu, KVM_GET_FPU, fpu, "KVM_GET_FPU");
+}
+
+int kvm_vcpu_set_fpu(KvmVcpu *vcpu, const struct kvm_fpu *fpu)
+{
+    return vcpu_ioctl(vcpu, KVM_SET_FPU, (void *)fpu, "KVM_SET_FPU");
+}
+
+typedef struct {
+    struct kvm_msrs hdr;
+    struct kvm_msr_entry e;
+} OneMsr;
+
+int kvm_vcpu_get_msr(KvmVcpu *vcpu, uint32_t index, uint64_t *value)
+{
+    OneMsr m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.nmsrs = 1;
+    m.e.index = index;
+    int r = kvm_ioctl(vcpu->fd, KVM_GET_MSRS, &m);
+    if (r != 1) {
+        kvm_vm_error(vcpu->vm, "vCPU %u: KVM_GET_MSRS 0x%x: %s", vcpu->index, index,
+                     r < 0 ? strerror(-r) : "not supported");
+        return r < 0 ? r : -EINVAL;
+    }
+    *value = m.e.data;
+    return 0;
+}
+
+int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value)
+{
+    OneMsr m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.nmsrs = 1;
+    m.e.index = index;
+    m.e.data = value;
+    int r = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, &m);
+    if (r != 1) {
+        kvm_vm_error(vcpu->vm, "vCPU %u: KVM_SET_MSRS 0x%x: %s", vcpu->index, index,
+                     r < 0 ? strerror(-r) : "not supported");
+        return r < 0 ? r : -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- CPUID ------------------------------------------------------------ */
+
+int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out)
+{
+    for (unsigned nent = 64; nent <= 4096; nent *= 2) {
+        struct kvm_cpuid2 *c =
+            calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
+        if (!c) {
+            kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: out of memory");
+            return -ENOMEM;
+        }
+        c->nent = nent;
+        int r = kvm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+        if (r >= 0) {
+            *out = c;
+            return 0;
+        }
+        free(c);
+        if (r != -E2BIG) {
+            kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
+            return r;
+        }
+    }
+    kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+    return -E2BIG;
+}
+
+int kvm_vcpu_set_cpuid(KvmVcpu *vcpu, const struct kvm_cpuid2 *cpuid)
+{
+    return vcpu_ioctl(vcpu, KVM_SET_CPUID2, (void *)cpuid, "KVM_SET_CPUID2");
+}
+
+int kvm_vcpu_init_cpuid(KvmVcpu *vcpu)
+{
+    struct kvm_cpuid2 *c;
+    int r = kvm_vm_get_supported_cpuid(vcpu->vm, &c);
+    if (r < 0)
+        return r;
+    for (unsigned i = 0; i < c->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &c->entries[i];
+        if (e->function == 1) {
+            e->ebx = (e->ebx & 0x00ffffffu) | ((vcpu->index & 0xffu) << 24);
+            e->ecx |= 1u << 31;     /* running under a hypervisor */
+        } else if (e->function == 0xb || e->function == 0x1f) {
+            e->edx = vcpu->index;   /* x2APIC id */
+        }
+    }
+    r = kvm_vcpu_set_cpuid(vcpu, c);
+    free(c);
+    return r;
+}
+
+/* ---- entry states ------------------------------------------------------ */
+
+static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
+{
+    memset(s, 0, sizeof(*s));
+    s->base = 0;
+    s->limit = 0xffffffffu;
+    s->selector = sel;
+    s->type = type;
+    s->present = 1;
+    s->dpl = 0;
+    s->db = 1;
+    s->s = 1;
+    s->l = 0;
+    s->g = 1;
+    (void)code;
+}
+
+int kvm_vcpu_setup_pvh(KvmVcpu *vcpu, uint64_t entry, uint64_t start_info)
+{
+    struct kvm_sregs sr;
+    int r = kvm_vcpu_get_sregs(vcpu, &sr);
+    if (r < 0)
+        return r;
+    seg_flat(&sr.cs, 0x10, 0xb, true);         /* execute/read, accessed */
+    seg_flat(&sr.ds, 0x18, 0x3, false);        /* read/write, accessed */
+    sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
+    memset(&sr.tr, 0, sizeof(sr.tr));
+    sr.tr.limit = 0x67;
+    sr.tr.type = 0xb;                          /* 32-bit busy TSS */
+    sr.tr.present = 1;
+    memset(&sr.ldt, 0, sizeof(sr.ldt));
+    sr.ldt.type = 0x2;
+    sr.ldt.present = 1;
+    sr.ldt.limit = 0xffff;
+    sr.cr0 = (sr.cr0 | 0x1u /* PE */ | 0x10u /* ET */) & ~(0x80000000ull /* PG */ |
+                                                             0x60000000ull /* CD|NW */);
+    sr.cr4 = 0;
+    sr.efer = 0;
+    r = kvm_vcpu_set_sregs(vcpu, &sr);
+    if (r < 0)
+        return r;
+    struct kvm_regs rg;
+    memset(&rg, 0, sizeof(rg));
+    rg.rip = entry;
+    rg.rbx = start_info;
+    rg.rflags = 2;
+    return kvm_vcpu_set_regs(vcpu, &rg);
+}
+
+int kvm_vcpu_setup_real_mode(KvmVcpu *vcpu, uint16_t cs, uint16_t ip)
+{
+    struct kvm_sregs sr;
+    int r = kvm_vcpu_get_sregs(vcpu, &sr);
+    if (r < 0)
+        return r;
+    struct kvm_segment seg;
+    memset(&seg, 0, sizeof(seg));
+    seg.limit = 0xffff;
+    seg.present = 1;
+    seg.s = 1;
+    seg.type = 0x3;
+    sr.ds = sr.es = sr.fs = sr.gs = sr.ss = seg;
+    seg.type = 0xb;
+    seg.selector = cs;
+    seg.base = (uint64_t)cs << 4;
+    sr.cs = seg;
+    sr.cr0 &= ~(0x1ull | 0x80000000ull);
+    sr.cr4 = 0;
+    sr.efer = 0;
+    r = kvm_vcpu_set_sregs(vcpu, &sr);
+    if (r < 0)
+        return r;
+    struct kvm_regs rg;
+    memset(&rg, 0, sizeof(rg));
+    rg.rip = ip;
+    rg.rflags = 2;
+    return kvm_vcpu_set_regs(vcpu, &rg);
+}
