@@ -128,11 +128,26 @@ static void print_tree(FILE *f, MemoryContext *ctx, bool disabled)
         if (seen) {
             continue;
         }
-        /* address spaces sharing a root: newest first, as QEMU lists them */
-        for (size_t j = ctx->nr_as; j-- > i;) {
-            if (ctx->as[j]->root == root) {
-                fprintf(f, "address-space: %s\n", ctx->as[j]->name);
+        /* address spaces sharing a root, sorted by name as QEMU lists them */
+        const char *prev = NULL;
+        for (;;) {
+            const char *next = NULL;
+            for (size_t j = i; j < ctx->nr_as; j++) {
+                const char *n = ctx->as[j]->name;
+                if (ctx->as[j]->root == root && (!prev || strcmp(n, prev) > 0) &&
+                    (!next || strcmp(n, next) < 0)) {
+                    next = n;
+                }
             }
+            if (!next) {
+                break;
+            }
+            for (size_t j = i; j < ctx->nr_as; j++) {
+                if (ctx->as[j]->root == root && !strcmp(ctx->as[j]->name, next)) {
+                    fprintf(f, "address-space: %s\n", next);
+                }
+            }
+            prev = next;
         }
         print_mr(f, root, 1, 0, &aq, disabled);
         fputc('\n', f);
