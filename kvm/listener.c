@@ -195,7 +195,8 @@ static void apply_log(KvmVm *vm, const MemoryRegionSection *s, int new_mask)
 {
     unsigned id;
     KvmSlot *sl = slot_find(vm, s->offset_within_address_space, sec_size(s), &id);
-    if (!sl || (sl->flags & KVM_MEM_READONLY))
+    if (!sl || sl->mr != s->mr || sl->offset_in_region != s->offset_within_region ||
+        (sl->flags & KVM_MEM_READONLY))
         return;
     uint32_t flags = sl->flags & ~(uint32_t)KVM_MEM_LOG_DIRTY_PAGES;
     if (new_mask)
@@ -228,17 +229,18 @@ static void apply_pending(KvmListener *l)
         kvm_vm_pause(vm);
         STAT_ADD(vm, slot_pauses, 1);
     }
-    for (int pass = PEND_DEL; pass <= PEND_ADD; pass++) {
-        for (size_t i = 0; i < l->npend; i++) {
-            KvmPending *p = &l->pend[i];
-            if ((int)p->kind != pass)
-                continue;
-            switch (p->kind) {
-            case PEND_DEL: apply_del(vm, &p->s); break;
-            case PEND_LOG: apply_log(vm, &p->s, p->new_mask); break;
-            case PEND_ADD: apply_add(vm, &p->s); break;
-            }
-        }
+    /* Deletions first (they free slot numbers), then adds and log changes
+     * in the order memory/ reported them: a log_stop that came with a del
+     * then finds no slot, and a log_start after an add finds the flag set. */
+    for (size_t i = 0; i < l->npend; i++)
+        if (l->pend[i].kind == PEND_DEL)
+            apply_del(vm, &l->pend[i].s);
+    for (size_t i = 0; i < l->npend; i++) {
+        KvmPending *p = &l->pend[i];
+        if (p->kind == PEND_ADD)
+            apply_add(vm, &p->s);
+        else if (p->kind == PEND_LOG)
+            apply_log(vm, &p->s, p->new_mask);
     }
     if (pause)
         kvm_vm_resume(vm);
