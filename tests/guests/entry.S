@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PVH entry stub of every tiny guest.
+ *
+ * Entered per the PVH boot ABI: 32-bit protected mode, paging off, flat
+ * 4 GiB code/data segments, EBX = start_info (unused).  Page tables, GDT and
+ * TSS are static data (CPL0 code is emulated instruction by instruction on
+ * PVM, so the stub does as little as possible): it loads the GDT, enables
+ * PAE, long mode and paging, loads TR, calls guest_kernel_main() at CPL0 if
+ * the guest has one, then iretq's to CPL3 (IOPL 3) and calls guest_main().
+ */
+#include "testdev.h"
+
+#define SEL_CODE32   0x08
+#define SEL_DATA     0x10
+#define SEL_CODE64   0x18
+#define SEL_UDATA    0x20
+#define SEL_UCODE64  0x28
+#define SEL_TSS      0x30
+
+#define TSS_IOMAP_BASE 0x68
+#define TSS_LIMIT      0x2068       /* 0x68 + 8 KiB bitmap */
+
+/* ---- PVH note: XEN_ELFNOTE_PHYS32_ENTRY (18), owner "Xen" ---- */
+        .section .note.Xen, "a", @note
+        .p2align 2
+        .long 4                 /* namesz */
+        .long 4                 /* descsz */
+        .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+        .asciz "Xen"
+        .long pvh_entry
+
+/* ---- 32-bit entry ---- */
+        .section .text.entry, "ax"
+        .code32
+        .globl pvh_entry
+pvh_entry:
+        cli
+        lgdtl gdt_desc
+        movl $SEL_DATA, %eax
+        movl %eax, %ds
+        movl %eax, %es
+        movl %eax, %ss
+        movl $kstack_top, %esp
+
+        /* Patch the TSS base into its descriptor (no link-time shifts). */
+        movl $tss, %eax
+        movw %ax, gdt_tss + 2
+        shrl $16, %eax
+        movb %al, gdt_tss + 4
+        movb %ah, gdt_tss + 7
+
+        movl %cr4, %eax
+        orl $0x20, %eax                 /* PAE */
+        movl %eax, %cr4
+        movl $pml4, %eax
+        movl %eax, %cr3
+        movl $0xc0000080, %ecx          /* EFER */
+        rdmsr
+        orl $0x100, %eax                /* LME */
+        wrmsr
+        movl %cr0, %eax
+        orl $0x80000001, %eax           /* PG | PE */
+        movl %eax, %cr0
+        ljmpl $SEL_CODE64, $long_entry
+
+/* ---- 64-bit, CPL0 ---- */
+        .code64
+long_entry:
+        movl $SEL_DATA, %eax
+        movl %eax, %ds
+        movl %eax, %es
+        movl %eax, %ss
+        movl %eax, %fs
+        movl %eax, %gs
+        movw $SEL_TSS, %ax
+        ltr %ax
+        movq $kstack_top, %rsp
+
+        movq $guest_kernel_main, %rax   /* weak: 0 if the guest has none */
+        testq %rax, %rax
+        jz 1f
+        call *%rax
+1:
+        pushq $(SEL_UDATA | 3)          /* SS */
+        pushq $ustack_top               /* RSP */
+        pushq $0x3002                   /* RFLAGS: IOPL 3, IF off */
+        pushq $(SEL_UCODE64 | 3)        /* CS */
+        pushq $user_entry               /* RIP */
+        iretq
+
+/* ---- 64-bit, CPL3 ---- */
+user_entry:
+        call guest_main
+        movl %eax, %edi
+        call guest_exit                 /* does not return */
+        ud2
+
+        .weak guest_kernel_main
+
+/* ---- descriptor tables ---- */
+        .section .data.tables, "aw"
+        .p2align 4
+gdt:
+        .quad 0
+        .quad 0x00cf9b000000ffff        /* 0x08 code32, DPL0 */
+        .quad 0x00cf93000000ffff        /* 0x10 data, DPL0 */
+        .quad 0x00af9b000000ffff        /* 0x18 code64, DPL0 */
+        .quad 0x00cff3000000ffff        /* 0x20 data, DPL3 */
+        .quad 0x00affb000000ffff        /* 0x28 code64, DPL3 */
+gdt_tss:                                /* 0x30 64-bit TSS, available */
+        .word TSS_LIMIT & 0xffff
+        .word 0                         /* base 15:0 (patched) */
+        .byte 0                         /* base 23:16 (patched) */
+        .byte 0x89                      /* present, DPL0, type 9 */
+        .byte (TSS_LIMIT >> 16) & 0xf
+        .byte 0                         /* base 31:24 (patched) */
+        .long 0                         /* base 63:32 */
+        .long 0
+gdt_end:
+        .p2align 3
+gdt_desc:
+        .word gdt_end - gdt - 1
+        .long gdt
+
+        .p2align 4
+tss:
+        .long 0
+        .quad kstack_top                /* RSP0 */
+        .fill 0x66 - 12, 1, 0
+        .word TSS_IOMAP_BASE            /* I/O map base */
+        .fill 8192, 1, 0                /* every port allowed */
+        .byte 0xff                      /* end of bitmap */
+
+/* ---- identity page tables: 4 GiB with 2 MiB pages, user RW ---- */
+        .section .data.pagetables, "aw"
+        .p2align 12
+pml4:
+        .quad pdpt + 0x7
+        .fill 511, 8, 0
+pdpt:
+        .quad pd + 0x0000 + 0x7
+        .quad pd + 0x1000 + 0x7
+        .quad pd + 0x2000 + 0x7
+        .quad pd + 0x3000 + 0x7
+        .fill 508, 8, 0
+pd:
+        .set i, 0
+        .rept 2048
+        .quad (i << 21) | 0x87          /* present, RW, user, 2 MiB */
+        .set i, i + 1
+        .endr
+
+/* ---- stacks ---- */
+        .section .bss.stacks, "aw", @nobits
+        .p2align 12
+        .skip 16384
+kstack_top:
+        .skip 65536
+ustack_top:

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host side of the tiny-guest kit: a VM from a region tree in a few lines.
+ *
+ *     kit_require_kvm();                       // exit 77 (skip) if unusable
+ *     Kit *k = kit_new(GUEST_ELF, NULL);       // RAM at 0, test device, vCPU
+ *     ... add regions under kit_sysmem(k) / kit_iomem(k) ...
+ *     KitResult r;
+ *     kit_run(k, &r);                          // until the guest exits
+ *     TEST_ASSERT(r.exited && r.code == 0, "guest: %s", r.text);
+ *     kit_free(k);
+ *
+ * The kit owns one MemoryContext with a "system" root container (2^64) and
+ * an "io" root (64 KiB), their address spaces "memory" and "I/O", a RAM
+ * region "ram" at guest physical 0, the test device (testdev.h) in the I/O
+ * space, a KVM VM with those attached, and vCPU 0 in the PVH entry state of
+ * the loaded guest ELF with the host's supported CPUID already set.
+ */
+#ifndef STRATA_TESTS_KIT_H
+#define STRATA_TESTS_KIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kvm/kvm.h"
+#include "memory/memory.h"
+#include "tests/guests/testdev.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct Kit Kit;
+
+typedef struct KitOptions {
+    uint64_t ram_size;      /* bytes of RAM at 0; 0 = 32 MiB */
+    bool irqchip;           /* in-kernel irqchip (HLT then never exits) */
+    bool verbose;           /* kvm/'s verbose mode */
+    unsigned max_slots;     /* kvm/'s max_slots (0 = all) */
+} KitOptions;
+
+/* How a run ended. */
+typedef struct KitResult {
+    KvmEndReason reason;    /* KVM_END_REQUESTED when the guest used EXIT */
+    bool exited;            /* the guest wrote the EXIT port */
+    uint32_t code;          /* its exit code (0 = pass) */
+    char text[256];         /* kvm/'s end text ("hlt", "shutdown ...") */
+} KitResult;
+
+/* Handler of the SYNC port: gets the guest's phase, returns its answer. */
+typedef uint32_t (*KitSyncFn)(Kit *k, uint32_t phase, void *opaque);
+
+/* Exits with 77 (ctest's skip) after printing why, if /dev/kvm cannot run
+ * strata guests here. */
+void kit_require_kvm(void);
+
+/* A VM running the guest ELF at elf_path (opt may be NULL), or NULL after
+ * printing why. */
+Kit *kit_new(const char *elf_path, const KitOptions *opt);
+
+/* Ends the VM (if running) and frees everything the kit made.  Regions the
+ * test added must have been removed (or be removed by the test after). */
+void kit_free(Kit *k);
+
+/* The kit's pieces, for tests that build on them. */
+MemoryContext *kit_ctx(Kit *k);
+MemoryRegion *kit_sysmem(Kit *k);
+MemoryRegion *kit_iomem(Kit *k);
+MemoryRegion *kit_ram(Kit *k);
+AddressSpace *kit_memory_as(Kit *k);
+AddressSpace *kit_io_as(Kit *k);
+KvmVm *kit_vm(Kit *k);
+KvmVcpu *kit_vcpu(Kit *k);
+
+/* Guest physical address of an ELF symbol of the guest, or 0. */
+uint64_t kit_symbol(Kit *k, const char *name);
+/* Host pointer to [gpa, gpa+len) of the kit's RAM, or NULL if outside. */
+void *kit_ram_ptr(Kit *k, uint64_t gpa, uint64_t len);
+/* Host pointer to the guest variable `name` of `len` bytes; aborts the
+ * test if there is no such symbol in RAM. */
+void *kit_guest_var(Kit *k, const char *name, uint64_t len);
+
+/* Installs the SYNC handler (NULL: answer 0).  In kit_run it runs on the
+ * calling thread, so it may change the region tree; after kit_start it
+ * runs on the vCPU thread and must not. */
+void kit_set_sync_handler(Kit *k, KitSyncFn fn, void *opaque);
+
+/* Runs vCPU 0 on the calling thread until the guest exits, HLT, SHUTDOWN
+ * or an error; returns r->reason.  May be called again after HLT. */
+KvmEndReason kit_run(Kit *k, KitResult *r);
+
+/* Starts vCPU 0 on its own thread (kvm/'s run loop). */
+int kit_start(Kit *k);
+/* Waits for a kit_start()ed VM to end; returns r->reason. */
+KvmEndReason kit_wait(Kit *k, KitResult *r);
+
+/* Values the guest reported (REPORT port), in order. */
+const uint32_t *kit_reports(Kit *k, size_t *n);
+/* Number of SYNC writes so far. */
+unsigned kit_sync_count(Kit *k);
+
+/* Prints the KVM slot table (kvm_vm_get_slots) to f. */
+void kit_dump_slots(Kit *k, FILE *f);
+
+/* Fails the test: prints file:line and the message, exits 1. */
+#define TEST_ASSERT(cond, ...)                                              \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n  ", __FILE__,    \
+                    __LINE__, #cond);                                       \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+            exit(1);                                                        \
+        }                                                                   \
+    } while (0)
+
+/* Asserts a run ended with the guest's EXIT code 0. */
+#define TEST_ASSERT_GUEST_PASSED(r)                                         \
+    TEST_ASSERT((r)->exited && (r)->code == 0,                              \
+                "guest did not pass: exited=%d code=%#x end=\"%s\"",        \
+                (r)->exited, (r)->code, (r)->text)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_TESTS_KIT_H */
