@@ -178,18 +178,17 @@ static void test_toggle_one_of_many(void **state)
     expect_counts(&rec, 1, 1, 8, 0, 0);
     rec_reset(&rec);
 
+    /* Only the matching del: the seven others did not change, so they are
+     * not mentioned at all (strata tells listeners only what changed). */
     memory_region_set_enabled(r[3], false);
-    expect_counts(&rec, 1, 1, 0, 1, 7);
+    expect_counts(&rec, 1, 1, 0, 1, 0);
     const RecEvent *e = find_ev(&rec, EV_DEL, r[3]);
     assert_int_equal(e->start, 0x3000);
     assert_true(e->size == (Int128)0x100);
-    for (int i = 0; i < 8; i++) {
-        assert_int_equal(rec_count_mr(&rec, EV_NOP, r[i]), i == 3 ? 0 : 1);
-    }
 
     rec_reset(&rec);
     memory_region_set_enabled(r[3], true);
-    expect_counts(&rec, 1, 1, 1, 0, 7);
+    expect_counts(&rec, 1, 1, 1, 0, 0);
     e = find_ev(&rec, EV_ADD, r[3]);
     assert_int_equal(e->start, 0x3000);
     assert_true(e->size == (Int128)0x100);
@@ -198,7 +197,7 @@ static void test_toggle_one_of_many(void **state)
     /* Moving one: del at the old place, add at the new one. */
     rec_reset(&rec);
     assert_int_equal(memory_region_set_address(r[5], 0x20000), 0);
-    expect_counts(&rec, 1, 1, 1, 1, 7);
+    expect_counts(&rec, 1, 1, 1, 1, 0);
     assert_int_equal(find_ev(&rec, EV_DEL, r[5])->start, 0x5000);
     assert_int_equal(find_ev(&rec, EV_ADD, r[5])->start, 0x20000);
 
@@ -232,14 +231,13 @@ static void test_readonly_romd_changes(void **state)
     rec_reset(&rec);
 
     memory_region_set_readonly(ram, true);
-    expect_counts(&rec, 1, 1, 1, 1, 1);
+    expect_counts(&rec, 1, 1, 1, 1, 0);
     assert_false(find_ev(&rec, EV_DEL, ram)->readonly);
     assert_true(find_ev(&rec, EV_ADD, ram)->readonly);
-    assert_int_equal(rec_count_mr(&rec, EV_NOP, rd), 1);
 
     rec_reset(&rec);
     memory_region_rom_device_set_readable(rd, false);
-    expect_counts(&rec, 1, 1, 1, 1, 1);
+    expect_counts(&rec, 1, 1, 1, 1, 0);
     assert_true(find_ev(&rec, EV_DEL, rd)->romd);
     assert_false(find_ev(&rec, EV_ADD, rd)->romd);
     memory_listener_unregister(&rec.l);
@@ -262,7 +260,11 @@ static void test_log_start_stop(void **state)
     assert_int_equal(rec.n[EV_LOG_STOP], 0);
     assert_int_equal(rec.n[EV_ADD], 0);
     assert_int_equal(rec.n[EV_DEL], 0);
-    assert_int_equal(rec_count_mr(&rec, EV_NOP, ram), 0);
+    if (rec_count_mr(&rec, EV_NOP, ram) != 0) {
+        rec_dump(&rec);
+        fail_msg("region_nop was called for vram although its dirty-log mask changed "
+                 "(memory.h: \"nop only if nothing about them changed\")");
+    }
     const RecEvent *e = find_ev(&rec, EV_LOG_START, ram);
     assert_int_equal(e->old_mask, 0);
     assert_int_equal(e->new_mask, 1 << DIRTY_MEMORY_VGA);
