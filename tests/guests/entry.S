@@ -37,6 +37,7 @@
 pvh_entry:
         cli
         lgdtl gdt_desc
+        lidtl idt_desc                  /* limit 0: any exception triple-faults */
         movl $SEL_DATA, %eax
         movl %eax, %ds
         movl %eax, %es
@@ -122,6 +123,10 @@ gdt_end:
 gdt_desc:
         .word gdt_end - gdt - 1
         .long gdt
+
+idt_desc:
+        .word 0
+        .long 0
 
         .p2align 4
 tss:

@@ -44,6 +44,7 @@ void kit_require_kvm(void)
 {
     const char *why = kvm_probe();
 
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* keep stdout in order with stderr */
     if (why) {
         printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
         fflush(stdout);
@@ -476,4 +477,95 @@ void kit_dump_slots(Kit *k, FILE *f)
                 (unsigned long long)slots[i].gpa, (unsigned long long)slots[i].size,
                 slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES ? "L" : "-",
                 slots[i].flags & KVM_MEM_READONLY ? "R" : "-", slots[i].name);
+}
+
+/* ---- recording device ---------------------------------------------------- */
+
+static void rec_log(KitRecorder *r, uint64_t addr, uint64_t data, unsigned size, bool write)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->n < KIT_REC_MAX)
+        r->log[r->n] = (KitAccess){ .addr = addr, .data = data, .size = size, .write = write };
+    r->n++;
+    pthread_mutex_unlock(&r->lock);
+}
+
+static uint64_t rec_read(void *opaque, uint64_t addr, unsigned size)
+{
+    KitRecorder *r = opaque;
+    uint64_t v = r->read_base + addr;
+
+    if (size < 8)
+        v &= (1ull << (size * 8)) - 1;
+    rec_log(r, addr, v, size, false);
+    return v;
+}
+
+static void rec_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
+{
+    rec_log(opaque, addr, data, size, true);
+}
+
+static void rec_setup(KitRecorder *r, unsigned impl_max)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+    r->ops = (MemoryRegionOps){
+        .read = rec_read,
+        .write = rec_write,
+        .endianness = DEVICE_LITTLE_ENDIAN,
+        .valid = { .min_access_size = 1, .max_access_size = 8 },
+        .impl = { .min_access_size = 1, .max_access_size = impl_max ? impl_max : 8 },
+    };
+}
+
+int kit_recorder_init(KitRecorder *r, Kit *k, const char *name, uint64_t size,
+                      unsigned impl_max)
+{
+    rec_setup(r, impl_max);
+    return memory_region_init_io(&r->mr, k->ctx, &r->ops, r, name, size);
+}
+
+int kit_recorder_init_romd(KitRecorder *r, Kit *k, const char *name, uint64_t size)
+{
+    rec_setup(r, 0);
+    return memory_region_init_rom_device(&r->mr, k->ctx, &r->ops, r, "kit", name, size);
+}
+
+size_t kit_recorder_count(KitRecorder *r)
+{
+    size_t n;
+
+    pthread_mutex_lock(&r->lock);
+    n = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+KitAccess kit_recorder_get(KitRecorder *r, size_t i)
+{
+    KitAccess a = { 0 };
+
+    pthread_mutex_lock(&r->lock);
+    if (i < r->n && i < KIT_REC_MAX)
+        a = r->log[i];
+    pthread_mutex_unlock(&r->lock);
+    return a;
+}
+
+void kit_recorder_reset(KitRecorder *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->n = 0;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void kit_recorder_destroy(KitRecorder *r)
+{
+    MemoryRegion *c = memory_region_get_container(&r->mr);
+
+    if (c)
+        memory_region_del_subregion(c, &r->mr);
+    memory_region_destroy(&r->mr);
+    pthread_mutex_destroy(&r->lock);
 }

@@ -19,11 +19,13 @@
 #ifndef STRATA_TESTS_KIT_H
 #define STRATA_TESTS_KIT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kvm/kvm.h"
 #include "memory/memory.h"
@@ -54,7 +56,7 @@ typedef struct KitResult {
 typedef uint32_t (*KitSyncFn)(Kit *k, uint32_t phase, void *opaque);
 
 /* Exits with 77 (ctest's skip) after printing why, if /dev/kvm cannot run
- * strata guests here. */
+ * strata guests here; also makes stdout line buffered. */
 void kit_require_kvm(void);
 
 /* A VM running the guest ELF at elf_path (opt may be NULL), or NULL after
@@ -104,6 +106,47 @@ unsigned kit_sync_count(Kit *k);
 
 /* Prints the KVM slot table (kvm_vm_get_slots) to f. */
 void kit_dump_slots(Kit *k, FILE *f);
+
+/* ---- A recording device ------------------------------------------------ */
+
+#define KIT_REC_MAX 4096
+
+/* One access seen by a KitRecorder's ops. */
+typedef struct KitAccess {
+    uint64_t addr;          /* offset in the region, as ops got it */
+    uint64_t data;
+    unsigned size;
+    bool write;
+} KitAccess;
+
+/*
+ * An I/O region that logs every ops call, in order.  Reads return
+ * (read_base + addr) truncated to the access size.  Its ops are a copy the
+ * test may adjust (impl/valid sizes) before placing the region.
+ */
+typedef struct KitRecorder {
+    MemoryRegion mr;
+    MemoryRegionOps ops;
+    pthread_mutex_t lock;
+    KitAccess log[KIT_REC_MAX];
+    size_t n;               /* accesses so far (the log keeps the first KIT_REC_MAX) */
+    uint64_t read_base;
+} KitRecorder;
+
+/* Initialises r as an I/O region of `size` bytes in k's context whose
+ * callbacks implement accesses up to impl_max bytes (0 = 8). */
+int kit_recorder_init(KitRecorder *r, Kit *k, const char *name, uint64_t size,
+                      unsigned impl_max);
+/* Initialises r as a rom_device of `size` bytes whose ops are the recorder's. */
+int kit_recorder_init_romd(KitRecorder *r, Kit *k, const char *name, uint64_t size);
+/* Number of accesses so far (reads + writes). */
+size_t kit_recorder_count(KitRecorder *r);
+/* Copy of access i (i < min(count, KIT_REC_MAX)). */
+KitAccess kit_recorder_get(KitRecorder *r, size_t i);
+/* Forgets every access. */
+void kit_recorder_reset(KitRecorder *r);
+/* Removes r from its container (if any) and destroys the region. */
+void kit_recorder_destroy(KitRecorder *r);
 
 /* Fails the test: prints file:line and the message, exits 1. */
 #define TEST_ASSERT(cond, ...)                                              \
