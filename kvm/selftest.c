@@ -82,6 +82,8 @@ typedef struct TVm {
     KvmVm *vm;
     KvmVcpu *cpu;
     uint8_t *ram_ptr;
+    MemoryRegion *extra[8];     /* test regions, destroyed before the context */
+    int nextra;
 } TVm;
 
 /* RAM at 0, a port device at 0x3f8 (8 ports), an MMIO device at 0xd0000. */
@@ -135,6 +137,8 @@ static void tvm_fini(TVm *t)
     memory_region_destroy(&t->ram);
     memory_region_destroy(&t->mmio);
     memory_region_destroy(&t->ports);
+    for (int i = 0; i < t->nextra; i++)
+        memory_region_destroy(t->extra[i]);
     memory_region_destroy(&t->sys);
     memory_region_destroy(&t->io);
     memory_context_free(t->ctx);
@@ -216,6 +220,7 @@ static void test_mmio_coalesced(void)
     CHECK(r == 0);
     if (r == 0) {
         memory_region_init_io(&co, t.ctx, &dev_ops, &co_dev, "coalesced", 0x1000);
+        t.extra[t.nextra++] = &co;
         memory_region_set_coalescing(&co);
         memory_region_add_subregion(&t.sys, 0xe0000, &co);
         KvmVmStats st;
@@ -243,7 +248,6 @@ static void test_mmio_coalesced(void)
         CHECK(st.coalesced_zones == 0);
     }
     tvm_fini(&t);
-    memory_region_destroy(&co);
 }
 
 static uint64_t efd_count(int fd)
@@ -277,6 +281,7 @@ static void test_ioeventfd(void)
     CHECK(r == 0);
     if (r == 0) {
         memory_region_init_io(&p2, t.ctx, &dev_ops, &p2_dev, "port500", 4);
+        t.extra[t.nextra++] = &p2;
         memory_region_transaction_begin(t.ctx);
         memory_region_add_subregion(&t.io, 0x500, &p2);
         CHECK(memory_region_add_eventfd(&p2, 0, 1, true, 7, pfd) == 0);
@@ -304,7 +309,6 @@ static void test_ioeventfd(void)
         memory_region_del_subregion(&t.io, &p2);
     }
     tvm_fini(&t);
-    memory_region_destroy(&p2);
     close(pfd);
     close(mfd);
 }
@@ -345,6 +349,8 @@ static void test_rom(void)
         memset(memory_region_get_ram_ptr(&bios), 0x11, 0x10000);
         memory_region_init_rom_device(&flash, t.ctx, &dev_ops, &flash_dev, NULL, "flash", 0x1000);
         memset(memory_region_get_ram_ptr(&flash), 0x22, 0x1000);
+        t.extra[t.nextra++] = &bios;
+        t.extra[t.nextra++] = &flash;
         uint64_t c0 = kvm_vm_slot_ioctl_count(t.vm);
         memory_region_transaction_begin(t.ctx);
         memory_region_add_subregion(&t.sys, 0xf0000, &bios);
@@ -391,8 +397,6 @@ static void test_rom(void)
         CHECK(kvm_vm_get_slots(t.vm, si, 8) == 1);
     }
     tvm_fini(&t);
-    memory_region_destroy(&bios);
-    memory_region_destroy(&flash);
 }
 
 static void test_dirty_log(void)
@@ -478,6 +482,9 @@ static void test_slots(void)
             memory_region_init_ram(&x[i], t.ctx, NULL, name, 0x10000);
         }
         memory_region_init_ram(&odd, t.ctx, NULL, "odd", 0x800);
+        for (int i = 0; i < 3; i++)
+            t.extra[t.nextra++] = &x[i];
+        t.extra[t.nextra++] = &odd;
         uint64_t c0 = kvm_vm_slot_ioctl_count(t.vm);
         memory_region_transaction_begin(t.ctx);
         memory_region_add_subregion(&t.sys, xaddr[0], &x[0]);
@@ -528,9 +535,6 @@ static void test_slots(void)
         memory_region_transaction_commit(t.ctx);
     }
     tvm_fini(&t);
-    for (int i = 0; i < 3; i++)
-        memory_region_destroy(&x[i]);
-    memory_region_destroy(&odd);
 }
 
 static void sleep_ms(unsigned ms)
@@ -549,6 +553,7 @@ static void test_threads_pause(void)
     CHECK(r == 0);
     if (r == 0) {
         memory_region_init_ram(&extra, t.ctx, NULL, "extra", 0x10000);
+        t.extra[t.nextra++] = &extra;
         volatile uint32_t *counter = (volatile uint32_t *)(t.ram_ptr + 0x500);
         CHECK(kvm_vm_start(t.vm) == 0);
         CHECK(kvm_vm_start(t.vm) == -EALREADY);
@@ -577,7 +582,6 @@ static void test_threads_pause(void)
         CHECK(kvm_vm_ended(t.vm));
     }
     tvm_fini(&t);
-    memory_region_destroy(&extra);
 }
 
 static void test_shutdown(void)
