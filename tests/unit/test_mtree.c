@@ -338,6 +338,73 @@ static void test_check_after_board(void **state)
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
 }
 
+
+/* Nested bases, an alias of a mapped container (its memory-region section
+ * starts at the container's own address) and equal-priority siblings at one
+ * address (list order: newest first). */
+static void test_nested_text(void **state)
+{
+    (void)state;
+    TestDev dev = { 0 };
+    MemoryContext *ctx = memory_context_new();
+    MemoryRegion sys, bus, devx, win, ova, ovb;
+    MemoryRegion *all[] = { &sys, &bus, &devx, &win, &ova, &ovb };
+    for (size_t i = 0; i < 6; i++) {
+        memset(all[i], 0, sizeof(MemoryRegion));
+    }
+    assert_non_null(ctx);
+    assert_int_equal(memory_region_init(&sys, ctx, "sys", 0x100000000ull), 0);
+    assert_int_equal(memory_region_init(&bus, ctx, "bus", 0x10000), 0);
+    assert_int_equal(memory_region_init_io(&devx, ctx, &plain_ops, &dev, "devx", 0x100), 0);
+    assert_int_equal(memory_region_init_alias(&win, ctx, "buswin", &bus, 0x100, 0x100), 0);
+    assert_int_equal(memory_region_init_io(&ova, ctx, &plain_ops, &dev, "ovA", 0x10), 0);
+    assert_int_equal(memory_region_init_io(&ovb, ctx, &plain_ops, &dev, "ovB", 0x10), 0);
+    assert_int_equal(memory_region_add_subregion(&bus, 0x100, &devx), 0);
+    assert_int_equal(memory_region_add_subregion(&sys, 0x10000000, &bus), 0);
+    assert_int_equal(memory_region_add_subregion(&sys, 0x20000000, &win), 0);
+    assert_int_equal(memory_region_add_subregion_overlap(&sys, 0x30000000, &ova, 0), 0);
+    assert_int_equal(memory_region_add_subregion_overlap(&sys, 0x30000000, &ovb, 0), 0);
+    AddressSpace *as = address_space_new(ctx, &sys, "as0");
+    assert_non_null(as);
+
+    char *got = mtree_info_str(ctx, 0);
+    expect_text(got,
+        "address-space: as0\n"
+        "  0000000000000000-00000000ffffffff (prio 0, i/o): sys\n"
+        "    0000000010000000-000000001000ffff (prio 0, i/o): bus\n"
+        "      0000000010000100-00000000100001ff (prio 0, i/o): devx\n"
+        "    0000000020000000-00000000200000ff (prio 0, i/o): alias buswin @bus 0000000000000100-00000000000001ff\n"
+        "    0000000030000000-000000003000000f (prio 0, i/o): ovB\n"
+        "    0000000030000000-000000003000000f (prio 0, i/o): ovA\n"
+        "\n"
+        "memory-region: bus\n"
+        "  0000000010000000-000000001000ffff (prio 0, i/o): bus\n"
+        "    0000000010000100-00000000100001ff (prio 0, i/o): devx\n"
+        "\n");
+    free(got);
+    got = mtree_info_str(ctx, MTREE_FLATVIEW);
+    expect_text(got,
+        "FlatView #0\n"
+        " AS \"as0\", root: sys\n"
+        " Root memory region: sys\n"
+        "  0000000010000100-00000000100001ff (prio 0, i/o): devx\n"
+        "  0000000020000000-00000000200000ff (prio 0, i/o): devx\n"
+        "  0000000030000000-000000003000000f (prio 0, i/o): ovB\n"
+        "\n");
+    free(got);
+
+    address_space_destroy(as);
+    assert_int_equal(memory_region_del_subregion(&sys, &ovb), 0);
+    assert_int_equal(memory_region_del_subregion(&sys, &ova), 0);
+    assert_int_equal(memory_region_del_subregion(&sys, &win), 0);
+    assert_int_equal(memory_region_del_subregion(&sys, &bus), 0);
+    assert_int_equal(memory_region_del_subregion(&bus, &devx), 0);
+    for (size_t i = 6; i-- > 0;) {
+        assert_int_equal(memory_region_destroy(all[i]), 0);
+    }
+    memory_context_free(ctx);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fix_setup, fix_teardown)
 
 int main(void)
@@ -347,6 +414,7 @@ int main(void)
         T(test_flatview_text),
         cmocka_unit_test(test_io_space_text),
         cmocka_unit_test(test_empty_text),
+        cmocka_unit_test(test_nested_text),
         T(test_json),
         T(test_check_after_board),
     };

@@ -898,6 +898,50 @@ static void test_last_error_fresh(void **state)
     memory_context_free(ctx);
 }
 
+
+/* A child's priority only counts among its siblings: a priority -10 child
+ * of a priority 1 container still beats a priority 0 sibling of the
+ * container, and a container clips what its children show. */
+static void test_container_priority_and_clip(void **state)
+{
+    Fix *f = *state;
+    MemoryRegion *box = fx_container(f, "box", 0x1000);
+    MemoryRegion *low = fx_ram(f, "low-in-box", 0x2000);
+    MemoryRegion *s = fx_ram(f, "sibling", 0x3000);
+
+    assert_int_equal(memory_region_add_subregion_overlap(box, 0, low, -10), 0);
+    assert_int_equal(memory_region_add_subregion_overlap(f->root, 0, box, 1), 0);
+    assert_int_equal(memory_region_add_subregion(f->root, 0, s), 0);
+    ExpRange e[] = { R(0, 0x1000, low, 0), R(0x1000, 0x2000, s, 0x1000) };
+    expect_flatview(f->as, e, NR(e));
+
+    /* A container at a non-zero address: children are relative to it. */
+    assert_int_equal(memory_region_set_address(box, 0x10000), 0);
+    ExpRange e2[] = { R(0, 0x3000, s, 0), R(0x10000, 0x1000, low, 0) };
+    expect_flatview(f->as, e2, NR(e2));
+    assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
+}
+
+static void test_zero_size_region(void **state)
+{
+    Fix *f = *state;
+    TestDev dev = { 0 };
+    MemoryRegion *z = fx_slot(f);
+    MemoryRegion *ram = fx_ram(f, "ram", 0x1000);
+
+    assert_int_equal(memory_region_add_subregion(f->root, 0, ram), 0);
+    if (memory_region_init_io(z, f->ctx, NULL, &dev, "empty", 0) != 0) {
+        return;     /* refusing a 0-byte region is acceptable */
+    }
+    fx_live(f, z);
+    assert_int_equal(memory_region_size(z), 0);
+    if (memory_region_add_subregion(f->root, 0x800, z) == 0) {
+        ExpRange e[] = { R(0, 0x1000, ram, 0) };
+        expect_flatview(f->as, e, NR(e));
+    }
+    assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fix_setup, fix_teardown)
 
 int main(void)
@@ -927,6 +971,8 @@ int main(void)
         T(test_address_space_disabled_root),
         T(test_render_count),
         T(test_check_flatviews_series),
+        T(test_container_priority_and_clip),
+        T(test_zero_size_region),
         cmocka_unit_test(test_last_error_fresh),
     };
     return cmocka_run_group_tests_name("memory-tree", tests, NULL, NULL);
