@@ -125,10 +125,12 @@ static int handle_mmio(KvmVcpu *v, ExitErr *err)
 
 static void set_state(KvmVcpu *v, KvmVcpuState s)
 {
-    pthread_mutex_lock(&v->vm->lock);
+    KvmVm *vm = v->vm;
+    pthread_mutex_lock(&vm->lock);
     v->state = s;
-    pthread_cond_broadcast(&v->vm->cond);
-    pthread_mutex_unlock(&v->vm->lock);
+    if (vm->pause_count || vm->ended)     /* only pausers wait for states */
+        pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
 }
 
 /* Drains the ring and dispatches an IO/MMIO exit. */
@@ -368,6 +370,11 @@ static void *vcpu_thread(void *arg)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, kvm_kick_signal());
+    sigaddset(&set, SIGSEGV);
+    sigaddset(&set, SIGBUS);
+    sigaddset(&set, SIGFPE);
+    sigaddset(&set, SIGILL);
+    sigaddset(&set, SIGABRT);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     tls_vcpu = v;
     for (;;) {
@@ -395,6 +402,11 @@ int kvm_vm_start(KvmVm *vm)
     }
     vm->started = true;
     int r = 0;
+    /* vCPU threads start with every signal blocked (the VMM's main thread
+     * handles them) except the kick, which vcpu_thread unblocks. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         KvmVcpu *v = vm->vcpus[i];
         v->threaded = true;
@@ -405,6 +417,7 @@ int kvm_vm_start(KvmVm *vm)
             break;
         }
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_mutex_unlock(&vm->lock);
     if (r < 0) {
         kvm_vm_error(vm, "vCPU thread: pthread_create: %s", strerror(-r));

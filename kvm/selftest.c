@@ -154,10 +154,14 @@ static void test_pio(void)
      *   mov $0x3fa,%dx ; out %al,%dx   # echo it
      *   mov $0x3fb,%dx ; mov $0x100,%si ; mov $4,%cx ; cld ; rep outsb
      *   hlt
+     *   mov $0x3f9,%dx ; mov $0x200,%di ; mov $3,%cx ; cld ; rep insb
+     *   hlt
      */
     static const uint8_t code[] = {
         0xba, 0xf8, 0x03, 0xb0, 0x41, 0xee, 0x42, 0xec, 0xba, 0xfa, 0x03, 0xee,
         0xba, 0xfb, 0x03, 0xbe, 0x00, 0x01, 0xb9, 0x04, 0x00, 0xfc, 0xf3, 0x6e,
+        0xf4,
+        0xba, 0xf9, 0x03, 0xbf, 0x00, 0x02, 0xb9, 0x03, 0x00, 0xfc, 0xf3, 0x6c,
         0xf4,
     };
     TVm t;
@@ -177,6 +181,12 @@ static void test_pio(void)
             for (int i = 0; i < 4; i++)
                 CHECK(events[3 + i].addr == 0x3fb && events[3 + i].data == (uint64_t)"wxyz"[i]);
         }
+        nevents = 0;
+        CHECK(kvm_vcpu_run_until_exit(t.cpu, &end) == KVM_END_HLT);
+        CHECK(nevents == 3 && memcmp(t.ram_ptr + 0x200, "\x5b\x5b\x5b", 3) == 0);
+        KvmVmStats st;
+        kvm_vm_get_stats(t.vm, &st);
+        printf("     pio: %llu IO exits for 10 port accesses\n", (unsigned long long)st.exits_io);
         KvmSlotInfo si[4];
         size_t n = kvm_vm_get_slots(t.vm, si, 4);
         CHECK(n == 1);
