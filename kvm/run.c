@@ -5,7 +5,9 @@
  *
  * Pause protocol (all under vm->lock): a pauser bumps pause_count, sets
  * kvm_run->immediate_exit on each vCPU in VCPU_RUNNING and signals its
- * thread, then waits until no vCPU is in VCPU_RUNNING.  A vCPU clears
+ * thread, then waits until no vCPU is in VCPU_RUNNING (a vCPU thread
+ * leaves that state only to park, to wait for the dispatch lock, or to
+ * exit; a synchronous caller's vCPU is idle between runs).  A vCPU clears
  * immediate_exit and checks pause_count under the same lock right before
  * KVM_RUN, so a pause either parks it there or makes KVM_RUN return at once.
  */
@@ -188,7 +190,8 @@ static int run_once(KvmVcpu *v, ExitErr *err)
         int e = errno;
         if (e != EINTR && e != EAGAIN) {
             snprintf(err->text, sizeof(err->text), "KVM_RUN: %s", strerror(e));
-            set_state(v, VCPU_IDLE);
+            if (!v->threaded)
+                set_state(v, VCPU_IDLE);
             tls_vcpu = prev;
             return -e;
         }
@@ -197,7 +200,11 @@ static int run_once(KvmVcpu *v, ExitErr *err)
         exit_reason = (int)v->run->exit_reason;
     }
     r = handle_exit(v, exit_reason, err);
-    set_state(v, VCPU_IDLE);
+    /* A vCPU thread stays RUNNING until it parks (or exits), so a pause
+     * returns only once it is really parked; a synchronous caller's vCPU
+     * is idle between calls. */
+    if (!v->threaded)
+        set_state(v, VCPU_IDLE);
     tls_vcpu = prev;
     return r < 0 ? r : exit_reason;
 }

@@ -594,6 +594,91 @@ static void test_threads_pause(void)
     tvm_fini(&t);
 }
 
+/* A port whose writes pause and resume the whole VM from the vCPU thread. */
+typedef struct PauseDev {
+    KvmVm *vm;
+    unsigned writes;
+} PauseDev;
+
+static uint64_t pausedev_read(void *opaque, uint64_t addr, unsigned size)
+{
+    (void)opaque;
+    (void)addr;
+    (void)size;
+    return 0;
+}
+
+static void pausedev_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
+{
+    PauseDev *d = opaque;
+    (void)addr;
+    (void)data;
+    (void)size;
+    kvm_vm_pause(d->vm);
+    kvm_vm_resume(d->vm);
+    __atomic_fetch_add(&d->writes, 1, __ATOMIC_RELAXED);
+}
+
+static const MemoryRegionOps pausedev_ops = {
+    .read = pausedev_read,
+    .write = pausedev_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+};
+
+static void test_smp_pause(void)
+{
+    /*
+     * vCPU 0 at 0x1000:  1: incl 0x500 ; jmp 1b
+     * vCPU 1 at 0x1100:  1: incl 0x504 ; mov $0x600,%dx ; out %al,%dx ; jmp 1b
+     * (port 0x600 pauses and resumes the VM from vCPU 1's own thread)
+     */
+    static const uint8_t code0[] = { 0x66, 0xff, 0x06, 0x00, 0x05, 0xeb, 0xf9 };
+    static const uint8_t code1[] = { 0x66, 0xff, 0x06, 0x04, 0x05, 0xba, 0x00, 0x06, 0xee,
+                                     0xeb, 0xf5 };
+    TVm t;
+    MemoryRegion pd;
+    PauseDev pdev = { NULL, 0 };
+    int r = tvm_init(&t, NULL, code0, sizeof(code0));
+    CHECK(r == 0);
+    KvmVcpu *cpu1 = NULL;
+    if (r == 0) {
+        memcpy(t.ram_ptr + 0x1100, code1, sizeof(code1));
+        pdev.vm = t.vm;
+        memory_region_init_io(&pd, t.ctx, &pausedev_ops, &pdev, "pauser", 1);
+        t.extra[t.nextra++] = &pd;
+        memory_region_add_subregion(&t.io, 0x600, &pd);
+        CHECK(kvm_vcpu_create(t.vm, 1, &cpu1) == 0);
+    }
+    if (cpu1) {
+        CHECK(kvm_vcpu_init_cpuid(cpu1) == 0);
+        CHECK(kvm_vcpu_setup_real_mode(cpu1, 0, 0x1100) == 0);
+        volatile uint32_t *c0 = (volatile uint32_t *)(t.ram_ptr + 0x500);
+        volatile uint32_t *c1 = (volatile uint32_t *)(t.ram_ptr + 0x504);
+        CHECK(kvm_vm_start(t.vm) == 0);
+        sleep_ms(30);
+        unsigned cycles = 0, stopped = 0;
+        for (int i = 0; i < 100; i++) {
+            kvm_vm_pause(t.vm);
+            uint32_t a = *c0, b = *c1;
+            struct timespec ts = { 0, 200000 };
+            nanosleep(&ts, NULL);
+            stopped += (a == *c0 && b == *c1);
+            kvm_vm_resume(t.vm);
+            cycles++;
+        }
+        CHECK(stopped == cycles);
+        uint32_t a = *c0, b = *c1;
+        sleep_ms(30);
+        CHECK(*c0 > a && *c1 > b);
+        CHECK(__atomic_load_n(&pdev.writes, __ATOMIC_RELAXED) > 0);
+        kvm_vm_request_end(t.vm, KVM_END_REQUESTED, 0, NULL);
+        KvmVmEnd end;
+        CHECK(kvm_vm_wait(t.vm, &end) == KVM_END_REQUESTED);
+        CHECK(strcmp(end.text, "requested") == 0);
+    }
+    tvm_fini(&t);
+}
+
 static void test_shutdown(void)
 {
     /*
@@ -726,6 +811,7 @@ int main(void)
         { "dirty_log", test_dirty_log },
         { "slots", test_slots },
         { "threads_pause", test_threads_pause },
+        { "smp_pause", test_smp_pause },
         { "shutdown", test_shutdown },
         { "internal_error", test_internal_error },
         { "irqchip", test_irqchip },

@@ -30,7 +30,9 @@ static void kick_install(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = kick_handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;    /* no SA_RESTART: KVM_RUN must return */
+    /* KVM_RUN returns -EINTR on a pending signal whatever the flags (it is
+     * never restarted); SA_RESTART spares device code on vCPU threads. */
+    sa.sa_flags = SA_RESTART;
     sigaction(kvm_kick_signal(), &sa, NULL);
 }
 
