@@ -93,6 +93,7 @@ typedef struct Look {
     RObj *path[REPLAY_MAX_NEST];
     unsigned depth;
     bool too_deep;
+    bool reordered;     /* a subregion list was reordered */
 } Look;
 
 enum { L_NONE, L_FOUND, L_BLOCKED };
@@ -131,10 +132,36 @@ static int look(Look *lk, RObj *o, s128 base, s128 clo, s128 chi, s128 p, const 
         return r;
     }
     for (i = 0; i < o->nr_kids; i++) {
+        unsigned depth = lk->depth, j;
+
         r = look(lk, o->list[i], s, lo, hi, p, w);
-        if (r != L_NONE) {
-            return r;
+        if (r != L_BLOCKED) {
+            if (r == L_FOUND) {
+                return r;
+            }
+            continue;
         }
+        /*
+         * Blocked by a terminal sibling.  Equal-priority siblings at other
+         * addresses are in an order the text does not show: if a later one
+         * holds the expected region, it must come first in the list.
+         */
+        for (j = i + 1; j < o->nr_kids; j++) {
+            RObj *c = o->list[j];
+
+            if (c->prio != o->list[i]->prio || c->addr == o->list[i]->addr) {
+                continue;
+            }
+            lk->depth = depth;
+            if (look(lk, c, s, lo, hi, p, w) == L_FOUND) {
+                memmove(&o->list[i + 1], &o->list[i], (j - i) * sizeof(*o->list));
+                o->list[i] = c;
+                lk->reordered = true;
+                return L_FOUND;
+            }
+        }
+        lk->depth = depth;
+        return L_BLOCKED;
     }
     if (s == w->base && o->prio == w->prio && strcmp(o->name, w->name) == 0 &&
         type_fits(w->type, o)) {
@@ -267,7 +294,7 @@ static void assign_fv_roots(Model *m)
     free(done);
 }
 
-static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b)
+static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b, bool quiet)
 {
     Want w = { .name = r->name, .base = (s128)r->start - (s128)r->offset,
                .prio = r->prio, .type = r->type };
@@ -305,16 +332,19 @@ static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b
                         break;
                     }
                 }
-                if (!marked) {
+                if (!marked && !quiet) {
                     model_diag(m, "line %u: '%s' prints as rom but no alias on its path "
                                "can be read-only", r->line, r->name);
                 }
             }
         } else {
-            model_diag(m, "line %u: no region '%s' (prio %d) based at 0x%llx is visible at "
-                       "0x%llx%s", r->line, r->name, r->prio,
-                       (unsigned long long)(uint64_t)w.base, (unsigned long long)(uint64_t)p,
-                       lk.too_deep ? " (nesting too deep)" : "");
+            if (!quiet) {
+                model_diag(m, "line %u: no region '%s' (prio %d) based at 0x%llx is visible "
+                           "at 0x%llx%s", r->line, r->name, r->prio,
+                           (unsigned long long)(uint64_t)w.base,
+                           (unsigned long long)(uint64_t)p,
+                           lk.too_deep ? " (nesting too deep)" : "");
+            }
             return;
         }
         if (lo >= b->n || b->v[lo] >= end) {
@@ -366,7 +396,7 @@ static void infer_root(Model *m, const MtpSection *fv, RObj *root)
 
 void infer_from_flatviews(Model *m)
 {
-    unsigned si, i;
+    unsigned si, i, pass;
 
     assign_fv_roots(m);
     for (si = 0; si < m->d->nr_sections; si++) {
@@ -384,8 +414,11 @@ void infer_from_flatviews(Model *m)
         }
         walk_bounds(&b, root, 0, 0, (s128)INT128_2_64, 0);
         qsort(b.v, b.n, sizeof(*b.v), cmp_s128);
-        for (i = 0; i < fv->nr_ranges; i++) {
-            infer_range(m, root, &fv->ranges[i], &b);
+        /* a second pass sees regions found terminal late (list-order conflicts) */
+        for (pass = 0; pass < 2; pass++) {
+            for (i = 0; i < fv->nr_ranges; i++) {
+                infer_range(m, root, &fv->ranges[i], &b, pass == 0);
+            }
         }
         free(b.v);
     }

@@ -256,86 +256,181 @@ static RObj *resolve_by_name(Model *m, const char *name)
     return NULL;
 }
 
-/* Printed type of an object (an alias prints its target's). */
-static MtpType printed_type(const RObj *o)
+/* Can `to` be reached from `from` through subregions and alias targets? */
+static bool reaches(Model *m, RObj *from, const RObj *to, unsigned stamp, unsigned depth)
 {
-    return o->node->type;
+    unsigned i;
+
+    if (from == to || depth > REPLAY_MAX_NEST) {
+        return true;
+    }
+    if (from->visit == stamp) {
+        return false;
+    }
+    from->visit = stamp;
+    if (from->is_alias && from->target && reaches(m, from->target, to, stamp, depth + 1)) {
+        return true;
+    }
+    for (i = 0; i < from->nr_kids; i++) {
+        if (reaches(m, from->kids[i], to, stamp, depth + 1)) {
+            return true;
+        }
+    }
+    return false;
 }
+
+/* Could alias o point at t?  -1 if not, else how many of t's subregions its window shows. */
+static int target_score(Model *m, RObj *o, RObj *t)
+{
+    const MtpNode *n = o->node;
+    unsigned i;
+    int score = 0;
+
+    /* START-START may be a zero-sized window at the very end */
+    if (strcmp(t->name, n->alias_target) != 0 || t->node->type != n->type ||
+        (u128)n->alias_end >= t->size + (n->alias_end == n->alias_start)) {
+        return -1;
+    }
+    if (reaches(m, t, o, ++m->stamp, 0)) {
+        return -1;      /* a loop */
+    }
+    for (i = 0; i < t->nr_kids; i++) {
+        u128 s = t->kids[i]->addr, e = s + t->kids[i]->size;
+
+        if (s <= n->alias_end && e > n->alias_start) {
+            score++;
+        }
+    }
+    return score;
+}
+
+/* An alias, at its first printing (position pos in printing order). */
+typedef struct Occ {
+    RObj *o;
+    unsigned pos;
+} Occ;
 
 /*
  * Replays QEMU's alias queue over the text to tell which memory-region:
- * section each alias points to; falls back to names if the text does not
- * follow the queue discipline (hand-made input).
+ * section each alias points to: an alias names either a target already
+ * queued or the next memory-region: section, which must be queued before
+ * the printer reaches it.  Between equal names, the target whose subregions
+ * the alias window shows wins (a PCI bridge's windows show its own bus).
+ * Falls back to names if the text does not follow the queue discipline
+ * (hand-made input).
  */
 static int resolve_aliases(Model *m, char *err, size_t errlen)
 {
     const MtpDump *d = m->d;
-    unsigned *q, k = 0, qlen = 0, i, j, si;
+    unsigned *q, *qpos, k = 0, qlen = 0, i, j, si, pos = 0, nocc = 0;
+    Occ *occ;
     bool ok = true;
 
     q = calloc(d->nr_sections + 1, sizeof(*q));
-    if (!q) {
+    qpos = calloc(d->nr_sections + 1, sizeof(*qpos));
+    occ = calloc(m->nr_objs + 1, sizeof(*occ));
+    if (!q || !qpos || !occ) {
+        free(q);
+        free(qpos);
+        free(occ);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (i = 0; i < d->nr_sections; i++) {
-        if (d->sections[i].kind == MTP_SEC_MR) {
-            q[k++] = i;
-        }
-    }
-    for (si = 0; si < d->nr_sections && ok; si++) {
+    /* printing order: sections in text order, regions in order */
+    ++m->stamp;
+    for (si = 0; si < d->nr_sections; si++) {
         const MtpSection *s = &d->sections[si];
 
         if (s->kind == MTP_SEC_FV) {
             continue;
         }
-        for (i = 0; i < s->nr_nodes && ok; i++) {
-            const MtpNode *n = &s->nodes[i];
-            RObj *o = m->secmap[si][i], *pick = NULL;
-            bool new_ok;
-            unsigned nexist = 0;
+        if (s->kind == MTP_SEC_MR) {
+            qpos[k] = pos;
+            q[k++] = si;
+        }
+        for (i = 0; i < s->nr_nodes; i++, pos++) {
+            RObj *o = m->secmap[si][i];
 
-            if (!n->is_alias || o->target) {
-                continue;
+            if (o->is_alias && o->visit != m->stamp) {
+                o->visit = m->stamp;
+                occ[nocc].o = o;
+                occ[nocc++].pos = pos;
             }
-            new_ok = qlen < k && strcmp(d->sections[q[qlen]].names[0], n->alias_target) == 0;
+        }
+    }
+    for (i = 0; i < nocc && ok; i++) {
+        RObj *o = occ[i].o, *pick = NULL, *newc = NULL;
+        const char *name = o->node->alias_target;
+        int best = -1, sc;
+
+        if (qlen < k && strcmp(d->sections[q[qlen]].names[0], name) == 0) {
+            if (qpos[qlen] < occ[i].pos) {
+                model_diag(m, "line %u: memory-region: %s printed before any alias named it",
+                           d->sections[q[qlen]].line, name);
+                ok = false;     /* a section printed before anything named it */
+                break;
+            }
+            if (target_score(m, o, mr_obj(m, q[qlen])) >= 0) {
+                newc = mr_obj(m, q[qlen]);
+            }
+        }
+        if (newc) {
+            /* the last alias of that name before the section must queue it */
+            bool later = false;
+
+            for (j = i + 1; j < nocc && occ[j].pos < qpos[qlen] && !later; j++) {
+                later = strcmp(occ[j].o->node->alias_target, name) == 0;
+            }
+            pick = newc;
+            if (later) {
+                best = target_score(m, o, newc);
+            }
+        }
+        if (!newc || best >= 0) {
             for (j = 0; j < qlen; j++) {
                 RObj *t = mr_obj(m, q[j]);
 
-                if (strcmp(t->name, n->alias_target) == 0) {
-                    if (!pick || (printed_type(pick) != n->type && printed_type(t) == n->type)) {
-                        pick = t;
-                    }
-                    nexist++;
+                sc = target_score(m, o, t);
+                if (sc > best) {
+                    best = sc;
+                    pick = t;
                 }
             }
-            if (new_ok && (!pick || printed_type(pick) != n->type)) {
-                pick = mr_obj(m, q[qlen++]);
-            }
-            if (!pick) {
-                ok = false;
-                break;
-            }
-            o->target = pick;
         }
+        if (!pick) {
+            model_diag(m, "line %u: alias '%s': no queued or next region '%s' fits it",
+                       o->node->line, o->name, name);
+            ok = false;
+            break;
+        }
+        if (pick == newc) {
+            qlen++;
+        }
+        o->target = pick;
     }
     if (!ok || qlen != k) {
         /* not QEMU's queue order: resolve every alias by name */
+        model_diag(m, "aliases resolved by name only (the text does not follow QEMU's "
+                   "alias queue)");
         for (i = 0; i < m->nr_objs; i++) {
             RObj *o = m->objs[i];
 
             if (o->is_alias) {
                 o->target = resolve_by_name(m, o->node->alias_target);
                 if (!o->target) {
-                    free(q);
                     snprintf(err, errlen, "line %u: alias '%s': no region named '%s'",
                              o->node->line, o->name, o->node->alias_target);
+                    free(q);
+                    free(qpos);
+                    free(occ);
                     return -1;
                 }
             }
         }
     }
     free(q);
+    free(qpos);
+    free(occ);
     return 0;
 }
 

@@ -35,6 +35,7 @@ struct RObj {
     bool readonly;              /* aliases: set_readonly (inferred) */
     bool claimed;               /* is the object of a memory-region: section */
     bool as_root;
+    unsigned visit;             /* walk stamp */
     RObj *container;
     RObj **kids;                /* subregions, printed order */
     RObj **list;                /* subregions, list (precedence) order */
@@ -57,6 +58,7 @@ typedef struct Model {
     RAs *as;
     unsigned nr_as;
     RObj **fv_as_root;          /* per section (FlatViews): root of one of its ASes */
+    unsigned stamp;             /* last walk stamp */
     char **diag;                /* why the model may not reproduce the fixture */
     unsigned nr_diag;
     /* replay-build.c */
