@@ -131,6 +131,11 @@ static void tvm_fini(TVm *t)
     kvm_vm_destroy(t->vm);
     address_space_destroy(t->mas);
     address_space_destroy(t->ioas);
+    for (int i = 0; i < t->nextra; i++) {
+        MemoryRegion *c = memory_region_get_container(t->extra[i]);
+        if (c)
+            memory_region_del_subregion(c, t->extra[i]);
+    }
     memory_region_del_subregion(&t->sys, &t->ram);
     memory_region_del_subregion(&t->sys, &t->mmio);
     memory_region_del_subregion(&t->io, &t->ports);
