@@ -99,12 +99,14 @@ void kvm_vm_destroy(KvmVm *vm);
 int kvm_vm_attach_memory(KvmVm *vm, MemoryContext *ctx, AddressSpace *memory_as,
                          AddressSpace *io_as);
 
-/* The two address spaces given to attach_memory (NULL before). */
+/* The `memory` address space given to attach_memory (NULL before). */
 AddressSpace *kvm_vm_memory_as(const KvmVm *vm);
+/* The `I/O` address space given to attach_memory (NULL before or if none). */
 AddressSpace *kvm_vm_io_as(const KvmVm *vm);
 
-/* The VM fd and the /dev/kvm fd (for ioctls this API does not wrap). */
+/* The VM fd (for ioctls this API does not wrap); owned by the VM. */
 int kvm_vm_fd(const KvmVm *vm);
+/* The /dev/kvm fd (system ioctls); owned by the VM. */
 int kvm_vm_kvm_fd(const KvmVm *vm);
 
 /* KVM_CHECK_EXTENSION on the VM fd: >0 if supported (value), 0 if not. */
@@ -133,7 +135,7 @@ typedef struct KvmSlotInfo {
 } KvmSlotInfo;
 
 /* Fills up to max entries sorted by gpa; returns the number of slots in use
- * (which may exceed max). */
+ * (which may exceed max).  Call on the thread that commits memory changes. */
 size_t kvm_vm_get_slots(KvmVm *vm, KvmSlotInfo *out, size_t max);
 
 /* Number of KVM_SET_USER_MEMORY_REGION ioctls issued so far. */
@@ -190,14 +192,16 @@ int kvm_vm_update_msi_route(KvmVm *vm, unsigned gsi, uint64_t address, uint32_t 
 /* Removes an MSI route made by add_msi_route. */
 int kvm_vm_del_msi_route(KvmVm *vm, unsigned gsi);
 
-/* KVM_SIGNAL_MSI: injects one MSI now. */
+/* KVM_SIGNAL_MSI: injects one MSI now (KVM answers -EPERM while no vCPU
+ * exists to receive it). */
 int kvm_vm_signal_msi(KvmVm *vm, uint64_t address, uint32_t data);
 
 /*
  * Fills *line with a device-facing handle for `gsi`: set() calls
  * KVM_IRQ_LINE, eventfd() lazily creates an eventfd bound to the GSI with
  * an irqfd (owned and closed by the VM).  Without an irqchip the line is
- * accepted and ignored (set() is a no-op, eventfd() returns -1).
+ * accepted and ignored (set() is a no-op, eventfd() returns -1).  The line
+ * is valid until kvm_vm_destroy.
  */
 int kvm_vm_irq_line(KvmVm *vm, unsigned gsi, IrqLine *line);
 
@@ -213,24 +217,32 @@ KvmVcpu *kvm_vm_vcpu(const KvmVm *vm, unsigned index);
 /* Number of vCPUs created. */
 unsigned kvm_vm_nr_vcpus(const KvmVm *vm);
 
-/* Index, fd and the mmap()ed kvm_run of a vCPU. */
+/* The index the vCPU was created with (its APIC id). */
 unsigned kvm_vcpu_index(const KvmVcpu *vcpu);
+/* The vCPU fd (for ioctls this API does not wrap); owned by the VM. */
 int kvm_vcpu_fd(const KvmVcpu *vcpu);
+/* The vCPU's mmap()ed struct kvm_run (valid until kvm_vm_destroy). */
 struct kvm_run *kvm_vcpu_run_struct(KvmVcpu *vcpu);
 
 /* Owning VM. */
 KvmVm *kvm_vcpu_vm(const KvmVcpu *vcpu);
 
-/* Register access (KVM_GET/SET_REGS, _SREGS, _FPU). */
+/* Reads the general registers (KVM_GET_REGS). */
 int kvm_vcpu_get_regs(KvmVcpu *vcpu, struct kvm_regs *regs);
+/* Writes the general registers (KVM_SET_REGS). */
 int kvm_vcpu_set_regs(KvmVcpu *vcpu, const struct kvm_regs *regs);
+/* Reads segments, control registers, EFER, ... (KVM_GET_SREGS). */
 int kvm_vcpu_get_sregs(KvmVcpu *vcpu, struct kvm_sregs *sregs);
+/* Writes segments, control registers, EFER, ... (KVM_SET_SREGS). */
 int kvm_vcpu_set_sregs(KvmVcpu *vcpu, const struct kvm_sregs *sregs);
+/* Reads the FPU/SSE state (KVM_GET_FPU). */
 int kvm_vcpu_get_fpu(KvmVcpu *vcpu, struct kvm_fpu *fpu);
+/* Writes the FPU/SSE state (KVM_SET_FPU). */
 int kvm_vcpu_set_fpu(KvmVcpu *vcpu, const struct kvm_fpu *fpu);
 
-/* Reads / writes one MSR (KVM_GET_MSRS / KVM_SET_MSRS with one entry). */
+/* Reads one MSR (KVM_GET_MSRS with one entry). */
 int kvm_vcpu_get_msr(KvmVcpu *vcpu, uint32_t index, uint64_t *value);
+/* Writes one MSR (KVM_SET_MSRS with one entry). */
 int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value);
 
 /* KVM_GET_SUPPORTED_CPUID; returns a malloc()ed table (free() it). */
@@ -257,7 +269,8 @@ int kvm_vcpu_setup_real_mode(KvmVcpu *vcpu, uint16_t cs, uint16_t ip);
 /*
  * Translates a guest virtual (linear) address through the vCPU's current
  * page tables (none / 32-bit / PAE / 4- and 5-level) reading guest memory
- * through the memory AS.  -EFAULT if not mapped.
+ * through the memory AS.  -EFAULT if not mapped; prints nothing (it is used
+ * while printing error reports).
  */
 int kvm_vcpu_translate(KvmVcpu *vcpu, uint64_t gva, uint64_t *gpa);
 
@@ -296,8 +309,8 @@ int kvm_vm_start(KvmVm *vm);
  * (also in *out when not NULL). */
 KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out);
 
-/* Like kvm_vm_wait, but gives up after timeout_ms: then returns
- * KVM_END_NONE and the VM keeps running. */
+/* Like kvm_vm_wait, but gives up after timeout_ms (UINT32_MAX = never):
+ * then returns KVM_END_NONE and the VM keeps running. */
 KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out);
 
 /* True once the VM has ended (never blocks). */
