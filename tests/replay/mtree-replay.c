@@ -255,6 +255,7 @@ static int parse_got(Cmp *c, const char *what, const char *text, MtpDump *d)
 typedef struct Opts {
     bool verbose;
     bool show;
+    ReplayOpts build;
 } Opts;
 
 /* Runs one fixture; prints its PASS/FAIL line and details; true if it passed. */
@@ -303,7 +304,7 @@ static bool run_fixture(const char *path, const Opts *o)
         goto out;
     }
     built = true;
-    if (replay_build(&m, ctx, err, sizeof(err)) < 0) {
+    if (replay_build(&m, ctx, &o->build, err, sizeof(err)) < 0) {
         fprintf(c.out, "  build: %s\n", err);
         c.nr_diffs++;
         goto out;
@@ -356,11 +357,13 @@ out:
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mtree-replay [-v] [--show] FIXTURE...\n"
+    fprintf(f, "usage: mtree-replay [-v] [--show] [--steps] [--shuffle SEED] FIXTURE...\n"
                "  Rebuilds each QEMU `info mtree -D` + `info mtree -f -D` dump with strata's\n"
                "  memory API and compares strata's output with it.\n"
-               "  -v      also print the replay model's inference notes on PASS\n"
-               "  --show  print strata's output\n");
+               "  -v              also print the replay model's inference notes on PASS\n"
+               "  --show          print strata's output\n"
+               "  --steps         no enclosing transaction: every API call commits\n"
+               "  --shuffle SEED  build in a random (equivalent) order\n");
 }
 
 int main(int argc, char **argv)
@@ -373,6 +376,17 @@ int main(int argc, char **argv)
             o.verbose = true;
         } else if (strcmp(argv[i], "--show") == 0) {
             o.show = true;
+        } else if (strcmp(argv[i], "--steps") == 0) {
+            o.build.steps = true;
+        } else if (strcmp(argv[i], "--shuffle") == 0 && i + 1 < argc) {
+            char *end;
+
+            o.build.shuffle = strtoull(argv[++i], &end, 0);
+            if (*end || !o.build.shuffle) {
+                fprintf(stderr, "mtree-replay: --shuffle wants a non-zero number\n");
+                return 2;
+            }
+            argv[i] = NULL;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -383,7 +397,7 @@ int main(int argc, char **argv)
         }
     }
     for (i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1]) {
+        if (!argv[i] || (argv[i][0] == '-' && argv[i][1])) {
             continue;
         }
         nfix++;

@@ -130,24 +130,76 @@ static int place_loose(MemoryContext *ctx, RObj *o, char *err, size_t errlen)
     return 0;
 }
 
-int replay_build(Model *m, MemoryContext *ctx, char *err, size_t errlen)
+static uint64_t next_rand(uint64_t *st)
 {
-    unsigned i, k;
+    *st ^= *st << 13;
+    *st ^= *st >> 7;
+    *st ^= *st << 17;
+    return *st;
+}
+
+/*
+ * The order in which to add o's subregions so that its list ends up as
+ * o->list: reverse list order inside each priority (newest goes first);
+ * priorities interleaved at random when shuffling.
+ */
+static void add_order(const RObj *o, RObj **out, uint64_t *rng)
+{
+    unsigned n = o->nr_kids, i, left = n, r, f;
+
+    for (i = 0; i < n; i++) {
+        out[i] = o->list[n - 1 - i];
+    }
+    if (!rng) {
+        return;
+    }
+    /* out[0..n-left) is final; pick any remaining one whose priority's earlier ones are out */
+    for (i = 0; i < n; i++, left--) {
+        RObj *pick;
+
+        r = i + (unsigned)(next_rand(rng) % left);
+        for (f = i; out[f]->prio != out[r]->prio; f++) {
+        }
+        pick = out[f];
+        memmove(&out[i + 1], &out[i], (f - i) * sizeof(*out));
+        out[i] = pick;
+    }
+}
+
+int replay_build(Model *m, MemoryContext *ctx, const ReplayOpts *opts, char *err, size_t errlen)
+{
+    uint64_t rng = opts->shuffle ? opts->shuffle * 0x9e3779b97f4a7c15ull | 1 : 0;
+    unsigned i, k, *perm;
+    RObj **seq;
+    int rc = -1;
 
     m->init_order = calloc(m->nr_objs + 1, sizeof(*m->init_order));
     m->built_as = calloc(m->nr_as + 1, sizeof(*m->built_as));
-    if (!m->init_order || !m->built_as) {
+    perm = calloc(m->nr_objs + 1, sizeof(*perm));
+    seq = calloc(m->nr_objs + 1, sizeof(*seq));
+    if (!m->init_order || !m->built_as || !perm || !seq) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        goto out;
     }
     for (i = 0; i < m->nr_objs; i++) {
-        if (init_obj(m, ctx, m->objs[i], err, errlen) < 0) {
-            return -1;
+        perm[i] = i;
+    }
+    if (rng) {
+        for (i = m->nr_objs; i > 1; i--) {
+            unsigned j = (unsigned)(next_rand(&rng) % i), t = perm[i - 1];
+
+            perm[i - 1] = perm[j];
+            perm[j] = t;
+        }
+    }
+    for (i = 0; i < m->nr_objs; i++) {
+        if (init_obj(m, ctx, m->objs[perm[i]], err, errlen) < 0) {
+            goto out;
         }
     }
     for (i = 0; i < m->nr_objs; i++) {
         if (place_loose(ctx, m->objs[i], err, errlen) < 0) {
-            return -1;
+            goto out;
         }
     }
     for (i = 0; i < m->nr_as; i++) {
@@ -155,12 +207,14 @@ int replay_build(Model *m, MemoryContext *ctx, char *err, size_t errlen)
         if (!m->built_as[i]) {
             snprintf(err, errlen, "address_space_new '%s' failed: %s", m->as[i].name,
                      memory_context_last_error(ctx));
-            return -1;
+            goto out;
         }
     }
-    memory_region_transaction_begin(ctx);
+    if (!opts->steps) {
+        memory_region_transaction_begin(ctx);
+    }
     for (i = 0; i < m->nr_objs; i++) {
-        RObj *o = m->objs[i];
+        RObj *o = m->objs[perm[i]];
 
         if (o->disabled) {
             memory_region_set_enabled(o->mr, false);
@@ -168,18 +222,28 @@ int replay_build(Model *m, MemoryContext *ctx, char *err, size_t errlen)
         if (o->readonly) {
             memory_region_set_readonly(o->mr, true);
         }
-        for (k = o->nr_kids; k-- > 0;) {
-            RObj *c = o->list[k];
-            int rc = memory_region_add_subregion_overlap(o->mr, c->addr, c->mr, c->prio);
+        add_order(o, seq, rng ? &rng : NULL);
+        for (k = 0; k < o->nr_kids; k++) {
+            RObj *c = seq[k];
 
+            rc = memory_region_add_subregion_overlap(o->mr, c->addr, c->mr, c->prio);
             if (rc < 0) {
-                memory_region_transaction_commit(ctx);
-                return api_fail(ctx, c, "add_subregion_overlap of", rc, err, errlen);
+                if (!opts->steps) {
+                    memory_region_transaction_commit(ctx);
+                }
+                rc = api_fail(ctx, c, "add_subregion_overlap of", rc, err, errlen);
+                goto out;
             }
         }
     }
-    memory_region_transaction_commit(ctx);
-    return 0;
+    if (!opts->steps) {
+        memory_region_transaction_commit(ctx);
+    }
+    rc = 0;
+out:
+    free(perm);
+    free(seq);
+    return rc;
 }
 
 void replay_teardown(Model *m, MemoryContext *ctx)

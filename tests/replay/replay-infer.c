@@ -93,7 +93,6 @@ typedef struct Look {
     RObj *path[REPLAY_MAX_NEST];
     unsigned depth;
     bool too_deep;
-    bool reordered;     /* a subregion list was reordered */
 } Look;
 
 enum { L_NONE, L_FOUND, L_BLOCKED };
@@ -156,7 +155,6 @@ static int look(Look *lk, RObj *o, s128 base, s128 clo, s128 chi, s128 p, const 
             if (look(lk, c, s, lo, hi, p, w) == L_FOUND) {
                 memmove(&o->list[i + 1], &o->list[i], (j - i) * sizeof(*o->list));
                 o->list[i] = c;
-                lk->reordered = true;
                 return L_FOUND;
             }
         }

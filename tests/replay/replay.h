@@ -87,12 +87,18 @@ void model_diag(Model *m, const char *fmt, ...) __attribute__((format(printf, 2,
  */
 int model_check_flatview(Model *m, const MtpSection *fv);
 
+/* How replay_build() assembles the tree. */
+typedef struct ReplayOpts {
+    bool steps;                 /* no enclosing transaction: every call commits */
+    uint64_t shuffle;           /* non-zero: seed of a random (but equivalent) call order */
+} ReplayOpts;
+
 /*
  * Creates every region of m in ctx through the public API, the address
- * spaces, and assembles the tree inside one transaction.  Returns 0, or -1
- * with err set (naming the region and the API's last error).
+ * spaces, and assembles the tree (inside one transaction unless o->steps).
+ * Returns 0, or -1 with err set (naming the region and the API's last error).
  */
-int replay_build(Model *m, MemoryContext *ctx, char *err, size_t errlen);
+int replay_build(Model *m, MemoryContext *ctx, const ReplayOpts *o, char *err, size_t errlen);
 
 /* Destroys the address spaces and regions replay_build() created. */
 void replay_teardown(Model *m, MemoryContext *ctx);
