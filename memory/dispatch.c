@@ -125,14 +125,15 @@ static void io_read_bytes(MemoryRegion *mr, uint64_t addr, uint8_t *b, unsigned 
         dev_to_bytes(mr, b, size, call_read(mr, addr, size));
         return;
     }
-    uint64_t start = mr->ops->impl.unaligned ? addr : addr & ~(uint64_t)(u - 1);
-    uint64_t end = addr + size;
-    for (uint64_t a = start; a < end; a += u) {
+    /* 128-bit arithmetic: the access may end exactly at 2^64 */
+    Int128 start = mr->ops->impl.unaligned ? addr : addr & ~(uint64_t)(u - 1);
+    Int128 end = (Int128)addr + size;
+    for (Int128 a = start; a < end; a += u) {
         uint8_t tmp[8];
-        dev_to_bytes(mr, tmp, u, call_read(mr, a, u));
+        dev_to_bytes(mr, tmp, u, call_read(mr, (uint64_t)a, u));
         for (unsigned j = 0; j < u; j++) {
             if (a + j >= addr && a + j < end) {
-                b[a + j - addr] = tmp[j];
+                b[(size_t)(a + j - addr)] = tmp[j];
             }
         }
     }
@@ -146,21 +147,21 @@ static void io_write_bytes(MemoryRegion *mr, uint64_t addr, const uint8_t *b, un
         call_write(mr, addr, bytes_to_dev(mr, b, size), size);
         return;
     }
-    uint64_t start = mr->ops->impl.unaligned ? addr : addr & ~(uint64_t)(u - 1);
-    uint64_t end = addr + size;
-    for (uint64_t a = start; a < end; a += u) {
+    Int128 start = mr->ops->impl.unaligned ? addr : addr & ~(uint64_t)(u - 1);
+    Int128 end = (Int128)addr + size;
+    for (Int128 a = start; a < end; a += u) {
         uint8_t tmp[8];
         bool partial = a < addr || a + u > end;
         if (partial) {
             /* widened: merge with what the device holds (read-modify-write) */
-            dev_to_bytes(mr, tmp, u, call_read(mr, a, u));
+            dev_to_bytes(mr, tmp, u, call_read(mr, (uint64_t)a, u));
         }
         for (unsigned j = 0; j < u; j++) {
             if (a + j >= addr && a + j < end) {
-                tmp[j] = b[a + j - addr];
+                tmp[j] = b[(size_t)(a + j - addr)];
             }
         }
-        call_write(mr, a, bytes_to_dev(mr, tmp, u), u);
+        call_write(mr, (uint64_t)a, bytes_to_dev(mr, tmp, u), u);
     }
 }
 

@@ -615,7 +615,7 @@ static void notify_nop(AddressSpace *as, const FlatRange *o, const FlatRange *n)
 {
     MemoryRegionSection s = section_from_range(as, n);
     for (MemoryListener *l = as->listeners; l; l = l->next) {
-        if (l->region_nop) {
+        if (l->region_nop && n->dirty_log_mask == o->dirty_log_mask) {
             l->region_nop(l, &s);
         }
         if (n->dirty_log_mask & ~o->dirty_log_mask && l->log_start) {

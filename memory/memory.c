@@ -502,8 +502,11 @@ static void remove_child(MemoryRegion *mr, MemoryRegion *sub)
 int memory_region_set_address(MemoryRegion *mr, uint64_t addr)
 {
     MemoryRegion *c = mr->container;
+    if (addr == mr->addr) {
+        return 0;               /* as QEMU: not re-added, keeps its place */
+    }
     if (!c) {
-        if (addr != mr->addr) {
+        {
             mem_note_region(mr);
             mr->addr = addr;
             mem_note_region(mr);
@@ -517,7 +520,7 @@ int memory_region_set_address(MemoryRegion *mr, uint64_t addr)
     }
     MemoryRegion *o = find_overlap(c, mr, addr);
     if (o) {
-        return mem_error(mr->ctx, -EBUSY, "set_address '%s' to 0x%" PRIx64
+        return mem_error(mr->ctx, -EINVAL, "set_address '%s' to 0x%" PRIx64
                          ": would overlap '%s' in '%s'", nm(mr), addr, nm(o), nm(c));
     }
     mem_note_region(mr);
