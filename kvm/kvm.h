@@ -306,7 +306,8 @@ const char *kvm_end_reason_str(KvmEndReason reason);
 int kvm_vm_start(KvmVm *vm);
 
 /* Blocks until the VM ended, joins the vCPU threads and returns the reason
- * (also in *out when not NULL). */
+ * (also in *out when not NULL).  KVM_END_NONE at once if the VM was neither
+ * started nor ended. */
 KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out);
 
 /* Like kvm_vm_wait, but gives up after timeout_ms (UINT32_MAX = never):

@@ -459,6 +459,12 @@ KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out)
     }
     pthread_mutex_lock(&vm->lock);
     while (!vm->ended) {
+        if (!vm->started) {     /* nothing could ever end it */
+            pthread_mutex_unlock(&vm->lock);
+            if (out)
+                end_fill(out, KVM_END_NONE, -1, 0, NULL);
+            return KVM_END_NONE;
+        }
         if (timeout_ms == UINT32_MAX) {
             pthread_cond_wait(&vm->cond, &vm->lock);
         } else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT &&
