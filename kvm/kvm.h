@@ -116,7 +116,8 @@ int kvm_vm_check_extension(const KvmVm *vm, long cap);
  * Optional "big lock": if set, every exit dispatch (IO/MMIO, coalesced
  * drain) on vCPU threads holds *lock around the address_space_* call.  A
  * pause requested while holding the lock treats a vCPU that waits for it
- * as parked.  Set before kvm_vm_start; NULL = no lock.
+ * as parked.  Set before kvm_vm_start; NULL = no lock.  Do not hold it
+ * across kvm_vm_wait or kvm_vm_destroy (they join the vCPU threads).
  */
 void kvm_vm_set_dispatch_lock(KvmVm *vm, pthread_mutex_t *lock);
 
