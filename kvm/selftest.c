@@ -589,6 +589,23 @@ static void test_threads_pause(void)
         memory_region_del_subregion(&t.sys, &extra);
         sleep_ms(30);
         CHECK(*counter > c2);
+        /* the RAM the guest runs from is re-created (readonly toggled) many
+         * times while it runs: no instruction fetch may ever miss */
+        KvmVmStats st0;
+        kvm_vm_get_stats(t.vm, &st0);
+        for (int i = 0; i < 50; i++) {
+            memory_region_set_readonly(&t.ram, i % 2 == 0);
+            struct timespec ts = { 0, 300000 };
+            nanosleep(&ts, NULL);
+        }
+        KvmVmStats st;
+        kvm_vm_get_stats(t.vm, &st);
+        CHECK(st.errors == st0.errors);
+        CHECK(st.slot_pauses == st0.slot_pauses + 50);
+        CHECK(!kvm_vm_ended(t.vm));
+        uint32_t c3 = *counter;
+        sleep_ms(30);
+        CHECK(*counter > c3);
         CHECK(kvm_vm_wait_timeout(t.vm, 10, NULL) == KVM_END_NONE);
         kvm_vm_request_end(t.vm, KVM_END_REQUESTED, 3, "test over");
         KvmVmEnd end;
