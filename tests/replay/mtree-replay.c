@@ -297,6 +297,12 @@ static bool run_fixture(const char *path, const Opts *o)
             model_check_flatview(&m, &exp.sections[i]);
         }
     }
+    if (model_too_complex(&m)) {
+        fprintf(c.out, "  fixture: too many region visits through aliases for the replay "
+                "model; not built\n");
+        c.nr_diffs++;
+        goto out;
+    }
     ctx = memory_context_new();
     if (!ctx) {
         fprintf(c.out, "  memory_context_new failed\n");

@@ -8,7 +8,7 @@
  * Facts inferred:
  *   - an i/o region that is not an alias terminates (has ops) iff some flat
  *     range shows it;
- *   - an alias is read-only where a flat range of a `ram` region prints as
+ * *   - an alias is read-only where a flat range of a region that is not `rom` prints as
  *     `rom` (the innermost alias on the path is marked);
  *   - an i/o region terminates if the FlatView's printed root stops at it.
  * Lookups treat i/o regions not (yet) known to terminate as transparent: a
@@ -93,13 +93,15 @@ typedef struct Look {
     RObj *path[REPLAY_MAX_NEST];
     unsigned depth;
     bool too_deep;
+    uint64_t *work;
 } Look;
 
 enum { L_NONE, L_FOUND, L_BLOCKED };
 
+/* A flat range prints `rom` for anything seen through a read-only alias. */
 static bool type_fits(MtpType flat, const RObj *o)
 {
-    return flat == o->type || (flat == MTP_ROM && o->type == MTP_RAM);
+    return flat == o->type || flat == MTP_ROM;
 }
 
 static int look(Look *lk, RObj *o, s128 base, s128 clo, s128 chi, s128 p, const Want *w)
@@ -111,7 +113,7 @@ static int look(Look *lk, RObj *o, s128 base, s128 clo, s128 chi, s128 p, const 
     if (o->disabled) {
         return L_NONE;
     }
-    if (lk->depth >= REPLAY_MAX_NEST) {
+    if (lk->depth >= REPLAY_MAX_NEST || ++*lk->work > REPLAY_WORK_LIMIT) {
         lk->too_deep = true;
         return L_NONE;
     }
@@ -177,6 +179,7 @@ static int look(Look *lk, RObj *o, s128 base, s128 clo, s128 chi, s128 p, const 
 typedef struct Bounds {
     s128 *v;
     size_t n, cap;
+    uint64_t *work;
 } Bounds;
 
 static void bounds_add(Bounds *b, s128 x)
@@ -199,7 +202,7 @@ static void walk_bounds(Bounds *b, RObj *o, s128 base, s128 clo, s128 chi, unsig
     s128 s, e, lo, hi;
     unsigned i;
 
-    if (o->disabled || depth >= REPLAY_MAX_NEST) {
+    if (o->disabled || depth >= REPLAY_MAX_NEST || ++*b->work > REPLAY_WORK_LIMIT) {
         return;
     }
     s = base + o->addr;
@@ -310,7 +313,7 @@ static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b
         }
     }
     for (;;) {
-        Look lk = { .depth = 0 };
+        Look lk = { .depth = 0, .work = &m->work };
         int res = look(&lk, root, 0, 0, (s128)INT128_2_64, p, &w);
 
         if (res == L_FOUND) {
@@ -319,7 +322,7 @@ static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b
             if (t->type == MTP_IO) {
                 t->terminates = true;
             }
-            if (r->type == MTP_ROM && t->type == MTP_RAM) {
+            if (r->type == MTP_ROM && t->type != MTP_ROM) {
                 bool marked = false;
                 unsigned i;
 
@@ -400,7 +403,7 @@ void infer_from_flatviews(Model *m)
     for (si = 0; si < m->d->nr_sections; si++) {
         const MtpSection *fv = &m->d->sections[si];
         RObj *root;
-        Bounds b = { 0 };
+        Bounds b = { .work = &m->work };
 
         if (fv->kind != MTP_SEC_FV) {
             continue;
@@ -443,7 +446,8 @@ typedef struct RRange {
 typedef struct View {
     RRange *r;
     size_t n, cap;
-    bool oom;
+    bool oom;           /* or out of work budget */
+    uint64_t *work;
 } View;
 
 static void view_insert(View *v, size_t at, const RRange *x)
@@ -472,6 +476,10 @@ static void render(View *v, RObj *o, s128 base, s128 clo, s128 chi, bool ro, uns
     unsigned k;
 
     if (o->disabled || depth >= REPLAY_MAX_NEST || v->oom) {
+        return;
+    }
+    if (++*v->work > REPLAY_WORK_LIMIT) {
+        v->oom = true;
         return;
     }
     s = base + o->addr;
@@ -550,7 +558,7 @@ static void simplify(View *v)
 int model_check_flatview(Model *m, const MtpSection *fv)
 {
     RObj *root = fv_as_root(m, fv), *fr;
-    View v = { 0 };
+    View v = { .work = &m->work };
     char line[1024];
     size_t i;
     int rc = 0;
@@ -565,7 +573,7 @@ int model_check_flatview(Model *m, const MtpSection *fv)
     }
     if (v.oom) {
         free(v.r);
-        model_diag(m, "line %u: out of memory rendering", fv->line);
+        model_diag(m, "line %u: out of memory or work budget rendering", fv->line);
         return -1;
     }
     for (i = 0; i < v.n || i < fv->nr_body; i++) {

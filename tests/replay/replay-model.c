@@ -477,6 +477,11 @@ static int check_objects(Model *m, char *err, size_t errlen)
     for (i = 0; i < m->nr_objs; i++) {
         RObj *o = m->objs[i], *t = o;
 
+        if (o->is_alias && reaches(m, o->target, o, ++m->stamp, 0)) {
+            snprintf(err, errlen, "line %u: alias '%s' shows a region that contains it",
+                     o->node->line, o->name);
+            return -1;
+        }
         for (steps = 0; t && t->is_alias; steps++) {
             if (steps > m->nr_objs) {
                 snprintf(err, errlen, "line %u: alias '%s' is part of an alias loop",
@@ -592,6 +597,11 @@ int model_build(Model *m, const MtpDump *d, char *err, size_t errlen)
 oom:
     snprintf(err, errlen, "out of memory");
     return -1;
+}
+
+bool model_too_complex(const Model *m)
+{
+    return m->work > REPLAY_WORK_LIMIT;
 }
 
 void model_free(Model *m)

@@ -59,6 +59,7 @@ typedef struct Model {
     unsigned nr_as;
     RObj **fv_as_root;          /* per section (FlatViews): root of one of its ASes */
     unsigned stamp;             /* last walk stamp */
+    uint64_t work;              /* region visits spent by the model's walks */
     char **diag;                /* why the model may not reproduce the fixture */
     unsigned nr_diag;
     /* replay-build.c */
@@ -73,6 +74,9 @@ typedef struct Model {
  * when d cannot describe a region tree.  Inference doubts go to m->diag.
  */
 int model_build(Model *m, const MtpDump *d, char *err, size_t errlen);
+
+/* True if the model's walks ran out of their work budget (hostile fan-out). */
+bool model_too_complex(const Model *m);
 
 /* Frees what model_build() and replay_build() allocated. */
 void model_free(Model *m);
