@@ -252,6 +252,40 @@ static int parse_got(Cmp *c, const char *what, const char *text, MtpDump *d)
     return 0;
 }
 
+/*
+ * QEMU's layout: each section is its header lines, its body lines and one
+ * blank line.  Re-serialise the parsed sections and compare with the text,
+ * so stray or missing blank lines in strata's output are caught too.
+ */
+static void check_layout(Cmp *c, const char *what, const char *text, const MtpDump *d)
+{
+    unsigned si, i, line = 1;
+    const char *p = text;
+
+    for (si = 0; si < d->nr_sections; si++) {
+        const MtpSection *s = &d->sections[si];
+
+        for (i = 0; i < s->nr_header + s->nr_body + 1; i++, line++) {
+            const char *want = i < s->nr_header ? s->header[i]
+                             : i < s->nr_header + s->nr_body ? s->body[i - s->nr_header] : "";
+            size_t n = strlen(want);
+
+            if (strncmp(p, want, n) != 0 || p[n] != '\n') {
+                fprintf(c->out, "  %s: layout differs from QEMU's at line %u of strata's "
+                        "output (expected %s)\n", what, line, n ? want : "a blank line");
+                c->nr_diffs++;
+                return;
+            }
+            p += n + 1;
+        }
+    }
+    if (*p) {
+        fprintf(c->out, "  %s: unexpected text after the last section at line %u of strata's "
+                "output\n", what, line);
+        c->nr_diffs++;
+    }
+}
+
 typedef struct Opts {
     bool verbose;
     bool show;
@@ -326,9 +360,11 @@ static bool run_fixture(const char *path, const Opts *o)
                base, got_tree ? got_tree : "(null)\n", base, got_flat ? got_flat : "(null)\n");
     }
     if (parse_got(&c, "info mtree -D", got_tree, &gt) == 0) {
+        check_layout(&c, "info mtree -D", got_tree, &gt);
         compare(&c, &exp, &gt, false);
     }
     if (parse_got(&c, "info mtree -f -D", got_flat, &gf) == 0) {
+        check_layout(&c, "info mtree -f -D", got_flat, &gf);
         compare(&c, &exp, &gf, true);
     }
 out:

@@ -8,8 +8,8 @@
  * Facts inferred:
  *   - an i/o region that is not an alias terminates (has ops) iff some flat
  *     range shows it;
- * *   - an alias is read-only where a flat range of a region that is not `rom` prints as
- *     `rom` (the innermost alias on the path is marked);
+ *   - an alias is read-only where a flat range of a region that is not
+ *     `rom` prints as `rom` (the innermost alias on the path is marked);
  *   - an i/o region terminates if the FlatView's printed root stops at it.
  * Lookups treat i/o regions not (yet) known to terminate as transparent: a
  * terminal one that covered the address ahead of the expected region would
