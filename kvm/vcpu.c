@@ -210,9 +210,10 @@ int kvm_vcpu_set_fpu(KvmVcpu *vcpu, const struct kvm_fpu *fpu)
     return vcpu_ioctl(vcpu, KVM_SET_FPU, (void *)fpu, "KVM_SET_FPU");
 }
 
-typedef struct {
+/* struct kvm_msrs with room for one entry (its flexible array) */
+typedef union {
     struct kvm_msrs hdr;
-    struct kvm_msr_entry e;
+    uint8_t raw[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
 } OneMsr;
 
 int kvm_vcpu_get_msr(KvmVcpu *vcpu, uint32_t index, uint64_t *value)
@@ -220,14 +221,14 @@ int kvm_vcpu_get_msr(KvmVcpu *vcpu, uint32_t index, uint64_t *value)
     OneMsr m;
     memset(&m, 0, sizeof(m));
     m.hdr.nmsrs = 1;
-    m.e.index = index;
+    m.hdr.entries[0].index = index;
     int r = kvm_ioctl(vcpu->fd, KVM_GET_MSRS, &m);
     if (r != 1) {
         kvm_vm_error(vcpu->vm, "vCPU %u: KVM_GET_MSRS 0x%x: %s", vcpu->index, index,
                      r < 0 ? strerror(-r) : "not supported");
         return r < 0 ? r : -EINVAL;
     }
-    *value = m.e.data;
+    *value = m.hdr.entries[0].data;
     return 0;
 }
 
@@ -236,8 +237,8 @@ int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value)
     OneMsr m;
     memset(&m, 0, sizeof(m));
     m.hdr.nmsrs = 1;
-    m.e.index = index;
-    m.e.data = value;
+    m.hdr.entries[0].index = index;
+    m.hdr.entries[0].data = value;
     int r = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, &m);
     if (r != 1) {
         kvm_vm_error(vcpu->vm, "vCPU %u: KVM_SET_MSRS 0x%x: %s", vcpu->index, index,
