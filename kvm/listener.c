@@ -110,8 +110,9 @@ static void slot_sync_dirty(KvmVm *vm, unsigned id)
 
 static bool section_is_readonly(const MemoryRegionSection *s)
 {
-    /* mr->rom_device: no accessor in memory.h for "is a ROM device" */
-    return s->readonly || s->mr->readonly || s->mr->rom_device;
+    /* s->readonly covers read-only RAM and read-only aliases; a ROM device
+     * is mapped read-only so that guest writes exit to its ops */
+    return s->readonly || memory_region_is_rom_device(s->mr);
 }
 
 static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
@@ -119,7 +120,7 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
     MemoryRegion *mr = s->mr;
     if (!mr || !memory_region_is_ram(mr))
         return;                         /* I/O: exits to userspace */
-    if (mr->rom_device && !s->romd_mode)
+    if (memory_region_is_rom_device(mr) && !s->romd_mode)
         return;                         /* reads must trap to ops->read */
     uint64_t size = sec_size(s);
     uint8_t *ptr = memory_region_get_ram_ptr(mr);

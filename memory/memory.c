@@ -404,6 +404,11 @@ bool memory_region_is_ram(const MemoryRegion *mr)
     return mr && (mr->ram || mr->rom_device);
 }
 
+bool memory_region_is_rom_device(const MemoryRegion *mr)
+{
+    return mr->rom_device;
+}
+
 bool memory_region_is_romd(const MemoryRegion *mr)
 {
     return mr->rom_device && mr->romd_mode;

@@ -248,6 +248,8 @@ const char *memory_region_name(const MemoryRegion *mr);
 void *memory_region_get_ram_ptr(MemoryRegion *mr);
 /* True for RAM, ROM and rom_device regions. */
 bool memory_region_is_ram(const MemoryRegion *mr);
+/* True for a region made with memory_region_init_rom_device. */
+bool memory_region_is_rom_device(const MemoryRegion *mr);
 /* True for a rom_device currently serving reads from memory. */
 bool memory_region_is_romd(const MemoryRegion *mr);
 /* Deprecated: constant added to the address passed to ops. */
