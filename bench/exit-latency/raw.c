@@ -86,7 +86,7 @@ static int setup(struct raw_vm *v, const char *path)
         .present = 1, .db = 1, .s = 1, .g = 1,
     };
     struct kvm_segment data = code;
-    uint64_t entry;
+    uint64_t entry = 0;
     int n;
 
     data.selector = 0x10;
