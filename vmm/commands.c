@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/* QMP commands of strata (the table in vmm.h). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/hmp.h"
+#include "vmm/vmm.h"
+
+/* ---- run state ----------------------------------------------------------- */
+
+const char *vmm_state_name(const Vmm *v)
+{
+    switch (v->state) {
+    case RUN_STATE_RUNNING: return "running";
+    case RUN_STATE_PAUSED: return "paused";
+    default: return "shutdown";
+    }
+}
+
+static bool check_alive(Vmm *v, QmpError *err)
+{
+    if (v->state == RUN_STATE_SHUTDOWN) {
+        qmp_error_set(err, "The VM has shut down");
+        return false;
+    }
+    return true;
+}
+
+int vmm_stop(Vmm *v, QmpError *err)
+{
+    if (!check_alive(v, err))
+        return -1;
+    if (v->state == RUN_STATE_PAUSED)
+        return 0;
+    kvm_vm_pause(v->m.vm);
+    v->state = RUN_STATE_PAUSED;
+    qmp_server_event(v->qmp, "STOP", NULL);
+    return 0;
+}
+
+int vmm_cont(Vmm *v, QmpError *err)
+{
+    if (!check_alive(v, err))
+        return -1;
+    if (v->state == RUN_STATE_RUNNING)
+        return 0;
+    kvm_vm_resume(v->m.vm);
+    v->state = RUN_STATE_RUNNING;
+    qmp_server_event(v->qmp, "RESUME", NULL);
+    return 0;
+}
+
+int vmm_system_reset(Vmm *v, QmpError *err)
+{
+    char why[512];
+    if (!check_alive(v, err))
+        return -1;
+    bool running = v->state == RUN_STATE_RUNNING;
+    if (running)
+        kvm_vm_pause(v->m.vm);
+    int r = machine_reset(&v->m, why, sizeof(why));
+    if (running)
+        kvm_vm_resume(v->m.vm);
+    if (r < 0) {
+        qmp_error_set(err, "system_reset failed: %s", why);
+        return -1;
+    }
+    qmp_server_event(v->qmp, "RESET",
+                     json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+    return 0;
+}
+
+void vmm_request_quit(Vmm *v)
+{
+    if (v->state == RUN_STATE_SHUTDOWN)
+        return;
+    v->quit = true;
+    kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "quit");
+}
+
+pid_t vmm_vcpu_tid(Vmm *v)
+{
+    if (v->vcpu_tid)
+        return v->vcpu_tid;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    struct dirent *e;
+    pid_t found = 0;
+    unsigned others = 0;
+    while ((e = readdir(d))) {
+        pid_t t = (pid_t)atoi(e->d_name);
+        if (t <= 0 || t == v->main_tid || t == v->waiter_tid)
+            continue;
+        found = t;
+        others++;
+    }
+    closedir(d);
+    /* With one vCPU the only other thread is the vCPU's. */
+    if (others == 1 && v->state != RUN_STATE_SHUTDOWN)
+        v->vcpu_tid = found;
+    return v->vcpu_tid;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static json_t *q_status(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    return json_pack("{s:s,s:b,s:b}", "status", vmm_state_name(v), "singlestep", 0, "running",
+                     v->state == RUN_STATE_RUNNING);
+}
+
+static json_t *q_stop(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_stop(o, err) < 0 ? NULL : json_object();
+}
+
+static json_t *q_cont(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_cont(o, err) < 0 ? NULL : json_object();
+}
+
+static json_t *q_reset(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_system_reset(o, err) < 0 ? NULL : json_object();
+}
+
+static json_t *q_quit(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    vmm_request_quit(o);
+    return json_object();
+}
+
+static json_t *q_version(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 0, "major", 0,
+                     "package", "strata");
+}
+
+static json_t *q_kvm(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return json_pack("{s:b,s:b}", "enabled", 1, "present", 1);
+}
+
+static json_t *q_cpus_fast(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
+        json_array_append_new(arr, json_pack(
+            "{s:i,s:s,s:i,s:{s:i,s:i,s:i,s:i},s:s}", "cpu-index", (int)i, "qom-path",
+            "/machine/unattached/device[0]", "thread-id", (int)vmm_vcpu_tid(v), "props",
+            "core-id", 0, "thread-id", 0, "socket-id", (int)i, "node-id", 0, "target",
+            "x86_64"));
+    return arr;
+}
+
+static void hex_set(json_t *o, const char *key, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
+    json_object_set_new(o, key, json_string(buf));
+}
+
+static json_t *q_mtree(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    char *text = mtree_info_json(v->m.ctx);
+    json_error_t je;
+    json_t *tree = text ? json_loads(text, 0, &je) : NULL;
+    free(text);
+    if (!json_is_object(tree)) {
+        json_decref(tree);
+        qmp_error_set(err, "query-mtree: could not render the memory tree");
+        return NULL;
+    }
+    KvmSlotInfo slots[64];
+    size_t n = kvm_vm_get_slots(v->m.vm, slots, 64);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && i < 64; i++) {
+        json_t *s = json_object();
+        json_object_set_new(s, "slot", json_integer(slots[i].slot));
+        hex_set(s, "gpa", slots[i].gpa);
+        hex_set(s, "size", slots[i].size);
+        json_object_set_new(s, "dirty-log",
+                            json_boolean(slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES));
+        json_object_set_new(s, "readonly", json_boolean(slots[i].flags & KVM_MEM_READONLY));
+        json_object_set_new(s, "region", json_string(slots[i].name));
+        json_array_append_new(arr, s);
+    }
+    json_object_set_new(tree, "kvm-slots", arr);
+    json_object_set_new(tree, "kvm-slots-total", json_integer((json_int_t)n));
+    return tree;
+}
+
+static const char *const client_names[DIRTY_MEMORY_NUM] = {
+    [DIRTY_MEMORY_VGA] = "vga", [DIRTY_MEMORY_CODE] = "code",
+    [DIRTY_MEMORY_MIGRATION] = "migration",
+};
+
+static int client_by_name(const char *name)
+{
+    for (int i = 0; i < DIRTY_MEMORY_NUM; i++)
+        if (client_names[i] && !strcmp(client_names[i], name))
+            return i;
+    return -1;
+}
+
+static json_t *q_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    bool reset = json_is_true(json_object_get(a, "reset"));
+    MemoryRegion *ram = &v->m.ram;
+    json_t *arr = json_array();
+    json_t *r = json_object();
+    uint8_t mask = memory_region_get_dirty_log_mask(ram);
+    uint64_t size = memory_region_size(ram);
+    uint64_t pages = size / MEMORY_PAGE_SIZE;
+    json_object_set_new(r, "name", json_string(memory_region_name(ram)));
+    json_object_set_new(r, "size", json_integer((json_int_t)size));
+    json_object_set_new(r, "pages", json_integer((json_int_t)pages));
+    json_t *clients = json_array(), *dirty = json_object();
+    if (mask)
+        memory_region_sync_dirty_bitmap(ram);
+    for (int k = 0; k < DIRTY_MEMORY_NUM; k++) {
+        if (!(mask & (1u << k)) || !client_names[k])
+            continue;
+        json_array_append_new(clients, json_string(client_names[k]));
+        uint64_t n = 0;
+        for (uint64_t p = 0; p < pages; p++)
+            n += memory_region_get_dirty(ram, p * MEMORY_PAGE_SIZE, MEMORY_PAGE_SIZE,
+                                         (unsigned)k);
+        json_object_set_new(dirty, client_names[k], json_integer((json_int_t)n));
+        if (reset)
+            memory_region_reset_dirty(ram, 0, size, (unsigned)k);
+    }
+    json_object_set_new(r, "clients", clients);
+    json_object_set_new(r, "dirty-pages", dirty);
+    json_array_append_new(arr, r);
+    return arr;
+}
+
+static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    json_t *jc = json_object_get(a, "client");
+    const char *name = jc ? json_string_value(jc) : "migration";
+    int client = client_by_name(name);
+    if (client < 0) {
+        qmp_error_set(err, "Parameter 'client' has an invalid value '%s' "
+                      "(expected vga, code or migration)", name);
+        return NULL;
+    }
+    bool on = json_is_true(json_object_get(a, "enable"));
+    memory_region_transaction_begin(v->m.ctx);
+    int r = memory_region_set_log(&v->m.ram, on, (unsigned)client);
+    memory_region_transaction_commit(v->m.ctx);
+    if (r < 0) {
+        qmp_error_set(err, "set-dirty-log: %s", memory_context_last_error(v->m.ctx));
+        return NULL;
+    }
+    return json_object();
+}
+
+static json_t *q_hmp(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    json_t *idx = json_object_get(a, "cpu-index");
+    if (idx && (json_integer_value(idx) < 0 ||
+                json_integer_value(idx) >= (json_int_t)kvm_vm_nr_vcpus(v->m.vm))) {
+        qmp_error_set(err, "Parameter 'cpu-index' expects a CPU index below %u",
+                      kvm_vm_nr_vcpus(v->m.vm));
+        return NULL;
+    }
+    char *out = hmp_execute(v, json_string_value(json_object_get(a, "command-line")), err);
+    if (!out)
+        return NULL;
+    json_t *s = json_string(out);
+    free(out);
+    if (!s)
+        qmp_error_set(err, "human-monitor-command: output is not valid UTF-8");
+    return s;
+}
+
+static const QmpArg hmp_args[] = {
+    { "command-line", QMP_ARG_STRING, false },
+    { "cpu-index", QMP_ARG_INT, true },
+    { NULL, 0, false },
+};
+static const QmpArg dirty_args[] = { { "reset", QMP_ARG_BOOL, true }, { NULL, 0, false } };
+static const QmpArg set_dirty_args[] = {
+    { "enable", QMP_ARG_BOOL, false },
+    { "client", QMP_ARG_STRING, true },
+    { NULL, 0, false },
+};
+
+const QmpCommand vmm_qmp_commands[] = {
+    { "query-status", q_status, NULL },
+    { "stop", q_stop, NULL },
+    { "cont", q_cont, NULL },
+    { "system_reset", q_reset, NULL },
+    { "quit", q_quit, NULL },
+    { "query-version", q_version, NULL },
+    { "query-kvm", q_kvm, NULL },
+    { "query-cpus-fast", q_cpus_fast, NULL },
+    { "query-mtree", q_mtree, NULL },
+    { "query-dirty-log", q_dirty_log, dirty_args },
+    { "set-dirty-log", q_set_dirty_log, set_dirty_args },
+    { "human-monitor-command", q_hmp, hmp_args },
+};
+const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: MIT */
+/* `strata run` options (see config.h). */
+#include "vmm/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+/* An apply function returns NULL or the reason the value is bad. */
+typedef const char *(*ApplyFn)(VmConfig *cfg, const char *val);
+
+typedef enum { OPT_VALUE, OPT_FLAG, OPT_TODO, OPT_CONFIG, OPT_HELP } OptKind;
+
+typedef struct OptDef {
+    const char *name;
+    OptKind kind;
+    ApplyFn apply;              /* OPT_VALUE */
+    bool *(*flag)(VmConfig *);  /* OPT_FLAG */
+    bool numeric;               /* JSON integers accepted (as text) */
+} OptDef;
+
+static const char *set_str(char **dst, const char *val)
+{
+    char *c = strdup(val);
+    if (!c)
+        return "out of memory";
+    free(*dst);
+    *dst = c;
+    return NULL;
+}
+
+static const char *apply_kernel(VmConfig *cfg, const char *val)
+{
+    if (!*val)
+        return "empty path";
+    return set_str(&cfg->kernel, val);
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    unsigned long long v = strtoull(s, &end, hex ? 16 : 10);
+    if (errno || end == s)
+        return -1;
+    unsigned shift = 20;        /* bare number: MiB */
+    if (*end) {
+        switch (toupper((unsigned char)*end)) {
+        case 'B': shift = 0; break;
+        case 'K': shift = 10; break;
+        case 'M': shift = 20; break;
+        case 'G': shift = 30; break;
+        case 'T': shift = 40; break;
+        default: return -1;
+        }
+        end++;
+        if (shift && toupper((unsigned char)*end) == 'B')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static const char *apply_memory(VmConfig *cfg, const char *val)
+{
+    uint64_t v;
+    if (parse_size(val, &v) < 0)
+        return "invalid size (expected a number with an optional K/M/G/T suffix, e.g. 256M)";
+    if (v < VM_MIN_MEMORY)
+        return "too small (the minimum is 2M)";
+    if (v > VM_MAX_MEMORY)
+        return "too large (the maximum is 1T)";
+    if (v % 4096)
+        return "not a multiple of 4K";
+    cfg->memory = v;
+    return NULL;
+}
+
+static const char *apply_cpus(VmConfig *cfg, const char *val)
+{
+    if (!*val || !isdigit((unsigned char)*val))
+        return "invalid number of vCPUs";
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(val, &end, 10);
+    if (errno || *end)
+        return "invalid number of vCPUs";
+    if (v == 0)
+        return "at least one vCPU is needed";
+    if (v > 1)
+        return "more than one vCPU is not supported yet";
+    cfg->cpus = (unsigned)v;
+    return NULL;
+}
+
+static const char *apply_cmdline(VmConfig *cfg, const char *val)
+{
+    if (strlen(val) > VM_MAX_CMDLINE)
+        return "too long (the maximum is 4095 bytes)";
+    return set_str(&cfg->cmdline, val);
+}
+
+static const char *apply_api_socket(VmConfig *cfg, const char *val)
+{
+    if (!*val)
+        return "empty path";
+    if (strlen(val) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return "path too long for a unix socket (the maximum is 107 bytes)";
+    return set_str(&cfg->api_socket, val);
+}
+
+static const char *apply_serial(VmConfig *cfg, const char *val)
+{
+    if (!strcmp(val, "stdio")) {
+        cfg->serial = SERIAL_STDIO;
+    } else if (!strcmp(val, "none")) {
+        cfg->serial = SERIAL_NONE;
+    } else if (!strncmp(val, "file=", 5)) {
+        if (!val[5])
+            return "empty file name";
+        const char *e = set_str(&cfg->serial_path, val + 5);
+        if (e)
+            return e;
+        cfg->serial = SERIAL_FILE;
+    } else {
+        return "expected stdio, file=PATH or none";
+    }
+    return NULL;
+}
+
+static bool *flag_test_device(VmConfig *cfg) { return &cfg->test_device; }
+static bool *flag_verbose(VmConfig *cfg) { return &cfg->verbose; }
+
+static const OptDef opts[] = {
+    { "kernel", OPT_VALUE, apply_kernel, NULL, false },
+    { "memory", OPT_VALUE, apply_memory, NULL, true },
+    { "cpus", OPT_VALUE, apply_cpus, NULL, true },
+    { "cmdline", OPT_VALUE, apply_cmdline, NULL, false },
+    { "api-socket", OPT_VALUE, apply_api_socket, NULL, false },
+    { "serial", OPT_VALUE, apply_serial, NULL, false },
+    { "test-device", OPT_FLAG, NULL, flag_test_device, false },
+    { "verbose", OPT_FLAG, NULL, flag_verbose, false },
+    { "config", OPT_CONFIG, NULL, NULL, false },
+    { "help", OPT_HELP, NULL, NULL, false },
+    { "disk", OPT_TODO, NULL, NULL, false },
+    { "net", OPT_TODO, NULL, NULL, false },
+    { "initrd", OPT_TODO, NULL, NULL, false },
+    { "incoming", OPT_TODO, NULL, NULL, false },
+};
+
+static const OptDef *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (strlen(opts[i].name) == len && !strncmp(opts[i].name, name, len))
+            return &opts[i];
+    return NULL;
+}
+
+void vm_config_init(VmConfig *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->memory = VM_DEFAULT_MEMORY;
+    cfg->cpus = 1;
+    cfg->serial = SERIAL_STDIO;
+}
+
+void vm_config_free(VmConfig *cfg)
+{
+    free(cfg->kernel);
+    free(cfg->cmdline);
+    free(cfg->api_socket);
+    free(cfg->serial_path);
+    vm_config_init(cfg);
+}
+
+/* Splits argv[*i] into an option and its value (consuming argv[*i+1] if
+ * needed).  Returns the option or NULL with err set. */
+static const OptDef *next_opt(int argc, char *const argv[], int *i, const char **val,
+                              char *err, size_t errlen)
+{
+    const char *a = argv[*i];
+    *val = NULL;
+    if (!strcmp(a, "-h"))
+        return find_opt("help", 4);
+    if (strncmp(a, "--", 2) || !a[2]) {
+        snprintf(err, errlen, "unexpected argument '%s' (see strata run --help)", a);
+        return NULL;
+    }
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const OptDef *o = find_opt(name, len);
+    if (!o) {
+        snprintf(err, errlen, "unknown option '%.*s' (see strata run --help)", (int)len + 2, a);
+        return NULL;
+    }
+    bool takes_value = o->kind == OPT_VALUE || o->kind == OPT_CONFIG || o->kind == OPT_TODO;
+    if (!takes_value) {
+        if (eq) {
+            snprintf(err, errlen, "--%s takes no value ('%s')", o->name, a);
+            return NULL;
+        }
+        return o;
+    }
+    if (eq) {
+        *val = eq + 1;
+    } else if (*i + 1 < argc) {
+        *val = argv[++*i];
+    } else if (o->kind != OPT_TODO) {
+        snprintf(err, errlen, "--%s: missing value", o->name);
+        return NULL;
+    }
+    return o;
+}
+
+int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err, size_t errlen)
+{
+    const char *val;
+    /* Pass 1: --help anywhere wins; syntax errors; the config file. */
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return CONFIG_HELP;
+    const char *config = NULL;
+    for (int i = 0; i < argc; i++) {
+        const OptDef *o = next_opt(argc, argv, &i, &val, err, errlen);
+        if (!o)
+            return CONFIG_ERROR;
+        if (o->kind == OPT_CONFIG) {
+            if (config) {
+                snprintf(err, errlen, "--config %s: only one config file may be given", val);
+                return CONFIG_ERROR;
+            }
+            config = val;
+        }
+    }
+    if (config && vm_config_load_file(cfg, config, err, errlen) < 0)
+        return CONFIG_ERROR;
+    /* Pass 2: the command line overrides the file. */
+    for (int i = 0; i < argc; i++) {
+        const OptDef *o = next_opt(argc, argv, &i, &val, err, errlen);
+        if (!o)
+            return CONFIG_ERROR;
+        switch (o->kind) {
+        case OPT_VALUE: {
+            const char *why = o->apply(cfg, val);
+            if (why) {
+                snprintf(err, errlen, "--%s %s: %s", o->name, val, why);
+                return CONFIG_ERROR;
+            }
+            break;
+        }
+        case OPT_FLAG:
+            *o->flag(cfg) = true;
+            break;
+        case OPT_TODO:
+            snprintf(err, errlen, "--%s: not implemented yet", o->name);
+            return CONFIG_ERROR;
+        default:
+            break;
+        }
+    }
+    return vm_config_check(cfg, err, errlen) < 0 ? CONFIG_ERROR : CONFIG_OK;
+}
+
+int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, char *err,
+                         size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "%s: invalid JSON at line %d column %d: %s", origin, je.line,
+                 je.column, je.text);
+        return -1;
+    }
+    int ret = -1;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "%s: expected a JSON object", origin);
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        const OptDef *o = find_opt(key, strlen(key));
+        if (!o || o->kind == OPT_HELP) {
+            snprintf(err, errlen, "%s: unknown key \"%s\"", origin, key);
+            goto out;
+        }
+        if (o->kind == OPT_CONFIG) {
+            snprintf(err, errlen, "%s: key \"config\": a config file cannot include another",
+                     origin);
+            goto out;
+        }
+        if (o->kind == OPT_TODO) {
+            snprintf(err, errlen, "%s: key \"%s\": not implemented yet", origin, key);
+            goto out;
+        }
+        if (o->kind == OPT_FLAG) {
+            if (!json_is_boolean(v)) {
+                snprintf(err, errlen, "%s: key \"%s\": expected true or false", origin, key);
+                goto out;
+            }
+            *o->flag(cfg) = json_is_true(v);
+            continue;
+        }
+        char num[32];
+        const char *s;
+        if (json_is_string(v)) {
+            s = json_string_value(v);
+            if (strlen(s) != json_string_length(v)) {
+                snprintf(err, errlen, "%s: key \"%s\": string contains a NUL byte", origin, key);
+                goto out;
+            }
+        } else if (o->numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
+            snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+            s = num;
+        } else {
+            snprintf(err, errlen, "%s: key \"%s\": expected a %s", origin, key,
+                     o->numeric ? "string or a non-negative integer" : "string");
+            goto out;
+        }
+        const char *why = o->apply(cfg, s);
+        if (why) {
+            snprintf(err, errlen, "%s: key \"%s\" (%s): %s", origin, key, s, why);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    json_decref(root);
+    return ret;
+}
+
+int vm_config_load_file(VmConfig *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int ret = -1;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            if (cap >= (1u << 20)) {
+                snprintf(err, errlen, "--config %s: file larger than 1 MiB", path);
+                goto out;
+            }
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                snprintf(err, errlen, "--config %s: out of memory", path);
+                goto out;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, 4096, f);
+        len += n;
+        if (n < 4096)
+            break;
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "--config %s: read error", path);
+        goto out;
+    }
+    buf[len] = 0;
+    if (strlen(buf) != len) {
+        snprintf(err, errlen, "--config %s: file contains a NUL byte", path);
+        goto out;
+    }
+    char origin[300];
+    snprintf(origin, sizeof(origin), "--config %s", path);
+    ret = vm_config_apply_json(cfg, buf, origin, err, errlen);
+out:
+    free(buf);
+    fclose(f);
+    return ret;
+}
+
+int vm_config_check(const VmConfig *cfg, char *err, size_t errlen)
+{
+    if (!cfg->kernel) {
+        snprintf(err, errlen, "--kernel: missing (a PVH ELF to boot is required)");
+        return -1;
+    }
+    return 0;
+}
+
+const char *vm_config_usage(void)
+{
+    return
+        "Usage: strata run --kernel FILE [options]\n"
+        "       strata ctl --api-socket PATH COMMAND [ARGS]   (strata ctl --help)\n"
+        "\n"
+        "Runs a KVM virtual machine.  Options (also --opt=value; a JSON --config file\n"
+        "takes the same names as keys, and the command line overrides it):\n"
+        "  --kernel FILE        ELF with a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY);\n"
+        "                       its PT_LOAD segments are loaded at their physical\n"
+        "                       addresses and the vCPU starts in the PVH entry state\n"
+        "  --memory SIZE        guest RAM (default 256M; K/M/G/T suffixes, a bare\n"
+        "                       number is MiB; 2M..1T, a multiple of 4K)\n"
+        "  --cpus N             number of vCPUs (only 1 is supported yet)\n"
+        "  --cmdline TEXT       kernel command line, passed in the PVH start_info\n"
+        "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"
+        "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
+        "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
+        "                       guest's EXIT port ends strata with the guest's code\n"
+        "  --config FILE        JSON object with the keys above, e.g.\n"
+        "                       {\"kernel\":\"g.elf\",\"memory\":\"512M\",\"test-device\":true}\n"
+        "  --verbose            dump the vCPU registers when the guest crashes\n"
+        "  --help               this text\n"
+        "\n"
+        "Not implemented yet (rejected with an error): --disk, --net, --initrd,\n"
+        "--incoming.  No in-kernel irqchip: the UART's interrupt is not delivered.\n"
+        "\n"
+        "Exit status: 0 guest exit code 0, HLT, guest poweroff or QMP quit;\n"
+        "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
+        "3 guest crashed (triple fault) or asked for a reset; 4 KVM error;\n"
+        "128+N terminated by signal N.\n";
+}

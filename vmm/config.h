@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `strata run` options: command line and JSON config file (same keys).
+ * Pure parsing, no side effects besides reading the config file, so it is
+ * unit tested without /dev/kvm.
+ */
+#ifndef STRATA_VMM_CONFIG_H
+#define STRATA_VMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VM_DEFAULT_MEMORY (256ull << 20)
+#define VM_MIN_MEMORY (2ull << 20)
+#define VM_MAX_MEMORY (1ull << 40)
+#define VM_MAX_CMDLINE 4095
+
+typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMode;
+
+typedef struct VmConfig {
+    char *kernel;           /* --kernel */
+    uint64_t memory;        /* --memory, bytes */
+    unsigned cpus;          /* --cpus */
+    char *cmdline;          /* --cmdline */
+    char *api_socket;       /* --api-socket */
+    SerialMode serial;      /* --serial */
+    char *serial_path;      /* --serial file=PATH */
+    bool test_device;       /* --test-device */
+    bool verbose;           /* --verbose */
+} VmConfig;
+
+/* Outcome of vm_config_parse_args. */
+enum { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_ERROR = -1 };
+
+/* Fills cfg with the defaults (256M, 1 CPU, serial on stdio). */
+void vm_config_init(VmConfig *cfg);
+/* Frees the strings cfg owns and re-initialises it. */
+void vm_config_free(VmConfig *cfg);
+
+/*
+ * Parses a size: a decimal or 0x number with an optional K/M/G/T suffix
+ * (binary units, upper or lower case, an optional trailing B); a bare number
+ * is in MiB, as QEMU's -m.  0 on success, -1 on anything else (overflow,
+ * junk, empty, negative).
+ */
+int parse_size(const char *s, uint64_t *out);
+
+/*
+ * Parses `strata run` arguments (argv[0] is the first option, not the
+ * program).  A --config file is read first, wherever it appears; options on
+ * the command line then override its keys.  Returns CONFIG_OK,
+ * CONFIG_HELP (--help seen) or CONFIG_ERROR with one line naming the
+ * option and value in err.  Also checks the result (a kernel is required).
+ */
+int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err, size_t errlen);
+
+/* Applies the keys of a JSON object given as text; origin names it in
+ * messages.  0 or -1 with err set. */
+int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, char *err,
+                         size_t errlen);
+
+/* Reads and applies a JSON config file.  0 or -1 with err set. */
+int vm_config_load_file(VmConfig *cfg, const char *path, char *err, size_t errlen);
+
+/* Checks the combination (kernel given, ...).  0 or -1 with err set. */
+int vm_config_check(const VmConfig *cfg, char *err, size_t errlen);
+
+/* Text of `strata run --help`. */
+const char *vm_config_usage(void);
+
+#endif /* STRATA_VMM_CONFIG_H */

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/* `strata ctl`: a small QMP client for the control socket. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmm/vmm.h"
+
+#define CTL_MAX_REPLY (256u << 20)
+
+static const char ctl_usage[] =
+    "Usage: strata ctl --api-socket PATH COMMAND [ARGS]\n"
+    "Commands:\n"
+    "  mtree [-f] [-D]        print the memory tree (info mtree, QEMU's format)\n"
+    "  status                 print the run state (running, paused, shutdown)\n"
+    "  pause | resume         stop / continue the vCPUs (QMP stop / cont)\n"
+    "  reset                  reset the machine (QMP system_reset)\n"
+    "  quit                   end the VM and strata (QMP quit)\n"
+    "  hmp 'LINE'             run a human monitor command, print its output\n"
+    "  qmp NAME ['{JSON}']    run any QMP command with JSON arguments, print the\n"
+    "                         reply pretty-printed\n"
+    "Exit status: 0 on success, 1 with the error's description otherwise.\n";
+
+typedef struct Conn {
+    int fd;
+    const char *path;
+    char *buf;
+    size_t len, cap;
+} Conn;
+
+/* Next line from the server as JSON, or NULL after printing why. */
+static json_t *read_msg(Conn *c)
+{
+    for (;;) {
+        char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf) + 1;
+            json_error_t je;
+            json_t *m = json_loadb(c->buf, n, 0, &je);
+            memmove(c->buf, c->buf + n, c->len - n);
+            c->len -= n;
+            if (!m) {
+                fprintf(stderr, "strata ctl: %s: bad reply: %s\n", c->path, je.text);
+                return NULL;
+            }
+            return m;
+        }
+        if (c->cap - c->len < 65536) {
+            if (c->cap >= CTL_MAX_REPLY) {
+                fprintf(stderr, "strata ctl: %s: reply too large\n", c->path);
+                return NULL;
+            }
+            size_t cap = c->cap ? c->cap * 2 : 131072;
+            char *nb = realloc(c->buf, cap);
+            if (!nb) {
+                fprintf(stderr, "strata ctl: out of memory\n");
+                return NULL;
+            }
+            c->buf = nb;
+            c->cap = cap;
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            fprintf(stderr, "strata ctl: %s: %s\n", c->path,
+                    r == 0 ? "connection closed before the reply"
+                    : errno == EAGAIN ? "no reply within 60 s" : strerror(errno));
+            return NULL;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+/* Sends a request and returns its reply (events skipped), or NULL. */
+static json_t *call(Conn *c, const char *name, json_t *args, json_int_t id)
+{
+    json_t *req = json_pack("{s:s,s:I}", "execute", name, "id", id);
+    if (args)
+        json_object_set(req, "arguments", args);
+    char *s = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (!s)
+        return NULL;
+    size_t len = strlen(s), off = 0;
+    s[len] = '\n';      /* json_dumps' NUL becomes the line end */
+    while (off < len + 1) {
+        ssize_t w = send(c->fd, s + off, len + 1 - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "strata ctl: %s: %s\n", c->path, strerror(errno));
+            free(s);
+            return NULL;
+        }
+        off += (size_t)w;
+    }
+    free(s);
+    for (;;) {
+        json_t *m = read_msg(c);
+        if (!m)
+            return NULL;
+        json_t *mid = json_object_get(m, "id");
+        if (json_object_get(m, "event") || !json_is_integer(mid) ||
+            json_integer_value(mid) != id) {
+            json_decref(m);
+            continue;
+        }
+        return m;
+    }
+}
+
+/* Prints the error of a reply; returns 1. */
+static int report_error(json_t *reply)
+{
+    json_t *e = json_object_get(reply, "error");
+    const char *desc = json_string_value(json_object_get(e, "desc"));
+    fprintf(stderr, "strata ctl: %s\n", desc ? desc : "unexpected reply");
+    return 1;
+}
+
+int strata_ctl(int argc, char *const argv[])
+{
+    const char *path = NULL;
+    int i = 0;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(ctl_usage, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--api-socket") && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strncmp(argv[i], "--api-socket=", 13)) {
+            path = argv[i] + 13;
+        } else if (!strncmp(argv[i], "--", 2)) {
+            fprintf(stderr, "strata ctl: unknown option '%s'\n", argv[i]);
+            return 1;
+        } else {
+            break;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "strata ctl: --api-socket PATH is required\n%s", ctl_usage);
+        return 1;
+    }
+    if (i >= argc) {
+        fprintf(stderr, "strata ctl: missing COMMAND\n%s", ctl_usage);
+        return 1;
+    }
+    const char *cmd = argv[i++];
+    int nargs = argc - i;
+    char *const *args = argv + i;
+
+    /* Map the command to a QMP request. */
+    const char *qname = NULL;
+    json_t *qargs = NULL;
+    enum { OUT_NONE, OUT_STRING, OUT_STATUS, OUT_PRETTY } out = OUT_NONE;
+    char line[256];
+    if (!strcmp(cmd, "mtree")) {
+        snprintf(line, sizeof(line), "info mtree");
+        for (int k = 0; k < nargs; k++) {
+            if (strcmp(args[k], "-f") && strcmp(args[k], "-D")) {
+                fprintf(stderr, "strata ctl: mtree: unknown option '%s' (use -f, -D)\n",
+                        args[k]);
+                return 1;
+            }
+            strncat(line, " ", sizeof(line) - strlen(line) - 1);
+            strncat(line, args[k], sizeof(line) - strlen(line) - 1);
+        }
+        qname = "human-monitor-command";
+        qargs = json_pack("{s:s}", "command-line", line);
+        out = OUT_STRING;
+    } else if (!strcmp(cmd, "hmp") && nargs == 1) {
+        qname = "human-monitor-command";
+        qargs = json_pack("{s:s}", "command-line", args[0]);
+        out = OUT_STRING;
+    } else if (!strcmp(cmd, "qmp") && (nargs == 1 || nargs == 2)) {
+        qname = args[0];
+        if (nargs == 2) {
+            json_error_t je;
+            qargs = json_loads(args[1], 0, &je);
+            if (!json_is_object(qargs)) {
+                fprintf(stderr, "strata ctl: qmp %s '%s': arguments must be a JSON object%s%s\n",
+                        qname, args[1], qargs ? "" : ": ", qargs ? "" : je.text);
+                json_decref(qargs);
+                return 1;
+            }
+        }
+        out = OUT_PRETTY;
+    } else if (nargs == 0) {
+        if (!strcmp(cmd, "status")) {
+            qname = "query-status";
+            out = OUT_STATUS;
+        } else if (!strcmp(cmd, "pause")) {
+            qname = "stop";
+        } else if (!strcmp(cmd, "resume")) {
+            qname = "cont";
+        } else if (!strcmp(cmd, "reset")) {
+            qname = "system_reset";
+        } else if (!strcmp(cmd, "quit")) {
+            qname = "quit";
+        }
+    }
+    if (!qname) {
+        fprintf(stderr, "strata ctl: unknown command or wrong arguments: '%s'\n%s", cmd,
+                ctl_usage);
+        return 1;
+    }
+
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "strata ctl: --api-socket %s: path too long\n", path);
+        json_decref(qargs);
+        return 1;
+    }
+    strcpy(sa.sun_path, path);
+    Conn c = { .fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), .path = path };
+    struct timeval tv = { .tv_sec = 60 };
+    if (c.fd < 0 || connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr, "strata ctl: --api-socket %s: %s\n", path, strerror(errno));
+        if (c.fd >= 0)
+            close(c.fd);
+        json_decref(qargs);
+        return 1;
+    }
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int status = 1;
+    json_t *greet = read_msg(&c), *neg = NULL, *reply = NULL;
+    if (!greet)
+        goto out;
+    if (!json_object_get(greet, "QMP")) {
+        fprintf(stderr, "strata ctl: %s: not a QMP server\n", path);
+        goto out;
+    }
+    neg = call(&c, "qmp_capabilities", NULL, 1);
+    if (!neg)
+        goto out;
+    if (json_object_get(neg, "error")) {
+        status = report_error(neg);
+        goto out;
+    }
+    reply = call(&c, qname, qargs, 2);
+    if (!reply)
+        goto out;
+    if (out == OUT_PRETTY) {
+        json_object_del(reply, "id");
+        char *s = json_dumps(reply, JSON_INDENT(2));
+        if (s)
+            puts(s);
+        free(s);
+        status = json_object_get(reply, "error") ? report_error(reply) : 0;
+        goto out;
+    }
+    if (json_object_get(reply, "error")) {
+        status = report_error(reply);
+        goto out;
+    }
+    json_t *ret = json_object_get(reply, "return");
+    if (out == OUT_STRING && json_is_string(ret))
+        fputs(json_string_value(ret), stdout);
+    else if (out == OUT_STATUS)
+        printf("%s\n", json_string_value(json_object_get(ret, "status")));
+    status = 0;
+out:
+    json_decref(greet);
+    json_decref(neg);
+    json_decref(reply);
+    json_decref(qargs);
+    free(c.buf);
+    close(c.fd);
+    return status;
+}

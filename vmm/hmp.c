@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/* Human monitor commands (see hmp.h). */
+#include "vmm/hmp.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/vmm.h"
+
+#define MAX_ARGS 8
+#define XP_MAX_BYTES 4096
+
+static const char help_text[] =
+    "cont|c -- resume emulation\n"
+    "help|? -- show this text\n"
+    "info cpus -- show infos for each CPU\n"
+    "info kvm -- show KVM information (and strata's slot table)\n"
+    "info mtree [-f] [-D] -- show memory tree (-f: dump flat view, -D: disabled regions)\n"
+    "info status -- show the current VM status (running|paused)\n"
+    "quit|q -- quit the emulator\n"
+    "stop -- stop emulation\n"
+    "system_reset -- reset the system\n"
+    "xp /fmt addr -- physical memory dump starting at addr (fmt: count, x/d/u, b/h/w/g)\n";
+
+static char *dupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dupf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+static char *info_mtree(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    unsigned flags = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-f")) {
+            flags |= MTREE_FLATVIEW;
+        } else if (!strcmp(argv[i], "-D")) {
+            flags |= MTREE_DISABLED;
+        } else {
+            qmp_error_set(err, "info mtree: unsupported option '%s' (use -f, -D)", argv[i]);
+            return NULL;
+        }
+    }
+    char *s = mtree_info_str(v->m.ctx, flags);
+    if (!s)
+        qmp_error_set(err, "info mtree: out of memory");
+    return s;
+}
+
+static char *info_kvm(Vmm *v)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fputs("kvm support: enabled\n", f);
+    KvmSlotInfo slots[64];
+    size_t n = kvm_vm_get_slots(v->m.vm, slots, 64);
+    fprintf(f, "memory slots: %zu of %u\n", n, kvm_vm_max_slots(v->m.vm));
+    for (size_t i = 0; i < n && i < 64; i++)
+        fprintf(f, "  slot %u: %016llx-%016llx%s%s %s\n", slots[i].slot,
+                (unsigned long long)slots[i].gpa,
+                (unsigned long long)(slots[i].gpa + slots[i].size - 1),
+                slots[i].flags & KVM_MEM_READONLY ? " ro" : "",
+                slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES ? " log" : "", slots[i].name);
+    KvmVmStats st;
+    kvm_vm_get_stats(v->m.vm, &st);
+    fprintf(f, "exits: io %llu, mmio %llu, other %llu\n", (unsigned long long)st.exits_io,
+            (unsigned long long)st.exits_mmio, (unsigned long long)st.exits_other);
+    fclose(f);
+    return buf;
+}
+
+static char *info_cpus(Vmm *v)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
+        fprintf(f, "%c CPU #%u: thread_id=%d\n", i == 0 ? '*' : ' ', i, (int)vmm_vcpu_tid(v));
+    fclose(f);
+    return buf;
+}
+
+/* xp /[count][format][size] addr */
+static char *cmd_xp(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    unsigned long count = 1;
+    char fmt = 'x', size = 'w';
+    const char *addr_s;
+    if (argc == 3 && argv[1][0] == '/') {
+        const char *p = argv[1] + 1;
+        if (isdigit((unsigned char)*p))
+            count = strtoul(p, (char **)&p, 10);
+        for (; *p; p++) {
+            if (strchr("xdu", *p))
+                fmt = *p;
+            else if (strchr("bhwg", *p))
+                size = *p;
+            else {
+                qmp_error_set(err, "xp: invalid format '%s'", argv[1]);
+                return NULL;
+            }
+        }
+        addr_s = argv[2];
+    } else if (argc == 2) {
+        addr_s = argv[1];
+    } else {
+        qmp_error_set(err, "xp: usage: xp /fmt addr");
+        return NULL;
+    }
+    unsigned width = size == 'b' ? 1 : size == 'h' ? 2 : size == 'w' ? 4 : 8;
+    if (count == 0 || count * width > XP_MAX_BYTES) {
+        qmp_error_set(err, "xp: count must be 1..%u units", XP_MAX_BYTES / width);
+        return NULL;
+    }
+    errno = 0;
+    char *end;
+    unsigned long long addr = strtoull(addr_s, &end, 0);
+    if (errno || *end || !*addr_s) {
+        qmp_error_set(err, "xp: invalid address '%s'", addr_s);
+        return NULL;
+    }
+    uint8_t data[XP_MAX_BYTES];
+    if (address_space_read(v->m.memory_as, addr, data, count * width) != MEMTX_OK) {
+        qmp_error_set(err, "xp: cannot read %lu bytes at 0x%llx", count * width, addr);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    unsigned per_line = width <= 2 ? 8 : 16 / width;
+    for (unsigned long i = 0; i < count; i++) {
+        if (i % per_line == 0)
+            fprintf(f, "%s%016llx:", i ? "\n" : "", addr + i * width);
+        uint64_t val = 0;
+        for (unsigned b = 0; b < width; b++)
+            val |= (uint64_t)data[i * width + b] << (8 * b);
+        if (fmt == 'x')
+            fprintf(f, " 0x%0*llx", (int)width * 2, (unsigned long long)val);
+        else if (fmt == 'u')
+            fprintf(f, " %llu", (unsigned long long)val);
+        else {
+            int64_t sv = width == 8 ? (int64_t)val
+                                    : (int64_t)(val << (64 - 8 * width)) >> (64 - 8 * width);
+            fprintf(f, " %lld", (long long)sv);
+        }
+    }
+    fputc('\n', f);
+    fclose(f);
+    return buf;
+}
+
+char *hmp_execute(Vmm *v, const char *line, QmpError *err)
+{
+    char copy[512];
+    char *argv[MAX_ARGS];
+    int argc = 0;
+
+    if (strlen(line) >= sizeof(copy)) {
+        qmp_error_set(err, "human-monitor-command: command line too long");
+        return NULL;
+    }
+    strcpy(copy, line);
+    for (char *tok = strtok(copy, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
+        if (argc == MAX_ARGS) {
+            qmp_error_set(err, "human-monitor-command: too many arguments");
+            return NULL;
+        }
+        argv[argc++] = tok;
+    }
+    if (argc == 0)
+        return strdup("");
+    const char *cmd = argv[0];
+    if (!strcmp(cmd, "info")) {
+        const char *what = argc > 1 ? argv[1] : "";
+        if (!strcmp(what, "mtree"))
+            return info_mtree(v, argc, argv, err);
+        if (argc > 2) {
+            qmp_error_set(err, "info %s: too many arguments", what);
+            return NULL;
+        }
+        if (!strcmp(what, "status"))
+            return dupf("VM status: %s\n", vmm_state_name(v));
+        if (!strcmp(what, "kvm"))
+            return info_kvm(v);
+        if (!strcmp(what, "cpus"))
+            return info_cpus(v);
+        qmp_error_set(err, "info: unknown item '%s' (try: mtree, status, kvm, cpus)", what);
+        return NULL;
+    }
+    if (!strcmp(cmd, "xp"))
+        return cmd_xp(v, argc, argv, err);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "?"))
+        return strdup(help_text);
+    if (argc > 1) {
+        qmp_error_set(err, "%s: too many arguments", cmd);
+        return NULL;
+    }
+    if (!strcmp(cmd, "stop"))
+        return vmm_stop(v, err) < 0 ? NULL : strdup("");
+    if (!strcmp(cmd, "cont") || !strcmp(cmd, "c"))
+        return vmm_cont(v, err) < 0 ? NULL : strdup("");
+    if (!strcmp(cmd, "system_reset"))
+        return vmm_system_reset(v, err) < 0 ? NULL : strdup("");
+    if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
+        vmm_request_quit(v);
+        return strdup("");
+    }
+    qmp_error_set(err, "unknown command: '%s'", cmd);
+    return NULL;
+}

@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: MIT */
+/* The QMP server (see qmp.h). */
+#include "vmm/qmp.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_CHUNK (64u << 10)
+#define READS_PER_EVENT 8
+
+struct QmpClient {
+    EvSource src;
+    QmpServer *srv;
+    QmpClient *next;
+    int fd;
+    unsigned id;
+    bool negotiated;
+    bool dead;
+    bool discarding;        /* inside an over-long line */
+    bool eof;
+    uint32_t mask;          /* epoll events registered */
+    char *in;
+    size_t in_len, in_cap;
+    char *out;
+    size_t out_off, out_len, out_cap;
+};
+
+struct QmpServer {
+    EvSource src;
+    int epfd;
+    int fd;
+    char *path;
+    const QmpCommand *cmds;
+    size_t ncmds;
+    void *opaque;
+    QmpClient *clients;     /* live */
+    QmpClient *dead;        /* closed, freed by qmp_server_reap */
+    unsigned nr_clients;
+    unsigned next_id;
+};
+
+int ev_add(int epfd, int fd, uint32_t events, EvSource *src)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = src };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int ev_mod(int epfd, int fd, uint32_t events, EvSource *src)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = src };
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int ev_del(int epfd, int fd)
+{
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}
+
+void qmp_error_set(QmpError *err, const char *fmt, ...)
+{
+    va_list ap;
+    err->cls = "GenericError";
+    va_start(ap, fmt);
+    vsnprintf(err->desc, sizeof(err->desc), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void client_close(QmpClient *c, const char *why);
+static void client_process(QmpClient *c);
+
+static size_t pending(const QmpClient *c)
+{
+    return c->out_len - c->out_off;
+}
+
+static void client_update_mask(QmpClient *c)
+{
+    if (c->dead)
+        return;
+    uint32_t mask = 0;
+    if (pending(c))
+        mask |= EPOLLOUT;
+    if (pending(c) <= QMP_OUT_HIGH && !c->eof)
+        mask |= EPOLLIN;
+    if (mask != c->mask) {
+        c->mask = mask;
+        ev_mod(c->srv->epfd, c->fd, mask, &c->src);
+    }
+}
+
+/* Sends what it can without blocking; false if the client was closed. */
+static bool client_flush(QmpClient *c)
+{
+    while (pending(c)) {
+        ssize_t n = send(c->fd, c->out + c->out_off, pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        client_close(c, n < 0 ? strerror(errno) : "send returned 0");
+        return false;
+    }
+    if (!pending(c)) {
+        c->out_off = c->out_len = 0;
+    } else if (c->out_off > c->out_cap / 2) {
+        memmove(c->out, c->out + c->out_off, pending(c));
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
+    return true;
+}
+
+/* Queues one message (a line) for c, takes a reference-free json value. */
+static void client_send(QmpClient *c, json_t *msg)
+{
+    if (c->dead)
+        return;
+    char *s = json_dumps(msg, JSON_ENSURE_ASCII);
+    if (!s) {
+        client_close(c, "out of memory encoding a reply");
+        return;
+    }
+    size_t len = strlen(s);
+    if (pending(c) + len + 2 > QMP_OUT_CAP) {
+        free(s);
+        client_close(c, "output buffer over its cap (client not reading)");
+        return;
+    }
+    if (c->out_len + len + 2 > c->out_cap) {
+        if (c->out_off) {
+            memmove(c->out, c->out + c->out_off, pending(c));
+            c->out_len -= c->out_off;
+            c->out_off = 0;
+        }
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + len + 2)
+            cap *= 2;
+        char *nb = cap == c->out_cap ? c->out : realloc(c->out, cap);
+        if (!nb) {
+            free(s);
+            client_close(c, "out of memory");
+            return;
+        }
+        c->out = nb;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, s, len);
+    memcpy(c->out + c->out_len + len, "\r\n", 2);
+    c->out_len += len + 2;
+    free(s);
+    if (client_flush(c))
+        client_update_mask(c);
+}
+
+static void send_error(QmpClient *c, json_t *id, const char *cls, const char *desc)
+{
+    json_t *m = json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", desc);
+    if (m && id)
+        json_object_set(m, "id", id);
+    if (m)
+        client_send(c, m);
+    json_decref(m);
+}
+
+static void send_return(QmpClient *c, json_t *id, json_t *ret /* stolen */)
+{
+    json_t *m = json_object();
+    if (!m) {
+        json_decref(ret);
+        return;
+    }
+    json_object_set_new(m, "return", ret);
+    if (id)
+        json_object_set(m, "id", id);
+    client_send(c, m);
+    json_decref(m);
+}
+
+/* ---- built-in commands --------------------------------------------------- */
+
+static json_t *cmd_qmp_capabilities(void *opaque, QmpClient *c, json_t *args, QmpError *err)
+{
+    json_t *enable = json_object_get(args, "enable");
+    size_t i;
+    json_t *v;
+    json_array_foreach(enable, i, v) {
+        if (!json_is_string(v)) {
+            qmp_error_set(err, "Invalid parameter type for 'enable[%zu]', expected: string", i);
+            return NULL;
+        }
+        qmp_error_set(err, "Capability '%s' not available", json_string_value(v));
+        return NULL;
+    }
+    c->negotiated = true;
+    return json_object();
+}
+
+static const QmpArg caps_args[] = { { "enable", QMP_ARG_ARRAY, true }, { NULL, 0, false } };
+static const QmpCommand builtin_caps = { "qmp_capabilities", cmd_qmp_capabilities, caps_args };
+
+json_t *qmp_server_command_list(const QmpServer *srv)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_pack("{s:s}", "name", "qmp_capabilities"));
+    json_array_append_new(a, json_pack("{s:s}", "name", "query-commands"));
+    for (size_t i = 0; i < srv->ncmds; i++)
+        json_array_append_new(a, json_pack("{s:s}", "name", srv->cmds[i].name));
+    return a;
+}
+
+static json_t *cmd_query_commands(void *opaque, QmpClient *c, json_t *args, QmpError *err)
+{
+    return qmp_server_command_list(c->srv);
+}
+
+static const QmpCommand builtin_query_commands = { "query-commands", cmd_query_commands, NULL };
+
+/* ---- requests ------------------------------------------------------------ */
+
+static const char *type_name(QmpArgType t)
+{
+    switch (t) {
+    case QMP_ARG_STRING: return "string";
+    case QMP_ARG_INT: return "int";
+    case QMP_ARG_BOOL: return "bool";
+    case QMP_ARG_OBJECT: return "object";
+    case QMP_ARG_ARRAY: return "array";
+    default: return "any";
+    }
+}
+
+static bool type_ok(QmpArgType t, json_t *v)
+{
+    switch (t) {
+    case QMP_ARG_STRING: return json_is_string(v);
+    case QMP_ARG_INT: return json_is_integer(v);
+    case QMP_ARG_BOOL: return json_is_boolean(v);
+    case QMP_ARG_OBJECT: return json_is_object(v);
+    case QMP_ARG_ARRAY: return json_is_array(v);
+    default: return true;
+    }
+}
+
+/* Checks args against the table; false with err set. */
+static bool check_args(const QmpCommand *cmd, json_t *args, QmpError *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(args, key, v) {
+        const QmpArg *a = cmd->args;
+        while (a && a->name && strcmp(a->name, key))
+            a++;
+        if (!a || !a->name) {
+            qmp_error_set(err, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+        if (!type_ok(a->type, v)) {
+            qmp_error_set(err, "Invalid parameter type for '%s', expected: %s", key,
+                          type_name(a->type));
+            return false;
+        }
+        if (a->type == QMP_ARG_STRING && strlen(json_string_value(v)) != json_string_length(v)) {
+            qmp_error_set(err, "Parameter '%s' contains a NUL character", key);
+            return false;
+        }
+    }
+    for (const QmpArg *a = cmd->args; a && a->name; a++) {
+        if (!a->optional && !json_object_get(args, a->name)) {
+            qmp_error_set(err, "Parameter '%s' is missing", a->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static const QmpCommand *find_cmd(const QmpServer *srv, const char *name)
+{
+    if (!strcmp(name, builtin_caps.name))
+        return &builtin_caps;
+    if (!strcmp(name, builtin_query_commands.name))
+        return &builtin_query_commands;
+    for (size_t i = 0; i < srv->ncmds; i++)
+        if (!strcmp(srv->cmds[i].name, name))
+            return &srv->cmds[i];
+    return NULL;
+}
+
+static void handle_request(QmpClient *c, json_t *req)
+{
+    if (!json_is_object(req)) {
+        send_error(c, NULL, "GenericError", "QMP input must be a JSON object");
+        return;
+    }
+    json_t *id = json_object_get(req, "id");
+    const char *key;
+    json_t *v;
+    json_object_foreach(req, key, v) {
+        if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id")) {
+            char d[160];
+            snprintf(d, sizeof(d), "QMP input member '%.100s' is unexpected", key);
+            send_error(c, id, "GenericError", d);
+            return;
+        }
+    }
+    json_t *exec = json_object_get(req, "execute");
+    if (!exec) {
+        send_error(c, id, "GenericError", "QMP input lacks member 'execute'");
+        return;
+    }
+    if (!json_is_string(exec)) {
+        send_error(c, id, "GenericError", "QMP input member 'execute' must be a string");
+        return;
+    }
+    json_t *args = json_object_get(req, "arguments");
+    if (args && !json_is_object(args)) {
+        send_error(c, id, "GenericError", "QMP input member 'arguments' must be an object");
+        return;
+    }
+    const char *name = json_string_value(exec);
+    const QmpCommand *cmd = find_cmd(c->srv, name);
+    if (!c->negotiated && cmd != &builtin_caps) {
+        send_error(c, id, "CommandNotFound",
+                   "Expecting capabilities negotiation with 'qmp_capabilities'");
+        return;
+    }
+    if (c->negotiated && cmd == &builtin_caps) {
+        send_error(c, id, "CommandNotFound",
+                   "Capabilities negotiation is already complete, command ignored");
+        return;
+    }
+    if (!cmd) {
+        char d[200];
+        snprintf(d, sizeof(d), "The command %.120s has not been found", name);
+        send_error(c, id, "CommandNotFound", d);
+        return;
+    }
+    json_t *empty = NULL;
+    if (!args)
+        args = empty = json_object();
+    QmpError err = { "GenericError", "" };
+    json_t *ret = NULL;
+    if (check_args(cmd, args, &err))
+        ret = cmd->fn(c->srv->opaque, c, args, &err);
+    json_decref(empty);
+    if (ret)
+        send_return(c, id, ret);
+    else
+        send_error(c, id, err.cls ? err.cls : "GenericError",
+                   err.desc[0] ? err.desc : "command failed");
+}
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* One line: a sequence of JSON values. */
+static void handle_line(QmpClient *c, const char *line, size_t len)
+{
+    size_t pos = 0;
+    while (!c->dead) {
+        while (pos < len && is_space(line[pos]))
+            pos++;
+        if (pos >= len)
+            return;
+        json_error_t je;
+        json_t *req = json_loadb(line + pos, len - pos,
+                                 JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+        if (!req) {
+            char d[300];
+            snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
+            send_error(c, NULL, "GenericError", d);
+            return;             /* the rest of the line is not trusted */
+        }
+        size_t used = (size_t)je.position;
+        pos += used ? used : len - pos;
+        handle_request(c, req);
+        json_decref(req);
+    }
+}
+
+/* Handles every complete line in the input buffer (unless backpressured). */
+static void client_process(QmpClient *c)
+{
+    size_t start = 0;
+    while (!c->dead && pending(c) <= QMP_OUT_HIGH) {
+        char *nl = memchr(c->in + start, '\n', c->in_len - start);
+        if (!nl)
+            break;
+        size_t len = (size_t)(nl - (c->in + start));
+        if (c->discarding)
+            c->discarding = false;
+        else if (len > QMP_MAX_LINE)
+            send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
+        else
+            handle_line(c, c->in + start, len);
+        start += len + 1;
+    }
+    if (c->dead)
+        return;
+    if (start) {
+        memmove(c->in, c->in + start, c->in_len - start);
+        c->in_len -= start;
+    }
+    /* An unterminated line over the limit: answer once, discard it. */
+    if (c->discarding && !memchr(c->in, '\n', c->in_len)) {
+        c->in_len = 0;
+    } else if (c->in_len > QMP_MAX_LINE && !memchr(c->in, '\n', c->in_len)) {
+        send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
+        c->discarding = true;
+        c->in_len = 0;
+    }
+    if (c->eof && !c->dead) {
+        /* The peer is gone for writing: a last unterminated request still
+         * counts, then the connection ends once the output is sent. */
+        if (c->in_len && !c->discarding && pending(c) <= QMP_OUT_HIGH) {
+            handle_line(c, c->in, c->in_len);
+            c->in_len = 0;
+        }
+        if (!c->dead && !pending(c))
+            client_close(c, NULL);
+    }
+}
+
+static void client_read(QmpClient *c)
+{
+    for (int i = 0; i < READS_PER_EVENT && !c->dead && !c->eof; i++) {
+        if (pending(c) > QMP_OUT_HIGH)
+            break;
+        if (c->in_cap - c->in_len < READ_CHUNK) {
+            size_t cap = c->in_len + READ_CHUNK;
+            char *nb = realloc(c->in, cap);
+            if (!nb) {
+                client_close(c, "out of memory");
+                return;
+            }
+            c->in = nb;
+            c->in_cap = cap;
+        }
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            client_close(c, strerror(errno));
+            return;
+        }
+        if (n == 0)
+            c->eof = true;
+        c->in_len += (size_t)n;
+        client_process(c);
+    }
+    if (!c->dead)
+        client_update_mask(c);
+}
+
+static void client_event(EvSource *src, uint32_t events)
+{
+    QmpClient *c = (QmpClient *)src;
+    if (c->dead)
+        return;
+    if (events & EPOLLOUT) {
+        if (!client_flush(c))
+            return;
+        if (pending(c) <= QMP_OUT_HIGH)
+            client_process(c);  /* requests held back by backpressure */
+        if (c->dead)
+            return;
+        client_update_mask(c);
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        client_read(c);
+    if (!c->dead && (events & EPOLLERR) && !(events & EPOLLIN))
+        client_close(c, "socket error");
+    if (!c->dead && (events & EPOLLHUP) && c->eof)
+        client_close(c, NULL);      /* hung up both ways: nothing can be sent */
+}
+
+static void client_close(QmpClient *c, const char *why)
+{
+    if (c->dead)
+        return;
+    QmpServer *srv = c->srv;
+    if (why)
+        fprintf(stderr, "strata: QMP client %u dropped: %s\n", c->id, why);
+    c->dead = true;
+    ev_del(srv->epfd, c->fd);
+    close(c->fd);
+    c->fd = -1;
+    for (QmpClient **p = &srv->clients; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    c->next = srv->dead;
+    srv->dead = c;
+    srv->nr_clients--;
+}
+
+static void client_free(QmpClient *c)
+{
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+void qmp_server_reap(QmpServer *srv)
+{
+    if (!srv)
+        return;
+    while (srv->dead) {
+        QmpClient *c = srv->dead;
+        srv->dead = c->next;
+        client_free(c);
+    }
+}
+
+/* ---- listening ------------------------------------------------------------- */
+
+static void server_accept(EvSource *src, uint32_t events)
+{
+    QmpServer *srv = (QmpServer *)src;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                fprintf(stderr, "strata: QMP accept: %s\n", strerror(errno));
+            return;
+        }
+        if (srv->nr_clients >= QMP_MAX_CLIENTS) {
+            static const char msg[] =
+                "{\"error\": {\"class\": \"GenericError\", \"desc\": \"too many QMP clients\"}}\r\n";
+            (void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(fd);
+            continue;
+        }
+        QmpClient *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->src.handler = client_event;
+        c->srv = srv;
+        c->fd = fd;
+        c->id = ++srv->next_id;
+        c->mask = EPOLLIN;
+        if (ev_add(srv->epfd, fd, c->mask, &c->src) < 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = srv->clients;
+        srv->clients = c;
+        srv->nr_clients++;
+        json_t *greet = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
+                                  "micro", 0, "minor", 0, "major", 0, "package", "strata",
+                                  "capabilities");
+        if (greet)
+            client_send(c, greet);
+        json_decref(greet);
+    }
+}
+
+QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, size_t ncmds,
+                          void *opaque, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "--api-socket %s: path too long", path);
+        return NULL;
+    }
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "--api-socket %s: exists and is not a socket", path);
+            return NULL;
+        }
+        /* A socket left behind: replace it unless something answers on it. */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(probe);
+            snprintf(err, errlen, "--api-socket %s: another process is listening there", path);
+            return NULL;
+        }
+        if (probe >= 0)
+            close(probe);
+        unlink(path);
+    }
+    QmpServer *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, errlen, "--api-socket %s: out of memory", path);
+        return NULL;
+    }
+    srv->src.handler = server_accept;
+    srv->epfd = epfd;
+    srv->cmds = cmds;
+    srv->ncmds = ncmds;
+    srv->opaque = opaque;
+    srv->path = strdup(path);
+    srv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (!srv->path || srv->fd < 0 || bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(srv->fd, 128) < 0 || ev_add(epfd, srv->fd, EPOLLIN, &srv->src) < 0) {
+        snprintf(err, errlen, "--api-socket %s: %s", path, strerror(errno));
+        if (srv->fd >= 0)
+            close(srv->fd);
+        free(srv->path);
+        free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void qmp_server_free(QmpServer *srv)
+{
+    if (!srv)
+        return;
+    while (srv->clients) {
+        QmpClient *c = srv->clients;
+        if (pending(c))
+            client_flush(c);    /* one last non-blocking try */
+        if (!c->dead)
+            client_close(c, NULL);
+    }
+    qmp_server_reap(srv);
+    ev_del(srv->epfd, srv->fd);
+    close(srv->fd);
+    unlink(srv->path);
+    free(srv->path);
+    free(srv);
+}
+
+void qmp_server_event(QmpServer *srv, const char *name, json_t *data)
+{
+    if (!srv) {
+        json_decref(data);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json_t *m = json_pack("{s:s,s:o,s:{s:I,s:I}}", "event", name, "data",
+                          data ? data : json_object(), "timestamp", "seconds",
+                          (json_int_t)ts.tv_sec, "microseconds", (json_int_t)(ts.tv_nsec / 1000));
+    if (!m)
+        return;
+    /* client_send may close (unlink) a client: walk a snapshot of next. */
+    for (QmpClient *c = srv->clients, *next; c; c = next) {
+        next = c->next;
+        if (c->negotiated)
+            client_send(c, m);
+    }
+    json_decref(m);
+}
+
+unsigned qmp_server_nr_clients(const QmpServer *srv)
+{
+    return srv ? srv->nr_clients : 0;
+}

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/* `strata run`: build the machine, run the main loop, report the end. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vmm/vmm.h"
+
+enum {
+    EXIT_CLEAN = 0,
+    EXIT_SETUP = 1,
+    EXIT_GUEST_FAILED = 2,
+    EXIT_GUEST_CRASHED = 3,
+    EXIT_KVM_ERROR = 4,
+};
+
+static void *waiter_main(void *arg)
+{
+    Vmm *v = arg;
+    __atomic_store_n(&v->waiter_tid, gettid(), __ATOMIC_SEQ_CST);
+    kvm_vm_wait(v->m.vm, &v->end);
+    uint64_t one = 1;
+    while (write(v->endfd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* The VM ended: decide the exit status, tell the clients, leave the loop. */
+static void on_end(EvSource *src, uint32_t events)
+{
+    Vmm *v = (Vmm *)((char *)src - offsetof(Vmm, end_src));
+    uint64_t n;
+    if (read(v->endfd, &n, sizeof(n)) < 0 && errno == EAGAIN)
+        return;
+    pthread_join(v->waiter, NULL);
+    v->waiter_started = false;
+    v->state = RUN_STATE_SHUTDOWN;
+
+    const KvmVmEnd *e = &v->end;
+    const char *reason = "guest-shutdown";
+    bool guest = true;
+    if (v->quit) {
+        reason = "host-qmp-quit";
+        guest = false;
+        v->exit_status = EXIT_CLEAN;
+    } else if (v->signo) {
+        reason = "host-signal";
+        guest = false;
+        fprintf(stderr, "strata: terminating on signal %d (%s)\n", v->signo,
+                strsignal(v->signo));
+        v->exit_status = 128 + v->signo;
+    } else {
+        switch (e->reason) {
+        case KVM_END_REQUESTED:
+            if (e->code == 0) {
+                v->exit_status = EXIT_CLEAN;
+            } else {
+                fprintf(stderr, "strata: guest exited with code %d (0x%x)\n", e->code,
+                        (unsigned)e->code);
+                v->exit_status = EXIT_GUEST_FAILED;
+            }
+            break;
+        case KVM_END_HLT:
+        case KVM_END_SYSTEM_SHUTDOWN:
+            v->exit_status = EXIT_CLEAN;
+            break;
+        case KVM_END_SHUTDOWN:
+        case KVM_END_SYSTEM_RESET:
+            fprintf(stderr, "strata: guest %s; strata does not reset on it, it exits\n",
+                    e->reason == KVM_END_SHUTDOWN ? "crashed (triple fault)"
+                                                  : "asked for a system reset");
+            reason = "guest-reset";
+            v->exit_status = EXIT_GUEST_CRASHED;
+            break;
+        default:
+            fprintf(stderr, "strata: the VM failed: %s\n", e->text);
+            reason = "host-error";
+            guest = false;
+            v->exit_status = EXIT_KVM_ERROR;
+            break;
+        }
+    }
+    qmp_server_event(v->qmp, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", guest, "reason", reason));
+    v->done = true;
+}
+
+static void on_signal(EvSource *src, uint32_t events)
+{
+    Vmm *v = (Vmm *)((char *)src - offsetof(Vmm, sig_src));
+    struct signalfd_siginfo si;
+    ssize_t n = read(v->sigfd, &si, sizeof(si));
+    if (n != sizeof(si))
+        return;
+    if (!v->signo && v->state != RUN_STATE_SHUTDOWN) {
+        v->signo = (int)si.ssi_signo;
+        kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "signal");
+    }
+}
+
+static int setup_loop(Vmm *v)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    /* Blocked before any thread starts: every thread inherits the mask and
+     * the signals are read from the signalfd by the main loop only. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    v->epfd = epoll_create1(EPOLL_CLOEXEC);
+    v->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    v->endfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (v->epfd < 0 || v->sigfd < 0 || v->endfd < 0) {
+        fprintf(stderr, "strata: event loop: %s\n", strerror(errno));
+        return -1;
+    }
+    v->sig_src.handler = on_signal;
+    v->end_src.handler = on_end;
+    if (ev_add(v->epfd, v->sigfd, EPOLLIN, &v->sig_src) < 0 ||
+        ev_add(v->epfd, v->endfd, EPOLLIN, &v->end_src) < 0) {
+        fprintf(stderr, "strata: event loop: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void run_loop(Vmm *v)
+{
+    struct epoll_event evs[64];
+    while (!v->done) {
+        int n = epoll_wait(v->epfd, evs, 64, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "strata: epoll_wait: %s\n", strerror(errno));
+            kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "main loop failed");
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            EvSource *src = evs[i].data.ptr;
+            src->handler(src, evs[i].events);
+        }
+        qmp_server_reap(v->qmp);
+    }
+}
+
+int strata_run(int argc, char *const argv[])
+{
+    static Vmm vmm;         /* big (devices, regions); one per process */
+    Vmm *v = &vmm;
+    char err[1024];
+
+    memset(v, 0, sizeof(*v));
+    v->epfd = v->sigfd = v->endfd = -1;
+    v->main_tid = gettid();
+    vm_config_init(&v->cfg);
+    int r = vm_config_parse_args(&v->cfg, argc, argv, err, sizeof(err));
+    if (r == CONFIG_HELP) {
+        fputs(vm_config_usage(), stdout);
+        vm_config_free(&v->cfg);
+        return 0;
+    }
+    if (r != CONFIG_OK) {
+        fprintf(stderr, "strata: %s\n", err);
+        vm_config_free(&v->cfg);
+        return EXIT_SETUP;
+    }
+    const char *why = kvm_probe();
+    if (why) {
+        fprintf(stderr, "strata: /dev/kvm cannot run guests here: %s\n", why);
+        vm_config_free(&v->cfg);
+        return EXIT_SETUP;
+    }
+    int status = EXIT_SETUP;
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0)
+        goto out;
+    if (v->cfg.api_socket) {
+        v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, vmm_qmp_commands,
+                                vmm_qmp_ncommands, v, err, sizeof(err));
+        if (!v->qmp) {
+            fprintf(stderr, "strata: %s\n", err);
+            goto out;
+        }
+    }
+    if (machine_start(&v->m) < 0)
+        goto out;
+    v->state = RUN_STATE_RUNNING;
+    r = pthread_create(&v->waiter, NULL, waiter_main, v);
+    if (r) {
+        fprintf(stderr, "strata: cannot start a thread: %s\n", strerror(r));
+        kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "set-up failed");
+        goto out;
+    }
+    v->waiter_started = true;
+    run_loop(v);
+    status = v->exit_status;
+out:
+    if (v->waiter_started) {
+        kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "strata is exiting");
+        pthread_join(v->waiter, NULL);
+    }
+    qmp_server_free(v->qmp);
+    machine_destroy(&v->m);
+    if (v->epfd >= 0)
+        close(v->epfd);
+    if (v->sigfd >= 0)
+        close(v->sigfd);
+    if (v->endfd >= 0)
+        close(v->endfd);
+    vm_config_free(&v->cfg);
+    return status;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* The running VMM: machine + main loop + control socket state. */
+#ifndef STRATA_VMM_VMM_H
+#define STRATA_VMM_VMM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "vmm/config.h"
+#include "vmm/loop.h"
+#include "vmm/machine.h"
+#include "vmm/qmp.h"
+
+typedef enum RunState { RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN } RunState;
+
+typedef struct Vmm {
+    VmConfig cfg;
+    Machine m;
+    int epfd;
+    EvSource sig_src, end_src;
+    int sigfd, endfd;
+    QmpServer *qmp;
+    RunState state;
+    pthread_t waiter;
+    bool waiter_started;
+    pid_t main_tid, waiter_tid, vcpu_tid;
+    KvmVmEnd end;
+    bool done;              /* leave the main loop */
+    bool quit;              /* QMP quit asked for the end */
+    int signo;              /* signal that asked for the end, or 0 */
+    int exit_status;
+} Vmm;
+
+/* The QMP command table served on --api-socket. */
+extern const QmpCommand vmm_qmp_commands[];
+extern const size_t vmm_qmp_ncommands;
+
+/* Pauses the vCPUs (STOP event); no-op if paused.  0 or -1 with err. */
+int vmm_stop(Vmm *v, QmpError *err);
+/* Resumes them (RESUME event); no-op if running.  0 or -1 with err. */
+int vmm_cont(Vmm *v, QmpError *err);
+/* Resets the machine to its entry state (RESET event), keeping the
+ * paused/running state.  0 or -1 with err. */
+int vmm_system_reset(Vmm *v, QmpError *err);
+/* Asks the VM to end; the main loop then reports SHUTDOWN and exits. */
+void vmm_request_quit(Vmm *v);
+/* "running", "paused" or "shutdown". */
+const char *vmm_state_name(const Vmm *v);
+/* The vCPU thread's TID (found in /proc/self/task), or 0. */
+pid_t vmm_vcpu_tid(Vmm *v);
+
+/* `strata run` (args after "run"); returns the exit status. */
+int strata_run(int argc, char *const argv[]);
+/* `strata ctl` (args after "ctl"); returns the exit status. */
+int strata_ctl(int argc, char *const argv[]);
+
+#endif /* STRATA_VMM_VMM_H */
