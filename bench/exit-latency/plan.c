@@ -3,6 +3,7 @@
 #include "bench/exit-latency/plan.h"
 #include "bench/exit-latency/bench.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,7 +57,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median_of(const BenchPlan *p, uint32_t cmd, double base)
+static double stat_of(const BenchPlan *p, uint32_t cmd, double base, bool min)
 {
     double v[256];
     size_t n = 0;
@@ -70,12 +71,19 @@ static double median_of(const BenchPlan *p, uint32_t cmd, double base)
     if (!n)
         return 0;
     qsort(v, n, sizeof(v[0]), cmp_double);
+    if (min)
+        return v[0];
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double bench_plan_ns_per_iter(const BenchPlan *p, uint32_t cmd)
 {
-    return median_of(p, cmd, median_of(p, CMD_NONE, 0));
+    return stat_of(p, cmd, stat_of(p, CMD_NONE, 0, false), false);
+}
+
+double bench_plan_ns_per_iter_min(const BenchPlan *p, uint32_t cmd)
+{
+    return stat_of(p, cmd, stat_of(p, CMD_NONE, 0, false), true);
 }
 
 void bench_plan_free(BenchPlan *p)

@@ -30,6 +30,8 @@ size_t bench_plan_add(BenchPlan *p, uint32_t cmd, uint32_t count);
 uint32_t bench_plan_sync(BenchPlan *p, uint32_t phase);
 /* Median over the steps of `cmd` of (ns - the median CMD_NONE ns) / count. */
 double bench_plan_ns_per_iter(const BenchPlan *p, uint32_t cmd);
+/* The same, the smallest instead of the median (least disturbed by load). */
+double bench_plan_ns_per_iter_min(const BenchPlan *p, uint32_t cmd);
 /* Frees the steps. */
 void bench_plan_free(BenchPlan *p);
 
