@@ -2,7 +2,7 @@
 /*
  * mtree-replay: the differential test against QEMU 7.2's `info mtree`.
  *
- *   mtree-replay [-v] [--show] FIXTURE...
+ *   mtree-replay [-v] [--show] [--steps] [--shuffle SEED] [--mutate N] FIXTURE...
  *
  * Each FIXTURE is QEMU's `info mtree -D` followed by `info mtree -f -D`.
  * The region tree is rebuilt through memory/memory.h's public API, printed
@@ -17,384 +17,56 @@
 
 #include "tests/replay/replay.h"
 
-#define MAX_REPORTED 12     /* differing sections shown per fixture */
-
-typedef struct Cmp {
-    FILE *out;
-    unsigned nr_diffs;
-} Cmp;
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted copy of strs joined by ", " (malloc()ed). */
-static char *join_sorted(char **strs, unsigned n)
-{
-    char **c = calloc(n + 1, sizeof(*c));
-    size_t len = 1;
-    char *s;
-    unsigned i;
-
-    if (!c) {
-        return NULL;
-    }
-    for (i = 0; i < n; i++) {
-        c[i] = strs[i];
-        len += strlen(strs[i]) + 2;
-    }
-    qsort(c, n, sizeof(*c), cmp_str);
-    s = malloc(len);
-    if (s) {
-        s[0] = 0;
-        for (i = 0; i < n; i++) {
-            if (i) {
-                strcat(s, ", ");
-            }
-            strcat(s, c[i]);
-        }
-    }
-    free(c);
-    return s;
-}
-
-/* Name under which sections are matched. */
-static char *section_key(const MtpSection *s)
-{
-    return join_sorted(s->names, s->nr_names);
-}
-
-static void section_label(const MtpSection *s, char *buf, size_t len)
-{
-    char *k = section_key(s);
-
-    switch (s->kind) {
-    case MTP_SEC_AS:
-        snprintf(buf, len, "address-space: %s", k ? k : "?");
-        break;
-    case MTP_SEC_MR:
-        snprintf(buf, len, "memory-region: %s", k ? k : "?");
-        break;
-    case MTP_SEC_FV:
-        snprintf(buf, len, "FlatView of AS %s", k ? k : "?");
-        break;
-    }
-    free(k);
-}
-
-/* Fixture line number of body line i of s. */
-static unsigned body_line(const MtpSection *s, unsigned i)
-{
-    if (s->kind != MTP_SEC_FV && i < s->nr_nodes) {
-        return s->nodes[i].line;
-    }
-    if (s->kind == MTP_SEC_FV && i < s->nr_ranges) {
-        return s->ranges[i].line;
-    }
-    return s->line;
-}
-
-static void report(Cmp *c, const MtpSection *e, unsigned line, const char *exp, const char *got)
-{
-    char label[512];
-
-    if (c->nr_diffs++ >= MAX_REPORTED) {
-        return;
-    }
-    section_label(e, label, sizeof(label));
-    fprintf(c->out, "  [%s] fixture line %u\n    expected: %s\n    got:      %s\n", label, line,
-            exp ? exp : "(nothing)", got ? got : "(nothing)");
-}
-
-static bool lines_equal(char **a, unsigned na, char **b, unsigned nb)
-{
-    unsigned i;
-
-    if (na != nb) {
-        return false;
-    }
-    for (i = 0; i < na; i++) {
-        if (strcmp(a[i], b[i]) != 0) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Reports the first difference of two line lists; true if any. */
-static bool diff_lines(Cmp *c, const MtpSection *e, char **a, unsigned na, char **b, unsigned nb,
-                       bool body)
-{
-    unsigned i;
-
-    for (i = 0; i < na || i < nb; i++) {
-        const char *x = i < na ? a[i] : NULL, *y = i < nb ? b[i] : NULL;
-
-        if (!x || !y || strcmp(x, y) != 0) {
-            report(c, e, body ? body_line(e, i) : e->line, x, y);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* FlatView headers: " AS" lines as a set (their order follows hash tables), then the root. */
-static bool diff_fv_header(Cmp *c, const MtpSection *e, const MtpSection *g)
-{
-    char **a = calloc(e->nr_header + 1, sizeof(*a)), **b = calloc(g->nr_header + 1, sizeof(*b));
-    bool d;
-
-    if (!a || !b) {
-        free(a);
-        free(b);
-        report(c, e, e->line, "(out of memory)", NULL);
-        return true;
-    }
-    /* skip "FlatView #N" (index 0) */
-    memcpy(a, e->header + 1, (e->nr_header - 1) * sizeof(*a));
-    memcpy(b, g->header + 1, (g->nr_header - 1) * sizeof(*b));
-    qsort(a, e->nr_header - 1, sizeof(*a), cmp_str);
-    qsort(b, g->nr_header - 1, sizeof(*b), cmp_str);
-    d = diff_lines(c, e, a, e->nr_header - 1, b, g->nr_header - 1, false);
-    free(a);
-    free(b);
-    return d;
-}
-
-/* Compares the expected sections of one kind class with the got ones. */
-static void compare(Cmp *c, const MtpDump *exp, const MtpDump *got, bool flat)
-{
-    bool *used = calloc(got->nr_sections + 1, sizeof(*used));
-    unsigned i, j;
-
-    if (!used) {
-        report(c, &exp->sections[0], 0, "(out of memory)", NULL);
-        return;
-    }
-    for (i = 0; i < exp->nr_sections; i++) {
-        const MtpSection *e = &exp->sections[i];
-        const MtpSection *g = NULL;
-        char *ek;
-        unsigned gi = 0;
-
-        if ((e->kind == MTP_SEC_FV) != flat) {
-            continue;
-        }
-        ek = section_key(e);
-        for (j = 0; j < got->nr_sections && ek; j++) {
-            const MtpSection *s = &got->sections[j];
-            char *gk;
-            bool same;
-
-            if (used[j] || s->kind != e->kind) {
-                continue;
-            }
-            gk = section_key(s);
-            same = gk && strcmp(ek, gk) == 0;
-            free(gk);
-            if (!same) {
-                continue;
-            }
-            if (!g) {
-                g = s;
-                gi = j;
-            }
-            /* names of memory-region: sections repeat: prefer an identical one */
-            if (lines_equal(e->body, e->nr_body, s->body, s->nr_body)) {
-                g = s;
-                gi = j;
-                break;
-            }
-        }
-        free(ek);
-        if (!g) {
-            report(c, e, e->line, e->header[0], NULL);
-            continue;
-        }
-        used[gi] = true;
-        if (e->kind == MTP_SEC_FV && diff_fv_header(c, e, g)) {
-            continue;
-        }
-        diff_lines(c, e, e->body, e->nr_body, g->body, g->nr_body, true);
-    }
-    for (j = 0; j < got->nr_sections; j++) {
-        const MtpSection *s = &got->sections[j];
-
-        if (!used[j]) {
-            char label[512];
-
-            section_label(s, label, sizeof(label));
-            if (c->nr_diffs++ < MAX_REPORTED) {
-                fprintf(c->out, "  [%s] not in the fixture\n    expected: (nothing)\n"
-                        "    got:      %s\n", label, s->header[0]);
-            }
-        }
-    }
-    free(used);
-}
-
-/* Parses strata's output; a parse failure is itself a difference. */
-static int parse_got(Cmp *c, const char *what, const char *text, MtpDump *d)
-{
-    char err[512];
-
-    if (!text) {
-        fprintf(c->out, "  %s: mtree_info_str returned NULL\n", what);
-        c->nr_diffs++;
-        return -1;
-    }
-    if (mtp_parse(text, strlen(text), d, err, sizeof(err)) < 0) {
-        fprintf(c->out, "  %s: strata's output does not parse: %s\n", what, err);
-        c->nr_diffs++;
-        return -1;
-    }
-    return 0;
-}
-
-/*
- * QEMU's layout: each section is its header lines, its body lines and one
- * blank line.  Re-serialise the parsed sections and compare with the text,
- * so stray or missing blank lines in strata's output are caught too.
- */
-static void check_layout(Cmp *c, const char *what, const char *text, const MtpDump *d)
-{
-    unsigned si, i, line = 1;
-    const char *p = text;
-
-    for (si = 0; si < d->nr_sections; si++) {
-        const MtpSection *s = &d->sections[si];
-
-        for (i = 0; i < s->nr_header + s->nr_body + 1; i++, line++) {
-            const char *want = i < s->nr_header ? s->header[i]
-                             : i < s->nr_header + s->nr_body ? s->body[i - s->nr_header] : "";
-            size_t n = strlen(want);
-
-            if (strncmp(p, want, n) != 0 || p[n] != '\n') {
-                fprintf(c->out, "  %s: layout differs from QEMU's at line %u of strata's "
-                        "output (expected %s)\n", what, line, n ? want : "a blank line");
-                c->nr_diffs++;
-                return;
-            }
-            p += n + 1;
-        }
-    }
-    if (*p) {
-        fprintf(c->out, "  %s: unexpected text after the last section at line %u of strata's "
-                "output\n", what, line);
-        c->nr_diffs++;
-    }
-}
-
-typedef struct Opts {
-    bool verbose;
-    bool show;
-    ReplayOpts build;
-} Opts;
-
-/* Runs one fixture; prints its PASS/FAIL line and details; true if it passed. */
-static bool run_fixture(const char *path, const Opts *o)
+/* Runs one fixture file; prints its PASS/FAIL line and details; true if it passed. */
+static bool run_fixture(const char *path, const ReplayRunOpts *o)
 {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    char err[1024], *text, *buf = NULL, *got_tree = NULL, *got_flat = NULL;
-    size_t len, blen = 0;
-    MtpDump exp = { 0 }, gt = { 0 }, gf = { 0 };
-    Model m = { 0 };
-    MemoryContext *ctx = NULL;
-    Cmp c = { 0 };
-    unsigned i;
-    bool built = false;
+    char err[512], *text;
+    size_t len;
+    bool ok;
 
-    c.out = open_memstream(&buf, &blen);
-    if (!c.out) {
-        printf("FAIL %s\n  out of memory\n", base);
-        return false;
-    }
     text = mtp_read_file(path, &len, err, sizeof(err));
     if (!text) {
-        fprintf(c.out, "  %s\n", err);
-        c.nr_diffs++;
-        goto out;
+        printf("FAIL %s\n  %s\n", base, err);
+        return false;
     }
-    if (mtp_parse(text, len, &exp, err, sizeof(err)) < 0) {
-        fprintf(c.out, "  fixture: %s\n", err);
-        c.nr_diffs++;
-        goto out;
-    }
-    if (model_build(&m, &exp, err, sizeof(err)) < 0) {
-        fprintf(c.out, "  fixture: %s\n", err);
-        c.nr_diffs++;
-        goto out;
-    }
-    for (i = 0; i < exp.nr_sections; i++) {
-        if (exp.sections[i].kind == MTP_SEC_FV) {
-            model_check_flatview(&m, &exp.sections[i]);
-        }
-    }
-    if (model_too_complex(&m)) {
-        fprintf(c.out, "  fixture: too many region visits through aliases for the replay "
-                "model; not built\n");
-        c.nr_diffs++;
-        goto out;
-    }
-    ctx = memory_context_new();
-    if (!ctx) {
-        fprintf(c.out, "  memory_context_new failed\n");
-        c.nr_diffs++;
-        goto out;
-    }
-    built = true;
-    if (replay_build(&m, ctx, &o->build, err, sizeof(err)) < 0) {
-        fprintf(c.out, "  build: %s\n", err);
-        c.nr_diffs++;
-        goto out;
-    }
-    if (memory_context_check_flatviews(ctx) != 0) {
-        fprintf(c.out, "  memory_context_check_flatviews: %s\n", memory_context_last_error(ctx));
-        c.nr_diffs++;
-    }
-    got_tree = mtree_info_str(ctx, MTREE_DISABLED);
-    got_flat = mtree_info_str(ctx, MTREE_FLATVIEW | MTREE_DISABLED);
-    if (o->show) {
-        printf("==== %s: strata's info mtree -D\n%s==== %s: strata's info mtree -f -D\n%s",
-               base, got_tree ? got_tree : "(null)\n", base, got_flat ? got_flat : "(null)\n");
-    }
-    if (parse_got(&c, "info mtree -D", got_tree, &gt) == 0) {
-        check_layout(&c, "info mtree -D", got_tree, &gt);
-        compare(&c, &exp, &gt, false);
-    }
-    if (parse_got(&c, "info mtree -f -D", got_flat, &gf) == 0) {
-        check_layout(&c, "info mtree -f -D", got_flat, &gf);
-        compare(&c, &exp, &gf, true);
-    }
-out:
-    if (c.nr_diffs > MAX_REPORTED) {
-        fprintf(c.out, "  ... %u more differing sections\n", c.nr_diffs - MAX_REPORTED);
-    }
-    if ((c.nr_diffs || o->verbose) && m.nr_diag) {
-        fprintf(c.out, "  replay model notes (inference from the fixture, not strata):\n");
-        for (i = 0; i < m.nr_diag; i++) {
-            fprintf(c.out, "    %s\n", m.diag[i]);
-        }
-    }
-    fclose(c.out);
-    printf("%s %s\n%s", c.nr_diffs ? "FAIL" : "PASS", base, buf ? buf : "");
-    fflush(stdout);
-    free(buf);
-    if (built) {
-        replay_teardown(&m, ctx);
-    }
-    if (ctx) {
-        memory_context_free(ctx);
-    }
-    model_free(&m);
-    mtp_dump_free(&exp);
-    mtp_dump_free(&gt);
-    mtp_dump_free(&gf);
-    free(got_tree);
-    free(got_flat);
+    ok = replay_run_text(base, text, len, o, stdout);
     free(text);
-    return c.nr_diffs == 0;
+    return ok;
+}
+
+/* Replays n mutated copies of a fixture; true unless the file cannot be read. */
+static bool mutate_fixture(const char *path, unsigned n, uint64_t seed, const ReplayRunOpts *o)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    uint64_t rng = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    unsigned i, pass = 0, fail = 0;
+    char err[512], *text;
+    size_t len;
+
+    text = mtp_read_file(path, &len, err, sizeof(err));
+    if (!text) {
+        printf("FAIL %s\n  %s\n", base, err);
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        size_t mlen;
+        char *mt = replay_mutate(text, len, &rng, &mlen);
+
+        if (!mt) {
+            continue;
+        }
+        if (replay_run_text(base, mt, mlen, o, NULL)) {
+            pass++;
+        } else {
+            fail++;
+        }
+        free(mt);
+    }
+    printf("MUTATED %s: %u runs, %u PASS, %u FAIL, none crashed\n", base, pass + fail, pass,
+           fail);
+    free(text);
+    return true;
 }
 
 static void usage(FILE *f)
@@ -405,13 +77,16 @@ static void usage(FILE *f)
                "  -v              also print the replay model's inference notes on PASS\n"
                "  --show          print strata's output\n"
                "  --steps         no enclosing transaction: every API call commits\n"
-               "  --shuffle SEED  build in a random (equivalent) order\n");
+               "  --shuffle SEED  build in a random (equivalent) order\n"
+               "  --mutate N      replay N randomly edited copies of each fixture; passes\n"
+               "                  if nothing crashes (robustness against odd input)\n");
 }
 
 int main(int argc, char **argv)
 {
-    Opts o = { 0 };
+    ReplayRunOpts o = { 0 };
     int i, nfix = 0, nfail = 0;
+    unsigned long mutate = 0;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0) {
@@ -429,6 +104,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             argv[i] = NULL;
+        } else if (strcmp(argv[i], "--mutate") == 0 && i + 1 < argc) {
+            char *end;
+
+            mutate = strtoul(argv[++i], &end, 0);
+            if (*end || !mutate || mutate > 1000000) {
+                fprintf(stderr, "mtree-replay: --mutate wants a count from 1 to 1000000\n");
+                return 2;
+            }
+            argv[i] = NULL;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -443,7 +127,8 @@ int main(int argc, char **argv)
             continue;
         }
         nfix++;
-        if (!run_fixture(argv[i], &o)) {
+        if (mutate ? !mutate_fixture(argv[i], (unsigned)mutate, o.build.shuffle + (uint64_t)i, &o)
+                   : !run_fixture(argv[i], &o)) {
             nfail++;
         }
     }

@@ -107,4 +107,21 @@ int replay_build(Model *m, MemoryContext *ctx, const ReplayOpts *o, char *err, s
 /* Destroys the address spaces and regions replay_build() created. */
 void replay_teardown(Model *m, MemoryContext *ctx);
 
+typedef struct ReplayRunOpts {
+    bool verbose;               /* print the model's notes on PASS too */
+    bool show;                  /* print strata's output */
+    ReplayOpts build;
+} ReplayRunOpts;
+
+/*
+ * Replays one fixture text (len bytes) named name: writes "PASS name" or
+ * "FAIL name" and the first differing lines to out (NULL: nothing); true
+ * if strata's output matched.  Never crashes on malformed text.
+ */
+bool replay_run_text(const char *name, const char *text, size_t len, const ReplayRunOpts *o,
+                     FILE *out);
+
+/* A copy of text with a few random line-level edits (malloc()ed, NUL-terminated), or NULL. */
+char *replay_mutate(const char *text, size_t len, uint64_t *rng, size_t *outlen);
+
 #endif /* STRATA_TESTS_REPLAY_H */
