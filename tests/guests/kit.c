@@ -18,6 +18,7 @@ struct Kit {
     KvmVm *vm;
     KvmVcpu *vcpu;
     uint64_t ram_size;
+    uint64_t pvh_entry;
     bool have_sysmem, have_iomem, have_ram, have_testdev;
 
     /* ELF symbols (copies of .symtab and its string table) */
@@ -254,7 +255,7 @@ static int load_elf(Kit *k, const char *path, uint64_t *entry)
             uint64_t e = pvh_entry(img, len, &ph[i]);
 
             if (e)
-                *entry = e;
+                *entry = k->pvh_entry = e;
             continue;
         }
         if (ph[i].p_type != PT_LOAD)
@@ -366,6 +367,11 @@ AddressSpace *kit_memory_as(Kit *k) { return k->memory_as; }
 AddressSpace *kit_io_as(Kit *k) { return k->io_as; }
 KvmVm *kit_vm(Kit *k) { return k->vm; }
 KvmVcpu *kit_vcpu(Kit *k) { return k->vcpu; }
+
+uint64_t kit_pvh_entry(Kit *k)
+{
+    return k->pvh_entry;
+}
 
 uint64_t kit_symbol(Kit *k, const char *name)
 {

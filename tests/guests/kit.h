@@ -77,6 +77,9 @@ AddressSpace *kit_io_as(Kit *k);
 KvmVm *kit_vm(Kit *k);
 KvmVcpu *kit_vcpu(Kit *k);
 
+/* The entry point from the guest's PVH note (XEN_ELFNOTE_PHYS32_ENTRY),
+ * or 0 if the ELF has none (then e_entry was used). */
+uint64_t kit_pvh_entry(Kit *k);
 /* Guest physical address of an ELF symbol of the guest, or 0. */
 uint64_t kit_symbol(Kit *k, const char *name);
 /* Host pointer to [gpa, gpa+len) of the kit's RAM, or NULL if outside. */

@@ -2,7 +2,7 @@
 /*
  * Smoke test of the kit: the guest reaches CPL3 in long mode, does port I/O
  * there, reads the test device, reports values, prints, syncs with the host
- * and exits with 0.
+ * and exits with 0; the kit entered it through its PVH note.
  */
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -42,6 +42,9 @@ int main(void)
     kit_require_kvm();
     k = kit_new(GUEST_ELF, NULL);
     TEST_ASSERT(k, "kit_new failed");
+    TEST_ASSERT(kit_pvh_entry(k) && kit_pvh_entry(k) == kit_symbol(k, "pvh_entry"),
+                "PVH note entry %#llx, pvh_entry at %#llx", (unsigned long long)kit_pvh_entry(k),
+                (unsigned long long)kit_symbol(k, "pvh_entry"));
     kit_set_sync_handler(k, on_sync, NULL);
     kit_run(k, &r);
     TEST_ASSERT_GUEST_PASSED(&r);
