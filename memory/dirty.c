@@ -135,8 +135,20 @@ void memory_region_reset_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size, u
         return;
     }
     unsigned long *bm = mr->dirty[client];
-    for (uint64_t p = first; p <= last; p++) {
-        __atomic_fetch_and(&bm[p / BITS_PER_LONG], ~(1ul << (p % BITS_PER_LONG)), __ATOMIC_RELAXED);
+    uint64_t p = first;
+    while (p <= last) {
+        uint64_t w = p / BITS_PER_LONG, bit = p % BITS_PER_LONG;
+        uint64_t n = BITS_PER_LONG - bit;
+        if (n > last - p + 1) {
+            n = last - p + 1;
+        }
+        unsigned long mask = n == BITS_PER_LONG ? ~0ul : ((1ul << n) - 1) << bit;
+        if (mask == ~0ul) {
+            __atomic_store_n(&bm[w], 0ul, __ATOMIC_RELAXED);    /* whole word */
+        } else {
+            __atomic_fetch_and(&bm[w], ~mask, __ATOMIC_RELAXED);
+        }
+        p += n;
     }
 }
 
