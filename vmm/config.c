@@ -254,7 +254,8 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
         case OPT_VALUE: {
             const char *why = o->apply(cfg, val);
             if (why) {
-                snprintf(err, errlen, "--%s %s: %s", o->name, val, why);
+                snprintf(err, errlen, "--%s %.80s%s: %s", o->name, val,
+                         strlen(val) > 80 ? "..." : "", why);
                 return CONFIG_ERROR;
             }
             break;
@@ -330,7 +331,8 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
         }
         const char *why = o->apply(cfg, s);
         if (why) {
-            snprintf(err, errlen, "%s: key \"%s\" (%s): %s", origin, key, s, why);
+            snprintf(err, errlen, "%s: key \"%s\" (%.80s%s): %s", origin, key, s,
+                     strlen(s) > 80 ? "..." : "", why);
             goto out;
         }
     }

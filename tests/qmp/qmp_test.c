@@ -1,0 +1,868 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration test of `strata run` and its QMP control socket on the host's
+ * /dev/kvm (label kvm; exit 77 where /dev/kvm cannot run guests).
+ *
+ * Runs the kit's hello guest and a failing guest for the exit status, then
+ * a guest that counts at CPL3 forever (tests/qmp/spin.c) under
+ * `--api-socket`, and speaks raw QMP to it: greeting and negotiation, every
+ * command and its errors, malformed input, `info mtree` against the same
+ * tree built here with memory/, query-mtree, stop/cont/system_reset seen
+ * in the guest's counter (read with `xp`), events, dirty logging, 50
+ * clients at once, slow and vanishing clients, strata ctl, quit.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm/kvm.h"
+#include "memory/memory.h"
+#include "qmp_client.h"
+#include "tests/guests/testdev.h"
+
+static char tmpdir[64];
+static pid_t strata_pid = -1;
+static char sock_path[128];
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__,  \
+                    #cond);                                                     \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fputc('\n', stderr);                                                \
+            dump_logs();                                                        \
+            exit(1);                                                            \
+        }                                                                       \
+    } while (0)
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(m);
+    fclose(f);
+    return buf;
+}
+
+static void dump_logs(void)
+{
+    char p[160];
+    snprintf(p, sizeof(p), "%s/stderr.txt", tmpdir);
+    char *s = slurp(p);
+    fprintf(stderr, "---- strata stderr ----\n%s-----------------------\n", s);
+    free(s);
+}
+
+static void cleanup(void)
+{
+    if (strata_pid > 0) {
+        kill(strata_pid, SIGKILL);
+        waitpid(strata_pid, NULL, 0);
+    }
+    if (tmpdir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        (void)!system(cmd);
+    }
+}
+
+static void msleep(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Starts strata run with the given arguments (NULL-terminated). */
+static pid_t spawn(const char *first, ...)
+{
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = STRATA_BIN;
+    argv[n++] = "run";
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 38; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char out[160], err[160];
+    snprintf(out, sizeof(out), "%s/stdout.txt", tmpdir);
+    snprintf(err, sizeof(err), "%s/stderr.txt", tmpdir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(STRATA_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_status(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (pid == strata_pid)
+        strata_pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *read_log(const char *name)
+{
+    char p[160];
+    snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
+    return slurp(p);
+}
+
+/* Connects once strata listens (no deadline: ctest's timeout governs). */
+static QClient *connect_when_ready(pid_t pid)
+{
+    for (;;) {
+        QClient *c = qc_connect(sock_path);
+        if (c)
+            return c;
+        int st;
+        CHECK(waitpid(pid, &st, WNOHANG) == 0, "strata exited before listening");
+        msleep(10);
+    }
+}
+
+static QClient *open_client(void)
+{
+    QClient *c = connect_when_ready(strata_pid);
+    json_t *g = qc_read(c);
+    CHECK(g && json_object_get(g, "QMP"), "no greeting");
+    json_decref(g);
+    json_t *r = qc_cmd(c, "qmp_capabilities", NULL);
+    CHECK(r && json_object_get(r, "return"), "negotiation failed");
+    json_decref(r);
+    return c;
+}
+
+static const char *desc_of(json_t *r)
+{
+    return json_string_value(json_object_get(json_object_get(r, "error"), "desc"));
+}
+
+static const char *class_of(json_t *r)
+{
+    return json_string_value(json_object_get(json_object_get(r, "error"), "class"));
+}
+
+/* Runs a command that must succeed; returns the "return" value (a new ref). */
+static json_t *ok(QClient *c, const char *name, const char *args)
+{
+    json_t *r = qc_cmdf(c, name, args);
+    CHECK(r, "%s: no reply (connection closed)", name);
+    json_t *ret = json_object_get(r, "return");
+    CHECK(ret, "%s %s: %s", name, args ? args : "", desc_of(r) ? desc_of(r) : "no return");
+    json_incref(ret);
+    json_decref(r);
+    return ret;
+}
+
+/* Runs a command that must fail with class cls and a desc containing sub. */
+static void fails(QClient *c, const char *name, const char *args, const char *cls,
+                  const char *sub)
+{
+    json_t *r = qc_cmdf(c, name, args);
+    CHECK(r, "%s: no reply", name);
+    CHECK(class_of(r) && !strcmp(class_of(r), cls), "%s %s: expected %s, got %s", name,
+          args ? args : "", cls, json_dumps(r, 0));
+    CHECK(strstr(desc_of(r), sub), "%s: desc '%s' lacks '%s'", name, desc_of(r), sub);
+    json_decref(r);
+}
+
+static char *hmp(QClient *c, const char *line)
+{
+    char args[300];
+    snprintf(args, sizeof(args), "{\"command-line\": \"%s\"}", line);
+    json_t *ret = ok(c, "human-monitor-command", args);
+    CHECK(json_is_string(ret), "hmp %s: not a string", line);
+    char *s = strdup(json_string_value(ret));
+    json_decref(ret);
+    return s;
+}
+
+/* ---- the guest's counter ------------------------------------------------- */
+
+static uint64_t elf_symbol(const char *path, const char *name)
+{
+    char *img;
+    FILE *f = fopen(path, "rb");
+    CHECK(f, "%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    img = malloc((size_t)len);
+    CHECK(fread(img, 1, (size_t)len, f) == (size_t)len, "read %s", path);
+    fclose(f);
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    Elf64_Shdr *sh = (Elf64_Shdr *)(img + eh->e_shoff);
+    for (unsigned i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_SYMTAB)
+            continue;
+        Elf64_Sym *sym = (Elf64_Sym *)(img + sh[i].sh_offset);
+        const char *str = img + sh[sh[i].sh_link].sh_offset;
+        for (size_t k = 0; k < sh[i].sh_size / sizeof(Elf64_Sym); k++) {
+            if (!strcmp(str + sym[k].st_name, name)) {
+                uint64_t v = sym[k].st_value;
+                free(img);
+                return v;
+            }
+        }
+    }
+    free(img);
+    CHECK(0, "symbol %s not in %s", name, path);
+    return 0;
+}
+
+static uint64_t counter_addr;
+
+static uint64_t read_counter(QClient *c)
+{
+    char line[64];
+    snprintf(line, sizeof(line), "xp /1gx 0x%llx", (unsigned long long)counter_addr);
+    char *out = hmp(c, line);
+    unsigned long long a, v;
+    CHECK(sscanf(out, "%llx: 0x%llx", &a, &v) == 2 && a == counter_addr, "xp output '%s'", out);
+    free(out);
+    return v;
+}
+
+/* ---- expected tree ---------------------------------------------------------- */
+
+/* The machine's tree, built here with memory/ the way the brief describes. */
+static char *expected_mtree(unsigned flags)
+{
+    MemoryContext *ctx = memory_context_new();
+    MemoryRegion sys, io, ram, below, td, ser;
+    memory_region_init(&sys, ctx, "system", UINT64_MAX);
+    memory_region_init(&io, ctx, "io", 0x10000);
+    memory_region_init_ram(&ram, ctx, NULL, "microvm.ram", 256ull << 20);
+    memory_region_init_alias(&below, ctx, "ram-below-4g", &ram, 0, 256ull << 20);
+    memory_region_add_subregion(&sys, 0, &below);
+    memory_region_init_io(&td, ctx, NULL, NULL, "strata-testdev", TESTDEV_PORT_SIZE);
+    memory_region_add_subregion(&io, TESTDEV_PORT_BASE, &td);
+    memory_region_init_io(&ser, ctx, NULL, NULL, "serial", 8);
+    memory_region_add_subregion(&io, 0x3f8, &ser);
+    AddressSpace *mas = address_space_new(ctx, &sys, "memory");
+    AddressSpace *ias = address_space_new(ctx, &io, "I/O");
+    char *s = mtree_info_str(ctx, flags);
+    address_space_destroy(mas);
+    address_space_destroy(ias);
+    memory_region_del_subregion(&io, &ser);
+    memory_region_del_subregion(&io, &td);
+    memory_region_del_subregion(&sys, &below);
+    memory_region_destroy(&ser);
+    memory_region_destroy(&td);
+    memory_region_destroy(&below);
+    memory_region_destroy(&ram);
+    memory_region_destroy(&io);
+    memory_region_destroy(&sys);
+    memory_context_free(ctx);
+    return s;
+}
+
+/* ---- sections ----------------------------------------------------------------- */
+
+static void test_exit_statuses(void)
+{
+    strata_pid = spawn("--test-device", "--kernel", HELLO_ELF, NULL);
+    int st = wait_status(strata_pid);
+    char *err = read_log("stderr.txt");
+    CHECK(st == 0, "hello: exit status %d", st);
+    CHECK(strstr(err, "guest: hello from CPL3"), "hello's console line missing: %s", err);
+    free(err);
+
+    strata_pid = spawn("--test-device", "--kernel", FAIL_ELF, "--serial", "none", NULL);
+    st = wait_status(strata_pid);
+    err = read_log("stderr.txt");
+    CHECK(st == 2, "failing guest: exit status %d", st);
+    CHECK(strstr(err, "guest exited with code 3"), "no message: %s", err);
+    free(err);
+
+    strata_pid = spawn("--kernel", HELLO_ELF, "--memory", "12Q", NULL);
+    st = wait_status(strata_pid);
+    err = read_log("stderr.txt");
+    CHECK(st == 1 && strstr(err, "--memory 12Q: invalid size"), "bad option: %d %s", st, err);
+    free(err);
+
+    char cfg[160];
+    snprintf(cfg, sizeof(cfg), "%s/vm.json", tmpdir);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "{\"kernel\": \"%s\", \"test-device\": true, \"memory\": \"64M\"}\n", HELLO_ELF);
+    fclose(f);
+    strata_pid = spawn("--config", cfg, NULL);
+    st = wait_status(strata_pid);
+    CHECK(st == 0, "--config run: exit status %d", st);
+    printf("ok: exit statuses (hello 0, failing guest 2, bad option 1, --config 0)\n");
+}
+
+static void test_negotiation(void)
+{
+    QClient *c = connect_when_ready(strata_pid);
+    json_t *g = qc_read(c);
+    json_t *ver = json_object_get(json_object_get(g, "QMP"), "version");
+    CHECK(json_integer_value(json_object_get(json_object_get(ver, "qemu"), "major")) == 0 &&
+          !strcmp(json_string_value(json_object_get(ver, "package")), "strata") &&
+          json_array_size(json_object_get(json_object_get(g, "QMP"), "capabilities")) == 0,
+          "greeting %s", json_dumps(g, 0));
+    json_decref(g);
+    fails(c, "query-status", NULL, "CommandNotFound", "Expecting capabilities negotiation");
+    fails(c, "qmp_capabilities", "{\"enable\": [\"oob\"]}", "GenericError", "not available");
+    fails(c, "qmp_capabilities", "{\"enable\": 3}", "GenericError", "expected: array");
+    json_decref(ok(c, "qmp_capabilities", NULL));
+    fails(c, "qmp_capabilities", NULL, "CommandNotFound", "already complete");
+    qc_close(c);
+    printf("ok: greeting and negotiation\n");
+}
+
+static void test_queries(QClient *c)
+{
+    json_t *st = ok(c, "query-status", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(st, "status")), "running") &&
+          json_is_true(json_object_get(st, "running")), "status %s", json_dumps(st, 0));
+    json_decref(st);
+
+    json_t *v = ok(c, "query-version", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(v, "package")), "strata"), "version");
+    json_decref(v);
+
+    json_t *cmds = ok(c, "query-commands", NULL);
+    const char *want[] = { "qmp_capabilities", "query-status", "stop", "cont", "system_reset",
+                           "quit", "query-commands", "query-version", "query-cpus-fast",
+                           "human-monitor-command", "query-mtree", "query-dirty-log" };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        bool found = false;
+        size_t k;
+        json_t *e;
+        json_array_foreach(cmds, k, e)
+            found |= !strcmp(json_string_value(json_object_get(e, "name")), want[i]);
+        CHECK(found, "query-commands lacks %s", want[i]);
+    }
+    json_decref(cmds);
+
+    json_t *cpus = ok(c, "query-cpus-fast", NULL);
+    json_t *c0 = json_array_get(cpus, 0);
+    CHECK(json_array_size(cpus) == 1 &&
+          json_integer_value(json_object_get(c0, "cpu-index")) == 0 &&
+          json_integer_value(json_object_get(c0, "thread-id")) > 0 &&
+          !strcmp(json_string_value(json_object_get(c0, "target")), "x86_64"),
+          "query-cpus-fast %s", json_dumps(cpus, 0));
+    char tid[64];
+    snprintf(tid, sizeof(tid), "* CPU #0: thread_id=%lld\n",
+             (long long)json_integer_value(json_object_get(c0, "thread-id")));
+    char *s = hmp(c, "info cpus");
+    CHECK(!strcmp(s, tid), "info cpus '%s' vs '%s'", s, tid);
+    free(s);
+    json_decref(cpus);
+
+    s = hmp(c, "info status");
+    CHECK(!strcmp(s, "VM status: running\n"), "info status '%s'", s);
+    free(s);
+    s = hmp(c, "info kvm");
+    CHECK(!strncmp(s, "kvm support: enabled\n", 21) && strstr(s, "microvm.ram"), "info kvm '%s'",
+          s);
+    free(s);
+    printf("ok: query-status/version/commands/cpus-fast, info status/kvm/cpus\n");
+}
+
+static void test_mtree(QClient *c)
+{
+    unsigned flagsets[] = { 0, MTREE_FLATVIEW, MTREE_DISABLED, MTREE_FLATVIEW | MTREE_DISABLED };
+    const char *lines[] = { "info mtree", "info mtree -f", "info mtree -D", "info mtree -f -D" };
+    for (int i = 0; i < 4; i++) {
+        char *got = hmp(c, lines[i]);
+        char *want = expected_mtree(flagsets[i]);
+        CHECK(!strcmp(got, want), "%s differs:\n--- strata\n%s--- expected\n%s", lines[i], got,
+              want);
+        free(got);
+        free(want);
+    }
+    char *s = hmp(c, "info mtree");
+    CHECK(strstr(s, "address-space: memory\n") && strstr(s, "address-space: I/O\n") &&
+          strstr(s, "0000000000000000-000000000fffffff (prio 0, ram): alias ram-below-4g "
+                    "@microvm.ram 0000000000000000-000000000fffffff") &&
+          strstr(s, "00000000000003f8-00000000000003ff (prio 0, i/o): serial"),
+          "info mtree:\n%s", s);
+    free(s);
+    fails(c, "human-monitor-command", "{\"command-line\": \"info mtree -z\"}", "GenericError",
+          "unsupported option");
+
+    json_t *t = ok(c, "query-mtree", NULL);
+    json_t *ases = json_object_get(t, "address-spaces");
+    CHECK(json_array_size(ases) == 2, "address spaces %s", json_dumps(ases, 0));
+    bool mem = false, io = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ases, i, e) {
+        const char *n = json_string_value(json_object_get(e, "name"));
+        mem |= !strcmp(n, "memory");
+        io |= !strcmp(n, "I/O");
+    }
+    CHECK(mem && io, "address-space names");
+    bool ram_range = false, serial_range = false;
+    json_t *fv;
+    json_array_foreach(json_object_get(t, "flatviews"), i, fv) {
+        size_t k;
+        json_t *r;
+        json_array_foreach(json_object_get(fv, "ranges"), k, r) {
+            const char *reg = json_string_value(json_object_get(r, "region"));
+            const char *start = json_string_value(json_object_get(r, "start"));
+            const char *end = json_string_value(json_object_get(r, "end"));
+            ram_range |= !strcmp(reg, "microvm.ram") && !strcmp(start, "0x0") &&
+                         !strcmp(end, "0xfffffff");
+            serial_range |= !strcmp(reg, "serial") && !strcmp(start, "0x3f8") &&
+                            !strcmp(end, "0x3ff");
+        }
+    }
+    CHECK(ram_range && serial_range, "flatviews %s",
+          json_dumps(json_object_get(t, "flatviews"), 0));
+    json_t *slots = json_object_get(t, "kvm-slots");
+    json_t *s0 = json_array_get(slots, 0);
+    CHECK(json_array_size(slots) == 1 &&
+          !strcmp(json_string_value(json_object_get(s0, "gpa")), "0x0") &&
+          !strcmp(json_string_value(json_object_get(s0, "size")), "0x10000000") &&
+          !strcmp(json_string_value(json_object_get(s0, "region")), "microvm.ram"),
+          "kvm-slots %s", json_dumps(slots, 0));
+    json_decref(t);
+    printf("ok: info mtree [-f] [-D] identical to mtree_info_str of the same tree; query-mtree\n");
+}
+
+static void test_bad_requests(QClient *c)
+{
+    struct {
+        const char *line;
+        const char *cls, *sub;
+        const char *id;     /* expected id echo (JSON) or NULL */
+    } cases[] = {
+        { "{\"execute\": \"query-status\"", "GenericError", "JSON parse error", NULL },
+        { "[1, 2, 3]", "GenericError", "must be a JSON object", NULL },
+        { "42", "GenericError", "must be a JSON object", NULL },
+        { "\"execute\"", "GenericError", "must be a JSON object", NULL },
+        { "{\"id\": 7}", "GenericError", "lacks member 'execute'", "7" },
+        { "{\"execute\": 5, \"id\": \"x\"}", "GenericError", "'execute' must be a string",
+          "\"x\"" },
+        { "{\"execute\": \"query-status\", \"arguments\": [], \"id\": 1.5}", "GenericError",
+          "'arguments' must be an object", "1.5" },
+        { "{\"execute\": \"query-status\", \"bogus\": 1, \"id\": [1]}", "GenericError",
+          "'bogus' is unexpected", "[1]" },
+        { "{\"execute\": \"no-such-command\", \"id\": {\"a\": 1}}", "CommandNotFound",
+          "no-such-command has not been found", "{\"a\": 1}" },
+        { "{\"execute\": \"human-monitor-command\", \"id\": 2}", "GenericError",
+          "'command-line' is missing", "2" },
+        { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": 5}, "
+          "\"id\": 3}", "GenericError", "Invalid parameter type for 'command-line'", "3" },
+        { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}, \"id\": 4}",
+          "GenericError", "'x' is unexpected", "4" },
+        { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
+          "\"frobnicate\"}, \"id\": 5}", "GenericError", "unknown command", "5" },
+        { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
+          "\"xp /1gx 0xffffffffffff0000\"}, \"id\": 6}", "GenericError", "cannot read", "6" },
+        { "{\"execute\": \"set-dirty-log\", \"arguments\": {\"enable\": true, \"client\": "
+          "\"tv\"}, \"id\": 8}", "GenericError", "invalid value", "8" },
+        { "\x01\x02\xff", "GenericError", "JSON parse error", NULL },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char line[512];
+        snprintf(line, sizeof(line), "%s\n", cases[i].line);
+        CHECK(qc_send_raw(c, line, strlen(line)), "send");
+        json_t *r = qc_read(c);
+        CHECK(r && class_of(r) && !strcmp(class_of(r), cases[i].cls) &&
+              strstr(desc_of(r), cases[i].sub), "'%s' answered %s", cases[i].line,
+              r ? json_dumps(r, 0) : "nothing");
+        json_t *id = json_object_get(r, "id");
+        if (cases[i].id) {
+            json_t *want = json_loads(cases[i].id, JSON_DECODE_ANY, NULL);
+            CHECK(id && json_equal(id, want), "'%s': id not echoed: %s", cases[i].line,
+                  json_dumps(r, 0));
+            json_decref(want);
+        }
+        json_decref(r);
+    }
+    /* Blank lines are ignored; several requests on one line all run. */
+    const char *multi = "\n  \n{\"execute\":\"query-status\",\"id\":\"m1\"} "
+                        "{\"execute\":\"query-version\",\"id\":\"m2\"}\n";
+    CHECK(qc_send_raw(c, multi, strlen(multi)), "send");
+    for (int k = 1; k <= 2; k++) {
+        json_t *r = qc_read(c);
+        char want[8];
+        snprintf(want, sizeof(want), "m%d", k);
+        CHECK(r && json_object_get(r, "return") &&
+              !strcmp(json_string_value(json_object_get(r, "id")), want), "multi %d: %s", k,
+              json_dumps(r, 0));
+        json_decref(r);
+    }
+    /* A line over 1 MiB: one error, the rest of it discarded, then service. */
+    size_t big = (3u << 20) / 2;
+    char *junk = malloc(big + 200);
+    memset(junk, 'x', big);
+    junk[0] = '{';
+    int n = snprintf(junk + big, 200, "\n{\"execute\":\"query-status\",\"id\":\"after\"}\n");
+    CHECK(qc_send_raw(c, junk, big + (size_t)n), "send big");
+    free(junk);
+    json_t *r = qc_read(c);
+    CHECK(r && strstr(desc_of(r), "exceeds 1048576 bytes"), "long line: %s", json_dumps(r, 0));
+    json_decref(r);
+    r = qc_read(c);
+    CHECK(r && json_object_get(r, "return") &&
+          !strcmp(json_string_value(json_object_get(r, "id")), "after"), "after long line: %s",
+          json_dumps(r, 0));
+    json_decref(r);
+    json_t *st = ok(c, "query-status", NULL);
+    CHECK(json_is_true(json_object_get(st, "running")), "VM not running after bad requests");
+    json_decref(st);
+    printf("ok: %zu kinds of bad request answered with errors (ids echoed), multi-request "
+           "lines, 1.5 MiB line rejected, VM still running\n", sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
+{
+    /* Let the guest count a while first. */
+    uint64_t v0 = read_counter(c);
+    while (read_counter(c) <= v0 + 1000)
+        ;
+    json_decref(ok(c, "stop", NULL));
+    json_t *ev = qc_wait_event(observer, "STOP");
+    CHECK(ev && json_object_get(ev, "timestamp"), "observer: no STOP event");
+    json_decref(ev);
+    json_t *st = ok(c, "query-status", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(st, "status")), "paused") &&
+          json_is_false(json_object_get(st, "running")), "status %s", json_dumps(st, 0));
+    json_decref(st);
+    char *s = hmp(c, "info status");
+    CHECK(!strcmp(s, "VM status: paused\n"), "%s", s);
+    free(s);
+    uint64_t a = read_counter(c);
+    msleep(50);
+    uint64_t b = read_counter(c);
+    CHECK(a == b && a > v0, "counter moved while stopped: %llu -> %llu", (unsigned long long)a,
+          (unsigned long long)b);
+    json_decref(ok(c, "stop", NULL));      /* no-op, no second STOP event */
+
+    /* Dirty log: with the vCPU stopped nothing gets dirty. */
+    json_decref(ok(c, "set-dirty-log", "{\"enable\": true}"));
+    json_decref(ok(c, "query-dirty-log", "{\"reset\": true}"));
+    json_t *d = ok(c, "query-dirty-log", NULL);
+    json_t *d0 = json_array_get(d, 0);
+    CHECK(!strcmp(json_string_value(json_object_get(d0, "name")), "microvm.ram") &&
+          json_integer_value(json_object_get(json_object_get(d0, "dirty-pages"),
+                                             "migration")) == 0 &&
+          !strcmp(json_string_value(json_array_get(json_object_get(d0, "clients"), 0)),
+                  "migration"), "dirty log while stopped: %s", json_dumps(d, 0));
+    json_decref(d);
+
+    json_decref(ok(c, "cont", NULL));
+    ev = qc_wait_event(observer, "RESUME");
+    CHECK(ev, "observer: no RESUME event");
+    json_decref(ev);
+    while (read_counter(c) == b)
+        ;
+    /* The counter's page is dirty now. */
+    for (;;) {
+        d = ok(c, "query-dirty-log", NULL);
+        json_int_t n = json_integer_value(
+            json_object_get(json_object_get(json_array_get(d, 0), "dirty-pages"), "migration"));
+        json_decref(d);
+        if (n > 0)
+            break;
+    }
+    json_decref(ok(c, "set-dirty-log", "{\"enable\": false}"));
+    printf("ok: stop/cont: counter frozen at %llu while paused, advancing after; STOP/RESUME "
+           "events; dirty log 0 pages while paused, >0 running\n", (unsigned long long)a);
+
+    /* system_reset while paused: RAM back to the image, vCPU at the entry. */
+    json_decref(ok(c, "stop", NULL));
+    CHECK(read_counter(c) > 0, "counter is 0 before reset");
+    json_decref(ok(c, "system_reset", NULL));
+    ev = qc_wait_event(observer, "RESET");
+    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"),
+                                                          "reason")), "host-qmp-system-reset"),
+          "observer: no RESET event");
+    json_decref(ev);
+    CHECK(read_counter(c) == 0, "counter not reset: %llu", (unsigned long long)read_counter(c));
+    st = ok(c, "query-status", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(st, "status")), "paused"), "reset unpaused");
+    json_decref(st);
+    json_decref(ok(c, "cont", NULL));
+    while (read_counter(c) == 0)
+        ;
+    /* system_reset while running. */
+    json_decref(ok(c, "system_reset", NULL));
+    ev = qc_wait_event(observer, "RESET");
+    CHECK(ev, "no second RESET");
+    json_decref(ev);
+    st = ok(c, "query-status", NULL);
+    CHECK(json_is_true(json_object_get(st, "running")), "not running after reset");
+    json_decref(st);
+    CHECK(qc_count_events(observer, "STOP") == 1 && qc_count_events(observer, "RESUME") == 1,
+          "observer saw %zu STOP / %zu RESUME more", qc_count_events(observer, "STOP"),
+          qc_count_events(observer, "RESUME"));
+    /* The client that never negotiated got no event. */
+    CHECK(qc_send_raw(silent, "{\"execute\":\"qmp_capabilities\",\"id\":1}\n", 38), "send");
+    json_t *r = qc_read(silent);
+    CHECK(r && json_object_get(r, "return"), "un-negotiated client got %s", json_dumps(r, 0));
+    json_decref(r);
+    printf("ok: system_reset (paused and running): RESET events, counter back to 0; "
+           "no events before negotiation\n");
+}
+
+#define NCLIENTS 50
+
+static void test_many_clients(QClient *c)
+{
+    QClient *cl[NCLIENTS];
+    for (int i = 0; i < NCLIENTS; i++) {
+        cl[i] = qc_connect(sock_path);
+        CHECK(cl[i], "client %d: connect: %s", i, strerror(errno));
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        json_t *g = qc_read(cl[i]);
+        CHECK(g && json_object_get(g, "QMP"), "client %d: no greeting", i);
+        json_decref(g);
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        char req[200];
+        int n = snprintf(req, sizeof(req),
+                         "{\"execute\":\"qmp_capabilities\",\"id\":%d}\n"
+                         "{\"execute\":\"query-status\",\"id\":%d}\n", 1000 + i, 2000 + i);
+        CHECK(qc_send_raw(cl[i], req, (size_t)n), "client %d: send", i);
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        for (int k = 0; k < 2; k++) {
+            json_t *r = qc_read(cl[i]);
+            CHECK(r && json_object_get(r, "return") &&
+                  json_integer_value(json_object_get(r, "id")) == (k ? 2000 : 1000) + i,
+                  "client %d reply %d: %s", i, k, r ? json_dumps(r, 0) : "none");
+            json_decref(r);
+        }
+    }
+    for (int i = 0; i < NCLIENTS; i++)
+        qc_close(cl[i]);
+
+    /* Vanishing clients: half a request, or a request and no reading. */
+    QClient *x = qc_connect(sock_path);
+    qc_send_raw(x, "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-mt", 48);
+    qc_close(x);
+    x = qc_connect(sock_path);
+    const char *req = "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-mtree\"}\n";
+    qc_send_raw(x, req, strlen(req));
+    qc_close(x);
+    /* A slow client: thousands of requests, never reading a reply. */
+    QClient *slow = qc_connect(sock_path);
+    qc_send_raw(slow, "{\"execute\":\"qmp_capabilities\"}\n", 31);
+    char *flood = NULL;
+    size_t flen = 0;
+    FILE *f = open_memstream(&flood, &flen);
+    for (int i = 0; i < 3000; i++)
+        fputs("{\"execute\":\"query-mtree\"}\n", f);
+    fclose(f);
+    /* The socket buffer fills; send what fits without blocking. */
+    size_t sent = 0;
+    while (sent < flen) {
+        ssize_t n = send(slow->fd, flood + sent, flen - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    free(flood);
+    /* Meanwhile the others are served and the guest runs. */
+    uint64_t a = read_counter(c);
+    for (int i = 0; i < 20; i++) {
+        json_t *st = ok(c, "query-status", NULL);
+        json_decref(st);
+    }
+    while (read_counter(c) == a)
+        ;
+    qc_close(slow);
+    json_decref(ok(c, "query-status", NULL));
+    printf("ok: %d clients at once all answered; vanishing clients and a %zu-byte "
+           "never-reading client harm nobody\n", NCLIENTS, sent);
+}
+
+static char *run_ctl(const char *args, int *status)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s ctl --api-socket %s %s 2>&1", STRATA_BIN, sock_path, args);
+    FILE *p = popen(cmd, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(m);
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return buf;
+}
+
+static void test_ctl(QClient *c)
+{
+    int st;
+    char *out = run_ctl("status", &st);
+    CHECK(st == 0 && !strcmp(out, "running\n"), "ctl status: %d '%s'", st, out);
+    free(out);
+    out = run_ctl("mtree -f", &st);
+    char *want = expected_mtree(MTREE_FLATVIEW);
+    CHECK(st == 0 && !strcmp(out, want), "ctl mtree -f: %d\n%s", st, out);
+    free(out);
+    free(want);
+    out = run_ctl("pause", &st);
+    CHECK(st == 0, "ctl pause: %s", out);
+    free(out);
+    out = run_ctl("status", &st);
+    CHECK(st == 0 && !strcmp(out, "paused\n"), "ctl status: '%s'", out);
+    free(out);
+    out = run_ctl("resume", &st);
+    CHECK(st == 0, "ctl resume: %s", out);
+    free(out);
+    out = run_ctl("qmp query-status", &st);
+    CHECK(st == 0 && strstr(out, "\"running\": true"), "ctl qmp: %s", out);
+    free(out);
+    out = run_ctl("qmp human-monitor-command '{\"command-line\": \"info status\"}'", &st);
+    CHECK(st == 0 && strstr(out, "VM status: running"), "ctl qmp hmp: %s", out);
+    free(out);
+    out = run_ctl("qmp no-such-thing", &st);
+    CHECK(st != 0 && strstr(out, "has not been found"), "ctl qmp bad: %d %s", st, out);
+    free(out);
+    out = run_ctl("qmp query-status '[1]'", &st);
+    CHECK(st != 0 && strstr(out, "must be a JSON object"), "ctl qmp bad args: %d %s", st, out);
+    free(out);
+    out = run_ctl("frob", &st);
+    CHECK(st != 0 && strstr(out, "unknown command"), "ctl frob: %d %s", st, out);
+    free(out);
+    /* ctl's state changes were seen as events by our client. */
+    json_t *e = qc_wait_event(c, "STOP");
+    CHECK(e, "no STOP from ctl pause");
+    json_decref(e);
+    e = qc_wait_event(c, "RESUME");
+    CHECK(e, "no RESUME from ctl resume");
+    json_decref(e);
+    printf("ok: strata ctl status/mtree -f/pause/resume/qmp and its errors\n");
+}
+
+static void test_quit(QClient *c, QClient *observer)
+{
+    json_decref(ok(c, "quit", NULL));
+    json_t *ev = qc_wait_event(observer, "SHUTDOWN");
+    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"),
+                                                          "reason")), "host-qmp-quit"),
+          "no SHUTDOWN event");
+    json_decref(ev);
+    json_t *m;
+    while ((m = qc_read(observer)))
+        json_decref(m);     /* until strata closes the connection */
+    int st = wait_status(strata_pid);
+    CHECK(st == 0, "strata exit status after quit: %d", st);
+    struct stat sb;
+    CHECK(stat(sock_path, &sb) < 0, "socket file left behind");
+    printf("ok: quit: SHUTDOWN event, connection closed, exit status 0, socket removed\n");
+}
+
+static void start_spin(const char *serial_file)
+{
+    char serial[200];
+    snprintf(serial, sizeof(serial), "file=%s", serial_file);
+    strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path,
+                       "--serial", serial, "--cmdline", "console=ttyS0", NULL);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    const char *why = kvm_probe();
+    if (why) {
+        printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
+        return 77;
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/strata-qmp-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    atexit(cleanup);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
+    counter_addr = elf_symbol(SPIN_ELF, "spin_counter");
+
+    test_exit_statuses();
+
+    char serial_file[160];
+    snprintf(serial_file, sizeof(serial_file), "%s/serial.txt", tmpdir);
+    start_spin(serial_file);
+    test_negotiation();
+    QClient *c = open_client();
+    QClient *observer = open_client();
+    QClient *silent = connect_when_ready(strata_pid);      /* never negotiates */
+    json_decref(qc_read(silent));
+    QClient *idle = connect_when_ready(strata_pid);        /* never sends anything */
+    for (;;) {
+        char *s = slurp(serial_file);
+        bool done = strstr(s, "spin: counting\n") != NULL;
+        free(s);
+        if (done)
+            break;
+        msleep(10);
+    }
+    printf("ok: the guest's UART output reached --serial file=\n");
+    test_queries(c);
+    test_mtree(c);
+    test_bad_requests(c);
+    test_stop_cont_reset(c, observer, silent);
+    test_many_clients(c);
+    test_ctl(c);
+    test_quit(c, observer);
+    qc_close(c);
+    qc_close(observer);
+    qc_close(silent);
+    qc_close(idle);
+
+    /* quit while paused, and SIGTERM. */
+    start_spin(serial_file);
+    c = open_client();
+    json_decref(ok(c, "stop", NULL));
+    json_decref(ok(c, "quit", NULL));
+    int st = wait_status(strata_pid);
+    CHECK(st == 0, "quit while paused: exit status %d", st);
+    qc_close(c);
+    start_spin(serial_file);
+    c = open_client();
+    kill(strata_pid, SIGTERM);
+    json_t *ev = qc_wait_event(c, "SHUTDOWN");
+    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"),
+                                                          "reason")), "host-signal"),
+          "no SHUTDOWN on SIGTERM");
+    json_decref(ev);
+    st = wait_status(strata_pid);
+    CHECK(st == 128 + SIGTERM, "SIGTERM: exit status %d", st);
+    qc_close(c);
+    printf("ok: quit while paused exits 0; SIGTERM: SHUTDOWN event, exit status 143\n");
+    printf("PASS\n");
+    return 0;
+}

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of `strata run`'s option and config-file parser. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "vmm/config.h"
+
+static char err[1024];
+
+/* Parses a NULL-terminated argument list into *cfg. */
+static int parse(VmConfig *cfg, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, cfg);
+    for (char *a = va_arg(ap, char *); a && argc < 32; a = va_arg(ap, char *))
+        argv[argc++] = a;
+    va_end(ap);
+    vm_config_init(cfg);
+    err[0] = 0;
+    return vm_config_parse_args(cfg, argc, argv, err, sizeof(err));
+}
+
+static void expect_error(int r, const char *text)
+{
+    assert_int_equal(r, CONFIG_ERROR);
+    if (!strstr(err, text))
+        fail_msg("error '%s' lacks '%s'", err, text);
+}
+
+static void test_sizes(void **state)
+{
+    struct { const char *s; uint64_t v; } good[] = {
+        { "256M", 256ull << 20 }, { "256", 256ull << 20 }, { "1G", 1ull << 30 },
+        { "1g", 1ull << 30 }, { "4096K", 4ull << 20 }, { "2MB", 2ull << 20 },
+        { "1T", 1ull << 40 }, { "0x10M", 16ull << 20 }, { "8192B", 8192 }, { "0", 0 },
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t v = 1;
+        if (parse_size(good[i].s, &v) != 0 || v != good[i].v)
+            fail_msg("parse_size(%s) = %llu", good[i].s, (unsigned long long)v);
+    }
+    const char *bad[] = { "", "12Q", "M", "-1M", "+1M", " 1M", "1M ", "1.5G", "1MM", "1KBB",
+                          "99999999999999999999", "17179869184G", "1e3", "0x", "1 M", NULL };
+    for (size_t i = 0; bad[i]; i++) {
+        uint64_t v = 7;
+        if (parse_size(bad[i], &v) == 0)
+            fail_msg("parse_size('%s') accepted (%llu)", bad[i], (unsigned long long)v);
+    }
+    uint64_t v;
+    assert_int_equal(parse_size(NULL, &v), -1);
+}
+
+static void test_defaults_and_values(void **state)
+{
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k.elf", NULL), CONFIG_OK);
+    assert_string_equal(c.kernel, "k.elf");
+    assert_int_equal(c.memory, 256ull << 20);
+    assert_int_equal(c.cpus, 1);
+    assert_int_equal(c.serial, SERIAL_STDIO);
+    assert_false(c.test_device);
+    assert_null(c.api_socket);
+    assert_null(c.cmdline);
+    vm_config_free(&c);
+
+    assert_int_equal(parse(&c, "--kernel=k.elf", "--memory=1G", "--cpus", "1", "--cmdline",
+                           "console=ttyS0 quiet", "--api-socket", "/tmp/s", "--serial",
+                           "file=/tmp/out", "--test-device", NULL), CONFIG_OK);
+    assert_int_equal(c.memory, 1ull << 30);
+    assert_string_equal(c.cmdline, "console=ttyS0 quiet");
+    assert_string_equal(c.api_socket, "/tmp/s");
+    assert_int_equal(c.serial, SERIAL_FILE);
+    assert_string_equal(c.serial_path, "/tmp/out");
+    assert_true(c.test_device);
+    vm_config_free(&c);
+
+    assert_int_equal(parse(&c, "--kernel", "k", "--serial", "none", NULL), CONFIG_OK);
+    assert_int_equal(c.serial, SERIAL_NONE);
+    vm_config_free(&c);
+    /* the last occurrence wins */
+    assert_int_equal(parse(&c, "--kernel", "a", "--kernel", "b", "--memory", "64M",
+                           "--memory", "128M", NULL), CONFIG_OK);
+    assert_string_equal(c.kernel, "b");
+    assert_int_equal(c.memory, 128ull << 20);
+    vm_config_free(&c);
+}
+
+static void test_bad_values(void **state)
+{
+    VmConfig c;
+    expect_error(parse(&c, "--kernel", "k", "--memory", "12Q", NULL),
+                 "--memory 12Q: invalid size");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "1M", NULL), "--memory 1M: too small");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "2T", NULL), "--memory 2T: too large");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "4097K", NULL),
+                 "--memory 4097K: not a multiple of 4K");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--cpus", "2", NULL),
+                 "--cpus 2: more than one vCPU is not supported yet");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--cpus", "0", NULL), "--cpus 0: at least one");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--cpus", "x", NULL), "--cpus x: invalid");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--cpus", "-1", NULL), "--cpus -1: invalid");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--serial", "pty", NULL),
+                 "--serial pty: expected stdio, file=PATH or none");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--serial", "file=", NULL), "--serial file=: empty");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "", NULL), "--kernel : empty path");
+    vm_config_free(&c);
+    char longpath[200];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[199] = 0;
+    expect_error(parse(&c, "--kernel", "k", "--api-socket", longpath, NULL), "path too long");
+    vm_config_free(&c);
+    char *longcmd = malloc(5000);
+    memset(longcmd, 'c', 4999);
+    longcmd[4999] = 0;
+    expect_error(parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL), "too long");
+    free(longcmd);
+    vm_config_free(&c);
+    expect_error(parse(&c, "--memory", "64M", NULL), "--kernel: missing");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", NULL), "--kernel: missing value");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--frobnicate", NULL), "unknown option '--frobnicate'");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "stray", NULL), "unexpected argument 'stray'");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--test-device=yes", NULL), "takes no value");
+    vm_config_free(&c);
+    const char *todo[] = { "--disk", "--net", "--initrd", "--incoming" };
+    for (int i = 0; i < 4; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "%s: not implemented yet", todo[i]);
+        expect_error(parse(&c, "--kernel", "k", todo[i], "x", NULL), want);
+        vm_config_free(&c);
+    }
+}
+
+static void test_help(void **state)
+{
+    VmConfig c;
+    assert_int_equal(parse(&c, "--memory", "bogus", "--help", NULL), CONFIG_HELP);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "-h", NULL), CONFIG_HELP);
+    vm_config_free(&c);
+    const char *u = vm_config_usage();
+    assert_non_null(strstr(u, "--kernel"));
+    assert_non_null(strstr(u, "Not implemented yet"));
+    /* unimplemented options are not offered as working ones */
+    assert_null(strstr(u, "  --disk"));
+    assert_null(strstr(u, "  --net"));
+}
+
+static void test_json(void **state)
+{
+    VmConfig c;
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c,
+        "{\"kernel\": \"g.elf\", \"memory\": \"512M\", \"cpus\": 1, \"cmdline\": \"x=1\","
+        " \"api-socket\": \"/tmp/a\", \"serial\": \"none\", \"test-device\": true}",
+        "cfg", err, sizeof(err)), 0);
+    assert_string_equal(c.kernel, "g.elf");
+    assert_int_equal(c.memory, 512ull << 20);
+    assert_int_equal(c.serial, SERIAL_NONE);
+    assert_true(c.test_device);
+    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": 64}", "cfg", err, sizeof(err)), 0);
+    assert_int_equal(c.memory, 64ull << 20);        /* a bare number is MiB */
+    vm_config_free(&c);
+
+    struct { const char *json, *msg; } bad[] = {
+        { "{\"memory\": \"12Q\"}", "cfg: key \"memory\" (12Q): invalid size" },
+        { "{\"memory\": -5}", "key \"memory\": expected a string or a non-negative integer" },
+        { "{\"memory\": 1.5}", "expected a string" },
+        { "{\"kernel\": 5}", "key \"kernel\": expected a string" },
+        { "{\"test-device\": \"yes\"}", "expected true or false" },
+        { "{\"cpus\": 4}", "more than one vCPU is not supported yet" },
+        { "{\"disk\": \"path=x\"}", "key \"disk\": not implemented yet" },
+        { "{\"bogus\": 1}", "unknown key \"bogus\"" },
+        { "{\"help\": true}", "unknown key \"help\"" },
+        { "{\"config\": \"other.json\"}", "cannot include another" },
+        { "{\"kernel\": \"a\", \"kernel\": \"b\"}", "invalid JSON" },
+        { "[1, 2]", "expected a JSON object" },
+        { "{\"kernel\": ", "invalid JSON" },
+        { "", "invalid JSON" },
+        { "{\"kernel\": \"a\\u0000b\"}", "" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        vm_config_init(&c);
+        err[0] = 0;
+        if (vm_config_apply_json(&c, bad[i].json, "cfg", err, sizeof(err)) != -1)
+            fail_msg("accepted %s", bad[i].json);
+        if (!strstr(err, bad[i].msg))
+            fail_msg("%s: error '%s' lacks '%s'", bad[i].json, err, bad[i].msg);
+        vm_config_free(&c);
+    }
+}
+
+static void test_config_file(void **state)
+{
+    char path[] = "strata-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "{\"kernel\": \"file.elf\", \"memory\": \"1G\", \"serial\": \"none\"}";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    VmConfig c;
+    /* the command line overrides the file, wherever --config appears */
+    assert_int_equal(parse(&c, "--memory", "128M", "--config", path, NULL), CONFIG_OK);
+    assert_string_equal(c.kernel, "file.elf");
+    assert_int_equal(c.memory, 128ull << 20);
+    assert_int_equal(c.serial, SERIAL_NONE);
+    vm_config_free(&c);
+    expect_error(parse(&c, "--config", path, "--config", path, NULL), "only one config file");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--config", "/nonexistent/strata.json", NULL),
+                 "--config /nonexistent/strata.json: No such file or directory");
+    vm_config_free(&c);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, "{\"memory\": \"3X\"}", 16), 16);
+    close(fd);
+    expect_error(parse(&c, "--config", path, "--kernel", "k", NULL), "key \"memory\" (3X)");
+    vm_config_free(&c);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_config_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
