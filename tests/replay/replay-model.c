@@ -186,7 +186,9 @@ static int place_mr_sections(Model *m)
     unsigned *order, n = 0, i, k;
 
     order = calloc(d->nr_sections + 1, sizeof(*order));
-    if (!order) {
+    m->twin_sections = calloc(d->nr_sections + 1, sizeof(*m->twin_sections));
+    if (!order || !m->twin_sections) {
+        free(order);
         return -1;
     }
     for (i = 0; i < d->nr_sections; i++) {
@@ -202,18 +204,23 @@ static int place_mr_sections(Model *m)
         RObj *best = NULL;
         unsigned j;
 
+        unsigned twins = 0;
+
         for (j = 0; j < m->nr_objs; j++) {
             RObj *o = m->objs[j];
 
             if (o->claimed || strcmp(o->name, s->nodes[0].name) != 0 || !same_subtree(s, 0, o)) {
                 continue;
             }
+            twins += o->as_root;
             if (!best || (o->as_root && !best->as_root)) {
                 best = o;
             }
-            if (best->as_root) {
-                break;
-            }
+        }
+        if (twins > 1) {
+            /* identical address-space roots: the FlatViews will tell which (merge_twins) */
+            best = NULL;
+            m->twin_sections[m->nr_twin_sections++] = si;
         }
         if (best) {
             map_subtree(m, si, 0, best);
@@ -469,6 +476,136 @@ static void make_lists(Model *m)
     }
 }
 
+/* Are the address spaces rooted at a and at b listed in one FlatView? */
+static bool share_flatview(Model *m, const RObj *a, const RObj *b)
+{
+    unsigned si, i, j;
+
+    for (si = 0; si < m->d->nr_sections; si++) {
+        const MtpSection *fv = &m->d->sections[si];
+        bool has_a = false, has_b = false;
+
+        if (fv->kind != MTP_SEC_FV) {
+            continue;
+        }
+        for (i = 0; i < fv->nr_names; i++) {
+            for (j = 0; j < m->nr_as; j++) {
+                if (strcmp(m->as[j].name, fv->names[i]) != 0) {
+                    continue;
+                }
+                has_a |= m->as[j].root == a;
+                has_b |= m->as[j].root == b;
+            }
+        }
+        if (has_a && has_b) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Replaces object x (and its subtree) by the identical r everywhere; x's objects die. */
+static void merge_into(Model *m, RObj *x, RObj *r)
+{
+    unsigned si, i, k;
+
+    for (si = 0; si < m->d->nr_sections; si++) {
+        if (m->d->sections[si].kind == MTP_SEC_FV) {
+            continue;
+        }
+        for (i = 0; i < m->d->sections[si].nr_nodes; i++) {
+            if (m->secmap[si][i] == x) {
+                m->secmap[si][i] = r;
+            }
+        }
+    }
+    for (i = 0; i < m->nr_objs; i++) {
+        if (m->objs[i]->target == x) {
+            m->objs[i]->target = r;
+        }
+    }
+    r->claimed |= x->claimed;
+    x->dead = true;
+    for (k = 0; k < x->nr_kids; k++) {
+        merge_into(m, x->kids[k], r->kids[k]);
+    }
+}
+
+/*
+ * A memory-region: section printed exactly like several address-space roots
+ * (an IOMMU's per-device roots) is the one whose address spaces share a
+ * FlatView with the address spaces of the aliases that point at it.
+ */
+static void merge_twins(Model *m)
+{
+    unsigned t, i, j, n, left = m->nr_twin_sections;
+    bool *done = calloc(m->nr_twin_sections + 1, sizeof(*done));
+
+    if (!done) {
+        return;
+    }
+    /* the best-supported (section, root) pair first, so guesses take what is left */
+    while (left--) {
+        RObj *pick_r = NULL;
+        unsigned pick_t = 0;
+        int pick_score = -1;
+
+        for (t = 0; t < m->nr_twin_sections; t++) {
+            unsigned si = m->twin_sections[t];
+            const MtpSection *s = &m->d->sections[si];
+            RObj *x = m->secmap[si][0];
+
+            if (done[t]) {
+                continue;
+            }
+            for (i = 0; i < m->nr_objs; i++) {
+                RObj *r = m->objs[i];
+                int score = 0;
+
+                if (!r->as_root || r->claimed || r->dead || !same_subtree(s, 0, r)) {
+                    continue;
+                }
+                for (j = 0; j < m->nr_objs; j++) {
+                    RObj *a = m->objs[j], *top = a;
+
+                    if (a->dead || a->target != x) {
+                        continue;
+                    }
+                    while (top->container) {
+                        top = top->container;
+                    }
+                    if (top->as_root && share_flatview(m, top, r)) {
+                        score++;
+                    }
+                }
+                if (score > pick_score) {
+                    pick_score = score;
+                    pick_r = r;
+                    pick_t = t;
+                }
+            }
+        }
+        if (!pick_r) {
+            break;      /* no identical root left: the rest stay on their own */
+        }
+        done[pick_t] = true;
+        merge_into(m, m->secmap[m->twin_sections[pick_t]][0], pick_r);
+    }
+    free(done);
+    /* drop the dead */
+    for (i = n = 0; i < m->nr_objs; i++) {
+        if (m->objs[i]->dead) {
+            free(m->objs[i]->kids);
+            free(m->objs[i]->list);
+            free(m->objs[i]);
+        } else {
+            m->objs[i]->id = n;
+            m->objs[n++] = m->objs[i];
+        }
+    }
+    m->nr_objs = n;
+}
+
 /* Checks alias chains for loops and sizes for what the API can express. */
 static int check_objects(Model *m, char *err, size_t errlen)
 {
@@ -586,6 +723,7 @@ int model_build(Model *m, const MtpDump *d, char *err, size_t errlen)
     if (resolve_aliases(m, err, errlen) < 0) {
         return -1;
     }
+    merge_twins(m);
     if (check_objects(m, err, errlen) < 0) {
         return -1;
     }
@@ -623,6 +761,7 @@ void model_free(Model *m)
     free(m->secmap);
     free(m->as);
     free(m->fv_as_root);
+    free(m->twin_sections);
     for (i = 0; i < m->nr_diag; i++) {
         free(m->diag[i]);
     }

@@ -35,6 +35,7 @@ struct RObj {
     bool readonly;              /* aliases: set_readonly (inferred) */
     bool claimed;               /* is the object of a memory-region: section */
     bool as_root;
+    bool dead;                  /* merged into an identical object */
     unsigned visit;             /* walk stamp */
     RObj *container;
     RObj **kids;                /* subregions, printed order */
@@ -59,6 +60,8 @@ typedef struct Model {
     unsigned nr_as;
     RObj **fv_as_root;          /* per section (FlatViews): root of one of its ASes */
     unsigned stamp;             /* last walk stamp */
+    unsigned *twin_sections;    /* memory-region: sections placed by merge_twins() */
+    unsigned nr_twin_sections;
     uint64_t work;              /* region visits spent by the model's walks */
     char **diag;                /* why the model may not reproduce the fixture */
     unsigned nr_diag;
