@@ -112,7 +112,9 @@ static bool client_flush(QmpClient *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        client_close(c, n < 0 ? strerror(errno) : "send returned 0");
+        /* A peer that went away (EPIPE, ECONNRESET) is an ordinary end. */
+        client_close(c, n < 0 && errno != EPIPE && errno != ECONNRESET ? strerror(errno)
+                        : NULL);
         return false;
     }
     if (!pending(c)) {
@@ -458,7 +460,7 @@ static void client_read(QmpClient *c)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
-            client_close(c, strerror(errno));
+            client_close(c, errno == ECONNRESET ? NULL : strerror(errno));
             return;
         }
         if (n == 0)

@@ -8,7 +8,7 @@
  * `--api-socket`, and speaks raw QMP to it: greeting and negotiation, every
  * command and its errors, malformed input, `info mtree` against the same
  * tree built here with memory/, query-mtree, stop/cont/system_reset seen
- * in the guest's counter (read with `xp`), events, dirty logging, 50
+ * in the guest's counter (read with `xp`), events, dirty logging, 64
  * clients at once, slow and vanishing clients, strata ctl, quit.
  */
 #include <elf.h>
@@ -631,7 +631,7 @@ static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
            "no events before negotiation\n");
 }
 
-#define NCLIENTS 50
+#define NCLIENTS 64
 
 static void test_many_clients(QClient *c)
 {
