@@ -415,6 +415,7 @@ const char *vm_config_usage(void)
         "  --cmdline TEXT       kernel command line, passed in the PVH start_info\n"
         "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"
         "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
+        "                       (guest output only: input is not wired yet)\n"
         "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
         "                       guest's EXIT port ends strata with the guest's code\n"
         "  --config FILE        JSON object with the keys above, e.g.\n"
