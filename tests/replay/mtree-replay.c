@@ -2,7 +2,8 @@
 /*
  * mtree-replay: the differential test against QEMU 7.2's `info mtree`.
  *
- *   mtree-replay [-v] [--show] [--steps] [--shuffle SEED] [--mutate N] FIXTURE...
+ *   mtree-replay [-v] [--show] [--steps] [--shuffle SEED] [--mutate N] [--expect-fail]
+ *                FIXTURE...
  *
  * Each FIXTURE is QEMU's `info mtree -D` followed by `info mtree -f -D`.
  * The region tree is rebuilt through memory/memory.h's public API, printed
@@ -71,13 +72,15 @@ static bool mutate_fixture(const char *path, unsigned n, uint64_t seed, const Re
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mtree-replay [-v] [--show] [--steps] [--shuffle SEED] FIXTURE...\n"
+    fprintf(f, "usage: mtree-replay [-v] [--show] [--steps] [--shuffle SEED] [--mutate N]\n"
+               "                    [--expect-fail] FIXTURE...\n"
                "  Rebuilds each QEMU `info mtree -D` + `info mtree -f -D` dump with strata's\n"
                "  memory API and compares strata's output with it.\n"
                "  -v              also print the replay model's inference notes on PASS\n"
                "  --show          print strata's output\n"
                "  --steps         no enclosing transaction: every API call commits\n"
                "  --shuffle SEED  build in a random (equivalent) order\n"
+               "  --expect-fail   exit 0 iff every fixture FAILs cleanly (odd-input tests)\n"
                "  --mutate N      replay N randomly edited copies of each fixture; passes\n"
                "                  if nothing crashes (robustness against odd input)\n");
 }
@@ -87,12 +90,15 @@ int main(int argc, char **argv)
     ReplayRunOpts o = { 0 };
     int i, nfix = 0, nfail = 0;
     unsigned long mutate = 0;
+    bool expect_fail = false;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0) {
             o.verbose = true;
         } else if (strcmp(argv[i], "--show") == 0) {
             o.show = true;
+        } else if (strcmp(argv[i], "--expect-fail") == 0) {
+            expect_fail = true;
         } else if (strcmp(argv[i], "--steps") == 0) {
             o.build.steps = true;
         } else if (strcmp(argv[i], "--shuffle") == 0 && i + 1 < argc) {
@@ -135,6 +141,9 @@ int main(int argc, char **argv)
     if (nfix == 0) {
         usage(stderr);
         return 2;
+    }
+    if (expect_fail) {
+        return nfail == nfix ? 0 : 1;
     }
     return nfail ? 1 : 0;
 }
