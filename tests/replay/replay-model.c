@@ -12,7 +12,7 @@
  * each alias points to, and the two facts the text does not print (which
  * i/o regions have ops, which aliases are read-only), reading the latter off
  * the FlatView sections with a point lookup that follows QEMU's rendering
- * rules.  replay-check.c re-renders the model to check the inference.
+ * rules.  replay-infer.c also re-renders the model to check the inference.
  */
 #include "tests/replay/replay.h"
 
