@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers of the QMP integration test: start strata, wait for its socket,
+ * run commands that must succeed or fail, read the guest's counter, build
+ * the expected memory tree with memory/.
+ */
+#ifndef STRATA_TESTS_QMP_HARNESS_H
+#define STRATA_TESTS_QMP_HARNESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "memory/memory.h"
+#include "qmp_client.h"
+
+extern char tmpdir[64];         /* per-run scratch folder */
+extern pid_t strata_pid;        /* the strata being tested, or -1 */
+extern char sock_path[128];     /* its --api-socket */
+extern uint64_t counter_addr;   /* guest physical address of spin_counter */
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__,  \
+                    #cond);                                                     \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fputc('\n', stderr);                                                \
+            dump_logs();                                                        \
+            exit(1);                                                            \
+        }                                                                       \
+    } while (0)
+
+/* A file's contents (malloc()ed; "" if unreadable). */
+char *slurp(const char *path);
+/* Prints strata's stderr (called by CHECK). */
+void dump_logs(void);
+/* Kills a strata still running and removes tmpdir (atexit). */
+void cleanup(void);
+/* Sleeps ms milliseconds. */
+void msleep(unsigned ms);
+/* Starts `strata run` with the given NULL-terminated arguments, stdout and
+ * stderr to tmpdir/stdout.txt and stderr.txt. */
+pid_t spawn(const char *first, ...);
+/* Waits for pid; its exit status (128+N if killed by signal N). */
+int wait_status(pid_t pid);
+/* tmpdir/name's contents (malloc()ed). */
+char *read_log(const char *name);
+/* A raw connection, once strata listens (no deadline; fails if it exits). */
+QClient *connect_when_ready(pid_t pid);
+/* A negotiated connection to strata_pid. */
+QClient *open_client(void);
+/* The error class / description of a reply, or NULL. */
+const char *desc_of(json_t *r);
+const char *class_of(json_t *r);
+/* Runs a command that must succeed; its "return" (new reference). */
+json_t *ok(QClient *c, const char *name, const char *args);
+/* Runs a command that must fail with class cls, desc containing sub. */
+void fails(QClient *c, const char *name, const char *args, const char *cls, const char *sub);
+/* Output of a human monitor command that must succeed (malloc()ed). */
+char *hmp(QClient *c, const char *line);
+/* Value of an ELF symbol of the file at path (fails the test if absent). */
+uint64_t elf_symbol(const char *path, const char *name);
+/* The guest's spin_counter, read with `xp`. */
+uint64_t read_counter(QClient *c);
+/* The machine's tree for 256M + test device + serial, built here with
+ * memory/, printed by mtree_info_str with flags (malloc()ed). */
+char *expected_mtree(unsigned flags);
+
+#endif /* STRATA_TESTS_QMP_HARNESS_H */
