@@ -191,14 +191,18 @@ int memory_region_init_io(MemoryRegion *mr, MemoryContext *ctx, const MemoryRegi
 static int alloc_ram(MemoryRegion *mr, const char *owner)
 {
     if (mr->size == 0 || mr->size >= INT128_2_64) {
+        int r = mem_error(mr->ctx, -EINVAL, "RAM region '%s': invalid size", mr->name);
         free(mr->name);
+        mr->name = NULL;
         mr->initialized = false;
-        return mem_error(mr->ctx, -EINVAL, "RAM region '%s': invalid size", mr->name);
+        return r;
     }
     if (owner && !(mr->owner = strdup(owner))) {
+        int r = mem_error(mr->ctx, -ENOMEM, "RAM region '%s': out of memory", mr->name);
         free(mr->name);
+        mr->name = NULL;
         mr->initialized = false;
-        return mem_error(mr->ctx, -ENOMEM, "RAM region '%s': out of memory", owner);
+        return r;
     }
     mr->dirty_pages = (uint64_t)((mr->size + MEMORY_PAGE_SIZE - 1) >> MEMORY_PAGE_SHIFT);
     return 0;
@@ -445,6 +449,16 @@ void memory_region_rom_device_set_readable(MemoryRegion *mr, bool readable)
     }
     mem_note_region(mr);
     mr->romd_mode = readable;
+    mem_schedule_commit(mr->ctx);
+}
+
+void memory_region_set_nonvolatile(MemoryRegion *mr, bool nonvolatile)
+{
+    if (mr->nonvolatile == nonvolatile) {
+        return;
+    }
+    mem_note_region(mr);
+    mr->nonvolatile = nonvolatile;
     mem_schedule_commit(mr->ctx);
 }
 

@@ -258,6 +258,8 @@ void memory_region_set_offset(MemoryRegion *mr, uint64_t offset);
 void memory_region_set_readonly(MemoryRegion *mr, bool readonly);
 /* rom_device: reads from memory (true) or through ops->read (false). */
 void memory_region_rom_device_set_readable(MemoryRegion *mr, bool readable);
+/* Mark a region non-volatile (printed `nv-` in info mtree, as QEMU's nvdimm). */
+void memory_region_set_nonvolatile(MemoryRegion *mr, bool nonvolatile);
 /* Show or hide a region without removing it from its container. */
 void memory_region_set_enabled(MemoryRegion *mr, bool enabled);
 /* Move a region inside its container; -EINVAL (tree unchanged) if that
