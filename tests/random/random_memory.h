@@ -35,6 +35,8 @@ typedef struct Model {
     int depth;              /* transaction depth we opened */
     bool exact;             /* also compare the exact range split */
     bool verbose;
+    bool skip_known;        /* steer around known memory/ bugs (exploration) */
+    bool strict_io;         /* no widened device accesses tolerated */
     s128 force_size;        /* if non-zero, the next container's size */
 
     RNode *nodes[MAX_NODES];
@@ -56,7 +58,7 @@ typedef struct Model {
     size_t ntrace, captrace;
 
     /* statistics */
-    uint64_t n_commits, n_accesses, n_errors_checked, n_items;
+    uint64_t n_commits, n_accesses, n_errors_checked, n_items, n_widened;
 } Model;
 
 /* Next pseudo-random 64-bit value (splitmix64). */
@@ -78,6 +80,8 @@ RNode *node_create(Model *m, enum rkind kind);
 void node_free(Model *m, RNode *n);
 /* Applies one random mutation through the API and mirrors it. */
 void mutate(Model *m);
+/* Tries to attach each detached region with probability pct%. */
+void attach_some(Model *m, unsigned pct);
 /* Renders the reference, compares FlatViews, runs check_flatviews and
  * random accesses; fails the test on any mismatch. */
 void verify(Model *m);

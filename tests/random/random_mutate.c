@@ -237,6 +237,8 @@ static enum expect predict(Model *m, const RNode *c, const RNode *sub, uint64_t 
         return MUST_FAIL;
     if (moving && (s128)o + sub->size > c->size)
         return EITHER;          /* set_address: "leave the container" is vague */
+    if ((s128)o + sub->size > S128_2_64)
+        return EITHER;          /* clipped in QEMU; memory/ rejects ends past 2^64 */
     if (overlap)
         return MUST_OK;
     enum expect e = MUST_OK;
@@ -352,10 +354,11 @@ static bool busy(const RNode *n)
     return !n->is_root && !destroyable(n);
 }
 
-static void mut_add(Model *m)
+static void mut_add(Model *m, RNode *sub)
 {
-    RNode *sub = random_node(m, is_detached);
     if (!sub)
+        sub = random_node(m, is_detached);
+    if (!sub || !is_detached(sub))
         return;
     RNode *c = NULL;
     for (int tries = 0; tries < 8 && !c; tries++) {
@@ -432,6 +435,8 @@ static void mut_move(Model *m)
         return;
     }
     uint64_t o = place(m, n->parent, n);
+    if (m->skip_known && o == n->addr)
+        return;                 /* known: memory/ reorders on a same-address move */
     enum expect e = predict(m, n->parent, n, o, n->overlap, true);
     int r = memory_region_set_address(n->mr, o);
     tr(m, "set_address %s 0x%" PRIx64 " -> 0x%" PRIx64 " -> %d", nm(n), n->addr, o, r);
@@ -492,17 +497,25 @@ static void mut_destroy(Model *m)
     node_free(m, n);
 }
 
+void attach_some(Model *m, unsigned pct)
+{
+    for (size_t i = 0; i < m->nnodes; i++)
+        if (chance(m, pct))
+            mut_add(m, m->nodes[i]);
+}
+
 void mutate(Model *m)
 {
     unsigned k = (unsigned)rnd_below(m, 100);
-    if (k < 22) {
-        mut_add(m);
-    } else if (k < 32) {
+    if (k < 28) {
+        mut_add(m, NULL);
+    } else if (k < 36) {
         mut_del(m);
     } else if (k < 47) {
         RNode *n = random_node(m, not_root);
         if (n) {
-            bool en = chance(m, 85) ? !n->enabled : n->enabled;
+            /* mostly re-enable, so that about 30% of regions are off */
+            bool en = !n->enabled || chance(m, 60);
             memory_region_set_enabled(n->mr, en);
             tr(m, "set_enabled %s %d", nm(n), en);
             n->enabled = en;

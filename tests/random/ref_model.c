@@ -116,10 +116,50 @@ static size_t seg_index(const RMap *map, s128 addr)
     return lo;
 }
 
+/*
+ * The header promises QEMU's FlatView root sharing: an address space whose
+ * root is an alias of a whole region (offset 0), or a container whose only
+ * enabled child sits at 0, is rendered from that region instead.  What is
+ * visible does not change, except that the read-only flag of the skipped
+ * alias or container is lost (as in QEMU).  The shared root's byte 0 stays
+ * at address 0.
+ */
+static RNode *shared_root(const RNodeSet *set, RNode *n)
+{
+    while (n && n->enabled) {
+        if (n->kind == RK_ALIAS) {
+            if (n->alias_off == 0 && n->size >= n->target->size) {
+                n = n->target;
+                continue;
+            }
+        } else if (n->kind == RK_CONTAINER) {
+            RNode *only = NULL;
+            size_t enabled = 0;
+            for (size_t i = 0; i < set->n; i++) {
+                if (set->nodes[i]->parent == n && set->nodes[i]->enabled) {
+                    enabled++;
+                    only = set->nodes[i];
+                }
+            }
+            if (enabled == 0)
+                return NULL;
+            if (enabled == 1 && only->addr == 0 && only->size <= n->size) {
+                n = only;
+                continue;
+            }
+        }
+        return n;
+    }
+    return NULL;
+}
+
 size_t ref_render(const RNodeSet *set, RNode *root, RMap *map)
 {
     map->nitems = 0;
-    visit(set, map, root, 0, 0, S128_2_64, false, 0);
+    root = shared_root(set, root);
+    if (root)
+        visit(set, map, root, set->shift_shared_root ? (s128)root->addr : 0, 0, S128_2_64,
+              false, 0);
 
     size_t nb = 0, need = 2 * map->nitems + 2;
     if (need > map->capbps) {

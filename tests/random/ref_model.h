@@ -87,6 +87,9 @@ typedef struct RMap {
 typedef struct RNodeSet {
     RNode **nodes;
     size_t n;
+    /* Model memory/'s (and QEMU's) quirk: a shared root that is an alias
+     * target is rendered at its own container address. */
+    bool shift_shared_root;
 } RNodeSet;
 
 /* Renders what an address space rooted at root shows into map (reusing its
