@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The nested test bed: for hosts whose /dev/kvm cannot boot a stock Linux
+# kernel (PVM).  Boots Debian's cloud kernel as a first-level guest (L1) under
+# QEMU TCG with an emulated AMD SVM CPU, loads kvm/kvm-amd there so L1 has a
+# working /dev/kvm, runs CMD inside it (a shell command line, in /bed), relays
+# its output to stdout and exits with CMD's exit status.
+#
+# Usage: scripts/testbed.sh [options] [--] CMD...
+#   --add SRC[:DST]   put host file SRC into L1 at /bed/DST (default
+#                     /bed/run/<basename>); dynamic ELF files bring their
+#                     shared libraries.  Repeatable.
+#   --strata PATH     the strata binary to carry to /bed/bin/strata (default:
+#                     $STRATA_BUILD/vmm/strata, STRATA_BUILD=<repo>/build)
+#   --timeout SEC     give up after SEC seconds (default 600, $STRATA_BED_TIMEOUT)
+#   --memory MiB      L1 memory (default 2048)   --cpus N   L1 CPUs (default 1)
+#   --shell           interactive: boot L1 and give a shell on the console
+#   --log FILE        keep L1's whole console output in FILE
+# Exit status: CMD's, or 125 when the bed itself failed (boot, timeout).
+#
+# In L1: /bed/bin/strata, /bed/guest/{bzImage,vmlinux,initramfs.cpio.gz} (the
+# L2 artifacts from scripts/build-guest.sh), /bed/run/ (--add files), /tmp is
+# RAM.  The environment has STRATA=/bed/bin/strata and GUEST_DIR=/bed/guest.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${STRATA_BUILD:-$REPO/build}
+STRATA_BIN=$BUILD/vmm/strata
+TIMEOUT=${STRATA_BED_TIMEOUT:-600}
+MEM=2048
+CPUS=1
+SHELL_MODE=0
+LOG=
+ADDS=()
+
+die() { echo "testbed: $*" >&2; exit 125; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --add) ADDS+=("$2"); shift 2 ;;
+    --strata) STRATA_BIN=$2; shift 2 ;;
+    --timeout) TIMEOUT=$2; shift 2 ;;
+    --memory) MEM=$2; shift 2 ;;
+    --cpus) CPUS=$2; shift 2 ;;
+    --shell) SHELL_MODE=1; shift ;;
+    --log) LOG=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --) shift; break ;;
+    -*) die "unknown option '$1' (see --help)" ;;
+    *) break ;;
+  esac
+done
+[ $# -gt 0 ] || [ "$SHELL_MODE" = 1 ] || die "no command given (usage: testbed.sh [options] [--] CMD...)"
+case "$TIMEOUT" in ''|*[!0-9]*) die "--timeout '$TIMEOUT': not a number of seconds" ;; esac
+
+QEMU=$(command -v qemu-system-x86_64 || true)
+[ -n "$QEMU" ] || die "qemu-system-x86_64 not found (run scripts/install-deps.sh)"
+command -v cpio >/dev/null || die "cpio not found (run scripts/install-deps.sh)"
+
+GUEST=$(bash "$REPO/scripts/build-guest.sh" --quiet) || die "scripts/build-guest.sh failed"
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/strata-bed.XXXXXX")
+QPID=
+cleanup() {
+  [ -z "$QPID" ] || kill "$QPID" 2>/dev/null || true
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ST=$RUN/stage
+mkdir -p "$ST/bed/bin" "$ST/bed/run"
+
+# copy_elf FILE: its shared libraries and loader, at the paths ldd names
+copy_libs() {
+  local f=$1 lib
+  file_is_dyn "$f" || return 0
+  while IFS= read -r lib; do
+    [ -n "$lib" ] && [ -e "$lib" ] || continue
+    if [ ! -e "$ST$lib" ]; then
+      mkdir -p "$ST$(dirname "$lib")"
+      cp -L "$lib" "$ST$lib"
+    fi
+  done < <(ldd "$f" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p')
+}
+file_is_dyn() { # a dynamically linked ELF?
+  [ "$(head -c4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ] || return 1
+  ldd "$1" >/dev/null 2>&1
+}
+
+if [ -x "$STRATA_BIN" ]; then
+  cp "$STRATA_BIN" "$ST/bed/bin/strata"
+  copy_libs "$STRATA_BIN"
+else
+  echo "testbed: note: no strata binary at $STRATA_BIN (L1 has none)" >&2
+fi
+for a in ${ADDS[@]+"${ADDS[@]}"}; do
+  src=${a%%:*}
+  if [ "$src" = "$a" ]; then dst=run/$(basename "$src"); else dst=${a#*:}; fi
+  dst=${dst#/bed/}
+  dst=${dst#/}
+  [ -e "$src" ] || die "--add $a: $src: No such file or directory"
+  mkdir -p "$ST/bed/$(dirname "$dst")"
+  cp -rL "$src" "$ST/bed/$dst"
+  [ -d "$src" ] || copy_libs "$src"
+done
+
+{
+  echo 'export STRATA=/bed/bin/strata GUEST_DIR=/bed/guest HOME=/root'
+  echo 'cd /bed'
+  printf '%s\n' "$*"
+} > "$ST/bed/run.sh"
+
+(cd "$ST" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$RUN/run.cpio"
+cat "$GUEST/l1-base.cpio" "$RUN/run.cpio" > "$RUN/initrd.cpio"
+
+NONCE=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+# lpj= skips the delay-loop calibration (udelay uses the TSC); mitigations=off
+# and the PVH entry of vmlinux (no LZ4 inflate) save about a second under TCG.
+APPEND="console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init tsc=reliable no_timer_check i8042.noaux mitigations=off lpj=4890000 strata.nonce=$NONCE"
+QEMU_ARGS=(-accel tcg,thread=multi -cpu EPYC,+svm -m "$MEM" -smp "$CPUS"
+           -M pc,hpet=off -nodefaults -no-user-config -no-reboot
+           -kernel "$GUEST/vmlinux" -initrd "$RUN/initrd.cpio")
+
+if [ "$SHELL_MODE" = 1 ]; then
+  exec "$QEMU" "${QEMU_ARGS[@]}" -nographic -serial mon:stdio \
+       -append "$APPEND strata.shell=1"
+fi
+
+[ -n "$LOG" ] || LOG=$RUN/console.log
+: > "$LOG"
+START=$(date +%s.%N)
+mkfifo "$RUN/out"
+timeout -k 5 "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor none \
+  -serial stdio -append "$APPEND" < /dev/null > "$RUN/out" 2>"$RUN/qemu.err" &
+QPID=$!
+
+state=boot
+rc=
+up=
+while IFS= read -r line || [ -n "$line" ]; do
+  line=${line%$'\r'}
+  printf '%s\n' "$line" >> "$LOG"
+  case "$state:$line" in
+    boot:STRATA-BED-UP*) up=$line ;;
+    boot:STRATA-BED-BEGIN-"$NONCE") state=run ;;
+    run:STRATA-BED-EXIT-"$NONCE"=*) rc=${line##*=}; state=done ;;
+    run:*) printf '%s\n' "$line" ;;
+  esac
+done < "$RUN/out"
+qrc=0
+wait "$QPID" || qrc=$?
+QPID=
+END=$(date +%s.%N)
+
+if [ -n "$rc" ]; then
+  if [ -n "${STRATA_BED_VERBOSE:-}" ]; then
+    echo "testbed: L1 ${up#STRATA-BED-UP }, total $(awk "BEGIN{printf \"%.2f\", $END - $START}") s" >&2
+  fi
+  exit "$rc"
+fi
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+  echo "testbed: timed out after ${TIMEOUT}s (state: $state); last L1 console lines:" >&2
+else
+  echo "testbed: L1 ended without the exit marker (qemu exit status $qrc, state: $state); last console lines:" >&2
+fi
+tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+[ -s "$RUN/qemu.err" ] && sed 's/^/  qemu: /' "$RUN/qemu.err" >&2
+exit 125
