@@ -116,6 +116,16 @@ static unsigned impl_unit(const MemoryRegion *mr, unsigned size)
     return u;
 }
 
+/* A unit at a that does not run past the region's end (down to impl.min). */
+static unsigned unit_within(const MemoryRegion *mr, Int128 a, unsigned u)
+{
+    unsigned min = mr->ops->impl.min_access_size ? mr->ops->impl.min_access_size : 1;
+    while (u > min && a + u > mr->size) {
+        u >>= 1;
+    }
+    return u;
+}
+
 /* Bytes b[0..size) at addr, through the callbacks in impl-sized units. */
 static void io_read_bytes(MemoryRegion *mr, uint64_t addr, uint8_t *b, unsigned size)
 {
@@ -130,6 +140,7 @@ static void io_read_bytes(MemoryRegion *mr, uint64_t addr, uint8_t *b, unsigned 
     Int128 end = (Int128)addr + size;
     for (Int128 a = start; a < end; a += u) {
         uint8_t tmp[8];
+        u = unit_within(mr, a, u);
         dev_to_bytes(mr, tmp, u, call_read(mr, (uint64_t)a, u));
         for (unsigned j = 0; j < u; j++) {
             if (a + j >= addr && a + j < end) {
@@ -151,6 +162,7 @@ static void io_write_bytes(MemoryRegion *mr, uint64_t addr, const uint8_t *b, un
     Int128 end = (Int128)addr + size;
     for (Int128 a = start; a < end; a += u) {
         uint8_t tmp[8];
+        u = unit_within(mr, a, u);
         bool partial = a < addr || a + u > end;
         if (partial) {
             /* widened: merge with what the device holds (read-modify-write) */

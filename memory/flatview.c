@@ -146,7 +146,14 @@ static bool fv_push(FlatView *fv, const FlatRange *fr)
 
 MemoryRegion *memory_region_flatview_root(MemoryRegion *mr)
 {
+    /*
+     * As QEMU, but a read-only or non-volatile alias or container is not
+     * skipped: its flag would be lost from every range below it.
+     */
     while (mr && mr->enabled) {
+        if (mr->readonly || mr->nonvolatile) {
+            return mr;
+        }
         if (mr->alias) {
             if (!mr->alias_offset && mr->size >= mr->alias->size) {
                 mr = mr->alias;
@@ -301,7 +308,9 @@ void flatview_render_window(FlatView *fv, MemoryRegion *root, Int128 lo, Int128 
 {
     Render r = { 0 };
     if (root) {
-        collect(&r, root, 0, lo, hi, false, false);
+        /* an address space shows its root's byte 0 at address 0, wherever
+         * the root itself may be placed in another container */
+        collect(&r, root, -(SInt128)root->addr, lo, hi, false, false);
     }
     if (r.n == 0) {
         free(r.p);
@@ -825,10 +834,7 @@ void memory_commit_all(MemoryContext *ctx)
             }
             continue;
         }
-        /* windows are in the AS root's coordinates: usable when the view is
-         * rendered from a region whose offset 0 lands where the root's does */
-        bool same_coords = !roots[i] || roots[i]->addr == as->root->addr;
-        if (old && old->root == roots[i] && same_coords && !as->needs_full && !ctx->all_full) {
+        if (old && old->root == roots[i] && !as->needs_full && !ctx->all_full) {
             size_t nw = 0;
             for (size_t k = 0; k < ctx->nr_windows; k++) {
                 for (size_t j = 0; j < n; j++) {

@@ -115,9 +115,7 @@ static void note_rec(MemoryContext *ctx, MemoryRegion *mr, Int128 lo, Int128 hi,
         return;
     }
     if (is_as_root(ctx, mr)) {
-        /* an AS is rendered from its root placed at the root's own address */
-        add_window(ctx, mr, i128_min(lo + mr->addr, INT128_2_64),
-                   i128_min(hi + mr->addr, INT128_2_64));
+        add_window(ctx, mr, lo, hi);    /* an AS shows its root's byte 0 at 0 */
     }
     if (mr->container) {
         note_rec(ctx, mr->container, lo + mr->addr, hi + mr->addr, depth + 1);
@@ -525,12 +523,7 @@ int memory_region_set_address(MemoryRegion *mr, uint64_t addr)
         return 0;               /* as QEMU: not re-added, keeps its place */
     }
     if (!c) {
-        {
-            mem_note_region(mr);
-            mr->addr = addr;
-            mem_note_region(mr);
-            mem_schedule_commit(mr->ctx);
-        }
+        mr->addr = addr;        /* not visible anywhere until it is placed */
         return 0;
     }
     if (addr >= c->size) {
@@ -730,9 +723,6 @@ static int add_subregion_common(MemoryRegion *mr, uint64_t offset, MemoryRegion 
         return mem_error(ctx, -EBUSY, "add_subregion '%s' at 0x%" PRIx64 " in '%s': overlaps '%s'"
                          " (0x%" PRIx64 ", size 0x%" PRIx64 ")", nm(sub), offset, nm(mr), nm(o),
                          o->addr, memory_region_size(o));
-    }
-    if (sub->addr != offset) {
-        mem_note_region(sub);   /* matters when sub is itself an AS root */
     }
     sub->container = mr;
     sub->addr = offset;

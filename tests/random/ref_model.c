@@ -120,13 +120,15 @@ static size_t seg_index(const RMap *map, s128 addr)
  * The header promises QEMU's FlatView root sharing: an address space whose
  * root is an alias of a whole region (offset 0), or a container whose only
  * enabled child sits at 0, is rendered from that region instead.  What is
- * visible does not change, except that the read-only flag of the skipped
- * alias or container is lost (as in QEMU).  The shared root's byte 0 stays
- * at address 0.
+ * visible does not change: unlike QEMU, strata does not share through a
+ * read-only alias or container (QEMU would lose the flag).  The shared
+ * root's byte 0 stays at address 0, as the address space's root does.
  */
 static RNode *shared_root(const RNodeSet *set, RNode *n)
 {
     while (n && n->enabled) {
+        if (n->readonly)
+            return n;       /* strata keeps the flag: no sharing through it */
         if (n->kind == RK_ALIAS) {
             if (n->alias_off == 0 && n->size >= n->target->size) {
                 n = n->target;
