@@ -2,8 +2,11 @@
 /* Booting Linux: bzImage 64-bit boot protocol and PVH (see boot-linux.h). */
 #include "vmm/boot-linux.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define GIB4 (1ull << 32)
 
@@ -70,6 +73,41 @@ static void wr64(uint8_t *p, uint64_t v)
 {
     wr32(p, (uint32_t)v);
     wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf, size_t *len,
+                   char *err, size_t errlen)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s %s: not a regular file", what, path);
+        fclose(f);
+        return -1;
+    }
+    if ((uint64_t)st.st_size > max) {
+        snprintf(err, errlen, "%s %s: larger than %zu MiB", what, path, max >> 20);
+        fclose(f);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b || fread(b, 1, n, f) != n) {
+        snprintf(err, errlen, "%s %s: %s", what, path, b ? "read error" : "out of memory");
+        free(b);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *buf = b;
+    *len = n;
+    return 0;
 }
 
 bool bzimage_probe(const uint8_t *data, size_t len)

@@ -98,10 +98,17 @@ static const char *apply_cpus(VmConfig *cfg, const char *val)
         return "invalid number of vCPUs";
     if (v == 0)
         return "at least one vCPU is needed";
-    if (v > 1)
-        return "more than one vCPU is not supported yet";
+    if (v > VM_MAX_CPUS)
+        return "too many vCPUs (the maximum is 64)";
     cfg->cpus = (unsigned)v;
     return NULL;
+}
+
+static const char *apply_initrd(VmConfig *cfg, const char *val)
+{
+    if (!*val)
+        return "empty path";
+    return set_str(&cfg->initrd, val);
 }
 
 static const char *apply_cmdline(VmConfig *cfg, const char *val)
@@ -147,6 +154,7 @@ static const OptDef opts[] = {
     { "memory", OPT_VALUE, apply_memory, NULL, true },
     { "cpus", OPT_VALUE, apply_cpus, NULL, true },
     { "cmdline", OPT_VALUE, apply_cmdline, NULL, false },
+    { "initrd", OPT_VALUE, apply_initrd, NULL, false },
     { "api-socket", OPT_VALUE, apply_api_socket, NULL, false },
     { "serial", OPT_VALUE, apply_serial, NULL, false },
     { "test-device", OPT_FLAG, NULL, flag_test_device, false },
@@ -155,7 +163,6 @@ static const OptDef opts[] = {
     { "help", OPT_HELP, NULL, NULL, false },
     { "disk", OPT_TODO, NULL, NULL, false },
     { "net", OPT_TODO, NULL, NULL, false },
-    { "initrd", OPT_TODO, NULL, NULL, false },
     { "incoming", OPT_TODO, NULL, NULL, false },
 };
 
@@ -178,6 +185,7 @@ void vm_config_init(VmConfig *cfg)
 void vm_config_free(VmConfig *cfg)
 {
     free(cfg->kernel);
+    free(cfg->initrd);
     free(cfg->cmdline);
     free(cfg->api_socket);
     free(cfg->serial_path);
@@ -406,13 +414,15 @@ const char *vm_config_usage(void)
         "\n"
         "Runs a KVM virtual machine.  Options (also --opt=value; a JSON --config file\n"
         "takes the same names as keys, and the command line overrides it):\n"
-        "  --kernel FILE        ELF with a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY);\n"
+        "  --kernel FILE        a Linux bzImage (64-bit boot protocol, loaded at 1M)\n"
+        "                       or an ELF with a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY):\n"
         "                       its PT_LOAD segments are loaded at their physical\n"
         "                       addresses and the vCPU starts in the PVH entry state\n"
+        "  --initrd FILE        initial ramdisk (bzImage: ramdisk_image; PVH: module 0)\n"
         "  --memory SIZE        guest RAM (default 256M; K/M/G/T suffixes, a bare\n"
         "                       number is MiB; 2M..1T, a multiple of 4K)\n"
-        "  --cpus N             number of vCPUs (only 1 is supported yet)\n"
-        "  --cmdline TEXT       kernel command line, passed in the PVH start_info\n"
+        "  --cpus N             number of vCPUs (1..64; ACPI MADT, APs started by INIT/SIPI)\n"
+        "  --cmdline TEXT       kernel command line (e.g. console=ttyS0)\n"
         "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"
         "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
         "                       (guest output only: input is not wired yet)\n"
@@ -423,10 +433,11 @@ const char *vm_config_usage(void)
         "  --verbose            dump the vCPU registers when the guest crashes\n"
         "  --help               this text\n"
         "\n"
-        "Not implemented yet (rejected with an error): --disk, --net, --initrd,\n"
-        "--incoming.  No in-kernel irqchip: the UART's interrupt is not delivered.\n"
+        "Not implemented yet (rejected with an error): --disk, --net, --incoming.\n"
+        "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"
+        "through the test device, reboot (i8042 reset), ACPI poweroff or a crash.\n"
         "\n"
-        "Exit status: 0 guest exit code 0, HLT, guest poweroff or QMP quit;\n"
+        "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
         "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
         "3 guest crashed (triple fault) or asked for a reset; 4 KVM error;\n"
         "128+N terminated by signal N.\n";

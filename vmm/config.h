@@ -15,11 +15,13 @@
 #define VM_MIN_MEMORY (2ull << 20)
 #define VM_MAX_MEMORY (1ull << 40)
 #define VM_MAX_CMDLINE 4095
+#define VM_MAX_CPUS 64
 
 typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMode;
 
 typedef struct VmConfig {
     char *kernel;           /* --kernel */
+    char *initrd;           /* --initrd */
     uint64_t memory;        /* --memory, bytes */
     unsigned cpus;          /* --cpus */
     char *cmdline;          /* --cmdline */

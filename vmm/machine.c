@@ -5,11 +5,31 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "tests/guests/testdev.h"
+#include "vmm/acpi.h"
+#include "vmm/cpuid.h"
+
+const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
+    5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+};
+
+#define MAX_INITRD (1ull << 30)
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_MTRR_DEF_TYPE 0x2ff
+
+/* The guest's reboot (i8042) or ACPI poweroff: strata exits with status 0. */
+static void power_event(void *opaque, PowerEvent ev)
+{
+    Machine *m = opaque;
+    kvm_vm_request_end(m->vm, KVM_END_REQUESTED, 0,
+                       ev == POWER_RESET ? "guest reboot" : "guest poweroff");
+}
 
 static void testdev_exit(void *opaque, uint32_t code)
 {
@@ -96,9 +116,19 @@ static int build_memory(Machine *m)
             return fail(m, "mapping the test device", r);
         m->testdev_mapped = true;
     }
+    if ((r = i8042_init(&m->i8042, ctx, power_event, m)) < 0)
+        return fail(m, "i8042", r);
+    m->have_i8042 = true;
+    if ((r = memory_region_add_subregion(&m->io, I8042_DATA_PORT, i8042_data_region(&m->i8042))) < 0 ||
+        (r = memory_region_add_subregion(&m->io, I8042_CMD_PORT, i8042_cmd_region(&m->i8042))) < 0 ||
+        (r = memory_region_add_subregion(&m->io, MACHINE_SLEEP_PORT, i8042_sleep_region(&m->i8042))) < 0)
+        return fail(m, "mapping the i8042", r);
+    m->i8042_mapped = true;
     if (cfg->serial != SERIAL_NONE) {
-        /* No in-kernel irqchip yet: the UART's line is left unconnected. */
-        if ((r = serial_init(&m->serial, ctx, m->serial_fd, NULL)) < 0)
+        IrqLine line;
+        if ((r = kvm_vm_irq_line(m->vm, MACHINE_SERIAL_IRQ, &line)) < 0)
+            return fail(m, "serial IRQ", r);
+        if ((r = serial_init(&m->serial, ctx, m->serial_fd, &line)) < 0)
             return fail(m, "serial", r);
         m->have_serial = true;
         if ((r = memory_region_add_subregion(&m->io, MACHINE_SERIAL_PORT,
@@ -113,17 +143,165 @@ static int build_memory(Machine *m)
     return 0;
 }
 
-static int load_kernel(Machine *m, char *err, size_t errlen)
+int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t *base,
+                            unsigned *gsi)
 {
-    if (kernel_image_load(&m->kernel, &m->guest_ram, err, errlen) < 0)
-        return -1;
-    m->start_info = pvh_write_start_info(&m->guest_ram, m->cfg->cmdline, err, errlen);
-    if (!m->start_info)
-        return -1;
-    if (kvm_vcpu_setup_pvh(m->vcpu, m->kernel.entry, m->start_info) < 0) {
-        snprintf(err, errlen, "vCPU 0: cannot set the PVH entry state");
+    if (m->nvirtio >= MACHINE_MAX_VIRTIO) {
+        fprintf(stderr, "strata: virtio-mmio: all %u slots are taken\n", MACHINE_MAX_VIRTIO);
         return -1;
     }
+    MachineVirtio *v = &m->virtio[m->nvirtio];
+    v->base = MACHINE_VIRTIO_BASE + (uint64_t)m->nvirtio * MACHINE_VIRTIO_SIZE;
+    v->gsi = machine_virtio_gsi[m->nvirtio];
+    int r;
+    if (irq && (r = kvm_vm_irq_line(m->vm, v->gsi, irq)) < 0)
+        return fail(m, "virtio-mmio IRQ", r);
+    if ((r = memory_region_add_subregion(&m->system, v->base, mr)) < 0)
+        return fail(m, "mapping a virtio-mmio device", r);
+    v->mr = mr;
+    m->nvirtio++;
+    if (base)
+        *base = v->base;
+    if (gsi)
+        *gsi = v->gsi;
+    return 0;
+}
+
+/* The kernel command line: --cmdline, plus virtio_mmio.device= entries when
+ * ACPI is off (the DSDT describes the devices otherwise).  malloc()ed. */
+static char *build_cmdline(const Machine *m)
+{
+    const char *base = m->cfg->cmdline ? m->cfg->cmdline : "";
+    bool acpi_off = strstr(base, "acpi=off") != NULL;
+    size_t cap = strlen(base) + 1 + (acpi_off ? m->nvirtio * 64 : 0);
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t n = (size_t)snprintf(s, cap, "%s", base);
+    for (unsigned i = 0; acpi_off && i < m->nvirtio && n < cap; i++)
+        n += (size_t)snprintf(s + n, cap - n, "%svirtio_mmio.device=%u@0x%llx:%u",
+                              n ? " " : "", MACHINE_VIRTIO_SIZE,
+                              (unsigned long long)m->virtio[i].base, m->virtio[i].gsi);
+    return s;
+}
+
+static int write_acpi(Machine *m, char *err, size_t errlen)
+{
+    AcpiConfig ac;
+    memset(&ac, 0, sizeof(ac));
+    ac.ncpus = m->ncpus;
+    ac.lapic_addr = 0xfee00000u;
+    ac.ioapic_addr = 0xfec00000u;
+    ac.serial = m->have_serial;
+    ac.serial_port = MACHINE_SERIAL_PORT;
+    ac.serial_irq = MACHINE_SERIAL_IRQ;
+    ac.sleep_port = MACHINE_SLEEP_PORT;
+    ac.nvirtio = m->nvirtio;
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        ac.virtio[i] = (AcpiVirtio){ m->virtio[i].base, MACHINE_VIRTIO_SIZE, m->virtio[i].gsi };
+    uint8_t *dst = guest_ram_ptr(&m->guest_ram, ACPI_TABLES_ADDR, ACPI_TABLES_MAX);
+    if (!dst) {
+        snprintf(err, errlen, "--memory: too small for the ACPI tables");
+        return -1;
+    }
+    return acpi_build(&ac, dst, ACPI_TABLES_MAX, ACPI_TABLES_ADDR, err, errlen) ? 0 : -1;
+}
+
+static int load_kernel(Machine *m, char *err, size_t errlen)
+{
+    if (write_acpi(m, err, errlen) < 0)
+        return -1;
+    char *cmdline = build_cmdline(m);
+    if (!cmdline) {
+        snprintf(err, errlen, "--cmdline: out of memory");
+        return -1;
+    }
+    LinuxBootParams bp = { cmdline, m->initrd, m->initrd_len, ACPI_TABLES_ADDR };
+    int r = -1;
+    if (m->is_bzimage) {
+        if (bzimage_load(m->bz, m->bz_len, &m->bzi, &m->guest_ram, &bp, err, errlen) < 0)
+            goto out;
+        struct kvm_sregs sr;
+        struct kvm_regs rg;
+        if (kvm_vcpu_get_sregs(m->vcpu, &sr) < 0)
+            goto regs;
+        bzimage_entry_state(&sr, &rg);
+        if (kvm_vcpu_set_sregs(m->vcpu, &sr) < 0 || kvm_vcpu_set_regs(m->vcpu, &rg) < 0)
+            goto regs;
+    } else {
+        if (kernel_image_load(&m->kernel, &m->guest_ram, err, errlen) < 0)
+            goto out;
+        m->start_info = pvh_write_boot_info(&m->guest_ram, &bp, m->kernel.highest, err, errlen);
+        if (!m->start_info)
+            goto out;
+        if (kvm_vcpu_setup_pvh(m->vcpu, m->kernel.entry, m->start_info) < 0)
+            goto regs;
+    }
+    r = 0;
+    goto out;
+regs:
+    snprintf(err, errlen, "vCPU 0: cannot set the entry state: %s", kvm_vm_last_error(m->vm));
+out:
+    free(cmdline);
+    return r;
+}
+
+/* Reads --kernel (bzImage or PVH ELF) and --initrd. */
+static int read_images(Machine *m, char *err, size_t errlen)
+{
+    const VmConfig *cfg = m->cfg;
+    uint8_t *buf;
+    size_t len;
+    if (boot_read_file(cfg->kernel, 1ull << 30, "--kernel", &buf, &len, err, errlen) < 0)
+        return -1;
+    if (bzimage_probe(buf, len)) {
+        m->is_bzimage = true;
+        m->bz = buf;
+        m->bz_len = len;
+        if (bzimage_parse(buf, len, cfg->kernel, &m->bzi, err, errlen) < 0)
+            return -1;
+    } else {
+        int r = kernel_image_parse(&m->kernel, buf, len, cfg->kernel, err, errlen);
+        free(buf);
+        if (r < 0)
+            return -1;
+    }
+    if (cfg->initrd && boot_read_file(cfg->initrd, MAX_INITRD, "--initrd", &m->initrd,
+                                      &m->initrd_len, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* Creates the vCPUs with their CPUID and the MSRs Linux expects. */
+static int create_vcpus(Machine *m)
+{
+    struct kvm_cpuid2 *sup;
+    int r = kvm_vm_get_supported_cpuid(m->vm, &sup);
+    if (r < 0) {
+        fprintf(stderr, "strata: KVM_GET_SUPPORTED_CPUID: %s\n", strerror(-r));
+        return -1;
+    }
+    for (unsigned i = 0; i < m->ncpus; i++) {
+        struct kvm_cpuid2 *c = cpuid_for_vcpu(sup, i, m->ncpus);
+        if (!c) {
+            r = -ENOMEM;
+        } else if ((r = kvm_vcpu_create(m->vm, i, &m->vcpus[i])) >= 0) {
+            r = kvm_vcpu_set_cpuid(m->vcpus[i], c);
+        }
+        free(c);
+        if (r < 0) {
+            fprintf(stderr, "strata: vCPU %u: %s (%s)\n", i, strerror(-r),
+                    kvm_vm_last_error(m->vm));
+            free(sup);
+            return -1;
+        }
+        /* Fast strings on, MTRRs on with write-back default: what firmware
+         * leaves.  Not fatal where the host's KVM refuses them. */
+        (void)kvm_vcpu_set_msr(m->vcpus[i], MSR_IA32_MISC_ENABLE, 1);
+        (void)kvm_vcpu_set_msr(m->vcpus[i], MSR_MTRR_DEF_TYPE, 0xc06);
+    }
+    free(sup);
+    m->vcpu = m->vcpus[0];
     return 0;
 }
 
@@ -134,7 +312,13 @@ int machine_create(Machine *m, const VmConfig *cfg)
     m->cfg = cfg;
     m->serial_fd = -1;
 
-    if (kernel_image_open(&m->kernel, cfg->kernel, err, sizeof(err)) < 0) {
+    m->ncpus = cfg->cpus ? cfg->cpus : 1;
+    if (m->ncpus > MACHINE_MAX_CPUS) {
+        fprintf(stderr, "strata: --cpus %u: at most %u are supported\n", m->ncpus,
+                MACHINE_MAX_CPUS);
+        return -1;
+    }
+    if (read_images(m, err, sizeof(err)) < 0) {
         fprintf(stderr, "strata: %s\n", err);
         return -1;
     }
@@ -143,25 +327,28 @@ int machine_create(Machine *m, const VmConfig *cfg)
     m->ctx = memory_context_new();
     if (!m->ctx)
         return fail(m, "memory context", -ENOMEM);
-    if (build_memory(m) < 0)
-        return -1;
 
+    /* The VM first: the devices' interrupt lines need its irqchip. */
     KvmVmConfig kc = KVM_VM_CONFIG_DEFAULT;
     kc.verbose = cfg->verbose;
+    kc.irqchip = true;
+    kc.pit = true;
     int r = kvm_vm_create(&kc, &m->vm);
     if (r < 0) {
         fprintf(stderr, "strata: cannot create the KVM VM (%s)\n", strerror(-r));
         return -1;
     }
+    if (build_memory(m) < 0)
+        return -1;
     if ((r = kvm_vm_attach_memory(m->vm, m->ctx, m->memory_as, m->io_as)) < 0) {
         fprintf(stderr, "strata: attaching guest memory to KVM failed: %s\n",
                 kvm_vm_last_error(m->vm));
         return -1;
     }
-    if ((r = kvm_vcpu_create(m->vm, 0, &m->vcpu)) < 0 || (r = kvm_vcpu_init_cpuid(m->vcpu)) < 0) {
-        fprintf(stderr, "strata: vCPU 0: %s\n", strerror(-r));
+    if (create_vcpus(m) < 0)
         return -1;
-    }
+    /* virtio devices: machine_add_virtio_mmio() calls go here, before the
+     * kernel load (which describes them in the DSDT / command line). */
     if (load_kernel(m, err, sizeof(err)) < 0) {
         fprintf(stderr, "strata: %s\n", err);
         return -1;
@@ -190,6 +377,16 @@ int machine_reset(Machine *m, char *err, size_t errlen)
         serial_reset(&m->serial);
     if (m->have_testdev)
         testdev_reset(&m->testdev);
+    if (m->have_i8042)
+        i8042_reset(&m->i8042);
+    /* vCPU 0 restarts at the entry; the others wait for INIT/SIPI again. */
+    for (unsigned i = 1; i < m->ncpus; i++) {
+        struct kvm_mp_state mp = { KVM_MP_STATE_UNINITIALIZED };
+        if (m->vcpus[i] && ioctl(kvm_vcpu_fd(m->vcpus[i]), KVM_SET_MP_STATE, &mp) < 0) {
+            snprintf(err, errlen, "vCPU %u: KVM_SET_MP_STATE: %s", i, strerror(errno));
+            return -1;
+        }
+    }
     return load_kernel(m, err, errlen);
 }
 
@@ -203,6 +400,15 @@ void machine_destroy(Machine *m)
         address_space_destroy(m->memory_as);
     if (m->io_as)
         address_space_destroy(m->io_as);
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        memory_region_del_subregion(&m->system, m->virtio[i].mr);
+    if (m->i8042_mapped) {
+        memory_region_del_subregion(&m->io, i8042_data_region(&m->i8042));
+        memory_region_del_subregion(&m->io, i8042_cmd_region(&m->i8042));
+        memory_region_del_subregion(&m->io, i8042_sleep_region(&m->i8042));
+    }
+    if (m->have_i8042)
+        i8042_destroy(&m->i8042);
     if (m->serial_mapped)
         memory_region_del_subregion(&m->io, serial_region(&m->serial));
     if (m->testdev_mapped)
@@ -230,5 +436,7 @@ void machine_destroy(Machine *m)
     if (m->serial_fd_owned)
         close(m->serial_fd);
     kernel_image_free(&m->kernel);
+    free(m->bz);
+    free(m->initrd);
     memset(m, 0, sizeof(*m));
 }

@@ -5,9 +5,25 @@
  *   address-space "memory": "system" container (2^64)
  *       "ram-below-4g" alias of "microvm.ram" at 0 (up to 3 GiB)
  *       "ram-above-4g" alias at 4 GiB (the rest, if any)
+ *       virtio-mmio devices at MACHINE_VIRTIO_BASE + n * 0x200 (n < 18)
  *   address-space "I/O": "io" container (64 KiB)
+ *       "i8042-data" at 0x60, "i8042-cmd" at 0x64 (reset), "acpi-sleep" at 0x600
  *       "strata-testdev" at 0xf0 (only with --test-device)
- *       "serial" at 0x3f8 (unless --serial none)
+ *       "serial" at 0x3f8, IRQ 4 (unless --serial none)
+ *
+ * In-kernel irqchip (PIC, IOAPIC at 0xfec00000, a LAPIC per vCPU at
+ * 0xfee00000) and PIT.  With an in-kernel LAPIC, HLT no longer exits: a
+ * guest ends through the test device, the i8042 reset, ACPI poweroff or a
+ * triple fault.  vCPU 0 starts at the kernel's entry; the others wait for
+ * INIT/SIPI from it (KVM_MP_STATE_UNINITIALIZED).
+ *
+ * virtio-mmio slot n: MMIO [0xfeb00000 + n*0x200, +0x200), GSI
+ * machine_virtio_gsi[n] (5, 6, 7, 9..15, then 16..23): level triggered,
+ * active high, described in the DSDT as "LNRO0005" devices (and on the
+ * command line as virtio_mmio.device=512@ADDR:GSI when the command line
+ * says acpi=off).  Register a device with machine_add_virtio_mmio between
+ * machine_create's VM creation and the kernel load (see machine.c's
+ * "virtio devices" hook), or before machine_load_kernel is called again.
  */
 #ifndef STRATA_VMM_MACHINE_H
 #define STRATA_VMM_MACHINE_H
@@ -15,15 +31,32 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/i8042.h"
 #include "devices/serial.h"
 #include "devices/testdev.h"
 #include "kvm/kvm.h"
 #include "memory/memory.h"
+#include "vmm/boot-linux.h"
 #include "vmm/config.h"
 #include "vmm/loader.h"
 
 #define MACHINE_SERIAL_PORT 0x3f8
+#define MACHINE_SERIAL_IRQ 4
 #define MACHINE_LOWMEM_LIMIT (3ull << 30)
+#define MACHINE_SLEEP_PORT 0x600
+#define MACHINE_MAX_CPUS 64
+#define MACHINE_VIRTIO_BASE 0xfeb00000ull
+#define MACHINE_VIRTIO_SIZE 0x200
+#define MACHINE_MAX_VIRTIO 18
+
+/* GSIs of the virtio-mmio slots, in slot order. */
+extern const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO];
+
+typedef struct MachineVirtio {
+    MemoryRegion *mr;           /* the device's, mapped at base */
+    uint64_t base;
+    unsigned gsi;
+} MachineVirtio;
 
 typedef struct Machine {
     const VmConfig *cfg;
@@ -39,8 +72,20 @@ typedef struct Machine {
     int serial_fd;              /* owned when serial_fd_owned */
     bool serial_fd_owned;
     KvmVm *vm;
-    KvmVcpu *vcpu;
-    KernelImage kernel;
+    KvmVcpu *vcpu;                  /* vcpus[0] */
+    KvmVcpu *vcpus[MACHINE_MAX_CPUS];
+    unsigned ncpus;
+    KernelImage kernel;             /* when !is_bzimage */
+    bool is_bzimage;
+    uint8_t *bz;                    /* the bzImage file */
+    size_t bz_len;
+    BzImageInfo bzi;
+    uint8_t *initrd;                /* --initrd file, or NULL */
+    size_t initrd_len;
+    I8042State i8042;
+    bool have_i8042, i8042_mapped;
+    MachineVirtio virtio[MACHINE_MAX_VIRTIO];
+    unsigned nvirtio;
     GuestRam guest_ram;
     uint64_t start_info;
     /* set by the test device's EXIT (from the vCPU thread) */
@@ -54,6 +99,15 @@ typedef struct Machine {
  * loaded kernel.  Nothing runs yet.  0, or -1 after printing one line.
  */
 int machine_create(Machine *m, const VmConfig *cfg);
+/*
+ * Maps a virtio-mmio device's region (MACHINE_VIRTIO_SIZE bytes) in the
+ * next free slot, describes it to the guest (DSDT / command line) and fills
+ * *irq with its interrupt line (may be NULL) and *gsi, *base (may be NULL).
+ * Call after the VM exists and before the kernel is loaded.  0, or -1
+ * after printing why (no slot left, mapping failed).
+ */
+int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t *base,
+                            unsigned *gsi);
 /* Starts the vCPU threads.  0 or -1 after printing why. */
 int machine_start(Machine *m);
 /*

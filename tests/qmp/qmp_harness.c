@@ -233,7 +233,7 @@ uint64_t read_counter(QClient *c)
 char *expected_mtree(unsigned flags)
 {
     MemoryContext *ctx = memory_context_new();
-    MemoryRegion sys, io, ram, below, td, ser;
+    MemoryRegion sys, io, ram, below, td, ser, kbd_data, kbd_cmd, sleep;
     memory_region_init(&sys, ctx, "system", UINT64_MAX);
     memory_region_init(&io, ctx, "io", 0x10000);
     memory_region_init_ram(&ram, ctx, NULL, "microvm.ram", 256ull << 20);
@@ -243,11 +243,24 @@ char *expected_mtree(unsigned flags)
     memory_region_add_subregion(&io, TESTDEV_PORT_BASE, &td);
     memory_region_init_io(&ser, ctx, NULL, NULL, "serial", 8);
     memory_region_add_subregion(&io, 0x3f8, &ser);
+    /* the machine's i8042 reset and ACPI sleep control (devices/i8042.h) */
+    memory_region_init_io(&kbd_data, ctx, NULL, NULL, "i8042-data", 1);
+    memory_region_add_subregion(&io, 0x60, &kbd_data);
+    memory_region_init_io(&kbd_cmd, ctx, NULL, NULL, "i8042-cmd", 1);
+    memory_region_add_subregion(&io, 0x64, &kbd_cmd);
+    memory_region_init_io(&sleep, ctx, NULL, NULL, "acpi-sleep", 2);
+    memory_region_add_subregion(&io, 0x600, &sleep);
     AddressSpace *mas = address_space_new(ctx, &sys, "memory");
     AddressSpace *ias = address_space_new(ctx, &io, "I/O");
     char *s = mtree_info_str(ctx, flags);
     address_space_destroy(mas);
     address_space_destroy(ias);
+    memory_region_del_subregion(&io, &sleep);
+    memory_region_del_subregion(&io, &kbd_cmd);
+    memory_region_del_subregion(&io, &kbd_data);
+    memory_region_destroy(&sleep);
+    memory_region_destroy(&kbd_cmd);
+    memory_region_destroy(&kbd_data);
     memory_region_del_subregion(&io, &ser);
     memory_region_del_subregion(&io, &td);
     memory_region_del_subregion(&sys, &below);

@@ -108,8 +108,8 @@ static void test_bad_values(void **state)
     expect_error(parse(&c, "--kernel", "k", "--memory", "4097K", NULL),
                  "--memory 4097K: not a multiple of 4K");
     vm_config_free(&c);
-    expect_error(parse(&c, "--kernel", "k", "--cpus", "2", NULL),
-                 "--cpus 2: more than one vCPU is not supported yet");
+    expect_error(parse(&c, "--kernel", "k", "--cpus", "65", NULL),
+                 "--cpus 65: too many vCPUs");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--cpus", "0", NULL), "--cpus 0: at least one");
     vm_config_free(&c);
@@ -145,8 +145,15 @@ static void test_bad_values(void **state)
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--test-device=yes", NULL), "takes no value");
     vm_config_free(&c);
-    const char *todo[] = { "--disk", "--net", "--initrd", "--incoming" };
-    for (int i = 0; i < 4; i++) {
+    assert_int_equal(parse(&c, "--kernel", "k", "--initrd", "i.cpio", "--cpus", "4", NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.initrd, "i.cpio");
+    assert_int_equal(c.cpus, 4);
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--initrd", "", NULL), "--initrd : empty path");
+    vm_config_free(&c);
+    const char *todo[] = { "--disk", "--net", "--incoming" };
+    for (int i = 0; i < 3; i++) {
         char want[64];
         snprintf(want, sizeof(want), "%s: not implemented yet", todo[i]);
         expect_error(parse(&c, "--kernel", "k", todo[i], "x", NULL), want);
@@ -191,7 +198,7 @@ static void test_json(void **state)
         { "{\"memory\": 1.5}", "expected a string" },
         { "{\"kernel\": 5}", "key \"kernel\": expected a string" },
         { "{\"test-device\": \"yes\"}", "expected true or false" },
-        { "{\"cpus\": 4}", "more than one vCPU is not supported yet" },
+        { "{\"cpus\": 99}", "too many vCPUs" },
         { "{\"disk\": \"path=x\"}", "key \"disk\": not implemented yet" },
         { "{\"bogus\": 1}", "unknown key \"bogus\"" },
         { "{\"help\": true}", "unknown key \"help\"" },
