@@ -13,7 +13,15 @@
  *     unchanged; memory_context_last_error() names the regions involved;
  *   - a size of UINT64_MAX passed to an init function means 2^64 (the whole
  *     64-bit space), as in QEMU; sizes reported back use Int128;
- *   - set_dirty/get_dirty take a size (as QEMU does after 2011).
+ *   - set_dirty/get_dirty take a size (as QEMU does after 2011);
+ *   - a subregion placed at or past its container's end is refused (one
+ *     that only reaches past the end, or past 2^64, is clipped);
+ *   - an address space shows its root's byte 0 at address 0, and FlatViews
+ *     are shared between address spaces by QEMU's root-sharing rule except
+ *     through a read-only or non-volatile alias/container (whose flag QEMU
+ *     would lose);
+ *   - an access widened or split for ops->impl never reaches past the
+ *     region's end when a smaller unit (down to impl.min) fits.
  *
  * Threading: all tree mutations, transactions and listener callbacks happen
  * on one thread (the VMM's main loop).  address_space_read/write and
