@@ -10,6 +10,10 @@ PACKAGES=(
   # needs libclang_rt.{fuzzer,asan,ubsan} from libclang-rt-14-dev.
   clang llvm libclang-rt-14-dev
   libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev
+  # e2e tier: guest images (scripts/build-guest.sh; the kernel and
+  # busybox-static are downloaded, not installed) and the nested test bed
+  # (scripts/testbed.sh); python3 runs the vmlinux extractor.
+  qemu-system-x86 lz4 cpio e2fsprogs python3 binutils
 )
 
 missing=()
