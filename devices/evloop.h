@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small epoll event loop for device backends (virtio notifications, TAP
+ * and io_uring completions).  Handlers run on the loop's own thread once
+ * evloop_start() was called, or on the caller's thread in evloop_run_once()
+ * (unit tests drive the loop by hand that way).  add/mod/del may be called
+ * from any thread; a handler deleted while a batch is being dispatched is
+ * not called again and is freed after the batch.
+ */
+#ifndef STRATA_DEVICES_EVLOOP_H
+#define STRATA_DEVICES_EVLOOP_H
+
+#include <stdint.h>
+
+typedef struct Evloop Evloop;
+
+/* Called with the epoll events (EPOLLIN, ...) that fired for the fd. */
+typedef void (*EvloopHandler)(void *opaque, uint32_t events);
+
+/* A new loop (no thread yet), or NULL with errno set. */
+Evloop *evloop_new(void);
+/* Stops the thread if running and frees the loop (fds are not closed). */
+void evloop_free(Evloop *l);
+/* Watches fd for events (EPOLLIN/EPOLLOUT); 0 or a negative errno. */
+int evloop_add(Evloop *l, int fd, uint32_t events, EvloopHandler cb, void *opaque);
+/* Changes the events watched on fd (0 = none, the fd stays registered). */
+int evloop_mod(Evloop *l, int fd, uint32_t events);
+/* Stops watching fd; its handler is not called after this returns on the
+ * loop thread, or after the current batch on other threads. */
+int evloop_del(Evloop *l, int fd);
+/* Waits up to timeout_ms (-1: forever) and runs ready handlers; returns how
+ * many ran, or a negative errno. */
+int evloop_run_once(Evloop *l, int timeout_ms);
+/* Runs the loop on a new thread named `name`; 0 or a negative errno. */
+int evloop_start(Evloop *l, const char *name);
+/* Stops and joins the thread started by evloop_start (no-op if none). */
+void evloop_stop(Evloop *l);
+
+#endif /* STRATA_DEVICES_EVLOOP_H */

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-blk backed by a file through io_uring (see virtio-blk.h). */
+#include "devices/virtio-blk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { OP_NONE = 0, OP_READ, OP_WRITE, OP_FLUSH };
+#define RES_PENDING INT_MIN
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+/* Parses one popped chain into r; the status and the I/O to do. */
+static void parse_req(VirtioBlk *d, const VirtqElem *e, VirtioBlkReq *r)
+{
+    uint8_t hdr[16];
+    memset(r, 0, offsetof(VirtioBlkReq, data));
+    if (e->out_len < sizeof(hdr) || e->in_len < 1) {
+        r->status_p = NULL;                 /* nowhere to report */
+        d->errors++;
+        return;
+    }
+    const struct iovec *last = &e->iov[e->out_num + e->in_num - 1];
+    r->status_p = (uint8_t *)last->iov_base + last->iov_len - 1;
+    r->status = VIRTIO_BLK_S_IOERR;
+    r->used_len = 1;
+    iov_to_buf(e->iov, e->out_num, 0, hdr, sizeof(hdr));
+    uint32_t type;
+    uint64_t sector;
+    memcpy(&type, hdr, 4);
+    memcpy(&sector, hdr + 8, 8);
+    const struct iovec *in = e->iov + e->out_num;
+    uint64_t in_data = e->in_len - 1;
+
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT: {
+        bool wr = type == VIRTIO_BLK_T_OUT;
+        uint64_t len = wr ? e->out_len - sizeof(hdr) : in_data;
+        if (wr && d->readonly)
+            break;
+        if (len % 512 || sector > d->capacity || len / 512 > d->capacity - sector)
+            break;
+        r->offset = sector * 512;
+        r->len = len;
+        if (wr)
+            r->ndata = iov_slice(e->iov, e->out_num, sizeof(hdr), len, r->data, VIRTQ_MAX_SIZE);
+        else
+            r->ndata = iov_slice(in, e->in_num, 0, len, r->data, VIRTQ_MAX_SIZE);
+        r->status = VIRTIO_BLK_S_OK;
+        r->used_len = wr ? 1 : (uint32_t)len + 1;
+        if (len)
+            r->op = wr ? OP_WRITE : OP_READ;
+        break;
+    }
+    case VIRTIO_BLK_T_FLUSH:
+        r->status = VIRTIO_BLK_S_OK;
+        if (!d->readonly)
+            r->op = OP_FLUSH;
+        break;
+    case VIRTIO_BLK_T_GET_ID: {
+        size_t n = in_data < VIRTIO_BLK_ID_BYTES ? (size_t)in_data : VIRTIO_BLK_ID_BYTES;
+        iov_from_buf(in, e->in_num, 0, d->id, n);
+        r->status = VIRTIO_BLK_S_OK;
+        r->used_len = (uint32_t)n + 1;
+        break;
+    }
+    default:
+        r->status = VIRTIO_BLK_S_UNSUPP;
+        break;
+    }
+}
+
+static int do_sync(VirtioBlk *d, VirtioBlkReq *r)
+{
+    ssize_t n;
+    switch (r->op) {
+    case OP_READ:
+        n = preadv(d->fd, r->data, (int)r->ndata, (off_t)r->offset);
+        return n < 0 ? -errno : (int)n;
+    case OP_WRITE:
+        n = pwritev(d->fd, r->data, (int)r->ndata, (off_t)r->offset);
+        return n < 0 ? -errno : (int)n;
+    case OP_FLUSH:
+        return fdatasync(d->fd) < 0 ? -errno : 0;
+    }
+    return 0;
+}
+
+/* Runs the I/O of reqs[0..n) and fills in their results. */
+static void run_io(VirtioBlk *d, unsigned n)
+{
+    unsigned queued = 0;
+    if (d->have_ring) {
+        for (unsigned i = 0; i < n; i++) {
+            VirtioBlkReq *r = &d->reqs[i];
+            if (!r->op)
+                continue;
+            r->res = RES_PENDING;
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+            if (!sqe) {
+                r->res = do_sync(d, r);
+                continue;
+            }
+            if (r->op == OP_READ)
+                io_uring_prep_readv(sqe, d->fd, r->data, r->ndata, r->offset);
+            else if (r->op == OP_WRITE)
+                io_uring_prep_writev(sqe, d->fd, r->data, r->ndata, r->offset);
+            else
+                io_uring_prep_fsync(sqe, d->fd, IORING_FSYNC_DATASYNC);
+            io_uring_sqe_set_data64(sqe, i);
+            queued++;
+        }
+        if (queued) {
+            int s = io_uring_submit_and_wait(&d->ring, queued);
+            unsigned expect = s < 0 ? 0 : (unsigned)s;
+            for (unsigned got = 0; got < expect;) {
+                struct io_uring_cqe *cqe;
+                int w = io_uring_wait_cqe(&d->ring, &cqe);
+                if (w == -EINTR)
+                    continue;
+                if (w < 0)
+                    break;
+                uint64_t i = io_uring_cqe_get_data64(cqe);
+                if (i < n && d->reqs[i].res == RES_PENDING)
+                    d->reqs[i].res = cqe->res;
+                io_uring_cqe_seen(&d->ring, cqe);
+                got++;
+            }
+            if (expect != queued) {
+                /* Not all went in: drop the ring (and what is left in it)
+                 * and do the rest synchronously from now on. */
+                fprintf(stderr, "strata: %s: io_uring submit: %s; using preadv/pwritev\n",
+                        d->t.label, s < 0 ? strerror(-s) : "short submission");
+                io_uring_queue_exit(&d->ring);
+                d->have_ring = false;
+            }
+            for (unsigned i = 0; i < n; i++)
+                if (d->reqs[i].op && d->reqs[i].res == RES_PENDING)
+                    d->reqs[i].res = do_sync(d, &d->reqs[i]);
+        }
+    } else {
+        for (unsigned i = 0; i < n; i++)
+            if (d->reqs[i].op)
+                d->reqs[i].res = do_sync(d, &d->reqs[i]);
+    }
+}
+
+static void finish(VirtioBlk *d, VirtQueue *vq, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        VirtioBlkReq *r = &d->reqs[i];
+        uint32_t used = 0;
+        if (r->status_p) {
+            uint8_t st = r->status;
+            used = r->used_len;
+            if (r->op == OP_READ || r->op == OP_WRITE) {
+                if (r->res < 0 || (uint64_t)r->res != r->len) {
+                    st = VIRTIO_BLK_S_IOERR;
+                    used = 1;
+                }
+                if (r->op == OP_READ)
+                    d->reads++;
+                else
+                    d->writes++;
+            } else if (r->op == OP_FLUSH) {
+                d->flushes++;
+                if (r->res < 0)
+                    st = VIRTIO_BLK_S_IOERR;
+            }
+            if (st != VIRTIO_BLK_S_OK)
+                d->errors++;
+            *r->status_p = st;
+        }
+        virtq_push(vq, &d->elems[i], used);
+    }
+}
+
+static void blk_notify(VirtioMmio *t, unsigned q)
+{
+    VirtioBlk *d = t->dev;
+    VirtQueue *vq = virtio_mmio_queue(t, q);
+    bool pushed = false;
+    while (vq) {
+        unsigned n = 0;
+        int r = 0;
+        while (n < VIRTIO_BLK_BATCH && (r = virtio_mmio_pop(t, q, vq, &d->elems[n])) > 0) {
+            parse_req(d, &d->elems[n], &d->reqs[n]);
+            n++;
+        }
+        if (n) {
+            run_io(d, n);
+            finish(d, vq, n);
+            pushed = true;
+        }
+        if (r <= 0)
+            break;
+    }
+    if (pushed)
+        virtio_mmio_notify_used(t, q);
+}
+
+static void blk_save(VirtioMmio *t, StateWriter *w)
+{
+    VirtioBlk *d = t->dev;
+    state_put_u64(w, d->capacity);
+    state_put_u8(w, d->readonly);
+}
+
+static int blk_load_check(VirtioMmio *t, StateReader *r, void *scratch, char *err,
+                          size_t errlen)
+{
+    VirtioBlk *d = t->dev;
+    uint64_t cap = state_get_u64(r);
+    uint8_t ro = state_get_u8(r);
+    (void)scratch;
+    if (r->failed)
+        return 0;                   /* reported as truncated by the caller */
+    if (cap != d->capacity || ro != d->readonly) {
+        snprintf(err, errlen, "virtio-blk state: disk differs (capacity %llu sectors%s, "
+                 "here %llu%s)", (unsigned long long)cap, ro ? " readonly" : "",
+                 (unsigned long long)d->capacity, d->readonly ? " readonly" : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const VirtioDevOps blk_ops = {
+    .name = "virtio-blk",
+    .device_id = VIRTIO_ID_BLOCK,
+    .queue_notify = blk_notify,
+    .state_magic = VIRTIO_BLK_STATE_MAGIC,
+    .state_version = VIRTIO_BLK_STATE_VERSION,
+    .save = blk_save,
+    .load_check = blk_load_check,
+};
+
+int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                    const IrqLine *irq, uint64_t base, const char *path, bool readonly,
+                    char *err, size_t errlen)
+{
+    memset(d, 0, offsetof(VirtioBlk, elems));
+    d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (d->fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "disk path=%s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    off_t size = lseek(d->fd, 0, SEEK_END);
+    if (size < 0 || fstat(d->fd, &st) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "disk path=%s: %s", path, strerror(e));
+        close(d->fd);
+        return -e;
+    }
+    d->readonly = readonly;
+    d->capacity = (uint64_t)size / 512;
+    snprintf(d->id, sizeof(d->id), "strata%llx",
+             (unsigned long long)(st.st_ino ^ ((uint64_t)st.st_dev << 40)));
+    put64(d->config, d->capacity);
+    put32(d->config + 12, VIRTQ_MAX_SIZE - 2);          /* seg_max */
+    uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_FLUSH);
+    if (readonly)
+        features |= 1ull << VIRTIO_BLK_F_RO;
+    int r = io_uring_queue_init(VIRTIO_BLK_BATCH, &d->ring, 0);
+    if (r == 0)
+        d->have_ring = true;
+    else
+        fprintf(stderr, "strata: disk path=%s: io_uring unavailable (%s); using preadv/pwritev\n",
+                path, strerror(-r));
+    r = virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &blk_ops, d, 1, features, d->config,
+                         VIRTIO_BLK_CONFIG_LEN);
+    if (r < 0) {
+        snprintf(err, errlen, "disk path=%s: virtio-mmio: %s", path, strerror(-r));
+        if (d->have_ring)
+            io_uring_queue_exit(&d->ring);
+        close(d->fd);
+        return r;
+    }
+    return 0;
+}
+
+void virtio_blk_destroy(VirtioBlk *d)
+{
+    virtio_mmio_destroy(&d->t);
+    if (d->have_ring)
+        io_uring_queue_exit(&d->ring);
+    d->have_ring = false;
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+}

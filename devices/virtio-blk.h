@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-blk (virtio 1.2, 5.2) over virtio-mmio, backed by a file or block
+ * device through io_uring (liburing; plain preadv/pwritev/fdatasync when the
+ * kernel refuses io_uring).  One request queue; VIRTIO_BLK_T_IN, OUT, FLUSH
+ * and GET_ID; capacity in the config space (the file size in 512-byte
+ * sectors, a partial last sector is not visible); readonly => VIRTIO_BLK_F_RO
+ * and OUT fails with VIRTIO_BLK_S_IOERR.
+ *
+ * Requests are taken from the queue in batches of up to VIRTIO_BLK_BATCH,
+ * submitted together and completed before the next batch (on the device
+ * event loop, never on a vCPU).  Malformed requests (no header, no status
+ * byte, out-of-range sectors, lengths not a multiple of 512) complete with
+ * an error status or, when there is nowhere to put a status, with 0 bytes.
+ */
+#ifndef STRATA_DEVICES_VIRTIO_BLK_H
+#define STRATA_DEVICES_VIRTIO_BLK_H
+
+#include <liburing.h>
+
+#include "devices/virtio-mmio.h"
+
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_FLUSH 9
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_CONFIG_LEN 64
+#define VIRTIO_BLK_BATCH 32
+#define VIRTIO_BLK_STATE_MAGIC 0x4b4c4256u      /* "VBLK" */
+#define VIRTIO_BLK_STATE_VERSION 1
+
+typedef struct VirtioBlkReq {
+    int op;                     /* 0 none, else an I/O to submit */
+    uint64_t offset;            /* bytes */
+    uint64_t len;               /* data bytes */
+    unsigned ndata;
+    uint8_t *status_p;          /* NULL: malformed, complete with 0 bytes */
+    uint8_t status;
+    uint32_t used_len;          /* on success */
+    int res;                    /* I/O result */
+    struct iovec data[VIRTQ_MAX_SIZE];
+} VirtioBlkReq;
+
+typedef struct VirtioBlk {
+    VirtioMmio t;               /* first: the transport */
+    int fd;
+    bool readonly;
+    uint64_t capacity;          /* 512-byte sectors */
+    char id[VIRTIO_BLK_ID_BYTES];
+    uint8_t config[VIRTIO_BLK_CONFIG_LEN];
+    struct io_uring ring;
+    bool have_ring;
+    VirtqElem elems[VIRTIO_BLK_BATCH];
+    VirtioBlkReq reqs[VIRTIO_BLK_BATCH];
+    /* statistics */
+    uint64_t reads, writes, flushes, errors;
+} VirtioBlk;
+
+/*
+ * Opens `path` (read-only if readonly) and sets up the device (see
+ * virtio_mmio_init for the rest).  0, or a negative errno with one line in
+ * err naming the disk ("disk path=/x: No such file or directory").
+ */
+int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                    const IrqLine *irq, uint64_t base, const char *path, bool readonly,
+                    char *err, size_t errlen);
+/* Frees what init made and closes the file (unmap the region first). */
+void virtio_blk_destroy(VirtioBlk *d);
+
+#endif /* STRATA_DEVICES_VIRTIO_BLK_H */

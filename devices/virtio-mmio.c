@@ -1,0 +1,604 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-mmio transport, version 2 (see virtio-mmio.h). */
+#include "devices/virtio-mmio.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define STATUS_KNOWN (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | \
+                      VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK | \
+                      VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+
+void virtio_mmio_lock(VirtioMmio *t)
+{
+    pthread_mutex_lock(&t->lock);
+}
+
+void virtio_mmio_unlock(VirtioMmio *t)
+{
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void raise_irq(VirtioMmio *t)
+{
+    if (t->irq_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(t->irq_fd, &one, sizeof(one));
+        (void)r;
+    } else {
+        irq_line_raise(&t->irq);
+    }
+}
+
+static void update_irq_after_ack(VirtioMmio *t)
+{
+    if (t->irq_fd < 0 && t->r.interrupt_status == 0)
+        irq_line_lower(&t->irq);
+}
+
+bool virtio_mmio_has_feature(const VirtioMmio *t, unsigned bit)
+{
+    return bit < 64 && (t->r.driver_features >> bit) & 1;
+}
+
+bool virtio_mmio_is_broken(VirtioMmio *t)
+{
+    virtio_mmio_lock(t);
+    bool b = t->r.broken;
+    virtio_mmio_unlock(t);
+    return b;
+}
+
+void virtio_mmio_break(VirtioMmio *t, const char *reason)
+{
+    if (t->r.broken)
+        return;
+    t->r.broken = true;
+    t->r.status |= VIRTIO_STATUS_NEEDS_RESET;
+    t->broken_count++;
+    /* A guest that breaks and resets in a loop gets fewer lines. */
+    if (t->broken_count <= 8 || !(t->broken_count & (t->broken_count - 1)))
+        fprintf(stderr, "strata: %s: %s; device needs reset (break #%llu)\n", t->label, reason,
+                (unsigned long long)t->broken_count);
+    if (t->r.status & VIRTIO_STATUS_DRIVER_OK) {
+        t->r.interrupt_status |= VIRTIO_INT_CONFIG;
+        t->r.config_generation++;
+        raise_irq(t);
+    }
+}
+
+void virtio_mmio_notify_used(VirtioMmio *t, unsigned q)
+{
+    if (q >= t->num_queues || !virtq_wants_interrupt(&t->r.vq[q]))
+        return;
+    t->r.interrupt_status |= VIRTIO_INT_USED;
+    raise_irq(t);
+}
+
+VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned q)
+{
+    if (q >= t->num_queues || t->r.broken || !(t->r.status & VIRTIO_STATUS_DRIVER_OK) ||
+        !t->fv)
+        return NULL;
+    VirtQueue *vq = &t->r.vq[q];
+    if (!vq->ready)
+        return NULL;
+    const char *why;
+    if (virtq_map(vq, t->fv, &why) < 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "queue %u: %s", q, why);
+        virtio_mmio_break(t, msg);
+        return NULL;
+    }
+    return vq;
+}
+
+void virtio_mmio_run_locked(VirtioMmio *t, void (*fn)(VirtioMmio *t, void *arg), void *arg)
+{
+    virtio_mmio_lock(t);
+    t->fv = address_space_get_flatview(t->as);
+    fn(t, arg);
+    if (t->fv)
+        flatview_unref(t->fv);
+    t->fv = NULL;
+    for (unsigned i = 0; i < t->num_queues; i++)
+        t->r.vq[i].desc_p = t->r.vq[i].avail_p = t->r.vq[i].used_p = NULL;
+    virtio_mmio_unlock(t);
+}
+
+static void notify_fn(VirtioMmio *t, void *arg)
+{
+    unsigned q = (unsigned)(uintptr_t)arg;
+    if (q < t->num_queues && t->r.vq[q].ready && !t->r.broken &&
+        (t->r.status & VIRTIO_STATUS_DRIVER_OK))
+        t->ops->queue_notify(t, q);
+}
+
+/* Lock held (vCPU fallback path without an event loop). */
+static void notify_inline(VirtioMmio *t, unsigned q)
+{
+    t->fv = address_space_get_flatview(t->as);
+    notify_fn(t, (void *)(uintptr_t)q);
+    if (t->fv)
+        flatview_unref(t->fv);
+    t->fv = NULL;
+    for (unsigned i = 0; i < t->num_queues; i++)
+        t->r.vq[i].desc_p = t->r.vq[i].avail_p = t->r.vq[i].used_p = NULL;
+}
+
+static void queue_event(VirtioMmio *t, unsigned q)
+{
+    uint64_t v;
+    ssize_t r = read(t->notify_fd[q], &v, sizeof(v));
+    (void)r;
+    virtio_mmio_run_locked(t, notify_fn, (void *)(uintptr_t)q);
+}
+
+static void reset_locked(VirtioMmio *t)
+{
+    memset(&t->r, 0, sizeof(t->r));
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++)
+        virtq_reset(&t->r.vq[i]);
+    if (t->ops->reset)
+        t->ops->reset(t);
+    if (t->irq_fd < 0)
+        irq_line_lower(&t->irq);
+}
+
+void virtio_mmio_reset(VirtioMmio *t)
+{
+    virtio_mmio_lock(t);
+    reset_locked(t);
+    virtio_mmio_unlock(t);
+}
+
+static VirtQueue *sel_queue(VirtioMmio *t)
+{
+    return t->r.queue_sel < t->num_queues ? &t->r.vq[t->r.queue_sel] : NULL;
+}
+
+static uint32_t reg_read(VirtioMmio *t, uint64_t addr)
+{
+    VirtQueue *vq = sel_queue(t);
+    switch (addr) {
+    case VIRTIO_MMIO_MAGIC_VALUE:
+        return VIRTIO_MMIO_MAGIC;
+    case VIRTIO_MMIO_VERSION:
+        return 2;
+    case VIRTIO_MMIO_DEVICE_ID:
+        return t->ops->device_id;
+    case VIRTIO_MMIO_VENDOR_ID:
+        return VIRTIO_MMIO_VENDOR;
+    case VIRTIO_MMIO_DEVICE_FEATURES:
+        if (t->r.device_features_sel > 1)
+            return 0;
+        return (uint32_t)(t->device_features >> (32 * t->r.device_features_sel));
+    case VIRTIO_MMIO_QUEUE_NUM_MAX:
+        return vq ? VIRTQ_MAX_SIZE : 0;
+    case VIRTIO_MMIO_QUEUE_READY:
+        return vq ? vq->ready : 0;
+    case VIRTIO_MMIO_INTERRUPT_STATUS:
+        return t->r.interrupt_status;
+    case VIRTIO_MMIO_STATUS:
+        return t->r.status;
+    case VIRTIO_MMIO_SHM_LEN_LOW:
+    case VIRTIO_MMIO_SHM_LEN_HIGH:
+        return 0xffffffffu;         /* no shared memory regions */
+    case VIRTIO_MMIO_CONFIG_GENERATION:
+        return t->r.config_generation;
+    default:
+        return 0;                   /* write-only or reserved */
+    }
+}
+
+static void set_half(uint64_t *v, bool high, uint32_t val)
+{
+    if (high)
+        *v = (*v & 0xffffffffull) | ((uint64_t)val << 32);
+    else
+        *v = (*v & ~0xffffffffull) | val;
+}
+
+static void write_status(VirtioMmio *t, uint32_t val)
+{
+    if (val == 0) {
+        reset_locked(t);
+        return;
+    }
+    uint32_t old = t->r.status;
+    uint32_t v = val & STATUS_KNOWN & ~VIRTIO_STATUS_NEEDS_RESET;
+    if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
+        uint64_t f = t->r.driver_features;
+        if (!(f & VIRTIO_F_VERSION_1) || (f & ~t->device_features))
+            v &= ~VIRTIO_STATUS_FEATURES_OK;    /* refused: the driver reads it back */
+    }
+    if (!(v & VIRTIO_STATUS_FEATURES_OK) && (old & VIRTIO_STATUS_FEATURES_OK))
+        v |= VIRTIO_STATUS_FEATURES_OK;         /* cannot be taken back but by reset */
+    if ((v & VIRTIO_STATUS_DRIVER_OK) && !(v & VIRTIO_STATUS_FEATURES_OK))
+        v &= ~VIRTIO_STATUS_DRIVER_OK;          /* legacy sequence: not supported */
+    t->r.status = v | (old & VIRTIO_STATUS_NEEDS_RESET);
+    if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) && t->ops->driver_ok &&
+        !t->r.broken)
+        t->ops->driver_ok(t);
+}
+
+static void write_queue_ready(VirtioMmio *t, VirtQueue *vq, uint32_t val)
+{
+    if (!(val & 1)) {
+        vq->ready = false;
+        return;
+    }
+    if (vq->ready)
+        return;
+    if (virtq_check_config(vq, VIRTQ_MAX_SIZE))
+        return;                     /* stays 0: the driver sees the refusal */
+    vq->ready = true;
+}
+
+static void reg_write(VirtioMmio *t, uint64_t addr, uint32_t val)
+{
+    VirtQueue *vq = sel_queue(t);
+    /* queue layout is writable only while the queue is not live */
+    VirtQueue *vq_cfg = vq && !vq->ready ? vq : NULL;
+    bool can_features = (t->r.status & VIRTIO_STATUS_DRIVER) &&
+                        !(t->r.status & VIRTIO_STATUS_FEATURES_OK);
+    switch (addr) {
+    case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
+        t->r.device_features_sel = val;
+        break;
+    case VIRTIO_MMIO_DRIVER_FEATURES:
+        if (can_features && t->r.driver_features_sel <= 1)
+            set_half(&t->r.driver_features, t->r.driver_features_sel == 1, val);
+        break;
+    case VIRTIO_MMIO_DRIVER_FEATURES_SEL:
+        t->r.driver_features_sel = val;
+        break;
+    case VIRTIO_MMIO_QUEUE_SEL:
+        t->r.queue_sel = val;
+        break;
+    case VIRTIO_MMIO_QUEUE_NUM:
+        if (vq_cfg)
+            vq_cfg->num = val > 0xffff ? 0 : (uint16_t)val;
+        break;
+    case VIRTIO_MMIO_QUEUE_READY:
+        if (vq)
+            write_queue_ready(t, vq, val);
+        break;
+    case VIRTIO_MMIO_QUEUE_NOTIFY:
+        /* Reaches here when no ioeventfd took it (other size, no loop). */
+        if (val < t->num_queues) {
+            if (t->loop) {
+                uint64_t one = 1;
+                ssize_t r = write(t->notify_fd[val], &one, sizeof(one));
+                (void)r;
+            } else {
+                notify_inline(t, val);
+            }
+        }
+        break;
+    case VIRTIO_MMIO_INTERRUPT_ACK:
+        t->r.interrupt_status &= ~val;
+        update_irq_after_ack(t);
+        break;
+    case VIRTIO_MMIO_STATUS:
+        write_status(t, val);
+        break;
+    case VIRTIO_MMIO_QUEUE_DESC_LOW:
+    case VIRTIO_MMIO_QUEUE_DESC_HIGH:
+        if (vq_cfg)
+            set_half(&vq_cfg->desc, addr == VIRTIO_MMIO_QUEUE_DESC_HIGH, val);
+        break;
+    case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
+    case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
+        if (vq_cfg)
+            set_half(&vq_cfg->avail, addr == VIRTIO_MMIO_QUEUE_AVAIL_HIGH, val);
+        break;
+    case VIRTIO_MMIO_QUEUE_USED_LOW:
+    case VIRTIO_MMIO_QUEUE_USED_HIGH:
+        if (vq_cfg)
+            set_half(&vq_cfg->used, addr == VIRTIO_MMIO_QUEUE_USED_HIGH, val);
+        break;
+    default:
+        break;                      /* read-only or reserved: ignored */
+    }
+}
+
+static uint64_t mmio_read(void *opaque, uint64_t addr, unsigned size)
+{
+    VirtioMmio *t = opaque;
+    uint64_t v = 0;
+    virtio_mmio_lock(t);
+    if (addr >= VIRTIO_MMIO_CONFIG) {
+        uint64_t off = addr - VIRTIO_MMIO_CONFIG;
+        if (size <= 8 && off + size <= t->config_len)
+            memcpy(&v, t->config + off, size);     /* little-endian host */
+    } else if (size == 4 && !(addr & 3)) {
+        v = reg_read(t, addr);
+    }
+    virtio_mmio_unlock(t);
+    return v;
+}
+
+static void mmio_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
+{
+    VirtioMmio *t = opaque;
+    virtio_mmio_lock(t);
+    if (addr >= VIRTIO_MMIO_CONFIG) {
+        uint64_t off = addr - VIRTIO_MMIO_CONFIG;
+        if (t->ops->config_write && size <= 8 && off + size <= t->config_len) {
+            uint8_t b[8];
+            memcpy(b, &data, sizeof(b));
+            t->ops->config_write(t, (uint32_t)off, b, size);
+        }
+    } else if (size == 4 && !(addr & 3)) {
+        reg_write(t, addr, (uint32_t)data);
+    }
+    virtio_mmio_unlock(t);
+}
+
+static const MemoryRegionOps mmio_ops = {
+    .read = mmio_read,
+    .write = mmio_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = { .min_access_size = 1, .max_access_size = 4 },
+    .impl = { .min_access_size = 1, .max_access_size = 4 },
+};
+
+static void notify_q0(void *o, uint32_t e) { (void)e; queue_event(o, 0); }
+static void notify_q1(void *o, uint32_t e) { (void)e; queue_event(o, 1); }
+static void notify_q2(void *o, uint32_t e) { (void)e; queue_event(o, 2); }
+static void notify_q3(void *o, uint32_t e) { (void)e; queue_event(o, 3); }
+static const EvloopHandler notify_handlers[VIRTIO_MMIO_MAX_QUEUES] = {
+    notify_q0, notify_q1, notify_q2, notify_q3,
+};
+
+int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                     const IrqLine *irq, uint64_t base, const VirtioDevOps *ops, void *dev,
+                     unsigned num_queues, uint64_t features, uint8_t *config,
+                     uint32_t config_len)
+{
+    int r;
+    memset(t, 0, sizeof(*t));
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++)
+        t->notify_fd[i] = -1;
+    t->irq_fd = -1;
+    if (num_queues == 0 || num_queues > VIRTIO_MMIO_MAX_QUEUES ||
+        config_len > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG)
+        return -EINVAL;
+    t->ops = ops;
+    t->dev = dev;
+    t->as = as;
+    t->loop = loop;
+    t->num_queues = num_queues;
+    t->device_features = features | VIRTIO_F_VERSION_1;
+    t->config = config;
+    t->config_len = config_len;
+    snprintf(t->label, sizeof(t->label), "%s@0x%llx", ops->name, (unsigned long long)base);
+    if (irq) {
+        t->irq = *irq;
+        t->irq_fd = irq_line_eventfd(irq);
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    if ((r = memory_region_init_io(&t->mr, ctx, &mmio_ops, t, ops->name, VIRTIO_MMIO_SIZE)) < 0)
+        goto fail;
+    t->mr_initialized = true;
+    if (loop) {
+        for (unsigned i = 0; i < num_queues; i++) {
+            t->notify_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (t->notify_fd[i] < 0) {
+                r = -errno;
+                goto fail;
+            }
+            if ((r = memory_region_add_eventfd(&t->mr, VIRTIO_MMIO_QUEUE_NOTIFY, 4, true, i,
+                                               t->notify_fd[i])) < 0)
+                goto fail;
+            if ((r = evloop_add(loop, t->notify_fd[i], EPOLLIN, notify_handlers[i], t)) < 0)
+                goto fail;
+        }
+    }
+    return 0;
+fail:
+    virtio_mmio_destroy(t);
+    return r;
+}
+
+void virtio_mmio_destroy(VirtioMmio *t)
+{
+    if (!t->ops)
+        return;
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++) {
+        if (t->notify_fd[i] < 0)
+            continue;
+        if (t->loop)
+            evloop_del(t->loop, t->notify_fd[i]);
+        if (t->mr_initialized)
+            memory_region_del_eventfd(&t->mr, VIRTIO_MMIO_QUEUE_NOTIFY, 4, true, i,
+                                      t->notify_fd[i]);
+        close(t->notify_fd[i]);
+        t->notify_fd[i] = -1;
+    }
+    if (t->mr_initialized)
+        memory_region_destroy(&t->mr);
+    t->mr_initialized = false;
+    pthread_mutex_destroy(&t->lock);
+    t->ops = NULL;
+}
+
+MemoryRegion *virtio_mmio_region(VirtioMmio *t)
+{
+    return &t->mr;
+}
+
+void virtio_mmio_save_regs(VirtioMmio *t, StateWriter *w)
+{
+    const VirtioMmioRegs *r = &t->r;
+    state_put_u32(w, r->status);
+    state_put_u32(w, r->device_features_sel);
+    state_put_u32(w, r->driver_features_sel);
+    state_put_u64(w, r->driver_features);
+    state_put_u32(w, r->queue_sel);
+    state_put_u32(w, r->interrupt_status);
+    state_put_u32(w, r->config_generation);
+    state_put_u8(w, r->broken);
+    state_put_u8(w, (uint8_t)t->num_queues);
+    for (unsigned i = 0; i < t->num_queues; i++) {
+        const VirtQueue *vq = &r->vq[i];
+        state_put_u16(w, vq->num);
+        state_put_u8(w, vq->ready);
+        state_put_u64(w, vq->desc);
+        state_put_u64(w, vq->avail);
+        state_put_u64(w, vq->used);
+        state_put_u16(w, vq->last_avail_idx);
+        state_put_u16(w, vq->used_idx);
+    }
+}
+
+static int bad(char *err, size_t errlen, VirtioMmio *t, const char *what)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s state: %s", t->ops->name, what);
+    return -EINVAL;
+}
+
+int virtio_mmio_parse_regs(VirtioMmio *t, StateReader *rd, VirtioMmioRegs *out, char *err,
+                           size_t errlen)
+{
+    VirtioMmioRegs r;
+    memset(&r, 0, sizeof(r));
+    r.status = state_get_u32(rd);
+    r.device_features_sel = state_get_u32(rd);
+    r.driver_features_sel = state_get_u32(rd);
+    r.driver_features = state_get_u64(rd);
+    r.queue_sel = state_get_u32(rd);
+    r.interrupt_status = state_get_u32(rd);
+    r.config_generation = state_get_u32(rd);
+    uint8_t broken = state_get_u8(rd);
+    uint8_t nq = state_get_u8(rd);
+    if (rd->failed)
+        return bad(err, errlen, t, "truncated transport state");
+    if (nq != t->num_queues)
+        return bad(err, errlen, t, "queue count differs from the device's");
+    for (unsigned i = 0; i < nq; i++) {
+        VirtQueue *vq = &r.vq[i];
+        vq->num = state_get_u16(rd);
+        uint8_t ready = state_get_u8(rd);
+        vq->desc = state_get_u64(rd);
+        vq->avail = state_get_u64(rd);
+        vq->used = state_get_u64(rd);
+        vq->last_avail_idx = state_get_u16(rd);
+        vq->used_idx = state_get_u16(rd);
+        if (rd->failed)
+            return bad(err, errlen, t, "truncated queue state");
+        if (ready > 1)
+            return bad(err, errlen, t, "invalid queue ready flag");
+        if (vq->num > VIRTQ_MAX_SIZE)
+            return bad(err, errlen, t, "queue size above QueueNumMax");
+        vq->ready = ready;
+        if (ready && virtq_check_config(vq, VIRTQ_MAX_SIZE))
+            return bad(err, errlen, t, "ready queue with an invalid size or ring alignment");
+    }
+    if (broken > 1)
+        return bad(err, errlen, t, "invalid broken flag");
+    r.broken = broken;
+    if (r.status & ~STATUS_KNOWN)
+        return bad(err, errlen, t, "unknown status bits");
+    if (r.broken != !!(r.status & VIRTIO_STATUS_NEEDS_RESET))
+        return bad(err, errlen, t, "broken flag and DEVICE_NEEDS_RESET disagree");
+    if (r.driver_features & ~t->device_features)
+        return bad(err, errlen, t, "driver features the device does not offer");
+    if ((r.status & VIRTIO_STATUS_FEATURES_OK) && !(r.driver_features & VIRTIO_F_VERSION_1))
+        return bad(err, errlen, t, "FEATURES_OK without VIRTIO_F_VERSION_1");
+    if (r.interrupt_status & ~(VIRTIO_INT_USED | VIRTIO_INT_CONFIG))
+        return bad(err, errlen, t, "unknown interrupt status bits");
+    *out = r;
+    return 0;
+}
+
+void virtio_mmio_install_regs(VirtioMmio *t, const VirtioMmioRegs *regs)
+{
+    t->r = *regs;
+    if (t->r.interrupt_status)
+        raise_irq(t);
+    else if (t->irq_fd < 0)
+        irq_line_lower(&t->irq);
+    /* A notification may have been pending when the state was saved. */
+    if (t->loop) {
+        for (unsigned i = 0; i < t->num_queues; i++) {
+            if (t->r.vq[i].ready) {
+                uint64_t one = 1;
+                ssize_t w = write(t->notify_fd[i], &one, sizeof(one));
+                (void)w;
+            }
+        }
+    }
+}
+
+int virtio_mmio_pop(VirtioMmio *t, unsigned q, VirtQueue *vq, VirtqElem *e)
+{
+    const char *why = NULL;
+    int r = virtq_pop(vq, t->fv, e, &why);
+    if (r < 0) {
+        char msg[112];
+        snprintf(msg, sizeof(msg), "queue %u: %s", q, why);
+        virtio_mmio_break(t, msg);
+    }
+    return r;
+}
+
+int virtio_mmio_save(VirtioMmio *t, uint8_t **buf, size_t *len)
+{
+    StateWriter w;
+    state_writer_init(&w);
+    virtio_mmio_lock(t);
+    size_t sec = state_section_begin(&w, t->ops->state_magic, t->ops->state_version);
+    virtio_mmio_save_regs(t, &w);
+    if (t->ops->save)
+        t->ops->save(t, &w);
+    virtio_mmio_unlock(t);
+    state_section_end(&w, sec);
+    if (w.failed) {
+        state_writer_free(&w);
+        return -ENOMEM;
+    }
+    *buf = w.buf;
+    *len = w.len;
+    return 0;
+}
+
+int virtio_mmio_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+    StateReader r, p;
+    uint16_t version;
+    char why[160];
+    _Alignas(16) uint8_t scratch[VIRTIO_LOAD_SCRATCH];
+    VirtioMmioRegs regs;
+
+    state_reader_init(&r, buf, len);
+    int ret = state_section_open(&r, t->ops->state_magic, t->ops->state_version, &version, &p,
+                                 why, sizeof(why));
+    if (ret < 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s state: %s", t->ops->name, why);
+        return ret;
+    }
+    if (!state_reader_done(&r))
+        return bad(err, errlen, t, "trailing bytes after the section");
+    virtio_mmio_lock(t);
+    ret = virtio_mmio_parse_regs(t, &p, &regs, err, errlen);
+    if (ret == 0 && t->ops->load_check)
+        ret = t->ops->load_check(t, &p, scratch, err, errlen);
+    if (ret == 0 && !state_reader_done(&p))
+        ret = bad(err, errlen, t, p.failed ? "truncated device state"
+                                           : "trailing bytes in the device state");
+    if (ret == 0) {
+        virtio_mmio_install_regs(t, &regs);
+        if (t->ops->load_install)
+            t->ops->load_install(t, scratch);
+    }
+    virtio_mmio_unlock(t);
+    return ret;
+}

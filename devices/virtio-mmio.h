@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The virtio-mmio transport, version 2 (virtio 1.2, 4.2.2): a 0x200-byte
+ * register window (registers 0x000-0x0ff, device config from 0x100), feature
+ * negotiation with FEATURES_OK (VIRTIO_F_VERSION_1 required), split
+ * virtqueues, InterruptStatus/ACK, ConfigGeneration.
+ *
+ * A device (blk, net, rng) embeds a VirtioMmio and gives it a VirtioDevOps.
+ * Register accesses come from vCPU threads; queue notifications arrive on
+ * per-queue ioeventfds (QueueNotify with datamatch = queue index) that the
+ * device event loop handles, so queue processing never runs on a vCPU.
+ * Without an event loop (unit tests), a QueueNotify write processes the
+ * queue in the writer's thread.  One mutex serialises everything.
+ *
+ * When the driver breaks the protocol (a looping chain, a buffer outside
+ * RAM, an avail index too far ahead...), the device is marked broken:
+ * Status gets DEVICE_NEEDS_RESET, a config-change interrupt is raised, one
+ * line naming the device and the reason is logged, and its queues are not
+ * processed again until the driver resets it (writes 0 to Status).
+ */
+#ifndef STRATA_DEVICES_VIRTIO_MMIO_H
+#define STRATA_DEVICES_VIRTIO_MMIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/evloop.h"
+#include "devices/stream.h"
+#include "devices/virtqueue.h"
+#include "kvm/irq.h"
+#include "memory/memory.h"
+
+#define VIRTIO_MMIO_SIZE 0x200
+#define VIRTIO_MMIO_CONFIG 0x100
+#define VIRTIO_MMIO_MAX_QUEUES 4
+#define VIRTIO_MMIO_MAGIC 0x74726976u       /* "virt" */
+#define VIRTIO_MMIO_VENDOR 0x41525453u      /* "STRA" */
+
+/* Register offsets. */
+enum {
+    VIRTIO_MMIO_MAGIC_VALUE = 0x000,
+    VIRTIO_MMIO_VERSION = 0x004,
+    VIRTIO_MMIO_DEVICE_ID = 0x008,
+    VIRTIO_MMIO_VENDOR_ID = 0x00c,
+    VIRTIO_MMIO_DEVICE_FEATURES = 0x010,
+    VIRTIO_MMIO_DEVICE_FEATURES_SEL = 0x014,
+    VIRTIO_MMIO_DRIVER_FEATURES = 0x020,
+    VIRTIO_MMIO_DRIVER_FEATURES_SEL = 0x024,
+    VIRTIO_MMIO_QUEUE_SEL = 0x030,
+    VIRTIO_MMIO_QUEUE_NUM_MAX = 0x034,
+    VIRTIO_MMIO_QUEUE_NUM = 0x038,
+    VIRTIO_MMIO_QUEUE_READY = 0x044,
+    VIRTIO_MMIO_QUEUE_NOTIFY = 0x050,
+    VIRTIO_MMIO_INTERRUPT_STATUS = 0x060,
+    VIRTIO_MMIO_INTERRUPT_ACK = 0x064,
+    VIRTIO_MMIO_STATUS = 0x070,
+    VIRTIO_MMIO_QUEUE_DESC_LOW = 0x080,
+    VIRTIO_MMIO_QUEUE_DESC_HIGH = 0x084,
+    VIRTIO_MMIO_QUEUE_AVAIL_LOW = 0x090,
+    VIRTIO_MMIO_QUEUE_AVAIL_HIGH = 0x094,
+    VIRTIO_MMIO_QUEUE_USED_LOW = 0x0a0,
+    VIRTIO_MMIO_QUEUE_USED_HIGH = 0x0a4,
+    VIRTIO_MMIO_SHM_SEL = 0x0ac,
+    VIRTIO_MMIO_SHM_LEN_LOW = 0x0b0,
+    VIRTIO_MMIO_SHM_LEN_HIGH = 0x0b4,
+    VIRTIO_MMIO_SHM_BASE_LOW = 0x0b8,
+    VIRTIO_MMIO_SHM_BASE_HIGH = 0x0bc,
+    VIRTIO_MMIO_CONFIG_GENERATION = 0x0fc,
+};
+
+/* Device status bits. */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1u
+#define VIRTIO_STATUS_DRIVER 2u
+#define VIRTIO_STATUS_DRIVER_OK 4u
+#define VIRTIO_STATUS_FEATURES_OK 8u
+#define VIRTIO_STATUS_NEEDS_RESET 0x40u
+#define VIRTIO_STATUS_FAILED 0x80u
+
+#define VIRTIO_INT_USED 1u
+#define VIRTIO_INT_CONFIG 2u
+
+#define VIRTIO_F_VERSION_1 (1ull << 32)
+
+typedef struct VirtioMmio VirtioMmio;
+
+/* What a device plugs into the transport.  Callbacks run with the
+ * transport lock held. */
+typedef struct VirtioDevOps {
+    const char *name;           /* "virtio-blk" */
+    uint32_t device_id;
+    /* Process queue q (DRIVER_OK, not broken, q ready; rings mapped).
+     * Report protocol errors with virtio_mmio_break. */
+    void (*queue_notify)(VirtioMmio *t, unsigned q);
+    /* Device-specific part of a reset (may be NULL). */
+    void (*reset)(VirtioMmio *t);
+    /* Called when the driver sets DRIVER_OK (may be NULL). */
+    void (*driver_ok)(VirtioMmio *t);
+    /* Device config space bytes [off, off+len) written by the guest (may be
+     * NULL: read-only config). */
+    void (*config_write)(VirtioMmio *t, uint32_t off, const uint8_t *buf, unsigned len);
+    /* State stream: section magic and version, the device's own fields
+     * (may be NULL), and their loading in two steps: load_check parses and
+     * checks into scratch (VIRTIO_LOAD_SCRATCH bytes) without touching the
+     * device, load_install applies scratch. */
+    uint32_t state_magic;
+    uint16_t state_version;
+    void (*save)(VirtioMmio *t, StateWriter *w);
+    int (*load_check)(VirtioMmio *t, StateReader *r, void *scratch, char *err, size_t errlen);
+    void (*load_install)(VirtioMmio *t, const void *scratch);
+} VirtioDevOps;
+
+#define VIRTIO_LOAD_SCRATCH 64
+
+/* The guest-visible transport state (what save/load carry). */
+typedef struct VirtioMmioRegs {
+    uint32_t status;
+    uint32_t device_features_sel, driver_features_sel;
+    uint64_t driver_features;
+    uint32_t queue_sel;
+    uint32_t interrupt_status;
+    uint32_t config_generation;
+    bool broken;
+    VirtQueue vq[VIRTIO_MMIO_MAX_QUEUES];
+} VirtioMmioRegs;
+
+struct VirtioMmio {
+    MemoryRegion mr;
+    bool mr_initialized;
+    pthread_mutex_t lock;
+    const VirtioDevOps *ops;
+    void *dev;                  /* the device embedding this transport */
+    AddressSpace *as;           /* guest memory */
+    FlatView *fv;               /* during queue processing */
+    Evloop *loop;               /* NULL: notifications processed inline */
+    IrqLine irq;
+    int irq_fd;                 /* irqfd of irq, or -1 */
+    int notify_fd[VIRTIO_MMIO_MAX_QUEUES];
+    unsigned num_queues;
+    uint64_t device_features;   /* includes VIRTIO_F_VERSION_1 */
+    uint8_t *config;            /* device config bytes (device-owned) */
+    uint32_t config_len;
+    char label[64];             /* "virtio-blk@0xfeb00000" for messages */
+    VirtioMmioRegs r;
+    uint64_t broken_count;      /* statistics */
+};
+
+/*
+ * Sets up the transport for a device: region "virtio-mmio" (map it at
+ * `base`, used in messages only), queues with QueueNumMax VIRTQ_MAX_SIZE,
+ * one ioeventfd per queue handled by loop (loop may be NULL).  irq may be
+ * NULL.  0 or a negative errno.
+ */
+int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                     const IrqLine *irq, uint64_t base, const VirtioDevOps *ops, void *dev,
+                     unsigned num_queues, uint64_t features, uint8_t *config,
+                     uint32_t config_len);
+/* Releases the region (it must be unmapped), eventfds and lock. */
+void virtio_mmio_destroy(VirtioMmio *t);
+/* The region to map in guest memory. */
+MemoryRegion *virtio_mmio_region(VirtioMmio *t);
+/* Device reset as if the driver wrote 0 to Status. */
+void virtio_mmio_reset(VirtioMmio *t);
+/* True if feature bit `bit` was negotiated (lock held). */
+bool virtio_mmio_has_feature(const VirtioMmio *t, unsigned bit);
+/* Marks the device broken (lock held): NEEDS_RESET, config interrupt, one
+ * log line with reason. */
+void virtio_mmio_break(VirtioMmio *t, const char *reason);
+/* Raises the used-buffer interrupt for queue q unless suppressed (lock held). */
+void virtio_mmio_notify_used(VirtioMmio *t, unsigned q);
+/* Maps queue q's rings for a batch; NULL if it may not run now (not ready,
+ * not DRIVER_OK, broken, or the rings are bad — then it breaks). Lock held,
+ * t->fv set. */
+VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned q);
+/* Runs `fn` with the lock held and a FlatView taken, as the notify path
+ * does (device backends use it from their own event handlers). */
+void virtio_mmio_run_locked(VirtioMmio *t, void (*fn)(VirtioMmio *t, void *arg), void *arg);
+/* True if the device is broken (DEVICE_NEEDS_RESET). */
+bool virtio_mmio_is_broken(VirtioMmio *t);
+
+/* Pops the next chain of queue q (vq from virtio_mmio_queue); 1 got one,
+ * 0 empty, -1 the device broke (already reported). */
+int virtio_mmio_pop(VirtioMmio *t, unsigned q, VirtQueue *vq, VirtqElem *e);
+
+/* The device's whole state (transport + device fields) as one versioned
+ * section in a malloc()ed buffer; 0 or -ENOMEM. */
+int virtio_mmio_save(VirtioMmio *t, uint8_t **buf, size_t *len);
+/* Replaces the state with the one in [buf, buf+len) (one section, nothing
+ * after); truncated, corrupt or inconsistent streams are refused with
+ * -EINVAL/-ENODATA and a reason in err, leaving the device unchanged. */
+int virtio_mmio_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* Appends the transport state to w. */
+void virtio_mmio_save_regs(VirtioMmio *t, StateWriter *w);
+/* Parses and checks transport state from r into *out against t's device
+ * (features, queue sizes, alignment); 0 or -EINVAL with err set. */
+int virtio_mmio_parse_regs(VirtioMmio *t, StateReader *r, VirtioMmioRegs *out, char *err,
+                           size_t errlen);
+/* Installs parsed state (lock held by the caller via virtio_mmio_lock). */
+void virtio_mmio_install_regs(VirtioMmio *t, const VirtioMmioRegs *regs);
+/* Takes/drops the transport lock. */
+void virtio_mmio_lock(VirtioMmio *t);
+void virtio_mmio_unlock(VirtioMmio *t);
+
+#endif /* STRATA_DEVICES_VIRTIO_MMIO_H */

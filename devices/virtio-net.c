@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-net over a TAP device (see virtio-net.h). */
+#include "devices/virtio-net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int virtio_net_open_tap(const char *name, char *err, size_t errlen)
+{
+    struct ifreq ifr;
+    if (strlen(name) >= IFNAMSIZ || !*name) {
+        snprintf(err, errlen, "net tap=%s: interface name empty or longer than %d bytes", name,
+                 IFNAMSIZ - 1);
+        return -EINVAL;
+    }
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "net tap=%s: /dev/net/tun: %s", name, strerror(e));
+        return -e;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    memcpy(ifr.ifr_name, name, strlen(name));
+    int hdr = VIRTIO_NET_HDR_LEN;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "net tap=%s: %s", name, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int virtio_net_parse_mac(const char *s, uint8_t mac[6])
+{
+    uint8_t m[6];
+    if (strlen(s) != 17)
+        return -1;
+    for (int i = 0; i < 6; i++) {
+        int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
+        if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
+            return -1;
+        m[i] = (uint8_t)(hi << 4 | lo);
+    }
+    memcpy(mac, m, 6);
+    return 0;
+}
+
+static void set_polling(VirtioNet *d, bool on)
+{
+    if (!d->fd_watched || d->rx_polling == on)
+        return;
+    if (evloop_mod(d->loop, d->fd, on ? EPOLLIN : 0) == 0)
+        d->rx_polling = on;
+}
+
+/* Moves packets from the backend into receive buffers (lock held, fv set). */
+static void rx_fn(VirtioMmio *t, void *arg)
+{
+    VirtioNet *d = t->dev;
+    VirtQueue *vq = virtio_mmio_queue(t, VIRTIO_NET_RXQ);
+    bool pushed = false;
+    (void)arg;
+    if (!vq) {
+        set_polling(d, false);
+        return;
+    }
+    for (unsigned budget = 0; budget < 1024; budget++) {
+        if (!virtq_has_avail(vq)) {
+            set_polling(d, false);  /* until the driver adds buffers */
+            break;
+        }
+        ssize_t n = read(d->fd, d->buf, sizeof(d->buf));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;                  /* EAGAIN, or a backend error: try later */
+        }
+        if (n < VIRTIO_NET_HDR_LEN) {
+            d->rx_dropped++;
+            continue;
+        }
+        if (virtio_mmio_pop(t, VIRTIO_NET_RXQ, vq, &d->elem) <= 0)
+            break;
+        memset(d->buf, 0, VIRTIO_NET_HDR_LEN);
+        d->buf[10] = 1;             /* num_buffers */
+        uint32_t len = 0;
+        if ((uint64_t)n <= d->elem.in_len) {
+            len = (uint32_t)iov_from_buf(d->elem.iov + d->elem.out_num, d->elem.in_num, 0,
+                                         d->buf, (size_t)n);
+            d->rx_packets++;
+        } else {
+            d->rx_dropped++;        /* buffer too small: returned empty */
+        }
+        virtq_push(vq, &d->elem, len);
+        pushed = true;
+    }
+    if (pushed)
+        virtio_mmio_notify_used(t, VIRTIO_NET_RXQ);
+}
+
+static void tx(VirtioMmio *t, VirtQueue *vq)
+{
+    VirtioNet *d = t->dev;
+    bool pushed = false;
+    while (virtio_mmio_pop(t, VIRTIO_NET_TXQ, vq, &d->elem) > 0) {
+        VirtqElem *e = &d->elem;
+        if (e->out_len >= VIRTIO_NET_HDR_LEN &&
+            e->out_len <= VIRTIO_NET_HDR_LEN + VIRTIO_NET_MAX_FRAME) {
+            size_t n = iov_to_buf(e->iov, e->out_num, 0, d->buf, (size_t)e->out_len);
+            memset(d->buf, 0, VIRTIO_NET_HDR_LEN);  /* no offloads were offered */
+            ssize_t w;
+            do {
+                w = write(d->fd, d->buf, n);
+            } while (w < 0 && errno == EINTR);
+            if (w == (ssize_t)n)
+                d->tx_packets++;
+            else
+                d->tx_dropped++;
+        } else {
+            d->tx_dropped++;
+        }
+        virtq_push(vq, e, 0);
+        pushed = true;
+    }
+    if (pushed)
+        virtio_mmio_notify_used(t, VIRTIO_NET_TXQ);
+}
+
+static void net_notify(VirtioMmio *t, unsigned q)
+{
+    VirtioNet *d = t->dev;
+    if (q == VIRTIO_NET_RXQ) {
+        set_polling(d, true);
+        rx_fn(t, NULL);
+        return;
+    }
+    VirtQueue *vq = virtio_mmio_queue(t, q);
+    if (vq)
+        tx(t, vq);
+}
+
+static void net_fd_event(void *opaque, uint32_t events)
+{
+    VirtioNet *d = opaque;
+    (void)events;
+    virtio_mmio_run_locked(&d->t, rx_fn, NULL);
+}
+
+static void net_reset(VirtioMmio *t)
+{
+    set_polling(t->dev, false);
+}
+
+static void net_driver_ok(VirtioMmio *t)
+{
+    set_polling(t->dev, true);
+}
+
+static void net_save(VirtioMmio *t, StateWriter *w)
+{
+    VirtioNet *d = t->dev;
+    state_put_bytes(w, d->mac, 6);
+}
+
+static int net_load_check(VirtioMmio *t, StateReader *r, void *scratch, char *err,
+                          size_t errlen)
+{
+    (void)t;
+    (void)err;
+    (void)errlen;
+    state_get_bytes(r, scratch, 6);     /* truncation is reported by the caller */
+    return 0;
+}
+
+static void net_load_install(VirtioMmio *t, const void *scratch)
+{
+    VirtioNet *d = t->dev;
+    memcpy(d->mac, scratch, 6);
+    memcpy(d->config, d->mac, 6);
+    set_polling(d, (t->r.status & VIRTIO_STATUS_DRIVER_OK) && !t->r.broken);
+}
+
+static const VirtioDevOps net_ops = {
+    .name = "virtio-net",
+    .device_id = VIRTIO_ID_NET,
+    .queue_notify = net_notify,
+    .reset = net_reset,
+    .driver_ok = net_driver_ok,
+    .state_magic = VIRTIO_NET_STATE_MAGIC,
+    .state_version = VIRTIO_NET_STATE_VERSION,
+    .save = net_save,
+    .load_check = net_load_check,
+    .load_install = net_load_install,
+};
+
+int virtio_net_init(VirtioNet *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                    const IrqLine *irq, uint64_t base, int fd, const uint8_t mac[6],
+                    char *err, size_t errlen)
+{
+    memset(d, 0, offsetof(VirtioNet, elem));
+    d->fd = fd;
+    d->loop = loop;
+    memcpy(d->mac, mac, 6);
+    memcpy(d->config, mac, 6);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "virtio-net: backend fd: %s", strerror(e));
+        close(fd);
+        d->fd = -1;
+        return -e;
+    }
+    int r = virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &net_ops, d, 2,
+                             1ull << VIRTIO_NET_F_MAC, d->config, VIRTIO_NET_CONFIG_LEN);
+    if (r == 0 && loop) {
+        r = evloop_add(loop, fd, 0, net_fd_event, d);
+        if (r == 0)
+            d->fd_watched = true;
+        else
+            virtio_mmio_destroy(&d->t);
+    }
+    if (r < 0) {
+        snprintf(err, errlen, "virtio-net: %s", strerror(-r));
+        close(fd);
+        d->fd = -1;
+    }
+    return r;
+}
+
+void virtio_net_destroy(VirtioNet *d)
+{
+    if (d->fd_watched)
+        evloop_del(d->loop, d->fd);
+    d->fd_watched = false;
+    virtio_mmio_destroy(&d->t);
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-net (virtio 1.2, 5.1) over virtio-mmio, backed by a TAP device
+ * (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, 12-byte vnet header) or by any
+ * message-preserving fd that speaks the same framing (unit tests use a
+ * datagram socketpair).  Queue 0 receives, queue 1 transmits; the MAC is in
+ * the config space (VIRTIO_NET_F_MAC); no offloads are offered, so every
+ * header goes out zeroed and comes in as "no checksum, no GSO, 1 buffer".
+ *
+ * The backend fd is watched by the device event loop while the receive
+ * queue has buffers; when it runs dry, the fd is left alone until the
+ * driver notifies the receive queue again.
+ */
+#ifndef STRATA_DEVICES_VIRTIO_NET_H
+#define STRATA_DEVICES_VIRTIO_NET_H
+
+#include "devices/virtio-mmio.h"
+
+#define VIRTIO_ID_NET 1
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_HDR_LEN 12
+#define VIRTIO_NET_MAX_FRAME 65550u             /* largest frame accepted */
+#define VIRTIO_NET_CONFIG_LEN 8
+#define VIRTIO_NET_RXQ 0
+#define VIRTIO_NET_TXQ 1
+#define VIRTIO_NET_STATE_MAGIC 0x54454e56u      /* "VNET" */
+#define VIRTIO_NET_STATE_VERSION 1
+
+typedef struct VirtioNet {
+    VirtioMmio t;               /* first: the transport */
+    int fd;                     /* TAP (owned) */
+    Evloop *loop;
+    bool fd_watched;            /* registered with the loop */
+    bool rx_polling;            /* EPOLLIN enabled */
+    uint8_t mac[6];
+    uint8_t config[VIRTIO_NET_CONFIG_LEN];
+    VirtqElem elem;
+    uint8_t buf[VIRTIO_NET_HDR_LEN + VIRTIO_NET_MAX_FRAME];
+    /* statistics */
+    uint64_t rx_packets, tx_packets, rx_dropped, tx_dropped;
+} VirtioNet;
+
+/*
+ * Opens TAP interface `name` (created if absent) with a 12-byte vnet header,
+ * non-blocking.  Returns the fd, or a negative errno with one line in err
+ * ("net tap=tap0: Operation not permitted").
+ */
+int virtio_net_open_tap(const char *name, char *err, size_t errlen);
+/* Parses "52:54:00:12:34:56" into mac; 0 or -1. */
+int virtio_net_parse_mac(const char *s, uint8_t mac[6]);
+/*
+ * Sets up the device over fd (taken over: closed by destroy, also on
+ * failure) with the given MAC (see virtio_mmio_init for the rest).  0 or a
+ * negative errno with err set.
+ */
+int virtio_net_init(VirtioNet *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                    const IrqLine *irq, uint64_t base, int fd, const uint8_t mac[6],
+                    char *err, size_t errlen);
+/* Frees what init made and closes the fd (unmap the region first). */
+void virtio_net_destroy(VirtioNet *d);
+
+#endif /* STRATA_DEVICES_VIRTIO_NET_H */

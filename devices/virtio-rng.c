@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-rng (see virtio-rng.h). */
+#include "devices/virtio-rng.h"
+
+#include <errno.h>
+#include <sys/random.h>
+
+static size_t fill(void *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = getrandom((uint8_t *)p + done, n - done, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        done += (size_t)r;
+    }
+    return done;
+}
+
+static void rng_notify(VirtioMmio *t, unsigned q)
+{
+    VirtioRng *d = t->dev;
+    VirtQueue *vq = virtio_mmio_queue(t, q);
+    bool pushed = false;
+    while (vq) {
+        VirtqElem *e = &d->elem;
+        if (virtio_mmio_pop(t, q, vq, e) <= 0)
+            break;
+        size_t total = 0;
+        for (unsigned i = e->out_num; i < e->out_num + e->in_num; i++) {
+            size_t want = e->iov[i].iov_len;
+            if (want > VIRTIO_RNG_MAX_FILL - total)
+                want = VIRTIO_RNG_MAX_FILL - total;
+            size_t got = fill(e->iov[i].iov_base, want);
+            total += got;
+            if (got < want || total >= VIRTIO_RNG_MAX_FILL)
+                break;
+        }
+        d->bytes += total;
+        virtq_push(vq, e, (uint32_t)total);
+        pushed = true;
+    }
+    if (pushed)
+        virtio_mmio_notify_used(t, q);
+}
+
+static const VirtioDevOps rng_ops = {
+    .name = "virtio-rng",
+    .device_id = VIRTIO_ID_RNG,
+    .queue_notify = rng_notify,
+    .state_magic = VIRTIO_RNG_STATE_MAGIC,
+    .state_version = VIRTIO_RNG_STATE_VERSION,
+};
+
+int virtio_rng_init(VirtioRng *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
+                    const IrqLine *irq, uint64_t base)
+{
+    d->bytes = 0;
+    return virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &rng_ops, d, 1, 0, NULL, 0);
+}
+
+void virtio_rng_destroy(VirtioRng *d)
+{
+    virtio_mmio_destroy(&d->t);
+}

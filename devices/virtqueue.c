@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/* Split virtqueues over hostile guest memory (see virtqueue.h). */
+#include "devices/virtqueue.h"
+
+#include <string.h>
+
+void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write)
+{
+    if (!fv || len == 0 || gpa + len < gpa)
+        return NULL;
+    const FlatRange *fr = flatview_lookup(fv, gpa);
+    if (!fr || !memory_region_is_ram(fr->mr) || memory_region_is_rom_device(fr->mr))
+        return NULL;
+    if (write && fr->readonly)
+        return NULL;
+    uint64_t off = gpa - fr->start;
+    if ((Int128)off + len > fr->size)
+        return NULL;
+    uint8_t *base = memory_region_get_ram_ptr(fr->mr);
+    if (!base)
+        return NULL;
+    uint64_t in_region = fr->offset_in_region + off;
+    if (write)
+        memory_region_set_dirty(fr->mr, in_region, len);
+    return base + in_region;
+}
+
+bool guest_mem_read(FlatView *fv, uint64_t gpa, void *buf, uint64_t len)
+{
+    void *p = guest_mem_map(fv, gpa, len, false);
+    if (!p)
+        return false;
+    memcpy(buf, p, len);
+    return true;
+}
+
+void virtq_reset(VirtQueue *vq)
+{
+    memset(vq, 0, sizeof(*vq));
+}
+
+const char *virtq_check_config(const VirtQueue *vq, uint16_t num_max)
+{
+    if (vq->num == 0 || vq->num > num_max || (vq->num & (vq->num - 1)))
+        return "queue size is not a power of two up to QueueNumMax";
+    if (vq->desc & 15)
+        return "descriptor table not 16-byte aligned";
+    if (vq->avail & 1)
+        return "available ring not 2-byte aligned";
+    if (vq->used & 3)
+        return "used ring not 4-byte aligned";
+    return NULL;
+}
+
+int virtq_map(VirtQueue *vq, FlatView *fv, const char **why)
+{
+    uint64_t n = vq->num;
+    if ((*why = virtq_check_config(vq, VIRTQ_MAX_SIZE)))
+        return -1;
+    vq->desc_p = guest_mem_map(fv, vq->desc, 16 * n, false);
+    vq->avail_p = guest_mem_map(fv, vq->avail, 4 + 2 * n, false);
+    vq->used_p = guest_mem_map(fv, vq->used, 4 + 8 * n, true);
+    if (!vq->desc_p || !vq->avail_p || !vq->used_p) {
+        *why = !vq->desc_p ? "descriptor table outside RAM"
+             : !vq->avail_p ? "available ring outside RAM" : "used ring outside RAM";
+        vq->desc_p = vq->avail_p = vq->used_p = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static uint16_t load16(const uint8_t *p)
+{
+    return __atomic_load_n((const uint16_t *)(const void *)p, __ATOMIC_ACQUIRE);
+}
+
+bool virtq_has_avail(const VirtQueue *vq)
+{
+    return vq->avail_p && load16(vq->avail_p + 2) != vq->last_avail_idx;
+}
+
+bool virtq_wants_interrupt(const VirtQueue *vq)
+{
+    return !vq->avail_p || !(load16(vq->avail_p) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+}
+
+int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
+{
+    if (!vq->avail_p) {
+        *why = "queue not mapped";
+        return -1;
+    }
+    uint16_t avail_idx = load16(vq->avail_p + 2);
+    uint16_t pending = (uint16_t)(avail_idx - vq->last_avail_idx);
+    if (pending == 0)
+        return 0;
+    if (pending > vq->num) {
+        *why = "available index more than the queue size ahead";
+        return -1;
+    }
+    uint16_t head = load16(vq->avail_p + 4 + 2 * (vq->last_avail_idx & (vq->num - 1)));
+    if (head >= vq->num) {
+        *why = "available ring names a descriptor past the queue size";
+        return -1;
+    }
+    e->head = head;
+    e->out_num = e->in_num = 0;
+    e->out_len = e->in_len = 0;
+    uint16_t i = head;
+    for (unsigned count = 0;; count++) {
+        if (count >= vq->num) {
+            *why = "descriptor chain loops (longer than the queue size)";
+            return -1;
+        }
+        uint8_t d[16];
+        memcpy(d, vq->desc_p + 16 * (size_t)i, sizeof(d));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        uint64_t addr;
+        uint32_t len;
+        uint16_t flags, next;
+        memcpy(&addr, d, 8);
+        memcpy(&len, d + 8, 4);
+        memcpy(&flags, d + 12, 2);
+        memcpy(&next, d + 14, 2);
+        if (flags & VIRTQ_DESC_F_INDIRECT) {
+            *why = "indirect descriptor (not negotiated)";
+            return -1;
+        }
+        bool w = flags & VIRTQ_DESC_F_WRITE;
+        if (!w && e->in_num) {
+            *why = "device-readable descriptor after a device-writable one";
+            return -1;
+        }
+        if (e->out_len + e->in_len + len > VIRTQ_MAX_CHAIN_BYTES) {
+            *why = "descriptor chain longer than 2 GiB";
+            return -1;
+        }
+        if (len) {
+            void *p = guest_mem_map(fv, addr, len, w);
+            if (!p) {
+                *why = w ? "writable descriptor outside writable RAM"
+                         : "descriptor outside RAM";
+                return -1;
+            }
+            struct iovec *v = &e->iov[e->out_num + e->in_num];
+            v->iov_base = p;
+            v->iov_len = len;
+            if (w) {
+                e->in_num++;
+                e->in_len += len;
+            } else {
+                e->out_num++;
+                e->out_len += len;
+            }
+        }
+        if (!(flags & VIRTQ_DESC_F_NEXT))
+            break;
+        if (next >= vq->num) {
+            *why = "descriptor next field past the queue size";
+            return -1;
+        }
+        i = next;
+    }
+    vq->last_avail_idx++;
+    return 1;
+}
+
+void virtq_unpop(VirtQueue *vq)
+{
+    vq->last_avail_idx--;
+}
+
+void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)
+{
+    if (!vq->used_p)
+        return;
+    uint8_t *ent = vq->used_p + 4 + 8 * (size_t)(vq->used_idx & (vq->num - 1));
+    uint32_t id = e->head;
+    memcpy(ent, &id, 4);
+    memcpy(ent + 4, &len, 4);
+    vq->used_idx++;
+    __atomic_store_n((uint16_t *)(void *)(vq->used_p + 2), vq->used_idx, __ATOMIC_RELEASE);
+}
+
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < n && done < len; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        size_t c = l - skip < len - done ? l - skip : len - done;
+        memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, c);
+        done += c;
+        skip = 0;
+    }
+    return done;
+}
+
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+                    size_t len)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < n && done < len; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        size_t c = l - skip < len - done ? l - skip : len - done;
+        memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, c);
+        done += c;
+        skip = 0;
+    }
+    return done;
+}
+
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
+                   struct iovec *dst, unsigned max)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && len && k < max; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        size_t c = l - skip < len ? l - skip : len;
+        dst[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+        dst[k].iov_len = c;
+        k++;
+        len -= c;
+        skip = 0;
+    }
+    return k;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Split virtqueues (virtio 1.2, 2.7) over guest memory, from the device's
+ * side.  Everything in guest memory is hostile: rings and descriptors are
+ * translated to host pointers only when [addr, addr+len) lies entirely
+ * inside one RAM range of the address space, descriptors are copied before
+ * they are checked, chains are bounded by the queue size.  Any violation
+ * returns an error with a reason; the transport then marks the device
+ * broken (DEVICE_NEEDS_RESET).  Indirect descriptors and EVENT_IDX are not
+ * offered, so they are refused.
+ *
+ * Not thread safe: the transport serialises access with its lock.
+ */
+#ifndef STRATA_DEVICES_VIRTQUEUE_H
+#define STRATA_DEVICES_VIRTQUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "memory/memory.h"
+
+#define VIRTQ_MAX_SIZE 256u                 /* QueueNumMax of our devices */
+#define VIRTQ_MAX_CHAIN_BYTES (1ull << 31)  /* a longer chain is hostile */
+
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+
+/* One queue: what the driver programmed and where the device stands. */
+typedef struct VirtQueue {
+    uint16_t num;               /* QueueNum (power of two when ready) */
+    bool ready;                 /* QueueReady */
+    uint64_t desc, avail, used; /* guest-physical ring addresses */
+    uint16_t last_avail_idx;    /* next avail entry the device takes */
+    uint16_t used_idx;          /* next used entry the device writes */
+    /* host pointers, valid between virtq_map and the end of the batch */
+    uint8_t *desc_p, *avail_p, *used_p;
+} VirtQueue;
+
+/* One popped chain: device-readable buffers (out) then device-writable (in). */
+typedef struct VirtqElem {
+    uint16_t head;
+    unsigned out_num, in_num;   /* iov[0..out_num) readable, then in_num writable */
+    uint64_t out_len, in_len;   /* byte totals */
+    struct iovec iov[VIRTQ_MAX_SIZE];
+} VirtqElem;
+
+/*
+ * Host pointer for guest-physical [gpa, gpa+len) if that range lies inside
+ * one RAM range of fv (and is writable when `write`), else NULL.  len 0 is
+ * refused.  A writable mapping marks the pages dirty.
+ */
+void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write);
+/* Copies len bytes from guest memory; false if not all inside RAM. */
+bool guest_mem_read(FlatView *fv, uint64_t gpa, void *buf, uint64_t len);
+
+/* Puts the queue in its reset state (not ready, zero addresses/indices). */
+void virtq_reset(VirtQueue *vq);
+/* Checks the programmed size/alignment; NULL if fine, else the reason. */
+const char *virtq_check_config(const VirtQueue *vq, uint16_t num_max);
+/* Translates the three rings for one batch; 0, or -1 with *why set. */
+int virtq_map(VirtQueue *vq, FlatView *fv, const char **why);
+/* True if the driver has made buffers available that were not popped.
+ * Needs virtq_map; a hostile avail index is reported by virtq_pop. */
+bool virtq_has_avail(const VirtQueue *vq);
+/*
+ * Takes the next available chain into *e.  1: got one; 0: queue empty;
+ * -1: the driver broke the protocol (*why says how; nothing was consumed).
+ * Needs virtq_map in the same batch.
+ */
+int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why);
+/* Gives the last popped chain back (it will be popped again). */
+void virtq_unpop(VirtQueue *vq);
+/* Publishes e as used with `len` bytes written by the device. */
+void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len);
+/* True unless the driver asked for no interrupts (VIRTQ_AVAIL_F_NO_INTERRUPT). */
+bool virtq_wants_interrupt(const VirtQueue *vq);
+
+/* Copies up to len bytes from iov (skipping `skip` bytes) into buf; returns
+ * the count copied. */
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len);
+/* Copies up to len bytes from buf into iov (starting `skip` bytes in);
+ * returns the count copied. */
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+                    size_t len);
+/* Fills dst with the part [skip, skip+len) of iov; returns the entry count
+ * (at most max; a part that does not fit is left out). */
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
+                   struct iovec *dst, unsigned max);
+
+#endif /* STRATA_DEVICES_VIRTQUEUE_H */

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-blk over fake guest memory and a temporary file: read, write,
+ * flush, get_id, readonly refusal, malformed and out-of-range requests,
+ * batches larger than the submission batch, the event-loop path and
+ * save/load.  No /dev/kvm.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/evloop.h"
+#include "devices/virtio-blk.h"
+#include "tests/virtio/vtest.h"
+
+#define DISK_SECTORS 2048
+#define HDR VT_BUFS                 /* request header */
+#define DATA (VT_BUFS + 0x1000)     /* data buffers */
+#define STATUS (VT_BUFS + 0x800)    /* status byte */
+
+typedef struct Fix {
+    Vt vt;
+    VirtioBlk *blk;
+    Evloop *loop;
+    char path[64];
+    int fd;                         /* the test's view of the disk */
+} Fix;
+
+static uint8_t pattern(uint64_t off)
+{
+    return (uint8_t)(off * 7 + (off >> 9));
+}
+
+static Fix *fix_new(bool readonly, bool with_loop)
+{
+    Fix *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->path, sizeof(f->path), "/tmp/strata-vblk-XXXXXX");
+    f->fd = mkstemp(f->path);
+    assert_true(f->fd >= 0);
+    static uint8_t img[DISK_SECTORS * 512 + 100];   /* a partial last sector */
+    for (size_t i = 0; i < sizeof(img); i++)
+        img[i] = pattern(i);
+    assert_int_equal(pwrite(f->fd, img, sizeof(img), 0), (ssize_t)sizeof(img));
+    vt_setup(&f->vt);
+    if (with_loop)
+        assert_non_null(f->loop = evloop_new());
+    f->blk = calloc(1, sizeof(*f->blk));
+    assert_non_null(f->blk);
+    char err[256];
+    assert_int_equal(virtio_blk_init(f->blk, f->vt.ctx, f->vt.as, f->loop, &f->vt.irq, VT_BASE,
+                                     f->path, readonly, err, sizeof(err)), 0);
+    vt_map(&f->vt, virtio_mmio_region(&f->blk->t));
+    return f;
+}
+
+static void fix_free(Fix *f)
+{
+    vt_teardown(&f->vt);
+    virtio_blk_destroy(f->blk);
+    free(f->blk);
+    if (f->loop)
+        evloop_free(f->loop);
+    vt_free(&f->vt);
+    close(f->fd);
+    unlink(f->path);
+    free(f);
+}
+
+static void put_hdr(Vt *vt, uint64_t at, uint32_t type, uint64_t sector)
+{
+    uint8_t h[16] = { 0 };
+    memcpy(h, &type, 4);
+    memcpy(h + 8, &sector, 8);
+    memcpy(vt_ptr(vt, at), h, 16);
+}
+
+/* Submits header + data buffers + status, kicks, returns the used length
+ * and the status byte. */
+static uint32_t request(Fix *f, uint32_t type, uint64_t sector, const VtBuf *data, unsigned n,
+                        uint8_t *status)
+{
+    Vt *vt = &f->vt;
+    VtBuf b[8];
+    put_hdr(vt, HDR, type, sector);
+    *(uint8_t *)vt_ptr(vt, STATUS) = 0xee;
+    b[0] = (VtBuf){ HDR, 16, false };
+    for (unsigned i = 0; i < n; i++)
+        b[1 + i] = data[i];
+    b[1 + n] = (VtBuf){ STATUS, 1, true };
+    vt_add(vt, 0, b, n + 2);
+    vt_kick(vt, 0);
+    if (f->loop)
+        evloop_run_once(f->loop, 1000);
+    uint32_t id, len;
+    assert_int_equal(vt_used(vt, 0, &id, &len), 1);
+    *status = *(uint8_t *)vt_ptr(vt, STATUS);
+    return len;
+}
+
+static void test_config(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, false);
+    assert_int_equal(vt_r32(&f->vt, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BLOCK);
+    assert_int_equal(vt_cfg(&f->vt, 0, 4), DISK_SECTORS);     /* capacity, 4-byte halves */
+    assert_int_equal(vt_cfg(&f->vt, 4, 4), 0);
+    assert_int_equal(vt_cfg(&f->vt, 0, 1), DISK_SECTORS & 0xff);
+    vt_w32(&f->vt, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    uint32_t feat = vt_r32(&f->vt, VIRTIO_MMIO_DEVICE_FEATURES);
+    assert_true(feat & (1u << VIRTIO_BLK_F_FLUSH));
+    assert_false(feat & (1u << VIRTIO_BLK_F_RO));
+    fix_free(f);
+}
+
+static void test_read_write_flush_id(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, false);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 64);
+    uint8_t st;
+    /* read 2 sectors from sector 3 into two buffers */
+    VtBuf rd[2] = { { DATA, 512, true }, { DATA + 0x1000, 512, true } };
+    memset(vt_ptr(vt, DATA), 0, 0x2000);
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, 3, rd, 2, &st), 1025);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    for (unsigned i = 0; i < 1024; i++) {
+        uint8_t *p = vt_ptr(vt, i < 512 ? DATA + i : DATA + 0x1000 + i - 512);
+        assert_int_equal(*p, pattern(3 * 512 + i));
+    }
+    /* write sector 10 */
+    memset(vt_ptr(vt, DATA), 0xa5, 512);
+    VtBuf wr = { DATA, 512, false };
+    assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 10, &wr, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    uint8_t back[512];
+    assert_int_equal(pread(f->fd, back, 512, 10 * 512), 512);
+    for (int i = 0; i < 512; i++)
+        assert_int_equal(back[i], 0xa5);
+    /* flush */
+    assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    /* get_id */
+    memset(vt_ptr(vt, DATA), 0, 64);
+    VtBuf id = { DATA, 20, true };
+    assert_int_equal(request(f, VIRTIO_BLK_T_GET_ID, 0, &id, 1, &st), 21);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    assert_memory_equal(vt_ptr(vt, DATA), "strata", 6);
+    /* the last sector is readable, the partial one after it is not */
+    VtBuf last = { DATA, 512, true };
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, DISK_SECTORS - 1, &last, 1, &st), 513);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    assert_int_equal(f->blk->reads, 2);
+    assert_int_equal(f->blk->writes, 1);
+    assert_int_equal(f->blk->flushes, 1);
+    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_INTERRUPT_STATUS) & 1, 1);
+    fix_free(f);
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, false);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 64);
+    uint8_t st;
+    VtBuf one = { DATA, 512, true };
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, DISK_SECTORS, &one, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, UINT64_MAX, &one, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, &one, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    VtBuf odd = { DATA, 100, true };
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, &odd, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    VtBuf wodd = { DATA, 100, false };
+    assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, &wodd, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    assert_int_equal(request(f, 99, 0, NULL, 0, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_UNSUPP);
+    /* header only, no status byte: completed with 0 bytes, device fine */
+    put_hdr(vt, HDR, VIRTIO_BLK_T_IN, 0);
+    vt_add(vt, 0, &(VtBuf){ HDR, 16, false }, 1);
+    vt_kick(vt, 0);
+    uint32_t id, len;
+    assert_int_equal(vt_used(vt, 0, &id, &len), 1);
+    assert_int_equal(len, 0);
+    /* short header */
+    vt_add(vt, 0, (VtBuf[]){ { HDR, 8, false }, { STATUS, 1, true } }, 2);
+    vt_kick(vt, 0);
+    assert_int_equal(vt_used(vt, 0, &id, &len), 1);
+    assert_int_equal(len, 0);
+    /* header split over two descriptors is fine */
+    put_hdr(vt, HDR, VIRTIO_BLK_T_IN, 1);
+    vt_add(vt, 0, (VtBuf[]){ { HDR, 4, false }, { HDR + 4, 12, false }, { DATA, 512, true },
+                             { STATUS, 1, true } }, 4);
+    vt_kick(vt, 0);
+    assert_int_equal(vt_used(vt, 0, &id, &len), 1);
+    assert_int_equal(len, 513);
+    assert_int_equal(*(uint8_t *)vt_ptr(vt, DATA + 5), pattern(512 + 5));
+    /* none of these broke the device */
+    assert_false(vt_r32(vt, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+    fix_free(f);
+}
+
+static void test_readonly(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(true, false);
+    Vt *vt = &f->vt;
+    vt_w32(vt, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    assert_true(vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES) & (1u << VIRTIO_BLK_F_RO));
+    vt_bringup(vt, ~0ull, 1, 64);
+    uint8_t st;
+    memset(vt_ptr(vt, DATA), 0x11, 512);
+    VtBuf wr = { DATA, 512, false };
+    assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, &wr, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    uint8_t back[512];
+    assert_int_equal(pread(f->fd, back, 512, 0), 512);
+    for (int i = 0; i < 512; i++)
+        assert_int_equal(back[i], pattern((uint64_t)i));
+    VtBuf rd = { DATA, 512, true };
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, &rd, 1, &st), 513);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    fix_free(f);
+}
+
+static void test_batch_and_loop(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, true);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 128);
+    /* 40 reads (more than one submission batch), 2 descriptors... each */
+    enum { N = 40 };
+    for (unsigned i = 0; i < N; i++) {
+        uint64_t h = VT_BUFS + 0x10000 + i * 0x1000;
+        put_hdr(vt, h, VIRTIO_BLK_T_IN, i);
+        VtBuf b[3] = { { h, 16, false }, { h + 0x200, 512, true }, { h + 0x100, 1, true } };
+        vt_add(vt, 0, b, 3);
+    }
+    vt_kick(vt, 0);
+    assert_true(evloop_run_once(f->loop, 1000) >= 1);
+    for (unsigned i = 0; i < N; i++) {
+        uint32_t id, len;
+        assert_true(vt_used(vt, 0, &id, &len) >= 1);
+        assert_int_equal(len, 513);
+    }
+    for (unsigned i = 0; i < N; i++) {
+        uint64_t h = VT_BUFS + 0x10000 + i * 0x1000;
+        assert_int_equal(*(uint8_t *)vt_ptr(vt, h + 0x100), VIRTIO_BLK_S_OK);
+        assert_int_equal(*(uint8_t *)vt_ptr(vt, h + 0x200 + 7), pattern(i * 512 + 7));
+    }
+    fix_free(f);
+}
+
+static void test_open_error(void **state)
+{
+    (void)state;
+    Vt vt;
+    vt_setup(&vt);
+    VirtioBlk *b = calloc(1, sizeof(*b));
+    assert_non_null(b);
+    char err[256] = "";
+    assert_true(virtio_blk_init(b, vt.ctx, vt.as, NULL, NULL, VT_BASE, "/nonexistent/disk.img",
+                                false, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "disk path=/nonexistent/disk.img"));
+    free(b);
+    vt_free(&vt);
+}
+
+static void test_save_load(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, false);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 64);
+    uint8_t st;
+    VtBuf rd = { DATA, 512, true };
+    request(f, VIRTIO_BLK_T_IN, 0, &rd, 1, &st);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(virtio_mmio_save(&f->blk->t, &buf, &len), 0);
+    /* same disk: accepted; a different capacity: refused */
+    Fix *g = fix_new(false, false);
+    char err[256];
+    assert_int_equal(virtio_mmio_load(&g->blk->t, buf, len, err, sizeof(err)), 0);
+    assert_int_equal(g->blk->t.r.vq[0].last_avail_idx, 1);
+    g->blk->capacity++;
+    assert_true(virtio_mmio_load(&g->blk->t, buf, len, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "disk differs"));
+    g->blk->capacity--;
+    free(buf);
+    fix_free(g);
+    fix_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_read_write_flush_id),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_batch_and_loop),
+        cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_save_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
