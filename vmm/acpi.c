@@ -225,8 +225,8 @@ static void aml_device_virtio(AmlBuf *a, unsigned idx, const AcpiVirtio *v)
         (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)(base >> 16), (uint8_t)(base >> 24),
         (uint8_t)v->size, (uint8_t)(v->size >> 8), (uint8_t)(v->size >> 16),
         (uint8_t)(v->size >> 24),
-        /* Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { irq } */
-        0x89, 0x06, 0x00, 0x03, 0x01,
+        /* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
+        0x89, 0x06, 0x00, 0x01, 0x01,
         (uint8_t)irq, (uint8_t)(irq >> 8), (uint8_t)(irq >> 16), (uint8_t)(irq >> 24),
         0x79, 0x00,
     };

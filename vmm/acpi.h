@@ -23,7 +23,7 @@
 typedef struct AcpiVirtio {
     uint64_t base;
     uint32_t size;
-    uint32_t irq;               /* GSI; ISA numbers (< 16) are edge/active high */
+    uint32_t irq;               /* GSI, described level triggered, active high */
 } AcpiVirtio;
 
 typedef struct AcpiConfig {
