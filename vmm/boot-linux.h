@@ -67,12 +67,14 @@ typedef struct BzImageInfo {
 } BzImageInfo;
 
 /*
- * Reads a whole regular file of at most max bytes into a malloc()ed buffer
- * (*buf, *len).  `what` names the option in messages ("--initrd").  0, or -1
- * with err set.
+ * Maps a whole regular file of at most max bytes read-only (*buf, *len;
+ * release with boot_free_file).  `what` names the option in messages
+ * ("--initrd").  0, or -1 with err set.
  */
 int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf, size_t *len,
                    char *err, size_t errlen);
+/* Releases what boot_read_file returned (NULL is a no-op). */
+void boot_free_file(uint8_t *buf, size_t len);
 
 /* True if data looks like a bzImage ("HdrS" at 0x202, 0xaa55 at 0x1fe). */
 bool bzimage_probe(const uint8_t *data, size_t len);

@@ -262,7 +262,7 @@ static int read_images(Machine *m, char *err, size_t errlen)
             return -1;
     } else {
         int r = kernel_image_parse(&m->kernel, buf, len, cfg->kernel, err, errlen);
-        free(buf);
+        boot_free_file(buf, len);
         if (r < 0)
             return -1;
     }
@@ -436,7 +436,7 @@ void machine_destroy(Machine *m)
     if (m->serial_fd_owned)
         close(m->serial_fd);
     kernel_image_free(&m->kernel);
-    free(m->bz);
-    free(m->initrd);
+    boot_free_file(m->bz, m->bz_len);
+    boot_free_file(m->initrd, m->initrd_len);
     memset(m, 0, sizeof(*m));
 }
