@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "tests/guests/testdev.h"
@@ -356,6 +358,107 @@ int machine_create(Machine *m, const VmConfig *cfg)
     return 0;
 }
 
+/* ---- serial input from stdin ------------------------------------------ */
+
+static struct termios saved_tty;
+static int tty_saved;           /* 1 while stdin is in raw mode */
+
+static void restore_tty(void)
+{
+    if (__atomic_exchange_n(&tty_saved, 0, __ATOMIC_SEQ_CST))
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+}
+
+/* Raw mode on a terminal stdin (restored by machine_destroy and at exit):
+ * every key goes to the guest; Ctrl-A x ends strata. */
+static void raw_tty(void)
+{
+    static bool registered;
+    struct termios t;
+    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+        return;
+    t = saved_tty;
+    cfmakeraw(&t);
+    t.c_oflag |= OPOST | ONLCR;     /* output stays readable */
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0)
+        return;
+    __atomic_store_n(&tty_saved, 1, __ATOMIC_SEQ_CST);
+    if (!registered) {
+        atexit(restore_tty);
+        registered = true;
+    }
+}
+
+static void *stdin_main(void *arg)
+{
+    Machine *m = arg;
+    bool ctrl_a = false;
+    for (;;) {
+        struct pollfd p[2] = { { STDIN_FILENO, POLLIN, 0 }, { m->stdin_stop[0], POLLIN, 0 } };
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return NULL;
+        }
+        if (p[1].revents)
+            return NULL;
+        uint8_t buf[64];
+        ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return NULL;            /* EOF: nothing more to send */
+        for (ssize_t i = 0; i < n; i++) {
+            if (tty_saved && ctrl_a && (buf[i] == 'x' || buf[i] == 'X')) {
+                kvm_vm_request_end(m->vm, KVM_END_REQUESTED, 0, "Ctrl-A x");
+                return NULL;
+            }
+            ctrl_a = buf[i] == 0x01 && !ctrl_a;
+        }
+        /* The FIFO holds 16 bytes: wait for the guest to drain it. */
+        for (size_t off = 0; off < (size_t)n;) {
+            off += serial_receive(&m->serial, buf + off, (size_t)n - off);
+            if (off < (size_t)n) {
+                struct pollfd s = { m->stdin_stop[0], POLLIN, 0 };
+                if (poll(&s, 1, 1) > 0 || kvm_vm_ended(m->vm))
+                    return NULL;
+            }
+        }
+    }
+}
+
+static void start_stdin(Machine *m)
+{
+    m->stdin_stop[0] = m->stdin_stop[1] = -1;
+    if (m->cfg->serial != SERIAL_STDIO || !m->have_serial)
+        return;
+    if (pipe2(m->stdin_stop, O_CLOEXEC) < 0)
+        return;
+    raw_tty();
+    if (pthread_create(&m->stdin_thread, NULL, stdin_main, m) == 0) {
+        m->stdin_started = true;
+    } else {
+        restore_tty();
+        fprintf(stderr, "strata: serial input disabled: cannot start a thread\n");
+    }
+}
+
+static void stop_stdin(Machine *m)
+{
+    if (m->stdin_started) {
+        char c = 0;
+        while (write(m->stdin_stop[1], &c, 1) < 0 && errno == EINTR)
+            ;
+        pthread_join(m->stdin_thread, NULL);
+        m->stdin_started = false;
+    }
+    restore_tty();
+    for (int i = 0; i < 2; i++)
+        if (m->stdin_stop[i] > 0)
+            close(m->stdin_stop[i]);
+    m->stdin_stop[0] = m->stdin_stop[1] = -1;
+}
+
 int machine_start(Machine *m)
 {
     int r = kvm_vm_start(m->vm);
@@ -363,6 +466,7 @@ int machine_start(Machine *m)
         fprintf(stderr, "strata: cannot start the vCPU: %s\n", strerror(-r));
         return -1;
     }
+    start_stdin(m);
     return 0;
 }
 
@@ -392,6 +496,7 @@ int machine_reset(Machine *m, char *err, size_t errlen)
 
 void machine_destroy(Machine *m)
 {
+    stop_stdin(m);
     if (m->vm) {
         kvm_vm_destroy(m->vm);
         m->vm = NULL;

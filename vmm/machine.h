@@ -28,6 +28,7 @@
 #ifndef STRATA_VMM_MACHINE_H
 #define STRATA_VMM_MACHINE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -86,6 +87,10 @@ typedef struct Machine {
     bool have_i8042, i8042_mapped;
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
+    /* --serial stdio input: a thread feeds stdin to the UART (raw tty) */
+    pthread_t stdin_thread;
+    bool stdin_started;
+    int stdin_stop[2];          /* pipe: writing ends the thread */
     GuestRam guest_ram;
     uint64_t start_info;
     /* set by the test device's EXIT (from the vCPU thread) */
