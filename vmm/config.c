@@ -146,6 +146,100 @@ static const char *apply_serial(VmConfig *cfg, const char *val)
     return NULL;
 }
 
+/* "key=value,key=value": the next pair of *p (advanced); false at the end.
+ * Values may not contain commas. */
+static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vlen)
+{
+    if (!**p)
+        return false;
+    const char *end = strchr(*p, ',');
+    size_t n = end ? (size_t)(end - *p) : strlen(*p);
+    const char *eq = memchr(*p, '=', n);
+    size_t kn = eq ? (size_t)(eq - *p) : n;
+    size_t vn = eq ? n - kn - 1 : 0;
+    snprintf(key, klen, "%.*s", (int)(kn < klen ? kn : klen - 1), *p);
+    snprintf(val, vlen, "%.*s", (int)(vn < vlen ? vn : vlen - 1), eq ? eq + 1 : "");
+    if (kn >= klen || vn >= vlen)
+        key[0] = '\0';             /* too long: reported as unknown */
+    *p += n + (end ? 1 : 0);
+    return true;
+}
+
+static const char *apply_disk(VmConfig *cfg, const char *val)
+{
+    char key[16], v[4096];
+    const char *p = val;
+    VmDisk d = { NULL, false };
+    if (cfg->ndisks >= VM_MAX_DISKS)
+        return "too many disks (the maximum is 8)";
+    while (next_kv(&p, key, sizeof(key), v, sizeof(v))) {
+        if (!strcmp(key, "path") && v[0]) {
+            free(d.path);
+            if (!(d.path = strdup(v)))
+                return "out of memory";
+        } else if (!strcmp(key, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
+            d.readonly = !strcmp(v, "on");
+        } else {
+            free(d.path);
+            return "expected path=FILE[,readonly=on|off]";
+        }
+    }
+    if (!d.path)
+        return "expected path=FILE[,readonly=on|off]";
+    cfg->disks[cfg->ndisks++] = d;
+    return NULL;
+}
+
+static int hexdig(char c)
+{
+    return isxdigit((unsigned char)c) ? (isdigit((unsigned char)c) ? c - '0'
+                                         : tolower((unsigned char)c) - 'a' + 10) : -1;
+}
+
+static const char *apply_net(VmConfig *cfg, const char *val)
+{
+    char key[16], v[64];
+    const char *p = val;
+    VmNet n;
+    memset(&n, 0, sizeof(n));
+    if (cfg->nnets >= VM_MAX_NETS)
+        return "too many network devices (the maximum is 4)";
+    while (next_kv(&p, key, sizeof(key), v, sizeof(v))) {
+        if (!strcmp(key, "tap") && v[0] && strlen(v) < 16) {
+            free(n.tap);
+            if (!(n.tap = strdup(v)))
+                return "out of memory";
+        } else if (!strcmp(key, "mac") && strlen(v) == 17) {
+            for (int i = 0; i < 6; i++) {
+                int hi = hexdig(v[3 * i]), lo = hexdig(v[3 * i + 1]);
+                if (hi < 0 || lo < 0 || (i < 5 && v[3 * i + 2] != ':')) {
+                    free(n.tap);
+                    return "invalid mac (expected 6 hex bytes like 52:54:00:12:34:56)";
+                }
+                n.mac[i] = (uint8_t)(hi << 4 | lo);
+            }
+            if (n.mac[0] & 1) {
+                free(n.tap);
+                return "mac is a multicast address";
+            }
+            n.have_mac = true;
+        } else {
+            free(n.tap);
+            return "expected tap=NAME[,mac=52:54:00:12:34:56] (NAME up to 15 bytes)";
+        }
+    }
+    if (!n.tap)
+        return "expected tap=NAME[,mac=52:54:00:12:34:56] (NAME up to 15 bytes)";
+    if (!n.have_mac) {
+        static const uint8_t def[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+        memcpy(n.mac, def, 6);
+        n.mac[5] = (uint8_t)(0x56 + cfg->nnets);
+    }
+    cfg->nets[cfg->nnets++] = n;
+    return NULL;
+}
+
+static bool *flag_rng(VmConfig *cfg) { return &cfg->rng; }
 static bool *flag_test_device(VmConfig *cfg) { return &cfg->test_device; }
 static bool *flag_verbose(VmConfig *cfg) { return &cfg->verbose; }
 
@@ -161,8 +255,9 @@ static const OptDef opts[] = {
     { "verbose", OPT_FLAG, NULL, flag_verbose, false },
     { "config", OPT_CONFIG, NULL, NULL, false },
     { "help", OPT_HELP, NULL, NULL, false },
-    { "disk", OPT_TODO, NULL, NULL, false },
-    { "net", OPT_TODO, NULL, NULL, false },
+    { "disk", OPT_VALUE, apply_disk, NULL, false },
+    { "net", OPT_VALUE, apply_net, NULL, false },
+    { "rng", OPT_FLAG, NULL, flag_rng, false },
     { "incoming", OPT_TODO, NULL, NULL, false },
 };
 
@@ -189,6 +284,10 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->cmdline);
     free(cfg->api_socket);
     free(cfg->serial_path);
+    for (unsigned i = 0; i < cfg->ndisks; i++)
+        free(cfg->disks[i].path);
+    for (unsigned i = 0; i < cfg->nnets; i++)
+        free(cfg->nets[i].tap);
     vm_config_init(cfg);
 }
 
@@ -426,6 +525,11 @@ const char *vm_config_usage(void)
         "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"
         "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
         "                       (guest output only: input is not wired yet)\n"
+        "  --disk path=FILE[,readonly=on]\n"
+        "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
+        "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
+        "                       virtio-net device on TAP interface NAME (repeatable)\n"
+        "  --rng                a virtio-rng device (entropy from getrandom)\n"
         "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
         "                       guest's EXIT port ends strata with the guest's code\n"
         "  --config FILE        JSON object with the keys above, e.g.\n"
@@ -433,7 +537,7 @@ const char *vm_config_usage(void)
         "  --verbose            dump the vCPU registers when the guest crashes\n"
         "  --help               this text\n"
         "\n"
-        "Not implemented yet (rejected with an error): --disk, --net, --incoming.\n"
+        "Not implemented yet (rejected with an error): --incoming.\n"
         "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"
         "through the test device, reboot (i8042 reset), ACPI poweroff or a crash.\n"
         "\n"

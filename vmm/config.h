@@ -16,8 +16,21 @@
 #define VM_MAX_MEMORY (1ull << 40)
 #define VM_MAX_CMDLINE 4095
 #define VM_MAX_CPUS 64
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS 4
 
 typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMode;
+
+typedef struct VmDisk {
+    char *path;             /* --disk path=FILE */
+    bool readonly;          /* ,readonly=on */
+} VmDisk;
+
+typedef struct VmNet {
+    char *tap;              /* --net tap=NAME */
+    uint8_t mac[6];         /* ,mac=52:54:00:..; else 52:54:00:12:34:(56+n) */
+    bool have_mac;
+} VmNet;
 
 typedef struct VmConfig {
     char *kernel;           /* --kernel */
@@ -30,6 +43,11 @@ typedef struct VmConfig {
     char *serial_path;      /* --serial file=PATH */
     bool test_device;       /* --test-device */
     bool verbose;           /* --verbose */
+    VmDisk disks[VM_MAX_DISKS];     /* --disk (repeatable) */
+    unsigned ndisks;
+    VmNet nets[VM_MAX_NETS];        /* --net (repeatable) */
+    unsigned nnets;
+    bool rng;               /* --rng: a virtio-rng device */
 } VmConfig;
 
 /* Outcome of vm_config_parse_args. */

@@ -152,8 +152,38 @@ static void test_bad_values(void **state)
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--initrd", "", NULL), "--initrd : empty path");
     vm_config_free(&c);
-    const char *todo[] = { "--disk", "--net", "--incoming" };
-    for (int i = 0; i < 3; i++) {
+    expect_error(parse(&c, "--kernel", "k", "--incoming", "x", NULL),
+                 "--incoming: not implemented yet");
+    vm_config_free(&c);
+    /* --disk and --net (repeatable) */
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a.img", "--disk",
+                           "path=b,readonly=on", "--net", "tap=tap0",
+                           "--net", "tap=t1,mac=02:AA:bb:00:00:01", "--rng", NULL), CONFIG_OK);
+    assert_int_equal(c.ndisks, 2);
+    assert_string_equal(c.disks[0].path, "/a.img");
+    assert_false(c.disks[0].readonly);
+    assert_true(c.disks[1].readonly);
+    assert_int_equal(c.nnets, 2);
+    assert_string_equal(c.nets[0].tap, "tap0");
+    assert_int_equal(c.nets[0].mac[0], 0x52);
+    assert_int_equal(c.nets[1].mac[1], 0xaa);
+    assert_true(c.rng);
+    vm_config_free(&c);
+    const char *bad_dev[][2] = {
+        { "--disk", "x" }, { "--disk", "path=" }, { "--disk", "path=a,readonly=yes" },
+        { "--disk", "readonly=on" }, { "--disk", "path=a,bogus=1" },
+        { "--net", "tap=" }, { "--net", "tap=a-name-too-long-for-linux" },
+        { "--net", "tap=t,mac=52:54:00:12:34" }, { "--net", "tap=t,mac=52:54:00:12:34:zz" },
+        { "--net", "tap=t,mac=01:00:00:00:00:01" }, { "--net", "mac=52:54:00:12:34:56" },
+    };
+    for (size_t i = 0; i < sizeof(bad_dev) / sizeof(bad_dev[0]); i++) {
+        char want[160];
+        snprintf(want, sizeof(want), "%s %s:", bad_dev[i][0], bad_dev[i][1]);
+        expect_error(parse(&c, "--kernel", "k", bad_dev[i][0], bad_dev[i][1], NULL), want);
+        vm_config_free(&c);
+    }
+    const char *todo[] = { "--incoming" };
+    for (int i = 0; i < 1; i++) {
         char want[64];
         snprintf(want, sizeof(want), "%s: not implemented yet", todo[i]);
         expect_error(parse(&c, "--kernel", "k", todo[i], "x", NULL), want);
@@ -171,9 +201,10 @@ static void test_help(void **state)
     const char *u = vm_config_usage();
     assert_non_null(strstr(u, "--kernel"));
     assert_non_null(strstr(u, "Not implemented yet"));
+    assert_non_null(strstr(u, "  --disk path=FILE"));
+    assert_non_null(strstr(u, "  --net tap=NAME"));
     /* unimplemented options are not offered as working ones */
-    assert_null(strstr(u, "  --disk"));
-    assert_null(strstr(u, "  --net"));
+    assert_null(strstr(u, "  --incoming"));
 }
 
 static void test_json(void **state)
@@ -199,7 +230,8 @@ static void test_json(void **state)
         { "{\"kernel\": 5}", "key \"kernel\": expected a string" },
         { "{\"test-device\": \"yes\"}", "expected true or false" },
         { "{\"cpus\": 99}", "too many vCPUs" },
-        { "{\"disk\": \"path=x\"}", "key \"disk\": not implemented yet" },
+        { "{\"disk\": \"x\"}", "key \"disk\" (x): expected path=FILE" },
+        { "{\"incoming\": \"unix:/x\"}", "key \"incoming\": not implemented yet" },
         { "{\"bogus\": 1}", "unknown key \"bogus\"" },
         { "{\"help\": true}", "unknown key \"help\"" },
         { "{\"config\": \"other.json\"}", "cannot include another" },
