@@ -39,8 +39,7 @@ static uint64_t op_enter(RNode *n, uint64_t addr, unsigned size, bool write)
     if (n->ops_variant == 1 && (size > 4 || (off & (size - 1))))
         violation(m, "callback (impl max 4, aligned) got a wider or unaligned access", n, addr,
                   size);
-    if ((s128)off + size > n->size &&
-        !(m->skip_known && n->ops_variant == 1 && (s128)off < n->size)) /* known: widening */
+    if ((s128)off + size > n->size)
         violation(m, "callback access past the region end", n, addr, size);
     if (m->ncalls < MAX_RECORDS)
         m->calls[m->ncalls++] = (CallRec){ .id = n->id, .addr = addr, .size = size,
@@ -377,8 +376,6 @@ void random_accesses(Model *m, unsigned count)
         uint64_t addr = pick_addr(m, map, len);
         if (len <= 8 && chance(m, 50))
             addr &= ~(len - 1);
-        if (m->skip_known && (s128)addr + (s128)len + 8 > S128_2_64)
-            addr -= 16;         /* known: I/O split wraps at the top of 2^64 */
         if (chance(m, 50))
             do_read(m, m->as[a], map, addr, len);
         else

@@ -91,7 +91,7 @@ void fail(Model *m, const char *fmt, ...)
 
 static RNodeSet node_set(Model *m)
 {
-    return (RNodeSet){ .nodes = m->nodes, .n = m->nnodes, .shift_shared_root = m->skip_known };
+    return (RNodeSet){ .nodes = m->nodes, .n = m->nnodes };
 }
 
 /* Prints the FlatView and the reference map of address space a. */
@@ -334,8 +334,6 @@ int main(int argc, char **argv)
             iterations = atoi(argv[++i]);
         } else if (!strcmp(a, "--no-exact")) {
             m->exact = false;
-        } else if (!strcmp(a, "--skip-known")) {
-            m->skip_known = true;
         } else if (!strcmp(a, "--strict-io")) {
             m->strict_io = true;
         } else if (!strcmp(a, "--verbose")) {

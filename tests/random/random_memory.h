@@ -35,7 +35,6 @@ typedef struct Model {
     int depth;              /* transaction depth we opened */
     bool exact;             /* also compare the exact range split */
     bool verbose;
-    bool skip_known;        /* steer around known memory/ bugs (exploration) */
     bool strict_io;         /* no widened device accesses tolerated */
     s128 force_size;        /* if non-zero, the next container's size */
 

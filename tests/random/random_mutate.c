@@ -230,15 +230,11 @@ static bool reaches(Model *m, const RNode *from, const RNode *to, int depth)
 }
 
 /* What placing sub at o in c (as non-overlapping unless overlap) must do. */
-static enum expect predict(Model *m, const RNode *c, const RNode *sub, uint64_t o, bool overlap,
-                           bool moving)
+static enum expect predict(Model *m, const RNode *c, const RNode *sub, uint64_t o, bool overlap)
 {
     if ((s128)o >= c->size)
         return MUST_FAIL;
-    if (moving && (s128)o + sub->size > c->size)
-        return EITHER;          /* set_address: "leave the container" is vague */
-    if ((s128)o + sub->size > S128_2_64)
-        return EITHER;          /* clipped in QEMU; memory/ rejects ends past 2^64 */
+    /* reaching past the container's end (or past 2^64) is clipped */
     if (overlap)
         return MUST_OK;
     enum expect e = MUST_OK;
@@ -373,7 +369,7 @@ static void mut_add(Model *m, RNode *sub)
     int prio = 0;
     if (overlap)
         prio = chance(m, 5) ? (chance(m, 50) ? INT32_MAX : INT32_MIN) : (int)rnd_below(m, 7) - 3;
-    enum expect e = predict(m, c, sub, o, overlap, false);
+    enum expect e = predict(m, c, sub, o, overlap);
     int r = overlap ? memory_region_add_subregion_overlap(c->mr, o, sub->mr, prio)
                     : memory_region_add_subregion(c->mr, o, sub->mr);
     tr(m, "add%s %s into %s at 0x%" PRIx64 " prio %d -> %d", overlap ? "_overlap" : "",
@@ -435,9 +431,7 @@ static void mut_move(Model *m)
         return;
     }
     uint64_t o = place(m, n->parent, n);
-    if (m->skip_known && o == n->addr)
-        return;                 /* known: memory/ reorders on a same-address move */
-    enum expect e = predict(m, n->parent, n, o, n->overlap, true);
+    enum expect e = predict(m, n->parent, n, o, n->overlap);
     int r = memory_region_set_address(n->mr, o);
     tr(m, "set_address %s 0x%" PRIx64 " -> 0x%" PRIx64 " -> %d", nm(n), n->addr, o, r);
     check_expect(m, e, r, "set_address");
@@ -532,7 +526,15 @@ void mutate(Model *m)
             tr(m, "set_readonly %s %d", nm(n), ro);
             n->readonly = ro;
         }
-    } else if (k < 80) {
+    } else if (k < 77) {
+        RNode *n = random_node(m, not_root);
+        if (n) {
+            bool nv = chance(m, 50);
+            memory_region_set_nonvolatile(n->mr, nv);
+            tr(m, "set_nonvolatile %s %d", nm(n), nv);
+            n->nonvolatile = nv;
+        }
+    } else if (k < 81) {
         RNode *n = random_node(m, is_romdev);
         if (n) {
             bool rd = chance(m, 50);

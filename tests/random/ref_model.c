@@ -38,14 +38,15 @@ const char *s128_str(s128 v)
     return b;
 }
 
-static void push_item(RMap *map, s128 lo, s128 hi, s128 origin, RNode *term, bool ro)
+static void push_item(RMap *map, s128 lo, s128 hi, s128 origin, RNode *term, bool ro, bool nv)
 {
     if (map->nitems == map->capitems) {
         map->capitems = map->capitems ? map->capitems * 2 : 64;
         map->items = xrealloc(map->items, map->capitems * sizeof(*map->items));
     }
     map->items[map->nitems++] = (RItem){ .lo = lo, .hi = hi, .origin = origin,
-                                         .term = term, .ro = ro, .romd = term->romd };
+                                         .term = term, .ro = ro, .romd = term->romd,
+                                         .nv = nv };
 }
 
 /* Visibility order among siblings: higher priority first, then the most
@@ -63,7 +64,7 @@ static int cmp_children(const void *a, const void *b)
 /* Lists n's terminal extents, most visible first, clipped to [clo, chi);
  * n's byte 0 sits at absolute address origin. */
 static void visit(const RNodeSet *set, RMap *map, RNode *n, s128 origin, s128 clo, s128 chi,
-                  bool ro, int depth)
+                  bool ro, bool nv, int depth)
 {
     if (depth > 64) {
         fprintf(stderr, "reference: tree deeper than 64 (cycle?)\n");
@@ -76,8 +77,9 @@ static void visit(const RNodeSet *set, RMap *map, RNode *n, s128 origin, s128 cl
     if (lo >= hi)
         return;
     ro = ro || n->readonly || n->kind == RK_ROM;
+    nv = nv || n->nonvolatile;
     if (n->kind == RK_ALIAS) {
-        visit(set, map, n->target, origin - (s128)n->alias_off, lo, hi, ro, depth + 1);
+        visit(set, map, n->target, origin - (s128)n->alias_off, lo, hi, ro, nv, depth + 1);
         return;
     }
     size_t nk = 0;
@@ -91,10 +93,10 @@ static void visit(const RNodeSet *set, RMap *map, RNode *n, s128 origin, s128 cl
     if (nk > 1)
         qsort(kids, nk, sizeof(*kids), cmp_children);
     for (size_t i = 0; i < nk; i++)
-        visit(set, map, kids[i], origin + (s128)kids[i]->addr, lo, hi, ro, depth + 1);
+        visit(set, map, kids[i], origin + (s128)kids[i]->addr, lo, hi, ro, nv, depth + 1);
     free(kids);
     if (n->kind != RK_CONTAINER)
-        push_item(map, lo, hi, origin, n, ro);
+        push_item(map, lo, hi, origin, n, ro, nv);
 }
 
 static int cmp_s128(const void *a, const void *b)
@@ -116,52 +118,13 @@ static size_t seg_index(const RMap *map, s128 addr)
     return lo;
 }
 
-/*
- * The header promises QEMU's FlatView root sharing: an address space whose
- * root is an alias of a whole region (offset 0), or a container whose only
- * enabled child sits at 0, is rendered from that region instead.  What is
- * visible does not change: unlike QEMU, strata does not share through a
- * read-only alias or container (QEMU would lose the flag).  The shared
- * root's byte 0 stays at address 0, as the address space's root does.
- */
-static RNode *shared_root(const RNodeSet *set, RNode *n)
-{
-    while (n && n->enabled) {
-        if (n->readonly)
-            return n;       /* strata keeps the flag: no sharing through it */
-        if (n->kind == RK_ALIAS) {
-            if (n->alias_off == 0 && n->size >= n->target->size) {
-                n = n->target;
-                continue;
-            }
-        } else if (n->kind == RK_CONTAINER) {
-            RNode *only = NULL;
-            size_t enabled = 0;
-            for (size_t i = 0; i < set->n; i++) {
-                if (set->nodes[i]->parent == n && set->nodes[i]->enabled) {
-                    enabled++;
-                    only = set->nodes[i];
-                }
-            }
-            if (enabled == 0)
-                return NULL;
-            if (enabled == 1 && only->addr == 0 && only->size <= n->size) {
-                n = only;
-                continue;
-            }
-        }
-        return n;
-    }
-    return NULL;
-}
-
 size_t ref_render(const RNodeSet *set, RNode *root, RMap *map)
 {
     map->nitems = 0;
-    root = shared_root(set, root);
-    if (root)
-        visit(set, map, root, set->shift_shared_root ? (s128)root->addr : 0, 0, S128_2_64,
-              false, 0);
+    /* The root's byte 0 is address 0 (whatever its own addr).  FlatView root
+     * sharing (header) must not change anything visible, so the reference
+     * ignores it. */
+    visit(set, map, root, 0, 0, S128_2_64, false, false, 0);
 
     size_t nb = 0, need = 2 * map->nitems + 2;
     if (need > map->capbps) {
@@ -224,7 +187,7 @@ static bool same_at(const FlatRange *fr, const RItem *it, s128 x)
         return false;
     uint64_t off_fv = fr->offset_in_region + (uint64_t)(x - (s128)fr->start);
     uint64_t off_ref = (uint64_t)(x - it->origin);
-    if (off_fv != off_ref || fr->readonly != it->ro)
+    if (off_fv != off_ref || fr->readonly != it->ro || fr->nonvolatile != it->nv)
         return false;
     if (it->term->kind == RK_ROMDEV && fr->romd_mode != it->romd)
         return false;
@@ -243,7 +206,8 @@ static int check_exact(const RMap *map, FlatView *fv, char *err, size_t errlen)
         size_t j = i + 1;
         /* QEMU's merge rule: same region, contiguous offset, same flags. */
         while (j < map->nsegs && map->segs[j].it && map->segs[j].it->term == s->it->term &&
-               map->segs[j].it->origin == s->it->origin && map->segs[j].it->ro == s->it->ro)
+               map->segs[j].it->origin == s->it->origin && map->segs[j].it->ro == s->it->ro &&
+               map->segs[j].it->nv == s->it->nv)
             j++;
         s128 lo = s->lo, hi = map->segs[j - 1].hi;
         if (k >= n) {
@@ -306,12 +270,13 @@ int ref_compare(const RMap *map, FlatView *fv, bool exact, char *err, size_t err
         const RItem *it = map->segs[j].it;
         if (!same_at(fr, it, x)) {
             snprintf(err, errlen,
-                     "at %s: FlatView says %s off %s ro %d romd %d; reference says %s off %s "
-                     "ro %d",
+                     "at %s: FlatView says %s off %s ro %d nv %d romd %d; reference says %s off "
+                     "%s ro %d nv %d romd %d",
                      s128_str(x), fr ? memory_region_name(fr->mr) : "(unassigned)",
                      fr ? s128_str((s128)fr->offset_in_region + (x - (s128)fr->start)) : "-",
-                     fr ? fr->readonly : 0, fr ? fr->romd_mode : 0, term_name(it),
-                     it ? s128_str(x - it->origin) : "-", it ? it->ro : 0);
+                     fr ? fr->readonly : 0, fr ? fr->nonvolatile : 0, fr ? fr->romd_mode : 0,
+                     term_name(it), it ? s128_str(x - it->origin) : "-", it ? it->ro : 0,
+                     it ? it->nv : 0, it ? it->romd : 0);
             return -1;
         }
         /* flatview_lookup must find the same range at both ends. */

@@ -48,6 +48,7 @@ struct RNode {
     uint64_t seq;           /* order of (re)insertion: newer wins ties */
     bool enabled;
     bool readonly;          /* set_readonly(true) on RAM or alias */
+    bool nonvolatile;       /* set_nonvolatile(true) */
     bool romd;              /* rom_device readable */
     RNode *target;          /* alias target */
     uint64_t alias_off;
@@ -66,6 +67,7 @@ typedef struct RItem {
     RNode *term;
     bool ro;                /* readonly along the path (or a ROM) */
     bool romd;              /* term->romd when rendered */
+    bool nv;                /* non-volatile along the path */
 } RItem;
 
 /* A piece of the painted map; it == NULL means unassigned. */
@@ -87,9 +89,6 @@ typedef struct RMap {
 typedef struct RNodeSet {
     RNode **nodes;
     size_t n;
-    /* Model memory/'s (and QEMU's) quirk: a shared root that is an alias
-     * target is rendered at its own container address. */
-    bool shift_shared_root;
 } RNodeSet;
 
 /* Renders what an address space rooted at root shows into map (reusing its
