@@ -406,6 +406,15 @@ fail:
     return r;
 }
 
+void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base, bool use_irqfd)
+{
+    virtio_mmio_lock(t);
+    t->irq = *irq;
+    t->irq_fd = use_irqfd ? irq_line_eventfd(irq) : -1;
+    snprintf(t->label, sizeof(t->label), "%s@0x%llx", t->ops->name, (unsigned long long)base);
+    virtio_mmio_unlock(t);
+}
+
 void virtio_mmio_destroy(VirtioMmio *t)
 {
     if (!t->ops)

@@ -155,6 +155,11 @@ int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop
                      const IrqLine *irq, uint64_t base, const VirtioDevOps *ops, void *dev,
                      unsigned num_queues, uint64_t features, uint8_t *config,
                      uint32_t config_len);
+/* Connects the interrupt once the board has placed the device (base is for
+ * messages): a level-triggered line driven with irq->set (asserted while
+ * InterruptStatus is not 0), or, if use_irqfd and the line offers one, an
+ * edge per interrupt through its eventfd.  Call before the guest runs. */
+void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base, bool use_irqfd);
 /* Releases the region (it must be unmapped), eventfds and lock. */
 void virtio_mmio_destroy(VirtioMmio *t);
 /* The region to map in guest memory. */

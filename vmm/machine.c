@@ -351,6 +351,8 @@ int machine_create(Machine *m, const VmConfig *cfg)
         return -1;
     /* virtio devices: machine_add_virtio_mmio() calls go here, before the
      * kernel load (which describes them in the DSDT / command line). */
+    if (machine_add_virtio_devices(m) < 0)
+        return -1;
     if (load_kernel(m, err, sizeof(err)) < 0) {
         fprintf(stderr, "strata: %s\n", err);
         return -1;
@@ -472,6 +474,7 @@ int machine_start(Machine *m)
 
 int machine_reset(Machine *m, char *err, size_t errlen)
 {
+    machine_virtio_reset(m);          /* before RAM goes: devices stop touching it */
     uint64_t len = m->guest_ram.below + m->guest_ram.above;
     if (madvise(m->guest_ram.host, len, MADV_DONTNEED) < 0) {
         /* not expected for private anonymous memory; zero it by hand */
@@ -497,6 +500,7 @@ int machine_reset(Machine *m, char *err, size_t errlen)
 void machine_destroy(Machine *m)
 {
     stop_stdin(m);
+    machine_virtio_stop(m);
     if (m->vm) {
         kvm_vm_destroy(m->vm);
         m->vm = NULL;
@@ -507,6 +511,7 @@ void machine_destroy(Machine *m)
         address_space_destroy(m->io_as);
     for (unsigned i = 0; i < m->nvirtio; i++)
         memory_region_del_subregion(&m->system, m->virtio[i].mr);
+    machine_virtio_free(m);
     if (m->i8042_mapped) {
         memory_region_del_subregion(&m->io, i8042_data_region(&m->i8042));
         memory_region_del_subregion(&m->io, i8042_cmd_region(&m->i8042));

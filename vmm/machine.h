@@ -59,6 +59,8 @@ typedef struct MachineVirtio {
     unsigned gsi;
 } MachineVirtio;
 
+typedef struct MachineVirtioDevs MachineVirtioDevs;
+
 typedef struct Machine {
     const VmConfig *cfg;
     MemoryContext *ctx;
@@ -87,6 +89,7 @@ typedef struct Machine {
     bool have_i8042, i8042_mapped;
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
+    struct MachineVirtioDevs *virtio_devs;  /* --disk/--net/--rng (machine-virtio.c) */
     /* --serial stdio input: a thread feeds stdin to the UART (raw tty) */
     pthread_t stdin_thread;
     bool stdin_started;
@@ -113,6 +116,16 @@ int machine_create(Machine *m, const VmConfig *cfg);
  */
 int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t *base,
                             unsigned *gsi);
+/* Creates the --disk/--net/--rng virtio devices, places them with
+ * machine_add_virtio_mmio and starts their event-loop thread.  0, or -1
+ * after printing why (machine_destroy cleans up). */
+int machine_add_virtio_devices(Machine *m);
+/* Resets every virtio device (as a driver writing Status 0). */
+void machine_virtio_reset(Machine *m);
+/* Stops the virtio event-loop thread (no device work after this). */
+void machine_virtio_stop(Machine *m);
+/* Frees the virtio devices (their regions must be unmapped). */
+void machine_virtio_free(Machine *m);
 /* Starts the vCPU threads.  0 or -1 after printing why. */
 int machine_start(Machine *m);
 /*
