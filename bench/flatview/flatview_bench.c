@@ -26,6 +26,7 @@
 #define LEAVES_PER_BUS 48
 #define BUSES_PER_BRIDGE 16
 #define BRIDGE_BASE 0x100000000ull  /* 4 GiB */
+#define REPEAT 5
 
 typedef struct Board {
     MemoryContext *ctx;
@@ -185,34 +186,50 @@ static void run(size_t want, unsigned toggles)
     build(&b, want);
     double t_build = now() - t0;
 
-    t0 = now();
-    b.as = address_space_new(b.ctx, &b.mr[0], "memory");
-    double t_full = now() - t0;
-    if (!b.as) {
-        fprintf(stderr, "flatview bench: address_space_new: %s\n",
-                memory_context_last_error(b.ctx));
-        exit(1);
+    /* The machine may be shared: every figure is the best of REPEAT runs. */
+    double t_full = 1e9;
+    for (int rep = 0; rep < REPEAT; rep++) {
+        if (b.as)
+            address_space_destroy(b.as);
+        t0 = now();
+        b.as = address_space_new(b.ctx, &b.mr[0], "memory");
+        double t = now() - t0;
+        t_full = t < t_full ? t : t_full;
+        if (!b.as) {
+            fprintf(stderr, "flatview bench: address_space_new: %s\n",
+                    memory_context_last_error(b.ctx));
+            exit(1);
+        }
     }
     FlatView *fv = address_space_get_flatview(b.as);
     size_t nranges = flatview_nr_ranges(fv);
     flatview_unref(fv);
 
-    t0 = now();
-    int chk = memory_context_check_flatviews(b.ctx);
-    double t_check = now() - t0;
+    double t_check = 1e9;
+    int chk = 0;
+    for (int rep = 0; rep < REPEAT && chk == 0; rep++) {
+        t0 = now();
+        chk = memory_context_check_flatviews(b.ctx);
+        double t = now() - t0;
+        t_check = t < t_check ? t : t_check;
+    }
     if (chk != 0) {
         fprintf(stderr, "flatview bench: check_flatviews: %s\n", memory_context_last_error(b.ctx));
         exit(1);
     }
 
     /* toggle one random leaf off and on: each call is one commit */
-    t0 = now();
-    for (unsigned i = 0; i < toggles; i++) {
-        MemoryRegion *leaf = &b.mr[b.leaves[rnd() % b.nleaves]];
-        memory_region_set_enabled(leaf, false);
-        memory_region_set_enabled(leaf, true);
+    double t_toggle = 1e9;
+    for (int rep = 0; rep < REPEAT; rep++) {
+        t0 = now();
+        for (unsigned i = 0; i < toggles / REPEAT + 1; i++) {
+            MemoryRegion *leaf = &b.mr[b.leaves[rnd() % b.nleaves]];
+            memory_region_set_enabled(leaf, false);
+            memory_region_set_enabled(leaf, true);
+        }
+        double t = (now() - t0) / (2.0 * (toggles / REPEAT + 1));
+        t_toggle = t < t_toggle ? t : t_toggle;
     }
-    double t_toggle = (now() - t0) / (2.0 * toggles);
     if (memory_context_check_flatviews(b.ctx) != 0) {
         fprintf(stderr, "flatview bench: check_flatviews after toggles: %s\n",
                 memory_context_last_error(b.ctx));
@@ -230,22 +247,28 @@ static void run(size_t want, unsigned toggles)
             ioaddr[nio++] = b.leaf_addr[l] + (rnd() % 0x400) * 4;
     }
     fv = address_space_get_flatview(b.as);
-    const unsigned lookups = 4000000;
+    const unsigned lookups = 1000000, reads = 500000;
     uintptr_t sink = 0;
-    t0 = now();
-    for (unsigned i = 0; i < lookups; i++)
-        sink += (uintptr_t)flatview_lookup(fv, addr[i & (NADDR - 1)]);
-    double t_lookup = (now() - t0) / lookups;
+    double t_lookup = 1e9, t_read = 1e9;
+    for (int rep = 0; rep < REPEAT; rep++) {
+        t0 = now();
+        for (unsigned i = 0; i < lookups; i++)
+            sink += (uintptr_t)flatview_lookup(fv, addr[i & (NADDR - 1)]);
+        double t = (now() - t0) / lookups;
+        t_lookup = t < t_lookup ? t : t_lookup;
+    }
     flatview_unref(fv);
 
-    const unsigned reads = 2000000;
     uint32_t v;
-    t0 = now();
-    for (unsigned i = 0; i < reads; i++) {
-        address_space_read(b.as, ioaddr[i % nio], &v, 4);
-        sink += v;
+    for (int rep = 0; rep < REPEAT; rep++) {
+        t0 = now();
+        for (unsigned i = 0; i < reads; i++) {
+            address_space_read(b.as, ioaddr[i % nio], &v, 4);
+            sink += v;
+        }
+        double t = (now() - t0) / reads;
+        t_read = t < t_read ? t : t_read;
     }
-    double t_read = (now() - t0) / reads;
 
     printf("%8zu %8zu %9.1f %11.2f %10.2f %9.1f %10.0f %10.1f %11.2f\n", b.n, nranges,
            t_build * 1e3, t_full * 1e3, t_check * 1e3, t_toggle * 1e6, t_full / t_toggle,
@@ -275,7 +298,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    printf("strata FlatView benchmark (one address space; times per operation)\n");
+    printf("strata FlatView benchmark (one address space; per operation, best of %d runs)\n",
+           REPEAT);
     printf("full   = address_space_new on the built tree (first render)\n");
     printf("check  = memory_context_check_flatviews (re-render from scratch + compare)\n");
     printf("toggle = set_enabled(false|true) on one random leaf, one commit each\n");
