@@ -116,12 +116,24 @@ static unsigned impl_unit(const MemoryRegion *mr, unsigned size)
     return u;
 }
 
-/* A unit at a that does not run past the region's end (down to impl.min). */
-static unsigned unit_within(const MemoryRegion *mr, Int128 a, unsigned u)
+/*
+ * The next callback for the bytes [a, end) of an access: the largest unit
+ * up to `u` that is naturally aligned (unless impl.unaligned) and stays
+ * inside both the access and the region; only when impl.min forbids
+ * anything smaller is the unit widened (*base moves down to its aligned
+ * start, and the unit may cover bytes outside the access).
+ */
+static unsigned next_piece(const MemoryRegion *mr, Int128 a, Int128 end, unsigned u,
+                           Int128 *base)
 {
     unsigned min = mr->ops->impl.min_access_size ? mr->ops->impl.min_access_size : 1;
-    while (u > min && a + u > mr->size) {
+    bool unaligned = mr->ops->impl.unaligned;
+    while (u > min && ((!unaligned && (a & (u - 1))) || a + u > end || a + u > mr->size)) {
         u >>= 1;
+    }
+    *base = a;
+    if (!unaligned && (a & (u - 1))) {
+        *base = a & ~(Int128)(u - 1);
     }
     return u;
 }
@@ -136,17 +148,18 @@ static void io_read_bytes(MemoryRegion *mr, uint64_t addr, uint8_t *b, unsigned 
         return;
     }
     /* 128-bit arithmetic: the access may end exactly at 2^64 */
-    Int128 start = mr->ops->impl.unaligned ? addr : addr & ~(uint64_t)(u - 1);
     Int128 end = (Int128)addr + size;
-    for (Int128 a = start; a < end; a += u) {
+    for (Int128 a = addr; a < end;) {
+        Int128 base;
+        unsigned n = next_piece(mr, a, end, u, &base);
         uint8_t tmp[8];
-        u = unit_within(mr, a, u);
-        dev_to_bytes(mr, tmp, u, call_read(mr, (uint64_t)a, u));
-        for (unsigned j = 0; j < u; j++) {
-            if (a + j >= addr && a + j < end) {
-                b[(size_t)(a + j - addr)] = tmp[j];
+        dev_to_bytes(mr, tmp, n, call_read(mr, (uint64_t)base, n));
+        for (unsigned j = 0; j < n; j++) {
+            if (base + j >= addr && base + j < end) {
+                b[(size_t)(base + j - addr)] = tmp[j];
             }
         }
+        a = base + n;
     }
 }
 
@@ -158,22 +171,22 @@ static void io_write_bytes(MemoryRegion *mr, uint64_t addr, const uint8_t *b, un
         call_write(mr, addr, bytes_to_dev(mr, b, size), size);
         return;
     }
-    Int128 start = mr->ops->impl.unaligned ? addr : addr & ~(uint64_t)(u - 1);
     Int128 end = (Int128)addr + size;
-    for (Int128 a = start; a < end; a += u) {
+    for (Int128 a = addr; a < end;) {
+        Int128 base;
+        unsigned n = next_piece(mr, a, end, u, &base);
         uint8_t tmp[8];
-        u = unit_within(mr, a, u);
-        bool partial = a < addr || a + u > end;
-        if (partial) {
-            /* widened: merge with what the device holds (read-modify-write) */
-            dev_to_bytes(mr, tmp, u, call_read(mr, (uint64_t)a, u));
+        if (base < addr || base + n > end) {
+            /* widened to impl.min: merge with what the device holds */
+            dev_to_bytes(mr, tmp, n, call_read(mr, (uint64_t)base, n));
         }
-        for (unsigned j = 0; j < u; j++) {
-            if (a + j >= addr && a + j < end) {
-                tmp[j] = b[(size_t)(a + j - addr)];
+        for (unsigned j = 0; j < n; j++) {
+            if (base + j >= addr && base + j < end) {
+                tmp[j] = b[(size_t)(base + j - addr)];
             }
         }
-        call_write(mr, (uint64_t)a, bytes_to_dev(mr, tmp, u), u);
+        call_write(mr, (uint64_t)base, bytes_to_dev(mr, tmp, n), n);
+        a = base + n;
     }
 }
 

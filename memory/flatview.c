@@ -975,14 +975,8 @@ void address_space_destroy(AddressSpace *as)
             break;
         }
     }
-    /* windows keyed by this root may now be stale: drop them all safely */
-    size_t k = 0;
-    for (size_t i = 0; i < ctx->nr_windows; i++) {
-        if (ctx->windows[i].key != as->root) {
-            ctx->windows[k++] = ctx->windows[i];
-        }
-    }
-    ctx->nr_windows = k;
+    /* pending windows keyed by its root stay: another address space may
+     * share that root, and unmatched windows are ignored at commit */
     flatview_unref(as->current);
     pthread_mutex_destroy(&as->lock);
     free(as->ioeventfds);

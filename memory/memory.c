@@ -337,6 +337,13 @@ int memory_region_destroy(MemoryRegion *mr)
         return mem_error(ctx, -EBUSY, "destroy '%s': still contains '%s'",
                          nm(mr), nm(mr->subregions[0]));
     }
+    for (size_t i = 0; i < ctx->nr_as; i++) {
+        if (ctx->as[i]->current && ctx->as[i]->current->root == mr) {
+            return mem_error(ctx, -EBUSY, "destroy '%s': address space '%s' is still rendered"
+                             " from it until the open transaction commits", nm(mr),
+                             ctx->as[i]->name);
+        }
+    }
     if (mr->nr_mappings) {
         return mem_error(ctx, -EBUSY,
                          "destroy '%s': still visible until the open transaction commits", nm(mr));
@@ -800,6 +807,14 @@ AddressSpace *address_space_new(MemoryContext *ctx, MemoryRegion *root, const ch
     as->root = root;
     pthread_mutex_init(&as->lock, NULL);
     as->needs_full = true;
+    /* empty until the (outermost) commit renders it */
+    if (!(as->current = flatview_new(NULL))) {
+        pthread_mutex_destroy(&as->lock);
+        free(as->name);
+        free(as);
+        mem_error(ctx, -ENOMEM, "address space '%s': out of memory", name ? name : "");
+        return NULL;
+    }
     ctx->as[ctx->nr_as++] = as;
     mem_schedule_commit(ctx);
     return as;
