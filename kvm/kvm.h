@@ -225,6 +225,9 @@ int kvm_vcpu_fd(const KvmVcpu *vcpu);
 /* The vCPU's mmap()ed struct kvm_run (valid until kvm_vm_destroy). */
 struct kvm_run *kvm_vcpu_run_struct(KvmVcpu *vcpu);
 
+/* Kernel thread id of the vCPU's thread once kvm_vm_start returned, else 0. */
+int kvm_vcpu_thread_id(const KvmVcpu *vcpu);
+
 /* Owning VM. */
 KvmVm *kvm_vcpu_vm(const KvmVcpu *vcpu);
 

@@ -77,6 +77,7 @@ struct KvmVcpu {
     struct kvm_run *run;
     size_t mmap_size;
     pthread_t thread;               /* valid while state != IDLE or threaded */
+    int tid;                        /* kernel thread id of its thread (atomic), 0 before */
     bool threaded;                  /* has a thread from kvm_vm_start */
     bool joined;
     KvmVcpuState state;             /* under vm->lock */

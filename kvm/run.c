@@ -12,6 +12,8 @@
  * KVM_RUN, so a pause either parks it there or makes KVM_RUN return at once.
  */
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,6 +386,10 @@ static void *vcpu_thread(void *arg)
     sigaddset(&set, SIGABRT);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     tls_vcpu = v;
+    pthread_mutex_lock(&v->vm->lock);
+    __atomic_store_n(&v->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&v->vm->cond);
+    pthread_mutex_unlock(&v->vm->lock);
     for (;;) {
         ExitErr err = { "" };
         KvmVmEnd end;
@@ -397,6 +403,11 @@ static void *vcpu_thread(void *arg)
     }
     set_state(v, VCPU_IDLE);
     return NULL;
+}
+
+int kvm_vcpu_thread_id(const KvmVcpu *vcpu)
+{
+    return __atomic_load_n(&vcpu->tid, __ATOMIC_ACQUIRE);
 }
 
 int kvm_vm_start(KvmVm *vm)
@@ -425,6 +436,12 @@ int kvm_vm_start(KvmVm *vm)
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* return once every started thread has published its id */
+    for (unsigned i = 0; r == 0 && i < vm->nvcpus; i++) {
+        while (!__atomic_load_n(&vm->vcpus[i]->tid, __ATOMIC_ACQUIRE)) {
+            pthread_cond_wait(&vm->cond, &vm->lock);
+        }
+    }
     pthread_mutex_unlock(&vm->lock);
     if (r < 0) {
         kvm_vm_error(vm, "vCPU thread: pthread_create: %s", strerror(-r));

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* QMP commands of strata (the table in vmm.h). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,50 +80,10 @@ void vmm_request_quit(Vmm *v)
     kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "quit");
 }
 
-static void task_comm(pid_t tid, char *buf, size_t len)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
-    buf[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    if (!fgets(buf, (int)len, f))
-        buf[0] = 0;
-    fclose(f);
-}
-
 pid_t vmm_vcpu_tid(Vmm *v)
 {
-    if (v->vcpu_tid)
-        return v->vcpu_tid;
-    /* kvm/ does not tell its threads' ids: the vCPU thread is the one of
-     * ours (same name as the main thread; KVM's own workers such as
-     * kvm-nx-lpage-recovery also show up in the task list) that is neither
-     * the main nor the waiter thread. */
-    char main_comm[32], comm[32];
-    task_comm(v->main_tid, main_comm, sizeof(main_comm));
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return 0;
-    struct dirent *e;
-    pid_t found = 0;
-    unsigned others = 0;
-    pid_t waiter = __atomic_load_n(&v->waiter_tid, __ATOMIC_SEQ_CST);
-    while ((e = readdir(d))) {
-        pid_t t = (pid_t)atoi(e->d_name);
-        if (t <= 0 || t == v->main_tid || t == waiter)
-            continue;
-        task_comm(t, comm, sizeof(comm));
-        if (strcmp(comm, main_comm))
-            continue;
-        found = t;
-        others++;
-    }
-    closedir(d);
-    if (others == 1 && waiter && v->state != RUN_STATE_SHUTDOWN)
-        v->vcpu_tid = found;
-    return v->vcpu_tid;
+    KvmVcpu *cpu = v->m.vm ? kvm_vm_vcpu(v->m.vm, 0) : NULL;
+    return cpu ? (pid_t)kvm_vcpu_thread_id(cpu) : 0;
 }
 
 /* ---- handlers ------------------------------------------------------------ */
