@@ -1,0 +1,291 @@
+#!/bin/sh
+# The e2e cases: a real Linux guest (Debian's cloud kernel + the busybox
+# initramfs from scripts/build-guest.sh) booted by `strata run`.  POSIX sh, so
+# it runs in the nested test bed's busybox (L1) and on a host whose KVM boots
+# Linux alike.  Driven by tests/e2e/run.sh, which sets:
+#   STRATA     the strata program (or a stand-in speaking its CLI)
+#   GUEST_DIR  bzImage, vmlinux, initramfs.cpio.gz
+#   DATA       files the driver prepared (disk.img, the kvm-tier binaries)
+#   WORK       a scratch folder
+# Usage: cases.sh CASE...   Prints one line per case:
+#   E2E-RESULT <case> PASS|FAIL|SKIP <why>
+# A case whose feature strata rejects as not implemented is a SKIP naming it.
+set -u
+: "${STRATA:?}" "${GUEST_DIR:?}" "${DATA:?}" "${WORK:?}"
+VM_TIMEOUT=${E2E_VM_TIMEOUT:-180}
+PANIC_TIMEOUT=${E2E_PANIC_TIMEOUT:-90}
+BASE="console=ttyS0 quiet panic=-1"
+INITRD=$GUEST_DIR/initramfs.cpio.gz
+KERNEL=$GUEST_DIR/vmlinux
+MEM=256M
+mkdir -p "$WORK"
+
+result() { echo "E2E-RESULT $1 $2 $3"; }
+b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
+show() { sed 's/^/    | /' "$1" | tail -n 40; }
+
+# vm NAME ARGS...: runs strata with a guard timeout; output in $WORK/NAME.out,
+# exit status in VM_RC.
+vm() {
+	name=$1; shift
+	echo "  [$name] strata run $*" | cut -c1-300
+	timeout "${GUARD:-$VM_TIMEOUT}" "$STRATA" run "$@" > "$WORK/$name.raw" 2>&1 < /dev/null
+	VM_RC=$?
+	tr -d '\r' < "$WORK/$name.raw" > "$WORK/$name.out"   # the guest's tty writes CR LF
+	echo "  [$name] exit status $VM_RC"
+}
+# unsupported NAME: true (with the reason in WHY) when strata refused an option
+# it does not implement yet.
+unsupported() {
+	WHY=$(grep -iE 'not implemented|not supported|only 1 is supported|unknown option|unrecognized option' \
+		"$WORK/$1.out" | head -n1)
+	[ "$VM_RC" != 0 ] && [ "$VM_RC" != 124 ] && [ -n "$WHY" ]
+}
+# booted CASE NAME: turns the usual outcomes into SKIP/FAIL; true when the
+# case should go on judging the output.
+booted() {
+	c=$1 n=$2
+	if unsupported "$n"; then result "$c" SKIP "strata: $WHY"; return 1; fi
+	if [ "$VM_RC" = 124 ]; then
+		show "$WORK/$n.out"; result "$c" FAIL "strata still running after ${GUARD:-$VM_TIMEOUT}s (guard)"; return 1
+	fi
+	if ! grep -q '^STRATA-INIT-OK' "$WORK/$n.out"; then
+		show "$WORK/$n.out"; result "$c" FAIL "no STRATA-INIT-OK from the guest (exit status $VM_RC)"; return 1
+	fi
+	return 0
+}
+linux() { # NAME CMD [more strata options]: boots the guest running CMD
+	n=$1 cmd=$2; shift 2
+	vm "$n" --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" --serial stdio \
+		--cmdline "$BASE strata.cmd=$(b64 "$cmd")" "$@"
+}
+cmd_ok() { # NAME: the guest command ended with status 0 and strata with 0
+	grep -q '^STRATA-CMD-EXIT=0' "$WORK/$1.out" && [ "$VM_RC" = 0 ]
+}
+fail_out() { show "$WORK/$2.out"; result "$1" FAIL "$3"; }
+help_has() { "$STRATA" run --help 2>&1 | grep -q -- "$1"; }
+md5() { md5sum "$1" | cut -d' ' -f1; }
+
+# --- the bed itself: a VMM works in this KVM (kvm-tier binaries) ---
+case_kvm() {
+	if [ ! -x "$DATA/strata_kvm_selftest" ] || [ ! -f "$DATA/hello.elf" ]; then
+		result kvm SKIP "kvm-tier binaries not built (strata_kvm_selftest, hello.elf)"; return
+	fi
+	ls -l /dev/kvm
+	"$DATA/strata_kvm_selftest" > "$WORK/selftest.out" 2>&1
+	rc=$?
+	[ "$rc" = 0 ] || { fail_out kvm selftest "strata_kvm_selftest exit status $rc"; return; }
+	saved=$STRATA; STRATA=${STRATA_REAL:-$STRATA}
+	vm hello --test-device --kernel "$DATA/hello.elf"
+	STRATA=$saved
+	if [ "$VM_RC" = 0 ] && grep -q 'hello' "$WORK/hello.out"; then
+		result kvm PASS "strata_kvm_selftest and strata run --test-device hello.elf"
+	else
+		fail_out kvm hello "strata run --test-device hello.elf: exit status $VM_RC"
+	fi
+}
+
+# --- boot to the init marker, PVH vmlinux and bzImage ---
+case_boot_vmlinux() {
+	linux boot_vmlinux 'echo hello-from-l2; uname -r'
+	booted boot_vmlinux boot_vmlinux || return
+	if cmd_ok boot_vmlinux && grep -q '^hello-from-l2' "$WORK/boot_vmlinux.out"; then
+		result boot_vmlinux PASS "PVH vmlinux + initrd: init marker, command ran, exit 0"
+	else
+		fail_out boot_vmlinux boot_vmlinux "command output or exit status wrong (strata $VM_RC)"
+	fi
+}
+case_boot_bzimage() {
+	n=boot_bzimage
+	vm $n --kernel "$GUEST_DIR/bzImage" --initrd "$INITRD" --memory "$MEM" --serial stdio \
+		--cmdline "$BASE strata.cmd=$(b64 'echo hello-from-bzimage')"
+	booted $n $n || return
+	if cmd_ok $n && grep -q '^hello-from-bzimage' "$WORK/$n.out"; then
+		result $n PASS "bzImage + initrd: init marker, command ran, exit 0"
+	else
+		fail_out $n $n "command output or exit status wrong (strata $VM_RC)"
+	fi
+}
+
+# --- --cpus 2: two processors in /proc/cpuinfo ---
+case_cpus2() {
+	linux cpus2 'grep -c ^processor /proc/cpuinfo' --cpus 2
+	booted cpus2 cpus2 || return
+	if grep -q '^STRATA-INIT-OK cpus=2' "$WORK/cpus2.out" && cmd_ok cpus2; then
+		result cpus2 PASS "/proc/cpuinfo lists 2 processors"
+	else
+		fail_out cpus2 cpus2 "$(grep '^STRATA-INIT-OK' "$WORK/cpus2.out") (expected cpus=2)"
+	fi
+}
+
+# --- virtio-blk: write, power off, boot again, read back the same bytes ---
+case_blk_persist() {
+	img=$WORK/persist.img
+	cp "$DATA/disk.img" "$img"
+	before=$(md5 "$img")
+	linux blk1 'mount -t ext4 /dev/vda /mnt && cat /mnt/seed.txt &&
+dd if=/dev/urandom of=/mnt/data.bin bs=4096 count=256 2>/dev/null &&
+md5sum /mnt/data.bin && umount /mnt && echo WROTE-OK' --disk "path=$img"
+	booted blk_persist blk1 || return
+	if ! cmd_ok blk1 || ! grep -q '^WROTE-OK' "$WORK/blk1.out"; then
+		fail_out blk_persist blk1 "first boot could not mount/write /dev/vda"; return
+	fi
+	grep -q '^strata-e2e-seed' "$WORK/blk1.out" ||
+		{ fail_out blk_persist blk1 "seed.txt from mkfs.ext4 -d not read back"; return; }
+	sum1=$(sed -n 's|^\([0-9a-f]\{32\}\)  /mnt/data.bin$|\1|p' "$WORK/blk1.out")
+	[ "$(md5 "$img")" != "$before" ] ||
+		{ result blk_persist FAIL "the image file did not change after the guest wrote"; return; }
+	linux blk2 'mount -t ext4 -o ro /dev/vda /mnt && md5sum /mnt/data.bin' --disk "path=$img"
+	booted blk_persist blk2 || return
+	sum2=$(sed -n 's|^\([0-9a-f]\{32\}\)  /mnt/data.bin$|\1|p' "$WORK/blk2.out")
+	if [ -n "$sum1" ] && [ "$sum1" = "$sum2" ] && cmd_ok blk2; then
+		result blk_persist PASS "1 MiB written, powered off, read back after a new boot: md5 $sum1"
+	else
+		fail_out blk_persist blk2 "md5 after reboot '$sum2' != written '$sum1'"
+	fi
+}
+
+# --- virtio-blk readonly=on: the guest cannot change the image ---
+case_blk_readonly() {
+	img=$WORK/ro.img
+	cp "$DATA/disk.img" "$img"
+	before=$(md5 "$img")
+	linux blkro 'echo RO=$(cat /sys/block/vda/ro); mount -t ext4 -o ro /dev/vda /mnt && cat /mnt/seed.txt; umount /mnt
+if dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>/dev/null; then echo RAW-WRITE-ACCEPTED; else echo RAW-WRITE-REFUSED; fi' \
+		--disk "path=$img,readonly=on"
+	booted blk_readonly blkro || return
+	after=$(md5 "$img")
+	if ! grep -q '^strata-e2e-seed' "$WORK/blkro.out"; then
+		fail_out blk_readonly blkro "the read-only disk could not be read"
+	elif [ "$after" != "$before" ]; then
+		fail_out blk_readonly blkro "the image changed under readonly=on"
+	elif ! grep -q '^RAW-WRITE-REFUSED' "$WORK/blkro.out"; then
+		fail_out blk_readonly blkro "a raw write to /dev/vda was accepted"
+	else
+		result blk_readonly PASS "writes refused ($(grep '^RO=' "$WORK/blkro.out")), image unchanged"
+	fi
+}
+
+# --- virtio-net: ping the host side of a TAP ---
+case_net_ping() {
+	tap=strata-e2e0
+	mac=52:54:00:e2:e2:01
+	if command -v tunctl >/dev/null 2>&1; then
+		tunctl -t $tap >/dev/null 2>&1
+	else
+		ip tuntap add dev $tap mode tap 2>/dev/null
+	fi
+	if ! ip link show $tap >/dev/null 2>&1; then
+		result net_ping SKIP "cannot create TAP $tap here (root and /dev/net/tun needed)"; return
+	fi
+	ip addr add 192.168.213.1/24 dev $tap && ip link set $tap up
+	linux net 'i=$(ls /sys/class/net | grep -v "^lo$" | head -n1); echo IF=$i MAC=$(cat /sys/class/net/$i/address)
+ip link set $i up && ip addr add 192.168.213.2/24 dev $i && ping -c 3 -W 10 192.168.213.1; echo PING-RC=$?' \
+		--net "tap=$tap,mac=$mac"
+	if command -v tunctl >/dev/null 2>&1; then tunctl -d $tap >/dev/null 2>&1; else ip link del $tap; fi
+	booted net_ping net || return
+	if ! grep -q "^IF=.* MAC=$mac" "$WORK/net.out"; then
+		fail_out net_ping net "no guest interface with MAC $mac"
+	elif grep -q '^PING-RC=0' "$WORK/net.out"; then
+		result net_ping PASS "guest pinged 192.168.213.1 on the TAP ($(grep 'packets received' "$WORK/net.out"))"
+	else
+		fail_out net_ping net "ping to the host side of the TAP failed"
+	fi
+}
+
+# --- virtio-rng feeds /dev/hwrng ---
+case_rng() {
+	extra=${E2E_RNG_ARGS-}
+	if [ -z "${E2E_RNG_ARGS+x}" ] && help_has '--rng'; then extra=--rng; fi
+	# shellcheck disable=SC2086
+	linux rng 'echo CUR=$(cat /sys/class/misc/hw_random/rng_current)
+echo HEX=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d " \n")' $extra
+	booted rng rng || return
+	hex=$(sed -n 's/^HEX=//p' "$WORK/rng.out")
+	if grep -q '^CUR=virtio_rng' "$WORK/rng.out" && [ ${#hex} = 64 ] &&
+	   [ "$hex" != 0000000000000000000000000000000000000000000000000000000000000000 ]; then
+		result rng PASS "/dev/hwrng is virtio_rng, 32 bytes read"
+	elif ! grep -q '^CUR=virtio_rng' "$WORK/rng.out" && [ -z "$extra" ]; then
+		result rng SKIP "no virtio-rng in the guest and 'strata run --help' names no --rng option"
+	else
+		fail_out rng rng "$(grep '^CUR=' "$WORK/rng.out"), HEX=$hex"
+	fi
+}
+
+# --- reboot ends strata with status 0 ---
+case_reboot() {
+	linux reboot 'echo rebooting; reboot -f'
+	booted reboot reboot || return
+	if [ "$VM_RC" = 0 ] && grep -q '^rebooting' "$WORK/reboot.out"; then
+		result reboot PASS "guest reboot: strata exit status 0"
+	else
+		fail_out reboot reboot "guest reboot: strata exit status $VM_RC (expected 0)"
+	fi
+}
+
+# --- a guest panic ends strata non-zero, saying so ---
+case_panic() {
+	n=panic
+	GUARD=$PANIC_TIMEOUT
+	vm $n --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" --serial stdio \
+		--cmdline "console=ttyS0 quiet strata.cmd=$(b64 'echo c > /proc/sysrq-trigger')"
+	unset GUARD
+	booted panic $n || return
+	if [ "$VM_RC" = 124 ]; then
+		fail_out panic $n "strata still running ${PANIC_TIMEOUT}s after the guest panicked"
+	elif [ "$VM_RC" != 0 ] && grep -v '^\[' "$WORK/$n.out" | grep -qi 'panic'; then
+		result panic PASS "exit status $VM_RC: $(grep -v '^\[' "$WORK/$n.out" | grep -i panic | head -n1)"
+	else
+		fail_out panic $n "guest panic: strata exit status $VM_RC, no message of its own naming the panic"
+	fi
+}
+
+# --- info mtree of the running machine: RAM, virtio-mmio, serial ---
+case_mtree() {
+	n=mtree sock=$WORK/qmp.sock
+	rm -f "$sock"
+	cp "$DATA/disk.img" "$WORK/mtree.img"
+	: > "$WORK/$n.out"
+	timeout "$VM_TIMEOUT" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--serial stdio --api-socket "$sock" --disk "path=$WORK/mtree.img,readonly=on" \
+		--cmdline "$BASE strata.cmd=$(b64 'sleep 600')" > "$WORK/$n.out" 2>&1 < /dev/null &
+	pid=$!
+	i=0
+	while [ $i -lt "$VM_TIMEOUT" ] && kill -0 $pid 2>/dev/null &&
+	      ! grep -q '^STRATA-INIT-OK' "$WORK/$n.out"; do
+		sleep 1; i=$((i + 1))
+	done
+	if ! kill -0 $pid 2>/dev/null; then
+		wait $pid; VM_RC=$?
+		booted mtree $n || return
+		fail_out mtree $n "strata ended (status $VM_RC) before info mtree"; return
+	fi
+	"$STRATA" ctl --api-socket "$sock" hmp 'info mtree' > "$WORK/mtree-info.txt" 2>&1
+	crc=$?
+	"$STRATA" ctl --api-socket "$sock" quit > /dev/null 2>&1 || kill $pid
+	wait $pid
+	VM_RC=$?
+	tr -d '\r' < "$WORK/$n.out" > "$WORK/$n.txt" && mv "$WORK/$n.txt" "$WORK/$n.out"
+	booted mtree $n || return
+	sed 's/^/    /' "$WORK/mtree-info.txt" | head -n 60
+	miss=
+	grep -qiE '\(prio [0-9-]+, ram\)' "$WORK/mtree-info.txt" || miss="$miss RAM"
+	grep -qi 'virtio' "$WORK/mtree-info.txt" || miss="$miss virtio-mmio"
+	grep -qiE 'serial|uart|03f8-' "$WORK/mtree-info.txt" || miss="$miss serial"
+	if [ "$crc" != 0 ]; then
+		result mtree FAIL "strata ctl hmp 'info mtree' exit status $crc"
+	elif [ -n "$miss" ]; then
+		result mtree FAIL "info mtree lacks:$miss"
+	else
+		result mtree PASS "info mtree shows RAM, virtio-mmio regions and the serial port"
+	fi
+}
+
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree"
+[ $# -gt 0 ] || set -- $ALL
+for c in "$@"; do
+	case " $ALL " in
+	*" $c "*) echo "== e2e case $c"; "case_$c" ;;
+	*) result "$c" FAIL "no such case (cases: $ALL)" ;;
+	esac
+done
