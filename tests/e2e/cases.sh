@@ -12,7 +12,7 @@
 # A case whose feature strata rejects as not implemented is a SKIP naming it.
 set -u
 : "${STRATA:?}" "${GUEST_DIR:?}" "${DATA:?}" "${WORK:?}"
-VM_TIMEOUT=${E2E_VM_TIMEOUT:-180}
+VM_TIMEOUT=${E2E_VM_TIMEOUT:-120}
 PANIC_TIMEOUT=${E2E_PANIC_TIMEOUT:-90}
 BASE="console=ttyS0 quiet panic=-1"
 INITRD=$GUEST_DIR/initramfs.cpio.gz
