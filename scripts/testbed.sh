@@ -142,7 +142,7 @@ while IFS= read -r line || [ -n "$line" ]; do
   case "$state:$line" in
     boot:STRATA-BED-UP*) up=$line ;;
     boot:STRATA-BED-BEGIN-"$NONCE") state=run ;;
-    run:STRATA-BED-EXIT-"$NONCE"=*) rc=${line##*=}; state=done ;;
+    run:STRATA-BED-EXIT-"$NONCE"=*) rc=${line##*=}; state=finished ;;
     run:*) printf '%s\n' "$line" ;;
   esac
 done < "$RUN/out"

@@ -29,7 +29,7 @@ ip link set lo up 2>/dev/null
 [ -e /dev/kvm ] || echo "STRATA-BED-WARN: no /dev/kvm after loading kvm-amd"
 echo "STRATA-BED-UP uptime=$(cut -d' ' -f1 /proc/uptime)"
 
-cd /bed
+cd /bed || exit 1
 if [ "$shell" = 1 ]; then
 	[ -f /bed/run.sh ] && sh /bed/run.sh
 	setsid cttyhack sh

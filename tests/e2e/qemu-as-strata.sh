@@ -9,7 +9,7 @@ if [ "${1:-}" != run ]; then echo "qemu-as-strata: only run and ctl" >&2; exit 1
 shift
 [ "${1:-}" = --help ] && { echo "qemu-as-strata: strata's run options, on QEMU microvm"; exit 0; }
 set -- "$@" --end
-kernel= initrd= cmdline= mem=256M cpus=1 ndisk=0 nnet=0
+kernel='' initrd='' cmdline='' mem=256M cpus=1 ndisk=0 nnet=0
 while [ "$1" != --end ]; do
 	o=$1; shift
 	case "$o" in
@@ -21,14 +21,14 @@ while [ "$1" != --end ]; do
 	--serial) [ "$1" = stdio ] || { echo "qemu-as-strata: --serial $1: only stdio" >&2; exit 1; }; shift ;;
 	--api-socket) set -- "$@" -qmp "unix:$1,server=on,wait=off"; shift ;;
 	--disk)
-		path= ro=
+		path='' ro=''
 		for kv in $(echo "$1" | tr ',' ' '); do
 			case "$kv" in path=*) path=${kv#path=} ;; readonly=on) ro=,readonly=on ;; esac
 		done
 		set -- "$@" -drive "id=d$ndisk,file=$path,format=raw,if=none$ro" -device "virtio-blk-device,drive=d$ndisk"
 		ndisk=$((ndisk + 1)); shift ;;
 	--net)
-		tap= mac=
+		tap='' mac=''
 		for kv in $(echo "$1" | tr ',' ' '); do
 			case "$kv" in tap=*) tap=${kv#tap=} ;; mac=*) mac=,mac=${kv#mac=} ;; esac
 		done

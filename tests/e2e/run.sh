@@ -34,7 +34,7 @@ CASES=("$@")
 # QEMU's microvm has no panic device the guest finds, so the panic case only
 # hangs there: the stand-in run leaves it out unless asked for by name.
 if [ "$VMM" = qemu ] && [ ${#CASES[@]} -eq 0 ]; then
-  CASES=($(sed -n 's/^ALL="\(.*\)"$/\1/p' "$REPO/tests/e2e/cases.sh" | tr ' ' '\n' | grep -vx panic))
+  mapfile -t CASES < <(sed -n 's/^ALL="\(.*\)"$/\1/p' "$REPO/tests/e2e/cases.sh" | tr ' ' '\n' | grep -vx panic)
 fi
 skip() { echo "e2e: SKIP: $*"; exit 77; }
 
