@@ -151,6 +151,9 @@ static void sleep_write(void *opaque, uint64_t addr, uint64_t data, unsigned siz
     pthread_mutex_lock(&s->lock);
     if (addr == 1) {
         s->sleep_status &= (uint8_t)~(v & WAK_STS);     /* write 1 to clear */
+    } else if (addr == ACPI_RESET_REG_OFFSET) {
+        if (v == ACPI_RESET_VALUE)
+            fire(s, POWER_RESET);
     } else if ((v & SLP_EN) && ((v >> 2) & 7) == ACPI_SLEEP_TYPE_S5) {
         fire(s, POWER_OFF);
     }
@@ -185,7 +188,7 @@ int i8042_init(I8042State *s, MemoryContext *ctx, PowerEventFn fn, void *opaque)
         goto fail0;
     if ((r = memory_region_init_io(&s->cmd_io, ctx, &cmd_ops, s, "i8042-cmd", 1)) < 0)
         goto fail1;
-    if ((r = memory_region_init_io(&s->sleep_io, ctx, &sleep_ops, s, "acpi-sleep", 2)) < 0)
+    if ((r = memory_region_init_io(&s->sleep_io, ctx, &sleep_ops, s, "acpi-sleep", 3)) < 0)
         goto fail2;
     s->initialized = true;
     i8042_reset(s);

@@ -26,6 +26,8 @@
 #define I8042_STATE_MAGIC 0x32343038u       /* "8042" */
 #define I8042_STATE_VERSION 1
 #define ACPI_SLEEP_TYPE_S5 5
+#define ACPI_RESET_REG_OFFSET 2    /* reset register: sleep port + 2 */
+#define ACPI_RESET_VALUE 0x42
 
 typedef enum PowerEvent { POWER_RESET = 1, POWER_OFF = 2 } PowerEvent;
 typedef void (*PowerEventFn)(void *opaque, PowerEvent ev);

@@ -205,6 +205,24 @@ static void aml_device_serial(AmlBuf *a, uint16_t port, uint8_t irq)
     aml_close(a, m);
 }
 
+static void aml_device_pvpanic(AmlBuf *a, uint16_t port)
+{
+    aml_byte(a, AML_EXT);
+    aml_byte(a, AML_DEVICE);
+    size_t m = aml_open(a);
+    aml_name(a, "PEVT");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "_HID");
+    aml_string(a, "QEMU0001");
+    uint8_t crs[] = {
+        0x47, 0x01, (uint8_t)port, (uint8_t)(port >> 8), (uint8_t)port, (uint8_t)(port >> 8),
+        0x01, 0x01,                                     /* IO(Decode16, port, port, 1, 1) */
+        0x79, 0x00,                                     /* EndTag */
+    };
+    aml_name_buffer(a, "_CRS", crs, sizeof(crs));
+    aml_close(a, m);
+}
+
 static void aml_device_virtio(AmlBuf *a, unsigned idx, const AcpiVirtio *v)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -293,6 +311,7 @@ static void gas_io8(uint8_t *p, uint16_t port)
 
 #define FADT_LEN 276
 #define FADT_HW_REDUCED (1u << 20)
+#define FADT_RESET_REG_SUP (1u << 10)
 #define BOOT_ARCH_NO_VGA (1u << 2)
 #define BOOT_ARCH_NO_CMOS (1u << 5)
 
@@ -329,6 +348,8 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
     aml_name(&a, "\\_SB_");
     if (c->serial)
         aml_device_serial(&a, c->serial_port, c->serial_irq);
+    if (c->pvpanic_port)
+        aml_device_pvpanic(&a, c->pvpanic_port);
     for (unsigned i = 0; i < c->nvirtio; i++)
         aml_device_virtio(&a, i, &c->virtio[i]);
     aml_close(&a, m);
@@ -386,12 +407,16 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
     header(t, "FACP", 6);
     put32(t + 40, (uint32_t)(gpa + dsdt));
     put16(t + 109, BOOT_ARCH_NO_VGA | BOOT_ARCH_NO_CMOS);
-    put32(t + 112, FADT_HW_REDUCED);
+    put32(t + 112, FADT_HW_REDUCED | (c->sleep_port ? FADT_RESET_REG_SUP : 0));
     t[131] = 0;                         /* minor version */
     put64(t + 140, gpa + dsdt);         /* X_DSDT */
     if (c->sleep_port) {
         gas_io8(t + 244, c->sleep_port);
         gas_io8(t + 256, (uint16_t)(c->sleep_port + 1));
+        /* reset register: the byte after the sleep pair (a hardware-reduced
+         * guest resets through it before trying the i8042) */
+        gas_io8(t + 116, (uint16_t)(c->sleep_port + ACPI_FADT_RESET_OFFSET));
+        t[128] = ACPI_FADT_RESET_VALUE;
     }
     memcpy(t + 268, "STRATAVM", 8);     /* hypervisor vendor identity */
     finish(t, FADT_LEN);

@@ -15,6 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The FADT reset register: sleep port + 2, value 0x42 (devices/i8042.c
+ * implements it; vmm/machine.c checks the two agree). */
+#define ACPI_FADT_RESET_OFFSET 2
+#define ACPI_FADT_RESET_VALUE 0x42
+
 #define ACPI_TABLES_ADDR 0xe0000ull     /* RSDP first; inside the BIOS area Linux scans */
 #define ACPI_TABLES_MAX  0x10000ull
 #define ACPI_MAX_CPUS    255
@@ -35,6 +40,7 @@ typedef struct AcpiConfig {
     uint8_t serial_irq;
     uint16_t sleep_port;        /* 0: no sleep registers (no ACPI poweroff); else
                                  * control at sleep_port, status at sleep_port + 1 */
+    uint16_t pvpanic_port;      /* 0: none; else a pvpanic device (QEMU0001) there */
     unsigned nvirtio;
     AcpiVirtio virtio[ACPI_MAX_VIRTIO];
 } AcpiConfig;

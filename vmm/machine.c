@@ -22,6 +22,10 @@ const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
 };
 
 #define MAX_INITRD (1ull << 30)
+
+_Static_assert(ACPI_FADT_RESET_OFFSET == ACPI_RESET_REG_OFFSET &&
+               ACPI_FADT_RESET_VALUE == ACPI_RESET_VALUE,
+               "the FADT must describe the reset register devices/i8042.c implements");
 #define MSR_IA32_MISC_ENABLE 0x1a0
 #define MSR_MTRR_DEF_TYPE 0x2ff
 
@@ -31,6 +35,16 @@ static void power_event(void *opaque, PowerEvent ev)
     Machine *m = opaque;
     kvm_vm_request_end(m->vm, KVM_END_REQUESTED, 0,
                        ev == POWER_RESET ? "guest reboot" : "guest poweroff");
+}
+
+/* The guest kernel panicked (pvpanic): end the VM; strata exits non-zero. */
+static void guest_panic(void *opaque, uint8_t events)
+{
+    Machine *m = opaque;
+    if (!(events & PVPANIC_PANICKED))
+        return;
+    __atomic_store_n(&m->guest_panicked, 1, __ATOMIC_SEQ_CST);
+    kvm_vm_request_end(m->vm, KVM_END_REQUESTED, 0, "guest kernel panic");
 }
 
 static void testdev_exit(void *opaque, uint32_t code)
@@ -126,6 +140,12 @@ static int build_memory(Machine *m)
         (r = memory_region_add_subregion(&m->io, MACHINE_SLEEP_PORT, i8042_sleep_region(&m->i8042))) < 0)
         return fail(m, "mapping the i8042", r);
     m->i8042_mapped = true;
+    if ((r = pvpanic_init(&m->pvpanic, ctx, guest_panic, m)) < 0)
+        return fail(m, "pvpanic", r);
+    m->have_pvpanic = true;
+    if ((r = memory_region_add_subregion(&m->io, PVPANIC_PORT, &m->pvpanic.io)) < 0)
+        return fail(m, "mapping pvpanic", r);
+    m->pvpanic_mapped = true;
     if (cfg->serial != SERIAL_NONE) {
         IrqLine line;
         if ((r = kvm_vm_irq_line(m->vm, MACHINE_SERIAL_IRQ, &line)) < 0)
@@ -169,17 +189,22 @@ int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t
     return 0;
 }
 
-/* The kernel command line: --cmdline, plus virtio_mmio.device= entries when
+/* The kernel command line: --cmdline, plus `reboot=k` unless it chooses a
+ * reboot method (Debian's kernel hangs in its default restart path here; the
+ * i8042 reset ends strata cleanly), plus virtio_mmio.device= entries when
  * ACPI is off (the DSDT describes the devices otherwise).  malloc()ed. */
 static char *build_cmdline(const Machine *m)
 {
     const char *base = m->cfg->cmdline ? m->cfg->cmdline : "";
     bool acpi_off = strstr(base, "acpi=off") != NULL;
-    size_t cap = strlen(base) + 1 + (acpi_off ? m->nvirtio * 64 : 0);
+    bool reboot_set = !strncmp(base, "reboot=", 7) || strstr(base, " reboot=") != NULL;
+    size_t cap = strlen(base) + 16 + (acpi_off ? m->nvirtio * 64 : 0);
     char *s = malloc(cap);
     if (!s)
         return NULL;
     size_t n = (size_t)snprintf(s, cap, "%s", base);
+    if (!reboot_set)
+        n += (size_t)snprintf(s + n, cap - n, "%sreboot=k", n ? " " : "");
     for (unsigned i = 0; acpi_off && i < m->nvirtio && n < cap; i++)
         n += (size_t)snprintf(s + n, cap - n, "%svirtio_mmio.device=%u@0x%llx:%u",
                               n ? " " : "", MACHINE_VIRTIO_SIZE,
@@ -198,6 +223,7 @@ static int write_acpi(Machine *m, char *err, size_t errlen)
     ac.serial_port = MACHINE_SERIAL_PORT;
     ac.serial_irq = MACHINE_SERIAL_IRQ;
     ac.sleep_port = MACHINE_SLEEP_PORT;
+    ac.pvpanic_port = m->have_pvpanic ? PVPANIC_PORT : 0;
     ac.nvirtio = m->nvirtio;
     for (unsigned i = 0; i < m->nvirtio; i++)
         ac.virtio[i] = (AcpiVirtio){ m->virtio[i].base, MACHINE_VIRTIO_SIZE, m->virtio[i].gsi };
@@ -486,6 +512,9 @@ int machine_reset(Machine *m, char *err, size_t errlen)
         testdev_reset(&m->testdev);
     if (m->have_i8042)
         i8042_reset(&m->i8042);
+    if (m->have_pvpanic)
+        pvpanic_reset(&m->pvpanic);
+    m->guest_panicked = 0;
     /* vCPU 0 restarts at the entry; the others wait for INIT/SIPI again. */
     for (unsigned i = 1; i < m->ncpus; i++) {
         struct kvm_mp_state mp = { KVM_MP_STATE_UNINITIALIZED };
@@ -512,6 +541,14 @@ void machine_destroy(Machine *m)
     for (unsigned i = 0; i < m->nvirtio; i++)
         memory_region_del_subregion(&m->system, m->virtio[i].mr);
     machine_virtio_free(m);
+    if (m->pvpanic_mapped) {
+        memory_region_del_subregion(&m->io, &m->pvpanic.io);
+        m->pvpanic_mapped = false;
+    }
+    if (m->have_pvpanic) {
+        pvpanic_destroy(&m->pvpanic);
+        m->have_pvpanic = false;
+    }
     if (m->i8042_mapped) {
         memory_region_del_subregion(&m->io, i8042_data_region(&m->i8042));
         memory_region_del_subregion(&m->io, i8042_cmd_region(&m->i8042));

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "devices/i8042.h"
+#include "devices/pvpanic.h"
 #include "devices/serial.h"
 #include "devices/testdev.h"
 #include "kvm/kvm.h"
@@ -87,6 +88,9 @@ typedef struct Machine {
     size_t initrd_len;
     I8042State i8042;
     bool have_i8042, i8042_mapped;
+    PvpanicState pvpanic;           /* "pvpanic" at PVPANIC_PORT */
+    bool have_pvpanic, pvpanic_mapped;
+    volatile int guest_panicked;    /* set by pvpanic (vCPU thread) */
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
     struct MachineVirtioDevs *virtio_devs;  /* --disk/--net/--rng (machine-virtio.c) */

@@ -58,7 +58,11 @@ static void on_end(EvSource *src, uint32_t events)
     } else {
         switch (e->reason) {
         case KVM_END_REQUESTED:
-            if (e->code == 0) {
+            if (__atomic_load_n(&v->m.guest_panicked, __ATOMIC_SEQ_CST)) {
+                fprintf(stderr, "strata: the guest kernel panicked (reported through pvpanic)\n");
+                reason = "guest-panic";
+                v->exit_status = EXIT_GUEST_CRASHED;
+            } else if (e->code == 0) {
                 v->exit_status = EXIT_CLEAN;
             } else {
                 fprintf(stderr, "strata: guest exited with code %d (0x%x)\n", e->code,

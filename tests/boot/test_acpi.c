@@ -91,6 +91,11 @@ static void test_layout(void **state)
     assert_int_equal(fadt[245], 8);
     assert_int_equal(rd64(fadt + 248), 0x600);
     assert_int_equal(rd64(fadt + 260), 0x601);
+    /* reset register: SystemIO 0x602, value 0x42, flag RESET_REG_SUP */
+    assert_true(rd32(fadt + 112) & (1u << 10));
+    assert_int_equal(fadt[116], 1);
+    assert_int_equal(rd64(fadt + 120), 0x602);
+    assert_int_equal(fadt[128], 0x42);
     /* MADT: 4 local APICs with ids 0..3, an IOAPIC, the IRQ0 override */
     uint32_t mlen = rd32(madt + 4);
     assert_int_equal(rd32(madt + 36), 0xfee00000u);

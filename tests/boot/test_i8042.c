@@ -117,6 +117,16 @@ static void test_sleep(void **state)
     assert_int_equal(in8(f, 0x601), 0);
 }
 
+static void test_acpi_reset_reg(void **state)
+{
+    Fixture *f = *state;
+    out8(f, 0x602, 0x41);                       /* wrong value: ignored */
+    assert_int_equal(f->resets, 0);
+    out8(f, 0x602, 0x42);
+    assert_int_equal(f->resets, 1);
+    assert_int_equal(f->poweroffs, 0);
+}
+
 static void test_save_load(void **state)
 {
     Fixture *f = *state;
@@ -150,6 +160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_fe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_output_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self_test_and_cmd_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acpi_reset_reg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
     };

@@ -233,7 +233,7 @@ uint64_t read_counter(QClient *c)
 char *expected_mtree(unsigned flags)
 {
     MemoryContext *ctx = memory_context_new();
-    MemoryRegion sys, io, ram, below, td, ser, kbd_data, kbd_cmd, sleep;
+    MemoryRegion sys, io, ram, below, td, ser, kbd_data, kbd_cmd, sleep, panic;
     memory_region_init(&sys, ctx, "system", UINT64_MAX);
     memory_region_init(&io, ctx, "io", 0x10000);
     memory_region_init_ram(&ram, ctx, NULL, "microvm.ram", 256ull << 20);
@@ -248,13 +248,17 @@ char *expected_mtree(unsigned flags)
     memory_region_add_subregion(&io, 0x60, &kbd_data);
     memory_region_init_io(&kbd_cmd, ctx, NULL, NULL, "i8042-cmd", 1);
     memory_region_add_subregion(&io, 0x64, &kbd_cmd);
-    memory_region_init_io(&sleep, ctx, NULL, NULL, "acpi-sleep", 2);
+    memory_region_init_io(&sleep, ctx, NULL, NULL, "acpi-sleep", 3);
     memory_region_add_subregion(&io, 0x600, &sleep);
+    memory_region_init_io(&panic, ctx, NULL, NULL, "pvpanic", 1);     /* devices/pvpanic.h */
+    memory_region_add_subregion(&io, 0x505, &panic);
     AddressSpace *mas = address_space_new(ctx, &sys, "memory");
     AddressSpace *ias = address_space_new(ctx, &io, "I/O");
     char *s = mtree_info_str(ctx, flags);
     address_space_destroy(mas);
     address_space_destroy(ias);
+    memory_region_del_subregion(&io, &panic);
+    memory_region_destroy(&panic);
     memory_region_del_subregion(&io, &sleep);
     memory_region_del_subregion(&io, &kbd_cmd);
     memory_region_del_subregion(&io, &kbd_data);

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pvpanic device (one byte of port I/O, ACPI id QEMU0001): a guest
+ * kernel that finds it writes PVPANIC_PANICKED to it when it panics, so the
+ * VMM can stop and say so instead of leaving a dead guest running.  Reads
+ * return the events the device supports.
+ */
+#ifndef STRATA_DEVICES_PVPANIC_H
+#define STRATA_DEVICES_PVPANIC_H
+
+#include <stdint.h>
+
+#include "memory/memory.h"
+
+#define PVPANIC_PORT 0x505
+#define PVPANIC_PANICKED (1u << 0)
+#define PVPANIC_CRASH_LOADED (1u << 1)
+
+typedef void (*PvpanicFn)(void *opaque, uint8_t events);
+
+typedef struct PvpanicState {
+    MemoryRegion io;            /* "pvpanic", 1 byte */
+    PvpanicFn fn;
+    void *opaque;
+    uint8_t events;             /* every event the guest reported (atomic) */
+} PvpanicState;
+
+/* Makes the region; fn (may be NULL) is called on the writing vCPU's thread
+ * with the events written.  0 or a negative errno. */
+int pvpanic_init(PvpanicState *s, MemoryContext *ctx, PvpanicFn fn, void *opaque);
+/* Destroys the region (it must be unmapped first). */
+void pvpanic_destroy(PvpanicState *s);
+/* Forgets the reported events (machine reset). */
+void pvpanic_reset(PvpanicState *s);
+
+#endif /* STRATA_DEVICES_PVPANIC_H */
