@@ -524,7 +524,8 @@ const char *vm_config_usage(void)
         "  --cmdline TEXT       kernel command line (e.g. console=ttyS0)\n"
         "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"
         "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
-        "                       (guest output only: input is not wired yet)\n"
+        "                       (stdio: the terminal in raw mode feeds the guest;\n"
+        "                       Ctrl-A x quits)\n"
         "  --disk path=FILE[,readonly=on]\n"
         "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
         "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
@@ -543,6 +544,7 @@ const char *vm_config_usage(void)
         "\n"
         "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
         "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
-        "3 guest crashed (triple fault) or asked for a reset; 4 KVM error;\n"
+        "3 guest crashed (triple fault, kernel panic via pvpanic) or asked for a\n"
+        "reset; 4 KVM error;\n"
         "128+N terminated by signal N.\n";
 }
