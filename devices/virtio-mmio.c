@@ -23,6 +23,10 @@ void virtio_mmio_unlock(VirtioMmio *t)
     pthread_mutex_unlock(&t->lock);
 }
 
+/* With a resampling irqfd (irq_fd >= 0) a write asserts the level line
+ * until the guest's EOI; KVM then deasserts it and signals irq_resample_fd,
+ * and resample_event asserts it again while InterruptStatus is not 0.
+ * Without one, irq.set drives the level directly. */
 static void raise_irq(VirtioMmio *t)
 {
     if (t->irq_fd >= 0) {
@@ -128,6 +132,23 @@ static void notify_inline(VirtioMmio *t, unsigned q)
     t->fv = NULL;
     for (unsigned i = 0; i < t->num_queues; i++)
         t->r.vq[i].desc_p = t->r.vq[i].avail_p = t->r.vq[i].used_p = NULL;
+}
+
+/* The guest EOIed the line (KVM deasserted it): assert it again if an
+ * interrupt is still pending. */
+static void resample_event(void *opaque, uint32_t events)
+{
+    VirtioMmio *t = opaque;
+    (void)events;
+    virtio_mmio_lock(t);
+    if (t->irq_resample_fd >= 0) {
+        uint64_t v;
+        ssize_t r = read(t->irq_resample_fd, &v, sizeof(v));
+        (void)r;
+        if (t->r.interrupt_status)
+            raise_irq(t);
+    }
+    virtio_mmio_unlock(t);
 }
 
 static void queue_event(VirtioMmio *t, unsigned q)
@@ -366,6 +387,7 @@ int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop
     for (unsigned i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++)
         t->notify_fd[i] = -1;
     t->irq_fd = -1;
+    t->irq_resample_fd = -1;
     if (num_queues == 0 || num_queues > VIRTIO_MMIO_MAX_QUEUES ||
         config_len > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG)
         return -EINVAL;
@@ -378,10 +400,6 @@ int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop
     t->config = config;
     t->config_len = config_len;
     snprintf(t->label, sizeof(t->label), "%s@0x%llx", ops->name, (unsigned long long)base);
-    if (irq) {
-        t->irq = *irq;
-        t->irq_fd = irq_line_eventfd(irq);
-    }
     pthread_mutex_init(&t->lock, NULL);
     if ((r = memory_region_init_io(&t->mr, ctx, &mmio_ops, t, ops->name, VIRTIO_MMIO_SIZE)) < 0)
         goto fail;
@@ -400,6 +418,8 @@ int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop
                 goto fail;
         }
     }
+    if (irq)
+        virtio_mmio_connect_irq(t, irq, base, true);
     return 0;
 fail:
     virtio_mmio_destroy(t);
@@ -409,8 +429,18 @@ fail:
 void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base, bool use_irqfd)
 {
     virtio_mmio_lock(t);
+    if (t->irq_resample_fd >= 0 && t->loop)
+        evloop_del(t->loop, t->irq_resample_fd);
     t->irq = *irq;
-    t->irq_fd = use_irqfd ? irq_line_eventfd(irq) : -1;
+    t->irq_fd = t->irq_resample_fd = -1;
+    if (use_irqfd && t->loop) {
+        int rfd;
+        int fd = irq_line_level_eventfd(irq, &rfd);
+        if (fd >= 0 && rfd >= 0 && evloop_add(t->loop, rfd, EPOLLIN, resample_event, t) == 0) {
+            t->irq_fd = fd;
+            t->irq_resample_fd = rfd;
+        }
+    }
     snprintf(t->label, sizeof(t->label), "%s@0x%llx", t->ops->name, (unsigned long long)base);
     virtio_mmio_unlock(t);
 }
@@ -430,6 +460,9 @@ void virtio_mmio_destroy(VirtioMmio *t)
         close(t->notify_fd[i]);
         t->notify_fd[i] = -1;
     }
+    if (t->irq_resample_fd >= 0 && t->loop)
+        evloop_del(t->loop, t->irq_resample_fd);
+    t->irq_fd = t->irq_resample_fd = -1;
     if (t->mr_initialized)
         memory_region_destroy(&t->mr);
     t->mr_initialized = false;

@@ -134,7 +134,8 @@ struct VirtioMmio {
     FlatView *fv;               /* during queue processing */
     Evloop *loop;               /* NULL: notifications processed inline */
     IrqLine irq;
-    int irq_fd;                 /* irqfd of irq, or -1 */
+    int irq_fd;                 /* resampling irqfd of irq, or -1 */
+    int irq_resample_fd;        /* its resample eventfd (watched by loop), or -1 */
     int notify_fd[VIRTIO_MMIO_MAX_QUEUES];
     unsigned num_queues;
     uint64_t device_features;   /* includes VIRTIO_F_VERSION_1 */
@@ -149,16 +150,20 @@ struct VirtioMmio {
  * Sets up the transport for a device: region "virtio-mmio" (map it at
  * `base`, used in messages only), queues with QueueNumMax VIRTQ_MAX_SIZE,
  * one ioeventfd per queue handled by loop (loop may be NULL).  irq may be
- * NULL.  0 or a negative errno.
+ * NULL; if given it is connected as by virtio_mmio_connect_irq(use_irqfd).
+ * 0 or a negative errno.
  */
 int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
                      const IrqLine *irq, uint64_t base, const VirtioDevOps *ops, void *dev,
                      unsigned num_queues, uint64_t features, uint8_t *config,
                      uint32_t config_len);
 /* Connects the interrupt once the board has placed the device (base is for
- * messages): a level-triggered line driven with irq->set (asserted while
- * InterruptStatus is not 0), or, if use_irqfd and the line offers one, an
- * edge per interrupt through its eventfd.  Call before the guest runs. */
+ * messages): a level-triggered line, asserted while InterruptStatus is not
+ * 0.  If use_irqfd, the device has an event loop and the line offers a
+ * resampling irqfd, it is driven through that (asserted by a write, deasserted
+ * by KVM at the guest's EOI, asserted again on the resample event while
+ * InterruptStatus is not 0); otherwise with irq->set.  Call before the guest
+ * runs. */
 void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base, bool use_irqfd);
 /* Releases the region (it must be unmapped), eventfds and lock. */
 void virtio_mmio_destroy(VirtioMmio *t);

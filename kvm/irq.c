@@ -109,6 +109,12 @@ void kvm_irq_fini(KvmVm *vm)
                 kvm_vm_irqfd_deassign(vm, c->eventfd, c->gsi);
             close(c->eventfd);
         }
+        if (c->level_fd >= 0) {
+            if (vm->vm_fd >= 0)
+                kvm_vm_irqfd_deassign(vm, c->level_fd, c->gsi);
+            close(c->level_fd);
+            close(c->resample_fd);
+        }
         free(c);
         c = n;
     }
@@ -316,6 +322,39 @@ static int line_eventfd_none(void *opaque)
     return -1;
 }
 
+static int line_level_eventfd(void *opaque, int *resample_fd)
+{
+    KvmIrqLineCtx *c = opaque;
+    KvmVm *vm = c->vm;
+    pthread_mutex_lock(&vm->irq_lock);
+    if (c->level_fd < 0 && vm->irqchip) {
+        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int rfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0 || rfd < 0) {
+            kvm_vm_error(vm, "eventfd for gsi %u: %s", c->gsi, strerror(errno));
+        } else if (kvm_vm_irqfd_assign(vm, fd, c->gsi, rfd) == 0) {
+            c->level_fd = fd;
+            c->resample_fd = rfd;
+            fd = rfd = -1;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (rfd >= 0)
+            close(rfd);
+    }
+    int fd = c->level_fd;
+    *resample_fd = c->resample_fd;
+    pthread_mutex_unlock(&vm->irq_lock);
+    return fd;
+}
+
+static int line_level_eventfd_none(void *opaque, int *resample_fd)
+{
+    (void)opaque;
+    *resample_fd = -1;
+    return -1;
+}
+
 int kvm_vm_irq_line(KvmVm *vm, unsigned gsi, IrqLine *line)
 {
     KvmIrqLineCtx *c = calloc(1, sizeof(*c));
@@ -326,6 +365,8 @@ int kvm_vm_irq_line(KvmVm *vm, unsigned gsi, IrqLine *line)
     c->vm = vm;
     c->gsi = gsi;
     c->eventfd = -1;
+    c->level_fd = -1;
+    c->resample_fd = -1;
     pthread_mutex_lock(&vm->irq_lock);
     c->next = vm->lines;
     vm->lines = c;
@@ -333,5 +374,6 @@ int kvm_vm_irq_line(KvmVm *vm, unsigned gsi, IrqLine *line)
     line->opaque = c;
     line->set = vm->irqchip ? line_set : line_set_none;
     line->eventfd = vm->irqchip ? line_eventfd : line_eventfd_none;
+    line->level_eventfd = vm->irqchip ? line_level_eventfd : line_level_eventfd_none;
     return 0;
 }

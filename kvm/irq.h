@@ -23,12 +23,18 @@ extern "C" {
  * `eventfd`, if not NULL, returns a file descriptor that raises one edge
  * (assert + deassert) on the line each time 8 bytes are written to it (an
  * irqfd on KVM), or -1 if the backend cannot offer one; devices running in
- * an I/O thread may use it instead of `set`.  A zeroed IrqLine is valid and
- * does nothing.
+ * an I/O thread may use it instead of `set`.  `level_eventfd`, if not NULL,
+ * returns a resampling irqfd for a level-triggered input: a write asserts
+ * the line, which stays asserted until the guest EOIs it; then the line is
+ * deasserted and *resample_fd (owned by the backend, like the irqfd) becomes
+ * readable, and the device must write the irqfd again if its interrupt
+ * condition still holds.  It returns -1 if the backend cannot offer one.
+ * A zeroed IrqLine is valid and does nothing.
  */
 typedef struct IrqLine {
     void (*set)(void *opaque, int level);
     int (*eventfd)(void *opaque);
+    int (*level_eventfd)(void *opaque, int *resample_fd);
     void *opaque;
 } IrqLine;
 
@@ -63,6 +69,16 @@ static inline int irq_line_eventfd(const IrqLine *l)
 {
     if (l && l->eventfd)
         return l->eventfd(l->opaque);
+    return -1;
+}
+
+/* A resampling irqfd for a level-triggered line and its resample eventfd
+ * in *resample_fd, or -1 (and *resample_fd = -1) if none is offered. */
+static inline int irq_line_level_eventfd(const IrqLine *l, int *resample_fd)
+{
+    *resample_fd = -1;
+    if (l && l->level_eventfd)
+        return l->level_eventfd(l->opaque, resample_fd);
     return -1;
 }
 

@@ -200,8 +200,10 @@ int kvm_vm_signal_msi(KvmVm *vm, uint64_t address, uint32_t data);
 /*
  * Fills *line with a device-facing handle for `gsi`: set() calls
  * KVM_IRQ_LINE, eventfd() lazily creates an eventfd bound to the GSI with
- * an irqfd (owned and closed by the VM).  Without an irqchip the line is
- * accepted and ignored (set() is a no-op, eventfd() returns -1).  The line
+ * an irqfd (owned and closed by the VM), level_eventfd() lazily creates a
+ * resampling irqfd (KVM_IRQFD_FLAG_RESAMPLE) and its resample eventfd (both
+ * owned by the VM).  Without an irqchip the line is accepted and ignored
+ * (set() is a no-op, eventfd() and level_eventfd() return -1).  The line
  * is valid until kvm_vm_destroy.
  */
 int kvm_vm_irq_line(KvmVm *vm, unsigned gsi, IrqLine *line);

@@ -60,6 +60,8 @@ typedef struct KvmIrqLineCtx {
     KvmVm *vm;
     unsigned gsi;
     int eventfd;                    /* lazily created irqfd, -1 = none */
+    int level_fd;                   /* lazily created resampling irqfd, -1 = none */
+    int resample_fd;                /* its resample eventfd, -1 = none */
     struct KvmIrqLineCtx *next;
 } KvmIrqLineCtx;
 

@@ -32,8 +32,9 @@ static int place(Machine *m, VirtioMmio *t)
     unsigned gsi;
     if (machine_add_virtio_mmio(m, virtio_mmio_region(t), &irq, &base, &gsi) < 0)
         return -1;
-    /* The slots are level triggered (DSDT): drive the line with set(). */
-    virtio_mmio_connect_irq(t, &irq, base, false);
+    /* The slots are level triggered (DSDT): a resampling irqfd served by the
+     * device event loop, or KVM_IRQ_LINE where none can be had. */
+    virtio_mmio_connect_irq(t, &irq, base, true);
     return 0;
 }
 

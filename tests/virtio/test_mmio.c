@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -191,6 +193,73 @@ static void test_ioeventfd_loop(void **state)
     evloop_run_once(f->loop, 0);
     assert_int_equal(vt_used(vt, 0, &id, &len), 1);
     fix_free(f);
+}
+
+typedef struct ResampleFds {
+    int irqfd, resample_fd;
+} ResampleFds;
+
+static int fake_level_eventfd(void *opaque, int *resample_fd)
+{
+    ResampleFds *r = opaque;
+    *resample_fd = r->resample_fd;
+    return r->irqfd;
+}
+
+static void fake_set(void *opaque, int level)
+{
+    (void)opaque;
+    (void)level;
+    fail_msg("set() used although a resampling irqfd was offered");
+}
+
+/* Counter of eventfd fd (0 if it was not written). */
+static uint64_t drain(int fd)
+{
+    uint64_t v = 0;
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return 0;
+    return v;
+}
+
+/* A line offering a resampling irqfd: the used interrupt writes the irqfd,
+ * a resample event (the guest's EOI) asserts it again only while
+ * InterruptStatus is not 0, and set() is never called. */
+static void test_resample_irqfd(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(true);
+    Vt *vt = &f->vt;
+    ResampleFds fds = { eventfd(0, EFD_NONBLOCK), eventfd(0, EFD_NONBLOCK) };
+    assert_true(fds.irqfd >= 0 && fds.resample_fd >= 0);
+    IrqLine line = { .set = fake_set, .level_eventfd = fake_level_eventfd, .opaque = &fds };
+    virtio_mmio_connect_irq(&f->rng.t, &line, VT_BASE, true);
+    vt_bringup(vt, 0, 1, 8);
+    VtBuf b = { VT_BUFS, 32, true };
+    vt_add(vt, 0, &b, 1);
+    vt_kick(vt, 0);
+    assert_true(evloop_run_once(f->loop, 1000) >= 1);
+    uint32_t id, len;
+    assert_int_equal(vt_used(vt, 0, &id, &len), 1);
+    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_INT_USED);
+    assert_int_equal(drain(fds.irqfd), 1);
+    /* EOI before the ACK: still pending, so asserted again */
+    uint64_t one = 1;
+    assert_int_equal(write(fds.resample_fd, &one, sizeof(one)), sizeof(one));
+    assert_int_equal(evloop_run_once(f->loop, 1000), 1);
+    assert_int_equal(drain(fds.irqfd), 1);
+    assert_int_equal(drain(fds.resample_fd), 0);
+    /* ACK then EOI: nothing pending, the line stays deasserted */
+    vt_w32(vt, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_INT_USED);
+    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+    assert_int_equal(drain(fds.irqfd), 0);
+    assert_int_equal(write(fds.resample_fd, &one, sizeof(one)), sizeof(one));
+    assert_int_equal(evloop_run_once(f->loop, 1000), 1);
+    assert_int_equal(drain(fds.irqfd), 0);
+    assert_int_equal(vt->irq_state.raises, 0);
+    fix_free(f);
+    close(fds.irqfd);
+    close(fds.resample_fd);
 }
 
 /* Brings the device up, lets `hostile` spoil queue 0, kicks, and checks
@@ -466,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_rng_fill),
         cmocka_unit_test(test_ioeventfd_loop),
+        cmocka_unit_test(test_resample_irqfd),
         cmocka_unit_test(test_break_loop),
         cmocka_unit_test(test_break_outside),
         cmocka_unit_test(test_break_straddle),
