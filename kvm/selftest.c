@@ -776,6 +776,14 @@ static void test_irqchip(void)
     CHECK(irq_line_eventfd(&line) == fd);
     uint64_t one = 1;
     CHECK(write(fd, &one, 8) == 8);
+    /* a resampling irqfd for a level line: made once, then the same fds */
+    IrqLine lvl;
+    CHECK(kvm_vm_irq_line(vm, 10, &lvl) == 0);
+    int rfd = -2, rfd2 = -2;
+    int lfd = irq_line_level_eventfd(&lvl, &rfd);
+    CHECK(lfd >= 0 && rfd >= 0 && lfd != fd);
+    CHECK(irq_line_level_eventfd(&lvl, &rfd2) == lfd && rfd2 == rfd);
+    CHECK(write(lfd, &one, 8) == 8);
     int gsi = kvm_vm_add_msi_route(vm, 0xfee00000, 0x30);
     CHECK(gsi == 24);
     CHECK(kvm_vm_add_msi_route(vm, 0xfee00000, 0x31) == 25);
@@ -789,7 +797,7 @@ static void test_irqchip(void)
     CHECK(kvm_vm_set_irq(vm, 9, 1) == 0);
     KvmVmStats st;
     kvm_vm_get_stats(vm, &st);
-    CHECK(st.errors == 0 && st.irqfds == 1);
+    CHECK(st.errors == 0 && st.irqfds == 2);
     kvm_vm_destroy(vm);
     close(efd);
 
@@ -799,6 +807,7 @@ static void test_irqchip(void)
     CHECK(kvm_vm_irq_line(vm, 4, &line) == 0);
     irq_line_pulse(&line);
     CHECK(irq_line_eventfd(&line) == -1);
+    CHECK(irq_line_level_eventfd(&line, &rfd) == -1 && rfd == -1);
     kvm_vm_destroy(vm);
 }
 
