@@ -65,6 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memcpy(vt_ptr(&vt, vt.q[0].desc), desc, sizeof(desc));
     memcpy(vt_ptr(&vt, vt.q[0].avail), avail, sizeof(avail));
+    /* the used ring starts clean for every input: what an earlier input left
+     * there must not be read as this one's result */
+    memset(vt_ptr(&vt, vt.q[0].used), 0, 4 + 8 * 16 + 2);
     if (size > 0x10000)
         size = 0x10000;
     memcpy(vt_ptr(&vt, VT_BUFS), data, size);
