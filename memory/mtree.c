@@ -66,6 +66,19 @@ static int child_cmp_key(const MemoryRegion *a, const MemoryRegion *b)
     return 0;
 }
 
+/* Does an address space before #i have this root (or this FlatView)?  Each
+ * group of address spaces sharing one is printed once, at its first. */
+static bool earlier_as_with(const MemoryContext *ctx, size_t i, const MemoryRegion *root,
+                            const FlatView *fv)
+{
+    for (size_t j = 0; j < i; j++) {
+        if (root ? ctx->as[j]->root == root : ctx->as[j]->current == fv) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void print_mr(FILE *f, MemoryRegion *mr, unsigned level, uint64_t base, MrQueue *aq,
                      bool disabled)
 {
@@ -121,11 +134,7 @@ static void print_tree(FILE *f, MemoryContext *ctx, bool disabled)
     MrQueue aq = { 0 };
     for (size_t i = 0; i < ctx->nr_as; i++) {
         MemoryRegion *root = ctx->as[i]->root;
-        bool seen = false;
-        for (size_t j = 0; j < i; j++) {
-            seen |= ctx->as[j]->root == root;
-        }
-        if (seen) {
+        if (earlier_as_with(ctx, i, root, NULL)) {
             continue;
         }
         /* address spaces sharing a root, sorted by name as QEMU lists them */
@@ -165,11 +174,7 @@ static void print_flatviews(FILE *f, MemoryContext *ctx)
     unsigned counter = 0;
     for (size_t i = 0; i < ctx->nr_as; i++) {
         FlatView *fv = ctx->as[i]->current;
-        bool seen = false;
-        for (size_t j = 0; j < i; j++) {
-            seen |= ctx->as[j]->current == fv;
-        }
-        if (seen) {
+        if (earlier_as_with(ctx, i, NULL, fv)) {
             continue;
         }
         fprintf(f, "FlatView #%u\n", counter++);
@@ -300,11 +305,7 @@ char *mtree_info_json(MemoryContext *ctx)
     bool first = true;
     for (size_t i = 0; i < ctx->nr_as; i++) {
         FlatView *fv = ctx->as[i]->current;
-        bool seen = false;
-        for (size_t j = 0; j < i; j++) {
-            seen |= ctx->as[j]->current == fv;
-        }
-        if (seen) {
+        if (earlier_as_with(ctx, i, NULL, fv)) {
             continue;
         }
         fputs(first ? "{\"address-spaces\":[" : ",{\"address-spaces\":[", f);
