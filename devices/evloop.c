@@ -1,55 +1,137 @@
 /* SPDX-License-Identifier: MIT */
-/* epoll event loop for device backends (see evloop.h). */
+/*
+ * io_uring event loop for device backends (see evloop.h).  Every watched fd
+ * has at most one one-shot IORING_OP_POLL_ADD in flight, tagged with its
+ * entry; the loop re-arms it after the handler ran (so readiness is level
+ * triggered, like epoll's default).  mod/del cancel the poll with
+ * IORING_OP_POLL_REMOVE; an entry is freed only once no poll of it is in
+ * flight and no handler of it is running.  The submission queue is shared
+ * under `lock`; only the thread in evloop_run_once reaps completions.
+ */
 #include "devices/evloop.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#define EVLOOP_RING_SIZE 256
+
 typedef struct EvEntry {
     int fd;
-    bool dead;
+    uint32_t events;            /* wanted poll bits; 0 = registered, not polled */
+    bool dead;                  /* deleted: freed when not armed nor running */
+    bool armed;                 /* a POLL_ADD of it is in flight */
+    bool running;               /* its handler is being called */
     EvloopHandler cb;
     void *opaque;
-    struct EvEntry *next;       /* all entries, or the graveyard */
+    struct EvEntry *next;       /* the live list, or the zombie list once dead */
 } EvEntry;
 
 struct Evloop {
-    int epfd;
+    struct io_uring ring;
+    bool ring_ok;
     int wakefd;
-    pthread_mutex_t lock;
+    bool wake_armed;
+    pthread_mutex_t lock;       /* the SQ, the lists and the entry flags */
     EvEntry *entries;
-    EvEntry *graveyard;         /* deleted, freed after the current batch */
-    unsigned dispatching;       /* batches in progress */
+    EvEntry *zombies;           /* deleted, waiting for their last completion */
     pthread_t thread;
     bool running;
     volatile bool stop;
 };
+
+/* user_data of the wake poll and of POLL_REMOVE requests (never entries). */
+static char wake_tag, remove_tag;
+
+/* Submits a one-shot poll of fd tagged `tag` (lock held); 0 or -errno. */
+static int submit_poll(Evloop *l, int fd, uint32_t events, void *tag)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+    if (!sqe) {
+        io_uring_submit(&l->ring);
+        sqe = io_uring_get_sqe(&l->ring);
+        if (!sqe)
+            return -EBUSY;
+    }
+    io_uring_prep_poll_add(sqe, fd, events);
+    io_uring_sqe_set_data(sqe, tag);
+    int r = io_uring_submit(&l->ring);
+    return r < 0 ? r : 0;
+}
+
+/* Submits the cancellation of the poll tagged `tag` (lock held). */
+static int submit_remove(Evloop *l, void *tag)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+    if (!sqe) {
+        io_uring_submit(&l->ring);
+        sqe = io_uring_get_sqe(&l->ring);
+        if (!sqe)
+            return -EBUSY;
+    }
+    io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)tag);
+    io_uring_sqe_set_data(sqe, &remove_tag);
+    int r = io_uring_submit(&l->ring);
+    return r < 0 ? r : 0;
+}
+
+/* Arms e's poll if it is live, wanted and not in flight (lock held). */
+static void arm(Evloop *l, EvEntry *e)
+{
+    if (e->dead || e->armed || e->running || !e->events)
+        return;
+    int r = submit_poll(l, e->fd, e->events, e);
+    if (r < 0)
+        fprintf(stderr, "strata: device event loop: polling fd %d: %s\n", e->fd, strerror(-r));
+    else
+        e->armed = true;
+}
+
+static void arm_wake(Evloop *l)
+{
+    if (!l->wake_armed && submit_poll(l, l->wakefd, POLLIN, &wake_tag) == 0)
+        l->wake_armed = true;
+}
 
 Evloop *evloop_new(void)
 {
     Evloop *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
-    l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (l->epfd < 0 || l->wakefd < 0)
+    if (l->wakefd < 0)
         goto fail;
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wakefd, &ev) < 0)
+    int r = io_uring_queue_init(EVLOOP_RING_SIZE, &l->ring, 0);
+    if (r < 0) {
+        errno = -r;
         goto fail;
+    }
+    l->ring_ok = true;
+    /* Waiting with a timeout must not take an SQE (other threads submit). */
+    if (!(l->ring.features & IORING_FEAT_EXT_ARG)) {
+        errno = ENOSYS;
+        goto fail;
+    }
     pthread_mutex_init(&l->lock, NULL);
+    arm_wake(l);
+    if (!l->wake_armed) {
+        errno = EIO;
+        pthread_mutex_destroy(&l->lock);
+        goto fail;
+    }
     return l;
 fail:;
     int e = errno;
-    if (l->epfd >= 0)
-        close(l->epfd);
+    if (l->ring_ok)
+        io_uring_queue_exit(&l->ring);
     if (l->wakefd >= 0)
         close(l->wakefd);
     free(l);
@@ -71,34 +153,12 @@ void evloop_free(Evloop *l)
     if (!l)
         return;
     evloop_stop(l);
+    io_uring_queue_exit(&l->ring);      /* cancels whatever is in flight */
     free_list(l->entries);
-    free_list(l->graveyard);
-    close(l->epfd);
+    free_list(l->zombies);
     close(l->wakefd);
     pthread_mutex_destroy(&l->lock);
     free(l);
-}
-
-int evloop_add(Evloop *l, int fd, uint32_t events, EvloopHandler cb, void *opaque)
-{
-    EvEntry *e = calloc(1, sizeof(*e));
-    if (!e)
-        return -ENOMEM;
-    e->fd = fd;
-    e->cb = cb;
-    e->opaque = opaque;
-    struct epoll_event ev = { .events = events, .data.ptr = e };
-    pthread_mutex_lock(&l->lock);
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        int err = errno;
-        pthread_mutex_unlock(&l->lock);
-        free(e);
-        return -err;
-    }
-    e->next = l->entries;
-    l->entries = e;
-    pthread_mutex_unlock(&l->lock);
-    return 0;
 }
 
 static EvEntry *find(Evloop *l, int fd, EvEntry ***link)
@@ -113,16 +173,44 @@ static EvEntry *find(Evloop *l, int fd, EvEntry ***link)
     return NULL;
 }
 
+int evloop_add(Evloop *l, int fd, uint32_t events, EvloopHandler cb, void *opaque)
+{
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+        return -EBADF;
+    EvEntry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->fd = fd;
+    e->events = events;
+    e->cb = cb;
+    e->opaque = opaque;
+    pthread_mutex_lock(&l->lock);
+    if (find(l, fd, NULL)) {
+        pthread_mutex_unlock(&l->lock);
+        free(e);
+        return -EEXIST;
+    }
+    e->next = l->entries;
+    l->entries = e;
+    arm(l, e);
+    pthread_mutex_unlock(&l->lock);
+    return 0;
+}
+
 int evloop_mod(Evloop *l, int fd, uint32_t events)
 {
     int r = 0;
     pthread_mutex_lock(&l->lock);
     EvEntry *e = find(l, fd, NULL);
-    struct epoll_event ev = { .events = events, .data.ptr = e };
-    if (!e)
+    if (!e) {
         r = -ENOENT;
-    else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
-        r = -errno;
+    } else if (e->events != events) {
+        e->events = events;
+        if (e->armed)
+            r = submit_remove(l, e);    /* re-armed with the new bits on its completion */
+        else
+            arm(l, e);
+    }
     pthread_mutex_unlock(&l->lock);
     return r;
 }
@@ -136,12 +224,13 @@ int evloop_del(Evloop *l, int fd)
         pthread_mutex_unlock(&l->lock);
         return -ENOENT;
     }
-    epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
     *link = e->next;
     e->dead = true;
-    if (l->dispatching) {
-        e->next = l->graveyard;
-        l->graveyard = e;
+    if (e->armed || e->running) {
+        if (e->armed)
+            submit_remove(l, e);
+        e->next = l->zombies;
+        l->zombies = e;
     } else {
         free(e);
     }
@@ -149,40 +238,81 @@ int evloop_del(Evloop *l, int fd)
     return 0;
 }
 
+/* Frees dead entry e once nothing refers to it (lock held). */
+static void bury(Evloop *l, EvEntry *e)
+{
+    if (!e->dead || e->armed || e->running)
+        return;
+    for (EvEntry **p = &l->zombies; *p; p = &(*p)->next) {
+        if (*p == e) {
+            *p = e->next;
+            break;
+        }
+    }
+    free(e);
+}
+
+/* Handles one completion; true if a handler ran. */
+static bool complete(Evloop *l, void *tag, int res)
+{
+    if (tag == &remove_tag)
+        return false;
+    pthread_mutex_lock(&l->lock);
+    if (tag == &wake_tag) {
+        uint64_t v;
+        ssize_t r = read(l->wakefd, &v, sizeof(v));
+        (void)r;
+        l->wake_armed = false;
+        arm_wake(l);
+        pthread_mutex_unlock(&l->lock);
+        return false;
+    }
+    EvEntry *e = tag;
+    e->armed = false;
+    uint32_t ev = res > 0 ? ((uint32_t)res & (e->events | POLLERR | POLLHUP)) : 0;
+    bool call = !e->dead && ev;
+    if (res < 0 && res != -ECANCELED && !e->dead)
+        fprintf(stderr, "strata: device event loop: fd %d: %s\n", e->fd, strerror(-res));
+    if (call)
+        e->running = true;
+    pthread_mutex_unlock(&l->lock);
+    if (call)
+        e->cb(e->opaque, ev);
+    pthread_mutex_lock(&l->lock);
+    e->running = false;
+    if (e->dead)
+        bury(l, e);
+    else if (res >= 0 || res == -ECANCELED)
+        arm(l, e);
+    pthread_mutex_unlock(&l->lock);
+    return call;
+}
+
 int evloop_run_once(Evloop *l, int timeout_ms)
 {
-    struct epoll_event evs[32];
-    /* Counted from before the wait: an entry deleted by another thread
-     * while we wait may still be in evs[], so it must outlive the batch. */
-    pthread_mutex_lock(&l->lock);
-    l->dispatching++;
-    pthread_mutex_unlock(&l->lock);
-    int n = epoll_wait(l->epfd, evs, 32, timeout_ms);
+    struct io_uring_cqe *cqe = NULL;
+    int r;
+    if (timeout_ms < 0) {
+        r = io_uring_wait_cqe(&l->ring, &cqe);
+    } else {
+        struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
+                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000 };
+        r = io_uring_wait_cqe_timeout(&l->ring, &cqe, &ts);
+    }
+    if (r == -ETIME || r == -EINTR || r == -EAGAIN)
+        return 0;
+    if (r < 0)
+        return r;
     int ran = 0;
-    if (n < 0)
-        ran = errno == EINTR ? 0 : -errno;
-    for (int i = 0; i < n; i++) {
-        EvEntry *e = evs[i].data.ptr;
-        if (!e) {
-            uint64_t v;
-            ssize_t r = read(l->wakefd, &v, sizeof(v));
-            (void)r;
-            continue;
-        }
-        pthread_mutex_lock(&l->lock);
-        bool dead = e->dead;
-        pthread_mutex_unlock(&l->lock);
-        if (dead)
-            continue;
-        e->cb(e->opaque, evs[i].events);
-        ran++;
+    /* Everything already completed, one at a time (a handler may add or
+     * delete entries, which only appends to the CQ). */
+    while (io_uring_peek_cqe(&l->ring, &cqe) == 0 && cqe) {
+        void *tag = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&l->ring, cqe);
+        if (complete(l, tag, res))
+            ran++;
     }
-    pthread_mutex_lock(&l->lock);
-    if (--l->dispatching == 0) {
-        free_list(l->graveyard);
-        l->graveyard = NULL;
-    }
-    pthread_mutex_unlock(&l->lock);
     return ran;
 }
 

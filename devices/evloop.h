@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A small epoll event loop for device backends (virtio notifications, TAP
- * and io_uring completions).  Handlers run on the loop's own thread once
+ * A small io_uring event loop for device backends (virtio notifications,
+ * interrupt resample events, TAP and io_uring completions): each fd is
+ * watched with IORING_OP_POLL_ADD, re-armed after its handler, so readiness
+ * is level triggered.  Needs IORING_FEAT_EXT_ARG (Linux 5.11).  Handlers run on the loop's own thread once
  * evloop_start() was called, or on the caller's thread in evloop_run_once()
  * (unit tests drive the loop by hand that way).  add/mod/del may be called
  * from any thread; a handler deleted while a batch is being dispatched is
@@ -14,7 +16,7 @@
 
 typedef struct Evloop Evloop;
 
-/* Called with the epoll events (EPOLLIN, ...) that fired for the fd. */
+/* Called with the events (EPOLLIN, ... = the poll(2) bits) that fired for the fd. */
 typedef void (*EvloopHandler)(void *opaque, uint32_t events);
 
 /* A new loop (no thread yet), or NULL with errno set. */
