@@ -304,9 +304,11 @@ int evloop_run_once(Evloop *l, int timeout_ms)
     if (r < 0)
         return r;
     int ran = 0;
-    /* Everything already completed, one at a time (a handler may add or
-     * delete entries, which only appends to the CQ). */
-    while (io_uring_peek_cqe(&l->ring, &cqe) == 0 && cqe) {
+    /* What had completed when the wait returned, one at a time: a re-armed
+     * poll of a still-ready fd completes at once and waits for the next
+     * batch (else a handler leaving its fd ready would never let go). */
+    unsigned batch = io_uring_cq_ready(&l->ring);
+    for (unsigned i = 0; i < batch && io_uring_peek_cqe(&l->ring, &cqe) == 0 && cqe; i++) {
         void *tag = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
         io_uring_cqe_seen(&l->ring, cqe);

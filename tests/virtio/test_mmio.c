@@ -6,12 +6,14 @@
  * garbage in every register, queues reprogrammed while running) and
  * save/load.  No /dev/kvm.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -260,6 +262,49 @@ static void test_resample_irqfd(void **state)
     fix_free(f);
     close(fds.irqfd);
     close(fds.resample_fd);
+}
+
+static void count_event(void *opaque, uint32_t events)
+{
+    int *n = opaque;
+    if (events & EPOLLIN)
+        (*n)++;
+}
+
+/* The loop is level triggered (an unread eventfd fires again), mod(0)
+ * silences an fd without dropping it, mod(EPOLLIN) brings it back, and a
+ * deleted fd's handler is not called again. */
+static void test_evloop_mod_del(void **state)
+{
+    (void)state;
+    Evloop *l = evloop_new();
+    assert_non_null(l);
+    int fd = eventfd(0, EFD_NONBLOCK);
+    assert_true(fd >= 0);
+    int n = 0;
+    assert_int_equal(evloop_add(l, fd, EPOLLIN, count_event, &n), 0);
+    assert_int_equal(evloop_add(l, fd, EPOLLIN, count_event, &n), -EEXIST);
+    assert_int_equal(evloop_add(l, -1, EPOLLIN, count_event, &n), -EBADF);
+    uint64_t one = 1;
+    assert_int_equal(write(fd, &one, sizeof(one)), sizeof(one));
+    assert_int_equal(evloop_run_once(l, 1000), 1);
+    assert_int_equal(evloop_run_once(l, 1000), 1);     /* still readable */
+    assert_int_equal(n, 2);
+    assert_int_equal(evloop_mod(l, fd, 0), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(evloop_run_once(l, 0), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(evloop_mod(l, fd, EPOLLIN), 0);
+    assert_int_equal(evloop_run_once(l, 1000), 1);
+    assert_int_equal(n, 3);
+    assert_int_equal(evloop_del(l, fd), 0);
+    assert_int_equal(evloop_del(l, fd), -ENOENT);
+    assert_int_equal(evloop_mod(l, fd, EPOLLIN), -ENOENT);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(evloop_run_once(l, 0), 0);
+    assert_int_equal(n, 3);
+    evloop_free(l);
+    close(fd);
 }
 
 /* Brings the device up, lets `hostile` spoil queue 0, kicks, and checks
@@ -536,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_rng_fill),
         cmocka_unit_test(test_ioeventfd_loop),
         cmocka_unit_test(test_resample_irqfd),
+        cmocka_unit_test(test_evloop_mod_del),
         cmocka_unit_test(test_break_loop),
         cmocka_unit_test(test_break_outside),
         cmocka_unit_test(test_break_straddle),
