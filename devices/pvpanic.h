@@ -8,6 +8,7 @@
 #ifndef STRATA_DEVICES_PVPANIC_H
 #define STRATA_DEVICES_PVPANIC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "memory/memory.h"
@@ -15,6 +16,8 @@
 #define PVPANIC_PORT 0x505
 #define PVPANIC_PANICKED (1u << 0)
 #define PVPANIC_CRASH_LOADED (1u << 1)
+#define PVPANIC_STATE_MAGIC 0x43494e50u     /* "PNIC" */
+#define PVPANIC_STATE_VERSION 1
 
 typedef void (*PvpanicFn)(void *opaque, uint8_t events);
 
@@ -32,5 +35,10 @@ int pvpanic_init(PvpanicState *s, MemoryContext *ctx, PvpanicFn fn, void *opaque
 void pvpanic_destroy(PvpanicState *s);
 /* Forgets the reported events (machine reset). */
 void pvpanic_reset(PvpanicState *s);
+/* Its state as one section of a device-state stream (malloc()ed). */
+int pvpanic_save(PvpanicState *s, uint8_t **buf, size_t *len);
+/* Restores a saved state; a truncated, corrupt or inconsistent stream is
+ * refused (-EINVAL, err says why) and leaves the device unchanged. */
+int pvpanic_load(PvpanicState *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 #endif /* STRATA_DEVICES_PVPANIC_H */
