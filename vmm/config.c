@@ -420,6 +420,26 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
             *o->flag(cfg) = json_is_true(v);
             continue;
         }
+        if (json_is_array(v) && (o->apply == apply_disk || o->apply == apply_net)) {
+            /* repeatable options take an array of their strings */
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e) {
+                const char *es = json_is_string(e) ? json_string_value(e) : NULL;
+                if (!es || strlen(es) != json_string_length(e)) {
+                    snprintf(err, errlen, "%s: key \"%s\"[%zu]: expected a string", origin,
+                             key, i);
+                    goto out;
+                }
+                const char *why = o->apply(cfg, es);
+                if (why) {
+                    snprintf(err, errlen, "%s: key \"%s\"[%zu] (%.80s%s): %s", origin, key, i,
+                             es, strlen(es) > 80 ? "..." : "", why);
+                    goto out;
+                }
+            }
+            continue;
+        }
         char num[32];
         const char *s;
         if (json_is_string(v)) {

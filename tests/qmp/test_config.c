@@ -222,6 +222,16 @@ static void test_json(void **state)
     assert_int_equal(vm_config_apply_json(&c, "{\"memory\": 64}", "cfg", err, sizeof(err)), 0);
     assert_int_equal(c.memory, 64ull << 20);        /* a bare number is MiB */
     vm_config_free(&c);
+    /* repeatable options: a string or an array of strings */
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c,
+        "{\"disk\": [\"path=/a.img\", \"path=/b.img,readonly=on\"], \"net\": [\"tap=t0\"]}",
+        "cfg", err, sizeof(err)), 0);
+    assert_int_equal(c.ndisks, 2);
+    assert_string_equal(c.disks[1].path, "/b.img");
+    assert_true(c.disks[1].readonly);
+    assert_int_equal(c.nnets, 1);
+    vm_config_free(&c);
 
     struct { const char *json, *msg; } bad[] = {
         { "{\"memory\": \"12Q\"}", "cfg: key \"memory\" (12Q): invalid size" },
@@ -231,6 +241,9 @@ static void test_json(void **state)
         { "{\"test-device\": \"yes\"}", "expected true or false" },
         { "{\"cpus\": 99}", "too many vCPUs" },
         { "{\"disk\": \"x\"}", "key \"disk\" (x): expected path=FILE" },
+        { "{\"disk\": [\"path=/a\", 7]}", "key \"disk\"[1]: expected a string" },
+        { "{\"disk\": [\"x\"]}", "key \"disk\"[0] (x): expected path=FILE" },
+        { "{\"kernel\": [\"a\"]}", "key \"kernel\": expected a string" },
         { "{\"incoming\": \"unix:/x\"}", "key \"incoming\": not implemented yet" },
         { "{\"bogus\": 1}", "unknown key \"bogus\"" },
         { "{\"help\": true}", "unknown key \"help\"" },
