@@ -252,13 +252,7 @@ int i8042_save(I8042State *s, uint8_t **buf, size_t *len)
     state_put_u8(&w, s->sleep_status);
     pthread_mutex_unlock(&s->lock);
     state_section_end(&w, sec);
-    if (w.failed) {
-        state_writer_free(&w);
-        return -ENOMEM;
-    }
-    *buf = w.buf;
-    *len = w.len;
-    return 0;
+    return state_writer_finish(&w, buf, len);
 }
 
 int i8042_load(I8042State *s, const uint8_t *buf, size_t len, char *err, size_t errlen)

@@ -63,13 +63,7 @@ int pvpanic_save(PvpanicState *s, uint8_t **buf, size_t *len)
     size_t sec = state_section_begin(&w, PVPANIC_STATE_MAGIC, PVPANIC_STATE_VERSION);
     state_put_u8(&w, __atomic_load_n(&s->events, __ATOMIC_SEQ_CST));
     state_section_end(&w, sec);
-    if (w.failed) {
-        state_writer_free(&w);
-        return -ENOMEM;
-    }
-    *buf = w.buf;
-    *len = w.len;
-    return 0;
+    return state_writer_finish(&w, buf, len);
 }
 
 int pvpanic_load(PvpanicState *s, const uint8_t *buf, size_t len, char *err, size_t errlen)

@@ -333,13 +333,7 @@ int serial_save(SerialState *s, uint8_t **buf, size_t *len)
         state_put_u8(&w, s->rx_fifo[(s->rx_head + i) % SERIAL_FIFO_SIZE]);
     pthread_mutex_unlock(&s->lock);
     state_section_end(&w, sec);
-    if (w.failed) {
-        state_writer_free(&w);
-        return -ENOMEM;
-    }
-    *buf = w.buf;
-    *len = w.len;
-    return 0;
+    return state_writer_finish(&w, buf, len);
 }
 
 static int bad(char *err, size_t errlen, const char *what, unsigned v)

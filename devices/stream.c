@@ -192,3 +192,14 @@ uint32_t state_crc32(const void *p, size_t n)
     }
     return ~crc;
 }
+
+int state_writer_finish(StateWriter *w, uint8_t **buf, size_t *len)
+{
+    if (w->failed) {
+        state_writer_free(w);
+        return -ENOMEM;
+    }
+    *buf = w->buf;
+    *len = w->len;
+    return 0;
+}

@@ -38,6 +38,9 @@ void state_put_u16(StateWriter *w, uint16_t v);
 void state_put_u32(StateWriter *w, uint32_t v);
 void state_put_u64(StateWriter *w, uint64_t v);
 void state_put_bytes(StateWriter *w, const void *p, size_t n);
+/* Hands the written bytes to the caller (*buf to free()), or frees them and
+ * returns -ENOMEM if any append failed. */
+int state_writer_finish(StateWriter *w, uint8_t **buf, size_t *len);
 /* Starts a section; returns a cookie for state_section_end. */
 size_t state_section_begin(StateWriter *w, uint32_t magic, uint16_t version);
 /* Fills in the section's length and appends its CRC. */

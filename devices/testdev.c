@@ -146,13 +146,7 @@ int testdev_save(TestDev *d, uint8_t **buf, size_t *len)
     state_put_u64(&w, d->sync_count);
     pthread_mutex_unlock(&d->lock);
     state_section_end(&w, sec);
-    if (w.failed) {
-        state_writer_free(&w);
-        return -ENOMEM;
-    }
-    *buf = w.buf;
-    *len = w.len;
-    return 0;
+    return state_writer_finish(&w, buf, len);
 }
 
 int testdev_load(TestDev *d, const uint8_t *buf, size_t len, char *err, size_t errlen)

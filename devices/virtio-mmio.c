@@ -602,13 +602,7 @@ int virtio_mmio_save(VirtioMmio *t, uint8_t **buf, size_t *len)
         t->ops->save(t, &w);
     virtio_mmio_unlock(t);
     state_section_end(&w, sec);
-    if (w.failed) {
-        state_writer_free(&w);
-        return -ENOMEM;
-    }
-    *buf = w.buf;
-    *len = w.len;
-    return 0;
+    return state_writer_finish(&w, buf, len);
 }
 
 int virtio_mmio_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen)
