@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const MemoryRegionOps plain_ops = {
-    .read = testdev_read,
-    .write = testdev_write,
-    .endianness = DEVICE_LITTLE_ENDIAN,
-};
-
 typedef struct Board {
     TestDev dev;
     MemoryRegion *ram, *ram_lo, *pci, *pci_dev, *vga, *pam, *hidden, *flash, *bios;

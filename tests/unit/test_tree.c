@@ -11,15 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define R(s, sz, m, o) { .start = (s), .size = (Int128)(sz), .mr = (m), .offset = (o) }
-#define NR(a) (sizeof(a) / sizeof((a)[0]))
-
-static const MemoryRegionOps plain_ops = {
-    .read = testdev_read,
-    .write = testdev_write,
-    .endianness = DEVICE_LITTLE_ENDIAN,
-};
-
 /* ---- init variants ----------------------------------------------------- */
 
 static void test_init_variants(void **state)

@@ -18,6 +18,12 @@ static void testdev_log(TestDev *d, bool write, uint64_t addr, uint64_t data, un
     d->ncalls++;
 }
 
+const MemoryRegionOps plain_ops = {
+    .read = testdev_read,
+    .write = testdev_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+};
+
 uint64_t testdev_read(void *opaque, uint64_t addr, unsigned size)
 {
     TestDev *d = opaque;

@@ -43,6 +43,8 @@ uint64_t testdev_read(void *opaque, uint64_t addr, unsigned size);
 void testdev_write(void *opaque, uint64_t addr, uint64_t data, unsigned size);
 /* Clears the call log (keeps mem and read_value). */
 void testdev_reset_log(TestDev *d);
+/* Little-endian ops over a TestDev with no valid/impl constraints. */
+extern const MemoryRegionOps plain_ops;
 
 /* Little-endian memory-like device: valid and impl 1..8, unaligned ok. */
 extern const MemoryRegionOps testdev_ops;
@@ -102,6 +104,9 @@ typedef struct ExpRange {
 void dump_flatview(AddressSpace *as);
 /* Asserts that as's FlatView is exactly exp[0..n). */
 void expect_flatview(AddressSpace *as, const ExpRange *exp, size_t n);
+/* An ExpRange literal, and the length of an array. */
+#define R(s, sz, m, o) { .start = (s), .size = (Int128)(sz), .mr = (m), .offset = (o) }
+#define NR(a) (sizeof(a) / sizeof((a)[0]))
 /* Number of ranges in as's FlatView. */
 size_t fv_count(AddressSpace *as);
 
