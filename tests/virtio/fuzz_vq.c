@@ -27,21 +27,8 @@ static VirtioBlk *blk;
 
 static void setup(void)
 {
-    char path[] = "/tmp/strata-fuzz-vq-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0 || ftruncate(fd, 64 * 512) < 0)
-        abort();
     vt_setup(&vt);
-    blk = calloc(1, sizeof(*blk));
-    char err[256];
-    if (!blk || virtio_blk_init(blk, vt.ctx, vt.as, NULL, NULL, VT_BASE, path, false, err,
-                                sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        abort();
-    }
-    unlink(path);
-    close(fd);
-    vt_map(&vt, virtio_mmio_region(&blk->t));
+    blk = vt_blk_new(&vt);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "devices/virtio-blk.h"
 
 static void die(const char *what)
 {
@@ -195,4 +198,23 @@ int vt_used(Vt *vt, unsigned q, uint32_t *id, uint32_t *len)
     memcpy(len, e + 4, 4);
     vq->used_seen++;
     return (uint16_t)(idx - vq->used_seen + 1);
+}
+
+struct VirtioBlk *vt_blk_new(Vt *vt)
+{
+    char path[] = "/tmp/strata-vtest-blk-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0 || ftruncate(fd, 64 * 512) < 0)
+        abort();
+    VirtioBlk *blk = calloc(1, sizeof(*blk));
+    char err[256];
+    if (!blk || virtio_blk_init(blk, vt->ctx, vt->as, NULL, NULL, VT_BASE, path, false, err,
+                                sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        abort();
+    }
+    unlink(path);
+    close(fd);
+    vt_map(vt, virtio_mmio_region(&blk->t));
+    return blk;
 }

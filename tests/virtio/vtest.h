@@ -53,6 +53,9 @@ void vt_setup(Vt *vt);
 void vt_map(Vt *vt, MemoryRegion *mr);
 /* Unmaps the device region (before destroying the device). */
 void vt_teardown(Vt *vt);
+/* A virtio-blk on a fresh 32 KiB temporary file (already unlinked), made
+ * and mapped at VT_BASE; aborts on failure (for fuzz harnesses). */
+struct VirtioBlk *vt_blk_new(Vt *vt);
 /* Frees the memory and context (after destroying the device). */
 void vt_free(Vt *vt);
 
