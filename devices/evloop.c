@@ -43,9 +43,11 @@ struct Evloop {
     pthread_mutex_t lock;       /* the SQ, the lists and the entry flags */
     EvEntry *entries;
     EvEntry *zombies;           /* deleted, waiting for their last completion */
+    pthread_mutex_t dispatch;   /* held while a batch of handlers runs, and by evloop_pause */
     pthread_t thread;
     bool running;
     volatile bool stop;
+    volatile bool halted;       /* evloop_halt: no handler runs ever again */
 };
 
 /* user_data of the wake poll and of POLL_REMOVE requests (never entries). */
@@ -121,10 +123,12 @@ Evloop *evloop_new(void)
         goto fail;
     }
     pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->dispatch, NULL);
     arm_wake(l);
     if (!l->wake_armed) {
         errno = EIO;
         pthread_mutex_destroy(&l->lock);
+        pthread_mutex_destroy(&l->dispatch);
         goto fail;
     }
     return l;
@@ -158,6 +162,7 @@ void evloop_free(Evloop *l)
     free_list(l->zombies);
     close(l->wakefd);
     pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->dispatch);
     free(l);
 }
 
@@ -304,6 +309,11 @@ int evloop_run_once(Evloop *l, int timeout_ms)
     if (r < 0)
         return r;
     int ran = 0;
+    pthread_mutex_lock(&l->dispatch);
+    if (l->halted) {
+        pthread_mutex_unlock(&l->dispatch);
+        return -ESHUTDOWN;
+    }
     /* What had completed when the wait returned, one at a time: a re-armed
      * poll of a still-ready fd completes at once and waits for the next
      * batch (else a handler leaving its fd ready would never let go). */
@@ -315,6 +325,7 @@ int evloop_run_once(Evloop *l, int timeout_ms)
         if (complete(l, tag, res))
             ran++;
     }
+    pthread_mutex_unlock(&l->dispatch);
     return ran;
 }
 
@@ -323,6 +334,8 @@ static void *loop_thread(void *arg)
     Evloop *l = arg;
     while (!l->stop) {
         int r = evloop_run_once(l, -1);
+        if (r == -ESHUTDOWN)
+            break;
         if (r < 0) {
             fprintf(stderr, "strata: device event loop: %s\n", strerror(-r));
             break;
@@ -343,6 +356,22 @@ int evloop_start(Evloop *l, const char *name)
         pthread_setname_np(l->thread, name);
     l->running = true;
     return 0;
+}
+
+void evloop_pause(Evloop *l)
+{
+    pthread_mutex_lock(&l->dispatch);
+}
+
+void evloop_resume(Evloop *l)
+{
+    pthread_mutex_unlock(&l->dispatch);
+}
+
+void evloop_halt(Evloop *l)
+{
+    l->halted = true;
+    pthread_mutex_unlock(&l->dispatch);
 }
 
 void evloop_stop(Evloop *l)

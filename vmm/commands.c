@@ -57,6 +57,10 @@ int vmm_system_reset(Vmm *v, QmpError *err)
     char why[512];
     if (!check_alive(v, err))
         return -1;
+    if (mig_active(v)) {
+        qmp_error_set(err, "system_reset: a migration is in progress (migrate_cancel first)");
+        return -1;
+    }
     bool running = v->state == RUN_STATE_RUNNING;
     if (running)
         kvm_vm_pause(v->m.vm);

@@ -18,6 +18,7 @@ enum {
     EXIT_GUEST_FAILED = 2,
     EXIT_GUEST_CRASHED = 3,
     EXIT_KVM_ERROR = 4,
+    EXIT_INCOMING = 5,      /* --incoming: no usable stream; the guest never ran */
 };
 
 static void *waiter_main(void *arg)
@@ -183,19 +184,34 @@ int strata_run(int argc, char *const argv[])
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
-    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0)
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || mig_init(v) < 0)
         goto out;
+    bool start_paused = false;
+    if (v->cfg.incoming && mig_incoming(v, v->cfg.incoming, &start_paused) < 0) {
+        status = EXIT_INCOMING;
+        goto out;
+    }
     if (v->cfg.api_socket) {
-        v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, vmm_qmp_commands,
-                                vmm_qmp_ncommands, v, err, sizeof(err));
+        size_t n = vmm_qmp_ncommands + mig_qmp_ncommands;
+        v->cmds = calloc(n, sizeof(*v->cmds));
+        if (!v->cmds) {
+            fprintf(stderr, "strata: out of memory\n");
+            goto out;
+        }
+        memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
+        memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands,
+               mig_qmp_ncommands * sizeof(*v->cmds));
+        v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
         if (!v->qmp) {
             fprintf(stderr, "strata: %s\n", err);
             goto out;
         }
     }
+    if (start_paused)
+        kvm_vm_pause(v->m.vm);      /* the source was paused: stay so until `cont` */
     if (machine_start(&v->m) < 0)
         goto out;
-    v->state = RUN_STATE_RUNNING;
+    v->state = start_paused ? RUN_STATE_PAUSED : RUN_STATE_RUNNING;
     r = pthread_create(&v->waiter, NULL, waiter_main, v);
     if (r) {
         fprintf(stderr, "strata: cannot start a thread: %s\n", strerror(r));
@@ -210,7 +226,9 @@ out:
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "strata is exiting");
         pthread_join(v->waiter, NULL);
     }
+    mig_free(v);
     qmp_server_free(v->qmp);
+    free(v->cmds);
     machine_destroy(&v->m);
     if (v->epfd >= 0)
         close(v->epfd);

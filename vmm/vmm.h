@@ -10,11 +10,12 @@
 #include "vmm/config.h"
 #include "vmm/loop.h"
 #include "vmm/machine.h"
+#include "vmm/migration.h"
 #include "vmm/qmp.h"
 
 typedef enum RunState { RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN } RunState;
 
-typedef struct Vmm {
+struct Vmm {
     VmConfig cfg;
     Machine m;
     int epfd;
@@ -30,7 +31,9 @@ typedef struct Vmm {
     bool quit;              /* QMP quit asked for the end */
     int signo;              /* signal that asked for the end, or 0 */
     int exit_status;
-} Vmm;
+    Migration *mig;         /* live migration (vmm/migration.h) */
+    QmpCommand *cmds;       /* the served table: vmm's + migration's */
+};
 
 /* The QMP command table served on --api-socket. */
 extern const QmpCommand vmm_qmp_commands[];
