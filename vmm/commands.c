@@ -15,6 +15,7 @@ const char *vmm_state_name(const Vmm *v)
     switch (v->state) {
     case RUN_STATE_RUNNING: return "running";
     case RUN_STATE_PAUSED: return "paused";
+    case RUN_STATE_POSTMIGRATE: return "postmigrate";
     default: return "shutdown";
     }
 }
@@ -23,6 +24,10 @@ static bool check_alive(Vmm *v, QmpError *err)
 {
     if (v->state == RUN_STATE_SHUTDOWN) {
         qmp_error_set(err, "The VM has shut down");
+        return false;
+    }
+    if (v->state == RUN_STATE_POSTMIGRATE) {
+        qmp_error_set(err, "The VM was migrated away; it runs at the destination now");
         return false;
     }
     return true;

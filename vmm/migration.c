@@ -110,7 +110,9 @@ static void reap(Vmm *v)
     if (s == MIG_COMPLETED) {
         fprintf(stderr, "strata: migration to %s completed (downtime %llu ms); the guest runs "
                 "there now\n", g->uri, (unsigned long long)g->stats.downtime_ms);
-        vmm_request_quit(v);
+        /* strata leaves once its QMP clients have read the outcome (run.c) */
+        v->state = RUN_STATE_POSTMIGRATE;
+        v->postmigrate_until_ns = mig_now_ns() + VMM_POSTMIGRATE_LINGER_MS * 1000000ull;
     } else if (s == MIG_FAILED) {
         fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", g->uri,
                 g->error);
@@ -196,8 +198,9 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     Migration *g = v->mig;
     const char *uri = json_string_value(json_object_get(a, "uri"));
     (void)c;
-    if (v->state == RUN_STATE_SHUTDOWN) {
-        qmp_error_set(err, "The VM has shut down");
+    if (v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
+        qmp_error_set(err, v->state == RUN_STATE_SHUTDOWN ? "The VM has shut down"
+                      : "The VM was migrated away already");
         return NULL;
     }
     if (mig_active(v)) {

@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/vmm.h"
@@ -136,11 +137,27 @@ static int setup_loop(Vmm *v)
     return 0;
 }
 
+/* A migrated-away source: leave once no QMP client is left to read the
+ * outcome, or when the linger time is over. */
+static int postmigrate_check(Vmm *v)
+{
+    if (v->state != RUN_STATE_POSTMIGRATE || v->quit)
+        return -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    if (!v->qmp || qmp_server_nr_clients(v->qmp) == 0 || now >= v->postmigrate_until_ns) {
+        vmm_request_quit(v);
+        return -1;
+    }
+    return (int)((v->postmigrate_until_ns - now) / 1000000 + 1);
+}
+
 static void run_loop(Vmm *v)
 {
     struct epoll_event evs[64];
     while (!v->done) {
-        int n = epoll_wait(v->epfd, evs, 64, -1);
+        int n = epoll_wait(v->epfd, evs, 64, postmigrate_check(v));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -153,6 +170,7 @@ static void run_loop(Vmm *v)
             src->handler(src, evs[i].events);
         }
         qmp_server_reap(v->qmp);
+        postmigrate_check(v);
     }
 }
 

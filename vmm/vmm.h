@@ -13,7 +13,14 @@
 #include "vmm/migration.h"
 #include "vmm/qmp.h"
 
-typedef enum RunState { RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN } RunState;
+typedef enum RunState {
+    RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN,
+    RUN_STATE_POSTMIGRATE,  /* migrated away: paused for good, QMP still answers */
+} RunState;
+
+/* How long a migrated-away source lingers for its QMP clients (it leaves
+ * as soon as none is connected). */
+#define VMM_POSTMIGRATE_LINGER_MS 10000
 
 struct Vmm {
     VmConfig cfg;
@@ -32,6 +39,7 @@ struct Vmm {
     int signo;              /* signal that asked for the end, or 0 */
     int exit_status;
     Migration *mig;         /* live migration (vmm/migration.h) */
+    uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
     QmpCommand *cmds;       /* the served table: vmm's + migration's */
 };
 
