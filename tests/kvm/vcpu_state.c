@@ -138,6 +138,7 @@ int guest_main(void)
 
 #else
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #define SEQ_PORT 0x80
@@ -420,14 +421,114 @@ static void run_pending_io_case(void)
                 "VM 2's reports (%zu, first %#x)", n, n ? rep[0] : 0);
     printf("VM 2 went on from %u to %u, no OUT repeated or lost\n", SEQ_PAUSE_AT, rep[1]);
 
-    kvm_vm_request_end(kit_vm(k1), KVM_END_REQUESTED, 0, "test done");
+    /* The source may go on too (a failed migration): the OUT it had
+     * pending was completed once, by kvm_vcpu_get_state, on this thread. */
+    kvm_vm_resume(kit_vm(k1));              /* the device's pause */
+    kvm_vm_resume(kit_vm(k1));              /* ours */
+    while (__atomic_load_n(&d1.writes, __ATOMIC_ACQUIRE) < SEQ_PAUSE_AT + 1000)
+        sleep_ms(1);
+    *(volatile uint32_t *)kit_guest_var(k1, "guest_stop", 4) = 1;
     kit_wait(k1, &res);
+    TEST_ASSERT_GUEST_PASSED(&res);
+    TEST_ASSERT(d1.dups == 0 && d1.gaps == 0, "VM 1 after resuming: %u duplicates, %u gaps",
+                d1.dups, d1.gaps);
+    printf("VM 1 resumed too, from %u to %u, no OUT repeated or lost\n", SEQ_PAUSE_AT, d1.last);
     seq_remove(&d2, k2);
     seq_remove(&d1, k1);
     kit_free(k2);
     kit_free(k1);
     free(cs);
     free(cs2);
+}
+
+/* ---- PIC, IOAPIC, PIT, kvmclock -------------------------------------------- */
+
+static KvmVm *bare_vm(bool pit)
+{
+    KvmVmConfig cfg = KVM_VM_CONFIG_DEFAULT;
+    KvmVm *vm = NULL;
+
+    cfg.irqchip = true;
+    cfg.pit = pit;
+    TEST_ASSERT(kvm_vm_create(&cfg, &vm) == 0, "kvm_vm_create (irqchip, pit %d)", pit);
+    return vm;
+}
+
+/* VM-wide state between two VMs without vCPUs or memory: an IOAPIC
+ * redirection entry, a PIC mask, a PIT channel mode and count and a
+ * kvmclock far ahead, programmed on VM A, are found on VM B. */
+static void run_vm_devices_case(void)
+{
+    KvmVm *a = bare_vm(true), *b = bare_vm(true), *nopit = bare_vm(false);
+    KvmVmState sa, sd, sb;
+    struct kvm_irqchip chip;
+    struct kvm_pit_state2 pit;
+    struct kvm_clock_data clk;
+    const uint64_t redir = 0x0100000000010031ull;  /* vector 0x31, masked, dest 1 */
+    const uint64_t clock_ns = 1000000000000000ull; /* 10^15 ns */
+    bool clock_set;
+
+    printf("--- PIC, IOAPIC, PIT and kvmclock between two VMs ---\n");
+    memset(&chip, 0, sizeof(chip));
+    chip.chip_id = KVM_IRQCHIP_IOAPIC;
+    TEST_ASSERT(ioctl(kvm_vm_fd(a), KVM_GET_IRQCHIP, &chip) == 0, "KVM_GET_IRQCHIP");
+    chip.chip.ioapic.redirtbl[5].bits = redir;
+    TEST_ASSERT(ioctl(kvm_vm_fd(a), KVM_SET_IRQCHIP, &chip) == 0, "KVM_SET_IRQCHIP");
+    memset(&chip, 0, sizeof(chip));
+    chip.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+    TEST_ASSERT(ioctl(kvm_vm_fd(a), KVM_GET_IRQCHIP, &chip) == 0, "KVM_GET_IRQCHIP");
+    chip.chip.pic.imr = 0xa5;
+    TEST_ASSERT(ioctl(kvm_vm_fd(a), KVM_SET_IRQCHIP, &chip) == 0, "KVM_SET_IRQCHIP");
+    memset(&pit, 0, sizeof(pit));
+    TEST_ASSERT(ioctl(kvm_vm_fd(a), KVM_GET_PIT2, &pit) == 0, "KVM_GET_PIT2");
+    pit.channels[2].count = 0x1234;
+    pit.channels[2].mode = 3;
+    pit.channels[2].rw_mode = 3;
+    TEST_ASSERT(ioctl(kvm_vm_fd(a), KVM_SET_PIT2, &pit) == 0, "KVM_SET_PIT2");
+    memset(&clk, 0, sizeof(clk));
+    clk.clock = clock_ns;
+    clock_set = kvm_vm_check_extension(a, KVM_CAP_ADJUST_CLOCK) > 0 &&
+                ioctl(kvm_vm_fd(a), KVM_SET_CLOCK, &clk) == 0;
+    if (!clock_set)
+        printf("note: KVM_SET_CLOCK unavailable; kvmclock not checked\n");
+
+    TEST_ASSERT(kvm_vm_get_state(a, &sa) == 0, "kvm_vm_get_state (A)");
+    TEST_ASSERT(sa.flags & KVM_VM_STATE_IRQCHIP && sa.flags & KVM_VM_STATE_PIT,
+                "flags %#x: irqchip and PIT expected", sa.flags);
+    TEST_ASSERT(sa.ioapic.redirtbl[5].bits == redir && sa.pic[1].imr == 0xa5 &&
+                sa.pit.channels[2].count == 0x1234 && sa.pit.channels[2].mode == 3,
+                "state of A not what was programmed");
+    {
+        KvmVmState tmp;
+        StateWriter w;
+        StateReader r;
+        uint8_t *buf;
+        size_t len;
+        char err[160] = "";
+
+        state_writer_init(&w);
+        TEST_ASSERT(mig_put_vm_state(&w, &sa) == 0, "mig_put_vm_state");
+        TEST_ASSERT(state_writer_finish(&w, &buf, &len) == 0, "finish");
+        state_reader_init(&r, buf, len);
+        TEST_ASSERT(mig_get_vm_state(&r, &tmp, err, sizeof(err)) == 0, "mig_get_vm_state: %s",
+                    err);
+        sd = tmp;
+        free(buf);
+    }
+    TEST_ASSERT(kvm_vm_set_state(b, &sd) == 0, "kvm_vm_set_state (B)");
+    TEST_ASSERT(kvm_vm_get_state(b, &sb) == 0, "kvm_vm_get_state (B)");
+    assert_same_vm_state(&sa, &sb);
+    TEST_ASSERT(sb.pit.channels[2].count == 0x1234 && sb.pit.channels[2].mode == 3 &&
+                sb.pit.channels[2].rw_mode == 3, "PIT channel 2 on B: count %#x mode %u",
+                sb.pit.channels[2].count, sb.pit.channels[2].mode);
+    if (clock_set)
+        TEST_ASSERT(sb.clock >= clock_ns, "kvmclock on B: %llu", (unsigned long long)sb.clock);
+    TEST_ASSERT(kvm_vm_set_state(nopit, &sd) == -EINVAL, "a PIT state into a VM without a PIT");
+    printf("IOAPIC, PIC, PIT%s carried; a VM without a PIT refuses it\n",
+           clock_set ? ", kvmclock" : "");
+    kvm_vm_destroy(a);
+    kvm_vm_destroy(b);
+    kvm_vm_destroy(nopit);
 }
 
 static void run_case(bool irqchip)
@@ -586,6 +687,7 @@ int main(void)
     run_case(false);
     run_case(true);
     run_pending_io_case();
+    run_vm_devices_case();
     printf("PASS\n");
     return 0;
 }
