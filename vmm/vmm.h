@@ -11,6 +11,7 @@
 #include "vmm/loop.h"
 #include "vmm/machine.h"
 #include "vmm/qmp.h"
+#include "vmm/sandbox.h"
 
 typedef enum RunState { RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN } RunState;
 
@@ -30,6 +31,7 @@ typedef struct Vmm {
     bool quit;              /* QMP quit asked for the end */
     int signo;              /* signal that asked for the end, or 0 */
     int exit_status;
+    Sandbox sandbox;        /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
 } Vmm;
 
 /* The QMP command table served on --api-socket. */
