@@ -21,7 +21,7 @@ pass() { echo "PASS $1"; passes=$((passes + 1)); }
 fail() { echo "FAIL $1: $2"; sed 's/^/    | /' "$T/out" | tail -n 30; fails=$((fails + 1)); }
 # run NAME ARGS...: strata run with a 60 s guard, output in $T/out, status in RC
 run() {
-	timeout 60 "$STRATA" run "$@" > "$T/out" 2>&1 < /dev/null
+	timeout "${GUARD:-60}" "$STRATA" run "$@" > "$T/out" 2>&1 < /dev/null
 	RC=$?
 }
 has() { grep -q -- "$1" "$T/out"; }
@@ -77,9 +77,10 @@ for role in vcpu io stdin waiter main; do
 		fail "$role: forbidden syscall" "exit status $RC (want 159 and '$want')"
 	fi
 done
-# without --test-device the hook is ignored
-STRATA_TEST_SECCOMP_VIOLATE=vcpu run --kernel "$HELLO" --serial none
-if [ $RC != 159 ] && ! has 'forbidden'; then
+# without --test-device the hook is ignored (and hello.elf cannot end: the
+# guard stops it; GNU timeout says 124, busybox passes on strata's 143)
+STRATA_TEST_SECCOMP_VIOLATE=vcpu GUARD=5 run --kernel "$HELLO" --serial none
+if { [ $RC = 124 ] || [ $RC = 143 ]; } && ! has 'forbidden'; then
 	pass "the violation hook is ignored without --test-device"
 else
 	fail "violation hook without --test-device" "exit status $RC"
@@ -89,7 +90,7 @@ fi
 before=$(dmesg 2>/dev/null | grep -c 'type=1326')
 STRATA_TEST_SECCOMP_VIOLATE=vcpu run --test-device --kernel "$HELLO" --seccomp=log
 after=$(dmesg 2>/dev/null | grep -c 'type=1326')
-if [ $RC = 0 ] && has 'hello' && ! has 'forbidden syscall'; then
+if [ $RC = 0 ] && has 'hello' && ! has 'thread made a forbidden'; then
 	pass "log: the forbidden syscall went through, the guest completed"
 	if dmesg > /dev/null 2>&1; then
 		if [ "$after" -gt "$before" ] && dmesg | grep 'type=1326' | tail -n 3 | grep -q 'syscall=135'; then
@@ -104,7 +105,7 @@ else
 	fail "log mode" "exit status $RC"
 fi
 STRATA_TEST_SECCOMP_VIOLATE=vcpu run --test-device --kernel "$HELLO" --seccomp=off
-if [ $RC = 0 ] && ! has 'forbidden'; then pass "off: no filter"; else fail "off" "exit status $RC"; fi
+if [ $RC = 0 ] && ! has 'thread made a forbidden'; then pass "off: no filter"; else fail "off" "exit status $RC"; fi
 
 # --- the jail (root only) ---
 if [ "$(id -u)" != 0 ]; then
