@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -320,21 +322,86 @@ static int dirty_bench(const Opts *o)
 
 /* ---- seccomp ---------------------------------------------------------------- */
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
+}
+
+typedef struct SysLoop {
+    const Sandbox *sb;          /* NULL: no filter */
+    unsigned n;
+    double ioctl_ns, getpid_ns;
+} SysLoop;
+
+/* On a fresh thread (with the vCPU filter if asked): the cost of
+ * ioctl(-1, KVM_RUN) (the filter's hot path; EBADF at once, so no VM is
+ * involved) and of getpid (a syscall the filter allows unconditionally). */
+static void *sysloop_main(void *arg)
+{
+    SysLoop *s = arg;
+
+    if (s->sb && sandbox_enter(s->sb, SANDBOX_ROLE_VCPU) < 0)
+        return (void *)1;
+    uint64_t t0 = bench_now_ns();
+    for (unsigned i = 0; i < s->n; i++)
+        (void)!ioctl(-1, KVM_RUN, 0);
+    uint64_t t1 = bench_now_ns();
+    for (unsigned i = 0; i < s->n; i++)
+        syscall(SYS_getpid);
+    uint64_t t2 = bench_now_ns();
+    s->ioctl_ns = (double)(t1 - t0) / s->n;
+    s->getpid_ns = (double)(t2 - t1) / s->n;
+    return NULL;
+}
+
+/* The filter's own cost per syscall, without KVM: alternating threads
+ * without and with the vCPU filter, medians of `reps` runs. */
+static int seccomp_syscall_bench(const Sandbox *sb, unsigned reps)
+{
+    double io[2][NREPS_MAX], gp[2][NREPS_MAX];
+
+    for (unsigned r = 0; r < reps; r++) {
+        for (int on = 0; on < 2; on++) {
+            SysLoop s = { on ? sb : NULL, 200000, 0, 0 };
+            pthread_t t;
+            void *ret = (void *)1;
+
+            if (pthread_create(&t, NULL, sysloop_main, &s) || pthread_join(t, &ret) || ret) {
+                fprintf(stderr, "exit-latency: seccomp syscall loop failed\n");
+                return -1;
+            }
+            io[on][r] = s.ioctl_ns;
+            gp[on][r] = s.getpid_ns;
+        }
+    }
+    double i0 = median_of(io[0], reps), i1 = median_of(io[1], reps);
+    double g0 = median_of(gp[0], reps), g1 = median_of(gp[1], reps);
+    printf("\nThe vCPU seccomp filter per syscall (ns, median of %u runs of 200000, no KVM)\n",
+           reps);
+    printf("  %-34s %11s %11s %11s\n", "", "no filter", "filter", "added ns");
+    printf("  %-34s %11.1f %11.1f %11.1f\n", "ioctl(-1, KVM_RUN) (BPF runs)", i0, i1, i1 - i0);
+    printf("  %-34s %11.1f %11.1f %11.1f\n", "getpid (allowed, kernel-cached)", g0, g1, g1 - g0);
+    return 0;
+}
+
 /* The vCPU filter's cost per exit: vCPU threads without and with it, in
  * alternating runs (the filter is per thread: this process stays unfiltered). */
-static int seccomp_bench(const Opts *o)
+static int seccomp_bench(const Opts *o, const Sandbox *sb_in)
 {
-    Sandbox sb;
+    const Sandbox sb = *sb_in;
     BenchPlan off_all = { 0 }, on_all = { 0 };
     Reader pio_r = { 0 }, mmio_r = { 0 };
     KvmVmStats st;
+    double rp[NREPS_MAX], rm[NREPS_MAX], v[2][2];
 
-    if (sandbox_forced_off()) {
-        printf("\nseccomp: skipped (AddressSanitizer build: the sandbox is off there)\n");
-        return 0;
-    }
-    if (sandbox_init(&sb, SANDBOX_KILL, false) < 0)
-        return -1;
     reader_start(&pio_r);
     reader_start(&mmio_r);
     for (unsigned r = 0; r < o->reps; r++) {
@@ -347,9 +414,13 @@ static int seccomp_bench(const Opts *o)
             if (strata_run(o->elf, &p, &pio_r, &mmio_r, &st,
                            on ? RUN_THREAD_SECCOMP : RUN_THREAD, &sb) < 0)
                 return -1;
+            v[on][0] = bench_plan_ns_per_iter(&p, CMD_PIO);
+            v[on][1] = bench_plan_ns_per_iter(&p, CMD_MMIO);
             merge(on ? &on_all : &off_all, &p);
             bench_plan_free(&p);
         }
+        rp[r] = v[0][0] > 0 ? v[1][0] / v[0][0] : 0;
+        rm[r] = v[0][1] > 0 ? v[1][1] / v[0][1] : 0;
     }
     reader_stop(&pio_r);
     reader_stop(&mmio_r);
@@ -369,6 +440,9 @@ static int seccomp_bench(const Opts *o)
            p0 > 0 ? p1 / p0 : 0, bp0, bp1, bp0 > 0 ? bp1 / bp0 : 0);
     printf("  %-20s %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f\n", "MMIO 4-byte write", m0, m1,
            m0 > 0 ? m1 / m0 : 0, bm0, bm1, bm0 > 0 ? bm1 / bm0 : 0);
+    printf("  %-20s %11s %11s %11.3f   (median of the %u per-pair ratios)\n", "PIO  outl", "", "",
+           median_of(rp, o->reps), o->reps);
+    printf("  %-20s %11s %11s %11.3f\n", "MMIO 4-byte write", "", "", median_of(rm, o->reps));
     printf("  (ratio = with/without; each exit makes one filtered syscall, KVM_RUN)\n");
     bench_plan_free(&off_all);
     bench_plan_free(&on_all);
@@ -412,6 +486,16 @@ int main(int argc, char **argv)
     if (!o.exits || !o.reps || o.reps > NREPS_MAX)
         usage();
     setvbuf(stdout, NULL, _IOLBF, 0);
+    Sandbox sb;
+    bool have_sb = false;
+    if (o.seccomp && sandbox_forced_off()) {
+        printf("seccomp: not measured (AddressSanitizer build: the sandbox is off there)\n");
+    } else if (o.seccomp) {
+        if (sandbox_init(&sb, SANDBOX_KILL, false) < 0 || seccomp_syscall_bench(&sb, o.reps) < 0)
+            return 1;
+        have_sb = true;
+        printf("\n");
+    }
     if ((why = kvm_probe())) {
         printf("exit-latency: /dev/kvm cannot run strata guests here: %s\n", why);
         return 77;
@@ -490,7 +574,7 @@ int main(int argc, char **argv)
     bench_plan_free(&raw_all);
     bench_plan_free(&strata_all);
 
-    if (o.seccomp && seccomp_bench(&o) < 0)
+    if (o.seccomp && have_sb && seccomp_bench(&o, &sb) < 0)
         return 1;
     if (o.dirty && dirty_bench(&o) < 0)
         return 1;
