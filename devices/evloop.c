@@ -43,6 +43,7 @@ struct Evloop {
     pthread_mutex_t lock;       /* the SQ, the lists and the entry flags */
     EvEntry *entries;
     EvEntry *zombies;           /* deleted, waiting for their last completion */
+    pthread_mutex_t dispatch;   /* held while a batch of handlers runs, and by evloop_pause */
     pthread_t thread;
     bool running;
     EvloopThreadHook hook;      /* run first on the loop thread */
@@ -50,6 +51,7 @@ struct Evloop {
     int hook_result;            /* 1 = not run yet (under lock, hook_cond) */
     pthread_cond_t hook_cond;
     volatile bool stop;
+    volatile bool halted;       /* evloop_halt: no handler runs ever again */
 };
 
 /* user_data of the wake poll and of POLL_REMOVE requests (never entries). */
@@ -125,10 +127,12 @@ Evloop *evloop_new(void)
         goto fail;
     }
     pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->dispatch, NULL);
     arm_wake(l);
     if (!l->wake_armed) {
         errno = EIO;
         pthread_mutex_destroy(&l->lock);
+        pthread_mutex_destroy(&l->dispatch);
         goto fail;
     }
     return l;
@@ -162,6 +166,7 @@ void evloop_free(Evloop *l)
     free_list(l->zombies);
     close(l->wakefd);
     pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->dispatch);
     free(l);
 }
 
@@ -308,6 +313,11 @@ int evloop_run_once(Evloop *l, int timeout_ms)
     if (r < 0)
         return r;
     int ran = 0;
+    pthread_mutex_lock(&l->dispatch);
+    if (l->halted) {
+        pthread_mutex_unlock(&l->dispatch);
+        return -ESHUTDOWN;
+    }
     /* What had completed when the wait returned, one at a time: a re-armed
      * poll of a still-ready fd completes at once and waits for the next
      * batch (else a handler leaving its fd ready would never let go). */
@@ -319,6 +329,7 @@ int evloop_run_once(Evloop *l, int timeout_ms)
         if (complete(l, tag, res))
             ran++;
     }
+    pthread_mutex_unlock(&l->dispatch);
     return ran;
 }
 
@@ -340,6 +351,8 @@ static void *loop_thread(void *arg)
         return NULL;
     while (!l->stop) {
         int r = evloop_run_once(l, -1);
+        if (r == -ESHUTDOWN)
+            break;
         if (r < 0) {
             fprintf(stderr, "strata: device event loop: %s\n", strerror(-r));
             break;
@@ -374,6 +387,22 @@ int evloop_start(Evloop *l, const char *name)
     }
     l->running = true;
     return 0;
+}
+
+void evloop_pause(Evloop *l)
+{
+    pthread_mutex_lock(&l->dispatch);
+}
+
+void evloop_resume(Evloop *l)
+{
+    pthread_mutex_unlock(&l->dispatch);
+}
+
+void evloop_halt(Evloop *l)
+{
+    l->halted = true;
+    pthread_mutex_unlock(&l->dispatch);
 }
 
 void evloop_stop(Evloop *l)

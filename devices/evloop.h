@@ -41,6 +41,15 @@ void evloop_set_thread_hook(Evloop *l, EvloopThreadHook fn, void *opaque);
 /* Runs the loop on a new thread named `name`, once its thread-start hook
  * succeeded; 0 or a negative errno. */
 int evloop_start(Evloop *l, const char *name);
+/* Waits until no handler of l runs and keeps it so (completions queue up)
+ * until evloop_resume: devices then neither touch guest memory nor change
+ * state (migration's final round).  Not from a handler of l itself. */
+void evloop_pause(Evloop *l);
+/* Ends an evloop_pause; queued events are handled again. */
+void evloop_resume(Evloop *l);
+/* Ends an evloop_pause for good: no handler runs again (the thread ends,
+ * evloop_run_once returns -ESHUTDOWN); a migrated-away VM's devices. */
+void evloop_halt(Evloop *l);
 /* Stops and joins the thread started by evloop_start (no-op if none). */
 void evloop_stop(Evloop *l);
 

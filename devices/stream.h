@@ -71,5 +71,8 @@ int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
 
 /* CRC-32 (IEEE 802.3, as zlib's crc32) of n bytes. */
 uint32_t state_crc32(const void *p, size_t n);
+/* The CRC-32 of (the bytes crc was computed over) followed by [p, p+n):
+ * state_crc32_update(state_crc32(a, x), b, y) == CRC of a..b. */
+uint32_t state_crc32_update(uint32_t crc, const void *p, size_t n);
 
 #endif /* STRATA_DEVICES_STREAM_H */

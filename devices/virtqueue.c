@@ -6,6 +6,14 @@
 
 void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write)
 {
+    MemoryRegion *mr;
+    uint64_t off;
+    return guest_mem_map_region(fv, gpa, len, write, &mr, &off);
+}
+
+void *guest_mem_map_region(FlatView *fv, uint64_t gpa, uint64_t len, bool write,
+                           MemoryRegion **mr_out, uint64_t *off_out)
+{
     if (!fv || len == 0 || gpa + len < gpa)
         return NULL;
     const FlatRange *fr = flatview_lookup(fv, gpa);
@@ -22,6 +30,8 @@ void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write)
     uint64_t in_region = fr->offset_in_region + off;
     if (write)
         memory_region_set_dirty(fr->mr, in_region, len);
+    *mr_out = fr->mr;
+    *off_out = in_region;
     return base + in_region;
 }
 
@@ -59,7 +69,8 @@ int virtq_map(VirtQueue *vq, FlatView *fv, const char **why)
         return -1;
     vq->desc_p = guest_mem_map(fv, vq->desc, 16 * n, false);
     vq->avail_p = guest_mem_map(fv, vq->avail, 4 + 2 * n, false);
-    vq->used_p = guest_mem_map(fv, vq->used, 4 + 8 * n, true);
+    vq->used_p = guest_mem_map_region(fv, vq->used, 4 + 8 * n, true, &vq->used_mr,
+                                      &vq->used_off);
     if (!vq->desc_p || !vq->avail_p || !vq->used_p) {
         *why = !vq->desc_p ? "descriptor table outside RAM"
              : !vq->avail_p ? "available ring outside RAM" : "used ring outside RAM";
@@ -136,7 +147,9 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
             return -1;
         }
         if (len) {
-            void *p = guest_mem_map(fv, addr, len, w);
+            MemoryRegion *mr = NULL;
+            uint64_t off = 0;
+            void *p = guest_mem_map_region(fv, addr, len, w, &mr, &off);
             if (!p) {
                 *why = w ? "writable descriptor outside writable RAM"
                          : "descriptor outside RAM";
@@ -146,6 +159,8 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
             v->iov_base = p;
             v->iov_len = len;
             if (w) {
+                e->in_mr[e->in_num] = mr;
+                e->in_off[e->in_num] = off;
                 e->in_num++;
                 e->in_len += len;
             } else {
@@ -180,6 +195,15 @@ void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)
     memcpy(ent + 4, &len, 4);
     vq->used_idx++;
     __atomic_store_n((uint16_t *)(void *)(vq->used_p + 2), vq->used_idx, __ATOMIC_RELEASE);
+    /* After the writes: a harvest that ran between the buffers' mapping
+     * (which marked them) and these writes would otherwise miss them. */
+    /* Every writable buffer, whatever `len` says: a device may write a
+     * status byte past the count it reports (virtio-blk on errors). */
+    for (unsigned i = 0; i < e->in_num; i++)
+        if (e->in_mr[i])
+            memory_region_set_dirty(e->in_mr[i], e->in_off[i], e->iov[e->out_num + i].iov_len);
+    if (vq->used_mr)
+        memory_region_set_dirty(vq->used_mr, vq->used_off, 4 + 8 * (uint64_t)vq->num);
 }
 
 size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)

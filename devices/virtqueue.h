@@ -38,6 +38,9 @@ typedef struct VirtQueue {
     uint16_t used_idx;          /* next used entry the device writes */
     /* host pointers, valid between virtq_map and the end of the batch */
     uint8_t *desc_p, *avail_p, *used_p;
+    /* the RAM region and offset behind used_p (dirty marking at push) */
+    MemoryRegion *used_mr;
+    uint64_t used_off;
 } VirtQueue;
 
 /* One popped chain: device-readable buffers (out) then device-writable (in). */
@@ -46,6 +49,10 @@ typedef struct VirtqElem {
     unsigned out_num, in_num;   /* iov[0..out_num) readable, then in_num writable */
     uint64_t out_len, in_len;   /* byte totals */
     struct iovec iov[VIRTQ_MAX_SIZE];
+    /* RAM region and offset of each device-writable buffer (iov[out_num +
+     * i]): virtq_push marks them dirty once the device has written them */
+    MemoryRegion *in_mr[VIRTQ_MAX_SIZE];
+    uint64_t in_off[VIRTQ_MAX_SIZE];
 } VirtqElem;
 
 /*
@@ -54,6 +61,10 @@ typedef struct VirtqElem {
  * refused.  A writable mapping marks the pages dirty.
  */
 void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write);
+/* guest_mem_map that also says which RAM region (and offset in it) the
+ * range lies in (*mr, *off; only written on success). */
+void *guest_mem_map_region(FlatView *fv, uint64_t gpa, uint64_t len, bool write,
+                           MemoryRegion **mr, uint64_t *off);
 /* Copies len bytes from guest memory; false if not all inside RAM. */
 bool guest_mem_read(FlatView *fv, uint64_t gpa, void *buf, uint64_t len);
 
@@ -74,7 +85,9 @@ bool virtq_has_avail(const VirtQueue *vq);
 int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why);
 /* Gives the last popped chain back (it will be popped again). */
 void virtq_unpop(VirtQueue *vq);
-/* Publishes e as used with `len` bytes written by the device. */
+/* Publishes e as used with `len` bytes written by the device, marking the
+ * used entry, the used index and e's device-writable buffers dirty after
+ * they were written (a dirty-page harvest in between cannot lose them). */
 void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len);
 /* True unless the driver asked for no interrupts (VIRTQ_AVAIL_F_NO_INTERRUPT). */
 bool virtq_wants_interrupt(const VirtQueue *vq);

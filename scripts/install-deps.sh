@@ -9,7 +9,7 @@ PACKAGES=(
   # clang 14 + its runtime libraries: -fsanitize=fuzzer,address,undefined
   # needs libclang_rt.{fuzzer,asan,ubsan} from libclang-rt-14-dev.
   clang llvm libclang-rt-14-dev
-  libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev
+  libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev zlib1g-dev
   # e2e tier: guest images (scripts/build-guest.sh; the kernel and
   # busybox-static are downloaded, not installed) and the nested test bed
   # (scripts/testbed.sh); python3 runs the vmlinux extractor.

@@ -15,6 +15,7 @@ const char *vmm_state_name(const Vmm *v)
     switch (v->state) {
     case RUN_STATE_RUNNING: return "running";
     case RUN_STATE_PAUSED: return "paused";
+    case RUN_STATE_POSTMIGRATE: return "postmigrate";
     default: return "shutdown";
     }
 }
@@ -23,6 +24,10 @@ static bool check_alive(Vmm *v, QmpError *err)
 {
     if (v->state == RUN_STATE_SHUTDOWN) {
         qmp_error_set(err, "The VM has shut down");
+        return false;
+    }
+    if (v->state == RUN_STATE_POSTMIGRATE) {
+        qmp_error_set(err, "The VM was migrated away; it runs at the destination now");
         return false;
     }
     return true;
@@ -57,6 +62,10 @@ int vmm_system_reset(Vmm *v, QmpError *err)
     char why[512];
     if (!check_alive(v, err))
         return -1;
+    if (mig_active(v)) {
+        qmp_error_set(err, "system_reset: a migration is in progress (migrate_cancel first)");
+        return -1;
+    }
     bool running = v->state == RUN_STATE_RUNNING;
     if (running)
         kvm_vm_pause(v->m.vm);

@@ -127,6 +127,23 @@ static const char *apply_api_socket(VmConfig *cfg, const char *val)
     return set_str(&cfg->api_socket, val);
 }
 
+static const char *apply_incoming(VmConfig *cfg, const char *val)
+{
+    if (!strncmp(val, "unix:", 5)) {
+        if (!val[5] || strlen(val + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return "unix:PATH needs a path of 1..107 bytes";
+    } else if (!strncmp(val, "tcp:", 4)) {
+        const char *colon = strrchr(val + 4, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == val + 4 || !colon[1] || *end || port < 1 || port > 65535)
+            return "expected tcp:HOST:PORT (port 1..65535)";
+    } else {
+        return "expected tcp:HOST:PORT or unix:PATH";
+    }
+    return set_str(&cfg->incoming, val);
+}
+
 static const char *apply_serial(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "stdio")) {
@@ -306,7 +323,7 @@ static const OptDef opts[] = {
     { "jail-uid", OPT_VALUE, apply_jail_uid, NULL, true },
     { "jail-gid", OPT_VALUE, apply_jail_gid, NULL, true },
     { "chroot", OPT_VALUE, apply_chroot, NULL, false },
-    { "incoming", OPT_TODO, NULL, NULL, false },
+    { "incoming", OPT_VALUE, apply_incoming, NULL, false },
 };
 
 static const OptDef *find_opt(const char *name, size_t len)
@@ -332,6 +349,7 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->initrd);
     free(cfg->cmdline);
     free(cfg->api_socket);
+    free(cfg->incoming);
     free(cfg->serial_path);
     free(cfg->chroot_dir);
     for (unsigned i = 0; i < cfg->ndisks; i++)
@@ -611,6 +629,11 @@ const char *vm_config_usage(void)
         "                       guest's EXIT port ends strata with the guest's code\n"
         "  --config FILE        JSON object with the keys above, e.g.\n"
         "                       {\"kernel\":\"g.elf\",\"memory\":\"512M\",\"test-device\":true}\n"
+        "  --incoming URI       tcp:HOST:PORT or unix:PATH: wait there for a live\n"
+        "                       migration (QMP migrate on the source) and run the\n"
+        "                       guest it brings; the other options must describe\n"
+        "                       the same machine (memory, cpus, devices), else the\n"
+        "                       stream is refused saying what differs\n"
         "  --seccomp MODE       per-thread syscall filters (vCPU, device I/O, main,\n"
         "                       stdin, waiter, migration threads): kill (default: a\n"
         "                       syscall outside its thread's list ends strata with a\n"
@@ -626,13 +649,13 @@ const char *vm_config_usage(void)
         "  --verbose            dump the vCPU registers when the guest crashes\n"
         "  --help               this text\n"
         "\n"
-        "Not implemented yet (rejected with an error): --incoming.\n"
         "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"
         "through the test device, reboot (i8042 reset), ACPI poweroff or a crash.\n"
         "\n"
         "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
         "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
         "3 guest crashed (triple fault, kernel panic via pvpanic) or asked for a\n"
-        "reset; 4 KVM error;\n"
+        "reset; 4 KVM error; 5 --incoming: the migration stream failed or was\n"
+        "refused (the guest never ran);\n"
         "128+N terminated by signal N.\n";
 }

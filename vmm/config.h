@@ -42,6 +42,7 @@ typedef struct VmConfig {
     unsigned cpus;          /* --cpus */
     char *cmdline;          /* --cmdline */
     char *api_socket;       /* --api-socket */
+    char *incoming;         /* --incoming tcp:HOST:PORT | unix:PATH */
     SerialMode serial;      /* --serial */
     char *serial_path;      /* --serial file=PATH */
     bool test_device;       /* --test-device */

@@ -135,6 +135,44 @@ void machine_virtio_reset(Machine *m)
         virtio_mmio_reset(&v->rng->t);
 }
 
+unsigned machine_virtio_ndevs(const Machine *m)
+{
+    const MachineVirtioDevs *v = m->virtio_devs;
+    return v ? v->nblk + v->nnet + (v->rng ? 1u : 0u) : 0;
+}
+
+VirtioMmio *machine_virtio_transport(Machine *m, unsigned i)
+{
+    MachineVirtioDevs *v = m->virtio_devs;
+    if (!v)
+        return NULL;
+    if (i < v->nblk)
+        return &v->blk[i]->t;
+    i -= v->nblk;
+    if (i < v->nnet)
+        return &v->net[i]->t;
+    i -= v->nnet;
+    return i == 0 && v->rng ? &v->rng->t : NULL;
+}
+
+void machine_virtio_pause(Machine *m)
+{
+    if (m->virtio_devs)
+        evloop_pause(m->virtio_devs->loop);
+}
+
+void machine_virtio_resume(Machine *m)
+{
+    if (m->virtio_devs)
+        evloop_resume(m->virtio_devs->loop);
+}
+
+void machine_virtio_halt(Machine *m)
+{
+    if (m->virtio_devs)
+        evloop_halt(m->virtio_devs->loop);
+}
+
 void machine_virtio_stop(Machine *m)
 {
     if (m->virtio_devs)

@@ -131,6 +131,16 @@ int machine_add_virtio_devices(Machine *m);
 int machine_virtio_start(Machine *m);
 /* Resets every virtio device (as a driver writing Status 0). */
 void machine_virtio_reset(Machine *m);
+/* Number of virtio devices (disks, then nets, then the rng). */
+unsigned machine_virtio_ndevs(const Machine *m);
+/* The i-th virtio device's transport (the order above), or NULL. */
+struct VirtioMmio *machine_virtio_transport(Machine *m, unsigned i);
+/* Holds the virtio event loop between handler batches (no device touches
+ * guest memory) / lets it go again; no-ops without virtio devices. */
+void machine_virtio_pause(Machine *m);
+void machine_virtio_resume(Machine *m);
+/* Ends a machine_virtio_pause for good: the devices never run again. */
+void machine_virtio_halt(Machine *m);
 /* Stops the virtio event-loop thread (no device work after this). */
 void machine_virtio_stop(Machine *m);
 /* Frees the virtio devices (their regions must be unmapped). */

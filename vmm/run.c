@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/vmm.h"
@@ -18,6 +19,7 @@ enum {
     EXIT_GUEST_FAILED = 2,
     EXIT_GUEST_CRASHED = 3,
     EXIT_KVM_ERROR = 4,
+    EXIT_INCOMING = 5,      /* --incoming: no usable stream; the guest never ran */
 };
 
 static void *waiter_main(void *arg)
@@ -137,11 +139,27 @@ static int setup_loop(Vmm *v)
     return 0;
 }
 
+/* A migrated-away source: leave once no QMP client is left to read the
+ * outcome, or when the linger time is over. */
+static int postmigrate_check(Vmm *v)
+{
+    if (v->state != RUN_STATE_POSTMIGRATE || v->quit)
+        return -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    if (!v->qmp || qmp_server_nr_clients(v->qmp) == 0 || now >= v->postmigrate_until_ns) {
+        vmm_request_quit(v);
+        return -1;
+    }
+    return (int)((v->postmigrate_until_ns - now) / 1000000 + 1);
+}
+
 static void run_loop(Vmm *v)
 {
     struct epoll_event evs[64];
     while (!v->done) {
-        int n = epoll_wait(v->epfd, evs, 64, -1);
+        int n = epoll_wait(v->epfd, evs, 64, postmigrate_check(v));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -154,6 +172,7 @@ static void run_loop(Vmm *v)
             src->handler(src, evs[i].events);
         }
         qmp_server_reap(v->qmp);
+        postmigrate_check(v);
     }
 }
 
@@ -201,11 +220,24 @@ int strata_run(int argc, char *const argv[])
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
-    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0)
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || mig_init(v) < 0)
         goto out;
+    bool start_paused = false;
+    if (v->cfg.incoming && mig_incoming(v, v->cfg.incoming, &start_paused) < 0) {
+        status = EXIT_INCOMING;
+        goto out;
+    }
     if (v->cfg.api_socket) {
-        v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, vmm_qmp_commands,
-                                vmm_qmp_ncommands, v, err, sizeof(err));
+        size_t n = vmm_qmp_ncommands + mig_qmp_ncommands;
+        v->cmds = calloc(n, sizeof(*v->cmds));
+        if (!v->cmds) {
+            fprintf(stderr, "strata: out of memory\n");
+            goto out;
+        }
+        memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
+        memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands,
+               mig_qmp_ncommands * sizeof(*v->cmds));
+        v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
         if (!v->qmp) {
             fprintf(stderr, "strata: %s\n", err);
             goto out;
@@ -213,9 +245,11 @@ int strata_run(int argc, char *const argv[])
     }
     if (enter_jail(v) < 0)
         goto out;
+    if (start_paused)
+        kvm_vm_pause(v->m.vm);      /* the source was paused: stay so until `cont` */
     if (machine_start(&v->m) < 0)
         goto out;
-    v->state = RUN_STATE_RUNNING;
+    v->state = start_paused ? RUN_STATE_PAUSED : RUN_STATE_RUNNING;
     r = pthread_create(&v->waiter, NULL, waiter_main, v);
     if (r) {
         fprintf(stderr, "strata: cannot start a thread: %s\n", strerror(r));
@@ -234,7 +268,9 @@ out:
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "strata is exiting");
         pthread_join(v->waiter, NULL);
     }
+    mig_free(v);
     qmp_server_free(v->qmp);
+    free(v->cmds);
     machine_destroy(&v->m);
     if (v->epfd >= 0)
         close(v->epfd);

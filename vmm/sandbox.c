@@ -39,6 +39,7 @@
  */
 static const char *sys_names[MAX_NR];
 static __thread int tls_role = -1;
+static __thread bool tls_strict;      /* a kill-mode filter is on this thread */
 
 static const char *const role_names[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_MAIN] = "main",
@@ -108,7 +109,7 @@ static const unsigned long ioc_dirty[] = {
 };
 static const unsigned long ioc_vm_state[] = {
     KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_IRQCHIP, KVM_SET_IRQCHIP, KVM_GET_PIT2,
-    KVM_SET_PIT2,
+    KVM_SET_PIT2, KVM_GET_MSR_INDEX_LIST,
 };
 static const unsigned long ioc_vm_map[] = {
     KVM_SET_USER_MEMORY_REGION, KVM_IOEVENTFD, KVM_IRQFD, KVM_SET_GSI_ROUTING,
@@ -194,6 +195,11 @@ int sandbox_mode_from_name(const char *s)
     if (!strcmp(s, "off"))
         return SANDBOX_OFF;
     return -1;
+}
+
+bool sandbox_thread_strict(void)
+{
+    return tls_strict;
 }
 
 bool sandbox_forced_off(void)
@@ -413,6 +419,7 @@ int sandbox_enter(const Sandbox *sb, SandboxRole role)
         tls_role = -1;
         return r;
     }
+    tls_strict = sb->mode == SANDBOX_KILL;
     if (sb->violate_role == (int)role) {
         static const char msg[] = "strata: test: making a forbidden syscall (personality)\n";
         ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);

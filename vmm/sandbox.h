@@ -36,7 +36,9 @@
  * (vmm->sandbox is the Vmm's Sandbox, see vmm/vmm.h).  A thread created by
  * the main thread after it entered SANDBOX_ROLE_MAIN also inherits MAIN's
  * filter (seccomp filters stack; the stricter action wins), so the MIGRATION
- * allowlist is kept a subset of MAIN's.  Opening files is not in either.
+ * allowlist is kept a subset of MAIN's.  Opening files is not in either:
+ * a tcp: URI needs an IP address there (the resolver opens /etc files and
+ * may load NSS modules; migration-stream.c says so instead of dying).
  *
  * Modes (--seccomp):
  *   kill  a syscall outside the role's list raises SIGSYS (SCMP_ACT_TRAP);
@@ -106,6 +108,10 @@ const char *sandbox_role_name(SandboxRole role);
 int sandbox_role_from_name(const char *s);
 /* The mode named s ("kill", "log", "off"), or -1. */
 int sandbox_mode_from_name(const char *s);
+/* True if the calling thread runs under a kill-mode filter: then it must
+ * not call what opens files or unlisted sockets (getaddrinfo on a host
+ * name, for one). */
+bool sandbox_thread_strict(void);
 /* True if this build forces the mode to off (AddressSanitizer). */
 bool sandbox_forced_off(void);
 

@@ -10,12 +10,20 @@
 #include "vmm/config.h"
 #include "vmm/loop.h"
 #include "vmm/machine.h"
+#include "vmm/migration.h"
 #include "vmm/qmp.h"
 #include "vmm/sandbox.h"
 
-typedef enum RunState { RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN } RunState;
+typedef enum RunState {
+    RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN,
+    RUN_STATE_POSTMIGRATE,  /* migrated away: paused for good, QMP still answers */
+} RunState;
 
-typedef struct Vmm {
+/* How long a migrated-away source lingers for its QMP clients (it leaves
+ * as soon as none is connected). */
+#define VMM_POSTMIGRATE_LINGER_MS 10000
+
+struct Vmm {
     VmConfig cfg;
     Machine m;
     int epfd;
@@ -32,7 +40,10 @@ typedef struct Vmm {
     int signo;              /* signal that asked for the end, or 0 */
     int exit_status;
     Sandbox sandbox;        /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
-} Vmm;
+    Migration *mig;         /* live migration (vmm/migration.h) */
+    uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
+    QmpCommand *cmds;       /* the served table: vmm's + migration's */
+};
 
 /* The QMP command table served on --api-socket. */
 extern const QmpCommand vmm_qmp_commands[];

@@ -152,9 +152,25 @@ static void test_bad_values(void **state)
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--initrd", "", NULL), "--initrd : empty path");
     vm_config_free(&c);
-    expect_error(parse(&c, "--kernel", "k", "--incoming", "x", NULL),
-                 "--incoming: not implemented yet");
+    /* --incoming */
+    assert_int_equal(parse(&c, "--kernel", "k", "--incoming", "unix:/tmp/m.sock", NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.incoming, "unix:/tmp/m.sock");
     vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--incoming=tcp:127.0.0.1:4444", NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.incoming, "tcp:127.0.0.1:4444");
+    vm_config_free(&c);
+    const char *bad_uri[] = { "x", "unix:", "tcp:host", "tcp::5", "tcp:h:0", "tcp:h:65536",
+                              "tcp:h:12x", "file:/x" };
+    for (size_t i = 0; i < sizeof(bad_uri) / sizeof(bad_uri[0]); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "--incoming %s: expected", bad_uri[i]);
+        if (!strcmp(bad_uri[i], "unix:"))
+            snprintf(want, sizeof(want), "--incoming unix:: unix:PATH needs");
+        expect_error(parse(&c, "--kernel", "k", "--incoming", bad_uri[i], NULL), want);
+        vm_config_free(&c);
+    }
     /* --disk and --net (repeatable) */
     assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a.img", "--disk",
                            "path=b,readonly=on", "--net", "tap=tap0",
@@ -182,13 +198,6 @@ static void test_bad_values(void **state)
         expect_error(parse(&c, "--kernel", "k", bad_dev[i][0], bad_dev[i][1], NULL), want);
         vm_config_free(&c);
     }
-    const char *todo[] = { "--incoming" };
-    for (int i = 0; i < 1; i++) {
-        char want[64];
-        snprintf(want, sizeof(want), "%s: not implemented yet", todo[i]);
-        expect_error(parse(&c, "--kernel", "k", todo[i], "x", NULL), want);
-        vm_config_free(&c);
-    }
 }
 
 static void test_help(void **state)
@@ -200,11 +209,9 @@ static void test_help(void **state)
     vm_config_free(&c);
     const char *u = vm_config_usage();
     assert_non_null(strstr(u, "--kernel"));
-    assert_non_null(strstr(u, "Not implemented yet"));
     assert_non_null(strstr(u, "  --disk path=FILE"));
     assert_non_null(strstr(u, "  --net tap=NAME"));
-    /* unimplemented options are not offered as working ones */
-    assert_null(strstr(u, "  --incoming"));
+    assert_non_null(strstr(u, "  --incoming URI"));
 }
 
 /* --seccomp, --jail-uid/--jail-gid, --chroot: CLI, JSON, errors, help. */
@@ -313,7 +320,7 @@ static void test_json(void **state)
         { "{\"disk\": [\"path=/a\", 7]}", "key \"disk\"[1]: expected a string" },
         { "{\"disk\": [\"x\"]}", "key \"disk\"[0] (x): expected path=FILE" },
         { "{\"kernel\": [\"a\"]}", "key \"kernel\": expected a string" },
-        { "{\"incoming\": \"unix:/x\"}", "key \"incoming\": not implemented yet" },
+        { "{\"incoming\": \"ftp:/x\"}", "key \"incoming\" (ftp:/x): expected tcp:HOST:PORT" },
         { "{\"bogus\": 1}", "unknown key \"bogus\"" },
         { "{\"help\": true}", "unknown key \"help\"" },
         { "{\"config\": \"other.json\"}", "cannot include another" },

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest for the migration tests and benchmark (a PVH ELF QEMU boots too).
+ *
+ * MIG_IDLE: counts in mig_counter and touches nothing else.
+ * Otherwise: rewrites MIG_MIB MiB from 16 MiB up, page by page, pass after
+ * pass; before writing pass n into a page it checks that the page still
+ * holds pass n-1 (first and last word).  A page that a migration lost or
+ * tore is found by the next pass on the destination: the guest reports
+ * 0xbad00000 | page and exits with code 1.  mig_pass counts finished
+ * passes (the host reads it with `xp`).  MIG_PACE_PAGES, if not 0, makes
+ * it write at most that many pages per millisecond (TSC-paced; rate set
+ * for the benchmark's fixed dirty rate).
+ */
+#include "guest.h"
+
+#ifndef MIG_MIB
+#define MIG_MIB 32
+#endif
+#ifndef MIG_PACE_PAGES
+#define MIG_PACE_PAGES 0
+#endif
+
+#define MIG_BASE (16ull << 20)
+
+volatile uint64_t mig_pass;
+volatile uint64_t mig_counter;
+volatile uint64_t mig_tsc_per_ms;
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static inline uint64_t pattern(uint64_t pass, uint64_t page)
+{
+    return pass << 32 | page;
+}
+
+int guest_main(void)
+{
+    guest_report(0xd1a7);
+#ifdef MIG_IDLE
+    for (;;)
+        mig_counter++;
+#else
+    const uint64_t pages = (uint64_t)MIG_MIB * 256;
+    uint64_t budget = 0, last = rdtsc();
+    const uint64_t tsc_ms = mig_tsc_per_ms ? mig_tsc_per_ms : 2000000;   /* ~2 GHz guess */
+    for (uint64_t pass = 1;; pass++) {
+        for (uint64_t p = 0; p < pages; p++) {
+            volatile uint64_t *w = (volatile uint64_t *)(MIG_BASE + p * 4096);
+            if (pass > 1 && (w[0] != pattern(pass - 1, p) || w[511] != ~pattern(pass - 1, p))) {
+                guest_report(0xbad00000u | (uint32_t)(p & 0xfffff));
+                guest_exit(1);
+            }
+            w[0] = pattern(pass, p);
+            w[511] = ~pattern(pass, p);
+            if (MIG_PACE_PAGES) {
+                while (!budget) {
+                    uint64_t now = rdtsc();
+                    if (now - last >= tsc_ms) {
+                        budget = MIG_PACE_PAGES;
+                        last = now;
+                    }
+                }
+                budget--;
+            }
+        }
+        mig_pass = pass;
+    }
+#endif
+    return 0;
+}

@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination side (`strata run ... --incoming URI`): one connection,
+ * every record checked before it is used, the guest started only once
+ * the whole stream has arrived, matched this machine and was confirmed
+ * by the source (see migration.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "devices/stream.h"
+#include "kvm/state.h"
+#include "vmm/migration-cpu.h"
+#include "vmm/migration-int.h"
+
+typedef struct Dst {
+    Vmm *v;
+    MigChannel ch;
+    MigBlock blocks[4];
+    unsigned nblocks;
+    MigDevice devs[MIG_MAX_DEVICES];
+    unsigned ndevs;
+    bool dev_seen[MIG_MAX_DEVICES];
+    bool have_config, have_vmstate;
+    KvmVmState *vmstate;
+    KvmVcpuState **cpus;        /* [ncpus], NULL until received */
+    uint64_t normal_pages, zero_pages, rounds;
+    bool running;
+    char err[512];
+} Dst;
+
+static int dfail(Dst *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int dfail(Dst *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->err, sizeof(d->err), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static uint64_t get64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int load_ram(Dst *d, uint32_t block, const uint8_t *p, uint32_t len)
+{
+    if (block >= d->nblocks)
+        return dfail(d, "RAM record for block %u: this machine has %u", block, d->nblocks);
+    MigBlock *b = &d->blocks[block];
+    uint32_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 8)
+            return dfail(d, "RAM record: a truncated page entry");
+        uint64_t e = get64le(p + pos);
+        pos += 8;
+        uint64_t off = e & ~MIG_PAGE_KIND_MASK, kind = e & MIG_PAGE_KIND_MASK;
+        if (off >= b->size || b->size - off < MIG_PAGE_SIZE)
+            return dfail(d, "RAM record: page at 0x%llx outside %s (0x%llx bytes)",
+                         (unsigned long long)off, b->name, (unsigned long long)b->size);
+        uint8_t *dst = b->host + off;
+        if (kind == MIG_PAGE_ZERO) {
+            if (!mig_page_is_zero(dst))
+                memset(dst, 0, MIG_PAGE_SIZE);
+            d->zero_pages++;
+        } else if (kind == MIG_PAGE_NORMAL) {
+            if (len - pos < MIG_PAGE_SIZE)
+                return dfail(d, "RAM record: page at 0x%llx truncated", (unsigned long long)off);
+            memcpy(dst, p + pos, MIG_PAGE_SIZE);
+            pos += MIG_PAGE_SIZE;
+            d->normal_pages++;
+        } else {
+            return dfail(d, "RAM record: page at 0x%llx has unknown kind %llu",
+                         (unsigned long long)off, (unsigned long long)kind);
+        }
+    }
+    return 0;
+}
+
+static int load_device(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
+{
+    if (id >= d->ndevs)
+        return dfail(d, "DEVICE record %u: this machine has %u devices", id, d->ndevs);
+    if (d->dev_seen[id])
+        return dfail(d, "DEVICE record %u (%s) sent twice", id, d->devs[id].name);
+    if (len < 2)
+        return dfail(d, "DEVICE record %u: truncated", id);
+    uint32_t nl = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+    if (nl > len - 2)
+        return dfail(d, "DEVICE record %u: name longer than the record", id);
+    if (nl != strlen(d->devs[id].name) || memcmp(p + 2, d->devs[id].name, nl))
+        return dfail(d, "DEVICE record %u is '%.*s', this machine's device %u is %s", id,
+                     (int)(nl > 60 ? 60 : nl), (const char *)(p + 2), id, d->devs[id].name);
+    char e[300];
+    e[0] = 0;
+    if (d->devs[id].load(&d->v->m, d->devs[id].idx, p + 2 + nl, len - 2 - nl, e, sizeof(e)) < 0)
+        return dfail(d, "device %s: %s", d->devs[id].name, e[0] ? e : "state refused");
+    d->dev_seen[id] = true;
+    return 0;
+}
+
+static int load_vcpu(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
+{
+    Machine *m = &d->v->m;
+    if (id >= m->ncpus)
+        return dfail(d, "VCPU record %u: this machine has %u vCPUs", id, m->ncpus);
+    if (d->cpus[id])
+        return dfail(d, "VCPU record %u sent twice", id);
+    KvmVcpuState *st = calloc(1, sizeof(*st));
+    if (!st)
+        return dfail(d, "out of memory");
+    StateReader r;
+    unsigned index = 0;
+    char e[300] = "";
+    state_reader_init(&r, p, len);
+    if (mig_get_vcpu_state(&r, &index, st, e, sizeof(e)) < 0 || index != id) {
+        free(st);
+        return dfail(d, "VCPU record %u: %s", id, e[0] ? e : "index does not match");
+    }
+    d->cpus[id] = st;
+    return 0;
+}
+
+static int load_vmstate(Dst *d, const uint8_t *p, uint32_t len)
+{
+    if (d->have_vmstate)
+        return dfail(d, "VMSTATE record sent twice");
+    StateReader r;
+    char e[300] = "";
+    state_reader_init(&r, p, len);
+    if (mig_get_vm_state(&r, d->vmstate, e, sizeof(e)) < 0)
+        return dfail(d, "VMSTATE record: %s", e);
+    d->have_vmstate = true;
+    return 0;
+}
+
+static int check_end(Dst *d, const uint8_t *p, uint32_t len)
+{
+    Machine *m = &d->v->m;
+    if (len < 32)
+        return dfail(d, "END record: truncated");
+    uint64_t normal = get64le(p), zero = get64le(p + 8), ncpus = get64le(p + 16);
+    if (normal != d->normal_pages || zero != d->zero_pages)
+        return dfail(d, "END record: the source sent %llu+%llu pages, %llu+%llu arrived",
+                     (unsigned long long)normal, (unsigned long long)zero,
+                     (unsigned long long)d->normal_pages, (unsigned long long)d->zero_pages);
+    if (ncpus != m->ncpus)
+        return dfail(d, "END record: %llu vCPUs, this machine has %u",
+                     (unsigned long long)ncpus, m->ncpus);
+    if (!d->have_vmstate)
+        return dfail(d, "the stream ended without the VM state");
+    for (unsigned i = 0; i < m->ncpus; i++)
+        if (!d->cpus[i])
+            return dfail(d, "the stream ended without vCPU %u's state", i);
+    for (unsigned i = 0; i < d->ndevs; i++)
+        if (!d->dev_seen[i])
+            return dfail(d, "the stream ended without device %s's state", d->devs[i].name);
+    d->running = get64le(p + 24) != 0;
+    return 0;
+}
+
+/* Reads the whole stream; 0 once END arrived and every check passed. */
+static int receive(Dst *d)
+{
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int ret = -1;
+    if (mig_recv_header(&d->ch) < 0) {
+        dfail(d, "%s", d->ch.err);
+        goto out;
+    }
+    for (;;) {
+        uint32_t type, id, len;
+        if (mig_recv_record(&d->ch, &type, &id, &buf, &cap, &len) < 0) {
+            dfail(d, "%s", d->ch.err);
+            goto out;
+        }
+        if (!d->have_config && type != MIG_REC_CONFIG) {
+            dfail(d, "the stream starts with a %s record, not CONFIG", mig_record_name(type));
+            goto out;
+        }
+        int r = 0;
+        switch (type) {
+        case MIG_REC_CONFIG:
+            if (d->have_config) {
+                r = dfail(d, "a second CONFIG record");
+                break;
+            }
+            r = mig_config_check(&d->v->m, (const char *)buf, len, d->err, sizeof(d->err));
+            d->have_config = true;
+            break;
+        case MIG_REC_RAM:
+            r = load_ram(d, id, buf, len);
+            break;
+        case MIG_REC_ROUND:
+            d->rounds++;
+            break;
+        case MIG_REC_VMSTATE:
+            r = load_vmstate(d, buf, len);
+            break;
+        case MIG_REC_VCPU:
+            r = load_vcpu(d, id, buf, len);
+            break;
+        case MIG_REC_DEVICE:
+            r = load_device(d, id, buf, len);
+            break;
+        case MIG_REC_END:
+            r = check_end(d, buf, len);
+            if (r == 0) {
+                ret = 0;
+                goto out;
+            }
+            break;
+        }
+        if (r < 0)
+            goto out;
+    }
+out:
+    free(buf);
+    return ret;
+}
+
+/* Puts the received CPU and VM state into KVM. */
+static int install(Dst *d)
+{
+    Machine *m = &d->v->m;
+    if (kvm_vm_set_state(m->vm, d->vmstate) < 0)
+        return dfail(d, "loading the VM state into KVM: %s", kvm_vm_last_error(m->vm));
+    for (unsigned i = 0; i < m->ncpus; i++)
+        if (kvm_vcpu_set_state(m->vcpus[i], d->cpus[i]) < 0)
+            return dfail(d, "loading vCPU %u's state into KVM failed", i);
+    return 0;
+}
+
+/* Waits for a connection on lfd (or a signal on the main loop's fd). */
+static int accept_one(Vmm *v, int lfd, const char *uri)
+{
+    for (;;) {
+        struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
+                               { .fd = v->sigfd, .events = POLLIN } };
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "strata: --incoming %s: poll: %s\n", uri, strerror(errno));
+            return -1;
+        }
+        if (p[1].revents & POLLIN) {
+            fprintf(stderr, "strata: --incoming %s: interrupted by a signal before any "
+                    "stream arrived\n", uri);
+            return -1;
+        }
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+            fprintf(stderr, "strata: --incoming %s: accept: %s\n", uri, strerror(errno));
+            return -1;
+        }
+    }
+}
+
+int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
+{
+    char err[300];
+    int lfd = mig_listen(uri, err, sizeof(err));
+    if (lfd < 0) {
+        fprintf(stderr, "strata: --incoming %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
+    int fd = accept_one(v, lfd, uri);
+    close(lfd);
+    if (!strncmp(uri, "unix:", 5))
+        unlink(uri + 5);
+    if (fd < 0)
+        return -1;
+    uint64_t t0 = mig_now_ns();
+    Dst *d = calloc(1, sizeof(*d));
+    int ret = -1;
+    if (!d || !(d->vmstate = calloc(1, sizeof(*d->vmstate))) ||
+        !(d->cpus = calloc(v->m.ncpus, sizeof(*d->cpus)))) {
+        fprintf(stderr, "strata: incoming migration: out of memory\n");
+        goto out;
+    }
+    d->v = v;
+    mig_channel_init(&d->ch, fd);
+    d->ch.extra_fd = v->sigfd;
+    d->nblocks = mig_blocks(&v->m, d->blocks, 4);
+    d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
+    if (receive(d) < 0 || install(d) < 0) {
+        /* Tell the source why (best effort): it keeps its guest. */
+        size_t n = strlen(d->err);
+        if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)
+            mig_send_bytes(&d->ch, d->err, n);
+        fprintf(stderr, "strata: incoming migration failed after %llu bytes: %s; the guest "
+                "is not started\n", (unsigned long long)d->ch.bytes, d->err);
+        goto out;
+    }
+    uint32_t go = 0;
+    if (mig_send_u32(&d->ch, MIG_REPLY_READY) < 0 || mig_recv_u32(&d->ch, &go) < 0 ||
+        go != MIG_REPLY_GO) {
+        fprintf(stderr, "strata: incoming migration: the source did not confirm the handover "
+                "(%s); the guest is not started\n", d->ch.err[0] ? d->ch.err : "bad reply");
+        goto out;
+    }
+    *start_paused = !d->running;
+    fprintf(stderr, "strata: incoming migration loaded in %.1f ms: %llu bytes, %llu pages "
+            "(%llu zero), %llu rounds\n", (double)(mig_now_ns() - t0) / 1e6,
+            (unsigned long long)d->ch.bytes,
+            (unsigned long long)(d->normal_pages + d->zero_pages),
+            (unsigned long long)d->zero_pages, (unsigned long long)d->rounds);
+    ret = 0;
+out:
+    close(fd);
+    if (d) {
+        if (d->cpus)
+            for (unsigned i = 0; i < v->m.ncpus; i++)
+                free(d->cpus[i]);
+        free(d->cpus);
+        free(d->vmstate);
+        free(d);
+    }
+    return ret;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by migration*.c (not for other files). */
+#ifndef STRATA_VMM_MIGRATION_INT_H
+#define STRATA_VMM_MIGRATION_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/loop.h"
+#include "vmm/migration-stream.h"
+#include "vmm/migration.h"
+#include "vmm/vmm.h"
+
+#define MIG_MAX_DEVICES 32
+#define MIG_MAX_EVENTS 16
+
+/* One migratable RAM region ("block"): block n of the stream. */
+typedef struct MigBlock {
+    MemoryRegion *mr;
+    const char *name;
+    uint8_t *host;
+    uint64_t size;
+    uint64_t pages;
+} MigBlock;
+
+/* One device of the machine, in stream order. */
+typedef struct MigDevice {
+    char name[64];
+    int (*save)(Machine *m, unsigned idx, uint8_t **buf, size_t *len);
+    int (*load)(Machine *m, unsigned idx, const uint8_t *buf, size_t len, char *err,
+                size_t errlen);
+    unsigned idx;
+} MigDevice;
+
+/* Counters of one migration (query-migrate's "ram" and times). */
+typedef struct MigStats {
+    uint64_t start_ns, setup_done_ns, end_ns, pause_ns;
+    uint64_t downtime_ms, expected_downtime_ms;
+    uint64_t transferred, remaining, total;
+    uint64_t duplicate, normal, normal_bytes;
+    uint64_t dirty_sync_count, dirty_pages_rate;
+    uint64_t rounds;
+    double mbps;
+    bool forced;                /* the final round was forced (no convergence) */
+} MigStats;
+
+struct Migration {
+    Vmm *v;
+    pthread_mutex_t lock;       /* status, params, stats, error, events */
+    MigStatus status;
+    MigParams params;
+    MigStats stats;
+    char error[512];
+    MigStatus events[MIG_MAX_EVENTS];   /* status changes not yet announced */
+    unsigned nevents;
+    uint64_t passes[MIG_MAX_EVENTS];    /* MIGRATION_PASS not yet announced */
+    unsigned npasses;
+    int notify_fd;              /* eventfd: the thread has news for the main loop */
+    EvSource src;
+    pthread_t thread;
+    bool thread_running;
+    volatile int cancel;
+    char uri[256];
+    bool logging;               /* dirty logging enabled for MIGRATION */
+};
+
+/* The machine's RAM blocks (at most max); their number. */
+unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max);
+/* The machine's devices in stream order (at most max); their number. */
+unsigned mig_devices(Machine *m, MigDevice *out, unsigned max);
+/* The CONFIG record's JSON text (malloc()ed), or NULL. */
+char *mig_config_json(Machine *m);
+/* Compares a source's CONFIG text with this machine: 0, or -1 with what
+ * differs in err. */
+int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t errlen);
+
+/* Sets the status (and queues its MIGRATION event); lock not held. */
+void mig_set_status(Migration *g, MigStatus s);
+/* Records the failure reason (first one wins); lock not held. */
+void mig_set_error(Migration *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Wakes the main loop (events, the thread's end). */
+void mig_notify(Migration *g);
+
+/* The source's thread (migration-src.c). */
+void *mig_source_thread(void *arg);
+
+/* Saves the VM and every vCPU into records (migration-src.c's final
+ * stage); 0 or -1 with err. */
+int mig_send_cpu_state(Machine *m, MigChannel *ch, char *err, size_t errlen);
+
+#endif /* STRATA_VMM_MIGRATION_INT_H */

@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source's migration thread: pre-copy rounds driven by the memory
+ * API's dirty bitmaps, then the final stop-and-copy and the handover
+ * (see migration.h for the protocol and docs/migration.md for the bytes).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "devices/stream.h"
+#include "vmm/migration-int.h"
+
+#define BITS 64u
+#define STALL_ROUNDS 3u         /* rounds the dirty set may fail to shrink by 10% */
+#define READY_TIMEOUT_MS 60000u /* the destination's load after END */
+
+typedef struct Src {
+    Migration *g;
+    Vmm *v;
+    MigChannel ch;
+    MigBlock blocks[4];
+    unsigned nblocks;
+    uint64_t *dirty[4];         /* pages still to send, per block */
+    uint8_t *rec;               /* one RAM record being built */
+    size_t rec_len;
+    unsigned rec_pages;
+    uint32_t rec_block;
+    uint64_t zero_pages, normal_pages;
+    char err[512];
+} Src;
+
+static bool cancelled(const Src *s)
+{
+    return __atomic_load_n(&s->g->cancel, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void put64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int flush_rec(Src *s)
+{
+    if (!s->rec_pages)
+        return 0;
+    int r = mig_send_record(&s->ch, MIG_REC_RAM, s->rec_block, s->rec, (uint32_t)s->rec_len);
+    s->rec_len = 0;
+    s->rec_pages = 0;
+    if (r < 0)
+        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+    return r;
+}
+
+/* Appends page `p` of block b (a copy taken now) to the RAM record. */
+static int send_page(Src *s, unsigned b, uint64_t p)
+{
+    if (s->rec_pages && (s->rec_block != b || s->rec_pages == MIG_PAGES_PER_RECORD))
+        if (flush_rec(s) < 0)
+            return -1;
+    s->rec_block = b;
+    const uint8_t *src = s->blocks[b].host + p * MIG_PAGE_SIZE;
+    uint8_t *e = s->rec + s->rec_len;
+    if (mig_page_is_zero(src)) {
+        put64le(e, p * MIG_PAGE_SIZE | MIG_PAGE_ZERO);
+        s->rec_len += 8;
+        s->zero_pages++;
+    } else {
+        put64le(e, p * MIG_PAGE_SIZE | MIG_PAGE_NORMAL);
+        /* A copy, so the record's CRC matches what is sent even while the
+         * guest keeps writing (the page is dirty again then: sent again). */
+        memcpy(e + 8, src, MIG_PAGE_SIZE);
+        s->rec_len += 8 + MIG_PAGE_SIZE;
+        s->normal_pages++;
+    }
+    s->rec_pages++;
+    return 0;
+}
+
+/* Pulls KVM's dirty log into the memory API and moves the MIGRATION
+ * client's dirty pages into s->dirty (clearing them there); the number
+ * of pages now waiting to be sent. */
+static uint64_t harvest(Src *s)
+{
+    uint64_t waiting = 0;
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        MigBlock *k = &s->blocks[b];
+        memory_region_sync_dirty_bitmap(k->mr);
+        for (uint64_t p = 0; p < k->pages; p++) {
+            uint64_t off = p * MIG_PAGE_SIZE;
+            if (memory_region_get_dirty(k->mr, off, MIG_PAGE_SIZE, DIRTY_MEMORY_MIGRATION)) {
+                memory_region_reset_dirty(k->mr, off, MIG_PAGE_SIZE, DIRTY_MEMORY_MIGRATION);
+                s->dirty[b][p / BITS] |= 1ull << (p % BITS);
+            }
+        }
+        for (uint64_t w = 0; w < (k->pages + BITS - 1) / BITS; w++)
+            waiting += (uint64_t)__builtin_popcountll(s->dirty[b][w]);
+    }
+    return waiting;
+}
+
+static void publish(Src *s, uint64_t remaining_pages)
+{
+    Migration *g = s->g;
+    pthread_mutex_lock(&g->lock);
+    g->stats.transferred = s->ch.bytes;
+    g->stats.remaining = remaining_pages * MIG_PAGE_SIZE;
+    g->stats.duplicate = s->zero_pages;
+    g->stats.normal = s->normal_pages;
+    g->stats.normal_bytes = s->normal_pages * MIG_PAGE_SIZE;
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Sends every page marked in s->dirty, clearing the marks. */
+static int send_dirty(Src *s, uint64_t waiting)
+{
+    unsigned since_publish = 0;
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        MigBlock *k = &s->blocks[b];
+        for (uint64_t w = 0; w < (k->pages + BITS - 1) / BITS; w++) {
+            uint64_t bits = s->dirty[b][w];
+            s->dirty[b][w] = 0;
+            while (bits) {
+                uint64_t p = w * BITS + (uint64_t)__builtin_ctzll(bits);
+                bits &= bits - 1;
+                if (send_page(s, b, p) < 0)
+                    return -1;
+                if (waiting)
+                    waiting--;
+                if (++since_publish == 4096) {
+                    since_publish = 0;
+                    publish(s, waiting);
+                    if (cancelled(s)) {
+                        snprintf(s->err, sizeof(s->err), "cancelled");
+                        return -1;
+                    }
+                }
+            }
+        }
+    }
+    if (flush_rec(s) < 0)
+        return -1;
+    publish(s, 0);
+    return 0;
+}
+
+static void mark_all(Src *s)
+{
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        MigBlock *k = &s->blocks[b];
+        for (uint64_t p = 0; p < k->pages; p++)
+            s->dirty[b][p / BITS] |= 1ull << (p % BITS);
+    }
+}
+
+static int send_devices(Src *s)
+{
+    MigDevice d[MIG_MAX_DEVICES];
+    Machine *m = &s->v->m;
+    unsigned n = mig_devices(m, d, MIG_MAX_DEVICES);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        if (d[i].save(m, d[i].idx, &blob, &len) < 0) {
+            snprintf(s->err, sizeof(s->err), "saving device %s: out of memory", d[i].name);
+            return -1;
+        }
+        size_t nl = strlen(d[i].name);
+        uint8_t *rec = malloc(2 + nl + len);
+        if (!rec) {
+            free(blob);
+            snprintf(s->err, sizeof(s->err), "saving device %s: out of memory", d[i].name);
+            return -1;
+        }
+        rec[0] = (uint8_t)nl;
+        rec[1] = (uint8_t)(nl >> 8);
+        memcpy(rec + 2, d[i].name, nl);
+        memcpy(rec + 2 + nl, blob, len);
+        free(blob);
+        int r = mig_send_record(&s->ch, MIG_REC_DEVICE, i, rec, (uint32_t)(2 + nl + len));
+        free(rec);
+        if (r < 0) {
+            snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After a send failed: the destination may have said why before closing. */
+static void read_refusal(Src *s)
+{
+    struct pollfd p = { .fd = s->ch.fd, .events = POLLIN };
+    uint8_t buf[8];
+    if (poll(&p, 1, 1000) <= 0)
+        return;
+    ssize_t n = recv(s->ch.fd, buf, 8, MSG_DONTWAIT);
+    if (n < 8)
+        return;
+    uint32_t tag = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
+                   (uint32_t)buf[3] << 24;
+    uint32_t len = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+                   (uint32_t)buf[7] << 24;
+    char text[400];
+    if (tag != MIG_REPLY_ERROR || len == 0 || len >= sizeof(text))
+        return;
+    if (poll(&p, 1, 1000) <= 0)
+        return;
+    n = recv(s->ch.fd, text, len, MSG_DONTWAIT);
+    if (n <= 0)
+        return;
+    text[n] = 0;
+    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %s", text);
+}
+
+/* Waits for READY (then sends GO) or an error from the destination. */
+static int handover(Src *s)
+{
+    uint32_t tag;
+    unsigned t = s->ch.timeout_ms;
+    s->ch.timeout_ms = READY_TIMEOUT_MS;
+    int r = mig_recv_u32(&s->ch, &tag);
+    s->ch.timeout_ms = t;
+    if (r < 0) {
+        snprintf(s->err, sizeof(s->err), "no answer from the destination: %s", s->ch.err);
+        return -1;
+    }
+    if (tag == MIG_REPLY_ERROR) {
+        uint32_t len;
+        char text[400] = "";
+        if (mig_recv_u32(&s->ch, &len) == 0 && len < sizeof(text) &&
+            mig_recv_bytes(&s->ch, text, len) == 0)
+            text[len] = 0;
+        snprintf(s->err, sizeof(s->err), "the destination refused the stream: %s",
+                 text[0] ? text : "(no reason given)");
+        return -1;
+    }
+    if (tag != MIG_REPLY_READY) {
+        snprintf(s->err, sizeof(s->err), "the destination answered 0x%08x, not READY", tag);
+        return -1;
+    }
+    /* Past this point the guest belongs to the destination. */
+    if (mig_send_u32(&s->ch, MIG_REPLY_GO) < 0) {
+        snprintf(s->err, sizeof(s->err), "sending GO: %s", s->ch.err);
+        return -1;
+    }
+    return 0;
+}
+
+static void params(Src *s, MigParams *p)
+{
+    pthread_mutex_lock(&s->g->lock);
+    *p = s->g->params;
+    pthread_mutex_unlock(&s->g->lock);
+    s->ch.max_bandwidth = p->max_bandwidth;
+}
+
+/* The pre-copy rounds: 0 when the final round should start. */
+static int precopy(Src *s)
+{
+    Migration *g = s->g;
+    MigParams p;
+    params(s, &p);
+    /* round 0: everything (the dirty log starts now) */
+    harvest(s);
+    mark_all(s);
+    uint64_t waiting = 0;
+    for (unsigned b = 0; b < s->nblocks; b++)
+        waiting += s->blocks[b].pages;
+    uint64_t prev = UINT64_MAX;
+    unsigned stalled = 0;
+    for (uint64_t round = 0;; round++) {
+        uint64_t t0 = mig_now_ns(), b0 = s->ch.bytes;
+        if (send_dirty(s, waiting) < 0)
+            return -1;
+        if (mig_send_record(&s->ch, MIG_REC_ROUND, (uint32_t)round, NULL, 0) < 0) {
+            snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+            return -1;
+        }
+        uint64_t dt = mig_now_ns() - t0, db = s->ch.bytes - b0;
+        params(s, &p);
+        double bw = dt ? (double)db * 1e9 / (double)dt : 0;        /* bytes/s */
+        if (bw < 1e6)
+            bw = 1e6;
+        uint64_t t1 = mig_now_ns();
+        waiting = harvest(s);
+        uint64_t hdt = mig_now_ns() - t1;
+        uint64_t remaining = waiting * MIG_PAGE_SIZE;
+        uint64_t expect_ms = (uint64_t)((double)remaining * 1000.0 / bw);
+        pthread_mutex_lock(&g->lock);
+        g->stats.rounds = round + 1;
+        g->stats.dirty_sync_count++;
+        g->stats.mbps = bw * 8 / 1e6;
+        g->stats.expected_downtime_ms = expect_ms;
+        g->stats.remaining = remaining;
+        g->stats.dirty_pages_rate = dt + hdt ? waiting * 1000000000ull / (dt + hdt) : 0;
+        if (g->npasses < MIG_MAX_EVENTS)
+            g->passes[g->npasses++] = round + 1;
+        pthread_mutex_unlock(&g->lock);
+        mig_notify(g);
+        if (cancelled(s)) {
+            snprintf(s->err, sizeof(s->err), "cancelled");
+            return -1;
+        }
+        if (expect_ms <= p.downtime_limit_ms)
+            return 0;
+        stalled = waiting * 10 >= prev * 9 ? stalled + 1 : 0;
+        prev = waiting;
+        if (round + 1 >= p.max_rounds || stalled >= STALL_ROUNDS) {
+            pthread_mutex_lock(&g->lock);
+            g->stats.forced = true;
+            pthread_mutex_unlock(&g->lock);
+            return 0;
+        }
+    }
+}
+
+/* The stop-and-copy: vCPUs and devices held, last pages, state, END. */
+static int final_stage(Src *s, bool *paused)
+{
+    Migration *g = s->g;
+    Machine *m = &s->v->m;
+    kvm_vm_pause(m->vm);
+    machine_virtio_pause(m);
+    *paused = true;
+    uint64_t t0 = mig_now_ns();
+    pthread_mutex_lock(&g->lock);
+    g->stats.pause_ns = t0;
+    pthread_mutex_unlock(&g->lock);
+    mig_set_status(g, MIG_DEVICE);
+    kvm_vm_flush_coalesced(m->vm);          /* pending device writes land first */
+    s->ch.max_bandwidth = 0;                /* the guest is stopped: no cap now */
+    uint64_t waiting = harvest(s);
+    if (send_dirty(s, waiting) < 0)
+        return -1;
+    char e[400];
+    if (mig_send_cpu_state(m, &s->ch, e, sizeof(e)) < 0) {
+        snprintf(s->err, sizeof(s->err), "%s", e);
+        return -1;
+    }
+    if (send_devices(s) < 0)
+        return -1;
+    uint8_t end[32];
+    bool running = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
+    put64le(end, s->normal_pages);
+    put64le(end + 8, s->zero_pages);
+    put64le(end + 16, m->ncpus);
+    put64le(end + 24, running ? 1 : 0);
+    if (mig_send_record(&s->ch, MIG_REC_END, 0, end, sizeof(end)) < 0) {
+        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+        return -1;
+    }
+    if (handover(s) < 0)
+        return -1;
+    pthread_mutex_lock(&g->lock);
+    g->stats.downtime_ms = (mig_now_ns() - t0) / 1000000;
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+void *mig_source_thread(void *arg)
+{
+    Migration *g = arg;
+    if (sandbox_enter(&g->v->sandbox, SANDBOX_ROLE_MIGRATION) < 0) {
+        mig_set_error(g, "the migration thread's seccomp filter could not be installed");
+        mig_set_status(g, MIG_FAILED);
+        return NULL;
+    }
+    Src *s = calloc(1, sizeof(*s));
+    bool paused = false;
+    int fd = -1;
+    if (!s) {
+        mig_set_error(g, "out of memory");
+        mig_set_status(g, MIG_FAILED);
+        return NULL;
+    }
+    s->g = g;
+    s->v = g->v;
+    s->nblocks = mig_blocks(&s->v->m, s->blocks, 4);
+    s->rec = malloc(MIG_RAM_RECORD_MAX);
+    bool ok = s->rec != NULL;
+    uint64_t total = 0;
+    for (unsigned b = 0; b < s->nblocks && ok; b++) {
+        s->dirty[b] = calloc((s->blocks[b].pages + BITS - 1) / BITS + 1, sizeof(uint64_t));
+        ok = s->dirty[b] != NULL;
+        total += s->blocks[b].size;
+    }
+    pthread_mutex_lock(&g->lock);
+    g->stats.total = total;
+    pthread_mutex_unlock(&g->lock);
+    if (!ok) {
+        snprintf(s->err, sizeof(s->err), "out of memory");
+        goto fail;
+    }
+    fd = mig_connect(g->uri, s->err, sizeof(s->err));
+    if (fd < 0)
+        goto fail;
+    mig_channel_init(&s->ch, fd);
+    s->ch.cancel = &g->cancel;
+    char *cfg = mig_config_json(&s->v->m);
+    if (!cfg) {
+        snprintf(s->err, sizeof(s->err), "out of memory");
+        goto fail;
+    }
+    int r = mig_send_header(&s->ch);
+    if (r == 0)
+        r = mig_send_record(&s->ch, MIG_REC_CONFIG, 0, cfg, (uint32_t)strlen(cfg));
+    free(cfg);
+    if (r < 0) {
+        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+        goto fail;
+    }
+    pthread_mutex_lock(&g->lock);
+    g->stats.setup_done_ns = mig_now_ns();
+    pthread_mutex_unlock(&g->lock);
+    mig_set_status(g, MIG_ACTIVE);
+    if (precopy(s) < 0 || final_stage(s, &paused) < 0)
+        goto fail;
+    publish(s, 0);
+    pthread_mutex_lock(&g->lock);
+    g->stats.end_ns = mig_now_ns();
+    g->stats.transferred = s->ch.bytes;
+    pthread_mutex_unlock(&g->lock);
+    /* The guest now runs at the destination: this side's vCPUs stay
+     * paused and its devices never run again (no disk write after GO). */
+    machine_virtio_halt(&s->v->m);
+    mig_set_status(g, MIG_COMPLETED);
+    goto out;
+fail:
+    if (cancelled(s))
+        snprintf(s->err, sizeof(s->err), "cancelled by migrate_cancel");
+    else if (fd >= 0)
+        read_refusal(s);
+    if (paused) {
+        machine_virtio_resume(&s->v->m);
+        kvm_vm_resume(s->v->m.vm);
+    }
+    publish(s, 0);
+    pthread_mutex_lock(&g->lock);
+    g->stats.end_ns = mig_now_ns();
+    pthread_mutex_unlock(&g->lock);
+    mig_set_error(g, "%s", s->err);
+    mig_set_status(g, cancelled(s) ? MIG_CANCELLED : MIG_FAILED);
+out:
+    if (fd >= 0)
+        close(fd);
+    for (unsigned b = 0; b < s->nblocks; b++)
+        free(s->dirty[b]);
+    free(s->rec);
+    free(s);
+    mig_notify(g);
+    return NULL;
+}

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a migration carries besides RAM pages: the machine's RAM blocks and
+ * devices in stream order, the CONFIG description a destination checks
+ * itself against, and the VM / vCPU state records.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devices/stream.h"
+#include "devices/virtio-mmio.h"
+#include "kvm/state.h"
+#include "vmm/migration-cpu.h"
+#include "vmm/migration-int.h"
+
+unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max)
+{
+    if (!m->have_ram || max < 1)
+        return 0;
+    out[0].mr = &m->ram;
+    out[0].name = memory_region_name(&m->ram);
+    out[0].host = memory_region_get_ram_ptr(&m->ram);
+    out[0].size = memory_region_size(&m->ram);
+    out[0].pages = out[0].size / MIG_PAGE_SIZE;
+    return 1;
+}
+
+/* ---- devices --------------------------------------------------------------- */
+
+static int save_serial(Machine *m, unsigned i, uint8_t **b, size_t *l)
+{
+    (void)i;
+    return serial_save(&m->serial, b, l);
+}
+static int load_serial(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
+{
+    (void)i;
+    return serial_load(&m->serial, b, l, e, el);
+}
+static int save_i8042(Machine *m, unsigned i, uint8_t **b, size_t *l)
+{
+    (void)i;
+    return i8042_save(&m->i8042, b, l);
+}
+static int load_i8042(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
+{
+    (void)i;
+    return i8042_load(&m->i8042, b, l, e, el);
+}
+static int save_pvpanic(Machine *m, unsigned i, uint8_t **b, size_t *l)
+{
+    (void)i;
+    return pvpanic_save(&m->pvpanic, b, l);
+}
+static int load_pvpanic(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
+{
+    (void)i;
+    return pvpanic_load(&m->pvpanic, b, l, e, el);
+}
+static int save_testdev(Machine *m, unsigned i, uint8_t **b, size_t *l)
+{
+    (void)i;
+    return testdev_save(&m->testdev, b, l);
+}
+static int load_testdev(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
+{
+    (void)i;
+    return testdev_load(&m->testdev, b, l, e, el);
+}
+static int save_virtio(Machine *m, unsigned i, uint8_t **b, size_t *l)
+{
+    return virtio_mmio_save(machine_virtio_transport(m, i), b, l);
+}
+static int load_virtio(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
+{
+    return virtio_mmio_load(machine_virtio_transport(m, i), b, l, e, el);
+}
+
+static void add_dev(MigDevice *out, unsigned *n, unsigned max, const char *name,
+                    int (*save)(Machine *, unsigned, uint8_t **, size_t *),
+                    int (*load)(Machine *, unsigned, const uint8_t *, size_t, char *, size_t),
+                    unsigned idx)
+{
+    if (*n >= max)
+        return;
+    MigDevice *d = &out[(*n)++];
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    d->save = save;
+    d->load = load;
+    d->idx = idx;
+}
+
+unsigned mig_devices(Machine *m, MigDevice *out, unsigned max)
+{
+    unsigned n = 0;
+    if (m->have_serial)
+        add_dev(out, &n, max, "serial", save_serial, load_serial, 0);
+    if (m->have_i8042)
+        add_dev(out, &n, max, "i8042", save_i8042, load_i8042, 0);
+    if (m->have_pvpanic)
+        add_dev(out, &n, max, "pvpanic", save_pvpanic, load_pvpanic, 0);
+    if (m->have_testdev)
+        add_dev(out, &n, max, "testdev", save_testdev, load_testdev, 0);
+    for (unsigned i = 0; i < machine_virtio_ndevs(m); i++) {
+        VirtioMmio *t = machine_virtio_transport(m, i);
+        add_dev(out, &n, max, t ? t->label : "virtio?", save_virtio, load_virtio, i);
+    }
+    return n;
+}
+
+/* ---- CONFIG ---------------------------------------------------------------- */
+
+char *mig_config_json(Machine *m)
+{
+    MigBlock b[4];
+    MigDevice d[MIG_MAX_DEVICES];
+    unsigned nb = mig_blocks(m, b, 4), nd = mig_devices(m, d, MIG_MAX_DEVICES);
+    json_t *ram = json_array(), *devs = json_array();
+    for (unsigned i = 0; i < nb; i++)
+        json_array_append_new(ram, json_pack("{s:s,s:I}", "name", b[i].name, "size",
+                                             (json_int_t)b[i].size));
+    for (unsigned i = 0; i < nd; i++)
+        json_array_append_new(devs, json_string(d[i].name));
+    json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", "strata-microvm",
+                          "memory", (json_int_t)m->cfg->memory, "cpus", (int)m->ncpus,
+                          "irqchip", kvm_vm_has_irqchip(m->vm), "ram", ram, "devices", devs);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* "256 MiB" style for messages. */
+static void fmt_size(char *buf, size_t n, uint64_t v)
+{
+    if (v && !(v & ((1ull << 30) - 1)))
+        snprintf(buf, n, "%llu GiB", (unsigned long long)(v >> 30));
+    else if (v && !(v & ((1ull << 20) - 1)))
+        snprintf(buf, n, "%llu MiB", (unsigned long long)(v >> 20));
+    else
+        snprintf(buf, n, "%llu bytes", (unsigned long long)v);
+}
+
+int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    char *mine_s = mig_config_json(m);
+    json_t *mine = mine_s ? json_loads(mine_s, 0, &je) : NULL;
+    free(mine_s);
+    int ret = -1;
+    if (!json_is_object(src)) {
+        snprintf(err, errlen, "the CONFIG record is not a JSON object");
+        goto out;
+    }
+    if (!mine) {
+        snprintf(err, errlen, "out of memory describing this machine");
+        goto out;
+    }
+    const char *mach = json_string_value(json_object_get(src, "machine"));
+    if (!mach || strcmp(mach, "strata-microvm")) {
+        snprintf(err, errlen, "the source is a '%s' machine, this is strata-microvm",
+                 mach ? mach : "?");
+        goto out;
+    }
+    json_t *jm = json_object_get(src, "memory");
+    uint64_t smem = json_is_integer(jm) ? (uint64_t)json_integer_value(jm) : 0;
+    if (smem != m->cfg->memory) {
+        char a[32], b[32];
+        fmt_size(a, sizeof(a), smem);
+        fmt_size(b, sizeof(b), m->cfg->memory);
+        snprintf(err, errlen, "the source has --memory %s, this strata has %s", a, b);
+        goto out;
+    }
+    json_t *jc = json_object_get(src, "cpus");
+    if (!json_is_integer(jc) || json_integer_value(jc) != (json_int_t)m->ncpus) {
+        snprintf(err, errlen, "the source has --cpus %lld, this strata has %u",
+                 json_is_integer(jc) ? (long long)json_integer_value(jc) : -1LL, m->ncpus);
+        goto out;
+    }
+    if (!json_equal(json_object_get(src, "irqchip"), json_object_get(mine, "irqchip"))) {
+        snprintf(err, errlen, "the source and this strata differ in the in-kernel irqchip");
+        goto out;
+    }
+    if (!json_equal(json_object_get(src, "ram"), json_object_get(mine, "ram"))) {
+        char *a = json_dumps(json_object_get(src, "ram"), JSON_COMPACT);
+        char *b = json_dumps(json_object_get(mine, "ram"), JSON_COMPACT);
+        snprintf(err, errlen, "RAM blocks differ: source %s, here %s", a ? a : "?", b ? b : "?");
+        free(a);
+        free(b);
+        goto out;
+    }
+    json_t *sd = json_object_get(src, "devices"), *md = json_object_get(mine, "devices");
+    if (!json_is_array(sd)) {
+        snprintf(err, errlen, "the CONFIG record has no device list");
+        goto out;
+    }
+    size_t ns = json_array_size(sd), nm = json_array_size(md);
+    for (size_t i = 0; i < ns || i < nm; i++) {
+        const char *a = i < ns ? json_string_value(json_array_get(sd, i)) : NULL;
+        const char *b = i < nm ? json_string_value(json_array_get(md, i)) : NULL;
+        if (!a || !b || strcmp(a, b)) {
+            snprintf(err, errlen, "device %zu differs: the source has %s, this strata has %s "
+                     "(same --disk/--net/--rng/--serial/--test-device options needed)", i,
+                     a ? a : "none", b ? b : "none");
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    json_decref(src);
+    json_decref(mine);
+    return ret;
+}
+
+/* ---- VM and vCPU state ----------------------------------------------------- */
+
+int mig_send_cpu_state(Machine *m, MigChannel *ch, char *err, size_t errlen)
+{
+    StateWriter w;
+    uint8_t *buf;
+    size_t len;
+    KvmVmState *vs = calloc(1, sizeof(*vs));
+    KvmVcpuState *cs = calloc(1, sizeof(*cs));
+    int ret = -1;
+    if (!vs || !cs) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (kvm_vm_get_state(m->vm, vs) < 0) {
+        snprintf(err, errlen, "reading the VM state: %s", kvm_vm_last_error(m->vm));
+        goto out;
+    }
+    state_writer_init(&w);
+    mig_put_vm_state(&w, vs);
+    if (state_writer_finish(&w, &buf, &len) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    int r = mig_send_record(ch, MIG_REC_VMSTATE, 0, buf, (uint32_t)len);
+    free(buf);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", ch->err);
+        goto out;
+    }
+    for (unsigned i = 0; i < m->ncpus; i++) {
+        memset(cs, 0, sizeof(*cs));
+        if (kvm_vcpu_get_state(m->vcpus[i], cs) < 0) {
+            snprintf(err, errlen, "reading vCPU %u's state failed", i);
+            goto out;
+        }
+        state_writer_init(&w);
+        mig_put_vcpu_state(&w, i, cs);
+        if (state_writer_finish(&w, &buf, &len) < 0) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        r = mig_send_record(ch, MIG_REC_VCPU, i, buf, (uint32_t)len);
+        free(buf);
+        if (r < 0) {
+            snprintf(err, errlen, "%s", ch->err);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    free(vs);
+    free(cs);
+    return ret;
+}

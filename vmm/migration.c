@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/* Live migration: the main thread's side and the QMP commands (see migration.h). */
+#include "vmm/migration-int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+const char *mig_status_name(MigStatus s)
+{
+    switch (s) {
+    case MIG_NONE: return "none";
+    case MIG_SETUP: return "setup";
+    case MIG_ACTIVE: return "active";
+    case MIG_DEVICE: return "device";
+    case MIG_COMPLETED: return "completed";
+    case MIG_FAILED: return "failed";
+    case MIG_CANCELLING: return "cancelling";
+    case MIG_CANCELLED: return "cancelled";
+    }
+    return "?";
+}
+
+static bool status_running(MigStatus s)
+{
+    return s == MIG_SETUP || s == MIG_ACTIVE || s == MIG_DEVICE || s == MIG_CANCELLING;
+}
+
+void mig_notify(Migration *g)
+{
+    uint64_t one = 1;
+    while (write(g->notify_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+void mig_set_status(Migration *g, MigStatus s)
+{
+    pthread_mutex_lock(&g->lock);
+    /* cancelling only ends as cancelled; the ends are final */
+    bool ok = g->status != s && !(g->status == MIG_CANCELLING && s != MIG_CANCELLED &&
+                                  s != MIG_COMPLETED && s != MIG_FAILED);
+    if (ok) {
+        g->status = s;
+        if (g->nevents < MIG_MAX_EVENTS)
+            g->events[g->nevents++] = s;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (ok)
+        mig_notify(g);
+}
+
+void mig_set_error(Migration *g, const char *fmt, ...)
+{
+    pthread_mutex_lock(&g->lock);
+    if (!g->error[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->error, sizeof(g->error), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+bool mig_active(const Vmm *v)
+{
+    Migration *g = v->mig;
+    if (!g)
+        return false;
+    pthread_mutex_lock(&g->lock);
+    bool r = status_running(g->status) || g->thread_running;
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+/* Dirty logging for the MIGRATION client on every RAM block, on or off. */
+static int set_logging(Vmm *v, bool on, char *err, size_t errlen)
+{
+    MigBlock b[4];
+    unsigned n = mig_blocks(&v->m, b, 4);
+    memory_region_transaction_begin(v->m.ctx);
+    int r = 0;
+    for (unsigned i = 0; i < n && r == 0; i++)
+        r = memory_region_set_log(b[i].mr, on, DIRTY_MEMORY_MIGRATION);
+    memory_region_transaction_commit(v->m.ctx);
+    if (r < 0)
+        snprintf(err, errlen, "dirty logging: %s", memory_context_last_error(v->m.ctx));
+    return r;
+}
+
+/* The thread has ended: join it, stop logging, act on how it ended. */
+static void reap(Vmm *v)
+{
+    Migration *g = v->mig;
+    pthread_join(g->thread, NULL);
+    pthread_mutex_lock(&g->lock);
+    g->thread_running = false;
+    MigStatus s = g->status;
+    pthread_mutex_unlock(&g->lock);
+    char err[256];
+    if (g->logging && s != MIG_COMPLETED) {
+        if (set_logging(v, false, err, sizeof(err)) < 0)
+            fprintf(stderr, "strata: migration: %s\n", err);
+        g->logging = false;
+    }
+    if (s == MIG_COMPLETED) {
+        fprintf(stderr, "strata: migration to %s completed (downtime %llu ms); the guest runs "
+                "there now\n", g->uri, (unsigned long long)g->stats.downtime_ms);
+        /* strata leaves once its QMP clients have read the outcome (run.c) */
+        v->state = RUN_STATE_POSTMIGRATE;
+        v->postmigrate_until_ns = mig_now_ns() + VMM_POSTMIGRATE_LINGER_MS * 1000000ull;
+    } else if (s == MIG_FAILED) {
+        fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", g->uri,
+                g->error);
+    } else if (s == MIG_CANCELLED) {
+        fprintf(stderr, "strata: migration to %s cancelled; the VM goes on here\n", g->uri);
+    }
+}
+
+static void on_notify(EvSource *src, uint32_t events)
+{
+    Migration *g = (Migration *)((char *)src - offsetof(Migration, src));
+    Vmm *v = g->v;
+    uint64_t n;
+    (void)events;
+    if (read(g->notify_fd, &n, sizeof(n)) < 0)
+        return;
+    MigStatus ev[MIG_MAX_EVENTS];
+    uint64_t passes[MIG_MAX_EVENTS];
+    pthread_mutex_lock(&g->lock);
+    unsigned ne = g->nevents, np = g->npasses;
+    memcpy(ev, g->events, ne * sizeof(ev[0]));
+    memcpy(passes, g->passes, np * sizeof(passes[0]));
+    g->nevents = g->npasses = 0;
+    bool ended = g->thread_running && !status_running(g->status);
+    pthread_mutex_unlock(&g->lock);
+    for (unsigned i = 0; i < np; i++)
+        qmp_server_event(v->qmp, "MIGRATION_PASS", json_pack("{s:I}", "pass",
+                                                             (json_int_t)passes[i]));
+    for (unsigned i = 0; i < ne; i++)
+        qmp_server_event(v->qmp, "MIGRATION", json_pack("{s:s}", "status",
+                                                        mig_status_name(ev[i])));
+    if (ended)
+        reap(v);
+}
+
+int mig_init(Vmm *v)
+{
+    Migration *g = calloc(1, sizeof(*g));
+    if (!g) {
+        fprintf(stderr, "strata: migration: out of memory\n");
+        return -1;
+    }
+    g->v = v;
+    g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH,
+                             MIG_DEFAULT_MAX_ROUNDS };
+    pthread_mutex_init(&g->lock, NULL);
+    g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    g->src.handler = on_notify;
+    if (g->notify_fd < 0 || ev_add(v->epfd, g->notify_fd, EPOLLIN, &g->src) < 0) {
+        fprintf(stderr, "strata: migration: eventfd: %s\n", strerror(errno));
+        if (g->notify_fd >= 0)
+            close(g->notify_fd);
+        pthread_mutex_destroy(&g->lock);
+        free(g);
+        return -1;
+    }
+    v->mig = g;
+    return 0;
+}
+
+void mig_free(Vmm *v)
+{
+    Migration *g = v->mig;
+    if (!g)
+        return;
+    if (g->thread_running) {
+        __atomic_store_n(&g->cancel, 1, __ATOMIC_RELEASE);
+        pthread_join(g->thread, NULL);
+        g->thread_running = false;
+    }
+    ev_del(v->epfd, g->notify_fd);
+    close(g->notify_fd);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+    v->mig = NULL;
+}
+
+/* ---- QMP commands ---------------------------------------------------------- */
+
+static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    Migration *g = v->mig;
+    const char *uri = json_string_value(json_object_get(a, "uri"));
+    (void)c;
+    if (v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
+        qmp_error_set(err, v->state == RUN_STATE_SHUTDOWN ? "The VM has shut down"
+                      : "The VM was migrated away already");
+        return NULL;
+    }
+    if (mig_active(v)) {
+        qmp_error_set(err, "There's a migration process in progress");
+        return NULL;
+    }
+    const char *why = mig_check_uri(uri);
+    if (why) {
+        qmp_error_set(err, "Parameter 'uri': %s: %s", uri, why);
+        return NULL;
+    }
+    if (json_is_true(json_object_get(a, "blk")) || json_is_true(json_object_get(a, "inc"))) {
+        qmp_error_set(err, "block migration is not supported (disks are shared files)");
+        return NULL;
+    }
+    char e[256];
+    if (!g->logging) {
+        if (set_logging(v, true, e, sizeof(e)) < 0) {
+            qmp_error_set(err, "migrate: %s", e);
+            return NULL;
+        }
+        g->logging = true;
+    }
+    pthread_mutex_lock(&g->lock);
+    snprintf(g->uri, sizeof(g->uri), "%s", uri);
+    memset(&g->stats, 0, sizeof(g->stats));
+    g->stats.start_ns = mig_now_ns();
+    g->error[0] = 0;
+    g->cancel = 0;
+    g->status = MIG_NONE;
+    pthread_mutex_unlock(&g->lock);
+    mig_set_status(g, MIG_SETUP);
+    int r = pthread_create(&g->thread, NULL, mig_source_thread, g);
+    if (r) {
+        mig_set_error(g, "cannot start the migration thread: %s", strerror(r));
+        mig_set_status(g, MIG_FAILED);
+        set_logging(v, false, e, sizeof(e));
+        g->logging = false;
+        qmp_error_set(err, "migrate: cannot start a thread: %s", strerror(r));
+        return NULL;
+    }
+    pthread_mutex_lock(&g->lock);
+    g->thread_running = true;
+    pthread_mutex_unlock(&g->lock);
+    return json_object();
+}
+
+static json_t *q_cancel(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    Migration *g = v->mig;
+    (void)c;
+    (void)a;
+    (void)err;
+    if (mig_active(v)) {
+        pthread_mutex_lock(&g->lock);
+        bool can = g->status == MIG_SETUP || g->status == MIG_ACTIVE || g->status == MIG_DEVICE;
+        pthread_mutex_unlock(&g->lock);
+        if (can) {
+            __atomic_store_n(&g->cancel, 1, __ATOMIC_RELEASE);
+            mig_set_status(g, MIG_CANCELLING);
+        }
+    }
+    return json_object();       /* QEMU: a no-op without a migration */
+}
+
+static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    Migration *g = v->mig;
+    (void)c;
+    (void)a;
+    (void)err;
+    pthread_mutex_lock(&g->lock);
+    MigStatus s = g->status;
+    MigStats st = g->stats;
+    MigParams p = g->params;
+    char error[sizeof(g->error)];
+    memcpy(error, g->error, sizeof(error));
+    pthread_mutex_unlock(&g->lock);
+    if (s == MIG_NONE)
+        return json_object();
+    uint64_t now = mig_now_ns();
+    uint64_t end = st.end_ns ? st.end_ns : now;
+    json_t *r = json_pack("{s:s}", "status", mig_status_name(s));
+    json_object_set_new(r, "total-time", json_integer((json_int_t)((end - st.start_ns) / 1000000)));
+    if (st.setup_done_ns)
+        json_object_set_new(r, "setup-time",
+                            json_integer((json_int_t)((st.setup_done_ns - st.start_ns) / 1000000)));
+    if (s == MIG_COMPLETED)
+        json_object_set_new(r, "downtime", json_integer((json_int_t)st.downtime_ms));
+    else if (status_running(s))
+        json_object_set_new(r, "expected-downtime",
+                            json_integer((json_int_t)st.expected_downtime_ms));
+    json_t *ram = json_object();
+    json_object_set_new(ram, "transferred", json_integer((json_int_t)st.transferred));
+    json_object_set_new(ram, "remaining", json_integer((json_int_t)st.remaining));
+    json_object_set_new(ram, "total", json_integer((json_int_t)st.total));
+    json_object_set_new(ram, "duplicate", json_integer((json_int_t)st.duplicate));
+    json_object_set_new(ram, "normal", json_integer((json_int_t)st.normal));
+    json_object_set_new(ram, "normal-bytes", json_integer((json_int_t)st.normal_bytes));
+    json_object_set_new(ram, "page-size", json_integer(MIG_PAGE_SIZE));
+    json_object_set_new(ram, "dirty-sync-count", json_integer((json_int_t)st.dirty_sync_count));
+    json_object_set_new(ram, "dirty-pages-rate", json_integer((json_int_t)st.dirty_pages_rate));
+    json_object_set_new(ram, "mbps", json_real(st.mbps));
+    json_object_set_new(r, "ram", ram);
+    json_object_set_new(r, "x-rounds", json_integer((json_int_t)st.rounds));
+    json_object_set_new(r, "x-forced-final-round", json_boolean(st.forced));
+    json_object_set_new(r, "x-downtime-limit", json_integer((json_int_t)p.downtime_limit_ms));
+    if ((s == MIG_FAILED || s == MIG_CANCELLED) && error[0])
+        json_object_set_new(r, "error-desc", json_string(error));
+    return r;
+}
+
+static json_t *params_json(const MigParams *p)
+{
+    return json_pack("{s:I,s:I,s:I}", "downtime-limit", (json_int_t)p->downtime_limit_ms,
+                     "max-bandwidth", (json_int_t)p->max_bandwidth, "x-max-rounds",
+                     (json_int_t)p->max_rounds);
+}
+
+static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    (void)c;
+    (void)a;
+    (void)err;
+    pthread_mutex_lock(&v->mig->lock);
+    MigParams p = v->mig->params;
+    pthread_mutex_unlock(&v->mig->lock);
+    return params_json(&p);
+}
+
+/* Reads an optional integer argument in [lo, hi]; false with err set. */
+static bool int_arg(json_t *a, const char *name, uint64_t lo, uint64_t hi, uint64_t *out,
+                    bool *given, QmpError *err)
+{
+    json_t *j = json_object_get(a, name);
+    *given = false;
+    if (!j)
+        return true;
+    if (!json_is_integer(j) || json_integer_value(j) < (json_int_t)lo ||
+        (uint64_t)json_integer_value(j) > hi) {
+        qmp_error_set(err, "Parameter '%s' expects an integer in %llu..%llu", name,
+                      (unsigned long long)lo, (unsigned long long)hi);
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(j);
+    *given = true;
+    return true;
+}
+
+static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    (void)c;
+    uint64_t dl = 0, bw = 0, mr = 0;
+    bool gdl, gbw, gmr;
+    if (!int_arg(a, "downtime-limit", 0, 2000000, &dl, &gdl, err) ||
+        !int_arg(a, "max-bandwidth", 0, (uint64_t)INT64_MAX, &bw, &gbw, err) ||
+        !int_arg(a, "x-max-rounds", 1, 100000, &mr, &gmr, err))
+        return NULL;
+    const char *key;
+    json_t *val;
+    json_object_foreach(a, key, val) {
+        if (strcmp(key, "downtime-limit") && strcmp(key, "max-bandwidth") &&
+            strcmp(key, "x-max-rounds")) {
+            qmp_error_set(err, "Parameter '%s' is not supported (downtime-limit, "
+                          "max-bandwidth, x-max-rounds)", key);
+            return NULL;
+        }
+    }
+    pthread_mutex_lock(&v->mig->lock);
+    if (gdl)
+        v->mig->params.downtime_limit_ms = dl;
+    if (gbw)
+        v->mig->params.max_bandwidth = bw;
+    if (gmr)
+        v->mig->params.max_rounds = (unsigned)mr;
+    pthread_mutex_unlock(&v->mig->lock);
+    return json_object();
+}
+
+static const QmpArg migrate_args[] = {
+    { "uri", QMP_ARG_STRING, false },
+    { "blk", QMP_ARG_BOOL, true },
+    { "inc", QMP_ARG_BOOL, true },
+    { "detach", QMP_ARG_BOOL, true },
+    { "resume", QMP_ARG_BOOL, true },
+    { NULL, 0, false },
+};
+static const QmpArg param_args[] = {
+    { "downtime-limit", QMP_ARG_INT, true },
+    { "max-bandwidth", QMP_ARG_INT, true },
+    { "x-max-rounds", QMP_ARG_INT, true },
+    { NULL, 0, false },
+};
+
+const QmpCommand mig_qmp_commands[] = {
+    { "migrate", q_migrate, migrate_args },
+    { "migrate_cancel", q_cancel, NULL },
+    { "query-migrate", q_query, NULL },
+    { "migrate-set-parameters", q_set_params, param_args },
+    { "migrate_set_parameters", q_set_params, param_args },
+    { "query-migrate-parameters", q_query_params, NULL },
+};
+const size_t mig_qmp_ncommands = sizeof(mig_qmp_commands) / sizeof(mig_qmp_commands[0]);
