@@ -46,6 +46,10 @@ struct Evloop {
     pthread_mutex_t dispatch;   /* held while a batch of handlers runs, and by evloop_pause */
     pthread_t thread;
     bool running;
+    EvloopThreadHook hook;      /* run first on the loop thread */
+    void *hook_opaque;
+    int hook_result;            /* 1 = not run yet (under lock, hook_cond) */
+    pthread_cond_t hook_cond;
     volatile bool stop;
     volatile bool halted;       /* evloop_halt: no handler runs ever again */
 };
@@ -329,9 +333,22 @@ int evloop_run_once(Evloop *l, int timeout_ms)
     return ran;
 }
 
+void evloop_set_thread_hook(Evloop *l, EvloopThreadHook fn, void *opaque)
+{
+    l->hook = fn;
+    l->hook_opaque = opaque;
+}
+
 static void *loop_thread(void *arg)
 {
     Evloop *l = arg;
+    int hr = l->hook ? l->hook(l->hook_opaque) : 0;
+    pthread_mutex_lock(&l->lock);
+    l->hook_result = hr;
+    pthread_cond_broadcast(&l->hook_cond);
+    pthread_mutex_unlock(&l->lock);
+    if (hr < 0)
+        return NULL;
     while (!l->stop) {
         int r = evloop_run_once(l, -1);
         if (r == -ESHUTDOWN)
@@ -349,11 +366,25 @@ int evloop_start(Evloop *l, const char *name)
     if (l->running)
         return -EBUSY;
     l->stop = false;
+    l->hook_result = 1;
+    pthread_cond_init(&l->hook_cond, NULL);
     int r = pthread_create(&l->thread, NULL, loop_thread, l);
-    if (r)
+    if (r) {
+        pthread_cond_destroy(&l->hook_cond);
         return -r;
+    }
     if (name)
         pthread_setname_np(l->thread, name);
+    pthread_mutex_lock(&l->lock);
+    while (l->hook_result == 1)
+        pthread_cond_wait(&l->hook_cond, &l->lock);
+    r = l->hook_result;
+    pthread_mutex_unlock(&l->lock);
+    pthread_cond_destroy(&l->hook_cond);
+    if (r < 0) {
+        pthread_join(l->thread, NULL);
+        return r;
+    }
     l->running = true;
     return 0;
 }

@@ -33,7 +33,13 @@ int evloop_del(Evloop *l, int fd);
 /* Waits up to timeout_ms (-1: forever) and runs ready handlers; returns how
  * many ran, or a negative errno. */
 int evloop_run_once(Evloop *l, int timeout_ms);
-/* Runs the loop on a new thread named `name`; 0 or a negative errno. */
+/* Called first on the loop's thread (the VMM installs its seccomp filter
+ * there); a negative return stops the thread and evloop_start returns it. */
+typedef int (*EvloopThreadHook)(void *opaque);
+/* Sets the thread-start hook; call before evloop_start (NULL = none). */
+void evloop_set_thread_hook(Evloop *l, EvloopThreadHook fn, void *opaque);
+/* Runs the loop on a new thread named `name`, once its thread-start hook
+ * succeeded; 0 or a negative errno. */
 int evloop_start(Evloop *l, const char *name);
 /* Waits until no handler of l runs and keeps it so (completions queue up)
  * until evloop_resume: devices then neither touch guest memory nor change

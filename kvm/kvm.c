@@ -319,6 +319,12 @@ void kvm_vm_set_dispatch_lock(KvmVm *vm, pthread_mutex_t *lock)
     vm->dispatch_lock = lock;
 }
 
+void kvm_vm_set_thread_hook(KvmVm *vm, KvmThreadHook fn, void *opaque)
+{
+    vm->thread_hook = fn;
+    vm->thread_hook_opaque = opaque;
+}
+
 const char *kvm_vm_last_error(const KvmVm *vm)
 {
     return vm->last_error;

@@ -121,6 +121,16 @@ int kvm_vm_check_extension(const KvmVm *vm, long cap);
  */
 void kvm_vm_set_dispatch_lock(KvmVm *vm, pthread_mutex_t *lock);
 
+/*
+ * Called first on each vCPU thread kvm_vm_start creates, before its first
+ * KVM_RUN (the VMM installs the thread's seccomp filter there).  A negative
+ * return ends the VM with KVM_END_ERROR before the vCPU runs.  Set before
+ * kvm_vm_start; NULL = none.
+ */
+typedef int (*KvmThreadHook)(void *opaque, KvmVcpu *vcpu);
+/* Sets the vCPU thread-start hook (see KvmThreadHook). */
+void kvm_vm_set_thread_hook(KvmVm *vm, KvmThreadHook fn, void *opaque);
+
 /* Text of the last error recorded by the VM or its listeners ("" if none). */
 const char *kvm_vm_last_error(const KvmVm *vm);
 

@@ -112,6 +112,8 @@ struct KvmVm {
     bool ring_warned;
 
     pthread_mutex_t *dispatch_lock;
+    KvmThreadHook thread_hook;      /* run first on each vCPU thread */
+    void *thread_hook_opaque;
 
     /* GSI routing */
     struct kvm_irq_routing_entry *routes;

@@ -390,6 +390,13 @@ static void *vcpu_thread(void *arg)
     __atomic_store_n(&v->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
     pthread_cond_broadcast(&v->vm->cond);
     pthread_mutex_unlock(&v->vm->lock);
+    if (v->vm->thread_hook && v->vm->thread_hook(v->vm->thread_hook_opaque, v) < 0) {
+        char text[64];
+        snprintf(text, sizeof(text), "vCPU %u: the thread-start hook failed", v->index);
+        end_vm(v->vm, KVM_END_ERROR, (int)v->index, 0, text);
+        set_state(v, VCPU_IDLE);
+        return NULL;
+    }
     for (;;) {
         ExitErr err = { "" };
         KvmVmEnd end;

@@ -256,6 +256,50 @@ static const char *apply_net(VmConfig *cfg, const char *val)
     return NULL;
 }
 
+static const char *apply_seccomp(VmConfig *cfg, const char *val)
+{
+    if (!strcmp(val, "kill"))
+        cfg->seccomp = VM_SECCOMP_KILL;
+    else if (!strcmp(val, "log"))
+        cfg->seccomp = VM_SECCOMP_LOG;
+    else if (!strcmp(val, "off"))
+        cfg->seccomp = VM_SECCOMP_OFF;
+    else
+        return "expected kill, log or off";
+    return NULL;
+}
+
+/* A uid or gid: decimal, 0..2^32-2 (-1 is "none" to the kernel). */
+static const char *parse_id(const char *val, long *out)
+{
+    if (!*val || !isdigit((unsigned char)*val))
+        return "expected a decimal number";
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(val, &end, 10);
+    if (errno || *end || v >= 0xffffffffUL)
+        return "expected a decimal number below 4294967295";
+    *out = (long)v;
+    return NULL;
+}
+
+static const char *apply_jail_uid(VmConfig *cfg, const char *val)
+{
+    return parse_id(val, &cfg->jail_uid);
+}
+
+static const char *apply_jail_gid(VmConfig *cfg, const char *val)
+{
+    return parse_id(val, &cfg->jail_gid);
+}
+
+static const char *apply_chroot(VmConfig *cfg, const char *val)
+{
+    if (!*val)
+        return "empty path";
+    return set_str(&cfg->chroot_dir, val);
+}
+
 static bool *flag_rng(VmConfig *cfg) { return &cfg->rng; }
 static bool *flag_test_device(VmConfig *cfg) { return &cfg->test_device; }
 static bool *flag_verbose(VmConfig *cfg) { return &cfg->verbose; }
@@ -275,6 +319,10 @@ static const OptDef opts[] = {
     { "disk", OPT_VALUE, apply_disk, NULL, false },
     { "net", OPT_VALUE, apply_net, NULL, false },
     { "rng", OPT_FLAG, NULL, flag_rng, false },
+    { "seccomp", OPT_VALUE, apply_seccomp, NULL, false },
+    { "jail-uid", OPT_VALUE, apply_jail_uid, NULL, true },
+    { "jail-gid", OPT_VALUE, apply_jail_gid, NULL, true },
+    { "chroot", OPT_VALUE, apply_chroot, NULL, false },
     { "incoming", OPT_VALUE, apply_incoming, NULL, false },
 };
 
@@ -292,6 +340,7 @@ void vm_config_init(VmConfig *cfg)
     cfg->memory = VM_DEFAULT_MEMORY;
     cfg->cpus = 1;
     cfg->serial = SERIAL_STDIO;
+    cfg->jail_uid = cfg->jail_gid = -1;
 }
 
 void vm_config_free(VmConfig *cfg)
@@ -302,6 +351,7 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->api_socket);
     free(cfg->incoming);
     free(cfg->serial_path);
+    free(cfg->chroot_dir);
     for (unsigned i = 0; i < cfg->ndisks; i++)
         free(cfg->disks[i].path);
     for (unsigned i = 0; i < cfg->nnets; i++)
@@ -540,6 +590,12 @@ int vm_config_check(const VmConfig *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--kernel: missing (a PVH ELF to boot is required)");
         return -1;
     }
+    if ((cfg->jail_uid < 0) != (cfg->jail_gid < 0)) {
+        snprintf(err, errlen, "%s: needs %s too (the jail drops both)",
+                 cfg->jail_uid < 0 ? "--jail-gid" : "--jail-uid",
+                 cfg->jail_uid < 0 ? "--jail-uid" : "--jail-gid");
+        return -1;
+    }
     return 0;
 }
 
@@ -578,6 +634,18 @@ const char *vm_config_usage(void)
         "                       guest it brings; the other options must describe\n"
         "                       the same machine (memory, cpus, devices), else the\n"
         "                       stream is refused saying what differs\n"
+        "  --seccomp MODE       per-thread syscall filters (vCPU, device I/O, main,\n"
+        "                       stdin, waiter, migration threads): kill (default: a\n"
+        "                       syscall outside its thread's list ends strata with a\n"
+        "                       message naming the thread and the syscall, status\n"
+        "                       159), log (allowed, logged by the kernel: dmesg,\n"
+        "                       audit type=1326), off\n"
+        "  --jail-uid UID --jail-gid GID\n"
+        "                       after opening /dev/kvm, the kernel, disks, TAPs and\n"
+        "                       sockets, drop to UID/GID (supplementary groups: GID\n"
+        "                       only) with no_new_privs; both or neither\n"
+        "  --chroot DIR         chroot to DIR at the same point (paths used later,\n"
+        "                       e.g. the api socket's removal, are then inside DIR)\n"
         "  --verbose            dump the vCPU registers when the guest crashes\n"
         "  --help               this text\n"
         "\n"

@@ -21,6 +21,9 @@
 
 typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMode;
 
+/* --seccomp: the per-thread filters' action on a syscall outside the list. */
+typedef enum VmSeccomp { VM_SECCOMP_KILL = 0, VM_SECCOMP_LOG, VM_SECCOMP_OFF } VmSeccomp;
+
 typedef struct VmDisk {
     char *path;             /* --disk path=FILE */
     bool readonly;          /* ,readonly=on */
@@ -49,6 +52,10 @@ typedef struct VmConfig {
     VmNet nets[VM_MAX_NETS];        /* --net (repeatable) */
     unsigned nnets;
     bool rng;               /* --rng: a virtio-rng device */
+    VmSeccomp seccomp;      /* --seccomp kill|log|off (default kill) */
+    long jail_uid;          /* --jail-uid, -1 = none */
+    long jail_gid;          /* --jail-gid, -1 = none */
+    char *chroot_dir;       /* --chroot */
 } VmConfig;
 
 /* Outcome of vm_config_parse_args. */

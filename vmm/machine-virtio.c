@@ -99,6 +99,21 @@ int machine_add_virtio_devices(Machine *m)
         if (place(m, &r->t) < 0)
             return -1;
     }
+    return 0;
+}
+
+static int io_thread_hook(void *opaque)
+{
+    return sandbox_enter(opaque, SANDBOX_ROLE_IO);
+}
+
+int machine_virtio_start(Machine *m)
+{
+    MachineVirtioDevs *v = m->virtio_devs;
+    if (!v)
+        return 0;
+    if (m->sandbox)
+        evloop_set_thread_hook(v->loop, io_thread_hook, (void *)m->sandbox);
     int r = evloop_start(v->loop, "strata-io");
     if (r < 0) {
         fprintf(stderr, "strata: virtio devices: event loop thread: %s\n", strerror(-r));

@@ -421,6 +421,8 @@ static void *stdin_main(void *arg)
 {
     Machine *m = arg;
     bool ctrl_a = false;
+    if (m->sandbox && sandbox_enter(m->sandbox, SANDBOX_ROLE_STDIN) < 0)
+        return NULL;            /* no serial input; the VM runs on */
     for (;;) {
         struct pollfd p[2] = { { STDIN_FILENO, POLLIN, 0 }, { m->stdin_stop[0], POLLIN, 0 } };
         if (poll(p, 2, -1) < 0) {
@@ -487,8 +489,17 @@ static void stop_stdin(Machine *m)
     m->stdin_stop[0] = m->stdin_stop[1] = -1;
 }
 
+static int vcpu_thread_hook(void *opaque, KvmVcpu *vcpu)
+{
+    return sandbox_enter(opaque, SANDBOX_ROLE_VCPU);
+}
+
 int machine_start(Machine *m)
 {
+    if (machine_virtio_start(m) < 0)
+        return -1;
+    if (m->sandbox)
+        kvm_vm_set_thread_hook(m->vm, vcpu_thread_hook, (void *)m->sandbox);
     int r = kvm_vm_start(m->vm);
     if (r < 0) {
         fprintf(stderr, "strata: cannot start the vCPU: %s\n", strerror(-r));

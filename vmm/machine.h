@@ -41,6 +41,7 @@
 #include "vmm/boot-linux.h"
 #include "vmm/config.h"
 #include "vmm/loader.h"
+#include "vmm/sandbox.h"
 
 #define MACHINE_SERIAL_PORT 0x3f8
 #define MACHINE_SERIAL_IRQ 4
@@ -103,6 +104,7 @@ typedef struct Machine {
     /* set by the test device's EXIT (from the vCPU thread) */
     volatile int guest_exited;
     volatile uint32_t guest_exit_code;
+    const Sandbox *sandbox;     /* set before machine_start: its threads enter it */
 } Machine;
 
 /*
@@ -124,6 +126,9 @@ int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t
  * machine_add_virtio_mmio and starts their event-loop thread.  0, or -1
  * after printing why (machine_destroy cleans up). */
 int machine_add_virtio_devices(Machine *m);
+/* Starts the virtio event-loop thread (in the IO sandbox role when
+ * m->sandbox is set).  0, or -1 after printing why. */
+int machine_virtio_start(Machine *m);
 /* Resets every virtio device (as a driver writing Status 0). */
 void machine_virtio_reset(Machine *m);
 /* Number of virtio devices (disks, then nets, then the rng). */
@@ -140,7 +145,8 @@ void machine_virtio_halt(Machine *m);
 void machine_virtio_stop(Machine *m);
 /* Frees the virtio devices (their regions must be unmapped). */
 void machine_virtio_free(Machine *m);
-/* Starts the vCPU threads.  0 or -1 after printing why. */
+/* Starts the device, vCPU and stdin threads, each entering its sandbox
+ * role first when m->sandbox is set.  0 or -1 after printing why. */
 int machine_start(Machine *m);
 /*
  * Resets a paused (or not yet started) machine to its power-on state: RAM

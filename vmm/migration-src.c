@@ -371,6 +371,11 @@ static int final_stage(Src *s, bool *paused)
 void *mig_source_thread(void *arg)
 {
     Migration *g = arg;
+    if (sandbox_enter(&g->v->sandbox, SANDBOX_ROLE_MIGRATION) < 0) {
+        mig_set_error(g, "the migration thread's seccomp filter could not be installed");
+        mig_set_status(g, MIG_FAILED);
+        return NULL;
+    }
     Src *s = calloc(1, sizeof(*s));
     bool paused = false;
     int fd = -1;

@@ -21,6 +21,7 @@
 
 #include "devices/stream.h"
 #include "vmm/migration.h"
+#include "vmm/sandbox.h"
 
 #define POLL_TICK_MS 100
 
@@ -354,11 +355,18 @@ static int tcp_socket(const char *uri, bool listening, char *err, size_t errlen)
         snprintf(err, errlen, "%s: expected tcp:HOST:PORT (port 1-65535)", uri);
         return -1;
     }
+    /* Under a kill-mode seccomp filter the resolver would die (it opens
+     * files): only numeric addresses there. */
+    bool numeric = sandbox_thread_strict();
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = listening ? AI_PASSIVE : 0 }, *res = NULL;
+                              .ai_flags = (listening ? AI_PASSIVE : 0) |
+                                          (numeric ? AI_NUMERICHOST : 0) }, *res = NULL;
     int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (r) {
-        snprintf(err, errlen, "%s: %s", uri, gai_strerror(r));
+        snprintf(err, errlen, "%s: %s%s", uri, gai_strerror(r),
+                 numeric && r == EAI_NONAME
+                     ? " (host names are not resolved under --seccomp=kill: give an IP address)"
+                     : "");
         return -1;
     }
     int fd = -1, e = 0;

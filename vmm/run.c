@@ -26,6 +26,8 @@ static void *waiter_main(void *arg)
 {
     Vmm *v = arg;
     __atomic_store_n(&v->waiter_tid, gettid(), __ATOMIC_SEQ_CST);
+    if (sandbox_enter(&v->sandbox, SANDBOX_ROLE_WAITER) < 0)
+        kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "waiter thread: no sandbox");
     kvm_vm_wait(v->m.vm, &v->end);
     uint64_t one = 1;
     while (write(v->endfd, &one, sizeof(one)) < 0 && errno == EINTR)
@@ -174,6 +176,22 @@ static void run_loop(Vmm *v)
     }
 }
 
+/* Everything is open: prepare the filters, then chroot and drop privileges
+ * while this is the only thread (machine_start starts the others). */
+static int enter_jail(Vmm *v)
+{
+    static const SandboxMode modes[] = {
+        [VM_SECCOMP_KILL] = SANDBOX_KILL, [VM_SECCOMP_LOG] = SANDBOX_LOG,
+        [VM_SECCOMP_OFF] = SANDBOX_OFF,
+    };
+    json_object_seed(0);    /* jansson reads /dev/urandom once: not later */
+    if (sandbox_init(&v->sandbox, modes[v->cfg.seccomp], v->cfg.test_device) < 0)
+        return -1;
+    v->m.sandbox = &v->sandbox;
+    SandboxJail j = { v->cfg.jail_uid, v->cfg.jail_gid, v->cfg.chroot_dir };
+    return sandbox_jail(&j) < 0 ? -1 : 0;
+}
+
 int strata_run(int argc, char *const argv[])
 {
     static Vmm vmm;         /* big (devices, regions); one per process */
@@ -225,6 +243,8 @@ int strata_run(int argc, char *const argv[])
             goto out;
         }
     }
+    if (enter_jail(v) < 0)
+        goto out;
     if (start_paused)
         kvm_vm_pause(v->m.vm);      /* the source was paused: stay so until `cont` */
     if (machine_start(&v->m) < 0)
@@ -237,6 +257,10 @@ int strata_run(int argc, char *const argv[])
         goto out;
     }
     v->waiter_started = true;
+    if (sandbox_enter(&v->sandbox, SANDBOX_ROLE_MAIN) < 0) {
+        kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "main thread: no sandbox");
+        goto out;
+    }
     run_loop(v);
     status = v->exit_status;
 out:

@@ -12,6 +12,7 @@
 #include "vmm/machine.h"
 #include "vmm/migration.h"
 #include "vmm/qmp.h"
+#include "vmm/sandbox.h"
 
 typedef enum RunState {
     RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN,
@@ -38,6 +39,7 @@ struct Vmm {
     bool quit;              /* QMP quit asked for the end */
     int signo;              /* signal that asked for the end, or 0 */
     int exit_status;
+    Sandbox sandbox;        /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
     Migration *mig;         /* live migration (vmm/migration.h) */
     uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
     QmpCommand *cmds;       /* the served table: vmm's + migration's */

@@ -6,8 +6,11 @@
  *      kvm/ + memory/ dispatch), µs per exit and the ratio;
  *   2. guest notifications through an ioeventfd (no exit; a host thread
  *      reads the eventfd) against exit-based ones;
- *   3. one dirty-log sync of a 1 GiB RAM region with logging on.
- * Usage: exit-latency [-n EXITS] [-e NOTIFICATIONS] [-r REPS] [-D] [-g GUEST.elf]
+ *   3. one dirty-log sync of a 1 GiB RAM region with logging on;
+ *   4. with -S: the seccomp filter's cost: the same exits on a kvm/ vCPU
+ *      thread (kvm_vm_start, as strata runs them) without and with the
+ *      vCPU role's filter installed by the thread-start hook, alternating.
+ * Usage: exit-latency [-n EXITS] [-e NOTIFICATIONS] [-r REPS] [-D] [-S] [-g GUEST.elf]
  * Figures are medians over REPS runs; every loop's handshake cost (an empty
  * loop) is subtracted.  Not a test: it asserts nothing about time.
  */
@@ -18,12 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "bench/exit-latency/bench.h"
 #include "bench/exit-latency/plan.h"
 #include "tests/guests/kit.h"
+#include "vmm/sandbox.h"
 
 #define NREPS_MAX 64
 
@@ -31,6 +37,7 @@ typedef struct Opts {
     uint32_t exits, notifications;
     unsigned reps;
     bool dirty;
+    bool seccomp;
     const char *elf;
 } Opts;
 
@@ -117,9 +124,18 @@ static uint32_t plan_sync(Kit *k, uint32_t phase, void *opaque)
     return bench_plan_sync(opaque, phase);
 }
 
-/* Runs `plan` on a fresh strata VM; ioeventfd reads are added to *reads. */
+static int vcpu_filter_hook(void *opaque, KvmVcpu *vcpu)
+{
+    return sandbox_enter(opaque, SANDBOX_ROLE_VCPU);
+}
+
+/* How strata_run runs the vCPU. */
+typedef enum { RUN_SYNC, RUN_THREAD, RUN_THREAD_SECCOMP } RunHow;
+
+/* Runs `plan` on a fresh strata VM; ioeventfd reads are added to *reads.
+ * RUN_THREAD*: on a kvm/ vCPU thread, with sb's vCPU filter if asked. */
 static int strata_run(const char *elf, BenchPlan *plan, Reader *pio_r, Reader *mmio_r,
-                      KvmVmStats *stats)
+                      KvmVmStats *stats, RunHow how, const Sandbox *sb)
 {
     Kit *k = kit_new(elf, NULL);
     BenchDev dev = { 0 };
@@ -138,7 +154,17 @@ static int strata_run(const char *elf, BenchPlan *plan, Reader *pio_r, Reader *m
     memory_region_transaction_commit(kit_ctx(k));
 
     kit_set_sync_handler(k, plan_sync, plan);
-    kit_run(k, &res);
+    if (how == RUN_SYNC) {
+        kit_run(k, &res);
+    } else {
+        if (how == RUN_THREAD_SECCOMP)
+            kvm_vm_set_thread_hook(kit_vm(k), vcpu_filter_hook, (void *)sb);
+        if (kit_start(k) < 0) {
+            kit_free(k);
+            return -1;
+        }
+        kit_wait(k, &res);
+    }
     kvm_vm_get_stats(kit_vm(k), stats);
     memory_region_transaction_begin(kit_ctx(k));
     memory_region_del_subregion(kit_iomem(k), &dev.pio);
@@ -294,13 +320,143 @@ static int dirty_bench(const Opts *o)
     return 0;
 }
 
+/* ---- seccomp ---------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
+}
+
+typedef struct SysLoop {
+    const Sandbox *sb;          /* NULL: no filter */
+    unsigned n;
+    double ioctl_ns, getpid_ns;
+} SysLoop;
+
+/* On a fresh thread (with the vCPU filter if asked): the cost of
+ * ioctl(-1, KVM_RUN) (the filter's hot path; EBADF at once, so no VM is
+ * involved) and of getpid (a syscall the filter allows unconditionally). */
+static void *sysloop_main(void *arg)
+{
+    SysLoop *s = arg;
+
+    if (s->sb && sandbox_enter(s->sb, SANDBOX_ROLE_VCPU) < 0)
+        return (void *)1;
+    uint64_t t0 = bench_now_ns();
+    for (unsigned i = 0; i < s->n; i++)
+        (void)!ioctl(-1, KVM_RUN, 0);
+    uint64_t t1 = bench_now_ns();
+    for (unsigned i = 0; i < s->n; i++)
+        syscall(SYS_getpid);
+    uint64_t t2 = bench_now_ns();
+    s->ioctl_ns = (double)(t1 - t0) / s->n;
+    s->getpid_ns = (double)(t2 - t1) / s->n;
+    return NULL;
+}
+
+/* The filter's own cost per syscall, without KVM: alternating threads
+ * without and with the vCPU filter, medians of `reps` runs. */
+static int seccomp_syscall_bench(const Sandbox *sb, unsigned reps)
+{
+    double io[2][NREPS_MAX], gp[2][NREPS_MAX];
+
+    for (unsigned r = 0; r < reps; r++) {
+        for (int on = 0; on < 2; on++) {
+            SysLoop s = { on ? sb : NULL, 200000, 0, 0 };
+            pthread_t t;
+            void *ret = (void *)1;
+
+            if (pthread_create(&t, NULL, sysloop_main, &s) || pthread_join(t, &ret) || ret) {
+                fprintf(stderr, "exit-latency: seccomp syscall loop failed\n");
+                return -1;
+            }
+            io[on][r] = s.ioctl_ns;
+            gp[on][r] = s.getpid_ns;
+        }
+    }
+    double i0 = median_of(io[0], reps), i1 = median_of(io[1], reps);
+    double g0 = median_of(gp[0], reps), g1 = median_of(gp[1], reps);
+    printf("\nThe vCPU seccomp filter per syscall (ns, median of %u runs of 200000, no KVM)\n",
+           reps);
+    printf("  %-34s %11s %11s %11s\n", "", "no filter", "filter", "added ns");
+    printf("  %-34s %11.1f %11.1f %11.1f\n", "ioctl(-1, KVM_RUN) (BPF runs)", i0, i1, i1 - i0);
+    printf("  %-34s %11.1f %11.1f %11.1f\n", "getpid (allowed, kernel-cached)", g0, g1, g1 - g0);
+    return 0;
+}
+
+/* The vCPU filter's cost per exit: vCPU threads without and with it, in
+ * alternating runs (the filter is per thread: this process stays unfiltered). */
+static int seccomp_bench(const Opts *o, const Sandbox *sb_in)
+{
+    const Sandbox sb = *sb_in;
+    BenchPlan off_all = { 0 }, on_all = { 0 };
+    Reader pio_r = { 0 }, mmio_r = { 0 };
+    KvmVmStats st;
+    double rp[NREPS_MAX], rm[NREPS_MAX], v[2][2];
+
+    reader_start(&pio_r);
+    reader_start(&mmio_r);
+    for (unsigned r = 0; r < o->reps; r++) {
+        for (int on = 0; on < 2; on++) {
+            BenchPlan p = { 0 };
+
+            bench_plan_add(&p, CMD_NONE, 0);
+            bench_plan_add(&p, CMD_PIO, o->exits);
+            bench_plan_add(&p, CMD_MMIO, o->exits);
+            if (strata_run(o->elf, &p, &pio_r, &mmio_r, &st,
+                           on ? RUN_THREAD_SECCOMP : RUN_THREAD, &sb) < 0)
+                return -1;
+            v[on][0] = bench_plan_ns_per_iter(&p, CMD_PIO);
+            v[on][1] = bench_plan_ns_per_iter(&p, CMD_MMIO);
+            merge(on ? &on_all : &off_all, &p);
+            bench_plan_free(&p);
+        }
+        rp[r] = v[0][0] > 0 ? v[1][0] / v[0][0] : 0;
+        rm[r] = v[0][1] > 0 ? v[1][1] / v[0][1] : 0;
+    }
+    reader_stop(&pio_r);
+    reader_stop(&mmio_r);
+    double p0 = bench_plan_ns_per_iter(&off_all, CMD_PIO) / 1e3;
+    double p1 = bench_plan_ns_per_iter(&on_all, CMD_PIO) / 1e3;
+    double m0 = bench_plan_ns_per_iter(&off_all, CMD_MMIO) / 1e3;
+    double m1 = bench_plan_ns_per_iter(&on_all, CMD_MMIO) / 1e3;
+    double bp0 = bench_plan_ns_per_iter_min(&off_all, CMD_PIO) / 1e3;
+    double bp1 = bench_plan_ns_per_iter_min(&on_all, CMD_PIO) / 1e3;
+    double bm0 = bench_plan_ns_per_iter_min(&off_all, CMD_MMIO) / 1e3;
+    double bm1 = bench_plan_ns_per_iter_min(&on_all, CMD_MMIO) / 1e3;
+
+    printf("\nThe vCPU seccomp filter (µs per exit on a kvm/ vCPU thread; median and best run)\n");
+    printf("  %-20s %11s %11s %11s %11s %11s %11s\n", "", "no filter", "filter", "ratio",
+           "best off", "best on", "ratio");
+    printf("  %-20s %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f\n", "PIO  outl", p0, p1,
+           p0 > 0 ? p1 / p0 : 0, bp0, bp1, bp0 > 0 ? bp1 / bp0 : 0);
+    printf("  %-20s %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f\n", "MMIO 4-byte write", m0, m1,
+           m0 > 0 ? m1 / m0 : 0, bm0, bm1, bm0 > 0 ? bm1 / bm0 : 0);
+    printf("  %-20s %11s %11s %11.3f   (median of the %u per-pair ratios)\n", "PIO  outl", "", "",
+           median_of(rp, o->reps), o->reps);
+    printf("  %-20s %11s %11s %11.3f\n", "MMIO 4-byte write", "", "", median_of(rm, o->reps));
+    printf("  (ratio = with/without; each exit makes one filtered syscall, KVM_RUN)\n");
+    bench_plan_free(&off_all);
+    bench_plan_free(&on_all);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: exit-latency [-n EXITS] [-e NOTIFICATIONS] [-r REPS] [-D] "
+    fprintf(stderr, "usage: exit-latency [-n EXITS] [-e NOTIFICATIONS] [-r REPS] [-D] [-S] "
                     "[-g GUEST.elf]\n"
-                    "  -D  skip the dirty-log benchmark (it needs 1 GiB of memory)\n");
+                    "  -D  skip the dirty-log benchmark (it needs 1 GiB of memory)\n"
+                    "  -S  also measure the vCPU seccomp filter (vCPU thread without/with)\n");
     exit(2);
 }
 
@@ -316,12 +472,13 @@ int main(int argc, char **argv)
     struct utsname u;
     int c;
 
-    while ((c = getopt(argc, argv, "n:e:r:Dg:h")) != -1) {
+    while ((c = getopt(argc, argv, "n:e:r:DSg:h")) != -1) {
         switch (c) {
         case 'n': o.exits = (uint32_t)strtoul(optarg, NULL, 0); break;
         case 'e': o.notifications = (uint32_t)strtoul(optarg, NULL, 0); break;
         case 'r': o.reps = (unsigned)strtoul(optarg, NULL, 0); break;
         case 'D': o.dirty = false; break;
+        case 'S': o.seccomp = true; break;
         case 'g': o.elf = optarg; break;
         default: usage();
         }
@@ -329,6 +486,16 @@ int main(int argc, char **argv)
     if (!o.exits || !o.reps || o.reps > NREPS_MAX)
         usage();
     setvbuf(stdout, NULL, _IOLBF, 0);
+    Sandbox sb;
+    bool have_sb = false;
+    if (o.seccomp && sandbox_forced_off()) {
+        printf("seccomp: not measured (AddressSanitizer build: the sandbox is off there)\n");
+    } else if (o.seccomp) {
+        if (sandbox_init(&sb, SANDBOX_KILL, false) < 0 || seccomp_syscall_bench(&sb, o.reps) < 0)
+            return 1;
+        have_sb = true;
+        printf("\n");
+    }
     if ((why = kvm_probe())) {
         printf("exit-latency: /dev/kvm cannot run strata guests here: %s\n", why);
         return 77;
@@ -353,7 +520,7 @@ int main(int argc, char **argv)
         bench_plan_add(&strata, CMD_MMIO, o.exits);
         bench_plan_add(&strata, CMD_PIO_EVT, o.notifications);
         bench_plan_add(&strata, CMD_MMIO_EVT, o.notifications);
-        if (strata_run(o.elf, &strata, &pio_r, &mmio_r, &st) < 0)
+        if (strata_run(o.elf, &strata, &pio_r, &mmio_r, &st, RUN_SYNC, NULL) < 0)
             return 1;
         strata_ops_exits += st.exits_io + st.exits_mmio;
         merge(&raw_all, &raw);
@@ -407,6 +574,8 @@ int main(int argc, char **argv)
     bench_plan_free(&raw_all);
     bench_plan_free(&strata_all);
 
+    if (o.seccomp && have_sb && seccomp_bench(&o, &sb) < 0)
+        return 1;
     if (o.dirty && dirty_bench(&o) < 0)
         return 1;
     return 0;

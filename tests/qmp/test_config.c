@@ -214,6 +214,75 @@ static void test_help(void **state)
     assert_non_null(strstr(u, "  --incoming URI"));
 }
 
+/* --seccomp, --jail-uid/--jail-gid, --chroot: CLI, JSON, errors, help. */
+static void test_sandbox_options(void **state)
+{
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", NULL), CONFIG_OK);
+    assert_int_equal(c.seccomp, VM_SECCOMP_KILL);       /* the default */
+    assert_int_equal(c.jail_uid, -1);
+    assert_int_equal(c.jail_gid, -1);
+    assert_null(c.chroot_dir);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--seccomp=log", NULL), CONFIG_OK);
+    assert_int_equal(c.seccomp, VM_SECCOMP_LOG);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--seccomp", "off", "--jail-uid", "1000",
+                           "--jail-gid=100", "--chroot", "/var/empty", NULL), CONFIG_OK);
+    assert_int_equal(c.seccomp, VM_SECCOMP_OFF);
+    assert_int_equal(c.jail_uid, 1000);
+    assert_int_equal(c.jail_gid, 100);
+    assert_string_equal(c.chroot_dir, "/var/empty");
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--jail-uid", "0", "--jail-gid", "0", NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.jail_uid, 0);
+    vm_config_free(&c);
+
+    expect_error(parse(&c, "--kernel", "k", "--seccomp", "strict", NULL),
+                 "--seccomp strict: expected kill, log or off");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--seccomp", NULL), "--seccomp: missing value");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--jail-uid", "-1", "--jail-gid", "1", NULL),
+                 "--jail-uid -1: expected a decimal number");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--jail-uid", "4294967295", "--jail-gid", "1", NULL),
+                 "below 4294967295");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--jail-gid", "12x", NULL),
+                 "--jail-gid 12x: expected a decimal number");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--jail-uid", "5", NULL),
+                 "--jail-uid: needs --jail-gid too");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--jail-gid", "5", NULL),
+                 "--jail-gid: needs --jail-uid too");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--chroot", "", NULL), "--chroot : empty path");
+    vm_config_free(&c);
+
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"seccomp\":\"log\",\"jail-uid\":65534,"
+                                              "\"jail-gid\":\"65534\",\"chroot\":\"/j\"}",
+                                          "cfg", err, sizeof(err)), 0);
+    assert_int_equal(c.seccomp, VM_SECCOMP_LOG);
+    assert_int_equal(c.jail_uid, 65534);
+    assert_int_equal(c.jail_gid, 65534);
+    assert_string_equal(c.chroot_dir, "/j");
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"seccomp\":true}", "cfg", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "key \"seccomp\": expected a string"));
+    assert_int_equal(vm_config_apply_json(&c, "{\"jail-uid\":-3}", "cfg", err, sizeof(err)), -1);
+    vm_config_free(&c);
+
+    const char *u = vm_config_usage();
+    assert_non_null(strstr(u, "--seccomp MODE"));
+    assert_non_null(strstr(u, "--jail-uid UID --jail-gid GID"));
+    assert_non_null(strstr(u, "--chroot DIR"));
+}
+
 static void test_json(void **state)
 {
     VmConfig c;
@@ -308,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

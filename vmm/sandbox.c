@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-thread seccomp allowlists and the jail (see sandbox.h). */
+#include "vmm/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/kvm.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANDBOX_ASAN 1
+#endif
+#endif
+
+#define MAX_NR 512                  /* x86-64 syscall numbers stay below this */
+#define VIOLATE_NR SYS_personality  /* in no role's list */
+
+/*
+ * Global because the SIGSYS handler needs them and a handler gets no
+ * context: the names are filled once by sandbox_init before any filter
+ * exists and only read afterwards; the role is per thread.
+ */
+static const char *sys_names[MAX_NR];
+static __thread int tls_role = -1;
+static __thread bool tls_strict;      /* a kill-mode filter is on this thread */
+
+static const char *const role_names[SANDBOX_NROLES] = {
+    [SANDBOX_ROLE_MAIN] = "main",
+    [SANDBOX_ROLE_VCPU] = "vcpu",
+    [SANDBOX_ROLE_IO] = "io",
+    [SANDBOX_ROLE_STDIN] = "stdin",
+    [SANDBOX_ROLE_WAITER] = "waiter",
+    [SANDBOX_ROLE_MIGRATION] = "migration",
+};
+
+/* ---- the lists ---------------------------------------------------------- */
+
+/* Every thread: memory (no PROT_EXEC: see add_rules), locks, time, its own
+ * signals and exit, writing to fds it holds (stderr, eventfds, the UART). */
+static const int sys_common[] = {
+    SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
+    SCMP_SYS(futex), SCMP_SYS(sched_yield), SCMP_SYS(clock_gettime),
+    SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(gettimeofday),
+    SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(restart_syscall), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(write),
+    SCMP_SYS(writev), SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
+};
+static const int sys_vcpu[] = {
+    SCMP_SYS(read), SCMP_SYS(io_uring_enter),
+};
+static const int sys_io[] = {
+    SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(pread64), SCMP_SYS(preadv),
+    SCMP_SYS(pwrite64), SCMP_SYS(pwritev), SCMP_SYS(fdatasync), SCMP_SYS(fsync),
+    SCMP_SYS(io_uring_enter), SCMP_SYS(getrandom),
+};
+static const int sys_stdin[] = {
+    SCMP_SYS(read), SCMP_SYS(poll), SCMP_SYS(ppoll),
+};
+static const int sys_waiter[] = { SCMP_SYS(write) };   /* the common list is enough */
+static const int sys_migration[] = {
+    SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(poll), SCMP_SYS(ppoll),
+    SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept4),
+    SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
+    SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
+    SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(epoll_wait),
+    SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(eventfd2),
+    SCMP_SYS(io_uring_enter),
+};
+/* The main thread: the migration list (a migration thread it starts
+ * inherits its filter) plus these. */
+static const int sys_main[] = {
+    SCMP_SYS(accept), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(getrandom),
+    /* what a thread it starts does before its own filter (glibc's start) */
+    SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+    SCMP_SYS(rt_sigaction),     /* glibc's first pthread_create sets up its signals */
+};
+
+/* ioctl requests, by group */
+static const unsigned long ioc_vcpu_state[] = {
+    KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_FPU, KVM_SET_FPU,
+    KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_LAPIC,
+    KVM_SET_LAPIC, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_XSAVE, KVM_SET_XSAVE,
+#ifdef KVM_GET_XSAVE2
+    KVM_GET_XSAVE2,
+#endif
+    KVM_GET_XCRS, KVM_SET_XCRS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, KVM_GET_CPUID2,
+    KVM_SET_CPUID2, KVM_KVMCLOCK_CTRL, KVM_GET_TSC_KHZ, KVM_SET_TSC_KHZ,
+};
+static const unsigned long ioc_irq[] = { KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_SIGNAL_MSI };
+static const unsigned long ioc_dirty[] = {
+    KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG, KVM_CHECK_EXTENSION,
+};
+static const unsigned long ioc_vm_state[] = {
+    KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_IRQCHIP, KVM_SET_IRQCHIP, KVM_GET_PIT2,
+    KVM_SET_PIT2, KVM_GET_MSR_INDEX_LIST,
+};
+static const unsigned long ioc_vm_map[] = {
+    KVM_SET_USER_MEMORY_REGION, KVM_IOEVENTFD, KVM_IRQFD, KVM_SET_GSI_ROUTING,
+    KVM_REGISTER_COALESCED_MMIO, KVM_UNREGISTER_COALESCED_MMIO,
+};
+static const unsigned long ioc_run[] = { KVM_RUN };
+static const unsigned long ioc_tty[] = { TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ };
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define LIST(a) { a, N(a) }
+
+typedef struct SysList {
+    const int *nr;
+    size_t n;
+} SysList;
+
+typedef struct IocList {
+    const unsigned long *req;
+    size_t n;
+} IocList;
+
+enum {
+    F_SOCKETS = 1,          /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
+    F_THREADS = 2,          /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
+    F_FCNTL = 4,            /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
+    F_STACK = 8,            /* seccomp(SET_MODE_FILTER): a thread started
+                             * later adds its own (stricter) filter */
+};
+
+typedef struct RoleDef {
+    SysList sys[2];
+    IocList ioc[6];
+    unsigned flags;
+    unsigned long hot_ioctl;    /* checked first (once per guest exit) */
+} RoleDef;
+
+static const RoleDef roles[SANDBOX_NROLES] = {
+    [SANDBOX_ROLE_MAIN] = {
+        { LIST(sys_main), LIST(sys_migration) },
+        { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
+          LIST(ioc_vm_map), LIST(ioc_tty) },
+        F_SOCKETS | F_THREADS | F_FCNTL | F_STACK,
+    },
+    [SANDBOX_ROLE_VCPU] = {
+        { LIST(sys_vcpu) },
+        { LIST(ioc_run), LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty) },
+        F_FCNTL, KVM_RUN,
+    },
+    [SANDBOX_ROLE_IO] = { { LIST(sys_io) }, { LIST(ioc_irq) }, F_FCNTL },
+    [SANDBOX_ROLE_STDIN] = { { LIST(sys_stdin) }, { LIST(ioc_irq) }, 0 },
+    [SANDBOX_ROLE_WAITER] = { { LIST(sys_waiter) }, { { NULL, 0 } }, 0 },
+    [SANDBOX_ROLE_MIGRATION] = {
+        { LIST(sys_migration) },
+        { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
+          LIST(ioc_vm_map) },
+        F_SOCKETS | F_FCNTL,
+    },
+};
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *sandbox_role_name(SandboxRole role)
+{
+    return (unsigned)role < SANDBOX_NROLES ? role_names[role] : "?";
+}
+
+int sandbox_role_from_name(const char *s)
+{
+    for (int i = 0; s && i < SANDBOX_NROLES; i++)
+        if (!strcmp(s, role_names[i]))
+            return i;
+    return -1;
+}
+
+int sandbox_mode_from_name(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcmp(s, "kill"))
+        return SANDBOX_KILL;
+    if (!strcmp(s, "log"))
+        return SANDBOX_LOG;
+    if (!strcmp(s, "off"))
+        return SANDBOX_OFF;
+    return -1;
+}
+
+bool sandbox_thread_strict(void)
+{
+    return tls_strict;
+}
+
+bool sandbox_forced_off(void)
+{
+#ifdef SANDBOX_ASAN
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* ---- the SIGSYS report -------------------------------------------------- */
+
+static size_t put(char *buf, size_t n, size_t cap, const char *s)
+{
+    while (*s && n < cap)
+        buf[n++] = *s++;
+    return n;
+}
+
+/* Async-signal-safe: string copies and write(2) only. */
+static void sigsys_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    char buf[256], num[24];
+    size_t n = 0;
+    int nr = si->si_syscall;
+    const char *name = nr >= 0 && nr < MAX_NR && sys_names[nr] ? sys_names[nr] : "(unknown)";
+    int i = (int)sizeof(num) - 1;
+    unsigned v = nr < 0 ? 0u - (unsigned)nr : (unsigned)nr;
+    num[i] = 0;
+    do {
+        num[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 1);
+    if (nr < 0)
+        num[--i] = '-';
+    int role = tls_role;
+    n = put(buf, n, sizeof(buf), "strata: seccomp: ");
+    n = put(buf, n, sizeof(buf), role >= 0 && role < SANDBOX_NROLES ? role_names[role] : "?");
+    n = put(buf, n, sizeof(buf), " thread made a forbidden syscall ");
+    n = put(buf, n, sizeof(buf), name);
+    n = put(buf, n, sizeof(buf), " (nr ");
+    n = put(buf, n, sizeof(buf), num + i);
+    n = put(buf, n, sizeof(buf), ")\n");
+    ssize_t w = write(STDERR_FILENO, buf, n);
+    (void)w;
+    _exit(128 + SIGSYS);
+}
+
+int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
+{
+    memset(sb, 0, sizeof(*sb));
+    sb->violate_role = -1;
+    sb->pid = getpid();
+    if (mode != SANDBOX_OFF && sandbox_forced_off()) {
+        fprintf(stderr, "strata: --seccomp=%s: off in this AddressSanitizer build "
+                        "(the sanitizer's own syscalls are not in the allowlists)\n",
+                mode == SANDBOX_KILL ? "kill" : "log");
+        mode = SANDBOX_OFF;
+    }
+    sb->mode = mode;
+    if (mode == SANDBOX_OFF)
+        return 0;
+    /* no_new_privs once for the process (threads started later inherit
+     * it), so loading a filter needs no prctl: a filtered thread may start
+     * another that adds its own.  The API level is probed now, too. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        int e = errno;
+        fprintf(stderr, "strata: seccomp: PR_SET_NO_NEW_PRIVS: %s\n", strerror(e));
+        return -e;
+    }
+    unsigned api = seccomp_api_get();
+    if (mode == SANDBOX_LOG && api < 3) {
+        fprintf(stderr, "strata: --seccomp=log: the kernel cannot log seccomp actions "
+                        "(libseccomp API level %u)\n", api);
+        return -ENOSYS;
+    }
+    for (int nr = 0; nr < MAX_NR; nr++)
+        if (!sys_names[nr])
+            sys_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = sigsys_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSYS, &sa, NULL) < 0) {
+        int e = errno;
+        fprintf(stderr, "strata: seccomp: SIGSYS handler: %s\n", strerror(e));
+        return -e;
+    }
+    if (test_hooks) {
+        const char *v = getenv("STRATA_TEST_SECCOMP_VIOLATE");
+        if (v && *v) {
+            sb->violate_role = sandbox_role_from_name(v);
+            if (sb->violate_role < 0) {
+                fprintf(stderr, "strata: STRATA_TEST_SECCOMP_VIOLATE=%s: not a role\n", v);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- building a filter ------------------------------------------------- */
+
+static int add(scmp_filter_ctx ctx, int nr, unsigned nargs, const struct scmp_arg_cmp *a)
+{
+    int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, nargs, a);
+    return r == -EEXIST ? 0 : r;
+}
+
+static int add_list(scmp_filter_ctx ctx, const int *nr, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r = add(ctx, nr[i], 0, NULL);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
+{
+    int r = add_list(ctx, sys_common, N(sys_common));
+    for (size_t i = 0; r == 0 && i < N(d->sys); i++)
+        r = add_list(ctx, d->sys[i].nr, d->sys[i].n);
+    /* memory may never become executable */
+    struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+    if (r == 0)
+        r = add(ctx, SCMP_SYS(mmap), 1, &noexec);
+    if (r == 0)
+        r = add(ctx, SCMP_SYS(mprotect), 1, &noexec);
+    /* signals only to this process's threads (kicks, pause, abort) */
+    struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pid);
+    if (r == 0)
+        r = add(ctx, SCMP_SYS(tgkill), 1, &self);
+    if (r == 0 && d->hot_ioctl) {
+        /* libseccomp sorts same-kind comparisons by value (KVM_RUN, the
+         * smallest, would come last); a full 64-bit compare is a node of
+         * its own that it emits first, and ioctl is tested before every
+         * other syscall (the unconditional ones the kernel caches anyway). */
+        struct scmp_arg_cmp req = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)d->hot_ioctl);
+        r = add(ctx, SCMP_SYS(ioctl), 1, &req);
+        if (r == 0)
+            r = seccomp_syscall_priority(ctx, SCMP_SYS(ioctl), 255);
+    }
+    for (size_t g = 0; r == 0 && g < N(d->ioc); g++) {
+        for (size_t i = 0; r == 0 && i < d->ioc[g].n; i++) {
+            struct scmp_arg_cmp req = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, d->ioc[g].req[i]);
+            r = add(ctx, SCMP_SYS(ioctl), 1, &req);
+        }
+    }
+    if (r == 0 && (d->flags & F_SOCKETS)) {
+        static const int domains[] = { AF_UNIX, AF_INET, AF_INET6 };
+        for (size_t i = 0; r == 0 && i < N(domains); i++) {
+            struct scmp_arg_cmp dom = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)domains[i]);
+            r = add(ctx, SCMP_SYS(socket), 1, &dom);
+        }
+    }
+    if (r == 0 && (d->flags & F_THREADS)) {
+        struct scmp_arg_cmp thr = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
+        r = add(ctx, SCMP_SYS(clone), 1, &thr);
+        /* clone3's flags live in memory BPF cannot read: glibc falls back */
+        if (r == 0)
+            r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    }
+    if (r == 0 && (d->flags & F_STACK)) {
+        struct scmp_arg_cmp op = SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER);
+        r = add(ctx, SCMP_SYS(seccomp), 1, &op);
+    }
+    if (r == 0 && (d->flags & F_FCNTL)) {
+        static const int cmds[] = { F_GETFD, F_SETFD, F_GETFL, F_SETFL };
+        for (size_t i = 0; r == 0 && i < N(cmds); i++) {
+            struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)cmds[i]);
+            r = add(ctx, SCMP_SYS(fcntl), 1, &c);
+        }
+    }
+    return r;
+}
+
+int sandbox_enter(const Sandbox *sb, SandboxRole role)
+{
+    if ((unsigned)role >= SANDBOX_NROLES) {
+        fprintf(stderr, "strata: seccomp: role %d: no such role\n", (int)role);
+        return -EINVAL;
+    }
+    if (!sb || sb->mode == SANDBOX_OFF)
+        return 0;
+    const char *name = role_names[role];
+    scmp_filter_ctx ctx = seccomp_init(sb->mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
+    if (!ctx) {
+        fprintf(stderr, "strata: seccomp: %s thread: cannot build a filter\n", name);
+        return -ENOMEM;
+    }
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);  /* set by sandbox_init */
+    if (r == 0)
+        r = add_rules(ctx, &roles[role], sb->pid);
+    if (r < 0) {
+        fprintf(stderr, "strata: seccomp: %s thread: building the filter: %s\n", name,
+                strerror(-r));
+        seccomp_release(ctx);
+        return r;
+    }
+    /* The trap must reach the handler: a blocked SIGSYS would kill silently. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSYS);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    tls_role = (int)role;
+    r = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (r < 0) {
+        fprintf(stderr, "strata: seccomp: %s thread: loading the filter: %s\n", name,
+                strerror(-r));
+        tls_role = -1;
+        return r;
+    }
+    tls_strict = sb->mode == SANDBOX_KILL;
+    if (sb->violate_role == (int)role) {
+        static const char msg[] = "strata: test: making a forbidden syscall (personality)\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        syscall(VIOLATE_NR, 0xffffffffUL);
+    }
+    return 0;
+}
+
+/* ---- the jail ----------------------------------------------------------- */
+
+int sandbox_jail(const SandboxJail *j)
+{
+    if (j->chroot_dir) {
+        if (chdir(j->chroot_dir) < 0 || chroot(".") < 0 || chdir("/") < 0) {
+            int e = errno;
+            fprintf(stderr, "strata: --chroot %s: %s\n", j->chroot_dir, strerror(e));
+            return -e;
+        }
+    }
+    if (j->gid >= 0) {
+        gid_t g = (gid_t)j->gid;
+        if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0) {
+            int e = errno;
+            fprintf(stderr, "strata: --jail-gid %ld: %s\n", j->gid, strerror(e));
+            return -e;
+        }
+    }
+    if (j->uid >= 0) {
+        uid_t u = (uid_t)j->uid;
+        if (setresuid(u, u, u) < 0) {
+            int e = errno;
+            fprintf(stderr, "strata: --jail-uid %ld: %s\n", j->uid, strerror(e));
+            return -e;
+        }
+        if (u != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+            fprintf(stderr, "strata: --jail-uid %ld: root could be regained\n", j->uid);
+            return -EPERM;
+        }
+    }
+    if ((j->uid >= 0 || j->gid >= 0 || j->chroot_dir) &&
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        int e = errno;
+        fprintf(stderr, "strata: jail: PR_SET_NO_NEW_PRIVS: %s\n", strerror(e));
+        return -e;
+    }
+    return 0;
+}
