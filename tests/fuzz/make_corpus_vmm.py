@@ -65,6 +65,8 @@ qmp = {
     'caps-enable': bytes([RUNNING]) + (req('qmp_capabilities', {'enable': ['oob']}) +
                                        req('qmp_capabilities', {'enable': [1]}) +
                                        req('qmp_capabilities')).encode(),
+    # regression: count * width wrapped past the 4 KiB check (stack over-read)
+    'xp-count-wraps': bytes([NEG]) + hmp('xp /4611686018427387905xw 0').encode(),
     'unterminated': bytes([NEG]) + b'{"execute":"query-status","id":[1,{"a":null}]}',
 }
 for k, v in qmp.items():
