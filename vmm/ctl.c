@@ -22,6 +22,7 @@ static const char ctl_usage[] =
     "  status                 print the run state (running, paused, shutdown)\n"
     "  pause | resume         stop / continue the vCPUs (QMP stop / cont)\n"
     "  reset                  reset the machine (QMP system_reset)\n"
+    "  powerdown              press the ACPI power button (QMP system_powerdown)\n"
     "  quit                   end the VM and strata (QMP quit)\n"
     "  hmp 'LINE'             run a human monitor command, print its output\n"
     "  qmp NAME ['{JSON}']    run any QMP command with JSON arguments, print the\n"
@@ -329,6 +330,8 @@ int strata_ctl(int argc, char *const argv[])
             qname = "cont";
         } else if (!strcmp(cmd, "reset")) {
             qname = "system_reset";
+        } else if (!strcmp(cmd, "powerdown")) {
+            qname = "system_powerdown";
         } else if (!strcmp(cmd, "quit")) {
             qname = "quit";
         }

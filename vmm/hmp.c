@@ -23,6 +23,7 @@ static const char help_text[] =
     "info status -- show the current VM status (running|paused)\n"
     "quit|q -- quit the emulator\n"
     "stop -- stop emulation\n"
+    "system_powerdown -- send system power down event\n"
     "system_reset -- reset the system\n"
     "xp /fmt addr -- physical memory dump starting at addr (fmt: count, x/d/u, b/h/w/g)\n";
 
@@ -218,6 +219,8 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
         return vmm_cont(v, err) < 0 ? NULL : strdup("");
     if (!strcmp(cmd, "system_reset"))
         return vmm_system_reset(v, err) < 0 ? NULL : strdup("");
+    if (!strcmp(cmd, "system_powerdown"))
+        return vmm_system_powerdown(v, err) < 0 ? NULL : strdup("");
     if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
         vmm_request_quit(v);
         return strdup("");

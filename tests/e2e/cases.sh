@@ -372,7 +372,57 @@ umount /mnt; echo DISK-CHECK bad=\$bad"
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree migrate_tiny migrate_linux"
+# --- a whole raw-QMP session against the running Linux guest (qmp-linux) ---
+case_qmp() {
+	n=qmp sock=$WORK/qmp-linux.sock
+	if [ ! -x "$DATA/qmp-linux" ]; then
+		result qmp SKIP "tests/qmp/qmp-linux not built"; return
+	fi
+	rm -f "$sock"
+	cp "$DATA/disk.img" "$WORK/qmp.img"
+	extra=
+	if help_has '--rng'; then extra=--rng; fi
+	# The guest prints a heartbeat the client watches (frozen while paused,
+	# going on through bad requests); system_powerdown must end it.
+	hb='while :; do echo "TICK $(cut -d" " -f1 /proc/uptime)"; sleep 1; done'
+	: > "$WORK/$n.out"
+	# shellcheck disable=SC2086
+	timeout "$VM_TIMEOUT" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--serial stdio --api-socket "$sock" --disk "path=$WORK/qmp.img,readonly=on" $extra \
+		--cmdline "$BASE strata.cmd=$(b64 "$hb")" > "$WORK/$n.out" 2>&1 < /dev/null &
+	pid=$!
+	i=0
+	while [ $i -lt "$VM_TIMEOUT" ] && kill -0 $pid 2>/dev/null &&
+	      ! grep -q '^TICK' "$WORK/$n.out"; do
+		sleep 1; i=$((i + 1))
+	done
+	if ! kill -0 $pid 2>/dev/null; then
+		wait $pid; VM_RC=$?
+		booted qmp $n || return
+		fail_out qmp $n "strata ended (status $VM_RC) before the QMP session"; return
+	fi
+	timeout 90 "$DATA/qmp-linux" session "$sock" "$WORK/$n.out" > "$WORK/qmp-client.txt" 2>&1
+	crc=$?
+	sed 's/^/    /' "$WORK/qmp-client.txt"
+	if [ "$crc" != 0 ]; then
+		"$STRATA" ctl --api-socket "$sock" quit > /dev/null 2>&1 || kill $pid
+	fi
+	wait $pid
+	VM_RC=$?
+	tr -d '\r' < "$WORK/$n.out" > "$WORK/$n.txt" && mv "$WORK/$n.txt" "$WORK/$n.out"
+	booted qmp $n || return
+	if [ "$crc" != 0 ]; then
+		fail_out qmp $n "$(grep '^QMP-LINUX FAIL' "$WORK/qmp-client.txt" || echo "qmp-linux exit status $crc")"
+	elif ! grep -q '^STRATA-POWER-BUTTON' "$WORK/$n.out"; then
+		fail_out qmp $n "the guest never ran its power-button action"
+	elif [ "$VM_RC" != 0 ]; then
+		fail_out qmp $n "strata exit status $VM_RC after the guest powered off (expected 0)"
+	else
+		result qmp PASS "raw QMP session: negotiation, stop/cont with events, query-mtree, info mtree, bad requests, system_powerdown -> guest poweroff, exit 0"
+	fi
+}
+
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in
