@@ -28,8 +28,9 @@
  *   - KVM (kvm-amd) in the nested test bed (scripts/testbed.sh: Debian's
  *     cloud kernel under QEMU TCG with an emulated SVM CPU): every piece
  *     (XSAVE 4096 bytes via KVM_GET_XSAVE, XCRS, LAPIC, vCPU events, MP
- *     state, debug registers; irqchip, PIT2, kvmclock) and 53 of the
- *     wanted MSRs (all but ASYNC_PF_INT without an irqchip, see get_msrs).
+ *     state, debug registers; irqchip, PIT2, kvmclock); of the 54 MSRs
+ *     in msrs_wanted, all but IA32_XSS (53) with an irqchip, and without
+ *     one also not ASYNC_PF_INT (52, see get_msrs).
  *     SYSENTER_ESP/EIP keep only 32 bits there (AMD semantics).
  *   - PVM (DESIGN.md's hosts): not measured yet; the machine this was
  *     written on has no /dev/kvm at all.  Run the test there to know.
