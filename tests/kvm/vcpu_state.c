@@ -660,6 +660,23 @@ static void run_case(bool irqchip)
     TEST_ASSERT(n == 1 && rep[0] == 1, "VM 1's reports");
     printf("VM 2 finished at %llu: registers, SSE, MXCSR, x87 intact\n", (unsigned long long)v);
 
+    /* An XSAVE area larger than this KVM takes is refused before anything
+     * is loaded (VM 1 is still paused: its registers stay as they were). */
+    if (a->flags & KVM_VCPU_STATE_XSAVE) {
+        *b = *a;
+        b->xsave_len = kvm_vm_xsave_size(kit_vm(k1)) + 64;
+        b->regs.rip ^= 0x1000;
+        if (b->xsave_len <= KVM_STATE_XSAVE_MAX) {
+            struct kvm_regs now;
+
+            TEST_ASSERT(kvm_vcpu_set_state(kit_vcpu(k1), b) == -EINVAL,
+                        "an XSAVE area of %u bytes was taken", b->xsave_len);
+            TEST_ASSERT(kvm_vcpu_get_regs(kit_vcpu(k1), &now) == 0 &&
+                        now.rip == a->regs.rip, "a refused state changed the registers");
+            printf("an XSAVE area of %u bytes is refused, nothing loaded\n", b->xsave_len);
+        }
+    }
+
     /* 3. With an irqchip, a VM without one refuses the state. */
     if (irqchip) {
         KitOptions plain = { .irqchip = false };
