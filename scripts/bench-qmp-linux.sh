@@ -102,7 +102,7 @@ rc=${PIPESTATUS[0]}
 echo
 echo "bench-qmp-linux: $MODE$([ "$MODE" = bed ] && echo " (L1: QEMU TCG, $BED_CPUS CPU(s))"), guest $([ "$BUSY" = 1 ] && echo spinning || echo idle), $REQ requests:"
 awk '/^QMP-BENCH latency/ { n = split($0, f, /[ =]/); for (i = 1; i < n; i++) v[f[i]] = f[i+1];
-       printf "  %-13s round trip: mean %8s us  median %8s us  p99 %8s us  (n=%s)\n", v["cmd"], v["mean_us"], v["median_us"], v["p99_us"], v["n"] }
+       printf "  %-13s round trip: mean %8s us  median %8s us  p99 %8s us  (n=%s, reply %s bytes)\n", v["cmd"], v["mean_us"], v["median_us"], v["p99_us"], v["n"], v["reply_bytes"] }
      /^QMP-BENCH throughput/ { n = split($0, f, /[ =]/); for (i = 1; i < n; i++) v[f[i]] = f[i+1];
        printf "  query-status, %2s client(s): %8s requests/s  (%s requests in %s s)\n", v["clients"], v["req_per_s"], v["requests"], v["seconds"] }' "$T/out"
 exit "$rc"
