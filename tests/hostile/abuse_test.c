@@ -9,7 +9,7 @@
  *   - lines of just under 1 MiB (served) and of 2 MiB (refused), eight each;
  *   - a client that sends half a line and stalls while others are served,
  *     then finishes it;
- *   - deeply nested JSON: 100k '[', 100k '[' + ']', 100k {"a": ...;
+ *   - deeply nested JSON: 100k '[', 100k '[' + ']', 20k {"a": ...;
  *   - 100 clients each holding 900 KiB of an unterminated line, twice.
  * After each: strata answers query-status "running", the guest's counter
  * still advances, and strata's RSS (from /proc) stays within a bound (a
@@ -161,7 +161,7 @@ static void nested(QClient *c, long base)
 {
     const size_t depth = 100000;
     char *buf = malloc(2 * depth + 16);
-    const char *what[3] = { "100k '['", "100k '[' + ']'", "100k {\"a\":" };
+    const char *what[3] = { "100k '['", "100k '[' + ']'", "20k {\"a\":" };
     for (int kind = 0; kind < 3; kind++) {
         size_t n = 0;
         if (kind < 2) {
