@@ -291,7 +291,21 @@ static uint32_t buf_straddles_ram_end(void) { return bad_buffer(RAM_END - 256, 5
 static uint32_t buf_in_mmio(void) { return bad_buffer(BLK + 0x100, 512); }
 static uint32_t buf_wraps(void) { return bad_buffer(0xfffffffffffff000ull, 0x2000); }
 static uint32_t len_4gib(void) { return bad_buffer((uint64_t)data, 0xffffffffu); }
-static uint32_t len_zero(void) { return bad_buffer((uint64_t)data, 0); }
+/* A 0-byte data descriptor: a read of nothing may succeed, fail or break
+ * the device; it must not hang. */
+static uint32_t len_zero(void)
+{
+    dev_init(BLK);
+    publish(blk_chain(0, BLK_IN, 0, (uint64_t)data, 0));
+    kick(BLK);
+    for (uint64_t i = 0; i < MMIO_POLLS; i++) {
+        if (broken(BLK))
+            return 0;
+        if (used_idx())
+            return blk_status(0) <= BLK_S_IOERR ? 0 : 0x12;
+    }
+    return 0x10;
+}
 
 static uint32_t header_outside_ram(void)
 {
