@@ -68,11 +68,14 @@ q $W/src.qmp migrate-set-parameters '{"downtime-limit": 300, "max-bandwidth": 13
 q $W/src.qmp migrate "{\"uri\": \"unix:$W/in.sock\"}" > /dev/null
 st=
 i=0
+t0=$(cut -d' ' -f1 /proc/uptime)
 while :; do
-  out=$(q $W/src.qmp query-migrate)
+  out=$(q $W/src.qmp query-migrate 2>&1) || { st=lost; break; }
   st=$(echo "$out" | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' | head -n1)
   case "$st" in completed|failed|cancelled) break ;; esac
-  sleep 0.1; i=$((i+1)); [ $i -lt 3000 ] || break
+  sleep 0.1
+  awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { exit !(b - a > 240) }' &&
+    { st="timeout:$st"; break; }
 done
 echo "RESULT $vmm $mem $mode $st $(echo "$out" | field total-time) $(echo "$out" | field downtime) \
 $(echo "$out" | field transferred) $(echo "$out" | field dirty-sync-count) $(echo "$out" | field dirty-pages-rate)"

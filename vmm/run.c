@@ -139,8 +139,10 @@ static int setup_loop(Vmm *v)
     return 0;
 }
 
-/* A migrated-away source: leave once no QMP client is left to read the
- * outcome, or when the linger time is over. */
+/* A migrated-away source: leave once no QMP client has been connected for
+ * VMM_POSTMIGRATE_GRACE_MS (a poller that connects per request still gets
+ * to read the outcome), or when the linger time is over.  Returns the
+ * epoll timeout until the next check (-1: none needed). */
 static int postmigrate_check(Vmm *v)
 {
     if (v->state != RUN_STATE_POSTMIGRATE || v->quit)
@@ -148,11 +150,16 @@ static int postmigrate_check(Vmm *v)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    if (!v->qmp || qmp_server_nr_clients(v->qmp) == 0 || now >= v->postmigrate_until_ns) {
+    if (v->qmp && qmp_server_nr_clients(v->qmp) > 0)
+        v->postmigrate_idle_ns = now;
+    if (!v->postmigrate_idle_ns)
+        v->postmigrate_idle_ns = now;
+    uint64_t grace = VMM_POSTMIGRATE_GRACE_MS * 1000000ull;
+    if (!v->qmp || now >= v->postmigrate_until_ns || now - v->postmigrate_idle_ns >= grace) {
         vmm_request_quit(v);
         return -1;
     }
-    return (int)((v->postmigrate_until_ns - now) / 1000000 + 1);
+    return 100;
 }
 
 static void run_loop(Vmm *v)

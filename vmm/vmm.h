@@ -19,9 +19,10 @@ typedef enum RunState {
     RUN_STATE_POSTMIGRATE,  /* migrated away: paused for good, QMP still answers */
 } RunState;
 
-/* How long a migrated-away source lingers for its QMP clients (it leaves
- * as soon as none is connected). */
+/* How long a migrated-away source lingers for its QMP clients at most; it
+ * leaves once none has been connected for the grace time. */
 #define VMM_POSTMIGRATE_LINGER_MS 10000
+#define VMM_POSTMIGRATE_GRACE_MS 1000
 
 struct Vmm {
     VmConfig cfg;
@@ -42,6 +43,7 @@ struct Vmm {
     Sandbox sandbox;        /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
     Migration *mig;         /* live migration (vmm/migration.h) */
     uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
+    uint64_t postmigrate_idle_ns;   /* ... or when no client since then + grace */
     QmpCommand *cmds;       /* the served table: vmm's + migration's */
 };
 
