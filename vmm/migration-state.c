@@ -29,56 +29,26 @@ unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max)
 
 /* ---- devices --------------------------------------------------------------- */
 
-static int save_serial(Machine *m, unsigned i, uint8_t **b, size_t *l)
-{
-    (void)i;
-    return serial_save(&m->serial, b, l);
-}
-static int load_serial(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
-{
-    (void)i;
-    return serial_load(&m->serial, b, l, e, el);
-}
-static int save_i8042(Machine *m, unsigned i, uint8_t **b, size_t *l)
-{
-    (void)i;
-    return i8042_save(&m->i8042, b, l);
-}
-static int load_i8042(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
-{
-    (void)i;
-    return i8042_load(&m->i8042, b, l, e, el);
-}
-static int save_pvpanic(Machine *m, unsigned i, uint8_t **b, size_t *l)
-{
-    (void)i;
-    return pvpanic_save(&m->pvpanic, b, l);
-}
-static int load_pvpanic(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
-{
-    (void)i;
-    return pvpanic_load(&m->pvpanic, b, l, e, el);
-}
-static int save_ged(Machine *m, unsigned i, uint8_t **b, size_t *l)
-{
-    (void)i;
-    return ged_save(&m->ged, b, l);
-}
-static int load_ged(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
-{
-    (void)i;
-    return ged_load(&m->ged, b, l, e, el);
-}
-static int save_testdev(Machine *m, unsigned i, uint8_t **b, size_t *l)
-{
-    (void)i;
-    return testdev_save(&m->testdev, b, l);
-}
-static int load_testdev(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
-{
-    (void)i;
-    return testdev_load(&m->testdev, b, l, e, el);
-}
+/* save_NAME / load_NAME: device NAME's save/load on the machine's field. */
+#define MIG_DEVICE_FNS(name, field)                                                     \
+    static int save_##name(Machine *m, unsigned i, uint8_t **b, size_t *l)              \
+    {                                                                                   \
+        (void)i;                                                                        \
+        return name##_save(&m->field, b, l);                                            \
+    }                                                                                   \
+    static int load_##name(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, \
+                           size_t el)                                                   \
+    {                                                                                   \
+        (void)i;                                                                        \
+        return name##_load(&m->field, b, l, e, el);                                     \
+    }
+
+MIG_DEVICE_FNS(serial, serial)
+MIG_DEVICE_FNS(i8042, i8042)
+MIG_DEVICE_FNS(pvpanic, pvpanic)
+MIG_DEVICE_FNS(ged, ged)
+MIG_DEVICE_FNS(testdev, testdev)
+
 static int save_virtio(Machine *m, unsigned i, uint8_t **b, size_t *l)
 {
     return virtio_mmio_save(machine_virtio_transport(m, i), b, l);
