@@ -127,6 +127,10 @@ static int load_vcpu(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
         free(st);
         return dfail(d, "VCPU record %u: %s", id, e[0] ? e : "index does not match");
     }
+    if (!state_reader_done(&r)) {
+        free(st);
+        return dfail(d, "VCPU record %u: %zu bytes after the section", id, r.len - r.pos);
+    }
     d->cpus[id] = st;
     return 0;
 }
@@ -140,6 +144,8 @@ static int load_vmstate(Dst *d, const uint8_t *p, uint32_t len)
     state_reader_init(&r, p, len);
     if (mig_get_vm_state(&r, d->vmstate, e, sizeof(e)) < 0)
         return dfail(d, "VMSTATE record: %s", e);
+    if (!state_reader_done(&r))
+        return dfail(d, "VMSTATE record: %zu bytes after the section", r.len - r.pos);
     d->have_vmstate = true;
     return 0;
 }

@@ -56,6 +56,29 @@ static void reorder(MigStreamBuf *out, const MigStreamBuf *v, int first, int ski
     mig_sb_u32(out, MIG_REPLY_GO);
 }
 
+/* The records of `v` with `n` zero bytes appended to record `at`'s payload. */
+static void trailing(MigStreamBuf *out, const MigStreamBuf *v, unsigned at, uint32_t n)
+{
+    mig_sb_init(out);
+    mig_sb_header(out);
+    for (unsigned i = 0; i < v->nrec; i++) {
+        MigRec r = mig_sb_rec(v, i);
+        if (i == at) {
+            uint8_t *pl = calloc(1, r.len + n);
+            if (!pl) {
+                out->failed = true;
+                return;
+            }
+            memcpy(pl, r.payload, r.len);
+            mig_sb_record(out, r.type, r.id, pl, r.len + n);
+            free(pl);
+        } else {
+            mig_sb_put(out, r);
+        }
+    }
+    mig_sb_u32(out, MIG_REPLY_GO);
+}
+
 static int find(const MigStreamBuf *v, uint32_t type, unsigned nth)
 {
     for (unsigned i = 0; i < v->nrec; i++)
@@ -114,6 +137,9 @@ int main(int argc, char **argv)
     seed_sb("duplicate-vcpu", 1, &t);
     reorder(&t, &v, -1, dev1, -1);
     seed_sb("missing-device", 1, &t);
+    /* regressions: these loaded before the fix */
+    trailing(&t, &v, (unsigned)vcpu1, 1);
+    seed_sb("vcpu-trailing-bytes", 1, &t);
     mig_sb_free(&v);
     return failures ? 1 : 0;
 }

@@ -576,6 +576,31 @@ static void test_device_records(void **state)
                      "serial section cut");
 }
 
+/* A payload of record i with `extra` bytes appended. */
+static void refused_extra(unsigned i, const uint8_t *extra, uint32_t n, const char *want,
+                          const char *what)
+{
+    MigRec r = mig_sb_rec(&valid, i);
+    uint8_t *pl = malloc(r.len + n);
+    assert_non_null(pl);
+    memcpy(pl, r.payload, r.len);
+    memcpy(pl + r.len, extra, n);
+    refused_replaced(i, r.type, r.id, pl, r.len + n, want, what);
+    free(pl);
+}
+
+static const uint8_t junk[8] = { 0 };
+
+/* A VCPU / VMSTATE payload is one section, nothing after it. */
+static void test_trailing_state(void **state)
+{
+    (void)state;
+    refused_extra((unsigned)find(MIG_REC_VCPU, 1), junk, 1,
+                  "VCPU record 1: 1 bytes after the section", "VCPU + 1");
+    refused_extra((unsigned)find(MIG_REC_VMSTATE, 0), junk, 4,
+                  "VMSTATE record: 4 bytes after the section", "VMSTATE + 4");
+}
+
 /* ---- the destination's KVM refuses ----------------------------------------------------- */
 
 static void test_install_refused(void **state)
@@ -613,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_config_mismatch),
         cmocka_unit_test(test_state_records),
         cmocka_unit_test(test_device_records),
+        cmocka_unit_test(test_trailing_state),
         cmocka_unit_test(test_install_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
