@@ -155,7 +155,13 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     Machine *m = &d->v->m;
     if (len < 32)
         return dfail(d, "END record: truncated");
+    if (len > 32)
+        return dfail(d, "END record: %u bytes, expected 32", len);
     uint64_t normal = get64le(p), zero = get64le(p + 8), ncpus = get64le(p + 16);
+    uint64_t running = get64le(p + 24);
+    if (running > 1)
+        return dfail(d, "END record: run state %llu, expected 1 (running) or 0 (paused)",
+                     (unsigned long long)running);
     if (normal != d->normal_pages || zero != d->zero_pages)
         return dfail(d, "END record: the source sent %llu+%llu pages, %llu+%llu arrived",
                      (unsigned long long)normal, (unsigned long long)zero,
@@ -171,7 +177,7 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     for (unsigned i = 0; i < d->ndevs; i++)
         if (!d->dev_seen[i])
             return dfail(d, "the stream ended without device %s's state", d->devs[i].name);
-    d->running = get64le(p + 24) != 0;
+    d->running = running == 1;
     return 0;
 }
 
@@ -209,6 +215,8 @@ static int receive(Dst *d)
             r = load_ram(d, id, buf, len);
             break;
         case MIG_REC_ROUND:
+            if (len)
+                r = dfail(d, "ROUND record %u: %u bytes of payload, expected none", id, len);
             d->rounds++;
             break;
         case MIG_REC_VMSTATE:

@@ -140,6 +140,8 @@ int main(int argc, char **argv)
     /* regressions: these loaded before the fix */
     trailing(&t, &v, (unsigned)vcpu1, 1);
     seed_sb("vcpu-trailing-bytes", 1, &t);
+    trailing(&t, &v, (unsigned)end, 8);
+    seed_sb("end-trailing-bytes", 1, &t);
     mig_sb_free(&v);
     return failures ? 1 : 0;
 }

@@ -601,6 +601,26 @@ static void test_trailing_state(void **state)
                   "VMSTATE record: 4 bytes after the section", "VMSTATE + 4");
 }
 
+/* END is 32 bytes with a run state of 1 or 0, ROUND is empty. */
+static void test_trailing_end_round(void **state)
+{
+    (void)state;
+    unsigned e = (unsigned)find(MIG_REC_END, 0);
+    refused_extra(e, junk, 8, "END record: 40 bytes, expected 32", "END + 8");
+    refused_extra((unsigned)find(MIG_REC_ROUND, 1), junk, 1,
+                  "ROUND record 1: 1 bytes of payload, expected none", "ROUND + 1");
+    MigRec r = mig_sb_rec(&valid, e);
+    uint8_t pl[32];
+    memcpy(pl, r.payload, 32);
+    pl[24] = 2;
+    refused_replaced(e, MIG_REC_END, 0, pl, 32, "END record: run state 2, expected 1",
+                     "END running 2");
+    pl[24] = 0;
+    pl[31] = 0x80;
+    refused_replaced(e, MIG_REC_END, 0, pl, 32, "END record: run state 9223372036854775808",
+                     "END running 2^63");
+}
+
 /* ---- the destination's KVM refuses ----------------------------------------------------- */
 
 static void test_install_refused(void **state)
@@ -639,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_state_records),
         cmocka_unit_test(test_device_records),
         cmocka_unit_test(test_trailing_state),
+        cmocka_unit_test(test_trailing_end_round),
         cmocka_unit_test(test_install_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
