@@ -320,12 +320,13 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     d->nblocks = mig_blocks(&v->m, d->blocks, 4);
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
     if (receive(d) < 0 || install(d) < 0) {
+        uint64_t got = d->ch.bytes;     /* what arrived: the answer counts in ch.bytes */
         /* Tell the source why (best effort): it keeps its guest. */
         size_t n = strlen(d->err);
         if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)
             mig_send_bytes(&d->ch, d->err, n);
         fprintf(stderr, "strata: incoming migration failed after %llu bytes: %s; the guest "
-                "is not started\n", (unsigned long long)d->ch.bytes, d->err);
+                "is not started\n", (unsigned long long)got, d->err);
         goto out;
     }
     uint32_t go = 0;

@@ -621,6 +621,17 @@ static void test_trailing_end_round(void **state)
                      "END running 2^63");
 }
 
+/* The message counts the bytes that arrived, not the ERR! answer sent. */
+static void test_failed_after_bytes(void **state)
+{
+    (void)state;
+    for (unsigned i = 1; i < valid.nrec; i += 4) {
+        char want[80];
+        snprintf(want, sizeof(want), "failed after %zu bytes: ", valid.rec_off[i]);
+        refused(valid.p, valid.rec_off[i], want, want);
+    }
+}
+
 /* ---- the destination's KVM refuses ----------------------------------------------------- */
 
 static void test_install_refused(void **state)
@@ -660,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_device_records),
         cmocka_unit_test(test_trailing_state),
         cmocka_unit_test(test_trailing_end_round),
+        cmocka_unit_test(test_failed_after_bytes),
         cmocka_unit_test(test_install_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
