@@ -45,6 +45,15 @@ static int dfail(Dst *d, const char *fmt, ...)
     return -1;
 }
 
+/* Makes a message one printable line: names and strings quoted from the
+ * stream may hold newlines or escape sequences. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 static uint64_t get64le(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -321,6 +330,7 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
     if (receive(d) < 0 || install(d) < 0) {
         uint64_t got = d->ch.bytes;     /* what arrived: the answer counts in ch.bytes */
+        one_line(d->err);
         /* Tell the source why (best effort): it keeps its guest. */
         size_t n = strlen(d->err);
         if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)

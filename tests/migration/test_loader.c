@@ -632,6 +632,28 @@ static void test_failed_after_bytes(void **state)
     }
 }
 
+/* Names and strings from the stream cannot break the message into lines. */
+static void test_one_line_messages(void **state)
+{
+    (void)state;
+    int d0 = find(MIG_REC_DEVICE, 0);
+    MigRec r0 = mig_sb_rec(&valid, (unsigned)d0);
+    uint8_t *pl = malloc(r0.len);
+    assert_non_null(pl);
+    memcpy(pl, r0.payload, r0.len);
+    memcpy(pl + 2, "se\nal", 6);
+    pl[4] = '\n';
+    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, pl, r0.len, "DEVICE record 0 is 'se?al'",
+                     "a device name with a newline");
+    free(pl);
+    json_t *o = config();
+    json_object_set_new(o, "machine", json_string("pc\nstrata: incoming migration loaded"));
+    refused_config(o, "the source is a 'pc?strata: incoming");
+    o = config();
+    json_array_set_new(json_object_get(o, "devices"), 1, json_string("i8042\r\x1b[2J"));
+    refused_config(o, "device 1 differs: the source has i8042??[2J,");
+}
+
 /* ---- the destination's KVM refuses ----------------------------------------------------- */
 
 static void test_install_refused(void **state)
@@ -672,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_trailing_state),
         cmocka_unit_test(test_trailing_end_round),
         cmocka_unit_test(test_failed_after_bytes),
+        cmocka_unit_test(test_one_line_messages),
         cmocka_unit_test(test_install_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
