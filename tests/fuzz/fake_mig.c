@@ -230,13 +230,31 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* Reads the loader's answer (RDY! / ERR! + reason) into res, if any. */
+static void read_reply(int fd, FakeMigResult *res, bool have_tag)
+{
+    uint8_t b[4];
+    if (!have_tag) {
+        if (!recv_all(fd, b, 4))
+            return;
+        res->reply = le32(b);
+    }
+    if (res->reply == MIG_REPLY_ERROR && recv_all(fd, b, 4)) {
+        uint32_t n = le32(b);
+        if (n >= sizeof(res->reason))
+            n = sizeof(res->reason) - 1;
+        if (recv_all(fd, res->reason, n))
+            res->reason[n] = 0;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     Writer *w = arg;
     uint8_t b[4];
-    bool sent = send_all(w->fd, w->data, w->len), have_reply = false;
+    bool sent = send_all(w->fd, w->data, w->len), have_tag = false;
     if (sent && w->peer == FAKE_MIG_PEER_HANDSHAKE && recv_all(w->fd, b, 4)) {
-        have_reply = true;
+        have_tag = true;
         w->res->reply = le32(b);
         if (w->res->reply == MIG_REPLY_READY) {
             uint8_t go[4] = { 0x47, 0x4f, 0x21, 0x21 };     /* GO!! */
@@ -244,17 +262,7 @@ static void *writer_main(void *arg)
         }
     }
     shutdown(w->fd, SHUT_WR);
-    if (!have_reply && recv_all(w->fd, b, 4)) {
-        have_reply = true;
-        w->res->reply = le32(b);
-    }
-    if (have_reply && w->res->reply == MIG_REPLY_ERROR && recv_all(w->fd, b, 4)) {
-        uint32_t n = le32(b);
-        if (n >= sizeof(w->res->reason))
-            n = sizeof(w->res->reason) - 1;
-        if (recv_all(w->fd, w->res->reason, n))
-            w->res->reason[n] = 0;
-    }
+    read_reply(w->fd, w->res, have_tag);
     return NULL;
 }
 
@@ -293,9 +301,25 @@ int fake_mig_load(const uint8_t *data, size_t len, FakeMigPeer peer, bool captur
         perror("fake_mig: socketpair");
         return -1;
     }
-    Writer w = { sv[1], data, len, peer, res };
-    pthread_t th;
-    if (pthread_create(&th, NULL, writer_main, &w) != 0) {
+    /* A stream that fits into the socket's buffer is written at once: no
+     * thread, no ping-pong between writer and loader (the fuzzer's speed). */
+    size_t done = 0;
+    if (peer == FAKE_MIG_PEER_STREAM) {
+        int sndbuf = 4 << 20;
+        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        while (done < len) {
+            ssize_t n = send(sv[1], data + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n <= 0)
+                break;
+            done += (size_t)n;
+        }
+    }
+    bool threaded = done < len || peer == FAKE_MIG_PEER_HANDSHAKE;
+    Writer w = { sv[1], data + done, len - done, peer, res };
+    pthread_t th = (pthread_t)0;
+    if (!threaded) {
+        shutdown(sv[1], SHUT_WR);
+    } else if (pthread_create(&th, NULL, writer_main, &w) != 0) {
         fprintf(stderr, "fake_mig: cannot start the writer thread\n");
         close(sv[0]);
         close(sv[1]);
@@ -306,7 +330,10 @@ int fake_mig_load(const uint8_t *data, size_t len, FakeMigPeer peer, bool captur
     if (mf >= 0)
         stderr_restore(saved, mf, res->log, sizeof(res->log));
     close(sv[0]);       /* a writer still sending gets EPIPE */
-    pthread_join(th, NULL);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        read_reply(sv[1], res, false);
     close(sv[1]);
     return 0;
 }

@@ -97,13 +97,14 @@ typedef struct MigRec {
 } MigRec;
 /* Record i of sb (i < sb->nrec). */
 MigRec mig_sb_rec(const MigStreamBuf *sb, unsigned i);
-/* Appends r again (framed anew, with a fresh CRC). */
+/* Appends r again (framed anew, with a fresh CRC); r must not point into sb. */
 void mig_sb_put(MigStreamBuf *sb, MigRec r);
 
 /* Writes a pattern into the fake machine's RAM and non-reset values into
  * its devices, so that a stream made from it differs from power-on. */
 void fake_mig_dirty_source(void);
-/* The VM / vCPU state the fake source "has" (vCPU i: rip 0x1000 + i). */
+/* The VM / vCPU state the fake source "has" (vCPU i: rip 0x1000 + i;
+ * vCPU 0 with an XSAVE area and XCRs, the others with the legacy FPU). */
 void fake_mig_vm_state(KvmVmState *st);
 void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st);
 

@@ -109,7 +109,7 @@ void mig_sb_put(MigStreamBuf *sb, MigRec r)
 /* ---- the source's state ------------------------------------------------------ */
 
 /* Pages of the fake source that hold data (the others are zero). */
-static const unsigned data_pages[] = { 1, 5, 6, FAKE_MIG_RAM_SIZE / MIG_PAGE_SIZE - 1 };
+static const unsigned data_pages[] = { 1, 6, FAKE_MIG_RAM_SIZE / MIG_PAGE_SIZE - 1 };
 
 void fake_mig_dirty_source(void)
 {
@@ -162,11 +162,18 @@ void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st)
     st->sregs.efer = 0x500;
     st->sregs.cs.l = 1;
     st->sregs.cs.present = 1;
-    st->xsave_len = KVM_STATE_XSAVE_LEGACY;
-    st->xsave[24] = 0x80;   /* MXCSR 0x1f80 */
-    st->xsave[25] = 0x1f;
-    st->xcrs.nr_xcrs = 1;
-    st->xcrs.xcrs[0].value = 7;
+    if (i == 0) {
+        st->xsave_len = KVM_STATE_XSAVE_LEGACY;
+        st->xsave[24] = 0x80;   /* MXCSR 0x1f80 */
+        st->xsave[25] = 0x1f;
+        st->xcrs.nr_xcrs = 1;
+        st->xcrs.xcrs[0].value = 7;
+    } else {    /* the others as from a KVM without XSAVE: FPU, no XCRs */
+        st->flags &= ~(KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_XCRS);
+        st->flags |= KVM_VCPU_STATE_FPU;
+        st->fpu.fcw = 0x37f;
+        st->fpu.mxcsr = 0x1f80;
+    }
     st->nmsrs = 2;
     st->msrs[0].index = 0xc0000080;
     st->msrs[0].data = 0x500;
