@@ -5,11 +5,12 @@
  * machine (fake_mig.c: real RAM region and devices, fake KVM).
  *
  * Input: one control byte, then the bytes the "source" sends (stream
- * header, records, and the GO!! answer if it gets that far).  Control
- * bits: 0 recompute every whole record's CRC-32 before sending, 1 also the
- * CRC of the section inside VMSTATE / VCPU / DEVICE payloads (so mutations
- * reach the parsers behind the checksums), 2 a destination KVM that takes
- * no XSAVE area (installing a vCPU that has one fails).  The writer
+ * header, records, and the GO!! answer if it gets that far).  Unless
+ * control bit 0 is set, every whole record's CRC-32 is recomputed before
+ * sending, and unless bit 1 (or 0) is set also the CRC of the section
+ * inside VMSTATE / VCPU / DEVICE payloads, so that mutations reach the
+ * parsers behind the checksums; bit 2: a destination KVM that takes no
+ * XSAVE area (installing a vCPU that has one fails).  The writer
  * half-closes the socket after the input, so the loader sees EOF rather
  * than waiting for its no-progress timeout.
  *
@@ -37,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         abort();
     memcpy(buf, data, size);
-    if (ctl & 1)
-        mig_fix_crcs(buf, size, ctl & 2);
+    if (!(ctl & 1))
+        mig_fix_crcs(buf, size, !(ctl & 2));
     fake_mig_reset();
     if (ctl & 4)
         fake_mig.xsave_max = 0;

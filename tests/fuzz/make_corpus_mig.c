@@ -104,11 +104,11 @@ int main(int argc, char **argv)
     mig_sb_init(&p);
     if (fake_mig_build(&v, &go) < 0 || fake_mig_build(&p, &paused) < 0)
         return 1;
-    seed("valid", 3, v.p, v.len);
-    seed("valid-raw-crcs", 0, v.p, v.len);
-    seed("valid-xsave-too-big-for-kvm", 7, v.p, v.len);
-    seed_sb("valid-paused", 3, &p);
-    seed("no-go", 3, v.p, v.len - 4);
+    seed("valid", 0, v.p, v.len);
+    seed("valid-raw-crcs", 1, v.p, v.len);
+    seed("valid-xsave-too-big-for-kvm", 4, v.p, v.len);
+    seed_sb("valid-paused", 0, &p);
+    seed("no-go", 0, v.p, v.len - 4);
     int vcpu0 = find(&v, MIG_REC_VCPU, 0), vcpu1 = find(&v, MIG_REC_VCPU, 1);
     int ram0 = find(&v, MIG_REC_RAM, 0), dev1 = find(&v, MIG_REC_DEVICE, 1);
     int end = find(&v, MIG_REC_END, 0);
@@ -116,8 +116,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fuzz-migration-seeds: the valid stream lacks a record\n");
         return 1;
     }
-    seed("truncated-in-vcpu", 0, v.p, v.rec_off[vcpu0] + 100);
-    seed("truncated-at-end", 0, v.p, v.rec_off[end]);
+    seed("truncated-in-vcpu", 1, v.p, v.rec_off[vcpu0] + 100);
+    seed("truncated-at-end", 1, v.p, v.rec_off[end]);
     /* a bit flipped in VCPU 1's payload, CRCs left as they are */
     memcpy(&t, &v, sizeof(t));
     t.p = malloc(v.len);
@@ -125,23 +125,23 @@ int main(int argc, char **argv)
         return 1;
     memcpy(t.p, v.p, v.len);
     t.p[v.rec_off[vcpu1] + 40] ^= 0x10;
-    seed("flipped-vcpu", 0, t.p, t.len);
-    seed("flipped-vcpu-crc-fixed", 1, t.p, t.len);
+    seed("flipped-vcpu", 1, t.p, t.len);
+    seed("flipped-vcpu-crc-fixed", 2, t.p, t.len);
     memcpy(t.p, v.p, v.len);
     t.p[v.rec_off[ram0] + 8 + 3] = 0x7f;        /* RAM length over its limit */
-    seed("oversized-ram", 1, t.p, t.len);
+    seed("oversized-ram", 0, t.p, t.len);
     free(t.p);
     reorder(&t, &v, ram0, -1, -1);
-    seed_sb("ram-before-config", 1, &t);
+    seed_sb("ram-before-config", 0, &t);
     reorder(&t, &v, -1, -1, vcpu1);
-    seed_sb("duplicate-vcpu", 1, &t);
+    seed_sb("duplicate-vcpu", 0, &t);
     reorder(&t, &v, -1, dev1, -1);
-    seed_sb("missing-device", 1, &t);
+    seed_sb("missing-device", 0, &t);
     /* regressions: these loaded before the fix */
     trailing(&t, &v, (unsigned)vcpu1, 1);
-    seed_sb("vcpu-trailing-bytes", 1, &t);
+    seed_sb("vcpu-trailing-bytes", 0, &t);
     trailing(&t, &v, (unsigned)end, 8);
-    seed_sb("end-trailing-bytes", 1, &t);
+    seed_sb("end-trailing-bytes", 0, &t);
     mig_sb_free(&v);
     return failures ? 1 : 0;
 }
