@@ -211,6 +211,14 @@ static int receive(Dst *d)
             goto out;
         }
         int r = 0;
+        if ((type == MIG_REC_CONFIG || type == MIG_REC_VMSTATE || type == MIG_REC_END) && id) {
+            dfail(d, "%s record with id %u, expected 0", mig_record_name(type), id);
+            goto out;
+        }
+        if (type == MIG_REC_ROUND && id != d->rounds) {
+            dfail(d, "ROUND record %u, expected round %llu", id, (unsigned long long)d->rounds);
+            goto out;
+        }
         switch (type) {
         case MIG_REC_CONFIG:
             if (d->have_config) {

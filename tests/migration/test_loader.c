@@ -621,6 +621,25 @@ static void test_trailing_end_round(void **state)
                      "END running 2^63");
 }
 
+/* ids: 0 for CONFIG, VMSTATE and END, the round number for ROUND. */
+static void test_record_ids(void **state)
+{
+    (void)state;
+    const uint32_t zero_id[] = { MIG_REC_CONFIG, MIG_REC_VMSTATE, MIG_REC_END };
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned i = (unsigned)find(zero_id[k], 0);
+        MigRec r = mig_sb_rec(&valid, i);
+        char want[64];
+        snprintf(want, sizeof(want), "%s record with id 1, expected 0",
+                 mig_record_name(zero_id[k]));
+        refused_replaced(i, r.type, 1, r.payload, r.len, want, want);
+    }
+    refused_replaced((unsigned)find(MIG_REC_ROUND, 0), MIG_REC_ROUND, 1, NULL, 0,
+                     "ROUND record 1, expected round 0", "round 1 first");
+    refused_replaced((unsigned)find(MIG_REC_ROUND, 1), MIG_REC_ROUND, 0, NULL, 0,
+                     "ROUND record 0, expected round 1", "round 0 twice");
+}
+
 /* The message counts the bytes that arrived, not the ERR! answer sent. */
 static void test_failed_after_bytes(void **state)
 {
@@ -693,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_device_records),
         cmocka_unit_test(test_trailing_state),
         cmocka_unit_test(test_trailing_end_round),
+        cmocka_unit_test(test_record_ids),
         cmocka_unit_test(test_failed_after_bytes),
         cmocka_unit_test(test_one_line_messages),
         cmocka_unit_test(test_install_refused),
