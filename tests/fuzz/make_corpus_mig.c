@@ -79,6 +79,22 @@ static void trailing(MigStreamBuf *out, const MigStreamBuf *v, unsigned at, uint
     mig_sb_u32(out, MIG_REPLY_GO);
 }
 
+/* The records of `v` with record `at` replaced by (id, payload, len). */
+static void replaced(MigStreamBuf *out, const MigStreamBuf *v, unsigned at, uint32_t id,
+                     const uint8_t *payload, uint32_t len)
+{
+    mig_sb_init(out);
+    mig_sb_header(out);
+    for (unsigned i = 0; i < v->nrec; i++) {
+        MigRec r = mig_sb_rec(v, i);
+        if (i == at)
+            mig_sb_record(out, r.type, id, payload, len);
+        else
+            mig_sb_put(out, r);
+    }
+    mig_sb_u32(out, MIG_REPLY_GO);
+}
+
 static int find(const MigStreamBuf *v, uint32_t type, unsigned nth)
 {
     for (unsigned i = 0; i < v->nrec; i++)
@@ -142,6 +158,17 @@ int main(int argc, char **argv)
     seed_sb("vcpu-trailing-bytes", 0, &t);
     trailing(&t, &v, (unsigned)end, 8);
     seed_sb("end-trailing-bytes", 0, &t);
+    MigRec c = mig_sb_rec(&v, 0), d0 = mig_sb_rec(&v, (unsigned)find(&v, MIG_REC_DEVICE, 0));
+    replaced(&t, &v, 0, 1, c.payload, c.len);
+    seed_sb("config-id-1", 0, &t);
+    uint8_t *pl = malloc(d0.len);
+    if (!pl)
+        return 1;
+    memcpy(pl, d0.payload, d0.len);
+    pl[4] = '\n';      /* "se\nial" */
+    replaced(&t, &v, (unsigned)find(&v, MIG_REC_DEVICE, 0), 0, pl, d0.len);
+    free(pl);
+    seed_sb("device-name-newline", 0, &t);
     mig_sb_free(&v);
     return failures ? 1 : 0;
 }
