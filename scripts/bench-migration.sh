@@ -54,7 +54,13 @@ else
   dst=$!
 fi
 i=0
-while [ ! -S $W/src.qmp ] || [ ! -S $W/dst.qmp ] || { [ "$vmm" = strata ] && [ ! -S $W/in.sock ]; }; do
+# strata's destination opens its QMP socket once the guest has arrived;
+# QEMU's at once (and its --incoming socket is bound at start-up too)
+ready() {
+  [ -S $W/src.qmp ] || return 1
+  if [ "$vmm" = strata ]; then [ -S $W/in.sock ]; else [ -S $W/dst.qmp ]; fi
+}
+while ! ready; do
   sleep 0.1; i=$((i+1)); [ $i -lt 300 ] || { echo "RESULT $vmm $mem $mode no-start"; cat $W/*.log; exit 0; }
 done
 sleep 2                                 # the guest runs a while first
@@ -70,6 +76,8 @@ while :; do
 done
 echo "RESULT $vmm $mem $mode $st $(echo "$out" | field total-time) $(echo "$out" | field downtime) \
 $(echo "$out" | field transferred) $(echo "$out" | field dirty-sync-count) $(echo "$out" | field dirty-pages-rate)"
+i=0
+while [ ! -S $W/dst.qmp ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 q $W/dst.qmp quit > /dev/null 2>&1 || kill $dst 2>/dev/null
 q $W/src.qmp quit > /dev/null 2>&1 || true
 sleep 0.5; kill $src $dst 2>/dev/null

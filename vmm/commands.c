@@ -263,6 +263,11 @@ static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     }
     bool on = json_is_true(json_object_get(a, "enable"));
+    if (mig_active(v)) {
+        /* the migration thread reads the slots' dirty logs meanwhile */
+        qmp_error_set(err, "set-dirty-log: a migration is in progress");
+        return NULL;
+    }
     memory_region_transaction_begin(v->m.ctx);
     int r = memory_region_set_log(&v->m.ram, on, (unsigned)client);
     memory_region_transaction_commit(v->m.ctx);

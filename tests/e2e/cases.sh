@@ -287,7 +287,7 @@ case_migrate_tiny() {
 		result migrate_tiny SKIP "tests/migration not built (mig-test, mig-dirty.elf)"; return
 	fi
 	STRATA=${STRATA_REAL:-$STRATA} MIG_DIRTY_ELF=$DATA/mig-dirty.elf \
-		MIG_IDLE_ELF=$DATA/mig-idle.elf timeout 600 "$DATA/mig-test" > "$WORK/mig-test.out" 2>&1
+		MIG_IDLE_ELF=$DATA/mig-idle.elf MIG_PIO_ELF=$DATA/mig-pio.elf timeout 600 "$DATA/mig-test" > "$WORK/mig-test.out" 2>&1
 	rc=$?
 	grep -v '^strata: ' "$WORK/mig-test.out" | sed 's/^/    /' | tail -n 40
 	if [ "$rc" = 0 ] && grep -q '^PASS: migration' "$WORK/mig-test.out"; then
