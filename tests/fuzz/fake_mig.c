@@ -152,6 +152,9 @@ int fake_mig_init(void)
     if ((r = pvpanic_init(&m->pvpanic, m->ctx, NULL, NULL)) < 0)
         return init_fail("pvpanic", r);
     m->have_pvpanic = true;
+    if ((r = ged_init(&m->ged, m->ctx, NULL)) < 0)
+        return init_fail("acpi-ged", r);
+    m->have_ged = true;
     if ((r = testdev_init(&m->testdev, m->ctx, NULL, NULL, NULL)) < 0)
         return init_fail("testdev", r);
     m->have_testdev = true;
@@ -177,6 +180,7 @@ void fake_mig_reset(void)
     serial_reset(&m->serial);
     i8042_reset(&m->i8042);
     pvpanic_reset(&m->pvpanic);
+    ged_reset(&m->ged);
     testdev_reset(&m->testdev);
     virtio_mmio_reset(&rng.t);
     fake_mig.vm_sets = fake_mig.vcpu_sets = 0;

@@ -3,7 +3,7 @@
  * A fake migration destination for vmm/migration-dst.c's mig_load_fd
  * without /dev/kvm (fake_mig.c): one Vmm whose Machine has a real RAM
  * region (heap memory of exactly FAKE_MIG_RAM_SIZE bytes, so ASan sees a
- * write past it), the real serial, i8042, pvpanic and test devices and a
+ * write past it), the real serial, i8042, pvpanic, ACPI GED and test devices and a
  * real virtio-rng transport, FAKE_MIG_CPUS vCPUs and a fake KVM layer that
  * counts what was installed.  Also builds valid streams for that machine
  * (the real CONFIG text, mig_put_vm_state / mig_put_vcpu_state sections,
@@ -21,7 +21,7 @@
 
 #define FAKE_MIG_RAM_SIZE (256u << 10)  /* 64 pages */
 #define FAKE_MIG_CPUS 2
-#define FAKE_MIG_NDEVS 5                /* serial i8042 pvpanic testdev virtio-rng */
+#define FAKE_MIG_NDEVS 6    /* serial i8042 pvpanic acpi-ged testdev virtio-rng */
 #define FAKE_MIG_MAX_RECORDS 64
 
 /* What the fake KVM layer saw and how it answers. */

@@ -124,6 +124,7 @@ void fake_mig_dirty_source(void)
     m->serial.divider = 12;
     m->i8042.cmd_byte = 0x47;
     m->pvpanic.events = PVPANIC_PANICKED;
+    m->ged.pending = GED_EVENT_POWER_BUTTON;   /* a press the guest has not seen */
     m->testdev.nr_reports = 3;
     m->testdev.reports[0] = 0x11;
     m->testdev.reports[1] = 0x22;

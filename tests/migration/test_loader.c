@@ -153,6 +153,7 @@ static void test_valid_loads(void **state)
     FakeMigResult r;
     fake_mig_reset();
     assert_int_not_equal(m->serial.scr, 0x5a);
+    assert_int_equal(m->ged.pending, 0);
     assert_int_equal(fake_mig_load(valid.p, valid.len, FAKE_MIG_PEER_HANDSHAKE, true, &r), 0);
     if (r.ret != 0)
         fail_msg("valid stream refused: %s", r.log);
@@ -165,6 +166,7 @@ static void test_valid_loads(void **state)
     assert_int_equal(m->serial.divider, 12);
     assert_int_equal(m->i8042.cmd_byte, 0x47);
     assert_int_equal(m->pvpanic.events, PVPANIC_PANICKED);
+    assert_int_equal(m->ged.pending, GED_EVENT_POWER_BUTTON);
     assert_int_equal(m->testdev.nr_reports, 3);
     assert_int_equal(m->testdev.reports[2], 0x33);
     assert_int_equal(m->testdev.sync_answer, 7);
@@ -335,7 +337,7 @@ static void test_duplicates(void **state)
         { MIG_REC_VCPU, 0, "VCPU record 0 sent twice" },
         { MIG_REC_VCPU, 1, "VCPU record 1 sent twice" },
         { MIG_REC_DEVICE, 0, "DEVICE record 0 (serial) sent twice" },
-        { MIG_REC_DEVICE, 4, "DEVICE record 4 (virtio-rng@0xfeb00000) sent twice" },
+        { MIG_REC_DEVICE, 5, "DEVICE record 5 (virtio-rng@0xfeb00000) sent twice" },
     };
     for (unsigned k = 0; k < sizeof(dups) / sizeof(dups[0]); k++) {
         int d = find(dups[k].type, dups[k].nth);
@@ -356,7 +358,8 @@ static void test_missing(void **state)
         { MIG_REC_VMSTATE, 0, "ended without the VM state" },
         { MIG_REC_VCPU, 1, "ended without vCPU 1's state" },
         { MIG_REC_DEVICE, 0, "ended without device serial's state" },
-        { MIG_REC_DEVICE, 4, "ended without device virtio-rng@0xfeb00000's state" },
+        { MIG_REC_DEVICE, 3, "ended without device acpi-ged's state" },
+        { MIG_REC_DEVICE, 5, "ended without device virtio-rng@0xfeb00000's state" },
     };
     for (unsigned k = 0; k < sizeof(gone) / sizeof(gone[0]); k++) {
         int g = find(gone[k].type, gone[k].nth);
@@ -507,11 +510,10 @@ static void test_config_mismatch(void **state)
     refused_config(o, "RAM blocks differ");
     o = config();
     json_array_remove(json_object_get(o, "devices"), 3);
-    refused_config(o, "device 3 differs: the source has virtio-rng@0xfeb00000, this strata "
-                      "has testdev");
+    refused_config(o, "device 3 differs: the source has testdev, this strata has acpi-ged");
     o = config();
     json_array_append_new(json_object_get(o, "devices"), json_string("virtio-blk@0xfeb00200"));
-    refused_config(o, "device 5 differs: the source has virtio-blk@0xfeb00200, this strata "
+    refused_config(o, "device 6 differs: the source has virtio-blk@0xfeb00200, this strata "
                       "has none");
     o = config();
     json_array_set_new(json_object_get(o, "devices"), 0, json_integer(1));
@@ -553,8 +555,8 @@ static void test_device_records(void **state)
     Machine *m = &fake_mig.v->m;
     int d0 = find(MIG_REC_DEVICE, 0), d1 = find(MIG_REC_DEVICE, 1);
     MigRec r0 = mig_sb_rec(&valid, (unsigned)d0), r1 = mig_sb_rec(&valid, (unsigned)d1);
-    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 5, r0.payload, r0.len,
-                     "DEVICE record 5: this machine has 5 devices", "device 5");
+    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 6, r0.payload, r0.len,
+                     "DEVICE record 6: this machine has 6 devices", "device 6");
     refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, r1.payload, r1.len,
                      "DEVICE record 0 is 'i8042', this machine's device 0 is serial",
                      "i8042 as device 0");
