@@ -3,9 +3,9 @@
  * A fake migration destination for vmm/migration-dst.c's mig_load_fd
  * without /dev/kvm (fake_mig.c): one Vmm whose Machine has a real RAM
  * region (heap memory of exactly FAKE_MIG_RAM_SIZE bytes, so ASan sees a
- * write past it), the real serial, i8042, pvpanic, ACPI GED and test devices and a
- * real virtio-rng transport, FAKE_MIG_CPUS vCPUs and a fake KVM layer that
- * counts what was installed.  Also builds valid streams for that machine
+ * write past it), the real serial, i8042, pvpanic, ACPI GED and test
+ * devices and a real virtio-rng transport, FAKE_MIG_CPUS vCPUs and a fake
+ * KVM layer that counts what was installed.  Also builds valid streams for that machine
  * (the real CONFIG text, mig_put_vm_state / mig_put_vcpu_state sections,
  * the devices' own save functions), recording where every record starts.
  */
