@@ -2,8 +2,10 @@
 /*
  * The migration destination's loader (mig_load_fd) against hostile
  * streams, on the fake destination of tests/fuzz/fake_mig.h (no KVM).
- * One valid stream is built from the fake machine's own state and must
- * load (RAM, device and CPU state arrive, the GO handover works); then,
+ * One valid stream is built from the fake machine's own state (its VMSTATE
+ * and VCPU records equal, byte for byte, what the source's own
+ * mig_send_cpu_state sends) and must load (RAM, device and CPU state
+ * arrive, the GO handover works); then,
  * at every record boundary and in every field of every record header, a
  * truncation, bit flips, a length over the type's limit and a length past
  * the data; records out of order, duplicated or missing, END with wrong
@@ -19,11 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
 #include "tests/fuzz/fake_mig.h"
+#include "vmm/migration-int.h"
 #include "vmm/migration-stream.h"
 
 static MigStreamBuf valid;          /* header .. END, no GO */
@@ -195,6 +200,32 @@ static void test_valid_paused_and_go_in_stream(void **state)
     assert_true(r.start_paused);
     assert_int_equal(r.reply, MIG_REPLY_READY);
     assert_memory_equal(fake_mig.ram, source_ram, FAKE_MIG_RAM_SIZE);
+}
+
+/* The source's own sender (mig_send_cpu_state, mig_send_record) frames
+ * VMSTATE and VCPU 0..n-1 byte for byte as this test's stream does. */
+static void test_real_sender_frames_alike(void **state)
+{
+    (void)state;
+    int sv[2];
+    MigChannel ch;
+    char err[400] = "";
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    mig_channel_init(&ch, sv[0]);
+    assert_int_equal(mig_send_cpu_state(&fake_mig.v->m, &ch, err, sizeof(err)), 0);
+    shutdown(sv[0], SHUT_WR);
+    unsigned first = (unsigned)find(MIG_REC_VMSTATE, 0);
+    unsigned last = (unsigned)find(MIG_REC_VCPU, FAKE_MIG_CPUS - 1);
+    size_t want = valid.rec_off[last + 1] - valid.rec_off[first], got = 0;
+    uint8_t *buf = malloc(want + 1);
+    assert_non_null(buf);
+    for (ssize_t r; got <= want && (r = read(sv[1], buf + got, want + 1 - got)) > 0;)
+        got += (size_t)r;
+    close(sv[0]);
+    close(sv[1]);
+    assert_int_equal(got, want);
+    assert_memory_equal(buf, valid.p + valid.rec_off[first], want);
+    free(buf);
 }
 
 /* The stream is complete but GO!! never comes: loaded, not confirmed. */
@@ -698,6 +729,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_loads),
         cmocka_unit_test(test_valid_paused_and_go_in_stream),
+        cmocka_unit_test(test_real_sender_frames_alike),
         cmocka_unit_test(test_no_go),
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_truncations),
