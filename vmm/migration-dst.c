@@ -45,6 +45,15 @@ static int dfail(Dst *d, const char *fmt, ...)
     return -1;
 }
 
+/* Makes a message one printable line: names and strings quoted from the
+ * stream may hold newlines or escape sequences. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 static uint64_t get64le(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -127,6 +136,10 @@ static int load_vcpu(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
         free(st);
         return dfail(d, "VCPU record %u: %s", id, e[0] ? e : "index does not match");
     }
+    if (!state_reader_done(&r)) {
+        free(st);
+        return dfail(d, "VCPU record %u: %zu bytes after the section", id, r.len - r.pos);
+    }
     d->cpus[id] = st;
     return 0;
 }
@@ -140,6 +153,8 @@ static int load_vmstate(Dst *d, const uint8_t *p, uint32_t len)
     state_reader_init(&r, p, len);
     if (mig_get_vm_state(&r, d->vmstate, e, sizeof(e)) < 0)
         return dfail(d, "VMSTATE record: %s", e);
+    if (!state_reader_done(&r))
+        return dfail(d, "VMSTATE record: %zu bytes after the section", r.len - r.pos);
     d->have_vmstate = true;
     return 0;
 }
@@ -149,7 +164,13 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     Machine *m = &d->v->m;
     if (len < 32)
         return dfail(d, "END record: truncated");
+    if (len > 32)
+        return dfail(d, "END record: %u bytes, expected 32", len);
     uint64_t normal = get64le(p), zero = get64le(p + 8), ncpus = get64le(p + 16);
+    uint64_t running = get64le(p + 24);
+    if (running > 1)
+        return dfail(d, "END record: run state %llu, expected 1 (running) or 0 (paused)",
+                     (unsigned long long)running);
     if (normal != d->normal_pages || zero != d->zero_pages)
         return dfail(d, "END record: the source sent %llu+%llu pages, %llu+%llu arrived",
                      (unsigned long long)normal, (unsigned long long)zero,
@@ -165,7 +186,7 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     for (unsigned i = 0; i < d->ndevs; i++)
         if (!d->dev_seen[i])
             return dfail(d, "the stream ended without device %s's state", d->devs[i].name);
-    d->running = get64le(p + 24) != 0;
+    d->running = running == 1;
     return 0;
 }
 
@@ -190,6 +211,14 @@ static int receive(Dst *d)
             goto out;
         }
         int r = 0;
+        if ((type == MIG_REC_CONFIG || type == MIG_REC_VMSTATE || type == MIG_REC_END) && id) {
+            dfail(d, "%s record with id %u, expected 0", mig_record_name(type), id);
+            goto out;
+        }
+        if (type == MIG_REC_ROUND && id != d->rounds) {
+            dfail(d, "ROUND record %u, expected round %llu", id, (unsigned long long)d->rounds);
+            goto out;
+        }
         switch (type) {
         case MIG_REC_CONFIG:
             if (d->have_config) {
@@ -203,6 +232,8 @@ static int receive(Dst *d)
             r = load_ram(d, id, buf, len);
             break;
         case MIG_REC_ROUND:
+            if (len)
+                r = dfail(d, "ROUND record %u: %u bytes of payload, expected none", id, len);
             d->rounds++;
             break;
         case MIG_REC_VMSTATE:
@@ -306,12 +337,14 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     d->nblocks = mig_blocks(&v->m, d->blocks, 4);
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
     if (receive(d) < 0 || install(d) < 0) {
+        uint64_t got = d->ch.bytes;     /* what arrived: the answer counts in ch.bytes */
+        one_line(d->err);
         /* Tell the source why (best effort): it keeps its guest. */
         size_t n = strlen(d->err);
         if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)
             mig_send_bytes(&d->ch, d->err, n);
         fprintf(stderr, "strata: incoming migration failed after %llu bytes: %s; the guest "
-                "is not started\n", (unsigned long long)d->ch.bytes, d->err);
+                "is not started\n", (unsigned long long)got, d->err);
         goto out;
     }
     uint32_t go = 0;
