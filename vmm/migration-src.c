@@ -211,7 +211,7 @@ static void read_refusal(Src *s)
                    (uint32_t)buf[3] << 24;
     uint32_t len = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
                    (uint32_t)buf[7] << 24;
-    char text[400];
+    char text[1024];
     if (tag != MIG_REPLY_ERROR || len == 0 || len >= sizeof(text))
         return;
     if (poll(&p, 1, 1000) <= 0)
@@ -220,7 +220,7 @@ static void read_refusal(Src *s)
     if (n <= 0)
         return;
     text[n] = 0;
-    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %s", text);
+    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %.470s", text);
 }
 
 /* Waits for READY (then sends GO) or an error from the destination. */
@@ -237,11 +237,11 @@ static int handover(Src *s)
     }
     if (tag == MIG_REPLY_ERROR) {
         uint32_t len;
-        char text[400] = "";
+        char text[1024] = "";
         if (mig_recv_u32(&s->ch, &len) == 0 && len < sizeof(text) &&
             mig_recv_bytes(&s->ch, text, len) == 0)
             text[len] = 0;
-        snprintf(s->err, sizeof(s->err), "the destination refused the stream: %s",
+        snprintf(s->err, sizeof(s->err), "the destination refused the stream: %.470s",
                  text[0] ? text : "(no reason given)");
         return -1;
     }
