@@ -32,6 +32,8 @@ typedef struct Dst {
     KvmVcpuState **cpus;        /* [ncpus], NULL until received */
     uint64_t normal_pages, zero_pages, rounds;
     bool running;
+    bool check_ram, ram_checked;    /* END carried the source's RAM CRC-32 */
+    uint32_t ram_crc;
     char err[512];
 } Dst;
 
@@ -164,8 +166,16 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     Machine *m = &d->v->m;
     if (len < 32)
         return dfail(d, "END record: truncated");
-    if (len > 32)
-        return dfail(d, "END record: %u bytes, expected 32", len);
+    if (len != 32 && len != 40)
+        return dfail(d, "END record: %u bytes, expected 32 or 40", len);
+    if (len == 40) {
+        uint64_t word = get64le(p + 32);
+        if (word >> 32 != 1)
+            return dfail(d, "END record: RAM check word 0x%llx unknown (expected 1 << 32 | "
+                         "CRC-32)", (unsigned long long)word);
+        d->ram_crc = (uint32_t)word;
+        d->check_ram = true;
+    }
     uint64_t normal = get64le(p), zero = get64le(p + 8), ncpus = get64le(p + 16);
     uint64_t running = get64le(p + 24);
     if (running > 1)
@@ -187,6 +197,15 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
         if (!d->dev_seen[i])
             return dfail(d, "the stream ended without device %s's state", d->devs[i].name);
     d->running = running == 1;
+    if (d->check_ram) {
+        uint32_t crc = 0;
+        for (unsigned b = 0; b < d->nblocks; b++)
+            crc = state_crc32_update(crc, d->blocks[b].host, d->blocks[b].size);
+        if (crc != d->ram_crc)
+            return dfail(d, "RAM differs from the source's at its final pause (CRC-32 0x%08x "
+                         "here, 0x%08x there)", crc, d->ram_crc);
+        d->ram_checked = true;
+    }
     return 0;
 }
 
@@ -360,6 +379,9 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
             (unsigned long long)d->ch.bytes,
             (unsigned long long)(d->normal_pages + d->zero_pages),
             (unsigned long long)d->zero_pages, (unsigned long long)d->rounds);
+    if (d->ram_checked)
+        fprintf(stderr, "strata: incoming migration: RAM verified against the source's "
+                "(CRC-32 0x%08x)\n", d->ram_crc);
     ret = 0;
 out:
     if (d) {

@@ -31,6 +31,7 @@ typedef struct Src {
     unsigned rec_pages;
     uint32_t rec_block;
     uint64_t zero_pages, normal_pages;
+    bool verify_ram;            /* x-verify-ram: END carries a RAM CRC-32 */
     char err[512];
 } Src;
 
@@ -263,6 +264,7 @@ static void params(Src *s, MigParams *p)
     *p = s->g->params;
     pthread_mutex_unlock(&s->g->lock);
     s->ch.max_bandwidth = p->max_bandwidth;
+    s->verify_ram = p->verify_ram;
 }
 
 /* The pre-copy rounds: 0 when the final round should start. */
@@ -350,13 +352,23 @@ static int final_stage(Src *s, bool *paused)
     }
     if (send_devices(s) < 0)
         return -1;
-    uint8_t end[32];
+    uint8_t end[40];
     bool running = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
     put64le(end, s->normal_pages);
     put64le(end + 8, s->zero_pages);
     put64le(end + 16, m->ncpus);
     put64le(end + 24, running ? 1 : 0);
-    if (mig_send_record(&s->ch, MIG_REC_END, 0, end, sizeof(end)) < 0) {
+    uint32_t end_len = 32;
+    if (s->verify_ram) {
+        /* the guest and the devices are held: RAM is what the destination
+         * must end up with */
+        uint32_t crc = 0;
+        for (unsigned b = 0; b < s->nblocks; b++)
+            crc = state_crc32_update(crc, s->blocks[b].host, s->blocks[b].size);
+        put64le(end + 32, 1ull << 32 | crc);
+        end_len = 40;
+    }
+    if (mig_send_record(&s->ch, MIG_REC_END, 0, end, end_len) < 0) {
         snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
         return -1;
     }

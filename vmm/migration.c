@@ -157,7 +157,7 @@ int mig_init(Vmm *v)
     }
     g->v = v;
     g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH,
-                             MIG_DEFAULT_MAX_ROUNDS };
+                             MIG_DEFAULT_MAX_ROUNDS, false };
     pthread_mutex_init(&g->lock, NULL);
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
@@ -317,9 +317,9 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *params_json(const MigParams *p)
 {
-    return json_pack("{s:I,s:I,s:I}", "downtime-limit", (json_int_t)p->downtime_limit_ms,
+    return json_pack("{s:I,s:I,s:I,s:b}", "downtime-limit", (json_int_t)p->downtime_limit_ms,
                      "max-bandwidth", (json_int_t)p->max_bandwidth, "x-max-rounds",
-                     (json_int_t)p->max_rounds);
+                     (json_int_t)p->max_rounds, "x-verify-ram", p->verify_ram);
 }
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -367,12 +367,13 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_t *val;
     json_object_foreach(a, key, val) {
         if (strcmp(key, "downtime-limit") && strcmp(key, "max-bandwidth") &&
-            strcmp(key, "x-max-rounds")) {
+            strcmp(key, "x-max-rounds") && strcmp(key, "x-verify-ram")) {
             qmp_error_set(err, "Parameter '%s' is not supported (downtime-limit, "
-                          "max-bandwidth, x-max-rounds)", key);
+                          "max-bandwidth, x-max-rounds, x-verify-ram)", key);
             return NULL;
         }
     }
+    json_t *vr = json_object_get(a, "x-verify-ram");
     pthread_mutex_lock(&v->mig->lock);
     if (gdl)
         v->mig->params.downtime_limit_ms = dl;
@@ -380,6 +381,8 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
         v->mig->params.max_bandwidth = bw;
     if (gmr)
         v->mig->params.max_rounds = (unsigned)mr;
+    if (vr)
+        v->mig->params.verify_ram = json_is_true(vr);
     pthread_mutex_unlock(&v->mig->lock);
     return json_object();
 }
@@ -396,6 +399,7 @@ static const QmpArg param_args[] = {
     { "downtime-limit", QMP_ARG_INT, true },
     { "max-bandwidth", QMP_ARG_INT, true },
     { "x-max-rounds", QMP_ARG_INT, true },
+    { "x-verify-ram", QMP_ARG_BOOL, true },
     { NULL, 0, false },
 };
 

@@ -58,6 +58,8 @@ typedef struct MigParams {
     uint64_t downtime_limit_ms;     /* "downtime-limit", default 300 */
     uint64_t max_bandwidth;         /* "max-bandwidth" bytes/s, default 128 MiB/s; 0 = no cap */
     unsigned max_rounds;            /* "x-max-rounds": forces the final round, default 30 */
+    bool verify_ram;                /* "x-verify-ram": the destination checks a CRC-32
+                                     * of all RAM at the final pause (costs downtime) */
 } MigParams;
 
 #define MIG_DEFAULT_DOWNTIME_MS 300u

@@ -358,6 +358,8 @@ static json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char
     start_dest(&dst, name, elf, "256M", uri, sizeof(uri));
     if (params)
         json_decref(cmd_ok(src, "migrate-set-parameters", params));
+    if (dirty)      /* the destination checks all of RAM against the source's */
+        json_decref(cmd_ok(src, "migrate-set-parameters", "{\"x-verify-ram\": true}"));
     uint64_t before = dirty ? read_u64(src, pass_addr) : 0;
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
     double t0 = now_s();
@@ -400,6 +402,8 @@ static json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char
     int st = vm_wait(src, 10000);
     CHECK(st == 0, "the source should exit 0 after completing, got %d", st);
     vm_connect(&dst);
+    CHECK(!dirty || log_has(&dst, "RAM verified against the source's"),
+          "%s: the destination did not verify RAM", name);
     json_t *s = cmd_ok(&dst, "query-status", NULL);
     CHECK(!strcmp(json_string_value(json_object_get(s, "status")), "running"),
           "destination status %s", json_string_value(json_object_get(s, "status")));

@@ -639,7 +639,11 @@ static void test_trailing_end_round(void **state)
 {
     (void)state;
     unsigned e = (unsigned)find(MIG_REC_END, 0);
-    refused_extra(e, junk, 8, "END record: 40 bytes, expected 32", "END + 8");
+    refused_extra(e, junk, 8, "END record: RAM check word 0x0 unknown", "END + 8 zero bytes");
+    refused_extra(e, junk, 4, "END record: 36 bytes, expected 32 or 40", "END + 4");
+    static const uint8_t bad_crc[8] = { 0, 0, 0, 0, 1, 0, 0, 0 };    /* 1 << 32 | CRC 0 */
+    refused_extra(e, bad_crc, 8, "RAM differs from the source's at its final pause",
+                  "END with a wrong RAM CRC");
     refused_extra((unsigned)find(MIG_REC_ROUND, 1), junk, 1,
                   "ROUND record 1: 1 bytes of payload, expected none", "ROUND + 1");
     MigRec r = mig_sb_rec(&valid, e);
