@@ -77,6 +77,25 @@ for role in vcpu io stdin waiter main; do
 		fail "$role: forbidden syscall" "exit status $RC (want 159 and '$want')"
 	fi
 done
+# the migration thread: started by QMP migrate, it enters its role first
+rm -f "$sock"
+STRATA_TEST_SECCOMP_VIOLATE=migration "$STRATA" run --test-device --kernel "$SPIN" \
+	--serial none --api-socket "$sock" > "$T/out" 2>&1 < /dev/null &
+pid=$!
+i=0
+while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+"$STRATA" ctl --api-socket "$sock" qmp migrate "{\"uri\":\"unix:$T/nobody.sock\"}" > "$T/ctl" 2>&1
+i=0
+while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill $pid 2>/dev/null
+wait $pid
+RC=$?
+want="strata: seccomp: migration thread made a forbidden syscall personality (nr 135)"
+if [ $RC = 159 ] && has "$want"; then
+	pass "migration: forbidden syscall killed with '$want'"
+else
+	fail "migration: forbidden syscall" "exit status $RC (want 159 and '$want'); ctl: $(head -c 200 "$T/ctl")"
+fi
 # without --test-device the hook is ignored (and hello.elf cannot end: the
 # guard stops it; GNU timeout says 124, busybox passes on strata's 143)
 STRATA_TEST_SECCOMP_VIOLATE=vcpu GUARD=5 run --kernel "$HELLO" --serial none
