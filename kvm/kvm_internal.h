@@ -70,7 +70,7 @@ typedef enum {
     VCPU_RUNNING,                   /* in (or about to enter) KVM_RUN, or handling an exit */
     VCPU_PARKED,                    /* waiting for resume */
     VCPU_WAIT_LOCK,                 /* waiting for the dispatch lock */
-} KvmVcpuState;
+} KvmVcpuRunState;
 
 struct KvmVcpu {
     KvmVm *vm;
@@ -82,7 +82,7 @@ struct KvmVcpu {
     int tid;                        /* kernel thread id of its thread (atomic), 0 before */
     bool threaded;                  /* has a thread from kvm_vm_start */
     bool joined;
-    KvmVcpuState state;             /* under vm->lock */
+    KvmVcpuRunState state;             /* under vm->lock */
 };
 
 struct KvmVm {

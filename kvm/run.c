@@ -127,7 +127,7 @@ static int handle_mmio(KvmVcpu *v, ExitErr *err)
     return 0;
 }
 
-static void set_state(KvmVcpu *v, KvmVcpuState s)
+static void set_state(KvmVcpu *v, KvmVcpuRunState s)
 {
     KvmVm *vm = v->vm;
     pthread_mutex_lock(&vm->lock);
@@ -520,7 +520,7 @@ int kvm_vm_pause(KvmVm *vm)
     vm->pause_count++;
     /* A vCPU thread pausing (from a device callback) counts as stopped. */
     KvmVcpu *self = tls_vcpu && tls_vcpu->vm == vm ? tls_vcpu : NULL;
-    KvmVcpuState self_state = self ? self->state : VCPU_IDLE;
+    KvmVcpuRunState self_state = self ? self->state : VCPU_IDLE;
     if (self)
         self->state = VCPU_IDLE;
     while (kick_running(vm)) {

@@ -3,7 +3,7 @@
 # packages only (conventions: scripts/guest/README.md):
 #   bzImage            Debian's cloud kernel (linux-image-6.1.*-cloud-amd64)
 #   vmlinux            the uncompressed ELF extracted from it (PVH entry note)
-#   modules/           the virtio (+kvm, tun, pvpanic) subset of its module tree
+#   modules/           the virtio (+kvm, tun, pvpanic, ACPI button) subset of its module tree
 #   initramfs.cpio.gz  the L2 guest's busybox initramfs (init marker, strata.cmd)
 #   l1-base.cpio       the nested test bed's first-level initramfs (uncompressed):
 #                      busybox, kvm modules, and the L2 artifacts under /bed/guest
@@ -128,8 +128,11 @@ add_mod() { # name: appends it after its dependencies; absent modules are skippe
   for d in ${deps//,/ }; do add_mod "$d"; done
   ORDER+=("$(basename "$f" .ko)")
 }
+# button + evdev: the ACPI power button (strata's system_powerdown) as a
+# KEY_POWER input event, which init-l2.sh's busybox acpid turns into poweroff.
 L2_MODS=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net
-         virtio_console virtio-rng vmw_vsock_virtio_transport pvpanic pvpanic-mmio)
+         virtio_console virtio-rng vmw_vsock_virtio_transport pvpanic pvpanic-mmio
+         button evdev)
 for m in "${L2_MODS[@]}"; do add_mod "$m"; done
 L2_ORDER=("${ORDER[@]}")
 ORDER=()

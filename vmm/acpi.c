@@ -20,6 +20,15 @@
 #define AML_PACKAGE     0x12
 #define AML_EXT         0x5b
 #define AML_DEVICE      0x82
+#define AML_METHOD      0x14
+#define AML_STORE       0x70
+#define AML_LOCAL0      0x60
+#define AML_AND         0x7b
+#define AML_NOTIFY      0x86
+#define AML_IF          0xa0
+#define AML_OPREGION    0x80        /* after AML_EXT */
+#define AML_FIELD       0x81        /* after AML_EXT */
+#define AML_SYSTEM_IO   0x01        /* RegionSpace */
 #define AML_ROOT        0x5c
 #define AML_DUAL        0x2e
 #define AML_MULTI       0x2f
@@ -223,6 +232,95 @@ static void aml_device_pvpanic(AmlBuf *a, uint16_t port)
     aml_close(a, m);
 }
 
+/*
+ * The power button and the Generic Event Device that presses it:
+ *
+ *   Device (PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, 0) }
+ *   Device (GED_) {
+ *       Name (_HID, "ACPI0013")  Name (_UID, 0)
+ *       Name (_CRS, ResourceTemplate () {
+ *           Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } })
+ *       OperationRegion (EREG, SystemIO, port, 4)
+ *       Field (EREG, DWordAcc, NoLock, Preserve) { ESTS, 32 }
+ *       Method (_EVT, 1, Serialized) {
+ *           Local0 = ESTS                   // pending events
+ *           ESTS = Local0                   // acknowledge them (write 1 to clear)
+ *           If (Local0 & 1) { Notify (\_SB.PWRB, 0x80) }
+ *       }
+ *   }
+ * (devices/ged.h is the register's side of this.)
+ */
+static void aml_device_power_button(AmlBuf *a)
+{
+    aml_byte(a, AML_EXT);
+    aml_byte(a, AML_DEVICE);
+    size_t m = aml_open(a);
+    aml_name(a, "PWRB");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "_HID");
+    aml_eisaid(a, "PNP0C0C");
+    aml_name_int(a, "_UID", 0);
+    aml_close(a, m);
+}
+
+static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq)
+{
+    aml_byte(a, AML_EXT);
+    aml_byte(a, AML_DEVICE);
+    size_t m = aml_open(a);
+    aml_name(a, "GED_");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "_HID");
+    aml_string(a, "ACPI0013");
+    aml_name_int(a, "_UID", 0);
+    uint8_t crs[] = {
+        /* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
+        0x89, 0x06, 0x00, 0x01, 0x01,
+        (uint8_t)irq, (uint8_t)(irq >> 8), (uint8_t)(irq >> 16), (uint8_t)(irq >> 24),
+        0x79, 0x00,
+    };
+    aml_name_buffer(a, "_CRS", crs, sizeof(crs));
+    /* OperationRegion (EREG, SystemIO, port, 4) */
+    aml_byte(a, AML_EXT);
+    aml_byte(a, AML_OPREGION);
+    aml_name(a, "EREG");
+    aml_byte(a, AML_SYSTEM_IO);
+    aml_int(a, port);
+    aml_int(a, 4);
+    /* Field (EREG, DWordAcc, NoLock, Preserve) { ESTS, 32 } */
+    aml_byte(a, AML_EXT);
+    aml_byte(a, AML_FIELD);
+    size_t f = aml_open(a);
+    aml_name(a, "EREG");
+    aml_byte(a, 0x03);                  /* DWordAcc | NoLock | Preserve */
+    aml_name(a, "ESTS");
+    aml_byte(a, 32);                    /* its width in bits (a PkgLength) */
+    aml_close(a, f);
+    /* Method (_EVT, 1, Serialized) */
+    aml_byte(a, AML_METHOD);
+    size_t mm = aml_open(a);
+    aml_name(a, "_EVT");
+    aml_byte(a, 0x09);                  /* 1 argument, serialized, sync level 0 */
+    aml_byte(a, AML_STORE);             /* Store (ESTS, Local0) */
+    aml_name(a, "ESTS");
+    aml_byte(a, AML_LOCAL0);
+    aml_byte(a, AML_STORE);             /* Store (Local0, ESTS) */
+    aml_byte(a, AML_LOCAL0);
+    aml_name(a, "ESTS");
+    aml_byte(a, AML_IF);
+    size_t im = aml_open(a);
+    aml_byte(a, AML_AND);               /* And (Local0, One, ) */
+    aml_byte(a, AML_LOCAL0);
+    aml_int(a, 1);
+    aml_byte(a, AML_ZERO);              /* no target */
+    aml_byte(a, AML_NOTIFY);            /* Notify (\_SB.PWRB, 0x80) */
+    aml_name(a, "\\_SB_.PWRB");
+    aml_int(a, 0x80);
+    aml_close(a, im);
+    aml_close(a, mm);
+    aml_close(a, m);
+}
+
 static void aml_device_virtio(AmlBuf *a, unsigned idx, const AcpiVirtio *v)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -350,6 +448,10 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
         aml_device_serial(&a, c->serial_port, c->serial_irq);
     if (c->pvpanic_port)
         aml_device_pvpanic(&a, c->pvpanic_port);
+    if (c->ged_port) {
+        aml_device_power_button(&a);
+        aml_device_ged(&a, c->ged_port, c->ged_irq);
+    }
     for (unsigned i = 0; i < c->nvirtio; i++)
         aml_device_virtio(&a, i, &c->virtio[i]);
     aml_close(&a, m);

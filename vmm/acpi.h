@@ -4,7 +4,8 @@
  * hardware-reduced, with an ACPI 5 sleep control/status register pair so
  * `poweroff` works), MADT (one local APIC per vCPU, the IOAPIC, ISA
  * interrupt overrides) and a DSDT whose AML describes the serial port, the
- * virtio-mmio devices and \_S5.  A tiny AML emitter writes the few
+ * virtio-mmio devices, pvpanic, the power button with its Generic Event
+ * Device, and \_S5.  A tiny AML emitter writes the few
  * constructs needed.  Pure: the tables are built into a caller's buffer
  * that is then copied to guest physical ACPI_TABLES_ADDR.
  */
@@ -41,6 +42,10 @@ typedef struct AcpiConfig {
     uint16_t sleep_port;        /* 0: no sleep registers (no ACPI poweroff); else
                                  * control at sleep_port, status at sleep_port + 1 */
     uint16_t pvpanic_port;      /* 0: none; else a pvpanic device (QEMU0001) there */
+    uint16_t ged_port;          /* 0: none; else a power button (PNP0C0C) pressed by a
+                                 * Generic Event Device (ACPI0013) whose event register
+                                 * (devices/ged.h) is at ged_port, interrupt ged_irq */
+    uint32_t ged_irq;           /* GSI, described level triggered, active high */
     unsigned nvirtio;
     AcpiVirtio virtio[ACPI_MAX_VIRTIO];
 } AcpiConfig;

@@ -81,6 +81,18 @@ int vmm_system_reset(Vmm *v, QmpError *err)
     return 0;
 }
 
+int vmm_system_powerdown(Vmm *v, QmpError *err)
+{
+    if (!check_alive(v, err))
+        return -1;
+    if (machine_powerdown(&v->m) < 0) {
+        qmp_error_set(err, "system_powerdown: this machine has no ACPI power button");
+        return -1;
+    }
+    qmp_server_event(v->qmp, "POWERDOWN", NULL);
+    return 0;
+}
+
 void vmm_request_quit(Vmm *v)
 {
     if (v->state == RUN_STATE_SHUTDOWN)
@@ -117,6 +129,11 @@ static json_t *q_cont(void *o, QmpClient *c, json_t *a, QmpError *err)
 static json_t *q_reset(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     return vmm_system_reset(o, err) < 0 ? NULL : json_object();
+}
+
+static json_t *q_powerdown(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_system_powerdown(o, err) < 0 ? NULL : json_object();
 }
 
 static json_t *q_quit(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -246,6 +263,11 @@ static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     }
     bool on = json_is_true(json_object_get(a, "enable"));
+    if (mig_active(v)) {
+        /* the migration thread reads the slots' dirty logs meanwhile */
+        qmp_error_set(err, "set-dirty-log: a migration is in progress");
+        return NULL;
+    }
     memory_region_transaction_begin(v->m.ctx);
     int r = memory_region_set_log(&v->m.ram, on, (unsigned)client);
     memory_region_transaction_commit(v->m.ctx);
@@ -293,6 +315,7 @@ const QmpCommand vmm_qmp_commands[] = {
     { "stop", q_stop, NULL },
     { "cont", q_cont, NULL },
     { "system_reset", q_reset, NULL },
+    { "system_powerdown", q_powerdown, NULL },
     { "quit", q_quit, NULL },
     { "query-version", q_version, NULL },
     { "query-kvm", q_kvm, NULL },

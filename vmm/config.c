@@ -651,6 +651,8 @@ const char *vm_config_usage(void)
         "\n"
         "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"
         "through the test device, reboot (i8042 reset), ACPI poweroff or a crash.\n"
+        "QMP system_powerdown (strata ctl powerdown) presses the ACPI power button\n"
+        "(a GED interrupt); a guest that acts on it powers off.\n"
         "\n"
         "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
         "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"

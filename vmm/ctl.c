@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/vmm.h"
@@ -21,10 +22,16 @@ static const char ctl_usage[] =
     "  status                 print the run state (running, paused, shutdown)\n"
     "  pause | resume         stop / continue the vCPUs (QMP stop / cont)\n"
     "  reset                  reset the machine (QMP system_reset)\n"
+    "  powerdown              press the ACPI power button (QMP system_powerdown)\n"
     "  quit                   end the VM and strata (QMP quit)\n"
     "  hmp 'LINE'             run a human monitor command, print its output\n"
     "  qmp NAME ['{JSON}']    run any QMP command with JSON arguments, print the\n"
     "                         reply pretty-printed\n"
+    "  migrate URI [--downtime-limit MS] [--max-bandwidth BYTES_PER_S]\n"
+    "                         live-migrate to a `strata run --incoming URI`\n"
+    "                         (tcp:HOST:PORT or unix:PATH) with a progress line\n"
+    "                         (round, sent/left, rate, expected downtime) and a\n"
+    "                         summary; exit 0 only if it completed\n"
     "Exit status: 0 on success, 1 with the error's description otherwise.\n";
 
 typedef struct Conn {
@@ -125,6 +132,124 @@ static int report_error(json_t *reply)
     return 1;
 }
 
+static double mib(json_int_t v)
+{
+    return (double)v / (1024.0 * 1024.0);
+}
+
+/* `strata ctl migrate`: start it, show progress until it ends, summarise. */
+static int ctl_migrate(Conn *c, int nargs, char *const *args)
+{
+    const char *uri = NULL;
+    json_t *params = json_object();
+    for (int k = 0; k < nargs; k++) {
+        const char *key = !strcmp(args[k], "--downtime-limit") ? "downtime-limit"
+                        : !strcmp(args[k], "--max-bandwidth") ? "max-bandwidth" : NULL;
+        if (key) {
+            char *end = NULL;
+            long long v = k + 1 < nargs ? strtoll(args[k + 1], &end, 10) : -1;
+            if (k + 1 >= nargs || !end || *end || v < 0) {
+                fprintf(stderr, "strata ctl: migrate %s: expected a number\n", args[k]);
+                json_decref(params);
+                return 1;
+            }
+            json_object_set_new(params, key, json_integer(v));
+            k++;
+        } else if (!uri && strncmp(args[k], "--", 2)) {
+            uri = args[k];
+        } else {
+            fprintf(stderr, "strata ctl: migrate: unexpected '%s'\n", args[k]);
+            json_decref(params);
+            return 1;
+        }
+    }
+    if (!uri) {
+        fprintf(stderr, "strata ctl: migrate: URI missing (tcp:HOST:PORT or unix:PATH)\n");
+        json_decref(params);
+        return 1;
+    }
+    json_int_t id = 10;
+    json_t *r;
+    if (json_object_size(params)) {
+        r = call(c, "migrate-set-parameters", params, id++);
+        if (!r || json_object_get(r, "error")) {
+            json_decref(params);
+            return r ? report_error(r) : 1;
+        }
+        json_decref(r);
+    }
+    json_decref(params);
+    json_t *a = json_pack("{s:s}", "uri", uri);
+    r = call(c, "migrate", a, id++);
+    json_decref(a);
+    if (!r || json_object_get(r, "error"))
+        return r ? report_error(r) : 1;
+    json_decref(r);
+    bool tty = isatty(STDOUT_FILENO);
+    char last[256] = "";
+    for (;;) {
+        r = call(c, "query-migrate", NULL, id++);
+        if (!r || json_object_get(r, "error"))
+            return r ? report_error(r) : 1;
+        json_t *q = json_object_get(r, "return");
+        const char *st = json_string_value(json_object_get(q, "status"));
+        json_t *ram = json_object_get(q, "ram");
+        json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
+        json_int_t left = json_integer_value(json_object_get(ram, "remaining"));
+        json_int_t rounds = json_integer_value(json_object_get(q, "x-rounds"));
+        double mbps = json_real_value(json_object_get(ram, "mbps"));
+        if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") ||
+            !strcmp(st, "cancelled")) {
+            if (tty)
+                putchar('\n');
+            int status = 1;
+            if (st && !strcmp(st, "completed")) {
+                json_int_t tt = json_integer_value(json_object_get(q, "total-time"));
+                printf("migration completed in %lld ms: downtime %lld ms, %.1f MiB sent in %lld "
+                       "round%s (%lld zero pages, %lld normal)%s, %.1f MiB/s on average\n",
+                       (long long)tt,
+                       (long long)json_integer_value(json_object_get(q, "downtime")), mib(sent),
+                       (long long)rounds, rounds == 1 ? "" : "s",
+                       (long long)json_integer_value(json_object_get(ram, "duplicate")),
+                       (long long)json_integer_value(json_object_get(ram, "normal")),
+                       json_is_true(json_object_get(q, "x-forced-final-round"))
+                           ? ", final round forced (the guest dirtied faster than the link)" : "",
+                       tt ? mib(sent) * 1000.0 / (double)tt : 0.0);
+                status = 0;
+            } else {
+                const char *desc = json_string_value(json_object_get(q, "error-desc"));
+                fprintf(stderr, "strata ctl: migration %s%s%s; the VM keeps running on the "
+                        "source\n", st ? st : "ended", desc ? ": " : "", desc ? desc : "");
+            }
+            json_decref(r);
+            return status;
+        }
+        double pct = sent + left > 0 ? 100.0 * (double)sent / (double)(sent + left) : 0;
+        if (!strcmp(st, "device"))
+            pct = 99.9;
+        char bar[21];
+        int full = (int)(pct / 5);
+        for (int k = 0; k < 20; k++)
+            bar[k] = k < full ? '#' : '.';
+        bar[20] = 0;
+        char line[256];
+        snprintf(line, sizeof(line), "[%s] %-6s round %lld  sent %.1f MiB  left %.1f MiB  "
+                 "%.1f MiB/s  expected downtime %lld ms", bar, st, (long long)rounds + 1,
+                 mib(sent), mib(left), mbps / 8.388608,
+                 (long long)json_integer_value(json_object_get(q, "expected-downtime")));
+        if (tty) {
+            printf("\r%s\033[K", line);
+            fflush(stdout);
+        } else if (strcmp(line, last)) {
+            puts(line);
+        }
+        snprintf(last, sizeof(last), "%s", line);
+        json_decref(r);
+        struct timespec ts = { 0, 200000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
 int strata_ctl(int argc, char *const argv[])
 {
     const char *path = NULL;
@@ -193,6 +318,8 @@ int strata_ctl(int argc, char *const argv[])
             }
         }
         out = OUT_PRETTY;
+    } else if (!strcmp(cmd, "migrate")) {
+        qname = "migrate";      /* driven by ctl_migrate */
     } else if (nargs == 0) {
         if (!strcmp(cmd, "status")) {
             qname = "query-status";
@@ -203,6 +330,8 @@ int strata_ctl(int argc, char *const argv[])
             qname = "cont";
         } else if (!strcmp(cmd, "reset")) {
             qname = "system_reset";
+        } else if (!strcmp(cmd, "powerdown")) {
+            qname = "system_powerdown";
         } else if (!strcmp(cmd, "quit")) {
             qname = "quit";
         }
@@ -243,6 +372,10 @@ int strata_ctl(int argc, char *const argv[])
         goto out;
     if (json_object_get(neg, "error")) {
         status = report_error(neg);
+        goto out;
+    }
+    if (!strcmp(cmd, "migrate")) {
+        status = ctl_migrate(&c, nargs, args);
         goto out;
     }
     reply = call(&c, qname, qargs, 2);

@@ -23,6 +23,7 @@ static const char help_text[] =
     "info status -- show the current VM status (running|paused)\n"
     "quit|q -- quit the emulator\n"
     "stop -- stop emulation\n"
+    "system_powerdown -- send system power down event\n"
     "system_reset -- reset the system\n"
     "xp /fmt addr -- physical memory dump starting at addr (fmt: count, x/d/u, b/h/w/g)\n";
 
@@ -123,7 +124,7 @@ static char *cmd_xp(Vmm *v, int argc, char **argv, QmpError *err)
         return NULL;
     }
     unsigned width = size == 'b' ? 1 : size == 'h' ? 2 : size == 'w' ? 4 : 8;
-    if (count == 0 || count * width > XP_MAX_BYTES) {
+    if (count == 0 || count > XP_MAX_BYTES / width) {   /* count * width may wrap */
         qmp_error_set(err, "xp: count must be 1..%u units", XP_MAX_BYTES / width);
         return NULL;
     }
@@ -218,6 +219,8 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
         return vmm_cont(v, err) < 0 ? NULL : strdup("");
     if (!strcmp(cmd, "system_reset"))
         return vmm_system_reset(v, err) < 0 ? NULL : strdup("");
+    if (!strcmp(cmd, "system_powerdown"))
+        return vmm_system_powerdown(v, err) < 0 ? NULL : strdup("");
     if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
         vmm_request_quit(v);
         return strdup("");

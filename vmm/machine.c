@@ -146,6 +146,14 @@ static int build_memory(Machine *m)
     if ((r = memory_region_add_subregion(&m->io, PVPANIC_PORT, &m->pvpanic.io)) < 0)
         return fail(m, "mapping pvpanic", r);
     m->pvpanic_mapped = true;
+    IrqLine ged_line;
+    if ((r = kvm_vm_irq_line(m->vm, MACHINE_GED_GSI, &ged_line)) < 0 ||
+        (r = ged_init(&m->ged, ctx, &ged_line)) < 0)
+        return fail(m, "acpi-ged", r);
+    m->have_ged = true;
+    if ((r = memory_region_add_subregion(&m->io, MACHINE_GED_PORT, &m->ged.io)) < 0)
+        return fail(m, "mapping acpi-ged", r);
+    m->ged_mapped = true;
     if (cfg->serial != SERIAL_NONE) {
         IrqLine line;
         if ((r = kvm_vm_irq_line(m->vm, MACHINE_SERIAL_IRQ, &line)) < 0)
@@ -224,6 +232,8 @@ static int write_acpi(Machine *m, char *err, size_t errlen)
     ac.serial_irq = MACHINE_SERIAL_IRQ;
     ac.sleep_port = MACHINE_SLEEP_PORT;
     ac.pvpanic_port = m->have_pvpanic ? PVPANIC_PORT : 0;
+    ac.ged_port = m->have_ged ? MACHINE_GED_PORT : 0;
+    ac.ged_irq = MACHINE_GED_GSI;
     ac.nvirtio = m->nvirtio;
     for (unsigned i = 0; i < m->nvirtio; i++)
         ac.virtio[i] = (AcpiVirtio){ m->virtio[i].base, MACHINE_VIRTIO_SIZE, m->virtio[i].gsi };
@@ -525,6 +535,8 @@ int machine_reset(Machine *m, char *err, size_t errlen)
         i8042_reset(&m->i8042);
     if (m->have_pvpanic)
         pvpanic_reset(&m->pvpanic);
+    if (m->have_ged)
+        ged_reset(&m->ged);
     m->guest_panicked = 0;
     /* vCPU 0 restarts at the entry; the others wait for INIT/SIPI again. */
     for (unsigned i = 1; i < m->ncpus; i++) {
@@ -535,6 +547,14 @@ int machine_reset(Machine *m, char *err, size_t errlen)
         }
     }
     return load_kernel(m, err, errlen);
+}
+
+int machine_powerdown(Machine *m)
+{
+    if (!m->have_ged)
+        return -ENODEV;
+    ged_raise(&m->ged, GED_EVENT_POWER_BUTTON);
+    return 0;
 }
 
 void machine_destroy(Machine *m)
@@ -560,6 +580,10 @@ void machine_destroy(Machine *m)
         pvpanic_destroy(&m->pvpanic);
         m->have_pvpanic = false;
     }
+    if (m->ged_mapped)
+        memory_region_del_subregion(&m->io, &m->ged.io);
+    if (m->have_ged)
+        ged_destroy(&m->ged);
     if (m->i8042_mapped) {
         memory_region_del_subregion(&m->io, i8042_data_region(&m->i8042));
         memory_region_del_subregion(&m->io, i8042_cmd_region(&m->i8042));

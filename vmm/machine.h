@@ -8,6 +8,7 @@
  *       virtio-mmio devices at MACHINE_VIRTIO_BASE + n * 0x200 (n < 18)
  *   address-space "I/O": "io" container (64 KiB)
  *       "i8042-data" at 0x60, "i8042-cmd" at 0x64 (reset), "acpi-sleep" at 0x600
+ *       "pvpanic" at 0x505, "acpi-ged" at 0x610 (power button events, GSI 8)
  *       "strata-testdev" at 0xf0 (only with --test-device)
  *       "serial" at 0x3f8, IRQ 4 (unless --serial none)
  *
@@ -32,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/ged.h"
 #include "devices/i8042.h"
 #include "devices/pvpanic.h"
 #include "devices/serial.h"
@@ -47,6 +49,8 @@
 #define MACHINE_SERIAL_IRQ 4
 #define MACHINE_LOWMEM_LIMIT (3ull << 30)
 #define MACHINE_SLEEP_PORT 0x600
+#define MACHINE_GED_PORT 0x610      /* devices/ged.h: the power button's event register */
+#define MACHINE_GED_GSI 8           /* the RTC's on a PC; this board has no CMOS */
 #define MACHINE_MAX_CPUS 64
 #define MACHINE_VIRTIO_BASE 0xfeb00000ull
 #define MACHINE_VIRTIO_SIZE 0x200
@@ -92,6 +96,8 @@ typedef struct Machine {
     PvpanicState pvpanic;           /* "pvpanic" at PVPANIC_PORT */
     bool have_pvpanic, pvpanic_mapped;
     volatile int guest_panicked;    /* set by pvpanic (vCPU thread) */
+    GedState ged;                   /* "acpi-ged" at MACHINE_GED_PORT */
+    bool have_ged, ged_mapped;
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
     struct MachineVirtioDevs *virtio_devs;  /* --disk/--net/--rng (machine-virtio.c) */
@@ -154,6 +160,9 @@ int machine_start(Machine *m);
  * entry.  0, or -1 with err set.
  */
 int machine_reset(Machine *m, char *err, size_t errlen);
+/* Presses the ACPI power button (the Generic Event Device interrupt); the
+ * guest decides what to do.  Any thread.  0, or -ENODEV without the GED. */
+int machine_powerdown(Machine *m);
 /* Ends the VM if running and frees everything machine_create made. */
 void machine_destroy(Machine *m);
 

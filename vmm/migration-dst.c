@@ -285,17 +285,24 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
         unlink(uri + 5);
     if (fd < 0)
         return -1;
+    int r = mig_load_fd(v, fd, v->sigfd, start_paused);
+    close(fd);
+    return r;
+}
+
+int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
+{
     uint64_t t0 = mig_now_ns();
     Dst *d = calloc(1, sizeof(*d));
     int ret = -1;
     if (!d || !(d->vmstate = calloc(1, sizeof(*d->vmstate))) ||
-        !(d->cpus = calloc(v->m.ncpus, sizeof(*d->cpus)))) {
+        !(d->cpus = calloc(v->m.ncpus ? v->m.ncpus : 1, sizeof(*d->cpus)))) {
         fprintf(stderr, "strata: incoming migration: out of memory\n");
         goto out;
     }
     d->v = v;
     mig_channel_init(&d->ch, fd);
-    d->ch.extra_fd = v->sigfd;
+    d->ch.extra_fd = abort_fd;
     d->nblocks = mig_blocks(&v->m, d->blocks, 4);
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
     if (receive(d) < 0 || install(d) < 0) {
@@ -322,7 +329,6 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
             (unsigned long long)d->zero_pages, (unsigned long long)d->rounds);
     ret = 0;
 out:
-    close(fd);
     if (d) {
         if (d->cpus)
             for (unsigned i = 0; i < v->m.ncpus; i++)

@@ -113,6 +113,11 @@ static void publish(Src *s, uint64_t remaining_pages)
     g->stats.duplicate = s->zero_pages;
     g->stats.normal = s->normal_pages;
     g->stats.normal_bytes = s->normal_pages * MIG_PAGE_SIZE;
+    if (!g->stats.rounds && g->stats.setup_done_ns) {
+        /* until the first round ends: the average rate so far */
+        uint64_t dt = mig_now_ns() - g->stats.setup_done_ns;
+        g->stats.mbps = dt ? (double)s->ch.bytes * 8e3 / (double)dt : 0;
+    }
     pthread_mutex_unlock(&g->lock);
 }
 

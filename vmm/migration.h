@@ -86,6 +86,10 @@ bool mig_active(const Vmm *v);
  */
 int mig_incoming(Vmm *v, const char *uri, bool *start_paused);
 
+/* The loading part of mig_incoming on a connected fd (not closed here):
+ * abort_fd (-1: none) readable gives up.  0, or -1 after printing why. */
+int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused);
+
 /* Checks an --incoming / migrate URI; NULL if fine, else why not. */
 const char *mig_check_uri(const char *uri);
 

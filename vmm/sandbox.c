@@ -163,8 +163,10 @@ static const RoleDef roles[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_WAITER] = { { LIST(sys_waiter) }, { { NULL, 0 } }, 0 },
     [SANDBOX_ROLE_MIGRATION] = {
         { LIST(sys_migration) },
+        /* KVM_RUN: kvm_vcpu_get_state completes a vCPU's pending PIO/MMIO
+         * exit with one immediate_exit run (kvm/state.c) */
         { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
-          LIST(ioc_vm_map) },
+          LIST(ioc_vm_map), LIST(ioc_run) },
         F_SOCKETS | F_FCNTL,
     },
 };

@@ -56,6 +56,9 @@ int vmm_cont(Vmm *v, QmpError *err);
 /* Resets the machine to its entry state (RESET event), keeping the
  * paused/running state.  0 or -1 with err. */
 int vmm_system_reset(Vmm *v, QmpError *err);
+/* Presses the guest's ACPI power button (POWERDOWN event); what happens
+ * next is the guest's choice, as on a real machine.  0 or -1 with err. */
+int vmm_system_powerdown(Vmm *v, QmpError *err);
 /* Asks the VM to end; the main loop then reports SHUTDOWN and exits. */
 void vmm_request_quit(Vmm *v);
 /* "running", "paused" or "shutdown". */

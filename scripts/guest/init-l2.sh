@@ -41,6 +41,20 @@ while read -r mod; do
 done < /lib/modules/load-order
 
 ip link set lo up 2>/dev/null
+
+# The ACPI power button (the VMM's system_powerdown): the kernel's button
+# driver only reports it as a KEY_POWER input event and does nothing else, so
+# busybox acpid watches /dev/input/event* and runs /etc/acpi/PWRF/00000080,
+# which powers off as a real machine's init would (no init system here to do
+# it orderly: sync, then poweroff -f).
+if [ -e /dev/input/event0 ] && command -v acpid >/dev/null; then
+	mkdir -p /etc/acpi/PWRF
+	printf '#!/bin/sh\necho STRATA-POWER-BUTTON > /dev/console\nsync\npoweroff -f\n' \
+		> /etc/acpi/PWRF/00000080
+	chmod 755 /etc/acpi/PWRF/00000080
+	acpid -c /etc/acpi -l /tmp/acpid.log -p /tmp/acpid.pid ||
+		echo "STRATA-INIT-WARN: acpid did not start: the power button does nothing"
+fi
 echo "STRATA-INIT-OK cpus=$(grep -c ^processor /proc/cpuinfo)"
 
 if [ -n "$cmd_b64" ] || [ -n "$cmd_plain" ]; then

@@ -188,6 +188,62 @@ static void test_dsdt_bytes(void **state)
     }
 }
 
+/* The power button and its Generic Event Device (checked once with iasl -d:
+ * it reads back as the ASL in vmm/acpi.c's comment). */
+static void test_ged_bytes(void **state)
+{
+    (void)state;
+    static uint8_t buf[ACPI_TABLES_MAX];
+    char err[256] = "";
+    AcpiConfig c = config(1, 0);
+    c.serial = false;
+    c.ged_port = 0x610;
+    c.ged_irq = 8;
+    size_t used = acpi_build(&c, buf, sizeof(buf), GPA, err, sizeof(err));
+    assert_true(used > 0);
+    const uint8_t *xsdt = buf + (rd64(buf + 24) - GPA);
+    const uint8_t *fadt = buf + (rd64(xsdt + 36) - GPA);
+    const uint8_t *dsdt = table(buf, used, rd64(fadt + 140), "DSDT");
+    static const uint8_t want[] = {
+        /* Scope (\_SB) */
+        0x10, 0x4e, 0x08, 0x5c, '_', 'S', 'B', '_',          /* PkgLength 142 */
+        /* Device (PWRB) { _HID EISAID("PNP0C0C"), _UID 0 } */
+        0x5b, 0x82, 0x15, 'P', 'W', 'R', 'B',
+        0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0c, 0x0c,
+        0x08, '_', 'U', 'I', 'D', 0x00,
+        /* Device (GED_) */
+        0x5b, 0x82, 0x4e, 0x06, 'G', 'E', 'D', '_',          /* PkgLength 100 */
+        0x08, '_', 'H', 'I', 'D', 0x0d, 'A', 'C', 'P', 'I', '0', '0', '1', '3', 0x00,
+        0x08, '_', 'U', 'I', 'D', 0x00,
+        0x08, '_', 'C', 'R', 'S', 0x11, 0x0e, 0x0a, 0x0b,
+        0x89, 0x06, 0x00, 0x01, 0x01, 0x08, 0x00, 0x00, 0x00,   /* Interrupt(level, high) {8} */
+        0x79, 0x00,
+        /* OperationRegion (EREG, SystemIO, 0x610, 4) */
+        0x5b, 0x80, 'E', 'R', 'E', 'G', 0x01, 0x0b, 0x10, 0x06, 0x0a, 0x04,
+        /* Field (EREG, DWordAcc, NoLock, Preserve) { ESTS, 32 } */
+        0x5b, 0x81, 0x0b, 'E', 'R', 'E', 'G', 0x03, 'E', 'S', 'T', 'S', 0x20,
+        /* Method (_EVT, 1, Serialized) */
+        0x14, 0x25, '_', 'E', 'V', 'T', 0x09,
+        0x70, 'E', 'S', 'T', 'S', 0x60,                       /* Local0 = ESTS */
+        0x70, 0x60, 'E', 'S', 'T', 'S',                       /* ESTS = Local0 */
+        0xa0, 0x12, 0x7b, 0x60, 0x01, 0x00,                   /* If (Local0 & One) */
+        0x86, 0x5c, 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80,
+        /* Name (_S5, Package (4) { 5, 0, 0, 0 }) */
+        0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00,
+    };
+    uint32_t len = rd32(dsdt + 4);
+    assert_int_equal(len, 36 + sizeof(want));
+    for (size_t i = 0; i < sizeof(want); i++)
+        if (dsdt[36 + i] != want[i])
+            fail_msg("DSDT AML byte %zu: 0x%02x, expected 0x%02x", i, dsdt[36 + i], want[i]);
+    /* without a GED port neither device is described */
+    c.ged_port = 0;
+    used = acpi_build(&c, buf, sizeof(buf), GPA, err, sizeof(err));
+    assert_true(used > 0);
+    dsdt = table(buf, used, rd64(fadt + 140), "DSDT");
+    assert_int_equal(rd32(dsdt + 4), 36 + 7 + 13);   /* empty Scope (\_SB), _S5 */
+}
+
 static void test_pkglen(void **state)
 {
     (void)state;
@@ -256,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_dsdt_bytes),
+        cmocka_unit_test(test_ged_bytes),
         cmocka_unit_test(test_pkglen),
         cmocka_unit_test(test_names_ints),
     };

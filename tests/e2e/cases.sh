@@ -281,7 +281,148 @@ case_mtree() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree"
+# --- live migration: the tiny-guest suite (tests/migration) inside this KVM ---
+case_migrate_tiny() {
+	if [ ! -x "$DATA/mig-test" ] || [ ! -f "$DATA/mig-dirty.elf" ]; then
+		result migrate_tiny SKIP "tests/migration not built (mig-test, mig-dirty.elf)"; return
+	fi
+	STRATA=${STRATA_REAL:-$STRATA} MIG_DIRTY_ELF=$DATA/mig-dirty.elf \
+		MIG_IDLE_ELF=$DATA/mig-idle.elf MIG_PIO_ELF=$DATA/mig-pio.elf timeout 600 "$DATA/mig-test" > "$WORK/mig-test.out" 2>&1
+	rc=$?
+	grep -v '^strata: ' "$WORK/mig-test.out" | sed 's/^/    /' | tail -n 40
+	if [ "$rc" = 0 ] && grep -q '^PASS: migration' "$WORK/mig-test.out"; then
+		result migrate_tiny PASS "$(grep '^PASS: migration' "$WORK/mig-test.out" | cut -c7-)"
+	else
+		fail_out migrate_tiny mig-test "mig-test exit status $rc"
+	fi
+}
+
+# --- live migration of a Linux guest writing to RAM and its virtio disk ---
+# The workload writes a file per iteration to RAM and to the disk, compares
+# them, and at the end re-reads every disk file from the device.  It is
+# migrated mid-way with `strata ctl migrate`; the console must go on at the
+# destination and every checksum must match there.
+case_migrate_linux() {
+	n=migrate_linux
+	help_has '--incoming URI' || { result $n SKIP "strata has no --incoming"; return; }
+	img=$WORK/mig.img
+	cp "$DATA/disk.img" "$img"
+	qs=$WORK/mig-src.qmp; in=$WORK/mig.in
+	rm -f "$qs" "$in" "$WORK/mig-src.console" "$WORK/mig-dst.console"
+	iters=${E2E_MIG_ITERS:-60}
+	wl="mount -t ext4 /dev/vda /mnt || exit 9
+i=1; while [ \$i -le $iters ]; do
+  seq \$i 20000 > /tmp/r\$i; cp /tmp/r\$i /mnt/d\$i; sync
+  a=\$(md5sum < /tmp/r\$i); b=\$(md5sum < /mnt/d\$i)
+  if [ \"\$a\" = \"\$b\" ]; then echo \"ITER \$i OK\"; else echo \"ITER \$i BAD\"; fi
+  i=\$((i+1))
+done
+sync; echo 3 > /proc/sys/vm/drop_caches
+bad=0; i=1; while [ \$i -le $iters ]; do
+  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /mnt/d\$i)\" ] || bad=\$((bad+1))
+  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /tmp/r\$i)\" ] || bad=\$((bad+1))
+  i=\$((i+1))
+done
+umount /mnt; echo DISK-CHECK bad=\$bad"
+	cmdline="$BASE strata.cmd=$(b64 "$wl")"
+	G=${GUARD:-300}
+	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--cmdline "$cmdline" --disk "path=$img" --serial "file=$WORK/mig-src.console" \
+		--api-socket "$qs" > "$WORK/mig-src.out" 2>&1 < /dev/null &
+	src=$!
+	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--cmdline "$cmdline" --disk "path=$img" --serial "file=$WORK/mig-dst.console" \
+		--incoming "unix:$in" > "$WORK/mig-dst.out" 2>&1 < /dev/null &
+	dst=$!
+	t=0
+	while ! grep -q '^ITER 3 ' "$WORK/mig-src.console" 2>/dev/null; do
+		sleep 1; t=$((t+1))
+		if [ $t -ge 180 ] || ! kill -0 $src 2>/dev/null; then
+			kill $src $dst 2>/dev/null; wait
+			show "$WORK/mig-src.console"
+			result $n FAIL "the source guest never reached ITER 3"; return
+		fi
+	done
+	"$STRATA" ctl --api-socket "$qs" migrate "unix:$in" > "$WORK/mig-ctl.out" 2>&1
+	crc=$?
+	sed 's/^/    ctl: /' "$WORK/mig-ctl.out" | tail -n 8
+	wait $src; src_rc=$?
+	wait $dst; dst_rc=$?
+	tr -d '\r' < "$WORK/mig-dst.console" > "$WORK/mig-dst.txt"
+	tr -d '\r' < "$WORK/mig-src.console" > "$WORK/mig-src.txt"
+	last_src=$(grep '^ITER ' "$WORK/mig-src.txt" | tail -n1)
+	first_dst=$(grep '^ITER ' "$WORK/mig-dst.txt" | head -n1)
+	echo "    source console ends at '$last_src'; destination's starts at '$first_dst'"
+	sed 's/^/    src: /' "$WORK/mig-src.out" | tail -n 3
+	sed 's/^/    dst: /' "$WORK/mig-dst.out" | tail -n 3
+	if [ "$crc" != 0 ] || ! grep -q '^migration completed' "$WORK/mig-ctl.out"; then
+		result $n FAIL "strata ctl migrate exit status $crc"
+	elif [ "$src_rc" != 0 ]; then
+		result $n FAIL "the source exited $src_rc after the migration (expected 0)"
+	elif [ "$dst_rc" != 0 ]; then
+		show "$WORK/mig-dst.txt"; result $n FAIL "the destination exited $dst_rc (expected 0)"
+	elif [ -z "$first_dst" ]; then
+		show "$WORK/mig-dst.txt"; result $n FAIL "no workload output on the destination's console"
+	elif grep -q 'BAD' "$WORK/mig-src.txt" "$WORK/mig-dst.txt"; then
+		result $n FAIL "a RAM/disk checksum differed during the workload"
+	elif ! grep -q '^DISK-CHECK bad=0' "$WORK/mig-dst.txt" || ! grep -q '^STRATA-CMD-EXIT=0' "$WORK/mig-dst.txt"; then
+		show "$WORK/mig-dst.txt"; result $n FAIL "the final RAM/disk check failed on the destination"
+	else
+		result $n PASS "migrated at '$last_src', went on from '$first_dst' to DISK-CHECK bad=0 ($(grep '^migration completed' "$WORK/mig-ctl.out" | grep -o 'downtime [0-9]* ms'))"
+	fi
+}
+
+# --- a whole raw-QMP session against the running Linux guest (qmp-linux) ---
+case_qmp() {
+	n=qmp sock=$WORK/qmp-linux.sock
+	if [ ! -x "$DATA/qmp-linux" ]; then
+		result qmp SKIP "tests/qmp/qmp-linux not built"; return
+	fi
+	rm -f "$sock"
+	cp "$DATA/disk.img" "$WORK/qmp.img"
+	extra=
+	if help_has '--rng'; then extra=--rng; fi
+	# The guest prints a heartbeat the client watches (frozen while paused,
+	# going on through bad requests); system_powerdown must end it.
+	hb='while :; do echo "TICK $(cut -d" " -f1 /proc/uptime)"; sleep 1; done'
+	: > "$WORK/$n.out"
+	# shellcheck disable=SC2086
+	timeout "$VM_TIMEOUT" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--serial stdio --api-socket "$sock" --disk "path=$WORK/qmp.img,readonly=on" $extra \
+		--cmdline "$BASE strata.cmd=$(b64 "$hb")" > "$WORK/$n.out" 2>&1 < /dev/null &
+	pid=$!
+	i=0
+	while [ $i -lt "$VM_TIMEOUT" ] && kill -0 $pid 2>/dev/null &&
+	      ! grep -q '^TICK' "$WORK/$n.out"; do
+		sleep 1; i=$((i + 1))
+	done
+	if ! kill -0 $pid 2>/dev/null; then
+		wait $pid; VM_RC=$?
+		booted qmp $n || return
+		fail_out qmp $n "strata ended (status $VM_RC) before the QMP session"; return
+	fi
+	timeout 90 "$DATA/qmp-linux" session "$sock" "$WORK/$n.out" > "$WORK/qmp-client.txt" 2>&1
+	crc=$?
+	sed 's/^/    /' "$WORK/qmp-client.txt"
+	if [ "$crc" != 0 ]; then
+		"$STRATA" ctl --api-socket "$sock" quit > /dev/null 2>&1 || kill $pid
+	fi
+	wait $pid
+	VM_RC=$?
+	tr -d '\r' < "$WORK/$n.out" > "$WORK/$n.txt" && mv "$WORK/$n.txt" "$WORK/$n.out"
+	booted qmp $n || return
+	if [ "$crc" != 0 ]; then
+		fail_out qmp $n "$(grep '^QMP-LINUX FAIL' "$WORK/qmp-client.txt" || echo "qmp-linux exit status $crc")"
+	elif ! grep -q '^STRATA-POWER-BUTTON' "$WORK/$n.out"; then
+		fail_out qmp $n "the guest never ran its power-button action"
+	elif [ "$VM_RC" != 0 ]; then
+		fail_out qmp $n "strata exit status $VM_RC after the guest powered off (expected 0)"
+	else
+		result qmp PASS "raw QMP session: negotiation, stop/cont with events, query-mtree, info mtree, bad requests, system_powerdown -> guest poweroff, exit 0"
+	fi
+}
+
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

@@ -32,9 +32,10 @@ while [ $# -gt 0 ]; do
 done
 CASES=("$@")
 # QEMU's microvm has no panic device the guest finds, so the panic case only
-# hangs there: the stand-in run leaves it out unless asked for by name.
+# hangs there, and the qmp case asks for strata's own query-mtree: the
+# stand-in run leaves them out unless asked for by name.
 if [ "$VMM" = qemu ] && [ ${#CASES[@]} -eq 0 ]; then
-  mapfile -t CASES < <(sed -n 's/^ALL="\(.*\)"$/\1/p' "$REPO/tests/e2e/cases.sh" | tr ' ' '\n' | grep -vx panic)
+  mapfile -t CASES < <(sed -n 's/^ALL="\(.*\)"$/\1/p' "$REPO/tests/e2e/cases.sh" | tr ' ' '\n' | grep -vxE 'panic|qmp')
 fi
 skip() { echo "e2e: SKIP: $*"; exit 77; }
 
@@ -68,7 +69,8 @@ truncate -s 32M "$T/data/disk.img"
 mkfs.ext4 -q -F -b 4096 -d "$T/data/root" "$T/data/disk.img" ||
   { echo "e2e: mkfs.ext4 -d failed" >&2; exit 1; }
 rm -rf "$T/data/root"
-for f in kvm/strata_kvm_selftest tests/guests/hello.elf; do
+for f in kvm/strata_kvm_selftest tests/guests/hello.elf tests/qmp/qmp-linux \
+         tests/migration/mig-test tests/migration/mig-dirty.elf tests/migration/mig-idle.elf tests/migration/mig-pio.elf; do
   [ -f "$BUILD/$f" ] && cp "$BUILD/$f" "$T/data/"
 done
 
@@ -84,7 +86,7 @@ if [ "$MODE" = direct ]; then
 else
   ADD=(--add "$REPO/tests/e2e/cases.sh:run/cases.sh" --add "$T/data:data")
   ENVS="GUEST_DIR=/bed/guest DATA=/bed/data WORK=/tmp/e2e STRATA=/bed/bin/strata"
-  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS; do   # the cases' knobs
+  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS; do   # the cases' knobs
     if [ -n "${!v+x}" ]; then ENVS="$ENVS $v='${!v}'"; fi
   done
   if [ "$VMM" = qemu ]; then

@@ -3,6 +3,7 @@
  * Guest for the migration tests and benchmark (a PVH ELF QEMU boots too).
  *
  * MIG_IDLE: counts in mig_counter and touches nothing else.
+ * MIG_PIO: counts, writing each count to the test device's REPORT port.
  * Otherwise: rewrites MIG_MIB MiB from 16 MiB up, page by page, pass after
  * pass; before writing pass n into a page it checks that the page still
  * holds pass n-1 (first and last word).  A page that a migration lost or
@@ -42,9 +43,14 @@ static inline uint64_t pattern(uint64_t pass, uint64_t page)
 int guest_main(void)
 {
     guest_report(0xd1a7);
-#ifdef MIG_IDLE
+#if defined(MIG_IDLE)
     for (;;)
         mig_counter++;
+#elif defined(MIG_PIO)
+    /* a port write per count: the vCPU is nearly always paused right
+     * after a PIO exit, which the state save must complete */
+    for (;;)
+        guest_report((uint32_t)++mig_counter);
 #else
     const uint64_t pages = (uint64_t)MIG_MIB * 256;
     uint64_t budget = 0, last = rdtsc();

@@ -94,7 +94,7 @@ typedef struct Vm {
     QClient *c;
 } Vm;
 
-static const char *guest_elf, *idle_elf, *strata_bin;
+static const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
 static uint64_t pass_addr, counter_addr;
 
 /* strata run --kernel ELF --test-device --serial none --api-socket ... [extra] */
@@ -598,8 +598,10 @@ int main(void)
     strata_bin = getenv("STRATA") ? getenv("STRATA") : STRATA_BIN;
     guest_elf = getenv("MIG_DIRTY_ELF") ? getenv("MIG_DIRTY_ELF") : DIRTY_ELF;
     idle_elf = getenv("MIG_IDLE_ELF") ? getenv("MIG_IDLE_ELF") : IDLE_ELF;
+    pio_elf = getenv("MIG_PIO_ELF") ? getenv("MIG_PIO_ELF") : PIO_ELF;
     pass_addr = elf_symbol(guest_elf, "mig_pass");
     counter_addr = elf_symbol(idle_elf, "mig_counter");
+    CHECK(elf_symbol(pio_elf, "mig_counter") == counter_addr, "pio guest layout");
 
     /* 1. idle guest */
     Vm src;
@@ -607,6 +609,16 @@ int main(void)
     vm_connect(&src);
     test_params(&src);
     json_decref(migrate_ok(&src, "idle", idle_elf, NULL, false, 60000));
+    json_decref(cmd_ok(&src, "quit", NULL));
+    CHECK(vm_wait(&src, 10000) == 0, "quit");
+    qc_close(src.c);
+
+    /* 1b. a guest in a PIO loop: paused right after port writes */
+    start_vm(&src, "pio-src", pio_elf, "256M", NULL);
+    vm_connect(&src);
+    msleep(300);
+    json_decref(migrate_ok(&src, "pio", pio_elf, NULL, false, 60000));
+    json_decref(migrate_ok(&src, "pio-again", pio_elf, NULL, false, 60000));
     json_decref(cmd_ok(&src, "quit", NULL));
     CHECK(vm_wait(&src, 10000) == 0, "quit");
     qc_close(src.c);
@@ -666,7 +678,7 @@ int main(void)
     json_decref(cmd_ok(&src, "quit", NULL));
     CHECK(vm_wait(&src, 10000) == 0, "quit");
     qc_close(src.c);
-    printf("PASS: migration (idle, dirty x2, capped+forced, cancel, 7 cuts, 5 flips, config "
+    printf("PASS: migration (idle, pio x2, dirty x2, capped+forced, cancel, 7 cuts, 5 flips, config "
            "mismatch, final)\n");
     return 0;
 }

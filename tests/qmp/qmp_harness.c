@@ -233,7 +233,7 @@ uint64_t read_counter(QClient *c)
 char *expected_mtree(unsigned flags)
 {
     MemoryContext *ctx = memory_context_new();
-    MemoryRegion sys, io, ram, below, td, ser, kbd_data, kbd_cmd, sleep, panic;
+    MemoryRegion sys, io, ram, below, td, ser, kbd_data, kbd_cmd, sleep, panic, ged;
     memory_region_init(&sys, ctx, "system", UINT64_MAX);
     memory_region_init(&io, ctx, "io", 0x10000);
     memory_region_init_ram(&ram, ctx, NULL, "microvm.ram", 256ull << 20);
@@ -252,11 +252,15 @@ char *expected_mtree(unsigned flags)
     memory_region_add_subregion(&io, 0x600, &sleep);
     memory_region_init_io(&panic, ctx, NULL, NULL, "pvpanic", 1);     /* devices/pvpanic.h */
     memory_region_add_subregion(&io, 0x505, &panic);
+    memory_region_init_io(&ged, ctx, NULL, NULL, "acpi-ged", 4);      /* devices/ged.h */
+    memory_region_add_subregion(&io, 0x610, &ged);
     AddressSpace *mas = address_space_new(ctx, &sys, "memory");
     AddressSpace *ias = address_space_new(ctx, &io, "I/O");
     char *s = mtree_info_str(ctx, flags);
     address_space_destroy(mas);
     address_space_destroy(ias);
+    memory_region_del_subregion(&io, &ged);
+    memory_region_destroy(&ged);
     memory_region_del_subregion(&io, &panic);
     memory_region_destroy(&panic);
     memory_region_del_subregion(&io, &sleep);

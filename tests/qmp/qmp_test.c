@@ -98,6 +98,7 @@ static void test_queries(QClient *c)
 
     json_t *cmds = ok(c, "query-commands", NULL);
     const char *want[] = { "qmp_capabilities", "query-status", "stop", "cont", "system_reset",
+                           "system_powerdown",
                            "quit", "query-commands", "query-version", "query-cpus-fast",
                            "human-monitor-command", "query-mtree", "query-dirty-log" };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -375,6 +376,35 @@ static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
            "no events before negotiation\n");
 }
 
+/* system_powerdown presses the ACPI power button: the tiny guest has no ACPI
+ * and ignores it, so strata answers {}, says POWERDOWN and keeps running (as
+ * QEMU does); HMP's system_powerdown is the same. */
+static void test_powerdown(QClient *c, QClient *observer)
+{
+    json_decref(ok(c, "system_powerdown", NULL));
+    json_t *ev = qc_wait_event(observer, "POWERDOWN");
+    CHECK(ev, "observer: no POWERDOWN event");
+    json_decref(ev);
+    char *s = hmp(c, "system_powerdown");
+    CHECK(!strcmp(s, ""), "hmp system_powerdown: '%s'", s);
+    free(s);
+    ev = qc_wait_event(observer, "POWERDOWN");
+    CHECK(ev, "observer: no POWERDOWN event for the HMP command");
+    json_decref(ev);
+    uint64_t a = read_counter(c);
+    while (read_counter(c) == a)
+        ;
+    json_t *st = ok(c, "query-status", NULL);
+    CHECK(json_is_true(json_object_get(st, "running")), "not running after system_powerdown");
+    json_decref(st);
+    s = hmp(c, "info mtree");
+    CHECK(strstr(s, "0000000000000610-0000000000000613 (prio 0, i/o): acpi-ged"),
+          "info mtree lacks acpi-ged:\n%s", s);
+    free(s);
+    printf("ok: system_powerdown (QMP and HMP): {} and POWERDOWN events; a guest without "
+           "ACPI keeps running\n");
+}
+
 #define NCLIENTS 64
 
 static void test_many_clients(QClient *c)
@@ -579,6 +609,7 @@ int main(void)
     test_mtree(c);
     test_bad_requests(c);
     test_stop_cont_reset(c, observer, silent);
+    test_powerdown(c, observer);
     test_many_clients(c);
     test_ctl(c);
     test_quit(c, observer);

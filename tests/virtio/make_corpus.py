@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the virtio fuzz targets (corpus-vq/, corpus-mmio/).
+"""Writes the seed corpora of the virtio fuzz targets (corpus-vq/, corpus-mmio/,
+corpus-blk/, corpus-net/).
 
-Run from tests/virtio: python3 make_corpus.py.  See fuzz_vq.c and fuzz_mmio.c
-for the input formats."""
+Run from tests/virtio: python3 make_corpus.py.  See fuzz_vq.c, fuzz_mmio.c,
+fuzz_blk.c and fuzz_net.c for the input formats."""
 import os
 import struct
 
@@ -67,7 +68,44 @@ def mmio():
     }
 
 
-for name, seeds in (("corpus-vq", vq()), ("corpus-mmio", mmio())):
+def blk():
+    """8-byte requests: type, sector, len code, layout, fill pattern."""
+    IN, OUT, FLUSH, GETID, UNK = range(5)
+    KICK, SPLIT, SHARED, WRONG = 16, 4, 8, 32
+
+    def r(t, sector, sectors, layout=0, extra=0, fill=b"\x11\x22\x33\x44"):
+        return bytes([t, sector, sectors | extra << 4, layout]) + fill
+
+    return {
+        "write-read": r(OUT, 3, 2, KICK | 1) + r(IN, 3, 2, KICK | 2 | SPLIT),
+        "batch": b"".join(r(OUT, i * 4, 4, SHARED) for i in range(6)) + r(IN, 0, 8, KICK),
+        "errors": r(IN, 63, 2, KICK) + r(OUT, 70, 1, KICK) + r(IN, 0, 1, KICK, extra=3) +
+                  r(UNK, 0, 0, KICK) + r(IN, 0, 0, KICK | 0x40) + r(OUT, 0, 1, KICK | 0x80),
+        "flush-id": r(FLUSH, 0, 0, KICK) + r(GETID, 0, 1, KICK) + r(GETID, 0, 0, KICK, extra=5),
+        "wrong-way": r(OUT, 0, 1, KICK) + r(IN, 1, 2, KICK | WRONG | 1),
+    }
+
+
+def net():
+    """4-byte operations: TX (bit 0) or RX."""
+    def tx(length, ndesc=1):
+        return bytes([1, length & 0xff, (length >> 8) & 0xff,
+                      ((length >> 16) & 63) | (ndesc - 1) << 6])
+
+    def rx(n, buf300, ndesc=1):
+        return bytes([(ndesc - 1) << 1, n & 0xff, n >> 8, buf300])
+
+    return {
+        "tx": tx(60) + tx(1514, 3) + tx(12) + tx(11) + tx(0) + tx(12 + 65550, 4) +
+              tx(12 + 65551),
+        "rx": rx(60, 1) + rx(1514, 6, 4) + rx(5, 1) + rx(100, 1) + rx(2000, 2) +
+              rx(65535, 255, 2),
+        "mixed": b"".join(tx(64 + i) + rx(64 + i, 1, i % 4 + 1) for i in range(8)),
+    }
+
+
+for name, seeds in (("corpus-vq", vq()), ("corpus-mmio", mmio()), ("corpus-blk", blk()),
+                    ("corpus-net", net())):
     os.makedirs(name, exist_ok=True)
     for k, v in seeds.items():
         with open(os.path.join(name, k), "wb") as f:

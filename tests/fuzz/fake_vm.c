@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A stand-in for the KVM VM and the machine reset, so that vmm/commands.c
+ * and vmm/hmp.c (the real QMP/HMP command handlers) run in a fuzz target
+ * without /dev/kvm: two vCPUs, one memory slot, counters for what was asked.
+ */
+#include "tests/fuzz/fake_vm.h"
+
+#include <stdio.h>
+#include <string.h>
+
+FakeVm fake_vm;
+
+void fake_vm_reset_counters(void)
+{
+    memset(&fake_vm, 0, sizeof(fake_vm));
+}
+
+int kvm_vm_pause(KvmVm *vm)
+{
+    fake_vm.pauses++;
+    return 0;
+}
+
+void kvm_vm_resume(KvmVm *vm)
+{
+    fake_vm.resumes++;
+}
+
+void kvm_vm_request_end(KvmVm *vm, KvmEndReason reason, int code, const char *text)
+{
+    fake_vm.end_requests++;
+}
+
+KvmVcpu *kvm_vm_vcpu(const KvmVm *vm, unsigned index)
+{
+    return index < FAKE_VM_VCPUS ? (KvmVcpu *)&fake_vm : NULL;
+}
+
+unsigned kvm_vm_nr_vcpus(const KvmVm *vm)
+{
+    return FAKE_VM_VCPUS;
+}
+
+int kvm_vcpu_thread_id(const KvmVcpu *vcpu)
+{
+    return 4242;
+}
+
+size_t kvm_vm_get_slots(KvmVm *vm, KvmSlotInfo *out, size_t max)
+{
+    if (out && max) {
+        memset(out, 0, sizeof(*out));
+        out->size = 0x10000;
+        out->flags = KVM_MEM_LOG_DIRTY_PAGES;
+        snprintf(out->name, sizeof(out->name), "%s", "fake.ram");
+    }
+    return 1;
+}
+
+unsigned kvm_vm_max_slots(const KvmVm *vm)
+{
+    return 32;
+}
+
+void kvm_vm_get_stats(KvmVm *vm, KvmVmStats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->exits_io = 7;
+}
+
+int machine_reset(Machine *m, char *err, size_t errlen)
+{
+    /* every other reset fails, so both paths of system_reset run */
+    if (fake_vm.resets++ & 1) {
+        snprintf(err, errlen, "fake reset failure");
+        return -1;
+    }
+    return 0;
+}
+
+int machine_powerdown(Machine *m)
+{
+    (void)m;
+    return 0;
+}
+
+bool mig_active(const Vmm *v)
+{
+    (void)v;
+    return false;   /* the fuzzed command table has no migration commands */
+}

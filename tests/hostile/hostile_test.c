@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The malicious-guest suite (label kvm): each case of guest.c runs in its
+ * own `strata run --test-device --kernel hostile.elf --disk path=IMG --rng
+ * --api-socket S --cmdline case=NAME`.  A case passes when the guest says
+ * PASS (the device ended in a defined state and works again after a
+ * reset), strata is still running, QMP query-status answers "running", a
+ * `quit` ends strata with status 0, and its stderr has no sanitizer report.
+ *
+ *   hostile-test [CASE...]      (default: every case)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm/kvm.h"
+#include "qmp_harness.h"
+
+static const char *const all_cases[] = {
+    "chain-loop", "chain-self-loop", "chain-next-out-of-range", "chain-longer-than-ring",
+    "buf-outside-ram", "buf-straddles-ram-end", "buf-in-mmio", "buf-wraps-2^64", "len-4gib",
+    "len-zero", "header-outside-ram", "overlap-desc-ring", "overlap-avail-ring",
+    "overlap-used-ring", "avail-idx-far", "avail-head-out-of-range", "queue-bad-size",
+    "desc-ring-outside-ram", "used-ring-in-mmio", "avail-ring-unaligned", "notify-storm",
+    "reprogram-running", "reset-running", "garbage-registers", "empty-slots", "mmio-sweep",
+    "pio-sweep", "sector-beyond-disk", "bad-request-type", "rng-chain-loop", "rng-4gib",
+    "features-garbage",
+};
+
+static char disk[160];
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void make_disk(void)
+{
+    snprintf(disk, sizeof(disk), "%s/disk.img", tmpdir);
+    FILE *f = fopen(disk, "wb");
+    CHECK(f, "%s: %s", disk, strerror(errno));
+    char sector[512];
+    for (int s = 0; s < 2048; s++) {        /* 1 MiB */
+        memset(sector, (char)s, sizeof(sector));
+        if (s == 0)
+            memcpy(sector, "STRATA-HOSTILE-DISK", 19);
+        fwrite(sector, 1, sizeof(sector), f);
+    }
+    fclose(f);
+}
+
+/* 0 if the case passed, else 1 after printing why. */
+static int run_case(const char *name)
+{
+    char cmdline[128];
+    snprintf(cmdline, sizeof(cmdline), "case=%s", name);
+    double t0 = now();
+    char disk_opt[200];
+    snprintf(disk_opt, sizeof(disk_opt), "path=%s", disk);
+    strata_pid = spawn("--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt, "--rng",
+                       "--api-socket", sock_path, "--serial", "none", "--cmdline", cmdline,
+                       NULL);
+    char want[160];
+    snprintf(want, sizeof(want), "guest: hostile: %s: ", name);
+    char *err = NULL;
+    const char *verdict = NULL;
+    while (!verdict) {
+        free(err);
+        err = read_log("stderr.txt");
+        verdict = strstr(err, want);
+        if (verdict)
+            break;
+        int st;
+        if (waitpid(strata_pid, &st, WNOHANG) == strata_pid) {
+            strata_pid = -1;
+            printf("FAIL %s: strata ended (status %d) before the guest's verdict\n%s", name,
+                   WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), err);
+            free(err);
+            return 1;
+        }
+        if (now() - t0 > 90) {
+            printf("FAIL %s: no verdict after 90 s\n%s", name, err);
+            free(err);
+            return 1;
+        }
+        msleep(20);
+    }
+    bool pass = !strncmp(verdict + strlen(want), "PASS", 4);
+    char line[256];
+    snprintf(line, sizeof(line), "%.*s", (int)strcspn(verdict, "\n"), verdict);
+    /* strata keeps running and answers */
+    QClient *c = open_client();
+    json_t *st = ok(c, "query-status", NULL);
+    bool running = !strcmp(json_string_value(json_object_get(st, "status")), "running");
+    json_decref(st);
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    int code = wait_status(strata_pid);
+    free(err);
+    err = read_log("stderr.txt");
+    bool sanitizer = strstr(err, "AddressSanitizer") || strstr(err, "runtime error") ||
+                     strstr(err, "LeakSanitizer");
+    const char *brk = strstr(err, "device needs reset") ? " (device broke)" : "";
+    if (!pass || !running || code != 0 || sanitizer) {
+        printf("FAIL %s: %s; running %d, exit status %d, sanitizer report %d\n%s", name,
+               line, running, code, sanitizer, err);
+        free(err);
+        return 1;
+    }
+    printf("ok: %-26s %.1f s%s\n", name, now() - t0, brk);
+    free(err);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    const char *why = kvm_probe();
+    if (why) {
+        printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
+        return 77;
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/strata-hostile-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    atexit(cleanup);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
+    make_disk();
+    const char *const *list = all_cases;
+    size_t n = sizeof(all_cases) / sizeof(all_cases[0]);
+    if (argc > 1) {
+        list = (const char *const *)argv + 1;
+        n = (size_t)argc - 1;
+    }
+    unsigned failed = 0;
+    for (size_t i = 0; i < n; i++)
+        failed += run_case(list[i]);
+    printf("malicious-guest cases passed: %zu of %zu\n", n - failed, n);
+    return failed ? 1 : 0;
+}
