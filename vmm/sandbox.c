@@ -83,8 +83,8 @@ static const int sys_migration[] = {
     SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(eventfd2),
     SCMP_SYS(io_uring_enter),
 };
-/* The main thread: the migration list (a migration thread it starts
- * inherits its filter) plus these. */
+/* The main thread: everything the migration role may do (a migration
+ * thread it starts inherits its filter: see `includes`) plus these. */
 static const int sys_main[] = {
     SCMP_SYS(accept), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(getrandom),
     /* what a thread it starts does before its own filter (glibc's start) */
@@ -144,14 +144,16 @@ typedef struct RoleDef {
     IocList ioc[6];
     unsigned flags;
     unsigned long hot_ioctl;    /* checked first (once per guest exit) */
+    int includes;               /* a role whose whole list this one adds, or 0 */
 } RoleDef;
 
 static const RoleDef roles[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_MAIN] = {
-        { LIST(sys_main), LIST(sys_migration) },
+        { LIST(sys_main) },
         { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
           LIST(ioc_vm_map), LIST(ioc_tty) },
-        F_SOCKETS | F_THREADS | F_FCNTL | F_STACK,
+        F_SOCKETS | F_THREADS | F_FCNTL | F_STACK, 0,
+        SANDBOX_ROLE_MIGRATION,     /* kept a superset by construction */
     },
     [SANDBOX_ROLE_VCPU] = {
         { LIST(sys_vcpu) },
@@ -327,7 +329,9 @@ static int add_list(scmp_filter_ctx ctx, const int *nr, size_t n)
 
 static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
 {
-    int r = add_list(ctx, sys_common, N(sys_common));
+    int r = d->includes ? add_rules(ctx, &roles[d->includes], pid) : 0;
+    if (r == 0)
+        r = add_list(ctx, sys_common, N(sys_common));
     for (size_t i = 0; r == 0 && i < N(d->sys); i++)
         r = add_list(ctx, d->sys[i].nr, d->sys[i].n);
     /* memory may never become executable */
