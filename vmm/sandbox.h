@@ -31,6 +31,11 @@
  *                           vCPU's pending exit), slot/ioeventfd/irqfd
  *                           ioctls, epoll, eventfds.
  *
+ * Both migration threads do so: the source's (migration-src.c, started by
+ * QMP migrate) and the destination's stream loader (migration-dst.c: the
+ * stream is parsed on its own thread under this role, main being still
+ * unfiltered at --incoming time).
+ *
  * THE MIGRATION THREAD: call, as the first thing the new thread does,
  *
  *     if (sandbox_enter(&vmm->sandbox, SANDBOX_ROLE_MIGRATION) < 0) { fail }
