@@ -59,6 +59,16 @@ static int load_pvpanic(Machine *m, unsigned i, const uint8_t *b, size_t l, char
     (void)i;
     return pvpanic_load(&m->pvpanic, b, l, e, el);
 }
+static int save_ged(Machine *m, unsigned i, uint8_t **b, size_t *l)
+{
+    (void)i;
+    return ged_save(&m->ged, b, l);
+}
+static int load_ged(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
+{
+    (void)i;
+    return ged_load(&m->ged, b, l, e, el);
+}
 static int save_testdev(Machine *m, unsigned i, uint8_t **b, size_t *l)
 {
     (void)i;
@@ -101,6 +111,8 @@ unsigned mig_devices(Machine *m, MigDevice *out, unsigned max)
         add_dev(out, &n, max, "i8042", save_i8042, load_i8042, 0);
     if (m->have_pvpanic)
         add_dev(out, &n, max, "pvpanic", save_pvpanic, load_pvpanic, 0);
+    if (m->have_ged)
+        add_dev(out, &n, max, "acpi-ged", save_ged, load_ged, 0);
     if (m->have_testdev)
         add_dev(out, &n, max, "testdev", save_testdev, load_testdev, 0);
     for (unsigned i = 0; i < machine_virtio_ndevs(m); i++) {

@@ -361,6 +361,11 @@ static void latency(const char *sock, const char *cmd, int n)
     int len = snprintf(line, sizeof(line), "{\"execute\":\"%s\"}\n", cmd);
     for (int i = 0; i < 50; i++)
         call(c, line, (size_t)len);
+    json_t *r = qc_cmd(c, cmd, NULL);
+    char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
+    size_t bytes = text ? strlen(text) : 0;
+    free(text);
+    json_decref(r);
     double *us = malloc(sizeof(double) * (size_t)n), sum = 0;
     CHECK(us, "out of memory");
     for (int i = 0; i < n; i++) {
@@ -370,8 +375,9 @@ static void latency(const char *sock, const char *cmd, int n)
         sum += us[i];
     }
     qsort(us, (size_t)n, sizeof(double), cmp_double);
-    printf("QMP-BENCH latency cmd=%s n=%d mean_us=%.1f median_us=%.1f p99_us=%.1f\n", cmd, n,
-           sum / n, us[n / 2], us[(n * 99) / 100 - (n >= 100)]);
+    printf("QMP-BENCH latency cmd=%s n=%d mean_us=%.1f median_us=%.1f p99_us=%.1f "
+           "reply_bytes=%zu\n", cmd, n, sum / n, us[n / 2], us[(n * 99) / 100 - (n >= 100)],
+           bytes);
     free(us);
     qc_close(c);
 }
