@@ -659,5 +659,6 @@ const char *vm_config_usage(void)
         "3 guest crashed (triple fault, kernel panic via pvpanic) or asked for a\n"
         "reset; 4 KVM error; 5 --incoming: the migration stream failed or was\n"
         "refused (the guest never ran);\n"
-        "128+N terminated by signal N.\n";
+        "128+N terminated by signal N; 159 (128+SIGSYS) a thread made a syscall\n"
+        "outside its seccomp allowlist (--seccomp=kill; the message names both).\n";
 }

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,24 @@ static int accept_one(Vmm *v, int lfd, const char *uri)
     }
 }
 
+typedef struct LoadJob {
+    Vmm *v;
+    int fd;
+    bool paused;
+    int r;
+} LoadJob;
+
+/* The stream is hostile input: it is parsed on a thread of its own under
+ * the migration role's seccomp filter (main is not filtered yet here). */
+static void *load_thread(void *arg)
+{
+    LoadJob *j = arg;
+    j->r = -1;
+    if (sandbox_enter(&j->v->sandbox, SANDBOX_ROLE_MIGRATION) == 0)
+        j->r = mig_load_fd(j->v, j->fd, j->v->sigfd, &j->paused);
+    return NULL;
+}
+
 int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
 {
     char err[300];
@@ -335,9 +354,17 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
         unlink(uri + 5);
     if (fd < 0)
         return -1;
-    int r = mig_load_fd(v, fd, v->sigfd, start_paused);
+    LoadJob job = { v, fd, false, -1 };
+    pthread_t t;
+    int e = pthread_create(&t, NULL, load_thread, &job);
+    if (e) {
+        fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
+    } else {
+        pthread_join(t, NULL);
+        *start_paused = job.paused;
+    }
     close(fd);
-    return r;
+    return e ? -1 : job.r;
 }
 
 int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)

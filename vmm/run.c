@@ -183,9 +183,9 @@ static void run_loop(Vmm *v)
     }
 }
 
-/* Everything is open: prepare the filters, then chroot and drop privileges
- * while this is the only thread (machine_start starts the others). */
-static int enter_jail(Vmm *v)
+/* Prepares the filters (before the first filtered thread: the incoming
+ * migration's loader). */
+static int prepare_sandbox(Vmm *v)
 {
     static const SandboxMode modes[] = {
         [VM_SECCOMP_KILL] = SANDBOX_KILL, [VM_SECCOMP_LOG] = SANDBOX_LOG,
@@ -195,6 +195,13 @@ static int enter_jail(Vmm *v)
     if (sandbox_init(&v->sandbox, modes[v->cfg.seccomp], v->cfg.test_device) < 0)
         return -1;
     v->m.sandbox = &v->sandbox;
+    return 0;
+}
+
+/* Everything is open: chroot and drop privileges while this is the only
+ * thread (machine_start starts the others). */
+static int enter_jail(Vmm *v)
+{
     SandboxJail j = { v->cfg.jail_uid, v->cfg.jail_gid, v->cfg.chroot_dir };
     return sandbox_jail(&j) < 0 ? -1 : 0;
 }
@@ -227,7 +234,8 @@ int strata_run(int argc, char *const argv[])
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
-    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || mig_init(v) < 0)
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || mig_init(v) < 0 ||
+        prepare_sandbox(v) < 0)
         goto out;
     bool start_paused = false;
     if (v->cfg.incoming && mig_incoming(v, v->cfg.incoming, &start_paused) < 0) {

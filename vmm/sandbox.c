@@ -83,8 +83,8 @@ static const int sys_migration[] = {
     SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(eventfd2),
     SCMP_SYS(io_uring_enter),
 };
-/* The main thread: the migration list (a migration thread it starts
- * inherits its filter) plus these. */
+/* The main thread: everything the migration role may do (a migration
+ * thread it starts inherits its filter: see `includes`) plus these. */
 static const int sys_main[] = {
     SCMP_SYS(accept), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(getrandom),
     /* what a thread it starts does before its own filter (glibc's start) */
@@ -144,30 +144,33 @@ typedef struct RoleDef {
     IocList ioc[6];
     unsigned flags;
     unsigned long hot_ioctl;    /* checked first (once per guest exit) */
+    int includes;               /* a role whose whole list this one adds, or 0 */
 } RoleDef;
 
 static const RoleDef roles[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_MAIN] = {
-        { LIST(sys_main), LIST(sys_migration) },
-        { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
-          LIST(ioc_vm_map), LIST(ioc_tty) },
-        F_SOCKETS | F_THREADS | F_FCNTL | F_STACK,
+        .sys = { LIST(sys_main) },
+        .ioc = { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
+                 LIST(ioc_vm_map), LIST(ioc_tty) },
+        .flags = F_SOCKETS | F_THREADS | F_FCNTL | F_STACK,
+        .includes = SANDBOX_ROLE_MIGRATION,     /* kept a superset by construction */
     },
     [SANDBOX_ROLE_VCPU] = {
-        { LIST(sys_vcpu) },
-        { LIST(ioc_run), LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty) },
-        F_FCNTL, KVM_RUN,
+        .sys = { LIST(sys_vcpu) },
+        .ioc = { LIST(ioc_run), LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty) },
+        .flags = F_FCNTL,
+        .hot_ioctl = KVM_RUN,
     },
-    [SANDBOX_ROLE_IO] = { { LIST(sys_io) }, { LIST(ioc_irq) }, F_FCNTL },
-    [SANDBOX_ROLE_STDIN] = { { LIST(sys_stdin) }, { LIST(ioc_irq) }, 0 },
-    [SANDBOX_ROLE_WAITER] = { { LIST(sys_waiter) }, { { NULL, 0 } }, 0 },
+    [SANDBOX_ROLE_IO] = { .sys = { LIST(sys_io) }, .ioc = { LIST(ioc_irq) }, .flags = F_FCNTL },
+    [SANDBOX_ROLE_STDIN] = { .sys = { LIST(sys_stdin) }, .ioc = { LIST(ioc_irq) } },
+    [SANDBOX_ROLE_WAITER] = { .sys = { LIST(sys_waiter) } },
     [SANDBOX_ROLE_MIGRATION] = {
-        { LIST(sys_migration) },
+        .sys = { LIST(sys_migration) },
         /* KVM_RUN: kvm_vcpu_get_state completes a vCPU's pending PIO/MMIO
          * exit with one immediate_exit run (kvm/state.c) */
-        { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
-          LIST(ioc_vm_map), LIST(ioc_run) },
-        F_SOCKETS | F_FCNTL,
+        .ioc = { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
+                 LIST(ioc_vm_map), LIST(ioc_run) },
+        .flags = F_SOCKETS | F_FCNTL,
     },
 };
 
@@ -309,6 +312,13 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
 
 /* ---- building a filter ------------------------------------------------- */
 
+/* One argument comparison (b is the value for SCMP_CMP_MASKED_EQ, a its mask). */
+static struct scmp_arg_cmp cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a,
+                               scmp_datum_t b)
+{
+    return (struct scmp_arg_cmp){ .arg = arg, .op = op, .datum_a = a, .datum_b = b };
+}
+
 static int add(scmp_filter_ctx ctx, int nr, unsigned nargs, const struct scmp_arg_cmp *a)
 {
     int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, nargs, a);
@@ -327,17 +337,19 @@ static int add_list(scmp_filter_ctx ctx, const int *nr, size_t n)
 
 static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
 {
-    int r = add_list(ctx, sys_common, N(sys_common));
+    int r = d->includes ? add_rules(ctx, &roles[d->includes], pid) : 0;
+    if (r == 0)
+        r = add_list(ctx, sys_common, N(sys_common));
     for (size_t i = 0; r == 0 && i < N(d->sys); i++)
         r = add_list(ctx, d->sys[i].nr, d->sys[i].n);
     /* memory may never become executable */
-    struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+    struct scmp_arg_cmp noexec = cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
     if (r == 0)
         r = add(ctx, SCMP_SYS(mmap), 1, &noexec);
     if (r == 0)
         r = add(ctx, SCMP_SYS(mprotect), 1, &noexec);
     /* signals only to this process's threads (kicks, pause, abort) */
-    struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pid);
+    struct scmp_arg_cmp self = cmp(0, SCMP_CMP_EQ, (scmp_datum_t)pid, 0);
     if (r == 0)
         r = add(ctx, SCMP_SYS(tgkill), 1, &self);
     if (r == 0 && d->hot_ioctl) {
@@ -345,39 +357,39 @@ static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
          * smallest, would come last); a full 64-bit compare is a node of
          * its own that it emits first, and ioctl is tested before every
          * other syscall (the unconditional ones the kernel caches anyway). */
-        struct scmp_arg_cmp req = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)d->hot_ioctl);
+        struct scmp_arg_cmp req = cmp(1, SCMP_CMP_EQ, (scmp_datum_t)d->hot_ioctl, 0);
         r = add(ctx, SCMP_SYS(ioctl), 1, &req);
         if (r == 0)
             r = seccomp_syscall_priority(ctx, SCMP_SYS(ioctl), 255);
     }
     for (size_t g = 0; r == 0 && g < N(d->ioc); g++) {
         for (size_t i = 0; r == 0 && i < d->ioc[g].n; i++) {
-            struct scmp_arg_cmp req = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, d->ioc[g].req[i]);
+            struct scmp_arg_cmp req = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, d->ioc[g].req[i]);
             r = add(ctx, SCMP_SYS(ioctl), 1, &req);
         }
     }
     if (r == 0 && (d->flags & F_SOCKETS)) {
         static const int domains[] = { AF_UNIX, AF_INET, AF_INET6 };
         for (size_t i = 0; r == 0 && i < N(domains); i++) {
-            struct scmp_arg_cmp dom = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)domains[i]);
+            struct scmp_arg_cmp dom = cmp(0, SCMP_CMP_EQ, (scmp_datum_t)domains[i], 0);
             r = add(ctx, SCMP_SYS(socket), 1, &dom);
         }
     }
     if (r == 0 && (d->flags & F_THREADS)) {
-        struct scmp_arg_cmp thr = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
+        struct scmp_arg_cmp thr = cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
         r = add(ctx, SCMP_SYS(clone), 1, &thr);
         /* clone3's flags live in memory BPF cannot read: glibc falls back */
         if (r == 0)
             r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     }
     if (r == 0 && (d->flags & F_STACK)) {
-        struct scmp_arg_cmp op = SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER);
+        struct scmp_arg_cmp op = cmp(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0);
         r = add(ctx, SCMP_SYS(seccomp), 1, &op);
     }
     if (r == 0 && (d->flags & F_FCNTL)) {
         static const int cmds[] = { F_GETFD, F_SETFD, F_GETFL, F_SETFL };
         for (size_t i = 0; r == 0 && i < N(cmds); i++) {
-            struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)cmds[i]);
+            struct scmp_arg_cmp c = cmp(1, SCMP_CMP_EQ, (scmp_datum_t)cmds[i], 0);
             r = add(ctx, SCMP_SYS(fcntl), 1, &c);
         }
     }

@@ -25,9 +25,16 @@
  *                           AF_INET6; socket/connect/bind/listen/accept4,
  *                           send/recv/sendmsg/recvmsg, shutdown,
  *                           get/setsockopt), read/write, poll/ppoll,
- *                           KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG and
- *                           the state save/restore ioctls on VM and vCPU
- *                           fds.
+ *                           KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG, the
+ *                           state save/restore ioctls on VM and vCPU fds,
+ *                           KVM_RUN (kvm_vcpu_get_state completes a parked
+ *                           vCPU's pending exit), slot/ioeventfd/irqfd
+ *                           ioctls, epoll, eventfds.
+ *
+ * Both migration threads do so: the source's (migration-src.c, started by
+ * QMP migrate) and the destination's stream loader (migration-dst.c: the
+ * stream is parsed on its own thread under this role, main being still
+ * unfiltered at --incoming time).
  *
  * THE MIGRATION THREAD: call, as the first thing the new thread does,
  *
@@ -35,8 +42,9 @@
  *
  * (vmm->sandbox is the Vmm's Sandbox, see vmm/vmm.h).  A thread created by
  * the main thread after it entered SANDBOX_ROLE_MAIN also inherits MAIN's
- * filter (seccomp filters stack; the stricter action wins), so the MIGRATION
- * allowlist is kept a subset of MAIN's.  Opening files is not in either:
+ * filter (seccomp filters stack; the stricter action wins), so MAIN's
+ * allowlist includes all of MIGRATION's by construction (sandbox.c: the
+ * role table's `includes`): add what migration needs to MIGRATION only.  Opening files is not in either:
  * a tcp: URI needs an IP address there (the resolver opens /etc files and
  * may load NSS modules; migration-stream.c says so instead of dying).
  *

@@ -77,6 +77,48 @@ for role in vcpu io stdin waiter main; do
 		fail "$role: forbidden syscall" "exit status $RC (want 159 and '$want')"
 	fi
 done
+# the migration thread: started by QMP migrate, it enters its role first
+rm -f "$sock"
+STRATA_TEST_SECCOMP_VIOLATE=migration "$STRATA" run --test-device --kernel "$SPIN" \
+	--serial none --api-socket "$sock" > "$T/out" 2>&1 < /dev/null &
+pid=$!
+i=0
+while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+"$STRATA" ctl --api-socket "$sock" qmp migrate "{\"uri\":\"unix:$T/nobody.sock\"}" > "$T/ctl" 2>&1
+i=0
+while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill $pid 2>/dev/null
+wait $pid
+RC=$?
+want="strata: seccomp: migration thread made a forbidden syscall personality (nr 135)"
+if [ $RC = 159 ] && has "$want"; then
+	pass "migration: forbidden syscall killed with '$want'"
+else
+	fail "migration: forbidden syscall" "exit status $RC (want 159 and '$want'); ctl: $(head -c 200 "$T/ctl")"
+fi
+# the incoming migration's loader thread (the stream is hostile input)
+rm -f "$sock" "$T/in.sock"
+STRATA_TEST_SECCOMP_VIOLATE=migration "$STRATA" run --test-device --kernel "$SPIN" \
+	--serial none --incoming "unix:$T/in.sock" > "$T/out" 2>&1 < /dev/null &
+dpid=$!
+"$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" > "$T/src.out" 2>&1 < /dev/null &
+spid=$!
+i=0
+while { [ ! -S "$sock" ] || [ ! -S "$T/in.sock" ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+"$STRATA" ctl --api-socket "$sock" qmp migrate "{\"uri\":\"unix:$T/in.sock\"}" > "$T/ctl" 2>&1
+i=0
+while kill -0 $dpid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill $dpid 2>/dev/null
+wait $dpid
+RC=$?
+"$STRATA" ctl --api-socket "$sock" quit > /dev/null 2>&1 || kill $spid
+wait $spid
+src_rc=$?
+if [ $RC = 159 ] && has "$want" && [ $src_rc = 0 ]; then
+	pass "incoming migration: the loader thread's forbidden syscall killed the destination; the source went on"
+else
+	fail "incoming migration loader" "destination exit $RC (want 159 and '$want'), source exit $src_rc"
+fi
 # without --test-device the hook is ignored (and hello.elf cannot end: the
 # guard stops it; GNU timeout says 124, busybox passes on strata's 143)
 STRATA_TEST_SECCOMP_VIOLATE=vcpu GUARD=5 run --kernel "$HELLO" --serial none
