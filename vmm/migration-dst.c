@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,80 +290,6 @@ static int install(Dst *d)
         if (kvm_vcpu_set_state(m->vcpus[i], d->cpus[i]) < 0)
             return dfail(d, "loading vCPU %u's state into KVM failed", i);
     return 0;
-}
-
-/* Waits for a connection on lfd (or a signal on the main loop's fd). */
-static int accept_one(Vmm *v, int lfd, const char *uri)
-{
-    for (;;) {
-        struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
-                               { .fd = v->sigfd, .events = POLLIN } };
-        int n = poll(p, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            fprintf(stderr, "strata: --incoming %s: poll: %s\n", uri, strerror(errno));
-            return -1;
-        }
-        if (p[1].revents & POLLIN) {
-            fprintf(stderr, "strata: --incoming %s: interrupted by a signal before any "
-                    "stream arrived\n", uri);
-            return -1;
-        }
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0)
-            return fd;
-        if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-            fprintf(stderr, "strata: --incoming %s: accept: %s\n", uri, strerror(errno));
-            return -1;
-        }
-    }
-}
-
-typedef struct LoadJob {
-    Vmm *v;
-    int fd;
-    bool paused;
-    int r;
-} LoadJob;
-
-/* The stream is hostile input: it is parsed on a thread of its own under
- * the migration role's seccomp filter (main is not filtered yet here). */
-static void *load_thread(void *arg)
-{
-    LoadJob *j = arg;
-    j->r = -1;
-    if (sandbox_enter(&j->v->sandbox, SANDBOX_ROLE_MIGRATION) == 0)
-        j->r = mig_load_fd(j->v, j->fd, j->v->sigfd, &j->paused);
-    return NULL;
-}
-
-int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
-{
-    char err[300];
-    int lfd = mig_listen(uri, err, sizeof(err));
-    if (lfd < 0) {
-        fprintf(stderr, "strata: --incoming %s\n", err);
-        return -1;
-    }
-    fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
-    int fd = accept_one(v, lfd, uri);
-    close(lfd);
-    if (!strncmp(uri, "unix:", 5))
-        unlink(uri + 5);
-    if (fd < 0)
-        return -1;
-    LoadJob job = { v, fd, false, -1 };
-    pthread_t t;
-    int e = pthread_create(&t, NULL, load_thread, &job);
-    if (e) {
-        fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
-    } else {
-        pthread_join(t, NULL);
-        *start_paused = job.paused;
-    }
-    close(fd);
-    return e ? -1 : job.r;
 }
 
 int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
