@@ -80,12 +80,17 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
         printf("MMIO: %u coalesced writes + 1 read: %llu MMIO exits, %llu ring entries\n",
                N_SMALL, (unsigned long long)(now.exits_mmio - st->base.exits_mmio),
                (unsigned long long)(now.coalesced_drained - st->base.coalesced_drained));
-        TEST_ASSERT(now.exits_mmio - st->base.exits_mmio == 1,
+        /* One exit: the status read.  Under nested SVM KVM lets the very
+         * first write to the page exit too (before it knows the page is
+         * MMIO); every write must still arrive once: by exit or by ring. */
+        TEST_ASSERT(now.exits_mmio - st->base.exits_mmio <= 2,
                     "%llu MMIO exits for %u coalesced writes and one read",
                     (unsigned long long)(now.exits_mmio - st->base.exits_mmio), N_SMALL);
-        TEST_ASSERT(now.coalesced_drained - st->base.coalesced_drained == N_SMALL,
-                    "ring delivered %llu entries",
-                    (unsigned long long)(now.coalesced_drained - st->base.coalesced_drained));
+        TEST_ASSERT(now.coalesced_drained - st->base.coalesced_drained +
+                    (now.exits_mmio - st->base.exits_mmio - 1) == N_SMALL,
+                    "ring delivered %llu entries besides %llu exits",
+                    (unsigned long long)(now.coalesced_drained - st->base.coalesced_drained),
+                    (unsigned long long)(now.exits_mmio - st->base.exits_mmio));
         break;
     case 3:
         check_log(&st->pio, N_PIO, 0x9e000000, 0, PIO_STATUS, "PIO");
