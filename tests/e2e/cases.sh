@@ -323,14 +323,15 @@ bad=0; i=1; while [ \$i -le $iters ]; do
   [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /tmp/r\$i)\" ] || bad=\$((bad+1))
   i=\$((i+1))
 done
-umount /mnt; echo DISK-CHECK bad=\$bad"
+umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/system/cpu/online)"
 	cmdline="$BASE strata.cmd=$(b64 "$wl")"
 	G=${GUARD:-300}
-	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+	cpus=${E2E_MIG_CPUS:-2}
+	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" --cpus "$cpus" \
 		--cmdline "$cmdline" --disk "path=$img" --serial "file=$WORK/mig-src.console" \
 		--api-socket "$qs" > "$WORK/mig-src.out" 2>&1 < /dev/null &
 	src=$!
-	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" --cpus "$cpus" \
 		--cmdline "$cmdline" --disk "path=$img" --serial "file=$WORK/mig-dst.console" \
 		--incoming "unix:$in" > "$WORK/mig-dst.out" 2>&1 < /dev/null &
 	dst=$!
@@ -367,8 +368,10 @@ umount /mnt; echo DISK-CHECK bad=\$bad"
 		result $n FAIL "a RAM/disk checksum differed during the workload"
 	elif ! grep -q '^DISK-CHECK bad=0' "$WORK/mig-dst.txt" || ! grep -q '^STRATA-CMD-EXIT=0' "$WORK/mig-dst.txt"; then
 		show "$WORK/mig-dst.txt"; result $n FAIL "the final RAM/disk check failed on the destination"
+	elif [ "$cpus" = 2 ] && ! grep -q '^CPUS-ONLINE 0-1' "$WORK/mig-dst.txt"; then
+		show "$WORK/mig-dst.txt"; result $n FAIL "not both vCPUs online on the destination"
 	else
-		result $n PASS "migrated at '$last_src', went on from '$first_dst' to DISK-CHECK bad=0 ($(grep '^migration completed' "$WORK/mig-ctl.out" | grep -o 'downtime [0-9]* ms'))"
+		result $n PASS "$cpus vCPUs, migrated at '$last_src', went on from '$first_dst' to DISK-CHECK bad=0 ($(grep '^migration completed' "$WORK/mig-ctl.out" | grep -o 'downtime [0-9]* ms'))"
 	fi
 }
 
