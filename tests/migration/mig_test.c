@@ -95,6 +95,7 @@ typedef struct Vm {
 } Vm;
 
 static const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
+static const char *vm_cpus = "1";     /* --cpus of the next strata started */
 static uint64_t pass_addr, counter_addr;
 
 /* strata run --kernel ELF --test-device --serial none --api-socket ... [extra] */
@@ -113,7 +114,7 @@ static void start_vm(Vm *vm, const char *name, const char *elf, const char *memo
         int fd = open(vm->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        char *argv[16];
+        char *argv[20];
         int n = 0;
         argv[n++] = (char *)strata_bin;
         argv[n++] = (char *)"run";
@@ -124,6 +125,8 @@ static void start_vm(Vm *vm, const char *name, const char *elf, const char *memo
         argv[n++] = (char *)"none";
         argv[n++] = (char *)"--memory";
         argv[n++] = (char *)memory;
+        argv[n++] = (char *)"--cpus";
+        argv[n++] = (char *)vm_cpus;
         argv[n++] = (char *)"--api-socket";
         argv[n++] = vm->sock;
         if (incoming)
@@ -621,12 +624,15 @@ int main(void)
     counter_addr = elf_symbol(idle_elf, "mig_counter");
     CHECK(elf_symbol(pio_elf, "mig_counter") == counter_addr, "pio guest layout");
 
-    /* 1. idle guest */
+    /* 1. idle guest, 2 vCPUs (the second waits for INIT/SIPI: its MP state
+     * travels too) */
     Vm src;
+    vm_cpus = "2";
     start_vm(&src, "idle-src", idle_elf, "256M", NULL);
     vm_connect(&src);
     test_params(&src);
-    json_decref(migrate_ok(&src, "idle", idle_elf, NULL, false, 60000));
+    json_decref(migrate_ok(&src, "idle-2cpus", idle_elf, NULL, false, 60000));
+    vm_cpus = "1";
     json_decref(cmd_ok(&src, "quit", NULL));
     CHECK(vm_wait(&src, 10000) == 0, "quit");
     qc_close(src.c);
@@ -690,13 +696,17 @@ int main(void)
     /* 6. another machine configuration */
     migrate_fails(&src, "config", NULL, "128M", "--memory 256 MiB",
                   "the source has --memory 256 MiB, this strata has 128 MiB");
+    vm_cpus = "2";
+    migrate_fails(&src, "config-cpus", NULL, "256M", "--cpus 1",
+                  "the source has --cpus 1, this strata has 2");
+    vm_cpus = "1";
 
     /* 7. after all that, the same source migrates fine */
     json_decref(migrate_ok(&src, "final", guest_elf, NULL, true, 120000));
     json_decref(cmd_ok(&src, "quit", NULL));
     CHECK(vm_wait(&src, 10000) == 0, "quit");
     qc_close(src.c);
-    printf("PASS: migration (idle, pio x2 (unix, tcp), dirty x2, capped+forced, cancel, 7 cuts, 5 flips, config "
-           "mismatch, final)\n");
+    printf("PASS: migration (idle 2 vCPUs, pio x2 (unix, tcp), dirty x2, capped+forced, cancel, 7 cuts, 5 flips, memory and "
+           "cpus mismatch, final)\n");
     return 0;
 }
