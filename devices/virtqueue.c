@@ -196,8 +196,8 @@ void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)
     vq->used_idx++;
     __atomic_store_n((uint16_t *)(void *)(vq->used_p + 2), vq->used_idx, __ATOMIC_RELEASE);
     /* After the writes: a harvest that ran between the buffers' mapping
-     * (which marked them) and these writes would otherwise miss them. */
-    /* Every writable buffer, whatever `len` says: a device may write a
+     * (which marked them) and these writes would otherwise miss them.
+     * Every writable buffer, whatever `len` says: a device may write a
      * status byte past the count it reports (virtio-blk on errors). */
     for (unsigned i = 0; i < e->in_num; i++)
         if (e->in_mr[i])

@@ -56,14 +56,6 @@ static void one_line(char *s)
             *s = '?';
 }
 
-static uint64_t get64le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int load_ram(Dst *d, uint32_t block, const uint8_t *p, uint32_t len)
 {
     if (block >= d->nblocks)
@@ -73,7 +65,7 @@ static int load_ram(Dst *d, uint32_t block, const uint8_t *p, uint32_t len)
     while (pos < len) {
         if (len - pos < 8)
             return dfail(d, "RAM record: a truncated page entry");
-        uint64_t e = get64le(p + pos);
+        uint64_t e = mig_get_le64(p + pos);
         pos += 8;
         uint64_t off = e & ~MIG_PAGE_KIND_MASK, kind = e & MIG_PAGE_KIND_MASK;
         if (off >= b->size || b->size - off < MIG_PAGE_SIZE)
@@ -169,15 +161,15 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     if (len != 32 && len != 40)
         return dfail(d, "END record: %u bytes, expected 32 or 40", len);
     if (len == 40) {
-        uint64_t word = get64le(p + 32);
+        uint64_t word = mig_get_le64(p + 32);
         if (word >> 32 != 1)
             return dfail(d, "END record: RAM check word 0x%llx unknown (expected 1 << 32 | "
                          "CRC-32)", (unsigned long long)word);
         d->ram_crc = (uint32_t)word;
         d->check_ram = true;
     }
-    uint64_t normal = get64le(p), zero = get64le(p + 8), ncpus = get64le(p + 16);
-    uint64_t running = get64le(p + 24);
+    uint64_t normal = mig_get_le64(p), zero = mig_get_le64(p + 8), ncpus = mig_get_le64(p + 16);
+    uint64_t running = mig_get_le64(p + 24);
     if (running > 1)
         return dfail(d, "END record: run state %llu, expected 1 (running) or 0 (paused)",
                      (unsigned long long)running);

@@ -5,11 +5,9 @@
  * (see migration.h for the protocol and docs/migration.md for the bytes).
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "devices/stream.h"
@@ -40,12 +38,6 @@ static bool cancelled(const Src *s)
     return __atomic_load_n(&s->g->cancel, __ATOMIC_ACQUIRE) != 0;
 }
 
-static void put64le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static int flush_rec(Src *s)
 {
     if (!s->rec_pages)
@@ -68,11 +60,11 @@ static int send_page(Src *s, unsigned b, uint64_t p)
     const uint8_t *src = s->blocks[b].host + p * MIG_PAGE_SIZE;
     uint8_t *e = s->rec + s->rec_len;
     if (mig_page_is_zero(src)) {
-        put64le(e, p * MIG_PAGE_SIZE | MIG_PAGE_ZERO);
+        mig_put_le64(e, p * MIG_PAGE_SIZE | MIG_PAGE_ZERO);
         s->rec_len += 8;
         s->zero_pages++;
     } else {
-        put64le(e, p * MIG_PAGE_SIZE | MIG_PAGE_NORMAL);
+        mig_put_le64(e, p * MIG_PAGE_SIZE | MIG_PAGE_NORMAL);
         /* A copy, so the record's CRC matches what is sent even while the
          * guest keeps writing (the page is dirty again then: sent again). */
         memcpy(e + 8, src, MIG_PAGE_SIZE);
@@ -198,30 +190,30 @@ static int send_devices(Src *s)
     return 0;
 }
 
-/* After a send failed: the destination may have said why before closing. */
+/* After an ERR! answer: its length and reason, into s->err. */
+static void take_refusal(Src *s)
+{
+    uint32_t len;
+    char text[1024];
+    if (mig_recv_u32(&s->ch, &len) == 0 && len < sizeof(text) &&
+        mig_recv_bytes(&s->ch, text, len) == 0)
+        text[len] = 0;
+    else
+        text[0] = 0;
+    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %.470s",
+             text[0] ? text : "(no reason given)");
+}
+
+/* After a send failed: the destination may have said why before closing
+ * (waits a second for it). */
 static void read_refusal(Src *s)
 {
-    struct pollfd p = { .fd = s->ch.fd, .events = POLLIN };
-    uint8_t buf[8];
-    if (poll(&p, 1, 1000) <= 0)
-        return;
-    ssize_t n = recv(s->ch.fd, buf, 8, MSG_DONTWAIT);
-    if (n < 8)
-        return;
-    uint32_t tag = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
-                   (uint32_t)buf[3] << 24;
-    uint32_t len = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
-                   (uint32_t)buf[7] << 24;
-    char text[1024];
-    if (tag != MIG_REPLY_ERROR || len == 0 || len >= sizeof(text))
-        return;
-    if (poll(&p, 1, 1000) <= 0)
-        return;
-    n = recv(s->ch.fd, text, len, MSG_DONTWAIT);
-    if (n <= 0)
-        return;
-    text[n] = 0;
-    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %.470s", text);
+    uint32_t tag;
+    unsigned t = s->ch.timeout_ms;
+    s->ch.timeout_ms = 1000;
+    if (mig_recv_u32(&s->ch, &tag) == 0 && tag == MIG_REPLY_ERROR)
+        take_refusal(s);
+    s->ch.timeout_ms = t;
 }
 
 /* Waits for READY (then sends GO) or an error from the destination. */
@@ -237,13 +229,7 @@ static int handover(Src *s)
         return -1;
     }
     if (tag == MIG_REPLY_ERROR) {
-        uint32_t len;
-        char text[1024] = "";
-        if (mig_recv_u32(&s->ch, &len) == 0 && len < sizeof(text) &&
-            mig_recv_bytes(&s->ch, text, len) == 0)
-            text[len] = 0;
-        snprintf(s->err, sizeof(s->err), "the destination refused the stream: %.470s",
-                 text[0] ? text : "(no reason given)");
+        take_refusal(s);
         return -1;
     }
     if (tag != MIG_REPLY_READY) {
@@ -354,10 +340,10 @@ static int final_stage(Src *s, bool *paused)
         return -1;
     uint8_t end[40];
     bool running = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
-    put64le(end, s->normal_pages);
-    put64le(end + 8, s->zero_pages);
-    put64le(end + 16, m->ncpus);
-    put64le(end + 24, running ? 1 : 0);
+    mig_put_le64(end, s->normal_pages);
+    mig_put_le64(end + 8, s->zero_pages);
+    mig_put_le64(end + 16, m->ncpus);
+    mig_put_le64(end + 24, running ? 1 : 0);
     uint32_t end_len = 32;
     if (s->verify_ram) {
         /* the guest and the devices are held: RAM is what the destination
@@ -365,7 +351,7 @@ static int final_stage(Src *s, bool *paused)
         uint32_t crc = 0;
         for (unsigned b = 0; b < s->nblocks; b++)
             crc = state_crc32_update(crc, s->blocks[b].host, s->blocks[b].size);
-        put64le(end + 32, 1ull << 32 | crc);
+        mig_put_le64(end + 32, 1ull << 32 | crc);
         end_len = 40;
     }
     if (mig_send_record(&s->ch, MIG_REC_END, 0, end, end_len) < 0) {

@@ -183,21 +183,10 @@ int mig_recv_bytes(MigChannel *ch, void *p, size_t n)
     return 0;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int mig_send_u32(MigChannel *ch, uint32_t v)
 {
     uint8_t b[4];
-    put32(b, v);
+    mig_put_le32(b, v);
     return mig_send_bytes(ch, b, 4);
 }
 
@@ -206,7 +195,7 @@ int mig_recv_u32(MigChannel *ch, uint32_t *v)
     uint8_t b[4];
     if (mig_recv_bytes(ch, b, 4) < 0)
         return -1;
-    *v = get32(b);
+    *v = mig_get_le32(b);
     return 0;
 }
 
@@ -214,8 +203,8 @@ int mig_send_header(MigChannel *ch)
 {
     uint8_t h[MIG_HEADER_LEN];
     memcpy(h, MIG_MAGIC, 8);
-    put32(h + 8, MIG_VERSION);
-    put32(h + 12, 0);
+    mig_put_le32(h + 8, MIG_VERSION);
+    mig_put_le32(h + 12, 0);
     return mig_send_bytes(ch, h, sizeof(h));
 }
 
@@ -226,7 +215,7 @@ int mig_recv_header(MigChannel *ch)
         return -1;
     if (memcmp(h, MIG_MAGIC, 8))
         return fail(ch, "not a strata migration stream (bad magic)");
-    uint32_t v = get32(h + 8), flags = get32(h + 12);
+    uint32_t v = mig_get_le32(h + 8), flags = mig_get_le32(h + 12);
     if (v != MIG_VERSION)
         return fail(ch, "stream version %u, this strata reads version %u", v, MIG_VERSION);
     if (flags)
@@ -259,13 +248,13 @@ int mig_send_record(MigChannel *ch, uint32_t type, uint32_t id, const void *payl
                     uint32_t len)
 {
     uint8_t h[12], c[4];
-    put32(h, type);
-    put32(h + 4, id);
-    put32(h + 8, len);
+    mig_put_le32(h, type);
+    mig_put_le32(h + 4, id);
+    mig_put_le32(h + 8, len);
     uint32_t crc = (uint32_t)state_crc32(h, sizeof(h));
     /* CRC of header then payload: continue the running CRC (zlib form) */
     crc = state_crc32_update(crc, payload, len);
-    put32(c, crc);
+    mig_put_le32(c, crc);
     struct iovec iov[3] = { { h, 12 }, { (void *)payload, len }, { c, 4 } };
     if (send_iov(ch, iov, 3) < 0)
         return -1;
@@ -280,7 +269,7 @@ int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf,
     uint64_t at = ch->bytes;
     if (mig_recv_bytes(ch, h, sizeof(h)) < 0)
         return -1;
-    uint32_t t = get32(h), n = get32(h + 8);
+    uint32_t t = mig_get_le32(h), n = mig_get_le32(h + 8);
     uint32_t max = mig_record_max(t);
     if (!max)
         return fail(ch, "record %llu at byte %llu: unknown type %u",
@@ -300,13 +289,13 @@ int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf,
     if (mig_recv_bytes(ch, *buf, n) < 0 || mig_recv_bytes(ch, c, 4) < 0)
         return -1;
     uint32_t crc = state_crc32_update((uint32_t)state_crc32(h, sizeof(h)), *buf, n);
-    if (crc != get32(c))
+    if (crc != mig_get_le32(c))
         return fail(ch, "record %llu (%s) at byte %llu: CRC mismatch (stream corrupt)",
                     (unsigned long long)ch->records, mig_record_name(t),
                     (unsigned long long)at);
     ch->records++;
     *type = t;
-    *id = get32(h + 4);
+    *id = mig_get_le32(h + 4);
     *len = n;
     return 0;
 }

@@ -89,6 +89,26 @@ int mig_connect(const char *uri, char *err, size_t errlen);
 /* Listens on uri; the listening fd, or -1 with err set. */
 int mig_listen(const char *uri, char *err, size_t errlen);
 
+/* Little-endian fields of the stream's records. */
+static inline void mig_put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t mig_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void mig_put_le64(uint8_t *p, uint64_t v)
+{
+    mig_put_le32(p, (uint32_t)v);
+    mig_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint64_t mig_get_le64(const uint8_t *p)
+{
+    return (uint64_t)mig_get_le32(p) | (uint64_t)mig_get_le32(p + 4) << 32;
+}
+
 /* Monotonic clock in ns. */
 uint64_t mig_now_ns(void);
 /* True if the 4 KiB page at p is all zeros. */

@@ -8,9 +8,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "vmm/migration-stream.h"
 #include "vmm/vmm.h"
 
 enum {
@@ -147,12 +147,8 @@ static int postmigrate_check(Vmm *v)
 {
     if (v->state != RUN_STATE_POSTMIGRATE || v->quit)
         return -1;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint64_t now = mig_now_ns();
     if (v->qmp && qmp_server_nr_clients(v->qmp) > 0)
-        v->postmigrate_idle_ns = now;
-    if (!v->postmigrate_idle_ns)
         v->postmigrate_idle_ns = now;
     uint64_t grace = VMM_POSTMIGRATE_GRACE_MS * 1000000ull;
     if (!v->qmp || now >= v->postmigrate_until_ns || now - v->postmigrate_idle_ns >= grace) {
@@ -179,7 +175,6 @@ static void run_loop(Vmm *v)
             src->handler(src, evs[i].events);
         }
         qmp_server_reap(v->qmp);
-        postmigrate_check(v);
     }
 }
 
