@@ -229,20 +229,7 @@ static void hoarders(QClient *c, long base)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    const char *why = kvm_probe();
-    if (why) {
-        printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
-        return 77;
-    }
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/strata-abuse-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    atexit(cleanup);
-    signal(SIGPIPE, SIG_IGN);
-    snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
+    harness_init("abuse");
     counter_addr = elf_symbol(HOSTILE_ELF, "spin_counter");
 #ifdef STRATA_ASAN
     /* strata is built like this test: without a quarantine ASan keeps freed

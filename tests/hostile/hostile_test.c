@@ -122,20 +122,7 @@ static int run_case(const char *name)
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    const char *why = kvm_probe();
-    if (why) {
-        printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
-        return 77;
-    }
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/strata-hostile-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    atexit(cleanup);
-    signal(SIGPIPE, SIG_IGN);
-    snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
+    harness_init("hostile");
     make_disk();
     const char *const *list = all_cases;
     size_t n = sizeof(all_cases) / sizeof(all_cases[0]);

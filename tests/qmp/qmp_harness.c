@@ -2,6 +2,8 @@
 /* Helpers of the QMP integration test (see qmp_harness.h). */
 #include "qmp_harness.h"
 
+#include "kvm/kvm.h"
+
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +59,24 @@ void cleanup(void)
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
         (void)!system(cmd);
     }
+}
+
+void harness_init(const char *name)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    const char *why = kvm_probe();
+    if (why) {
+        printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
+        exit(77);
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/strata-%s-XXXXXX", name);
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    atexit(cleanup);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
 }
 
 void msleep(unsigned ms)

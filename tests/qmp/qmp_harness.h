@@ -30,6 +30,11 @@ extern uint64_t counter_addr;   /* guest physical address of spin_counter */
         }                                                                       \
     } while (0)
 
+/* The common start of a test: exits 77 (printing why) where /dev/kvm
+ * cannot run guests, makes tmpdir /tmp/strata-NAME-XXXXXX (removed with
+ * any strata still running, at exit), ignores SIGPIPE and sets sock_path
+ * to tmpdir/qmp.sock.  stdout is unbuffered. */
+void harness_init(const char *name);
 /* A file's contents (malloc()ed; "" if unreadable). */
 char *slurp(const char *path);
 /* Prints strata's stderr (called by CHECK). */

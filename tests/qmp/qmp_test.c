@@ -569,20 +569,7 @@ static void start_spin(const char *serial_file)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    const char *why = kvm_probe();
-    if (why) {
-        printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
-        return 77;
-    }
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/strata-qmp-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    atexit(cleanup);
-    signal(SIGPIPE, SIG_IGN);
-    snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
+    harness_init("qmp");
     counter_addr = elf_symbol(SPIN_ELF, "spin_counter");
 
     test_exit_statuses();
