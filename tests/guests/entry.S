@@ -19,7 +19,13 @@
 #define SEL_TSS      0x30
 
 #define TSS_IOMAP_BASE 0x68
-#define TSS_LIMIT      0x2068       /* 0x68 + 8 KiB bitmap */
+/* 0x68 + 8 KiB bitmap + one more zero byte + the 0xff end byte.  A word or
+ * dword access that wraps past port 0xffff (inw 0xffff, inl 0xfffd) has its
+ * permission checked against bits 0x10000.. of the bitmap, i.e. the byte
+ * after the 8 KiB: that byte is 0 here so such accesses are allowed like
+ * every other (the SDM's bitmap check, which PVM applies at CPL3 even with
+ * IOPL 3; hardware with IOPL 3 never reads the bitmap). */
+#define TSS_LIMIT      0x2069
 
 /* ---- PVH note: XEN_ELFNOTE_PHYS32_ENTRY (18), owner "Xen" ---- */
         .section .note.Xen, "a", @note
@@ -135,6 +141,7 @@ tss:
         .fill 0x66 - 12, 1, 0
         .word TSS_IOMAP_BASE            /* I/O map base */
         .fill 8192, 1, 0                /* every port allowed */
+        .byte 0                         /* ports 0x10000-0x10007: wrapping accesses */
         .byte 0xff                      /* end of bitmap */
 
 /* ---- identity page tables: 4 GiB with 2 MiB pages, user RW ---- */
