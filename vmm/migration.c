@@ -122,13 +122,16 @@ static void reap(Vmm *v)
     }
 }
 
-static void on_notify(EvSource *src, uint32_t events)
+/* Sends the events of the status changes the migration thread made since
+ * the last call and reaps the thread if it has ended.  Called from the event
+ * loop when the thread notifies, and before every QMP command that reads or
+ * acts on the status, so that a client never sees a status (say `failed` in
+ * query-migrate) before the MIGRATION event that announces it, as in QEMU. */
+static void mig_flush(Vmm *v)
 {
-    Migration *g = (Migration *)((char *)src - offsetof(Migration, src));
-    Vmm *v = g->v;
+    Migration *g = v->mig;
     uint64_t n;
-    (void)events;
-    if (read(g->notify_fd, &n, sizeof(n)) < 0)
+    if (read(g->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
         return;
     MigStatus ev[MIG_MAX_EVENTS];
     uint64_t passes[MIG_MAX_EVENTS];
@@ -147,6 +150,13 @@ static void on_notify(EvSource *src, uint32_t events)
                                                         mig_status_name(ev[i])));
     if (ended)
         reap(v);
+}
+
+static void on_notify(EvSource *src, uint32_t events)
+{
+    Migration *g = (Migration *)((char *)src - offsetof(Migration, src));
+    (void)events;
+    mig_flush(g->v);
 }
 
 int mig_init(Vmm *v)
@@ -199,6 +209,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     Migration *g = v->mig;
     const char *uri = json_string_value(json_object_get(a, "uri"));
     (void)c;
+    mig_flush(v);
     if (v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
         qmp_error_set(err, v->state == RUN_STATE_SHUTDOWN ? "The VM has shut down"
                       : "The VM was migrated away already");
@@ -256,6 +267,7 @@ static json_t *q_cancel(void *o, QmpClient *c, json_t *a, QmpError *err)
     (void)c;
     (void)a;
     (void)err;
+    mig_flush(v);
     if (mig_active(v)) {
         pthread_mutex_lock(&g->lock);
         bool can = g->status == MIG_SETUP || g->status == MIG_ACTIVE || g->status == MIG_DEVICE;
@@ -275,6 +287,7 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     (void)c;
     (void)a;
     (void)err;
+    mig_flush(v);
     pthread_mutex_lock(&g->lock);
     MigStatus s = g->status;
     MigStats st = g->stats;

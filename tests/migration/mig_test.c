@@ -32,10 +32,13 @@
 
 #include "kvm/kvm.h"
 #include "qmp_client.h"
+#include "testproc.h"
 
 static char tmpdir[64];
-static int nproc;
-static pid_t procs[16];
+/* The strata processes started and not yet reaped (killed at exit; each
+ * also dies with this program through PR_SET_PDEATHSIG, however it ends). */
+#define MAX_PROCS 8
+static pid_t procs[MAX_PROCS];
 
 #define CHECK(cond, ...)                                                              \
     do {                                                                              \
@@ -59,10 +62,11 @@ static void dump_logs(void)
 
 static void cleanup(void)
 {
-    for (int i = 0; i < nproc; i++)
-        if (procs[i] > 0 && kill(procs[i], 0) == 0) {
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (procs[i] > 0) {
             kill(procs[i], SIGKILL);
             waitpid(procs[i], NULL, 0);
+            procs[i] = 0;
         }
     if (tmpdir[0]) {
         char cmd[128];
@@ -108,9 +112,15 @@ static void start_vm(Vm *vm, const char *name, const char *elf, const char *memo
     char inc[160] = "";
     if (incoming)
         snprintf(inc, sizeof(inc), "--incoming=%s", incoming);
+    int slot = 0;
+    while (slot < MAX_PROCS && procs[slot] > 0)
+        slot++;
+    CHECK(slot < MAX_PROCS, "more than %d strata processes alive at once", MAX_PROCS);
+    pid_t parent = getpid();
     pid_t pid = fork();
     CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
+        testproc_child_init(parent);
         int fd = open(vm->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
@@ -136,19 +146,30 @@ static void start_vm(Vm *vm, const char *name, const char *elf, const char *memo
         _exit(127);
     }
     vm->pid = pid;
-    procs[nproc++] = pid;
+    procs[slot] = pid;
+}
+
+/* Reaps vm if it has exited: its exit status (128+N if killed by signal N),
+ * or -1 while it runs.  A reaped process leaves procs[]. */
+static int vm_reap(Vm *vm)
+{
+    int st;
+    if (vm->pid <= 0 || waitpid(vm->pid, &st, WNOHANG) != vm->pid)
+        return -1;
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (procs[i] == vm->pid)
+            procs[i] = 0;
+    vm->pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* Exit status of vm (waits up to timeout_ms; -1 if still running). */
 static int vm_wait(Vm *vm, unsigned timeout_ms)
 {
     for (unsigned t = 0;; t += 20) {
-        int st;
-        pid_t r = waitpid(vm->pid, &st, WNOHANG);
-        if (r == vm->pid) {
-            vm->pid = -1;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
+        int st = vm_reap(vm);
+        if (st >= 0)
+            return st;
         if (t >= timeout_ms)
             return -1;
         msleep(20);
@@ -161,10 +182,12 @@ static void vm_connect(Vm *vm)
         struct stat st;
         if (stat(vm->sock, &st) == 0) {
             vm->c = qc_open(vm->sock);
+            /* a reply or event that never comes fails the test, not hangs it */
+            qc_set_timeout(vm->c, 120000);
             return;
         }
-        int s;
-        CHECK(waitpid(vm->pid, &s, WNOHANG) == 0, "strata exited before listening");
+        int s = vm_reap(vm);
+        CHECK(s < 0, "strata exited (status %d) before listening", s);
         msleep(20);
     }
     CHECK(0, "%s never appeared", vm->sock);
@@ -214,8 +237,21 @@ static json_t *wait_migration(Vm *src, unsigned timeout_ms)
     for (unsigned t = 0; t < timeout_ms; t += 50) {
         json_t *q = cmd_ok(src, "query-migrate", NULL);
         const char *s = json_string_value(json_object_get(q, "status"));
-        if (s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "cancelled")))
+        if (s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "cancelled"))) {
+            /* strata announces a status before any reply reports it (as QEMU
+             * does): the event must be queued already */
+            bool announced = false;
+            size_t i;
+            json_t *e;
+            json_array_foreach(src->c->events, i, e) {
+                const char *es = json_string_value(
+                    json_object_get(json_object_get(e, "data"), "status"));
+                announced |= !strcmp(json_string_value(json_object_get(e, "event")),
+                                     "MIGRATION") && es && !strcmp(es, s);
+            }
+            CHECK(announced, "query-migrate says %s before the MIGRATION event did", s);
             return q;
+        }
         json_decref(q);
         msleep(50);
     }
@@ -226,6 +262,41 @@ static json_t *wait_migration(Vm *src, unsigned timeout_ms)
 static const char *status_of(json_t *q)
 {
     return json_string_value(json_object_get(q, "status"));
+}
+
+static const char *const mig_statuses[] = { "setup", "active", "device", "completed",
+                                            "failed", "cancelling", "cancelled" };
+#define MIG_SEEN(name) (1u << mig_status_index(name))
+
+static unsigned mig_status_index(const char *name)
+{
+    for (unsigned i = 0; i < sizeof(mig_statuses) / sizeof(mig_statuses[0]); i++)
+        if (name && !strcmp(name, mig_statuses[i]))
+            return i;
+    CHECK(0, "unknown migration status %s", name ? name : "(none)");
+    return 0;
+}
+
+/* Reads the MIGRATION events of the migration that just ended, up to the
+ * one announcing `final` (strata sends it before any reply that reports
+ * that status), so that none is left for the next case.  Returns the set
+ * of statuses seen (MIG_SEEN bits). */
+static unsigned drain_migration(Vm *vm, const char *final)
+{
+    unsigned seen = 0;
+    for (;;) {
+        json_t *e = qc_wait_event(vm->c, "MIGRATION");
+        CHECK(e, "the MIGRATION event '%s' never came", final);
+        const char *st = json_string_value(json_object_get(json_object_get(e, "data"),
+                                                           "status"));
+        seen |= 1u << mig_status_index(st);
+        bool last = !strcmp(st, final);
+        json_decref(e);
+        if (last)
+            break;
+    }
+    CHECK(qc_count_events(vm->c, "MIGRATION") == 0, "MIGRATION events after '%s'", final);
+    return seen;
 }
 
 static bool log_has(const Vm *vm, const char *text)
@@ -346,8 +417,8 @@ static void start_dest(Vm *dst, const char *name, const char *elf, const char *m
         for (int i = 0; i < 500; i++) {
             if (log_has(dst, "waiting for an incoming migration"))
                 return;
-            int st;
-            CHECK(waitpid(dst->pid, &st, WNOHANG) == 0, "destination %s exited early", name);
+            int st = vm_reap(dst);
+            CHECK(st < 0, "destination %s exited early (status %d)", name, st);
             msleep(10);
         }
         CHECK(0, "destination %s never listened on %s", name, uri);
@@ -358,8 +429,8 @@ static void start_dest(Vm *dst, const char *name, const char *elf, const char *m
         struct stat st;
         if (stat(path, &st) == 0)
             return;
-        int s;
-        CHECK(waitpid(dst->pid, &s, WNOHANG) == 0, "destination %s exited early", name);
+        int s = vm_reap(dst);
+        CHECK(s < 0, "destination %s exited early (status %d)", name, s);
         msleep(10);
     }
     CHECK(0, "destination %s never listened on %s", name, path);
@@ -481,11 +552,7 @@ static void migrate_fails(Vm *src, const char *name, Proxy *px, const char *dst_
     uint64_t after = wait_pass(src, before + 2, 60000);
     printf("%s: source guest goes on (pass %llu -> %llu, pages verified)\n", name,
            (unsigned long long)before, (unsigned long long)after);
-    /* drain this attempt's MIGRATION events */
-    while (qc_count_events(src->c, "MIGRATION")) {
-        json_t *e = qc_wait_event(src->c, "MIGRATION");
-        json_decref(e);
-    }
+    drain_migration(src, "failed");
 }
 
 static void test_cancel(Vm *src)
@@ -525,15 +592,8 @@ static void test_cancel(Vm *src)
     uint64_t after = wait_pass(src, before + 2, 60000);
     printf("cancel: source guest goes on (pass %llu -> %llu)\n", (unsigned long long)before,
            (unsigned long long)after);
-    bool saw_cancelling = false, saw_cancelled = false;
-    while (qc_count_events(src->c, "MIGRATION")) {
-        json_t *e = qc_wait_event(src->c, "MIGRATION");
-        const char *s = json_string_value(json_object_get(json_object_get(e, "data"), "status"));
-        saw_cancelling |= s && !strcmp(s, "cancelling");
-        saw_cancelled |= s && !strcmp(s, "cancelled");
-        json_decref(e);
-    }
-    CHECK(saw_cancelling && saw_cancelled, "cancelling/cancelled events");
+    unsigned seen = drain_migration(src, "cancelled");
+    CHECK(seen & MIG_SEEN("cancelling"), "no 'cancelling' event before 'cancelled'");
     json_decref(cmd_ok(src, "migrate-set-parameters", "{\"max-bandwidth\": 134217728}"));
 }
 
@@ -570,8 +630,7 @@ static void test_params(Vm *src)
     q = wait_migration(src, 10000);
     CHECK(!strcmp(status_of(q), "failed"), "migrate to nowhere: %s", status_of(q));
     json_decref(q);
-    while (qc_count_events(src->c, "MIGRATION"))
-        json_decref(qc_wait_event(src->c, "MIGRATION"));
+    drain_migration(src, "failed");
     json_decref(cmd_ok(src, "migrate-set-parameters", "{\"downtime-limit\": 300}"));
 }
 
@@ -620,6 +679,7 @@ int main(void)
     guest_elf = getenv("MIG_DIRTY_ELF") ? getenv("MIG_DIRTY_ELF") : DIRTY_ELF;
     idle_elf = getenv("MIG_IDLE_ELF") ? getenv("MIG_IDLE_ELF") : IDLE_ELF;
     pio_elf = getenv("MIG_PIO_ELF") ? getenv("MIG_PIO_ELF") : PIO_ELF;
+    testproc_sweep_strays(strata_bin);
     pass_addr = elf_symbol(guest_elf, "mig_pass");
     counter_addr = elf_symbol(idle_elf, "mig_counter");
     CHECK(elf_symbol(pio_elf, "mig_counter") == counter_addr, "pio guest layout");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -105,6 +106,8 @@ json_t *qc_read(QClient *c)
         ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            fprintf(stderr, "qmp client: no message from strata within the timeout\n");
         if (r <= 0)
             return NULL;
         c->len += (size_t)r;
@@ -189,4 +192,11 @@ bool qc_readable(QClient *c)
         return true;
     struct pollfd p = { .fd = c->fd, .events = POLLIN };
     return poll(&p, 1, 0) > 0;
+}
+
+void qc_set_timeout(QClient *c, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+        fprintf(stderr, "qmp client: SO_RCVTIMEO: %s\n", strerror(errno));
 }

@@ -35,6 +35,10 @@ json_t *qc_cmdf(QClient *c, const char *name, const char *args_json);
 json_t *qc_wait_event(QClient *c, const char *name);
 /* Number of queued events named name (NULL: all). */
 size_t qc_count_events(QClient *c, const char *name);
+/* Makes every later blocking read give up after ms milliseconds (0: never),
+ * as if the connection had closed: a reply or event that never comes then
+ * fails the test instead of hanging it. */
+void qc_set_timeout(QClient *c, unsigned ms);
 /* True if the socket has bytes to read now (or is at EOF). */
 bool qc_readable(QClient *c);
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tests/guests/testdev.h"
+#include "testproc.h"
 char tmpdir[64];
 pid_t strata_pid = -1;
 char sock_path[128];
@@ -76,6 +77,7 @@ void harness_init(const char *name)
     }
     atexit(cleanup);
     signal(SIGPIPE, SIG_IGN);
+    testproc_sweep_strays(STRATA_BIN);
     snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
 }
 
@@ -102,8 +104,10 @@ pid_t spawn(const char *first, ...)
     char out[160], err[160];
     snprintf(out, sizeof(out), "%s/stdout.txt", tmpdir);
     snprintf(err, sizeof(err), "%s/stderr.txt", tmpdir);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        testproc_child_init(parent);
         int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(o, 1);

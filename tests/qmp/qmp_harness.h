@@ -32,8 +32,9 @@ extern uint64_t counter_addr;   /* guest physical address of spin_counter */
 
 /* The common start of a test: exits 77 (printing why) where /dev/kvm
  * cannot run guests, makes tmpdir /tmp/strata-NAME-XXXXXX (removed with
- * any strata still running, at exit), ignores SIGPIPE and sets sock_path
- * to tmpdir/qmp.sock.  stdout is unbuffered. */
+ * any strata still running, at exit), ignores SIGPIPE, names and ends the
+ * strata strays of earlier runs and sets sock_path to tmpdir/qmp.sock.
+ * stdout is unbuffered. */
 void harness_init(const char *name);
 /* A file's contents (malloc()ed; "" if unreadable). */
 char *slurp(const char *path);
@@ -44,7 +45,7 @@ void cleanup(void);
 /* Sleeps ms milliseconds. */
 void msleep(unsigned ms);
 /* Starts `strata run` with the given NULL-terminated arguments, stdout and
- * stderr to tmpdir/stdout.txt and stderr.txt. */
+ * stderr to tmpdir/stdout.txt and stderr.txt; it dies with the test. */
 pid_t spawn(const char *first, ...);
 /* Waits for pid; its exit status (128+N if killed by signal N). */
 int wait_status(pid_t pid);

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/* Children that die with the test, and strays of earlier runs (testproc.h). */
+#include "testproc.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+void testproc_child_init(pid_t parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        _exit(127);
+    if (getppid() != parent)    /* the test ended before prctl */
+        _exit(127);
+}
+
+/* The parent pid of pid from /proc/pid/stat (-1 if gone). */
+static pid_t parent_of(pid_t pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');     /* comm may hold spaces */
+    int ppid;
+    char state;
+    if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return ppid;
+}
+
+/* pid's command line with NULs as spaces (into buf). */
+static void cmdline_of(pid_t pid, char *buf, size_t len)
+{
+    char p[64];
+    snprintf(p, sizeof(p), "/proc/%d/cmdline", (int)pid);
+    buf[0] = 0;
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    for (ssize_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    buf[n] = 0;
+}
+
+int testproc_sweep_strays(const char *bin)
+{
+    char want[PATH_MAX];
+    if (!realpath(bin, want))
+        return 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == getpid())
+            continue;
+        char p[64], exe[PATH_MAX];
+        snprintf(p, sizeof(p), "/proc/%ld/exe", pid);
+        ssize_t n = readlink(p, exe, sizeof(exe) - 1);
+        if (n <= 0)
+            continue;
+        exe[n] = 0;
+        /* a rebuilt binary shows as "PATH (deleted)" */
+        size_t wl = strlen(want);
+        if (strncmp(exe, want, wl) || (exe[wl] && strcmp(exe + wl, " (deleted)")))
+            continue;
+        if (parent_of((pid_t)pid) != 1)     /* its test (or another owner) lives */
+            continue;
+        char cmd[512];
+        cmdline_of((pid_t)pid, cmd, sizeof(cmd));
+        if (!strstr(cmd, "/tmp/strata-"))
+            continue;
+        fprintf(stderr, "testproc: a stray strata from an earlier test run (pid %ld, parent "
+                "gone): %.300s; ending it\n", pid, cmd);
+        kill((pid_t)pid, SIGKILL);
+        found++;
+    }
+    closedir(d);
+    return found;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Processes a test starts never outlive it: each child is tied to the test
+ * with PR_SET_PDEATHSIG (it gets SIGKILL when the test ends, however it ends:
+ * exit, crash, ctest's timeout kill), and a test that starts finds and names
+ * the strata processes an earlier run left behind.
+ */
+#ifndef STRATA_TESTS_TESTPROC_H
+#define STRATA_TESTS_TESTPROC_H
+
+#include <sys/types.h>
+
+/* Call in the child right after fork(), before exec: it dies with the test
+ * process `parent` (getpid() taken before the fork), and exits at once if the
+ * test already ended before this line ran. */
+void testproc_child_init(pid_t parent);
+
+/* Finds processes running the strata binary `bin` whose parent is gone
+ * (reparented to init) and whose command line names a test
+ * scratch folder (/tmp/strata-*): strays of an earlier test run.  Prints a
+ * line naming each, ends it (SIGKILL) and returns how many there were. */
+int testproc_sweep_strays(const char *bin);
+
+#endif /* STRATA_TESTS_TESTPROC_H */
