@@ -101,9 +101,9 @@ void vmm_request_quit(Vmm *v)
     kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "quit");
 }
 
-pid_t vmm_vcpu_tid(Vmm *v)
+pid_t vmm_vcpu_tid(Vmm *v, unsigned index)
 {
-    KvmVcpu *cpu = v->m.vm ? kvm_vm_vcpu(v->m.vm, 0) : NULL;
+    KvmVcpu *cpu = v->m.vm ? kvm_vm_vcpu(v->m.vm, index) : NULL;
     return cpu ? (pid_t)kvm_vcpu_thread_id(cpu) : 0;
 }
 
@@ -160,7 +160,7 @@ static json_t *q_cpus_fast(void *o, QmpClient *c, json_t *a, QmpError *err)
     for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
         json_array_append_new(arr, json_pack(
             "{s:i,s:s,s:i,s:{s:i,s:i,s:i,s:i},s:s}", "cpu-index", (int)i, "qom-path",
-            "/machine/unattached/device[0]", "thread-id", (int)vmm_vcpu_tid(v), "props",
+            "/machine/unattached/device[0]", "thread-id", (int)vmm_vcpu_tid(v, i), "props",
             "core-id", 0, "thread-id", 0, "socket-id", (int)i, "node-id", 0, "target",
             "x86_64"));
     return arr;

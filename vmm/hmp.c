@@ -91,7 +91,7 @@ static char *info_cpus(Vmm *v)
     if (!f)
         return NULL;
     for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
-        fprintf(f, "%c CPU #%u: thread_id=%d\n", i == 0 ? '*' : ' ', i, (int)vmm_vcpu_tid(v));
+        fprintf(f, "%c CPU #%u: thread_id=%d\n", i == 0 ? '*' : ' ', i, (int)vmm_vcpu_tid(v, i));
     fclose(f);
     return buf;
 }

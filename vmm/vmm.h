@@ -65,8 +65,8 @@ int vmm_system_powerdown(Vmm *v, QmpError *err);
 void vmm_request_quit(Vmm *v);
 /* "running", "paused" or "shutdown". */
 const char *vmm_state_name(const Vmm *v);
-/* The vCPU thread's TID (found in /proc/self/task), or 0. */
-pid_t vmm_vcpu_tid(Vmm *v);
+/* The TID of vCPU index's thread (found in /proc/self/task), or 0. */
+pid_t vmm_vcpu_tid(Vmm *v, unsigned index);
 
 /* `strata run` (args after "run"); returns the exit status. */
 int strata_run(int argc, char *const argv[]);

@@ -9,7 +9,8 @@
  * command and its errors, malformed input, `info mtree` against the same
  * tree built here with memory/, query-mtree, stop/cont/system_reset seen
  * in the guest's counter (read with `xp`), events, dirty logging, 64
- * clients at once, slow and vanishing clients, strata ctl, quit.
+ * clients at once, slow and vanishing clients, strata ctl, quit, and each
+ * vCPU's own thread with --cpus 2.
  */
 #include <elf.h>
 #include <errno.h>
@@ -559,12 +560,50 @@ static void test_quit(QClient *c, QClient *observer)
     printf("ok: quit: SHUTDOWN event, connection closed, exit status 0, socket removed\n");
 }
 
-static void start_spin(const char *serial_file)
+static void start_spin(const char *serial_file, const char *cpus)
 {
     char serial[200];
     snprintf(serial, sizeof(serial), "file=%s", serial_file);
     strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path,
-                       "--serial", serial, "--cmdline", "console=ttyS0", NULL);
+                       "--serial", serial, "--cmdline", "console=ttyS0", "--cpus", cpus, NULL);
+}
+
+/* With --cpus 2 (the AP waits for INIT/SIPI; its thread exists all the
+ * same) query-cpus-fast and info cpus give each vCPU its own thread, a
+ * task of this strata. */
+static void test_two_cpus(const char *serial_file)
+{
+    start_spin(serial_file, "2");
+    QClient *c = open_client();
+    json_t *cpus = ok(c, "query-cpus-fast", NULL);
+    CHECK(json_array_size(cpus) == 2, "query-cpus-fast %s", json_dumps(cpus, 0));
+    long long tid[2];
+    char want[128] = "";
+    for (size_t i = 0; i < 2; i++) {
+        json_t *e = json_array_get(cpus, i);
+        tid[i] = (long long)json_integer_value(json_object_get(e, "thread-id"));
+        CHECK(json_integer_value(json_object_get(e, "cpu-index")) == (json_int_t)i && tid[i] > 0,
+              "query-cpus-fast %s", json_dumps(cpus, 0));
+        char task[64];
+        snprintf(task, sizeof(task), "/proc/%d/task/%lld", (int)strata_pid, tid[i]);
+        struct stat sb;
+        CHECK(stat(task, &sb) == 0, "vCPU %zu: thread-id %lld: %s: %s", i, tid[i], task,
+              strerror(errno));
+        size_t n = strlen(want);
+        snprintf(want + n, sizeof(want) - n, "%c CPU #%zu: thread_id=%lld\n", i ? ' ' : '*', i,
+                 tid[i]);
+    }
+    CHECK(tid[0] != tid[1], "both vCPUs report thread %lld", tid[0]);
+    char *s = hmp(c, "info cpus");
+    CHECK(!strcmp(s, want), "info cpus '%s' vs '%s'", s, want);
+    free(s);
+    json_decref(cpus);
+    json_decref(ok(c, "quit", NULL));
+    int st = wait_status(strata_pid);
+    CHECK(st == 0, "--cpus 2: exit status after quit %d", st);
+    qc_close(c);
+    printf("ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld, both "
+           "tasks of strata\n", tid[0], tid[1]);
 }
 
 int main(void)
@@ -576,7 +615,7 @@ int main(void)
 
     char serial_file[160];
     snprintf(serial_file, sizeof(serial_file), "%s/serial.txt", tmpdir);
-    start_spin(serial_file);
+    start_spin(serial_file, "1");
     test_negotiation();
     QClient *c = open_client();
     QClient *observer = open_client();
@@ -605,15 +644,17 @@ int main(void)
     qc_close(silent);
     qc_close(idle);
 
+    test_two_cpus(serial_file);
+
     /* quit while paused, and SIGTERM. */
-    start_spin(serial_file);
+    start_spin(serial_file, "1");
     c = open_client();
     json_decref(ok(c, "stop", NULL));
     json_decref(ok(c, "quit", NULL));
     int st = wait_status(strata_pid);
     CHECK(st == 0, "quit while paused: exit status %d", st);
     qc_close(c);
-    start_spin(serial_file);
+    start_spin(serial_file, "1");
     c = open_client();
     kill(strata_pid, SIGTERM);
     json_t *ev = qc_wait_event(c, "SHUTDOWN");
