@@ -129,7 +129,10 @@ fi
 : > "$LOG"
 START=$(date +%s.%N)
 mkfifo "$RUN/out"
-timeout -k 5 "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor none \
+# QEMU (and timeout) get SIGKILL when their parent dies, however this
+# script ends (ctest's kill, a crash): no bed outlives its test.
+setpriv --pdeathsig KILL timeout -k 5 "$TIMEOUT" setpriv --pdeathsig KILL \
+  "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor none \
   -serial stdio -append "$APPEND" < /dev/null > "$RUN/out" 2>"$RUN/qemu.err" &
 QPID=$!
 

@@ -81,8 +81,20 @@ if [ "$MODE" = direct ]; then
     stand_in=$REPO/tests/e2e/qemu-as-strata.sh
     export STRATA_REAL=$STRATA_BIN
   fi
+  # The cases run in a session of their own, ended as a whole when this
+  # script ends however it ends (a case's strata never outlives the test).
+  # (`timeout` moves each strata to a process group of its own, so the
+  # whole session is ended; cases.sh itself also dies with this script.)
+  : > "$T/out"
   STRATA=$stand_in GUEST_DIR=$GUEST DATA=$T/data WORK=$T/work \
-    sh "$REPO/tests/e2e/cases.sh" "${CASES[@]}" 2>&1 | tee "$T/out"
+    setsid setpriv --pdeathsig KILL sh "$REPO/tests/e2e/cases.sh" "${CASES[@]}" \
+    > "$T/out" 2>&1 < /dev/null &
+  cases_pid=$!
+  trap 'pkill -KILL -s "$cases_pid" 2>/dev/null; rm -rf "$T"' EXIT
+  trap 'exit 130' INT TERM
+  tail -n +1 -f --pid="$cases_pid" "$T/out" &
+  wait "$cases_pid"
+  wait
 else
   ADD=(--add "$REPO/tests/e2e/cases.sh:run/cases.sh" --add "$T/data:data")
   ENVS="GUEST_DIR=/bed/guest DATA=/bed/data WORK=/tmp/e2e STRATA=/bed/bin/strata"

@@ -5,6 +5,18 @@
  * own bits (resetting one client leaves the other); reset clears; the slot
  * carries KVM_MEM_LOG_DIRTY_PAGES only while some client logs.  Guest reads
  * dirty nothing.
+ *
+ * A dirty log is a superset of the pages the guest wrote, and the exact sets
+ * below hold only because the logged region is kept off transparent huge
+ * pages: where the host backs memory with THP (Debian's default
+ * transparent_hugepage=always, as in the nested test bed's first level),
+ * the guest's first write to any page of a 2 MiB-aligned block makes the
+ * host allocate the whole block writable; a later guest *read* of another
+ * page of that block then finds its host page writable, KVM maps it
+ * writable on that read fault and, the slot being logged, reports it dirty
+ * at once.  Seen in the bed: every page read after the first 2 MiB
+ * boundary of the region's host mapping was dirty (the boundary moves with
+ * the mapping's address, so the first false page looked random).
  */
 #define LOG_BASE    0x80000000ull
 #define LOG_PAGES   1024ull         /* 4 MiB */
@@ -35,6 +47,10 @@ int guest_main(void)
 #else
 #include "tests/guests/kit.h"
 
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
 struct state {
     MemoryRegion ram;
 };
@@ -43,7 +59,7 @@ struct state {
 static void expect_dirty(MemoryRegion *mr, unsigned client, const uint32_t *want, size_t n,
                          const char *when)
 {
-    size_t found = 0;
+    size_t found = 0, wrong = 0;
 
     for (uint64_t p = 0; p < LOG_PAGES; p++) {
         bool expected = false;
@@ -51,11 +67,13 @@ static void expect_dirty(MemoryRegion *mr, unsigned client, const uint32_t *want
         for (size_t i = 0; i < n; i++)
             expected |= want[i] == p;
         bool dirty = memory_region_get_dirty(mr, p * PAGE, PAGE, client);
-        TEST_ASSERT(dirty == expected, "%s: client %u page %llu is %s", when, client,
+        if (dirty != expected && wrong++ < 16)
+            fprintf(stderr, "%s: client %u page %llu is %s\n", when, client,
                     (unsigned long long)p, dirty ? "dirty" : "clean");
         found += dirty;
     }
-    TEST_ASSERT(found == n, "%s: %zu dirty pages", when, found);
+    TEST_ASSERT(!wrong, "%s: %zu pages not as expected (%zu dirty, %zu expected)", when, wrong,
+                found, n);
     printf("%s: client %s: %zu dirty pages, as expected\n", when,
            client == DIRTY_MEMORY_MIGRATION ? "MIGRATION" : "VGA", found);
 }
@@ -122,6 +140,9 @@ int main(void)
     TEST_ASSERT(k, "kit_new failed");
     TEST_ASSERT(memory_region_init_ram(&st.ram, kit_ctx(k), "dirty", "logged",
                                        LOG_PAGES * PAGE) == 0, "ram");
+    /* no THP under the logged pages (see the top of this file) */
+    TEST_ASSERT(madvise(memory_region_get_ram_ptr(&st.ram), LOG_PAGES * PAGE,
+                        MADV_NOHUGEPAGE) == 0, "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
     memory_region_add_subregion(kit_sysmem(k), LOG_BASE, &st.ram);
     TEST_ASSERT(!(slot_flags(k) & KVM_MEM_LOG_DIRTY_PAGES), "slot logs before set_log");
     TEST_ASSERT(memory_region_set_log(&st.ram, true, DIRTY_MEMORY_MIGRATION) == 0, "log on");
