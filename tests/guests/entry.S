@@ -8,6 +8,8 @@
  * PVM, so the stub does as little as possible): it loads the GDT, enables
  * PAE, long mode and paging, loads TR, calls guest_kernel_main() at CPL0 if
  * the guest has one, then iretq's to CPL3 (IOPL 3) and calls guest_main().
+ * The APs (started by guest_start_aps(), smp.c) come in through the
+ * real-mode ap_trampoline below and share the GDT, TSS and page tables.
  */
 #include "testdev.h"
 
@@ -105,6 +107,58 @@ user_entry:
 
         .weak guest_kernel_main
 
+/* ---- AP startup (guest_start_aps() in smp.c) ----
+ *
+ * An AP leaves wait-for-SIPI in real mode at CS = vector << 8, IP = 0.
+ * guest_start_aps() copies [ap_trampoline, ap_trampoline_end) to the page
+ * of that vector (GUEST_AP_TRAMPOLINE), so the blob addresses its own data
+ * CS-relative and jumps to link-time addresses only.  It goes from real
+ * mode straight to long mode (PE and PG set by one MOV to CR0, then a far
+ * jump to the 64-bit code segment), with the BSP's GDT, a null IDT (any
+ * exception is a triple fault) and the BSP's page tables; then it loads TR
+ * with the BSP's TSS (shared: its I/O bitmap opens every port at CPL3, and
+ * RSP0 is never used since there is no IDT), and iretq's to CPL3, IOPL 3
+ * through ap_iret_frame, whose RSP the BSP set to this AP's stack.  Every
+ * instruction up to the iretq is emulated on PVM: keep it short.
+ *
+ * One AP at a time: ap_iret_frame is shared and the TSS descriptor's busy
+ * bit (set by every LTR) is cleared here before LTR, so the BSP starts the
+ * next AP only after this one checked in at CPL3 (guest_ap_start). */
+        .section .rodata.ap_trampoline, "a"
+        .code16
+        .globl ap_trampoline, ap_trampoline_end
+ap_trampoline:
+        lidtl %cs:(ap_tramp_idtr - ap_trampoline)
+        lgdtl %cs:(ap_tramp_gdtr - ap_trampoline)
+        movl $0x20, %eax                /* PAE */
+        movl %eax, %cr4
+        movl $pml4, %eax
+        movl %eax, %cr3
+        movl $0xc0000080, %ecx          /* EFER */
+        rdmsr
+        orl $0x100, %eax                /* LME */
+        wrmsr
+        movl $0x80000011, %eax          /* PG | ET | PE (CD, NW off) */
+        movl %eax, %cr0
+        ljmpl $SEL_CODE64, $ap_long_entry
+        .p2align 2
+ap_tramp_gdtr:
+        .word gdt_end - gdt - 1
+        .long gdt
+ap_tramp_idtr:
+        .word 0                         /* limit 0, like the BSP's */
+        .long 0
+ap_trampoline_end:
+
+        .section .text.entry, "ax"
+        .code64
+ap_long_entry:
+        andb $0xfd, gdt_tss + 5         /* busy -> available, for LTR */
+        movw $SEL_TSS, %ax
+        ltr %ax
+        movl $ap_iret_frame, %esp
+        iretq
+
 /* ---- descriptor tables ---- */
         .section .data.tables, "aw"
         .p2align 4
@@ -133,6 +187,16 @@ gdt_desc:
 idt_desc:
         .word 0
         .long 0
+
+/* The AP's way to CPL3 (see ap_long_entry); guest_start_aps sets the RSP. */
+        .p2align 3
+        .globl ap_iret_frame
+ap_iret_frame:
+        .quad guest_ap_start            /* RIP (smp.c) */
+        .quad SEL_UCODE64 | 3           /* CS */
+        .quad 0x3002                    /* RFLAGS: IOPL 3, IF off */
+        .quad 0                         /* RSP (set per AP) */
+        .quad SEL_UDATA | 3             /* SS */
 
         .p2align 4
 tss:

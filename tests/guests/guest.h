@@ -8,6 +8,9 @@
  * guest_main's return value is written to the EXIT port.  Memory below
  * 4 GiB is identity mapped, user-accessible, read/write.  There is no IDT:
  * any exception is a triple fault (KVM_EXIT_SHUTDOWN).
+ *
+ * SMP: guest_main() may start the other vCPUs with guest_start_aps(); each
+ * then runs the guest's guest_ap_main(cpu) at CPL3 the same way (see below).
  */
 #ifndef STRATA_GUEST_H
 #define STRATA_GUEST_H
@@ -88,6 +91,47 @@ __attribute__((noreturn)) void guest_assert_fail(const char *file, int line, con
  * TESTDEV_EXIT_ASSERT after printing where. */
 #define GUEST_ASSERT(cond) \
     do { if (!(cond)) guest_assert_fail(__FILE__, __LINE__, #cond); } while (0)
+
+/* ---- SMP ----------------------------------------------------------------
+ *
+ * CPU i is the vCPU whose APIC ID is i (strata and the kit number them so);
+ * the BSP, which runs guest_main(), is CPU 0.
+ *
+ * guest_start_aps(n), called on the BSP (from guest_main, at CPL3), starts
+ * CPUs 1..n-1 one after the other with INIT + SIPI and returns how many CPUs
+ * run guest code, the BSP included: n when all came up, less if CPU k did
+ * not check in within a few seconds (then k is returned and no CPU above k
+ * is tried; k may be 1).  n is capped at GUEST_MAX_CPUS.  It needs an
+ * in-kernel local APIC for every vCPU (strata run --cpus N; the kit's
+ * KitOptions.ncpus), writes the real-mode trampoline to the 4 KiB page at
+ * GUEST_AP_TRAMPOLINE and software-enables the BSP's local APIC.
+ *
+ * Each started AP goes through a short CPL0 path (emulated on PVM) to the
+ * same state as the BSP: long mode, the same GDT, page tables and null IDT,
+ * TR = the BSP's TSS (every port open at CPL3), IOPL 3 (which PVM keeps at
+ * 0, checking ports against the TSS bitmap), IF off, CPL3, on its own
+ * GUEST_AP_STACK_SIZE-byte stack, and calls guest_ap_main(cpu).
+ * guest_start_aps returns only after each AP it counts entered
+ * guest_ap_main, so the guest may hand work to the APs through memory from
+ * then on.  When guest_ap_main returns, the AP parks: it sends itself an
+ * INIT and waits for a SIPI again (its vCPU thread sleeps in KVM).  A
+ * GUEST_ASSERT or guest_exit on any CPU ends the run.
+ *
+ * Call guest_start_aps once.  The test device's SYNC latch and console line
+ * are shared: use guest_sync from one CPU at a time; guest_puts output from
+ * several CPUs may interleave.
+ */
+#define GUEST_MAX_CPUS        16
+#define GUEST_AP_STACK_SIZE   16384
+#define GUEST_AP_TRAMPOLINE   0x8000u   /* page-aligned, below 1 MiB: SIPI vector 8 */
+
+/* Starts CPUs 1..ncpus-1; returns the number of CPUs now running (>= 1). */
+unsigned guest_start_aps(unsigned ncpus);
+/* Defined by a guest that calls guest_start_aps: runs on CPU `cpu` (>= 1)
+ * at CPL3; the AP parks when it returns. */
+void guest_ap_main(unsigned cpu);
+/* The calling CPU's local APIC ID (an MMIO read: a VM exit). */
+unsigned guest_apic_id(void);
 
 /* Minimal freestanding libc bits the compiler may call. */
 void *memset(void *d, int c, size_t n);

@@ -19,6 +19,7 @@ struct Kit {
     KvmVcpu *vcpu;
     uint64_t ram_size;
     uint64_t pvh_entry;
+    unsigned ncpus;
     bool have_sysmem, have_iomem, have_ram, have_testdev;
 
     /* ELF symbols (copies of .symtab and its string table) */
@@ -314,7 +315,8 @@ Kit *kit_new(const char *elf_path, const KitOptions *opt)
     if (load_elf(k, elf_path, &entry) < 0)
         goto fail;
 
-    cfg.irqchip = o.irqchip;
+    k->ncpus = o.ncpus ? o.ncpus : 1;
+    cfg.irqchip = o.irqchip || k->ncpus > 1;   /* INIT/SIPI need the local APICs */
     cfg.verbose = o.verbose;
     cfg.max_slots = o.max_slots;
     if (kvm_vm_create(&cfg, &k->vm) < 0 ||
@@ -323,6 +325,14 @@ Kit *kit_new(const char *elf_path, const KitOptions *opt)
         kvm_vcpu_init_cpuid(k->vcpu) < 0 ||
         kvm_vcpu_setup_pvh(k->vcpu, entry, 0) < 0)
         goto fail;   /* kvm/ printed why */
+    /* The APs: with the in-kernel irqchip KVM leaves them waiting for
+     * INIT/SIPI, which the guest sends (guest_start_aps). */
+    for (unsigned i = 1; i < k->ncpus; i++) {
+        KvmVcpu *ap;
+
+        if (kvm_vcpu_create(k->vm, i, &ap) < 0 || kvm_vcpu_init_cpuid(ap) < 0)
+            goto fail;
+    }
     return k;
 fail:
     kit_free(k);
@@ -367,6 +377,7 @@ AddressSpace *kit_memory_as(Kit *k) { return k->memory_as; }
 AddressSpace *kit_io_as(Kit *k) { return k->io_as; }
 KvmVm *kit_vm(Kit *k) { return k->vm; }
 KvmVcpu *kit_vcpu(Kit *k) { return k->vcpu; }
+unsigned kit_ncpus(Kit *k) { return k->ncpus; }
 
 uint64_t kit_pvh_entry(Kit *k)
 {
@@ -436,6 +447,14 @@ KvmEndReason kit_run(Kit *k, KitResult *r)
     KvmVmEnd end;
 
     memset(&end, 0, sizeof(end));
+    if (k->ncpus > 1) {
+        end.reason = KVM_END_ERROR;
+        end.vcpu = -1;
+        snprintf(end.text, sizeof(end.text),
+                 "kit_run runs vCPU 0 only: use kit_start/kit_wait with %u vCPUs", k->ncpus);
+        fprintf(stderr, "kit: %s\n", end.text);
+        return fill_result(k, &end, r);
+    }
     kvm_vcpu_run_until_exit(k->vcpu, &end);
     return fill_result(k, &end, r);
 }

@@ -14,7 +14,8 @@
  * an "io" root (64 KiB), their address spaces "memory" and "I/O", a RAM
  * region "ram" at guest physical 0, the test device (testdev.h) in the I/O
  * space, a KVM VM with those attached, and vCPU 0 in the PVH entry state of
- * the loaded guest ELF with the host's supported CPUID already set.
+ * the loaded guest ELF with the host's supported CPUID already set (and,
+ * with KitOptions.ncpus > 1, vCPUs 1.. waiting for INIT/SIPI).
  */
 #ifndef STRATA_TESTS_KIT_H
 #define STRATA_TESTS_KIT_H
@@ -42,6 +43,9 @@ typedef struct KitOptions {
     bool irqchip;           /* in-kernel irqchip (HLT then never exits) */
     bool verbose;           /* kvm/'s verbose mode */
     unsigned max_slots;     /* kvm/'s max_slots (0 = all) */
+    unsigned ncpus;         /* vCPUs (0 = 1); more than 1 implies irqchip: the
+                             * APs (APIC IDs 1..ncpus-1) wait for INIT/SIPI
+                             * (guest_start_aps); run them with kit_start */
 } KitOptions;
 
 /* How a run ended. */
@@ -76,6 +80,8 @@ AddressSpace *kit_memory_as(Kit *k);
 AddressSpace *kit_io_as(Kit *k);
 KvmVm *kit_vm(Kit *k);
 KvmVcpu *kit_vcpu(Kit *k);
+/* Number of vCPUs (KitOptions.ncpus); vCPU i is kvm_vm_vcpu(kit_vm(k), i). */
+unsigned kit_ncpus(Kit *k);
 
 /* The entry point from the guest's PVH note (XEN_ELFNOTE_PHYS32_ENTRY),
  * or 0 if the ELF has none (then e_entry was used). */
@@ -94,10 +100,11 @@ void *kit_guest_var(Kit *k, const char *name, uint64_t len);
 void kit_set_sync_handler(Kit *k, KitSyncFn fn, void *opaque);
 
 /* Runs vCPU 0 on the calling thread until the guest exits, HLT, SHUTDOWN
- * or an error; returns r->reason.  May be called again after HLT. */
+ * or an error; returns r->reason.  May be called again after HLT.  Only for
+ * a single-vCPU kit (else KVM_END_ERROR at once: use kit_start/kit_wait). */
 KvmEndReason kit_run(Kit *k, KitResult *r);
 
-/* Starts vCPU 0 on its own thread (kvm/'s run loop). */
+/* Starts every vCPU on its own thread (kvm/'s run loop). */
 int kit_start(Kit *k);
 /* Waits for a kit_start()ed VM to end; returns r->reason. */
 KvmEndReason kit_wait(Kit *k, KitResult *r);
