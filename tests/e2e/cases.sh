@@ -298,6 +298,24 @@ case_migrate_tiny() {
 	fi
 }
 
+# --- the migration soak (tests/migration, soak()): a 2-vCPU tiny guest that
+# rewrites and checks every word of 32 MiB, migrated E2E_SOAK_HOPS times ---
+case_migrate_soak() {
+	if [ ! -x "$DATA/mig-test" ] || [ ! -f "$DATA/mig-smp.elf" ]; then
+		result migrate_soak SKIP "tests/migration not built (mig-test, mig-smp.elf)"; return
+	fi
+	hops=${E2E_SOAK_HOPS:-10}
+	STRATA=${STRATA_REAL:-$STRATA} MIG_SMP_ELF=$DATA/mig-smp.elf \
+		timeout $((120 + hops * 30)) "$DATA/mig-test" --soak "$hops" > "$WORK/mig-soak.out" 2>&1
+	rc=$?
+	grep -E '^(hop|soak|PASS)' "$WORK/mig-soak.out" | sed 's/^/    /' | tail -n 8
+	if [ "$rc" = 0 ] && grep -q '^PASS: migration soak' "$WORK/mig-soak.out"; then
+		result migrate_soak PASS "$(grep '^soak:' "$WORK/mig-soak.out" | cut -c7-)"
+	else
+		fail_out migrate_soak mig-soak "mig-test --soak $hops exit status $rc"
+	fi
+}
+
 # --- live migration of a Linux guest writing to RAM and its virtio disk ---
 # The workload writes a file per iteration to RAM and to the disk, compares
 # them, and at the end re-reads every disk file from the device.  It is
@@ -426,7 +444,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_soak migrate_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

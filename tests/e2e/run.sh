@@ -70,7 +70,8 @@ mkfs.ext4 -q -F -b 4096 -d "$T/data/root" "$T/data/disk.img" ||
   { echo "e2e: mkfs.ext4 -d failed" >&2; exit 1; }
 rm -rf "$T/data/root"
 for f in kvm/strata_kvm_selftest tests/guests/hello.elf tests/qmp/qmp-linux \
-         tests/migration/mig-test tests/migration/mig-dirty.elf tests/migration/mig-idle.elf tests/migration/mig-pio.elf; do
+         tests/migration/mig-test tests/migration/mig-dirty.elf tests/migration/mig-idle.elf tests/migration/mig-pio.elf \
+         tests/migration/mig-smp.elf; do
   [ -f "$BUILD/$f" ] && cp "$BUILD/$f" "$T/data/"
 done
 
@@ -98,7 +99,7 @@ if [ "$MODE" = direct ]; then
 else
   ADD=(--add "$REPO/tests/e2e/cases.sh:run/cases.sh" --add "$T/data:data")
   ENVS="GUEST_DIR=/bed/guest DATA=/bed/data WORK=/tmp/e2e STRATA=/bed/bin/strata"
-  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS; do   # the cases' knobs
+  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_SOAK_HOPS; do   # the cases' knobs
     if [ -n "${!v+x}" ]; then ENVS="$ENVS $v='${!v}'"; fi
   done
   if [ "$VMM" = qemu ]; then
