@@ -157,12 +157,15 @@ static json_t *q_cpus_fast(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Vmm *v = o;
     json_t *arr = json_array();
-    for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
+    for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++) {
+        char path[48];
+        snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
         json_array_append_new(arr, json_pack(
             "{s:i,s:s,s:i,s:{s:i,s:i,s:i,s:i},s:s}", "cpu-index", (int)i, "qom-path",
-            "/machine/unattached/device[0]", "thread-id", (int)vmm_vcpu_tid(v, i), "props",
+            path, "thread-id", (int)vmm_vcpu_tid(v, i), "props",
             "core-id", 0, "thread-id", 0, "socket-id", (int)i, "node-id", 0, "target",
             "x86_64"));
+    }
     return arr;
 }
 

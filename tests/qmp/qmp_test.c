@@ -584,6 +584,11 @@ static void test_two_cpus(const char *serial_file)
         tid[i] = (long long)json_integer_value(json_object_get(e, "thread-id"));
         CHECK(json_integer_value(json_object_get(e, "cpu-index")) == (json_int_t)i && tid[i] > 0,
               "query-cpus-fast %s", json_dumps(cpus, 0));
+        char qom[48];
+        snprintf(qom, sizeof(qom), "/machine/unattached/device[%zu]", i);
+        const char *qp = json_string_value(json_object_get(e, "qom-path"));
+        CHECK(qp && !strcmp(qp, qom), "vCPU %zu: qom-path %s, expected %s", i, qp ? qp : "-",
+              qom);
         char task[64];
         snprintf(task, sizeof(task), "/proc/%d/task/%lld", (int)strata_pid, tid[i]);
         struct stat sb;
