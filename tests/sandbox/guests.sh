@@ -15,13 +15,17 @@ if [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 fi
 T=$(mktemp -d /tmp/strata-sandbox.XXXXXX)
 trap 'rm -rf "$T"' EXIT
+# every strata started here dies with this script (setpriv where the system
+# has it; in the nested bed everything dies with the bed's QEMU anyway)
+PD=
+if command -v setpriv > /dev/null 2>&1; then PD="setpriv --pdeathsig KILL"; fi
 fails=0 passes=0
 
 pass() { echo "PASS $1"; passes=$((passes + 1)); }
 fail() { echo "FAIL $1: $2"; sed 's/^/    | /' "$T/out" | tail -n 30; fails=$((fails + 1)); }
 # run NAME ARGS...: strata run with a 60 s guard, output in $T/out, status in RC
 run() {
-	timeout "${GUARD:-60}" "$STRATA" run "$@" > "$T/out" 2>&1 < /dev/null
+	$PD timeout "${GUARD:-60}" $PD "$STRATA" run "$@" > "$T/out" 2>&1 < /dev/null
 	RC=$?
 }
 has() { grep -q -- "$1" "$T/out"; }
@@ -47,7 +51,7 @@ fi
 
 # --- a running guest driven through the control socket under kill ---
 sock=$T/qmp.sock
-"$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" --rng > "$T/out" 2>&1 < /dev/null &
+$PD "$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" --rng > "$T/out" 2>&1 < /dev/null &
 pid=$!
 i=0
 while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -79,7 +83,7 @@ for role in vcpu io stdin waiter main; do
 done
 # the migration thread: started by QMP migrate, it enters its role first
 rm -f "$sock"
-STRATA_TEST_SECCOMP_VIOLATE=migration "$STRATA" run --test-device --kernel "$SPIN" \
+STRATA_TEST_SECCOMP_VIOLATE=migration $PD "$STRATA" run --test-device --kernel "$SPIN" \
 	--serial none --api-socket "$sock" > "$T/out" 2>&1 < /dev/null &
 pid=$!
 i=0
@@ -98,10 +102,10 @@ else
 fi
 # the incoming migration's loader thread (the stream is hostile input)
 rm -f "$sock" "$T/in.sock"
-STRATA_TEST_SECCOMP_VIOLATE=migration "$STRATA" run --test-device --kernel "$SPIN" \
+STRATA_TEST_SECCOMP_VIOLATE=migration $PD "$STRATA" run --test-device --kernel "$SPIN" \
 	--serial none --incoming "unix:$T/in.sock" > "$T/out" 2>&1 < /dev/null &
 dpid=$!
-"$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" > "$T/src.out" 2>&1 < /dev/null &
+$PD "$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" > "$T/src.out" 2>&1 < /dev/null &
 spid=$!
 i=0
 while { [ ! -S "$sock" ] || [ ! -S "$T/in.sock" ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -155,7 +159,7 @@ if [ "$(id -u)" != 0 ]; then
 else
 	mkdir -p "$T/jail"
 	rm -f "$sock"
-	"$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" --rng \
+	$PD "$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" --rng \
 		--disk "path=$T/disk.img" --jail-uid 65534 --jail-gid 65534 --chroot "$T/jail" \
 		> "$T/out" 2>&1 < /dev/null &
 	pid=$!
