@@ -258,8 +258,9 @@ static KvmEndReason classify(KvmVcpu *v, int r, const ExitErr *err, KvmVmEnd *en
         end_fill(end, KVM_END_HLT, idx, 0, NULL);
         return KVM_END_HLT;
     case KVM_EXIT_SHUTDOWN:
-        if (vm->cfg.verbose)
-            kvm_vcpu_dump(v, stderr);
+        /* a triple fault is a guest crash: its registers say where */
+        fprintf(stderr, "vCPU %d: triple fault; its state:\n", idx);
+        kvm_vcpu_dump(v, stderr);
         end_fill(end, KVM_END_SHUTDOWN, idx, 0, NULL);
         return KVM_END_SHUTDOWN;
     case KVM_EXIT_SYSTEM_EVENT:

@@ -319,15 +319,15 @@ case_migrate_soak() {
 # --- live migration of a Linux guest writing to RAM and its virtio disk ---
 # The workload writes a file per iteration to RAM and to the disk, compares
 # them, and at the end re-reads every disk file from the device.  It is
-# migrated mid-way with `strata ctl migrate`; the console must go on at the
-# destination and every checksum must match there.
+# migrated mid-way with `strata ctl migrate`, E2E_MIG_HOPS times (default 1)
+# from strata to strata, each hop once the workload has gone on by an
+# iteration; the console must go on at each destination and every checksum
+# must match on the last one.
 case_migrate_linux() {
 	n=migrate_linux
 	help_has '--incoming URI' || { result $n SKIP "strata has no --incoming"; return; }
 	img=$WORK/mig.img
 	cp "$DATA/disk.img" "$img"
-	qs=$WORK/mig-src.qmp; in=$WORK/mig.in
-	rm -f "$qs" "$in" "$WORK/mig-src.console" "$WORK/mig-dst.console"
 	iters=${E2E_MIG_ITERS:-60}
 	wl="mount -t ext4 /dev/vda /mnt || exit 9
 i=1; while [ \$i -le $iters ]; do
@@ -344,53 +344,74 @@ bad=0; i=1; while [ \$i -le $iters ]; do
 done
 umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/system/cpu/online)"
 	cmdline="$BASE strata.cmd=$(b64 "$wl")"
-	G=${GUARD:-300}
+	hops=${E2E_MIG_HOPS:-1}
+	G=${GUARD:-$((300 + hops * 60))}
 	cpus=${E2E_MIG_CPUS:-2}
-	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" --cpus "$cpus" \
-		--cmdline "$cmdline" --disk "path=$img" --serial "file=$WORK/mig-src.console" \
-		--api-socket "$qs" > "$WORK/mig-src.out" 2>&1 < /dev/null &
-	src=$!
-	timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" --cpus "$cpus" \
-		--cmdline "$cmdline" --disk "path=$img" --serial "file=$WORK/mig-dst.console" \
-		--incoming "unix:$in" > "$WORK/mig-dst.out" 2>&1 < /dev/null &
-	dst=$!
-	t=0
-	while ! grep -q '^ITER 3 ' "$WORK/mig-src.console" 2>/dev/null; do
-		sleep 1; t=$((t+1))
-		if [ $t -ge 180 ] || ! kill -0 $src 2>/dev/null; then
-			kill $src $dst 2>/dev/null; wait
-			show "$WORK/mig-src.console"
-			result $n FAIL "the source guest never reached ITER 3"; return
+	# vm_at K: strata number K (0 the first source; K>0 waits for hop K),
+	# console $WORK/mig-K.console, control socket $WORK/mig-K.qmp
+	vm_at() {
+		inc=
+		[ "$1" = 0 ] || inc="--incoming unix:$WORK/mig-$1.in"
+		rm -f "$WORK/mig-$1.qmp" "$WORK/mig-$1.in" "$WORK/mig-$1.console"
+		timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+			--cpus "$cpus" --cmdline "$cmdline" --disk "path=$img" \
+			--serial "file=$WORK/mig-$1.console" --api-socket "$WORK/mig-$1.qmp" $inc \
+			> "$WORK/mig-$1.out" 2>&1 < /dev/null &
+	}
+	# iter_of K: the last ITER number on console K (0 if none)
+	iter_of() {
+		v=$(tr -d '\r' 2>/dev/null < "$WORK/mig-$1.console" | sed -n 's/^ITER \([0-9]*\) .*/\1/p' | tail -n1)
+		echo "${v:-0}"
+	}
+	vm_at 0; src=$!
+	k=0 want=3 downs=
+	while [ $k -lt "$hops" ]; do
+		# the guest on strata k runs its workload on (at least one more ITER)
+		t=0
+		while [ "$(iter_of $k)" -lt "$want" ]; do
+			sleep 1; t=$((t+1))
+			if [ $t -ge 180 ] || ! kill -0 $src 2>/dev/null || grep -q '^DISK-CHECK' "$WORK/mig-$k.console" 2>/dev/null; then
+				kill $src 2>/dev/null; wait
+				show "$WORK/mig-$k.console"
+				result $n FAIL "hop $((k+1)): the guest on strata $k never reached ITER $want (workload over or stuck)"; return
+			fi
+		done
+		vm_at $((k+1)); dst=$!
+		i=0; while [ ! -S "$WORK/mig-$((k+1)).in" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+		"$STRATA" ctl --api-socket "$WORK/mig-$k.qmp" migrate "unix:$WORK/mig-$((k+1)).in" > "$WORK/mig-ctl.out" 2>&1
+		crc=$?
+		sed "s/^/    hop $((k+1)) ctl: /" "$WORK/mig-ctl.out" | tail -n 2
+		wait $src; src_rc=$?
+		if [ "$crc" != 0 ] || ! grep -q '^migration completed' "$WORK/mig-ctl.out"; then
+			kill $dst 2>/dev/null; wait
+			result $n FAIL "hop $((k+1)): strata ctl migrate exit status $crc"; return
+		elif [ "$src_rc" != 0 ]; then
+			kill $dst 2>/dev/null; wait
+			result $n FAIL "hop $((k+1)): the source exited $src_rc after the migration (expected 0)"; return
 		fi
+		downs="$downs $(grep '^migration completed' "$WORK/mig-ctl.out" | grep -o 'downtime [0-9]*' | cut -d' ' -f2)"
+		echo "    hop $((k+1)): the source left at ITER $(iter_of $k)"
+		want=$(( $(iter_of $k) + 1 ))
+		k=$((k+1)) src=$dst
 	done
-	"$STRATA" ctl --api-socket "$qs" migrate "unix:$in" > "$WORK/mig-ctl.out" 2>&1
-	crc=$?
-	sed 's/^/    ctl: /' "$WORK/mig-ctl.out" | tail -n 8
-	wait $src; src_rc=$?
-	wait $dst; dst_rc=$?
-	tr -d '\r' < "$WORK/mig-dst.console" > "$WORK/mig-dst.txt"
-	tr -d '\r' < "$WORK/mig-src.console" > "$WORK/mig-src.txt"
-	last_src=$(grep '^ITER ' "$WORK/mig-src.txt" | tail -n1)
-	first_dst=$(grep '^ITER ' "$WORK/mig-dst.txt" | head -n1)
-	echo "    source console ends at '$last_src'; destination's starts at '$first_dst'"
-	sed 's/^/    src: /' "$WORK/mig-src.out" | tail -n 3
-	sed 's/^/    dst: /' "$WORK/mig-dst.out" | tail -n 3
-	if [ "$crc" != 0 ] || ! grep -q '^migration completed' "$WORK/mig-ctl.out"; then
-		result $n FAIL "strata ctl migrate exit status $crc"
-	elif [ "$src_rc" != 0 ]; then
-		result $n FAIL "the source exited $src_rc after the migration (expected 0)"
-	elif [ "$dst_rc" != 0 ]; then
-		show "$WORK/mig-dst.txt"; result $n FAIL "the destination exited $dst_rc (expected 0)"
+	wait $src; dst_rc=$?
+	for j in $(seq 0 "$hops"); do tr -d '\r' < "$WORK/mig-$j.console" > "$WORK/mig-$j.txt"; done
+	last=$WORK/mig-$hops.txt
+	first_dst=$(grep '^ITER ' "$WORK/mig-1.txt" | head -n1)
+	echo "    the first source's console ends at '$(grep '^ITER ' "$WORK/mig-0.txt" | tail -n1)'; the first destination's starts at '$first_dst'"
+	sed 's/^/    last: /' "$WORK/mig-$hops.out" | tail -n 3
+	if [ "$dst_rc" != 0 ]; then
+		show "$last"; result $n FAIL "the last destination exited $dst_rc (expected 0)"
 	elif [ -z "$first_dst" ]; then
-		show "$WORK/mig-dst.txt"; result $n FAIL "no workload output on the destination's console"
-	elif grep -q 'BAD' "$WORK/mig-src.txt" "$WORK/mig-dst.txt"; then
+		show "$WORK/mig-1.txt"; result $n FAIL "no workload output on the destination's console"
+	elif grep -q 'BAD' "$WORK"/mig-[0-9]*.txt; then
 		result $n FAIL "a RAM/disk checksum differed during the workload"
-	elif ! grep -q '^DISK-CHECK bad=0' "$WORK/mig-dst.txt" || ! grep -q '^STRATA-CMD-EXIT=0' "$WORK/mig-dst.txt"; then
-		show "$WORK/mig-dst.txt"; result $n FAIL "the final RAM/disk check failed on the destination"
-	elif [ "$cpus" = 2 ] && ! grep -q '^CPUS-ONLINE 0-1' "$WORK/mig-dst.txt"; then
-		show "$WORK/mig-dst.txt"; result $n FAIL "not both vCPUs online on the destination"
+	elif ! grep -q '^DISK-CHECK bad=0' "$last" || ! grep -q '^STRATA-CMD-EXIT=0' "$last"; then
+		show "$last"; result $n FAIL "the final RAM/disk check failed on the last destination"
+	elif [ "$cpus" = 2 ] && ! grep -q '^CPUS-ONLINE 0-1' "$last"; then
+		show "$last"; result $n FAIL "not both vCPUs online on the last destination"
 	else
-		result $n PASS "$cpus vCPUs, migrated at '$last_src', went on from '$first_dst' to DISK-CHECK bad=0 ($(grep '^migration completed' "$WORK/mig-ctl.out" | grep -o 'downtime [0-9]* ms'))"
+		result $n PASS "$cpus vCPUs, $hops hop(s) (downtime ms:$downs), the workload went on to DISK-CHECK bad=0"
 	fi
 }
 

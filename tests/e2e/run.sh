@@ -99,7 +99,7 @@ if [ "$MODE" = direct ]; then
 else
   ADD=(--add "$REPO/tests/e2e/cases.sh:run/cases.sh" --add "$T/data:data")
   ENVS="GUEST_DIR=/bed/guest DATA=/bed/data WORK=/tmp/e2e STRATA=/bed/bin/strata"
-  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_SOAK_HOPS; do   # the cases' knobs
+  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_MIG_HOPS E2E_SOAK_HOPS; do   # the cases' knobs
     if [ -n "${!v+x}" ]; then ENVS="$ENVS $v='${!v}'"; fi
   done
   if [ "$VMM" = qemu ]; then
