@@ -6,24 +6,37 @@
 # (tests/migration/mig_test.c, soak()).  CI runs the short one (ctest
 # migration.soak: 10 hops; e2e.migration's migrate_soak in the bed).
 #
-# Usage: scripts/soak-migration.sh [HOPS] [--bed]
+# Usage: scripts/soak-migration.sh [HOPS] [--bed] [--linux]
 #   On this host's /dev/kvm where it runs tiny guests, else (or with --bed)
 #   inside the nested test bed (scripts/testbed.sh).  Needs build/ (cmake
 #   --build build).  Prints each hop and a summary; exits with mig-test's
 #   status.
+#   --linux: Debian's Linux guest (2 vCPUs, a RAM and virtio-disk workload)
+#   instead, HOPS (default 10) hops, through the e2e tier's migrate_linux
+#   case (tests/e2e/run.sh: directly where KVM boots Linux, else the bed).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${STRATA_BUILD:-$REPO/build}
-HOPS=100
+HOPS=
 BED=0
+LINUX=0
 for a in "$@"; do
   case "$a" in
     --bed) BED=1 ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --linux) LINUX=1 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *[!0-9]*|'') echo "soak-migration: '$a': HOPS is a number (see --help)" >&2; exit 2 ;;
     *) HOPS=$a ;;
   esac
 done
+if [ "$LINUX" = 1 ]; then
+  HOPS=${HOPS:-10}
+  mode=; [ "$BED" = 0 ] || mode=--bed
+  echo "soak-migration: a Linux guest, $HOPS hops"
+  E2E_MIG_HOPS=$HOPS E2E_MIG_ITERS=$((HOPS * 10 + 20)) E2E_BED_TIMEOUT=$((840 + HOPS * 60)) \
+    exec bash "$REPO/tests/e2e/run.sh" --build "$BUILD" $mode migrate_linux
+fi
+HOPS=${HOPS:-100}
 MT=$BUILD/tests/migration/mig-test
 ELF=$BUILD/tests/migration/mig-smp.elf
 [ -x "$MT" ] && [ -f "$ELF" ] || { echo "soak-migration: build first: $MT, $ELF missing" >&2; exit 2; }
