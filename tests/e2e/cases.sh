@@ -281,38 +281,42 @@ case_mtree() {
 	fi
 }
 
-# --- live migration: the tiny-guest suite (tests/migration) inside this KVM ---
-case_migrate_tiny() {
-	if [ ! -x "$DATA/mig-test" ] || [ ! -f "$DATA/mig-dirty.elf" ]; then
-		result migrate_tiny SKIP "tests/migration not built (mig-test, mig-dirty.elf)"; return
-	fi
+# mig_test CASE OUT SECONDS [ARGS...]: tests/migration's mig-test in this KVM
+# with its guests from $DATA, output in $WORK/OUT.out, exit status in MT_RC;
+# returns 1 (the case reported SKIP) where they were not built.
+mig_test() {
+	c=$1 out=$2 secs=$3; shift 3
+	for f in mig-test mig-dirty.elf mig-idle.elf mig-pio.elf mig-smp.elf; do
+		[ -e "$DATA/$f" ] || { result "$c" SKIP "tests/migration not built ($f)"; return 1; }
+	done
 	STRATA=${STRATA_REAL:-$STRATA} MIG_DIRTY_ELF=$DATA/mig-dirty.elf \
 		MIG_IDLE_ELF=$DATA/mig-idle.elf MIG_PIO_ELF=$DATA/mig-pio.elf \
-		timeout 300 "$DATA/mig-test" > "$WORK/mig-test.out" 2>&1
-	rc=$?
+		MIG_SMP_ELF=$DATA/mig-smp.elf \
+		timeout "$secs" "$DATA/mig-test" "$@" > "$WORK/$out.out" 2>&1
+	MT_RC=$?
+}
+
+# --- live migration: the tiny-guest suite (tests/migration) inside this KVM ---
+case_migrate_tiny() {
+	mig_test migrate_tiny mig-test 300 || return
 	grep -v '^strata: ' "$WORK/mig-test.out" | sed 's/^/    /' | tail -n 40
-	if [ "$rc" = 0 ] && grep -q '^PASS: migration' "$WORK/mig-test.out"; then
+	if [ "$MT_RC" = 0 ] && grep -q '^PASS: migration' "$WORK/mig-test.out"; then
 		result migrate_tiny PASS "$(grep '^PASS: migration' "$WORK/mig-test.out" | cut -c7-)"
 	else
-		fail_out migrate_tiny mig-test "mig-test exit status $rc"
+		fail_out migrate_tiny mig-test "mig-test exit status $MT_RC"
 	fi
 }
 
 # --- the migration soak (tests/migration, soak()): a 2-vCPU tiny guest that
 # rewrites and checks every word of 32 MiB, migrated E2E_SOAK_HOPS times ---
 case_migrate_soak() {
-	if [ ! -x "$DATA/mig-test" ] || [ ! -f "$DATA/mig-smp.elf" ]; then
-		result migrate_soak SKIP "tests/migration not built (mig-test, mig-smp.elf)"; return
-	fi
 	hops=${E2E_SOAK_HOPS:-10}
-	STRATA=${STRATA_REAL:-$STRATA} MIG_SMP_ELF=$DATA/mig-smp.elf \
-		timeout $((120 + hops * 30)) "$DATA/mig-test" --soak "$hops" > "$WORK/mig-soak.out" 2>&1
-	rc=$?
+	mig_test migrate_soak mig-soak $((120 + hops * 30)) --soak "$hops" || return
 	grep -E '^(hop|soak|PASS)' "$WORK/mig-soak.out" | sed 's/^/    /' | tail -n 8
-	if [ "$rc" = 0 ] && grep -q '^PASS: migration soak' "$WORK/mig-soak.out"; then
+	if [ "$MT_RC" = 0 ] && grep -q '^PASS: migration soak' "$WORK/mig-soak.out"; then
 		result migrate_soak PASS "$(grep '^soak:' "$WORK/mig-soak.out" | cut -c7-)"
 	else
-		fail_out migrate_soak mig-soak "mig-test --soak $hops exit status $rc"
+		fail_out migrate_soak mig-soak "mig-test --soak $hops exit status $MT_RC"
 	fi
 }
 
