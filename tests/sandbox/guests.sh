@@ -15,10 +15,11 @@ if [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 fi
 T=$(mktemp -d /tmp/strata-sandbox.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-# every strata started here dies with this script (setpriv where the system
-# has it; in the nested bed everything dies with the bed's QEMU anyway)
+# every strata started here dies with this script (util-linux setpriv where
+# the system has it; in the nested bed everything dies with the bed's QEMU)
+# (busybox's setpriv, in the bed, has no --pdeathsig)
 PD=
-if command -v setpriv > /dev/null 2>&1; then PD="setpriv --pdeathsig KILL"; fi
+if setpriv --pdeathsig KILL true > /dev/null 2>&1; then PD="setpriv --pdeathsig KILL"; fi
 fails=0 passes=0
 
 pass() { echo "PASS $1"; passes=$((passes + 1)); }
