@@ -22,6 +22,7 @@
 #include "devices/stream.h"
 #include "vmm/migration.h"
 #include "vmm/sandbox.h"
+#include "vmm/unix-listen.h"
 
 #define POLL_TICK_MS 100
 
@@ -445,7 +446,7 @@ int mig_listen(const char *uri, char *err, size_t errlen)
         }
         unlink(sa.sun_path);    /* a stale socket from an earlier run */
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+    if (unix_bind_listen(fd, &sa, 1) < 0) {
         snprintf(err, errlen, "%s: %s", uri, strerror(errno));
         close(fd);
         return -1;

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/unix-listen.h"
+
 #define READ_CHUNK (64u << 10)
 #define READS_PER_EVENT 8
 
@@ -620,8 +622,8 @@ QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, si
     srv->opaque = opaque;
     srv->path = strdup(path);
     srv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (!srv->path || srv->fd < 0 || bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(srv->fd, 128) < 0 || ev_add(epfd, srv->fd, EPOLLIN, &srv->src) < 0) {
+    if (!srv->path || srv->fd < 0 || unix_bind_listen(srv->fd, &sa, 128) < 0 ||
+        ev_add(epfd, srv->fd, EPOLLIN, &srv->src) < 0) {
         snprintf(err, errlen, "--api-socket %s: %s", path, strerror(errno));
         if (srv->fd >= 0)
             close(srv->fd);

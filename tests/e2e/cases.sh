@@ -381,7 +381,9 @@ umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/sys
 			fi
 		done
 		vm_at $((k+1)); dst=$!
-		i=0; while [ ! -S "$WORK/mig-$((k+1)).in" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+		# ready once it says it waits (that line follows listen(); the
+		# socket's path exists from bind() on, when a connect is refused)
+		i=0; while ! grep -q 'waiting for an incoming migration' "$WORK/mig-$((k+1)).out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 		"$STRATA" ctl --api-socket "$WORK/mig-$k.qmp" migrate "unix:$WORK/mig-$((k+1)).in" > "$WORK/mig-ctl.out" 2>&1
 		crc=$?
 		sed "s/^/    hop $((k+1)) ctl: /" "$WORK/mig-ctl.out" | tail -n 2

@@ -279,33 +279,23 @@ bool log_has(const Vm *vm, const char *text)
 void start_dest(Vm *dst, const char *name, const char *elf, const char *memory,
                        char *uri, size_t urilen)
 {
-    char path[160];
-    snprintf(path, sizeof(path), "%s/%s.in", tmpdir, name);
-    if (!strncmp(name, "tcp-", 4)) {
-        /* loopback TCP; ready once it says it waits (a probe connection
-         * would be taken for the migration) */
+    if (!strncmp(name, "tcp-", 4))
         snprintf(uri, urilen, "tcp:127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
-        start_vm(dst, name, elf, memory, uri);
-        for (int i = 0; i < 500; i++) {
-            if (log_has(dst, "waiting for an incoming migration"))
-                return;
-            int st = vm_reap(dst);
-            CHECK(st < 0, "destination %s exited early (status %d)", name, st);
-            msleep(10);
-        }
-        CHECK(0, "destination %s never listened on %s", name, uri);
-    }
-    snprintf(uri, urilen, "unix:%s", path);
+    else
+        snprintf(uri, urilen, "unix:%s/%s.in", tmpdir, name);
     start_vm(dst, name, elf, memory, uri);
-    for (int i = 0; i < 500; i++) {         /* wait for its listening socket */
-        struct stat st;
-        if (stat(path, &st) == 0)
+    /* ready once it says it waits: that line follows listen().  Neither a
+     * probe connection (it would be taken for the migration) nor the unix
+     * socket's path (bind() makes it before listen(): a connect in between
+     * is refused) tells. */
+    for (int i = 0; i < 3000; i++) {
+        if (log_has(dst, "waiting for an incoming migration"))
             return;
-        int s = vm_reap(dst);
-        CHECK(s < 0, "destination %s exited early (status %d)", name, s);
+        int st = vm_reap(dst);
+        CHECK(st < 0, "destination %s exited early (status %d)", name, st);
         msleep(10);
     }
-    CHECK(0, "destination %s never listened on %s", name, path);
+    CHECK(0, "destination %s never listened on %s in 30 s", name, uri);
 }
 
 /* Migrates src to a fresh destination and checks the guest goes on there;

@@ -38,6 +38,7 @@ typedef struct Proxy {
     bool cut_at_reply;          /* close both when the destination first answers */
     uint64_t flip_at;           /* xor 0x5a into this source byte (UINT64_MAX: none) */
     uint64_t forwarded;         /* source -> destination bytes */
+    int connect_errno;          /* the proxy could not reach the destination */
     pthread_t thread;
 } Proxy;
 
@@ -51,6 +52,7 @@ static void *proxy_main(void *arg)
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     memcpy(sa.sun_path, p->target, strnlen(p->target, sizeof(sa.sun_path) - 1));
     if (connect(b, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        p->connect_errno = errno;
         close(a);
         close(b);
         return NULL;
@@ -101,6 +103,7 @@ static void proxy_start(Proxy *p, const char *name, const char *target)
     memcpy(p->target, target, tl);
     p->target[tl] = 0;
     p->forwarded = 0;
+    p->connect_errno = 0;
     p->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     memcpy(sa.sun_path, p->path, strnlen(p->path, sizeof(sa.sun_path) - 1));
@@ -141,8 +144,11 @@ static void migrate_fails(Vm *src, const char *name, Proxy *px, const char *dst_
     CHECK(desc && (!expect_src || strstr(desc, expect_src)), "%s: error-desc '%s' lacks '%s'",
           name, desc ? desc : "", expect_src ? expect_src : "");
     json_decref(q);
-    if (px)
+    if (px) {
         proxy_stop(px);
+        CHECK(!px->connect_errno, "%s: the proxy could not reach the destination: %s", name,
+              strerror(px->connect_errno));
+    }
     int st = vm_wait(&dst, 90000);
     CHECK(st == 5, "%s: the destination should exit 5 (no guest started), got %d", name, st);
     CHECK(log_has(&dst, "the guest is not started"), "%s: destination message", name);
