@@ -15,18 +15,9 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
+#include "check.h"
 #include "qmp_client.h"
 
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-            dump_logs();                                                              \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
 
 typedef struct Vm {
     pid_t pid;

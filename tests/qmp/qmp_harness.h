@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "memory/memory.h"
+#include "check.h"
 #include "qmp_client.h"
 
 extern char tmpdir[64];         /* per-run scratch folder */
@@ -18,17 +19,6 @@ extern pid_t strata_pid;        /* the strata being tested, or -1 */
 extern char sock_path[128];     /* its --api-socket */
 extern uint64_t counter_addr;   /* guest physical address of spin_counter */
 
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__,  \
-                    #cond);                                                     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-            dump_logs();                                                        \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
 
 /* The common start of a test: exits 77 (printing why) where /dev/kvm
  * cannot run guests, makes tmpdir /tmp/strata-NAME-XXXXXX (removed with
