@@ -12,6 +12,8 @@
 
 const char *vmm_state_name(const Vmm *v)
 {
+    if (v->state == RUN_STATE_RUNNING && mig_in_final_phase(v))
+        return "finish-migrate";
     switch (v->state) {
     case RUN_STATE_RUNNING: return "running";
     case RUN_STATE_PAUSED: return "paused";
@@ -33,27 +35,38 @@ static bool check_alive(Vmm *v, QmpError *err)
     return true;
 }
 
+/* stop and cont hold the migration's run-state lock (mig_run_state_lock):
+ * refused during a migration's final phase, never lost in it. */
 int vmm_stop(Vmm *v, QmpError *err)
 {
-    if (!check_alive(v, err))
+    if (!check_alive(v, err) || mig_run_state_lock(v, err) < 0)
         return -1;
-    if (v->state == RUN_STATE_PAUSED)
-        return 0;
-    kvm_vm_pause(v->m.vm);
-    v->state = RUN_STATE_PAUSED;
-    qmp_server_event(v->qmp, "STOP", NULL);
+    bool change = v->state != RUN_STATE_PAUSED;
+    if (change) {
+        kvm_vm_pause(v->m.vm);
+        v->state = RUN_STATE_PAUSED;
+    }
+    mig_run_state_unlock(v);
+    if (change)
+        qmp_server_event(v->qmp, "STOP", NULL);
     return 0;
 }
 
 int vmm_cont(Vmm *v, QmpError *err)
 {
-    if (!check_alive(v, err))
+    if (!check_alive(v, err) || mig_run_state_lock(v, err) < 0)
         return -1;
-    if (v->state == RUN_STATE_RUNNING)
-        return 0;
-    kvm_vm_resume(v->m.vm);
+    bool change = false;
+    if (mig_release_hold(v)) {
+        change = true;              /* the hold was all that paused it */
+    } else if (v->state != RUN_STATE_RUNNING) {
+        kvm_vm_resume(v->m.vm);
+        change = true;
+    }
     v->state = RUN_STATE_RUNNING;
-    qmp_server_event(v->qmp, "RESUME", NULL);
+    mig_run_state_unlock(v);
+    if (change)
+        qmp_server_event(v->qmp, "RESUME", NULL);
     return 0;
 }
 
@@ -64,6 +77,11 @@ int vmm_system_reset(Vmm *v, QmpError *err)
         return -1;
     if (mig_active(v)) {
         qmp_error_set(err, "system_reset: a migration is in progress (migrate_cancel first)");
+        return -1;
+    }
+    if (mig_holds_guest(v)) {
+        qmp_error_set(err, "system_reset: the guest is held after an unconfirmed handover "
+                      "(query-migrate); `cont` first");
         return -1;
     }
     bool running = v->state == RUN_STATE_RUNNING;
@@ -112,8 +130,9 @@ pid_t vmm_vcpu_tid(Vmm *v, unsigned index)
 static json_t *q_status(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Vmm *v = o;
-    return json_pack("{s:s,s:b,s:b}", "status", vmm_state_name(v), "singlestep", 0, "running",
-                     v->state == RUN_STATE_RUNNING);
+    const char *name = vmm_state_name(v);
+    return json_pack("{s:s,s:b,s:b}", "status", name, "singlestep", 0, "running",
+                     !strcmp(name, "running"));
 }
 
 static json_t *q_stop(void *o, QmpClient *c, json_t *a, QmpError *err)

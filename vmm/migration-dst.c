@@ -310,13 +310,36 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
                 "is not started\n", (unsigned long long)got, d->err);
         goto out;
     }
+    /* READY, then GO within MIG_GO_TIMEOUT_MS, answered with ACK! (this
+     * side runs the guest) or ERR! (it will not: the source resumes it).
+     * A signal meanwhile is an ERR!, never a silent exit: the source must
+     * hear which side has the guest. */
     uint32_t go = 0;
-    if (mig_send_u32(&d->ch, MIG_REPLY_READY) < 0 || mig_recv_u32(&d->ch, &go) < 0 ||
-        go != MIG_REPLY_GO) {
-        fprintf(stderr, "strata: incoming migration: the source did not confirm the handover "
-                "(%s); the guest is not started\n", d->ch.err[0] ? d->ch.err : "bad reply");
+    if (mig_send_u32(&d->ch, MIG_REPLY_READY) < 0) {
+        fprintf(stderr, "strata: incoming migration: sending READY: %s; the guest is not "
+                "started\n", d->ch.err);
         goto out;
     }
+    d->ch.timeout_ms = MIG_GO_TIMEOUT_MS;
+    if (mig_recv_u32(&d->ch, &go) < 0 || go != MIG_REPLY_GO) {
+        char why[300];
+        if (d->ch.err[0])
+            snprintf(why, sizeof(why), "no GO from the source (%s)", d->ch.err);
+        else
+            snprintf(why, sizeof(why), "the source answered READY with 0x%08x, not GO", go);
+        size_t n = strlen(why);
+        if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)
+            mig_send_bytes(&d->ch, why, n);
+        fprintf(stderr, "strata: incoming migration: the source did not confirm the handover: "
+                "%s; the guest is not started (the source keeps it)\n", why);
+        goto out;
+    }
+    /* GO: the guest is this side's now, whether or not ACK! arrives (the
+     * source then holds its copy paused until told otherwise). */
+    if (mig_send_u32(&d->ch, MIG_REPLY_ACK) < 0)
+        fprintf(stderr, "strata: incoming migration: GO arrived, but ACK could not be sent "
+                "(%s): the source holds its paused copy; this side runs the guest\n",
+                d->ch.err);
     *start_paused = !d->running;
     fprintf(stderr, "strata: incoming migration loaded in %.1f ms: %llu bytes, %llu pages "
             "(%llu zero), %llu rounds\n", (double)(mig_now_ns() - t0) / 1e6,

@@ -37,6 +37,7 @@ typedef struct MigDevice {
 typedef struct MigStats {
     uint64_t start_ns, setup_done_ns, end_ns, pause_ns;
     uint64_t downtime_ms, expected_downtime_ms;
+    uint64_t final_pause_ms;    /* how long the final phase held the guest (any end) */
     uint64_t transferred, remaining, total;
     uint64_t duplicate, normal, normal_bytes;
     uint64_t dirty_sync_count, dirty_pages_rate;
@@ -63,6 +64,12 @@ struct Migration {
     volatile int cancel;
     char uri[256];
     bool logging;               /* dirty logging enabled for MIGRATION */
+    /* Under lock: */
+    bool final_phase;           /* the thread paused the guest for the final phase */
+    bool held;                  /* handover unconfirmed: the thread's pause of the vCPUs
+                                 * and devices is kept until `cont` */
+    bool held_was_running;      /* ...and the guest was running before that pause */
+    MigOwner owner;
 };
 
 /* The machine's RAM blocks (at most max); their number. */

@@ -15,7 +15,6 @@
 
 #define BITS 64u
 #define STALL_ROUNDS 3u         /* rounds the dirty set may fail to shrink by 10% */
-#define READY_TIMEOUT_MS 60000u /* the destination's load after END */
 
 typedef struct Src {
     Migration *g;
@@ -30,7 +29,11 @@ typedef struct Src {
     uint32_t rec_block;
     uint64_t zero_pages, normal_pages;
     bool verify_ram;            /* x-verify-ram: END carries a RAM CRC-32 */
-    char err[512];
+    uint64_t final_limit_ms;    /* the final pause's hard limit */
+    uint64_t pause_ns;          /* when the final pause began */
+    bool running_at_pause;      /* the run state END carries */
+    bool unconfirmed;           /* GO went out and no answer came back */
+    char err[768];
 } Src;
 
 static bool cancelled(const Src *s)
@@ -216,18 +219,33 @@ static void read_refusal(Src *s)
     s->ch.timeout_ms = t;
 }
 
-/* Waits for READY (then sends GO) or an error from the destination. */
+/* A failure of the final phase: past its hard limit, says so (whatever
+ * the step was doing then), else what went wrong. */
+static int final_fail(Src *s, const char *step, const char *why)
+{
+    uint64_t now = mig_now_ns();
+    if (s->ch.deadline_ns && now >= s->ch.deadline_ns)
+        snprintf(s->err, sizeof(s->err), "the final phase passed its hard limit of %llu ms "
+                 "(%llu ms after the pause) while %s",
+                 (unsigned long long)s->final_limit_ms,
+                 (unsigned long long)((now - s->pause_ns) / 1000000), step);
+    else
+        snprintf(s->err, sizeof(s->err), "%s: %s", step, why);
+    return -1;
+}
+
+/*
+ * The handover (docs/migration.md): READY (or ERR!) from the destination
+ * within the final phase's limit, then GO, then the destination's answer
+ * to GO: ACK! (it runs the guest now) or ERR! (it will not: the guest
+ * resumes here).  With no answer to GO, nobody can know whether GO
+ * arrived: s->unconfirmed, and the guest is held here until `cont`.
+ */
 static int handover(Src *s)
 {
     uint32_t tag;
-    unsigned t = s->ch.timeout_ms;
-    s->ch.timeout_ms = READY_TIMEOUT_MS;
-    int r = mig_recv_u32(&s->ch, &tag);
-    s->ch.timeout_ms = t;
-    if (r < 0) {
-        snprintf(s->err, sizeof(s->err), "no answer from the destination: %s", s->ch.err);
-        return -1;
-    }
+    if (mig_recv_u32(&s->ch, &tag) < 0)
+        return final_fail(s, "waiting for the destination's READY", s->ch.err);
     if (tag == MIG_REPLY_ERROR) {
         take_refusal(s);
         return -1;
@@ -236,9 +254,32 @@ static int handover(Src *s)
         snprintf(s->err, sizeof(s->err), "the destination answered 0x%08x, not READY", tag);
         return -1;
     }
-    /* Past this point the guest belongs to the destination. */
+    if (mig_now_ns() >= s->ch.deadline_ns)
+        return final_fail(s, "waiting for the destination's READY", "");
+    /* GO cannot be taken back: no deadline or cancel from here on. */
+    s->ch.deadline_ns = 0;
+    s->ch.cancel = NULL;
     if (mig_send_u32(&s->ch, MIG_REPLY_GO) < 0) {
+        /* nothing of GO left this host: the destination cannot have it */
         snprintf(s->err, sizeof(s->err), "sending GO: %s", s->ch.err);
+        return -1;
+    }
+    s->ch.timeout_ms = MIG_ACK_TIMEOUT_MS;
+    if (mig_recv_u32(&s->ch, &tag) < 0) {
+        s->unconfirmed = true;
+        snprintf(s->err, sizeof(s->err), "no answer to GO (%s)", s->ch.err);
+        return -1;
+    }
+    if (tag == MIG_REPLY_ERROR) {
+        /* the destination did not take GO (a signal, its GO timeout): it
+         * exits without running the guest */
+        take_refusal(s);
+        return -1;
+    }
+    if (tag != MIG_REPLY_ACK) {
+        s->unconfirmed = true;
+        snprintf(s->err, sizeof(s->err), "the destination answered GO with 0x%08x, not ACK",
+                 tag);
         return -1;
     }
     return 0;
@@ -251,6 +292,7 @@ static void params(Src *s, MigParams *p)
     pthread_mutex_unlock(&s->g->lock);
     s->ch.max_bandwidth = p->max_bandwidth;
     s->verify_ram = p->verify_ram;
+    s->final_limit_ms = mig_final_limit_ms(p);
 }
 
 /* The pre-copy rounds: 0 when the final round should start. */
@@ -313,37 +355,43 @@ static int precopy(Src *s)
     }
 }
 
-/* The stop-and-copy: vCPUs and devices held, last pages, state, END. */
+/* The stop-and-copy: vCPUs and devices held, last pages, state, END and
+ * the handover, all within the final phase's hard limit. */
 static int final_stage(Src *s, bool *paused)
 {
     Migration *g = s->g;
     Machine *m = &s->v->m;
+    MigParams p;
+    params(s, &p);
     kvm_vm_pause(m->vm);
     machine_virtio_pause(m);
     *paused = true;
     uint64_t t0 = mig_now_ns();
+    s->pause_ns = t0;
+    s->ch.deadline_ns = t0 + s->final_limit_ms * 1000000ull;
     pthread_mutex_lock(&g->lock);
     g->stats.pause_ns = t0;
+    /* From here stop and cont are refused (mig_run_state_lock): END
+     * carries the run state the last acknowledged one asked for. */
+    g->final_phase = true;
+    s->running_at_pause = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_DEVICE);
     kvm_vm_flush_coalesced(m->vm);          /* pending device writes land first */
     s->ch.max_bandwidth = 0;                /* the guest is stopped: no cap now */
     uint64_t waiting = harvest(s);
     if (send_dirty(s, waiting) < 0)
-        return -1;
+        return final_fail(s, "sending the last dirty pages", s->err);
     char e[400];
-    if (mig_send_cpu_state(m, &s->ch, e, sizeof(e)) < 0) {
-        snprintf(s->err, sizeof(s->err), "%s", e);
-        return -1;
-    }
+    if (mig_send_cpu_state(m, &s->ch, e, sizeof(e)) < 0)
+        return final_fail(s, "sending the CPU state", e);
     if (send_devices(s) < 0)
-        return -1;
+        return final_fail(s, "sending the device state", s->err);
     uint8_t end[40];
-    bool running = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
     mig_put_le64(end, s->normal_pages);
     mig_put_le64(end + 8, s->zero_pages);
     mig_put_le64(end + 16, m->ncpus);
-    mig_put_le64(end + 24, running ? 1 : 0);
+    mig_put_le64(end + 24, s->running_at_pause ? 1 : 0);
     uint32_t end_len = 32;
     if (s->verify_ram) {
         /* the guest and the devices are held: RAM is what the destination
@@ -354,14 +402,14 @@ static int final_stage(Src *s, bool *paused)
         mig_put_le64(end + 32, 1ull << 32 | crc);
         end_len = 40;
     }
-    if (mig_send_record(&s->ch, MIG_REC_END, 0, end, end_len) < 0) {
-        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
-        return -1;
-    }
+    if (mig_send_record(&s->ch, MIG_REC_END, 0, end, end_len) < 0)
+        return final_fail(s, "sending END", s->ch.err);
     if (handover(s) < 0)
         return -1;
     pthread_mutex_lock(&g->lock);
     g->stats.downtime_ms = (mig_now_ns() - t0) / 1000000;
+    g->stats.final_pause_ms = g->stats.downtime_ms;
+    g->owner = MIG_OWNER_DESTINATION;
     pthread_mutex_unlock(&g->lock);
     return 0;
 }
@@ -435,20 +483,46 @@ void *mig_source_thread(void *arg)
     mig_set_status(g, MIG_COMPLETED);
     goto out;
 fail:
-    if (cancelled(s))
-        snprintf(s->err, sizeof(s->err), "cancelled by migrate_cancel");
-    else if (fd >= 0)
-        read_refusal(s);
+    if (s->unconfirmed) {
+        /* The destination may run the guest: never resume it here on our
+         * own; keep it paused (vCPUs and devices) until the operator
+         * says `cont` (mig_release_hold). */
+        char why[sizeof(s->err)];
+        memcpy(why, s->err, sizeof(why));
+        snprintf(s->err, sizeof(s->err), "the handover was not confirmed: %.500s; the "
+                 "destination may be running the guest, so it stays paused here "
+                 "(x-guest-owner: unknown): check the destination, and `cont` here only "
+                 "if it does not run it", why);
+        pthread_mutex_lock(&g->lock);
+        g->final_phase = false;
+        g->held = true;
+        g->held_was_running = s->running_at_pause;
+        g->owner = MIG_OWNER_UNKNOWN;
+        g->stats.final_pause_ms = (mig_now_ns() - s->pause_ns) / 1000000;
+        pthread_mutex_unlock(&g->lock);
+        paused = false;
+    }
     if (paused) {
+        /* the destination never got GO (or refused it): the guest goes on */
         machine_virtio_resume(&s->v->m);
         kvm_vm_resume(s->v->m.vm);
+        pthread_mutex_lock(&g->lock);
+        g->final_phase = false;
+        g->stats.final_pause_ms = (mig_now_ns() - s->pause_ns) / 1000000;
+        pthread_mutex_unlock(&g->lock);
+    }
+    if (!s->unconfirmed && cancelled(s)) {
+        snprintf(s->err, sizeof(s->err), "cancelled by migrate_cancel");
+    } else if (!s->unconfirmed && fd >= 0) {
+        s->ch.deadline_ns = 0;
+        read_refusal(s);
     }
     publish(s, 0);
     pthread_mutex_lock(&g->lock);
     g->stats.end_ns = mig_now_ns();
     pthread_mutex_unlock(&g->lock);
     mig_set_error(g, "%s", s->err);
-    mig_set_status(g, cancelled(s) ? MIG_CANCELLED : MIG_FAILED);
+    mig_set_status(g, cancelled(s) && !s->unconfirmed ? MIG_CANCELLED : MIG_FAILED);
 out:
     if (fd >= 0)
         close(fd);

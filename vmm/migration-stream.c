@@ -72,9 +72,17 @@ static int wait_fd(MigChannel *ch, short events, const char *what)
     for (;;) {
         if (ch->cancel && __atomic_load_n(ch->cancel, __ATOMIC_ACQUIRE))
             return fail(ch, "cancelled");
+        int tick = POLL_TICK_MS;
+        if (ch->deadline_ns) {
+            uint64_t now = mig_now_ns();
+            if (now >= ch->deadline_ns)
+                return fail(ch, "out of time while waiting to %s", what);
+            if (ch->deadline_ns - now < (uint64_t)tick * 1000000ull)
+                tick = (int)((ch->deadline_ns - now + 999999) / 1000000);
+        }
         struct pollfd p[2] = { { .fd = ch->fd, .events = events },
                                { .fd = ch->extra_fd, .events = POLLIN } };
-        int n = poll(p, ch->extra_fd >= 0 ? 2 : 1, POLL_TICK_MS);
+        int n = poll(p, ch->extra_fd >= 0 ? 2 : 1, tick);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -84,7 +92,7 @@ static int wait_fd(MigChannel *ch, short events, const char *what)
             return fail(ch, "interrupted while waiting to %s", what);
         if (n > 0 && p[0].revents)
             return 0;       /* ready, or an error the next call reports */
-        waited += POLL_TICK_MS;
+        waited += (unsigned)tick;
         if (ch->timeout_ms && waited >= ch->timeout_ms)
             return fail(ch, "no progress for %u s while waiting to %s", ch->timeout_ms / 1000,
                         what);

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define MIG_MAGIC "STRATAMG"            /* 8 bytes, no NUL on the wire */
-#define MIG_VERSION 1u
+#define MIG_VERSION 2u                  /* 2: the ACK!/ERR! answer to GO!! */
 #define MIG_HEADER_LEN 16u              /* magic, u32 version, u32 flags */
 
 enum MigRecordType {
@@ -45,7 +45,8 @@ enum MigRecordType {
 /* The destination's answers after the END record (u32 each). */
 #define MIG_REPLY_READY 0x21594452u     /* "RDY!": loaded, waiting for GO */
 #define MIG_REPLY_ERROR 0x21525245u     /* "ERR!", then u32 length + text */
-#define MIG_REPLY_GO 0x21214f47u        /* "GO!!": the source has stopped for good */
+#define MIG_REPLY_GO 0x21214f47u        /* "GO!!": the source gives the guest away */
+#define MIG_REPLY_ACK 0x214b4341u       /* "ACK!": the destination runs the guest now */
 
 typedef struct MigChannel {
     int fd;
@@ -55,6 +56,7 @@ typedef struct MigChannel {
     uint64_t window_start_ns, window_bytes;  /* bandwidth cap bookkeeping */
     volatile int *cancel;       /* set: stop at the next chunk (may be NULL) */
     unsigned timeout_ms;        /* no progress for this long fails (0 = never) */
+    uint64_t deadline_ns;       /* mig_now_ns() past which any wait fails (0 = none) */
     int extra_fd;               /* also polled; readable = give up (-1 = none) */
     char err[256];              /* why the last call failed */
 } MigChannel;

@@ -66,6 +66,72 @@ void mig_set_error(Migration *g, const char *fmt, ...)
     pthread_mutex_unlock(&g->lock);
 }
 
+uint64_t mig_final_limit_ms(const MigParams *p)
+{
+    if (p->final_limit_ms)
+        return p->final_limit_ms;
+    uint64_t l = p->downtime_limit_ms * MIG_FINAL_LIMIT_FACTOR;
+    return l > MIG_FINAL_LIMIT_MIN_MS ? l : MIG_FINAL_LIMIT_MIN_MS;
+}
+
+bool mig_in_final_phase(const Vmm *v)
+{
+    Migration *g = v->mig;
+    if (!g)
+        return false;
+    pthread_mutex_lock(&g->lock);
+    bool r = g->final_phase;
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+bool mig_holds_guest(const Vmm *v)
+{
+    Migration *g = v->mig;
+    if (!g)
+        return false;
+    pthread_mutex_lock(&g->lock);
+    bool r = g->held;
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+int mig_run_state_lock(Vmm *v, QmpError *err)
+{
+    Migration *g = v->mig;
+    if (!g)
+        return 0;
+    pthread_mutex_lock(&g->lock);
+    if (g->final_phase) {
+        pthread_mutex_unlock(&g->lock);
+        qmp_error_set(err, "The VM is in the final phase of a migration (finish-migrate): its "
+                      "run state is on its way to the destination; stop and cont are refused "
+                      "until the migration ends");
+        return -1;
+    }
+    return 0;
+}
+
+void mig_run_state_unlock(Vmm *v)
+{
+    if (v->mig)
+        pthread_mutex_unlock(&v->mig->lock);
+}
+
+bool mig_release_hold(Vmm *v)
+{
+    Migration *g = v->mig;
+    if (!g || !g->held)
+        return false;
+    g->held = false;
+    g->owner = MIG_OWNER_SOURCE;
+    fprintf(stderr, "strata: cont: the guest held since the unconfirmed handover to %s runs "
+            "here again\n", g->uri);
+    machine_virtio_resume(&v->m);
+    kvm_vm_resume(v->m.vm);
+    return g->held_was_running;
+}
+
 bool mig_active(const Vmm *v)
 {
     Migration *g = v->mig;
@@ -100,7 +166,14 @@ static void reap(Vmm *v)
     pthread_mutex_lock(&g->lock);
     g->thread_running = false;
     MigStatus s = g->status;
+    /* a guest held after an unconfirmed handover is paused, as far as
+     * anyone can tell (a `cont` may have released it already) */
+    bool held_running = g->held && g->held_was_running && v->state == RUN_STATE_RUNNING;
+    if (held_running)
+        v->state = RUN_STATE_PAUSED;
     pthread_mutex_unlock(&g->lock);
+    if (held_running)
+        qmp_server_event(v->qmp, "STOP", NULL);
     char err[256];
     if (g->logging && s != MIG_COMPLETED) {
         if (set_logging(v, false, err, sizeof(err)) < 0)
@@ -114,6 +187,8 @@ static void reap(Vmm *v)
         v->state = RUN_STATE_POSTMIGRATE;
         v->postmigrate_idle_ns = mig_now_ns();
         v->postmigrate_until_ns = v->postmigrate_idle_ns + VMM_POSTMIGRATE_LINGER_MS * 1000000ull;
+    } else if (s == MIG_FAILED && mig_holds_guest(v)) {
+        fprintf(stderr, "strata: migration to %s failed: %s\n", g->uri, g->error);
     } else if (s == MIG_FAILED) {
         fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", g->uri,
                 g->error);
@@ -168,7 +243,7 @@ int mig_init(Vmm *v)
     }
     g->v = v;
     g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH,
-                             MIG_DEFAULT_MAX_ROUNDS, false };
+                             MIG_DEFAULT_MAX_ROUNDS, false, 0 };
     pthread_mutex_init(&g->lock, NULL);
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
@@ -219,6 +294,11 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
         qmp_error_set(err, "There's a migration process in progress");
         return NULL;
     }
+    if (mig_holds_guest(v)) {
+        qmp_error_set(err, "The guest is held after an unconfirmed handover (query-migrate "
+                      "says why): check the destination, and `cont` here first");
+        return NULL;
+    }
     const char *why = mig_check_uri(uri);
     if (why) {
         qmp_error_set(err, "Parameter 'uri': %s: %s", uri, why);
@@ -243,6 +323,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     g->error[0] = 0;
     g->cancel = 0;
     g->status = MIG_NONE;
+    g->owner = MIG_OWNER_SOURCE;
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_SETUP);
     int r = pthread_create(&g->thread, NULL, mig_source_thread, g);
@@ -292,6 +373,7 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     MigStatus s = g->status;
     MigStats st = g->stats;
     MigParams p = g->params;
+    MigOwner owner = g->owner;
     char error[sizeof(g->error)];
     memcpy(error, g->error, sizeof(error));
     pthread_mutex_unlock(&g->lock);
@@ -324,6 +406,12 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_object_set_new(r, "x-rounds", json_integer((json_int_t)st.rounds));
     json_object_set_new(r, "x-forced-final-round", json_boolean(st.forced));
     json_object_set_new(r, "x-downtime-limit", json_integer((json_int_t)p.downtime_limit_ms));
+    if (st.pause_ns && !status_running(s))
+        json_object_set_new(r, "x-final-pause", json_integer((json_int_t)st.final_pause_ms));
+    json_object_set_new(r, "x-final-phase-limit", json_integer((json_int_t)mig_final_limit_ms(&p)));
+    json_object_set_new(r, "x-guest-owner",
+                        json_string(owner == MIG_OWNER_DESTINATION ? "destination"
+                                    : owner == MIG_OWNER_UNKNOWN ? "unknown" : "source"));
     if ((s == MIG_FAILED || s == MIG_CANCELLED) && error[0])
         json_object_set_new(r, "error-desc", json_string(error));
     return r;
@@ -331,9 +419,11 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *params_json(const MigParams *p)
 {
-    return json_pack("{s:I,s:I,s:I,s:b}", "downtime-limit", (json_int_t)p->downtime_limit_ms,
-                     "max-bandwidth", (json_int_t)p->max_bandwidth, "x-max-rounds",
-                     (json_int_t)p->max_rounds, "x-verify-ram", p->verify_ram);
+    return json_pack("{s:I,s:I,s:I,s:b,s:I}", "downtime-limit",
+                     (json_int_t)p->downtime_limit_ms, "max-bandwidth",
+                     (json_int_t)p->max_bandwidth, "x-max-rounds", (json_int_t)p->max_rounds,
+                     "x-verify-ram", p->verify_ram, "x-final-phase-limit",
+                     (json_int_t)p->final_limit_ms);
 }
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -371,11 +461,12 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Vmm *v = o;
     (void)c;
-    uint64_t dl = 0, bw = 0, mr = 0;
-    bool gdl, gbw, gmr;
+    uint64_t dl = 0, bw = 0, mr = 0, fl = 0;
+    bool gdl, gbw, gmr, gfl;
     if (!int_arg(a, "downtime-limit", 0, 2000000, &dl, &gdl, err) ||
         !int_arg(a, "max-bandwidth", 0, (uint64_t)INT64_MAX, &bw, &gbw, err) ||
-        !int_arg(a, "x-max-rounds", 1, 100000, &mr, &gmr, err))
+        !int_arg(a, "x-max-rounds", 1, 100000, &mr, &gmr, err) ||
+        !int_arg(a, "x-final-phase-limit", 0, 3600000, &fl, &gfl, err))
         return NULL;
     /* unknown keys never get here: the server checks them against param_args */
     json_t *vr = json_object_get(a, "x-verify-ram");
@@ -386,6 +477,8 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
         v->mig->params.max_bandwidth = bw;
     if (gmr)
         v->mig->params.max_rounds = (unsigned)mr;
+    if (gfl)
+        v->mig->params.final_limit_ms = fl;
     if (vr)
         v->mig->params.verify_ram = json_is_true(vr);
     pthread_mutex_unlock(&v->mig->lock);
@@ -405,6 +498,7 @@ static const QmpArg param_args[] = {
     { "max-bandwidth", QMP_ARG_INT, true },
     { "x-max-rounds", QMP_ARG_INT, true },
     { "x-verify-ram", QMP_ARG_BOOL, true },
+    { "x-final-phase-limit", QMP_ARG_INT, true },
     { NULL, 0, false },
 };
 

@@ -60,11 +60,32 @@ typedef struct MigParams {
     unsigned max_rounds;            /* "x-max-rounds": forces the final round, default 30 */
     bool verify_ram;                /* "x-verify-ram": the destination checks a CRC-32
                                      * of all RAM at the final pause (costs downtime) */
+    uint64_t final_limit_ms;        /* "x-final-phase-limit": the hard bound of the final
+                                     * pause up to READY; 0 = derived (mig_final_limit_ms) */
 } MigParams;
+
+/* Who may run the guest (query-migrate's "x-guest-owner"). */
+typedef enum MigOwner {
+    MIG_OWNER_SOURCE = 0,   /* this side: no handover happened, or it was refused */
+    MIG_OWNER_DESTINATION,  /* the destination acknowledged GO: it runs the guest */
+    MIG_OWNER_UNKNOWN,      /* GO was sent, no answer came: this side holds the guest
+                             * paused until `cont` (the operator checks the destination) */
+} MigOwner;
 
 #define MIG_DEFAULT_DOWNTIME_MS 300u
 #define MIG_DEFAULT_BANDWIDTH (128ull << 20)
 #define MIG_DEFAULT_MAX_ROUNDS 30u
+/* The final pause's hard limit when x-final-phase-limit is 0:
+ * max(MIG_FINAL_LIMIT_FACTOR x downtime-limit, MIG_FINAL_LIMIT_MIN_MS). */
+#define MIG_FINAL_LIMIT_FACTOR 10u
+#define MIG_FINAL_LIMIT_MIN_MS 2000u
+/* After GO: how long the destination waits for GO, and the source for its
+ * answer (longer, so that a GO lost in transit comes back as ERR!). */
+#define MIG_GO_TIMEOUT_MS 5000u
+#define MIG_ACK_TIMEOUT_MS 10000u
+
+/* The final pause's hard limit in ms for these parameters. */
+uint64_t mig_final_limit_ms(const MigParams *p);
 
 /* The migration QMP commands (migrate, migrate_cancel, query-migrate,
  * migrate_set_parameters, query-migrate-parameters), for vmm's table. */
@@ -78,6 +99,24 @@ int mig_init(Vmm *v);
 void mig_free(Vmm *v);
 /* True while a migration runs (setup .. cancelling). */
 bool mig_active(const Vmm *v);
+/* True from the final pause of a migration until it ends (QEMU's
+ * "finish-migrate" run state). */
+bool mig_in_final_phase(const Vmm *v);
+/* True while the guest is held paused after an unconfirmed handover. */
+bool mig_holds_guest(const Vmm *v);
+
+/*
+ * stop and cont go through these so that the run state the final phase
+ * sends (END's `running`) is the one the last acknowledged command asked
+ * for: mig_run_state_lock() refuses (-1, err set) during the final phase,
+ * else returns 0 with the migration's lock held until
+ * mig_run_state_unlock().  mig_release_hold() (under that lock) lets go
+ * of a guest held after an unconfirmed handover; true when that hold was
+ * the only thing keeping it paused.
+ */
+int mig_run_state_lock(Vmm *v, QmpError *err);
+void mig_run_state_unlock(Vmm *v);
+bool mig_release_hold(Vmm *v);
 
 /*
  * The destination side: listens on uri ("tcp:HOST:PORT" or "unix:PATH"),

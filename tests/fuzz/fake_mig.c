@@ -243,7 +243,10 @@ static void read_reply(int fd, FakeMigResult *res, bool have_tag)
             return;
         res->reply = le32(b);
     }
-    if (res->reply == MIG_REPLY_ERROR && recv_all(fd, b, 4)) {
+    uint32_t tag = res->reply;
+    if (tag == MIG_REPLY_READY && recv_all(fd, b, 4))
+        tag = res->answer = le32(b);
+    if (tag == MIG_REPLY_ERROR && recv_all(fd, b, 4)) {
         uint32_t n = le32(b);
         if (n >= sizeof(res->reason))
             n = sizeof(res->reason) - 1;

@@ -59,6 +59,7 @@ typedef struct FakeMigResult {
     int ret;                    /* mig_load_fd's */
     bool start_paused;
     uint32_t reply;             /* the loader's first answer (RDY!/ERR!), 0 if none read */
+    uint32_t answer;            /* after RDY!: its answer to what followed (ACK!/ERR!) */
     char reason[256];           /* ERR!'s text, if read */
     char log[1024];             /* what the loader printed on stderr (when captured) */
 } FakeMigResult;

@@ -90,3 +90,33 @@ bool mig_active(const Vmm *v)
     (void)v;
     return false;   /* the fuzzed command table has no migration commands */
 }
+
+bool mig_in_final_phase(const Vmm *v)
+{
+    (void)v;
+    return false;
+}
+
+bool mig_holds_guest(const Vmm *v)
+{
+    (void)v;
+    return false;
+}
+
+int mig_run_state_lock(Vmm *v, QmpError *err)
+{
+    (void)v;
+    (void)err;
+    return 0;
+}
+
+void mig_run_state_unlock(Vmm *v)
+{
+    (void)v;
+}
+
+bool mig_release_hold(Vmm *v)
+{
+    (void)v;
+    return false;
+}

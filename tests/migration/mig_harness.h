@@ -84,5 +84,7 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
 uint64_t elf_symbol(const char *path, const char *name);
 /* The soak (soak.c): the 2-vCPU guest smp_elf migrated `hops` times. */
 int soak(const char *smp_elf, unsigned hops);
+/* The handover under faults (handover.c). */
+int handover_suite(void);
 
 #endif /* STRATA_TESTS_MIG_HARNESS_H */

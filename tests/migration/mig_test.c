@@ -26,100 +26,8 @@
 
 #include "kvm/kvm.h"
 #include "mig_harness.h"
+#include "mig_proxy.h"
 #include "testproc.h"
-
-/* ---- a proxy between source and destination, with faults ----------------------- */
-
-typedef struct Proxy {
-    char path[128];             /* the source connects here */
-    char target[128];           /* the destination's --incoming socket */
-    int lfd;
-    uint64_t cut_after;         /* close both after this many source bytes (0: never) */
-    bool cut_at_reply;          /* close both when the destination first answers */
-    uint64_t flip_at;           /* xor 0x5a into this source byte (UINT64_MAX: none) */
-    uint64_t forwarded;         /* source -> destination bytes */
-    int connect_errno;          /* the proxy could not reach the destination */
-    pthread_t thread;
-} Proxy;
-
-static void *proxy_main(void *arg)
-{
-    Proxy *p = arg;
-    int a = accept(p->lfd, NULL, NULL);
-    if (a < 0)
-        return NULL;
-    int b = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    memcpy(sa.sun_path, p->target, strnlen(p->target, sizeof(sa.sun_path) - 1));
-    if (connect(b, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        p->connect_errno = errno;
-        close(a);
-        close(b);
-        return NULL;
-    }
-    static __thread uint8_t buf[1 << 16];
-    for (;;) {
-        struct pollfd f[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
-        if (poll(f, 2, 30000) <= 0)
-            break;
-        if (f[0].revents) {
-            size_t want = sizeof(buf);
-            if (p->cut_after && p->cut_after - p->forwarded < want)
-                want = (size_t)(p->cut_after - p->forwarded);
-            ssize_t n = want ? read(a, buf, want) : 0;
-            if (n <= 0)
-                break;
-            if (p->flip_at >= p->forwarded && p->flip_at < p->forwarded + (uint64_t)n)
-                buf[p->flip_at - p->forwarded] ^= 0x5a;
-            if (write(b, buf, (size_t)n) != n) {
-                /* the destination closed: pass on its last words (a refusal) */
-                ssize_t m;
-                while ((m = recv(b, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-                    if (write(a, buf, (size_t)m) != m)
-                        break;
-                break;
-            }
-            p->forwarded += (uint64_t)n;
-            if (p->cut_after && p->forwarded >= p->cut_after)
-                break;
-        }
-        if (f[1].revents) {
-            if (p->cut_at_reply)
-                break;
-            ssize_t n = read(b, buf, sizeof(buf));
-            if (n <= 0 || write(a, buf, (size_t)n) != n)
-                break;
-        }
-    }
-    close(a);
-    close(b);
-    return NULL;
-}
-
-static void proxy_start(Proxy *p, const char *name, const char *target)
-{
-    snprintf(p->path, sizeof(p->path), "%s/%s.sock", tmpdir, name);
-    size_t tl = strnlen(target, sizeof(p->target) - 1);
-    memcpy(p->target, target, tl);
-    p->target[tl] = 0;
-    p->forwarded = 0;
-    p->connect_errno = 0;
-    p->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    memcpy(sa.sun_path, p->path, strnlen(p->path, sizeof(sa.sun_path) - 1));
-    unlink(p->path);
-    CHECK(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(p->lfd, 1) == 0,
-          "proxy %s: %s", p->path, strerror(errno));
-    CHECK(pthread_create(&p->thread, NULL, proxy_main, p) == 0, "pthread_create");
-}
-
-static void proxy_stop(Proxy *p)
-{
-    shutdown(p->lfd, SHUT_RDWR);
-    pthread_join(p->thread, NULL);
-    close(p->lfd);
-    unlink(p->path);
-}
 
 static void migrate_fails(Vm *src, const char *name, Proxy *px, const char *dst_memory,
                           const char *expect_src, const char *expect_dst)
@@ -246,7 +154,10 @@ static void test_params(Vm *src)
 int main(int argc, char **argv)
 {
     unsigned soak_hops = 0;
-    if (argc == 3 && !strcmp(argv[1], "--soak")) {
+    bool handover = false;
+    if (argc == 2 && !strcmp(argv[1], "--handover")) {
+        handover = true;
+    } else if (argc == 3 && !strcmp(argv[1], "--soak")) {
         char *end;
         unsigned long n = strtoul(argv[2], &end, 10);
         if (*end || n < 1 || n > 100000) {
@@ -255,9 +166,10 @@ int main(int argc, char **argv)
         }
         soak_hops = (unsigned)n;
     } else if (argc != 1) {
-        fprintf(stderr, "usage: mig-test [--soak HOPS]\n"
+        fprintf(stderr, "usage: mig-test [--soak HOPS | --handover]\n"
                 "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
-                "HOPS times)\n");
+                "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
+                "limit, stop/cont storms)\n");
         return 2;
     }
     const char *why = kvm_probe();
@@ -277,6 +189,8 @@ int main(int argc, char **argv)
     idle_elf = getenv("MIG_IDLE_ELF") ? getenv("MIG_IDLE_ELF") : IDLE_ELF;
     pio_elf = getenv("MIG_PIO_ELF") ? getenv("MIG_PIO_ELF") : PIO_ELF;
     testproc_sweep_strays(strata_bin);
+    if (handover)
+        return handover_suite();
     if (soak_hops)
         return soak(getenv("MIG_SMP_ELF") ? getenv("MIG_SMP_ELF") : SMP_ELF, soak_hops);
     pass_addr = elf_symbol(guest_elf, "mig_pass");
@@ -329,26 +243,22 @@ int main(int argc, char **argv)
 
     /* 5. cuts and corruption through a proxy; the source survives each */
     Proxy px;
-    memset(&px, 0, sizeof(px));
     const uint64_t cuts[] = { 8, 20, 5000, 1u << 20, 12u << 20, 30u << 20 };
     for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         char name[32];
         snprintf(name, sizeof(name), "cut%zu", i);
+        proxy_init(&px);
         px.cut_after = cuts[i];
-        px.cut_at_reply = false;
-        px.flip_at = UINT64_MAX;
         migrate_fails(&src, name, &px, "256M", NULL, NULL);
     }
-    px.cut_after = 0;
-    px.cut_at_reply = true;         /* everything arrived; READY never gets back */
-    px.flip_at = UINT64_MAX;
+    proxy_init(&px);
+    px.at[PX_READY].action = PX_CUT;    /* everything arrived; READY never gets back */
     migrate_fails(&src, "cut-at-handover", &px, "256M", NULL, "did not confirm the handover");
     srand(12345);
     for (int i = 0; i < 5; i++) {
         char name[32];
         snprintf(name, sizeof(name), "flip%d", i);
-        px.cut_after = 0;
-        px.cut_at_reply = false;
+        proxy_init(&px);
         px.flip_at = i == 0 ? 3 : i == 1 ? 40 : (uint64_t)(rand() % (24 << 20));
         migrate_fails(&src, name, &px, "256M", "refused", NULL);
     }

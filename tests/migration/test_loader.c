@@ -163,6 +163,7 @@ static void test_valid_loads(void **state)
     if (r.ret != 0)
         fail_msg("valid stream refused: %s", r.log);
     assert_int_equal(r.reply, MIG_REPLY_READY);
+    assert_int_equal(r.answer, MIG_REPLY_ACK);        /* GO answered: it runs the guest */
     assert_false(r.start_paused);
     assert_non_null(strstr(r.log, "incoming migration loaded"));
     assert_true(one_line(r.log));
@@ -199,6 +200,7 @@ static void test_valid_paused_and_go_in_stream(void **state)
         fail_msg("paused stream refused: %s", r.log);
     assert_true(r.start_paused);
     assert_int_equal(r.reply, MIG_REPLY_READY);
+    assert_int_equal(r.answer, MIG_REPLY_ACK);
     assert_memory_equal(fake_mig.ram, source_ram, FAKE_MIG_RAM_SIZE);
 }
 
@@ -237,6 +239,8 @@ static void test_no_go(void **state)
     assert_int_equal(fake_mig_load(valid.p, valid.len, FAKE_MIG_PEER_STREAM, true, &r), 0);
     assert_int_equal(r.ret, -1);
     assert_int_equal(r.reply, MIG_REPLY_READY);
+    assert_int_equal(r.answer, MIG_REPLY_ERROR);      /* the source hears it: it resumes */
+    assert_non_null(strstr(r.reason, "no GO from the source"));
     assert_non_null(strstr(r.log, "did not confirm the handover"));
     assert_true(one_line(r.log));
 
@@ -247,7 +251,8 @@ static void test_no_go(void **state)
     assert_int_equal(fake_mig_load(p, n, FAKE_MIG_PEER_STREAM, true, &r), 0);
     free(p);
     assert_int_equal(r.ret, -1);
-    assert_non_null(strstr(r.log, "bad reply"));
+    assert_int_equal(r.answer, MIG_REPLY_ERROR);
+    assert_non_null(strstr(r.log, "answered READY with 0x21214f4e, not GO"));
 }
 
 /* ---- every boundary and header field --------------------------------------------- */
@@ -262,8 +267,10 @@ static void test_header(void **state)
     p[3] ^= 1;
     refused(p, n, "bad magic", "magic");
     p[3] ^= 1;
-    put32(p + 8, 2);
-    refused(p, n, "stream version 2", "version");
+    put32(p + 8, 1);
+    refused(p, n, "stream version 1", "version 1 (no answer to GO)");
+    put32(p + 8, 3);
+    refused(p, n, "stream version 3", "version");
     put32(p + 8, MIG_VERSION);
     put32(p + 12, 1);
     refused(p, n, "flags 0x1 unknown", "flags");
