@@ -31,7 +31,10 @@ static const char ctl_usage[] =
     "                         live-migrate to a `strata run --incoming URI`\n"
     "                         (tcp:HOST:PORT or unix:PATH) with a progress line\n"
     "                         (round, sent/left, rate, expected downtime) and a\n"
-    "                         summary; exit 0 only if it completed\n"
+    "                         summary; exit 0 only if it completed, 3 if the\n"
+    "                         handover went unconfirmed (the source holds the guest\n"
+    "                         paused: check the destination, `cont` the source only\n"
+    "                         if it does not run the guest)\n"
     "Exit status: 0 on success, 1 with the error's description otherwise.\n";
 
 typedef struct Conn {
@@ -218,8 +221,13 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
                 status = 0;
             } else {
                 const char *desc = json_string_value(json_object_get(q, "error-desc"));
-                fprintf(stderr, "strata ctl: migration %s%s%s; the VM keeps running on the "
-                        "source\n", st ? st : "ended", desc ? ": " : "", desc ? desc : "");
+                const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
+                bool held = owner && !strcmp(owner, "unknown");
+                fprintf(stderr, "strata ctl: migration %s%s%s%s\n", st ? st : "ended",
+                        desc ? ": " : "", desc ? desc : "",
+                        held ? "" : "; the VM keeps running on the source");
+                if (held)
+                    status = 3;     /* the operator must look at both sides */
             }
             json_decref(r);
             return status;

@@ -12,10 +12,12 @@
  * fits `downtime-limit` at the measured bandwidth (or the round limit /
  * a dirty set that stops shrinking forces it), then pauses the vCPUs and
  * the device loop, sends the last dirty pages and the state, and waits
- * for the destination to confirm that it loaded everything.  Only then
- * does the source stop for good (and strata exits 0); on any failure
- * before that (connection lost, destination refusal, cancel) the VM is
- * resumed exactly where it was and the status says why.
+ * (within the final phase's hard limit) for the destination's READY, sends
+ * GO and waits for its ACK.  Only then does the source stop for good (and
+ * strata exits 0); on any failure before GO, or an ERR! answer to it, the
+ * VM is resumed exactly where it was and the status says why; with no
+ * answer to GO it is held paused until `cont` (docs/migration.md,
+ * Handover).
  *
  * Destination: `strata run <same machine options> --incoming URI` builds
  * the machine, waits for one connection, checks the configuration, loads

@@ -289,8 +289,14 @@ void start_dest(Vm *dst, const char *name, const char *elf, const char *memory,
      * socket's path (bind() makes it before listen(): a connect in between
      * is refused) tells. */
     for (int i = 0; i < 3000; i++) {
-        if (log_has(dst, "waiting for an incoming migration"))
+        if (log_has(dst, "waiting for an incoming migration")) {
+            struct stat st;
+            /* only strata's user may connect (docs/migration.md, Transport) */
+            CHECK(strncmp(uri, "unix:", 5) || (stat(uri + 5, &st) == 0 &&
+                                               (st.st_mode & 0777) == 0600),
+                  "destination %s: %s is not mode 0600", name, uri);
             return;
+        }
         int st = vm_reap(dst);
         CHECK(st < 0, "destination %s exited early (status %d)", name, st);
         msleep(10);
