@@ -415,6 +415,7 @@ static void raw_tty(void)
     struct termios t;
     if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
         return;
+    sandbox_fatal_save_tty(STDIN_FILENO);  /* a seccomp kill restores it too */
     t = saved_tty;
     cfmakeraw(&t);
     t.c_oflag |= OPOST | ONLCR;     /* output stays readable */

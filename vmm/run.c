@@ -252,6 +252,7 @@ int strata_run(int argc, char *const argv[])
             fprintf(stderr, "strata: %s\n", err);
             goto out;
         }
+        sandbox_fatal_unlink(v->cfg.api_socket);   /* removed by a seccomp kill too */
     }
     if (enter_jail(v) < 0)
         goto out;
