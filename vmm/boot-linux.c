@@ -247,8 +247,8 @@ static int write_cmdline(const GuestRam *ram, uint64_t gpa, uint64_t area, size_
 {
     size_t clen = cmdline ? strlen(cmdline) : 0;
     if (clen > max || clen >= area) {
-        snprintf(err, errlen, "--cmdline: %zu bytes, longer than the kernel accepts (%zu)",
-                 clen, max < area - 1 ? max : (size_t)area - 1);
+        snprintf(err, errlen, "--cmdline: %zu bytes (with what strata appends), longer "
+                 "than the kernel accepts (%zu)", clen, max < area - 1 ? max : (size_t)area - 1);
         return -1;
     }
     uint8_t *p = guest_ram_ptr(ram, gpa, clen + 1);

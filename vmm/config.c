@@ -4,11 +4,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 /* An apply function returns NULL or the reason the value is bad. */
 typedef const char *(*ApplyFn)(VmConfig *cfg, const char *val);
@@ -42,31 +45,27 @@ static const char *apply_kernel(VmConfig *cfg, const char *val)
 
 int parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+    /* decimal digits only: no sign, space or 0x (0x4000000B would read as hex) */
+    if (!s || !isdigit((unsigned char)*s))
         return -1;
     errno = 0;
     char *end;
-    bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
-    unsigned long long v = strtoull(s, &end, hex ? 16 : 10);
-    if (errno || end == s)
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
         return -1;
     unsigned shift = 20;        /* bare number: MiB */
     if (*end) {
-        switch (toupper((unsigned char)*end)) {
-        case 'B': shift = 0; break;
-        case 'K': shift = 10; break;
-        case 'M': shift = 20; break;
-        case 'G': shift = 30; break;
-        case 'T': shift = 40; break;
+        switch (*end) {
+        case 'K': case 'k': shift = 10; break;
+        case 'M': case 'm': shift = 20; break;
+        case 'G': case 'g': shift = 30; break;
+        case 'T': case 't': shift = 40; break;
         default: return -1;
         }
-        end++;
-        if (shift && toupper((unsigned char)*end) == 'B')
-            end++;
-        if (*end)
+        if (end[1])
             return -1;
     }
-    if (shift && v > (UINT64_MAX >> shift))
+    if (v > (UINT64_MAX >> shift))
         return -1;
     *out = (uint64_t)v << shift;
     return 0;
@@ -76,7 +75,8 @@ static const char *apply_memory(VmConfig *cfg, const char *val)
 {
     uint64_t v;
     if (parse_size(val, &v) < 0)
-        return "invalid size (expected a number with an optional K/M/G/T suffix, e.g. 256M)";
+        return "invalid size (expected a decimal number with an optional K/M/G/T suffix, "
+               "e.g. 256M; a bare number is MiB)";
     if (v < VM_MIN_MEMORY)
         return "too small (the minimum is 2M)";
     if (v > VM_MAX_MEMORY)
@@ -111,10 +111,23 @@ static const char *apply_initrd(VmConfig *cfg, const char *val)
     return set_str(&cfg->initrd, val);
 }
 
+size_t vm_cmdline_appended(const char *cmdline)
+{
+    const char *c = cmdline ? cmdline : "";
+    if (!strncmp(c, "reboot=", 7) || strstr(c, " reboot=") != NULL)
+        return 0;
+    return (*c ? 1 : 0) + strlen(VM_CMDLINE_REBOOT);
+}
+
 static const char *apply_cmdline(VmConfig *cfg, const char *val)
 {
-    if (strlen(val) > VM_MAX_CMDLINE)
-        return "too long (the maximum is 4095 bytes)";
+    _Static_assert(VM_MAX_CMDLINE == 4095, "the message below names the limit");
+    if (strlen(val) + vm_cmdline_appended(val) > VM_MAX_CMDLINE)
+        return vm_cmdline_appended(val)
+                   ? "too long: with the \" " VM_CMDLINE_REBOOT "\" strata appends (unless "
+                     "the command line has a reboot= option) the maximum is 4095 bytes, so "
+                     "4086 for the text given"
+                   : "too long (the maximum is 4095 bytes)";
     return set_str(&cfg->cmdline, val);
 }
 
@@ -539,9 +552,23 @@ out:
 
 int vm_config_load_file(VmConfig *cfg, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO would wait for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "--config %s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     char *buf = NULL;
@@ -612,8 +639,9 @@ const char *vm_config_usage(void)
         "                       its PT_LOAD segments are loaded at their physical\n"
         "                       addresses and the vCPU starts in the PVH entry state\n"
         "  --initrd FILE        initial ramdisk (bzImage: ramdisk_image; PVH: module 0)\n"
-        "  --memory SIZE        guest RAM (default 256M; K/M/G/T suffixes, a bare\n"
-        "                       number is MiB; 2M..1T, a multiple of 4K)\n"
+        "  --memory SIZE        guest RAM (default 256M): a decimal number with an\n"
+        "                       optional K/M/G/T suffix (binary units), a bare\n"
+        "                       number is MiB; 2M..1T, a multiple of 4K\n"
         "  --cpus N             number of vCPUs (1..64; ACPI MADT, APs started by INIT/SIPI)\n"
         "  --cmdline TEXT       kernel command line (e.g. console=ttyS0)\n"
         "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"

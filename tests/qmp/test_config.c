@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/config.h"
@@ -41,8 +42,8 @@ static void test_sizes(void **state)
 {
     struct { const char *s; uint64_t v; } good[] = {
         { "256M", 256ull << 20 }, { "256", 256ull << 20 }, { "1G", 1ull << 30 },
-        { "1g", 1ull << 30 }, { "4096K", 4ull << 20 }, { "2MB", 2ull << 20 },
-        { "1T", 1ull << 40 }, { "0x10M", 16ull << 20 }, { "8192B", 8192 }, { "0", 0 },
+        { "1g", 1ull << 30 }, { "4096K", 4ull << 20 }, { "2m", 2ull << 20 },
+        { "1T", 1ull << 40 }, { "0256M", 256ull << 20 }, { "0", 0 },
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t v = 1;
@@ -50,7 +51,9 @@ static void test_sizes(void **state)
             fail_msg("parse_size(%s) = %llu", good[i].s, (unsigned long long)v);
     }
     const char *bad[] = { "", "12Q", "M", "-1M", "+1M", " 1M", "1M ", "1.5G", "1MM", "1KBB",
-                          "99999999999999999999", "17179869184G", "1e3", "0x", "1 M", NULL };
+                          "99999999999999999999", "17179869184G", "1e3", "0x", "1 M",
+                          /* decimal only, K/M/G/T only (0x4000000B was read as hex) */
+                          "0x10M", "0x4000000B", "0X100", "2MB", "8192B", "1GiB", "1Ki", NULL };
     for (size_t i = 0; bad[i]; i++) {
         uint64_t v = 7;
         if (parse_size(bad[i], &v) == 0)
@@ -101,6 +104,12 @@ static void test_bad_values(void **state)
     expect_error(parse(&c, "--kernel", "k", "--memory", "12Q", NULL),
                  "--memory 12Q: invalid size");
     vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "0x4000000B", NULL),
+                 "--memory 0x4000000B: invalid size (expected a decimal number");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "512MB", NULL),
+                 "--memory 512MB: invalid size");
+    vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--memory", "1M", NULL), "--memory 1M: too small");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--memory", "2T", NULL), "--memory 2T: too large");
@@ -133,8 +142,31 @@ static void test_bad_values(void **state)
     memset(longcmd, 'c', 4999);
     longcmd[4999] = 0;
     expect_error(parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL), "too long");
-    free(longcmd);
     vm_config_free(&c);
+    /* strata appends " reboot=k" (9 bytes) unless the text has a reboot=: the
+     * whole line may have 4095, so 4086 given, or 4095 with a reboot= */
+    for (size_t len = 4085; len <= 4096; len++) {
+        memset(longcmd, 'c', len);
+        longcmd[len] = 0;
+        int r = parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL);
+        if (len <= 4086)
+            assert_int_equal(r, CONFIG_OK);
+        else
+            expect_error(r, "reboot=k\" strata appends");
+        assert_int_equal(vm_cmdline_appended(longcmd), 9);
+        vm_config_free(&c);
+        memcpy(longcmd, "reboot=t ", 9);        /* chooses its reboot method */
+        assert_int_equal(vm_cmdline_appended(longcmd), 0);
+        r = parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL);
+        if (len <= 4095)
+            assert_int_equal(r, CONFIG_OK);
+        else
+            expect_error(r, "too long (the maximum is 4095 bytes)");
+        vm_config_free(&c);
+    }
+    assert_int_equal(vm_cmdline_appended(NULL), 8);
+    assert_int_equal(vm_cmdline_appended("quiet reboot=k"), 0);
+    free(longcmd);
     expect_error(parse(&c, "--memory", "64M", NULL), "--kernel: missing");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", NULL), "--kernel: missing value");
@@ -367,6 +399,22 @@ static void test_config_file(void **state)
     expect_error(parse(&c, "--config", path, "--kernel", "k", NULL), "key \"memory\" (3X)");
     vm_config_free(&c);
     unlink(path);
+    /* a FIFO or a directory is refused, naming the option, without blocking
+     * (the alarm ends a test that hangs in open) */
+    char dir[] = "/tmp/strata-config-XXXXXX", fifo[64], want[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/fifo.json", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20);
+    snprintf(want, sizeof(want), "--config %s: not a regular file", fifo);
+    expect_error(parse(&c, "--config", fifo, "--kernel", "k", NULL), want);
+    vm_config_free(&c);
+    snprintf(want, sizeof(want), "--config %s: not a regular file", dir);
+    expect_error(parse(&c, "--config", dir, "--kernel", "k", NULL), want);
+    vm_config_free(&c);
+    alarm(0);
+    unlink(fifo);
+    rmdir(dir);
 }
 
 int main(void)
