@@ -522,6 +522,21 @@ int sandbox_jail(const SandboxJail *j)
             return -e;
         }
     }
+    if (j->uid >= 0 || j->gid >= 0 || j->chroot_dir) {
+        /* An empty bounding set: no capability can come back (execve of a
+         * file with capabilities, a root uid regained).  Before the uid
+         * change, while CAP_SETPCAP is still effective.  READ fails with
+         * EINVAL past the kernel's last capability. */
+        int r;
+        for (int cap = 0; (r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++) {
+            if (r == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+                int e = errno;
+                fprintf(stderr, "strata: jail: dropping capability %d from the bounding "
+                        "set: %s\n", cap, strerror(e));
+                return -e;
+            }
+        }
+    }
     if (j->gid >= 0) {
         gid_t g = (gid_t)j->gid;
         if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0) {

@@ -136,7 +136,8 @@ bool sandbox_thread_strict(void);
 bool sandbox_forced_off(void);
 
 /*
- * The jail: chroot(dir) (then chdir("/")), setgroups to {gid},
+ * The jail: chroot(dir) (then chdir("/")), every capability dropped from
+ * the bounding set, setgroups to {gid},
  * setresgid(gid), setresuid(uid), PR_SET_NO_NEW_PRIVS, and a check that
  * root cannot be regained.  Call after every file, device and socket is
  * open and before any other thread exists (the uid change is per thread in
