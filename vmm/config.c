@@ -2,6 +2,8 @@
 /* `strata run` options (see config.h). */
 #include "vmm/config.h"
 
+#include "vmm/text.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,19 @@ typedef struct OptDef {
     bool *(*flag)(VmConfig *);  /* OPT_FLAG */
     bool numeric;               /* JSON integers accepted (as text) */
 } OptDef;
+
+/* Outside text (an argument, a config file's key or value) for a message:
+ * escaped (vmm/text.h), about 80 characters at most. */
+typedef struct Quoted {
+    char s[84];
+} Quoted;
+
+static Quoted quote(const char *text, size_t len)
+{
+    Quoted q;
+    text_escape(q.s, sizeof(q.s), text, len);
+    return q;
+}
 
 static const char *set_str(char **dst, const char *val)
 {
@@ -382,20 +397,22 @@ static const OptDef *next_opt(int argc, char *const argv[], int *i, const char *
     if (!strcmp(a, "-h"))
         return find_opt("help", 4);
     if (strncmp(a, "--", 2) || !a[2]) {
-        snprintf(err, errlen, "unexpected argument '%s' (see strata run --help)", a);
+        snprintf(err, errlen, "unexpected argument '%s' (see strata run --help)",
+                 quote(a, strlen(a)).s);
         return NULL;
     }
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const OptDef *o = find_opt(name, len);
     if (!o) {
-        snprintf(err, errlen, "unknown option '%.*s' (see strata run --help)", (int)len + 2, a);
+        snprintf(err, errlen, "unknown option '%s' (see strata run --help)",
+                 quote(a, len + 2).s);
         return NULL;
     }
     bool takes_value = o->kind == OPT_VALUE || o->kind == OPT_CONFIG || o->kind == OPT_TODO;
     if (!takes_value) {
         if (eq) {
-            snprintf(err, errlen, "--%s takes no value ('%s')", o->name, a);
+            snprintf(err, errlen, "--%s takes no value ('%s')", o->name, quote(a, strlen(a)).s);
             return NULL;
         }
         return o;
@@ -425,7 +442,8 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
             return CONFIG_ERROR;
         if (o->kind == OPT_CONFIG) {
             if (config) {
-                snprintf(err, errlen, "--config %s: only one config file may be given", val);
+                snprintf(err, errlen, "--config %s: only one config file may be given",
+                         quote(val, strlen(val)).s);
                 return CONFIG_ERROR;
             }
             config = val;
@@ -442,8 +460,7 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
         case OPT_VALUE: {
             const char *why = o->apply(cfg, val);
             if (why) {
-                snprintf(err, errlen, "--%s %.80s%s: %s", o->name, val,
-                         strlen(val) > 80 ? "..." : "", why);
+                snprintf(err, errlen, "--%s %s: %s", o->name, quote(val, strlen(val)).s, why);
                 return CONFIG_ERROR;
             }
             break;
@@ -468,7 +485,7 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         snprintf(err, errlen, "%s: invalid JSON at line %d column %d: %s", origin, je.line,
-                 je.column, je.text);
+                 je.column, quote(je.text, strlen(je.text)).s);
         return -1;
     }
     int ret = -1;
@@ -480,8 +497,9 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
     json_t *v;
     json_object_foreach(root, key, v) {
         const OptDef *o = find_opt(key, strlen(key));
+        Quoted k = quote(key, strlen(key));     /* for messages */
         if (!o || o->kind == OPT_HELP) {
-            snprintf(err, errlen, "%s: unknown key \"%s\"", origin, key);
+            snprintf(err, errlen, "%s: unknown key \"%s\"", origin, k.s);
             goto out;
         }
         if (o->kind == OPT_CONFIG) {
@@ -490,12 +508,12 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
             goto out;
         }
         if (o->kind == OPT_TODO) {
-            snprintf(err, errlen, "%s: key \"%s\": not implemented yet", origin, key);
+            snprintf(err, errlen, "%s: key \"%s\": not implemented yet", origin, k.s);
             goto out;
         }
         if (o->kind == OPT_FLAG) {
             if (!json_is_boolean(v)) {
-                snprintf(err, errlen, "%s: key \"%s\": expected true or false", origin, key);
+                snprintf(err, errlen, "%s: key \"%s\": expected true or false", origin, k.s);
                 goto out;
             }
             *o->flag(cfg) = json_is_true(v);
@@ -509,13 +527,13 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
                 const char *es = json_is_string(e) ? json_string_value(e) : NULL;
                 if (!es || strlen(es) != json_string_length(e)) {
                     snprintf(err, errlen, "%s: key \"%s\"[%zu]: expected a string", origin,
-                             key, i);
+                             k.s, i);
                     goto out;
                 }
                 const char *why = o->apply(cfg, es);
                 if (why) {
-                    snprintf(err, errlen, "%s: key \"%s\"[%zu] (%.80s%s): %s", origin, key, i,
-                             es, strlen(es) > 80 ? "..." : "", why);
+                    snprintf(err, errlen, "%s: key \"%s\"[%zu] (%s): %s", origin, k.s, i,
+                             quote(es, strlen(es)).s, why);
                     goto out;
                 }
             }
@@ -526,21 +544,21 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
         if (json_is_string(v)) {
             s = json_string_value(v);
             if (strlen(s) != json_string_length(v)) {
-                snprintf(err, errlen, "%s: key \"%s\": string contains a NUL byte", origin, key);
+                snprintf(err, errlen, "%s: key \"%s\": string contains a NUL byte", origin, k.s);
                 goto out;
             }
         } else if (o->numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
             snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
             s = num;
         } else {
-            snprintf(err, errlen, "%s: key \"%s\": expected a %s", origin, key,
+            snprintf(err, errlen, "%s: key \"%s\": expected a %s", origin, k.s,
                      o->numeric ? "string or a non-negative integer" : "string");
             goto out;
         }
         const char *why = o->apply(cfg, s);
         if (why) {
-            snprintf(err, errlen, "%s: key \"%s\" (%.80s%s): %s", origin, key, s,
-                     strlen(s) > 80 ? "..." : "", why);
+            snprintf(err, errlen, "%s: key \"%s\" (%s): %s", origin, k.s, quote(s, strlen(s)).s,
+                     why);
             goto out;
         }
     }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/text.h"
 #include "vmm/vmm.h"
 
 #define CTL_MAX_REPLY (256u << 20)
@@ -128,7 +129,9 @@ static int report_error(json_t *reply)
 {
     json_t *e = json_object_get(reply, "error");
     const char *desc = json_string_value(json_object_get(e, "desc"));
-    fprintf(stderr, "strata ctl: %s\n", desc ? desc : "unexpected reply");
+    char safe[2048];    /* desc may quote a client, a migration peer, a guest */
+    fprintf(stderr, "strata ctl: %s\n",
+            desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "unexpected reply");
     return 1;
 }
 
@@ -218,8 +221,11 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
                 status = 0;
             } else {
                 const char *desc = json_string_value(json_object_get(q, "error-desc"));
+                char safe[2048], state[64];     /* may quote the destination's refusal */
                 fprintf(stderr, "strata ctl: migration %s%s%s; the VM keeps running on the "
-                        "source\n", st ? st : "ended", desc ? ": " : "", desc ? desc : "");
+                        "source\n", st ? text_escape(state, sizeof(state), st, strlen(st))
+                                        : "ended", desc ? ": " : "",
+                        desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "");
             }
             json_decref(r);
             return status;

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "vmm/config.h"
+#include "vmm/text.h"
 
 static char err[1024];
 
@@ -417,6 +419,70 @@ static void test_config_file(void **state)
     rmdir(dir);
 }
 
+/* True if err holds only printable ASCII. */
+static bool printable(const char *e)
+{
+    for (; *e; e++)
+        if ((unsigned char)*e < 0x20 || (unsigned char)*e > 0x7e)
+            return false;
+    return true;
+}
+
+static void test_text_escape(void **state)
+{
+    char out[64];
+    assert_string_equal(text_escape(out, sizeof(out), "plain text 1-2", 14), "plain text 1-2");
+    assert_string_equal(text_escape(out, sizeof(out), "a\x1b[2Jb\n\\\x7f\x80\xff", 11),
+                        "a\\x1b[2Jb\\x0a\\\\\\x7f\\x80\\xff");
+    assert_string_equal(text_escape(out, sizeof(out), "nul\0in", 6), "nul\\x00in");
+    assert_string_equal(text_escape(out, sizeof(out), "", 0), "");
+    /* cut at a whole character or escape, marked, never past cap */
+    assert_string_equal(text_escape(out, 8, "abcdefghij", 10), "abcd...");
+    assert_string_equal(text_escape(out, 8, "abcdefg", 7), "abcdefg");
+    assert_string_equal(text_escape(out, 8, "ab\x01" "defg", 7), "ab...");
+    assert_string_equal(text_escape(out, 8, "abc\x01", 4), "abc\\x01");
+    assert_string_equal(text_escape(out, 3, "abcdef", 6), "..");
+    out[0] = 'x';
+    text_escape(out, 0, "abc", 3);
+    assert_int_equal(out[0], 'x');
+    for (size_t cap = 1; cap < 40; cap++) {
+        char buf[64];
+        memset(buf, 'Z', sizeof(buf));
+        text_escape(buf, cap, "\x1b]0;owned\x07\xc3\xa9 text", 17);
+        assert_true(strlen(buf) < cap);
+        assert_true(printable(buf));
+        assert_int_equal(buf[cap], 'Z');
+    }
+}
+
+/* Values from the command line or a config file reach messages escaped. */
+static void test_escaped_values(void **state)
+{
+    VmConfig c;
+    expect_error(parse(&c, "--kernel", "k", "--memory", "\x1b]0;owned\x07", NULL),
+                 "--memory \\x1b]0;owned\\x07: invalid size");
+    assert_true(printable(err));
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--serial", "\xc3\xa9\x9b", NULL),
+                 "--serial \\xc3\\xa9\\x9b: expected");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--\x1b[31m", NULL), "unknown option '--\\x1b[31m'");
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"mem\\u001bory\": 1}", "cfg", err,
+                                          sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown key \"mem\\x1bory\""));
+    assert_true(printable(err));
+    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\\u009b6n\\u00ff\"}", "cfg", err,
+                                          sizeof(err)), -1);
+    assert_non_null(strstr(err, "key \"memory\" (\\xc2\\x9b6n\\xc3\\xbf): invalid size"));
+    assert_true(printable(err));
+    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\x01\"}", "cfg", err,
+                                          sizeof(err)), -1);
+    assert_true(printable(err));       /* jansson's own message quotes the byte */
+    vm_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +493,8 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_text_escape),
+        cmocka_unit_test(test_escaped_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,17 +132,22 @@ static bool contains(const char *path, const char *text)
     return found;
 }
 
+/* A new pseudo-terminal and its slave's settings as strata will find them. */
+static void open_pty(int *master, int *slave, struct termios *orig)
+{
+    if (openpty(master, slave, NULL, NULL, NULL) < 0 || tcgetattr(*slave, orig) < 0) {
+        perror("openpty");
+        exit(1);
+    }
+}
+
 /* Premise: strata puts its terminal in raw mode and restores it on a clean
  * end (SIGTERM), and the socket appears. */
 static void case_raw_while_running(void)
 {
     int master, slave;
-    if (openpty(&master, &slave, NULL, NULL, NULL) < 0) {
-        perror("openpty");
-        exit(1);
-    }
     struct termios orig, t;
-    tcgetattr(slave, &orig);
+    open_pty(&master, &slave, &orig);
     child = start(slave, NULL);
     bool raw = false, sock = false;
     double end = now() + 20;
@@ -167,12 +172,8 @@ static void case_raw_while_running(void)
 static void case_violation(const char *role)
 {
     int master, slave;
-    if (openpty(&master, &slave, NULL, NULL, NULL) < 0) {
-        perror("openpty");
-        exit(1);
-    }
     struct termios orig, t;
-    tcgetattr(slave, &orig);
+    open_pty(&master, &slave, &orig);
     child = start(slave, role);
     int rc = wait_child(master);
     bool restored = tcgetattr(slave, &t) == 0 && same_termios(&orig, &t);
