@@ -280,6 +280,7 @@ out:
         pthread_join(v->waiter, NULL);
     }
     mig_free(v);
+    sandbox_fatal_forget(v->cfg.api_socket);   /* qmp_server_free removes it */
     qmp_server_free(v->qmp);
     free(v->cmds);
     machine_destroy(&v->m);

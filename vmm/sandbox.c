@@ -250,6 +250,14 @@ void sandbox_fatal_unlink(const char *path)
     __atomic_store_n(&fatal_npaths, n + 1, __ATOMIC_RELEASE);
 }
 
+void sandbox_fatal_forget(const char *path)
+{
+    int n = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
+    for (int i = 0; path && i < n; i++)
+        if (!strcmp(fatal_paths[i], path))
+            __atomic_store_n(&fatal_paths[i][0], 0, __ATOMIC_RELEASE);  /* skipped */
+}
+
 static size_t put(char *buf, size_t n, size_t cap, const char *s)
 {
     while (*s && n < cap)
@@ -318,7 +326,8 @@ static void sigsys_handler(int sig, siginfo_t *si, void *uc)
             (void)ioctl(fd, TCSETS, fatal_termios);
         int np = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
         for (int i = 0; i < np; i++)
-            (void)unlink(fatal_paths[i]);
+            if (__atomic_load_n(&fatal_paths[i][0], __ATOMIC_ACQUIRE))
+                (void)unlink(fatal_paths[i]);
     }
     _exit(128 + SIGSYS);
 }

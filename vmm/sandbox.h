@@ -122,6 +122,8 @@ void sandbox_fatal_save_tty(int fd);
 /* Registers a path strata created (a unix socket) for a seccomp kill to
  * remove (up to 4, each under 108 bytes).  Call on the main thread. */
 void sandbox_fatal_unlink(const char *path);
+/* Undoes sandbox_fatal_unlink(path) (strata removed it itself). */
+void sandbox_fatal_forget(const char *path);
 /* The role's name as printed in reports ("vcpu", "io", ...), or "?". */
 const char *sandbox_role_name(SandboxRole role);
 /* The role named s, or -1. */
