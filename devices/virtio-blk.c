@@ -253,13 +253,21 @@ int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *
                     char *err, size_t errlen)
 {
     memset(d, 0, offsetof(VirtioBlk, elems));
-    d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO would wait for its other end */
+    d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC);
     if (d->fd < 0) {
         int e = errno;
         snprintf(err, errlen, "disk path=%s: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
+    if (fstat(d->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        /* a directory opens read-only and seeks to a huge "size" */
+        snprintf(err, errlen, "disk path=%s: not a regular file or a block device", path);
+        close(d->fd);
+        return -EINVAL;
+    }
+    fcntl(d->fd, F_SETFL, fcntl(d->fd, F_GETFL) & ~O_NONBLOCK);
     off_t size = lseek(d->fd, 0, SEEK_END);
     if (size < 0 || fstat(d->fd, &st) < 0) {
         int e = errno;

@@ -83,7 +83,8 @@ int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf
 {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
         return -1;
@@ -99,16 +100,35 @@ int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf
         close(fd);
         return -1;
     }
-    /* A private read-only mapping: no copy through a read buffer (a 50 MB
-     * vmlinux costs ~100 ms to read() on a slow host). */
+    /* A copy in private anonymous memory, not a mapping of the file: the
+     * file may be truncated (SIGBUS on the next access) or rewritten while
+     * the VM lives, and every reset must boot what was read at start. */
     size_t n = (size_t)st.st_size;
-    void *p = mmap(NULL, n ? n : 1, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
+    uint8_t *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
     if (p == MAP_FAILED) {
-        snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        close(fd);
         return -1;
     }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r < 0)
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+            else
+                snprintf(err, errlen, "%s %s: the file shrank while it was read", what, path);
+            close(fd);
+            munmap(p, n ? n : 1);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    mprotect(p, n ? n : 1, PROT_READ);     /* nothing writes it after this */
     *buf = p;
     *len = n;
     return 0;
@@ -227,8 +247,8 @@ static int write_cmdline(const GuestRam *ram, uint64_t gpa, uint64_t area, size_
 {
     size_t clen = cmdline ? strlen(cmdline) : 0;
     if (clen > max || clen >= area) {
-        snprintf(err, errlen, "--cmdline: %zu bytes, longer than the kernel accepts (%zu)",
-                 clen, max < area - 1 ? max : (size_t)area - 1);
+        snprintf(err, errlen, "--cmdline: %zu bytes (with what strata appends), longer "
+                 "than the kernel accepts (%zu)", clen, max < area - 1 ? max : (size_t)area - 1);
         return -1;
     }
     uint8_t *p = guest_ram_ptr(ram, gpa, clen + 1);

@@ -67,9 +67,11 @@ typedef struct BzImageInfo {
 } BzImageInfo;
 
 /*
- * Maps a whole regular file of at most max bytes read-only (*buf, *len;
- * release with boot_free_file).  `what` names the option in messages
- * ("--initrd").  0, or -1 with err set.
+ * Reads a whole regular file of at most max bytes into private memory
+ * (*buf, *len; release with boot_free_file): later changes to the file do
+ * not reach the copy.  Anything but a regular file (a FIFO, a directory, a
+ * device) is refused without blocking.  `what` names the option in
+ * messages ("--initrd").  0, or -1 with err set.
  */
 int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf, size_t *len,
                    char *err, size_t errlen);

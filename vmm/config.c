@@ -2,13 +2,18 @@
 /* `strata run` options (see config.h). */
 #include "vmm/config.h"
 
+#include "vmm/text.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 /* An apply function returns NULL or the reason the value is bad. */
 typedef const char *(*ApplyFn)(VmConfig *cfg, const char *val);
@@ -22,6 +27,19 @@ typedef struct OptDef {
     bool *(*flag)(VmConfig *);  /* OPT_FLAG */
     bool numeric;               /* JSON integers accepted (as text) */
 } OptDef;
+
+/* Outside text (an argument, a config file's key or value) for a message:
+ * escaped (vmm/text.h), about 80 characters at most. */
+typedef struct Quoted {
+    char s[84];
+} Quoted;
+
+static Quoted quote(const char *text, size_t len)
+{
+    Quoted q;
+    text_escape(q.s, sizeof(q.s), text, len);
+    return q;
+}
 
 static const char *set_str(char **dst, const char *val)
 {
@@ -42,31 +60,27 @@ static const char *apply_kernel(VmConfig *cfg, const char *val)
 
 int parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+    /* decimal digits only: no sign, space or 0x (0x4000000B would read as hex) */
+    if (!s || !isdigit((unsigned char)*s))
         return -1;
     errno = 0;
     char *end;
-    bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
-    unsigned long long v = strtoull(s, &end, hex ? 16 : 10);
-    if (errno || end == s)
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
         return -1;
     unsigned shift = 20;        /* bare number: MiB */
     if (*end) {
-        switch (toupper((unsigned char)*end)) {
-        case 'B': shift = 0; break;
-        case 'K': shift = 10; break;
-        case 'M': shift = 20; break;
-        case 'G': shift = 30; break;
-        case 'T': shift = 40; break;
+        switch (*end) {
+        case 'K': case 'k': shift = 10; break;
+        case 'M': case 'm': shift = 20; break;
+        case 'G': case 'g': shift = 30; break;
+        case 'T': case 't': shift = 40; break;
         default: return -1;
         }
-        end++;
-        if (shift && toupper((unsigned char)*end) == 'B')
-            end++;
-        if (*end)
+        if (end[1])
             return -1;
     }
-    if (shift && v > (UINT64_MAX >> shift))
+    if (v > (UINT64_MAX >> shift))
         return -1;
     *out = (uint64_t)v << shift;
     return 0;
@@ -76,7 +90,8 @@ static const char *apply_memory(VmConfig *cfg, const char *val)
 {
     uint64_t v;
     if (parse_size(val, &v) < 0)
-        return "invalid size (expected a number with an optional K/M/G/T suffix, e.g. 256M)";
+        return "invalid size (expected a decimal number with an optional K/M/G/T suffix, "
+               "e.g. 256M; a bare number is MiB)";
     if (v < VM_MIN_MEMORY)
         return "too small (the minimum is 2M)";
     if (v > VM_MAX_MEMORY)
@@ -111,10 +126,23 @@ static const char *apply_initrd(VmConfig *cfg, const char *val)
     return set_str(&cfg->initrd, val);
 }
 
+size_t vm_cmdline_appended(const char *cmdline)
+{
+    const char *c = cmdline ? cmdline : "";
+    if (!strncmp(c, "reboot=", 7) || strstr(c, " reboot=") != NULL)
+        return 0;
+    return (*c ? 1 : 0) + strlen(VM_CMDLINE_REBOOT);
+}
+
 static const char *apply_cmdline(VmConfig *cfg, const char *val)
 {
-    if (strlen(val) > VM_MAX_CMDLINE)
-        return "too long (the maximum is 4095 bytes)";
+    _Static_assert(VM_MAX_CMDLINE == 4095, "the message below names the limit");
+    if (strlen(val) + vm_cmdline_appended(val) > VM_MAX_CMDLINE)
+        return vm_cmdline_appended(val)
+                   ? "too long: with the \" " VM_CMDLINE_REBOOT "\" strata appends (unless "
+                     "the command line has a reboot= option) the maximum is 4095 bytes, so "
+                     "4086 for the text given"
+                   : "too long (the maximum is 4095 bytes)";
     return set_str(&cfg->cmdline, val);
 }
 
@@ -369,20 +397,22 @@ static const OptDef *next_opt(int argc, char *const argv[], int *i, const char *
     if (!strcmp(a, "-h"))
         return find_opt("help", 4);
     if (strncmp(a, "--", 2) || !a[2]) {
-        snprintf(err, errlen, "unexpected argument '%s' (see strata run --help)", a);
+        snprintf(err, errlen, "unexpected argument '%s' (see strata run --help)",
+                 quote(a, strlen(a)).s);
         return NULL;
     }
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const OptDef *o = find_opt(name, len);
     if (!o) {
-        snprintf(err, errlen, "unknown option '%.*s' (see strata run --help)", (int)len + 2, a);
+        snprintf(err, errlen, "unknown option '%s' (see strata run --help)",
+                 quote(a, len + 2).s);
         return NULL;
     }
     bool takes_value = o->kind == OPT_VALUE || o->kind == OPT_CONFIG || o->kind == OPT_TODO;
     if (!takes_value) {
         if (eq) {
-            snprintf(err, errlen, "--%s takes no value ('%s')", o->name, a);
+            snprintf(err, errlen, "--%s takes no value ('%s')", o->name, quote(a, strlen(a)).s);
             return NULL;
         }
         return o;
@@ -412,7 +442,8 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
             return CONFIG_ERROR;
         if (o->kind == OPT_CONFIG) {
             if (config) {
-                snprintf(err, errlen, "--config %s: only one config file may be given", val);
+                snprintf(err, errlen, "--config %s: only one config file may be given",
+                         quote(val, strlen(val)).s);
                 return CONFIG_ERROR;
             }
             config = val;
@@ -429,8 +460,7 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
         case OPT_VALUE: {
             const char *why = o->apply(cfg, val);
             if (why) {
-                snprintf(err, errlen, "--%s %.80s%s: %s", o->name, val,
-                         strlen(val) > 80 ? "..." : "", why);
+                snprintf(err, errlen, "--%s %s: %s", o->name, quote(val, strlen(val)).s, why);
                 return CONFIG_ERROR;
             }
             break;
@@ -455,7 +485,7 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         snprintf(err, errlen, "%s: invalid JSON at line %d column %d: %s", origin, je.line,
-                 je.column, je.text);
+                 je.column, quote(je.text, strlen(je.text)).s);
         return -1;
     }
     int ret = -1;
@@ -467,8 +497,9 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
     json_t *v;
     json_object_foreach(root, key, v) {
         const OptDef *o = find_opt(key, strlen(key));
+        Quoted k = quote(key, strlen(key));     /* for messages */
         if (!o || o->kind == OPT_HELP) {
-            snprintf(err, errlen, "%s: unknown key \"%s\"", origin, key);
+            snprintf(err, errlen, "%s: unknown key \"%s\"", origin, k.s);
             goto out;
         }
         if (o->kind == OPT_CONFIG) {
@@ -477,12 +508,12 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
             goto out;
         }
         if (o->kind == OPT_TODO) {
-            snprintf(err, errlen, "%s: key \"%s\": not implemented yet", origin, key);
+            snprintf(err, errlen, "%s: key \"%s\": not implemented yet", origin, k.s);
             goto out;
         }
         if (o->kind == OPT_FLAG) {
             if (!json_is_boolean(v)) {
-                snprintf(err, errlen, "%s: key \"%s\": expected true or false", origin, key);
+                snprintf(err, errlen, "%s: key \"%s\": expected true or false", origin, k.s);
                 goto out;
             }
             *o->flag(cfg) = json_is_true(v);
@@ -496,13 +527,13 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
                 const char *es = json_is_string(e) ? json_string_value(e) : NULL;
                 if (!es || strlen(es) != json_string_length(e)) {
                     snprintf(err, errlen, "%s: key \"%s\"[%zu]: expected a string", origin,
-                             key, i);
+                             k.s, i);
                     goto out;
                 }
                 const char *why = o->apply(cfg, es);
                 if (why) {
-                    snprintf(err, errlen, "%s: key \"%s\"[%zu] (%.80s%s): %s", origin, key, i,
-                             es, strlen(es) > 80 ? "..." : "", why);
+                    snprintf(err, errlen, "%s: key \"%s\"[%zu] (%s): %s", origin, k.s, i,
+                             quote(es, strlen(es)).s, why);
                     goto out;
                 }
             }
@@ -513,21 +544,21 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
         if (json_is_string(v)) {
             s = json_string_value(v);
             if (strlen(s) != json_string_length(v)) {
-                snprintf(err, errlen, "%s: key \"%s\": string contains a NUL byte", origin, key);
+                snprintf(err, errlen, "%s: key \"%s\": string contains a NUL byte", origin, k.s);
                 goto out;
             }
         } else if (o->numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
             snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
             s = num;
         } else {
-            snprintf(err, errlen, "%s: key \"%s\": expected a %s", origin, key,
+            snprintf(err, errlen, "%s: key \"%s\": expected a %s", origin, k.s,
                      o->numeric ? "string or a non-negative integer" : "string");
             goto out;
         }
         const char *why = o->apply(cfg, s);
         if (why) {
-            snprintf(err, errlen, "%s: key \"%s\" (%.80s%s): %s", origin, key, s,
-                     strlen(s) > 80 ? "..." : "", why);
+            snprintf(err, errlen, "%s: key \"%s\" (%s): %s", origin, k.s, quote(s, strlen(s)).s,
+                     why);
             goto out;
         }
     }
@@ -539,9 +570,23 @@ out:
 
 int vm_config_load_file(VmConfig *cfg, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO would wait for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "--config %s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     char *buf = NULL;
@@ -612,16 +657,23 @@ const char *vm_config_usage(void)
         "                       its PT_LOAD segments are loaded at their physical\n"
         "                       addresses and the vCPU starts in the PVH entry state\n"
         "  --initrd FILE        initial ramdisk (bzImage: ramdisk_image; PVH: module 0)\n"
-        "  --memory SIZE        guest RAM (default 256M; K/M/G/T suffixes, a bare\n"
-        "                       number is MiB; 2M..1T, a multiple of 4K)\n"
+        "                       (--kernel and --initrd: regular files, read once at\n"
+        "                       start; a reset boots that copy whatever the files\n"
+        "                       become)\n"
+        "  --memory SIZE        guest RAM (default 256M): a decimal number with an\n"
+        "                       optional K/M/G/T suffix (binary units), a bare\n"
+        "                       number is MiB; 2M..1T, a multiple of 4K\n"
         "  --cpus N             number of vCPUs (1..64; ACPI MADT, APs started by INIT/SIPI)\n"
-        "  --cmdline TEXT       kernel command line (e.g. console=ttyS0)\n"
+        "  --cmdline TEXT       kernel command line (e.g. console=ttyS0); strata\n"
+        "                       appends reboot=k unless TEXT has a reboot= option:\n"
+        "                       4095 bytes in all\n"
         "  --api-socket PATH    QMP control socket (unix); see strata ctl\n"
         "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
         "                       (stdio: the terminal in raw mode feeds the guest;\n"
         "                       Ctrl-A x quits)\n"
         "  --disk path=FILE[,readonly=on]\n"
         "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
+        "                       (a regular file or a block device)\n"
         "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
         "                       virtio-net device on TAP interface NAME (repeatable)\n"
         "  --rng                a virtio-rng device (entropy from getrandom)\n"
@@ -639,12 +691,14 @@ const char *vm_config_usage(void)
         "                       stdin, waiter, migration threads): kill (default: a\n"
         "                       syscall outside its thread's list ends strata with a\n"
         "                       message naming the thread and the syscall, status\n"
-        "                       159), log (allowed, logged by the kernel: dmesg,\n"
-        "                       audit type=1326), off\n"
+        "                       159, after restoring the terminal and removing the\n"
+        "                       --api-socket), log (allowed, logged by the kernel:\n"
+        "                       dmesg, audit type=1326), off\n"
         "  --jail-uid UID --jail-gid GID\n"
         "                       after opening /dev/kvm, the kernel, disks, TAPs and\n"
         "                       sockets, drop to UID/GID (supplementary groups: GID\n"
-        "                       only) with no_new_privs; both or neither\n"
+        "                       only) with no_new_privs and an empty capability\n"
+        "                       bounding set; both or neither\n"
         "  --chroot DIR         chroot to DIR at the same point (paths used later,\n"
         "                       e.g. the api socket's removal, are then inside DIR)\n"
         "  --verbose            dump the vCPU registers when the guest crashes\n"

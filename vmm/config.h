@@ -14,7 +14,8 @@
 #define VM_DEFAULT_MEMORY (256ull << 20)
 #define VM_MIN_MEMORY (2ull << 20)
 #define VM_MAX_MEMORY (1ull << 40)
-#define VM_MAX_CMDLINE 4095
+#define VM_MAX_CMDLINE 4095       /* the whole command line the guest gets (PVH: 4 KiB) */
+#define VM_CMDLINE_REBOOT "reboot=k"    /* appended unless --cmdline has a reboot= */
 #define VM_MAX_CPUS 64
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS 4
@@ -66,11 +67,16 @@ void vm_config_init(VmConfig *cfg);
 /* Frees the strings cfg owns and re-initialises it. */
 void vm_config_free(VmConfig *cfg);
 
+/* Bytes strata appends to the --cmdline text `cmdline` (" reboot=k" unless
+ * it has a reboot= option; not the virtio_mmio.device= entries of acpi=off,
+ * which the machine adds and checks). */
+size_t vm_cmdline_appended(const char *cmdline);
+
 /*
- * Parses a size: a decimal or 0x number with an optional K/M/G/T suffix
- * (binary units, upper or lower case, an optional trailing B); a bare number
- * is in MiB, as QEMU's -m.  0 on success, -1 on anything else (overflow,
- * junk, empty, negative).
+ * Parses a size: decimal digits with an optional K/M/G/T suffix (binary
+ * units, upper or lower case); a bare number is in MiB, as QEMU's -m.  0 on
+ * success, -1 on anything else (hex, a B or other suffix, overflow, junk,
+ * empty, a sign or space).
  */
 int parse_size(const char *s, uint64_t *out);
 

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/text.h"
 #include "vmm/vmm.h"
 
 #define CTL_MAX_REPLY (256u << 20)
@@ -131,7 +132,9 @@ static int report_error(json_t *reply)
 {
     json_t *e = json_object_get(reply, "error");
     const char *desc = json_string_value(json_object_get(e, "desc"));
-    fprintf(stderr, "strata ctl: %s\n", desc ? desc : "unexpected reply");
+    char safe[2048];    /* desc may quote a client, a migration peer, a guest */
+    fprintf(stderr, "strata ctl: %s\n",
+            desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "unexpected reply");
     return 1;
 }
 
@@ -223,8 +226,11 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
                 const char *desc = json_string_value(json_object_get(q, "error-desc"));
                 const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
                 bool held = owner && !strcmp(owner, "unknown");
-                fprintf(stderr, "strata ctl: migration %s%s%s%s\n", st ? st : "ended",
-                        desc ? ": " : "", desc ? desc : "",
+                char safe[2048], state[64];     /* may quote the destination's refusal */
+                fprintf(stderr, "strata ctl: migration %s%s%s%s\n",
+                        st ? text_escape(state, sizeof(state), st, strlen(st)) : "ended",
+                        desc ? ": " : "",
+                        desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "",
                         held ? "" : "; the VM keeps running on the source");
                 if (held)
                     status = 3;     /* the operator must look at both sides */

@@ -2,13 +2,14 @@
 /* PVH ELF kernels (see loader.h). */
 #include "vmm/loader.h"
 
+#include "vmm/boot-linux.h"
+
 #include <elf.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define GIB4 (1ull << 32)
@@ -136,33 +137,12 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
 int kernel_image_open(KernelImage *img, const char *path, char *err, size_t errlen)
 {
     memset(img, 0, sizeof(*img));
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "--kernel %s: %s", path, strerror(errno));
+    uint8_t *buf;
+    size_t len;
+    if (boot_read_file(path, MAX_KERNEL_FILE, "--kernel", &buf, &len, err, errlen) < 0)
         return -1;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "--kernel %s: not a regular file", path);
-        fclose(f);
-        return -1;
-    }
-    if ((uint64_t)st.st_size > MAX_KERNEL_FILE) {
-        snprintf(err, errlen, "--kernel %s: larger than 1 GiB", path);
-        fclose(f);
-        return -1;
-    }
-    size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf || fread(buf, 1, len, f) != len) {
-        snprintf(err, errlen, "--kernel %s: %s", path, buf ? "read error" : "out of memory");
-        free(buf);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
     int r = kernel_image_parse(img, buf, len, path, err, errlen);
-    free(buf);
+    boot_free_file(buf, len);
     return r;
 }
 

@@ -205,14 +205,14 @@ static char *build_cmdline(const Machine *m)
 {
     const char *base = m->cfg->cmdline ? m->cfg->cmdline : "";
     bool acpi_off = strstr(base, "acpi=off") != NULL;
-    bool reboot_set = !strncmp(base, "reboot=", 7) || strstr(base, " reboot=") != NULL;
+    bool reboot_set = vm_cmdline_appended(base) == 0;
     size_t cap = strlen(base) + 16 + (acpi_off ? m->nvirtio * 64 : 0);
     char *s = malloc(cap);
     if (!s)
         return NULL;
     size_t n = (size_t)snprintf(s, cap, "%s", base);
     if (!reboot_set)
-        n += (size_t)snprintf(s + n, cap - n, "%sreboot=k", n ? " " : "");
+        n += (size_t)snprintf(s + n, cap - n, "%s" VM_CMDLINE_REBOOT, n ? " " : "");
     for (unsigned i = 0; acpi_off && i < m->nvirtio && n < cap; i++)
         n += (size_t)snprintf(s + n, cap - n, "%svirtio_mmio.device=%u@0x%llx:%u",
                               n ? " " : "", MACHINE_VIRTIO_SIZE,
@@ -252,6 +252,15 @@ static int load_kernel(Machine *m, char *err, size_t errlen)
     char *cmdline = build_cmdline(m);
     if (!cmdline) {
         snprintf(err, errlen, "--cmdline: out of memory");
+        return -1;
+    }
+    size_t given = m->cfg->cmdline ? strlen(m->cfg->cmdline) : 0;
+    if (strlen(cmdline) > VM_MAX_CMDLINE) {
+        snprintf(err, errlen, "--cmdline: %zu bytes plus the %zu strata appends (reboot=k "
+                 "and, with acpi=off, virtio_mmio.device= for each of the %u virtio "
+                 "devices): longer than the %u bytes the guest gets", given,
+                 strlen(cmdline) - given, m->nvirtio, VM_MAX_CMDLINE);
+        free(cmdline);
         return -1;
     }
     LinuxBootParams bp = { cmdline, m->initrd, m->initrd_len, ACPI_TABLES_ADDR };
@@ -415,6 +424,7 @@ static void raw_tty(void)
     struct termios t;
     if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
         return;
+    sandbox_fatal_save_tty(STDIN_FILENO);  /* a seccomp kill restores it too */
     t = saved_tty;
     cfmakeraw(&t);
     t.c_oflag |= OPOST | ONLCR;     /* output stays readable */

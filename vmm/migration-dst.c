@@ -18,6 +18,7 @@
 #include "kvm/state.h"
 #include "vmm/migration-cpu.h"
 #include "vmm/migration-int.h"
+#include "vmm/text.h"
 
 typedef struct Dst {
     Vmm *v;
@@ -45,15 +46,6 @@ static int dfail(Dst *d, const char *fmt, ...)
     vsnprintf(d->err, sizeof(d->err), fmt, ap);
     va_end(ap);
     return -1;
-}
-
-/* Makes a message one printable line: names and strings quoted from the
- * stream may hold newlines or escape sequences. */
-static void one_line(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
 }
 
 static int load_ram(Dst *d, uint32_t block, const uint8_t *p, uint32_t len)
@@ -301,7 +293,11 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
     if (receive(d) < 0 || install(d) < 0) {
         uint64_t got = d->ch.bytes;     /* what arrived: the answer counts in ch.bytes */
-        one_line(d->err);
+        /* one printable line: names and strings quoted from the stream
+         * may hold newlines, escape sequences, bytes >= 0x80 */
+        char safe[sizeof(d->err)];
+        text_escape(safe, sizeof(safe), d->err, strlen(d->err));
+        memcpy(d->err, safe, sizeof(safe));
         /* Tell the source why (best effort): it keeps its guest. */
         size_t n = strlen(d->err);
         if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)

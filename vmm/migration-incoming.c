@@ -69,11 +69,16 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
         fprintf(stderr, "strata: --incoming %s\n", err);
         return -1;
     }
+    bool is_unix = !strncmp(uri, "unix:", 5);
+    if (is_unix)
+        sandbox_fatal_unlink(uri + 5);      /* a seccomp kill removes it too */
     fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
     int fd = accept_one(v, lfd, uri);
     close(lfd);
-    if (!strncmp(uri, "unix:", 5))
+    if (is_unix) {
+        sandbox_fatal_forget(uri + 5);
         unlink(uri + 5);
+    }
     if (fd < 0)
         return -1;
     LoadJob job = { v, fd, false, -1 };

@@ -12,6 +12,7 @@
 
 #include "devices/stream.h"
 #include "vmm/migration-int.h"
+#include "vmm/text.h"
 
 #define BITS 64u
 #define STALL_ROUNDS 3u         /* rounds the dirty set may fail to shrink by 10% */
@@ -197,14 +198,15 @@ static int send_devices(Src *s)
 static void take_refusal(Src *s)
 {
     uint32_t len;
-    char text[1024];
+    char text[1024], safe[480];
+    /* the peer's text: escaped, NULs and all */
     if (mig_recv_u32(&s->ch, &len) == 0 && len < sizeof(text) &&
         mig_recv_bytes(&s->ch, text, len) == 0)
-        text[len] = 0;
+        text_escape(safe, sizeof(safe), text, len);
     else
-        text[0] = 0;
-    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %.470s",
-             text[0] ? text : "(no reason given)");
+        safe[0] = 0;
+    snprintf(s->err, sizeof(s->err), "the destination refused the stream: %s",
+             safe[0] ? safe : "(no reason given)");
 }
 
 /* After a send failed: the destination may have said why before closing

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Live migration: the main thread's side and the QMP commands (see migration.h). */
 #include "vmm/migration-int.h"
+#include "vmm/text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -125,8 +126,9 @@ bool mig_release_hold(Vmm *v)
         return false;
     g->held = false;
     g->owner = MIG_OWNER_SOURCE;
+    char uri[sizeof(g->uri) * 4];   /* the client's text */
     fprintf(stderr, "strata: cont: the guest held since the unconfirmed handover to %s runs "
-            "here again\n", g->uri);
+            "here again\n", text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)));
     machine_virtio_resume(&v->m);
     kvm_vm_resume(v->m.vm);
     return g->held_was_running;
@@ -174,7 +176,8 @@ static void reap(Vmm *v)
     pthread_mutex_unlock(&g->lock);
     if (held_running)
         qmp_server_event(v->qmp, "STOP", NULL);
-    char err[256];
+    char err[256], uri[sizeof(g->uri) * 4];
+    text_escape(uri, sizeof(uri), g->uri, strlen(g->uri));      /* the client's text */
     if (g->logging && s != MIG_COMPLETED) {
         if (set_logging(v, false, err, sizeof(err)) < 0)
             fprintf(stderr, "strata: migration: %s\n", err);
@@ -182,18 +185,18 @@ static void reap(Vmm *v)
     }
     if (s == MIG_COMPLETED) {
         fprintf(stderr, "strata: migration to %s completed (downtime %llu ms); the guest runs "
-                "there now\n", g->uri, (unsigned long long)g->stats.downtime_ms);
+                "there now\n", uri, (unsigned long long)g->stats.downtime_ms);
         /* strata leaves once its QMP clients have read the outcome (run.c) */
         v->state = RUN_STATE_POSTMIGRATE;
         v->postmigrate_idle_ns = mig_now_ns();
         v->postmigrate_until_ns = v->postmigrate_idle_ns + VMM_POSTMIGRATE_LINGER_MS * 1000000ull;
     } else if (s == MIG_FAILED && mig_holds_guest(v)) {
-        fprintf(stderr, "strata: migration to %s failed: %s\n", g->uri, g->error);
+        fprintf(stderr, "strata: migration to %s failed: %s\n", uri, g->error);
     } else if (s == MIG_FAILED) {
-        fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", g->uri,
+        fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", uri,
                 g->error);
     } else if (s == MIG_CANCELLED) {
-        fprintf(stderr, "strata: migration to %s cancelled; the VM goes on here\n", g->uri);
+        fprintf(stderr, "strata: migration to %s cancelled; the VM goes on here\n", uri);
     }
 }
 

@@ -252,6 +252,7 @@ int strata_run(int argc, char *const argv[])
             fprintf(stderr, "strata: %s\n", err);
             goto out;
         }
+        sandbox_fatal_unlink(v->cfg.api_socket);   /* removed by a seccomp kill too */
     }
     if (enter_jail(v) < 0)
         goto out;
@@ -279,6 +280,7 @@ out:
         pthread_join(v->waiter, NULL);
     }
     mig_free(v);
+    sandbox_fatal_forget(v->cfg.api_socket);   /* qmp_server_free removes it */
     qmp_server_free(v->qmp);
     free(v->cmds);
     machine_destroy(&v->m);

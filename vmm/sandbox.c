@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -31,6 +32,9 @@
 
 #define MAX_NR 512                  /* x86-64 syscall numbers stay below this */
 #define VIOLATE_NR SYS_personality  /* in no role's list */
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1               /* si_code of a seccomp trap (linux/signal.h) */
+#endif
 
 /*
  * Global because the SIGSYS handler needs them and a handler gets no
@@ -218,6 +222,42 @@ bool sandbox_forced_off(void)
 
 /* ---- the SIGSYS report -------------------------------------------------- */
 
+/*
+ * What a seccomp kill undoes before the process ends: the terminal's
+ * settings (kernel layout, from TCGETS: restored with one TCSETS) and the
+ * socket paths strata created.  Written by the main thread (fd / count
+ * published last), read by the SIGSYS handler on the main thread.
+ */
+#define FATAL_PATHS 4
+static unsigned char fatal_termios[64] __attribute__((aligned(8)));
+static int fatal_tty_fd = -1;
+static char fatal_paths[FATAL_PATHS][108];
+static int fatal_npaths;
+static pid_t fatal_pid;             /* the main thread (its tid is the pid) */
+
+void sandbox_fatal_save_tty(int fd)
+{
+    if (ioctl(fd, TCGETS, fatal_termios) == 0)
+        __atomic_store_n(&fatal_tty_fd, fd, __ATOMIC_RELEASE);
+}
+
+void sandbox_fatal_unlink(const char *path)
+{
+    int n = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
+    if (!path || n >= FATAL_PATHS || strlen(path) >= sizeof(fatal_paths[0]))
+        return;
+    strcpy(fatal_paths[n], path);
+    __atomic_store_n(&fatal_npaths, n + 1, __ATOMIC_RELEASE);
+}
+
+void sandbox_fatal_forget(const char *path)
+{
+    int n = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
+    for (int i = 0; path && i < n; i++)
+        if (!strcmp(fatal_paths[i], path))
+            __atomic_store_n(&fatal_paths[i][0], 0, __ATOMIC_RELEASE);  /* skipped */
+}
+
 static size_t put(char *buf, size_t n, size_t cap, const char *s)
 {
     while (*s && n < cap)
@@ -225,34 +265,70 @@ static size_t put(char *buf, size_t n, size_t cap, const char *s)
     return n;
 }
 
-/* Async-signal-safe: string copies and write(2) only. */
+/* v in decimal at the end of num[24]; returns where it starts. */
+static const char *fmt_int(char *num, long v)
+{
+    int i = 23;
+    unsigned long u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
+    num[i] = 0;
+    do {
+        num[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u && i > 1);
+    if (v < 0)
+        num[--i] = '-';
+    return num + i;
+}
+
+/*
+ * Async-signal-safe, and only syscalls the thread's own filter allows: on
+ * any thread the report (write), then on the main thread the clean-up
+ * (TCSETS and unlink: in MAIN's list, and main is unfiltered before it
+ * enters MAIN); another thread hands the clean-up to the main thread with
+ * tgkill (every list allows it for this process) and ends the process
+ * itself if that has not happened within 2 s.  Exit status 159.
+ */
 static void sigsys_handler(int sig, siginfo_t *si, void *uc)
 {
     (void)sig;
     (void)uc;
     char buf[256], num[24];
     size_t n = 0;
-    int nr = si->si_syscall;
-    const char *name = nr >= 0 && nr < MAX_NR && sys_names[nr] ? sys_names[nr] : "(unknown)";
-    int i = (int)sizeof(num) - 1;
-    unsigned v = nr < 0 ? 0u - (unsigned)nr : (unsigned)nr;
-    num[i] = 0;
-    do {
-        num[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v && i > 1);
-    if (nr < 0)
-        num[--i] = '-';
-    int role = tls_role;
-    n = put(buf, n, sizeof(buf), "strata: seccomp: ");
-    n = put(buf, n, sizeof(buf), role >= 0 && role < SANDBOX_NROLES ? role_names[role] : "?");
-    n = put(buf, n, sizeof(buf), " thread made a forbidden syscall ");
-    n = put(buf, n, sizeof(buf), name);
-    n = put(buf, n, sizeof(buf), " (nr ");
-    n = put(buf, n, sizeof(buf), num + i);
-    n = put(buf, n, sizeof(buf), ")\n");
-    ssize_t w = write(STDERR_FILENO, buf, n);
-    (void)w;
+    if (si->si_code == SYS_SECCOMP) {
+        int nr = si->si_syscall;
+        const char *name = nr >= 0 && nr < MAX_NR && sys_names[nr] ? sys_names[nr]
+                                                                   : "(unknown)";
+        int role = tls_role;
+        n = put(buf, n, sizeof(buf), "strata: seccomp: ");
+        n = put(buf, n, sizeof(buf), role >= 0 && role < SANDBOX_NROLES ? role_names[role] : "?");
+        n = put(buf, n, sizeof(buf), " thread made a forbidden syscall ");
+        n = put(buf, n, sizeof(buf), name);
+        n = put(buf, n, sizeof(buf), " (nr ");
+        n = put(buf, n, sizeof(buf), fmt_int(num, nr));
+        n = put(buf, n, sizeof(buf), ")\n");
+    } else if (si->si_pid != fatal_pid) {
+        n = put(buf, n, sizeof(buf), "strata: SIGSYS sent by pid ");
+        n = put(buf, n, sizeof(buf), fmt_int(num, si->si_pid));
+        n = put(buf, n, sizeof(buf), ": exiting\n");
+    }                                   /* else handed over: reported already */
+    if (n) {
+        ssize_t w = write(STDERR_FILENO, buf, n);
+        (void)w;
+    }
+    if (fatal_pid && syscall(SYS_gettid) != fatal_pid) {
+        syscall(SYS_tgkill, fatal_pid, fatal_pid, SIGSYS);
+        struct timespec ts = { 2, 0 };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    } else {
+        int fd = __atomic_load_n(&fatal_tty_fd, __ATOMIC_ACQUIRE);
+        if (fd >= 0)
+            (void)ioctl(fd, TCSETS, fatal_termios);
+        int np = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
+        for (int i = 0; i < np; i++)
+            if (__atomic_load_n(&fatal_paths[i][0], __ATOMIC_ACQUIRE))
+                (void)unlink(fatal_paths[i]);
+    }
     _exit(128 + SIGSYS);
 }
 
@@ -261,6 +337,7 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
     memset(sb, 0, sizeof(*sb));
     sb->violate_role = -1;
     sb->pid = getpid();
+    fatal_pid = sb->pid;
     if (mode != SANDBOX_OFF && sandbox_forced_off()) {
         fprintf(stderr, "strata: --seccomp=%s: off in this AddressSanitizer build "
                         "(the sanitizer's own syscalls are not in the allowlists)\n",
@@ -452,6 +529,21 @@ int sandbox_jail(const SandboxJail *j)
             int e = errno;
             fprintf(stderr, "strata: --chroot %s: %s\n", j->chroot_dir, strerror(e));
             return -e;
+        }
+    }
+    if (j->uid >= 0 || j->gid >= 0 || j->chroot_dir) {
+        /* An empty bounding set: no capability can come back (execve of a
+         * file with capabilities, a root uid regained).  Before the uid
+         * change, while CAP_SETPCAP is still effective.  READ fails with
+         * EINVAL past the kernel's last capability. */
+        int r;
+        for (int cap = 0; (r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++) {
+            if (r == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+                int e = errno;
+                fprintf(stderr, "strata: jail: dropping capability %d from the bounding "
+                        "set: %s\n", cap, strerror(e));
+                return -e;
+            }
         }
     }
     if (j->gid >= 0) {

@@ -53,7 +53,13 @@
  *         the handler writes "strata: seccomp: <role> thread made a
  *         forbidden syscall <name> (nr N)" to stderr (write(2) only: it is
  *         async-signal-safe; names were resolved before any filter) and
- *         ends the process with exit status 159 (128 + SIGSYS).
+ *         ends the process with exit status 159 (128 + SIGSYS).  Before
+ *         that the main thread restores the terminal saved with
+ *         sandbox_fatal_save_tty and removes the paths given to
+ *         sandbox_fatal_unlink (both in MAIN's list; another thread's
+ *         handler passes the job to the main thread with tgkill, which
+ *         every list allows, and exits by itself if main has not within
+ *         2 s), so a kill leaves no raw terminal and no stale socket.
  *   log   SCMP_ACT_LOG: the syscall is let through and the kernel logs it
  *         (audit type=1326 in dmesg / journalctl -k, with syscall=N and
  *         comm=); strata itself cannot see these, so nothing is printed.
@@ -110,6 +116,14 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks);
  * mode off.  0, or a negative errno after printing one line naming the role.
  */
 int sandbox_enter(const Sandbox *sb, SandboxRole role);
+/* Saves fd's terminal settings (fd a tty about to be put in raw mode): a
+ * seccomp kill restores them.  Call on the main thread. */
+void sandbox_fatal_save_tty(int fd);
+/* Registers a path strata created (a unix socket) for a seccomp kill to
+ * remove (up to 4, each under 108 bytes).  Call on the main thread. */
+void sandbox_fatal_unlink(const char *path);
+/* Undoes sandbox_fatal_unlink(path) (strata removed it itself). */
+void sandbox_fatal_forget(const char *path);
 /* The role's name as printed in reports ("vcpu", "io", ...), or "?". */
 const char *sandbox_role_name(SandboxRole role);
 /* The role named s, or -1. */
@@ -124,7 +138,8 @@ bool sandbox_thread_strict(void);
 bool sandbox_forced_off(void);
 
 /*
- * The jail: chroot(dir) (then chdir("/")), setgroups to {gid},
+ * The jail: chroot(dir) (then chdir("/")), every capability dropped from
+ * the bounding set, setgroups to {gid},
  * setresgid(gid), setresuid(uid), PR_SET_NO_NEW_PRIVS, and a check that
  * root cannot be regained.  Call after every file, device and socket is
  * open and before any other thread exists (the uid change is per thread in

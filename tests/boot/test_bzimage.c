@@ -6,8 +6,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -324,6 +327,44 @@ static void test_pvh(void **state)
     free(ram.host);
 }
 
+/* boot_read_file: a private copy of a regular file; a FIFO or a directory
+ * is refused at once, naming the option (the alarm ends a hang). */
+static void test_read_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/strata-bootfile-XXXXXX", fifo[64], file[64], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(file, sizeof(file), "%s/initrd", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    FILE *f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite("abcdef", 1, 6, f), 6);
+    fclose(f);
+    uint8_t *buf;
+    size_t len;
+    alarm(20);
+    const char *bad[] = { fifo, dir };
+    for (unsigned i = 0; i < 2; i++) {
+        char want[128];
+        assert_int_equal(boot_read_file(bad[i], 1 << 20, "--initrd", &buf, &len, err,
+                                        sizeof(err)), -1);
+        snprintf(want, sizeof(want), "--initrd %s: not a regular file", bad[i]);
+        assert_string_equal(err, want);
+        assert_null(buf);
+    }
+    alarm(0);
+    assert_int_equal(boot_read_file(file, 1 << 20, "--initrd", &buf, &len, err, sizeof(err)), 0);
+    assert_int_equal(len, 6);
+    assert_memory_equal(buf, "abcdef", 6);
+    assert_int_equal(truncate(file, 0), 0);         /* a mapping would fault now */
+    assert_memory_equal(buf, "abcdef", 6);
+    boot_free_file(buf, len);
+    unlink(fifo);
+    unlink(file);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_entry_state),
         cmocka_unit_test(test_pvh),
+        cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

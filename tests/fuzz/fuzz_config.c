@@ -28,7 +28,7 @@ static void check(const VmConfig *c)
 {
     if (c->memory < VM_MIN_MEMORY || c->memory > VM_MAX_MEMORY || c->cpus < 1 ||
         c->cpus > VM_MAX_CPUS || c->ndisks > VM_MAX_DISKS || c->nnets > VM_MAX_NETS ||
-        (c->cmdline && strlen(c->cmdline) > VM_MAX_CMDLINE) ||
+        (c->cmdline && strlen(c->cmdline) + vm_cmdline_appended(c->cmdline) > VM_MAX_CMDLINE) ||
         (c->serial == SERIAL_FILE && !c->serial_path))
         abort();
     for (unsigned i = 0; i < c->ndisks; i++)

@@ -706,15 +706,15 @@ static void test_one_line_messages(void **state)
     memcpy(pl, r0.payload, r0.len);
     memcpy(pl + 2, "se\nal", 6);
     pl[4] = '\n';
-    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, pl, r0.len, "DEVICE record 0 is 'se?al'",
+    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, pl, r0.len, "DEVICE record 0 is 'se\\x0aal'",
                      "a device name with a newline");
     free(pl);
     json_t *o = config();
     json_object_set_new(o, "machine", json_string("pc\nstrata: incoming migration loaded"));
-    refused_config(o, "the source is a 'pc?strata: incoming");
+    refused_config(o, "the source is a 'pc\\x0astrata: incoming");
     o = config();
     json_array_set_new(json_object_get(o, "devices"), 1, json_string("i8042\r\x1b[2J"));
-    refused_config(o, "device 1 differs: the source has i8042??[2J,");
+    refused_config(o, "device 1 differs: the source has i8042\\x0d\\x1b[2J,");
 }
 
 /* ---- the destination's KVM refuses ----------------------------------------------------- */

@@ -3,15 +3,18 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/config.h"
+#include "vmm/text.h"
 
 static char err[1024];
 
@@ -41,8 +44,8 @@ static void test_sizes(void **state)
 {
     struct { const char *s; uint64_t v; } good[] = {
         { "256M", 256ull << 20 }, { "256", 256ull << 20 }, { "1G", 1ull << 30 },
-        { "1g", 1ull << 30 }, { "4096K", 4ull << 20 }, { "2MB", 2ull << 20 },
-        { "1T", 1ull << 40 }, { "0x10M", 16ull << 20 }, { "8192B", 8192 }, { "0", 0 },
+        { "1g", 1ull << 30 }, { "4096K", 4ull << 20 }, { "2m", 2ull << 20 },
+        { "1T", 1ull << 40 }, { "0256M", 256ull << 20 }, { "0", 0 },
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t v = 1;
@@ -50,7 +53,9 @@ static void test_sizes(void **state)
             fail_msg("parse_size(%s) = %llu", good[i].s, (unsigned long long)v);
     }
     const char *bad[] = { "", "12Q", "M", "-1M", "+1M", " 1M", "1M ", "1.5G", "1MM", "1KBB",
-                          "99999999999999999999", "17179869184G", "1e3", "0x", "1 M", NULL };
+                          "99999999999999999999", "17179869184G", "1e3", "0x", "1 M",
+                          /* decimal only, K/M/G/T only (0x4000000B was read as hex) */
+                          "0x10M", "0x4000000B", "0X100", "2MB", "8192B", "1GiB", "1Ki", NULL };
     for (size_t i = 0; bad[i]; i++) {
         uint64_t v = 7;
         if (parse_size(bad[i], &v) == 0)
@@ -101,6 +106,12 @@ static void test_bad_values(void **state)
     expect_error(parse(&c, "--kernel", "k", "--memory", "12Q", NULL),
                  "--memory 12Q: invalid size");
     vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "0x4000000B", NULL),
+                 "--memory 0x4000000B: invalid size (expected a decimal number");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--memory", "512MB", NULL),
+                 "--memory 512MB: invalid size");
+    vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--memory", "1M", NULL), "--memory 1M: too small");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--memory", "2T", NULL), "--memory 2T: too large");
@@ -133,8 +144,31 @@ static void test_bad_values(void **state)
     memset(longcmd, 'c', 4999);
     longcmd[4999] = 0;
     expect_error(parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL), "too long");
-    free(longcmd);
     vm_config_free(&c);
+    /* strata appends " reboot=k" (9 bytes) unless the text has a reboot=: the
+     * whole line may have 4095, so 4086 given, or 4095 with a reboot= */
+    for (size_t len = 4085; len <= 4096; len++) {
+        memset(longcmd, 'c', len);
+        longcmd[len] = 0;
+        int r = parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL);
+        if (len <= 4086)
+            assert_int_equal(r, CONFIG_OK);
+        else
+            expect_error(r, "reboot=k\" strata appends");
+        assert_int_equal(vm_cmdline_appended(longcmd), 9);
+        vm_config_free(&c);
+        memcpy(longcmd, "reboot=t ", 9);        /* chooses its reboot method */
+        assert_int_equal(vm_cmdline_appended(longcmd), 0);
+        r = parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL);
+        if (len <= 4095)
+            assert_int_equal(r, CONFIG_OK);
+        else
+            expect_error(r, "too long (the maximum is 4095 bytes)");
+        vm_config_free(&c);
+    }
+    assert_int_equal(vm_cmdline_appended(NULL), 8);
+    assert_int_equal(vm_cmdline_appended("quiet reboot=k"), 0);
+    free(longcmd);
     expect_error(parse(&c, "--memory", "64M", NULL), "--kernel: missing");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", NULL), "--kernel: missing value");
@@ -367,6 +401,86 @@ static void test_config_file(void **state)
     expect_error(parse(&c, "--config", path, "--kernel", "k", NULL), "key \"memory\" (3X)");
     vm_config_free(&c);
     unlink(path);
+    /* a FIFO or a directory is refused, naming the option, without blocking
+     * (the alarm ends a test that hangs in open) */
+    char dir[] = "/tmp/strata-config-XXXXXX", fifo[64], want[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/fifo.json", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20);
+    snprintf(want, sizeof(want), "--config %s: not a regular file", fifo);
+    expect_error(parse(&c, "--config", fifo, "--kernel", "k", NULL), want);
+    vm_config_free(&c);
+    snprintf(want, sizeof(want), "--config %s: not a regular file", dir);
+    expect_error(parse(&c, "--config", dir, "--kernel", "k", NULL), want);
+    vm_config_free(&c);
+    alarm(0);
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* True if err holds only printable ASCII. */
+static bool printable(const char *e)
+{
+    for (; *e; e++)
+        if ((unsigned char)*e < 0x20 || (unsigned char)*e > 0x7e)
+            return false;
+    return true;
+}
+
+static void test_text_escape(void **state)
+{
+    char out[64];
+    assert_string_equal(text_escape(out, sizeof(out), "plain text 1-2", 14), "plain text 1-2");
+    assert_string_equal(text_escape(out, sizeof(out), "a\x1b[2Jb\n\\\x7f\x80\xff", 11),
+                        "a\\x1b[2Jb\\x0a\\\\\\x7f\\x80\\xff");
+    assert_string_equal(text_escape(out, sizeof(out), "nul\0in", 6), "nul\\x00in");
+    assert_string_equal(text_escape(out, sizeof(out), "", 0), "");
+    /* cut at a whole character or escape, marked, never past cap */
+    assert_string_equal(text_escape(out, 8, "abcdefghij", 10), "abcd...");
+    assert_string_equal(text_escape(out, 8, "abcdefg", 7), "abcdefg");
+    assert_string_equal(text_escape(out, 8, "ab\x01" "defg", 7), "ab...");
+    assert_string_equal(text_escape(out, 8, "abc\x01", 4), "abc\\x01");
+    assert_string_equal(text_escape(out, 3, "abcdef", 6), "..");
+    out[0] = 'x';
+    text_escape(out, 0, "abc", 3);
+    assert_int_equal(out[0], 'x');
+    for (size_t cap = 1; cap < 40; cap++) {
+        char buf[64];
+        memset(buf, 'Z', sizeof(buf));
+        text_escape(buf, cap, "\x1b]0;owned\x07\xc3\xa9 text", 17);
+        assert_true(strlen(buf) < cap);
+        assert_true(printable(buf));
+        assert_int_equal(buf[cap], 'Z');
+    }
+}
+
+/* Values from the command line or a config file reach messages escaped. */
+static void test_escaped_values(void **state)
+{
+    VmConfig c;
+    expect_error(parse(&c, "--kernel", "k", "--memory", "\x1b]0;owned\x07", NULL),
+                 "--memory \\x1b]0;owned\\x07: invalid size");
+    assert_true(printable(err));
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--serial", "\xc3\xa9\x9b", NULL),
+                 "--serial \\xc3\\xa9\\x9b: expected");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--\x1b[31m", NULL), "unknown option '--\\x1b[31m'");
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"mem\\u001bory\": 1}", "cfg", err,
+                                          sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown key \"mem\\x1bory\""));
+    assert_true(printable(err));
+    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\\u009b6n\\u00ff\"}", "cfg", err,
+                                          sizeof(err)), -1);
+    assert_non_null(strstr(err, "key \"memory\" (\\xc2\\x9b6n\\xc3\\xbf): invalid size"));
+    assert_true(printable(err));
+    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\x01\"}", "cfg", err,
+                                          sizeof(err)), -1);
+    assert_true(printable(err));       /* jansson's own message quotes the byte */
+    vm_config_free(&c);
 }
 
 int main(void)
@@ -379,6 +493,8 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_text_escape),
+        cmocka_unit_test(test_escaped_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

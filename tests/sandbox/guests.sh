@@ -4,7 +4,8 @@
 # on purpose in each thread role (the test-only STRATA_TEST_SECCOMP_VIOLATE
 # hook, honoured with --test-device) must end strata with status 159 and
 # the role + syscall message; the jail (--jail-uid/--jail-gid/--chroot) as
-# root.  POSIX sh, so it also runs in the nested test bed's busybox.
+# root, read from /proc/PID/status of the running strata (uids, groups,
+# NoNewPrivs, an empty CapBnd on every thread).  POSIX sh, so it also runs in the nested test bed's busybox.
 # Usage: guests.sh STRATA HELLO_ELF SPIN_ELF
 # Exit status: 0 all passed, 1 a case failed, 77 no usable /dev/kvm.
 set -u
@@ -171,12 +172,14 @@ else
 	gids=$(sed -n 's/^Gid:[[:space:]]*//p' /proc/$pid/status 2>/dev/null | tr -s ' \t' ' ')
 	groups=$(sed -n 's/^Groups:[[:space:]]*//p' /proc/$pid/status 2>/dev/null | tr -d ' \t')
 	nnp=$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/$pid/status 2>/dev/null)
+	capbnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/$pid/status 2>/dev/null)
 	root=$(readlink /proc/$pid/root 2>/dev/null)
 	# every thread, not only the main one
 	bad=0
 	for t in /proc/$pid/task/*; do
 		u=$(sed -n 's/^Uid:[[:space:]]*//p' "$t/status" | tr -s ' \t' ' ')
 		[ "$u" = "65534 65534 65534 65534" ] || bad=1
+		[ "$(sed -n 's/^CapBnd:[[:space:]]*//p' "$t/status")" = 0000000000000000 ] || bad=1
 	done
 	st=$("$STRATA" ctl --api-socket "$sock" status 2>&1)
 	"$STRATA" ctl --api-socket "$sock" quit > /dev/null 2>&1 || kill $pid
@@ -184,11 +187,11 @@ else
 	RC=$?
 	want_root=$(cd "$T/jail" && pwd -P)
 	if [ "$uids" = "65534 65534 65534 65534" ] && [ "$gids" = "65534 65534 65534 65534" ] &&
-	   [ "$groups" = 65534 ] && [ "$nnp" = 1 ] && [ "$root" = "$want_root" ] && [ $bad = 0 ] &&
-	   [ "$st" = running ] && [ $RC = 0 ]; then
-		pass "jail: uid/gid/groups 65534 on every thread, no_new_privs, root $root, QMP works, exit 0"
+	   [ "$groups" = 65534 ] && [ "$nnp" = 1 ] && [ "$capbnd" = 0000000000000000 ] &&
+	   [ "$root" = "$want_root" ] && [ $bad = 0 ] && [ "$st" = running ] && [ $RC = 0 ]; then
+		pass "jail: uid/gid/groups 65534 and an empty CapBnd on every thread, no_new_privs, root $root, QMP works, exit 0"
 	else
-		fail "jail" "Uid '$uids' Gid '$gids' Groups '$groups' NoNewPrivs '$nnp' root '$root' threads-bad $bad status '$st' exit $RC"
+		fail "jail" "Uid '$uids' Gid '$gids' Groups '$groups' NoNewPrivs '$nnp' CapBnd '$capbnd' root '$root' threads-bad $bad status '$st' exit $RC"
 	fi
 	run --test-device --kernel "$HELLO" --jail-uid 65534
 	if [ $RC = 1 ] && has 'needs --jail-gid'; then

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -192,6 +193,11 @@ static int jail_case(void *p)
         return 6;
     if (access("/etc/passwd", F_OK) == 0)   /* the host's is out of reach */
         return 7;
+    if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+        return 8;
+    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 0)
+            return 9;                       /* the bounding set must be empty */
     return 0;
 }
 
@@ -289,7 +295,8 @@ int main(void)
         snprintf(marker, sizeof(marker), "%s/marker", dir);
         fclose(fopen(marker, "w"));
         chmod(dir, 0755);           /* the jailed uid must reach its root */
-        expect("jail: chroot + uid/gid 65534 + groups, root not regained", jail_case, dir, 0,
+        expect("jail: chroot + uid/gid 65534 + groups, root not regained, no_new_privs, "
+               "empty capability bounding set", jail_case, dir, 0,
                NULL);
         expect("jail: an impossible uid is an error", jail_uid_only_refused, NULL, 0,
                "--jail-uid 4294967295");

@@ -281,6 +281,42 @@ static void test_open_error(void **state)
     vt_free(&vt);
 }
 
+/* Anything but a regular file or a block device is refused, in every mode,
+ * and a FIFO without blocking (the alarm ends a test that hangs). */
+static void test_not_a_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/strata-blk-XXXXXX", fifo[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *paths[] = { dir, fifo, "/dev/null" };
+    alarm(20);
+    for (unsigned i = 0; i < 3; i++) {
+        for (int ro = 0; ro < 2; ro++) {
+            Vt vt;
+            vt_setup(&vt);
+            VirtioBlk *b = calloc(1, sizeof(*b));
+            assert_non_null(b);
+            char err[256] = "", want[128];
+            int r = virtio_blk_init(b, vt.ctx, vt.as, NULL, NULL, VT_BASE, paths[i], ro, err,
+                                    sizeof(err));
+            if (r == 0)
+                virtio_blk_destroy(b);
+            assert_true(r < 0);
+            snprintf(want, sizeof(want), "disk path=%s: ", paths[i]);
+            assert_non_null(strstr(err, want));
+            if (i != 0 || ro)   /* a directory opened read-write: EISDIR */
+                assert_non_null(strstr(err, "not a regular file or a block device"));
+            free(b);
+            vt_free(&vt);
+        }
+    }
+    alarm(0);
+    unlink(fifo);
+    rmdir(dir);
+}
+
 static void test_save_load(void **state)
 {
     (void)state;
@@ -316,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_readonly),
         cmocka_unit_test(test_batch_and_loop),
         cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_not_a_file),
         cmocka_unit_test(test_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
