@@ -91,6 +91,16 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
         *start_paused = job.paused;
     }
     close(fd);
+    if (!e && job.r == 0 && v->mig) {
+        /* query-migrate here: the guest came in and is this side's */
+        Migration *g = v->mig;
+        pthread_mutex_lock(&g->lock);
+        g->status = MIG_COMPLETED;
+        g->owner = MIG_OWNER_DESTINATION;
+        g->incoming = true;
+        snprintf(g->uri, sizeof(g->uri), "%s", uri);
+        pthread_mutex_unlock(&g->lock);
+    }
     return e ? -1 : job.r;
 }
 

@@ -70,6 +70,7 @@ struct Migration {
                                  * and devices is kept until `cont` */
     bool held_was_running;      /* ...and the guest was running before that pause */
     MigOwner owner;
+    bool incoming;              /* the last migration came in (--incoming) */
 };
 
 /* The machine's RAM blocks (at most max); their number. */

@@ -327,6 +327,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     g->cancel = 0;
     g->status = MIG_NONE;
     g->owner = MIG_OWNER_SOURCE;
+    g->incoming = false;
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_SETUP);
     int r = pthread_create(&g->thread, NULL, mig_source_thread, g);
@@ -377,11 +378,15 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     MigStats st = g->stats;
     MigParams p = g->params;
     MigOwner owner = g->owner;
+    bool incoming = g->incoming;
     char error[sizeof(g->error)];
     memcpy(error, g->error, sizeof(error));
     pthread_mutex_unlock(&g->lock);
     if (s == MIG_NONE)
         return json_object();
+    if (incoming)   /* this side is the destination: the guest came in */
+        return json_pack("{s:s,s:b,s:s}", "status", mig_status_name(s), "x-incoming", 1,
+                         "x-guest-owner", "destination");
     uint64_t now = mig_now_ns();
     uint64_t end = st.end_ns ? st.end_ns : now;
     json_t *r = json_pack("{s:s}", "status", mig_status_name(s));

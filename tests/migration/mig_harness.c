@@ -371,6 +371,12 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
     CHECK(!strcmp(json_string_value(json_object_get(s, "status")), "running"),
           "destination status %s", json_string_value(json_object_get(s, "status")));
     json_decref(s);
+    s = cmd_ok(&dst, "query-migrate", NULL);    /* the destination says it owns the guest */
+    CHECK(!strcmp(status_of(s), "completed") &&
+          json_is_true(json_object_get(s, "x-incoming")) &&
+          !strcmp(json_string_value(json_object_get(s, "x-guest-owner")), "destination"),
+          "%s: the destination's query-migrate: %s", name, json_dumps(s, 0));
+    json_decref(s);
     if (dirty) {
         uint64_t first = read_u64(&dst, pass_addr);
         CHECK(first >= before, "the guest restarted: pass %llu on the destination, %llu "
