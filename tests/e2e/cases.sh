@@ -307,6 +307,19 @@ case_migrate_tiny() {
 	fi
 }
 
+# --- the handover under faults (tests/migration/handover.c): READY, GO and
+# the answer to GO delayed, dropped, cut; the destination signalled; the
+# final phase's hard limit; stop/cont storms ---
+case_migrate_handover() {
+	mig_test migrate_handover mig-handover 600 --handover || return
+	grep -v '^strata: ' "$WORK/mig-handover.out" | sed 's/^/    /' | tail -n 30
+	if [ "$MT_RC" = 0 ] && grep -q '^PASS: handover' "$WORK/mig-handover.out"; then
+		result migrate_handover PASS "$(grep '^PASS: handover' "$WORK/mig-handover.out" | cut -c7-)"
+	else
+		fail_out migrate_handover mig-handover "mig-test --handover exit status $MT_RC"
+	fi
+}
+
 # --- the migration soak (tests/migration, soak()): a 2-vCPU tiny guest that
 # rewrites and checks every word of 32 MiB, migrated E2E_SOAK_HOPS times ---
 case_migrate_soak() {
@@ -471,7 +484,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_soak migrate_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_handover migrate_soak migrate_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The kvm tier's tiny-guest tests (tests/kvm, tests/qmp's integration test)
+# The kvm tier's tiny-guest tests (tests/kvm, tests/qmp's integration and
+# reset-files tests, tests/sandbox's fatal test)
 # inside the nested test bed, for hosts without a /dev/kvm of their own
 # (there the kvm tier skips; e2e.migration, e2e.sandbox and e2e.hostile
 # carry the other kvm-tier suites into the bed the same way).
@@ -42,10 +43,14 @@ done
 for f in "$BUILD"/tests/qmp/*.elf "$BUILD"/tests/guests/*.elf; do
   [ -f "$f" ] && cp "$f" "$S/${f#"$BUILD"/}"
 done
-if [ -x "$BUILD/tests/qmp/qmp-integration" ]; then
-  cp "$BUILD/tests/qmp/qmp-integration" "$S/tests/qmp/"
-  TESTS+=(tests/qmp/qmp-integration)
-fi
+# the other single-strata kvm-tier programs (their guests were copied above)
+for t in tests/qmp/qmp-integration tests/qmp/qmp-reset-files tests/sandbox/sandbox-fatal; do
+  if [ -x "$BUILD/$t" ]; then
+    mkdir -p "$S/$(dirname "$t")"
+    cp "$BUILD/$t" "$S/$t"
+    TESTS+=("$t")
+  fi
+done
 [ ${#TESTS[@]} -gt 0 ] || { echo "kvm-tier: SKIP: no kvm-tier test programs in $BUILD"; exit 77; }
 # In L1: the build folder's path leads to the copy; each test runs in its
 # own folder, as ctest runs it.
