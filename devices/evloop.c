@@ -5,10 +5,26 @@
  * entry; the loop re-arms it after the handler ran (so readiness is level
  * triggered, like epoll's default).  mod/del cancel the poll with
  * IORING_OP_POLL_REMOVE; an entry is freed only once no poll of it is in
- * flight and no handler of it is running.  The submission queue is shared
- * under `lock`; only the thread in evloop_run_once reaps completions.
+ * flight and no handler of it is running.
+ *
+ * Only the thread in evloop_run_once submits to the ring and reaps it:
+ * add/mod/del (any thread) change the entries under `lock` and wake that
+ * thread, which brings the ring in line (sync) before it waits and after
+ * each batch.  So the device event-loop thread is the only one that needs
+ * io_uring_enter (vmm/sandbox.c allows it to that role alone).
+ *
+ * The ring is restricted (devices/uring.h) to IORING_OP_POLL_ADD and
+ * IORING_OP_POLL_REMOVE, all it submits (waiting with a timeout uses
+ * IORING_FEAT_EXT_ARG, no TIMEOUT SQE), and to no io_uring_register once
+ * enabled.  Its fds are not fixed files: the loop watches fds added at run
+ * time, and a poll of an fd the process already holds moves no data and
+ * makes no fd, it only tells readiness; fixed files would need
+ * IORING_REGISTER_FILES_UPDATE, i.e. io_uring_register allowed to a
+ * filtered thread, for nothing gained.  The opcode restriction alone keeps
+ * OPENAT, SOCKET, CONNECT, SEND, READ and the rest off this ring.
  */
 #include "devices/evloop.h"
+#include "devices/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +46,7 @@ typedef struct EvEntry {
     bool dead;                  /* deleted: freed when not armed nor running */
     bool armed;                 /* a POLL_ADD of it is in flight */
     bool running;               /* its handler is being called */
+    bool cancel;                /* the poll in flight is to be removed (sync) */
     EvloopHandler cb;
     void *opaque;
     struct EvEntry *next;       /* the live list, or the zombie list once dead */
@@ -40,6 +57,8 @@ struct Evloop {
     bool ring_ok;
     int wakefd;
     bool wake_armed;
+    bool in_run;                /* a thread is in evloop_run_once: */
+    pthread_t runner;           /* that one; the others wake it to sync */
     pthread_mutex_t lock;       /* the SQ, the lists and the entry flags */
     EvEntry *entries;
     EvEntry *zombies;           /* deleted, waiting for their last completion */
@@ -89,7 +108,8 @@ static int submit_remove(Evloop *l, void *tag)
     return r < 0 ? r : 0;
 }
 
-/* Arms e's poll if it is live, wanted and not in flight (lock held). */
+/* Arms e's poll if it is live, wanted and not in flight (lock held, the
+ * ring's thread). */
 static void arm(Evloop *l, EvEntry *e)
 {
     if (e->dead || e->armed || e->running || !e->events)
@@ -107,6 +127,37 @@ static void arm_wake(Evloop *l)
         l->wake_armed = true;
 }
 
+/* Brings the ring in line with the entries: the due POLL_REMOVEs, then the
+ * polls to arm (lock held, the ring's thread). */
+static void sync_ring(Evloop *l)
+{
+    for (EvEntry *e = l->zombies; e; e = e->next) {
+        if (e->armed && e->cancel && submit_remove(l, e) == 0)
+            e->cancel = false;
+    }
+    for (EvEntry *e = l->entries; e; e = e->next) {
+        if (e->armed && e->cancel) {
+            if (submit_remove(l, e) == 0)
+                e->cancel = false;      /* re-armed with the new bits on its completion */
+        } else {
+            arm(l, e);
+        }
+    }
+    arm_wake(l);
+}
+
+/* Has the ring synced after a change (lock held): by the caller if it is
+ * the thread in evloop_run_once (after its batch), else by waking that
+ * thread; with no thread in it, the next evloop_run_once does it first. */
+static void changed(Evloop *l)
+{
+    if (l->in_run && !pthread_equal(l->runner, pthread_self())) {
+        uint64_t one = 1;
+        ssize_t r = write(l->wakefd, &one, sizeof(one));
+        (void)r;
+    }
+}
+
 Evloop *evloop_new(void)
 {
     Evloop *l = calloc(1, sizeof(*l));
@@ -115,7 +166,9 @@ Evloop *evloop_new(void)
     l->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (l->wakefd < 0)
         goto fail;
-    int r = io_uring_queue_init(EVLOOP_RING_SIZE, &l->ring, 0);
+    static const uint8_t ops[] = { IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE };
+    const UringRules rules = { .ops = ops, .nops = sizeof(ops) };
+    int r = uring_init_restricted(&l->ring, EVLOOP_RING_SIZE, &rules, NULL);
     if (r < 0) {
         errno = -r;
         goto fail;
@@ -201,7 +254,7 @@ int evloop_add(Evloop *l, int fd, uint32_t events, EvloopHandler cb, void *opaqu
     }
     e->next = l->entries;
     l->entries = e;
-    arm(l, e);
+    changed(l);
     pthread_mutex_unlock(&l->lock);
     return 0;
 }
@@ -215,10 +268,8 @@ int evloop_mod(Evloop *l, int fd, uint32_t events)
         r = -ENOENT;
     } else if (e->events != events) {
         e->events = events;
-        if (e->armed)
-            r = submit_remove(l, e);    /* re-armed with the new bits on its completion */
-        else
-            arm(l, e);
+        e->cancel = e->armed;
+        changed(l);
     }
     pthread_mutex_unlock(&l->lock);
     return r;
@@ -236,10 +287,10 @@ int evloop_del(Evloop *l, int fd)
     *link = e->next;
     e->dead = true;
     if (e->armed || e->running) {
-        if (e->armed)
-            submit_remove(l, e);
+        e->cancel = e->armed;
         e->next = l->zombies;
         l->zombies = e;
+        changed(l);
     } else {
         free(e);
     }
@@ -278,6 +329,7 @@ static bool complete(Evloop *l, void *tag, int res)
     }
     EvEntry *e = tag;
     e->armed = false;
+    e->cancel = false;
     uint32_t ev = res > 0 ? ((uint32_t)res & (e->events | POLLERR | POLLHUP)) : 0;
     bool call = !e->dead && ev;
     if (res < 0 && res != -ECANCELED && !e->dead)
@@ -297,7 +349,8 @@ static bool complete(Evloop *l, void *tag, int res)
     return call;
 }
 
-int evloop_run_once(Evloop *l, int timeout_ms)
+/* evloop_run_once's wait and batch. */
+static int wait_and_dispatch(Evloop *l, int timeout_ms)
 {
     struct io_uring_cqe *cqe = NULL;
     int r;
@@ -331,6 +384,21 @@ int evloop_run_once(Evloop *l, int timeout_ms)
     }
     pthread_mutex_unlock(&l->dispatch);
     return ran;
+}
+
+int evloop_run_once(Evloop *l, int timeout_ms)
+{
+    pthread_mutex_lock(&l->lock);
+    sync_ring(l);
+    l->runner = pthread_self();
+    l->in_run = true;
+    pthread_mutex_unlock(&l->lock);
+    int r = wait_and_dispatch(l, timeout_ms);
+    pthread_mutex_lock(&l->lock);
+    sync_ring(l);                       /* what the handlers changed */
+    l->in_run = false;
+    pthread_mutex_unlock(&l->lock);
+    return r;
 }
 
 void evloop_set_thread_hook(Evloop *l, EvloopThreadHook fn, void *opaque)
@@ -415,4 +483,9 @@ void evloop_stop(Evloop *l)
     (void)r;
     pthread_join(l->thread, NULL);
     l->running = false;
+}
+
+struct io_uring *evloop_ring(Evloop *l)
+{
+    return &l->ring;
 }

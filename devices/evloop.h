@@ -7,7 +7,9 @@
  * evloop_start() was called, or on the caller's thread in evloop_run_once()
  * (unit tests drive the loop by hand that way).  add/mod/del may be called
  * from any thread; a handler deleted while a batch is being dispatched is
- * not called again and is freed after the batch.
+ * not called again and is freed after the batch.  Only the thread in
+ * evloop_run_once enters the ring (add/mod/del wake it), and the ring can
+ * do nothing but poll (see evloop.c).
  */
 #ifndef STRATA_DEVICES_EVLOOP_H
 #define STRATA_DEVICES_EVLOOP_H
@@ -15,11 +17,14 @@
 #include <stdint.h>
 
 typedef struct Evloop Evloop;
+struct io_uring;
 
 /* Called with the events (EPOLLIN, ... = the poll(2) bits) that fired for the fd. */
 typedef void (*EvloopHandler)(void *opaque, uint32_t events);
 
-/* A new loop (no thread yet), or NULL with errno set. */
+/* A new loop (no thread yet), or NULL with errno set (the kernel's answer
+ * when it cannot make the loop a restricted io_uring; ENOSYS: no
+ * IORING_FEAT_EXT_ARG). */
 Evloop *evloop_new(void);
 /* Stops the thread if running and frees the loop (fds are not closed). */
 void evloop_free(Evloop *l);
@@ -52,5 +57,7 @@ void evloop_resume(Evloop *l);
 void evloop_halt(Evloop *l);
 /* Stops and joins the thread started by evloop_start (no-op if none). */
 void evloop_stop(Evloop *l);
+/* The loop's ring, for tests that check what it refuses. */
+struct io_uring *evloop_ring(Evloop *l);
 
 #endif /* STRATA_DEVICES_EVLOOP_H */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* virtio-blk backed by a file through io_uring (see virtio-blk.h). */
 #include "devices/virtio-blk.h"
+#include "devices/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,12 +116,14 @@ static void run_io(VirtioBlk *d, unsigned n)
                 r->res = do_sync(d, r);
                 continue;
             }
+            /* the disk is the ring's fixed file 0 (see open_ring) */
             if (r->op == OP_READ)
-                io_uring_prep_readv(sqe, d->fd, r->data, r->ndata, r->offset);
+                io_uring_prep_readv(sqe, 0, r->data, r->ndata, r->offset);
             else if (r->op == OP_WRITE)
-                io_uring_prep_writev(sqe, d->fd, r->data, r->ndata, r->offset);
+                io_uring_prep_writev(sqe, 0, r->data, r->ndata, r->offset);
             else
-                io_uring_prep_fsync(sqe, d->fd, IORING_FSYNC_DATASYNC);
+                io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+            sqe->flags |= IOSQE_FIXED_FILE;
             io_uring_sqe_set_data64(sqe, i);
             queued++;
         }
@@ -248,6 +251,27 @@ static const VirtioDevOps blk_ops = {
     .load_check = blk_load_check,
 };
 
+/*
+ * The disk's ring does exactly what run_io submits: IORING_OP_READV,
+ * WRITEV and FSYNC (a read-only disk: READV only), on the disk alone, as
+ * fixed file 0 (IOSQE_FIXED_FILE required); no io_uring_register after it
+ * is enabled.  Whoever reaches io_uring_enter on it can thus only read or
+ * write the guest's own disk, as the device does.  0 or a negative errno
+ * (*what: the step refused); then there is no ring.
+ */
+static int open_ring(VirtioBlk *d, const char **what)
+{
+    static const uint8_t rw_ops[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC };
+    static const uint8_t ro_ops[] = { IORING_OP_READV };
+    UringRules rules = {
+        .ops = d->readonly ? ro_ops : rw_ops,
+        .nops = d->readonly ? 1 : 3,
+        .files = &d->fd,
+        .nfiles = 1,
+    };
+    return uring_init_restricted(&d->ring, VIRTIO_BLK_BATCH, &rules, what);
+}
+
 int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
                     const IrqLine *irq, uint64_t base, const char *path, bool readonly,
                     char *err, size_t errlen)
@@ -284,12 +308,13 @@ int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_FLUSH);
     if (readonly)
         features |= 1ull << VIRTIO_BLK_F_RO;
-    int r = io_uring_queue_init(VIRTIO_BLK_BATCH, &d->ring, 0);
+    const char *what;
+    int r = open_ring(d, &what);
     if (r == 0)
         d->have_ring = true;
     else
-        fprintf(stderr, "strata: disk path=%s: io_uring unavailable (%s); using preadv/pwritev\n",
-                path, strerror(-r));
+        fprintf(stderr, "strata: disk path=%s: no restricted io_uring (%s: %s); "
+                "using preadv/pwritev\n", path, what, strerror(-r));
     r = virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &blk_ops, d, 1, features, d->config,
                          VIRTIO_BLK_CONFIG_LEN);
     if (r < 0) {

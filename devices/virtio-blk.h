@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-blk (virtio 1.2, 5.2) over virtio-mmio, backed by a file or block
- * device through io_uring (liburing; plain preadv/pwritev/fdatasync when the
- * kernel refuses io_uring).  One request queue; VIRTIO_BLK_T_IN, OUT, FLUSH
+ * device through io_uring (liburing; a ring restricted to READV, WRITEV and
+ * FSYNC on the disk alone, see devices/uring.h; plain preadv/pwritev/
+ * fdatasync when the kernel cannot give such a ring).  One request queue; VIRTIO_BLK_T_IN, OUT, FLUSH
  * and GET_ID; capacity in the config space (the file size in 512-byte
  * sectors, a partial last sector is not visible); readonly => VIRTIO_BLK_F_RO
  * and OUT fails with VIRTIO_BLK_S_IOERR.

@@ -5,6 +5,7 @@
  * machine_add_virtio_mmio, served by one device event-loop thread (queue
  * notifications arrive there through ioeventfds, never on a vCPU).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,11 @@ int machine_add_virtio_devices(Machine *m)
         return 0;
     MachineVirtioDevs *v = calloc(1, sizeof(*v));
     if (!v || !(v->loop = evloop_new())) {
-        fprintf(stderr, "strata: virtio devices: out of memory\n");
+        if (!v || errno == ENOMEM)
+            fprintf(stderr, "strata: virtio devices: out of memory\n");
+        else    /* refused, not run unrestricted: see devices/uring.h */
+            fprintf(stderr, "strata: virtio devices: the device event loop needs a restricted "
+                    "io_uring (Linux 5.11 or later): %s\n", strerror(errno));
         free(v);
         return -1;
     }

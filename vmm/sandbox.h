@@ -14,9 +14,11 @@
  *                           migration sockets
  *   SANDBOX_ROLE_VCPU       a vCPU thread: KVM_RUN, register/state ioctls
  *                           on vCPU fds, IRQ/MSI injection and dirty log on
- *                           the VM fd, device writes (UART, eventfds),
- *                           io_uring_enter (device event-loop submissions)
- *   SANDBOX_ROLE_IO         the device event loop: io_uring_enter, disk
+ *                           the VM fd, device writes (UART, eventfds)
+ *   SANDBOX_ROLE_IO         the device event loop: io_uring_enter (the
+ *                           only role with it: this thread alone drives
+ *                           the rings; no role has io_uring_setup or
+ *                           io_uring_register), disk
  *                           preadv/pwritev/fdatasync, TAP read/write,
  *                           eventfds, getrandom, IRQ ioctls on the VM fd
  *   SANDBOX_ROLE_STDIN      the --serial stdio input thread: poll, read

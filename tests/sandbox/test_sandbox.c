@@ -89,7 +89,7 @@ typedef struct Arg {
 enum {
     DO_NOTHING, DO_EVERYDAY, DO_VIOLATE, DO_IOCTL_RUN, DO_IOCTL_CREATE_VM, DO_OPEN,
     DO_SOCKET_INET, DO_SOCKET_NETLINK, DO_MMAP_EXEC, DO_TGKILL_OTHER, DO_THREAD,
-    DO_CLONE_PROCESS,
+    DO_CLONE_PROCESS, DO_URING_SETUP, DO_URING_REGISTER, DO_URING_ENTER,
 };
 
 static void *thread_main(void *arg)
@@ -171,6 +171,16 @@ static int run_case(void *p)
     case DO_CLONE_PROCESS:
         fork();
         return 0;
+    case DO_URING_SETUP: {   /* a new, unrestricted ring */
+        char params[120] = { 0 };   /* struct io_uring_params */
+        syscall(SYS_io_uring_setup, 4, params);
+        return 0;
+    }
+    case DO_URING_REGISTER:
+        syscall(SYS_io_uring_register, -1, 0, NULL, 0);
+        return 0;
+    case DO_URING_ENTER:    /* allowed: fails with EBADF */
+        return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0) < 0 && errno == EBADF ? 0 : 8;
     }
     return 7;
 }
@@ -250,6 +260,26 @@ int main(void)
         snprintf(name, sizeof(name), "%s: fork refused", rn);
         snprintf(text, sizeof(text), "%s thread made a forbidden syscall clone", rn);
         expect(name, run_case, &a, 159, text);
+        /* rings are made before any filter; what a ring does, seccomp never
+         * sees: no role may make or re-register one, and only the device
+         * event loop, which drives the rings, may enter one */
+        a.what = DO_URING_SETUP;
+        snprintf(name, sizeof(name), "%s: io_uring_setup refused", rn);
+        snprintf(text, sizeof(text), "%s thread made a forbidden syscall io_uring_setup", rn);
+        expect(name, run_case, &a, 159, text);
+        a.what = DO_URING_REGISTER;
+        snprintf(name, sizeof(name), "%s: io_uring_register refused", rn);
+        snprintf(text, sizeof(text), "%s thread made a forbidden syscall io_uring_register", rn);
+        expect(name, run_case, &a, 159, text);
+        a.what = DO_URING_ENTER;
+        if (r == SANDBOX_ROLE_IO) {
+            snprintf(name, sizeof(name), "%s: io_uring_enter allowed", rn);
+            expect(name, run_case, &a, 0, NULL);
+        } else {
+            snprintf(name, sizeof(name), "%s: io_uring_enter refused", rn);
+            snprintf(text, sizeof(text), "%s thread made a forbidden syscall io_uring_enter", rn);
+            expect(name, run_case, &a, 159, text);
+        }
     }
     unsetenv("STRATA_TEST_SECCOMP_VIOLATE");
 
