@@ -4,20 +4,42 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/qmp-limits.h"
 #include "vmm/unix-listen.h"
 
-#define READ_CHUNK (64u << 10)
+/*
+ * The memory budget (qmp.h has the numbers; a _Static_assert there checks
+ * the sum):
+ *   QMP_MAX_CLIENTS * (QMP_IN_BASE + QMP_OUT_BASE + QMP_CLIENT_OVERHEAD)
+ *     = 128 * (64 + 64 + 2) KiB                                 = 16.25 MiB
+ *   + QMP_POOL: every byte of buffer capacity beyond a client's
+ *     base, all clients together                                 = 36 MiB
+ *   + QMP_TRANSIENT: the one request being run (single thread):
+ *     its parse tree (<= QMP_MAX_TOKENS values, ~96 bytes each,
+ *     about 3 MiB, plus its strings, <= 1 MiB) and its reply's
+ *     text before it is queued (replies over QMP_OUT_CAP, 4 MiB,
+ *     are refused)                                               = 8 MiB
+ *   = 60.25 MiB <= QMP_BUDGET (64 MiB).
+ * A client's input is read in READ_CHUNK steps into a buffer of at most
+ * QMP_IN_MAX (the line limit and one chunk); its output is at most
+ * QMP_OUT_CAP.  Both are charged by capacity, so what malloc holds for
+ * them is what is counted, and shrink back to the base once drained.
+ */
+#define READ_CHUNK (16u << 10)
 #define READS_PER_EVENT 8
+#define QMP_IN_MAX (QMP_MAX_LINE + READ_CHUNK)
 
 struct QmpClient {
     EvSource src;
@@ -27,9 +49,12 @@ struct QmpClient {
     unsigned id;
     bool negotiated;
     bool dead;
-    bool discarding;        /* inside an over-long line */
+    bool discarding;        /* inside an over-long (or refused) line */
     bool eof;
+    bool held;              /* output over QMP_OUT_HIGH: requests wait */
     uint32_t mask;          /* epoll events registered */
+    size_t line_pos;        /* where the rest of a line held back starts */
+    uint64_t active_ms;     /* when a byte last came in or went out */
     char *in;
     size_t in_len, in_cap;
     char *out;
@@ -38,8 +63,12 @@ struct QmpClient {
 
 struct QmpServer {
     EvSource src;
+    EvSource tick_src;      /* the idle timer */
     int epfd;
     int fd;
+    int timerfd;
+    uint64_t idle_ms;       /* 0: clients never time out */
+    QmpPool pool;           /* buffer bytes beyond the clients' bases */
     char *path;
     const QmpCommand *cmds;
     size_t ncmds;
@@ -86,6 +115,17 @@ static size_t pending(const QmpClient *c)
     return c->out_len - c->out_off;
 }
 
+/* Whether c's requests must wait for its output to drain: set over
+ * QMP_OUT_HIGH, cleared at QMP_OUT_LOW. */
+static bool client_held(QmpClient *c)
+{
+    if (c->held && pending(c) <= QMP_OUT_LOW)
+        c->held = false;
+    else if (!c->held && pending(c) > QMP_OUT_HIGH)
+        c->held = true;
+    return c->held;
+}
+
 static void client_update_mask(QmpClient *c)
 {
     if (c->dead)
@@ -93,7 +133,7 @@ static void client_update_mask(QmpClient *c)
     uint32_t mask = 0;
     if (pending(c))
         mask |= EPOLLOUT;
-    if (pending(c) <= QMP_OUT_HIGH && !c->eof)
+    if (!client_held(c) && !c->eof)
         mask |= EPOLLIN;
     if (mask != c->mask) {
         c->mask = mask;
@@ -108,6 +148,7 @@ static bool client_flush(QmpClient *c)
         ssize_t n = send(c->fd, c->out + c->out_off, pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             c->out_off += (size_t)n;
+            c->active_ms = qmp_now_ms();
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -121,6 +162,7 @@ static bool client_flush(QmpClient *c)
     }
     if (!pending(c)) {
         c->out_off = c->out_len = 0;
+        qmp_buf_trim(&c->srv->pool, &c->out, &c->out_cap, QMP_OUT_BASE, 0);
     } else if (c->out_off > c->out_cap / 2) {
         memmove(c->out, c->out + c->out_off, pending(c));
         c->out_len -= c->out_off;
@@ -129,8 +171,60 @@ static bool client_flush(QmpClient *c)
     return true;
 }
 
-/* Queues one message (a line) for c, takes a reference-free json value. */
-static void client_send(QmpClient *c, json_t *msg)
+/* Appends s (len bytes) and "\r\n" to c's output: 0, -ENOSPC (over the
+ * client's cap or the pool) or -ENOMEM. */
+static int queue_line(QmpClient *c, const char *s, size_t len)
+{
+    if (pending(c) + len + 2 > QMP_OUT_CAP)
+        return -ENOSPC;
+    if (c->out_len + len + 2 > c->out_cap && c->out_off) {
+        memmove(c->out, c->out + c->out_off, pending(c));
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
+    int r = qmp_buf_reserve(&c->srv->pool, &c->out, &c->out_cap, QMP_OUT_BASE, QMP_OUT_CAP,
+                            c->out_len + len + 2);
+    if (r < 0)
+        return r;
+    memcpy(c->out + c->out_len, s, len);
+    memcpy(c->out + c->out_len + len, "\r\n", 2);
+    c->out_len += len + 2;
+    return 0;
+}
+
+/* A reply that does not fit c's budget: an error with its id instead (the
+ * id too if it is small), or -ENOSPC if even that does not fit. */
+static int queue_reply_refused(QmpClient *c, json_t *msg, size_t len)
+{
+    char desc[200];
+    snprintf(desc, sizeof(desc), "the reply (%zu bytes) does not fit this client's QMP output "
+             "budget now (unread output or a shared buffer pool in use); the command did run",
+             len);
+    json_t *id = json_object_get(msg, "id");
+    json_t *e = json_pack("{s:{s:s,s:s}}", "error", "class", "GenericError", "desc", desc);
+    char *s = NULL;
+    if (e && id) {
+        json_object_set(e, "id", id);
+        s = json_dumps(e, JSON_ENSURE_ASCII);
+        if (s && strlen(s) > 4096) {
+            free(s);
+            s = NULL;
+            json_object_del(e, "id");
+        }
+    }
+    if (e && !s)
+        s = json_dumps(e, JSON_ENSURE_ASCII);
+    json_decref(e);
+    int r = s ? queue_line(c, s, strlen(s)) : -ENOMEM;
+    free(s);
+    return r;
+}
+
+/* Queues one message (a line) for c, takes a reference-free json value.  A
+ * reply (reply: true) that does not fit c's budget is replaced by an error
+ * saying so; anything else that does not fit drops c, which is not
+ * reading its output. */
+static void client_send(QmpClient *c, json_t *msg, bool reply)
 {
     if (c->dead)
         return;
@@ -140,35 +234,33 @@ static void client_send(QmpClient *c, json_t *msg)
         return;
     }
     size_t len = strlen(s);
-    if (pending(c) + len + 2 > QMP_OUT_CAP) {
-        free(s);
-        client_close(c, "output buffer over its cap (client not reading)");
+    int r = queue_line(c, s, len);
+    free(s);
+    if (r == -ENOSPC && reply)
+        r = queue_reply_refused(c, msg, len);
+    if (r == -ENOMEM) {
+        client_close(c, "out of memory");
         return;
     }
-    if (c->out_len + len + 2 > c->out_cap) {
-        if (c->out_off) {
-            memmove(c->out, c->out + c->out_off, pending(c));
-            c->out_len -= c->out_off;
-            c->out_off = 0;
-        }
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + len + 2)
-            cap *= 2;
-        char *nb = cap == c->out_cap ? c->out : realloc(c->out, cap);
-        if (!nb) {
-            free(s);
-            client_close(c, "out of memory");
-            return;
-        }
-        c->out = nb;
-        c->out_cap = cap;
+    if (r < 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "%s of %zu bytes over its output budget (%zu bytes unread; "
+                 "client not reading)", reply ? "a reply" : "a message", len, pending(c));
+        client_close(c, why);
+        return;
     }
-    memcpy(c->out + c->out_len, s, len);
-    memcpy(c->out + c->out_len + len, "\r\n", 2);
-    c->out_len += len + 2;
-    free(s);
     if (client_flush(c))
         client_update_mask(c);
+}
+
+/* A last error line for a client about to be closed, if it can take it now. */
+static void client_notify(QmpClient *c, const char *desc)
+{
+    char line[256];
+    int n = snprintf(line, sizeof(line),
+                     "{\"error\": {\"class\": \"GenericError\", \"desc\": \"%s\"}}\r\n", desc);
+    if (!pending(c) && n > 0 && (size_t)n < sizeof(line))
+        (void)!send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static void send_error(QmpClient *c, json_t *id, const char *cls, const char *desc)
@@ -177,7 +269,7 @@ static void send_error(QmpClient *c, json_t *id, const char *cls, const char *de
     if (m && id)
         json_object_set(m, "id", id);
     if (m)
-        client_send(c, m);
+        client_send(c, m, true);
     json_decref(m);
 }
 
@@ -191,7 +283,7 @@ static void send_return(QmpClient *c, json_t *id, json_t *ret /* stolen */)
     json_object_set_new(m, "return", ret);
     if (id)
         json_object_set(m, "id", id);
-    client_send(c, m);
+    client_send(c, m, true);
     json_decref(m);
 }
 
@@ -373,15 +465,26 @@ static bool is_space(char ch)
     return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
 }
 
-/* One line: a sequence of JSON values. */
-static void handle_line(QmpClient *c, const char *line, size_t len)
+/* One line: a sequence of JSON values, run from c->line_pos on.  False if
+ * it stopped for back-pressure (c->line_pos then says where to resume). */
+static bool handle_line(QmpClient *c, const char *line, size_t len)
 {
-    size_t pos = 0;
+    size_t pos = c->line_pos;
+    if (!pos && qmp_count_tokens(line, len) > QMP_MAX_TOKENS) {
+        char d[120];
+        snprintf(d, sizeof(d), "QMP request line has more than %u JSON tokens", QMP_MAX_TOKENS);
+        send_error(c, NULL, "GenericError", d);
+        return true;
+    }
     while (!c->dead) {
         while (pos < len && is_space(line[pos]))
             pos++;
         if (pos >= len)
-            return;
+            break;
+        if (client_held(c)) {
+            c->line_pos = pos;  /* the rest waits for the output to drain */
+            return false;
+        }
         json_error_t je;
         json_t *req = json_loadb(line + pos, len - pos,
                                  JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
@@ -389,20 +492,23 @@ static void handle_line(QmpClient *c, const char *line, size_t len)
             char d[300];
             snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
             send_error(c, NULL, "GenericError", d);
-            return;             /* the rest of the line is not trusted */
+            break;              /* the rest of the line is not trusted */
         }
         size_t used = (size_t)je.position;
         pos += used ? used : len - pos;
         handle_request(c, req);
         json_decref(req);
     }
+    c->line_pos = 0;
+    return true;
 }
 
-/* Handles every complete line in the input buffer (unless backpressured). */
+/* Handles the complete lines in the input buffer, as far as back-pressure
+ * lets it. */
 static void client_process(QmpClient *c)
 {
     size_t start = 0;
-    while (!c->dead && pending(c) <= QMP_OUT_HIGH) {
+    while (!c->dead && !client_held(c)) {
         char *nl = memchr(c->in + start, '\n', c->in_len - start);
         if (!nl)
             break;
@@ -411,8 +517,8 @@ static void client_process(QmpClient *c)
             c->discarding = false;
         else if (len > QMP_MAX_LINE)
             send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
-        else
-            handle_line(c, c->in + start, len);
+        else if (!handle_line(c, c->in + start, len))
+            break;
         start += len + 1;
     }
     if (c->dead)
@@ -432,29 +538,46 @@ static void client_process(QmpClient *c)
     if (c->eof && !c->dead) {
         /* The peer is gone for writing: a last unterminated request still
          * counts, then the connection ends once the output is sent. */
-        if (c->in_len && !c->discarding && pending(c) <= QMP_OUT_HIGH) {
-            handle_line(c, c->in, c->in_len);
+        if (c->in_len && !c->discarding && !client_held(c) &&
+            handle_line(c, c->in, c->in_len))
             c->in_len = 0;
-        }
-        if (!c->dead && !pending(c))
+        if (!c->dead && !pending(c) && !c->in_len)
             client_close(c, NULL);
     }
+    if (!c->dead)
+        qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, c->in_len);
+}
+
+/* The partial line in c's input cannot grow (the shared pool is in use):
+ * it is refused with an error and the rest of it discarded. */
+static void refuse_line(QmpClient *c)
+{
+    char d[200];
+    snprintf(d, sizeof(d), "QMP request line refused after %zu bytes: the shared QMP buffer "
+             "space is in use by other clients; try again later", c->in_len);
+    c->in_len = 0;
+    c->discarding = true;
+    qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, 0);
+    send_error(c, NULL, "GenericError", d);
 }
 
 static void client_read(QmpClient *c)
 {
     for (int i = 0; i < READS_PER_EVENT && !c->dead && !c->eof; i++) {
-        if (pending(c) > QMP_OUT_HIGH)
+        if (client_held(c))
             break;
         if (c->in_cap - c->in_len < READ_CHUNK) {
-            size_t cap = c->in_len + READ_CHUNK;
-            char *nb = realloc(c->in, cap);
-            if (!nb) {
+            /* only a partial line is left here: the complete ones ran */
+            int r = qmp_buf_reserve(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE,
+                                    QMP_IN_MAX, c->in_len + READ_CHUNK);
+            if (r == -ENOMEM) {
                 client_close(c, "out of memory");
                 return;
             }
-            c->in = nb;
-            c->in_cap = cap;
+            if (r < 0) {
+                refuse_line(c);
+                continue;
+            }
         }
         ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
         if (n < 0) {
@@ -467,6 +590,8 @@ static void client_read(QmpClient *c)
         }
         if (n == 0)
             c->eof = true;
+        else
+            c->active_ms = qmp_now_ms();
         c->in_len += (size_t)n;
         client_process(c);
     }
@@ -482,8 +607,8 @@ static void client_event(EvSource *src, uint32_t events)
     if (events & EPOLLOUT) {
         if (!client_flush(c))
             return;
-        if (pending(c) <= QMP_OUT_HIGH)
-            client_process(c);  /* requests held back by backpressure */
+        if (!client_held(c))
+            client_process(c);  /* requests held back by back-pressure */
         if (c->dead)
             return;
         client_update_mask(c);
@@ -520,8 +645,8 @@ static void client_close(QmpClient *c, const char *why)
 
 static void client_free(QmpClient *c)
 {
-    free(c->in);
-    free(c->out);
+    qmp_buf_free(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE);
+    qmp_buf_free(&c->srv->pool, &c->out, &c->out_cap, QMP_OUT_BASE);
     free(c);
 }
 
@@ -534,6 +659,83 @@ void qmp_server_reap(QmpServer *srv)
         srv->dead = c->next;
         client_free(c);
     }
+}
+
+/* ---- idle clients --------------------------------------------------------- */
+
+/* Drops clients that sent nothing and read nothing for the idle timeout. */
+static void server_tick(EvSource *src, uint32_t events)
+{
+    QmpServer *srv = (QmpServer *)((char *)src - offsetof(QmpServer, tick_src));
+    uint64_t n;
+    (void)!read(srv->timerfd, &n, sizeof(n));
+    uint64_t now = qmp_now_ms();
+    for (QmpClient *c = srv->clients, *next; c; c = next) {
+        next = c->next;
+        if (now - c->active_ms < srv->idle_ms)
+            continue;
+        char why[160];
+        snprintf(why, sizeof(why), "idle for %llu ms (%s)",
+                 (unsigned long long)(now - c->active_ms),
+                 pending(c) ? "its output unread" : "nothing sent or read");
+        client_notify(c, "QMP connection idle for too long: closed");
+        client_close(c, why);
+    }
+}
+
+/* Makes room for one more client by closing the one idle the longest, if
+ * it has been idle QMP_EVICT_MIN_IDLE_MS or more; false if none was. */
+static bool evict_idlest(QmpServer *srv)
+{
+    QmpClient *old = NULL;
+    for (QmpClient *c = srv->clients; c; c = c->next)    /* newest first: ties go to the oldest */
+        if (!old || c->active_ms <= old->active_ms)
+            old = c;
+    uint64_t now = qmp_now_ms();
+    if (!old || now - old->active_ms < QMP_EVICT_MIN_IDLE_MS)
+        return false;
+    char why[160];
+    snprintf(why, sizeof(why), "evicted for a new client (all %u slots taken; idle for %llu ms)",
+             QMP_MAX_CLIENTS, (unsigned long long)(now - old->active_ms));
+    client_notify(old, "QMP connection closed for a new client: all slots taken, this one idle");
+    client_close(old, why);
+    return true;
+}
+
+/* The idle timeout: STRATA_QMP_IDLE_TIMEOUT_MS (milliseconds, 0 = never)
+ * or QMP_IDLE_TIMEOUT_MS; false if the variable is not a number. */
+static bool idle_timeout(uint64_t *ms)
+{
+    const char *e = getenv("STRATA_QMP_IDLE_TIMEOUT_MS");
+    *ms = QMP_IDLE_TIMEOUT_MS;
+    if (!e || !*e)
+        return true;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(e, &end, 10);
+    if (errno || *end || *e < '0' || *e > '9')
+        return false;
+    *ms = v;
+    return true;
+}
+
+/* Ticks a tenth of the idle timeout (10 ms .. 5 s), so a client is dropped
+ * at most 10% late; no timer when clients never time out. */
+static int start_ticks(QmpServer *srv)
+{
+    if (!srv->idle_ms)
+        return 0;
+    uint64_t tick = srv->idle_ms / 10;
+    tick = tick < 10 ? 10 : tick > 5000 ? 5000 : tick;
+    srv->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (srv->timerfd < 0)
+        return -errno;
+    struct timespec t = { (time_t)(tick / 1000), (long)(tick % 1000) * 1000000L };
+    struct itimerspec its = { t, t };
+    if (timerfd_settime(srv->timerfd, 0, &its, NULL) < 0)
+        return -errno;
+    srv->tick_src.handler = server_tick;
+    return ev_add(srv->epfd, srv->timerfd, EPOLLIN, &srv->tick_src);
 }
 
 /* ---- listening ------------------------------------------------------------- */
@@ -550,7 +752,7 @@ static void server_accept(EvSource *src, uint32_t events)
                 fprintf(stderr, "strata: QMP accept: %s\n", strerror(errno));
             return;
         }
-        if (srv->nr_clients >= QMP_MAX_CLIENTS) {
+        if (srv->nr_clients >= QMP_MAX_CLIENTS && !evict_idlest(srv)) {
             static const char msg[] =
                 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"too many QMP clients\"}}\r\n";
             (void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -567,6 +769,7 @@ static void server_accept(EvSource *src, uint32_t events)
         c->fd = fd;
         c->id = ++srv->next_id;
         c->mask = EPOLLIN;
+        c->active_ms = qmp_now_ms();
         if (ev_add(srv->epfd, fd, c->mask, &c->src) < 0) {
             close(fd);
             free(c);
@@ -579,7 +782,7 @@ static void server_accept(EvSource *src, uint32_t events)
                                   "micro", 0, "minor", 0, "major", 0, "package", "strata",
                                   "capabilities");
         if (greet)
-            client_send(c, greet);
+            client_send(c, greet, false);
         json_decref(greet);
     }
 }
@@ -593,6 +796,12 @@ QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, si
         return NULL;
     }
     strcpy(sa.sun_path, path);
+    uint64_t idle_ms;
+    if (!idle_timeout(&idle_ms)) {
+        snprintf(err, errlen, "STRATA_QMP_IDLE_TIMEOUT_MS=%s: not a number of milliseconds",
+                 getenv("STRATA_QMP_IDLE_TIMEOUT_MS"));
+        return NULL;
+    }
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -620,6 +829,9 @@ QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, si
     srv->cmds = cmds;
     srv->ncmds = ncmds;
     srv->opaque = opaque;
+    srv->idle_ms = idle_ms;
+    srv->pool.size = QMP_POOL;
+    srv->timerfd = -1;
     srv->path = strdup(path);
     srv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (!srv->path || srv->fd < 0 || unix_bind_listen(srv->fd, &sa, 128) < 0 ||
@@ -629,6 +841,12 @@ QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, si
             close(srv->fd);
         free(srv->path);
         free(srv);
+        return NULL;
+    }
+    int r = start_ticks(srv);
+    if (r < 0) {
+        snprintf(err, errlen, "--api-socket %s: idle timer: %s", path, strerror(-r));
+        qmp_server_free(srv);
         return NULL;
     }
     return srv;
@@ -646,6 +864,10 @@ void qmp_server_free(QmpServer *srv)
             client_close(c, NULL);
     }
     qmp_server_reap(srv);
+    if (srv->timerfd >= 0) {
+        ev_del(srv->epfd, srv->timerfd);
+        close(srv->timerfd);
+    }
     ev_del(srv->epfd, srv->fd);
     close(srv->fd);
     unlink(srv->path);
@@ -670,7 +892,7 @@ void qmp_server_event(QmpServer *srv, const char *name, json_t *data)
     for (QmpClient *c = srv->clients, *next; c; c = next) {
         next = c->next;
         if (c->negotiated)
-            client_send(c, m);
+            client_send(c, m, false);   /* over its budget: dropped, logged */
     }
     json_decref(m);
 }

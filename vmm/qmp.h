@@ -5,11 +5,34 @@
  * Framing: one JSON value per line ('\n'; several values on one line are
  * also accepted); replies and events are one line each, ending in "\r\n".
  * Each client negotiates on its own (qmp_capabilities).  Sockets are
- * non-blocking; a client's unsent output is buffered up to QMP_OUT_CAP
- * (over that the client is dropped) and its requests are not read while
- * more than QMP_OUT_HIGH bytes wait, so no client can block the loop, the
- * VM or the other clients.  A request line longer than QMP_MAX_LINE gets
- * an error and the rest of that line is discarded.
+ * non-blocking, so no client can block the loop, the VM or the others.
+ *
+ * Memory is bounded (QMP_BUDGET, 64 MiB in all, worst case):
+ *   - at most QMP_MAX_CLIENTS clients;
+ *   - each may always buffer QMP_IN_BASE bytes of input and QMP_OUT_BASE of
+ *     output; what a buffer holds beyond that (a long line, a big reply)
+ *     comes from one pool of QMP_POOL bytes shared by all clients.  A line
+ *     that cannot get its bytes from the pool is refused with an error (the
+ *     rest of it discarded); so is a reply (an error with its id instead);
+ *   - a request line is at most QMP_MAX_LINE bytes and QMP_MAX_TOKENS JSON
+ *     tokens (so its parse tree is bounded too): longer ones get an error
+ *     and are discarded;
+ *   - back-pressure: a client's requests (including the rest of a line of
+ *     many) are read and executed only while its unsent output is under
+ *     QMP_OUT_HIGH; once over, nothing more of its input is read or run
+ *     until the output drains to QMP_OUT_LOW.  Requests read are not
+ *     dropped: they wait (unless the client itself is dropped, below);
+ *   - an event that would take a client's output past QMP_OUT_CAP or past
+ *     what the pool can give drops that client (logged): it is not reading;
+ *   - a client that has sent nothing and read nothing for the idle timeout
+ *     (default QMP_IDLE_TIMEOUT_MS; environment STRATA_QMP_IDLE_TIMEOUT_MS,
+ *     0 = never) is disconnected, logged; a client held back by
+ *     back-pressure that does not read is idle too;
+ *   - when all QMP_MAX_CLIENTS slots are taken, a newcomer evicts the client
+ *     idle the longest (logged, told so in an error line) if that one has
+ *     been idle QMP_EVICT_MIN_IDLE_MS or more; otherwise it is refused.
+ *     Idle connections therefore cannot lock everyone out.
+ * (The kernel's socket buffers are not counted: they are kernel memory.)
  *
  * Everything runs on the main thread (the epoll loop), so command handlers
  * may touch the region tree.
@@ -23,10 +46,27 @@
 
 #include "vmm/loop.h"
 
-#define QMP_MAX_LINE (1u << 20)
-#define QMP_OUT_HIGH (256u << 10)
-#define QMP_OUT_CAP (16u << 20)
-#define QMP_MAX_CLIENTS 256
+#define QMP_MAX_LINE (1u << 20)         /* bytes of one request line */
+#define QMP_MAX_TOKENS 32768            /* '{' '[' ',' ':' on one line */
+#define QMP_MAX_CLIENTS 128
+#define QMP_IN_BASE (64u << 10)         /* input every client may buffer */
+#define QMP_OUT_BASE (64u << 10)        /* output every client may buffer */
+#define QMP_OUT_HIGH (32u << 10)        /* over this, a client's requests wait */
+#define QMP_OUT_LOW (8u << 10)          /* until its output drains to this */
+#define QMP_OUT_CAP (4u << 20)          /* one client's output, at most */
+#define QMP_POOL (36u << 20)            /* buffers beyond their base, all clients */
+#define QMP_CLIENT_OVERHEAD (2u << 10)  /* the client struct, malloc's headers */
+#define QMP_TRANSIENT (8u << 20)        /* the one request being run (see qmp.c) */
+#define QMP_BUDGET (64u << 20)
+#define QMP_IDLE_TIMEOUT_MS 300000u
+#define QMP_EVICT_MIN_IDLE_MS 1000u
+
+/* 128 * (64 KiB + 64 KiB + 2 KiB) = 16.25 MiB, + 36 MiB pool + 8 MiB for the
+ * request being run = 60.25 MiB <= 64 MiB. */
+_Static_assert((unsigned long long)QMP_MAX_CLIENTS *
+                   (QMP_IN_BASE + QMP_OUT_BASE + QMP_CLIENT_OVERHEAD) +
+                   QMP_POOL + QMP_TRANSIENT <= QMP_BUDGET,
+               "QMP buffers exceed their memory budget");
 
 typedef struct QmpServer QmpServer;
 typedef struct QmpClient QmpClient;

@@ -5,7 +5,9 @@
  * it over the socket.  Covers what the kvm-labelled integration test
  * covers for the protocol, so hosts without /dev/kvm still test it, plus
  * the output cap (a client that never reads while events pile up is
- * dropped, the others are not).
+ * dropped, the others are not) and the memory bounds of issue 12: the
+ * shared buffer pool, back-pressure inside a line of many requests, the
+ * full table and the idle timeout.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +24,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <poll.h>
+#include <time.h>
+
 #include "qmp_client.h"
+#include "vmm/qmp-limits.h"
 #include "vmm/qmp.h"
 
 typedef struct Server {
@@ -71,6 +77,25 @@ static json_t *c_clients(void *o, QmpClient *c, json_t *args, QmpError *err)
     return json_integer(qmp_server_nr_clients(srv.qmp));
 }
 
+static unsigned ticks;          /* "tick" commands run (atomic: server thread) */
+
+/* Counts itself, returns a string of `size` bytes. */
+static json_t *c_tick(void *o, QmpClient *c, json_t *args, QmpError *err)
+{
+    json_int_t size = json_integer_value(json_object_get(args, "size"));
+    if (size < 0 || size > (1 << 20)) {
+        qmp_error_set(err, "bad size");
+        return NULL;
+    }
+    __atomic_add_fetch(&ticks, 1, __ATOMIC_RELAXED);
+    char *blob = malloc((size_t)size + 1);
+    memset(blob, 't', (size_t)size);
+    blob[size] = 0;
+    json_t *r = json_string(blob);
+    free(blob);
+    return r;
+}
+
 static const QmpArg echo_args[] = {
     { "s", QMP_ARG_STRING, false }, { "i", QMP_ARG_INT, true }, { "b", QMP_ARG_BOOL, true },
     { "o", QMP_ARG_OBJECT, true }, { "a", QMP_ARG_ARRAY, true }, { "x", QMP_ARG_ANY, true },
@@ -80,11 +105,13 @@ static const QmpArg fail_args[] = { { "why", QMP_ARG_STRING, false }, { NULL, 0,
 static const QmpArg flood_args[] = {
     { "count", QMP_ARG_INT, false }, { "size", QMP_ARG_INT, false }, { NULL, 0, false },
 };
+static const QmpArg tick_args[] = { { "size", QMP_ARG_INT, false }, { NULL, 0, false } };
 static const QmpCommand cmds[] = {
     { "echo", c_echo, echo_args },
     { "fail", c_fail, fail_args },
     { "flood", c_flood, flood_args },
     { "clients", c_clients, NULL },
+    { "tick", c_tick, tick_args },
 };
 
 static void on_wake(EvSource *s, uint32_t ev)
@@ -180,7 +207,7 @@ static void test_greeting_and_negotiation(void **state)
     json_decref(r);
     expect_err(qc_cmdf(c, "qmp_capabilities", NULL), "CommandNotFound", "already complete");
     r = qc_cmdf(c, "query-commands", NULL);
-    assert_int_equal(json_array_size(json_object_get(r, "return")), 6);
+    assert_int_equal(json_array_size(json_object_get(r, "return")), 7);
     json_decref(r);
     qc_close(c);
 }
@@ -371,6 +398,227 @@ static void test_stale_socket_and_conflicts(void **state)
     close(ep);
 }
 
+static void test_pool_accounting(void **state)
+{
+    QmpPool pool = { 0, 768 << 10 };
+    char *a = NULL, *b = NULL;
+    size_t ca = 0, cb = 0;
+    /* within the base: nothing charged */
+    assert_int_equal(qmp_buf_reserve(&pool, &a, &ca, 4096, 1 << 20, 100), 0);
+    assert_int_equal(ca, 4096);
+    assert_int_equal(pool.used, 0);
+    /* beyond it: doubling, the excess charged */
+    assert_int_equal(qmp_buf_reserve(&pool, &a, &ca, 4096, 1 << 20, 5000), 0);
+    assert_int_equal(ca, 8192);
+    assert_int_equal(pool.used, 4096);
+    /* the pool short of a doubling (to 1 MiB): only what is needed, in pages */
+    assert_int_equal(qmp_buf_reserve(&pool, &b, &cb, 4096, 2 << 20, 600000), 0);
+    assert_int_equal(cb, 602112);
+    assert_int_equal(pool.used, 4096 + 602112 - 4096);
+    /* short even of that: refused, the buffer unchanged */
+    assert_int_equal(qmp_buf_reserve(&pool, &b, &cb, 4096, 2 << 20, 900000), -ENOSPC);
+    assert_int_equal(cb, 602112);
+    assert_int_equal(pool.used, 602112);
+    /* over the buffer's own limit: refused */
+    assert_int_equal(qmp_buf_reserve(&pool, &b, &cb, 4096, 700000, 700001), -ENOSPC);
+    qmp_buf_free(&pool, &b, &cb, 4096);
+    assert_null(b);
+    assert_int_equal(pool.used, 4096);
+    /* trim: back to the base once at most half of it is used */
+    qmp_buf_trim(&pool, &a, &ca, 4096, 3000);
+    assert_int_equal(ca, 8192);
+    qmp_buf_trim(&pool, &a, &ca, 4096, 2048);
+    assert_int_equal(ca, 4096);
+    assert_int_equal(pool.used, 0);
+    qmp_buf_free(&pool, &a, &ca, 4096);
+    /* tokens: structure outside strings only, escapes honoured */
+    const char *t = "{\"a\": [1, 2], \"b\\\"{[,:\": \"x,y\"}";
+    assert_int_equal(qmp_count_tokens(t, strlen(t)), 6);
+}
+
+/* One line of 2000 requests with 16 KiB replies from a client that does not
+ * read: they wait for its output to drain (not all run at once), and none is
+ * lost: all 2000 replies come, in order, once it reads. */
+static void test_backpressure_within_a_line(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    enum { N = 2000, SIZE = 16384 };
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    for (int k = 0; k < N; k++)
+        fprintf(f, "{\"execute\":\"tick\",\"arguments\":{\"size\":%d},\"id\":%d} ", SIZE, k);
+    fputc('\n', f);
+    fclose(f);
+    __atomic_store_n(&ticks, 0, __ATOMIC_RELAXED);
+    assert_true(qc_send_raw(c, line, len));
+    free(line);
+    struct timespec ts = { 0, 500 * 1000000L };
+    nanosleep(&ts, NULL);
+    /* the rest waits: only what the socket and QMP_OUT_HIGH hold has run */
+    unsigned ran = __atomic_load_n(&ticks, __ATOMIC_RELAXED);
+    if (ran >= N)
+        fail_msg("all %u requests of the line ran for a client not reading", ran);
+    QClient *other = qc_open(srv.path);                 /* others are served */
+    json_t *r = qc_cmdf(other, "clients", NULL);
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    qc_close(other);
+    for (int k = 0; k < N; k++) {
+        r = qc_read(c);
+        if (!r || json_integer_value(json_object_get(r, "id")) != k ||
+            json_string_length(json_object_get(r, "return")) != SIZE)
+            fail_msg("reply %d: %s", k, r ? "wrong" : "none");
+        json_decref(r);
+    }
+    assert_int_equal(__atomic_load_n(&ticks, __ATOMIC_RELAXED), N);
+    qc_close(c);
+}
+
+/* Clients holding long unterminated lines share one pool: past it a line
+ * is refused with an error, the others are served, and what they held is
+ * handed back when they leave. */
+static void test_pool_refuses_long_lines(void **state)
+{
+    enum { N = 80, PART = 900 * 1024 };
+    QClient *h[N];
+    bool refused[N] = { false };
+    char *junk = malloc(PART);
+    memset(junk, ' ', PART);
+    junk[0] = '{';
+    for (int i = 0; i < N; i++) {
+        h[i] = qc_connect(srv.path);
+        assert_non_null(h[i]);
+        qc_set_timeout(h[i], 30000);
+        json_decref(qc_read(h[i]));                     /* greeting */
+        assert_true(qc_send_raw(h[i], junk, PART));
+    }
+    /* 80 * 900 KiB is well over the 36 MiB pool, each line holding at least
+     * 900 KiB less its base: past what fits, lines are refused */
+    int want = N - (int)(QMP_POOL / (PART - QMP_IN_BASE)) - 1, nref = 0;
+    for (int round = 0; round < 200 && nref < want; round++) {
+        for (int i = 0; i < N; i++) {
+            struct pollfd p = { .fd = h[i]->fd, .events = POLLIN };
+            if (refused[i] || poll(&p, 1, 0) <= 0)
+                continue;
+            json_t *r = qc_read(h[i]);
+            if (!r || !desc(r) || !strstr(desc(r), "shared QMP buffer space"))
+                fail_msg("hoarder %d: %s", i, r ? json_dumps(r, 0) : "closed");
+            json_decref(r);
+            refused[i] = true;
+            nref++;
+        }
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    if (nref < want)
+        fail_msg("%d of %d long lines refused, expected %d or more", nref, N, want);
+    QClient *c = qc_open(srv.path);
+    json_t *r = qc_cmdf(c, "clients", NULL);
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    for (int i = 0; i < N; i++)
+        qc_close(h[i]);
+    /* the pool is back: a long line is served again */
+    junk[PART - 1] = 0;
+    char *req = malloc(PART + 100);
+    int n = snprintf(req, PART + 100, "{\"execute\":\"tick\",\"arguments\":{\"size\":1},"
+                     "\"id\":\"%.*s\"}\n", PART - 1000, junk + 1);
+    r = NULL;
+    for (int k = 0; k < 100 && !r; k++) {               /* the closes reach the server */
+        assert_true(qc_send_raw(c, req, (size_t)n));
+        r = qc_read(c);
+        if (r && !json_object_get(r, "return")) {
+            json_decref(r);
+            r = NULL;
+            struct timespec ts = { 0, 20 * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_non_null(r);
+    json_decref(r);
+    free(req);
+    free(junk);
+    qc_close(c);
+}
+
+/* A full table of idle clients does not lock a newcomer out: the client
+ * idle the longest is evicted, with an error line. */
+static void test_full_table_evicts_idlest(void **state)
+{
+    QClient *idle[QMP_MAX_CLIENTS];
+    for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+        idle[i] = qc_connect(srv.path);
+        assert_non_null(idle[i]);
+        qc_set_timeout(idle[i], 30000);
+        json_t *g = qc_read(idle[i]);
+        if (!g || !json_object_get(g, "QMP"))
+            fail_msg("client %d of %d: no greeting", i, QMP_MAX_CLIENTS);
+        json_decref(g);
+    }
+    struct timespec ts = { 1, 200 * 1000000L };         /* > QMP_EVICT_MIN_IDLE_MS */
+    nanosleep(&ts, NULL);
+    QClient *n = qc_connect(srv.path);
+    qc_set_timeout(n, 30000);
+    json_t *g = qc_read(n);
+    if (!g || !json_object_get(g, "QMP"))
+        fail_msg("the newcomer: %s", g ? json_dumps(g, 0) : "nothing");
+    json_decref(g);
+    expect_err(qc_read(idle[0]), "GenericError", "slots taken");
+    assert_null(qc_read(idle[0]));
+    for (int i = 1; i < QMP_MAX_CLIENTS; i++)
+        assert_false(qc_readable(idle[i]));
+    for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+        qc_close(idle[i]);
+    qc_close(n);
+}
+
+/* With STRATA_QMP_IDLE_TIMEOUT_MS=300, on a server of its own driven here:
+ * an idle client is closed after about 300 ms, with an error line. */
+static void test_idle_timeout(void **state)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/idle", srv.dir);
+    int ep = epoll_create1(0);
+    char err[256];
+    setenv("STRATA_QMP_IDLE_TIMEOUT_MS", "x", 1);
+    assert_null(qmp_server_new(path, ep, cmds, 1, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "STRATA_QMP_IDLE_TIMEOUT_MS=x"));
+    setenv("STRATA_QMP_IDLE_TIMEOUT_MS", "300", 1);
+    QmpServer *q = qmp_server_new(path, ep, cmds, 1, NULL, err, sizeof(err));
+    unsetenv("STRATA_QMP_IDLE_TIMEOUT_MS");
+    assert_non_null(q);
+    QClient *c = qc_connect(path);
+    assert_non_null(c);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    bool closed = false;
+    for (int rounds = 0; rounds < 1000 && !closed; rounds++) {
+        struct epoll_event evs[8];
+        int k = epoll_wait(ep, evs, 8, 10);
+        for (int i = 0; i < k; i++) {
+            EvSource *s = evs[i].data.ptr;
+            s->handler(s, evs[i].events);
+        }
+        qmp_server_reap(q);
+        /* the greeting, then the error line, then EOF */
+        while (!closed && poll(&p, 1, 0) > 0) {
+            char buf[4096];
+            ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+            closed = n <= 0;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(closed);
+    assert_true(ms >= 250);
+    assert_int_equal(qmp_server_nr_clients(q), 0);
+    qc_close(c);
+    qmp_server_free(q);
+    close(ep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +629,11 @@ int main(void)
         cmocka_unit_test(test_output_cap_drops_only_the_slow_client),
         cmocka_unit_test(test_vanishing_clients),
         cmocka_unit_test(test_stale_socket_and_conflicts),
+        cmocka_unit_test(test_pool_accounting),
+        cmocka_unit_test(test_backpressure_within_a_line),
+        cmocka_unit_test(test_pool_refuses_long_lines),
+        cmocka_unit_test(test_full_table_evicts_idlest),
+        cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
