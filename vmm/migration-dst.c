@@ -317,9 +317,19 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
         goto out;
     }
     d->ch.timeout_ms = MIG_GO_TIMEOUT_MS;
-    if (mig_recv_u32(&d->ch, &go) < 0 || go != MIG_REPLY_GO) {
+    int got = mig_recv_u32(&d->ch, &go);
+    if (got == 0 && go == MIG_REPLY_GO && abort_fd >= 0) {
+        /* GO may have been read straight from the socket buffer while a
+         * signal was already pending: the signal came first, refuse */
+        struct pollfd pf = { .fd = abort_fd, .events = POLLIN };
+        if (poll(&pf, 1, 0) > 0 && (pf.revents & POLLIN)) {
+            snprintf(d->ch.err, sizeof(d->ch.err), "interrupted by a signal as GO arrived");
+            got = -1;
+        }
+    }
+    if (got < 0 || go != MIG_REPLY_GO) {
         char why[300];
-        if (d->ch.err[0])
+        if (got < 0 && d->ch.err[0])
             snprintf(why, sizeof(why), "no GO from the source (%s)", d->ch.err);
         else
             snprintf(why, sizeof(why), "the source answered READY with 0x%08x, not GO", go);
