@@ -75,26 +75,31 @@ uint64_t mig_final_limit_ms(const MigParams *p)
     return l > MIG_FINAL_LIMIT_MIN_MS ? l : MIG_FINAL_LIMIT_MIN_MS;
 }
 
-bool mig_in_final_phase(const Vmm *v)
+/* v's migration's final_phase and held flags, read under its lock. */
+static void phase_flags(const Vmm *v, bool *final_phase, bool *held)
 {
     Migration *g = v->mig;
+    *final_phase = *held = false;
     if (!g)
-        return false;
+        return;
     pthread_mutex_lock(&g->lock);
-    bool r = g->final_phase;
+    *final_phase = g->final_phase;
+    *held = g->held;
     pthread_mutex_unlock(&g->lock);
-    return r;
+}
+
+bool mig_in_final_phase(const Vmm *v)
+{
+    bool f, h;
+    phase_flags(v, &f, &h);
+    return f;
 }
 
 bool mig_holds_guest(const Vmm *v)
 {
-    Migration *g = v->mig;
-    if (!g)
-        return false;
-    pthread_mutex_lock(&g->lock);
-    bool r = g->held;
-    pthread_mutex_unlock(&g->lock);
-    return r;
+    bool f, h;
+    phase_flags(v, &f, &h);
+    return h;
 }
 
 int mig_run_state_lock(Vmm *v, QmpError *err)
