@@ -142,3 +142,5 @@ int ged_load(GedState *s, const uint8_t *buf, size_t len, char *err, size_t errl
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
+
+DEVICE_OPS_DEFINE(ged, GedState, "acpi-ged");

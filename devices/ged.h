@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/device.h"
 #include "kvm/irq.h"
 #include "memory/memory.h"
 
@@ -62,5 +63,8 @@ int ged_save(GedState *s, uint8_t **buf, size_t *len);
  * corrupt or inconsistent stream is refused (-EINVAL/-ENODATA, err says
  * why) and leaves the device unchanged. */
 int ged_load(GedState *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps ged_device_ops;
 
 #endif /* STRATA_DEVICES_GED_H */

@@ -283,3 +283,5 @@ int i8042_load(I8042State *s, const uint8_t *buf, size_t len, char *err, size_t 
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
+
+DEVICE_OPS_DEFINE(i8042, I8042State, "i8042");

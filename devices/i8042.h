@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/device.h"
 #include "memory/memory.h"
 
 #define I8042_DATA_PORT 0x60
@@ -66,5 +67,8 @@ int i8042_save(I8042State *s, uint8_t **buf, size_t *len);
 /* Replaces the state with one saved section; -EINVAL with err set (state
  * unchanged) on a bad stream. */
 int i8042_load(I8042State *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps i8042_device_ops;
 
 #endif /* STRATA_DEVICES_I8042_H */

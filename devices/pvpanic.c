@@ -87,3 +87,5 @@ int pvpanic_load(PvpanicState *s, const uint8_t *buf, size_t len, char *err, siz
     __atomic_store_n(&s->events, events, __ATOMIC_SEQ_CST);
     return 0;
 }
+
+DEVICE_OPS_DEFINE(pvpanic, PvpanicState, "pvpanic");

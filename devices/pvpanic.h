@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/device.h"
 #include "memory/memory.h"
 
 #define PVPANIC_PORT 0x505
@@ -40,5 +41,8 @@ int pvpanic_save(PvpanicState *s, uint8_t **buf, size_t *len);
 /* Restores a saved state; a truncated, corrupt or inconsistent stream is
  * refused (-EINVAL, err says why) and leaves the device unchanged. */
 int pvpanic_load(PvpanicState *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps pvpanic_device_ops;
 
 #endif /* STRATA_DEVICES_PVPANIC_H */

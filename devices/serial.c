@@ -413,3 +413,5 @@ int serial_load(SerialState *s, const uint8_t *buf, size_t len, char *err, size_
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
+
+DEVICE_OPS_DEFINE(serial, SerialState, "serial");

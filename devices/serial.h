@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/device.h"
 #include "kvm/irq.h"
 #include "memory/memory.h"
 
@@ -70,5 +71,8 @@ int serial_save(SerialState *s, uint8_t **buf, size_t *len);
  * rejected with -EINVAL/-ENODATA and a reason in err, leaving s unchanged.
  */
 int serial_load(SerialState *s, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps serial_device_ops;
 
 #endif /* STRATA_DEVICES_SERIAL_H */

@@ -183,3 +183,5 @@ int testdev_load(TestDev *d, const uint8_t *buf, size_t len, char *err, size_t e
     pthread_mutex_unlock(&d->lock);
     return 0;
 }
+
+DEVICE_OPS_DEFINE(testdev, TestDev, "testdev");

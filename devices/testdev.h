@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "devices/device.h"
 #include "memory/memory.h"
 
 #define TESTDEV_KEEP_REPORTS 64
@@ -55,5 +56,8 @@ uint64_t testdev_report_count(TestDev *d, uint32_t *last);
 /* Saves / loads the device state as one versioned section (see serial.h). */
 int testdev_save(TestDev *d, uint8_t **buf, size_t *len);
 int testdev_load(TestDev *d, const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps testdev_device_ops;
 
 #endif /* STRATA_DEVICES_TESTDEV_H */

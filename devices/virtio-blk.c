@@ -337,3 +337,5 @@ void virtio_blk_destroy(VirtioBlk *d)
         close(d->fd);
     d->fd = -1;
 }
+
+VIRTIO_DEVICE_OPS_DEFINE(virtio_blk, VirtioBlk);

@@ -79,4 +79,7 @@ int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *
 /* Frees what init made and closes the file (unmap the region first). */
 void virtio_blk_destroy(VirtioBlk *d);
 
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps virtio_blk_device_ops;
+
 #endif /* STRATA_DEVICES_VIRTIO_BLK_H */

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/device.h"
 #include "devices/evloop.h"
 #include "devices/stream.h"
 #include "devices/virtqueue.h"
@@ -211,5 +212,27 @@ void virtio_mmio_install_regs(VirtioMmio *t, const VirtioMmioRegs *regs);
 /* Takes/drops the transport lock. */
 void virtio_mmio_lock(VirtioMmio *t);
 void virtio_mmio_unlock(VirtioMmio *t);
+
+/* The device list's reset, save and load of a virtio device go to its
+ * transport (field t of TYPE); destroy is PREFIX_destroy.  Defines `const
+ * DeviceOps PREFIX_device_ops` (no fixed name: each instance is named by
+ * its label).  One line in the device's file. */
+#define VIRTIO_DEVICE_OPS_DEFINE(prefix, type)                                          \
+    static void prefix##_dev_reset(void *d) { virtio_mmio_reset(&((type *)d)->t); }     \
+    static int prefix##_dev_save(void *d, uint8_t **b, size_t *l)                       \
+    {                                                                                   \
+        return virtio_mmio_save(&((type *)d)->t, b, l);                                 \
+    }                                                                                   \
+    static int prefix##_dev_load(void *d, const uint8_t *b, size_t l, char *e, size_t el) \
+    {                                                                                   \
+        return virtio_mmio_load(&((type *)d)->t, b, l, e, el);                          \
+    }                                                                                   \
+    static void prefix##_dev_destroy(void *d) { prefix##_destroy((type *)d); }          \
+    const DeviceOps prefix##_device_ops = {                                             \
+        .reset = prefix##_dev_reset,                                                    \
+        .save = prefix##_dev_save,                                                      \
+        .load = prefix##_dev_load,                                                      \
+        .destroy = prefix##_dev_destroy,                                                \
+    }
 
 #endif /* STRATA_DEVICES_VIRTIO_MMIO_H */

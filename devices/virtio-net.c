@@ -257,3 +257,5 @@ void virtio_net_destroy(VirtioNet *d)
         close(d->fd);
     d->fd = -1;
 }
+
+VIRTIO_DEVICE_OPS_DEFINE(virtio_net, VirtioNet);

@@ -59,4 +59,7 @@ int virtio_net_init(VirtioNet *d, MemoryContext *ctx, AddressSpace *as, Evloop *
 /* Frees what init made and closes the fd (unmap the region first). */
 void virtio_net_destroy(VirtioNet *d);
 
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps virtio_net_device_ops;
+
 #endif /* STRATA_DEVICES_VIRTIO_NET_H */

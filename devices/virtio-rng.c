@@ -66,3 +66,5 @@ void virtio_rng_destroy(VirtioRng *d)
 {
     virtio_mmio_destroy(&d->t);
 }
+
+VIRTIO_DEVICE_OPS_DEFINE(virtio_rng, VirtioRng);

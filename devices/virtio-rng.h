@@ -26,4 +26,7 @@ int virtio_rng_init(VirtioRng *d, MemoryContext *ctx, AddressSpace *as, Evloop *
 /* Frees what init made (unmap the region first). */
 void virtio_rng_destroy(VirtioRng *d);
 
+/* Reset, save, load and destroy for a board's device list (devices/device.h). */
+extern const DeviceOps virtio_rng_device_ops;
+
 #endif /* STRATA_DEVICES_VIRTIO_RNG_H */
