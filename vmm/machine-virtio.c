@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The machine's virtio devices (--disk, --net, --rng): created in
- * machine_create's "virtio devices" hook, placed with
- * machine_add_virtio_mmio, served by one device event-loop thread (queue
+ * machine_create's "virtio devices" hook, placed and listed with
+ * machine_add_virtio, served by one device event-loop thread (queue
  * notifications arrive there through ioeventfds, never on a vCPU).
  */
 #include <errno.h>
@@ -16,28 +16,11 @@
 #include "devices/virtio-rng.h"
 #include "vmm/machine.h"
 
+/* What the virtio devices share on this board: their event loop.  The
+ * devices themselves are in the board's device list. */
 struct MachineVirtioDevs {
     Evloop *loop;
-    VirtioBlk *blk[VM_MAX_DISKS];
-    unsigned nblk;
-    VirtioNet *net[VM_MAX_NETS];
-    unsigned nnet;
-    VirtioRng *rng;
 };
-
-/* Places t's region in the next slot and wires its (level) interrupt. */
-static int place(Machine *m, VirtioMmio *t)
-{
-    IrqLine irq;
-    uint64_t base;
-    unsigned gsi;
-    if (machine_add_virtio_mmio(m, virtio_mmio_region(t), &irq, &base, &gsi) < 0)
-        return -1;
-    /* The slots are level triggered (DSDT): a resampling irqfd served by the
-     * device event loop, or KVM_IRQ_LINE where none can be had. */
-    virtio_mmio_connect_irq(t, &irq, base, true);
-    return 0;
-}
 
 int machine_add_virtio_devices(Machine *m)
 {
@@ -68,8 +51,7 @@ int machine_add_virtio_devices(Machine *m)
             free(b);
             return -1;
         }
-        v->blk[v->nblk++] = b;
-        if (place(m, &b->t) < 0)
+        if (machine_add_virtio(m, &b->t, &virtio_blk_device_ops, b) < 0)
             return -1;
     }
     for (unsigned i = 0; i < cfg->nnets; i++) {
@@ -89,8 +71,7 @@ int machine_add_virtio_devices(Machine *m)
             free(n);
             return -1;
         }
-        v->net[v->nnet++] = n;
-        if (place(m, &n->t) < 0)
+        if (machine_add_virtio(m, &n->t, &virtio_net_device_ops, n) < 0)
             return -1;
     }
     if (cfg->rng) {
@@ -100,8 +81,7 @@ int machine_add_virtio_devices(Machine *m)
             free(r);
             return -1;
         }
-        v->rng = r;
-        if (place(m, &r->t) < 0)
+        if (machine_add_virtio(m, &r->t, &virtio_rng_device_ops, r) < 0)
             return -1;
     }
     return 0;
@@ -125,39 +105,6 @@ int machine_virtio_start(Machine *m)
         return -1;
     }
     return 0;
-}
-
-void machine_virtio_reset(Machine *m)
-{
-    MachineVirtioDevs *v = m->virtio_devs;
-    if (!v)
-        return;
-    for (unsigned i = 0; i < v->nblk; i++)
-        virtio_mmio_reset(&v->blk[i]->t);
-    for (unsigned i = 0; i < v->nnet; i++)
-        virtio_mmio_reset(&v->net[i]->t);
-    if (v->rng)
-        virtio_mmio_reset(&v->rng->t);
-}
-
-unsigned machine_virtio_ndevs(const Machine *m)
-{
-    const MachineVirtioDevs *v = m->virtio_devs;
-    return v ? v->nblk + v->nnet + (v->rng ? 1u : 0u) : 0;
-}
-
-VirtioMmio *machine_virtio_transport(Machine *m, unsigned i)
-{
-    MachineVirtioDevs *v = m->virtio_devs;
-    if (!v)
-        return NULL;
-    if (i < v->nblk)
-        return &v->blk[i]->t;
-    i -= v->nblk;
-    if (i < v->nnet)
-        return &v->net[i]->t;
-    i -= v->nnet;
-    return i == 0 && v->rng ? &v->rng->t : NULL;
 }
 
 void machine_virtio_pause(Machine *m)
@@ -190,18 +137,6 @@ void machine_virtio_free(Machine *m)
     if (!v)
         return;
     evloop_stop(v->loop);
-    for (unsigned i = 0; i < v->nblk; i++) {
-        virtio_blk_destroy(v->blk[i]);
-        free(v->blk[i]);
-    }
-    for (unsigned i = 0; i < v->nnet; i++) {
-        virtio_net_destroy(v->net[i]);
-        free(v->net[i]);
-    }
-    if (v->rng) {
-        virtio_rng_destroy(v->rng);
-        free(v->rng);
-    }
     evloop_free(v->loop);
     free(v);
     m->virtio_devs = NULL;

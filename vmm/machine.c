@@ -13,6 +13,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "devices/virtio-mmio.h"
 #include "tests/guests/testdev.h"
 #include "vmm/acpi.h"
 #include "vmm/cpuid.h"
@@ -86,6 +87,64 @@ static int open_serial(Machine *m)
     return 0;
 }
 
+int machine_add_device(Machine *m, const DeviceOps *ops, void *dev, const DevRegion *regions,
+                       unsigned nregions)
+{
+    char err[160];
+    int r = devlist_add(&m->devices, NULL, ops, dev, false, regions, nregions, err, sizeof(err));
+    return r < 0 ? fail(m, err, r) : 0;
+}
+
+/* The platform devices, each created and then added to the device list
+ * with one machine_add_device call.  The order of those calls is the
+ * migration stream's device order (docs/migration.md): keep it. */
+static int add_platform_devices(Machine *m)
+{
+    const VmConfig *cfg = m->cfg;
+    MemoryContext *ctx = m->ctx;
+    int r;
+    if (cfg->serial != SERIAL_NONE) {
+        IrqLine line;
+        if ((r = kvm_vm_irq_line(m->vm, MACHINE_SERIAL_IRQ, &line)) < 0)
+            return fail(m, "serial IRQ", r);
+        if ((r = serial_init(&m->serial, ctx, m->serial_fd, &line)) < 0)
+            return fail(m, "serial", r);
+        if (machine_add_device(m, &serial_device_ops, &m->serial,
+                               DEV_REGIONS({ &m->io, MACHINE_SERIAL_PORT,
+                                             serial_region(&m->serial) })) < 0)
+            return -1;
+    }
+    if ((r = i8042_init(&m->i8042, ctx, power_event, m)) < 0)
+        return fail(m, "i8042", r);
+    if (machine_add_device(m, &i8042_device_ops, &m->i8042,
+                           DEV_REGIONS({ &m->io, I8042_DATA_PORT, i8042_data_region(&m->i8042) },
+                                       { &m->io, I8042_CMD_PORT, i8042_cmd_region(&m->i8042) },
+                                       { &m->io, MACHINE_SLEEP_PORT,
+                                         i8042_sleep_region(&m->i8042) })) < 0)
+        return -1;
+    if ((r = pvpanic_init(&m->pvpanic, ctx, guest_panic, m)) < 0)
+        return fail(m, "pvpanic", r);
+    if (machine_add_device(m, &pvpanic_device_ops, &m->pvpanic,
+                           DEV_REGIONS({ &m->io, PVPANIC_PORT, &m->pvpanic.io })) < 0)
+        return -1;
+    IrqLine ged_line;
+    if ((r = kvm_vm_irq_line(m->vm, MACHINE_GED_GSI, &ged_line)) < 0 ||
+        (r = ged_init(&m->ged, ctx, &ged_line)) < 0)
+        return fail(m, "acpi-ged", r);
+    if (machine_add_device(m, &ged_device_ops, &m->ged,
+                           DEV_REGIONS({ &m->io, MACHINE_GED_PORT, &m->ged.io })) < 0)
+        return -1;
+    if (cfg->test_device) {
+        if ((r = testdev_init(&m->testdev, ctx, testdev_exit, m, stderr)) < 0)
+            return fail(m, "test device", r);
+        if (machine_add_device(m, &testdev_device_ops, &m->testdev,
+                               DEV_REGIONS({ &m->io, TESTDEV_PORT_BASE,
+                                             testdev_region(&m->testdev) })) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int build_memory(Machine *m)
 {
     const VmConfig *cfg = m->cfg;
@@ -96,76 +155,27 @@ static int build_memory(Machine *m)
 
     if ((r = memory_region_init(&m->system, ctx, "system", UINT64_MAX)) < 0)
         return fail(m, "region system", r);
-    m->have_system = true;
     if ((r = memory_region_init(&m->io, ctx, "io", 0x10000)) < 0)
         return fail(m, "region io", r);
-    m->have_io = true;
     if ((r = memory_region_init_ram(&m->ram, ctx, NULL, "microvm.ram", cfg->memory)) < 0)
         return fail(m, "--memory: guest RAM", r);
-    m->have_ram = true;
     if ((r = memory_region_init_alias(&m->ram_below, ctx, "ram-below-4g", &m->ram, 0,
                                       below)) < 0)
         return fail(m, "region ram-below-4g", r);
-    m->have_below = true;
     if ((r = memory_region_add_subregion(&m->system, 0, &m->ram_below)) < 0)
         return fail(m, "mapping ram-below-4g", r);
-    m->below_mapped = true;
     if (above) {
         if ((r = memory_region_init_alias(&m->ram_above, ctx, "ram-above-4g", &m->ram, below,
                                           above)) < 0)
             return fail(m, "region ram-above-4g", r);
-        m->have_above = true;
         if ((r = memory_region_add_subregion(&m->system, 1ull << 32, &m->ram_above)) < 0)
             return fail(m, "mapping ram-above-4g", r);
-        m->above_mapped = true;
     }
     m->guest_ram.host = memory_region_get_ram_ptr(&m->ram);
     m->guest_ram.below = below;
     m->guest_ram.above = above;
-
-    if (cfg->test_device) {
-        if ((r = testdev_init(&m->testdev, ctx, testdev_exit, m, stderr)) < 0)
-            return fail(m, "test device", r);
-        m->have_testdev = true;
-        if ((r = memory_region_add_subregion(&m->io, TESTDEV_PORT_BASE,
-                                             testdev_region(&m->testdev))) < 0)
-            return fail(m, "mapping the test device", r);
-        m->testdev_mapped = true;
-    }
-    if ((r = i8042_init(&m->i8042, ctx, power_event, m)) < 0)
-        return fail(m, "i8042", r);
-    m->have_i8042 = true;
-    if ((r = memory_region_add_subregion(&m->io, I8042_DATA_PORT, i8042_data_region(&m->i8042))) < 0 ||
-        (r = memory_region_add_subregion(&m->io, I8042_CMD_PORT, i8042_cmd_region(&m->i8042))) < 0 ||
-        (r = memory_region_add_subregion(&m->io, MACHINE_SLEEP_PORT, i8042_sleep_region(&m->i8042))) < 0)
-        return fail(m, "mapping the i8042", r);
-    m->i8042_mapped = true;
-    if ((r = pvpanic_init(&m->pvpanic, ctx, guest_panic, m)) < 0)
-        return fail(m, "pvpanic", r);
-    m->have_pvpanic = true;
-    if ((r = memory_region_add_subregion(&m->io, PVPANIC_PORT, &m->pvpanic.io)) < 0)
-        return fail(m, "mapping pvpanic", r);
-    m->pvpanic_mapped = true;
-    IrqLine ged_line;
-    if ((r = kvm_vm_irq_line(m->vm, MACHINE_GED_GSI, &ged_line)) < 0 ||
-        (r = ged_init(&m->ged, ctx, &ged_line)) < 0)
-        return fail(m, "acpi-ged", r);
-    m->have_ged = true;
-    if ((r = memory_region_add_subregion(&m->io, MACHINE_GED_PORT, &m->ged.io)) < 0)
-        return fail(m, "mapping acpi-ged", r);
-    m->ged_mapped = true;
-    if (cfg->serial != SERIAL_NONE) {
-        IrqLine line;
-        if ((r = kvm_vm_irq_line(m->vm, MACHINE_SERIAL_IRQ, &line)) < 0)
-            return fail(m, "serial IRQ", r);
-        if ((r = serial_init(&m->serial, ctx, m->serial_fd, &line)) < 0)
-            return fail(m, "serial", r);
-        m->have_serial = true;
-        if ((r = memory_region_add_subregion(&m->io, MACHINE_SERIAL_PORT,
-                                             serial_region(&m->serial))) < 0)
-            return fail(m, "mapping the serial port", r);
-        m->serial_mapped = true;
-    }
+    if (add_platform_devices(m) < 0)
+        return -1;
     m->memory_as = address_space_new(ctx, &m->system, "memory");
     m->io_as = address_space_new(ctx, &m->io, "I/O");
     if (!m->memory_as || !m->io_as)
@@ -173,27 +183,32 @@ static int build_memory(Machine *m)
     return 0;
 }
 
-int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t *base,
-                            unsigned *gsi)
+int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *dev)
 {
+    char err[160];
+    DevRegion reg = { &m->system, 0, virtio_mmio_region(t) };
     if (m->nvirtio >= MACHINE_MAX_VIRTIO) {
         fprintf(stderr, "strata: virtio-mmio: all %u slots are taken\n", MACHINE_MAX_VIRTIO);
+        ops->destroy(dev);
+        free(dev);
         return -1;
     }
     MachineVirtio *v = &m->virtio[m->nvirtio];
-    v->base = MACHINE_VIRTIO_BASE + (uint64_t)m->nvirtio * MACHINE_VIRTIO_SIZE;
+    v->base = reg.addr = MACHINE_VIRTIO_BASE + (uint64_t)m->nvirtio * MACHINE_VIRTIO_SIZE;
     v->gsi = machine_virtio_gsi[m->nvirtio];
-    int r;
-    if (irq && (r = kvm_vm_irq_line(m->vm, v->gsi, irq)) < 0)
+    /* The slots are level triggered (DSDT): a resampling irqfd served by the
+     * device event loop, or KVM_IRQ_LINE where none can be had. */
+    IrqLine irq;
+    int r = kvm_vm_irq_line(m->vm, v->gsi, &irq);
+    if (r < 0) {
+        ops->destroy(dev);
+        free(dev);
         return fail(m, "virtio-mmio IRQ", r);
-    if ((r = memory_region_add_subregion(&m->system, v->base, mr)) < 0)
-        return fail(m, "mapping a virtio-mmio device", r);
-    v->mr = mr;
+    }
+    virtio_mmio_connect_irq(t, &irq, v->base, true);
+    if ((r = devlist_add(&m->devices, t->label, ops, dev, true, &reg, 1, err, sizeof(err))) < 0)
+        return fail(m, err, r);
     m->nvirtio++;
-    if (base)
-        *base = v->base;
-    if (gsi)
-        *gsi = v->gsi;
     return 0;
 }
 
@@ -227,12 +242,12 @@ static int write_acpi(Machine *m, char *err, size_t errlen)
     ac.ncpus = m->ncpus;
     ac.lapic_addr = 0xfee00000u;
     ac.ioapic_addr = 0xfec00000u;
-    ac.serial = m->have_serial;
+    ac.serial = m->cfg->serial != SERIAL_NONE;
     ac.serial_port = MACHINE_SERIAL_PORT;
     ac.serial_irq = MACHINE_SERIAL_IRQ;
     ac.sleep_port = MACHINE_SLEEP_PORT;
-    ac.pvpanic_port = m->have_pvpanic ? PVPANIC_PORT : 0;
-    ac.ged_port = m->have_ged ? MACHINE_GED_PORT : 0;
+    ac.pvpanic_port = PVPANIC_PORT;
+    ac.ged_port = MACHINE_GED_PORT;
     ac.ged_irq = MACHINE_GED_GSI;
     ac.nvirtio = m->nvirtio;
     for (unsigned i = 0; i < m->nvirtio; i++)
@@ -394,7 +409,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
     }
     if (create_vcpus(m) < 0)
         return -1;
-    /* virtio devices: machine_add_virtio_mmio() calls go here, before the
+    /* virtio devices: machine_add_virtio() calls go here, before the
      * kernel load (which describes them in the DSDT / command line). */
     if (machine_add_virtio_devices(m) < 0)
         return -1;
@@ -480,7 +495,7 @@ static void *stdin_main(void *arg)
 static void start_stdin(Machine *m)
 {
     m->stdin_stop[0] = m->stdin_stop[1] = -1;
-    if (m->cfg->serial != SERIAL_STDIO || !m->have_serial)
+    if (m->cfg->serial != SERIAL_STDIO)
         return;
     if (pipe2(m->stdin_stop, O_CLOEXEC) < 0)
         return;
@@ -531,22 +546,12 @@ int machine_start(Machine *m)
 
 int machine_reset(Machine *m, char *err, size_t errlen)
 {
-    machine_virtio_reset(m);          /* before RAM goes: devices stop touching it */
+    devlist_reset(&m->devices);       /* before RAM goes: devices stop touching it */
     uint64_t len = m->guest_ram.below + m->guest_ram.above;
     if (madvise(m->guest_ram.host, len, MADV_DONTNEED) < 0) {
         /* not expected for private anonymous memory; zero it by hand */
         memset(m->guest_ram.host, 0, len);
     }
-    if (m->have_serial)
-        serial_reset(&m->serial);
-    if (m->have_testdev)
-        testdev_reset(&m->testdev);
-    if (m->have_i8042)
-        i8042_reset(&m->i8042);
-    if (m->have_pvpanic)
-        pvpanic_reset(&m->pvpanic);
-    if (m->have_ged)
-        ged_reset(&m->ged);
     m->guest_panicked = 0;
     /* vCPU 0 restarts at the entry; the others wait for INIT/SIPI again. */
     for (unsigned i = 1; i < m->ncpus; i++) {
@@ -561,7 +566,7 @@ int machine_reset(Machine *m, char *err, size_t errlen)
 
 int machine_powerdown(Machine *m)
 {
-    if (!m->have_ged)
+    if (!m->ged.initialized)
         return -ENODEV;
     ged_raise(&m->ged, GED_EVENT_POWER_BUTTON);
     return 0;
@@ -579,50 +584,18 @@ void machine_destroy(Machine *m)
         address_space_destroy(m->memory_as);
     if (m->io_as)
         address_space_destroy(m->io_as);
-    for (unsigned i = 0; i < m->nvirtio; i++)
-        memory_region_del_subregion(&m->system, m->virtio[i].mr);
+    devlist_destroy(&m->devices);     /* unmapped, then destroyed, last added first */
     machine_virtio_free(m);
-    if (m->pvpanic_mapped) {
-        memory_region_del_subregion(&m->io, &m->pvpanic.io);
-        m->pvpanic_mapped = false;
-    }
-    if (m->have_pvpanic) {
-        pvpanic_destroy(&m->pvpanic);
-        m->have_pvpanic = false;
-    }
-    if (m->ged_mapped)
-        memory_region_del_subregion(&m->io, &m->ged.io);
-    if (m->have_ged)
-        ged_destroy(&m->ged);
-    if (m->i8042_mapped) {
-        memory_region_del_subregion(&m->io, i8042_data_region(&m->i8042));
-        memory_region_del_subregion(&m->io, i8042_cmd_region(&m->i8042));
-        memory_region_del_subregion(&m->io, i8042_sleep_region(&m->i8042));
-    }
-    if (m->have_i8042)
-        i8042_destroy(&m->i8042);
-    if (m->serial_mapped)
-        memory_region_del_subregion(&m->io, serial_region(&m->serial));
-    if (m->testdev_mapped)
-        memory_region_del_subregion(&m->io, testdev_region(&m->testdev));
-    if (m->above_mapped)
+    if (memory_region_get_container(&m->ram_above))
         memory_region_del_subregion(&m->system, &m->ram_above);
-    if (m->below_mapped)
+    if (memory_region_get_container(&m->ram_below))
         memory_region_del_subregion(&m->system, &m->ram_below);
-    if (m->have_serial)
-        serial_destroy(&m->serial);
-    if (m->have_testdev)
-        testdev_destroy(&m->testdev);
-    if (m->have_above)
-        memory_region_destroy(&m->ram_above);
-    if (m->have_below)
-        memory_region_destroy(&m->ram_below);
-    if (m->have_ram)
-        memory_region_destroy(&m->ram);
-    if (m->have_io)
-        memory_region_destroy(&m->io);
-    if (m->have_system)
-        memory_region_destroy(&m->system);
+    /* each is a no-op on a region that was never initialised */
+    memory_region_destroy(&m->ram_above);
+    memory_region_destroy(&m->ram_below);
+    memory_region_destroy(&m->ram);
+    memory_region_destroy(&m->io);
+    memory_region_destroy(&m->system);
     if (m->ctx)
         memory_context_free(m->ctx);
     if (m->serial_fd_owned)

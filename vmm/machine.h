@@ -22,9 +22,13 @@
  * machine_virtio_gsi[n] (5, 6, 7, 9..15, then 16..23): level triggered,
  * active high, described in the DSDT as "LNRO0005" devices (and on the
  * command line as virtio_mmio.device=512@ADDR:GSI when the command line
- * says acpi=off).  Register a device with machine_add_virtio_mmio between
+ * says acpi=off).  Place a device with machine_add_virtio between
  * machine_create's VM creation and the kernel load (see machine.c's
- * "virtio devices" hook), or before machine_load_kernel is called again.
+ * "virtio devices" hook).
+ *
+ * Every device, platform or virtio, is one record in m->devices, added with
+ * one call (machine_add_device / machine_add_virtio); reset, migration and
+ * teardown walk that list.
  */
 #ifndef STRATA_VMM_MACHINE_H
 #define STRATA_VMM_MACHINE_H
@@ -42,6 +46,7 @@
 #include "memory/memory.h"
 #include "vmm/boot-linux.h"
 #include "vmm/config.h"
+#include "vmm/devlist.h"
 #include "vmm/loader.h"
 #include "vmm/sandbox.h"
 
@@ -60,24 +65,27 @@
 extern const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO];
 
 typedef struct MachineVirtio {
-    MemoryRegion *mr;           /* the device's, mapped at base */
     uint64_t base;
     unsigned gsi;
 } MachineVirtio;
 
 typedef struct MachineVirtioDevs MachineVirtioDevs;
+struct VirtioMmio;
 
 typedef struct Machine {
     const VmConfig *cfg;
     MemoryContext *ctx;
     MemoryRegion system, io, ram, ram_below, ram_above;
-    bool have_system, have_io, have_ram, have_below, have_above;
-    bool below_mapped, above_mapped, serial_mapped, testdev_mapped;
     AddressSpace *memory_as, *io_as;
-    SerialState serial;
-    bool have_serial;
+    /* Every device, in migration stream order: reset, saved, loaded and
+     * torn down through this list (vmm/devlist.h), never by name. */
+    DevList devices;
+    /* The platform devices' state (each in devices once created). */
+    SerialState serial;             /* "serial" at MACHINE_SERIAL_PORT */
+    I8042State i8042;
+    PvpanicState pvpanic;           /* "pvpanic" at PVPANIC_PORT */
+    GedState ged;                   /* "acpi-ged" at MACHINE_GED_PORT */
     TestDev testdev;
-    bool have_testdev;
     int serial_fd;              /* owned when serial_fd_owned */
     bool serial_fd_owned;
     KvmVm *vm;
@@ -91,16 +99,10 @@ typedef struct Machine {
     BzImageInfo bzi;
     uint8_t *initrd;                /* --initrd file, or NULL */
     size_t initrd_len;
-    I8042State i8042;
-    bool have_i8042, i8042_mapped;
-    PvpanicState pvpanic;           /* "pvpanic" at PVPANIC_PORT */
-    bool have_pvpanic, pvpanic_mapped;
     volatile int guest_panicked;    /* set by pvpanic (vCPU thread) */
-    GedState ged;                   /* "acpi-ged" at MACHINE_GED_PORT */
-    bool have_ged, ged_mapped;
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
-    struct MachineVirtioDevs *virtio_devs;  /* --disk/--net/--rng (machine-virtio.c) */
+    struct MachineVirtioDevs *virtio_devs;  /* the virtio devices' event loop (machine-virtio.c) */
     /* --serial stdio input: a thread feeds stdin to the UART (raw tty) */
     pthread_t stdin_thread;
     bool stdin_started;
@@ -120,27 +122,30 @@ typedef struct Machine {
  */
 int machine_create(Machine *m, const VmConfig *cfg);
 /*
- * Maps a virtio-mmio device's region (MACHINE_VIRTIO_SIZE bytes) in the
- * next free slot, describes it to the guest (DSDT / command line) and fills
- * *irq with its interrupt line (may be NULL) and *gsi, *base (may be NULL).
- * Call after the VM exists and before the kernel is loaded.  0, or -1
- * after printing why (no slot left, mapping failed).
+ * Adds device dev (the state ops works on, kept by the caller) to the
+ * board's list and maps its regions (DEV_REGIONS(...)): from now on reset,
+ * migration and teardown reach it.  0, or -1 after printing why (the
+ * device is destroyed by machine_destroy either way).
  */
-int machine_add_virtio_mmio(Machine *m, MemoryRegion *mr, IrqLine *irq, uint64_t *base,
-                            unsigned *gsi);
-/* Creates the --disk/--net/--rng virtio devices, places them with
- * machine_add_virtio_mmio and starts their event-loop thread.  0, or -1
- * after printing why (machine_destroy cleans up). */
+int machine_add_device(Machine *m, const DeviceOps *ops, void *dev, const DevRegion *regions,
+                       unsigned nregions);
+/*
+ * Places virtio device dev (malloc()ed, its transport t, ops for the list)
+ * in the next virtio-mmio slot: maps its region, wires its level-triggered
+ * interrupt (virtio_mmio_connect_irq, a resampling irqfd where KVM offers
+ * one), describes it to the guest (DSDT / command line) and adds it to the
+ * device list named t->label.  Call after the VM exists and before the
+ * kernel is loaded.  The board owns dev from here, also on failure.  0, or
+ * -1 after printing why (no slot left, mapping failed).
+ */
+int machine_add_virtio(Machine *m, struct VirtioMmio *t, const DeviceOps *ops, void *dev);
+/* Creates the --disk/--net/--rng virtio devices (disks, then nets, then
+ * the rng), places them with machine_add_virtio.  0, or -1 after printing
+ * why (machine_destroy cleans up). */
 int machine_add_virtio_devices(Machine *m);
 /* Starts the virtio event-loop thread (in the IO sandbox role when
  * m->sandbox is set).  0, or -1 after printing why. */
 int machine_virtio_start(Machine *m);
-/* Resets every virtio device (as a driver writing Status 0). */
-void machine_virtio_reset(Machine *m);
-/* Number of virtio devices (disks, then nets, then the rng). */
-unsigned machine_virtio_ndevs(const Machine *m);
-/* The i-th virtio device's transport (the order above), or NULL. */
-struct VirtioMmio *machine_virtio_transport(Machine *m, unsigned i);
 /* Holds the virtio event loop between handler batches (no device touches
  * guest memory) / lets it go again; no-ops without virtio devices. */
 void machine_virtio_pause(Machine *m);
@@ -149,7 +154,7 @@ void machine_virtio_resume(Machine *m);
 void machine_virtio_halt(Machine *m);
 /* Stops the virtio event-loop thread (no device work after this). */
 void machine_virtio_stop(Machine *m);
-/* Frees the virtio devices (their regions must be unmapped). */
+/* Frees the virtio event loop (the devices must be destroyed). */
 void machine_virtio_free(Machine *m);
 /* Starts the device, vCPU and stdin threads, each entering its sandbox
  * role first when m->sandbox is set.  0 or -1 after printing why. */

@@ -10,14 +10,13 @@
 #include <string.h>
 
 #include "devices/stream.h"
-#include "devices/virtio-mmio.h"
 #include "kvm/state.h"
 #include "vmm/migration-cpu.h"
 #include "vmm/migration-int.h"
 
 unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max)
 {
-    if (!m->have_ram || max < 1)
+    if (!memory_region_get_ram_ptr(&m->ram) || max < 1)
         return 0;
     out[0].mr = &m->ram;
     out[0].name = memory_region_name(&m->ram);
@@ -29,65 +28,29 @@ unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max)
 
 /* ---- devices --------------------------------------------------------------- */
 
-/* save_NAME / load_NAME: device NAME's save/load on the machine's field. */
-#define MIG_DEVICE_FNS(name, field)                                                     \
-    static int save_##name(Machine *m, unsigned i, uint8_t **b, size_t *l)              \
-    {                                                                                   \
-        (void)i;                                                                        \
-        return name##_save(&m->field, b, l);                                            \
-    }                                                                                   \
-    static int load_##name(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, \
-                           size_t el)                                                   \
-    {                                                                                   \
-        (void)i;                                                                        \
-        return name##_load(&m->field, b, l, e, el);                                     \
-    }
-
-MIG_DEVICE_FNS(serial, serial)
-MIG_DEVICE_FNS(i8042, i8042)
-MIG_DEVICE_FNS(pvpanic, pvpanic)
-MIG_DEVICE_FNS(ged, ged)
-MIG_DEVICE_FNS(testdev, testdev)
-
-static int save_virtio(Machine *m, unsigned i, uint8_t **b, size_t *l)
+/* Device idx of the board's list (vmm/devlist.h), through its DeviceOps. */
+static int save_listed(Machine *m, unsigned idx, uint8_t **b, size_t *l)
 {
-    return virtio_mmio_save(machine_virtio_transport(m, i), b, l);
-}
-static int load_virtio(Machine *m, unsigned i, const uint8_t *b, size_t l, char *e, size_t el)
-{
-    return virtio_mmio_load(machine_virtio_transport(m, i), b, l, e, el);
+    DevRecord *d = devlist_get(&m->devices, idx);
+    return d->ops->save(d->dev, b, l);
 }
 
-static void add_dev(MigDevice *out, unsigned *n, unsigned max, const char *name,
-                    int (*save)(Machine *, unsigned, uint8_t **, size_t *),
-                    int (*load)(Machine *, unsigned, const uint8_t *, size_t, char *, size_t),
-                    unsigned idx)
+static int load_listed(Machine *m, unsigned idx, const uint8_t *b, size_t l, char *e, size_t el)
 {
-    if (*n >= max)
-        return;
-    MigDevice *d = &out[(*n)++];
-    snprintf(d->name, sizeof(d->name), "%s", name);
-    d->save = save;
-    d->load = load;
-    d->idx = idx;
+    DevRecord *d = devlist_get(&m->devices, idx);
+    return d->ops->load(d->dev, b, l, e, el);
 }
 
+/* The device list's order and names are the stream's (docs/migration.md). */
 unsigned mig_devices(Machine *m, MigDevice *out, unsigned max)
 {
     unsigned n = 0;
-    if (m->have_serial)
-        add_dev(out, &n, max, "serial", save_serial, load_serial, 0);
-    if (m->have_i8042)
-        add_dev(out, &n, max, "i8042", save_i8042, load_i8042, 0);
-    if (m->have_pvpanic)
-        add_dev(out, &n, max, "pvpanic", save_pvpanic, load_pvpanic, 0);
-    if (m->have_ged)
-        add_dev(out, &n, max, "acpi-ged", save_ged, load_ged, 0);
-    if (m->have_testdev)
-        add_dev(out, &n, max, "testdev", save_testdev, load_testdev, 0);
-    for (unsigned i = 0; i < machine_virtio_ndevs(m); i++) {
-        VirtioMmio *t = machine_virtio_transport(m, i);
-        add_dev(out, &n, max, t ? t->label : "virtio?", save_virtio, load_virtio, i);
+    for (unsigned i = 0; i < devlist_count(&m->devices) && n < max; i++) {
+        MigDevice *d = &out[n++];
+        snprintf(d->name, sizeof(d->name), "%s", devlist_get(&m->devices, i)->name);
+        d->save = save_listed;
+        d->load = load_listed;
+        d->idx = i;
     }
     return n;
 }

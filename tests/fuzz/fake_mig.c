@@ -29,13 +29,7 @@ static int fake_vm_obj;
 static int fake_vcpu_obj[FAKE_MIG_CPUS];
 static bool built;
 
-/* The real one is machine-virtio.c's; this board has only the rng. */
-struct MachineVirtioDevs {
-    VirtioRng *rng;
-};
-static struct MachineVirtioDevs virtio_devs = { &rng };
-
-/* ---- the fake KVM layer and machine-virtio.c / sandbox.c stand-ins -------- */
+/* ---- the fake KVM layer and sandbox.c stand-ins ----------------------------- */
 
 bool kvm_vm_has_irqchip(const KvmVm *vm)
 {
@@ -90,16 +84,6 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
     return 0;
 }
 
-unsigned machine_virtio_ndevs(const Machine *m)
-{
-    return m->virtio_devs ? 1 : 0;
-}
-
-struct VirtioMmio *machine_virtio_transport(Machine *m, unsigned i)
-{
-    return m->virtio_devs && i == 0 ? &m->virtio_devs->rng->t : NULL;
-}
-
 bool sandbox_thread_strict(void)
 {
     return false;
@@ -133,34 +117,40 @@ int fake_mig_init(void)
     if ((r = memory_region_init(&m->system, m->ctx, "system", UINT64_MAX)) < 0 ||
         (r = memory_region_init(&m->io, m->ctx, "io", 0x10000)) < 0)
         return init_fail("containers", r);
-    m->have_system = m->have_io = true;
     if ((r = memory_region_init_ram_ptr(&m->ram, m->ctx, NULL, "microvm.ram", FAKE_MIG_RAM_SIZE,
                                         fake_mig.ram)) < 0 ||
         (r = memory_region_add_subregion(&m->system, 0, &m->ram)) < 0)
         return init_fail("microvm.ram", r);
-    m->have_ram = true;
     m->memory_as = address_space_new(m->ctx, &m->system, "memory");
     m->io_as = address_space_new(m->ctx, &m->io, "I/O");
     if (!m->memory_as || !m->io_as)
         return init_fail("address spaces", -ENOMEM);
-    if ((r = serial_init(&m->serial, m->ctx, -1, NULL)) < 0)
+    /* the real board's device list, in its order (machine.c), unmapped */
+    char err[160];
+    if ((r = serial_init(&m->serial, m->ctx, -1, NULL)) < 0 ||
+        (r = devlist_add(&m->devices, NULL, &serial_device_ops, &m->serial, false, NULL, 0,
+                         err, sizeof(err))) < 0)
         return init_fail("serial", r);
-    m->have_serial = true;
-    if ((r = i8042_init(&m->i8042, m->ctx, NULL, NULL)) < 0)
+    if ((r = i8042_init(&m->i8042, m->ctx, NULL, NULL)) < 0 ||
+        (r = devlist_add(&m->devices, NULL, &i8042_device_ops, &m->i8042, false, NULL, 0,
+                         err, sizeof(err))) < 0)
         return init_fail("i8042", r);
-    m->have_i8042 = true;
-    if ((r = pvpanic_init(&m->pvpanic, m->ctx, NULL, NULL)) < 0)
+    if ((r = pvpanic_init(&m->pvpanic, m->ctx, NULL, NULL)) < 0 ||
+        (r = devlist_add(&m->devices, NULL, &pvpanic_device_ops, &m->pvpanic, false, NULL, 0,
+                         err, sizeof(err))) < 0)
         return init_fail("pvpanic", r);
-    m->have_pvpanic = true;
-    if ((r = ged_init(&m->ged, m->ctx, NULL)) < 0)
+    if ((r = ged_init(&m->ged, m->ctx, NULL)) < 0 ||
+        (r = devlist_add(&m->devices, NULL, &ged_device_ops, &m->ged, false, NULL, 0, err,
+                         sizeof(err))) < 0)
         return init_fail("acpi-ged", r);
-    m->have_ged = true;
-    if ((r = testdev_init(&m->testdev, m->ctx, NULL, NULL, NULL)) < 0)
+    if ((r = testdev_init(&m->testdev, m->ctx, NULL, NULL, NULL)) < 0 ||
+        (r = devlist_add(&m->devices, NULL, &testdev_device_ops, &m->testdev, false, NULL, 0,
+                         err, sizeof(err))) < 0)
         return init_fail("testdev", r);
-    m->have_testdev = true;
-    if ((r = virtio_rng_init(&rng, m->ctx, m->memory_as, NULL, NULL, MACHINE_VIRTIO_BASE)) < 0)
+    if ((r = virtio_rng_init(&rng, m->ctx, m->memory_as, NULL, NULL, MACHINE_VIRTIO_BASE)) < 0 ||
+        (r = devlist_add(&m->devices, rng.t.label, &virtio_rng_device_ops, &rng, false, NULL,
+                         0, err, sizeof(err))) < 0)
         return init_fail("virtio-rng", r);
-    m->virtio_devs = &virtio_devs;
     m->vm = (KvmVm *)&fake_vm_obj;
     m->ncpus = FAKE_MIG_CPUS;
     for (unsigned i = 0; i < FAKE_MIG_CPUS; i++)
@@ -177,12 +167,7 @@ void fake_mig_reset(void)
     Machine *m = &vmm.m;
     /* not zeros: a zero page that is not applied shows */
     memset(fake_mig.ram, 0xcc, FAKE_MIG_RAM_SIZE);
-    serial_reset(&m->serial);
-    i8042_reset(&m->i8042);
-    pvpanic_reset(&m->pvpanic);
-    ged_reset(&m->ged);
-    testdev_reset(&m->testdev);
-    virtio_mmio_reset(&rng.t);
+    devlist_reset(&m->devices);
     fake_mig.vm_sets = fake_mig.vcpu_sets = 0;
     memset(fake_mig.vcpu_rip, 0, sizeof(fake_mig.vcpu_rip));
     fake_mig.vm_clock = 0;
