@@ -272,8 +272,7 @@ static int open_ring(VirtioBlk *d, const char **what)
     return uring_init_restricted(&d->ring, VIRTIO_BLK_BATCH, &rules, what);
 }
 
-int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                    const IrqLine *irq, uint64_t base, const char *path, bool readonly,
+int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly,
                     char *err, size_t errlen)
 {
     memset(d, 0, offsetof(VirtioBlk, elems));
@@ -315,8 +314,7 @@ int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *
     else
         fprintf(stderr, "strata: disk path=%s: no restricted io_uring (%s: %s); "
                 "using preadv/pwritev\n", path, what, strerror(-r));
-    r = virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &blk_ops, d, 1, features, d->config,
-                         VIRTIO_BLK_CONFIG_LEN);
+    r = virtio_mmio_init(&d->t, env, &blk_ops, d, 1, features, d->config, VIRTIO_BLK_CONFIG_LEN);
     if (r < 0) {
         snprintf(err, errlen, "disk path=%s: virtio-mmio: %s", path, strerror(-r));
         if (d->have_ring)

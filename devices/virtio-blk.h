@@ -73,8 +73,7 @@ typedef struct VirtioBlk {
  * virtio_mmio_init for the rest).  0, or a negative errno with one line in
  * err naming the disk ("disk path=/x: No such file or directory").
  */
-int virtio_blk_init(VirtioBlk *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                    const IrqLine *irq, uint64_t base, const char *path, bool readonly,
+int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly,
                     char *err, size_t errlen);
 /* Frees what init made and closes the file (unmap the region first). */
 void virtio_blk_destroy(VirtioBlk *d);

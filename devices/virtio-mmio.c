@@ -377,11 +377,11 @@ static const EvloopHandler notify_handlers[VIRTIO_MMIO_MAX_QUEUES] = {
     notify_q0, notify_q1, notify_q2, notify_q3,
 };
 
-int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                     const IrqLine *irq, uint64_t base, const VirtioDevOps *ops, void *dev,
+int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *ops, void *dev,
                      unsigned num_queues, uint64_t features, uint8_t *config,
                      uint32_t config_len)
 {
+    Evloop *loop = env->loop;
     int r;
     memset(t, 0, sizeof(*t));
     for (unsigned i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++)
@@ -393,15 +393,16 @@ int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop
         return -EINVAL;
     t->ops = ops;
     t->dev = dev;
-    t->as = as;
+    t->as = env->as;
     t->loop = loop;
     t->num_queues = num_queues;
     t->device_features = features | VIRTIO_F_VERSION_1;
     t->config = config;
     t->config_len = config_len;
-    snprintf(t->label, sizeof(t->label), "%s@0x%llx", ops->name, (unsigned long long)base);
+    snprintf(t->label, sizeof(t->label), "%s", ops->name);     /* until it is placed */
     pthread_mutex_init(&t->lock, NULL);
-    if ((r = memory_region_init_io(&t->mr, ctx, &mmio_ops, t, ops->name, VIRTIO_MMIO_SIZE)) < 0)
+    if ((r = memory_region_init_io(&t->mr, env->ctx, &mmio_ops, t, ops->name,
+                                   VIRTIO_MMIO_SIZE)) < 0)
         goto fail;
     t->mr_initialized = true;
     if (loop) {
@@ -418,22 +419,21 @@ int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop
                 goto fail;
         }
     }
-    if (irq)
-        virtio_mmio_connect_irq(t, irq, base, true);
     return 0;
 fail:
     virtio_mmio_destroy(t);
     return r;
 }
 
-void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base, bool use_irqfd)
+void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base)
 {
+    static const IrqLine none;
     virtio_mmio_lock(t);
     if (t->irq_resample_fd >= 0 && t->loop)
         evloop_del(t->loop, t->irq_resample_fd);
-    t->irq = *irq;
+    t->irq = irq ? *irq : none;
     t->irq_fd = t->irq_resample_fd = -1;
-    if (use_irqfd && t->loop) {
+    if (irq && t->loop) {
         int rfd;
         int fd = irq_line_level_eventfd(irq, &rfd);
         if (fd >= 0 && rfd >= 0 && evloop_add(t->loop, rfd, EPOLLIN, resample_event, t) == 0) {

@@ -148,24 +148,38 @@ struct VirtioMmio {
 };
 
 /*
- * Sets up the transport for a device: region "virtio-mmio" (map it at
- * `base`, used in messages only), queues with QueueNumMax VIRTQ_MAX_SIZE,
- * one ioeventfd per queue handled by loop (loop may be NULL).  irq may be
- * NULL; if given it is connected as by virtio_mmio_connect_irq(use_irqfd).
- * 0 or a negative errno.
+ * What every virtio device is created with, on a board or in a test: the
+ * memory context its region lives in, the guest memory its queues address
+ * and the event loop that serves its queue notifications and interrupt
+ * resampling (NULL: notifications are processed inline).  The interrupt is
+ * not here: whoever places the device wires it with virtio_mmio_connect_irq.
  */
-int virtio_mmio_init(VirtioMmio *t, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                     const IrqLine *irq, uint64_t base, const VirtioDevOps *ops, void *dev,
+typedef struct VirtioEnv {
+    MemoryContext *ctx;
+    AddressSpace *as;
+    Evloop *loop;
+} VirtioEnv;
+
+/*
+ * Sets up the transport for a device: region "virtio-mmio", queues with
+ * QueueNumMax VIRTQ_MAX_SIZE, one ioeventfd per queue handled by
+ * env->loop.  No interrupt until virtio_mmio_connect_irq.  0 or a negative
+ * errno.
+ */
+int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *ops, void *dev,
                      unsigned num_queues, uint64_t features, uint8_t *config,
                      uint32_t config_len);
-/* Connects the interrupt once the board has placed the device (base is for
- * messages): a level-triggered line, asserted while InterruptStatus is not
- * 0.  If use_irqfd, the device has an event loop and the line offers a
- * resampling irqfd, it is driven through that (asserted by a write, deasserted
- * by KVM at the guest's EOI, asserted again on the resample event while
- * InterruptStatus is not 0); otherwise with irq->set.  Call before the guest
- * runs. */
-void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base, bool use_irqfd);
+/*
+ * The one way a virtio device gets its interrupt, once it is placed at base
+ * (which names it in messages and migration: "virtio-blk@0xfeb00000"): a
+ * level-triggered line, asserted while InterruptStatus is not 0.  If the
+ * device has an event loop and the line offers a resampling irqfd, it is
+ * driven through that (asserted by a write, deasserted by KVM at the
+ * guest's EOI, asserted again on the resample event while InterruptStatus
+ * is not 0); otherwise with irq->set.  irq NULL: no line (the device is
+ * only named).  Call before the guest runs.
+ */
+void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base);
 /* Releases the region (it must be unmapped), eventfds and lock. */
 void virtio_mmio_destroy(VirtioMmio *t);
 /* The region to map in guest memory. */

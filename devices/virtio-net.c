@@ -213,10 +213,10 @@ static const VirtioDevOps net_ops = {
     .load_install = net_load_install,
 };
 
-int virtio_net_init(VirtioNet *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                    const IrqLine *irq, uint64_t base, int fd, const uint8_t mac[6],
+int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6],
                     char *err, size_t errlen)
 {
+    Evloop *loop = env->loop;
     memset(d, 0, offsetof(VirtioNet, elem));
     d->fd = fd;
     d->loop = loop;
@@ -230,8 +230,8 @@ int virtio_net_init(VirtioNet *d, MemoryContext *ctx, AddressSpace *as, Evloop *
         d->fd = -1;
         return -e;
     }
-    int r = virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &net_ops, d, 2,
-                             1ull << VIRTIO_NET_F_MAC, d->config, VIRTIO_NET_CONFIG_LEN);
+    int r = virtio_mmio_init(&d->t, env, &net_ops, d, 2, 1ull << VIRTIO_NET_F_MAC, d->config,
+                             VIRTIO_NET_CONFIG_LEN);
     if (r == 0 && loop) {
         r = evloop_add(loop, fd, 0, net_fd_event, d);
         if (r == 0)

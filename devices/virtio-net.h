@@ -53,8 +53,7 @@ int virtio_net_parse_mac(const char *s, uint8_t mac[6]);
  * failure) with the given MAC (see virtio_mmio_init for the rest).  0 or a
  * negative errno with err set.
  */
-int virtio_net_init(VirtioNet *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                    const IrqLine *irq, uint64_t base, int fd, const uint8_t mac[6],
+int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6],
                     char *err, size_t errlen);
 /* Frees what init made and closes the fd (unmap the region first). */
 void virtio_net_destroy(VirtioNet *d);

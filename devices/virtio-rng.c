@@ -55,11 +55,10 @@ static const VirtioDevOps rng_ops = {
     .state_version = VIRTIO_RNG_STATE_VERSION,
 };
 
-int virtio_rng_init(VirtioRng *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                    const IrqLine *irq, uint64_t base)
+int virtio_rng_init(VirtioRng *d, const VirtioEnv *env)
 {
     d->bytes = 0;
-    return virtio_mmio_init(&d->t, ctx, as, loop, irq, base, &rng_ops, d, 1, 0, NULL, 0);
+    return virtio_mmio_init(&d->t, env, &rng_ops, d, 1, 0, NULL, 0);
 }
 
 void virtio_rng_destroy(VirtioRng *d)

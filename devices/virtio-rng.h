@@ -21,8 +21,7 @@ typedef struct VirtioRng {
 } VirtioRng;
 
 /* Sets up the device (see virtio_mmio_init for the arguments); 0 or -errno. */
-int virtio_rng_init(VirtioRng *d, MemoryContext *ctx, AddressSpace *as, Evloop *loop,
-                    const IrqLine *irq, uint64_t base);
+int virtio_rng_init(VirtioRng *d, const VirtioEnv *env);
 /* Frees what init made (unmap the region first). */
 void virtio_rng_destroy(VirtioRng *d);
 

@@ -39,14 +39,15 @@ int machine_add_virtio_devices(Machine *m)
         return -1;
     }
     m->virtio_devs = v;
+    const VirtioEnv env = { m->ctx, m->memory_as, v->loop };
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         VirtioBlk *b = calloc(1, sizeof(*b));
         if (!b) {
             fprintf(stderr, "strata: disk path=%s: out of memory\n", cfg->disks[i].path);
             return -1;
         }
-        if (virtio_blk_init(b, m->ctx, m->memory_as, v->loop, NULL, 0, cfg->disks[i].path,
-                            cfg->disks[i].readonly, err, sizeof(err)) < 0) {
+        if (virtio_blk_init(b, &env, cfg->disks[i].path, cfg->disks[i].readonly, err,
+                            sizeof(err)) < 0) {
             fprintf(stderr, "strata: %s\n", err);
             free(b);
             return -1;
@@ -65,8 +66,7 @@ int machine_add_virtio_devices(Machine *m)
             fprintf(stderr, "strata: net tap=%s: out of memory\n", cfg->nets[i].tap);
             return -1;
         }
-        if (virtio_net_init(n, m->ctx, m->memory_as, v->loop, NULL, 0, fd, cfg->nets[i].mac,
-                            err, sizeof(err)) < 0) {
+        if (virtio_net_init(n, &env, fd, cfg->nets[i].mac, err, sizeof(err)) < 0) {
             fprintf(stderr, "strata: net tap=%s: %s\n", cfg->nets[i].tap, err);
             free(n);
             return -1;
@@ -76,7 +76,7 @@ int machine_add_virtio_devices(Machine *m)
     }
     if (cfg->rng) {
         VirtioRng *r = calloc(1, sizeof(*r));
-        if (!r || virtio_rng_init(r, m->ctx, m->memory_as, v->loop, NULL, 0) < 0) {
+        if (!r || virtio_rng_init(r, &env) < 0) {
             fprintf(stderr, "strata: virtio-rng: cannot create the device\n");
             free(r);
             return -1;

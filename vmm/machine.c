@@ -205,7 +205,7 @@ int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *de
         free(dev);
         return fail(m, "virtio-mmio IRQ", r);
     }
-    virtio_mmio_connect_irq(t, &irq, v->base, true);
+    virtio_mmio_connect_irq(t, &irq, v->base);
     if ((r = devlist_add(&m->devices, t->label, ops, dev, true, &reg, 1, err, sizeof(err))) < 0)
         return fail(m, err, r);
     m->nvirtio++;

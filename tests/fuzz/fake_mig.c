@@ -147,8 +147,10 @@ int fake_mig_init(void)
         (r = devlist_add(&m->devices, NULL, &testdev_device_ops, &m->testdev, false, NULL, 0,
                          err, sizeof(err))) < 0)
         return init_fail("testdev", r);
-    if ((r = virtio_rng_init(&rng, m->ctx, m->memory_as, NULL, NULL, MACHINE_VIRTIO_BASE)) < 0 ||
-        (r = devlist_add(&m->devices, rng.t.label, &virtio_rng_device_ops, &rng, false, NULL,
+    if ((r = virtio_rng_init(&rng, &(VirtioEnv){ m->ctx, m->memory_as, NULL })) < 0)
+        return init_fail("virtio-rng", r);
+    virtio_mmio_connect_irq(&rng.t, NULL, MACHINE_VIRTIO_BASE);     /* names it */
+    if ((r = devlist_add(&m->devices, rng.t.label, &virtio_rng_device_ops, &rng, false, NULL,
                          0, err, sizeof(err))) < 0)
         return init_fail("virtio-rng", r);
     m->vm = (KvmVm *)&fake_vm_obj;

@@ -69,11 +69,12 @@ static void setup(void)
     net = calloc(1, sizeof(*net));
     static const uint8_t mac[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 };
     char err[256];
-    if (!loop || !net || virtio_net_init(net, vt.ctx, vt.as, loop, &vt.irq, VT_BASE, sv[0],
-                                         mac, err, sizeof(err)) < 0) {
+    if (!loop || !net || virtio_net_init(net, &(VirtioEnv){ vt.ctx, vt.as, loop }, sv[0], mac,
+                                         err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_net: %s\n", err);
         abort();
     }
+    virtio_mmio_connect_irq(&net->t, &vt.irq, VT_BASE);
     vt_map(&vt, virtio_mmio_region(&net->t));
 }
 

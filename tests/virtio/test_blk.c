@@ -55,8 +55,9 @@ static Fix *fix_new(bool readonly, bool with_loop)
     f->blk = calloc(1, sizeof(*f->blk));
     assert_non_null(f->blk);
     char err[256];
-    assert_int_equal(virtio_blk_init(f->blk, f->vt.ctx, f->vt.as, f->loop, &f->vt.irq, VT_BASE,
+    assert_int_equal(virtio_blk_init(f->blk, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop },
                                      f->path, readonly, err, sizeof(err)), 0);
+    virtio_mmio_connect_irq(&f->blk->t, &f->vt.irq, VT_BASE);
     vt_map(&f->vt, virtio_mmio_region(&f->blk->t));
     return f;
 }
@@ -274,7 +275,7 @@ static void test_open_error(void **state)
     VirtioBlk *b = calloc(1, sizeof(*b));
     assert_non_null(b);
     char err[256] = "";
-    assert_true(virtio_blk_init(b, vt.ctx, vt.as, NULL, NULL, VT_BASE, "/nonexistent/disk.img",
+    assert_true(virtio_blk_init(b, &(VirtioEnv){ vt.ctx, vt.as, NULL }, "/nonexistent/disk.img",
                                 false, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "disk path=/nonexistent/disk.img"));
     free(b);
@@ -299,7 +300,7 @@ static void test_not_a_file(void **state)
             VirtioBlk *b = calloc(1, sizeof(*b));
             assert_non_null(b);
             char err[256] = "", want[128];
-            int r = virtio_blk_init(b, vt.ctx, vt.as, NULL, NULL, VT_BASE, paths[i], ro, err,
+            int r = virtio_blk_init(b, &(VirtioEnv){ vt.ctx, vt.as, NULL }, paths[i], ro, err,
                                     sizeof(err));
             if (r == 0)
                 virtio_blk_destroy(b);

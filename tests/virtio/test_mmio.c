@@ -38,8 +38,8 @@ static Fix *fix_new(bool with_loop)
         f->loop = evloop_new();
         assert_non_null(f->loop);
     }
-    assert_int_equal(virtio_rng_init(&f->rng, f->vt.ctx, f->vt.as, f->loop, &f->vt.irq,
-                                     VT_BASE), 0);
+    assert_int_equal(virtio_rng_init(&f->rng, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop }), 0);
+    virtio_mmio_connect_irq(&f->rng.t, &f->vt.irq, VT_BASE);
     vt_map(&f->vt, virtio_mmio_region(&f->rng.t));
     return f;
 }
@@ -235,7 +235,7 @@ static void test_resample_irqfd(void **state)
     ResampleFds fds = { eventfd(0, EFD_NONBLOCK), eventfd(0, EFD_NONBLOCK) };
     assert_true(fds.irqfd >= 0 && fds.resample_fd >= 0);
     IrqLine line = { .set = fake_set, .level_eventfd = fake_level_eventfd, .opaque = &fds };
-    virtio_mmio_connect_irq(&f->rng.t, &line, VT_BASE, true);
+    virtio_mmio_connect_irq(&f->rng.t, &line, VT_BASE);
     vt_bringup(vt, 0, 1, 8);
     VtBuf b = { VT_BUFS, 32, true };
     vt_add(vt, 0, &b, 1);
@@ -501,7 +501,8 @@ static void test_save_load(void **state)
     /* a second device over the same guest memory takes over */
     VirtioRng *b = calloc(1, sizeof(*b));
     assert_non_null(b);
-    assert_int_equal(virtio_rng_init(b, vt->ctx, vt->as, NULL, &vt->irq, VT_BASE + 0x1000), 0);
+    assert_int_equal(virtio_rng_init(b, &(VirtioEnv){ vt->ctx, vt->as, NULL }), 0);
+    virtio_mmio_connect_irq(&b->t, &vt->irq, VT_BASE + 0x1000);
     char err[200] = "";
     /* every truncation and every flipped byte is refused, state unchanged */
     for (size_t n = 0; n < len; n++) {

@@ -42,8 +42,9 @@ static Fix *fix_new(void)
     f->net = calloc(1, sizeof(*f->net));
     assert_non_null(f->net);
     char err[256];
-    assert_int_equal(virtio_net_init(f->net, f->vt.ctx, f->vt.as, f->loop, &f->vt.irq, VT_BASE,
+    assert_int_equal(virtio_net_init(f->net, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop },
                                      sv[0], MAC, err, sizeof(err)), 0);
+    virtio_mmio_connect_irq(&f->net->t, &f->vt.irq, VT_BASE);
     vt_map(&f->vt, virtio_mmio_region(&f->net->t));
     return f;
 }

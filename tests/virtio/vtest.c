@@ -208,11 +208,12 @@ struct VirtioBlk *vt_blk_new(Vt *vt)
         abort();
     VirtioBlk *blk = calloc(1, sizeof(*blk));
     char err[256];
-    if (!blk || virtio_blk_init(blk, vt->ctx, vt->as, NULL, NULL, VT_BASE, path, false, err,
+    if (!blk || virtio_blk_init(blk, &(VirtioEnv){ vt->ctx, vt->as, NULL }, path, false, err,
                                 sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         abort();
     }
+    virtio_mmio_connect_irq(&blk->t, NULL, VT_BASE);
     unlink(path);
     close(fd);
     vt_map(vt, virtio_mmio_region(&blk->t));
