@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "devices/stream.h"
-#include "tests/guests/testdev.h"
 
 static void putc_locked(TestDev *d, char c)
 {

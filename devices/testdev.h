@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The strata test device (ports in tests/guests/testdev.h): lets the tiny
+ * The strata test device (ports in devices/testdev-ports.h): lets the tiny
  * guests of the test kit run under `strata run --test-device`.
  *   REPORT: values are kept (the last TESTDEV_KEEP_REPORTS) and counted;
  *   PUTC:   console characters, printed a line at a time with "guest: ";
@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "devices/device.h"
+#include "devices/testdev-ports.h"
 #include "memory/memory.h"
 
 #define TESTDEV_KEEP_REPORTS 64

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "devices/virtio-mmio.h"
-#include "tests/guests/testdev.h"
+#include "devices/testdev-ports.h"
 #include "vmm/acpi.h"
 #include "vmm/cpuid.h"
 

@@ -6,7 +6,7 @@
  */
 #include "bench/exit-latency/plan.h"
 #include "bench/exit-latency/bench.h"
-#include "tests/guests/testdev.h"
+#include "devices/testdev-ports.h"
 
 #include <elf.h>
 #include <errno.h>

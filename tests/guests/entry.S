@@ -11,7 +11,7 @@
  * The APs (started by guest_start_aps(), smp.c) come in through the
  * real-mode ap_trampoline below and share the GDT, TSS and page tables.
  */
-#include "testdev.h"
+#include "devices/testdev-ports.h"
 
 #define SEL_CODE32   0x08
 #define SEL_DATA     0x10

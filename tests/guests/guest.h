@@ -18,7 +18,12 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdbool.h>
-#include "testdev.h"
+#include "devices/testdev-ports.h"
+
+/* Where the kit loads guests: the link address of every guest ELF (link.ld). */
+#define GUEST_LOAD_ADDR      0x100000u
+/* Guest virtual == guest physical below this (2 MiB pages, user-accessible). */
+#define GUEST_IDENTITY_LIMIT 0x100000000ull
 
 /* The test's code at CPL3; returns the exit code (0 = pass). */
 int guest_main(void);

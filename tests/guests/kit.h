@@ -12,7 +12,7 @@
  *
  * The kit owns one MemoryContext with a "system" root container (2^64) and
  * an "io" root (64 KiB), their address spaces "memory" and "I/O", a RAM
- * region "ram" at guest physical 0, the test device (testdev.h) in the I/O
+ * region "ram" at guest physical 0, the test device (devices/testdev-ports.h) in the I/O
  * space, a KVM VM with those attached, and vCPU 0 in the PVH entry state of
  * the loaded guest ELF with the host's supported CPUID already set (and,
  * with KitOptions.ncpus > 1, vCPUs 1.. waiting for INIT/SIPI).
@@ -30,7 +30,7 @@
 
 #include "kvm/kvm.h"
 #include "memory/memory.h"
-#include "tests/guests/testdev.h"
+#include "devices/testdev-ports.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tests/guests/testdev.h"
+#include "devices/testdev-ports.h"
 #include "testproc.h"
 char tmpdir[64];
 pid_t strata_pid = -1;

@@ -30,7 +30,7 @@
 #include "memory/memory.h"
 #include "qmp_client.h"
 #include "qmp_harness.h"
-#include "tests/guests/testdev.h"
+#include "devices/testdev-ports.h"
 
 /* ---- sections ----------------------------------------------------------------- */
 

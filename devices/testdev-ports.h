@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The strata test device: how tiny guests talk to the host that runs them.
- * Shared by guest code (tests/guests/guest.h) and the host kit (kit.c).
+ * The strata test device's ports: how tiny guests talk to the host that
+ * runs them.  Shared by the device (devices/testdev.c, `strata run
+ * --test-device`), the test kit's host side (tests/guests/kit.c) and guest
+ * code (tests/guests/guest.h, entry.S): plain #defines, so freestanding C
+ * and assembly can include it.
  *
- * Eight PIO ports from TESTDEV_PORT_BASE:
+ * TESTDEV_PORT_SIZE (12) PIO ports from TESTDEV_PORT_BASE:
  *
  *   0xf0 REPORT  outl v: append the 32-bit value v to the run's report log.
  *   0xf1 PUTC    outb c: one character of guest console output (the host
@@ -18,11 +21,11 @@
  *                inl: reads the latched answer.  This is the handshake that
  *                lets a test change the machine between guest phases.
  *
- * Everything else in 0xf0..0xf7 is ignored; reads of REPORT/PUTC/EXIT
+ * Everything else in 0xf0..0xfb is ignored; reads of REPORT/PUTC/EXIT
  * return TESTDEV_MAGIC so a guest can check that the device is there.
  */
-#ifndef STRATA_TESTDEV_H
-#define STRATA_TESTDEV_H
+#ifndef STRATA_DEVICES_TESTDEV_PORTS_H
+#define STRATA_DEVICES_TESTDEV_PORTS_H
 
 #define TESTDEV_PORT_BASE    0xf0
 #define TESTDEV_PORT_SIZE    0x0c
@@ -34,9 +37,4 @@
 #define TESTDEV_MAGIC        0x54534454u   /* "TDST" */
 #define TESTDEV_EXIT_ASSERT  0xa55e17u     /* a GUEST_ASSERT failed */
 
-/* Where the kit loads guests: the link address of every guest ELF. */
-#define GUEST_LOAD_ADDR      0x100000u
-/* Guest virtual == guest physical below this (2 MiB pages, user-accessible). */
-#define GUEST_IDENTITY_LIMIT 0x100000000ull
-
-#endif /* STRATA_TESTDEV_H */
+#endif /* STRATA_DEVICES_TESTDEV_PORTS_H */
