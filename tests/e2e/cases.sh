@@ -474,7 +474,7 @@ case_qmp() {
 	tr -d '\r' < "$WORK/$n.out" > "$WORK/$n.txt" && mv "$WORK/$n.txt" "$WORK/$n.out"
 	booted qmp $n || return
 	if [ "$crc" != 0 ]; then
-		fail_out qmp $n "$(grep '^QMP-LINUX FAIL' "$WORK/qmp-client.txt" || echo "qmp-linux exit status $crc")"
+		fail_out qmp $n "$(grep -m1 -A1 ': check failed: ' "$WORK/qmp-client.txt" | tr -s '\n ' ' ' | grep . || echo "qmp-linux exit status $crc")"
 	elif ! grep -q '^STRATA-POWER-BUTTON' "$WORK/$n.out"; then
 		fail_out qmp $n "the guest never ran its power-button action"
 	elif [ "$VM_RC" != 0 ]; then

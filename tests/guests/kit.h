@@ -31,6 +31,7 @@
 #include "kvm/kvm.h"
 #include "memory/memory.h"
 #include "devices/testdev-ports.h"
+#include "tests/common/check.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,17 +159,9 @@ void kit_recorder_reset(KitRecorder *r);
 /* Removes r from its container (if any) and destroys the region. */
 void kit_recorder_destroy(KitRecorder *r);
 
-/* Fails the test: prints file:line and the message, exits 1. */
-#define TEST_ASSERT(cond, ...)                                              \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n  ", __FILE__,    \
-                    __LINE__, #cond);                                       \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+/* Fails the test unless cond holds: tests/common/check.h's CHECK under the
+ * name the KVM selftests use (prints file:line and the message, exits 1). */
+#define TEST_ASSERT(cond, ...) CHECK(cond, __VA_ARGS__)
 
 /* Asserts a run ended with the guest's EXIT code 0. */
 #define TEST_ASSERT_GUEST_PASSED(r)                                         \

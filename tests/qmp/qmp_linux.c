@@ -15,8 +15,8 @@
  *       requests answered with errors while the heartbeat goes on;
  *       system_powerdown -> {} and POWERDOWN, then the guest powers off:
  *       SHUTDOWN (guest: true) and strata closes the socket.  Prints one
- *       "ok:" line per step and "QMP-LINUX PASS", or "QMP-LINUX FAIL: why"
- *       and exits 1.
+ *       "ok:" line per step and "QMP-LINUX PASS", or a failed CHECK
+ *       ("FILE:LINE: check failed: COND" and why, on stderr) and exits 1.
  *   qmp-linux bench SOCKET [REQUESTS]
  *       Round-trip latency (one request in flight) of query-status and
  *       query-mtree, and query-status requests/s with 1 and 16 clients
@@ -24,7 +24,6 @@
  *       "QMP-BENCH key=value ..." lines.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,20 +32,7 @@
 #include <unistd.h>
 
 #include "qmp_client.h"
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("QMP-LINUX FAIL: ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    exit(1);
-}
-
-#define CHECK(cond, ...) do { if (!(cond)) fail(__VA_ARGS__); } while (0)
+#include "tests/common/check.h"
 
 static char *dump(json_t *j)
 {

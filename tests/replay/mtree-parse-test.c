@@ -8,17 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/common/check.h"
 #include "tests/replay/mtree-parse.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
 
 static const char sample[] =
     "address-space: cpu-memory-0\n"
@@ -53,35 +44,40 @@ static void test_sample(void)
     char err[256];
     const MtpSection *s;
 
-    CHECK(mtp_parse(sample, strlen(sample), &d, err, sizeof(err)) == 0);
-    if (d.nr_sections != 4) {
-        fprintf(stderr, "sections: %u (%s)\n", d.nr_sections, err);
-        failures++;
-        mtp_dump_free(&d);
-        return;
-    }
+    CHECK(mtp_parse(sample, strlen(sample), &d, err, sizeof(err)) == 0, "sample: %s", err);
+    CHECK(d.nr_sections == 4, "sample: %u sections", d.nr_sections);
     s = &d.sections[0];
-    CHECK(s->kind == MTP_SEC_AS && s->nr_names == 2 && strcmp(s->names[1], "memory") == 0);
-    CHECK(s->nr_nodes == 6 && s->nr_body == 6);
-    CHECK(s->nodes[0].subtree == 6 && s->nodes[0].nr_children == 4);
-    CHECK(s->nodes[1].is_alias && strcmp(s->nodes[1].name, "ram-below-4g") == 0);
-    CHECK(strcmp(s->nodes[1].alias_target, "pc.ram") == 0 && s->nodes[1].alias_end == 0x7ffffff);
-    CHECK(s->nodes[2].prio == -1 && s->nodes[2].type == MTP_IO && s->nodes[2].subtree == 2);
-    CHECK(s->nodes[3].parent == 2 && s->nodes[3].type == MTP_ROM && s->nodes[3].line == 6);
-    CHECK(s->nodes[4].is_alias && s->nodes[4].disabled);
-    CHECK(strcmp(s->nodes[4].name, "bus master") == 0);
-    CHECK(strcmp(s->nodes[4].alias_target, "system") == 0);
-    CHECK(s->nodes[5].prio == 4096 && s->nodes[5].parent == 0);
+    CHECK(s->kind == MTP_SEC_AS && s->nr_names == 2 && strcmp(s->names[1], "memory") == 0,
+          "sample, section 0");
+    CHECK(s->nr_nodes == 6 && s->nr_body == 6, "sample, section 0");
+    CHECK(s->nodes[0].subtree == 6 && s->nodes[0].nr_children == 4, "sample, section 0");
+    CHECK(s->nodes[1].is_alias && strcmp(s->nodes[1].name, "ram-below-4g") == 0,
+          "sample, section 0");
+    CHECK(strcmp(s->nodes[1].alias_target, "pc.ram") == 0 && s->nodes[1].alias_end == 0x7ffffff,
+          "sample, section 0");
+    CHECK(s->nodes[2].prio == -1 && s->nodes[2].type == MTP_IO && s->nodes[2].subtree == 2,
+          "sample, section 0");
+    CHECK(s->nodes[3].parent == 2 && s->nodes[3].type == MTP_ROM && s->nodes[3].line == 6,
+          "sample, section 0");
+    CHECK(s->nodes[4].is_alias && s->nodes[4].disabled, "sample, section 0");
+    CHECK(strcmp(s->nodes[4].name, "bus master") == 0, "sample, section 0");
+    CHECK(strcmp(s->nodes[4].alias_target, "system") == 0, "sample, section 0");
+    CHECK(s->nodes[5].prio == 4096 && s->nodes[5].parent == 0, "sample, section 0");
     s = &d.sections[1];
-    CHECK(s->kind == MTP_SEC_MR && strcmp(s->names[0], "pc.ram") == 0 && s->nr_nodes == 1);
+    CHECK(s->kind == MTP_SEC_MR && strcmp(s->names[0], "pc.ram") == 0 && s->nr_nodes == 1,
+          "sample, section 1");
     s = &d.sections[2];
-    CHECK(s->kind == MTP_SEC_FV && s->nr_names == 2 && strcmp(s->as_roots[0], "system") == 0);
-    CHECK(s->fv_root && strcmp(s->fv_root, "system") == 0 && s->nr_ranges == 3);
-    CHECK(s->ranges[2].offset == 0x100000 && strcmp(s->ranges[2].name, "pc.ram") == 0);
-    CHECK(s->ranges[1].type == MTP_ROM && s->ranges[1].prio == 1);
+    CHECK(s->kind == MTP_SEC_FV && s->nr_names == 2 && strcmp(s->as_roots[0], "system") == 0,
+          "sample, section 2");
+    CHECK(s->fv_root && strcmp(s->fv_root, "system") == 0 && s->nr_ranges == 3,
+          "sample, section 2");
+    CHECK(s->ranges[2].offset == 0x100000 && strcmp(s->ranges[2].name, "pc.ram") == 0,
+          "sample, section 2");
+    CHECK(s->ranges[1].type == MTP_ROM && s->ranges[1].prio == 1, "sample, section 2");
     s = &d.sections[3];
-    CHECK(s->kind == MTP_SEC_FV && !s->fv_root && s->fv_empty && s->nr_ranges == 0);
-    CHECK(strcmp(s->as_roots[0], "bus master container") == 0);
+    CHECK(s->kind == MTP_SEC_FV && !s->fv_root && s->fv_empty && s->nr_ranges == 0,
+          "sample, section 3");
+    CHECK(strcmp(s->as_roots[0], "bus master container") == 0, "sample, section 3");
     mtp_dump_free(&d);
 }
 
@@ -90,17 +86,11 @@ static void expect_error_n(const char *text, size_t len, const char *want)
     MtpDump d;
     char err[256];
 
-    if (mtp_parse(text, len, &d, err, sizeof(err)) == 0) {
-        fprintf(stderr, "parsed, expected error '%s' for:\n%s\n", want, text);
-        failures++;
-        mtp_dump_free(&d);
-        return;
-    }
-    if (strncmp(err, want, strlen(want)) != 0) {
-        fprintf(stderr, "error '%s', expected prefix '%s'\n", err, want);
-        failures++;
-    }
-    CHECK(d.nr_sections == 0 && d.sections == NULL);
+    CHECK(mtp_parse(text, len, &d, err, sizeof(err)) != 0, "parsed, expected error '%s' for:\n%s",
+          want, text);
+    CHECK(strncmp(err, want, strlen(want)) == 0, "error '%s', expected prefix '%s'", err, want);
+    CHECK(d.nr_sections == 0 && d.sections == NULL, "a failed parse left %u sections",
+          d.nr_sections);
 }
 
 static void expect_error(const char *text, const char *want)
@@ -152,10 +142,7 @@ static void test_mutations(void)
     char *buf = malloc(n + 64);
     unsigned iter;
 
-    if (!buf) {
-        failures++;
-        return;
-    }
+    CHECK(buf, "out of memory");
     for (iter = 0; iter < 20000; iter++) {
         size_t len = n, k, edits = 1 + next_rand() % 4;
         MtpDump d;
@@ -184,12 +171,11 @@ static void test_mutations(void)
                 break;
             }
         }
-        if (mtp_parse(buf, len, &d, err, sizeof(err)) == 0) {
+        if (mtp_parse(buf, len, &d, err, sizeof(err)) == 0)
             mtp_dump_free(&d);
-        } else if (strncmp(err, "line ", 5) != 0) {
-            fprintf(stderr, "error without a line number: '%s'\n", err);
-            failures++;
-        }
+        else
+            CHECK(strncmp(err, "line ", 5) == 0, "mutation %u: error without a line number: '%s'",
+                  iter, err);
     }
     free(buf);
 }
@@ -199,10 +185,6 @@ int main(void)
     test_sample();
     test_errors();
     test_mutations();
-    if (failures) {
-        fprintf(stderr, "mtree-parse-test: %d failure(s)\n", failures);
-        return 1;
-    }
     printf("mtree-parse-test: all passed\n");
     return 0;
 }
