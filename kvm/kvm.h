@@ -5,7 +5,8 @@
  * A KvmVm owns the /dev/kvm fd, the VM fd, the memory listeners that turn
  * the caller's two address spaces (`memory` and `I/O`) into KVM memory
  * slots, coalesced-MMIO zones and ioeventfds, the in-kernel irqchip/PIT (if
- * asked for), irqfds and GSI routes, and its vCPUs with their threads.
+ * asked for), the irqfds behind interrupt lines, and its vCPUs with their
+ * threads.
  *
  * Typical use:
  *     KvmVmConfig cfg = KVM_VM_CONFIG_DEFAULT;
@@ -183,30 +184,6 @@ void kvm_vm_flush_coalesced(KvmVm *vm);
 /* True if the VM has an in-kernel irqchip. */
 bool kvm_vm_has_irqchip(const KvmVm *vm);
 
-/* KVM_IRQ_LINE: drive GSI `gsi` to level (needs the irqchip). */
-int kvm_vm_set_irq(KvmVm *vm, unsigned gsi, int level);
-
-/* Assigns eventfd `fd` as an irqfd for `gsi` (a write pulses the GSI);
- * resample_fd >= 0 makes it level-triggered with that resample eventfd. */
-int kvm_vm_irqfd_assign(KvmVm *vm, int fd, unsigned gsi, int resample_fd);
-
-/* Removes an irqfd assigned with kvm_vm_irqfd_assign. */
-int kvm_vm_irqfd_deassign(KvmVm *vm, int fd, unsigned gsi);
-
-/* Adds an MSI route (address/data) to the GSI routing table (keeping the
- * default irqchip routes); returns the new GSI (>= 24) or a negative errno. */
-int kvm_vm_add_msi_route(KvmVm *vm, uint64_t address, uint32_t data);
-
-/* Changes the address/data of an MSI route made by add_msi_route. */
-int kvm_vm_update_msi_route(KvmVm *vm, unsigned gsi, uint64_t address, uint32_t data);
-
-/* Removes an MSI route made by add_msi_route. */
-int kvm_vm_del_msi_route(KvmVm *vm, unsigned gsi);
-
-/* KVM_SIGNAL_MSI: injects one MSI now (KVM answers -EPERM while no vCPU
- * exists to receive it). */
-int kvm_vm_signal_msi(KvmVm *vm, uint64_t address, uint32_t data);
-
 /*
  * Fills *line with a device-facing handle for `gsi`: set() calls
  * KVM_IRQ_LINE, eventfd() lazily creates an eventfd bound to the GSI with
@@ -279,9 +256,6 @@ int kvm_vcpu_init_cpuid(KvmVcpu *vcpu);
  */
 int kvm_vcpu_setup_pvh(KvmVcpu *vcpu, uint64_t entry, uint64_t start_info);
 
-/* Puts the vCPU in 16-bit real mode at cs:ip (cs base = cs << 4). */
-int kvm_vcpu_setup_real_mode(KvmVcpu *vcpu, uint16_t cs, uint16_t ip);
-
 /*
  * Translates a guest virtual (linear) address through the vCPU's current
  * page tables (none / 32-bit / PAE / 4- and 5-level) reading guest memory
@@ -325,10 +299,6 @@ int kvm_vm_start(KvmVm *vm);
  * (also in *out when not NULL).  KVM_END_NONE at once if the VM was neither
  * started nor ended. */
 KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out);
-
-/* Like kvm_vm_wait, but gives up after timeout_ms (UINT32_MAX = never):
- * then returns KVM_END_NONE and the VM keeps running. */
-KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out);
 
 /* True once the VM has ended (never blocks). */
 bool kvm_vm_ended(const KvmVm *vm);

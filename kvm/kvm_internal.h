@@ -115,9 +115,7 @@ struct KvmVm {
     KvmThreadHook thread_hook;      /* run first on each vCPU thread */
     void *thread_hook_opaque;
 
-    /* GSI routing */
-    struct kvm_irq_routing_entry *routes;
-    size_t nroutes, routes_cap;
+    /* interrupt lines and their irqfds */
     pthread_mutex_t irq_lock;
     KvmIrqLineCtx *lines;
 

@@ -472,16 +472,8 @@ void kvm_vcpu_join_all(KvmVm *vm)
     }
 }
 
-KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out)
+KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&vm->lock);
     while (!vm->ended) {
         if (!vm->started) {     /* nothing could ever end it */
@@ -490,15 +482,7 @@ KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out)
                 end_fill(out, KVM_END_NONE, -1, 0, NULL);
             return KVM_END_NONE;
         }
-        if (timeout_ms == UINT32_MAX) {
-            pthread_cond_wait(&vm->cond, &vm->lock);
-        } else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT &&
-                   !vm->ended) {
-            pthread_mutex_unlock(&vm->lock);
-            if (out)
-                end_fill(out, KVM_END_NONE, -1, 0, NULL);
-            return KVM_END_NONE;
-        }
+        pthread_cond_wait(&vm->cond, &vm->lock);
     }
     KvmVmEnd end = vm->end;
     pthread_mutex_unlock(&vm->lock);
@@ -506,11 +490,6 @@ KvmEndReason kvm_vm_wait_timeout(KvmVm *vm, unsigned timeout_ms, KvmVmEnd *out)
     if (out)
         *out = end;
     return end.reason;
-}
-
-KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out)
-{
-    return kvm_vm_wait_timeout(vm, UINT32_MAX, out);
 }
 
 /* ---- pause / resume -------------------------------------------------------- */

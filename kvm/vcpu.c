@@ -349,33 +349,3 @@ int kvm_vcpu_setup_pvh(KvmVcpu *vcpu, uint64_t entry, uint64_t start_info)
     rg.rflags = 2;
     return kvm_vcpu_set_regs(vcpu, &rg);
 }
-
-int kvm_vcpu_setup_real_mode(KvmVcpu *vcpu, uint16_t cs, uint16_t ip)
-{
-    struct kvm_sregs sr;
-    int r = kvm_vcpu_get_sregs(vcpu, &sr);
-    if (r < 0)
-        return r;
-    struct kvm_segment seg;
-    memset(&seg, 0, sizeof(seg));
-    seg.limit = 0xffff;
-    seg.present = 1;
-    seg.s = 1;
-    seg.type = 0x3;
-    sr.ds = sr.es = sr.fs = sr.gs = sr.ss = seg;
-    seg.type = 0xb;
-    seg.selector = cs;
-    seg.base = (uint64_t)cs << 4;
-    sr.cs = seg;
-    sr.cr0 &= ~(0x1ull | 0x80000000ull);
-    sr.cr4 = 0;
-    sr.efer = 0;
-    r = kvm_vcpu_set_sregs(vcpu, &sr);
-    if (r < 0)
-        return r;
-    struct kvm_regs rg;
-    memset(&rg, 0, sizeof(rg));
-    rg.rip = ip;
-    rg.rflags = 2;
-    return kvm_vcpu_set_regs(vcpu, &rg);
-}

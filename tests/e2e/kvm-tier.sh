@@ -26,7 +26,6 @@ cp "$BUILD/vmm/strata" "$S/vmm/"
 TESTS=()
 # Left out here, with the reason: none today (kvm-dirty's false dirty pages
 # in the bed came from L1's transparent huge pages: see tests/kvm/dirty.c).
-# kvm-selftest is not a tests/kvm program: e2e.bed runs it.
 EXCLUDED=""
 for f in "$BUILD"/tests/kvm/kvm-*; do
   b=$(basename "$f")
