@@ -120,16 +120,6 @@ MemoryRegion *testdev_region(TestDev *d)
     return &d->io;
 }
 
-uint64_t testdev_report_count(TestDev *d, uint32_t *last)
-{
-    pthread_mutex_lock(&d->lock);
-    uint64_t n = d->nr_reports;
-    if (last)
-        *last = n ? d->reports[(n - 1) % TESTDEV_KEEP_REPORTS] : 0;
-    pthread_mutex_unlock(&d->lock);
-    return n;
-}
-
 int testdev_save(TestDev *d, uint8_t **buf, size_t *len)
 {
     StateWriter w;

@@ -52,8 +52,6 @@ void testdev_destroy(TestDev *d);
 void testdev_reset(TestDev *d);
 /* The region to map in the I/O address space. */
 MemoryRegion *testdev_region(TestDev *d);
-/* Number of reports so far and the last value (0 if none). */
-uint64_t testdev_report_count(TestDev *d, uint32_t *last);
 /* Saves / loads the device state as one versioned section (see serial.h). */
 int testdev_save(TestDev *d, uint8_t **buf, size_t *len);
 int testdev_load(TestDev *d, const uint8_t *buf, size_t len, char *err, size_t errlen);

@@ -44,19 +44,6 @@ static void update_irq_after_ack(VirtioMmio *t)
         irq_line_lower(&t->irq);
 }
 
-bool virtio_mmio_has_feature(const VirtioMmio *t, unsigned bit)
-{
-    return bit < 64 && (t->r.driver_features >> bit) & 1;
-}
-
-bool virtio_mmio_is_broken(VirtioMmio *t)
-{
-    virtio_mmio_lock(t);
-    bool b = t->r.broken;
-    virtio_mmio_unlock(t);
-    return b;
-}
-
 void virtio_mmio_break(VirtioMmio *t, const char *reason)
 {
     if (t->r.broken)

@@ -186,8 +186,6 @@ void virtio_mmio_destroy(VirtioMmio *t);
 MemoryRegion *virtio_mmio_region(VirtioMmio *t);
 /* Device reset as if the driver wrote 0 to Status. */
 void virtio_mmio_reset(VirtioMmio *t);
-/* True if feature bit `bit` was negotiated (lock held). */
-bool virtio_mmio_has_feature(const VirtioMmio *t, unsigned bit);
 /* Marks the device broken (lock held): NEEDS_RESET, config interrupt, one
  * log line with reason. */
 void virtio_mmio_break(VirtioMmio *t, const char *reason);
@@ -200,8 +198,6 @@ VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned q);
 /* Runs `fn` with the lock held and a FlatView taken, as the notify path
  * does (device backends use it from their own event handlers). */
 void virtio_mmio_run_locked(VirtioMmio *t, void (*fn)(VirtioMmio *t, void *arg), void *arg);
-/* True if the device is broken (DEVICE_NEEDS_RESET). */
-bool virtio_mmio_is_broken(VirtioMmio *t);
 
 /* Pops the next chain of queue q (vq from virtio_mmio_queue); 1 got one,
  * 0 empty, -1 the device broke (already reported). */

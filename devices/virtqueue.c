@@ -35,15 +35,6 @@ void *guest_mem_map_region(FlatView *fv, uint64_t gpa, uint64_t len, bool write,
     return base + in_region;
 }
 
-bool guest_mem_read(FlatView *fv, uint64_t gpa, void *buf, uint64_t len)
-{
-    void *p = guest_mem_map(fv, gpa, len, false);
-    if (!p)
-        return false;
-    memcpy(buf, p, len);
-    return true;
-}
-
 void virtq_reset(VirtQueue *vq)
 {
     memset(vq, 0, sizeof(*vq));
@@ -178,11 +169,6 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
     }
     vq->last_avail_idx++;
     return 1;
-}
-
-void virtq_unpop(VirtQueue *vq)
-{
-    vq->last_avail_idx--;
 }
 
 void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)

@@ -65,8 +65,6 @@ void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write);
  * range lies in (*mr, *off; only written on success). */
 void *guest_mem_map_region(FlatView *fv, uint64_t gpa, uint64_t len, bool write,
                            MemoryRegion **mr, uint64_t *off);
-/* Copies len bytes from guest memory; false if not all inside RAM. */
-bool guest_mem_read(FlatView *fv, uint64_t gpa, void *buf, uint64_t len);
 
 /* Puts the queue in its reset state (not ready, zero addresses/indices). */
 void virtq_reset(VirtQueue *vq);
@@ -83,8 +81,6 @@ bool virtq_has_avail(const VirtQueue *vq);
  * Needs virtq_map in the same batch.
  */
 int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why);
-/* Gives the last popped chain back (it will be popped again). */
-void virtq_unpop(VirtQueue *vq);
 /* Publishes e as used with `len` bytes written by the device, marking the
  * used entry, the used index and e's device-writable buffers dirty after
  * they were written (a dirty-page harvest in between cannot lose them). */

@@ -263,7 +263,7 @@ void kvm_vm_destroy(KvmVm *vm)
     }
     /* Drain what the guest left in the ring while the devices still exist. */
     if (vm->ring && vm->memory_as)
-        kvm_drain_coalesced(vm, false);
+        kvm_drain_coalesced(vm);
     vm->destroying = true;
     if (vm->mem_listener.registered)
         memory_listener_unregister(&vm->mem_listener.ml);
@@ -288,16 +288,6 @@ void kvm_vm_destroy(KvmVm *vm)
     free(vm);
 }
 
-AddressSpace *kvm_vm_memory_as(const KvmVm *vm)
-{
-    return vm->memory_as;
-}
-
-AddressSpace *kvm_vm_io_as(const KvmVm *vm)
-{
-    return vm->io_as;
-}
-
 int kvm_vm_fd(const KvmVm *vm)
 {
     return vm->vm_fd;
@@ -312,11 +302,6 @@ int kvm_vm_check_extension(const KvmVm *vm, long cap)
 {
     int r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, cap);
     return r > 0 ? r : 0;
-}
-
-void kvm_vm_set_dispatch_lock(KvmVm *vm, pthread_mutex_t *lock)
-{
-    vm->dispatch_lock = lock;
 }
 
 void kvm_vm_set_thread_hook(KvmVm *vm, KvmThreadHook fn, void *opaque)
@@ -383,7 +368,7 @@ void kvm_vm_get_stats(KvmVm *vm, KvmVmStats *out)
 
 void kvm_vm_flush_coalesced(KvmVm *vm)
 {
-    kvm_drain_coalesced(vm, false);
+    kvm_drain_coalesced(vm);
 }
 
 const char *kvm_end_reason_str(KvmEndReason reason)

@@ -100,11 +100,6 @@ void kvm_vm_destroy(KvmVm *vm);
 int kvm_vm_attach_memory(KvmVm *vm, MemoryContext *ctx, AddressSpace *memory_as,
                          AddressSpace *io_as);
 
-/* The `memory` address space given to attach_memory (NULL before). */
-AddressSpace *kvm_vm_memory_as(const KvmVm *vm);
-/* The `I/O` address space given to attach_memory (NULL before or if none). */
-AddressSpace *kvm_vm_io_as(const KvmVm *vm);
-
 /* The VM fd (for ioctls this API does not wrap); owned by the VM. */
 int kvm_vm_fd(const KvmVm *vm);
 /* The /dev/kvm fd (system ioctls); owned by the VM. */
@@ -112,15 +107,6 @@ int kvm_vm_kvm_fd(const KvmVm *vm);
 
 /* KVM_CHECK_EXTENSION on the VM fd: >0 if supported (value), 0 if not. */
 int kvm_vm_check_extension(const KvmVm *vm, long cap);
-
-/*
- * Optional "big lock": if set, every exit dispatch (IO/MMIO, coalesced
- * drain) on vCPU threads holds *lock around the address_space_* call.  A
- * pause requested while holding the lock treats a vCPU that waits for it
- * as parked.  Set before kvm_vm_start; NULL = no lock.  Do not hold it
- * across kvm_vm_wait or kvm_vm_destroy (they join the vCPU threads).
- */
-void kvm_vm_set_dispatch_lock(KvmVm *vm, pthread_mutex_t *lock);
 
 /*
  * Called first on each vCPU thread kvm_vm_start creates, before its first
@@ -228,10 +214,6 @@ int kvm_vcpu_set_regs(KvmVcpu *vcpu, const struct kvm_regs *regs);
 int kvm_vcpu_get_sregs(KvmVcpu *vcpu, struct kvm_sregs *sregs);
 /* Writes segments, control registers, EFER, ... (KVM_SET_SREGS). */
 int kvm_vcpu_set_sregs(KvmVcpu *vcpu, const struct kvm_sregs *sregs);
-/* Reads the FPU/SSE state (KVM_GET_FPU). */
-int kvm_vcpu_get_fpu(KvmVcpu *vcpu, struct kvm_fpu *fpu);
-/* Writes the FPU/SSE state (KVM_SET_FPU). */
-int kvm_vcpu_set_fpu(KvmVcpu *vcpu, const struct kvm_fpu *fpu);
 
 /* Reads one MSR (KVM_GET_MSRS with one entry). */
 int kvm_vcpu_get_msr(KvmVcpu *vcpu, uint32_t index, uint64_t *value);
@@ -309,7 +291,7 @@ void kvm_vm_request_end(KvmVm *vm, KvmEndReason reason, int code, const char *te
 
 /*
  * Pauses every vCPU: returns once each one is out of KVM_RUN and parked (or
- * is the calling thread, or waits for the dispatch lock).  Nests: each
+ * is the calling thread).  Nests: each
  * pause needs a resume.  Works before start and after the end too (then
  * nothing runs); returns 0.
  */
@@ -320,14 +302,6 @@ void kvm_vm_resume(KvmVm *vm);
 
 /* True while at least one pause is in effect. */
 bool kvm_vm_paused(const KvmVm *vm);
-
-/*
- * Synchronous use, for tests and benchmarks (no thread): one KVM_RUN on the
- * calling thread, then the exit is handled (coalesced ring drained, IO/MMIO
- * dispatched).  Returns the KVM exit reason (KVM_EXIT_*; KVM_EXIT_INTR for
- * EINTR) or a negative errno.  HLT/SHUTDOWN/... do not end the VM here.
- */
-int kvm_vcpu_run_once(KvmVcpu *vcpu);
 
 /*
  * Synchronous: runs the vCPU on the calling thread, dispatching IO/MMIO,

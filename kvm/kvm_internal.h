@@ -69,7 +69,6 @@ typedef enum {
     VCPU_IDLE = 0,                  /* not in the run loop */
     VCPU_RUNNING,                   /* in (or about to enter) KVM_RUN, or handling an exit */
     VCPU_PARKED,                    /* waiting for resume */
-    VCPU_WAIT_LOCK,                 /* waiting for the dispatch lock */
 } KvmVcpuRunState;
 
 struct KvmVcpu {
@@ -111,7 +110,6 @@ struct KvmVm {
     pthread_mutex_t ring_lock;      /* recursive */
     bool ring_warned;
 
-    pthread_mutex_t *dispatch_lock;
     KvmThreadHook thread_hook;      /* run first on each vCPU thread */
     void *thread_hook_opaque;
 
@@ -148,8 +146,8 @@ int kvm_ioctl(int fd, unsigned long req, void *arg);
 void kvm_listener_init(KvmVm *vm, KvmListener *l, bool is_io);
 void kvm_listener_fini(KvmListener *l);
 
-/* Coalesced ring drain; take_dispatch_lock on vCPU threads (vcpu.c). */
-void kvm_drain_coalesced(KvmVm *vm, bool take_dispatch_lock);
+/* Delivers the pending coalesced writes, in guest order (run.c). */
+void kvm_drain_coalesced(KvmVm *vm);
 
 /* irq.c */
 int kvm_irq_init(KvmVm *vm);

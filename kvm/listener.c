@@ -272,7 +272,7 @@ static void kl_begin(MemoryListener *ml)
     KvmListener *l = to_kl(ml);
     l->in_txn = true;
     if (!l->vm->destroying)
-        kvm_drain_coalesced(l->vm, false);
+        kvm_drain_coalesced(l->vm);
 }
 
 static void kl_commit(MemoryListener *ml)
@@ -283,7 +283,7 @@ static void kl_commit(MemoryListener *ml)
         l->npend = 0;
         return;
     }
-    kvm_drain_coalesced(l->vm, false);
+    kvm_drain_coalesced(l->vm);
     if (l->npend)
         apply_pending(l);
 }
@@ -374,7 +374,7 @@ static void kl_coalesced_del(MemoryListener *ml, MemoryRegionSection *s, uint64_
     (void)s;
     if (vm->destroying)
         return;
-    kvm_drain_coalesced(vm, false);     /* writes queued for the zone go first */
+    kvm_drain_coalesced(vm);     /* writes queued for the zone go first */
     uint64_t end = addr + len;
     for (size_t i = 0; i < l->nzones;) {
         KvmZone *z = &l->zones[i];

@@ -6,10 +6,10 @@
  * Pause protocol (all under vm->lock): a pauser bumps pause_count, sets
  * kvm_run->immediate_exit on each vCPU in VCPU_RUNNING and signals its
  * thread, then waits until no vCPU is in VCPU_RUNNING (a vCPU thread
- * leaves that state only to park, to wait for the dispatch lock, or to
- * exit; a synchronous caller's vCPU is idle between runs).  A vCPU clears
- * immediate_exit and checks pause_count under the same lock right before
- * KVM_RUN, so a pause either parks it there or makes KVM_RUN return at once.
+ * leaves that state only to park or to exit; a synchronous caller's vCPU
+ * is idle between runs).  A vCPU clears immediate_exit and checks
+ * pause_count under the same lock right before KVM_RUN, so a pause either
+ * parks it there or makes KVM_RUN return at once.
  */
 #include <errno.h>
 #include <sys/syscall.h>
@@ -26,7 +26,7 @@ static __thread KvmVcpu *tls_vcpu;     /* the vCPU this thread runs, if any */
 
 /* ---- coalesced ring ---------------------------------------------------- */
 
-void kvm_drain_coalesced(KvmVm *vm, bool take_dispatch_lock)
+void kvm_drain_coalesced(KvmVm *vm)
 {
     struct kvm_coalesced_mmio_ring *ring = vm->ring;
     if (!ring)
@@ -35,8 +35,6 @@ void kvm_drain_coalesced(KvmVm *vm, bool take_dispatch_lock)
     if (__atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
         __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
         return;
-    if (take_dispatch_lock && vm->dispatch_lock)
-        pthread_mutex_lock(vm->dispatch_lock);
     pthread_mutex_lock(&vm->ring_lock);
     ring = vm->ring;
     while (ring) {
@@ -65,8 +63,6 @@ void kvm_drain_coalesced(KvmVm *vm, bool take_dispatch_lock)
             address_space_write(as, e.phys_addr, e.data, e.len);
     }
     pthread_mutex_unlock(&vm->ring_lock);
-    if (take_dispatch_lock && vm->dispatch_lock)
-        pthread_mutex_unlock(vm->dispatch_lock);
 }
 
 /* ---- exit dispatch ------------------------------------------------------ */
@@ -141,22 +137,13 @@ static void set_state(KvmVcpu *v, KvmVcpuRunState s)
 static int handle_exit(KvmVcpu *v, int exit_reason, ExitErr *err)
 {
     KvmVm *vm = v->vm;
-    bool locked = false;
-    if (v->threaded && vm->dispatch_lock) {
-        set_state(v, VCPU_WAIT_LOCK);
-        pthread_mutex_lock(vm->dispatch_lock);
-        set_state(v, VCPU_RUNNING);
-        locked = true;
-    }
-    kvm_drain_coalesced(vm, false);
+    kvm_drain_coalesced(vm);
     int r = 0;
     switch (exit_reason) {
     case KVM_EXIT_IO: r = handle_io(v, err); break;
     case KVM_EXIT_MMIO: r = handle_mmio(v, err); break;
     default: STAT_ADD(vm, exits_other, 1); break;
     }
-    if (locked)
-        pthread_mutex_unlock(vm->dispatch_lock);
     return r;
 }
 
@@ -209,15 +196,6 @@ static int run_once(KvmVcpu *v, ExitErr *err)
         set_state(v, VCPU_IDLE);
     tls_vcpu = prev;
     return r < 0 ? r : exit_reason;
-}
-
-int kvm_vcpu_run_once(KvmVcpu *vcpu)
-{
-    ExitErr err = { "" };
-    int r = run_once(vcpu, &err);
-    if (r < 0 && r != -ESHUTDOWN)
-        kvm_vm_error(vcpu->vm, "vCPU %u: %s", vcpu->index, err.text);
-    return r;
 }
 
 static void end_fill(KvmVmEnd *end, KvmEndReason reason, int vcpu, int code, const char *text)

@@ -200,16 +200,6 @@ int kvm_vcpu_set_sregs(KvmVcpu *vcpu, const struct kvm_sregs *sregs)
     return vcpu_ioctl(vcpu, KVM_SET_SREGS, (void *)sregs, "KVM_SET_SREGS");
 }
 
-int kvm_vcpu_get_fpu(KvmVcpu *vcpu, struct kvm_fpu *fpu)
-{
-    return vcpu_ioctl(vcpu, KVM_GET_FPU, fpu, "KVM_GET_FPU");
-}
-
-int kvm_vcpu_set_fpu(KvmVcpu *vcpu, const struct kvm_fpu *fpu)
-{
-    return vcpu_ioctl(vcpu, KVM_SET_FPU, (void *)fpu, "KVM_SET_FPU");
-}
-
 /* struct kvm_msrs with room for one entry (its flexible array) */
 typedef union {
     struct kvm_msrs hdr;

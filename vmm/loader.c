@@ -134,18 +134,6 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
     return 0;
 }
 
-int kernel_image_open(KernelImage *img, const char *path, char *err, size_t errlen)
-{
-    memset(img, 0, sizeof(*img));
-    uint8_t *buf;
-    size_t len;
-    if (boot_read_file(path, MAX_KERNEL_FILE, "--kernel", &buf, &len, err, errlen) < 0)
-        return -1;
-    int r = kernel_image_parse(img, buf, len, path, err, errlen);
-    boot_free_file(buf, len);
-    return r;
-}
-
 void kernel_image_free(KernelImage *img)
 {
     free(img->data);

@@ -27,9 +27,6 @@ typedef struct KernelImage {
 /* Host pointer to [gpa, gpa+len) of guest RAM, or NULL if not all RAM. */
 void *guest_ram_ptr(const GuestRam *ram, uint64_t gpa, uint64_t len);
 
-/* Reads and validates path (ELF64 x86-64, PVH note, segments inside the
- * file).  0, or -1 with a message naming the file in err. */
-int kernel_image_open(KernelImage *img, const char *path, char *err, size_t errlen);
 /* Parses an image already in memory (copied).  0 or -1 with err set. */
 int kernel_image_parse(KernelImage *img, const void *data, size_t len, const char *name,
                        char *err, size_t errlen);

@@ -195,19 +195,6 @@ int sandbox_role_from_name(const char *s)
     return -1;
 }
 
-int sandbox_mode_from_name(const char *s)
-{
-    if (!s)
-        return -1;
-    if (!strcmp(s, "kill"))
-        return SANDBOX_KILL;
-    if (!strcmp(s, "log"))
-        return SANDBOX_LOG;
-    if (!strcmp(s, "off"))
-        return SANDBOX_OFF;
-    return -1;
-}
-
 bool sandbox_thread_strict(void)
 {
     return tls_strict;

@@ -130,8 +130,6 @@ void sandbox_fatal_forget(const char *path);
 const char *sandbox_role_name(SandboxRole role);
 /* The role named s, or -1. */
 int sandbox_role_from_name(const char *s);
-/* The mode named s ("kill", "log", "off"), or -1. */
-int sandbox_mode_from_name(const char *s);
 /* True if the calling thread runs under a kill-mode filter: then it must
  * not call what opens files or unlisted sockets (getaddrinfo on a host
  * name, for one). */
