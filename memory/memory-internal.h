@@ -71,10 +71,40 @@ void mem_note_region(MemoryRegion *mr);
 /* Mark the context dirty and commit now if no transaction is open. */
 void mem_schedule_commit(MemoryContext *ctx);
 
+/* The end of a flat range (exclusive). */
+static inline Int128 flatrange_end(const FlatRange *fr)
+{
+    return (Int128)fr->start + fr->size;
+}
+
+/* True if b continues a seamlessly (QEMU's simplify merges them). */
+static inline bool flatrange_can_merge(const FlatRange *a, const FlatRange *b)
+{
+    return flatrange_end(a) == b->start && a->mr == b->mr &&
+           (Int128)a->offset_in_region + a->size == b->offset_in_region &&
+           a->dirty_log_mask == b->dirty_log_mask && a->romd_mode == b->romd_mode &&
+           a->readonly == b->readonly && a->nonvolatile == b->nonvolatile;
+}
+
+/* True if a and b map the same thing the same way (the dirty-log mask aside). */
+static inline bool flatrange_equal(const FlatRange *a, const FlatRange *b)
+{
+    return a->start == b->start && a->size == b->size && a->mr == b->mr &&
+           a->offset_in_region == b->offset_in_region && a->romd_mode == b->romd_mode &&
+           a->readonly == b->readonly && a->nonvolatile == b->nonvolatile;
+}
+
+/* What a commit changed in one view: the old ranges that are gone and the
+ * new ranges that were not there, each sorted by address. */
+typedef struct FlatViewDelta {
+    FlatRange *del, *add;
+    size_t nr_del, nr_add;
+} FlatViewDelta;
+
 /* flatview.c */
 FlatView *flatview_new(MemoryRegion *root);
-/* Render [lo, hi) of root's space from scratch into fv (appending). */
-void flatview_render_window(FlatView *fv, MemoryRegion *root, Int128 lo, Int128 hi);
+/* Index of the first range of fv whose end is above addr (fv's count if none). */
+size_t flatview_first_ending_after(const FlatView *fv, Int128 addr);
 /* QEMU's memory_region_get_flatview_root(). */
 MemoryRegion *memory_region_flatview_root(MemoryRegion *mr);
 /* The outermost commit: update every AS and tell listeners. */
@@ -83,13 +113,32 @@ void memory_commit_all(MemoryContext *ctx);
 void memory_foreach_range_of(MemoryContext *ctx, MemoryRegion *mr,
                              void (*fn)(AddressSpace *as, const FlatRange *fr, void *opaque),
                              void *opaque);
+
+/* render.c */
+/* Render [lo, hi) of root's space from scratch into fv (appending). */
+void flatview_render_window(FlatView *fv, MemoryRegion *root, Int128 lo, Int128 hi);
+/* A new view of the whole of root's space (aborts only when out of memory). */
+FlatView *flatview_render_full(MemoryRegion *root);
+
+/* splice.c */
+/* A new view: old outside the windows w[0..nw) (of old's root's space; they
+ * are sorted and merged in place), a fresh render inside; fills d. */
+FlatView *flatview_splice(FlatView *old, Window *w, size_t nw, FlatViewDelta *d);
+/* The delta that takes every range of old (may be NULL) to every range of nv. */
+FlatViewDelta flatview_full_delta(const FlatView *old, const FlatView *nv);
+
+/* listeners.c */
 /* Make a section from a flat range. */
 MemoryRegionSection section_from_range(AddressSpace *as, const FlatRange *fr);
+/* Tells the AS's listeners a commit begins / ends. */
+void listeners_begin(AddressSpace *as);
+void listeners_commit(AddressSpace *as);
+/* Tells the AS's listeners what d says changed (deletions first). */
+void listeners_apply_delta(AddressSpace *as, const FlatViewDelta *d);
 /* Rebuild as->ioeventfds and tell listeners what changed. */
 void address_space_update_ioeventfds(AddressSpace *as);
 /* Replay the AS's state to one listener (add) or tear it down (del). */
 void listener_replay(MemoryListener *l, bool add);
-
 /* Re-announce mr's coalesced ranges to listeners (after a change). */
 void memory_region_update_coalesced(MemoryRegion *mr);
 
