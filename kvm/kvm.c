@@ -59,9 +59,11 @@ void kvm_vm_error(KvmVm *vm, const char *fmt, ...)
 }
 
 /*
- * Opens the device and checks version and capabilities.  On failure writes
- * a reason to why and returns -errno; on success returns the fd.  `all`
- * also demands the optional-per-VM capabilities (irqchip, PIT2).
+ * Opens the device, checks the API version, creates a VM and checks on it
+ * the required capabilities, plus KVM_CAP_IRQCHIP / KVM_CAP_PIT2 when
+ * want_irqchip / want_pit.  On success returns the /dev/kvm fd and hands
+ * over the VM fd in *vm_fd_out (closed if vm_fd_out is NULL); on failure
+ * writes a reason to why and returns -errno.
  */
 static int kvm_open_checked(const char *path, bool want_irqchip, bool want_pit,
                             char *why, size_t whylen, int *vm_fd_out)

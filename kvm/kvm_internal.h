@@ -155,7 +155,9 @@ void kvm_irq_fini(KvmVm *vm);
 
 /* vcpu.c */
 void kvm_vcpu_destroy(KvmVcpu *vcpu);
-void kvm_vcpu_join_all(KvmVm *vm);
 void kvm_kick_init(void);
+
+/* run.c: joins every vCPU thread (but the caller's own). */
+void kvm_vcpu_join_all(KvmVm *vm);
 
 #endif /* STRATA_KVM_INTERNAL_H */

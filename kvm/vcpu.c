@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* vCPUs: creation, register access, CPUID, entry states, the run loop,
- * exit dispatch, pause/resume and the VM's end. */
+/* vCPUs: creation, register and MSR access, CPUID, the PVH entry state,
+ * and the signal that kicks a vCPU thread out of KVM_RUN (the run loop,
+ * pause/resume and the VM's end are in run.c). */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>

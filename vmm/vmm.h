@@ -65,7 +65,8 @@ int vmm_system_powerdown(Vmm *v, QmpError *err);
 void vmm_request_quit(Vmm *v);
 /* "running", "paused" or "shutdown". */
 const char *vmm_state_name(const Vmm *v);
-/* The TID of vCPU index's thread (found in /proc/self/task), or 0. */
+/* The kernel thread id of vCPU index's thread (kvm_vcpu_thread_id), or 0
+ * before it runs. */
 pid_t vmm_vcpu_tid(Vmm *v, unsigned index);
 
 /* `strata run` (args after "run"); returns the exit status. */
