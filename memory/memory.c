@@ -704,7 +704,7 @@ static int add_subregion_common(MemoryRegion *mr, uint64_t offset, MemoryRegion 
                          nm(sub), nm(mr), nm(sub->container));
     }
     /* starting past the end is an error; reaching past it (or past 2^64)
-     * is clipped when rendering, as the seed documents */
+     * is clipped when rendering (memory.h, "Differences") */
     if (offset >= mr->size) {
         return mem_error(ctx, -EINVAL, "add_subregion '%s' at 0x%" PRIx64
                          ": past the end of '%s'", nm(sub), offset, nm(mr));

@@ -2,10 +2,11 @@
 /*
  * strata memory-region API.
  *
- * Modelled on QEMU's 2011 memory.h (see shared/SEED-API.md): a tree of RAM,
- * ROM, I/O, alias and container regions, flattened into a FlatView per
- * address space at every (outermost) transaction commit, with listeners that
- * are told only what changed.  Differences from the seed:
+ * Modelled on QEMU's 2011 memory.h: a tree of RAM, ROM, I/O, alias and
+ * container regions, flattened into a FlatView per address space at every
+ * (outermost) transaction commit, with listeners that are told only what
+ * changed (docs/architecture.md follows a commit through to KVM).
+ * Differences from that API:
  *   - every region belongs to an explicit MemoryContext (one per VM); the
  *     transaction depth, address spaces and listeners hang off it, so there
  *     is no global state;

@@ -7,7 +7,7 @@
 # and boots the guest with 2 vCPUs, a virtio disk, a virtio network card on
 # a TAP device and a virtio-rng.  On a terminal you get a shell in the guest
 # (`poweroff` ends it); without one a demo command runs and the guest powers
-# off.  Where this host's KVM cannot boot Linux (PVM: see DESIGN.md) the VM
+# off.  Where this host's KVM cannot boot Linux (PVM: docs/architecture.md, Hosts) the VM
 # runs inside the nested test bed (scripts/testbed.sh), chosen automatically.
 #
 # Usage: scripts/microvm.sh [--demo] [--bed|--direct]

@@ -274,7 +274,7 @@ static const MemoryRegionOps aligned_impl_ops = {
 };
 
 /* impl.unaligned = false: an unaligned access the guest may make is turned
- * into naturally aligned device calls (SEED-API.md). */
+ * into naturally aligned device calls (memory/dispatch.c honours ops->impl). */
 static void test_impl_unaligned_split(void **state)
 {
     Fix *f = *state;
