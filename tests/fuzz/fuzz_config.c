@@ -84,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fwrite(buf, 1, json_len, f);
     fclose(f);
     if (json_len) {
-        argv[argc++] = "--config";
+        static char config_opt[] = "--config";
+        argv[argc++] = config_opt;
         argv[argc++] = json_path;
     }
     vm_config_init(&c);

@@ -36,14 +36,15 @@ volatile uint64_t mig_pass;
 volatile uint64_t mig_counter;
 volatile uint64_t mig_tsc_per_ms;
 
-static inline uint64_t rdtsc(void)
+/* (each is unused in some of this file's guest variants) */
+static inline __attribute__((unused)) uint64_t rdtsc(void)
 {
     uint32_t lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
     return (uint64_t)hi << 32 | lo;
 }
 
-static inline uint64_t pattern(uint64_t pass, uint64_t page)
+static inline __attribute__((unused)) uint64_t pattern(uint64_t pass, uint64_t page)
 {
     return pass << 32 | page;
 }

@@ -34,8 +34,6 @@ extern uint64_t pass_addr, counter_addr;   /* the guests' counters (xp) */
 
 #define MIG_SEEN(name) (1u << mig_status_index(name))
 
-/* Prints the last lines of every strata's log (CHECK calls it). */
-void dump_logs(void);
 /* Kills the strata processes still running, removes tmpdir (atexit). */
 void cleanup(void);
 /* Sleeps ms milliseconds. */

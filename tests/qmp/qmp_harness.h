@@ -28,8 +28,6 @@ extern uint64_t counter_addr;   /* guest physical address of spin_counter */
 void harness_init(const char *name);
 /* A file's contents (malloc()ed; "" if unreadable). */
 char *slurp(const char *path);
-/* Prints strata's stderr (called by CHECK). */
-void dump_logs(void);
 /* Kills a strata still running and removes tmpdir (atexit). */
 void cleanup(void);
 /* Sleeps ms milliseconds. */
