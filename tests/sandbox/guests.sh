@@ -135,14 +135,23 @@ else
 fi
 
 # --- log mode: the syscall goes through, the kernel logs it ---
-before=$(dmesg 2>/dev/null | grep -c 'type=1326')
+# The newest audit record before the run (counting lines is no good: a
+# full kernel ring buffer drops an old line for each new one).
+before=$(dmesg 2>/dev/null | grep 'type=1326' | tail -n 1)
 STRATA_TEST_SECCOMP_VIOLATE=vcpu run --test-device --kernel "$HELLO" --seccomp=log
-after=$(dmesg 2>/dev/null | grep -c 'type=1326')
+# The record reaches the kernel log through kauditd, a moment after the
+# syscall: wait for a newer one (5 s at most) instead of reading dmesg once.
+newest=$before
+for _ in $(seq 50); do
+	newest=$(dmesg 2>/dev/null | grep 'type=1326' | tail -n 1)
+	[ "$newest" != "$before" ] && break
+	sleep 0.1
+done
 if [ $RC = 0 ] && has 'hello' && ! has 'thread made a forbidden'; then
 	pass "log: the forbidden syscall went through, the guest completed"
 	if dmesg > /dev/null 2>&1; then
-		if [ "$after" -gt "$before" ] && dmesg | grep 'type=1326' | tail -n 3 | grep -q 'syscall=135'; then
-			pass "log: the kernel logged it ($(dmesg | grep 'type=1326' | tail -n 1 | sed 's/.*\(syscall=[0-9]*\).*/\1/'))"
+		if [ "$newest" != "$before" ] && dmesg | grep 'type=1326' | tail -n 3 | grep -q 'syscall=135'; then
+			pass "log: the kernel logged it ($(echo "$newest" | sed 's/.*\(syscall=[0-9]*\).*/\1/'))"
 		else
 			fail "log: kernel log" "no new audit type=1326 line with syscall=135 in dmesg"
 		fi
