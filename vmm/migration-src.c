@@ -225,6 +225,8 @@ static void read_refusal(Src *s)
  * the step was doing then), else what went wrong. */
 static int final_fail(Src *s, const char *step, const char *why)
 {
+    char w[600];
+    snprintf(w, sizeof(w), "%s", why);      /* why may be s->err itself */
     uint64_t now = mig_now_ns();
     if (s->ch.deadline_ns && now >= s->ch.deadline_ns)
         snprintf(s->err, sizeof(s->err), "the final phase passed its hard limit of %llu ms "
@@ -232,7 +234,7 @@ static int final_fail(Src *s, const char *step, const char *why)
                  (unsigned long long)s->final_limit_ms,
                  (unsigned long long)((now - s->pause_ns) / 1000000), step);
     else
-        snprintf(s->err, sizeof(s->err), "%s: %s", step, why);
+        snprintf(s->err, sizeof(s->err), "%.100s: %s", step, w);
     return -1;
 }
 
@@ -257,7 +259,7 @@ static int handover(Src *s)
         return -1;
     }
     if (mig_now_ns() >= s->ch.deadline_ns)
-        return final_fail(s, "waiting for the destination's READY", "");
+        return final_fail(s, "waiting for the destination's READY", "READY came too late");
     /* GO cannot be taken back: no deadline or cancel from here on. */
     s->ch.deadline_ns = 0;
     s->ch.cancel = NULL;

@@ -160,7 +160,7 @@ static void run_case(Vm *src, const Case *k)
     CHECK(!px.connect_errno, "%s: the proxy could not reach the destination", k->name);
 }
 
-/* READY held 1.5 s: meanwhile the source says finish-migrate and refuses
+/* READY held 3 s: meanwhile the source says finish-migrate and refuses
  * stop and cont; then the migration completes.  *src becomes the
  * destination. */
 static void finish_migrate(Vm *src)
@@ -170,7 +170,7 @@ static void finish_migrate(Vm *src)
     Proxy px;
     start_dest(&dst, "finish", idle_elf, "256M", uri, sizeof(uri));
     proxy_init(&px);
-    px.at[PX_READY] = (ProxyFault){ PX_DELAY, 1500 };
+    px.at[PX_READY] = (ProxyFault){ PX_DELAY, 3000 };   /* the window the checks run in */
     proxy_start(&px, "finish", uri + 5);
     json_decref(cmd_ok(src, "migrate-set-parameters", "{\"x-final-phase-limit\": 30000}"));
     snprintf(args, sizeof(args), "{\"uri\": \"unix:%s\"}", px.path);
@@ -188,7 +188,7 @@ static void finish_migrate(Vm *src)
     CHECK(!strcmp(json_string_value(json_object_get(q, "x-guest-owner")), "destination"),
           "finish: owner");
     json_int_t down = json_integer_value(json_object_get(q, "downtime"));
-    CHECK(down >= 1500, "finish: downtime %lld ms with READY held 1.5 s", (long long)down);
+    CHECK(down >= 3000, "finish: downtime %lld ms with READY held 3 s", (long long)down);
     printf("finish: finish-migrate seen, stop and cont refused, completed (downtime %lld ms)\n",
            (long long)down);
     json_decref(q);
