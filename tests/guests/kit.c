@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 #define KIT_DEFAULT_RAM (32ull << 20)
 #define KIT_MAX_REPORTS 4096
@@ -593,4 +594,20 @@ void kit_recorder_destroy(KitRecorder *r)
         memory_region_del_subregion(c, &r->mr);
     memory_region_destroy(&r->mr);
     pthread_mutex_destroy(&r->lock);
+}
+
+void kit_sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+uint64_t kit_wait_above(volatile uint64_t *counter, uint64_t than)
+{
+    uint64_t v;
+
+    while ((v = *counter) <= than)
+        kit_sleep_ms(1);
+    return v;
 }

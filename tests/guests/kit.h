@@ -118,6 +118,12 @@ unsigned kit_sync_count(Kit *k);
 /* Prints the KVM slot table (kvm_vm_get_slots) to f. */
 void kit_dump_slots(Kit *k, FILE *f);
 
+/* Sleeps ms milliseconds. */
+void kit_sleep_ms(unsigned ms);
+/* Waits (no deadline: ctest's timeout catches a hang) for a guest counter
+ * to pass `than`; its value then. */
+uint64_t kit_wait_above(volatile uint64_t *counter, uint64_t than);
+
 /* ---- A recording device ------------------------------------------------ */
 
 #define KIT_REC_MAX 4096

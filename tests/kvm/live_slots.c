@@ -31,24 +31,6 @@ int guest_main(void)
 #include <time.h>
 #include "tests/guests/kit.h"
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-/* Waits (no deadline: ctest's timeout catches a hang) for the counter to
- * pass `than`. */
-static uint64_t wait_above(volatile uint64_t *counter, uint64_t than)
-{
-    uint64_t v;
-
-    while ((v = *counter) <= than)
-        sleep_ms(1);
-    return v;
-}
-
 int main(void)
 {
     /* 1: incq (%rdi) ; jmp 1b */
@@ -73,7 +55,7 @@ int main(void)
 
     TEST_ASSERT(kit_start(k) == 0, "kit_start");
     TEST_ASSERT(kvm_vm_start(kit_vm(k)) == -EALREADY, "a second start was not refused");
-    c = wait_above(counter, 1000);
+    c = kit_wait_above(counter, 1000);
 
     /* A commit that deletes a slot pauses and resumes the running vCPU. */
     kvm_vm_get_stats(kit_vm(k), &st0);
@@ -83,7 +65,7 @@ int main(void)
     kvm_vm_get_stats(kit_vm(k), &st);
     TEST_ASSERT(st.slot_pauses == st0.slot_pauses + 2, "%llu pauses for a toggle and a removal",
                 (unsigned long long)(st.slot_pauses - st0.slot_pauses));
-    c = wait_above(counter, c);
+    c = kit_wait_above(counter, c);
 
     /* The slot of the RAM the guest runs from, re-created 50 times while
      * it runs. */
@@ -99,7 +81,7 @@ int main(void)
     TEST_ASSERT(st.slot_pauses == st0.slot_pauses + 50, "%llu pauses for 50 toggles",
                 (unsigned long long)(st.slot_pauses - st0.slot_pauses));
     TEST_ASSERT(!kvm_vm_ended(kit_vm(k)), "the VM ended while its code's slot changed");
-    wait_above(counter, *counter);
+    kit_wait_above(counter, *counter);
 
     kvm_vm_request_end(kit_vm(k), KVM_END_REQUESTED, 3, "test over");
     TEST_ASSERT(kvm_vm_wait(kit_vm(k), &end) == KVM_END_REQUESTED, "end: %s", end.text);

@@ -25,24 +25,6 @@ int guest_main(void)
 #include <time.h>
 #include "tests/guests/kit.h"
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-/* Waits (no deadline: ctest's timeout catches a hang) for the counter to
- * pass `than`. */
-static uint64_t wait_above(volatile uint64_t *counter, uint64_t than)
-{
-    uint64_t v;
-
-    while ((v = *counter) <= than)
-        sleep_ms(1);
-    return v;
-}
-
 int main(void)
 {
     Kit *k;
@@ -64,12 +46,12 @@ int main(void)
     TEST_ASSERT(main_addr, "no guest_main symbol");
 
     TEST_ASSERT(kit_start(k) == 0, "kit_start");
-    wait_above(counter, 1000000);
+    kit_wait_above(counter, 1000000);
 
     TEST_ASSERT(kvm_vm_pause(kit_vm(k)) == 0, "pause");
     TEST_ASSERT(kvm_vm_paused(kit_vm(k)) && !kvm_vm_ended(kit_vm(k)), "not paused");
     c1 = *counter;
-    sleep_ms(50);
+    kit_sleep_ms(50);
     c2 = *counter;
     TEST_ASSERT(c1 == c2, "the guest ran while paused: %llu -> %llu", (unsigned long long)c1,
                 (unsigned long long)c2);
@@ -88,13 +70,13 @@ int main(void)
     TEST_ASSERT(kvm_vm_pause(kit_vm(k)) == 0, "second pause");
     kvm_vm_resume(kit_vm(k));
     TEST_ASSERT(kvm_vm_paused(kit_vm(k)), "one resume undid two pauses");
-    sleep_ms(20);
+    kit_sleep_ms(20);
     TEST_ASSERT(*counter == c2, "the guest ran while still paused once");
     kvm_vm_resume(kit_vm(k));
     TEST_ASSERT(!kvm_vm_paused(kit_vm(k)), "still paused");
 
     /* Running again: the counter moves on. */
-    wait_above(counter, c2 + 1000000);
+    kit_wait_above(counter, c2 + 1000000);
 
     /* Stop it through its memory while paused, then let it finish. */
     TEST_ASSERT(kvm_vm_pause(kit_vm(k)) == 0, "third pause");

@@ -167,23 +167,6 @@ static const struct {
 };
 #define NR_TEST_MSRS (sizeof(test_msrs) / sizeof(test_msrs[0]))
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-/* Waits (ctest's timeout catches a hang) for the counter to pass `than`. */
-static uint64_t wait_above(volatile uint64_t *counter, uint64_t than)
-{
-    uint64_t v;
-
-    while ((v = *counter) <= than)
-        sleep_ms(1);
-    return v;
-}
-
 static const struct kvm_msr_entry *find_msr(const KvmVcpuState *s, uint32_t index)
 {
     for (uint32_t i = 0; i < s->nmsrs; i++)
@@ -390,7 +373,7 @@ static void run_pending_io_case(void)
     *(volatile uint32_t *)kit_guest_var(k1, "guest_mode", 4) = 1;
     TEST_ASSERT(kit_start(k1) == 0, "kit_start (VM 1)");
     while (!__atomic_load_n(&d1.paused, __ATOMIC_ACQUIRE))
-        sleep_ms(1);
+        kit_sleep_ms(1);
     TEST_ASSERT(kvm_vm_pause(kit_vm(k1)) == 0, "pause");       /* waits until it is parked */
     TEST_ASSERT(kvm_vcpu_run_struct(kit_vcpu(k1))->exit_reason == KVM_EXIT_IO,
                 "the vCPU did not park after its I/O exit (exit reason %u)",
@@ -410,7 +393,7 @@ static void run_pending_io_case(void)
     TEST_ASSERT(kvm_vcpu_set_state(kit_vcpu(k2), cs2) == 0, "kvm_vcpu_set_state (VM 2)");
     TEST_ASSERT(kit_start(k2) == 0, "kit_start (VM 2)");
     while (__atomic_load_n(&d2.writes, __ATOMIC_ACQUIRE) < 1000)
-        sleep_ms(1);
+        kit_sleep_ms(1);
     *(volatile uint32_t *)kit_guest_var(k2, "guest_stop", 4) = 1;
     kit_wait(k2, &res);
     TEST_ASSERT_GUEST_PASSED(&res);
@@ -426,7 +409,7 @@ static void run_pending_io_case(void)
     kvm_vm_resume(kit_vm(k1));              /* the device's pause */
     kvm_vm_resume(kit_vm(k1));              /* ours */
     while (__atomic_load_n(&d1.writes, __ATOMIC_ACQUIRE) < SEQ_PAUSE_AT + 1000)
-        sleep_ms(1);
+        kit_sleep_ms(1);
     *(volatile uint32_t *)kit_guest_var(k1, "guest_stop", 4) = 1;
     kit_wait(k1, &res);
     TEST_ASSERT_GUEST_PASSED(&res);
@@ -565,7 +548,7 @@ static void run_case(bool irqchip)
         printf("note: the TSC could not be moved to 2^40 here; its continuity is not checked\n");
 
     TEST_ASSERT(kit_start(k1) == 0, "kit_start (VM 1)");
-    wait_above(counter1, 1000000);
+    kit_wait_above(counter1, 1000000);
 
     /* 1. Same VM: get, set, get. */
     TEST_ASSERT(kvm_vm_pause(kit_vm(k1)) == 0, "pause");
@@ -607,7 +590,7 @@ static void run_case(bool irqchip)
     /* It still runs after being loaded. */
     saved = *counter1;
     kvm_vm_resume(kit_vm(k1));
-    wait_above(counter1, saved + 1000000);
+    kit_wait_above(counter1, saved + 1000000);
 
     /* 2. Migrate to VM 2. */
     TEST_ASSERT(kvm_vm_pause(kit_vm(k1)) == 0, "pause again");
@@ -634,7 +617,7 @@ static void run_case(bool irqchip)
     }
 
     TEST_ASSERT(kit_start(k2) == 0, "kit_start (VM 2)");
-    v = wait_above(counter2, saved + 1000000);
+    v = kit_wait_above(counter2, saved + 1000000);
     printf("VM 2 goes on counting: %llu at the pause, %llu now\n", (unsigned long long)saved,
            (unsigned long long)v);
     if (tsc_set) {
