@@ -88,6 +88,18 @@ static void dump_seg(FILE *f, const char *name, const struct kvm_segment *s)
             s->present, s->s, s->l, s->db, s->g, s->unusable ? " unusable" : "");
 }
 
+static const char *mp_state_name(uint32_t s)
+{
+    switch (s) {
+    case KVM_MP_STATE_RUNNABLE: return "runnable";
+    case KVM_MP_STATE_UNINITIALIZED: return "uninitialized";
+    case KVM_MP_STATE_INIT_RECEIVED: return "init-received";
+    case KVM_MP_STATE_HALTED: return "halted";
+    case KVM_MP_STATE_SIPI_RECEIVED: return "sipi-received";
+    default: return "other";
+    }
+}
+
 void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
 {
     struct kvm_regs r;
@@ -123,6 +135,25 @@ void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
     fprintf(f, "  cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%llx\n",
             (unsigned long long)s.cr0, (unsigned long long)s.cr2, (unsigned long long)s.cr3,
             (unsigned long long)s.cr4, (unsigned long long)s.efer);
+    fprintf(f, "  apic_base=%llx interrupt_bitmap=%016llx%016llx%016llx%016llx\n",
+            (unsigned long long)s.apic_base, (unsigned long long)s.interrupt_bitmap[3],
+            (unsigned long long)s.interrupt_bitmap[2], (unsigned long long)s.interrupt_bitmap[1],
+            (unsigned long long)s.interrupt_bitmap[0]);
+    /* What a stuck vCPU waits for: halted or not, interrupts pending. */
+    struct kvm_mp_state mp;
+    if (kvm_ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) == 0)
+        fprintf(f, "  mp_state=%s", mp_state_name(mp.mp_state));
+    else
+        fprintf(f, "  mp_state=?");
+    struct kvm_vcpu_events ev;
+    if (kvm_ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev) == 0)
+        fprintf(f, " exception=%s%u interrupt=%s%u nmi=%s%s shadow=%u\n",
+                ev.exception.injected || ev.exception.pending ? "" : "-",
+                ev.exception.nr, ev.interrupt.injected ? "" : "-", ev.interrupt.nr,
+                ev.nmi.injected ? "injected" : ev.nmi.pending ? "pending" : "none",
+                ev.nmi.masked ? ",masked" : "", ev.interrupt.shadow);
+    else
+        fprintf(f, " events=?\n");
 
     uint64_t lin;
     if (s.efer & EFER_LMA && s.cs.l)

@@ -20,6 +20,7 @@ static const char help_text[] =
     "info cpus -- show infos for each CPU\n"
     "info kvm -- show KVM information (and strata's slot table)\n"
     "info mtree [-f] [-D] -- show memory tree (-f: dump flat view, -D: disabled regions)\n"
+    "info registers -- show every vCPU's registers and the code at its RIP\n"
     "info status -- show the current VM status (running|paused)\n"
     "quit|q -- quit the emulator\n"
     "stop -- stop emulation\n"
@@ -92,6 +93,29 @@ static char *info_cpus(Vmm *v)
         return NULL;
     for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
         fprintf(f, "%c CPU #%u: thread_id=%d\n", i == 0 ? '*' : ' ', i, (int)vmm_vcpu_tid(v, i));
+    fclose(f);
+    return buf;
+}
+
+/* Every vCPU's registers, read with the vCPUs held out of KVM_RUN for the
+ * moment it takes (a nested pause: a paused VM stays paused). */
+static char *info_registers(Vmm *v, QmpError *err)
+{
+    if (!v->m.vm || v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
+        qmp_error_set(err, "info registers: the VM has no vCPUs now (%s)", vmm_state_name(v));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        qmp_error_set(err, "info registers: out of memory");
+        return NULL;
+    }
+    kvm_vm_pause(v->m.vm);
+    for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++)
+        kvm_vcpu_dump(kvm_vm_vcpu(v->m.vm, i), f);
+    kvm_vm_resume(v->m.vm);
     fclose(f);
     return buf;
 }
@@ -202,7 +226,10 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
             return info_kvm(v);
         if (!strcmp(what, "cpus"))
             return info_cpus(v);
-        qmp_error_set(err, "info: unknown item '%s' (try: mtree, status, kvm, cpus)", what);
+        if (!strcmp(what, "registers"))
+            return info_registers(v, err);
+        qmp_error_set(err, "info: unknown item '%s' (try: mtree, status, kvm, cpus, registers)",
+                      what);
         return NULL;
     }
     if (!strcmp(cmd, "xp"))

@@ -47,6 +47,11 @@ int kvm_vcpu_thread_id(const KvmVcpu *vcpu)
     return 4242;
 }
 
+void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
+{
+    fprintf(f, "vCPU registers (fake)\n");
+}
+
 size_t kvm_vm_get_slots(KvmVm *vm, KvmSlotInfo *out, size_t max)
 {
     if (out && max) {

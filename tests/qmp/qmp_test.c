@@ -602,12 +602,23 @@ static void test_two_cpus(const char *serial_file)
     char *s = hmp(c, "info cpus");
     CHECK(!strcmp(s, want), "info cpus '%s' vs '%s'", s, want);
     free(s);
+    /* info registers: both vCPUs (the AP still waiting for INIT/SIPI),
+     * and the VM runs on after it. */
+    s = hmp(c, "info registers");
+    const char *ap = strstr(s, "vCPU 1 registers:");
+    CHECK(!strncmp(s, "vCPU 0 registers:\n", 18) && ap && strstr(s, "  rip=") &&
+          strstr(s, "  code at ") && strstr(ap, "mp_state=uninitialized"),
+          "info registers '%s'", s);
+    free(s);
+    s = hmp(c, "info status");
+    CHECK(!strcmp(s, "VM status: running\n"), "after info registers: '%s'", s);
+    free(s);
     json_decref(cpus);
     json_decref(ok(c, "quit", NULL));
     int st = wait_status(strata_pid);
     CHECK(st == 0, "--cpus 2: exit status after quit %d", st);
     qc_close(c);
-    printf("ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld, both "
+    printf("ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld (info registers: both), both "
            "tasks of strata\n", tid[0], tid[1]);
 }
 
