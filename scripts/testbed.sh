@@ -106,6 +106,20 @@ done
 {
   echo 'export STRATA=/bed/bin/strata GUEST_DIR=/bed/guest HOME=/root'
   echo 'cd /bed'
+  # A heartbeat on L1's second serial port (the host keeps it in heart.log):
+  # after a timeout it tells whether L1 itself still ran, and what used its
+  # CPU (each strata/mig-test: state and CPU ticks).
+  cat <<'HEART'
+( while :; do
+    sleep 20
+    l="HEART up=$(cut -d' ' -f1 /proc/uptime) load=$(cut -d' ' -f1-3 /proc/loadavg) free=$(sed -n 's/^MemFree: *//p' /proc/meminfo | tr -d ' ')"
+    for p in /proc/[0-9]*; do
+      read -r pid comm st _ _ _ _ _ _ _ _ _ _ ut kt _ < "$p/stat" 2>/dev/null || continue
+      case "$comm" in "(strata)"|"(mig-test)"|"(timeout)") l="$l | $pid$comm $st cpu=$((ut + kt))" ;; esac
+    done
+    echo "$l"
+  done > /dev/ttyS1 2>/dev/null ) &
+HEART
   printf '%s\n' "$*"
 } > "$ST/bed/run.sh"
 
@@ -133,7 +147,7 @@ mkfifo "$RUN/out"
 # script ends (ctest's kill, a crash): no bed outlives its test.
 setpriv --pdeathsig KILL timeout -k 5 "$TIMEOUT" setpriv --pdeathsig KILL \
   "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor none \
-  -serial stdio -append "$APPEND" < /dev/null > "$RUN/out" 2>"$RUN/qemu.err" &
+  -serial stdio -serial "file:$RUN/heart.log" -append "$APPEND" < /dev/null > "$RUN/out" 2>"$RUN/qemu.err" &
 QPID=$!
 
 state=boot
@@ -166,5 +180,11 @@ else
   echo "testbed: L1 ended without the exit marker (qemu exit status $qrc, state: $state); last console lines:" >&2
 fi
 tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+if [ -s "$RUN/heart.log" ]; then
+  echo "testbed: L1's last heartbeats (every 20 s; cpu = utime+stime ticks):" >&2
+  tail -n 6 "$RUN/heart.log" | tr -d '\r' | sed 's/^/  heart: /' >&2
+else
+  echo "testbed: no heartbeat from L1 (it never reached run.sh, or ttyS1 is missing)" >&2
+fi
 [ -s "$RUN/qemu.err" ] && sed 's/^/  qemu: /' "$RUN/qemu.err" >&2
 exit 125

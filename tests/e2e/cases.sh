@@ -63,6 +63,54 @@ cmd_ok() { # NAME: the guest command ended with status 0 and strata with 0
 	grep -q '^STRATA-CMD-EXIT=0' "$WORK/$1.out" && [ "$VM_RC" = 0 ]
 }
 fail_out() { show "$WORK/$2.out"; result "$1" FAIL "$3"; }
+# strata_of PID: the strata process a `timeout` (PID) runs: PID itself
+# under busybox's timeout (it execs the program and watches from a child),
+# its child under coreutils'
+strata_of() {
+	if [ "$(cat "/proc/$1/comm" 2>/dev/null)" = strata ]; then echo "$1"; return 0; fi
+	for d in /proc/[0-9]*; do
+		read -r _ _ _ pp _ < "$d/stat" 2>/dev/null || continue
+		if [ "$pp" = "$1" ]; then echo "${d#/proc/}"; return 0; fi
+	done
+	return 1
+}
+# threads PID: where each thread of PID is in the kernel
+threads() {
+	for t in /proc/"$1"/task/*; do
+		echo "      thread $(cat "$t/comm" 2>/dev/null) state=$(sed -n 's/^State:[[:space:]]*//p' "$t/status" 2>/dev/null)" \
+			"wchan=$(cat "$t/wchan" 2>/dev/null) syscall=$(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
+		sed 's/^/        /' "$t/stack" 2>/dev/null | head -n 12
+	done
+}
+# guard_wait TPID SECS SOCK: waits for the `timeout ... strata` TPID; past
+# SECS it reports what the VM and strata were doing (run state, vCPU
+# registers, threads), then ends it (SIGTERM, 15 s, SIGKILL: what each did
+# is said).  Sets WAIT_RC: the exit status, or 124 past the guard.
+guard_wait() {
+	gp=$1 gs=$2 gsock=$3 gt=0
+	while kill -0 "$gp" 2>/dev/null && [ "$gt" -lt "$gs" ]; do sleep 1; gt=$((gt+1)); done
+	if kill -0 "$gp" 2>/dev/null; then
+		sp=$(strata_of "$gp")
+		echo "    guard: strata ${sp:-?} still running after ${gs}s; what it was doing:"
+		timeout 10 "$STRATA" ctl --api-socket "$gsock" status 2>&1 | sed 's/^/      status: /'
+		timeout 10 "$STRATA" ctl --api-socket "$gsock" qmp query-migrate 2>&1 | tr -d '\n ' | sed 's/^/      query-migrate: /'; echo
+		timeout 20 "$STRATA" ctl --api-socket "$gsock" hmp 'info registers' 2>&1 | sed 's/^/      /'
+		[ -z "$sp" ] || threads "$sp"
+		[ -z "$sp" ] || kill -TERM "$sp" 2>/dev/null
+		gt=0; while kill -0 "$gp" 2>/dev/null && [ "$gt" -lt 15 ]; do sleep 1; gt=$((gt+1)); done
+		if kill -0 "$gp" 2>/dev/null; then
+			echo "    guard: strata did not end within 15 s of SIGTERM; its threads now:"
+			[ -z "$sp" ] || threads "$sp"
+			kill -KILL "$sp" "$gp" 2>/dev/null
+		else
+			echo "    guard: strata ended on SIGTERM"
+		fi
+		wait "$gp"
+		WAIT_RC=124
+		return
+	fi
+	wait "$gp"; WAIT_RC=$?
+}
 help_has() { "$STRATA" run --help 2>&1 | grep -q -- "$1"; }
 md5() { md5sum "$1" | cut -d' ' -f1; }
 
@@ -376,7 +424,7 @@ umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/sys
 		inc=
 		[ "$1" = 0 ] || inc="--incoming unix:$WORK/mig-$1.in"
 		rm -f "$WORK/mig-$1.qmp" "$WORK/mig-$1.in" "$WORK/mig-$1.console"
-		timeout "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
 			--cpus "$cpus" --cmdline "$cmdline" --disk "path=$img" \
 			--serial "file=$WORK/mig-$1.console" --api-socket "$WORK/mig-$1.qmp" $inc \
 			> "$WORK/mig-$1.out" 2>&1 < /dev/null &
@@ -406,7 +454,7 @@ umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/sys
 		"$STRATA" ctl --api-socket "$WORK/mig-$k.qmp" migrate "unix:$WORK/mig-$((k+1)).in" > "$WORK/mig-ctl.out" 2>&1
 		crc=$?
 		sed "s/^/    hop $((k+1)) ctl: /" "$WORK/mig-ctl.out" | tail -n 2
-		wait $src; src_rc=$?
+		guard_wait $src 60 "$WORK/mig-$k.qmp"; src_rc=$WAIT_RC
 		if [ "$crc" != 0 ] || ! grep -q '^migration completed' "$WORK/mig-ctl.out"; then
 			kill $dst 2>/dev/null; wait
 			result $n FAIL "hop $((k+1)): strata ctl migrate exit status $crc"; return
@@ -419,13 +467,16 @@ umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/sys
 		want=$(( $(iter_of $k) + 1 ))
 		k=$((k+1)) src=$dst
 	done
-	wait $src; dst_rc=$?
+	# the rest of the workload: about a minute in the bed
+	guard_wait $src 240 "$WORK/mig-$hops.qmp"; dst_rc=$WAIT_RC
 	for j in $(seq 0 "$hops"); do tr -d '\r' < "$WORK/mig-$j.console" > "$WORK/mig-$j.txt"; done
 	last=$WORK/mig-$hops.txt
 	first_dst=$(grep '^ITER ' "$WORK/mig-1.txt" | head -n1)
 	echo "    the first source's console ends at '$(grep '^ITER ' "$WORK/mig-0.txt" | tail -n1)'; the first destination's starts at '$first_dst'"
 	sed 's/^/    last: /' "$WORK/mig-$hops.out" | tail -n 3
-	if [ "$dst_rc" != 0 ]; then
+	if [ "$dst_rc" = 124 ]; then
+		show "$last"; result $n FAIL "the workload did not end within 240 s of the last hop (guard report above)"
+	elif [ "$dst_rc" != 0 ]; then
 		show "$last"; result $n FAIL "the last destination exited $dst_rc (expected 0)"
 	elif [ -z "$first_dst" ]; then
 		show "$WORK/mig-1.txt"; result $n FAIL "no workload output on the destination's console"
