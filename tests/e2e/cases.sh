@@ -24,13 +24,18 @@ result() { echo "E2E-RESULT $1 $2 $3"; }
 b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
 show() { sed 's/^/    | /' "$1" | tail -n 40; }
 
-# vm NAME ARGS...: runs strata with a guard timeout; output in $WORK/NAME.out,
+# vm NAME ARGS...: runs strata (with a control socket, $WORK/NAME.api) under
+# guard_wait: past the guard it reports the VM's state; output in $WORK/NAME.out,
 # exit status in VM_RC.
 vm() {
 	name=$1; shift
 	echo "  [$name] strata run $*" | cut -c1-300
-	timeout "${GUARD:-$VM_TIMEOUT}" "$STRATA" run "$@" > "$WORK/$name.raw" 2>&1 < /dev/null
-	VM_RC=$?
+	# a control socket of its own, so a VM stuck past the guard can say why
+	rm -f "$WORK/$name.api"
+	timeout -k 10 $((${GUARD:-$VM_TIMEOUT} + 60)) "$STRATA" run "$@" --api-socket "$WORK/$name.api" \
+		> "$WORK/$name.raw" 2>&1 < /dev/null &
+	guard_wait $! "${GUARD:-$VM_TIMEOUT}" "$WORK/$name.api"
+	VM_RC=$WAIT_RC
 	tr -d '\r' < "$WORK/$name.raw" > "$WORK/$name.out"   # the guest's tty writes CR LF
 	echo "  [$name] exit status $VM_RC"
 }
@@ -88,7 +93,7 @@ threads() {
 # is said).  Sets WAIT_RC: the exit status, or 124 past the guard.
 guard_wait() {
 	gp=$1 gs=$2 gsock=$3 gt=0
-	while kill -0 "$gp" 2>/dev/null && [ "$gt" -lt "$gs" ]; do sleep 1; gt=$((gt+1)); done
+	while kill -0 "$gp" 2>/dev/null && [ "$gt" -lt $((gs * 5)) ]; do sleep 0.2; gt=$((gt+1)); done
 	if kill -0 "$gp" 2>/dev/null; then
 		sp=$(strata_of "$gp")
 		echo "    guard: strata ${sp:-?} still running after ${gs}s; what it was doing:"
