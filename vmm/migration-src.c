@@ -12,10 +12,10 @@
 
 #include "devices/stream.h"
 #include "vmm/migration-int.h"
+#include "vmm/migration-policy.h"
 #include "vmm/text.h"
 
 #define BITS 64u
-#define STALL_ROUNDS 3u         /* rounds the dirty set may fail to shrink by 10% */
 
 typedef struct Src {
     Migration *g;
@@ -299,22 +299,23 @@ static void params(Src *s, MigParams *p)
     s->final_limit_ms = mig_final_limit_ms(p);
 }
 
-/* The pre-copy rounds: 0 when the final round should start. */
+/* The pre-copy rounds: 0 when the final round should start (the rule is
+ * migration-policy.h's). */
 static int precopy(Src *s)
 {
     Migration *g = s->g;
     MigParams p;
     params(s, &p);
+    MigPolicy pol;
+    mig_policy_init(&pol, p.downtime_limit_ms, p.max_rounds);
     /* round 0: everything (the dirty log starts now) */
     harvest(s);
     mark_all(s);
     uint64_t waiting = 0;
     for (unsigned b = 0; b < s->nblocks; b++)
         waiting += s->blocks[b].pages;
-    uint64_t prev = UINT64_MAX;
-    unsigned stalled = 0;
     for (uint64_t round = 0;; round++) {
-        uint64_t t0 = mig_now_ns(), b0 = s->ch.bytes;
+        uint64_t t0 = mig_now_ns(), b0 = s->ch.bytes, sent = waiting;
         if (send_dirty(s, waiting) < 0)
             return -1;
         if (mig_send_record(&s->ch, MIG_REC_ROUND, (uint32_t)round, NULL, 0) < 0) {
@@ -323,21 +324,20 @@ static int precopy(Src *s)
         }
         uint64_t dt = mig_now_ns() - t0, db = s->ch.bytes - b0;
         params(s, &p);
-        double bw = dt ? (double)db * 1e9 / (double)dt : 0;        /* bytes/s */
-        if (bw < 1e6)
-            bw = 1e6;
+        pol.downtime_limit_ms = p.downtime_limit_ms;
+        pol.max_rounds = p.max_rounds;
         uint64_t t1 = mig_now_ns();
         waiting = harvest(s);
         uint64_t hdt = mig_now_ns() - t1;
-        uint64_t remaining = waiting * MIG_PAGE_SIZE;
-        uint64_t expect_ms = (uint64_t)((double)remaining * 1000.0 / bw);
+        MigDecision next = mig_policy_after_round(&pol, sent, db, dt, waiting, MIG_PAGE_SIZE);
         pthread_mutex_lock(&g->lock);
         g->stats.rounds = round + 1;
         g->stats.dirty_sync_count++;
-        g->stats.mbps = bw * 8 / 1e6;
-        g->stats.expected_downtime_ms = expect_ms;
-        g->stats.remaining = remaining;
+        g->stats.mbps = mig_policy_rate(db, dt) * 8 / 1e6;
+        g->stats.expected_downtime_ms = pol.expected_ms;
+        g->stats.remaining = waiting * MIG_PAGE_SIZE;
         g->stats.dirty_pages_rate = dt + hdt ? waiting * 1000000000ull / (dt + hdt) : 0;
+        g->stats.forced = next == MIG_FINAL_FORCED;
         if (g->npasses < MIG_MAX_EVENTS)
             g->passes[g->npasses++] = round + 1;
         pthread_mutex_unlock(&g->lock);
@@ -346,16 +346,8 @@ static int precopy(Src *s)
             snprintf(s->err, sizeof(s->err), "cancelled");
             return -1;
         }
-        if (expect_ms <= p.downtime_limit_ms)
+        if (next != MIG_NEXT_ROUND)
             return 0;
-        stalled = waiting * 10 >= prev * 9 ? stalled + 1 : 0;
-        prev = waiting;
-        if (round + 1 >= p.max_rounds || stalled >= STALL_ROUNDS) {
-            pthread_mutex_lock(&g->lock);
-            g->stats.forced = true;
-            pthread_mutex_unlock(&g->lock);
-            return 0;
-        }
     }
 }
 
