@@ -32,6 +32,8 @@ typedef struct Dst {
     KvmVmState *vmstate;
     KvmVcpuState **cpus;        /* [ncpus], NULL until received */
     uint64_t normal_pages, zero_pages, rounds;
+    uint64_t *untouched[4];     /* pages still as mmap made them (zero): a ZERO
+                                 * entry for one needs no write, nor a read */
     bool running;
     bool check_ram, ram_checked;    /* END carried the source's RAM CRC-32 */
     uint32_t ram_crc;
@@ -64,13 +66,17 @@ static int load_ram(Dst *d, uint32_t block, const uint8_t *p, uint32_t len)
             return dfail(d, "RAM record: page at 0x%llx outside %s (0x%llx bytes)",
                          (unsigned long long)off, b->name, (unsigned long long)b->size);
         uint8_t *dst = b->host + off;
+        uint64_t pg = off / MIG_PAGE_SIZE, *u = d->untouched[block];
+        bool fresh = u && (u[pg / 64] >> (pg % 64) & 1);
         if (kind == MIG_PAGE_ZERO) {
-            if (!mig_page_is_zero(dst))
+            if (!fresh && !mig_page_is_zero(dst))
                 memset(dst, 0, MIG_PAGE_SIZE);
             d->zero_pages++;
         } else if (kind == MIG_PAGE_NORMAL) {
             if (len - pos < MIG_PAGE_SIZE)
                 return dfail(d, "RAM record: page at 0x%llx truncated", (unsigned long long)off);
+            if (fresh)
+                u[pg / 64] &= ~(1ull << (pg % 64));
             memcpy(dst, p + pos, MIG_PAGE_SIZE);
             pos += MIG_PAGE_SIZE;
             d->normal_pages++;
@@ -291,6 +297,9 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     d->ch.extra_fd = abort_fd;
     d->nblocks = mig_blocks(&v->m, d->blocks, 4);
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
+    for (unsigned b = 0; b < d->nblocks; b++)
+        d->untouched[b] = mig_untouched_pages(v->mig ? v->mig->pagemap_fd : -1,
+                                              d->blocks[b].host, d->blocks[b].pages);
     if (receive(d) < 0 || install(d) < 0) {
         uint64_t got = d->ch.bytes;     /* what arrived: the answer counts in ch.bytes */
         /* one printable line: names and strings quoted from the stream
@@ -363,6 +372,8 @@ out:
                 free(d->cpus[i]);
         free(d->cpus);
         free(d->vmstate);
+        for (unsigned b = 0; b < 4; b++)
+            free(d->untouched[b]);
         free(d);
     }
     return ret;

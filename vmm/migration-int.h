@@ -34,6 +34,8 @@ typedef struct MigDevice {
 } MigDevice;
 
 /* Counters of one migration (query-migrate's "ram" and times). */
+#define MIG_TIMELINE_ROUNDS 32u  /* rounds the timeline keeps (the first ones) */
+
 typedef struct MigStats {
     uint64_t start_ns, setup_done_ns, end_ns, pause_ns;
     uint64_t downtime_ms, expected_downtime_ms;
@@ -44,6 +46,15 @@ typedef struct MigStats {
     uint64_t rounds;
     double mbps;
     bool forced;                /* the final round was forced (no convergence) */
+    /* The timeline (query-migrate's x-timeline), microseconds: */
+    uint64_t log_us;            /* dirty logging switched on (before the thread) */
+    uint64_t setup_us;          /* connect, header, CONFIG */
+    uint64_t round_us[MIG_TIMELINE_ROUNDS];     /* each pre-copy round: send + harvest */
+    uint64_t final_pages_us;    /* the final pause: the last dirty pages */
+    uint64_t cpu_us;            /* ... VMSTATE and VCPU records */
+    uint64_t devices_us;        /* ... DEVICE records and END */
+    uint64_t ready_us;          /* ... END sent until READY (the destination's load) */
+    uint64_t ack_us;            /* ... GO sent until ACK */
 } MigStats;
 
 struct Migration {
@@ -58,6 +69,8 @@ struct Migration {
     uint64_t passes[MIG_MAX_EVENTS];    /* MIGRATION_PASS not yet announced */
     unsigned npasses;
     int notify_fd;              /* eventfd: the thread has news for the main loop */
+    int pagemap_fd;             /* /proc/self/pagemap (-1: none): round 0 skips reading
+                                 * RAM the guest never touched */
     EvSource src;
     pthread_t thread;
     bool thread_running;

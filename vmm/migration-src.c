@@ -24,6 +24,7 @@ typedef struct Src {
     MigBlock blocks[4];
     unsigned nblocks;
     uint64_t *dirty[4];         /* pages still to send, per block */
+    uint64_t *untouched[4];     /* round 0: pages never touched (zero, not read) */
     uint8_t *rec;               /* one RAM record being built */
     size_t rec_len;
     unsigned rec_pages;
@@ -34,6 +35,7 @@ typedef struct Src {
     uint64_t pause_ns;          /* when the final pause began */
     bool running_at_pause;      /* the run state END carries */
     bool unconfirmed;           /* GO went out and no answer came back */
+    uint64_t end_sent_ns, go_sent_ns;   /* the handover's timeline */
     char err[768];
 } Src;
 
@@ -63,7 +65,8 @@ static int send_page(Src *s, unsigned b, uint64_t p)
     s->rec_block = b;
     const uint8_t *src = s->blocks[b].host + p * MIG_PAGE_SIZE;
     uint8_t *e = s->rec + s->rec_len;
-    if (mig_page_is_zero(src)) {
+    bool untouched = s->untouched[b] && (s->untouched[b][p / BITS] >> (p % BITS) & 1);
+    if (untouched || mig_page_is_zero(src)) {
         mig_put_le64(e, p * MIG_PAGE_SIZE | MIG_PAGE_ZERO);
         s->rec_len += 8;
         s->zero_pages++;
@@ -149,6 +152,30 @@ static int send_dirty(Src *s, uint64_t waiting)
         return -1;
     publish(s, 0);
     return 0;
+}
+
+/*
+ * Round 0 reads every page to tell zero ones apart; a page the guest never
+ * touched is zero, and reading it would fault in a page per 4 KiB (most of
+ * an idle guest's round 0).  /proc/self/pagemap says which pages are
+ * neither present nor swapped: those are sent as zero without a read.
+ * Dirty logging is already on, so a page the guest writes after this
+ * look is sent again in round 1.  No pagemap, or a short read: every page
+ * is read as before.
+ */
+static void find_untouched(Src *s)
+{
+    for (unsigned b = 0; b < s->nblocks; b++)
+        s->untouched[b] = mig_untouched_pages(s->g->pagemap_fd, s->blocks[b].host,
+                                              s->blocks[b].pages);
+}
+
+static void forget_untouched(Src *s)
+{
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        free(s->untouched[b]);
+        s->untouched[b] = NULL;
+    }
 }
 
 static void mark_all(Src *s)
@@ -263,6 +290,7 @@ static int handover(Src *s)
     /* GO cannot be taken back: no deadline or cancel from here on. */
     s->ch.deadline_ns = 0;
     s->ch.cancel = NULL;
+    s->go_sent_ns = mig_now_ns();
     if (mig_send_u32(&s->ch, MIG_REPLY_GO) < 0) {
         /* nothing of GO left this host: the destination cannot have it */
         snprintf(s->err, sizeof(s->err), "sending GO: %s", s->ch.err);
@@ -310,6 +338,7 @@ static int precopy(Src *s)
     mig_policy_init(&pol, p.downtime_limit_ms, p.max_rounds);
     /* round 0: everything (the dirty log starts now) */
     harvest(s);
+    find_untouched(s);
     mark_all(s);
     uint64_t waiting = 0;
     for (unsigned b = 0; b < s->nblocks; b++)
@@ -322,6 +351,7 @@ static int precopy(Src *s)
             snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
             return -1;
         }
+        forget_untouched(s);
         uint64_t dt = mig_now_ns() - t0, db = s->ch.bytes - b0;
         params(s, &p);
         pol.downtime_limit_ms = p.downtime_limit_ms;
@@ -331,6 +361,8 @@ static int precopy(Src *s)
         uint64_t hdt = mig_now_ns() - t1;
         MigDecision next = mig_policy_after_round(&pol, sent, db, dt, waiting, MIG_PAGE_SIZE);
         pthread_mutex_lock(&g->lock);
+        if (round < MIG_TIMELINE_ROUNDS)
+            g->stats.round_us[round] = (mig_now_ns() - t0) / 1000;
         g->stats.rounds = round + 1;
         g->stats.dirty_sync_count++;
         g->stats.mbps = mig_policy_rate(db, dt) * 8 / 1e6;
@@ -378,9 +410,11 @@ static int final_stage(Src *s, bool *paused)
     uint64_t waiting = harvest(s);
     if (send_dirty(s, waiting) < 0)
         return final_fail(s, "sending the last dirty pages", s->err);
+    uint64_t t1 = mig_now_ns();
     char e[400];
     if (mig_send_cpu_state(m, &s->ch, e, sizeof(e)) < 0)
         return final_fail(s, "sending the CPU state", e);
+    uint64_t t2 = mig_now_ns();
     if (send_devices(s) < 0)
         return final_fail(s, "sending the device state", s->err);
     uint8_t end[40];
@@ -400,9 +434,17 @@ static int final_stage(Src *s, bool *paused)
     }
     if (mig_send_record(&s->ch, MIG_REC_END, 0, end, end_len) < 0)
         return final_fail(s, "sending END", s->ch.err);
+    s->end_sent_ns = mig_now_ns();
+    pthread_mutex_lock(&g->lock);
+    g->stats.final_pages_us = (t1 - t0) / 1000;
+    g->stats.cpu_us = (t2 - t1) / 1000;
+    g->stats.devices_us = (s->end_sent_ns - t2) / 1000;
+    pthread_mutex_unlock(&g->lock);
     if (handover(s) < 0)
         return -1;
     pthread_mutex_lock(&g->lock);
+    g->stats.ready_us = (s->go_sent_ns - s->end_sent_ns) / 1000;
+    g->stats.ack_us = (mig_now_ns() - s->go_sent_ns) / 1000;
     g->stats.downtime_ms = (mig_now_ns() - t0) / 1000000;
     g->stats.final_pause_ms = g->stats.downtime_ms;
     g->owner = MIG_OWNER_DESTINATION;
@@ -464,6 +506,7 @@ void *mig_source_thread(void *arg)
     }
     pthread_mutex_lock(&g->lock);
     g->stats.setup_done_ns = mig_now_ns();
+    g->stats.setup_us = (g->stats.setup_done_ns - g->stats.start_ns) / 1000 - g->stats.log_us;
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_ACTIVE);
     if (precopy(s) < 0 || final_stage(s, &paused) < 0)
@@ -522,6 +565,7 @@ fail:
 out:
     if (fd >= 0)
         close(fd);
+    forget_untouched(s);
     for (unsigned b = 0; b < s->nblocks; b++)
         free(s->dirty[b]);
     free(s->rec);

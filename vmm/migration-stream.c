@@ -53,6 +53,32 @@ bool mig_page_is_zero(const void *p)
     return true;
 }
 
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_SWAPPED (1ull << 62)
+
+uint64_t *mig_untouched_pages(int pagemap_fd, const void *host, uint64_t pages)
+{
+    if (pagemap_fd < 0)
+        return NULL;
+    uint64_t *bits = calloc((pages + 63) / 64 + 1, sizeof(uint64_t));
+    if (!bits)
+        return NULL;
+    uint64_t ent[4096];
+    uint64_t vpn = (uint64_t)(uintptr_t)host / MIG_PAGE_SIZE;
+    for (uint64_t p = 0; p < pages;) {
+        uint64_t n = pages - p < 4096 ? pages - p : 4096;
+        if (pread(pagemap_fd, ent, n * 8, (off_t)((vpn + p) * 8)) != (ssize_t)(n * 8)) {
+            free(bits);
+            return NULL;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            if (!(ent[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)))
+                bits[(p + i) / 64] |= 1ull << ((p + i) % 64);
+        p += n;
+    }
+    return bits;
+}
+
 void mig_channel_init(MigChannel *ch, int fd)
 {
     memset(ch, 0, sizeof(*ch));

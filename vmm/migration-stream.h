@@ -115,5 +115,13 @@ static inline uint64_t mig_get_le64(const uint8_t *p)
 uint64_t mig_now_ns(void);
 /* True if the 4 KiB page at p is all zeros. */
 bool mig_page_is_zero(const void *p);
+/*
+ * Which of the `pages` 4 KiB pages at host address `host` were never
+ * touched (neither present nor swapped in /proc/self/pagemap, open as
+ * pagemap_fd): such a page reads as zero, and reading it would fault one
+ * in.  A calloc'ed bitmap (bit p: page p untouched), or NULL when it cannot
+ * tell (no pagemap, a short read, no memory): then assume every page was.
+ */
+uint64_t *mig_untouched_pages(int pagemap_fd, const void *host, uint64_t pages);
 
 #endif /* STRATA_VMM_MIGRATION_STREAM_H */

@@ -4,6 +4,7 @@
 #include "vmm/text.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +264,8 @@ int mig_init(Vmm *v)
         free(g);
         return -1;
     }
+    /* Opened now: the sandbox and the jail allow no open later. */
+    g->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     v->mig = g;
     return 0;
 }
@@ -279,6 +282,8 @@ void mig_free(Vmm *v)
     }
     ev_del(v->epfd, g->notify_fd);
     close(g->notify_fd);
+    if (g->pagemap_fd >= 0)
+        close(g->pagemap_fd);
     pthread_mutex_destroy(&g->lock);
     free(g);
     v->mig = NULL;
@@ -317,6 +322,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     }
     char e[256];
+    uint64_t t0 = mig_now_ns();
     if (!g->logging) {
         if (set_logging(v, true, e, sizeof(e)) < 0) {
             qmp_error_set(err, "migrate: %s", e);
@@ -327,7 +333,8 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     pthread_mutex_lock(&g->lock);
     snprintf(g->uri, sizeof(g->uri), "%s", uri);
     memset(&g->stats, 0, sizeof(g->stats));
-    g->stats.start_ns = mig_now_ns();
+    g->stats.start_ns = t0;
+    g->stats.log_us = (mig_now_ns() - t0) / 1000;
     g->error[0] = 0;
     g->cancel = 0;
     g->status = MIG_NONE;
@@ -368,6 +375,21 @@ static json_t *q_cancel(void *o, QmpClient *c, json_t *a, QmpError *err)
         }
     }
     return json_object();       /* QEMU: a no-op without a migration */
+}
+
+/* Where the time went, in microseconds: the fixed costs and each round
+ * (docs/migration.md, "Timeline"). */
+static json_t *timeline_json(const MigStats *st)
+{
+    json_t *rounds = json_array();
+    uint64_t n = st->rounds < MIG_TIMELINE_ROUNDS ? st->rounds : MIG_TIMELINE_ROUNDS;
+    for (uint64_t i = 0; i < n; i++)
+        json_array_append_new(rounds, json_integer((json_int_t)st->round_us[i]));
+    return json_pack("{s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I}", "dirty-log-start", (json_int_t)st->log_us,
+                     "setup", (json_int_t)st->setup_us, "rounds", rounds, "final-pages",
+                     (json_int_t)st->final_pages_us, "cpu-state", (json_int_t)st->cpu_us,
+                     "device-state", (json_int_t)st->devices_us, "destination-load",
+                     (json_int_t)st->ready_us, "handover", (json_int_t)st->ack_us);
 }
 
 static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -425,6 +447,7 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_object_set_new(r, "x-guest-owner",
                         json_string(owner == MIG_OWNER_DESTINATION ? "destination"
                                     : owner == MIG_OWNER_UNKNOWN ? "unknown" : "source"));
+    json_object_set_new(r, "x-timeline", timeline_json(&st));
     if ((s == MIG_FAILED || s == MIG_CANCELLED) && error[0])
         json_object_set_new(r, "error-desc", json_string(error));
     return r;

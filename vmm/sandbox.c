@@ -83,6 +83,7 @@ static const int sys_stdin[] = {
 static const int sys_waiter[] = { SCMP_SYS(write) };   /* the common list is enough */
 static const int sys_migration[] = {
     SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(poll), SCMP_SYS(ppoll),
+    SCMP_SYS(pread64),          /* /proc/self/pagemap (opened before any filter) */
     SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept4),
     SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
     SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
