@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "devices/device.h"
-#include "kvm/irq.h"
+#include "memory/irq-line.h"
 #include "memory/memory.h"
 
 #define GED_REG_SIZE 4
