@@ -15,8 +15,8 @@
 
 #include "devices/virtio-mmio.h"
 #include "devices/testdev-ports.h"
-#include "vmm/acpi.h"
-#include "vmm/cpuid.h"
+#include "vmm/boot/acpi.h"
+#include "vmm/boot/cpuid.h"
 
 const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
     5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,

@@ -44,10 +44,10 @@
 #include "devices/testdev.h"
 #include "kvm/kvm.h"
 #include "memory/memory.h"
-#include "vmm/boot-linux.h"
+#include "vmm/boot/boot-linux.h"
 #include "vmm/config.h"
 #include "vmm/devlist.h"
-#include "vmm/loader.h"
+#include "vmm/boot/loader.h"
 #include "vmm/sandbox.h"
 
 #define MACHINE_SERIAL_PORT 0x3f8
