@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
 #define MAX_ARGS 8

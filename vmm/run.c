@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "vmm/migration-stream.h"
+#include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
 enum {

@@ -51,24 +51,6 @@ struct Vmm {
 extern const QmpCommand vmm_qmp_commands[];
 extern const size_t vmm_qmp_ncommands;
 
-/* Pauses the vCPUs (STOP event); no-op if paused.  0 or -1 with err. */
-int vmm_stop(Vmm *v, QmpError *err);
-/* Resumes them (RESUME event); no-op if running.  0 or -1 with err. */
-int vmm_cont(Vmm *v, QmpError *err);
-/* Resets the machine to its entry state (RESET event), keeping the
- * paused/running state.  0 or -1 with err. */
-int vmm_system_reset(Vmm *v, QmpError *err);
-/* Presses the guest's ACPI power button (POWERDOWN event); what happens
- * next is the guest's choice, as on a real machine.  0 or -1 with err. */
-int vmm_system_powerdown(Vmm *v, QmpError *err);
-/* Asks the VM to end; the main loop then reports SHUTDOWN and exits. */
-void vmm_request_quit(Vmm *v);
-/* "running", "paused" or "shutdown". */
-const char *vmm_state_name(const Vmm *v);
-/* The kernel thread id of vCPU index's thread (kvm_vcpu_thread_id), or 0
- * before it runs. */
-pid_t vmm_vcpu_tid(Vmm *v, unsigned index);
-
 /* `strata run` (args after "run"); returns the exit status. */
 int strata_run(int argc, char *const argv[]);
 /* `strata ctl` (args after "ctl"); returns the exit status. */

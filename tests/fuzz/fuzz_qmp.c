@@ -2,7 +2,7 @@
 /*
  * libFuzzer target: the QMP server (vmm/qmp.c: framing, JSON parsing,
  * request checking, dispatch) with strata's real command table
- * (vmm/commands.c, vmm/hmp.c) over a fake VM (fake_vm.c) and a real
+ * (vmm/commands.c, vmm/hmp.c, vmm/runstate.c) over a fake VM (fake_vm.c) and a real
  * memory-region tree with 64 KiB of RAM.
  *
  * Each input is one client connection on a unix socket served by the real
