@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "vmm/control/commands.h"
 #include "vmm/migration-stream.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"

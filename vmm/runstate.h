@@ -12,7 +12,7 @@
 
 #include <sys/types.h>
 
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 
 typedef struct Vmm Vmm;
 

@@ -11,7 +11,7 @@
 #include "vmm/loop.h"
 #include "vmm/machine.h"
 #include "vmm/migration.h"
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 #include "vmm/sandbox.h"
 
 typedef enum RunState {
@@ -47,13 +47,7 @@ struct Vmm {
     QmpCommand *cmds;       /* the served table: vmm's + migration's */
 };
 
-/* The QMP command table served on --api-socket. */
-extern const QmpCommand vmm_qmp_commands[];
-extern const size_t vmm_qmp_ncommands;
-
 /* `strata run` (args after "run"); returns the exit status. */
 int strata_run(int argc, char *const argv[]);
-/* `strata ctl` (args after "ctl"); returns the exit status. */
-int strata_ctl(int argc, char *const argv[]);
 
 #endif /* STRATA_VMM_VMM_H */

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* QMP commands of strata (the table in vmm.h); the run-state actions they
+/* QMP commands of strata (see commands.h); the run-state actions they
  * share with HMP are in vmm/runstate.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/hmp.h"
+#include "vmm/control/commands.h"
+#include "vmm/control/hmp.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
 

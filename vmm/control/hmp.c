@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Human monitor commands (see hmp.h). */
-#include "vmm/hmp.h"
+#include "vmm/control/hmp.h"
 
 #include <ctype.h>
 #include <errno.h>
