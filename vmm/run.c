@@ -12,6 +12,7 @@
 
 #include "vmm/control/commands.h"
 #include "vmm/migration-stream.h"
+#include "vmm/migration.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
