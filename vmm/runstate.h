@@ -2,10 +2,11 @@
 /*
  * The VM's run state and the actions that change it: stop, cont,
  * system_reset, system_powerdown, quit.  One implementation, called by the
- * QMP command table (commands.c) and by the human monitor (hmp.c), which
- * sits on top of QMP as QEMU's does: an HMP command with a QMP twin runs
- * the same action.  Each action sends its QMP event itself.  Main thread.
- * Also what both monitors report of the running VM (its vCPU threads).
+ * QMP command table (control/commands.c) and by the human monitor
+ * (control/hmp.c), which sits on top of QMP as QEMU's does: an HMP command
+ * with a QMP twin runs the same action.  Each action sends its QMP event
+ * itself.  Main thread.  Also what both monitors report of the running VM
+ * (its vCPU threads).
  */
 #ifndef STRATA_VMM_RUNSTATE_H
 #define STRATA_VMM_RUNSTATE_H
