@@ -6,7 +6,7 @@
  * no GPE block; instead the DSDT describes a GED (_HID "ACPI0013") whose
  * _CRS lists one interrupt and whose _EVT method reads this register,
  * acknowledges what it saw, and notifies the matching ACPI device (the
- * PNP0C0C power button: Notify 0x80).  vmm/acpi.c emits that AML.
+ * PNP0C0C power button: Notify 0x80).  vmm/boot/acpi.c emits that AML.
  *
  * Register file: GED_REG_SIZE bytes of I/O, one little-endian 32-bit
  * register at offset 0 ("event status"), any access size 1..4:
@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "devices/device.h"
-#include "kvm/irq.h"
+#include "memory/irq-line.h"
 #include "memory/memory.h"
 
 #define GED_REG_SIZE 4

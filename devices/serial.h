@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "devices/device.h"
-#include "kvm/irq.h"
+#include "memory/irq-line.h"
 #include "memory/memory.h"
 
 #define SERIAL_IO_SIZE 8

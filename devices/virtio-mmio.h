@@ -29,7 +29,7 @@
 #include "devices/evloop.h"
 #include "devices/stream.h"
 #include "devices/virtqueue.h"
-#include "kvm/irq.h"
+#include "memory/irq-line.h"
 #include "memory/memory.h"
 
 #define VIRTIO_MMIO_SIZE 0x200

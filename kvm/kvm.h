@@ -43,7 +43,7 @@
 #include <stdio.h>
 
 #include "memory/memory.h"
-#include "kvm/irq.h"
+#include "memory/irq-line.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,10 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * The machine's virtio devices (--disk, --net, --rng): created in
- * machine_create's "virtio devices" hook, placed and listed with
- * machine_add_virtio, served by one device event-loop thread (queue
- * notifications arrive there through ioeventfds, never on a vCPU).
- */
+/* The machine's virtio devices and their event loop (see machine-virtio.h). */
+#include "vmm/machine-virtio.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,21 +11,21 @@
 #include "devices/virtio-blk.h"
 #include "devices/virtio-net.h"
 #include "devices/virtio-rng.h"
-#include "vmm/machine.h"
 
-/* What the virtio devices share on this board: their event loop.  The
- * devices themselves are in the board's device list. */
-struct MachineVirtioDevs {
+/* What the virtio devices share: their event loop.  The devices themselves
+ * are in the board's device list. */
+struct VirtioDevs {
     Evloop *loop;
 };
 
-int machine_add_virtio_devices(Machine *m)
+int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx,
+                       AddressSpace *as, VirtioPlaceFn place, void *board)
 {
-    const VmConfig *cfg = m->cfg;
     char err[512];
+    *out = NULL;
     if (!cfg->ndisks && !cfg->nnets && !cfg->rng)
         return 0;
-    MachineVirtioDevs *v = calloc(1, sizeof(*v));
+    VirtioDevs *v = calloc(1, sizeof(*v));
     if (!v || !(v->loop = evloop_new())) {
         if (!v || errno == ENOMEM)
             fprintf(stderr, "strata: virtio devices: out of memory\n");
@@ -38,8 +35,8 @@ int machine_add_virtio_devices(Machine *m)
         free(v);
         return -1;
     }
-    m->virtio_devs = v;
-    const VirtioEnv env = { m->ctx, m->memory_as, v->loop };
+    *out = v;
+    const VirtioEnv env = { ctx, as, v->loop };
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         VirtioBlk *b = calloc(1, sizeof(*b));
         if (!b) {
@@ -52,7 +49,7 @@ int machine_add_virtio_devices(Machine *m)
             free(b);
             return -1;
         }
-        if (machine_add_virtio(m, &b->t, &virtio_blk_device_ops, b) < 0)
+        if (place(board, &b->t, &virtio_blk_device_ops, b) < 0)
             return -1;
     }
     for (unsigned i = 0; i < cfg->nnets; i++) {
@@ -71,7 +68,7 @@ int machine_add_virtio_devices(Machine *m)
             free(n);
             return -1;
         }
-        if (machine_add_virtio(m, &n->t, &virtio_net_device_ops, n) < 0)
+        if (place(board, &n->t, &virtio_net_device_ops, n) < 0)
             return -1;
     }
     if (cfg->rng) {
@@ -81,7 +78,7 @@ int machine_add_virtio_devices(Machine *m)
             free(r);
             return -1;
         }
-        if (machine_add_virtio(m, &r->t, &virtio_rng_device_ops, r) < 0)
+        if (place(board, &r->t, &virtio_rng_device_ops, r) < 0)
             return -1;
     }
     return 0;
@@ -92,13 +89,12 @@ static int io_thread_hook(void *opaque)
     return sandbox_enter(opaque, SANDBOX_ROLE_IO);
 }
 
-int machine_virtio_start(Machine *m)
+int virtio_devs_start(VirtioDevs *v, const Sandbox *sandbox)
 {
-    MachineVirtioDevs *v = m->virtio_devs;
     if (!v)
         return 0;
-    if (m->sandbox)
-        evloop_set_thread_hook(v->loop, io_thread_hook, (void *)m->sandbox);
+    if (sandbox)
+        evloop_set_thread_hook(v->loop, io_thread_hook, (void *)sandbox);
     int r = evloop_start(v->loop, "strata-io");
     if (r < 0) {
         fprintf(stderr, "strata: virtio devices: event loop thread: %s\n", strerror(-r));
@@ -107,37 +103,35 @@ int machine_virtio_start(Machine *m)
     return 0;
 }
 
-void machine_virtio_pause(Machine *m)
+void virtio_devs_pause(VirtioDevs *v)
 {
-    if (m->virtio_devs)
-        evloop_pause(m->virtio_devs->loop);
+    if (v)
+        evloop_pause(v->loop);
 }
 
-void machine_virtio_resume(Machine *m)
+void virtio_devs_resume(VirtioDevs *v)
 {
-    if (m->virtio_devs)
-        evloop_resume(m->virtio_devs->loop);
+    if (v)
+        evloop_resume(v->loop);
 }
 
-void machine_virtio_halt(Machine *m)
+void virtio_devs_halt(VirtioDevs *v)
 {
-    if (m->virtio_devs)
-        evloop_halt(m->virtio_devs->loop);
+    if (v)
+        evloop_halt(v->loop);
 }
 
-void machine_virtio_stop(Machine *m)
+void virtio_devs_stop(VirtioDevs *v)
 {
-    if (m->virtio_devs)
-        evloop_stop(m->virtio_devs->loop);
+    if (v)
+        evloop_stop(v->loop);
 }
 
-void machine_virtio_free(Machine *m)
+void virtio_devs_free(VirtioDevs *v)
 {
-    MachineVirtioDevs *v = m->virtio_devs;
     if (!v)
         return;
     evloop_stop(v->loop);
     evloop_free(v->loop);
     free(v);
-    m->virtio_devs = NULL;
 }

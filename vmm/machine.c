@@ -15,8 +15,8 @@
 
 #include "devices/virtio-mmio.h"
 #include "devices/testdev-ports.h"
-#include "vmm/acpi.h"
-#include "vmm/cpuid.h"
+#include "vmm/boot/acpi.h"
+#include "vmm/boot/cpuid.h"
 
 const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
     5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
@@ -210,6 +210,12 @@ int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *de
         return fail(m, err, r);
     m->nvirtio++;
     return 0;
+}
+
+/* machine-virtio.c's way to place a device (VirtioPlaceFn). */
+static int place_virtio(void *board, VirtioMmio *t, const DeviceOps *ops, void *dev)
+{
+    return machine_add_virtio(board, t, ops, dev);
 }
 
 /* The kernel command line: --cmdline, plus `reboot=k` unless it chooses a
@@ -411,7 +417,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
         return -1;
     /* virtio devices: machine_add_virtio() calls go here, before the
      * kernel load (which describes them in the DSDT / command line). */
-    if (machine_add_virtio_devices(m) < 0)
+    if (virtio_devs_create(&m->virtio_devs, cfg, m->ctx, m->memory_as, place_virtio, m) < 0)
         return -1;
     if (load_kernel(m, err, sizeof(err)) < 0) {
         fprintf(stderr, "strata: %s\n", err);
@@ -531,7 +537,7 @@ static int vcpu_thread_hook(void *opaque, KvmVcpu *vcpu)
 
 int machine_start(Machine *m)
 {
-    if (machine_virtio_start(m) < 0)
+    if (virtio_devs_start(m->virtio_devs, m->sandbox) < 0)
         return -1;
     if (m->sandbox)
         kvm_vm_set_thread_hook(m->vm, vcpu_thread_hook, (void *)m->sandbox);
@@ -564,6 +570,21 @@ int machine_reset(Machine *m, char *err, size_t errlen)
     return load_kernel(m, err, errlen);
 }
 
+void machine_virtio_pause(Machine *m)
+{
+    virtio_devs_pause(m->virtio_devs);
+}
+
+void machine_virtio_resume(Machine *m)
+{
+    virtio_devs_resume(m->virtio_devs);
+}
+
+void machine_virtio_halt(Machine *m)
+{
+    virtio_devs_halt(m->virtio_devs);
+}
+
 int machine_powerdown(Machine *m)
 {
     if (!m->ged.initialized)
@@ -575,7 +596,7 @@ int machine_powerdown(Machine *m)
 void machine_destroy(Machine *m)
 {
     stop_stdin(m);
-    machine_virtio_stop(m);
+    virtio_devs_stop(m->virtio_devs);
     if (m->vm) {
         kvm_vm_destroy(m->vm);
         m->vm = NULL;
@@ -585,7 +606,8 @@ void machine_destroy(Machine *m)
     if (m->io_as)
         address_space_destroy(m->io_as);
     devlist_destroy(&m->devices);     /* unmapped, then destroyed, last added first */
-    machine_virtio_free(m);
+    virtio_devs_free(m->virtio_devs);
+    m->virtio_devs = NULL;
     if (memory_region_get_container(&m->ram_above))
         memory_region_del_subregion(&m->system, &m->ram_above);
     if (memory_region_get_container(&m->ram_below))

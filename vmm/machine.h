@@ -44,10 +44,11 @@
 #include "devices/testdev.h"
 #include "kvm/kvm.h"
 #include "memory/memory.h"
-#include "vmm/boot-linux.h"
+#include "vmm/boot/boot-linux.h"
 #include "vmm/config.h"
 #include "vmm/devlist.h"
-#include "vmm/loader.h"
+#include "vmm/boot/loader.h"
+#include "vmm/machine-virtio.h"
 #include "vmm/sandbox.h"
 
 #define MACHINE_SERIAL_PORT 0x3f8
@@ -68,9 +69,6 @@ typedef struct MachineVirtio {
     uint64_t base;
     unsigned gsi;
 } MachineVirtio;
-
-typedef struct MachineVirtioDevs MachineVirtioDevs;
-struct VirtioMmio;
 
 typedef struct Machine {
     const VmConfig *cfg;
@@ -102,7 +100,7 @@ typedef struct Machine {
     volatile int guest_panicked;    /* set by pvpanic (vCPU thread) */
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
-    struct MachineVirtioDevs *virtio_devs;  /* the virtio devices' event loop (machine-virtio.c) */
+    VirtioDevs *virtio_devs;        /* the virtio devices' event loop (machine-virtio.h) */
     /* --serial stdio input: a thread feeds stdin to the UART (raw tty) */
     pthread_t stdin_thread;
     bool stdin_started;
@@ -138,24 +136,13 @@ int machine_add_device(Machine *m, const DeviceOps *ops, void *dev, const DevReg
  * kernel is loaded.  The board owns dev from here, also on failure.  0, or
  * -1 after printing why (no slot left, mapping failed).
  */
-int machine_add_virtio(Machine *m, struct VirtioMmio *t, const DeviceOps *ops, void *dev);
-/* Creates the --disk/--net/--rng virtio devices (disks, then nets, then
- * the rng), places them with machine_add_virtio.  0, or -1 after printing
- * why (machine_destroy cleans up). */
-int machine_add_virtio_devices(Machine *m);
-/* Starts the virtio event-loop thread (in the IO sandbox role when
- * m->sandbox is set).  0, or -1 after printing why. */
-int machine_virtio_start(Machine *m);
+int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *dev);
 /* Holds the virtio event loop between handler batches (no device touches
  * guest memory) / lets it go again; no-ops without virtio devices. */
 void machine_virtio_pause(Machine *m);
 void machine_virtio_resume(Machine *m);
 /* Ends a machine_virtio_pause for good: the devices never run again. */
 void machine_virtio_halt(Machine *m);
-/* Stops the virtio event-loop thread (no device work after this). */
-void machine_virtio_stop(Machine *m);
-/* Frees the virtio event loop (the devices must be destroyed). */
-void machine_virtio_free(Machine *m);
 /* Starts the device, vCPU and stdin threads, each entering its sandbox
  * role first when m->sandbox is set.  0 or -1 after printing why. */
 int machine_start(Machine *m);

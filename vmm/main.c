@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vmm/control/ctl.h"
 #include "vmm/vmm.h"
 
 static const char usage[] =

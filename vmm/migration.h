@@ -36,7 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 
 typedef struct Vmm Vmm;
 typedef struct Migration Migration;

@@ -10,7 +10,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "vmm/control/commands.h"
 #include "vmm/migration-stream.h"
+#include "vmm/migration.h"
+#include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
 enum {

@@ -10,9 +10,13 @@
 #include "vmm/config.h"
 #include "vmm/loop.h"
 #include "vmm/machine.h"
-#include "vmm/migration.h"
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 #include "vmm/sandbox.h"
+
+typedef struct Vmm Vmm;
+/* The live migration (vmm/migration.h); named, not included, because
+ * migration's own files include this one. */
+typedef struct Migration Migration;
 
 typedef enum RunState {
     RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN,
@@ -47,31 +51,7 @@ struct Vmm {
     QmpCommand *cmds;       /* the served table: vmm's + migration's */
 };
 
-/* The QMP command table served on --api-socket. */
-extern const QmpCommand vmm_qmp_commands[];
-extern const size_t vmm_qmp_ncommands;
-
-/* Pauses the vCPUs (STOP event); no-op if paused.  0 or -1 with err. */
-int vmm_stop(Vmm *v, QmpError *err);
-/* Resumes them (RESUME event); no-op if running.  0 or -1 with err. */
-int vmm_cont(Vmm *v, QmpError *err);
-/* Resets the machine to its entry state (RESET event), keeping the
- * paused/running state.  0 or -1 with err. */
-int vmm_system_reset(Vmm *v, QmpError *err);
-/* Presses the guest's ACPI power button (POWERDOWN event); what happens
- * next is the guest's choice, as on a real machine.  0 or -1 with err. */
-int vmm_system_powerdown(Vmm *v, QmpError *err);
-/* Asks the VM to end; the main loop then reports SHUTDOWN and exits. */
-void vmm_request_quit(Vmm *v);
-/* "running", "paused" or "shutdown". */
-const char *vmm_state_name(const Vmm *v);
-/* The kernel thread id of vCPU index's thread (kvm_vcpu_thread_id), or 0
- * before it runs. */
-pid_t vmm_vcpu_tid(Vmm *v, unsigned index);
-
 /* `strata run` (args after "run"); returns the exit status. */
 int strata_run(int argc, char *const argv[]);
-/* `strata ctl` (args after "ctl"); returns the exit status. */
-int strata_ctl(int argc, char *const argv[]);
 
 #endif /* STRATA_VMM_VMM_H */

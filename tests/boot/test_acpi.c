@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/acpi.h"
+#include "vmm/boot/acpi.h"
 
 #define GPA 0xe0000ull
 
@@ -189,7 +189,7 @@ static void test_dsdt_bytes(void **state)
 }
 
 /* The power button and its Generic Event Device (checked once with iasl -d:
- * it reads back as the ASL in vmm/acpi.c's comment). */
+ * it reads back as the ASL in vmm/boot/acpi.c's comment). */
 static void test_ged_bytes(void **state)
 {
     (void)state;

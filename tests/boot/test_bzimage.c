@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/boot-linux.h"
+#include "vmm/boot/boot-linux.h"
 
 #define SETUP_SECTS 4
 #define PAYLOAD 0x3000

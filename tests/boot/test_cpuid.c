@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/cpuid.h"
+#include "vmm/boot/cpuid.h"
 
 static struct kvm_cpuid2 *supported(bool with_1f)
 {

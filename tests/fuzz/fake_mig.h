@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "kvm/state.h"
+#include "vmm/migration.h"
 #include "vmm/vmm.h"
 
 #define FAKE_MIG_RAM_SIZE (256u << 10)  /* 64 pages */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A stand-in for the KVM VM and the machine reset, so that vmm/commands.c
- * and vmm/hmp.c (the real QMP/HMP command handlers) run in a fuzz target
- * without /dev/kvm: two vCPUs, one memory slot, counters for what was asked.
+ * A stand-in for the KVM VM and the machine reset, so that
+ * vmm/control/commands.c, vmm/control/hmp.c and vmm/runstate.c (the real
+ * QMP/HMP command handlers and the run-state actions they call) run in a
+ * fuzz target without /dev/kvm: two vCPUs, one memory slot, counters for
+ * what was asked.
  */
 #include "tests/fuzz/fake_vm.h"
 

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/boot-linux.h"
-#include "vmm/loader.h"
+#include "vmm/boot/boot-linux.h"
+#include "vmm/boot/loader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

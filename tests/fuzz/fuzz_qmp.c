@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target: the QMP server (vmm/qmp.c: framing, JSON parsing,
- * request checking, dispatch) with strata's real command table
- * (vmm/commands.c, vmm/hmp.c) over a fake VM (fake_vm.c) and a real
- * memory-region tree with 64 KiB of RAM.
+ * libFuzzer target: the QMP server (vmm/control/qmp.c: framing, JSON
+ * parsing, request checking, dispatch) with strata's real command table
+ * (vmm/control/commands.c, vmm/control/hmp.c, vmm/runstate.c) over a fake
+ * VM (fake_vm.c) and a real memory-region tree with 64 KiB of RAM.
  *
  * Each input is one client connection on a unix socket served by the real
  * epoll handlers: byte 0 picks the VM's run state (bits 0-1) and whether
@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "tests/fuzz/fake_vm.h"
+#include "vmm/control/commands.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -37,7 +37,7 @@
 
 #include "kvm/kvm.h"
 #include "qmp_harness.h"
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 
 #define MIB (1u << 20)
 #ifndef QMP_BUDGET

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the QMP server (vmm/qmp.c) without a VM: the server runs
- * its epoll loop on a thread with a few fake commands, the test speaks to
+ * Unit tests of the QMP server (vmm/control/qmp.c) without a VM: the server
+ * runs its epoll loop on a thread with a few fake commands, the test speaks to
  * it over the socket.  Covers what the kvm-labelled integration test
  * covers for the protocol, so hosts without /dev/kvm still test it, plus
  * the output cap (a client that never reads while events pile up is
@@ -28,8 +28,8 @@
 #include <time.h>
 
 #include "qmp_client.h"
-#include "vmm/qmp-limits.h"
-#include "vmm/qmp.h"
+#include "vmm/control/qmp-limits.h"
+#include "vmm/control/qmp.h"
 
 typedef struct Server {
     QmpServer *qmp;

@@ -2,6 +2,7 @@
 /* `strata ctl`: a small QMP client for the control socket. */
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/control/ctl.h"
 #include "vmm/text.h"
-#include "vmm/vmm.h"
 
 #define CTL_MAX_REPLY (256u << 20)
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The QMP server (see qmp.h). */
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/qmp-limits.h"
+#include "vmm/control/qmp-limits.h"
 #include "vmm/unix-listen.h"
 
 /*

@@ -37,8 +37,8 @@
  * Everything runs on the main thread (the epoll loop), so command handlers
  * may touch the region tree.
  */
-#ifndef STRATA_VMM_QMP_H
-#define STRATA_VMM_QMP_H
+#ifndef STRATA_VMM_CONTROL_QMP_H
+#define STRATA_VMM_CONTROL_QMP_H
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -122,4 +122,4 @@ unsigned qmp_server_nr_clients(const QmpServer *srv);
 /* The names of every command served, as a QMP query-commands list. */
 json_t *qmp_server_command_list(const QmpServer *srv);
 
-#endif /* STRATA_VMM_QMP_H */
+#endif /* STRATA_VMM_CONTROL_QMP_H */

@@ -5,8 +5,8 @@
  * 1, 0xb, 0x1f, 0x8000001e), logical counts (leaf 1, 4, 0x80000008), the
  * hypervisor bit.  Pure (no ioctl), unit tested with made-up tables.
  */
-#ifndef STRATA_VMM_CPUID_H
-#define STRATA_VMM_CPUID_H
+#ifndef STRATA_VMM_BOOT_CPUID_H
+#define STRATA_VMM_BOOT_CPUID_H
 
 #include <linux/kvm.h>
 #include <stdint.h>
@@ -28,4 +28,4 @@ unsigned cpuid_core_shift(unsigned ncpus);
 const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid2 *c, uint32_t function,
                                           uint32_t index);
 
-#endif /* STRATA_VMM_CPUID_H */
+#endif /* STRATA_VMM_BOOT_CPUID_H */

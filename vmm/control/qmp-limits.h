@@ -6,8 +6,8 @@
  * one bound however many clients ask for big ones.  And a bound on how many
  * values parsing a request line can make.
  */
-#ifndef STRATA_VMM_QMP_LIMITS_H
-#define STRATA_VMM_QMP_LIMITS_H
+#ifndef STRATA_VMM_CONTROL_QMP_LIMITS_H
+#define STRATA_VMM_CONTROL_QMP_LIMITS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,4 +35,4 @@ size_t qmp_count_tokens(const char *s, size_t len);
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t qmp_now_ms(void);
 
-#endif /* STRATA_VMM_QMP_LIMITS_H */
+#endif /* STRATA_VMM_CONTROL_QMP_LIMITS_H */

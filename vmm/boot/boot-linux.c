@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Booting Linux: bzImage 64-bit boot protocol and PVH (see boot-linux.h). */
-#include "vmm/boot-linux.h"
+#include "vmm/boot/boot-linux.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,8 +9,8 @@
  * constructs needed.  Pure: the tables are built into a caller's buffer
  * that is then copied to guest physical ACPI_TABLES_ADDR.
  */
-#ifndef STRATA_VMM_ACPI_H
-#define STRATA_VMM_ACPI_H
+#ifndef STRATA_VMM_BOOT_ACPI_H
+#define STRATA_VMM_BOOT_ACPI_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -87,4 +87,4 @@ size_t acpi_build(const AcpiConfig *cfg, uint8_t *buf, size_t cap, uint64_t gpa,
 /* The 8-bit checksum such that the bytes sum to zero. */
 uint8_t acpi_checksum(const uint8_t *p, size_t n);
 
-#endif /* STRATA_VMM_ACPI_H */
+#endif /* STRATA_VMM_BOOT_ACPI_H */

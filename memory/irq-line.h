@@ -2,13 +2,14 @@
 /*
  * strata device-facing interrupt interface.
  *
- * Devices include this header (never kvm/kvm.h): it exposes only opaque
- * callbacks, so a device works the same on the KVM backend, in a unit test
- * (a recording IrqLine) or on any other board.  It does not include
- * <linux/kvm.h>.
+ * Devices include this header (never a kvm/ header): it exposes only opaque
+ * callbacks, so a device works the same on the KVM backend (kvm/irq.c,
+ * kvm_vm_irq_line), in a unit test (a recording IrqLine) or on any other
+ * board.  It lives in memory/, the one folder both kvm/ and devices/ may
+ * include, because it knows neither: libc only, no <linux/kvm.h>.
  */
-#ifndef STRATA_KVM_IRQ_H
-#define STRATA_KVM_IRQ_H
+#ifndef STRATA_MEMORY_IRQ_LINE_H
+#define STRATA_MEMORY_IRQ_LINE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -91,4 +92,4 @@ static inline bool irq_line_connected(const IrqLine *l)
 #ifdef __cplusplus
 }
 #endif
-#endif /* STRATA_KVM_IRQ_H */
+#endif /* STRATA_MEMORY_IRQ_LINE_H */

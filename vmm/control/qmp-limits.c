@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The QMP server's memory bounds (see qmp-limits.h). */
-#include "vmm/qmp-limits.h"
+#include "vmm/control/qmp-limits.h"
 
 #include <errno.h>
 #include <stdbool.h>

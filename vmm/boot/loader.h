@@ -2,8 +2,8 @@
 /*
  * PVH ELF kernels: validation, loading into guest RAM, start_info.
  */
-#ifndef STRATA_VMM_LOADER_H
-#define STRATA_VMM_LOADER_H
+#ifndef STRATA_VMM_BOOT_LOADER_H
+#define STRATA_VMM_BOOT_LOADER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,4 +47,4 @@ int kernel_image_load(const KernelImage *img, const GuestRam *ram, char *err, si
 uint64_t pvh_write_start_info(const GuestRam *ram, const char *cmdline, char *err,
                               size_t errlen);
 
-#endif /* STRATA_VMM_LOADER_H */
+#endif /* STRATA_VMM_BOOT_LOADER_H */

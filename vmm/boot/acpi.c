@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* ACPI tables and a small AML emitter (see acpi.h). */
-#include "vmm/acpi.h"
+#include "vmm/boot/acpi.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/loader.h"
+#include "vmm/boot/loader.h"
 
 #define BOOT_GDT_ADDR       0x500ull
 #define BOOT_ZERO_PAGE_ADDR 0x1000ull

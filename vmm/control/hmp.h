@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The human monitor commands served through QMP's human-monitor-command. */
-#ifndef STRATA_VMM_HMP_H
-#define STRATA_VMM_HMP_H
+#ifndef STRATA_VMM_CONTROL_HMP_H
+#define STRATA_VMM_CONTROL_HMP_H
 
-#include "vmm/qmp.h"
+#include "vmm/control/qmp.h"
 
 struct Vmm;
 
@@ -15,4 +15,4 @@ struct Vmm;
  */
 char *hmp_execute(struct Vmm *v, const char *line, QmpError *err);
 
-#endif /* STRATA_VMM_HMP_H */
+#endif /* STRATA_VMM_CONTROL_HMP_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Human monitor commands (see hmp.h). */
-#include "vmm/hmp.h"
+#include "vmm/control/hmp.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
 #define MAX_ARGS 8

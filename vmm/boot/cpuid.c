@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest CPUID topology (see cpuid.h). */
-#include "vmm/cpuid.h"
+#include "vmm/boot/cpuid.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

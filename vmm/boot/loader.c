@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* PVH ELF kernels (see loader.h). */
-#include "vmm/loader.h"
+#include "vmm/boot/loader.h"
 
-#include "vmm/boot-linux.h"
+#include "vmm/boot/boot-linux.h"
 
 #include <elf.h>
 #include <errno.h>

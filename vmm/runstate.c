@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/* The VM's run state and the actions that change it (see runstate.h). */
+#include "vmm/runstate.h"
+
+#include "vmm/migration.h"
+#include "vmm/vmm.h"
+
+const char *vmm_state_name(const Vmm *v)
+{
+    if (v->state == RUN_STATE_RUNNING && mig_in_final_phase(v))
+        return "finish-migrate";
+    switch (v->state) {
+    case RUN_STATE_RUNNING: return "running";
+    case RUN_STATE_PAUSED: return "paused";
+    case RUN_STATE_POSTMIGRATE: return "postmigrate";
+    default: return "shutdown";
+    }
+}
+
+static bool check_alive(Vmm *v, QmpError *err)
+{
+    if (v->state == RUN_STATE_SHUTDOWN) {
+        qmp_error_set(err, "The VM has shut down");
+        return false;
+    }
+    if (v->state == RUN_STATE_POSTMIGRATE) {
+        qmp_error_set(err, "The VM was migrated away; it runs at the destination now");
+        return false;
+    }
+    return true;
+}
+
+/* stop and cont hold the migration's run-state lock (mig_run_state_lock):
+ * refused during a migration's final phase, never lost in it. */
+int vmm_stop(Vmm *v, QmpError *err)
+{
+    if (!check_alive(v, err) || mig_run_state_lock(v, err) < 0)
+        return -1;
+    bool change = v->state != RUN_STATE_PAUSED;
+    if (change) {
+        kvm_vm_pause(v->m.vm);
+        v->state = RUN_STATE_PAUSED;
+    }
+    mig_run_state_unlock(v);
+    if (change)
+        qmp_server_event(v->qmp, "STOP", NULL);
+    return 0;
+}
+
+int vmm_cont(Vmm *v, QmpError *err)
+{
+    if (!check_alive(v, err) || mig_run_state_lock(v, err) < 0)
+        return -1;
+    bool change = false;
+    if (mig_release_hold(v)) {
+        change = true;              /* the hold was all that paused it */
+    } else if (v->state != RUN_STATE_RUNNING) {
+        kvm_vm_resume(v->m.vm);
+        change = true;
+    }
+    v->state = RUN_STATE_RUNNING;
+    mig_run_state_unlock(v);
+    if (change)
+        qmp_server_event(v->qmp, "RESUME", NULL);
+    return 0;
+}
+
+int vmm_system_reset(Vmm *v, QmpError *err)
+{
+    char why[512];
+    if (!check_alive(v, err))
+        return -1;
+    if (mig_active(v)) {
+        qmp_error_set(err, "system_reset: a migration is in progress (migrate_cancel first)");
+        return -1;
+    }
+    if (mig_holds_guest(v)) {
+        qmp_error_set(err, "system_reset: the guest is held after an unconfirmed handover "
+                      "(query-migrate); `cont` first");
+        return -1;
+    }
+    bool running = v->state == RUN_STATE_RUNNING;
+    if (running)
+        kvm_vm_pause(v->m.vm);
+    int r = machine_reset(&v->m, why, sizeof(why));
+    if (running)
+        kvm_vm_resume(v->m.vm);
+    if (r < 0) {
+        qmp_error_set(err, "system_reset failed: %s", why);
+        return -1;
+    }
+    qmp_server_event(v->qmp, "RESET",
+                     json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-system-reset"));
+    return 0;
+}
+
+int vmm_system_powerdown(Vmm *v, QmpError *err)
+{
+    if (!check_alive(v, err))
+        return -1;
+    if (machine_powerdown(&v->m) < 0) {
+        qmp_error_set(err, "system_powerdown: this machine has no ACPI power button");
+        return -1;
+    }
+    qmp_server_event(v->qmp, "POWERDOWN", NULL);
+    return 0;
+}
+
+void vmm_request_quit(Vmm *v)
+{
+    if (v->state == RUN_STATE_SHUTDOWN)
+        return;
+    v->quit = true;
+    kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "quit");
+}
+
+pid_t vmm_vcpu_tid(Vmm *v, unsigned index)
+{
+    KvmVcpu *cpu = v->m.vm ? kvm_vm_vcpu(v->m.vm, index) : NULL;
+    return cpu ? (pid_t)kvm_vcpu_thread_id(cpu) : 0;
+}
