@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 /* Drives the line to match pending; called with the lock held. */
 static void update_line(GedState *s)

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 #define ST_OBF 0x01
 #define ST_SYS 0x04         /* system flag: POST passed */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 static uint64_t pvpanic_read(void *opaque, uint64_t addr, unsigned size)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 /* Register offsets */
 enum { R_RBR_THR = 0, R_IER = 1, R_IIR_FCR = 2, R_LCR = 3, R_MCR = 4, R_LSR = 5, R_MSR = 6,

@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 static void putc_locked(TestDev *d, char c)
 {

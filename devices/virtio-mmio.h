@@ -27,10 +27,10 @@
 
 #include "devices/device.h"
 #include "devices/evloop.h"
-#include "devices/stream.h"
 #include "devices/virtqueue.h"
 #include "kvm/irq.h"
 #include "memory/memory.h"
+#include "memory/state-stream.h"
 
 #define VIRTIO_MMIO_SIZE 0x200
 #define VIRTIO_MMIO_CONFIG 0x100

@@ -2,7 +2,7 @@
 /*
  * Migration stream sections for the CPU and VM state of kvm/state.h.
  *
- * Each call writes or reads one section of devices/stream.h (magic,
+ * Each call writes or reads one section of memory/state-stream.h (magic,
  * version, length, CRC-32), with every field encoded explicitly, little
  * endian, so the stream does not depend on the compiler's struct layout.
  *
@@ -54,8 +54,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "devices/stream.h"
 #include "kvm/state.h"
+#include "memory/state-stream.h"
 
 #define MIG_VCPU_MAGIC 0x55504356u      /* "VCPU" */
 #define MIG_VCPU_VERSION 1

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 typedef struct Fixture {
     MemoryContext *ctx;

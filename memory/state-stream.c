@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Device state streams (see stream.h). */
-#include "devices/stream.h"
+/* State streams (see state-stream.h). */
+#include "memory/state-stream.h"
 
 #include <zlib.h>
 
