@@ -278,13 +278,12 @@ int state_walk(const StateTable *t, const void *obj, StateWalkFn fn, void *opaqu
     return walk_table(&w, t, 0);
 }
 
-int state_save_section(uint32_t magic, uint16_t version, const StateTable *t, const void *obj,
-                       uint8_t **buf, size_t *len)
+int state_save_section(const StateSection *s, const void *obj, uint8_t **buf, size_t *len)
 {
     StateWriter w;
     state_writer_init(&w);
-    size_t sec = state_section_begin(&w, magic, version);
-    if (state_encode(&w, t, obj) < 0) {
+    size_t sec = state_section_begin(&w, s->magic, s->version);
+    if (state_encode(&w, s->table, obj) < 0) {
         state_writer_free(&w);
         return -EINVAL;
     }
@@ -292,35 +291,40 @@ int state_save_section(uint32_t magic, uint16_t version, const StateTable *t, co
     return state_writer_finish(&w, buf, len);
 }
 
-static int load_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int load_fail(char *err, size_t errlen, const char *fmt, ...)
+int state_refuse(const StateSection *s, char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
+        char msg[200];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        snprintf(err, errlen, "%s state: %s", s->what, msg);
     }
     return -EINVAL;
 }
 
-int state_load_section(const uint8_t *buf, size_t len, uint32_t magic, uint16_t version,
-                       const StateTable *t, void *obj, char *err, size_t errlen)
+int state_load_section(const StateSection *s, const uint8_t *buf, size_t len, void *obj,
+                       char *err, size_t errlen)
 {
     StateReader r, p;
     uint16_t v;
-    memset(obj, 0, t->size);
+    char why[200];
+    memset(obj, 0, s->table->size);
     state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, magic, version, &v, &p, err, errlen);
-    if (ret < 0)
+    int ret = state_section_open(&r, s->magic, s->version, &v, &p, why, sizeof(why));
+    if (ret < 0) {
+        state_refuse(s, err, errlen, "%s", why);
         return ret;
+    }
     if (!state_reader_done(&r))
-        return load_fail(err, errlen, "trailing bytes after the section (%zu)", r.len - r.pos);
-    if (state_decode(&p, t, obj, err, errlen) < 0)
-        return -EINVAL;
+        return state_refuse(s, err, errlen, "trailing bytes after the section (%zu)",
+                            r.len - r.pos);
+    if (state_decode(&p, s->table, obj, why, sizeof(why)) < 0)
+        return state_refuse(s, err, errlen, "%s", why);
     if (!state_reader_done(&p))
-        return load_fail(err, errlen, "payload longer than version %u defines (%zu more bytes)",
-                         v, p.len - p.pos);
+        return state_refuse(s, err, errlen,
+                            "payload longer than version %u defines (%zu more bytes)", v,
+                            p.len - p.pos);
     return 0;
 }

@@ -121,18 +121,29 @@ typedef void (*StateWalkFn)(void *opaque, const char *path, size_t wire_offset,
  * state_encode. */
 int state_walk(const StateTable *t, const void *obj, StateWalkFn fn, void *opaque);
 
-/* *obj as a whole section (state-stream.h) in a malloc()ed buffer: 0,
- * -EINVAL (see state_encode) or -ENOMEM. */
-int state_save_section(uint32_t magic, uint16_t version, const StateTable *t, const void *obj,
-                       uint8_t **buf, size_t *len);
+/* One kind of section: what a device (or the vCPU code) saves, whole. */
+typedef struct StateSection {
+    const char *what;           /* messages say "<what> state: ..." ("serial") */
+    uint32_t magic;
+    uint16_t version;           /* written; a reader takes 1..version */
+    const StateTable *table;    /* the payload */
+} StateSection;
+
+/* *obj as one section s in a malloc()ed buffer: 0, -EINVAL (see
+ * state_encode) or -ENOMEM. */
+int state_save_section(const StateSection *s, const void *obj, uint8_t **buf, size_t *len);
 /*
- * Reads [buf, buf+len), which must be exactly one section with this magic
- * and a version in 1..version, into *obj (zeroed first), decoding the
- * whole payload with t.  0, or -EINVAL / -ENODATA with a one-line reason
- * in err (bad section, trailing bytes after it, a truncated payload, a
- * count too large, bytes the version does not define).
+ * Reads [buf, buf+len), which must be exactly one section s, into *obj
+ * (zeroed first), decoding the whole payload with s->table.  0, or -EINVAL
+ * / -ENODATA with "<what> state: <reason>" in err (bad section, trailing
+ * bytes after it, a truncated payload, a count too large, bytes the
+ * version does not define).
  */
-int state_load_section(const uint8_t *buf, size_t len, uint32_t magic, uint16_t version,
-                       const StateTable *t, void *obj, char *err, size_t errlen);
+int state_load_section(const StateSection *s, const uint8_t *buf, size_t len, void *obj,
+                       char *err, size_t errlen);
+/* A device refusing a decoded state: "<what> state: <fmt...>" into err,
+ * returns -EINVAL. */
+int state_refuse(const StateSection *s, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif /* STRATA_MEMORY_STATE_TABLE_H */

@@ -272,8 +272,8 @@ static void test_load_rejects_inconsistent(void **state)
         { 8, 0x02, "FCR" },             /* FCR clear bit is not state */
         { 5, 0xe0, "LSR" },             /* LSR bit 7 */
         { 9, 2, "THR" },                /* flag not 0/1 */
-        { 10, 1, "FIFO" },              /* count without data / DR */
-        { 10, 200, "FIFO" },            /* count > 16 */
+        { 10, 1, "rx_fifo" },           /* count without data: truncated */
+        { 10, 200, "rx_fifo" },         /* count > 16: more than the FIFO holds */
     };
     uint8_t *buf;
     size_t len;
@@ -293,6 +293,17 @@ static void test_load_rejects_inconsistent(void **state)
             fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].why);
         free(buf);
     }
+    /* a byte in the FIFO but DR clear; two bytes with the FIFO off */
+    const uint8_t no_dr[] = { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 1, 'a' };
+    const uint8_t off2[] = { 0x0c, 0, 0x00, 0x03, 0x08, 0x61, 0xb0, 0, 0x00, 0, 2, 'a', 'b' };
+    craft(1, no_dr, sizeof(no_dr), &buf, &len);
+    assert_int_equal(serial_load(&f->s, buf, len, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "LSR.DR disagrees with the FIFO count"));
+    free(buf);
+    craft(1, off2, sizeof(off2), &buf, &len);
+    assert_int_equal(serial_load(&f->s, buf, len, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "receive FIFO count too large"));
+    free(buf);
     /* DR set, FIFO empty */
     uint8_t p[sizeof(good)];
     memcpy(p, good, sizeof(p));
