@@ -239,15 +239,15 @@ static void net_free(DevInst *d)
 }
 
 const DevCase dev_cases[] = {
-    { "serial", serial_make, serial_free },
-    { "i8042", i8042_make, i8042_free },
-    { "pvpanic", pvpanic_make, pvpanic_free },
-    { "acpi-ged", ged_make, ged_free },
-    { "testdev", testdev_make, testdev_free },
-    { "virtio-rng", rng_make, rng_free },
-    { "virtio-rng-broken", rng_broken_make, rng_free },
-    { "virtio-blk", blk_make, blk_free },
-    { "virtio-net", net_make, net_free },
+    { "serial", &serial_state_section, serial_make, serial_free },
+    { "i8042", &i8042_state_section, i8042_make, i8042_free },
+    { "pvpanic", &pvpanic_state_section, pvpanic_make, pvpanic_free },
+    { "acpi-ged", &ged_state_section, ged_make, ged_free },
+    { "testdev", &testdev_state_section, testdev_make, testdev_free },
+    { "virtio-rng", &virtio_rng_state_section, rng_make, rng_free },
+    { "virtio-rng-broken", &virtio_rng_state_section, rng_broken_make, rng_free },
+    { "virtio-blk", &virtio_blk_state_section, blk_make, blk_free },
+    { "virtio-net", &virtio_net_state_section, net_make, net_free },
 };
 const unsigned dev_ncases = sizeof(dev_cases) / sizeof(dev_cases[0]);
 

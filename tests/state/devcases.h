@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "devices/device.h"
+#include "memory/state-table.h"
 #include "tests/virtio/vtest.h"
 
 typedef struct DevInst {
@@ -27,6 +28,7 @@ typedef struct DevInst {
 
 typedef struct DevCase {
     const char *name;           /* "serial": also the fixture's file name */
+    const StateSection *section; /* what it saves: magic, version, field table */
     /* Makes the device in power-on state; then, if scenario, runs the
      * scenario's guest accesses.  Aborts on failure. */
     void (*make)(DevInst *d, bool scenario);
