@@ -245,9 +245,7 @@ static int blk_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, si
                             "disk differs (capacity %llu sectors%s, here %llu%s)",
                             (unsigned long long)st.capacity, st.readonly ? " readonly" : "",
                             (unsigned long long)d->capacity, d->readonly ? " readonly" : "");
-    virtio_mmio_lock(t);
-    virtio_mmio_set_state(t, &st.t);
-    virtio_mmio_unlock(t);
+    virtio_mmio_install_state(t, &st.t);
     return 0;
 }
 

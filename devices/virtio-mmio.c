@@ -588,6 +588,13 @@ void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st)
     }
 }
 
+void virtio_mmio_install_state(VirtioMmio *t, const VirtioMmioStateData *st)
+{
+    virtio_mmio_lock(t);
+    virtio_mmio_set_state(t, st);
+    virtio_mmio_unlock(t);
+}
+
 /* A device's section starts with the transport's state (see virtio-mmio.h). */
 static bool transport_first(const StateSection *sec)
 {

@@ -246,6 +246,9 @@ int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t
                            size_t len, void *st, char *err, size_t errlen);
 /* Installs a checked transport state (lock held by the caller). */
 void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st);
+/* The same, taking the lock: for a device with no state of its own to
+ * install. */
+void virtio_mmio_install_state(VirtioMmio *t, const VirtioMmioStateData *st);
 /* Takes/drops the transport lock. */
 void virtio_mmio_lock(VirtioMmio *t);
 void virtio_mmio_unlock(VirtioMmio *t);

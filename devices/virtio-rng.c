@@ -65,12 +65,9 @@ static int rng_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, si
 {
     VirtioRngStateData st;
     int ret = virtio_mmio_load_state(t, &virtio_rng_state_section, buf, len, &st, err, errlen);
-    if (ret < 0)
-        return ret;
-    virtio_mmio_lock(t);
-    virtio_mmio_set_state(t, &st.t);
-    virtio_mmio_unlock(t);
-    return 0;
+    if (ret == 0)
+        virtio_mmio_install_state(t, &st.t);
+    return ret;
 }
 
 static const VirtioDevOps rng_ops = {

@@ -72,6 +72,11 @@ bool state_reader_done(const StateReader *r);
 int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
                        uint16_t *version, StateReader *payload, char *err, size_t errlen);
 
+/* Writes the printf-style reason into err (unless err is NULL or errlen 0)
+ * and returns code: how the state code refuses something. */
+int state_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* CRC-32 (IEEE 802.3, as zlib's crc32) of n bytes. */
 uint32_t state_crc32(const void *p, size_t n);
 /* The CRC-32 of (the bytes crc was computed over) followed by [p, p+n):

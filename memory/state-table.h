@@ -68,7 +68,8 @@ struct StateTable {
 #define STATE_FIELD_(T, m, k, esize, n, cnt, tbl)                                         \
     { .name = #m, .offset = offsetof(T, m), .kind = (k), .size = (esize), .count = (n),   \
       .count_field = (cnt), .table = (tbl) }
-#define STATE_INT_(T, m, k, w) STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m, w), 1, NULL, NULL)
+#define STATE_INT_(T, m, k, w)                                                            \
+    STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m, w), 1, NULL, NULL)
 #define STATE_ARRAY_(T, m, k, w, cnt)                                                     \
     STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m[0], w),                             \
                  sizeof(((T *)0)->m) / (w), cnt, NULL)
@@ -86,9 +87,11 @@ struct StateTable {
  * integer member of T). */
 #define STATE_U8_VARRAY(T, m, countm) STATE_ARRAY_(T, m, STATE_KIND_U8, 1, #countm)
 /* A member of T as raw bytes, all sizeof of it. */
-#define STATE_BYTES(T, m) STATE_FIELD_(T, m, STATE_KIND_BYTES, sizeof(((T *)0)->m), 1, NULL, NULL)
+#define STATE_BYTES(T, m)                                                                 \
+    STATE_FIELD_(T, m, STATE_KIND_BYTES, sizeof(((T *)0)->m), 1, NULL, NULL)
 /* A struct member of T, encoded by table tbl (a StateTable *). */
-#define STATE_STRUCT(T, m, tbl) STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m), 1, NULL, tbl)
+#define STATE_STRUCT(T, m, tbl)                                                           \
+    STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m), 1, NULL, tbl)
 /* A struct array member of T, its first `countm` elements by table tbl. */
 #define STATE_STRUCT_VARRAY(T, m, tbl, countm)                                            \
     STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m[0]),                         \

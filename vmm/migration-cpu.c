@@ -3,7 +3,6 @@
 #include "vmm/migration-cpu.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,20 +225,6 @@ int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st)
 
 /* ---- decoding ------------------------------------------------------------- */
 
-static int get_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int get_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* Decodes one piece of vCPU idx's section with its table. */
 static int get_piece(StateReader *p, const StateTable *t, void *obj, unsigned idx, char *err,
                      size_t errlen)
@@ -248,18 +233,18 @@ static int get_piece(StateReader *p, const StateTable *t, void *obj, unsigned id
 
     if (state_decode(p, t, obj, why, sizeof(why)) == 0)
         return 0;
-    return get_fail(err, errlen, -EINVAL, "vCPU %u state: %s", idx, why);
+    return state_fail(err, errlen, -EINVAL, "vCPU %u state: %s", idx, why);
 }
 
 static int check_vcpu_flags(uint32_t flags, unsigned idx, char *err, size_t errlen)
 {
     if (flags & ~KVM_VCPU_STATE_ALL_FLAGS)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: unknown flags 0x%x", idx,
-                        flags & ~KVM_VCPU_STATE_ALL_FLAGS);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: unknown flags 0x%x", idx,
+                          flags & ~KVM_VCPU_STATE_ALL_FLAGS);
     if ((flags & KVM_VCPU_STATE_FPU) && (flags & KVM_VCPU_STATE_XSAVE))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: both FPU and XSAVE", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: both FPU and XSAVE", idx);
     if (!(flags & (KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XSAVE)))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: neither FPU nor XSAVE", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: neither FPU nor XSAVE", idx);
     return 0;
 }
 
@@ -269,14 +254,14 @@ static int get_xsave(StateReader *p, KvmVcpuState *st, unsigned idx, char *err, 
     uint32_t len = state_get_u32(p);
 
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
     if (len < KVM_STATE_XSAVE_LEGACY || len > KVM_STATE_XSAVE_MAX)
-        return get_fail(err, errlen, -EINVAL,
-                        "vCPU %u state: XSAVE area of %u bytes (must be %u..%u)", idx, len,
-                        KVM_STATE_XSAVE_LEGACY, KVM_STATE_XSAVE_MAX);
+        return state_fail(err, errlen, -EINVAL,
+                          "vCPU %u state: XSAVE area of %u bytes (must be %u..%u)", idx, len,
+                          KVM_STATE_XSAVE_LEGACY, KVM_STATE_XSAVE_MAX);
     st->xsave_len = len;
     if (!state_get_bytes(p, st->xsave, len))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated XSAVE area", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated XSAVE area", idx);
     return 0;
 }
 
@@ -286,11 +271,11 @@ static int get_lapic(StateReader *p, KvmVcpuState *st, unsigned idx, char *err, 
     uint32_t len = state_get_u32(p);
 
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
     if (len != sizeof(st->lapic.regs))
-        return get_fail(err, errlen, -EINVAL,
-                        "vCPU %u state: LAPIC page of %u bytes (must be %zu)", idx, len,
-                        sizeof(st->lapic.regs));
+        return state_fail(err, errlen, -EINVAL,
+                          "vCPU %u state: LAPIC page of %u bytes (must be %zu)", idx, len,
+                          sizeof(st->lapic.regs));
     state_get_bytes(p, st->lapic.regs, len);
     return 0;
 }
@@ -328,16 +313,16 @@ static int decode_vcpu(StateReader *p, unsigned *index, KvmVcpuState *st, char *
 
     st->flags = state_get_u32(p);
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU state: truncated header");
+        return state_fail(err, errlen, -EINVAL, "vCPU state: truncated header");
     if (check_vcpu_flags(st->flags, idx, err, errlen) < 0 ||
         get_piece(p, &core_table, st, idx, err, errlen) < 0 ||
         get_vcpu_pieces(p, st, idx, err, errlen) < 0)
         return -EINVAL;
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
     if (!state_reader_done(p))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: %zu trailing bytes", idx,
-                        p->len - p->pos);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: %zu trailing bytes", idx,
+                          p->len - p->pos);
     *index = idx;
     return 0;
 }
@@ -358,7 +343,7 @@ int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char 
     st = calloc(1, sizeof(*st));
     if (!st) {
         r->pos = pos;
-        return get_fail(err, errlen, -ENOMEM, "vCPU state: out of memory");
+        return state_fail(err, errlen, -ENOMEM, "vCPU state: out of memory");
     }
     ret = decode_vcpu(&p, &idx, st, err, errlen);
     if (ret == 0) {
@@ -405,12 +390,12 @@ static int decode_vm(StateReader *p, KvmVmState *st, char *err, size_t errlen)
 
     st->flags = state_get_u32(p);
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "VM state: truncated header");
+        return state_fail(err, errlen, -EINVAL, "VM state: truncated header");
     if (st->flags & ~KVM_VM_STATE_ALL_FLAGS)
-        return get_fail(err, errlen, -EINVAL, "VM state: unknown flags 0x%x",
-                        st->flags & ~KVM_VM_STATE_ALL_FLAGS);
+        return state_fail(err, errlen, -EINVAL, "VM state: unknown flags 0x%x",
+                          st->flags & ~KVM_VM_STATE_ALL_FLAGS);
     if ((st->flags & KVM_VM_STATE_PIT) && !(st->flags & KVM_VM_STATE_IRQCHIP))
-        return get_fail(err, errlen, -EINVAL, "VM state: a PIT without an irqchip");
+        return state_fail(err, errlen, -EINVAL, "VM state: a PIT without an irqchip");
     if (st->flags & KVM_VM_STATE_IRQCHIP)
         r = state_decode(p, &irqchip_table, st, why, sizeof(why));
     if (r == 0 && (st->flags & KVM_VM_STATE_PIT))
@@ -418,9 +403,9 @@ static int decode_vm(StateReader *p, KvmVmState *st, char *err, size_t errlen)
     if (r == 0 && (st->flags & KVM_VM_STATE_CLOCK))
         r = state_decode(p, &clock_table, st, why, sizeof(why));
     if (r < 0)
-        return get_fail(err, errlen, -EINVAL, "VM state: %s", why);
+        return state_fail(err, errlen, -EINVAL, "VM state: %s", why);
     if (!state_reader_done(p))
-        return get_fail(err, errlen, -EINVAL, "VM state: %zu trailing bytes", p->len - p->pos);
+        return state_fail(err, errlen, -EINVAL, "VM state: %zu trailing bytes", p->len - p->pos);
     return 0;
 }
 

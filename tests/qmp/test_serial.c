@@ -293,17 +293,20 @@ static void test_load_rejects_inconsistent(void **state)
             fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].why);
         free(buf);
     }
-    /* a byte in the FIFO but DR clear; two bytes with the FIFO off */
-    const uint8_t no_dr[] = { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 1, 'a' };
-    const uint8_t off2[] = { 0x0c, 0, 0x00, 0x03, 0x08, 0x61, 0xb0, 0, 0x00, 0, 2, 'a', 'b' };
-    craft(1, no_dr, sizeof(no_dr), &buf, &len);
-    assert_int_equal(serial_load(&f->s, buf, len, err, sizeof(err)), -EINVAL);
-    assert_non_null(strstr(err, "LSR.DR disagrees with the FIFO count"));
-    free(buf);
-    craft(1, off2, sizeof(off2), &buf, &len);
-    assert_int_equal(serial_load(&f->s, buf, len, err, sizeof(err)), -EINVAL);
-    assert_non_null(strstr(err, "receive FIFO count too large"));
-    free(buf);
+    /* the FIFO checks, on payloads that carry the FIFO's bytes: one byte
+     * with DR clear, two bytes with the FIFO off */
+    static const struct { uint8_t p[13]; size_t n; const char *why; } fifo[] = {
+        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 1, 'a' }, 12,
+          "LSR.DR disagrees with the FIFO count" },
+        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x61, 0xb0, 0, 0x00, 0, 2, 'a', 'b' }, 13,
+          "receive FIFO count too large" },
+    };
+    for (size_t i = 0; i < sizeof(fifo) / sizeof(fifo[0]); i++) {
+        craft(1, fifo[i].p, fifo[i].n, &buf, &len);
+        assert_int_equal(serial_load(&f->s, buf, len, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, fifo[i].why));
+        free(buf);
+    }
     /* DR set, FIFO empty */
     uint8_t p[sizeof(good)];
     memcpy(p, good, sizeof(p));
