@@ -552,38 +552,40 @@ static int check_state(VirtioMmio *t, const VirtioMmioStateData *st, char *err, 
     return 0;
 }
 
-void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st)
+/* The registers a checked state describes (queues past t's are dropped). */
+static void regs_from_state(VirtioMmio *t, const VirtioMmioStateData *st, VirtioMmioRegs *r)
 {
-    VirtioMmioRegs r;
-    memset(&r, 0, sizeof(r));
-    r.status = st->status;
-    r.device_features_sel = st->device_features_sel;
-    r.driver_features_sel = st->driver_features_sel;
-    r.driver_features = st->driver_features;
-    r.queue_sel = st->queue_sel;
-    r.interrupt_status = st->interrupt_status;
-    r.config_generation = st->config_generation;
-    r.broken = st->broken;
+    memset(r, 0, sizeof(*r));
+    r->status = st->status;
+    r->device_features_sel = st->device_features_sel;
+    r->driver_features_sel = st->driver_features_sel;
+    r->driver_features = st->driver_features;
+    r->queue_sel = st->queue_sel;
+    r->interrupt_status = st->interrupt_status;
+    r->config_generation = st->config_generation;
+    r->broken = st->broken;
     for (unsigned i = 0; i < st->num_queues && i < t->num_queues; i++) {
         const VirtioQueueStateData *q = &st->vq[i];
-        r.vq[i] = (VirtQueue){
+        r->vq[i] = (VirtQueue){
             .num = q->num, .ready = q->ready, .desc = q->desc, .avail = q->avail,
             .used = q->used, .last_avail_idx = q->last_avail_idx, .used_idx = q->used_idx,
         };
     }
-    t->r = r;
+}
+
+void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st)
+{
+    regs_from_state(t, st, &t->r);
     if (t->r.interrupt_status)
         raise_irq(t);
     else if (t->irq_fd < 0)
         irq_line_lower(&t->irq);
     /* A notification may have been pending when the state was saved. */
-    if (t->loop) {
-        for (unsigned i = 0; i < t->num_queues; i++) {
-            if (t->r.vq[i].ready) {
-                uint64_t one = 1;
-                ssize_t w = write(t->notify_fd[i], &one, sizeof(one));
-                (void)w;
-            }
+    for (unsigned i = 0; t->loop && i < t->num_queues; i++) {
+        if (t->r.vq[i].ready) {
+            uint64_t one = 1;
+            ssize_t w = write(t->notify_fd[i], &one, sizeof(one));
+            (void)w;
         }
     }
 }
