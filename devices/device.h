@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What a board does with any device, whatever it is: reset it, save and load
- * its state (one versioned section, devices/stream.h), and free it.  Every
+ * its state (one versioned section, memory/state-stream.h), and free it.  Every
  * device exports one `const DeviceOps` for this; a board keeps a list of
  * (ops, state, regions) records and walks it instead of naming devices.
  * Creating a device stays the device's own call (its arguments differ).

@@ -2,11 +2,7 @@
 /* The ACPI Generic Event Device register (see ged.h). */
 #include "devices/ged.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
-
-#include "devices/stream.h"
 
 /* Drives the line to match pending; called with the lock held. */
 static void update_line(GedState *s)
@@ -109,35 +105,30 @@ void ged_reset(GedState *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+static const StateField ged_fields[] = {
+    STATE_U32(GedStateData, pending),
+};
+static const StateTable ged_table = STATE_TABLE(GedStateData, ged_fields);
+const StateSection ged_state_section = {
+    "acpi-ged", GED_STATE_MAGIC, GED_STATE_VERSION, &ged_table,
+};
+
 int ged_save(GedState *s, uint8_t **buf, size_t *len)
 {
-    StateWriter w;
-    state_writer_init(&w);
-    size_t sec = state_section_begin(&w, GED_STATE_MAGIC, GED_STATE_VERSION);
-    state_put_u32(&w, ged_pending(s));
-    state_section_end(&w, sec);
-    return state_writer_finish(&w, buf, len);
+    GedStateData st = { .pending = ged_pending(s) };
+    return state_save_section(&ged_state_section, &st, buf, len);
 }
 
 int ged_load(GedState *s, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    StateReader r, p;
-    uint16_t version;
-    char why[160];
-    state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, GED_STATE_MAGIC, GED_STATE_VERSION, &version, &p, why,
-                                 sizeof(why));
-    if (ret < 0) {
-        snprintf(err, errlen, "acpi-ged state: %s", why);
+    GedStateData st;
+    int ret = state_load_section(&ged_state_section, buf, len, &st, err, errlen);
+    if (ret < 0)
         return ret;
-    }
-    uint32_t pending = state_get_u32(&p);
-    if (!state_reader_done(&p) || !state_reader_done(&r) || (pending & ~GED_EVENTS_ALL)) {
-        snprintf(err, errlen, "acpi-ged state: malformed payload");
-        return -EINVAL;
-    }
+    if (st.pending & ~GED_EVENTS_ALL)
+        return state_refuse(&ged_state_section, err, errlen, "malformed payload");
     pthread_mutex_lock(&s->lock);
-    s->pending = pending;
+    s->pending = st.pending;
     update_line(s);
     pthread_mutex_unlock(&s->lock);
     return 0;

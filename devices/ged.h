@@ -28,6 +28,7 @@
 #include "devices/device.h"
 #include "memory/irq-line.h"
 #include "memory/memory.h"
+#include "memory/state-table.h"
 
 #define GED_REG_SIZE 4
 #define GED_EVENT_POWER_BUTTON (1u << 0)
@@ -44,6 +45,14 @@ typedef struct GedState {
     bool level;                 /* what the line was last driven to */
     uint64_t raised, acked;     /* statistics: events raised / acknowledged */
 } GedState;
+
+/* What the GED saves (section GED_STATE_MAGIC, ged_state_section). */
+typedef struct GedStateData {
+    uint32_t pending;           /* GED_EVENT_* not yet acknowledged */
+} GedStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection ged_state_section;
 
 /* Makes the region and keeps irq (copied; NULL = unconnected).  0 or a
  * negative errno. */

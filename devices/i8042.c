@@ -2,11 +2,7 @@
 /* i8042 reset and ACPI sleep control (see i8042.h). */
 #include "devices/i8042.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
-
-#include "devices/stream.h"
 
 #define ST_OBF 0x01
 #define ST_SYS 0x04         /* system flag: POST passed */
@@ -239,47 +235,51 @@ MemoryRegion *i8042_sleep_region(I8042State *s)
     return &s->sleep_io;
 }
 
+static const StateField i8042_fields[] = {
+    STATE_U8(I8042StateData, cmd_byte),
+    STATE_U8(I8042StateData, pending),
+    STATE_U8(I8042StateData, out),
+    STATE_U8(I8042StateData, out_full),
+    STATE_U8(I8042StateData, sleep_status),
+};
+static const StateTable i8042_table = STATE_TABLE(I8042StateData, i8042_fields);
+const StateSection i8042_state_section = {
+    "i8042", I8042_STATE_MAGIC, I8042_STATE_VERSION, &i8042_table,
+};
+
 int i8042_save(I8042State *s, uint8_t **buf, size_t *len)
 {
-    StateWriter w;
-    state_writer_init(&w);
     pthread_mutex_lock(&s->lock);
-    size_t sec = state_section_begin(&w, I8042_STATE_MAGIC, I8042_STATE_VERSION);
-    state_put_u8(&w, s->cmd_byte);
-    state_put_u8(&w, s->pending);
-    state_put_u8(&w, s->out);
-    state_put_u8(&w, s->out_full);
-    state_put_u8(&w, s->sleep_status);
+    I8042StateData st = {
+        .cmd_byte = s->cmd_byte,
+        .pending = s->pending,
+        .out = s->out,
+        .out_full = s->out_full,
+        .sleep_status = s->sleep_status,
+    };
     pthread_mutex_unlock(&s->lock);
-    state_section_end(&w, sec);
-    return state_writer_finish(&w, buf, len);
+    return state_save_section(&i8042_state_section, &st, buf, len);
+}
+
+static bool pending_valid(uint8_t pending)
+{
+    return !pending || pending == 0x60 || pending == 0xd1 || pending == 0xd2 || pending == 0xd3;
 }
 
 int i8042_load(I8042State *s, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    StateReader r, p;
-    uint16_t version;
-    char why[160];
-    state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, I8042_STATE_MAGIC, I8042_STATE_VERSION, &version, &p, why,
-                                 sizeof(why));
-    if (ret < 0) {
-        snprintf(err, errlen, "i8042 state: %s", why);
+    I8042StateData st;
+    int ret = state_load_section(&i8042_state_section, buf, len, &st, err, errlen);
+    if (ret < 0)
         return ret;
-    }
-    uint8_t cmd_byte = state_get_u8(&p), pending = state_get_u8(&p), out = state_get_u8(&p);
-    uint8_t out_full = state_get_u8(&p), sleep_status = state_get_u8(&p);
-    if (!state_reader_done(&p) || !state_reader_done(&r) || out_full > 1 ||
-        (pending && pending != 0x60 && pending != 0xd1 && pending != 0xd2 && pending != 0xd3)) {
-        snprintf(err, errlen, "i8042 state: malformed payload");
-        return -EINVAL;
-    }
+    if (st.out_full > 1 || !pending_valid(st.pending))
+        return state_refuse(&i8042_state_section, err, errlen, "malformed payload");
     pthread_mutex_lock(&s->lock);
-    s->cmd_byte = cmd_byte;
-    s->pending = pending;
-    s->out = out;
-    s->out_full = out_full;
-    s->sleep_status = sleep_status;
+    s->cmd_byte = st.cmd_byte;
+    s->pending = st.pending;
+    s->out = st.out;
+    s->out_full = st.out_full;
+    s->sleep_status = st.sleep_status;
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

@@ -21,6 +21,7 @@
 
 #include "devices/device.h"
 #include "memory/memory.h"
+#include "memory/state-table.h"
 
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT 0x64
@@ -48,6 +49,18 @@ typedef struct I8042State {
     /* statistics */
     uint64_t resets, poweroffs;
 } I8042State;
+
+/* What the i8042 saves (section I8042_STATE_MAGIC, i8042_state_section). */
+typedef struct I8042StateData {
+    uint8_t cmd_byte;
+    uint8_t pending;            /* 0, 0x60, 0xd1, 0xd2 or 0xd3 */
+    uint8_t out;
+    uint8_t out_full;           /* 0 or 1 */
+    uint8_t sleep_status;
+} I8042StateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection i8042_state_section;
 
 /* Initialises the device and its regions "i8042-data", "i8042-cmd" and
  * "acpi-sleep" (the caller maps them).  0 or a negative errno. */

@@ -2,12 +2,7 @@
 /* The pvpanic device (see pvpanic.h). */
 #include "devices/pvpanic.h"
 
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#include "devices/stream.h"
 
 static uint64_t pvpanic_read(void *opaque, uint64_t addr, unsigned size)
 {
@@ -56,35 +51,29 @@ void pvpanic_reset(PvpanicState *s)
     __atomic_store_n(&s->events, 0, __ATOMIC_SEQ_CST);
 }
 
+static const StateField pvpanic_fields[] = {
+    STATE_U8(PvpanicStateData, events),
+};
+static const StateTable pvpanic_table = STATE_TABLE(PvpanicStateData, pvpanic_fields);
+const StateSection pvpanic_state_section = {
+    "pvpanic", PVPANIC_STATE_MAGIC, PVPANIC_STATE_VERSION, &pvpanic_table,
+};
+
 int pvpanic_save(PvpanicState *s, uint8_t **buf, size_t *len)
 {
-    StateWriter w;
-    state_writer_init(&w);
-    size_t sec = state_section_begin(&w, PVPANIC_STATE_MAGIC, PVPANIC_STATE_VERSION);
-    state_put_u8(&w, __atomic_load_n(&s->events, __ATOMIC_SEQ_CST));
-    state_section_end(&w, sec);
-    return state_writer_finish(&w, buf, len);
+    PvpanicStateData st = { .events = __atomic_load_n(&s->events, __ATOMIC_SEQ_CST) };
+    return state_save_section(&pvpanic_state_section, &st, buf, len);
 }
 
 int pvpanic_load(PvpanicState *s, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    StateReader r, p;
-    uint16_t version;
-    char why[160];
-    state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, PVPANIC_STATE_MAGIC, PVPANIC_STATE_VERSION, &version, &p,
-                                 why, sizeof(why));
-    if (ret < 0) {
-        snprintf(err, errlen, "pvpanic state: %s", why);
+    PvpanicStateData st;
+    int ret = state_load_section(&pvpanic_state_section, buf, len, &st, err, errlen);
+    if (ret < 0)
         return ret;
-    }
-    uint8_t events = state_get_u8(&p);
-    if (!state_reader_done(&p) || !state_reader_done(&r) ||
-        (events & ~(PVPANIC_PANICKED | PVPANIC_CRASH_LOADED))) {
-        snprintf(err, errlen, "pvpanic state: malformed payload");
-        return -EINVAL;
-    }
-    __atomic_store_n(&s->events, events, __ATOMIC_SEQ_CST);
+    if (st.events & ~(PVPANIC_PANICKED | PVPANIC_CRASH_LOADED))
+        return state_refuse(&pvpanic_state_section, err, errlen, "malformed payload");
+    __atomic_store_n(&s->events, st.events, __ATOMIC_SEQ_CST);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 
 #include "devices/device.h"
 #include "memory/memory.h"
+#include "memory/state-table.h"
 
 #define PVPANIC_PORT 0x505
 #define PVPANIC_PANICKED (1u << 0)
@@ -28,6 +29,14 @@ typedef struct PvpanicState {
     void *opaque;
     uint8_t events;             /* every event the guest reported (atomic) */
 } PvpanicState;
+
+/* What pvpanic saves (section PVPANIC_STATE_MAGIC, pvpanic_state_section). */
+typedef struct PvpanicStateData {
+    uint8_t events;             /* PVPANIC_PANICKED | PVPANIC_CRASH_LOADED */
+} PvpanicStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection pvpanic_state_section;
 
 /* Makes the region; fn (may be NULL) is called on the writing vCPU's thread
  * with the events written.  0 or a negative errno. */

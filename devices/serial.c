@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/stream.h"
-
 /* Register offsets */
 enum { R_RBR_THR = 0, R_IER = 1, R_IIR_FCR = 2, R_LCR = 3, R_MCR = 4, R_LSR = 5, R_MSR = 6,
        R_SCR = 7 };
@@ -313,102 +311,88 @@ size_t serial_receive(SerialState *s, const uint8_t *buf, size_t n)
     return done;
 }
 
+static const StateField serial_fields[] = {
+    STATE_U16(SerialStateData, divider),
+    STATE_U8(SerialStateData, ier),
+    STATE_U8(SerialStateData, lcr),
+    STATE_U8(SerialStateData, mcr),
+    STATE_U8(SerialStateData, lsr),
+    STATE_U8(SerialStateData, msr),
+    STATE_U8(SerialStateData, scr),
+    STATE_U8(SerialStateData, fcr),
+    STATE_U8(SerialStateData, thr_ipending),
+    STATE_U8(SerialStateData, rx_count),
+    STATE_U8_VARRAY(SerialStateData, rx_fifo, rx_count),
+};
+static const StateTable serial_table = STATE_TABLE(SerialStateData, serial_fields);
+const StateSection serial_state_section = {
+    "serial", SERIAL_STATE_MAGIC, SERIAL_STATE_VERSION, &serial_table,
+};
+
 int serial_save(SerialState *s, uint8_t **buf, size_t *len)
 {
-    StateWriter w;
-    state_writer_init(&w);
+    SerialStateData st;
     pthread_mutex_lock(&s->lock);
-    size_t sec = state_section_begin(&w, SERIAL_STATE_MAGIC, SERIAL_STATE_VERSION);
-    state_put_u16(&w, s->divider);
-    state_put_u8(&w, s->ier);
-    state_put_u8(&w, s->lcr);
-    state_put_u8(&w, s->mcr);
-    state_put_u8(&w, s->lsr);
-    state_put_u8(&w, s->msr);
-    state_put_u8(&w, s->scr);
-    state_put_u8(&w, s->fcr);
-    state_put_u8(&w, s->thr_ipending);
-    state_put_u8(&w, (uint8_t)s->rx_count);
+    st.divider = s->divider;
+    st.ier = s->ier;
+    st.lcr = s->lcr;
+    st.mcr = s->mcr;
+    st.lsr = s->lsr;
+    st.msr = s->msr;
+    st.scr = s->scr;
+    st.fcr = s->fcr;
+    st.thr_ipending = s->thr_ipending;
+    st.rx_count = (uint8_t)s->rx_count;
     for (unsigned i = 0; i < s->rx_count; i++)
-        state_put_u8(&w, s->rx_fifo[(s->rx_head + i) % SERIAL_FIFO_SIZE]);
+        st.rx_fifo[i] = s->rx_fifo[(s->rx_head + i) % SERIAL_FIFO_SIZE];
     pthread_mutex_unlock(&s->lock);
-    state_section_end(&w, sec);
-    return state_writer_finish(&w, buf, len);
+    return state_save_section(&serial_state_section, &st, buf, len);
 }
 
 static int bad(char *err, size_t errlen, const char *what, unsigned v)
 {
-    if (err && errlen)
-        snprintf(err, errlen, "serial state: %s (0x%x)", what, v);
-    return -EINVAL;
+    return state_refuse(&serial_state_section, err, errlen, "%s (0x%x)", what, v);
+}
+
+/* The hand-written checks of a decoded state: 0 or -EINVAL with err. */
+static int serial_check(const SerialStateData *st, char *err, size_t errlen)
+{
+    if (st->ier & ~IER_MASK)
+        return bad(err, errlen, "reserved IER bits set", st->ier);
+    if (st->mcr & ~MCR_MASK)
+        return bad(err, errlen, "reserved MCR bits set", st->mcr);
+    if (st->fcr & ~FCR_KEEP)
+        return bad(err, errlen, "invalid FCR", st->fcr);
+    if (st->lsr & ~LSR_KEEP)
+        return bad(err, errlen, "invalid LSR", st->lsr);
+    if (st->thr_ipending > 1)
+        return bad(err, errlen, "invalid THR-interrupt flag", st->thr_ipending);
+    if (st->rx_count > ((st->fcr & FCR_ENABLE) ? SERIAL_FIFO_SIZE : 1))
+        return bad(err, errlen, "receive FIFO count too large", st->rx_count);
+    if (!!(st->lsr & LSR_DR) != !!st->rx_count)
+        return bad(err, errlen, "LSR.DR disagrees with the FIFO count", st->rx_count);
+    return 0;
 }
 
 int serial_load(SerialState *s, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    StateReader r, p;
-    uint16_t version;
-    char why[160];
-
-    state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, SERIAL_STATE_MAGIC, SERIAL_STATE_VERSION, &version, &p,
-                                 why, sizeof(why));
-    if (ret < 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "serial state: %s", why);
+    SerialStateData st;
+    int ret = state_load_section(&serial_state_section, buf, len, &st, err, errlen);
+    if (ret < 0 || (ret = serial_check(&st, err, errlen)) < 0)
         return ret;
-    }
-    if (!state_reader_done(&r))
-        return bad(err, errlen, "trailing bytes after the section",
-                   (unsigned)(r.len - r.pos));
-
-    SerialState t;                      /* the registers only */
-    t.divider = state_get_u16(&p);
-    t.ier = state_get_u8(&p);
-    t.lcr = state_get_u8(&p);
-    t.mcr = state_get_u8(&p);
-    t.lsr = state_get_u8(&p);
-    t.msr = state_get_u8(&p);
-    t.scr = state_get_u8(&p);
-    t.fcr = state_get_u8(&p);
-    uint8_t thri = state_get_u8(&p);
-    uint8_t count = state_get_u8(&p);
-    if (p.failed)
-        return bad(err, errlen, "truncated payload", (unsigned)p.len);
-    if (t.ier & ~IER_MASK)
-        return bad(err, errlen, "reserved IER bits set", t.ier);
-    if (t.mcr & ~MCR_MASK)
-        return bad(err, errlen, "reserved MCR bits set", t.mcr);
-    if (t.fcr & ~FCR_KEEP)
-        return bad(err, errlen, "invalid FCR", t.fcr);
-    if (t.lsr & ~LSR_KEEP)
-        return bad(err, errlen, "invalid LSR", t.lsr);
-    if (thri > 1)
-        return bad(err, errlen, "invalid THR-interrupt flag", thri);
-    if (count > ((t.fcr & FCR_ENABLE) ? SERIAL_FIFO_SIZE : 1))
-        return bad(err, errlen, "receive FIFO count too large", count);
-    if (!!(t.lsr & LSR_DR) != !!count)
-        return bad(err, errlen, "LSR.DR disagrees with the FIFO count", count);
-    uint8_t fifo[SERIAL_FIFO_SIZE];
-    state_get_bytes(&p, fifo, count);
-    if (p.failed)
-        return bad(err, errlen, "truncated receive FIFO", count);
-    if (!state_reader_done(&p))
-        return bad(err, errlen, "payload longer than version 1 defines",
-                   (unsigned)(p.len - p.pos));
-
     pthread_mutex_lock(&s->lock);
-    s->divider = t.divider;
-    s->ier = t.ier;
-    s->lcr = t.lcr;
-    s->mcr = t.mcr;
-    s->lsr = t.lsr;
-    s->msr = t.msr;
-    s->scr = t.scr;
-    s->fcr = t.fcr;
-    s->thr_ipending = thri;
-    memcpy(s->rx_fifo, fifo, count);
+    s->divider = st.divider;
+    s->ier = st.ier;
+    s->lcr = st.lcr;
+    s->mcr = st.mcr;
+    s->lsr = st.lsr;
+    s->msr = st.msr;
+    s->scr = st.scr;
+    s->fcr = st.fcr;
+    s->thr_ipending = st.thr_ipending;
+    memcpy(s->rx_fifo, st.rx_fifo, st.rx_count);
     s->rx_head = 0;
-    s->rx_count = count;
+    s->rx_count = st.rx_count;
     update(s);
     pthread_mutex_unlock(&s->lock);
     return 0;

@@ -21,6 +21,7 @@
 #include "devices/device.h"
 #include "memory/irq-line.h"
 #include "memory/memory.h"
+#include "memory/state-table.h"
 
 #define SERIAL_IO_SIZE 8
 #define SERIAL_FIFO_SIZE 16
@@ -45,6 +46,19 @@ typedef struct SerialState {
     /* statistics (not saved) */
     uint64_t tx_bytes, rx_bytes, rx_dropped;
 } SerialState;
+
+/* What the UART saves (section SERIAL_STATE_MAGIC, serial_state_section):
+ * the registers and the receive FIFO's bytes, oldest first. */
+typedef struct SerialStateData {
+    uint16_t divider;
+    uint8_t ier, lcr, mcr, lsr, msr, scr, fcr;
+    uint8_t thr_ipending;       /* 0 or 1 */
+    uint8_t rx_count;           /* bytes in rx_fifo */
+    uint8_t rx_fifo[SERIAL_FIFO_SIZE];
+} SerialStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection serial_state_section;
 
 /*
  * Initialises s with reset state and its I/O region named "serial"

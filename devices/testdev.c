@@ -2,10 +2,7 @@
 /* The strata test device (see testdev.h). */
 #include "devices/testdev.h"
 
-#include <errno.h>
 #include <string.h>
-
-#include "devices/stream.h"
 
 static void putc_locked(TestDev *d, char c)
 {
@@ -120,55 +117,48 @@ MemoryRegion *testdev_region(TestDev *d)
     return &d->io;
 }
 
+static const StateField testdev_fields[] = {
+    STATE_U64(TestDevStateData, nr_reports),
+    STATE_U32_ARRAY(TestDevStateData, reports),
+    STATE_U8(TestDevStateData, exited),
+    STATE_U32(TestDevStateData, exit_code),
+    STATE_U32(TestDevStateData, sync_answer),
+    STATE_U64(TestDevStateData, sync_count),
+};
+static const StateTable testdev_table = STATE_TABLE(TestDevStateData, testdev_fields);
+const StateSection testdev_state_section = {
+    "testdev", TESTDEV_STATE_MAGIC, TESTDEV_STATE_VERSION, &testdev_table,
+};
+
 int testdev_save(TestDev *d, uint8_t **buf, size_t *len)
 {
-    StateWriter w;
-    state_writer_init(&w);
+    TestDevStateData st;
     pthread_mutex_lock(&d->lock);
-    size_t sec = state_section_begin(&w, TESTDEV_STATE_MAGIC, TESTDEV_STATE_VERSION);
-    state_put_u64(&w, d->nr_reports);
-    for (unsigned i = 0; i < TESTDEV_KEEP_REPORTS; i++)
-        state_put_u32(&w, d->reports[i]);
-    state_put_u8(&w, d->exited);
-    state_put_u32(&w, d->exit_code);
-    state_put_u32(&w, d->sync_answer);
-    state_put_u64(&w, d->sync_count);
+    st.nr_reports = d->nr_reports;
+    memcpy(st.reports, d->reports, sizeof(st.reports));
+    st.exited = d->exited;
+    st.exit_code = d->exit_code;
+    st.sync_answer = d->sync_answer;
+    st.sync_count = d->sync_count;
     pthread_mutex_unlock(&d->lock);
-    state_section_end(&w, sec);
-    return state_writer_finish(&w, buf, len);
+    return state_save_section(&testdev_state_section, &st, buf, len);
 }
 
 int testdev_load(TestDev *d, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    StateReader r, p;
-    uint16_t version;
-    char why[160];
-    state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, TESTDEV_STATE_MAGIC, TESTDEV_STATE_VERSION, &version, &p,
-                                 why, sizeof(why));
-    if (ret < 0) {
-        snprintf(err, errlen, "testdev state: %s", why);
+    TestDevStateData st;
+    int ret = state_load_section(&testdev_state_section, buf, len, &st, err, errlen);
+    if (ret < 0)
         return ret;
-    }
-    uint64_t nr = state_get_u64(&p);
-    uint32_t reports[TESTDEV_KEEP_REPORTS];
-    for (unsigned i = 0; i < TESTDEV_KEEP_REPORTS; i++)
-        reports[i] = state_get_u32(&p);
-    uint8_t exited = state_get_u8(&p);
-    uint32_t code = state_get_u32(&p);
-    uint32_t answer = state_get_u32(&p);
-    uint64_t syncs = state_get_u64(&p);
-    if (!state_reader_done(&p) || !state_reader_done(&r) || exited > 1) {
-        snprintf(err, errlen, "testdev state: malformed payload");
-        return -EINVAL;
-    }
+    if (st.exited > 1)
+        return state_refuse(&testdev_state_section, err, errlen, "malformed payload");
     pthread_mutex_lock(&d->lock);
-    d->nr_reports = nr;
-    memcpy(d->reports, reports, sizeof(reports));
-    d->exited = exited;
-    d->exit_code = code;
-    d->sync_answer = answer;
-    d->sync_count = syncs;
+    d->nr_reports = st.nr_reports;
+    memcpy(d->reports, st.reports, sizeof(st.reports));
+    d->exited = st.exited;
+    d->exit_code = st.exit_code;
+    d->sync_answer = st.sync_answer;
+    d->sync_count = st.sync_count;
     pthread_mutex_unlock(&d->lock);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "devices/device.h"
 #include "devices/testdev-ports.h"
 #include "memory/memory.h"
+#include "memory/state-table.h"
 
 #define TESTDEV_KEEP_REPORTS 64
 #define TESTDEV_STATE_MAGIC 0x56445354u     /* "TSDV" */
@@ -42,6 +43,20 @@ typedef struct TestDev {
     char line[256];
     unsigned line_len;
 } TestDev;
+
+/* What the test device saves (section TESTDEV_STATE_MAGIC,
+ * testdev_state_section); the partial console line is not state. */
+typedef struct TestDevStateData {
+    uint64_t nr_reports;
+    uint32_t reports[TESTDEV_KEEP_REPORTS];
+    uint8_t exited;             /* 0 or 1 */
+    uint32_t exit_code;
+    uint32_t sync_answer;
+    uint64_t sync_count;
+} TestDevStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection testdev_state_section;
 
 /* Initialises d and its I/O region (TESTDEV_PORT_SIZE bytes, to be mapped
  * at TESTDEV_PORT_BASE).  console may be NULL (stderr). */

@@ -216,28 +216,36 @@ static void blk_notify(VirtioMmio *t, unsigned q)
         virtio_mmio_notify_used(t, q);
 }
 
-static void blk_save(VirtioMmio *t, StateWriter *w)
+static const StateField blk_state_fields[] = {
+    STATE_STRUCT(VirtioBlkStateData, t, &virtio_mmio_state_table),
+    STATE_U64(VirtioBlkStateData, capacity),
+    STATE_U8(VirtioBlkStateData, readonly),
+};
+static const StateTable blk_state_table = STATE_TABLE(VirtioBlkStateData, blk_state_fields);
+const StateSection virtio_blk_state_section = {
+    "virtio-blk", VIRTIO_BLK_STATE_MAGIC, VIRTIO_BLK_STATE_VERSION, &blk_state_table,
+};
+
+static int blk_save(VirtioMmio *t, uint8_t **buf, size_t *len)
 {
     VirtioBlk *d = t->dev;
-    state_put_u64(w, d->capacity);
-    state_put_u8(w, d->readonly);
+    VirtioBlkStateData st = { .capacity = d->capacity, .readonly = d->readonly };
+    return virtio_mmio_save_state(t, &virtio_blk_state_section, &st, buf, len);
 }
 
-static int blk_load_check(VirtioMmio *t, StateReader *r, void *scratch, char *err,
-                          size_t errlen)
+static int blk_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
     VirtioBlk *d = t->dev;
-    uint64_t cap = state_get_u64(r);
-    uint8_t ro = state_get_u8(r);
-    (void)scratch;
-    if (r->failed)
-        return 0;                   /* reported as truncated by the caller */
-    if (cap != d->capacity || ro != d->readonly) {
-        snprintf(err, errlen, "virtio-blk state: disk differs (capacity %llu sectors%s, "
-                 "here %llu%s)", (unsigned long long)cap, ro ? " readonly" : "",
-                 (unsigned long long)d->capacity, d->readonly ? " readonly" : "");
-        return -EINVAL;
-    }
+    VirtioBlkStateData st;
+    int ret = virtio_mmio_load_state(t, &virtio_blk_state_section, buf, len, &st, err, errlen);
+    if (ret < 0)
+        return ret;
+    if (st.capacity != d->capacity || st.readonly != d->readonly)
+        return state_refuse(&virtio_blk_state_section, err, errlen,
+                            "disk differs (capacity %llu sectors%s, here %llu%s)",
+                            (unsigned long long)st.capacity, st.readonly ? " readonly" : "",
+                            (unsigned long long)d->capacity, d->readonly ? " readonly" : "");
+    virtio_mmio_install_state(t, &st.t);
     return 0;
 }
 
@@ -245,10 +253,8 @@ static const VirtioDevOps blk_ops = {
     .name = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
     .queue_notify = blk_notify,
-    .state_magic = VIRTIO_BLK_STATE_MAGIC,
-    .state_version = VIRTIO_BLK_STATE_VERSION,
     .save = blk_save,
-    .load_check = blk_load_check,
+    .load = blk_load,
 };
 
 /*

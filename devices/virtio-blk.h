@@ -68,6 +68,18 @@ typedef struct VirtioBlk {
     uint64_t reads, writes, flushes, errors;
 } VirtioBlk;
 
+/* What a virtio-blk saves (section VIRTIO_BLK_STATE_MAGIC,
+ * virtio_blk_state_section): the transport, then the disk it was made
+ * for, which the destination's must match. */
+typedef struct VirtioBlkStateData {
+    VirtioMmioStateData t;
+    uint64_t capacity;          /* 512-byte sectors */
+    uint8_t readonly;           /* 0 or 1 */
+} VirtioBlkStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection virtio_blk_state_section;
+
 /*
  * Opens `path` (read-only if readonly) and sets up the device (see
  * virtio_mmio_init for the rest).  0, or a negative errno with one line in

@@ -462,27 +462,51 @@ MemoryRegion *virtio_mmio_region(VirtioMmio *t)
     return &t->mr;
 }
 
-void virtio_mmio_save_regs(VirtioMmio *t, StateWriter *w)
+static const StateField queue_fields[] = {
+    STATE_U16(VirtioQueueStateData, num),
+    STATE_U8(VirtioQueueStateData, ready),
+    STATE_U64(VirtioQueueStateData, desc),
+    STATE_U64(VirtioQueueStateData, avail),
+    STATE_U64(VirtioQueueStateData, used),
+    STATE_U16(VirtioQueueStateData, last_avail_idx),
+    STATE_U16(VirtioQueueStateData, used_idx),
+};
+static const StateTable queue_table = STATE_TABLE(VirtioQueueStateData, queue_fields);
+
+static const StateField transport_fields[] = {
+    STATE_U32(VirtioMmioStateData, status),
+    STATE_U32(VirtioMmioStateData, device_features_sel),
+    STATE_U32(VirtioMmioStateData, driver_features_sel),
+    STATE_U64(VirtioMmioStateData, driver_features),
+    STATE_U32(VirtioMmioStateData, queue_sel),
+    STATE_U32(VirtioMmioStateData, interrupt_status),
+    STATE_U32(VirtioMmioStateData, config_generation),
+    STATE_U8(VirtioMmioStateData, broken),
+    STATE_U8(VirtioMmioStateData, num_queues),
+    STATE_STRUCT_VARRAY(VirtioMmioStateData, vq, &queue_table, num_queues),
+};
+const StateTable virtio_mmio_state_table = STATE_TABLE(VirtioMmioStateData, transport_fields);
+
+/* The transport state of t (lock held). */
+static void get_state(VirtioMmio *t, VirtioMmioStateData *st)
 {
     const VirtioMmioRegs *r = &t->r;
-    state_put_u32(w, r->status);
-    state_put_u32(w, r->device_features_sel);
-    state_put_u32(w, r->driver_features_sel);
-    state_put_u64(w, r->driver_features);
-    state_put_u32(w, r->queue_sel);
-    state_put_u32(w, r->interrupt_status);
-    state_put_u32(w, r->config_generation);
-    state_put_u8(w, r->broken);
-    state_put_u8(w, (uint8_t)t->num_queues);
+    memset(st, 0, sizeof(*st));
+    st->status = r->status;
+    st->device_features_sel = r->device_features_sel;
+    st->driver_features_sel = r->driver_features_sel;
+    st->driver_features = r->driver_features;
+    st->queue_sel = r->queue_sel;
+    st->interrupt_status = r->interrupt_status;
+    st->config_generation = r->config_generation;
+    st->broken = r->broken;
+    st->num_queues = (uint8_t)t->num_queues;
     for (unsigned i = 0; i < t->num_queues; i++) {
         const VirtQueue *vq = &r->vq[i];
-        state_put_u16(w, vq->num);
-        state_put_u8(w, vq->ready);
-        state_put_u64(w, vq->desc);
-        state_put_u64(w, vq->avail);
-        state_put_u64(w, vq->used);
-        state_put_u16(w, vq->last_avail_idx);
-        state_put_u16(w, vq->used_idx);
+        st->vq[i] = (VirtioQueueStateData){
+            .num = vq->num, .ready = vq->ready, .desc = vq->desc, .avail = vq->avail,
+            .used = vq->used, .last_avail_idx = vq->last_avail_idx, .used_idx = vq->used_idx,
+        };
     }
 }
 
@@ -493,77 +517,114 @@ static int bad(char *err, size_t errlen, VirtioMmio *t, const char *what)
     return -EINVAL;
 }
 
-int virtio_mmio_parse_regs(VirtioMmio *t, StateReader *rd, VirtioMmioRegs *out, char *err,
-                           size_t errlen)
+static int check_queue(VirtioMmio *t, const VirtioQueueStateData *q, char *err, size_t errlen)
 {
-    VirtioMmioRegs r;
-    memset(&r, 0, sizeof(r));
-    r.status = state_get_u32(rd);
-    r.device_features_sel = state_get_u32(rd);
-    r.driver_features_sel = state_get_u32(rd);
-    r.driver_features = state_get_u64(rd);
-    r.queue_sel = state_get_u32(rd);
-    r.interrupt_status = state_get_u32(rd);
-    r.config_generation = state_get_u32(rd);
-    uint8_t broken = state_get_u8(rd);
-    uint8_t nq = state_get_u8(rd);
-    if (rd->failed)
-        return bad(err, errlen, t, "truncated transport state");
-    if (nq != t->num_queues)
-        return bad(err, errlen, t, "queue count differs from the device's");
-    for (unsigned i = 0; i < nq; i++) {
-        VirtQueue *vq = &r.vq[i];
-        vq->num = state_get_u16(rd);
-        uint8_t ready = state_get_u8(rd);
-        vq->desc = state_get_u64(rd);
-        vq->avail = state_get_u64(rd);
-        vq->used = state_get_u64(rd);
-        vq->last_avail_idx = state_get_u16(rd);
-        vq->used_idx = state_get_u16(rd);
-        if (rd->failed)
-            return bad(err, errlen, t, "truncated queue state");
-        if (ready > 1)
-            return bad(err, errlen, t, "invalid queue ready flag");
-        if (vq->num > VIRTQ_MAX_SIZE)
-            return bad(err, errlen, t, "queue size above QueueNumMax");
-        vq->ready = ready;
-        if (ready && virtq_check_config(vq, VIRTQ_MAX_SIZE))
-            return bad(err, errlen, t, "ready queue with an invalid size or ring alignment");
-    }
-    if (broken > 1)
-        return bad(err, errlen, t, "invalid broken flag");
-    r.broken = broken;
-    if (r.status & ~STATUS_KNOWN)
-        return bad(err, errlen, t, "unknown status bits");
-    if (r.broken != !!(r.status & VIRTIO_STATUS_NEEDS_RESET))
-        return bad(err, errlen, t, "broken flag and DEVICE_NEEDS_RESET disagree");
-    if (r.driver_features & ~t->device_features)
-        return bad(err, errlen, t, "driver features the device does not offer");
-    if ((r.status & VIRTIO_STATUS_FEATURES_OK) && !(r.driver_features & VIRTIO_F_VERSION_1))
-        return bad(err, errlen, t, "FEATURES_OK without VIRTIO_F_VERSION_1");
-    if (r.interrupt_status & ~(VIRTIO_INT_USED | VIRTIO_INT_CONFIG))
-        return bad(err, errlen, t, "unknown interrupt status bits");
-    *out = r;
+    if (q->ready > 1)
+        return bad(err, errlen, t, "invalid queue ready flag");
+    if (q->num > VIRTQ_MAX_SIZE)
+        return bad(err, errlen, t, "queue size above QueueNumMax");
+    VirtQueue vq = { .num = q->num, .desc = q->desc, .avail = q->avail, .used = q->used };
+    if (q->ready && virtq_check_config(&vq, VIRTQ_MAX_SIZE))
+        return bad(err, errlen, t, "ready queue with an invalid size or ring alignment");
     return 0;
 }
 
-void virtio_mmio_install_regs(VirtioMmio *t, const VirtioMmioRegs *regs)
+/* The hand-written checks of a decoded transport state against t. */
+static int check_state(VirtioMmio *t, const VirtioMmioStateData *st, char *err, size_t errlen)
 {
-    t->r = *regs;
+    if (st->num_queues != t->num_queues)
+        return bad(err, errlen, t, "queue count differs from the device's");
+    for (unsigned i = 0; i < st->num_queues; i++)
+        if (check_queue(t, &st->vq[i], err, errlen) < 0)
+            return -EINVAL;
+    if (st->broken > 1)
+        return bad(err, errlen, t, "invalid broken flag");
+    if (st->status & ~STATUS_KNOWN)
+        return bad(err, errlen, t, "unknown status bits");
+    if (st->broken != !!(st->status & VIRTIO_STATUS_NEEDS_RESET))
+        return bad(err, errlen, t, "broken flag and DEVICE_NEEDS_RESET disagree");
+    if (st->driver_features & ~t->device_features)
+        return bad(err, errlen, t, "driver features the device does not offer");
+    if ((st->status & VIRTIO_STATUS_FEATURES_OK) && !(st->driver_features & VIRTIO_F_VERSION_1))
+        return bad(err, errlen, t, "FEATURES_OK without VIRTIO_F_VERSION_1");
+    if (st->interrupt_status & ~(VIRTIO_INT_USED | VIRTIO_INT_CONFIG))
+        return bad(err, errlen, t, "unknown interrupt status bits");
+    return 0;
+}
+
+/* The registers a checked state describes (queues past t's are dropped). */
+static void regs_from_state(VirtioMmio *t, const VirtioMmioStateData *st, VirtioMmioRegs *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->status = st->status;
+    r->device_features_sel = st->device_features_sel;
+    r->driver_features_sel = st->driver_features_sel;
+    r->driver_features = st->driver_features;
+    r->queue_sel = st->queue_sel;
+    r->interrupt_status = st->interrupt_status;
+    r->config_generation = st->config_generation;
+    r->broken = st->broken;
+    for (unsigned i = 0; i < st->num_queues && i < t->num_queues; i++) {
+        const VirtioQueueStateData *q = &st->vq[i];
+        r->vq[i] = (VirtQueue){
+            .num = q->num, .ready = q->ready, .desc = q->desc, .avail = q->avail,
+            .used = q->used, .last_avail_idx = q->last_avail_idx, .used_idx = q->used_idx,
+        };
+    }
+}
+
+void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st)
+{
+    regs_from_state(t, st, &t->r);
     if (t->r.interrupt_status)
         raise_irq(t);
     else if (t->irq_fd < 0)
         irq_line_lower(&t->irq);
     /* A notification may have been pending when the state was saved. */
-    if (t->loop) {
-        for (unsigned i = 0; i < t->num_queues; i++) {
-            if (t->r.vq[i].ready) {
-                uint64_t one = 1;
-                ssize_t w = write(t->notify_fd[i], &one, sizeof(one));
-                (void)w;
-            }
+    for (unsigned i = 0; t->loop && i < t->num_queues; i++) {
+        if (t->r.vq[i].ready) {
+            uint64_t one = 1;
+            ssize_t w = write(t->notify_fd[i], &one, sizeof(one));
+            (void)w;
         }
     }
+}
+
+void virtio_mmio_install_state(VirtioMmio *t, const VirtioMmioStateData *st)
+{
+    virtio_mmio_lock(t);
+    virtio_mmio_set_state(t, st);
+    virtio_mmio_unlock(t);
+}
+
+/* A device's section starts with the transport's state (see virtio-mmio.h). */
+static bool transport_first(const StateSection *sec)
+{
+    const StateField *f = sec->table->nfields ? &sec->table->fields[0] : NULL;
+    return f && f->offset == 0 && f->kind == STATE_KIND_STRUCT &&
+           f->table == &virtio_mmio_state_table;
+}
+
+int virtio_mmio_save_state(VirtioMmio *t, const StateSection *sec, void *st, uint8_t **buf,
+                           size_t *len)
+{
+    if (!transport_first(sec))
+        return -EINVAL;
+    virtio_mmio_lock(t);
+    get_state(t, st);
+    virtio_mmio_unlock(t);
+    return state_save_section(sec, st, buf, len);
+}
+
+int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t *buf,
+                           size_t len, void *st, char *err, size_t errlen)
+{
+    if (!transport_first(sec))
+        return state_refuse(sec, err, errlen, "table error: the transport is not first");
+    int ret = state_load_section(sec, buf, len, st, err, errlen);
+    if (ret < 0)
+        return ret;
+    return check_state(t, st, err, errlen);
 }
 
 int virtio_mmio_pop(VirtioMmio *t, unsigned q, VirtQueue *vq, VirtqElem *e)
@@ -580,48 +641,10 @@ int virtio_mmio_pop(VirtioMmio *t, unsigned q, VirtQueue *vq, VirtqElem *e)
 
 int virtio_mmio_save(VirtioMmio *t, uint8_t **buf, size_t *len)
 {
-    StateWriter w;
-    state_writer_init(&w);
-    virtio_mmio_lock(t);
-    size_t sec = state_section_begin(&w, t->ops->state_magic, t->ops->state_version);
-    virtio_mmio_save_regs(t, &w);
-    if (t->ops->save)
-        t->ops->save(t, &w);
-    virtio_mmio_unlock(t);
-    state_section_end(&w, sec);
-    return state_writer_finish(&w, buf, len);
+    return t->ops->save(t, buf, len);
 }
 
 int virtio_mmio_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    StateReader r, p;
-    uint16_t version;
-    char why[160];
-    _Alignas(16) uint8_t scratch[VIRTIO_LOAD_SCRATCH];
-    VirtioMmioRegs regs;
-
-    state_reader_init(&r, buf, len);
-    int ret = state_section_open(&r, t->ops->state_magic, t->ops->state_version, &version, &p,
-                                 why, sizeof(why));
-    if (ret < 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s state: %s", t->ops->name, why);
-        return ret;
-    }
-    if (!state_reader_done(&r))
-        return bad(err, errlen, t, "trailing bytes after the section");
-    virtio_mmio_lock(t);
-    ret = virtio_mmio_parse_regs(t, &p, &regs, err, errlen);
-    if (ret == 0 && t->ops->load_check)
-        ret = t->ops->load_check(t, &p, scratch, err, errlen);
-    if (ret == 0 && !state_reader_done(&p))
-        ret = bad(err, errlen, t, p.failed ? "truncated device state"
-                                           : "trailing bytes in the device state");
-    if (ret == 0) {
-        virtio_mmio_install_regs(t, &regs);
-        if (t->ops->load_install)
-            t->ops->load_install(t, scratch);
-    }
-    virtio_mmio_unlock(t);
-    return ret;
+    return t->ops->load(t, buf, len, err, errlen);
 }

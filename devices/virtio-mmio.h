@@ -27,10 +27,10 @@
 
 #include "devices/device.h"
 #include "devices/evloop.h"
-#include "devices/stream.h"
 #include "devices/virtqueue.h"
 #include "memory/irq-line.h"
 #include "memory/memory.h"
+#include "memory/state-table.h"
 
 #define VIRTIO_MMIO_SIZE 0x200
 #define VIRTIO_MMIO_CONFIG 0x100
@@ -100,20 +100,41 @@ typedef struct VirtioDevOps {
     /* Device config space bytes [off, off+len) written by the guest (may be
      * NULL: read-only config). */
     void (*config_write)(VirtioMmio *t, uint32_t off, const uint8_t *buf, unsigned len);
-    /* State stream: section magic and version, the device's own fields
-     * (may be NULL), and their loading in two steps: load_check parses and
-     * checks into scratch (VIRTIO_LOAD_SCRATCH bytes) without touching the
-     * device, load_install applies scratch. */
-    uint32_t state_magic;
-    uint16_t state_version;
-    void (*save)(VirtioMmio *t, StateWriter *w);
-    int (*load_check)(VirtioMmio *t, StateReader *r, void *scratch, char *err, size_t errlen);
-    void (*load_install)(VirtioMmio *t, const void *scratch);
+    /* The device's whole state as one section (a struct of its own that
+     * starts with VirtioMmioStateData; see virtio_mmio_save_state), and
+     * its loading (virtio_mmio_load_state, then its own checks, then
+     * virtio_mmio_set_state).  Called without the lock. */
+    int (*save)(VirtioMmio *t, uint8_t **buf, size_t *len);
+    int (*load)(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen);
 } VirtioDevOps;
 
-#define VIRTIO_LOAD_SCRATCH 64
+/* One queue as saved. */
+typedef struct VirtioQueueStateData {
+    uint16_t num;
+    uint8_t ready;              /* 0 or 1 */
+    uint64_t desc, avail, used;
+    uint16_t last_avail_idx, used_idx;
+} VirtioQueueStateData;
 
-/* The guest-visible transport state (what save/load carry). */
+/* What the transport saves: the first member of every virtio device's
+ * state struct, so the first part of its section. */
+typedef struct VirtioMmioStateData {
+    uint32_t status;
+    uint32_t device_features_sel, driver_features_sel;
+    uint64_t driver_features;
+    uint32_t queue_sel;
+    uint32_t interrupt_status;
+    uint32_t config_generation;
+    uint8_t broken;             /* 0 or 1 */
+    uint8_t num_queues;         /* the device's: vq[0..num_queues) */
+    VirtioQueueStateData vq[VIRTIO_MMIO_MAX_QUEUES];
+} VirtioMmioStateData;
+
+/* The transport's field table: a virtio device's own table starts with
+ * STATE_STRUCT(its struct, t, &virtio_mmio_state_table). */
+extern const StateTable virtio_mmio_state_table;
+
+/* The guest-visible transport state (saved as VirtioMmioStateData). */
 typedef struct VirtioMmioRegs {
     uint32_t status;
     uint32_t device_features_sel, driver_features_sel;
@@ -204,21 +225,30 @@ void virtio_mmio_run_locked(VirtioMmio *t, void (*fn)(VirtioMmio *t, void *arg),
 int virtio_mmio_pop(VirtioMmio *t, unsigned q, VirtQueue *vq, VirtqElem *e);
 
 /* The device's whole state (transport + device fields) as one versioned
- * section in a malloc()ed buffer; 0 or -ENOMEM. */
+ * section in a malloc()ed buffer (its VirtioDevOps.save); 0 or -ENOMEM. */
 int virtio_mmio_save(VirtioMmio *t, uint8_t **buf, size_t *len);
-/* Replaces the state with the one in [buf, buf+len) (one section, nothing
- * after); truncated, corrupt or inconsistent streams are refused with
- * -EINVAL/-ENODATA and a reason in err, leaving the device unchanged. */
+/* Replaces the state with the one in [buf, buf+len) (its VirtioDevOps.load:
+ * one section, nothing after); truncated, corrupt or inconsistent streams
+ * are refused with -EINVAL/-ENODATA and a reason in err, leaving the device
+ * unchanged. */
 int virtio_mmio_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen);
 
-/* Appends the transport state to w. */
-void virtio_mmio_save_regs(VirtioMmio *t, StateWriter *w);
-/* Parses and checks transport state from r into *out against t's device
- * (features, queue sizes, alignment); 0 or -EINVAL with err set. */
-int virtio_mmio_parse_regs(VirtioMmio *t, StateReader *r, VirtioMmioRegs *out, char *err,
-                           size_t errlen);
-/* Installs parsed state (lock held by the caller via virtio_mmio_lock). */
-void virtio_mmio_install_regs(VirtioMmio *t, const VirtioMmioRegs *regs);
+/* For a device's save: fills *st (the device's state struct, whose first
+ * member is VirtioMmioStateData and whose own fields the caller has set)
+ * with the transport state, under the lock, and encodes it as section sec. */
+int virtio_mmio_save_state(VirtioMmio *t, const StateSection *sec, void *st, uint8_t **buf,
+                           size_t *len);
+/* For a device's load: decodes section sec from [buf, buf+len) into *st
+ * (as virtio_mmio_save_state) and checks its transport part against t
+ * (queue count, features, queue sizes and alignment, flags).  0 or a
+ * negative errno with err set; t is not touched. */
+int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t *buf,
+                           size_t len, void *st, char *err, size_t errlen);
+/* Installs a checked transport state (lock held by the caller). */
+void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st);
+/* The same, taking the lock: for a device with no state of its own to
+ * install. */
+void virtio_mmio_install_state(VirtioMmio *t, const VirtioMmioStateData *st);
 /* Takes/drops the transport lock. */
 void virtio_mmio_lock(VirtioMmio *t);
 void virtio_mmio_unlock(VirtioMmio *t);

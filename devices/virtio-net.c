@@ -176,28 +176,37 @@ static void net_driver_ok(VirtioMmio *t)
     set_polling(t->dev, true);
 }
 
-static void net_save(VirtioMmio *t, StateWriter *w)
+static const StateField net_state_fields[] = {
+    STATE_STRUCT(VirtioNetStateData, t, &virtio_mmio_state_table),
+    STATE_BYTES(VirtioNetStateData, mac),
+};
+static const StateTable net_state_table = STATE_TABLE(VirtioNetStateData, net_state_fields);
+const StateSection virtio_net_state_section = {
+    "virtio-net", VIRTIO_NET_STATE_MAGIC, VIRTIO_NET_STATE_VERSION, &net_state_table,
+};
+
+static int net_save(VirtioMmio *t, uint8_t **buf, size_t *len)
 {
     VirtioNet *d = t->dev;
-    state_put_bytes(w, d->mac, 6);
+    VirtioNetStateData st;
+    memcpy(st.mac, d->mac, sizeof(st.mac));
+    return virtio_mmio_save_state(t, &virtio_net_state_section, &st, buf, len);
 }
 
-static int net_load_check(VirtioMmio *t, StateReader *r, void *scratch, char *err,
-                          size_t errlen)
-{
-    (void)t;
-    (void)err;
-    (void)errlen;
-    state_get_bytes(r, scratch, 6);     /* truncation is reported by the caller */
-    return 0;
-}
-
-static void net_load_install(VirtioMmio *t, const void *scratch)
+static int net_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
     VirtioNet *d = t->dev;
-    memcpy(d->mac, scratch, 6);
+    VirtioNetStateData st;
+    int ret = virtio_mmio_load_state(t, &virtio_net_state_section, buf, len, &st, err, errlen);
+    if (ret < 0)
+        return ret;
+    virtio_mmio_lock(t);
+    virtio_mmio_set_state(t, &st.t);
+    memcpy(d->mac, st.mac, 6);
     memcpy(d->config, d->mac, 6);
     set_polling(d, (t->r.status & VIRTIO_STATUS_DRIVER_OK) && !t->r.broken);
+    virtio_mmio_unlock(t);
+    return 0;
 }
 
 static const VirtioDevOps net_ops = {
@@ -206,11 +215,8 @@ static const VirtioDevOps net_ops = {
     .queue_notify = net_notify,
     .reset = net_reset,
     .driver_ok = net_driver_ok,
-    .state_magic = VIRTIO_NET_STATE_MAGIC,
-    .state_version = VIRTIO_NET_STATE_VERSION,
     .save = net_save,
-    .load_check = net_load_check,
-    .load_install = net_load_install,
+    .load = net_load,
 };
 
 int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6],

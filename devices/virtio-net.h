@@ -40,6 +40,16 @@ typedef struct VirtioNet {
     uint64_t rx_packets, tx_packets, rx_dropped, tx_dropped;
 } VirtioNet;
 
+/* What a virtio-net saves (section VIRTIO_NET_STATE_MAGIC,
+ * virtio_net_state_section): the transport, then the MAC. */
+typedef struct VirtioNetStateData {
+    VirtioMmioStateData t;
+    uint8_t mac[6];
+} VirtioNetStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection virtio_net_state_section;
+
 /*
  * Opens TAP interface `name` (created if absent) with a 12-byte vnet header,
  * non-blocking.  Returns the fd, or a negative errno with one line in err

@@ -47,12 +47,35 @@ static void rng_notify(VirtioMmio *t, unsigned q)
         virtio_mmio_notify_used(t, q);
 }
 
+static const StateField rng_state_fields[] = {
+    STATE_STRUCT(VirtioRngStateData, t, &virtio_mmio_state_table),
+};
+static const StateTable rng_state_table = STATE_TABLE(VirtioRngStateData, rng_state_fields);
+const StateSection virtio_rng_state_section = {
+    "virtio-rng", VIRTIO_RNG_STATE_MAGIC, VIRTIO_RNG_STATE_VERSION, &rng_state_table,
+};
+
+static int rng_save(VirtioMmio *t, uint8_t **buf, size_t *len)
+{
+    VirtioRngStateData st;
+    return virtio_mmio_save_state(t, &virtio_rng_state_section, &st, buf, len);
+}
+
+static int rng_load(VirtioMmio *t, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+    VirtioRngStateData st;
+    int ret = virtio_mmio_load_state(t, &virtio_rng_state_section, buf, len, &st, err, errlen);
+    if (ret == 0)
+        virtio_mmio_install_state(t, &st.t);
+    return ret;
+}
+
 static const VirtioDevOps rng_ops = {
     .name = "virtio-rng",
     .device_id = VIRTIO_ID_RNG,
     .queue_notify = rng_notify,
-    .state_magic = VIRTIO_RNG_STATE_MAGIC,
-    .state_version = VIRTIO_RNG_STATE_VERSION,
+    .save = rng_save,
+    .load = rng_load,
 };
 
 int virtio_rng_init(VirtioRng *d, const VirtioEnv *env)

@@ -20,6 +20,15 @@ typedef struct VirtioRng {
     uint64_t bytes;             /* statistics: bytes handed to the guest */
 } VirtioRng;
 
+/* What a virtio-rng saves (section VIRTIO_RNG_STATE_MAGIC,
+ * virtio_rng_state_section): the transport only. */
+typedef struct VirtioRngStateData {
+    VirtioMmioStateData t;
+} VirtioRngStateData;
+
+/* Its section: magic, version and field table. */
+extern const StateSection virtio_rng_state_section;
+
 /* Sets up the device (see virtio_mmio_init for the arguments); 0 or -errno. */
 int virtio_rng_init(VirtioRng *d, const VirtioEnv *env);
 /* Frees what init made (unmap the region first). */

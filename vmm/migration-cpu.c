@@ -3,102 +3,162 @@
 #include "vmm/migration-cpu.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- field tables ------------------------------------------------------------ */
+
+#define SEG(m) STATE_U8(struct kvm_segment, m)
+static const StateField seg_fields[] = {
+    STATE_U64(struct kvm_segment, base), STATE_U32(struct kvm_segment, limit),
+    STATE_U16(struct kvm_segment, selector),
+    SEG(type), SEG(present), SEG(dpl), SEG(db), SEG(s), SEG(l), SEG(g), SEG(avl), SEG(unusable),
+};
+static const StateTable seg_table = STATE_TABLE(struct kvm_segment, seg_fields);
+
+static const StateField dtable_fields[] = {
+    STATE_U64(struct kvm_dtable, base),
+    STATE_U16(struct kvm_dtable, limit),
+};
+static const StateTable dtable_table = STATE_TABLE(struct kvm_dtable, dtable_fields);
+
+#define REG(m) STATE_U64(struct kvm_regs, m)
+static const StateField regs_fields[] = {
+    REG(rax), REG(rbx), REG(rcx), REG(rdx), REG(rsi), REG(rdi), REG(rsp), REG(rbp),
+    REG(r8),  REG(r9),  REG(r10), REG(r11), REG(r12), REG(r13), REG(r14), REG(r15),
+    REG(rip), REG(rflags),
+};
+static const StateTable regs_table = STATE_TABLE(struct kvm_regs, regs_fields);
+
+#define SSEG(m) STATE_STRUCT(struct kvm_sregs, m, &seg_table)
+#define SREG(m) STATE_U64(struct kvm_sregs, m)
+static const StateField sregs_fields[] = {
+    SSEG(cs), SSEG(ds), SSEG(es), SSEG(fs), SSEG(gs), SSEG(ss), SSEG(tr), SSEG(ldt),
+    STATE_STRUCT(struct kvm_sregs, gdt, &dtable_table),
+    STATE_STRUCT(struct kvm_sregs, idt, &dtable_table),
+    SREG(cr0), SREG(cr2), SREG(cr3), SREG(cr4), SREG(cr8), SREG(efer), SREG(apic_base),
+    STATE_U64_ARRAY(struct kvm_sregs, interrupt_bitmap),
+};
+static const StateTable sregs_table = STATE_TABLE(struct kvm_sregs, sregs_fields);
+
+/* What every VCPU section has after index and flags. */
+static const StateField core_fields[] = {
+    STATE_STRUCT(KvmVcpuState, regs, &regs_table),
+    STATE_STRUCT(KvmVcpuState, sregs, &sregs_table),
+};
+static const StateTable core_table = STATE_TABLE(KvmVcpuState, core_fields);
+
+static const StateField fpu_fields[] = {
+    STATE_BYTES(struct kvm_fpu, fpr),
+    STATE_U16(struct kvm_fpu, fcw),
+    STATE_U16(struct kvm_fpu, fsw),
+    STATE_U8(struct kvm_fpu, ftwx),
+    STATE_U16(struct kvm_fpu, last_opcode),
+    STATE_U64(struct kvm_fpu, last_ip),
+    STATE_U64(struct kvm_fpu, last_dp),
+    STATE_BYTES(struct kvm_fpu, xmm),
+    STATE_U32(struct kvm_fpu, mxcsr),
+};
+static const StateTable fpu_table = STATE_TABLE(struct kvm_fpu, fpu_fields);
+
+static const StateField xcr_fields[] = {
+    STATE_U32(struct kvm_xcr, xcr),
+    STATE_U64(struct kvm_xcr, value),
+};
+static const StateTable xcr_table = STATE_TABLE(struct kvm_xcr, xcr_fields);
+
+static const StateField xcrs_fields[] = {
+    STATE_U32(struct kvm_xcrs, nr_xcrs),
+    STATE_U32(struct kvm_xcrs, flags),
+    STATE_STRUCT_VARRAY(struct kvm_xcrs, xcrs, &xcr_table, nr_xcrs),
+};
+static const StateTable xcrs_table = STATE_TABLE(struct kvm_xcrs, xcrs_fields);
+
+static const StateField msr_fields[] = {
+    STATE_U32(struct kvm_msr_entry, index),
+    STATE_U64(struct kvm_msr_entry, data),
+};
+static const StateTable msr_table = STATE_TABLE(struct kvm_msr_entry, msr_fields);
+
+/* The MSR list: nmsrs, then that many entries (at most KVM_STATE_MAX_MSRS). */
+static const StateField msrs_fields[] = {
+    STATE_U32(KvmVcpuState, nmsrs),
+    STATE_STRUCT_VARRAY(KvmVcpuState, msrs, &msr_table, nmsrs),
+};
+static const StateTable msrs_table = STATE_TABLE(KvmVcpuState, msrs_fields);
+
+#define EV8(m) STATE_U8(struct kvm_vcpu_events, m)
+static const StateField events_fields[] = {
+    EV8(exception.injected), EV8(exception.nr), EV8(exception.has_error_code),
+    EV8(exception.pending), STATE_U32(struct kvm_vcpu_events, exception.error_code),
+    EV8(interrupt.injected), EV8(interrupt.nr), EV8(interrupt.soft), EV8(interrupt.shadow),
+    EV8(nmi.injected), EV8(nmi.pending), EV8(nmi.masked),
+    STATE_U32(struct kvm_vcpu_events, sipi_vector),
+    STATE_U32(struct kvm_vcpu_events, flags),
+    EV8(smi.smm), EV8(smi.pending), EV8(smi.smm_inside_nmi), EV8(smi.latched_init),
+    EV8(triple_fault.pending), EV8(exception_has_payload),
+    STATE_U64(struct kvm_vcpu_events, exception_payload),
+};
+static const StateTable events_table = STATE_TABLE(struct kvm_vcpu_events, events_fields);
+
+static const StateField debugregs_fields[] = {
+    STATE_U64_ARRAY(struct kvm_debugregs, db),
+    STATE_U64(struct kvm_debugregs, dr6),
+    STATE_U64(struct kvm_debugregs, dr7),
+    STATE_U64(struct kvm_debugregs, flags),
+};
+static const StateTable debugregs_table = STATE_TABLE(struct kvm_debugregs, debugregs_fields);
+
+#define PIC(m) STATE_U8(struct kvm_pic_state, m)
+static const StateField pic_fields[] = {
+    PIC(last_irr), PIC(irr), PIC(imr), PIC(isr), PIC(priority_add), PIC(irq_base),
+    PIC(read_reg_select), PIC(poll), PIC(special_mask), PIC(init_state), PIC(auto_eoi),
+    PIC(rotate_on_auto_eoi), PIC(special_fully_nested_mode), PIC(init4), PIC(elcr),
+    PIC(elcr_mask),
+};
+static const StateTable pic_table = STATE_TABLE(struct kvm_pic_state, pic_fields);
+
+static const StateField ioapic_fields[] = {
+    STATE_U64(struct kvm_ioapic_state, base_address),
+    STATE_U32(struct kvm_ioapic_state, ioregsel),
+    STATE_U32(struct kvm_ioapic_state, id),
+    STATE_U32(struct kvm_ioapic_state, irr),
+    STATE_U64_ARRAY(struct kvm_ioapic_state, redirtbl),
+};
+static const StateTable ioapic_table = STATE_TABLE(struct kvm_ioapic_state, ioapic_fields);
+
+/* [IRQCHIP]: the two PICs, then the IOAPIC. */
+static const StateField irqchip_fields[] = {
+    STATE_STRUCT_ARRAY(KvmVmState, pic, &pic_table),
+    STATE_STRUCT(KvmVmState, ioapic, &ioapic_table),
+};
+static const StateTable irqchip_table = STATE_TABLE(KvmVmState, irqchip_fields);
+
+#define PIT8(m) STATE_U8(struct kvm_pit_channel_state, m)
+static const StateField pit_channel_fields[] = {
+    STATE_U32(struct kvm_pit_channel_state, count),
+    STATE_U16(struct kvm_pit_channel_state, latched_count),
+    PIT8(count_latched), PIT8(status_latched), PIT8(status), PIT8(read_state),
+    PIT8(write_state), PIT8(write_latch), PIT8(rw_mode), PIT8(mode), PIT8(bcd), PIT8(gate),
+    STATE_U64(struct kvm_pit_channel_state, count_load_time),
+};
+static const StateTable pit_channel_table =
+    STATE_TABLE(struct kvm_pit_channel_state, pit_channel_fields);
+
+static const StateField pit_fields[] = {
+    STATE_STRUCT_ARRAY(struct kvm_pit_state2, channels, &pit_channel_table),
+    STATE_U32(struct kvm_pit_state2, flags),
+};
+static const StateTable pit_table = STATE_TABLE(struct kvm_pit_state2, pit_fields);
+
+static const StateField clock_fields[] = {
+    STATE_U64(KvmVmState, clock),
+    STATE_U32(KvmVmState, clock_flags),
+};
+static const StateTable clock_table = STATE_TABLE(KvmVmState, clock_fields);
+
 /* ---- encoding ------------------------------------------------------------- */
-
-static void put_seg(StateWriter *w, const struct kvm_segment *s)
-{
-    state_put_u64(w, s->base);
-    state_put_u32(w, s->limit);
-    state_put_u16(w, s->selector);
-    state_put_u8(w, s->type);
-    state_put_u8(w, s->present);
-    state_put_u8(w, s->dpl);
-    state_put_u8(w, s->db);
-    state_put_u8(w, s->s);
-    state_put_u8(w, s->l);
-    state_put_u8(w, s->g);
-    state_put_u8(w, s->avl);
-    state_put_u8(w, s->unusable);
-}
-
-static void put_dtable(StateWriter *w, const struct kvm_dtable *d)
-{
-    state_put_u64(w, d->base);
-    state_put_u16(w, d->limit);
-}
-
-static void put_regs(StateWriter *w, const struct kvm_regs *g)
-{
-    const uint64_t v[18] = { g->rax, g->rbx, g->rcx, g->rdx, g->rsi, g->rdi, g->rsp, g->rbp,
-                             g->r8,  g->r9,  g->r10, g->r11, g->r12, g->r13, g->r14, g->r15,
-                             g->rip, g->rflags };
-
-    for (unsigned i = 0; i < 18; i++)
-        state_put_u64(w, v[i]);
-}
-
-static void put_sregs(StateWriter *w, const struct kvm_sregs *s)
-{
-    const struct kvm_segment *segs[8] = { &s->cs, &s->ds, &s->es, &s->fs,
-                                          &s->gs, &s->ss, &s->tr, &s->ldt };
-
-    for (unsigned i = 0; i < 8; i++)
-        put_seg(w, segs[i]);
-    put_dtable(w, &s->gdt);
-    put_dtable(w, &s->idt);
-    state_put_u64(w, s->cr0);
-    state_put_u64(w, s->cr2);
-    state_put_u64(w, s->cr3);
-    state_put_u64(w, s->cr4);
-    state_put_u64(w, s->cr8);
-    state_put_u64(w, s->efer);
-    state_put_u64(w, s->apic_base);
-    for (unsigned i = 0; i < 4; i++)
-        state_put_u64(w, s->interrupt_bitmap[i]);
-}
-
-static void put_fpu(StateWriter *w, const struct kvm_fpu *f)
-{
-    state_put_bytes(w, f->fpr, sizeof(f->fpr));
-    state_put_u16(w, f->fcw);
-    state_put_u16(w, f->fsw);
-    state_put_u8(w, f->ftwx);
-    state_put_u16(w, f->last_opcode);
-    state_put_u64(w, f->last_ip);
-    state_put_u64(w, f->last_dp);
-    state_put_bytes(w, f->xmm, sizeof(f->xmm));
-    state_put_u32(w, f->mxcsr);
-}
-
-static void put_events(StateWriter *w, const struct kvm_vcpu_events *e)
-{
-    state_put_u8(w, e->exception.injected);
-    state_put_u8(w, e->exception.nr);
-    state_put_u8(w, e->exception.has_error_code);
-    state_put_u8(w, e->exception.pending);
-    state_put_u32(w, e->exception.error_code);
-    state_put_u8(w, e->interrupt.injected);
-    state_put_u8(w, e->interrupt.nr);
-    state_put_u8(w, e->interrupt.soft);
-    state_put_u8(w, e->interrupt.shadow);
-    state_put_u8(w, e->nmi.injected);
-    state_put_u8(w, e->nmi.pending);
-    state_put_u8(w, e->nmi.masked);
-    state_put_u32(w, e->sipi_vector);
-    state_put_u32(w, e->flags);
-    state_put_u8(w, e->smi.smm);
-    state_put_u8(w, e->smi.pending);
-    state_put_u8(w, e->smi.smm_inside_nmi);
-    state_put_u8(w, e->smi.latched_init);
-    state_put_u8(w, e->triple_fault.pending);
-    state_put_u8(w, e->exception_has_payload);
-    state_put_u64(w, e->exception_payload);
-}
 
 static int put_fail(const char *what)
 {
@@ -106,10 +166,10 @@ static int put_fail(const char *what)
     return -EINVAL;
 }
 
-int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st)
+/* The bounds the decoder enforces, so that no section is written that a
+ * destination would refuse. */
+static int check_vcpu_bounds(const KvmVcpuState *st)
 {
-    size_t sec;
-
     if (st->flags & ~KVM_VCPU_STATE_ALL_FLAGS)
         return put_fail("unknown flags");
     if (st->nmsrs > KVM_STATE_MAX_MSRS)
@@ -119,46 +179,42 @@ int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st)
         return put_fail("XSAVE length out of bounds");
     if ((st->flags & KVM_VCPU_STATE_XCRS) && st->xcrs.nr_xcrs > KVM_MAX_XCRS)
         return put_fail("more than KVM_MAX_XCRS XCRs");
+    return 0;
+}
 
-    sec = state_section_begin(w, MIG_VCPU_MAGIC, MIG_VCPU_VERSION);
-    state_put_u32(w, index);
-    state_put_u32(w, st->flags);
-    put_regs(w, &st->regs);
-    put_sregs(w, &st->sregs);
+/* The pieces after the core, in stream order (see migration-cpu.h). */
+static void put_vcpu_pieces(StateWriter *w, const KvmVcpuState *st)
+{
     if (st->flags & KVM_VCPU_STATE_FPU)
-        put_fpu(w, &st->fpu);
+        state_encode(w, &fpu_table, &st->fpu);
     if (st->flags & KVM_VCPU_STATE_XSAVE) {
         state_put_u32(w, st->xsave_len);
         state_put_bytes(w, st->xsave, st->xsave_len);
     }
-    if (st->flags & KVM_VCPU_STATE_XCRS) {
-        state_put_u32(w, st->xcrs.nr_xcrs);
-        state_put_u32(w, st->xcrs.flags);
-        for (uint32_t i = 0; i < st->xcrs.nr_xcrs; i++) {
-            state_put_u32(w, st->xcrs.xcrs[i].xcr);
-            state_put_u64(w, st->xcrs.xcrs[i].value);
-        }
-    }
-    state_put_u32(w, st->nmsrs);
-    for (uint32_t i = 0; i < st->nmsrs; i++) {
-        state_put_u32(w, st->msrs[i].index);
-        state_put_u64(w, st->msrs[i].data);
-    }
+    if (st->flags & KVM_VCPU_STATE_XCRS)
+        state_encode(w, &xcrs_table, &st->xcrs);
+    state_encode(w, &msrs_table, st);
     if (st->flags & KVM_VCPU_STATE_LAPIC) {
         state_put_u32(w, (uint32_t)sizeof(st->lapic.regs));
         state_put_bytes(w, st->lapic.regs, sizeof(st->lapic.regs));
     }
     if (st->flags & KVM_VCPU_STATE_EVENTS)
-        put_events(w, &st->events);
+        state_encode(w, &events_table, &st->events);
     if (st->flags & KVM_VCPU_STATE_MP_STATE)
         state_put_u32(w, st->mp_state.mp_state);
-    if (st->flags & KVM_VCPU_STATE_DEBUGREGS) {
-        for (unsigned i = 0; i < 4; i++)
-            state_put_u64(w, st->debugregs.db[i]);
-        state_put_u64(w, st->debugregs.dr6);
-        state_put_u64(w, st->debugregs.dr7);
-        state_put_u64(w, st->debugregs.flags);
-    }
+    if (st->flags & KVM_VCPU_STATE_DEBUGREGS)
+        state_encode(w, &debugregs_table, &st->debugregs);
+}
+
+int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st)
+{
+    if (check_vcpu_bounds(st) < 0)
+        return -EINVAL;
+    size_t sec = state_section_begin(w, MIG_VCPU_MAGIC, MIG_VCPU_VERSION);
+    state_put_u32(w, index);
+    state_put_u32(w, st->flags);
+    state_encode(w, &core_table, st);
+    put_vcpu_pieces(w, st);
     state_section_end(w, sec);
     if (w->failed) {
         fprintf(stderr, "migration: vCPU %u state: out of memory\n", index);
@@ -169,108 +225,84 @@ int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st)
 
 /* ---- decoding ------------------------------------------------------------- */
 
-static int get_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int get_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+/* Decodes one piece of vCPU idx's section with its table. */
+static int get_piece(StateReader *p, const StateTable *t, void *obj, unsigned idx, char *err,
+                     size_t errlen)
 {
-    if (err && errlen) {
-        va_list ap;
+    char why[160];
 
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
+    if (state_decode(p, t, obj, why, sizeof(why)) == 0)
+        return 0;
+    return state_fail(err, errlen, -EINVAL, "vCPU %u state: %s", idx, why);
 }
 
-static void get_seg(StateReader *r, struct kvm_segment *s)
+static int check_vcpu_flags(uint32_t flags, unsigned idx, char *err, size_t errlen)
 {
-    s->base = state_get_u64(r);
-    s->limit = state_get_u32(r);
-    s->selector = state_get_u16(r);
-    s->type = state_get_u8(r);
-    s->present = state_get_u8(r);
-    s->dpl = state_get_u8(r);
-    s->db = state_get_u8(r);
-    s->s = state_get_u8(r);
-    s->l = state_get_u8(r);
-    s->g = state_get_u8(r);
-    s->avl = state_get_u8(r);
-    s->unusable = state_get_u8(r);
+    if (flags & ~KVM_VCPU_STATE_ALL_FLAGS)
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: unknown flags 0x%x", idx,
+                          flags & ~KVM_VCPU_STATE_ALL_FLAGS);
+    if ((flags & KVM_VCPU_STATE_FPU) && (flags & KVM_VCPU_STATE_XSAVE))
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: both FPU and XSAVE", idx);
+    if (!(flags & (KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XSAVE)))
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: neither FPU nor XSAVE", idx);
+    return 0;
 }
 
-static void get_dtable(StateReader *r, struct kvm_dtable *d)
+/* [XSAVE]: u32 length, checked before the area is read. */
+static int get_xsave(StateReader *p, KvmVcpuState *st, unsigned idx, char *err, size_t errlen)
 {
-    d->base = state_get_u64(r);
-    d->limit = state_get_u16(r);
+    uint32_t len = state_get_u32(p);
+
+    if (p->failed)
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
+    if (len < KVM_STATE_XSAVE_LEGACY || len > KVM_STATE_XSAVE_MAX)
+        return state_fail(err, errlen, -EINVAL,
+                          "vCPU %u state: XSAVE area of %u bytes (must be %u..%u)", idx, len,
+                          KVM_STATE_XSAVE_LEGACY, KVM_STATE_XSAVE_MAX);
+    st->xsave_len = len;
+    if (!state_get_bytes(p, st->xsave, len))
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated XSAVE area", idx);
+    return 0;
 }
 
-static void get_regs(StateReader *r, struct kvm_regs *g)
+/* [LAPIC]: u32 length, which must be the page's. */
+static int get_lapic(StateReader *p, KvmVcpuState *st, unsigned idx, char *err, size_t errlen)
 {
-    __u64 *v[18] = { &g->rax, &g->rbx, &g->rcx, &g->rdx, &g->rsi, &g->rdi,
-                     &g->rsp, &g->rbp, &g->r8,  &g->r9,  &g->r10, &g->r11,
-                     &g->r12, &g->r13, &g->r14, &g->r15, &g->rip, &g->rflags };
+    uint32_t len = state_get_u32(p);
 
-    for (unsigned i = 0; i < 18; i++)
-        *v[i] = state_get_u64(r);
+    if (p->failed)
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
+    if (len != sizeof(st->lapic.regs))
+        return state_fail(err, errlen, -EINVAL,
+                          "vCPU %u state: LAPIC page of %u bytes (must be %zu)", idx, len,
+                          sizeof(st->lapic.regs));
+    state_get_bytes(p, st->lapic.regs, len);
+    return 0;
 }
 
-static void get_sregs(StateReader *r, struct kvm_sregs *s)
+/* The pieces after the core, as put_vcpu_pieces wrote them. */
+static int get_vcpu_pieces(StateReader *p, KvmVcpuState *st, unsigned idx, char *err,
+                           size_t errlen)
 {
-    struct kvm_segment *segs[8] = { &s->cs, &s->ds, &s->es, &s->fs,
-                                    &s->gs, &s->ss, &s->tr, &s->ldt };
+    int r = 0;
 
-    for (unsigned i = 0; i < 8; i++)
-        get_seg(r, segs[i]);
-    get_dtable(r, &s->gdt);
-    get_dtable(r, &s->idt);
-    s->cr0 = state_get_u64(r);
-    s->cr2 = state_get_u64(r);
-    s->cr3 = state_get_u64(r);
-    s->cr4 = state_get_u64(r);
-    s->cr8 = state_get_u64(r);
-    s->efer = state_get_u64(r);
-    s->apic_base = state_get_u64(r);
-    for (unsigned i = 0; i < 4; i++)
-        s->interrupt_bitmap[i] = state_get_u64(r);
-}
-
-static void get_fpu(StateReader *r, struct kvm_fpu *f)
-{
-    state_get_bytes(r, f->fpr, sizeof(f->fpr));
-    f->fcw = state_get_u16(r);
-    f->fsw = state_get_u16(r);
-    f->ftwx = state_get_u8(r);
-    f->last_opcode = state_get_u16(r);
-    f->last_ip = state_get_u64(r);
-    f->last_dp = state_get_u64(r);
-    state_get_bytes(r, f->xmm, sizeof(f->xmm));
-    f->mxcsr = state_get_u32(r);
-}
-
-static void get_events(StateReader *r, struct kvm_vcpu_events *e)
-{
-    e->exception.injected = state_get_u8(r);
-    e->exception.nr = state_get_u8(r);
-    e->exception.has_error_code = state_get_u8(r);
-    e->exception.pending = state_get_u8(r);
-    e->exception.error_code = state_get_u32(r);
-    e->interrupt.injected = state_get_u8(r);
-    e->interrupt.nr = state_get_u8(r);
-    e->interrupt.soft = state_get_u8(r);
-    e->interrupt.shadow = state_get_u8(r);
-    e->nmi.injected = state_get_u8(r);
-    e->nmi.pending = state_get_u8(r);
-    e->nmi.masked = state_get_u8(r);
-    e->sipi_vector = state_get_u32(r);
-    e->flags = state_get_u32(r);
-    e->smi.smm = state_get_u8(r);
-    e->smi.pending = state_get_u8(r);
-    e->smi.smm_inside_nmi = state_get_u8(r);
-    e->smi.latched_init = state_get_u8(r);
-    e->triple_fault.pending = state_get_u8(r);
-    e->exception_has_payload = state_get_u8(r);
-    e->exception_payload = state_get_u64(r);
+    if (st->flags & KVM_VCPU_STATE_FPU)
+        r = get_piece(p, &fpu_table, &st->fpu, idx, err, errlen);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_XSAVE))
+        r = get_xsave(p, st, idx, err, errlen);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_XCRS))
+        r = get_piece(p, &xcrs_table, &st->xcrs, idx, err, errlen);
+    if (r == 0)
+        r = get_piece(p, &msrs_table, st, idx, err, errlen);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_LAPIC))
+        r = get_lapic(p, st, idx, err, errlen);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_EVENTS))
+        r = get_piece(p, &events_table, &st->events, idx, err, errlen);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_MP_STATE))
+        st->mp_state.mp_state = state_get_u32(p);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_DEBUGREGS))
+        r = get_piece(p, &debugregs_table, &st->debugregs, idx, err, errlen);
+    return r;
 }
 
 /* Decodes a VCPU payload into *st (zeroed by the caller). */
@@ -281,83 +313,16 @@ static int decode_vcpu(StateReader *p, unsigned *index, KvmVcpuState *st, char *
 
     st->flags = state_get_u32(p);
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU state: truncated header");
-    if (st->flags & ~KVM_VCPU_STATE_ALL_FLAGS)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: unknown flags 0x%x", idx,
-                        st->flags & ~KVM_VCPU_STATE_ALL_FLAGS);
-    if ((st->flags & KVM_VCPU_STATE_FPU) && (st->flags & KVM_VCPU_STATE_XSAVE))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: both FPU and XSAVE", idx);
-    if (!(st->flags & (KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XSAVE)))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: neither FPU nor XSAVE", idx);
-    get_regs(p, &st->regs);
-    get_sregs(p, &st->sregs);
-    if (st->flags & KVM_VCPU_STATE_FPU)
-        get_fpu(p, &st->fpu);
-    if (st->flags & KVM_VCPU_STATE_XSAVE) {
-        uint32_t len = state_get_u32(p);
-
-        if (p->failed)
-            return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
-        if (len < KVM_STATE_XSAVE_LEGACY || len > KVM_STATE_XSAVE_MAX)
-            return get_fail(err, errlen, -EINVAL,
-                            "vCPU %u state: XSAVE area of %u bytes (must be %u..%u)", idx, len,
-                            KVM_STATE_XSAVE_LEGACY, KVM_STATE_XSAVE_MAX);
-        st->xsave_len = len;
-        if (!state_get_bytes(p, st->xsave, len))
-            return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated XSAVE area", idx);
-    }
-    if (st->flags & KVM_VCPU_STATE_XCRS) {
-        uint32_t nr = state_get_u32(p);
-
-        st->xcrs.flags = state_get_u32(p);
-        if (p->failed)
-            return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
-        if (nr > KVM_MAX_XCRS)
-            return get_fail(err, errlen, -EINVAL, "vCPU %u state: %u XCRs (at most %u)", idx,
-                            nr, KVM_MAX_XCRS);
-        st->xcrs.nr_xcrs = nr;
-        for (uint32_t i = 0; i < nr; i++) {
-            st->xcrs.xcrs[i].xcr = state_get_u32(p);
-            st->xcrs.xcrs[i].value = state_get_u64(p);
-        }
-    }
-    st->nmsrs = state_get_u32(p);
+        return state_fail(err, errlen, -EINVAL, "vCPU state: truncated header");
+    if (check_vcpu_flags(st->flags, idx, err, errlen) < 0 ||
+        get_piece(p, &core_table, st, idx, err, errlen) < 0 ||
+        get_vcpu_pieces(p, st, idx, err, errlen) < 0)
+        return -EINVAL;
     if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
-    if (st->nmsrs > KVM_STATE_MAX_MSRS)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: %u MSRs (at most %u)", idx,
-                        st->nmsrs, KVM_STATE_MAX_MSRS);
-    for (uint32_t i = 0; i < st->nmsrs; i++) {
-        st->msrs[i].index = state_get_u32(p);
-        st->msrs[i].data = state_get_u64(p);
-    }
-    if (st->flags & KVM_VCPU_STATE_LAPIC) {
-        uint32_t len = state_get_u32(p);
-
-        if (p->failed)
-            return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
-        if (len != sizeof(st->lapic.regs))
-            return get_fail(err, errlen, -EINVAL,
-                            "vCPU %u state: LAPIC page of %u bytes (must be %zu)", idx, len,
-                            sizeof(st->lapic.regs));
-        state_get_bytes(p, st->lapic.regs, len);
-    }
-    if (st->flags & KVM_VCPU_STATE_EVENTS)
-        get_events(p, &st->events);
-    if (st->flags & KVM_VCPU_STATE_MP_STATE)
-        st->mp_state.mp_state = state_get_u32(p);
-    if (st->flags & KVM_VCPU_STATE_DEBUGREGS) {
-        for (unsigned i = 0; i < 4; i++)
-            st->debugregs.db[i] = state_get_u64(p);
-        st->debugregs.dr6 = state_get_u64(p);
-        st->debugregs.dr7 = state_get_u64(p);
-        st->debugregs.flags = state_get_u64(p);
-    }
-    if (p->failed)
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: truncated", idx);
     if (!state_reader_done(p))
-        return get_fail(err, errlen, -EINVAL, "vCPU %u state: %zu trailing bytes", idx,
-                        p->len - p->pos);
+        return state_fail(err, errlen, -EINVAL, "vCPU %u state: %zu trailing bytes", idx,
+                          p->len - p->pos);
     *index = idx;
     return 0;
 }
@@ -378,7 +343,7 @@ int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char 
     st = calloc(1, sizeof(*st));
     if (!st) {
         r->pos = pos;
-        return get_fail(err, errlen, -ENOMEM, "vCPU state: out of memory");
+        return state_fail(err, errlen, -ENOMEM, "vCPU state: out of memory");
     }
     ret = decode_vcpu(&p, &idx, st, err, errlen);
     if (ret == 0) {
@@ -393,73 +358,6 @@ int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char 
 
 /* ---- VM ------------------------------------------------------------------- */
 
-static void put_pic(StateWriter *w, const struct kvm_pic_state *c)
-{
-    const uint8_t v[16] = { c->last_irr, c->irr, c->imr, c->isr, c->priority_add,
-                            c->irq_base, c->read_reg_select, c->poll, c->special_mask,
-                            c->init_state, c->auto_eoi, c->rotate_on_auto_eoi,
-                            c->special_fully_nested_mode, c->init4, c->elcr, c->elcr_mask };
-
-    state_put_bytes(w, v, sizeof(v));
-}
-
-static void get_pic(StateReader *r, struct kvm_pic_state *c)
-{
-    uint8_t v[16];
-
-    state_get_bytes(r, v, sizeof(v));
-    c->last_irr = v[0];
-    c->irr = v[1];
-    c->imr = v[2];
-    c->isr = v[3];
-    c->priority_add = v[4];
-    c->irq_base = v[5];
-    c->read_reg_select = v[6];
-    c->poll = v[7];
-    c->special_mask = v[8];
-    c->init_state = v[9];
-    c->auto_eoi = v[10];
-    c->rotate_on_auto_eoi = v[11];
-    c->special_fully_nested_mode = v[12];
-    c->init4 = v[13];
-    c->elcr = v[14];
-    c->elcr_mask = v[15];
-}
-
-static void put_pit_channel(StateWriter *w, const struct kvm_pit_channel_state *c)
-{
-    state_put_u32(w, c->count);
-    state_put_u16(w, c->latched_count);
-    state_put_u8(w, c->count_latched);
-    state_put_u8(w, c->status_latched);
-    state_put_u8(w, c->status);
-    state_put_u8(w, c->read_state);
-    state_put_u8(w, c->write_state);
-    state_put_u8(w, c->write_latch);
-    state_put_u8(w, c->rw_mode);
-    state_put_u8(w, c->mode);
-    state_put_u8(w, c->bcd);
-    state_put_u8(w, c->gate);
-    state_put_u64(w, (uint64_t)c->count_load_time);
-}
-
-static void get_pit_channel(StateReader *r, struct kvm_pit_channel_state *c)
-{
-    c->count = state_get_u32(r);
-    c->latched_count = state_get_u16(r);
-    c->count_latched = state_get_u8(r);
-    c->status_latched = state_get_u8(r);
-    c->status = state_get_u8(r);
-    c->read_state = state_get_u8(r);
-    c->write_state = state_get_u8(r);
-    c->write_latch = state_get_u8(r);
-    c->rw_mode = state_get_u8(r);
-    c->mode = state_get_u8(r);
-    c->bcd = state_get_u8(r);
-    c->gate = state_get_u8(r);
-    c->count_load_time = (int64_t)state_get_u64(r);
-}
-
 int mig_put_vm_state(StateWriter *w, const KvmVmState *st)
 {
     size_t sec;
@@ -470,30 +368,44 @@ int mig_put_vm_state(StateWriter *w, const KvmVmState *st)
     }
     sec = state_section_begin(w, MIG_VM_MAGIC, MIG_VM_VERSION);
     state_put_u32(w, st->flags);
-    if (st->flags & KVM_VM_STATE_IRQCHIP) {
-        put_pic(w, &st->pic[0]);
-        put_pic(w, &st->pic[1]);
-        state_put_u64(w, st->ioapic.base_address);
-        state_put_u32(w, st->ioapic.ioregsel);
-        state_put_u32(w, st->ioapic.id);
-        state_put_u32(w, st->ioapic.irr);
-        for (unsigned i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
-            state_put_u64(w, st->ioapic.redirtbl[i].bits);
-    }
-    if (st->flags & KVM_VM_STATE_PIT) {
-        for (unsigned i = 0; i < 3; i++)
-            put_pit_channel(w, &st->pit.channels[i]);
-        state_put_u32(w, st->pit.flags);
-    }
-    if (st->flags & KVM_VM_STATE_CLOCK) {
-        state_put_u64(w, st->clock);
-        state_put_u32(w, st->clock_flags);
-    }
+    if (st->flags & KVM_VM_STATE_IRQCHIP)
+        state_encode(w, &irqchip_table, st);
+    if (st->flags & KVM_VM_STATE_PIT)
+        state_encode(w, &pit_table, &st->pit);
+    if (st->flags & KVM_VM_STATE_CLOCK)
+        state_encode(w, &clock_table, st);
     state_section_end(w, sec);
     if (w->failed) {
         fprintf(stderr, "migration: VM state: out of memory\n");
         return -ENOMEM;
     }
+    return 0;
+}
+
+/* Decodes a VMST payload into *st (zeroed by the caller). */
+static int decode_vm(StateReader *p, KvmVmState *st, char *err, size_t errlen)
+{
+    char why[160];
+    int r = 0;
+
+    st->flags = state_get_u32(p);
+    if (p->failed)
+        return state_fail(err, errlen, -EINVAL, "VM state: truncated header");
+    if (st->flags & ~KVM_VM_STATE_ALL_FLAGS)
+        return state_fail(err, errlen, -EINVAL, "VM state: unknown flags 0x%x",
+                          st->flags & ~KVM_VM_STATE_ALL_FLAGS);
+    if ((st->flags & KVM_VM_STATE_PIT) && !(st->flags & KVM_VM_STATE_IRQCHIP))
+        return state_fail(err, errlen, -EINVAL, "VM state: a PIT without an irqchip");
+    if (st->flags & KVM_VM_STATE_IRQCHIP)
+        r = state_decode(p, &irqchip_table, st, why, sizeof(why));
+    if (r == 0 && (st->flags & KVM_VM_STATE_PIT))
+        r = state_decode(p, &pit_table, &st->pit, why, sizeof(why));
+    if (r == 0 && (st->flags & KVM_VM_STATE_CLOCK))
+        r = state_decode(p, &clock_table, st, why, sizeof(why));
+    if (r < 0)
+        return state_fail(err, errlen, -EINVAL, "VM state: %s", why);
+    if (!state_reader_done(p))
+        return state_fail(err, errlen, -EINVAL, "VM state: %zu trailing bytes", p->len - p->pos);
     return 0;
 }
 
@@ -509,51 +421,11 @@ int mig_get_vm_state(StateReader *r, KvmVmState *out, char *err, size_t errlen)
     if (ret < 0)
         return ret;
     memset(&st, 0, sizeof(st));
-    st.flags = state_get_u32(&p);
-    ret = -EINVAL;
-    if (p.failed) {
-        get_fail(err, errlen, ret, "VM state: truncated header");
-        goto bad;
-    }
-    if (st.flags & ~KVM_VM_STATE_ALL_FLAGS) {
-        get_fail(err, errlen, ret, "VM state: unknown flags 0x%x",
-                 st.flags & ~KVM_VM_STATE_ALL_FLAGS);
-        goto bad;
-    }
-    if ((st.flags & KVM_VM_STATE_PIT) && !(st.flags & KVM_VM_STATE_IRQCHIP)) {
-        get_fail(err, errlen, ret, "VM state: a PIT without an irqchip");
-        goto bad;
-    }
-    if (st.flags & KVM_VM_STATE_IRQCHIP) {
-        get_pic(&p, &st.pic[0]);
-        get_pic(&p, &st.pic[1]);
-        st.ioapic.base_address = state_get_u64(&p);
-        st.ioapic.ioregsel = state_get_u32(&p);
-        st.ioapic.id = state_get_u32(&p);
-        st.ioapic.irr = state_get_u32(&p);
-        for (unsigned i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
-            st.ioapic.redirtbl[i].bits = state_get_u64(&p);
-    }
-    if (st.flags & KVM_VM_STATE_PIT) {
-        for (unsigned i = 0; i < 3; i++)
-            get_pit_channel(&p, &st.pit.channels[i]);
-        st.pit.flags = state_get_u32(&p);
-    }
-    if (st.flags & KVM_VM_STATE_CLOCK) {
-        st.clock = state_get_u64(&p);
-        st.clock_flags = state_get_u32(&p);
-    }
-    if (p.failed) {
-        get_fail(err, errlen, ret, "VM state: truncated");
-        goto bad;
-    }
-    if (!state_reader_done(&p)) {
-        get_fail(err, errlen, ret, "VM state: %zu trailing bytes", p.len - p.pos);
-        goto bad;
+    ret = decode_vm(&p, &st, err, errlen);
+    if (ret < 0) {
+        r->pos = pos;
+        return ret;
     }
     *out = st;
     return 0;
-bad:
-    r->pos = pos;
-    return ret;
 }

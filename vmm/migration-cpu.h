@@ -2,9 +2,11 @@
 /*
  * Migration stream sections for the CPU and VM state of kvm/state.h.
  *
- * Each call writes or reads one section of devices/stream.h (magic,
- * version, length, CRC-32), with every field encoded explicitly, little
- * endian, so the stream does not depend on the compiler's struct layout.
+ * Each call writes or reads one section of memory/state-stream.h (magic,
+ * version, length, CRC-32), every field little endian through the field
+ * tables of migration-cpu.c (memory/state-table.h), so the stream does not
+ * depend on the compiler's struct layout; the XSAVE area and the LAPIC
+ * page, with their length words, are written explicitly.
  *
  *   "VCPU" (0x55504356) version 1:
  *     u32 index | u32 flags | regs: 18 x u64 (rax..r15, rip, rflags) |
@@ -54,8 +56,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "devices/stream.h"
 #include "kvm/state.h"
+#include "memory/state-table.h"
 
 #define MIG_VCPU_MAGIC 0x55504356u      /* "VCPU" */
 #define MIG_VCPU_VERSION 1

@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "devices/stream.h"
 #include "kvm/state.h"
+#include "memory/state-stream.h"
 #include "vmm/migration-cpu.h"
 #include "vmm/migration-int.h"
 #include "vmm/text.h"

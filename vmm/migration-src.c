@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 #include "vmm/migration-int.h"
 #include "vmm/migration-policy.h"
 #include "vmm/text.h"

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/stream.h"
 #include "kvm/state.h"
+#include "memory/state-stream.h"
 #include "vmm/migration-cpu.h"
 #include "vmm/migration-int.h"
 

@@ -19,7 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 #include "vmm/migration.h"
 #include "vmm/sandbox.h"
 #include "vmm/unix-listen.h"

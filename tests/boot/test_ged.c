@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "devices/ged.h"
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 #define PORT 0x610
 

@@ -16,8 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "devices/stream.h"
 #include "devices/virtio-rng.h"
+#include "memory/state-stream.h"
 #include "vmm/migration-stream.h"
 
 FakeMig fake_mig;

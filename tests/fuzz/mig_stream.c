@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 #include "tests/fuzz/fake_mig.h"
 #include "vmm/migration-cpu.h"
 #include "vmm/migration-int.h"
@@ -326,7 +326,7 @@ int fake_mig_build(MigStreamBuf *sb, const FakeMigBuild *opt)
 
 /* ---- CRC fix-up ------------------------------------------------------------------ */
 
-/* Recomputes the CRC of the devices/stream.h section at s (n bytes there). */
+/* Recomputes the CRC of the memory/state-stream.h section at s (n bytes there). */
 static void fix_section(uint8_t *s, size_t n)
 {
     if (n < 16)

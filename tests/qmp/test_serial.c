@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
-#include "devices/stream.h"
+#include "memory/state-stream.h"
 
 typedef struct Fixture {
     MemoryContext *ctx;
@@ -272,8 +272,8 @@ static void test_load_rejects_inconsistent(void **state)
         { 8, 0x02, "FCR" },             /* FCR clear bit is not state */
         { 5, 0xe0, "LSR" },             /* LSR bit 7 */
         { 9, 2, "THR" },                /* flag not 0/1 */
-        { 10, 1, "FIFO" },              /* count without data / DR */
-        { 10, 200, "FIFO" },            /* count > 16 */
+        { 10, 1, "rx_fifo" },           /* count without data: truncated */
+        { 10, 200, "rx_fifo" },         /* count > 16: more than the FIFO holds */
     };
     uint8_t *buf;
     size_t len;
@@ -291,6 +291,20 @@ static void test_load_rejects_inconsistent(void **state)
             fail_msg("case %zu accepted", i);
         if (!strstr(err, cases[i].why))
             fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].why);
+        free(buf);
+    }
+    /* the FIFO checks, on payloads that carry the FIFO's bytes: one byte
+     * with DR clear, two bytes with the FIFO off */
+    static const struct { uint8_t p[13]; size_t n; const char *why; } fifo[] = {
+        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 1, 'a' }, 12,
+          "LSR.DR disagrees with the FIFO count" },
+        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x61, 0xb0, 0, 0x00, 0, 2, 'a', 'b' }, 13,
+          "receive FIFO count too large" },
+    };
+    for (size_t i = 0; i < sizeof(fifo) / sizeof(fifo[0]); i++) {
+        craft(1, fifo[i].p, fifo[i].n, &buf, &len);
+        assert_int_equal(serial_load(&f->s, buf, len, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, fifo[i].why));
         free(buf);
     }
     /* DR set, FIFO empty */

@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Device state streams: a growable little-endian writer and a bounds-checked
+ * State streams: a growable little-endian writer and a bounds-checked
  * reader, plus self-describing sections (magic, version, length, CRC-32) so
  * that a device's save/load can reject streams that are truncated, corrupt,
- * from an unknown device or from a newer version.
+ * from an unknown device or from a newer version.  Pure serialization, no
+ * knowledge of regions, KVM or devices: it sits in memory/, the bottom
+ * layer, so that devices/, kvm/ and vmm/ may all use it (built as its own
+ * library, strata_stream, whose CRC comes from zlib).
  *
  * Section layout (all little endian):
  *   u32 magic | u16 version | u16 flags (0) | u32 payload length |
  *   payload | u32 CRC-32 (IEEE) of everything before it in the section
  */
-#ifndef STRATA_DEVICES_STREAM_H
-#define STRATA_DEVICES_STREAM_H
+#ifndef STRATA_MEMORY_STATE_STREAM_H
+#define STRATA_MEMORY_STATE_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -69,10 +72,15 @@ bool state_reader_done(const StateReader *r);
 int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
                        uint16_t *version, StateReader *payload, char *err, size_t errlen);
 
+/* Writes the printf-style reason into err (unless err is NULL or errlen 0)
+ * and returns code: how the state code refuses something. */
+int state_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* CRC-32 (IEEE 802.3, as zlib's crc32) of n bytes. */
 uint32_t state_crc32(const void *p, size_t n);
 /* The CRC-32 of (the bytes crc was computed over) followed by [p, p+n):
  * state_crc32_update(state_crc32(a, x), b, y) == CRC of a..b. */
 uint32_t state_crc32_update(uint32_t crc, const void *p, size_t n);
 
-#endif /* STRATA_DEVICES_STREAM_H */
+#endif /* STRATA_MEMORY_STATE_STREAM_H */

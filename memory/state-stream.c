@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Device state streams (see stream.h). */
-#include "devices/stream.h"
+/* State streams (see state-stream.h). */
+#include "memory/state-stream.h"
 
 #include <zlib.h>
 
@@ -134,12 +134,10 @@ bool state_reader_done(const StateReader *r)
     return !r->failed && r->pos == r->len;
 }
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
+int state_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+               {
+               if (err && errlen) {
+               va_list ap;
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
@@ -152,31 +150,33 @@ int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
 {
     size_t start = r->pos;
     if (r->failed || r->len - r->pos < SECTION_HEADER)
-        return fail(err, errlen, -ENODATA, "truncated section header (%zu of %u bytes)",
-                    r->failed ? 0 : r->len - r->pos, SECTION_HEADER);
+        return state_fail(err, errlen, -ENODATA,
+                          "truncated section header (%zu of %u bytes)",
+                          r->failed ? 0 : r->len - r->pos, SECTION_HEADER);
     StateReader h = *r;
     uint32_t m = state_get_u32(&h);
     uint16_t v = state_get_u16(&h);
     uint16_t flags = state_get_u16(&h);
     uint32_t len = state_get_u32(&h);
     if (m != magic)
-        return fail(err, errlen, -EINVAL, "wrong section magic 0x%08x (expected 0x%08x)", m,
-                    magic);
+        return state_fail(err, errlen, -EINVAL, "wrong section magic 0x%08x (expected 0x%08x)",
+                          m, magic);
     if (v == 0 || v > max_version)
-        return fail(err, errlen, -EINVAL, "unsupported version %u (this build reads 1..%u)",
-                    v, max_version);
+        return state_fail(err, errlen, -EINVAL,
+                          "unsupported version %u (this build reads 1..%u)", v, max_version);
     if (flags)
-        return fail(err, errlen, -EINVAL, "unknown section flags 0x%x", flags);
+        return state_fail(err, errlen, -EINVAL, "unknown section flags 0x%x", flags);
     if ((uint64_t)len + 4 > h.len - h.pos)
-        return fail(err, errlen, -ENODATA, "truncated section: %llu bytes of payload+CRC, %zu left",
-                    (unsigned long long)len + 4, h.len - h.pos);
+        return state_fail(err, errlen, -ENODATA,
+                          "truncated section: %llu bytes of payload+CRC, %zu left",
+                          (unsigned long long)len + 4, h.len - h.pos);
     uint32_t crc = 0;
     for (unsigned i = 0; i < 4; i++)
         crc |= (uint32_t)h.buf[h.pos + len + i] << (8 * i);
     uint32_t want = state_crc32(r->buf + start, SECTION_HEADER + (size_t)len);
     if (crc != want)
-        return fail(err, errlen, -EINVAL, "section CRC mismatch (0x%08x, computed 0x%08x)",
-                    crc, want);
+        return state_fail(err, errlen, -EINVAL,
+                          "section CRC mismatch (0x%08x, computed 0x%08x)", crc, want);
     state_reader_init(payload, h.buf + h.pos, len);
     *version = v;
     r->pos = h.pos + len + 4;
