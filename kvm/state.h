@@ -8,7 +8,7 @@
  *     kvm_vm_pause(src);                           // or: not started yet
  *     kvm_vm_get_state(src, &vs);
  *     kvm_vcpu_get_state(kvm_vm_vcpu(src, 0), cs);
- *     ... carry them over (vmm/migration-cpu.h serialises them) ...
+ *     ... carry them over (vmm/migration/cpu.h serialises them) ...
  *     // destination: same RAM contents, same irqchip/PIT configuration,
  *     // same CPUID already set (kvm_vcpu_init_cpuid), not running
  *     kvm_vm_set_state(dst, &vs);                  // first: the VM's devices
@@ -24,7 +24,7 @@
  * the guest inconsistent (irqchip, PIT, LAPIC), else it is left as is.
  *
  * No pointers: the structs may be copied, compared and sent as they are
- * (vmm/migration-cpu.c still encodes every field explicitly).
+ * (vmm/migration/cpu.c still encodes every field explicitly).
  *
  * Errors: negative errno after one line on stderr naming the ioctl
  * ("vCPU 0: KVM_GET_XCRS: Invalid argument").  Call these only while the

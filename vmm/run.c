@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "vmm/control/commands.h"
-#include "vmm/migration-stream.h"
-#include "vmm/migration.h"
+#include "vmm/migration/stream.h"
+#include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
 

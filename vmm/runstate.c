@@ -2,7 +2,7 @@
 /* The VM's run state and the actions that change it (see runstate.h). */
 #include "vmm/runstate.h"
 
-#include "vmm/migration.h"
+#include "vmm/migration/migration.h"
 #include "vmm/vmm.h"
 
 const char *vmm_state_name(const Vmm *v)

@@ -33,8 +33,8 @@
  *                           vCPU's pending exit), slot/ioeventfd/irqfd
  *                           ioctls, epoll, eventfds.
  *
- * Both migration threads do so: the source's (migration-src.c, started by
- * QMP migrate) and the destination's stream loader (migration-dst.c: the
+ * Both migration threads do so: the source's (migration/source.c, started by
+ * QMP migrate) and the destination's stream loader (migration/destination.c: the
  * stream is parsed on its own thread under this role, main being still
  * unfiltered at --incoming time).
  *
@@ -48,7 +48,7 @@
  * allowlist includes all of MIGRATION's by construction (sandbox.c: the
  * role table's `includes`): add what migration needs to MIGRATION only.  Opening files is not in either:
  * a tcp: URI needs an IP address there (the resolver opens /etc files and
- * may load NSS modules; migration-stream.c says so instead of dying).
+ * may load NSS modules; migration/stream.c says so instead of dying).
  *
  * Modes (--seccomp):
  *   kill  a syscall outside the role's list raises SIGSYS (SCMP_ACT_TRAP);

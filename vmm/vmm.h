@@ -14,7 +14,7 @@
 #include "vmm/sandbox.h"
 
 typedef struct Vmm Vmm;
-/* The live migration (vmm/migration.h); named, not included, because
+/* The live migration (vmm/migration/migration.h); named, not included, because
  * migration's own files include this one. */
 typedef struct Migration Migration;
 
@@ -45,7 +45,7 @@ struct Vmm {
     int signo;              /* signal that asked for the end, or 0 */
     int exit_status;
     Sandbox sandbox;        /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
-    Migration *mig;         /* live migration (vmm/migration.h) */
+    Migration *mig;         /* live migration (vmm/migration/migration.h) */
     uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
     uint64_t postmigrate_idle_ns;   /* ... or when no client since then + grace */
     QmpCommand *cmds;       /* the served table: vmm's + migration's */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A fake migration destination (see fake_mig.h): the machine, the fake KVM
- * layer under vmm/migration-dst.c and migration-state.c, and a harness that
+ * layer under vmm/migration/destination.c and migration/state.c, and a harness that
  * feeds a byte string to mig_load_fd over a socketpair.
  */
 #include "tests/fuzz/fake_mig.h"
@@ -18,7 +18,7 @@
 
 #include "devices/virtio-rng.h"
 #include "memory/state-stream.h"
-#include "vmm/migration-stream.h"
+#include "vmm/migration/stream.h"
 
 FakeMig fake_mig;
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A fake migration destination for vmm/migration-dst.c's mig_load_fd
+ * A fake migration destination for vmm/migration/destination.c's mig_load_fd
  * without /dev/kvm (fake_mig.c): one Vmm whose Machine has a real RAM
  * region (heap memory of exactly FAKE_MIG_RAM_SIZE bytes, so ASan sees a
  * write past it), the real serial, i8042, pvpanic, ACPI GED and test
@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "kvm/state.h"
-#include "vmm/migration.h"
+#include "vmm/migration/migration.h"
 #include "vmm/vmm.h"
 
 #define FAKE_MIG_RAM_SIZE (256u << 10)  /* 64 pages */

@@ -3,7 +3,7 @@
 #ifndef STRATA_TESTS_FUZZ_FAKE_VM_H
 #define STRATA_TESTS_FUZZ_FAKE_VM_H
 
-#include "vmm/migration.h"
+#include "vmm/migration/migration.h"
 #include "vmm/vmm.h"
 
 #define FAKE_VM_VCPUS 2

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the migration destination's loader (mig_load_fd,
- * vmm/migration-dst.c) on hostile streams, into one fake destination
+ * vmm/migration/destination.c) on hostile streams, into one fake destination
  * machine (fake_mig.c: real RAM region and devices, fake KVM).
  *
  * Input: one control byte, then the bytes the "source" sends (stream

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fake_mig.h"
-#include "vmm/migration-stream.h"
+#include "vmm/migration/stream.h"
 
 static const char *outdir;
 static int failures;

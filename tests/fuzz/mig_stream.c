@@ -11,8 +11,8 @@
 
 #include "memory/state-stream.h"
 #include "tests/fuzz/fake_mig.h"
-#include "vmm/migration-cpu.h"
-#include "vmm/migration-int.h"
+#include "vmm/migration/cpu.h"
+#include "vmm/migration/internal.h"
 
 void mig_sb_init(MigStreamBuf *sb)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vCPU and VM state (kvm/state.h) and its stream sections
- * (vmm/migration-cpu.h), on the host's KVM.
+ * (vmm/migration/cpu.h), on the host's KVM.
  *
  * A guest counts at CPL3 in a loop that keeps its values in registers
  * (counter, counter*3, counter^K), with a pattern in xmm0..xmm15, a
@@ -146,7 +146,7 @@ int guest_main(void)
 
 #include "kvm/state.h"
 #include "tests/guests/kit.h"
-#include "vmm/migration-cpu.h"
+#include "vmm/migration/cpu.h"
 
 #define MSR_IA32_TSC          0x10u
 #define MSR_IA32_SYSENTER_ESP 0x175u

@@ -13,7 +13,7 @@
 #                   vmm.h) anything; the rest of the root (the board:
 #                   machine, machine-virtio, devlist, config, sandbox and
 #                   their helpers) neither vmm/control/ nor migration
-#   migration       vmm/migration/ or, until it moves there, vmm/migration*
+#   migration       vmm/migration/
 #   product code    never tests/
 #
 # and no loop of includes joins two rooms (memory, kvm, devices, vmm/boot,
@@ -36,7 +36,7 @@ room() {
         devices/*) ROOM=devices ;;
         vmm/boot/*) ROOM=vmm/boot ;;
         vmm/control/*) ROOM=vmm/control ;;
-        vmm/migration*) ROOM=migration ;;
+        vmm/migration/*) ROOM=migration ;;
         vmm/*/*) ROOM=${1%/*} ;;    # a room not named here yet: its folder
         vmm/*) ROOM=vmm ;;
         tests/*) ROOM=tests ;;

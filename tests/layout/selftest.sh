@@ -44,9 +44,9 @@ mkdir -p "$good"
     put vmm/vmm.h vmm/machine.h vmm/control/qmp.h
     put vmm/machine.h vmm/boot/loader.h devices/serial.h
     put vmm/machine.c vmm/machine.h
-    put vmm/migration.h vmm/control/qmp.h
-    put vmm/migration.c vmm/migration.h vmm/vmm.h
-    put vmm/run.c vmm/vmm.h vmm/migration.h
+    put vmm/migration/migration.h vmm/control/qmp.h
+    put vmm/migration/migration.c vmm/migration/migration.h vmm/vmm.h
+    put vmm/run.c vmm/vmm.h vmm/migration/migration.h
     put tests/unit/t.c vmm/machine.h
 )
 out=$(bash "$check" "$good") || fail "a tree that keeps the rules failed: $out"

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "tests/state/golden.h"
-#include "vmm/migration-cpu.h"
+#include "vmm/migration/cpu.h"
 
 /* ---- building states -------------------------------------------------------- */
 

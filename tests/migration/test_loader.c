@@ -28,8 +28,8 @@
 #include <jansson.h>
 
 #include "tests/fuzz/fake_mig.h"
-#include "vmm/migration-int.h"
-#include "vmm/migration-stream.h"
+#include "vmm/migration/internal.h"
+#include "vmm/migration/stream.h"
 
 static MigStreamBuf valid;          /* header .. END, no GO */
 static uint8_t *source_ram;         /* what RAM holds after the valid stream */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The pre-copy's stopping rule (vmm/migration-policy.h) on round traces:
+ * The pre-copy's stopping rule (vmm/migration/policy.h) on round traces:
  * a modelled guest that dirties R pages/s within a working set of W pages,
  * a link of B bytes/s, each round sending the set the previous one left.
  * The traces are the shapes the issue measured (idle, a 1 GiB guest at
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/migration-policy.h"
+#include "vmm/migration/policy.h"
 
 #define PAGE 4096u
 #define WIRE (PAGE + 8u)        /* a normal page on the wire: entry + data */

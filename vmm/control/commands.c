@@ -8,7 +8,7 @@
 
 #include "vmm/control/commands.h"
 #include "vmm/control/hmp.h"
-#include "vmm/migration.h"
+#include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
 

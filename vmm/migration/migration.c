@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Live migration: the main thread's side and the QMP commands (see migration.h). */
-#include "vmm/migration-int.h"
+#include "vmm/migration/internal.h"
 #include "vmm/text.h"
 
 #include <errno.h>

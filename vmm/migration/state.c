@@ -11,8 +11,8 @@
 
 #include "kvm/state.h"
 #include "memory/state-stream.h"
-#include "vmm/migration-cpu.h"
-#include "vmm/migration-int.h"
+#include "vmm/migration/cpu.h"
+#include "vmm/migration/internal.h"
 
 unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max)
 {

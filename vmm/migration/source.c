@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "memory/state-stream.h"
-#include "vmm/migration-int.h"
-#include "vmm/migration-policy.h"
+#include "vmm/migration/internal.h"
+#include "vmm/migration/policy.h"
 #include "vmm/text.h"
 
 #define BITS 64u
@@ -328,7 +328,7 @@ static void params(Src *s, MigParams *p)
 }
 
 /* The pre-copy rounds: 0 when the final round should start (the rule is
- * migration-policy.h's). */
+ * policy.h's). */
 static int precopy(Src *s)
 {
     Migration *g = s->g;

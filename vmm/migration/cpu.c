@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Migration stream sections for CPU and VM state (see migration-cpu.h). */
-#include "vmm/migration-cpu.h"
+/* Migration stream sections for CPU and VM state (see cpu.h). */
+#include "vmm/migration/cpu.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -182,7 +182,7 @@ static int check_vcpu_bounds(const KvmVcpuState *st)
     return 0;
 }
 
-/* The pieces after the core, in stream order (see migration-cpu.h). */
+/* The pieces after the core, in stream order (see cpu.h). */
 static void put_vcpu_pieces(StateWriter *w, const KvmVcpuState *st)
 {
     if (st->flags & KVM_VCPU_STATE_FPU)

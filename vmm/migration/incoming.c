@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `strata run ... --incoming URI`: listen, take one connection, and load
- * the stream (mig_load_fd, migration-dst.c) on a thread of its own under
+ * the stream (mig_load_fd, destination.c) on a thread of its own under
  * the migration role's seccomp filter.
  */
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vmm/migration-int.h"
+#include "vmm/migration/internal.h"
 #include "vmm/sandbox.h"
 
 /* Waits for a connection on lfd (or a signal on the main loop's fd). */

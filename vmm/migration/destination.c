@@ -16,8 +16,8 @@
 
 #include "kvm/state.h"
 #include "memory/state-stream.h"
-#include "vmm/migration-cpu.h"
-#include "vmm/migration-int.h"
+#include "vmm/migration/cpu.h"
+#include "vmm/migration/internal.h"
 #include "vmm/text.h"
 
 typedef struct Dst {

@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #include "vmm/loop.h"
-#include "vmm/migration-stream.h"
-#include "vmm/migration.h"
+#include "vmm/migration/stream.h"
+#include "vmm/migration/migration.h"
 #include "vmm/vmm.h"
 
 #define MIG_MAX_DEVICES 32
@@ -103,10 +103,10 @@ void mig_set_error(Migration *g, const char *fmt, ...) __attribute__((format(pri
 /* Wakes the main loop (events, the thread's end). */
 void mig_notify(Migration *g);
 
-/* The source's thread (migration-src.c). */
+/* The source's thread (source.c). */
 void *mig_source_thread(void *arg);
 
-/* Saves the VM and every vCPU into records (migration-src.c's final
+/* Saves the VM and every vCPU into records (source.c's final
  * stage); 0 or -1 with err. */
 int mig_send_cpu_state(Machine *m, MigChannel *ch, char *err, size_t errlen);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * When the source's pre-copy stops: the decision after each round, apart
- * from the thread that sends (vmm/migration-src.c), so it can be tested
+ * from the thread that sends (vmm/migration/source.c), so it can be tested
  * on recorded round traces (tests/migration/test_policy.c).
  *
  * The rule (docs/migration.md, "When the final round starts"):

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* When the pre-copy stops (see migration-policy.h for the rule). */
-#include "vmm/migration-policy.h"
+/* When the pre-copy stops (see policy.h for the rule). */
+#include "vmm/migration/policy.h"
 
 void mig_policy_init(MigPolicy *p, uint64_t downtime_limit_ms, unsigned max_rounds)
 {

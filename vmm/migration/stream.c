@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The migration stream's framing and transport (see migration-stream.h). */
-#include "vmm/migration-stream.h"
+/* The migration stream's framing and transport (see stream.h). */
+#include "vmm/migration/stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 #include <netinet/tcp.h>
 
 #include "memory/state-stream.h"
-#include "vmm/migration.h"
+#include "vmm/migration/migration.h"
 #include "vmm/sandbox.h"
 #include "vmm/unix-listen.h"
 

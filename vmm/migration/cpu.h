@@ -4,7 +4,7 @@
  *
  * Each call writes or reads one section of memory/state-stream.h (magic,
  * version, length, CRC-32), every field little endian through the field
- * tables of migration-cpu.c (memory/state-table.h), so the stream does not
+ * tables of cpu.c (memory/state-table.h), so the stream does not
  * depend on the compiler's struct layout; the XSAVE area and the LAPIC
  * page, with their length words, are written explicitly.
  *
