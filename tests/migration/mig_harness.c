@@ -63,6 +63,11 @@ double now_s(void)
 
 
 const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
+/* STRATA_PEER: another strata build; then every other strata started is it
+ * (the first is strata_bin), so each hop of a soak goes from one build to
+ * the other (tests/migration/compat.sh). */
+const char *peer_bin;
+static unsigned nstarted;
 const char *vm_cpus = "1";     /* --cpus of the next strata started */
 uint64_t pass_addr, counter_addr;
 
@@ -80,6 +85,7 @@ void start_vm(Vm *vm, const char *name, const char *elf, const char *memory,
     while (slot < MAX_PROCS && procs[slot] > 0)
         slot++;
     CHECK(slot < MAX_PROCS, "more than %d strata processes alive at once", MAX_PROCS);
+    const char *bin = peer_bin && nstarted++ % 2 ? peer_bin : strata_bin;
     pid_t parent = getpid();
     pid_t pid = fork();
     CHECK(pid >= 0, "fork: %s", strerror(errno));
@@ -90,7 +96,7 @@ void start_vm(Vm *vm, const char *name, const char *elf, const char *memory,
         dup2(fd, 2);
         char *argv[20];
         int n = 0;
-        argv[n++] = (char *)strata_bin;
+        argv[n++] = (char *)bin;
         argv[n++] = (char *)"run";
         argv[n++] = (char *)"--kernel";
         argv[n++] = (char *)elf;
@@ -106,7 +112,7 @@ void start_vm(Vm *vm, const char *name, const char *elf, const char *memory,
         if (incoming)
             argv[n++] = inc;
         argv[n] = NULL;
-        execv(strata_bin, argv);
+        execv(bin, argv);
         _exit(127);
     }
     vm->pid = pid;

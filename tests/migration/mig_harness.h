@@ -43,6 +43,7 @@ double now_s(void);
 /* strata run --kernel ELF --test-device --serial none --memory MEMORY
  * --cpus vm_cpus --api-socket tmpdir/NAME.qmp [--incoming=INCOMING], log in
  * tmpdir/NAME.log; it dies with this program. */
+extern const char *peer_bin;
 void start_vm(Vm *vm, const char *name, const char *elf, const char *memory,
               const char *incoming);
 /* vm's exit status if it has exited (reaped), else -1. */

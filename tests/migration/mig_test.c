@@ -185,6 +185,7 @@ int main(int argc, char **argv)
     /* STRATA / MIG_DIRTY_ELF / MIG_IDLE_ELF override the build's paths (the
      * nested test bed runs this program with its own copies). */
     strata_bin = getenv("STRATA") ? getenv("STRATA") : STRATA_BIN;
+    peer_bin = getenv("STRATA_PEER");
     guest_elf = getenv("MIG_DIRTY_ELF") ? getenv("MIG_DIRTY_ELF") : DIRTY_ELF;
     idle_elf = getenv("MIG_IDLE_ELF") ? getenv("MIG_IDLE_ELF") : IDLE_ELF;
     pio_elf = getenv("MIG_PIO_ELF") ? getenv("MIG_PIO_ELF") : PIO_ELF;
