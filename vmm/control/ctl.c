@@ -265,117 +265,169 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
     }
 }
 
-int strata_ctl(int argc, char *const argv[])
+/* strata ctl's command, as the QMP request it becomes. */
+typedef struct CtlRequest {
+    const char *qname;
+    json_t *qargs;
+    enum { OUT_NONE, OUT_STRING, OUT_STATUS, OUT_PRETTY } out;
+    char line[256];             /* an HMP command line built here */
+} CtlRequest;
+
+/* The options before COMMAND: the index of COMMAND, or -1 with *status
+ * the exit status (--help: 0). */
+static int parse_options(int argc, char *const argv[], const char **path, int *status)
 {
-    const char *path = NULL;
     int i = 0;
+    *status = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(ctl_usage, stdout);
-            return 0;
+            *status = 0;
+            return -1;
         }
         if (!strcmp(argv[i], "--api-socket") && i + 1 < argc) {
-            path = argv[++i];
+            *path = argv[++i];
         } else if (!strncmp(argv[i], "--api-socket=", 13)) {
-            path = argv[i] + 13;
+            *path = argv[i] + 13;
         } else if (!strncmp(argv[i], "--", 2)) {
             fprintf(stderr, "strata ctl: unknown option '%s'\n", argv[i]);
-            return 1;
+            return -1;
         } else {
             break;
         }
     }
-    if (!path) {
+    if (!*path) {
         fprintf(stderr, "strata ctl: --api-socket PATH is required\n%s", ctl_usage);
-        return 1;
+        return -1;
     }
     if (i >= argc) {
         fprintf(stderr, "strata ctl: missing COMMAND\n%s", ctl_usage);
-        return 1;
+        return -1;
     }
-    const char *cmd = argv[i++];
-    int nargs = argc - i;
-    char *const *args = argv + i;
+    return i;
+}
 
-    /* Map the command to a QMP request. */
-    const char *qname = NULL;
-    json_t *qargs = NULL;
-    enum { OUT_NONE, OUT_STRING, OUT_STATUS, OUT_PRETTY } out = OUT_NONE;
-    char line[256];
+/* The commands without arguments: their QMP names. */
+static const char *simple_command(const char *cmd)
+{
+    static const char *const map[][2] = {
+        { "status", "query-status" }, { "pause", "stop" }, { "resume", "cont" },
+        { "reset", "system_reset" }, { "powerdown", "system_powerdown" }, { "quit", "quit" },
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (!strcmp(cmd, map[i][0]))
+            return map[i][1];
+    return NULL;
+}
+
+/* Maps COMMAND ARGS to a QMP request in *r: 0, or -1 after a message. */
+static int map_command(const char *cmd, int nargs, char *const *args, CtlRequest *r)
+{
     if (!strcmp(cmd, "mtree")) {
-        snprintf(line, sizeof(line), "info mtree");
+        snprintf(r->line, sizeof(r->line), "info mtree");
         for (int k = 0; k < nargs; k++) {
             if (strcmp(args[k], "-f") && strcmp(args[k], "-D")) {
                 fprintf(stderr, "strata ctl: mtree: unknown option '%s' (use -f, -D)\n",
                         args[k]);
-                return 1;
+                return -1;
             }
-            strncat(line, " ", sizeof(line) - strlen(line) - 1);
-            strncat(line, args[k], sizeof(line) - strlen(line) - 1);
+            strncat(r->line, " ", sizeof(r->line) - strlen(r->line) - 1);
+            strncat(r->line, args[k], sizeof(r->line) - strlen(r->line) - 1);
         }
-        qname = "human-monitor-command";
-        qargs = json_pack("{s:s}", "command-line", line);
-        out = OUT_STRING;
+        r->qname = "human-monitor-command";
+        r->qargs = json_pack("{s:s}", "command-line", r->line);
+        r->out = OUT_STRING;
     } else if (!strcmp(cmd, "hmp") && nargs == 1) {
-        qname = "human-monitor-command";
-        qargs = json_pack("{s:s}", "command-line", args[0]);
-        out = OUT_STRING;
+        r->qname = "human-monitor-command";
+        r->qargs = json_pack("{s:s}", "command-line", args[0]);
+        r->out = OUT_STRING;
     } else if (!strcmp(cmd, "qmp") && (nargs == 1 || nargs == 2)) {
-        qname = args[0];
+        r->qname = args[0];
+        r->out = OUT_PRETTY;
         if (nargs == 2) {
             json_error_t je;
-            qargs = json_loads(args[1], 0, &je);
-            if (!json_is_object(qargs)) {
+            r->qargs = json_loads(args[1], 0, &je);
+            if (!json_is_object(r->qargs)) {
                 fprintf(stderr, "strata ctl: qmp %s '%s': arguments must be a JSON object%s%s\n",
-                        qname, args[1], qargs ? "" : ": ", qargs ? "" : je.text);
-                json_decref(qargs);
-                return 1;
+                        r->qname, args[1], r->qargs ? "" : ": ", r->qargs ? "" : je.text);
+                return -1;
             }
         }
-        out = OUT_PRETTY;
     } else if (!strcmp(cmd, "migrate")) {
-        qname = "migrate";      /* driven by ctl_migrate */
+        r->qname = "migrate";   /* driven by ctl_migrate */
     } else if (nargs == 0) {
-        if (!strcmp(cmd, "status")) {
-            qname = "query-status";
-            out = OUT_STATUS;
-        } else if (!strcmp(cmd, "pause")) {
-            qname = "stop";
-        } else if (!strcmp(cmd, "resume")) {
-            qname = "cont";
-        } else if (!strcmp(cmd, "reset")) {
-            qname = "system_reset";
-        } else if (!strcmp(cmd, "powerdown")) {
-            qname = "system_powerdown";
-        } else if (!strcmp(cmd, "quit")) {
-            qname = "quit";
-        }
+        r->qname = simple_command(cmd);
+        r->out = !strcmp(cmd, "status") ? OUT_STATUS : OUT_NONE;
     }
-    if (!qname) {
+    if (!r->qname) {
         fprintf(stderr, "strata ctl: unknown command or wrong arguments: '%s'\n%s", cmd,
                 ctl_usage);
-        return 1;
+        return -1;
     }
+    return 0;
+}
 
+/* Connects to the control socket at path: 0, or -1 after a message. */
+static int connect_api(Conn *c, const char *path)
+{
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "strata ctl: --api-socket %s: path too long\n", path);
-        json_decref(qargs);
-        return 1;
+        return -1;
     }
     strcpy(sa.sun_path, path);
-    Conn c = { .fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), .path = path };
-    struct timeval tv = { .tv_sec = 60 };
-    if (c.fd < 0 || connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    c->path = path;
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         fprintf(stderr, "strata ctl: --api-socket %s: %s\n", path, strerror(errno));
-        if (c.fd >= 0)
-            close(c.fd);
-        json_decref(qargs);
-        return 1;
+        if (c->fd >= 0)
+            close(c->fd);
+        c->fd = -1;
+        return -1;
     }
-    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int status = 1;
-    json_t *greet = read_msg(&c), *neg = NULL, *reply = NULL;
+    struct timeval tv = { .tv_sec = 60 };
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return 0;
+}
+
+/* Prints a reply as the request asked: the exit status. */
+static int print_reply(json_t *reply, const CtlRequest *r)
+{
+    if (r->out == OUT_PRETTY) {
+        json_object_del(reply, "id");
+        char *s = json_dumps(reply, JSON_INDENT(2));
+        if (s)
+            puts(s);
+        free(s);
+        return json_object_get(reply, "error") ? report_error(reply) : 0;
+    }
+    if (json_object_get(reply, "error"))
+        return report_error(reply);
+    json_t *ret = json_object_get(reply, "return");
+    if (r->out == OUT_STRING && json_is_string(ret))
+        fputs(json_string_value(ret), stdout);
+    else if (r->out == OUT_STATUS)
+        printf("%s\n", json_string_value(json_object_get(ret, "status")));
+    return 0;
+}
+
+int strata_ctl(int argc, char *const argv[])
+{
+    const char *path = NULL;
+    int status;
+    int i = parse_options(argc, argv, &path, &status);
+    if (i < 0)
+        return status;
+    const char *cmd = argv[i++];
+    int nargs = argc - i;
+    char *const *args = argv + i;
+    CtlRequest r = { 0 };
+    Conn c = { .fd = -1 };
+    json_t *greet = NULL, *neg = NULL, *reply = NULL;
+    status = 1;
+    if (map_command(cmd, nargs, args, &r) < 0 || connect_api(&c, path) < 0)
+        goto out;
+    greet = read_msg(&c);
     if (!greet)
         goto out;
     if (!json_object_get(greet, "QMP")) {
@@ -385,42 +437,19 @@ int strata_ctl(int argc, char *const argv[])
     neg = call(&c, "qmp_capabilities", NULL, 1);
     if (!neg)
         goto out;
-    if (json_object_get(neg, "error")) {
+    if (json_object_get(neg, "error"))
         status = report_error(neg);
-        goto out;
-    }
-    if (!strcmp(cmd, "migrate")) {
+    else if (!strcmp(cmd, "migrate"))
         status = ctl_migrate(&c, nargs, args);
-        goto out;
-    }
-    reply = call(&c, qname, qargs, 2);
-    if (!reply)
-        goto out;
-    if (out == OUT_PRETTY) {
-        json_object_del(reply, "id");
-        char *s = json_dumps(reply, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        status = json_object_get(reply, "error") ? report_error(reply) : 0;
-        goto out;
-    }
-    if (json_object_get(reply, "error")) {
-        status = report_error(reply);
-        goto out;
-    }
-    json_t *ret = json_object_get(reply, "return");
-    if (out == OUT_STRING && json_is_string(ret))
-        fputs(json_string_value(ret), stdout);
-    else if (out == OUT_STATUS)
-        printf("%s\n", json_string_value(json_object_get(ret, "status")));
-    status = 0;
+    else if ((reply = call(&c, r.qname, r.qargs, 2)))
+        status = print_reply(reply, &r);
 out:
     json_decref(greet);
     json_decref(neg);
     json_decref(reply);
-    json_decref(qargs);
+    json_decref(r.qargs);
     free(c.buf);
-    close(c.fd);
+    if (c.fd >= 0)
+        close(c.fd);
     return status;
 }
