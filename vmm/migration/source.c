@@ -452,6 +452,48 @@ static int final_stage(Src *s, bool *paused)
     return 0;
 }
 
+/* The source's buffers, the connection, the header and CONFIG: 0, or -1
+ * with s->err set (*fd: the connection, once there is one). */
+static int setup(Src *s, int *fd)
+{
+    Migration *g = s->g;
+    s->nblocks = mig_blocks(&s->v->m, s->blocks, 4);
+    s->rec = malloc(MIG_RAM_RECORD_MAX);
+    bool ok = s->rec != NULL;
+    uint64_t total = 0;
+    for (unsigned b = 0; b < s->nblocks && ok; b++) {
+        s->dirty[b] = calloc((s->blocks[b].pages + BITS - 1) / BITS + 1, sizeof(uint64_t));
+        ok = s->dirty[b] != NULL;
+        total += s->blocks[b].size;
+    }
+    pthread_mutex_lock(&g->lock);
+    g->stats.total = total;
+    pthread_mutex_unlock(&g->lock);
+    if (!ok) {
+        snprintf(s->err, sizeof(s->err), "out of memory");
+        return -1;
+    }
+    *fd = mig_connect(g->uri, s->err, sizeof(s->err));
+    if (*fd < 0)
+        return -1;
+    mig_channel_init(&s->ch, *fd);
+    s->ch.cancel = &g->cancel;
+    char *cfg = mig_config_json(&s->v->m);
+    if (!cfg) {
+        snprintf(s->err, sizeof(s->err), "out of memory");
+        return -1;
+    }
+    int r = mig_send_header(&s->ch);
+    if (r == 0)
+        r = mig_send_record(&s->ch, MIG_REC_CONFIG, 0, cfg, (uint32_t)strlen(cfg));
+    free(cfg);
+    if (r < 0) {
+        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+        return -1;
+    }
+    return 0;
+}
+
 void *mig_source_thread(void *arg)
 {
     Migration *g = arg;
@@ -470,40 +512,8 @@ void *mig_source_thread(void *arg)
     }
     s->g = g;
     s->v = g->v;
-    s->nblocks = mig_blocks(&s->v->m, s->blocks, 4);
-    s->rec = malloc(MIG_RAM_RECORD_MAX);
-    bool ok = s->rec != NULL;
-    uint64_t total = 0;
-    for (unsigned b = 0; b < s->nblocks && ok; b++) {
-        s->dirty[b] = calloc((s->blocks[b].pages + BITS - 1) / BITS + 1, sizeof(uint64_t));
-        ok = s->dirty[b] != NULL;
-        total += s->blocks[b].size;
-    }
-    pthread_mutex_lock(&g->lock);
-    g->stats.total = total;
-    pthread_mutex_unlock(&g->lock);
-    if (!ok) {
-        snprintf(s->err, sizeof(s->err), "out of memory");
+    if (setup(s, &fd) < 0)
         goto fail;
-    }
-    fd = mig_connect(g->uri, s->err, sizeof(s->err));
-    if (fd < 0)
-        goto fail;
-    mig_channel_init(&s->ch, fd);
-    s->ch.cancel = &g->cancel;
-    char *cfg = mig_config_json(&s->v->m);
-    if (!cfg) {
-        snprintf(s->err, sizeof(s->err), "out of memory");
-        goto fail;
-    }
-    int r = mig_send_header(&s->ch);
-    if (r == 0)
-        r = mig_send_record(&s->ch, MIG_REC_CONFIG, 0, cfg, (uint32_t)strlen(cfg));
-    free(cfg);
-    if (r < 0) {
-        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
-        goto fail;
-    }
     pthread_mutex_lock(&g->lock);
     g->stats.setup_done_ns = mig_now_ns();
     g->stats.setup_us = (g->stats.setup_done_ns - g->stats.start_ns) / 1000 - g->stats.log_us;
