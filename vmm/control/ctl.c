@@ -145,10 +145,10 @@ static double mib(json_int_t v)
 }
 
 /* `strata ctl migrate`: start it, show progress until it ends, summarise. */
-static int ctl_migrate(Conn *c, int nargs, char *const *args)
+/* migrate's arguments: the URI and migrate-set-parameters' object in
+ * *params; 0, or -1 after a message. */
+static int migrate_args(int nargs, char *const *args, const char **uri, json_t *params)
 {
-    const char *uri = NULL;
-    json_t *params = json_object();
     for (int k = 0; k < nargs; k++) {
         const char *key = !strcmp(args[k], "--downtime-limit") ? "downtime-limit"
                         : !strcmp(args[k], "--max-bandwidth") ? "max-bandwidth" : NULL;
@@ -157,21 +157,90 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
             long long v = k + 1 < nargs ? strtoll(args[k + 1], &end, 10) : -1;
             if (k + 1 >= nargs || !end || *end || v < 0) {
                 fprintf(stderr, "strata ctl: migrate %s: expected a number\n", args[k]);
-                json_decref(params);
-                return 1;
+                return -1;
             }
             json_object_set_new(params, key, json_integer(v));
             k++;
-        } else if (!uri && strncmp(args[k], "--", 2)) {
-            uri = args[k];
+        } else if (!*uri && strncmp(args[k], "--", 2)) {
+            *uri = args[k];
         } else {
             fprintf(stderr, "strata ctl: migrate: unexpected '%s'\n", args[k]);
-            json_decref(params);
-            return 1;
+            return -1;
         }
     }
-    if (!uri) {
+    if (!*uri) {
         fprintf(stderr, "strata ctl: migrate: URI missing (tcp:HOST:PORT or unix:PATH)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The summary of a migration that ended (query-migrate's return q): the
+ * exit status (0 completed, 3 handover unconfirmed, else 1). */
+static int migrate_outcome(json_t *q, const char *st)
+{
+    json_t *ram = json_object_get(q, "ram");
+    json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
+    json_int_t rounds = json_integer_value(json_object_get(q, "x-rounds"));
+    if (st && !strcmp(st, "completed")) {
+        json_int_t tt = json_integer_value(json_object_get(q, "total-time"));
+        printf("migration completed in %lld ms: downtime %lld ms, %.1f MiB sent in %lld "
+               "round%s (%lld zero pages, %lld normal)%s, %.1f MiB/s on average\n",
+               (long long)tt, (long long)json_integer_value(json_object_get(q, "downtime")),
+               mib(sent), (long long)rounds, rounds == 1 ? "" : "s",
+               (long long)json_integer_value(json_object_get(ram, "duplicate")),
+               (long long)json_integer_value(json_object_get(ram, "normal")),
+               json_is_true(json_object_get(q, "x-forced-final-round"))
+                   ? ", final round forced (the guest dirtied faster than the link)" : "",
+               tt ? mib(sent) * 1000.0 / (double)tt : 0.0);
+        return 0;
+    }
+    const char *desc = json_string_value(json_object_get(q, "error-desc"));
+    const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
+    bool held = owner && !strcmp(owner, "unknown");
+    char safe[2048], state[64];     /* may quote the destination's refusal */
+    fprintf(stderr, "strata ctl: migration %s%s%s%s\n",
+            st ? text_escape(state, sizeof(state), st, strlen(st)) : "ended", desc ? ": " : "",
+            desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "",
+            held ? "" : "; the VM keeps running on the source");
+    return held ? 3 : 1;    /* held: the operator must look at both sides */
+}
+
+/* One progress line from a running migration's query-migrate return q. */
+static void migrate_progress(json_t *q, const char *st, bool tty, char *last, size_t lastlen)
+{
+    json_t *ram = json_object_get(q, "ram");
+    json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
+    json_int_t left = json_integer_value(json_object_get(ram, "remaining"));
+    json_int_t rounds = json_integer_value(json_object_get(q, "x-rounds"));
+    double mbps = json_real_value(json_object_get(ram, "mbps"));
+    double pct = sent + left > 0 ? 100.0 * (double)sent / (double)(sent + left) : 0;
+    if (!strcmp(st, "device"))
+        pct = 99.9;
+    char bar[21];
+    int full = (int)(pct / 5);
+    for (int k = 0; k < 20; k++)
+        bar[k] = k < full ? '#' : '.';
+    bar[20] = 0;
+    char line[256];
+    snprintf(line, sizeof(line), "[%s] %-6s round %lld  sent %.1f MiB  left %.1f MiB  "
+             "%.1f MiB/s  expected downtime %lld ms", bar, st, (long long)rounds + 1,
+             mib(sent), mib(left), mbps / 8.388608,
+             (long long)json_integer_value(json_object_get(q, "expected-downtime")));
+    if (tty) {
+        printf("\r%s\033[K", line);
+        fflush(stdout);
+    } else if (strcmp(line, last)) {
+        puts(line);
+    }
+    snprintf(last, lastlen, "%s", line);
+}
+
+static int ctl_migrate(Conn *c, int nargs, char *const *args)
+{
+    const char *uri = NULL;
+    json_t *params = json_object();
+    if (migrate_args(nargs, args, &uri, params) < 0) {
         json_decref(params);
         return 1;
     }
@@ -200,65 +269,15 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
             return r ? report_error(r) : 1;
         json_t *q = json_object_get(r, "return");
         const char *st = json_string_value(json_object_get(q, "status"));
-        json_t *ram = json_object_get(q, "ram");
-        json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
-        json_int_t left = json_integer_value(json_object_get(ram, "remaining"));
-        json_int_t rounds = json_integer_value(json_object_get(q, "x-rounds"));
-        double mbps = json_real_value(json_object_get(ram, "mbps"));
         if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") ||
             !strcmp(st, "cancelled")) {
             if (tty)
                 putchar('\n');
-            int status = 1;
-            if (st && !strcmp(st, "completed")) {
-                json_int_t tt = json_integer_value(json_object_get(q, "total-time"));
-                printf("migration completed in %lld ms: downtime %lld ms, %.1f MiB sent in %lld "
-                       "round%s (%lld zero pages, %lld normal)%s, %.1f MiB/s on average\n",
-                       (long long)tt,
-                       (long long)json_integer_value(json_object_get(q, "downtime")), mib(sent),
-                       (long long)rounds, rounds == 1 ? "" : "s",
-                       (long long)json_integer_value(json_object_get(ram, "duplicate")),
-                       (long long)json_integer_value(json_object_get(ram, "normal")),
-                       json_is_true(json_object_get(q, "x-forced-final-round"))
-                           ? ", final round forced (the guest dirtied faster than the link)" : "",
-                       tt ? mib(sent) * 1000.0 / (double)tt : 0.0);
-                status = 0;
-            } else {
-                const char *desc = json_string_value(json_object_get(q, "error-desc"));
-                const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
-                bool held = owner && !strcmp(owner, "unknown");
-                char safe[2048], state[64];     /* may quote the destination's refusal */
-                fprintf(stderr, "strata ctl: migration %s%s%s%s\n",
-                        st ? text_escape(state, sizeof(state), st, strlen(st)) : "ended",
-                        desc ? ": " : "",
-                        desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "",
-                        held ? "" : "; the VM keeps running on the source");
-                if (held)
-                    status = 3;     /* the operator must look at both sides */
-            }
+            int status = migrate_outcome(q, st);
             json_decref(r);
             return status;
         }
-        double pct = sent + left > 0 ? 100.0 * (double)sent / (double)(sent + left) : 0;
-        if (!strcmp(st, "device"))
-            pct = 99.9;
-        char bar[21];
-        int full = (int)(pct / 5);
-        for (int k = 0; k < 20; k++)
-            bar[k] = k < full ? '#' : '.';
-        bar[20] = 0;
-        char line[256];
-        snprintf(line, sizeof(line), "[%s] %-6s round %lld  sent %.1f MiB  left %.1f MiB  "
-                 "%.1f MiB/s  expected downtime %lld ms", bar, st, (long long)rounds + 1,
-                 mib(sent), mib(left), mbps / 8.388608,
-                 (long long)json_integer_value(json_object_get(q, "expected-downtime")));
-        if (tty) {
-            printf("\r%s\033[K", line);
-            fflush(stdout);
-        } else if (strcmp(line, last)) {
-            puts(line);
-        }
-        snprintf(last, sizeof(last), "%s", line);
+        migrate_progress(q, st, tty, last, sizeof(last));
         json_decref(r);
         struct timespec ts = { 0, 200000000 };
         nanosleep(&ts, NULL);
