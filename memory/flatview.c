@@ -327,7 +327,7 @@ int memory_context_check_flatviews(MemoryContext *ctx)
         flatview_unref(ref);
         if (bad) {
             return mem_error(ctx, -1, "address space '%s': incremental FlatView differs from a"
-                             " full render at range #%zu", as->name, j) < 0 ? -1 : -1;
+                             " full render at range #%zu", as->name, j);
         }
     }
     return 0;

@@ -408,7 +408,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
     }
     if (build_memory(m) < 0)
         return -1;
-    if ((r = kvm_vm_attach_memory(m->vm, m->ctx, m->memory_as, m->io_as)) < 0) {
+    if (kvm_vm_attach_memory(m->vm, m->ctx, m->memory_as, m->io_as) < 0) {
         fprintf(stderr, "strata: attaching guest memory to KVM failed: %s\n",
                 kvm_vm_last_error(m->vm));
         return -1;
