@@ -152,6 +152,8 @@ static void print_tree(FILE *f, MemoryContext *ctx, bool disabled)
                 break;
             }
             for (size_t j = i; j < ctx->nr_as; j++) {
+                /* an address space's name is never NULL (address_space_new) */
+                /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
                 if (ctx->as[j]->root == root && !strcmp(ctx->as[j]->name, next)) {
                     fprintf(f, "address-space: %s\n", next);
                 }

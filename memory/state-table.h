@@ -70,9 +70,12 @@ struct StateTable {
       .count_field = (cnt), .table = (tbl) }
 #define STATE_INT_(T, m, k, w)                                                            \
     STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m, w), 1, NULL, NULL)
+/* m names a member (->m[0]), which cannot be parenthesised */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define STATE_ARRAY_(T, m, k, w, cnt)                                                     \
     STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m[0], w),                             \
                  sizeof(((T *)0)->m) / (w), cnt, NULL)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* One integer member of T. */
 #define STATE_U8(T, m) STATE_INT_(T, m, STATE_KIND_U8, 1)

@@ -460,6 +460,8 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
         case OPT_VALUE: {
             const char *why = o->apply(cfg, val);
             if (why) {
+                /* next_opt sets val for every OPT_VALUE option */
+                /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
                 snprintf(err, errlen, "--%s %s: %s", o->name, quote(val, strlen(val)).s, why);
                 return CONFIG_ERROR;
             }

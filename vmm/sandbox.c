@@ -236,6 +236,7 @@ void sandbox_fatal_unlink(const char *path)
     int n = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
     if (!path || n >= FATAL_PATHS || strlen(path) >= sizeof(fatal_paths[0]))
         return;
+    /* NOLINTNEXTLINE(clang-analyzer-security.insecureAPI.strcpy): length checked above */
     strcpy(fatal_paths[n], path);
     __atomic_store_n(&fatal_npaths, n + 1, __ATOMIC_RELEASE);
 }

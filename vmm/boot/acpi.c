@@ -381,12 +381,15 @@ static void put64(uint8_t *p, uint64_t v)
 /* Standard table header; length and checksum are filled by finish(). */
 static void header(uint8_t *t, const char *sig, uint8_t rev)
 {
+    /* fixed-width ACPI fields, not C strings: no NUL */
+    /* NOLINTBEGIN(bugprone-not-null-terminated-result) */
     memcpy(t, sig, 4);
     t[8] = rev;
     memcpy(t + 10, "STRATA", 6);
     memcpy(t + 16, "STRATAVM", 8);
     put32(t + 24, 1);
     memcpy(t + 28, "STRA", 4);
+    /* NOLINTEND(bugprone-not-null-terminated-result) */
     put32(t + 32, 1);
 }
 

@@ -153,6 +153,7 @@ int kernel_image_load(const KernelImage *img, const GuestRam *ram, char *err, si
         if (!dst) {
             snprintf(err, errlen, "--kernel: segment %u [0x%llx, 0x%llx) does not fit in guest "
                      "RAM (increase --memory)", i, (unsigned long long)ph.p_paddr,
+                     /* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): same width, for %llx */
                      (unsigned long long)(ph.p_paddr + ph.p_memsz));
             return -1;
         }
@@ -213,7 +214,7 @@ uint64_t pvh_write_start_info(const GuestRam *ram, const char *cmdline, char *er
     memcpy(p_si, &si, sizeof(si));
     memcpy(p_map, map, n * sizeof(map[0]));
     memset(p_cmd, 0, PVH_BOOT_INFO_END - PVH_CMDLINE_ADDR);
-    if (clen)
-        memcpy(p_cmd, cmdline, clen);
+    if (clen) /* the NUL: zeroed above, clen < the area (checked) */
+        memcpy(p_cmd, cmdline, clen); /* NOLINT(bugprone-not-null-terminated-result) */
     return PVH_START_INFO_ADDR;
 }

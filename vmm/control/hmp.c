@@ -202,6 +202,7 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
         qmp_error_set(err, "human-monitor-command: command line too long");
         return NULL;
     }
+    /* NOLINTNEXTLINE(clang-analyzer-security.insecureAPI.strcpy): length checked above */
     strcpy(copy, line);
     for (char *tok = strtok(copy, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
         if (argc == MAX_ARGS) {

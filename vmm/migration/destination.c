@@ -359,6 +359,7 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     fprintf(stderr, "strata: incoming migration loaded in %.1f ms: %llu bytes, %llu pages "
             "(%llu zero), %llu rounds\n", (double)(mig_now_ns() - t0) / 1e6,
             (unsigned long long)d->ch.bytes,
+            /* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): same width, for %llu */
             (unsigned long long)(d->normal_pages + d->zero_pages),
             (unsigned long long)d->zero_pages, (unsigned long long)d->rounds);
     if (d->ram_checked)
