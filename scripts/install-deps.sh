@@ -10,8 +10,9 @@ PACKAGES=(
   # needs libclang_rt.{fuzzer,asan,ubsan} from libclang-rt-14-dev.
   clang llvm libclang-rt-14-dev
   libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev zlib1g-dev
-  # lint tier (ctest -L lint): clang-tidy on the product code.
-  clang-tidy
+  # lint tier (ctest -L lint): scripts/format.sh, clang-tidy on the product
+  # code.
+  clang-format clang-tidy
   # e2e tier: guest images (scripts/build-guest.sh; the kernel and
   # busybox-static are downloaded, not installed) and the nested test bed
   # (scripts/testbed.sh); python3 runs the vmlinux extractor.

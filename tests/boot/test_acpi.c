@@ -156,6 +156,7 @@ static void test_dsdt_bytes(void **state)
     const uint8_t *xsdt = buf + (rd64(buf + 24) - GPA);
     const uint8_t *fadt = buf + (rd64(xsdt + 36) - GPA);
     const uint8_t *dsdt = buf + (rd64(fadt + 140) - GPA);
+    /* clang-format off */
     static const uint8_t want[] = {
         /* Scope (\_SB) */
         0x10, 0x47, 0x07, 0x5c, '_', 'S', 'B', '_',          /* PkgLength 119 */
@@ -179,6 +180,7 @@ static void test_dsdt_bytes(void **state)
         /* Name (_S5, Package (4) { 5, 0, 0, 0 }) */
         0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00,
     };
+    /* clang-format on */
     uint32_t len = rd32(dsdt + 4);
     assert_int_equal(len, 36 + sizeof(want));
     if (memcmp(dsdt + 36, want, sizeof(want))) {
@@ -204,6 +206,7 @@ static void test_ged_bytes(void **state)
     const uint8_t *xsdt = buf + (rd64(buf + 24) - GPA);
     const uint8_t *fadt = buf + (rd64(xsdt + 36) - GPA);
     const uint8_t *dsdt = table(buf, used, rd64(fadt + 140), "DSDT");
+    /* clang-format off */
     static const uint8_t want[] = {
         /* Scope (\_SB) */
         0x10, 0x4e, 0x08, 0x5c, '_', 'S', 'B', '_',          /* PkgLength 142 */
@@ -231,6 +234,7 @@ static void test_ged_bytes(void **state)
         /* Name (_S5, Package (4) { 5, 0, 0, 0 }) */
         0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00,
     };
+    /* clang-format on */
     uint32_t len = rd32(dsdt + 4);
     assert_int_equal(len, 36 + sizeof(want));
     for (size_t i = 0; i < sizeof(want); i++)

@@ -73,6 +73,7 @@ int guest_main(void)
     guest_report(1);
     for (unsigned i = 0; i < 256; i++)
         guest_xmm_in[i] = (uint8_t)(i * 7 + 3);
+    /* clang-format off */
     __asm__ volatile(
         "movdqa 0(%0), %%xmm0\n\t"    "movdqa 16(%0), %%xmm1\n\t"
         "movdqa 32(%0), %%xmm2\n\t"   "movdqa 48(%0), %%xmm3\n\t"
@@ -115,6 +116,7 @@ int guest_main(void)
         "fistpl %2\n\t"
         "fistpl %3\n\t"
         : : "r"(guest_xmm_out), "m"(mx_out), "m"(f_out[0]), "m"(f_out[1]) : "memory");
+    /* clang-format on */
 
     guest_report(2);
     guest_report((uint32_t)c);

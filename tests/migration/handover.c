@@ -270,6 +270,7 @@ int handover_suite(void)
           "x-final-phase-limit defaults to 0 (derived)");
     json_decref(p);
     const unsigned GO_WAIT = 5000, ACK_WAIT = 10000;
+    /* clang-format off */
     const Case cases[] = {
         /* before GO: the source keeps the guest, the final pause is bounded */
         { "ready-late", { PX_DELAY, 4000 }, {0}, {0}, SIG_NONE, 1000,
@@ -293,6 +294,7 @@ int handover_suite(void)
         { "ack-cut", {0}, {0}, { PX_CUT, 0 }, SIG_NONE, 20000,
           "handover was not confirmed", "unknown", true, ACK_WAIT },
     };
+    /* clang-format on */
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(&src, &cases[i]);
     /* the default limit: max(10 x downtime-limit, 2000 ms) */
