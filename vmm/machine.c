@@ -243,21 +243,8 @@ static char *build_cmdline(const Machine *m)
 
 static int write_acpi(Machine *m, char *err, size_t errlen)
 {
-    AcpiConfig ac;
-    memset(&ac, 0, sizeof(ac));
-    ac.ncpus = m->ncpus;
-    ac.lapic_addr = 0xfee00000u;
-    ac.ioapic_addr = 0xfec00000u;
-    ac.serial = m->cfg->serial != SERIAL_NONE;
-    ac.serial_port = MACHINE_SERIAL_PORT;
-    ac.serial_irq = MACHINE_SERIAL_IRQ;
-    ac.sleep_port = MACHINE_SLEEP_PORT;
-    ac.pvpanic_port = PVPANIC_PORT;
-    ac.ged_port = MACHINE_GED_PORT;
-    ac.ged_irq = MACHINE_GED_GSI;
-    ac.nvirtio = m->nvirtio;
-    for (unsigned i = 0; i < m->nvirtio; i++)
-        ac.virtio[i] = (AcpiVirtio){ m->virtio[i].base, MACHINE_VIRTIO_SIZE, m->virtio[i].gsi };
+    AcpiConfig ac = machine_acpi_config(m->ncpus, m->cfg->serial != SERIAL_NONE, m->virtio,
+                                        m->nvirtio);
     uint8_t *dst = guest_ram_ptr(&m->guest_ram, ACPI_TABLES_ADDR, ACPI_TABLES_MAX);
     if (!dst) {
         snprintf(err, errlen, "--memory: too small for the ACPI tables");

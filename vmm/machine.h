@@ -36,6 +36,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "devices/ged.h"
 #include "devices/i8042.h"
@@ -44,6 +45,7 @@
 #include "devices/testdev.h"
 #include "kvm/kvm.h"
 #include "memory/memory.h"
+#include "vmm/boot/acpi.h"
 #include "vmm/boot/boot-linux.h"
 #include "vmm/config.h"
 #include "vmm/devlist.h"
@@ -69,6 +71,31 @@ typedef struct MachineVirtio {
     uint64_t base;
     unsigned gsi;
 } MachineVirtio;
+
+/* What the board's ACPI tables describe (vmm/boot/acpi.h): ncpus local
+ * APICs, the serial port if serial, the sleep/reset, pvpanic and GED
+ * registers, and nvirtio virtio-mmio slots.  Inline so a tool builds the
+ * same tables without a VM (tests/lint/acpi-dump). */
+static inline AcpiConfig machine_acpi_config(unsigned ncpus, bool serial,
+                                             const MachineVirtio *virtio, unsigned nvirtio)
+{
+    AcpiConfig ac;
+    memset(&ac, 0, sizeof(ac));
+    ac.ncpus = ncpus;
+    ac.lapic_addr = 0xfee00000u;
+    ac.ioapic_addr = 0xfec00000u;
+    ac.serial = serial;
+    ac.serial_port = MACHINE_SERIAL_PORT;
+    ac.serial_irq = MACHINE_SERIAL_IRQ;
+    ac.sleep_port = MACHINE_SLEEP_PORT;
+    ac.pvpanic_port = PVPANIC_PORT;
+    ac.ged_port = MACHINE_GED_PORT;
+    ac.ged_irq = MACHINE_GED_GSI;
+    ac.nvirtio = nvirtio;
+    for (unsigned i = 0; i < nvirtio; i++)
+        ac.virtio[i] = (AcpiVirtio){ virtio[i].base, MACHINE_VIRTIO_SIZE, virtio[i].gsi };
+    return ac;
+}
 
 typedef struct Machine {
     const VmConfig *cfg;
