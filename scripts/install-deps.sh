@@ -11,8 +11,8 @@ PACKAGES=(
   clang llvm libclang-rt-14-dev
   libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev zlib1g-dev
   # lint tier (ctest -L lint): scripts/format.sh, clang-tidy on the product
-  # code.
-  clang-format clang-tidy
+  # code, iasl disassembling the ACPI tables (acpica-tools).
+  clang-format clang-tidy acpica-tools
   # e2e tier: guest images (scripts/build-guest.sh; the kernel and
   # busybox-static are downloaded, not installed) and the nested test bed
   # (scripts/testbed.sh); python3 runs the vmlinux extractor.
