@@ -2,7 +2,8 @@
 # THE test command of strata (README's second command).
 #  1. installs build dependencies from Debian (scripts/install-deps.sh);
 #  2. builds build/ with gcc (-Werror) and runs every ctest tier there
-#     (unit, kvm, e2e, ...; tiers that cannot run here skip loudly);
+#     (unit, kvm, e2e, ...; tiers that cannot run here skip loudly), then
+#     the lint tier (clang-format, clang-tidy, iasl) as a step of its own;
 #  3. builds build-asan/ with clang, ASan+UBSan and libFuzzer targets
 #     (-Werror) and runs the unit and fuzz tiers there.
 # Exits non-zero if any step fails.  Runs from any directory.
@@ -35,10 +36,12 @@ section "gcc build: build/ (STRATA_WERROR=ON)"
 # A failed build still runs the tests that did build (-k 0 keeps going);
 # the build step is reported as failed either way.
 if step "configure build/" cmake -G Ninja -S . -B build -DCMAKE_C_COMPILER=gcc \
-      -DSTRATA_WERROR=ON; then
+      -DSTRATA_WERROR=ON -DSTRATA_LINT_JOBS="$JOBS"; then
   step "build build/" cmake --build build -j "$JOBS" -- -k 0
-  section "ctest build/ (all tiers: unit, kvm, e2e, ...)"
-  step "ctest build/" ctest --test-dir build --output-on-failure
+  section "ctest build/ (all tiers but lint: unit, kvm, e2e, ...)"
+  step "ctest build/" ctest --test-dir build -LE lint --output-on-failure
+  section "ctest build/ -L lint (clang-format, clang-tidy, iasl)"
+  step "lint" ctest --test-dir build -L lint --output-on-failure
 fi
 
 section "clang build: build-asan/ (ASan+UBSan, libFuzzer, STRATA_WERROR=ON)"
