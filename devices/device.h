@@ -33,23 +33,29 @@ typedef struct DeviceOps {
  * PREFIX_reset / _save / _load / _destroy functions on TYPE *: one line in
  * the device's file.
  */
-#define DEVICE_OPS_DEFINE(prefix, type, devname)                                        \
-    static void prefix##_dev_reset(void *d) { prefix##_reset((type *)d); }              \
-    static int prefix##_dev_save(void *d, uint8_t **b, size_t *l)                       \
-    {                                                                                   \
-        return prefix##_save((type *)d, b, l);                                          \
-    }                                                                                   \
+#define DEVICE_OPS_DEFINE(prefix, type, devname) \
+    static void prefix##_dev_reset(void *d) \
+    { \
+        prefix##_reset((type *)d); \
+    } \
+    static int prefix##_dev_save(void *d, uint8_t **b, size_t *l) \
+    { \
+        return prefix##_save((type *)d, b, l); \
+    } \
     static int prefix##_dev_load(void *d, const uint8_t *b, size_t l, char *e, size_t el) \
-    {                                                                                   \
-        return prefix##_load((type *)d, b, l, e, el);                                   \
-    }                                                                                   \
-    static void prefix##_dev_destroy(void *d) { prefix##_destroy((type *)d); }          \
-    const DeviceOps prefix##_device_ops = {                                             \
-        .name = (devname),                                                              \
-        .reset = prefix##_dev_reset,                                                    \
-        .save = prefix##_dev_save,                                                      \
-        .load = prefix##_dev_load,                                                      \
-        .destroy = prefix##_dev_destroy,                                                \
+    { \
+        return prefix##_load((type *)d, b, l, e, el); \
+    } \
+    static void prefix##_dev_destroy(void *d) \
+    { \
+        prefix##_destroy((type *)d); \
+    } \
+    const DeviceOps prefix##_device_ops = { \
+        .name = (devname), \
+        .reset = prefix##_dev_reset, \
+        .save = prefix##_dev_save, \
+        .load = prefix##_dev_load, \
+        .destroy = prefix##_dev_destroy, \
     }
 
 #endif /* STRATA_DEVICES_DEVICE_H */

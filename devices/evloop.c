@@ -42,14 +42,14 @@
 
 typedef struct EvEntry {
     int fd;
-    uint32_t events;            /* wanted poll bits; 0 = registered, not polled */
-    bool dead;                  /* deleted: freed when not armed nor running */
-    bool armed;                 /* a POLL_ADD of it is in flight */
-    bool running;               /* its handler is being called */
-    bool cancel;                /* the poll in flight is to be removed (sync) */
+    uint32_t events; /* wanted poll bits; 0 = registered, not polled */
+    bool dead;       /* deleted: freed when not armed nor running */
+    bool armed;      /* a POLL_ADD of it is in flight */
+    bool running;    /* its handler is being called */
+    bool cancel;     /* the poll in flight is to be removed (sync) */
     EvloopHandler cb;
     void *opaque;
-    struct EvEntry *next;       /* the live list, or the zombie list once dead */
+    struct EvEntry *next; /* the live list, or the zombie list once dead */
 } EvEntry;
 
 struct Evloop {
@@ -57,20 +57,20 @@ struct Evloop {
     bool ring_ok;
     int wakefd;
     bool wake_armed;
-    bool in_run;                /* a thread is in evloop_run_once: */
-    pthread_t runner;           /* that one; the others wake it to sync */
-    pthread_mutex_t lock;       /* the SQ, the lists and the entry flags */
+    bool in_run;          /* a thread is in evloop_run_once: */
+    pthread_t runner;     /* that one; the others wake it to sync */
+    pthread_mutex_t lock; /* the SQ, the lists and the entry flags */
     EvEntry *entries;
-    EvEntry *zombies;           /* deleted, waiting for their last completion */
-    pthread_mutex_t dispatch;   /* held while a batch of handlers runs, and by evloop_pause */
+    EvEntry *zombies;         /* deleted, waiting for their last completion */
+    pthread_mutex_t dispatch; /* held while a batch of handlers runs, and by evloop_pause */
     pthread_t thread;
     bool running;
-    EvloopThreadHook hook;      /* run first on the loop thread */
+    EvloopThreadHook hook; /* run first on the loop thread */
     void *hook_opaque;
-    int hook_result;            /* 1 = not run yet (under lock, hook_cond) */
+    int hook_result; /* 1 = not run yet (under lock, hook_cond) */
     pthread_cond_t hook_cond;
     volatile bool stop;
-    volatile bool halted;       /* evloop_halt: no handler runs ever again */
+    volatile bool halted; /* evloop_halt: no handler runs ever again */
 };
 
 /* user_data of the wake poll and of POLL_REMOVE requests (never entries). */
@@ -138,7 +138,7 @@ static void sync_ring(Evloop *l)
     for (EvEntry *e = l->entries; e; e = e->next) {
         if (e->armed && e->cancel) {
             if (submit_remove(l, e) == 0)
-                e->cancel = false;      /* re-armed with the new bits on its completion */
+                e->cancel = false; /* re-armed with the new bits on its completion */
         } else {
             arm(l, e);
         }
@@ -214,7 +214,7 @@ void evloop_free(Evloop *l)
     if (!l)
         return;
     evloop_stop(l);
-    io_uring_queue_exit(&l->ring);      /* cancels whatever is in flight */
+    io_uring_queue_exit(&l->ring); /* cancels whatever is in flight */
     free_list(l->entries);
     free_list(l->zombies);
     close(l->wakefd);
@@ -395,7 +395,7 @@ int evloop_run_once(Evloop *l, int timeout_ms)
     pthread_mutex_unlock(&l->lock);
     int r = wait_and_dispatch(l, timeout_ms);
     pthread_mutex_lock(&l->lock);
-    sync_ring(l);                       /* what the handlers changed */
+    sync_ring(l); /* what the handlers changed */
     l->in_run = false;
     pthread_mutex_unlock(&l->lock);
     return r;

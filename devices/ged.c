@@ -110,7 +110,10 @@ static const StateField ged_fields[] = {
 };
 static const StateTable ged_table = STATE_TABLE(GedStateData, ged_fields);
 const StateSection ged_state_section = {
-    "acpi-ged", GED_STATE_MAGIC, GED_STATE_VERSION, &ged_table,
+    "acpi-ged",
+    GED_STATE_MAGIC,
+    GED_STATE_VERSION,
+    &ged_table,
 };
 
 int ged_save(GedState *s, uint8_t **buf, size_t *len)

@@ -33,22 +33,22 @@
 #define GED_REG_SIZE 4
 #define GED_EVENT_POWER_BUTTON (1u << 0)
 #define GED_EVENTS_ALL GED_EVENT_POWER_BUTTON
-#define GED_STATE_MAGIC 0x20444547u         /* "GED " */
+#define GED_STATE_MAGIC 0x20444547u /* "GED " */
 #define GED_STATE_VERSION 1
 
 typedef struct GedState {
-    MemoryRegion io;            /* "acpi-ged", GED_REG_SIZE bytes */
+    MemoryRegion io; /* "acpi-ged", GED_REG_SIZE bytes */
     bool initialized;
-    pthread_mutex_t lock;       /* pending + the line level: main and vCPU threads */
+    pthread_mutex_t lock; /* pending + the line level: main and vCPU threads */
     IrqLine irq;
-    uint32_t pending;           /* GED_EVENT_* not yet acknowledged */
-    bool level;                 /* what the line was last driven to */
-    uint64_t raised, acked;     /* statistics: events raised / acknowledged */
+    uint32_t pending;       /* GED_EVENT_* not yet acknowledged */
+    bool level;             /* what the line was last driven to */
+    uint64_t raised, acked; /* statistics: events raised / acknowledged */
 } GedState;
 
 /* What the GED saves (section GED_STATE_MAGIC, ged_state_section). */
 typedef struct GedStateData {
-    uint32_t pending;           /* GED_EVENT_* not yet acknowledged */
+    uint32_t pending; /* GED_EVENT_* not yet acknowledged */
 } GedStateData;
 
 /* Its section: magic, version and field table. */

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #define ST_OBF 0x01
-#define ST_SYS 0x04         /* system flag: POST passed */
-#define ST_CMD 0x08         /* last write was a command */
+#define ST_SYS 0x04 /* system flag: POST passed */
+#define ST_CMD 0x08 /* last write was a command */
 #define SLP_EN 0x20
 #define WAK_STS 0x80
 
@@ -52,19 +52,19 @@ static void data_write(void *opaque, uint64_t addr, uint64_t data, unsigned size
     uint8_t cmd = s->pending;
     s->pending = 0;
     switch (cmd) {
-    case 0x60:                      /* write the command byte */
+    case 0x60: /* write the command byte */
         s->cmd_byte = v;
         break;
-    case 0xd1:                      /* write the output port: bit 0 low = reset */
+    case 0xd1: /* write the output port: bit 0 low = reset */
         if (!(v & 1))
             fire(s, POWER_RESET);
         break;
-    case 0xd2:                      /* write the keyboard output buffer */
-    case 0xd3:                      /* write the aux output buffer */
+    case 0xd2: /* write the keyboard output buffer */
+    case 0xd3: /* write the aux output buffer */
         put_out(s, v);
         break;
-    default:                        /* a byte for the (absent) keyboard */
-        put_out(s, 0xfe);           /* resend: nobody there */
+    default:              /* a byte for the (absent) keyboard */
+        put_out(s, 0xfe); /* resend: nobody there */
         break;
     }
     pthread_mutex_unlock(&s->lock);
@@ -90,7 +90,7 @@ static void cmd_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
     pthread_mutex_lock(&s->lock);
     s->pending = 0;
     switch (v) {
-    case 0x20:                      /* read the command byte */
+    case 0x20: /* read the command byte */
         put_out(s, s->cmd_byte);
         break;
     case 0x60:
@@ -99,30 +99,30 @@ static void cmd_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
     case 0xd3:
         s->pending = v;
         break;
-    case 0xa7:                      /* disable aux */
+    case 0xa7: /* disable aux */
         s->cmd_byte |= 0x20;
         break;
-    case 0xa8:                      /* enable aux */
+    case 0xa8: /* enable aux */
         s->cmd_byte &= (uint8_t)~0x20;
         break;
-    case 0xa9:                      /* aux interface test: fine */
-    case 0xab:                      /* keyboard interface test: fine */
+    case 0xa9: /* aux interface test: fine */
+    case 0xab: /* keyboard interface test: fine */
         put_out(s, 0x00);
         break;
-    case 0xaa:                      /* controller self test: passed */
+    case 0xaa: /* controller self test: passed */
         put_out(s, 0x55);
         break;
-    case 0xad:                      /* disable keyboard */
+    case 0xad: /* disable keyboard */
         s->cmd_byte |= 0x10;
         break;
-    case 0xae:                      /* enable keyboard */
+    case 0xae: /* enable keyboard */
         s->cmd_byte &= (uint8_t)~0x10;
         break;
-    case 0xd0:                      /* read the output port: A20 on, not in reset */
+    case 0xd0: /* read the output port: A20 on, not in reset */
         put_out(s, 0x03);
         break;
     default:
-        if ((v & 0xf0) == 0xf0 && !(v & 1))    /* pulse output bit 0: reset */
+        if ((v & 0xf0) == 0xf0 && !(v & 1)) /* pulse output bit 0: reset */
             fire(s, POWER_RESET);
         break;
     }
@@ -146,7 +146,7 @@ static void sleep_write(void *opaque, uint64_t addr, uint64_t data, unsigned siz
     uint8_t v = (uint8_t)data;
     pthread_mutex_lock(&s->lock);
     if (addr == 1) {
-        s->sleep_status &= (uint8_t)~(v & WAK_STS);     /* write 1 to clear */
+        s->sleep_status &= (uint8_t) ~(v & WAK_STS); /* write 1 to clear */
     } else if (addr == ACPI_RESET_REG_OFFSET) {
         if (v == ACPI_RESET_VALUE)
             fire(s, POWER_RESET);
@@ -157,17 +157,23 @@ static void sleep_write(void *opaque, uint64_t addr, uint64_t data, unsigned siz
 }
 
 static const MemoryRegionOps data_ops = {
-    .read = data_read, .write = data_write, .endianness = DEVICE_LITTLE_ENDIAN,
+    .read = data_read,
+    .write = data_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
     .valid = { .min_access_size = 1, .max_access_size = 1 },
     .impl = { .min_access_size = 1, .max_access_size = 1 },
 };
 static const MemoryRegionOps cmd_ops = {
-    .read = cmd_read, .write = cmd_write, .endianness = DEVICE_LITTLE_ENDIAN,
+    .read = cmd_read,
+    .write = cmd_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
     .valid = { .min_access_size = 1, .max_access_size = 1 },
     .impl = { .min_access_size = 1, .max_access_size = 1 },
 };
 static const MemoryRegionOps sleep_ops = {
-    .read = sleep_read, .write = sleep_write, .endianness = DEVICE_LITTLE_ENDIAN,
+    .read = sleep_read,
+    .write = sleep_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
     .valid = { .min_access_size = 1, .max_access_size = 1 },
     .impl = { .min_access_size = 1, .max_access_size = 1 },
 };
@@ -212,7 +218,7 @@ void i8042_destroy(I8042State *s)
 void i8042_reset(I8042State *s)
 {
     pthread_mutex_lock(&s->lock);
-    s->cmd_byte = 0x30;             /* keyboard and aux disabled, no interrupts */
+    s->cmd_byte = 0x30; /* keyboard and aux disabled, no interrupts */
     s->pending = 0;
     s->out = 0;
     s->out_full = false;
@@ -236,15 +242,16 @@ MemoryRegion *i8042_sleep_region(I8042State *s)
 }
 
 static const StateField i8042_fields[] = {
-    STATE_U8(I8042StateData, cmd_byte),
-    STATE_U8(I8042StateData, pending),
-    STATE_U8(I8042StateData, out),
-    STATE_U8(I8042StateData, out_full),
+    STATE_U8(I8042StateData, cmd_byte),     STATE_U8(I8042StateData, pending),
+    STATE_U8(I8042StateData, out),          STATE_U8(I8042StateData, out_full),
     STATE_U8(I8042StateData, sleep_status),
 };
 static const StateTable i8042_table = STATE_TABLE(I8042StateData, i8042_fields);
 const StateSection i8042_state_section = {
-    "i8042", I8042_STATE_MAGIC, I8042_STATE_VERSION, &i8042_table,
+    "i8042",
+    I8042_STATE_MAGIC,
+    I8042_STATE_VERSION,
+    &i8042_table,
 };
 
 int i8042_save(I8042State *s, uint8_t **buf, size_t *len)

@@ -25,27 +25,27 @@
 
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT 0x64
-#define I8042_STATE_MAGIC 0x32343038u       /* "8042" */
+#define I8042_STATE_MAGIC 0x32343038u /* "8042" */
 #define I8042_STATE_VERSION 1
 #define ACPI_SLEEP_TYPE_S5 5
-#define ACPI_RESET_REG_OFFSET 2    /* reset register: sleep port + 2 */
+#define ACPI_RESET_REG_OFFSET 2 /* reset register: sleep port + 2 */
 #define ACPI_RESET_VALUE 0x42
 
 typedef enum PowerEvent { POWER_RESET = 1, POWER_OFF = 2 } PowerEvent;
 typedef void (*PowerEventFn)(void *opaque, PowerEvent ev);
 
 typedef struct I8042State {
-    MemoryRegion data_io, cmd_io, sleep_io;     /* 1, 1 and 2 bytes of I/O */
+    MemoryRegion data_io, cmd_io, sleep_io; /* 1, 1 and 2 bytes of I/O */
     bool initialized;
     pthread_mutex_t lock;
     PowerEventFn fn;
     void *opaque;
     /* guest-visible state */
-    uint8_t cmd_byte;       /* controller configuration byte */
-    uint8_t pending;        /* command waiting for its data byte (0: none) */
-    uint8_t out;            /* output buffer */
+    uint8_t cmd_byte; /* controller configuration byte */
+    uint8_t pending;  /* command waiting for its data byte (0: none) */
+    uint8_t out;      /* output buffer */
     bool out_full;
-    uint8_t sleep_status;   /* WAK_STS (bit 7) */
+    uint8_t sleep_status; /* WAK_STS (bit 7) */
     /* statistics */
     uint64_t resets, poweroffs;
 } I8042State;
@@ -53,9 +53,9 @@ typedef struct I8042State {
 /* What the i8042 saves (section I8042_STATE_MAGIC, i8042_state_section). */
 typedef struct I8042StateData {
     uint8_t cmd_byte;
-    uint8_t pending;            /* 0, 0x60, 0xd1, 0xd2 or 0xd3 */
+    uint8_t pending; /* 0, 0x60, 0xd1, 0xd2 or 0xd3 */
     uint8_t out;
-    uint8_t out_full;           /* 0 or 1 */
+    uint8_t out_full; /* 0 or 1 */
     uint8_t sleep_status;
 } I8042StateData;
 

@@ -56,7 +56,10 @@ static const StateField pvpanic_fields[] = {
 };
 static const StateTable pvpanic_table = STATE_TABLE(PvpanicStateData, pvpanic_fields);
 const StateSection pvpanic_state_section = {
-    "pvpanic", PVPANIC_STATE_MAGIC, PVPANIC_STATE_VERSION, &pvpanic_table,
+    "pvpanic",
+    PVPANIC_STATE_MAGIC,
+    PVPANIC_STATE_VERSION,
+    &pvpanic_table,
 };
 
 int pvpanic_save(PvpanicState *s, uint8_t **buf, size_t *len)

@@ -18,21 +18,21 @@
 #define PVPANIC_PORT 0x505
 #define PVPANIC_PANICKED (1u << 0)
 #define PVPANIC_CRASH_LOADED (1u << 1)
-#define PVPANIC_STATE_MAGIC 0x43494e50u     /* "PNIC" */
+#define PVPANIC_STATE_MAGIC 0x43494e50u /* "PNIC" */
 #define PVPANIC_STATE_VERSION 1
 
 typedef void (*PvpanicFn)(void *opaque, uint8_t events);
 
 typedef struct PvpanicState {
-    MemoryRegion io;            /* "pvpanic", 1 byte */
+    MemoryRegion io; /* "pvpanic", 1 byte */
     PvpanicFn fn;
     void *opaque;
-    uint8_t events;             /* every event the guest reported (atomic) */
+    uint8_t events; /* every event the guest reported (atomic) */
 } PvpanicState;
 
 /* What pvpanic saves (section PVPANIC_STATE_MAGIC, pvpanic_state_section). */
 typedef struct PvpanicStateData {
-    uint8_t events;             /* PVPANIC_PANICKED | PVPANIC_CRASH_LOADED */
+    uint8_t events; /* PVPANIC_PANICKED | PVPANIC_CRASH_LOADED */
 } PvpanicStateData;
 
 /* Its section: magic, version and field table. */

@@ -8,14 +8,22 @@
 #include <unistd.h>
 
 /* Register offsets */
-enum { R_RBR_THR = 0, R_IER = 1, R_IIR_FCR = 2, R_LCR = 3, R_MCR = 4, R_LSR = 5, R_MSR = 6,
-       R_SCR = 7 };
+enum {
+    R_RBR_THR = 0,
+    R_IER = 1,
+    R_IIR_FCR = 2,
+    R_LCR = 3,
+    R_MCR = 4,
+    R_LSR = 5,
+    R_MSR = 6,
+    R_SCR = 7
+};
 
 #define LCR_DLAB 0x80
-#define IER_RDI 0x01        /* received data available */
-#define IER_THRI 0x02       /* THR empty */
-#define IER_RLSI 0x04       /* receiver line status */
-#define IER_MSI 0x08        /* modem status */
+#define IER_RDI 0x01  /* received data available */
+#define IER_THRI 0x02 /* THR empty */
+#define IER_RLSI 0x04 /* receiver line status */
+#define IER_MSI 0x08  /* modem status */
 #define IER_MASK 0x0f
 #define IIR_NO_INT 0x01
 #define IIR_MSI 0x00
@@ -26,9 +34,9 @@ enum { R_RBR_THR = 0, R_IER = 1, R_IIR_FCR = 2, R_LCR = 3, R_MCR = 4, R_LSR = 5,
 #define FCR_ENABLE 0x01
 #define FCR_CLEAR_RX 0x02
 #define FCR_CLEAR_TX 0x04
-#define FCR_KEEP 0xc9       /* trigger level, DMA mode, enable */
+#define FCR_KEEP 0xc9 /* trigger level, DMA mode, enable */
 #define LSR_DR 0x01
-#define LSR_ERRORS 0x1e     /* OE, PE, FE, BI */
+#define LSR_ERRORS 0x1e /* OE, PE, FE, BI */
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 #define LSR_KEEP 0x7f
@@ -79,7 +87,7 @@ static void update(SerialState *s)
 static void rx_push(SerialState *s, uint8_t c)
 {
     if (s->rx_count >= fifo_cap(s)) {
-        s->lsr |= 0x02;     /* overrun */
+        s->lsr |= 0x02; /* overrun */
         s->rx_dropped++;
         return;
     }
@@ -152,7 +160,7 @@ static uint64_t serial_read(void *opaque, uint64_t addr, unsigned size)
     case R_IIR_FCR:
         v = pending_iir(s);
         if (v == IIR_THRI)
-            s->thr_ipending = false;    /* reading IIR acknowledges THRI */
+            s->thr_ipending = false; /* reading IIR acknowledges THRI */
         if (s->fcr & FCR_ENABLE)
             v |= IIR_FIFO;
         break;
@@ -168,7 +176,7 @@ static uint64_t serial_read(void *opaque, uint64_t addr, unsigned size)
         break;
     case R_MSR:
         v = msr_value(s);
-        s->msr &= 0xf0;                 /* reading clears the delta bits */
+        s->msr &= 0xf0; /* reading clears the delta bits */
         break;
     case R_SCR:
         v = s->scr;
@@ -191,7 +199,7 @@ static void serial_write(void *opaque, uint64_t addr, uint64_t data, unsigned si
             s->divider = (uint16_t)((s->divider & 0xff00) | v);
         } else {
             transmit(s, v);
-            s->thr_ipending = true;     /* THR is empty again at once */
+            s->thr_ipending = true; /* THR is empty again at once */
         }
         break;
     case R_IER:
@@ -206,7 +214,7 @@ static void serial_write(void *opaque, uint64_t addr, uint64_t data, unsigned si
         break;
     case R_IIR_FCR:
         if ((v & FCR_ENABLE) != (s->fcr & FCR_ENABLE))
-            rx_clear(s);                /* toggling FIFO mode resets them */
+            rx_clear(s); /* toggling FIFO mode resets them */
         if (v & FCR_CLEAR_RX)
             rx_clear(s);
         s->fcr = v & FCR_KEEP;
@@ -220,7 +228,7 @@ static void serial_write(void *opaque, uint64_t addr, uint64_t data, unsigned si
     case R_SCR:
         s->scr = v;
         break;
-    default:                            /* LSR, MSR: read only */
+    default: /* LSR, MSR: read only */
         break;
     }
     update(s);
@@ -237,7 +245,7 @@ static const MemoryRegionOps serial_ops = {
 
 static void reset_locked(SerialState *s)
 {
-    s->divider = 0x0c;                  /* 9600 baud */
+    s->divider = 0x0c; /* 9600 baud */
     s->ier = 0;
     s->lcr = 0;
     s->mcr = MCR_OUT2;
@@ -326,7 +334,10 @@ static const StateField serial_fields[] = {
 };
 static const StateTable serial_table = STATE_TABLE(SerialStateData, serial_fields);
 const StateSection serial_state_section = {
-    "serial", SERIAL_STATE_MAGIC, SERIAL_STATE_VERSION, &serial_table,
+    "serial",
+    SERIAL_STATE_MAGIC,
+    SERIAL_STATE_VERSION,
+    &serial_table,
 };
 
 int serial_save(SerialState *s, uint8_t **buf, size_t *len)

@@ -25,21 +25,21 @@
 
 #define SERIAL_IO_SIZE 8
 #define SERIAL_FIFO_SIZE 16
-#define SERIAL_STATE_MAGIC 0x54524155u      /* "UART" */
+#define SERIAL_STATE_MAGIC 0x54524155u /* "UART" */
 #define SERIAL_STATE_VERSION 1
 
 typedef struct SerialState {
-    MemoryRegion io;            /* "serial", SERIAL_IO_SIZE bytes of I/O */
+    MemoryRegion io; /* "serial", SERIAL_IO_SIZE bytes of I/O */
     bool io_initialized;
     pthread_mutex_t lock;
     IrqLine irq;
-    int out_fd;                 /* -1: output dropped */
-    int irq_level;              /* last level driven on irq */
+    int out_fd;    /* -1: output dropped */
+    int irq_level; /* last level driven on irq */
 
     /* guest-visible state (what save/load carry) */
     uint16_t divider;
     uint8_t ier, lcr, mcr, lsr, msr, scr, fcr;
-    bool thr_ipending;          /* THR-empty interrupt pending */
+    bool thr_ipending; /* THR-empty interrupt pending */
     uint8_t rx_fifo[SERIAL_FIFO_SIZE];
     unsigned rx_head, rx_count;
 
@@ -52,8 +52,8 @@ typedef struct SerialState {
 typedef struct SerialStateData {
     uint16_t divider;
     uint8_t ier, lcr, mcr, lsr, msr, scr, fcr;
-    uint8_t thr_ipending;       /* 0 or 1 */
-    uint8_t rx_count;           /* bytes in rx_fifo */
+    uint8_t thr_ipending; /* 0 or 1 */
+    uint8_t rx_count;     /* bytes in rx_fifo */
     uint8_t rx_fifo[SERIAL_FIFO_SIZE];
 } SerialStateData;
 

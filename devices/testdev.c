@@ -46,7 +46,7 @@ static void testdev_write(void *opaque, uint64_t addr, uint64_t data, unsigned s
             d->exited = true;
             d->exit_code = v;
             do_exit = true;
-            if (d->line_len)            /* flush a partial console line */
+            if (d->line_len) /* flush a partial console line */
                 putc_locked(d, '\n');
         }
         break;
@@ -81,8 +81,7 @@ int testdev_init(TestDev *d, MemoryContext *ctx, TestDevExitFn fn, void *opaque,
     int r = pthread_mutex_init(&d->lock, NULL);
     if (r)
         return -r;
-    r = memory_region_init_io(&d->io, ctx, &testdev_ops, d, "strata-testdev",
-                              TESTDEV_PORT_SIZE);
+    r = memory_region_init_io(&d->io, ctx, &testdev_ops, d, "strata-testdev", TESTDEV_PORT_SIZE);
     if (r < 0) {
         pthread_mutex_destroy(&d->lock);
         return r;
@@ -118,16 +117,16 @@ MemoryRegion *testdev_region(TestDev *d)
 }
 
 static const StateField testdev_fields[] = {
-    STATE_U64(TestDevStateData, nr_reports),
-    STATE_U32_ARRAY(TestDevStateData, reports),
-    STATE_U8(TestDevStateData, exited),
-    STATE_U32(TestDevStateData, exit_code),
-    STATE_U32(TestDevStateData, sync_answer),
-    STATE_U64(TestDevStateData, sync_count),
+    STATE_U64(TestDevStateData, nr_reports),  STATE_U32_ARRAY(TestDevStateData, reports),
+    STATE_U8(TestDevStateData, exited),       STATE_U32(TestDevStateData, exit_code),
+    STATE_U32(TestDevStateData, sync_answer), STATE_U64(TestDevStateData, sync_count),
 };
 static const StateTable testdev_table = STATE_TABLE(TestDevStateData, testdev_fields);
 const StateSection testdev_state_section = {
-    "testdev", TESTDEV_STATE_MAGIC, TESTDEV_STATE_VERSION, &testdev_table,
+    "testdev",
+    TESTDEV_STATE_MAGIC,
+    TESTDEV_STATE_VERSION,
+    &testdev_table,
 };
 
 int testdev_save(TestDev *d, uint8_t **buf, size_t *len)

@@ -22,20 +22,20 @@
 #include "memory/state-table.h"
 
 #define TESTDEV_KEEP_REPORTS 64
-#define TESTDEV_STATE_MAGIC 0x56445354u     /* "TSDV" */
+#define TESTDEV_STATE_MAGIC 0x56445354u /* "TSDV" */
 #define TESTDEV_STATE_VERSION 1
 
 typedef void (*TestDevExitFn)(void *opaque, uint32_t code);
 
 typedef struct TestDev {
-    MemoryRegion io;            /* "strata-testdev" */
+    MemoryRegion io; /* "strata-testdev" */
     bool io_initialized;
     pthread_mutex_t lock;
     TestDevExitFn exit_fn;
     void *exit_opaque;
-    FILE *console;              /* where PUTC lines go (stderr) */
+    FILE *console; /* where PUTC lines go (stderr) */
     uint32_t reports[TESTDEV_KEEP_REPORTS];
-    uint64_t nr_reports;        /* total ever reported */
+    uint64_t nr_reports; /* total ever reported */
     bool exited;
     uint32_t exit_code;
     uint32_t sync_answer;
@@ -49,7 +49,7 @@ typedef struct TestDev {
 typedef struct TestDevStateData {
     uint64_t nr_reports;
     uint32_t reports[TESTDEV_KEEP_REPORTS];
-    uint8_t exited;             /* 0 or 1 */
+    uint8_t exited; /* 0 or 1 */
     uint32_t exit_code;
     uint32_t sync_answer;
     uint64_t sync_count;

@@ -19,10 +19,10 @@
 #include <stdint.h>
 
 typedef struct UringRules {
-    const uint8_t *ops;         /* the IORING_OP_* allowed */
+    const uint8_t *ops; /* the IORING_OP_* allowed */
     unsigned nops;
-    const int *files;           /* registered as fixed files 0..nfiles-1; then */
-    unsigned nfiles;            /* every SQE must use one (IOSQE_FIXED_FILE) */
+    const int *files; /* registered as fixed files 0..nfiles-1; then */
+    unsigned nfiles;  /* every SQE must use one (IOSQE_FIXED_FILE) */
 } UringRules;
 
 /*

@@ -30,7 +30,7 @@ static void parse_req(VirtioBlk *d, const VirtqElem *e, VirtioBlkReq *r)
     uint8_t hdr[16];
     memset(r, 0, offsetof(VirtioBlkReq, data));
     if (e->out_len < sizeof(hdr) || e->in_len < 1) {
-        r->status_p = NULL;                 /* nowhere to report */
+        r->status_p = NULL; /* nowhere to report */
         d->errors++;
         return;
     }
@@ -223,7 +223,10 @@ static const StateField blk_state_fields[] = {
 };
 static const StateTable blk_state_table = STATE_TABLE(VirtioBlkStateData, blk_state_fields);
 const StateSection virtio_blk_state_section = {
-    "virtio-blk", VIRTIO_BLK_STATE_MAGIC, VIRTIO_BLK_STATE_VERSION, &blk_state_table,
+    "virtio-blk",
+    VIRTIO_BLK_STATE_MAGIC,
+    VIRTIO_BLK_STATE_VERSION,
+    &blk_state_table,
 };
 
 static int blk_save(VirtioMmio *t, uint8_t **buf, size_t *len)
@@ -278,8 +281,8 @@ static int open_ring(VirtioBlk *d, const char **what)
     return uring_init_restricted(&d->ring, VIRTIO_BLK_BATCH, &rules, what);
 }
 
-int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly,
-                    char *err, size_t errlen)
+int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly, char *err,
+                    size_t errlen)
 {
     memset(d, 0, offsetof(VirtioBlk, elems));
     /* O_NONBLOCK: opening a FIFO would wait for its other end */
@@ -309,7 +312,7 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
     snprintf(d->id, sizeof(d->id), "strata%llx",
              (unsigned long long)(st.st_ino ^ ((uint64_t)st.st_dev << 40)));
     put64(d->config, d->capacity);
-    put32(d->config + 12, VIRTQ_MAX_SIZE - 2);          /* seg_max */
+    put32(d->config + 12, VIRTQ_MAX_SIZE - 2); /* seg_max */
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_FLUSH);
     if (readonly)
         features |= 1ull << VIRTIO_BLK_F_RO;
@@ -318,8 +321,10 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
     if (r == 0)
         d->have_ring = true;
     else
-        fprintf(stderr, "strata: disk path=%s: no restricted io_uring (%s: %s); "
-                "using preadv/pwritev\n", path, what, strerror(-r));
+        fprintf(stderr,
+                "strata: disk path=%s: no restricted io_uring (%s: %s); "
+                "using preadv/pwritev\n",
+                path, what, strerror(-r));
     r = virtio_mmio_init(&d->t, env, &blk_ops, d, 1, features, d->config, VIRTIO_BLK_CONFIG_LEN);
     if (r < 0) {
         snprintf(err, errlen, "disk path=%s: virtio-mmio: %s", path, strerror(-r));

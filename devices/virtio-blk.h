@@ -38,26 +38,26 @@
 #define VIRTIO_BLK_ID_BYTES 20
 #define VIRTIO_BLK_CONFIG_LEN 64
 #define VIRTIO_BLK_BATCH 32
-#define VIRTIO_BLK_STATE_MAGIC 0x4b4c4256u      /* "VBLK" */
+#define VIRTIO_BLK_STATE_MAGIC 0x4b4c4256u /* "VBLK" */
 #define VIRTIO_BLK_STATE_VERSION 1
 
 typedef struct VirtioBlkReq {
-    int op;                     /* 0 none, else an I/O to submit */
-    uint64_t offset;            /* bytes */
-    uint64_t len;               /* data bytes */
+    int op;          /* 0 none, else an I/O to submit */
+    uint64_t offset; /* bytes */
+    uint64_t len;    /* data bytes */
     unsigned ndata;
-    uint8_t *status_p;          /* NULL: malformed, complete with 0 bytes */
+    uint8_t *status_p; /* NULL: malformed, complete with 0 bytes */
     uint8_t status;
-    uint32_t used_len;          /* on success */
-    int res;                    /* I/O result */
+    uint32_t used_len; /* on success */
+    int res;           /* I/O result */
     struct iovec data[VIRTQ_MAX_SIZE];
 } VirtioBlkReq;
 
 typedef struct VirtioBlk {
-    VirtioMmio t;               /* first: the transport */
+    VirtioMmio t; /* first: the transport */
     int fd;
     bool readonly;
-    uint64_t capacity;          /* 512-byte sectors */
+    uint64_t capacity; /* 512-byte sectors */
     char id[VIRTIO_BLK_ID_BYTES];
     uint8_t config[VIRTIO_BLK_CONFIG_LEN];
     struct io_uring ring;
@@ -73,8 +73,8 @@ typedef struct VirtioBlk {
  * for, which the destination's must match. */
 typedef struct VirtioBlkStateData {
     VirtioMmioStateData t;
-    uint64_t capacity;          /* 512-byte sectors */
-    uint8_t readonly;           /* 0 or 1 */
+    uint64_t capacity; /* 512-byte sectors */
+    uint8_t readonly;  /* 0 or 1 */
 } VirtioBlkStateData;
 
 /* Its section: magic, version and field table. */
@@ -85,8 +85,8 @@ extern const StateSection virtio_blk_state_section;
  * virtio_mmio_init for the rest).  0, or a negative errno with one line in
  * err naming the disk ("disk path=/x: No such file or directory").
  */
-int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly,
-                    char *err, size_t errlen);
+int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly, char *err,
+                    size_t errlen);
 /* Frees what init made and closes the file (unmap the region first). */
 void virtio_blk_destroy(VirtioBlk *d);
 

@@ -9,9 +9,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define STATUS_KNOWN (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | \
-                      VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK | \
-                      VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+#define STATUS_KNOWN \
+    (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK | \
+     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
 
 void virtio_mmio_lock(VirtioMmio *t)
 {
@@ -72,8 +72,7 @@ void virtio_mmio_notify_used(VirtioMmio *t, unsigned q)
 
 VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned q)
 {
-    if (q >= t->num_queues || t->r.broken || !(t->r.status & VIRTIO_STATUS_DRIVER_OK) ||
-        !t->fv)
+    if (q >= t->num_queues || t->r.broken || !(t->r.status & VIRTIO_STATUS_DRIVER_OK) || !t->fv)
         return NULL;
     VirtQueue *vq = &t->r.vq[q];
     if (!vq->ready)
@@ -195,11 +194,11 @@ static uint32_t reg_read(VirtioMmio *t, uint64_t addr)
         return t->r.status;
     case VIRTIO_MMIO_SHM_LEN_LOW:
     case VIRTIO_MMIO_SHM_LEN_HIGH:
-        return 0xffffffffu;         /* no shared memory regions */
+        return 0xffffffffu; /* no shared memory regions */
     case VIRTIO_MMIO_CONFIG_GENERATION:
         return t->r.config_generation;
     default:
-        return 0;                   /* write-only or reserved */
+        return 0; /* write-only or reserved */
     }
 }
 
@@ -222,12 +221,12 @@ static void write_status(VirtioMmio *t, uint32_t val)
     if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
         uint64_t f = t->r.driver_features;
         if (!(f & VIRTIO_F_VERSION_1) || (f & ~t->device_features))
-            v &= ~VIRTIO_STATUS_FEATURES_OK;    /* refused: the driver reads it back */
+            v &= ~VIRTIO_STATUS_FEATURES_OK; /* refused: the driver reads it back */
     }
     if (!(v & VIRTIO_STATUS_FEATURES_OK) && (old & VIRTIO_STATUS_FEATURES_OK))
-        v |= VIRTIO_STATUS_FEATURES_OK;         /* cannot be taken back but by reset */
+        v |= VIRTIO_STATUS_FEATURES_OK; /* cannot be taken back but by reset */
     if ((v & VIRTIO_STATUS_DRIVER_OK) && !(v & VIRTIO_STATUS_FEATURES_OK))
-        v &= ~VIRTIO_STATUS_DRIVER_OK;          /* legacy sequence: not supported */
+        v &= ~VIRTIO_STATUS_DRIVER_OK; /* legacy sequence: not supported */
     t->r.status = v | (old & VIRTIO_STATUS_NEEDS_RESET);
     if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) && t->ops->driver_ok &&
         !t->r.broken)
@@ -243,7 +242,7 @@ static void write_queue_ready(VirtioMmio *t, VirtQueue *vq, uint32_t val)
     if (vq->ready)
         return;
     if (virtq_check_config(vq, VIRTQ_MAX_SIZE))
-        return;                     /* stays 0: the driver sees the refusal */
+        return; /* stays 0: the driver sees the refusal */
     vq->ready = true;
 }
 
@@ -311,7 +310,7 @@ static void reg_write(VirtioMmio *t, uint64_t addr, uint32_t val)
             set_half(&vq_cfg->used, addr == VIRTIO_MMIO_QUEUE_USED_HIGH, val);
         break;
     default:
-        break;                      /* read-only or reserved: ignored */
+        break; /* read-only or reserved: ignored */
     }
 }
 
@@ -323,7 +322,7 @@ static uint64_t mmio_read(void *opaque, uint64_t addr, unsigned size)
     if (addr >= VIRTIO_MMIO_CONFIG) {
         uint64_t off = addr - VIRTIO_MMIO_CONFIG;
         if (size <= 8 && off + size <= t->config_len)
-            memcpy(&v, t->config + off, size);     /* little-endian host */
+            memcpy(&v, t->config + off, size); /* little-endian host */
     } else if (size == 4 && !(addr & 3)) {
         v = reg_read(t, addr);
     }
@@ -356,17 +355,35 @@ static const MemoryRegionOps mmio_ops = {
     .impl = { .min_access_size = 1, .max_access_size = 4 },
 };
 
-static void notify_q0(void *o, uint32_t e) { (void)e; queue_event(o, 0); }
-static void notify_q1(void *o, uint32_t e) { (void)e; queue_event(o, 1); }
-static void notify_q2(void *o, uint32_t e) { (void)e; queue_event(o, 2); }
-static void notify_q3(void *o, uint32_t e) { (void)e; queue_event(o, 3); }
+static void notify_q0(void *o, uint32_t e)
+{
+    (void)e;
+    queue_event(o, 0);
+}
+static void notify_q1(void *o, uint32_t e)
+{
+    (void)e;
+    queue_event(o, 1);
+}
+static void notify_q2(void *o, uint32_t e)
+{
+    (void)e;
+    queue_event(o, 2);
+}
+static void notify_q3(void *o, uint32_t e)
+{
+    (void)e;
+    queue_event(o, 3);
+}
 static const EvloopHandler notify_handlers[VIRTIO_MMIO_MAX_QUEUES] = {
-    notify_q0, notify_q1, notify_q2, notify_q3,
+    notify_q0,
+    notify_q1,
+    notify_q2,
+    notify_q3,
 };
 
 int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *ops, void *dev,
-                     unsigned num_queues, uint64_t features, uint8_t *config,
-                     uint32_t config_len)
+                     unsigned num_queues, uint64_t features, uint8_t *config, uint32_t config_len)
 {
     Evloop *loop = env->loop;
     int r;
@@ -386,10 +403,10 @@ int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *op
     t->device_features = features | VIRTIO_F_VERSION_1;
     t->config = config;
     t->config_len = config_len;
-    snprintf(t->label, sizeof(t->label), "%s", ops->name);     /* until it is placed */
+    snprintf(t->label, sizeof(t->label), "%s", ops->name); /* until it is placed */
     pthread_mutex_init(&t->lock, NULL);
-    if ((r = memory_region_init_io(&t->mr, env->ctx, &mmio_ops, t, ops->name,
-                                   VIRTIO_MMIO_SIZE)) < 0)
+    if ((r = memory_region_init_io(&t->mr, env->ctx, &mmio_ops, t, ops->name, VIRTIO_MMIO_SIZE)) <
+        0)
         goto fail;
     t->mr_initialized = true;
     if (loop) {
@@ -463,12 +480,9 @@ MemoryRegion *virtio_mmio_region(VirtioMmio *t)
 }
 
 static const StateField queue_fields[] = {
-    STATE_U16(VirtioQueueStateData, num),
-    STATE_U8(VirtioQueueStateData, ready),
-    STATE_U64(VirtioQueueStateData, desc),
-    STATE_U64(VirtioQueueStateData, avail),
-    STATE_U64(VirtioQueueStateData, used),
-    STATE_U16(VirtioQueueStateData, last_avail_idx),
+    STATE_U16(VirtioQueueStateData, num),      STATE_U8(VirtioQueueStateData, ready),
+    STATE_U64(VirtioQueueStateData, desc),     STATE_U64(VirtioQueueStateData, avail),
+    STATE_U64(VirtioQueueStateData, used),     STATE_U16(VirtioQueueStateData, last_avail_idx),
     STATE_U16(VirtioQueueStateData, used_idx),
 };
 static const StateTable queue_table = STATE_TABLE(VirtioQueueStateData, queue_fields);
@@ -504,8 +518,13 @@ static void get_state(VirtioMmio *t, VirtioMmioStateData *st)
     for (unsigned i = 0; i < t->num_queues; i++) {
         const VirtQueue *vq = &r->vq[i];
         st->vq[i] = (VirtioQueueStateData){
-            .num = vq->num, .ready = vq->ready, .desc = vq->desc, .avail = vq->avail,
-            .used = vq->used, .last_avail_idx = vq->last_avail_idx, .used_idx = vq->used_idx,
+            .num = vq->num,
+            .ready = vq->ready,
+            .desc = vq->desc,
+            .avail = vq->avail,
+            .used = vq->used,
+            .last_avail_idx = vq->last_avail_idx,
+            .used_idx = vq->used_idx,
         };
     }
 }
@@ -567,8 +586,13 @@ static void regs_from_state(VirtioMmio *t, const VirtioMmioStateData *st, Virtio
     for (unsigned i = 0; i < st->num_queues && i < t->num_queues; i++) {
         const VirtioQueueStateData *q = &st->vq[i];
         r->vq[i] = (VirtQueue){
-            .num = q->num, .ready = q->ready, .desc = q->desc, .avail = q->avail,
-            .used = q->used, .last_avail_idx = q->last_avail_idx, .used_idx = q->used_idx,
+            .num = q->num,
+            .ready = q->ready,
+            .desc = q->desc,
+            .avail = q->avail,
+            .used = q->used,
+            .last_avail_idx = q->last_avail_idx,
+            .used_idx = q->used_idx,
         };
     }
 }
@@ -616,8 +640,8 @@ int virtio_mmio_save_state(VirtioMmio *t, const StateSection *sec, void *st, uin
     return state_save_section(sec, st, buf, len);
 }
 
-int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t *buf,
-                           size_t len, void *st, char *err, size_t errlen)
+int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t *buf, size_t len,
+                           void *st, char *err, size_t errlen)
 {
     if (!transport_first(sec))
         return state_refuse(sec, err, errlen, "table error: the transport is not first");

@@ -35,8 +35,8 @@
 #define VIRTIO_MMIO_SIZE 0x200
 #define VIRTIO_MMIO_CONFIG 0x100
 #define VIRTIO_MMIO_MAX_QUEUES 4
-#define VIRTIO_MMIO_MAGIC 0x74726976u       /* "virt" */
-#define VIRTIO_MMIO_VENDOR 0x41525453u      /* "STRA" */
+#define VIRTIO_MMIO_MAGIC 0x74726976u  /* "virt" */
+#define VIRTIO_MMIO_VENDOR 0x41525453u /* "STRA" */
 
 /* Register offsets. */
 enum {
@@ -88,7 +88,7 @@ typedef struct VirtioMmio VirtioMmio;
 /* What a device plugs into the transport.  Callbacks run with the
  * transport lock held. */
 typedef struct VirtioDevOps {
-    const char *name;           /* "virtio-blk" */
+    const char *name; /* "virtio-blk" */
     uint32_t device_id;
     /* Process queue q (DRIVER_OK, not broken, q ready; rings mapped).
      * Report protocol errors with virtio_mmio_break. */
@@ -111,7 +111,7 @@ typedef struct VirtioDevOps {
 /* One queue as saved. */
 typedef struct VirtioQueueStateData {
     uint16_t num;
-    uint8_t ready;              /* 0 or 1 */
+    uint8_t ready; /* 0 or 1 */
     uint64_t desc, avail, used;
     uint16_t last_avail_idx, used_idx;
 } VirtioQueueStateData;
@@ -125,8 +125,8 @@ typedef struct VirtioMmioStateData {
     uint32_t queue_sel;
     uint32_t interrupt_status;
     uint32_t config_generation;
-    uint8_t broken;             /* 0 or 1 */
-    uint8_t num_queues;         /* the device's: vq[0..num_queues) */
+    uint8_t broken;     /* 0 or 1 */
+    uint8_t num_queues; /* the device's: vq[0..num_queues) */
     VirtioQueueStateData vq[VIRTIO_MMIO_MAX_QUEUES];
 } VirtioMmioStateData;
 
@@ -151,21 +151,21 @@ struct VirtioMmio {
     bool mr_initialized;
     pthread_mutex_t lock;
     const VirtioDevOps *ops;
-    void *dev;                  /* the device embedding this transport */
-    AddressSpace *as;           /* guest memory */
-    FlatView *fv;               /* during queue processing */
-    Evloop *loop;               /* NULL: notifications processed inline */
+    void *dev;        /* the device embedding this transport */
+    AddressSpace *as; /* guest memory */
+    FlatView *fv;     /* during queue processing */
+    Evloop *loop;     /* NULL: notifications processed inline */
     IrqLine irq;
-    int irq_fd;                 /* resampling irqfd of irq, or -1 */
-    int irq_resample_fd;        /* its resample eventfd (watched by loop), or -1 */
+    int irq_fd;          /* resampling irqfd of irq, or -1 */
+    int irq_resample_fd; /* its resample eventfd (watched by loop), or -1 */
     int notify_fd[VIRTIO_MMIO_MAX_QUEUES];
     unsigned num_queues;
-    uint64_t device_features;   /* includes VIRTIO_F_VERSION_1 */
-    uint8_t *config;            /* device config bytes (device-owned) */
+    uint64_t device_features; /* includes VIRTIO_F_VERSION_1 */
+    uint8_t *config;          /* device config bytes (device-owned) */
     uint32_t config_len;
-    char label[64];             /* "virtio-blk@0xfeb00000" for messages */
+    char label[64]; /* "virtio-blk@0xfeb00000" for messages */
     VirtioMmioRegs r;
-    uint64_t broken_count;      /* statistics */
+    uint64_t broken_count; /* statistics */
 };
 
 /*
@@ -188,8 +188,7 @@ typedef struct VirtioEnv {
  * errno.
  */
 int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *ops, void *dev,
-                     unsigned num_queues, uint64_t features, uint8_t *config,
-                     uint32_t config_len);
+                     unsigned num_queues, uint64_t features, uint8_t *config, uint32_t config_len);
 /*
  * The one way a virtio device gets its interrupt, once it is placed at base
  * (which names it in messages and migration: "virtio-blk@0xfeb00000"): a
@@ -242,8 +241,8 @@ int virtio_mmio_save_state(VirtioMmio *t, const StateSection *sec, void *st, uin
  * (as virtio_mmio_save_state) and checks its transport part against t
  * (queue count, features, queue sizes and alignment, flags).  0 or a
  * negative errno with err set; t is not touched. */
-int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t *buf,
-                           size_t len, void *st, char *err, size_t errlen);
+int virtio_mmio_load_state(VirtioMmio *t, const StateSection *sec, const uint8_t *buf, size_t len,
+                           void *st, char *err, size_t errlen);
 /* Installs a checked transport state (lock held by the caller). */
 void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st);
 /* The same, taking the lock: for a device with no state of its own to
@@ -257,22 +256,28 @@ void virtio_mmio_unlock(VirtioMmio *t);
  * transport (field t of TYPE); destroy is PREFIX_destroy.  Defines `const
  * DeviceOps PREFIX_device_ops` (no fixed name: each instance is named by
  * its label).  One line in the device's file. */
-#define VIRTIO_DEVICE_OPS_DEFINE(prefix, type)                                          \
-    static void prefix##_dev_reset(void *d) { virtio_mmio_reset(&((type *)d)->t); }     \
-    static int prefix##_dev_save(void *d, uint8_t **b, size_t *l)                       \
-    {                                                                                   \
-        return virtio_mmio_save(&((type *)d)->t, b, l);                                 \
-    }                                                                                   \
+#define VIRTIO_DEVICE_OPS_DEFINE(prefix, type) \
+    static void prefix##_dev_reset(void *d) \
+    { \
+        virtio_mmio_reset(&((type *)d)->t); \
+    } \
+    static int prefix##_dev_save(void *d, uint8_t **b, size_t *l) \
+    { \
+        return virtio_mmio_save(&((type *)d)->t, b, l); \
+    } \
     static int prefix##_dev_load(void *d, const uint8_t *b, size_t l, char *e, size_t el) \
-    {                                                                                   \
-        return virtio_mmio_load(&((type *)d)->t, b, l, e, el);                          \
-    }                                                                                   \
-    static void prefix##_dev_destroy(void *d) { prefix##_destroy((type *)d); }          \
-    const DeviceOps prefix##_device_ops = {                                             \
-        .reset = prefix##_dev_reset,                                                    \
-        .save = prefix##_dev_save,                                                      \
-        .load = prefix##_dev_load,                                                      \
-        .destroy = prefix##_dev_destroy,                                                \
+    { \
+        return virtio_mmio_load(&((type *)d)->t, b, l, e, el); \
+    } \
+    static void prefix##_dev_destroy(void *d) \
+    { \
+        prefix##_destroy((type *)d); \
+    } \
+    const DeviceOps prefix##_device_ops = { \
+        .reset = prefix##_dev_reset, \
+        .save = prefix##_dev_save, \
+        .load = prefix##_dev_load, \
+        .destroy = prefix##_dev_destroy, \
     }
 
 #endif /* STRATA_DEVICES_VIRTIO_MMIO_H */

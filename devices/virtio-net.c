@@ -86,14 +86,14 @@ static void rx_fn(VirtioMmio *t, void *arg)
     }
     for (unsigned budget = 0; budget < 1024; budget++) {
         if (!virtq_has_avail(vq)) {
-            set_polling(d, false);  /* until the driver adds buffers */
+            set_polling(d, false); /* until the driver adds buffers */
             break;
         }
         ssize_t n = read(d->fd, d->buf, sizeof(d->buf));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            break;                  /* EAGAIN, or a backend error: try later */
+            break; /* EAGAIN, or a backend error: try later */
         }
         if (n < VIRTIO_NET_HDR_LEN) {
             d->rx_dropped++;
@@ -102,14 +102,14 @@ static void rx_fn(VirtioMmio *t, void *arg)
         if (virtio_mmio_pop(t, VIRTIO_NET_RXQ, vq, &d->elem) <= 0)
             break;
         memset(d->buf, 0, VIRTIO_NET_HDR_LEN);
-        d->buf[10] = 1;             /* num_buffers */
+        d->buf[10] = 1; /* num_buffers */
         uint32_t len = 0;
         if ((uint64_t)n <= d->elem.in_len) {
-            len = (uint32_t)iov_from_buf(d->elem.iov + d->elem.out_num, d->elem.in_num, 0,
-                                         d->buf, (size_t)n);
+            len = (uint32_t)iov_from_buf(d->elem.iov + d->elem.out_num, d->elem.in_num, 0, d->buf,
+                                         (size_t)n);
             d->rx_packets++;
         } else {
-            d->rx_dropped++;        /* buffer too small: returned empty */
+            d->rx_dropped++; /* buffer too small: returned empty */
         }
         virtq_push(vq, &d->elem, len);
         pushed = true;
@@ -127,7 +127,7 @@ static void tx(VirtioMmio *t, VirtQueue *vq)
         if (e->out_len >= VIRTIO_NET_HDR_LEN &&
             e->out_len <= VIRTIO_NET_HDR_LEN + VIRTIO_NET_MAX_FRAME) {
             size_t n = iov_to_buf(e->iov, e->out_num, 0, d->buf, (size_t)e->out_len);
-            memset(d->buf, 0, VIRTIO_NET_HDR_LEN);  /* no offloads were offered */
+            memset(d->buf, 0, VIRTIO_NET_HDR_LEN); /* no offloads were offered */
             ssize_t w;
             do {
                 w = write(d->fd, d->buf, n);
@@ -182,7 +182,10 @@ static const StateField net_state_fields[] = {
 };
 static const StateTable net_state_table = STATE_TABLE(VirtioNetStateData, net_state_fields);
 const StateSection virtio_net_state_section = {
-    "virtio-net", VIRTIO_NET_STATE_MAGIC, VIRTIO_NET_STATE_VERSION, &net_state_table,
+    "virtio-net",
+    VIRTIO_NET_STATE_MAGIC,
+    VIRTIO_NET_STATE_VERSION,
+    &net_state_table,
 };
 
 static int net_save(VirtioMmio *t, uint8_t **buf, size_t *len)
@@ -219,8 +222,8 @@ static const VirtioDevOps net_ops = {
     .load = net_load,
 };
 
-int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6],
-                    char *err, size_t errlen)
+int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6], char *err,
+                    size_t errlen)
 {
     Evloop *loop = env->loop;
     memset(d, 0, offsetof(VirtioNet, elem));

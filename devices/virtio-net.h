@@ -19,19 +19,19 @@
 #define VIRTIO_ID_NET 1
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_HDR_LEN 12
-#define VIRTIO_NET_MAX_FRAME 65550u             /* largest frame accepted */
+#define VIRTIO_NET_MAX_FRAME 65550u /* largest frame accepted */
 #define VIRTIO_NET_CONFIG_LEN 8
 #define VIRTIO_NET_RXQ 0
 #define VIRTIO_NET_TXQ 1
-#define VIRTIO_NET_STATE_MAGIC 0x54454e56u      /* "VNET" */
+#define VIRTIO_NET_STATE_MAGIC 0x54454e56u /* "VNET" */
 #define VIRTIO_NET_STATE_VERSION 1
 
 typedef struct VirtioNet {
-    VirtioMmio t;               /* first: the transport */
-    int fd;                     /* TAP (owned) */
+    VirtioMmio t; /* first: the transport */
+    int fd;       /* TAP (owned) */
     Evloop *loop;
-    bool fd_watched;            /* registered with the loop */
-    bool rx_polling;            /* EPOLLIN enabled */
+    bool fd_watched; /* registered with the loop */
+    bool rx_polling; /* EPOLLIN enabled */
     uint8_t mac[6];
     uint8_t config[VIRTIO_NET_CONFIG_LEN];
     VirtqElem elem;
@@ -63,8 +63,8 @@ int virtio_net_parse_mac(const char *s, uint8_t mac[6]);
  * failure) with the given MAC (see virtio_mmio_init for the rest).  0 or a
  * negative errno with err set.
  */
-int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6],
-                    char *err, size_t errlen);
+int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6], char *err,
+                    size_t errlen);
 /* Frees what init made and closes the fd (unmap the region first). */
 void virtio_net_destroy(VirtioNet *d);
 

@@ -52,7 +52,10 @@ static const StateField rng_state_fields[] = {
 };
 static const StateTable rng_state_table = STATE_TABLE(VirtioRngStateData, rng_state_fields);
 const StateSection virtio_rng_state_section = {
-    "virtio-rng", VIRTIO_RNG_STATE_MAGIC, VIRTIO_RNG_STATE_VERSION, &rng_state_table,
+    "virtio-rng",
+    VIRTIO_RNG_STATE_MAGIC,
+    VIRTIO_RNG_STATE_VERSION,
+    &rng_state_table,
 };
 
 static int rng_save(VirtioMmio *t, uint8_t **buf, size_t *len)

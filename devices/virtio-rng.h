@@ -10,14 +10,14 @@
 #include "devices/virtio-mmio.h"
 
 #define VIRTIO_ID_RNG 4
-#define VIRTIO_RNG_STATE_MAGIC 0x474e5256u      /* "VRNG" */
+#define VIRTIO_RNG_STATE_MAGIC 0x474e5256u /* "VRNG" */
 #define VIRTIO_RNG_STATE_VERSION 1
 #define VIRTIO_RNG_MAX_FILL 65536u
 
 typedef struct VirtioRng {
-    VirtioMmio t;               /* first: the transport */
+    VirtioMmio t; /* first: the transport */
     VirtqElem elem;
-    uint64_t bytes;             /* statistics: bytes handed to the guest */
+    uint64_t bytes; /* statistics: bytes handed to the guest */
 } VirtioRng;
 
 /* What a virtio-rng saves (section VIRTIO_RNG_STATE_MAGIC,

@@ -60,11 +60,11 @@ int virtq_map(VirtQueue *vq, FlatView *fv, const char **why)
         return -1;
     vq->desc_p = guest_mem_map(fv, vq->desc, 16 * n, false);
     vq->avail_p = guest_mem_map(fv, vq->avail, 4 + 2 * n, false);
-    vq->used_p = guest_mem_map_region(fv, vq->used, 4 + 8 * n, true, &vq->used_mr,
-                                      &vq->used_off);
+    vq->used_p = guest_mem_map_region(fv, vq->used, 4 + 8 * n, true, &vq->used_mr, &vq->used_off);
     if (!vq->desc_p || !vq->avail_p || !vq->used_p) {
-        *why = !vq->desc_p ? "descriptor table outside RAM"
-             : !vq->avail_p ? "available ring outside RAM" : "used ring outside RAM";
+        *why = !vq->desc_p    ? "descriptor table outside RAM"
+               : !vq->avail_p ? "available ring outside RAM"
+                              : "used ring outside RAM";
         vq->desc_p = vq->avail_p = vq->used_p = NULL;
         return -1;
     }
@@ -142,8 +142,7 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
             uint64_t off = 0;
             void *p = guest_mem_map_region(fv, addr, len, w, &mr, &off);
             if (!p) {
-                *why = w ? "writable descriptor outside writable RAM"
-                         : "descriptor outside RAM";
+                *why = w ? "writable descriptor outside writable RAM" : "descriptor outside RAM";
                 return -1;
             }
             struct iovec *v = &e->iov[e->out_num + e->in_num];
@@ -209,8 +208,7 @@ size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, s
     return done;
 }
 
-size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
-                    size_t len)
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len)
 {
     size_t done = 0;
     for (unsigned i = 0; i < n && done < len; i++) {
@@ -227,8 +225,8 @@ size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void
     return done;
 }
 
-unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
-                   struct iovec *dst, unsigned max)
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len, struct iovec *dst,
+                   unsigned max)
 {
     unsigned k = 0;
     for (unsigned i = 0; i < n && len && k < max; i++) {

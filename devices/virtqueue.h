@@ -21,8 +21,8 @@
 
 #include "memory/memory.h"
 
-#define VIRTQ_MAX_SIZE 256u                 /* QueueNumMax of our devices */
-#define VIRTQ_MAX_CHAIN_BYTES (1ull << 31)  /* a longer chain is hostile */
+#define VIRTQ_MAX_SIZE 256u                /* QueueNumMax of our devices */
+#define VIRTQ_MAX_CHAIN_BYTES (1ull << 31) /* a longer chain is hostile */
 
 #define VIRTQ_DESC_F_NEXT 1
 #define VIRTQ_DESC_F_WRITE 2
@@ -46,8 +46,8 @@ typedef struct VirtQueue {
 /* One popped chain: device-readable buffers (out) then device-writable (in). */
 typedef struct VirtqElem {
     uint16_t head;
-    unsigned out_num, in_num;   /* iov[0..out_num) readable, then in_num writable */
-    uint64_t out_len, in_len;   /* byte totals */
+    unsigned out_num, in_num; /* iov[0..out_num) readable, then in_num writable */
+    uint64_t out_len, in_len; /* byte totals */
     struct iovec iov[VIRTQ_MAX_SIZE];
     /* RAM region and offset of each device-writable buffer (iov[out_num +
      * i]): virtq_push marks them dirty once the device has written them */
@@ -63,8 +63,8 @@ typedef struct VirtqElem {
 void *guest_mem_map(FlatView *fv, uint64_t gpa, uint64_t len, bool write);
 /* guest_mem_map that also says which RAM region (and offset in it) the
  * range lies in (*mr, *off; only written on success). */
-void *guest_mem_map_region(FlatView *fv, uint64_t gpa, uint64_t len, bool write,
-                           MemoryRegion **mr, uint64_t *off);
+void *guest_mem_map_region(FlatView *fv, uint64_t gpa, uint64_t len, bool write, MemoryRegion **mr,
+                           uint64_t *off);
 
 /* Puts the queue in its reset state (not ready, zero addresses/indices). */
 void virtq_reset(VirtQueue *vq);
@@ -93,11 +93,10 @@ bool virtq_wants_interrupt(const VirtQueue *vq);
 size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len);
 /* Copies up to len bytes from buf into iov (starting `skip` bytes in);
  * returns the count copied. */
-size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
-                    size_t len);
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len);
 /* Fills dst with the part [skip, skip+len) of iov; returns the entry count
  * (at most max; a part that does not fit is left out). */
-unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len,
-                   struct iovec *dst, unsigned max);
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip, size_t len, struct iovec *dst,
+                   unsigned max);
 
 #endif /* STRATA_DEVICES_VIRTQUEUE_H */

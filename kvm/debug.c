@@ -33,7 +33,7 @@ static int walk64(AddressSpace *as, uint64_t table, uint64_t gva, int levels, bo
         uint64_t e;
         if (read_phys(as, table + idx * 8, &e, 8) < 0 || !(e & PTE_P))
             return -EFAULT;
-        if (pae && level == 3) {        /* PDPTE: no PS bit */
+        if (pae && level == 3) { /* PDPTE: no PS bit */
             table = e & PTE_ADDR;
             continue;
         }
@@ -70,8 +70,7 @@ int kvm_vcpu_translate(KvmVcpu *vcpu, uint64_t gva, uint64_t *gpa)
     if (read_phys(as, (sr.cr3 & 0xfffff000ull) + (gva >> 22) * 4, &pde, 4) < 0 || !(pde & PTE_P))
         return -EFAULT;
     if ((pde & PTE_PS) && (sr.cr4 & CR4_PSE)) {
-        *gpa = (pde & 0xffc00000ull) | ((uint64_t)((pde >> 13) & 0xff) << 32) |
-               (gva & 0x3fffffull);
+        *gpa = (pde & 0xffc00000ull) | ((uint64_t)((pde >> 13) & 0xff) << 32) | (gva & 0x3fffffull);
         return 0;
     }
     if (read_phys(as, (pde & 0xfffff000ull) + ((gva >> 12) & 1023) * 4, &pte, 4) < 0 ||
@@ -83,20 +82,27 @@ int kvm_vcpu_translate(KvmVcpu *vcpu, uint64_t gva, uint64_t *gpa)
 
 static void dump_seg(FILE *f, const char *name, const struct kvm_segment *s)
 {
-    fprintf(f, "  %-3s sel=%04x base=%016llx limit=%08x type=%x dpl=%u p=%u s=%u l=%u db=%u g=%u%s\n",
-            name, s->selector, (unsigned long long)s->base, s->limit, s->type, s->dpl,
-            s->present, s->s, s->l, s->db, s->g, s->unusable ? " unusable" : "");
+    fprintf(f,
+            "  %-3s sel=%04x base=%016llx limit=%08x type=%x dpl=%u p=%u s=%u l=%u db=%u g=%u%s\n",
+            name, s->selector, (unsigned long long)s->base, s->limit, s->type, s->dpl, s->present,
+            s->s, s->l, s->db, s->g, s->unusable ? " unusable" : "");
 }
 
 static const char *mp_state_name(uint32_t s)
 {
     switch (s) {
-    case KVM_MP_STATE_RUNNABLE: return "runnable";
-    case KVM_MP_STATE_UNINITIALIZED: return "uninitialized";
-    case KVM_MP_STATE_INIT_RECEIVED: return "init-received";
-    case KVM_MP_STATE_HALTED: return "halted";
-    case KVM_MP_STATE_SIPI_RECEIVED: return "sipi-received";
-    default: return "other";
+    case KVM_MP_STATE_RUNNABLE:
+        return "runnable";
+    case KVM_MP_STATE_UNINITIALIZED:
+        return "uninitialized";
+    case KVM_MP_STATE_INIT_RECEIVED:
+        return "init-received";
+    case KVM_MP_STATE_HALTED:
+        return "halted";
+    case KVM_MP_STATE_SIPI_RECEIVED:
+        return "sipi-received";
+    default:
+        return "other";
     }
 }
 
@@ -109,18 +115,14 @@ void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
         return;
     }
     fprintf(f, "vCPU %u registers:\n", vcpu->index);
-    fprintf(f, "  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx\n",
-            (unsigned long long)r.rax, (unsigned long long)r.rbx, (unsigned long long)r.rcx,
-            (unsigned long long)r.rdx);
-    fprintf(f, "  rsi=%016llx rdi=%016llx rbp=%016llx rsp=%016llx\n",
-            (unsigned long long)r.rsi, (unsigned long long)r.rdi, (unsigned long long)r.rbp,
-            (unsigned long long)r.rsp);
-    fprintf(f, "  r8 =%016llx r9 =%016llx r10=%016llx r11=%016llx\n",
-            (unsigned long long)r.r8, (unsigned long long)r.r9, (unsigned long long)r.r10,
-            (unsigned long long)r.r11);
-    fprintf(f, "  r12=%016llx r13=%016llx r14=%016llx r15=%016llx\n",
-            (unsigned long long)r.r12, (unsigned long long)r.r13, (unsigned long long)r.r14,
-            (unsigned long long)r.r15);
+    fprintf(f, "  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx\n", (unsigned long long)r.rax,
+            (unsigned long long)r.rbx, (unsigned long long)r.rcx, (unsigned long long)r.rdx);
+    fprintf(f, "  rsi=%016llx rdi=%016llx rbp=%016llx rsp=%016llx\n", (unsigned long long)r.rsi,
+            (unsigned long long)r.rdi, (unsigned long long)r.rbp, (unsigned long long)r.rsp);
+    fprintf(f, "  r8 =%016llx r9 =%016llx r10=%016llx r11=%016llx\n", (unsigned long long)r.r8,
+            (unsigned long long)r.r9, (unsigned long long)r.r10, (unsigned long long)r.r11);
+    fprintf(f, "  r12=%016llx r13=%016llx r14=%016llx r15=%016llx\n", (unsigned long long)r.r12,
+            (unsigned long long)r.r13, (unsigned long long)r.r14, (unsigned long long)r.r15);
     fprintf(f, "  rip=%016llx rflags=%08llx\n", (unsigned long long)r.rip,
             (unsigned long long)r.rflags);
     dump_seg(f, "cs", &s.cs);
@@ -130,8 +132,8 @@ void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
     dump_seg(f, "fs", &s.fs);
     dump_seg(f, "gs", &s.gs);
     dump_seg(f, "tr", &s.tr);
-    fprintf(f, "  gdt=%016llx/%04x idt=%016llx/%04x\n", (unsigned long long)s.gdt.base,
-            s.gdt.limit, (unsigned long long)s.idt.base, s.idt.limit);
+    fprintf(f, "  gdt=%016llx/%04x idt=%016llx/%04x\n", (unsigned long long)s.gdt.base, s.gdt.limit,
+            (unsigned long long)s.idt.base, s.idt.limit);
     fprintf(f, "  cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%llx\n",
             (unsigned long long)s.cr0, (unsigned long long)s.cr2, (unsigned long long)s.cr3,
             (unsigned long long)s.cr4, (unsigned long long)s.efer);
@@ -148,9 +150,11 @@ void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
     struct kvm_vcpu_events ev;
     if (kvm_ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev) == 0)
         fprintf(f, " exception=%s%u interrupt=%s%u nmi=%s%s shadow=%u\n",
-                ev.exception.injected || ev.exception.pending ? "" : "-",
-                ev.exception.nr, ev.interrupt.injected ? "" : "-", ev.interrupt.nr,
-                ev.nmi.injected ? "injected" : ev.nmi.pending ? "pending" : "none",
+                ev.exception.injected || ev.exception.pending ? "" : "-", ev.exception.nr,
+                ev.interrupt.injected ? "" : "-", ev.interrupt.nr,
+                ev.nmi.injected  ? "injected"
+                : ev.nmi.pending ? "pending"
+                                 : "none",
                 ev.nmi.masked ? ",masked" : "", ev.interrupt.shadow);
     else
         fprintf(f, " events=?\n");

@@ -16,19 +16,18 @@
 typedef struct KvmCapReq {
     const char *name;
     long cap;
-    bool required;      /* false: only when the config asks for it */
+    bool required; /* false: only when the config asks for it */
 } KvmCapReq;
 
-#define CAP(c, req) { #c, c, req }
+#define CAP(c, req) \
+    { \
+#c, c, req \
+    }
 static const KvmCapReq kvm_caps[] = {
-    CAP(KVM_CAP_USER_MEMORY, true),
-    CAP(KVM_CAP_NR_MEMSLOTS, true),
-    CAP(KVM_CAP_READONLY_MEM, true),
-    CAP(KVM_CAP_COALESCED_MMIO, true),
-    CAP(KVM_CAP_IOEVENTFD, true),
-    CAP(KVM_CAP_IRQFD, true),
-    CAP(KVM_CAP_IMMEDIATE_EXIT, true),
-    CAP(KVM_CAP_IRQCHIP, false),
+    CAP(KVM_CAP_USER_MEMORY, true),    CAP(KVM_CAP_NR_MEMSLOTS, true),
+    CAP(KVM_CAP_READONLY_MEM, true),   CAP(KVM_CAP_COALESCED_MMIO, true),
+    CAP(KVM_CAP_IOEVENTFD, true),      CAP(KVM_CAP_IRQFD, true),
+    CAP(KVM_CAP_IMMEDIATE_EXIT, true), CAP(KVM_CAP_IRQCHIP, false),
     CAP(KVM_CAP_PIT2, false),
 };
 #undef CAP
@@ -65,8 +64,8 @@ void kvm_vm_error(KvmVm *vm, const char *fmt, ...)
  * over the VM fd in *vm_fd_out (closed if vm_fd_out is NULL); on failure
  * writes a reason to why and returns -errno.
  */
-static int kvm_open_checked(const char *path, bool want_irqchip, bool want_pit,
-                            char *why, size_t whylen, int *vm_fd_out)
+static int kvm_open_checked(const char *path, bool want_irqchip, bool want_pit, char *why,
+                            size_t whylen, int *vm_fd_out)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
@@ -148,7 +147,7 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
     vm->kvm_fd = kvm_fd;
     vm->vm_fd = vm_fd;
     vm->cfg = cfg;
-    vm->cfg.dev_path = NULL;        /* not kept: the caller's string */
+    vm->cfg.dev_path = NULL; /* not kept: the caller's string */
     pthread_mutex_init(&vm->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -194,8 +193,7 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
         mv = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
     vm->max_vcpus = mv > 0 ? (unsigned)mv : 1;
     vm->coalesced_pio = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) > 0;
-    vm->any_length_ioeventfd =
-        ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
+    vm->any_length_ioeventfd = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
 
     if (cfg.manual_dirty_log) {
         int m = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
@@ -376,13 +374,20 @@ void kvm_vm_flush_coalesced(KvmVm *vm)
 const char *kvm_end_reason_str(KvmEndReason reason)
 {
     switch (reason) {
-    case KVM_END_NONE: return "running";
-    case KVM_END_HLT: return "hlt";
-    case KVM_END_SHUTDOWN: return "shutdown (triple fault)";
-    case KVM_END_SYSTEM_RESET: return "system event reset";
-    case KVM_END_SYSTEM_SHUTDOWN: return "system event shutdown";
-    case KVM_END_REQUESTED: return "requested";
-    case KVM_END_ERROR: return "error";
+    case KVM_END_NONE:
+        return "running";
+    case KVM_END_HLT:
+        return "hlt";
+    case KVM_END_SHUTDOWN:
+        return "shutdown (triple fault)";
+    case KVM_END_SYSTEM_RESET:
+        return "system event reset";
+    case KVM_END_SYSTEM_SHUTDOWN:
+        return "system event shutdown";
+    case KVM_END_REQUESTED:
+        return "requested";
+    case KVM_END_ERROR:
+        return "error";
     }
     return "unknown";
 }

@@ -66,18 +66,22 @@ const char *kvm_probe(void);
 /* ---- VM --------------------------------------------------------------- */
 
 typedef struct KvmVmConfig {
-    const char *dev_path;   /* NULL = "/dev/kvm" */
-    bool irqchip;           /* KVM_CREATE_IRQCHIP (PIC + IOAPIC + LAPICs) */
-    bool pit;               /* KVM_CREATE_PIT2 (requires irqchip) */
-    bool manual_dirty_log;  /* use KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 if offered */
-    unsigned max_slots;     /* 0 = KVM_CAP_NR_MEMSLOTS; else min(this, cap) (tests) */
-    bool verbose;           /* dump registers on SHUTDOWN too, log exits */
+    const char *dev_path;  /* NULL = "/dev/kvm" */
+    bool irqchip;          /* KVM_CREATE_IRQCHIP (PIC + IOAPIC + LAPICs) */
+    bool pit;              /* KVM_CREATE_PIT2 (requires irqchip) */
+    bool manual_dirty_log; /* use KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 if offered */
+    unsigned max_slots;    /* 0 = KVM_CAP_NR_MEMSLOTS; else min(this, cap) (tests) */
+    bool verbose;          /* dump registers on SHUTDOWN too, log exits */
 } KvmVmConfig;
 
 /* Defaults: no irqchip, no PIT, manual dirty-log protect on, all slots. */
 #define KVM_VM_CONFIG_DEFAULT \
-    ((KvmVmConfig){ .dev_path = NULL, .irqchip = false, .pit = false, \
-                    .manual_dirty_log = true, .max_slots = 0, .verbose = false })
+    ((KvmVmConfig){ .dev_path = NULL, \
+                    .irqchip = false, \
+                    .pit = false, \
+                    .manual_dirty_log = true, \
+                    .max_slots = 0, \
+                    .verbose = false })
 
 /* Opens /dev/kvm, checks API version and capabilities, creates the VM (and
  * the irqchip/PIT if asked).  *out is set only on success. */
@@ -124,12 +128,12 @@ const char *kvm_vm_last_error(const KvmVm *vm);
 /* ---- Slots, statistics ------------------------------------------------ */
 
 typedef struct KvmSlotInfo {
-    uint32_t slot;          /* KVM slot number */
-    uint64_t gpa;           /* guest physical address */
-    uint64_t size;          /* bytes */
-    uint64_t hva;           /* host virtual address */
-    uint32_t flags;         /* KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY */
-    char name[64];          /* region name (truncated) */
+    uint32_t slot;  /* KVM slot number */
+    uint64_t gpa;   /* guest physical address */
+    uint64_t size;  /* bytes */
+    uint64_t hva;   /* host virtual address */
+    uint32_t flags; /* KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY */
+    char name[64];  /* region name (truncated) */
 } KvmSlotInfo;
 
 /* Fills up to max entries sorted by gpa; returns the number of slots in use
@@ -143,18 +147,18 @@ uint64_t kvm_vm_slot_ioctl_count(const KvmVm *vm);
 unsigned kvm_vm_max_slots(const KvmVm *vm);
 
 typedef struct KvmVmStats {
-    uint64_t slot_ioctls;           /* KVM_SET_USER_MEMORY_REGION issued */
-    uint64_t slots_used;            /* slots mapped now */
-    uint64_t slot_pauses;           /* commits that paused the vCPUs */
-    uint64_t unaligned_sections;    /* RAM sections left unmapped (not page aligned) */
-    uint64_t coalesced_zones;       /* zones registered now (MMIO + PIO) */
-    uint64_t coalesced_drained;     /* ring entries delivered */
-    uint64_t ioeventfds;            /* ioeventfds assigned now */
-    uint64_t irqfds;                /* irqfds assigned now */
-    uint64_t errors;                /* listener / ioctl errors recorded */
-    uint64_t exits_io;              /* KVM_EXIT_IO handled */
-    uint64_t exits_mmio;            /* KVM_EXIT_MMIO handled */
-    uint64_t exits_other;           /* every other exit (incl. EINTR) */
+    uint64_t slot_ioctls;        /* KVM_SET_USER_MEMORY_REGION issued */
+    uint64_t slots_used;         /* slots mapped now */
+    uint64_t slot_pauses;        /* commits that paused the vCPUs */
+    uint64_t unaligned_sections; /* RAM sections left unmapped (not page aligned) */
+    uint64_t coalesced_zones;    /* zones registered now (MMIO + PIO) */
+    uint64_t coalesced_drained;  /* ring entries delivered */
+    uint64_t ioeventfds;         /* ioeventfds assigned now */
+    uint64_t irqfds;             /* irqfds assigned now */
+    uint64_t errors;             /* listener / ioctl errors recorded */
+    uint64_t exits_io;           /* KVM_EXIT_IO handled */
+    uint64_t exits_mmio;         /* KVM_EXIT_MMIO handled */
+    uint64_t exits_other;        /* every other exit (incl. EINTR) */
 } KvmVmStats;
 
 /* A snapshot of the counters. */
@@ -253,21 +257,21 @@ void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f);
 
 /* Why a VM (or a synchronous run) ended. */
 typedef enum KvmEndReason {
-    KVM_END_NONE = 0,           /* still running / not started */
-    KVM_END_HLT,                /* "hlt" (HLT exit, no in-kernel irqchip) */
-    KVM_END_SHUTDOWN,           /* "shutdown (triple fault)" */
-    KVM_END_SYSTEM_RESET,       /* "system event reset" */
-    KVM_END_SYSTEM_SHUTDOWN,    /* "system event shutdown" */
-    KVM_END_REQUESTED,          /* "requested" (kvm_vm_request_end, with a code) */
-    KVM_END_ERROR,              /* "error" (FAIL_ENTRY, INTERNAL_ERROR, unknown
+    KVM_END_NONE = 0,        /* still running / not started */
+    KVM_END_HLT,             /* "hlt" (HLT exit, no in-kernel irqchip) */
+    KVM_END_SHUTDOWN,        /* "shutdown (triple fault)" */
+    KVM_END_SYSTEM_RESET,    /* "system event reset" */
+    KVM_END_SYSTEM_SHUTDOWN, /* "system event shutdown" */
+    KVM_END_REQUESTED,       /* "requested" (kvm_vm_request_end, with a code) */
+    KVM_END_ERROR,           /* "error" (FAIL_ENTRY, INTERNAL_ERROR, unknown
                                  * exit, failed ioctl; text says which) */
 } KvmEndReason;
 
 typedef struct KvmVmEnd {
     KvmEndReason reason;
-    int vcpu;                   /* vCPU that ended it, -1 if none */
-    int code;                   /* kvm_vm_request_end's code; else 0 */
-    char text[256];             /* e.g. "hlt", "internal error: suberror 1 ..." */
+    int vcpu;       /* vCPU that ended it, -1 if none */
+    int code;       /* kvm_vm_request_end's code; else 0 */
+    char text[256]; /* e.g. "hlt", "internal error: suberror 1 ..." */
 } KvmVmEnd;
 
 /* The fixed text of a reason: "hlt", "shutdown (triple fault)", ... */

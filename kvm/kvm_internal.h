@@ -13,8 +13,8 @@ typedef struct KvmSlot {
     bool used;
     uint64_t gpa, size, hva;
     uint32_t flags;
-    MemoryRegion *mr;               /* terminal region the slot shows */
-    uint64_t offset_in_region;      /* of gpa */
+    MemoryRegion *mr;          /* terminal region the slot shows */
+    uint64_t offset_in_region; /* of gpa */
     char name[KVM_SLOT_NAME];
 } KvmSlot;
 
@@ -24,7 +24,7 @@ typedef enum { PEND_DEL, PEND_LOG, PEND_ADD } KvmPendKind;
 typedef struct KvmPending {
     KvmPendKind kind;
     MemoryRegionSection s;
-    int new_mask;                   /* PEND_LOG: new dirty mask */
+    int new_mask; /* PEND_LOG: new dirty mask */
 } KvmPending;
 
 typedef struct KvmZone {
@@ -42,11 +42,11 @@ typedef struct KvmIoeventfd {
 } KvmIoeventfd;
 
 typedef struct KvmListener {
-    MemoryListener ml;              /* first: callbacks get &ml */
+    MemoryListener ml; /* first: callbacks get &ml */
     KvmVm *vm;
-    bool is_io;                     /* the I/O address space */
+    bool is_io; /* the I/O address space */
     bool registered;
-    bool in_txn;                    /* between begin and commit */
+    bool in_txn; /* between begin and commit */
     KvmPending *pend;
     size_t npend, pend_cap;
     KvmZone *zones;
@@ -59,16 +59,16 @@ typedef struct KvmListener {
 typedef struct KvmIrqLineCtx {
     KvmVm *vm;
     unsigned gsi;
-    int eventfd;                    /* lazily created irqfd, -1 = none */
-    int level_fd;                   /* lazily created resampling irqfd, -1 = none */
-    int resample_fd;                /* its resample eventfd, -1 = none */
+    int eventfd;     /* lazily created irqfd, -1 = none */
+    int level_fd;    /* lazily created resampling irqfd, -1 = none */
+    int resample_fd; /* its resample eventfd, -1 = none */
     struct KvmIrqLineCtx *next;
 } KvmIrqLineCtx;
 
 typedef enum {
-    VCPU_IDLE = 0,                  /* not in the run loop */
-    VCPU_RUNNING,                   /* in (or about to enter) KVM_RUN, or handling an exit */
-    VCPU_PARKED,                    /* waiting for resume */
+    VCPU_IDLE = 0, /* not in the run loop */
+    VCPU_RUNNING,  /* in (or about to enter) KVM_RUN, or handling an exit */
+    VCPU_PARKED,   /* waiting for resume */
 } KvmVcpuRunState;
 
 struct KvmVcpu {
@@ -77,11 +77,11 @@ struct KvmVcpu {
     int fd;
     struct kvm_run *run;
     size_t mmap_size;
-    pthread_t thread;               /* valid while state != IDLE or threaded */
-    int tid;                        /* kernel thread id of its thread (atomic), 0 before */
-    bool threaded;                  /* has a thread from kvm_vm_start */
+    pthread_t thread; /* valid while state != IDLE or threaded */
+    int tid;          /* kernel thread id of its thread (atomic), 0 before */
+    bool threaded;    /* has a thread from kvm_vm_start */
     bool joined;
-    KvmVcpuRunState state;             /* under vm->lock */
+    KvmVcpuRunState state; /* under vm->lock */
 };
 
 struct KvmVm {
@@ -90,8 +90,8 @@ struct KvmVm {
     size_t vcpu_mmap_size;
     unsigned max_slots;
     unsigned max_vcpus;
-    bool manual_dirty;              /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
-    bool coalesced_pio;             /* KVM_CAP_COALESCED_PIO */
+    bool manual_dirty;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+    bool coalesced_pio; /* KVM_CAP_COALESCED_PIO */
     bool any_length_ioeventfd;
     bool irqchip, pit;
     bool destroying;
@@ -100,17 +100,17 @@ struct KvmVm {
     AddressSpace *memory_as, *io_as;
     KvmListener mem_listener, io_listener;
 
-    KvmSlot *slots;                 /* max_slots entries, index = slot id */
+    KvmSlot *slots; /* max_slots entries, index = slot id */
     unsigned slots_used;
     bool warned_unaligned;
 
     /* coalesced ring (shared with the kernel), mapped via the first vCPU */
     struct kvm_coalesced_mmio_ring *ring;
     unsigned ring_max;
-    pthread_mutex_t ring_lock;      /* recursive */
+    pthread_mutex_t ring_lock; /* recursive */
     bool ring_warned;
 
-    KvmThreadHook thread_hook;      /* run first on each vCPU thread */
+    KvmThreadHook thread_hook; /* run first on each vCPU thread */
     void *thread_hook_opaque;
 
     /* interrupt lines and their irqfds */
@@ -130,11 +130,13 @@ struct KvmVm {
     /* errors and statistics */
     pthread_mutex_t err_lock;
     char last_error[256];
-    KvmVmStats stats;               /* updated with __atomic builtins */
+    KvmVmStats stats; /* updated with __atomic builtins */
 };
 
-#define STAT_ADD(vm, field, n) __atomic_fetch_add(&(vm)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
-#define STAT_SUB(vm, field, n) __atomic_fetch_sub(&(vm)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define STAT_ADD(vm, field, n) \
+    __atomic_fetch_add(&(vm)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define STAT_SUB(vm, field, n) \
+    __atomic_fetch_sub(&(vm)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 
 /* Prints "msg" to stderr, stores it as the VM's last error, counts it. */
 void kvm_vm_error(KvmVm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -15,7 +15,7 @@
 
 static KvmListener *to_kl(MemoryListener *ml)
 {
-    return (KvmListener *)ml;   /* ml is the first member */
+    return (KvmListener *)ml; /* ml is the first member */
 }
 
 /* Section size as 64 bits; 0 if it does not fit (2^64: never a slot). */
@@ -119,9 +119,9 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
 {
     MemoryRegion *mr = s->mr;
     if (!mr || !memory_region_is_ram(mr))
-        return;                         /* I/O: exits to userspace */
+        return; /* I/O: exits to userspace */
     if (memory_region_is_rom_device(mr) && !s->romd_mode)
-        return;                         /* reads must trap to ops->read */
+        return; /* reads must trap to ops->read */
     uint64_t size = sec_size(s);
     uint8_t *ptr = memory_region_get_ram_ptr(mr);
     if (!size || !ptr)
@@ -133,8 +133,9 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
         STAT_ADD(vm, unaligned_sections, 1);
         if (!vm->warned_unaligned) {
             vm->warned_unaligned = true;
-            fprintf(stderr, "kvm: RAM section '%s' at 0x%llx size 0x%llx is not page aligned: "
-                            "left unmapped, its accesses trap to userspace (logged once)\n",
+            fprintf(stderr,
+                    "kvm: RAM section '%s' at 0x%llx size 0x%llx is not page aligned: "
+                    "left unmapped, its accesses trap to userspace (logged once)\n",
                     name ? name : "?", (unsigned long long)gpa, (unsigned long long)size);
         }
         return;
@@ -150,8 +151,9 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
         if (!vm->slots[id].used)
             break;
     if (id == vm->max_slots) {
-        kvm_vm_error(vm, "KVM memory slots: all %u in use; '%s' at 0x%llx size 0x%llx left "
-                         "unmapped (its accesses trap to userspace)",
+        kvm_vm_error(vm,
+                     "KVM memory slots: all %u in use; '%s' at 0x%llx size 0x%llx left "
+                     "unmapped (its accesses trap to userspace)",
                      vm->max_slots, name ? name : "?", (unsigned long long)gpa,
                      (unsigned long long)size);
         return;
@@ -182,7 +184,7 @@ static void apply_del(KvmVm *vm, const MemoryRegionSection *s)
     KvmSlot *sl = slot_find(vm, s->offset_within_address_space, sec_size(s), &id);
     if (!sl)
         return;
-    slot_sync_dirty(vm, id);    /* keep pages dirtied before the slot goes */
+    slot_sync_dirty(vm, id); /* keep pages dirtied before the slot goes */
     int r = slot_ioctl(vm, id, sl->gpa, 0, sl->hva, 0);
     if (r < 0)
         kvm_vm_error(vm, "KVM_SET_USER_MEMORY_REGION: deleting slot %u '%s' at 0x%llx: %s", id,
@@ -252,7 +254,7 @@ static void queue(KvmListener *l, KvmPendKind kind, const MemoryRegionSection *s
 {
     KvmVm *vm = l->vm;
     if (vm->destroying || l->is_io)
-        return;     /* the I/O AS has no slots */
+        return; /* the I/O AS has no slots */
     KvmPending *np = grow(l->pend, &l->pend_cap, l->npend + 1, sizeof(*l->pend));
     if (!np) {
         kvm_vm_error(vm, "kvm memory listener: out of memory queueing a change");
@@ -263,7 +265,7 @@ static void queue(KvmListener *l, KvmPendKind kind, const MemoryRegionSection *s
     p->kind = kind;
     p->s = *s;
     p->new_mask = new_mask;
-    if (!l->in_txn)     /* outside begin/commit (e.g. a replay): apply now */
+    if (!l->in_txn) /* outside begin/commit (e.g. a replay): apply now */
         apply_pending(l);
 }
 
@@ -341,7 +343,7 @@ static void kl_coalesced_add(MemoryListener *ml, MemoryRegionSection *s, uint64_
     if (vm->destroying || !len)
         return;
     if (l->is_io && !vm->coalesced_pio)
-        return;     /* KVM_CAP_COALESCED_PIO missing: writes simply exit */
+        return; /* KVM_CAP_COALESCED_PIO missing: writes simply exit */
     KvmZone *nz = grow(l->zones, &l->zones_cap, l->nzones + 1, sizeof(*l->zones));
     if (!nz) {
         kvm_vm_error(vm, "KVM_REGISTER_COALESCED_MMIO: out of memory");
@@ -358,8 +360,8 @@ static void kl_coalesced_add(MemoryListener *ml, MemoryRegionSection *s, uint64_
     int r = kvm_ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z);
     if (r < 0) {
         kvm_vm_error(vm, "KVM_REGISTER_COALESCED_MMIO %s 0x%llx size 0x%llx: %s",
-                     l->is_io ? "pio" : "mmio", (unsigned long long)addr,
-                     (unsigned long long)len, strerror(-r));
+                     l->is_io ? "pio" : "mmio", (unsigned long long)addr, (unsigned long long)len,
+                     strerror(-r));
         return;
     }
     l->zones[l->nzones++] = (KvmZone){ .addr = addr, .size = len, .pio = l->is_io };
@@ -374,7 +376,7 @@ static void kl_coalesced_del(MemoryListener *ml, MemoryRegionSection *s, uint64_
     (void)s;
     if (vm->destroying)
         return;
-    kvm_drain_coalesced(vm);     /* writes queued for the zone go first */
+    kvm_drain_coalesced(vm); /* writes queued for the zone go first */
     uint64_t end = addr + len;
     for (size_t i = 0; i < l->nzones;) {
         KvmZone *z = &l->zones[i];
@@ -404,8 +406,7 @@ static int ioeventfd_ioctl(KvmListener *l, const KvmIoeventfd *e, bool assign)
         .len = e->len,
         .fd = e->fd,
         .flags = (e->match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
-                 (e->pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
-                 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+                 (e->pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
     };
     return kvm_ioctl(l->vm->vm_fd, KVM_IOEVENTFD, &io);
 }
@@ -418,13 +419,20 @@ static void kl_eventfd_add(MemoryListener *ml, MemoryRegionSection *s, bool matc
     if (vm->destroying)
         return;
     uint64_t len = (uint64_t)s->size;
-    KvmIoeventfd e = { .addr = s->offset_within_address_space, .len = (uint32_t)len,
-                       .pio = l->is_io, .match = match_data, .data = data, .fd = fd };
+    KvmIoeventfd e = { .addr = s->offset_within_address_space,
+                       .len = (uint32_t)len,
+                       .pio = l->is_io,
+                       .match = match_data,
+                       .data = data,
+                       .fd = fd };
     const char *kind = l->is_io ? "pio" : "mmio";
-    if (s->size > 8 || (len & (len - 1)) || (len == 0 && (match_data || !vm->any_length_ioeventfd))) {
-        kvm_vm_error(vm, "KVM_IOEVENTFD %s 0x%llx len %llu%s: unsupported length; the device "
-                         "callback handles these writes", kind, (unsigned long long)e.addr,
-                     (unsigned long long)len, match_data ? " datamatch" : "");
+    if (s->size > 8 || (len & (len - 1)) ||
+        (len == 0 && (match_data || !vm->any_length_ioeventfd))) {
+        kvm_vm_error(vm,
+                     "KVM_IOEVENTFD %s 0x%llx len %llu%s: unsupported length; the device "
+                     "callback handles these writes",
+                     kind, (unsigned long long)e.addr, (unsigned long long)len,
+                     match_data ? " datamatch" : "");
         return;
     }
     KvmIoeventfd *n = grow(l->iofds, &l->iofds_cap, l->niofds + 1, sizeof(*l->iofds));

@@ -22,7 +22,7 @@
 
 #include "kvm/kvm_internal.h"
 
-static __thread KvmVcpu *tls_vcpu;     /* the vCPU this thread runs, if any */
+static __thread KvmVcpu *tls_vcpu; /* the vCPU this thread runs, if any */
 
 /* ---- coalesced ring ---------------------------------------------------- */
 
@@ -46,8 +46,10 @@ void kvm_drain_coalesced(KvmVm *vm)
             /* The page is shared with the kernel; never index with garbage. */
             if (!vm->ring_warned) {
                 vm->ring_warned = true;
-                kvm_vm_error(vm, "coalesced MMIO ring: bad indices first=%u last=%u (max %u); "
-                                 "entries dropped", first, last, vm->ring_max);
+                kvm_vm_error(vm,
+                             "coalesced MMIO ring: bad indices first=%u last=%u (max %u); "
+                             "entries dropped",
+                             first, last, vm->ring_max);
             }
             if (last < vm->ring_max)
                 __atomic_store_n(&ring->first, last, __ATOMIC_RELEASE);
@@ -128,7 +130,7 @@ static void set_state(KvmVcpu *v, KvmVcpuRunState s)
     KvmVm *vm = v->vm;
     pthread_mutex_lock(&vm->lock);
     v->state = s;
-    if (vm->pause_count || vm->ended)     /* only pausers wait for states */
+    if (vm->pause_count || vm->ended) /* only pausers wait for states */
         pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -140,9 +142,15 @@ static int handle_exit(KvmVcpu *v, int exit_reason, ExitErr *err)
     kvm_drain_coalesced(vm);
     int r = 0;
     switch (exit_reason) {
-    case KVM_EXIT_IO: r = handle_io(v, err); break;
-    case KVM_EXIT_MMIO: r = handle_mmio(v, err); break;
-    default: STAT_ADD(vm, exits_other, 1); break;
+    case KVM_EXIT_IO:
+        r = handle_io(v, err);
+        break;
+    case KVM_EXIT_MMIO:
+        r = handle_mmio(v, err);
+        break;
+    default:
+        STAT_ADD(vm, exits_other, 1);
+        break;
     }
     return r;
 }
@@ -250,8 +258,7 @@ static KvmEndReason classify(KvmVcpu *v, int r, const ExitErr *err, KvmVmEnd *en
             end_fill(end, KVM_END_SYSTEM_RESET, idx, 0, NULL);
             return KVM_END_SYSTEM_RESET;
         default:
-            snprintf(text, sizeof(text), "vCPU %d: system event %u%s", idx,
-                     run->system_event.type,
+            snprintf(text, sizeof(text), "vCPU %d: system event %u%s", idx, run->system_event.type,
                      run->system_event.type == KVM_SYSTEM_EVENT_CRASH ? " (crash)" : "");
             end_fill(end, KVM_END_ERROR, idx, 0, text);
             fprintf(stderr, "%s\n", text);
@@ -269,8 +276,10 @@ static KvmEndReason classify(KvmVcpu *v, int r, const ExitErr *err, KvmVmEnd *en
     case KVM_EXIT_INTERNAL_ERROR: {
         unsigned sub = run->internal.suberror;
         const char *what = sub == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)"
-                         : sub == KVM_INTERNAL_ERROR_SIMUL_EX ? " (exception while delivering one)"
-                         : sub == KVM_INTERNAL_ERROR_DELIVERY_EV ? " (event delivery)" : "";
+                           : sub == KVM_INTERNAL_ERROR_SIMUL_EX
+                               ? " (exception while delivering one)"
+                           : sub == KVM_INTERNAL_ERROR_DELIVERY_EV ? " (event delivery)"
+                                                                   : "";
         int n = snprintf(text, sizeof(text), "vCPU %d: internal error: suberror %u%s", idx, sub,
                          what);
         uint32_t nd = run->internal.ndata;
@@ -454,7 +463,7 @@ KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out)
 {
     pthread_mutex_lock(&vm->lock);
     while (!vm->ended) {
-        if (!vm->started) {     /* nothing could ever end it */
+        if (!vm->started) { /* nothing could ever end it */
             pthread_mutex_unlock(&vm->lock);
             if (out)
                 end_fill(out, KVM_END_NONE, -1, 0, NULL);
@@ -484,7 +493,7 @@ int kvm_vm_pause(KvmVm *vm)
     while (kick_running(vm)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 20 * 1000000L;    /* re-kick now and then, to be safe */
+        ts.tv_nsec += 20 * 1000000L; /* re-kick now and then, to be safe */
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;

@@ -94,38 +94,38 @@ uint32_t kvm_vm_xsave_size(const KvmVm *vm)
 
 /* ---- MSRs ---------------------------------------------------------------- */
 
-#define MSR_IA32_TSC            0x00000010u
-#define MSR_KVM_WALL_CLOCK      0x00000011u
-#define MSR_KVM_SYSTEM_TIME     0x00000012u
-#define MSR_IA32_APIC_BASE      0x0000001bu
-#define MSR_IA32_TSC_ADJUST     0x0000003bu
-#define MSR_IA32_SPEC_CTRL      0x00000048u
-#define MSR_IA32_SYSENTER_CS    0x00000174u
-#define MSR_IA32_SYSENTER_ESP   0x00000175u
-#define MSR_IA32_SYSENTER_EIP   0x00000176u
-#define MSR_IA32_MISC_ENABLE    0x000001a0u
-#define MSR_MTRR_PHYS_BASE0     0x00000200u
-#define MSR_MTRR_FIX64K         0x00000250u
-#define MSR_MTRR_FIX16K_80000   0x00000258u
-#define MSR_MTRR_FIX16K_A0000   0x00000259u
-#define MSR_MTRR_FIX4K_C0000    0x00000268u
-#define MSR_IA32_PAT            0x00000277u
-#define MSR_MTRR_DEF_TYPE       0x000002ffu
-#define MSR_IA32_TSC_DEADLINE   0x000006e0u
-#define MSR_IA32_XSS            0x00000da0u
-#define MSR_STAR                0xc0000081u
-#define MSR_LSTAR               0xc0000082u
-#define MSR_CSTAR               0xc0000083u
-#define MSR_SFMASK              0xc0000084u
-#define MSR_KERNEL_GS_BASE      0xc0000102u
-#define MSR_TSC_AUX             0xc0000103u
-#define MSR_KVM_WALL_CLOCK_NEW  0x4b564d00u
+#define MSR_IA32_TSC 0x00000010u
+#define MSR_KVM_WALL_CLOCK 0x00000011u
+#define MSR_KVM_SYSTEM_TIME 0x00000012u
+#define MSR_IA32_APIC_BASE 0x0000001bu
+#define MSR_IA32_TSC_ADJUST 0x0000003bu
+#define MSR_IA32_SPEC_CTRL 0x00000048u
+#define MSR_IA32_SYSENTER_CS 0x00000174u
+#define MSR_IA32_SYSENTER_ESP 0x00000175u
+#define MSR_IA32_SYSENTER_EIP 0x00000176u
+#define MSR_IA32_MISC_ENABLE 0x000001a0u
+#define MSR_MTRR_PHYS_BASE0 0x00000200u
+#define MSR_MTRR_FIX64K 0x00000250u
+#define MSR_MTRR_FIX16K_80000 0x00000258u
+#define MSR_MTRR_FIX16K_A0000 0x00000259u
+#define MSR_MTRR_FIX4K_C0000 0x00000268u
+#define MSR_IA32_PAT 0x00000277u
+#define MSR_MTRR_DEF_TYPE 0x000002ffu
+#define MSR_IA32_TSC_DEADLINE 0x000006e0u
+#define MSR_IA32_XSS 0x00000da0u
+#define MSR_STAR 0xc0000081u
+#define MSR_LSTAR 0xc0000082u
+#define MSR_CSTAR 0xc0000083u
+#define MSR_SFMASK 0xc0000084u
+#define MSR_KERNEL_GS_BASE 0xc0000102u
+#define MSR_TSC_AUX 0xc0000103u
+#define MSR_KVM_WALL_CLOCK_NEW 0x4b564d00u
 #define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
-#define MSR_KVM_ASYNC_PF_EN     0x4b564d02u
-#define MSR_KVM_STEAL_TIME      0x4b564d03u
-#define MSR_KVM_PV_EOI_EN       0x4b564d04u
-#define MSR_KVM_POLL_CONTROL    0x4b564d05u
-#define MSR_KVM_ASYNC_PF_INT    0x4b564d06u
+#define MSR_KVM_ASYNC_PF_EN 0x4b564d02u
+#define MSR_KVM_STEAL_TIME 0x4b564d03u
+#define MSR_KVM_PV_EOI_EN 0x4b564d04u
+#define MSR_KVM_POLL_CONTROL 0x4b564d05u
+#define MSR_KVM_ASYNC_PF_INT 0x4b564d06u
 
 /* The MSRs worth saving.  `always`: KVM emulates it for every x86 vCPU
  * even though KVM_GET_MSR_INDEX_LIST does not name it (APIC_BASE, PAT,
@@ -166,14 +166,22 @@ static const MsrWanted msrs_wanted[] = {
     { MSR_MTRR_FIX4K_C0000 + 5, true },
     { MSR_MTRR_FIX4K_C0000 + 6, true },
     { MSR_MTRR_FIX4K_C0000 + 7, true },
-    { MSR_MTRR_PHYS_BASE0 + 0, true },  { MSR_MTRR_PHYS_BASE0 + 1, true },
-    { MSR_MTRR_PHYS_BASE0 + 2, true },  { MSR_MTRR_PHYS_BASE0 + 3, true },
-    { MSR_MTRR_PHYS_BASE0 + 4, true },  { MSR_MTRR_PHYS_BASE0 + 5, true },
-    { MSR_MTRR_PHYS_BASE0 + 6, true },  { MSR_MTRR_PHYS_BASE0 + 7, true },
-    { MSR_MTRR_PHYS_BASE0 + 8, true },  { MSR_MTRR_PHYS_BASE0 + 9, true },
-    { MSR_MTRR_PHYS_BASE0 + 10, true }, { MSR_MTRR_PHYS_BASE0 + 11, true },
-    { MSR_MTRR_PHYS_BASE0 + 12, true }, { MSR_MTRR_PHYS_BASE0 + 13, true },
-    { MSR_MTRR_PHYS_BASE0 + 14, true }, { MSR_MTRR_PHYS_BASE0 + 15, true },
+    { MSR_MTRR_PHYS_BASE0 + 0, true },
+    { MSR_MTRR_PHYS_BASE0 + 1, true },
+    { MSR_MTRR_PHYS_BASE0 + 2, true },
+    { MSR_MTRR_PHYS_BASE0 + 3, true },
+    { MSR_MTRR_PHYS_BASE0 + 4, true },
+    { MSR_MTRR_PHYS_BASE0 + 5, true },
+    { MSR_MTRR_PHYS_BASE0 + 6, true },
+    { MSR_MTRR_PHYS_BASE0 + 7, true },
+    { MSR_MTRR_PHYS_BASE0 + 8, true },
+    { MSR_MTRR_PHYS_BASE0 + 9, true },
+    { MSR_MTRR_PHYS_BASE0 + 10, true },
+    { MSR_MTRR_PHYS_BASE0 + 11, true },
+    { MSR_MTRR_PHYS_BASE0 + 12, true },
+    { MSR_MTRR_PHYS_BASE0 + 13, true },
+    { MSR_MTRR_PHYS_BASE0 + 14, true },
+    { MSR_MTRR_PHYS_BASE0 + 15, true },
     { MSR_KVM_SYSTEM_TIME, false },
     { MSR_KVM_WALL_CLOCK, false },
     { MSR_KVM_SYSTEM_TIME_NEW, false },
@@ -193,8 +201,7 @@ _Static_assert(NR_WANTED <= KVM_STATE_MAX_MSRS, "KVM_STATE_MAX_MSRS too small");
 /* A zeroed struct kvm_msrs with room for KVM_STATE_MAX_MSRS entries. */
 static struct kvm_msrs *msrs_alloc(void)
 {
-    return calloc(1, sizeof(struct kvm_msrs) +
-                         KVM_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry));
+    return calloc(1, sizeof(struct kvm_msrs) + KVM_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry));
 }
 
 /* KVM_GET_MSR_INDEX_LIST (system ioctl) as a malloc()ed list, or NULL
@@ -319,7 +326,8 @@ static int set_msrs(KvmVcpu *v, const KvmVcpuState *st, bool deadline_only)
             break;
         if (b->entries[ok].data != 0) {
             fprintf(stderr, "vCPU %u: KVM_SET_MSRS: MSR 0x%x = 0x%llx refused by this KVM\n",
-                    kvm_vcpu_index(v), b->entries[ok].index, (unsigned long long)b->entries[ok].data);
+                    kvm_vcpu_index(v), b->entries[ok].index,
+                    (unsigned long long)b->entries[ok].data);
             r = -EINVAL;
             break;
         }
@@ -349,8 +357,8 @@ static int complete_pending_io(KvmVcpu *v)
     run->immediate_exit = 0;
     if (r == -EINTR || r == -EAGAIN || r == 0)
         return 0;
-    fprintf(stderr, "vCPU %u: KVM_RUN (immediate_exit, to complete I/O): %s\n",
-            kvm_vcpu_index(v), strerror(-r));
+    fprintf(stderr, "vCPU %u: KVM_RUN (immediate_exit, to complete I/O): %s\n", kvm_vcpu_index(v),
+            strerror(-r));
     return r;
 }
 
@@ -376,10 +384,9 @@ int kvm_vcpu_get_state(KvmVcpu *vcpu, KvmVcpuState *out)
         bool v2 = xsize > KVM_STATE_XSAVE_LEGACY;
 
         r = xioctl(kvm_vcpu_fd(vcpu), v2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, out->xsave);
-        if (r < 0)   /* offered but refused: the FPU/SSE part is still there */
+        if (r < 0) /* offered but refused: the FPU/SSE part is still there */
             fprintf(stderr, "vCPU %u: note: %s: %s; saving KVM_GET_FPU instead\n",
-                    kvm_vcpu_index(vcpu), v2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE",
-                    strerror(-r));
+                    kvm_vcpu_index(vcpu), v2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE", strerror(-r));
     }
     if (xsize && r >= 0) {
         out->xsave_len = xsize;
@@ -396,8 +403,8 @@ int kvm_vcpu_get_state(KvmVcpu *vcpu, KvmVcpuState *out)
         if ((r = vcpu_op(vcpu, KVM_GET_XCRS, &out->xcrs, "KVM_GET_XCRS")) < 0)
             return r;
         if (out->xcrs.nr_xcrs > KVM_MAX_XCRS) {
-            fprintf(stderr, "vCPU %u: KVM_GET_XCRS: %u XCRs (at most %u)\n",
-                    kvm_vcpu_index(vcpu), out->xcrs.nr_xcrs, KVM_MAX_XCRS);
+            fprintf(stderr, "vCPU %u: KVM_GET_XCRS: %u XCRs (at most %u)\n", kvm_vcpu_index(vcpu),
+                    out->xcrs.nr_xcrs, KVM_MAX_XCRS);
             return -EIO;
         }
         out->flags |= KVM_VCPU_STATE_XCRS;
@@ -480,9 +487,10 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
         return mismatch(vcpu, "the state has an XSAVE area, this KVM has no KVM_CAP_XSAVE");
     if ((st->flags & KVM_VCPU_STATE_XSAVE) &&
         (st->xsave_len < KVM_STATE_XSAVE_LEGACY || st->xsave_len > xsize)) {
-        fprintf(stderr, "vCPU %u: KVM_SET_XSAVE: the state's XSAVE area has %u bytes, "
-                        "this KVM takes %u..%u\n", kvm_vcpu_index(vcpu), st->xsave_len,
-                KVM_STATE_XSAVE_LEGACY, xsize);
+        fprintf(stderr,
+                "vCPU %u: KVM_SET_XSAVE: the state's XSAVE area has %u bytes, "
+                "this KVM takes %u..%u\n",
+                kvm_vcpu_index(vcpu), st->xsave_len, KVM_STATE_XSAVE_LEGACY, xsize);
         return -EINVAL;
     }
     if (!(st->flags & (KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_FPU)))
@@ -667,8 +675,7 @@ static const char *flags_str(uint32_t flags, const char *const *names, unsigned 
     for (unsigned i = 0; i < 32; i++) {
         if (!(flags & (1u << i)))
             continue;
-        int w = snprintf(buf + used, len - used, "%s%s", used ? " " : "",
-                         i < n ? names[i] : "?");
+        int w = snprintf(buf + used, len - used, "%s%s", used ? " " : "", i < n ? names[i] : "?");
         if (w < 0 || (size_t)w >= len - used)
             break;
         used += (size_t)w;
@@ -680,8 +687,8 @@ static const char *flags_str(uint32_t flags, const char *const *names, unsigned 
 
 const char *kvm_vcpu_state_flags_str(uint32_t flags, char *buf, size_t len)
 {
-    static const char *const names[] = { "xsave", "fpu", "xcrs", "lapic", "events",
-                                         "mp_state", "debugregs" };
+    static const char *const names[] = { "xsave",  "fpu",      "xcrs",     "lapic",
+                                         "events", "mp_state", "debugregs" };
 
     return flags_str(flags, names, 7, buf, len);
 }

@@ -58,13 +58,13 @@ extern "C" {
 #define KVM_STATE_MAX_MSRS 128u
 
 /* KvmVcpuState.flags: which optional pieces the struct holds. */
-#define KVM_VCPU_STATE_XSAVE     (1u << 0)  /* xsave[0..xsave_len) (KVM_GET_XSAVE2/XSAVE) */
-#define KVM_VCPU_STATE_FPU       (1u << 1)  /* fpu (KVM_GET_FPU; only without XSAVE) */
-#define KVM_VCPU_STATE_XCRS      (1u << 2)  /* xcrs (KVM_GET_XCRS) */
-#define KVM_VCPU_STATE_LAPIC     (1u << 3)  /* lapic (KVM_GET_LAPIC; in-kernel irqchip) */
-#define KVM_VCPU_STATE_EVENTS    (1u << 4)  /* events (KVM_GET_VCPU_EVENTS) */
-#define KVM_VCPU_STATE_MP_STATE  (1u << 5)  /* mp_state (KVM_GET_MP_STATE) */
-#define KVM_VCPU_STATE_DEBUGREGS (1u << 6)  /* debugregs (KVM_GET_DEBUGREGS) */
+#define KVM_VCPU_STATE_XSAVE (1u << 0)     /* xsave[0..xsave_len) (KVM_GET_XSAVE2/XSAVE) */
+#define KVM_VCPU_STATE_FPU (1u << 1)       /* fpu (KVM_GET_FPU; only without XSAVE) */
+#define KVM_VCPU_STATE_XCRS (1u << 2)      /* xcrs (KVM_GET_XCRS) */
+#define KVM_VCPU_STATE_LAPIC (1u << 3)     /* lapic (KVM_GET_LAPIC; in-kernel irqchip) */
+#define KVM_VCPU_STATE_EVENTS (1u << 4)    /* events (KVM_GET_VCPU_EVENTS) */
+#define KVM_VCPU_STATE_MP_STATE (1u << 5)  /* mp_state (KVM_GET_MP_STATE) */
+#define KVM_VCPU_STATE_DEBUGREGS (1u << 6) /* debugregs (KVM_GET_DEBUGREGS) */
 #define KVM_VCPU_STATE_ALL_FLAGS 0x7fu
 
 /*
@@ -78,25 +78,25 @@ extern "C" {
  * the MP state and the debug registers.
  */
 typedef struct KvmVcpuState {
-    uint32_t flags;                         /* KVM_VCPU_STATE_* */
-    struct kvm_regs regs;                   /* always */
-    struct kvm_sregs sregs;                 /* always */
-    struct kvm_fpu fpu;                     /* KVM_VCPU_STATE_FPU */
-    struct kvm_xcrs xcrs;                   /* KVM_VCPU_STATE_XCRS */
-    struct kvm_lapic_state lapic;           /* KVM_VCPU_STATE_LAPIC */
-    struct kvm_vcpu_events events;          /* KVM_VCPU_STATE_EVENTS */
-    struct kvm_mp_state mp_state;           /* KVM_VCPU_STATE_MP_STATE */
-    struct kvm_debugregs debugregs;         /* KVM_VCPU_STATE_DEBUGREGS */
-    uint32_t nmsrs;                         /* <= KVM_STATE_MAX_MSRS; always */
+    uint32_t flags;                 /* KVM_VCPU_STATE_* */
+    struct kvm_regs regs;           /* always */
+    struct kvm_sregs sregs;         /* always */
+    struct kvm_fpu fpu;             /* KVM_VCPU_STATE_FPU */
+    struct kvm_xcrs xcrs;           /* KVM_VCPU_STATE_XCRS */
+    struct kvm_lapic_state lapic;   /* KVM_VCPU_STATE_LAPIC */
+    struct kvm_vcpu_events events;  /* KVM_VCPU_STATE_EVENTS */
+    struct kvm_mp_state mp_state;   /* KVM_VCPU_STATE_MP_STATE */
+    struct kvm_debugregs debugregs; /* KVM_VCPU_STATE_DEBUGREGS */
+    uint32_t nmsrs;                 /* <= KVM_STATE_MAX_MSRS; always */
     struct kvm_msr_entry msrs[KVM_STATE_MAX_MSRS];
-    uint32_t xsave_len;                     /* bytes used in xsave[] (KVM_VCPU_STATE_XSAVE) */
-    uint8_t xsave[KVM_STATE_XSAVE_MAX];     /* struct kvm_xsave's bytes (XSAVE layout) */
+    uint32_t xsave_len;                 /* bytes used in xsave[] (KVM_VCPU_STATE_XSAVE) */
+    uint8_t xsave[KVM_STATE_XSAVE_MAX]; /* struct kvm_xsave's bytes (XSAVE layout) */
 } KvmVcpuState;
 
 /* KvmVmState.flags: which optional pieces the struct holds. */
-#define KVM_VM_STATE_IRQCHIP (1u << 0)      /* pic[], ioapic (KVM_GET_IRQCHIP) */
-#define KVM_VM_STATE_PIT     (1u << 1)      /* pit (KVM_GET_PIT2) */
-#define KVM_VM_STATE_CLOCK   (1u << 2)      /* clock, clock_flags (KVM_GET_CLOCK) */
+#define KVM_VM_STATE_IRQCHIP (1u << 0) /* pic[], ioapic (KVM_GET_IRQCHIP) */
+#define KVM_VM_STATE_PIT (1u << 1)     /* pit (KVM_GET_PIT2) */
+#define KVM_VM_STATE_CLOCK (1u << 2)   /* clock, clock_flags (KVM_GET_CLOCK) */
 #define KVM_VM_STATE_ALL_FLAGS 0x7u
 
 /*
@@ -107,12 +107,12 @@ typedef struct KvmVcpuState {
  * but not meaningful on the destination.
  */
 typedef struct KvmVmState {
-    uint32_t flags;                         /* KVM_VM_STATE_* */
-    struct kvm_pic_state pic[2];            /* master, slave */
+    uint32_t flags;              /* KVM_VM_STATE_* */
+    struct kvm_pic_state pic[2]; /* master, slave */
     struct kvm_ioapic_state ioapic;
     struct kvm_pit_state2 pit;
-    uint64_t clock;                         /* kvmclock ns (KVM_GET_CLOCK) */
-    uint32_t clock_flags;                   /* what KVM_GET_CLOCK said (KVM_CLOCK_*) */
+    uint64_t clock;       /* kvmclock ns (KVM_GET_CLOCK) */
+    uint32_t clock_flags; /* what KVM_GET_CLOCK said (KVM_CLOCK_*) */
 } KvmVmState;
 
 /* Reads vCPU `vcpu`'s whole state into *out (every byte of *out is

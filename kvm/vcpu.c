@@ -22,7 +22,7 @@ int kvm_kick_signal(void)
 
 static void kick_handler(int sig)
 {
-    (void)sig;  /* only there to make KVM_RUN return -EINTR */
+    (void)sig; /* only there to make KVM_RUN return -EINTR */
 }
 
 static void kick_install(void)
@@ -244,8 +244,7 @@ int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value)
 int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out)
 {
     for (unsigned nent = 64; nent <= 4096; nent *= 2) {
-        struct kvm_cpuid2 *c =
-            calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
+        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
         if (!c) {
             kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: out of memory");
             return -ENOMEM;
@@ -281,9 +280,9 @@ int kvm_vcpu_init_cpuid(KvmVcpu *vcpu)
         struct kvm_cpuid_entry2 *e = &c->entries[i];
         if (e->function == 1) {
             e->ebx = (e->ebx & 0x00ffffffu) | ((vcpu->index & 0xffu) << 24);
-            e->ecx |= 1u << 31;     /* running under a hypervisor */
+            e->ecx |= 1u << 31; /* running under a hypervisor */
         } else if (e->function == 0xb || e->function == 0x1f) {
-            e->edx = vcpu->index;   /* x2APIC id */
+            e->edx = vcpu->index; /* x2APIC id */
         }
     }
     r = kvm_vcpu_set_cpuid(vcpu, c);
@@ -315,19 +314,19 @@ int kvm_vcpu_setup_pvh(KvmVcpu *vcpu, uint64_t entry, uint64_t start_info)
     int r = kvm_vcpu_get_sregs(vcpu, &sr);
     if (r < 0)
         return r;
-    seg_flat(&sr.cs, 0x10, 0xb, true);         /* execute/read, accessed */
-    seg_flat(&sr.ds, 0x18, 0x3, false);        /* read/write, accessed */
+    seg_flat(&sr.cs, 0x10, 0xb, true);  /* execute/read, accessed */
+    seg_flat(&sr.ds, 0x18, 0x3, false); /* read/write, accessed */
     sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
     memset(&sr.tr, 0, sizeof(sr.tr));
     sr.tr.limit = 0x67;
-    sr.tr.type = 0xb;                          /* 32-bit busy TSS */
+    sr.tr.type = 0xb; /* 32-bit busy TSS */
     sr.tr.present = 1;
     memset(&sr.ldt, 0, sizeof(sr.ldt));
     sr.ldt.type = 0x2;
     sr.ldt.present = 1;
     sr.ldt.limit = 0xffff;
-    sr.cr0 = (sr.cr0 | 0x1u /* PE */ | 0x10u /* ET */) & ~(0x80000000ull /* PG */ |
-                                                             0x60000000ull /* CD|NW */);
+    sr.cr0 = (sr.cr0 | 0x1u /* PE */ | 0x10u /* ET */) &
+             ~(0x80000000ull /* PG */ | 0x60000000ull /* CD|NW */);
     sr.cr4 = 0;
     sr.efer = 0;
     r = kvm_vcpu_set_sregs(vcpu, &sr);

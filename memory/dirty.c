@@ -52,8 +52,8 @@ uint8_t memory_region_get_dirty_log_mask(const MemoryRegion *mr)
 }
 
 /* Clamp [addr, addr+size) to the region; returns false if empty. */
-static bool page_span(const MemoryRegion *mr, uint64_t addr, uint64_t size,
-                      uint64_t *first, uint64_t *last)
+static bool page_span(const MemoryRegion *mr, uint64_t addr, uint64_t size, uint64_t *first,
+                      uint64_t *last)
 {
     if (size == 0 || (Int128)addr >= mr->size) {
         return false;
@@ -77,7 +77,8 @@ bool memory_region_get_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size, uns
     }
     const unsigned long *bm = mr->dirty[client];
     for (uint64_t p = first; p <= last; p++) {
-        if (__atomic_load_n(&bm[p / BITS_PER_LONG], __ATOMIC_RELAXED) & (1ul << (p % BITS_PER_LONG))) {
+        if (__atomic_load_n(&bm[p / BITS_PER_LONG], __ATOMIC_RELAXED) &
+            (1ul << (p % BITS_PER_LONG))) {
             return true;
         }
     }
@@ -106,8 +107,8 @@ void memory_region_set_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size)
     }
 }
 
-void memory_region_set_dirty_bitmap(MemoryRegion *mr, uint64_t offset,
-                                    const uint64_t *bitmap, uint64_t npages)
+void memory_region_set_dirty_bitmap(MemoryRegion *mr, uint64_t offset, const uint64_t *bitmap,
+                                    uint64_t npages)
 {
     mr = ram_target(mr, &offset);
     if (!mr || !mr->dirty_log_mask) {
@@ -144,7 +145,7 @@ void memory_region_reset_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size, u
         }
         unsigned long mask = n == BITS_PER_LONG ? ~0ul : ((1ul << n) - 1) << bit;
         if (mask == ~0ul) {
-            __atomic_store_n(&bm[w], 0ul, __ATOMIC_RELAXED);    /* whole word */
+            __atomic_store_n(&bm[w], 0ul, __ATOMIC_RELAXED); /* whole word */
         } else {
             __atomic_fetch_and(&bm[w], ~mask, __ATOMIC_RELAXED);
         }

@@ -123,8 +123,7 @@ static unsigned impl_unit(const MemoryRegion *mr, unsigned size)
  * anything smaller is the unit widened (*base moves down to its aligned
  * start, and the unit may cover bytes outside the access).
  */
-static unsigned next_piece(const MemoryRegion *mr, Int128 a, Int128 end, unsigned u,
-                           Int128 *base)
+static unsigned next_piece(const MemoryRegion *mr, Int128 a, Int128 end, unsigned u, Int128 *base)
 {
     unsigned min = mr->ops->impl.min_access_size ? mr->ops->impl.min_access_size : 1;
     bool unaligned = mr->ops->impl.unaligned;
@@ -261,14 +260,15 @@ static unsigned access_size_for(const MemoryRegion *mr, uint64_t addr, uint64_t 
         max = mr->ops->valid.max_access_size;
     }
     unsigned s = 8;
-    while (s > 1 && (s > max || s > l || (!(mr->ops && mr->ops->valid.unaligned) && (addr & (s - 1))))) {
+    while (s > 1 &&
+           (s > max || s > l || (!(mr->ops && mr->ops->valid.unaligned) && (addr & (s - 1))))) {
         s >>= 1;
     }
     return s;
 }
 
-static MemTxResult rw(FlatView *fv, AddressSpace *as, uint64_t addr, uint8_t *buf,
-                      uint64_t len, bool is_write)
+static MemTxResult rw(FlatView *fv, AddressSpace *as, uint64_t addr, uint8_t *buf, uint64_t len,
+                      bool is_write)
 {
     MemTxResult res = MEMTX_OK;
     while (len) {
@@ -318,7 +318,7 @@ static MemTxResult rw(FlatView *fv, AddressSpace *as, uint64_t addr, uint8_t *bu
             } else {
                 unsigned s;
                 if (l == len && (len == 1 || len == 2 || len == 4 || len == 8)) {
-                    s = (unsigned)len;          /* one guest access */
+                    s = (unsigned)len; /* one guest access */
                 } else {
                     s = access_size_for(mr, off, l);
                 }

@@ -328,8 +328,10 @@ int memory_context_check_flatviews(MemoryContext *ctx)
         }
         flatview_unref(ref);
         if (bad) {
-            return mem_error(ctx, -1, "address space '%s': incremental FlatView differs from a"
-                             " full render at range #%zu", as->name, j);
+            return mem_error(ctx, -1,
+                             "address space '%s': incremental FlatView differs from a"
+                             " full render at range #%zu",
+                             as->name, j);
         }
     }
     return 0;

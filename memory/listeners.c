@@ -101,8 +101,8 @@ void listeners_apply_delta(AddressSpace *as, const FlatViewDelta *d)
         while (i < d->nr_del || j < d->nr_add) {
             const FlatRange *o = i < d->nr_del ? &d->del[i] : NULL;
             const FlatRange *n = j < d->nr_add ? &d->add[j] : NULL;
-            if (o && (!n || o->start < n->start ||
-                      (o->start == n->start && !flatrange_equal(o, n)))) {
+            if (o &&
+                (!n || o->start < n->start || (o->start == n->start && !flatrange_equal(o, n)))) {
                 if (!adding) {
                     o->mr->nr_mappings--;
                     notify_del(as, o);
@@ -166,7 +166,9 @@ void memory_region_update_coalesced(MemoryRegion *mr)
 static int ioeventfd_cmp(const void *a, const void *b)
 {
     const ASIoeventfd *x = a, *y = b;
-#define CMP(f) if (x->f != y->f) return x->f < y->f ? -1 : 1
+#define CMP(f) \
+    if (x->f != y->f) \
+    return x->f < y->f ? -1 : 1
     CMP(addr);
     CMP(size);
     CMP(match_data);
@@ -221,8 +223,12 @@ void address_space_update_ioeventfds(AddressSpace *as)
             }
             nl[n++] = (ASIoeventfd){
                 .addr = fr->start + (e->addr - fr->offset_in_region),
-                .size = e->size, .match_data = e->match_data, .data = e->data,
-                .fd = e->fd, .mr = mr, .offset_in_region = e->addr,
+                .size = e->size,
+                .match_data = e->match_data,
+                .data = e->data,
+                .fd = e->fd,
+                .mr = mr,
+                .offset_in_region = e->addr,
             };
         }
     }
@@ -231,8 +237,9 @@ void address_space_update_ioeventfds(AddressSpace *as)
     }
     size_t i = 0, j = 0;
     while (i < as->nr_ioeventfds || j < n) {
-        int c = i >= as->nr_ioeventfds ? 1 : j >= n ? -1
-              : ioeventfd_cmp(&as->ioeventfds[i], &nl[j]);
+        int c = i >= as->nr_ioeventfds ? 1
+                : j >= n               ? -1
+                                       : ioeventfd_cmp(&as->ioeventfds[i], &nl[j]);
         if (c < 0) {
             eventfd_notify(as, &as->ioeventfds[i++], false);
         } else if (c > 0) {
@@ -307,4 +314,3 @@ void memory_listener_unregister(MemoryListener *l)
     l->as = NULL;
     l->next = NULL;
 }
-

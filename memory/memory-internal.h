@@ -10,8 +10,8 @@
 typedef __int128 SInt128;
 
 struct FlatView {
-    int refcount;               /* atomic */
-    MemoryRegion *root;         /* region rendered (after root sharing) */
+    int refcount;       /* atomic */
+    MemoryRegion *root; /* region rendered (after root sharing) */
     FlatRange *ranges;
     size_t nr, cap;
 };
@@ -31,32 +31,32 @@ struct AddressSpace {
     MemoryContext *ctx;
     char *name;
     MemoryRegion *root;
-    pthread_mutex_t lock;       /* guards `current` for readers on other threads */
+    pthread_mutex_t lock; /* guards `current` for readers on other threads */
     FlatView *current;
     ASIoeventfd *ioeventfds;
     size_t nr_ioeventfds;
-    MemoryListener *listeners;  /* singly linked, registration order */
-    uint64_t unassigned;        /* atomic */
-    bool needs_full;            /* root changed: render from scratch */
+    MemoryListener *listeners; /* singly linked, registration order */
+    uint64_t unassigned;       /* atomic */
+    bool needs_full;           /* root changed: render from scratch */
 };
 
 /* A window of an address space's coordinates to re-render at commit. */
 typedef struct Window {
-    MemoryRegion *key;          /* an AS root */
+    MemoryRegion *key; /* an AS root */
     Int128 lo, hi;
 } Window;
 
 struct MemoryContext {
-    unsigned depth;             /* transaction nesting */
-    bool pending;               /* something to do at the outermost commit */
+    unsigned depth; /* transaction nesting */
+    bool pending;   /* something to do at the outermost commit */
     bool ioeventfd_pending;
-    bool all_full;              /* too many windows: render everything */
+    bool all_full; /* too many windows: render everything */
     AddressSpace **as;
     size_t nr_as, cap_as;
     Window *windows;
     size_t nr_windows, cap_windows;
     uint64_t render_count;
-    unsigned nr_ioeventfds;     /* over all regions */
+    unsigned nr_ioeventfds; /* over all regions */
     char err[512];
 };
 
@@ -148,7 +148,13 @@ bool mem_region_ram_readable(const MemoryRegion *mr);
 /* dirty.c */
 void memory_region_dirty_free(MemoryRegion *mr);
 
-static inline Int128 i128_min(Int128 a, Int128 b) { return a < b ? a : b; }
-static inline Int128 i128_max(Int128 a, Int128 b) { return a > b ? a : b; }
+static inline Int128 i128_min(Int128 a, Int128 b)
+{
+    return a < b ? a : b;
+}
+static inline Int128 i128_max(Int128 a, Int128 b)
+{
+    return a > b ? a : b;
+}
 
 #endif

@@ -115,7 +115,7 @@ static void note_rec(MemoryContext *ctx, MemoryRegion *mr, Int128 lo, Int128 hi,
         return;
     }
     if (is_as_root(ctx, mr)) {
-        add_window(ctx, mr, lo, hi);    /* an AS shows its root's byte 0 at 0 */
+        add_window(ctx, mr, lo, hi); /* an AS shows its root's byte 0 at 0 */
     }
     if (mr->container) {
         note_rec(ctx, mr->container, lo + mr->addr, hi + mr->addr, depth + 1);
@@ -213,12 +213,12 @@ static int mmap_ram(MemoryRegion *mr, const char *owner)
         return r;
     }
     size_t len = (size_t)((mr->size + MEMORY_PAGE_SIZE - 1) & ~(Int128)(MEMORY_PAGE_SIZE - 1));
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
     if (p == MAP_FAILED) {
         int e = -errno;
-        mem_error(mr->ctx, e, "RAM region '%s': cannot allocate %zu bytes: %s",
-                  mr->name, len, strerror(errno));
+        mem_error(mr->ctx, e, "RAM region '%s': cannot allocate %zu bytes: %s", mr->name, len,
+                  strerror(errno));
         free(mr->name);
         free(mr->owner);
         mr->initialized = false;
@@ -265,9 +265,8 @@ int memory_region_init_rom(MemoryRegion *mr, MemoryContext *ctx, const char *own
     return r;
 }
 
-int memory_region_init_rom_device(MemoryRegion *mr, MemoryContext *ctx,
-                                  const MemoryRegionOps *ops, void *opaque,
-                                  const char *owner, const char *name, uint64_t size)
+int memory_region_init_rom_device(MemoryRegion *mr, MemoryContext *ctx, const MemoryRegionOps *ops,
+                                  void *opaque, const char *owner, const char *name, uint64_t size)
 {
     int r = init_common(mr, ctx, name, size);
     if (r == 0 && (r = mmap_ram(mr, owner)) == 0) {
@@ -323,25 +322,26 @@ int memory_region_destroy(MemoryRegion *mr)
     }
     MemoryContext *ctx = mr->ctx;
     if (mr->container) {
-        return mem_error(ctx, -EBUSY, "destroy '%s': still a subregion of '%s'",
-                         nm(mr), nm(mr->container));
+        return mem_error(ctx, -EBUSY, "destroy '%s': still a subregion of '%s'", nm(mr),
+                         nm(mr->container));
     }
     if (is_as_root(ctx, mr)) {
         return mem_error(ctx, -EBUSY, "destroy '%s': still the root of an address space", nm(mr));
     }
     if (mr->alias_refs) {
-        return mem_error(ctx, -EBUSY, "destroy '%s': still aliased by '%s'",
-                         nm(mr), nm(mr->aliased_by[0]));
+        return mem_error(ctx, -EBUSY, "destroy '%s': still aliased by '%s'", nm(mr),
+                         nm(mr->aliased_by[0]));
     }
     if (mr->nr_subregions) {
-        return mem_error(ctx, -EBUSY, "destroy '%s': still contains '%s'",
-                         nm(mr), nm(mr->subregions[0]));
+        return mem_error(ctx, -EBUSY, "destroy '%s': still contains '%s'", nm(mr),
+                         nm(mr->subregions[0]));
     }
     for (size_t i = 0; i < ctx->nr_as; i++) {
         if (ctx->as[i]->current && ctx->as[i]->current->root == mr) {
-            return mem_error(ctx, -EBUSY, "destroy '%s': address space '%s' is still rendered"
-                             " from it until the open transaction commits", nm(mr),
-                             ctx->as[i]->name);
+            return mem_error(ctx, -EBUSY,
+                             "destroy '%s': address space '%s' is still rendered"
+                             " from it until the open transaction commits",
+                             nm(mr), ctx->as[i]->name);
         }
     }
     if (mr->nr_mappings) {
@@ -527,20 +527,22 @@ int memory_region_set_address(MemoryRegion *mr, uint64_t addr)
 {
     MemoryRegion *c = mr->container;
     if (addr == mr->addr) {
-        return 0;               /* as QEMU: not re-added, keeps its place */
+        return 0; /* as QEMU: not re-added, keeps its place */
     }
     if (!c) {
-        mr->addr = addr;        /* not visible anywhere until it is placed */
+        mr->addr = addr; /* not visible anywhere until it is placed */
         return 0;
     }
     if (addr >= c->size) {
-        return mem_error(mr->ctx, -EINVAL, "set_address '%s' to 0x%" PRIx64
-                         ": outside its container '%s'", nm(mr), addr, nm(c));
+        return mem_error(mr->ctx, -EINVAL,
+                         "set_address '%s' to 0x%" PRIx64 ": outside its container '%s'", nm(mr),
+                         addr, nm(c));
     }
     MemoryRegion *o = find_overlap(c, mr, addr);
     if (o) {
-        return mem_error(mr->ctx, -EINVAL, "set_address '%s' to 0x%" PRIx64
-                         ": would overlap '%s' in '%s'", nm(mr), addr, nm(o), nm(c));
+        return mem_error(mr->ctx, -EINVAL,
+                         "set_address '%s' to 0x%" PRIx64 ": would overlap '%s' in '%s'", nm(mr),
+                         addr, nm(o), nm(c));
     }
     mem_note_region(mr);
     /* like QEMU: re-added, so it goes first among equal priorities */
@@ -558,8 +560,9 @@ int memory_region_set_alias_offset(MemoryRegion *mr, uint64_t offset)
         return mem_error(mr->ctx, -EINVAL, "set_alias_offset: '%s' is not an alias", nm(mr));
     }
     if ((Int128)offset + mr->size > mr->alias->size) {
-        return mem_error(mr->ctx, -EINVAL, "set_alias_offset '%s': window 0x%" PRIx64
-                         " is past the end of '%s'", nm(mr), offset, nm(mr->alias));
+        return mem_error(mr->ctx, -EINVAL,
+                         "set_alias_offset '%s': window 0x%" PRIx64 " is past the end of '%s'",
+                         nm(mr), offset, nm(mr->alias));
     }
     if (offset == mr->alias_offset) {
         return 0;
@@ -584,8 +587,9 @@ int memory_region_add_coalescing(MemoryRegion *mr, uint64_t offset, uint64_t siz
         return mem_error(mr->ctx, -EINVAL, "coalescing on '%s': not an I/O region", nm(mr));
     }
     if (size == 0 || (Int128)offset + size > mr->size) {
-        return mem_error(mr->ctx, -EINVAL, "coalescing on '%s': range 0x%" PRIx64 "+0x%" PRIx64
-                         " outside the region", nm(mr), offset, size);
+        return mem_error(mr->ctx, -EINVAL,
+                         "coalescing on '%s': range 0x%" PRIx64 "+0x%" PRIx64 " outside the region",
+                         nm(mr), offset, size);
     }
     CoalescedRange *c = realloc(mr->coalesced, (mr->nr_coalesced + 1) * sizeof(*c));
     if (!c) {
@@ -619,16 +623,17 @@ static long find_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size, bool ma
     return -1;
 }
 
-int memory_region_add_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size,
-                              bool match_data, uint64_t data, int fd)
+int memory_region_add_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size, bool match_data,
+                              uint64_t data, int fd)
 {
     if (fd < 0 || (size != 0 && size != 1 && size != 2 && size != 4 && size != 8)) {
-        return mem_error(mr->ctx, -EINVAL, "ioeventfd on '%s': bad fd %d or size %u",
-                         nm(mr), fd, size);
+        return mem_error(mr->ctx, -EINVAL, "ioeventfd on '%s': bad fd %d or size %u", nm(mr), fd,
+                         size);
     }
     if (!mr->terminates || mr->ram || (Int128)addr + (size ? size : 1) > mr->size) {
-        return mem_error(mr->ctx, -EINVAL, "ioeventfd on '%s' at 0x%" PRIx64
-                         ": not inside an I/O region", nm(mr), addr);
+        return mem_error(mr->ctx, -EINVAL,
+                         "ioeventfd on '%s' at 0x%" PRIx64 ": not inside an I/O region", nm(mr),
+                         addr);
     }
     if (find_eventfd(mr, addr, size, match_data, data, fd) >= 0) {
         return mem_error(mr->ctx, -EEXIST, "ioeventfd on '%s' at 0x%" PRIx64 ": already there",
@@ -639,21 +644,21 @@ int memory_region_add_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size,
         return mem_error(mr->ctx, -ENOMEM, "ioeventfd on '%s': out of memory", nm(mr));
     }
     mr->ioeventfds = e;
-    e[mr->nr_ioeventfds++] = (MemoryRegionIoeventfd){ addr, size, match_data,
-                                                      match_data ? data : 0, fd };
+    e[mr->nr_ioeventfds++] = (MemoryRegionIoeventfd){ addr, size, match_data, match_data ? data : 0,
+                                                      fd };
     mr->ctx->nr_ioeventfds++;
     mr->ctx->ioeventfd_pending = true;
     mem_schedule_commit(mr->ctx);
     return 0;
 }
 
-int memory_region_del_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size,
-                              bool match_data, uint64_t data, int fd)
+int memory_region_del_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size, bool match_data,
+                              uint64_t data, int fd)
 {
     long i = find_eventfd(mr, addr, size, match_data, data, fd);
     if (i < 0) {
-        return mem_error(mr->ctx, -ENOENT, "ioeventfd on '%s' at 0x%" PRIx64 ": not found",
-                         nm(mr), addr);
+        return mem_error(mr->ctx, -ENOENT, "ioeventfd on '%s' at 0x%" PRIx64 ": not found", nm(mr),
+                         addr);
     }
     mr->ioeventfds[i] = mr->ioeventfds[--mr->nr_ioeventfds];
     mr->ctx->nr_ioeventfds--;
@@ -671,7 +676,7 @@ static bool reaches(const MemoryRegion *from, const MemoryRegion *target, int de
         return true;
     }
     if (depth > 4096) {
-        return true;    /* absurdly deep: treat as a cycle rather than recurse on */
+        return true; /* absurdly deep: treat as a cycle rather than recurse on */
     }
     if (from->alias && reaches(from->alias, target, depth + 1)) {
         return true;
@@ -692,8 +697,8 @@ static int add_subregion_common(MemoryRegion *mr, uint64_t offset, MemoryRegion 
     }
     MemoryContext *ctx = mr->ctx;
     if (sub->ctx != ctx) {
-        return mem_error(ctx, -EINVAL, "add_subregion '%s' to '%s': different contexts",
-                         nm(sub), nm(mr));
+        return mem_error(ctx, -EINVAL, "add_subregion '%s' to '%s': different contexts", nm(sub),
+                         nm(mr));
     }
     if (mr->alias) {
         return mem_error(ctx, -EINVAL, "add_subregion '%s': '%s' is an alias, not a container",
@@ -706,12 +711,12 @@ static int add_subregion_common(MemoryRegion *mr, uint64_t offset, MemoryRegion 
     /* starting past the end is an error; reaching past it (or past 2^64)
      * is clipped when rendering (memory.h, "Differences") */
     if (offset >= mr->size) {
-        return mem_error(ctx, -EINVAL, "add_subregion '%s' at 0x%" PRIx64
-                         ": past the end of '%s'", nm(sub), offset, nm(mr));
+        return mem_error(ctx, -EINVAL, "add_subregion '%s' at 0x%" PRIx64 ": past the end of '%s'",
+                         nm(sub), offset, nm(mr));
     }
     if (reaches(sub, mr, 0)) {
-        return mem_error(ctx, -ELOOP, "add_subregion '%s' to '%s': would create a cycle",
-                         nm(sub), nm(mr));
+        return mem_error(ctx, -ELOOP, "add_subregion '%s' to '%s': would create a cycle", nm(sub),
+                         nm(mr));
     }
     if (mr->nr_subregions == mr->subregions_cap) {
         unsigned cap = mr->subregions_cap ? mr->subregions_cap * 2 : 4;
@@ -727,9 +732,10 @@ static int add_subregion_common(MemoryRegion *mr, uint64_t offset, MemoryRegion 
     MemoryRegion *o = find_overlap(mr, sub, offset);
     if (o) {
         sub->may_overlap = old_overlap;
-        return mem_error(ctx, -EBUSY, "add_subregion '%s' at 0x%" PRIx64 " in '%s': overlaps '%s'"
-                         " (0x%" PRIx64 ", size 0x%" PRIx64 ")", nm(sub), offset, nm(mr), nm(o),
-                         o->addr, memory_region_size(o));
+        return mem_error(ctx, -EBUSY,
+                         "add_subregion '%s' at 0x%" PRIx64 " in '%s': overlaps '%s'"
+                         " (0x%" PRIx64 ", size 0x%" PRIx64 ")",
+                         nm(sub), offset, nm(mr), nm(o), o->addr, memory_region_size(o));
     }
     sub->container = mr;
     sub->addr = offset;
@@ -745,8 +751,8 @@ int memory_region_add_subregion(MemoryRegion *mr, uint64_t offset, MemoryRegion 
     return add_subregion_common(mr, offset, sub, false, 0);
 }
 
-int memory_region_add_subregion_overlap(MemoryRegion *mr, uint64_t offset,
-                                        MemoryRegion *sub, int priority)
+int memory_region_add_subregion_overlap(MemoryRegion *mr, uint64_t offset, MemoryRegion *sub,
+                                        int priority)
 {
     return add_subregion_common(mr, offset, sub, true, priority);
 }
@@ -754,8 +760,8 @@ int memory_region_add_subregion_overlap(MemoryRegion *mr, uint64_t offset,
 int memory_region_del_subregion(MemoryRegion *mr, MemoryRegion *sub)
 {
     if (!mr || !sub || sub->container != mr) {
-        return mem_error(mr ? mr->ctx : NULL, -ENOENT, "del_subregion '%s': not a subregion of '%s'",
-                         nm(sub), nm(mr));
+        return mem_error(mr ? mr->ctx : NULL, -ENOENT,
+                         "del_subregion '%s': not a subregion of '%s'", nm(sub), nm(mr));
     }
     mem_note_region(sub);
     remove_child(mr, sub);

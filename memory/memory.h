@@ -43,7 +43,7 @@
 extern "C" {
 #endif
 
-typedef unsigned __int128 Int128;       /* sizes up to and including 2^64 */
+typedef unsigned __int128 Int128; /* sizes up to and including 2^64 */
 #define INT128_2_64 ((Int128)1 << 64)
 
 typedef struct MemoryContext MemoryContext;
@@ -53,7 +53,7 @@ typedef struct FlatView FlatView;
 typedef struct MemoryListener MemoryListener;
 
 enum device_endian {
-    DEVICE_NATIVE_ENDIAN = 0,   /* the target's: little endian (x86) */
+    DEVICE_NATIVE_ENDIAN = 0, /* the target's: little endian (x86) */
     DEVICE_BIG_ENDIAN,
     DEVICE_LITTLE_ENDIAN,
 };
@@ -71,8 +71,8 @@ enum {
 /* Result of a dispatched access. */
 typedef enum {
     MEMTX_OK = 0,
-    MEMTX_ERROR = 1,          /* rejected by ops->valid; device not called */
-    MEMTX_DECODE_ERROR = 2,   /* unassigned: reads all-ones, write dropped */
+    MEMTX_ERROR = 1,        /* rejected by ops->valid; device not called */
+    MEMTX_DECODE_ERROR = 2, /* unassigned: reads all-ones, write dropped */
 } MemTxResult;
 
 typedef struct MemoryRegionOps {
@@ -95,13 +95,13 @@ typedef struct MemoryRegionOps {
 } MemoryRegionOps;
 
 typedef struct CoalescedRange {
-    uint64_t addr;      /* offset inside the region */
+    uint64_t addr; /* offset inside the region */
     uint64_t size;
 } CoalescedRange;
 
 typedef struct MemoryRegionIoeventfd {
-    uint64_t addr;      /* offset inside the region */
-    uint64_t size;      /* access size in bytes; 0 = any */
+    uint64_t addr; /* offset inside the region */
+    uint64_t size; /* access size in bytes; 0 = any */
     bool match_data;
     uint64_t data;
     int fd;
@@ -118,37 +118,37 @@ struct MemoryRegion {
     void *opaque;
     MemoryRegion *container;
     Int128 size;
-    uint64_t addr;              /* offset inside the container */
-    uint64_t offset;            /* legacy: added to addresses passed to ops */
-    void *ram_block;            /* host memory of RAM / ROM / rom_device */
-    bool ram_owned;             /* ram_block was mmap()ed by us */
+    uint64_t addr;   /* offset inside the container */
+    uint64_t offset; /* legacy: added to addresses passed to ops */
+    void *ram_block; /* host memory of RAM / ROM / rom_device */
+    bool ram_owned;  /* ram_block was mmap()ed by us */
     bool initialized;
     bool ram;
     bool rom_device;
-    bool romd_mode;             /* rom_device: reads served from memory */
+    bool romd_mode; /* rom_device: reads served from memory */
     bool readonly;
-    bool terminates;            /* has ops or memory (not a pure container) */
+    bool terminates; /* has ops or memory (not a pure container) */
     bool enabled;
     bool may_overlap;
     bool nonvolatile;
     MemoryRegion *alias;
     uint64_t alias_offset;
-    unsigned alias_refs;        /* aliases currently pointing here */
-    MemoryRegion **aliased_by;  /* those aliases (for change windows) */
+    unsigned alias_refs;       /* aliases currently pointing here */
+    MemoryRegion **aliased_by; /* those aliases (for change windows) */
     unsigned aliased_by_cap;
     int32_t priority;
-    MemoryRegion **subregions;  /* highest priority first; newest first on ties */
+    MemoryRegion **subregions; /* highest priority first; newest first on ties */
     unsigned nr_subregions, subregions_cap;
     CoalescedRange *coalesced;
     unsigned nr_coalesced;
     MemoryRegionIoeventfd *ioeventfds;
     unsigned nr_ioeventfds;
     char *name;
-    char *owner;                /* migration identity: owner/name */
+    char *owner; /* migration identity: owner/name */
     uint8_t dirty_log_mask;
     unsigned long *dirty[DIRTY_MEMORY_NUM];
-    uint64_t dirty_pages;       /* bits per dirty bitmap */
-    unsigned nr_mappings;       /* FlatView ranges (over all ASes) showing mr */
+    uint64_t dirty_pages; /* bits per dirty bitmap */
+    unsigned nr_mappings; /* FlatView ranges (over all ASes) showing mr */
 };
 
 /* One piece of a FlatView: [start, start+size) shows mr at offset_in_region. */
@@ -193,10 +193,10 @@ struct MemoryListener {
     void (*log_sync)(MemoryListener *l, MemoryRegionSection *s);
     /* s->offset_within_address_space is the absolute address, s->size the
      * access size (0 = any) */
-    void (*eventfd_add)(MemoryListener *l, MemoryRegionSection *s, bool match_data,
-                        uint64_t data, int fd);
-    void (*eventfd_del)(MemoryListener *l, MemoryRegionSection *s, bool match_data,
-                        uint64_t data, int fd);
+    void (*eventfd_add)(MemoryListener *l, MemoryRegionSection *s, bool match_data, uint64_t data,
+                        int fd);
+    void (*eventfd_del)(MemoryListener *l, MemoryRegionSection *s, bool match_data, uint64_t data,
+                        int fd);
     /* addr/len: an absolute coalesced range inside section s.  A del covers
      * the whole section: drop every zone inside [addr, addr+len). */
     void (*coalesced_add)(MemoryListener *l, MemoryRegionSection *s, uint64_t addr, uint64_t len);
@@ -238,9 +238,8 @@ int memory_region_init_alias(MemoryRegion *mr, MemoryContext *ctx, const char *n
                              MemoryRegion *orig, uint64_t offset, uint64_t size);
 /* ROM whose reads come from memory while readable (the default) and whose
  * writes call ops. */
-int memory_region_init_rom_device(MemoryRegion *mr, MemoryContext *ctx,
-                                  const MemoryRegionOps *ops, void *opaque,
-                                  const char *owner, const char *name, uint64_t size);
+int memory_region_init_rom_device(MemoryRegion *mr, MemoryContext *ctx, const MemoryRegionOps *ops,
+                                  void *opaque, const char *owner, const char *name, uint64_t size);
 /* Frees mr's resources; fails (-EBUSY) while it is mapped, has subregions,
  * or is the target of an alias. */
 int memory_region_destroy(MemoryRegion *mr);
@@ -289,8 +288,8 @@ bool memory_region_get_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size, uns
 void memory_region_set_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size);
 /* Merge a little-endian page bitmap (bit i = page at offset+i*4K) into every
  * logging client's bitmap; used by accelerators' log_sync. */
-void memory_region_set_dirty_bitmap(MemoryRegion *mr, uint64_t offset,
-                                    const uint64_t *bitmap, uint64_t npages);
+void memory_region_set_dirty_bitmap(MemoryRegion *mr, uint64_t offset, const uint64_t *bitmap,
+                                    uint64_t npages);
 /* Ask listeners (log_sync) to pull dirty pages of mr into its bitmaps. */
 void memory_region_sync_dirty_bitmap(MemoryRegion *mr);
 /* Mark [addr, addr+size) clean for one client. */
@@ -308,19 +307,19 @@ int memory_region_add_coalescing(MemoryRegion *mr, uint64_t offset, uint64_t siz
 void memory_region_clear_coalescing(MemoryRegion *mr);
 /* Guest writes of `size` bytes at addr (matching data if match_data) signal
  * fd instead of calling ops->write.  -EEXIST if already there. */
-int memory_region_add_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size,
-                              bool match_data, uint64_t data, int fd);
+int memory_region_add_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size, bool match_data,
+                              uint64_t data, int fd);
 /* Remove what add_eventfd added with the same arguments; -ENOENT if absent. */
-int memory_region_del_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size,
-                              bool match_data, uint64_t data, int fd);
+int memory_region_del_eventfd(MemoryRegion *mr, uint64_t addr, unsigned size, bool match_data,
+                              uint64_t data, int fd);
 
 /* ---- The tree ------------------------------------------------------- */
 
 /* Place sub at offset in container mr; must not overlap non-overlap siblings. */
 int memory_region_add_subregion(MemoryRegion *mr, uint64_t offset, MemoryRegion *sub);
 /* Place sub at offset with a priority; may overlap siblings. */
-int memory_region_add_subregion_overlap(MemoryRegion *mr, uint64_t offset,
-                                        MemoryRegion *sub, int priority);
+int memory_region_add_subregion_overlap(MemoryRegion *mr, uint64_t offset, MemoryRegion *sub,
+                                        int priority);
 /* Remove sub from its container mr; -ENOENT if it is not mr's child. */
 int memory_region_del_subregion(MemoryRegion *mr, MemoryRegion *sub);
 /* Start a (nestable) transaction. */
@@ -367,17 +366,20 @@ MemTxResult address_space_read(AddressSpace *as, uint64_t addr, void *buf, uint6
 MemTxResult address_space_write(AddressSpace *as, uint64_t addr, const void *buf, uint64_t len);
 /* The same against an explicit FlatView (no reference taken). */
 MemTxResult flatview_read(FlatView *fv, AddressSpace *as, uint64_t addr, void *buf, uint64_t len);
-MemTxResult flatview_write(FlatView *fv, AddressSpace *as, uint64_t addr, const void *buf, uint64_t len);
+MemTxResult flatview_write(FlatView *fv, AddressSpace *as, uint64_t addr, const void *buf,
+                           uint64_t len);
 /* One access of size 1/2/4/8 to a terminal region at offset addr
  * (honours valid/impl/endianness/eventfds).  Value is the guest's. */
-MemTxResult memory_region_dispatch_read(MemoryRegion *mr, uint64_t addr, uint64_t *data, unsigned size);
-MemTxResult memory_region_dispatch_write(MemoryRegion *mr, uint64_t addr, uint64_t data, unsigned size);
+MemTxResult memory_region_dispatch_read(MemoryRegion *mr, uint64_t addr, uint64_t *data,
+                                        unsigned size);
+MemTxResult memory_region_dispatch_write(MemoryRegion *mr, uint64_t addr, uint64_t data,
+                                         unsigned size);
 
 /* ---- info mtree ------------------------------------------------------ */
 
 enum {
-    MTREE_FLATVIEW = 1 << 0,    /* info mtree -f */
-    MTREE_DISABLED = 1 << 1,    /* -D: include disabled regions */
+    MTREE_FLATVIEW = 1 << 0, /* info mtree -f */
+    MTREE_DISABLED = 1 << 1, /* -D: include disabled regions */
 };
 /* QEMU 7.2's `info mtree` text for ctx; returns a malloc()ed string. */
 char *mtree_info_str(MemoryContext *ctx, unsigned flags);

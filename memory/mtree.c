@@ -95,10 +95,10 @@ static void print_mr(FILE *f, MemoryRegion *mr, unsigned level, uint64_t base, M
             fputs("  ", f);
         }
         if (mr->alias) {
-            fprintf(f, FMT "-" FMT " (prio %d, %s%s): alias %s @%s " FMT "-" FMT "%s\n",
-                    start, end, mr->priority, mr->nonvolatile ? "nv-" : "", mr_type(mr),
-                    mr->name, mr->alias->name, mr->alias_offset,
-                    mr->alias_offset + mr_size_last(mr->size), mr->enabled ? "" : " [disabled]");
+            fprintf(f, FMT "-" FMT " (prio %d, %s%s): alias %s @%s " FMT "-" FMT "%s\n", start, end,
+                    mr->priority, mr->nonvolatile ? "nv-" : "", mr_type(mr), mr->name,
+                    mr->alias->name, mr->alias_offset, mr->alias_offset + mr_size_last(mr->size),
+                    mr->enabled ? "" : " [disabled]");
         } else {
             fprintf(f, FMT "-" FMT " (prio %d, %s%s): %s%s\n", start, end, mr->priority,
                     mr->nonvolatile ? "nv-" : "", mr_type(mr), mr->name,
@@ -199,9 +199,8 @@ static void print_flatviews(FILE *f, MemoryContext *ctx)
         for (size_t k = 0; k < fv->nr; k++) {
             const FlatRange *r = &fv->ranges[k];
             fprintf(f, "  " FMT "-" FMT " (prio %d, %s%s): %s", r->start,
-                    r->start + mr_size_last(r->size), r->mr->priority,
-                    r->nonvolatile ? "nv-" : "", r->readonly ? "rom" : mr_type(r->mr),
-                    r->mr->name);
+                    r->start + mr_size_last(r->size), r->mr->priority, r->nonvolatile ? "nv-" : "",
+                    r->readonly ? "rom" : mr_type(r->mr), r->mr->name);
             if (r->offset_in_region) {
                 fprintf(f, " @" FMT, r->offset_in_region);
             }
@@ -255,9 +254,11 @@ static void json_mr(FILE *f, MemoryRegion *mr, uint64_t base, MrQueue *aq)
     uint64_t start = base + mr->addr;
     fputs("{\"name\":", f);
     json_str(f, mr->name);
-    fprintf(f, ",\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64 "\",\"priority\":%d,"
-            "\"type\":\"%s\",\"enabled\":%s", start, start + mr_size_last(mr->size),
-            mr->priority, mr_type(mr), mr->enabled ? "true" : "false");
+    fprintf(f,
+            ",\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64 "\",\"priority\":%d,"
+            "\"type\":\"%s\",\"enabled\":%s",
+            start, start + mr_size_last(mr->size), mr->priority, mr_type(mr),
+            mr->enabled ? "true" : "false");
     if (mr->alias) {
         queue_add(aq, mr->alias);
         fputs(",\"alias\":", f);
@@ -331,13 +332,14 @@ char *mtree_info_json(MemoryContext *ctx)
         fputs(",\"ranges\":[", f);
         for (size_t k = 0; fv && k < fv->nr; k++) {
             const FlatRange *r = &fv->ranges[k];
-            fprintf(f, "%s{\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64 "\",\"priority\":%d,"
-                    "\"type\":\"%s\",\"region\":", k ? "," : "", r->start,
-                    r->start + mr_size_last(r->size), r->mr->priority,
+            fprintf(f,
+                    "%s{\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64 "\",\"priority\":%d,"
+                    "\"type\":\"%s\",\"region\":",
+                    k ? "," : "", r->start, r->start + mr_size_last(r->size), r->mr->priority,
                     r->readonly ? "rom" : mr_type(r->mr));
             json_str(f, r->mr->name);
-            fprintf(f, ",\"offset\":\"0x%" PRIx64 "\",\"dirty_log_mask\":%u}",
-                    r->offset_in_region, r->dirty_log_mask);
+            fprintf(f, ",\"offset\":\"0x%" PRIx64 "\",\"dirty_log_mask\":%u}", r->offset_in_region,
+                    r->dirty_log_mask);
         }
         fputs("]}", f);
     }

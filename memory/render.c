@@ -38,7 +38,7 @@ static bool fv_push(FlatView *fv, const FlatRange *fr)
 
 typedef struct Paint {
     Int128 lo, hi;
-    SInt128 base;       /* absolute address of the region's offset 0 */
+    SInt128 base; /* absolute address of the region's offset 0 */
     MemoryRegion *mr;
     bool readonly, nonvolatile;
 } Paint;
@@ -208,4 +208,3 @@ FlatView *flatview_render_full(MemoryRegion *root)
     flatview_render_window(fv, root, 0, INT128_2_64);
     return fv;
 }
-

@@ -99,8 +99,8 @@ FlatView *flatview_splice(FlatView *old, Window *w, size_t nw, FlatViewDelta *d)
     }
     nw = normalize_windows(old, w, nw);
     reserve(nv, old->nr + 16);
-    bool last_fresh = false;     /* is nv's last range fresh? */
-    size_t last_old = 0;         /* else: the old index it copies */
+    bool last_fresh = false; /* is nv's last range fresh? */
+    size_t last_old = 0;     /* else: the old index it copies */
     size_t i = 0;
 
     for (size_t k = 0; k <= nw; k++) {
@@ -111,7 +111,8 @@ FlatView *flatview_splice(FlatView *old, Window *w, size_t nw, FlatViewDelta *d)
         }
         /* copy old[i, a) verbatim; only old[i] can merge with a fresh tail */
         if (i < a) {
-            if (nv->nr && last_fresh && flatrange_can_merge(&nv->ranges[nv->nr - 1], &old->ranges[i])) {
+            if (nv->nr && last_fresh &&
+                flatrange_can_merge(&nv->ranges[nv->nr - 1], &old->ranges[i])) {
                 nv->ranges[nv->nr - 1].size += old->ranges[i].size;
                 idx_add(&dels, i);
                 i++;
@@ -192,4 +193,3 @@ FlatViewDelta flatview_full_delta(const FlatView *old, const FlatView *nv)
     d.nr_add = nn;
     return d;
 }
-

@@ -62,10 +62,22 @@ static void put_le(StateWriter *w, uint64_t v, unsigned n)
     state_put_bytes(w, b, n);
 }
 
-void state_put_u8(StateWriter *w, uint8_t v) { put_le(w, v, 1); }
-void state_put_u16(StateWriter *w, uint16_t v) { put_le(w, v, 2); }
-void state_put_u32(StateWriter *w, uint32_t v) { put_le(w, v, 4); }
-void state_put_u64(StateWriter *w, uint64_t v) { put_le(w, v, 8); }
+void state_put_u8(StateWriter *w, uint8_t v)
+{
+    put_le(w, v, 1);
+}
+void state_put_u16(StateWriter *w, uint16_t v)
+{
+    put_le(w, v, 2);
+}
+void state_put_u32(StateWriter *w, uint32_t v)
+{
+    put_le(w, v, 4);
+}
+void state_put_u64(StateWriter *w, uint64_t v)
+{
+    put_le(w, v, 8);
+}
 
 size_t state_section_begin(StateWriter *w, uint32_t magic, uint16_t version)
 {
@@ -73,7 +85,7 @@ size_t state_section_begin(StateWriter *w, uint32_t magic, uint16_t version)
     state_put_u32(w, magic);
     state_put_u16(w, version);
     state_put_u16(w, 0);
-    state_put_u32(w, 0);        /* length, filled in by state_section_end */
+    state_put_u32(w, 0); /* length, filled in by state_section_end */
     return cookie;
 }
 
@@ -124,10 +136,22 @@ static uint64_t get_le(StateReader *r, unsigned n)
     return v;
 }
 
-uint8_t state_get_u8(StateReader *r) { return (uint8_t)get_le(r, 1); }
-uint16_t state_get_u16(StateReader *r) { return (uint16_t)get_le(r, 2); }
-uint32_t state_get_u32(StateReader *r) { return (uint32_t)get_le(r, 4); }
-uint64_t state_get_u64(StateReader *r) { return get_le(r, 8); }
+uint8_t state_get_u8(StateReader *r)
+{
+    return (uint8_t)get_le(r, 1);
+}
+uint16_t state_get_u16(StateReader *r)
+{
+    return (uint16_t)get_le(r, 2);
+}
+uint32_t state_get_u32(StateReader *r)
+{
+    return (uint32_t)get_le(r, 4);
+}
+uint64_t state_get_u64(StateReader *r)
+{
+    return get_le(r, 8);
+}
 
 bool state_reader_done(const StateReader *r)
 {
@@ -135,9 +159,9 @@ bool state_reader_done(const StateReader *r)
 }
 
 int state_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-               {
-               if (err && errlen) {
-               va_list ap;
+{
+    if (err && errlen) {
+        va_list ap;
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
@@ -145,13 +169,12 @@ int state_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
-                       uint16_t *version, StateReader *payload, char *err, size_t errlen)
+int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version, uint16_t *version,
+                       StateReader *payload, char *err, size_t errlen)
 {
     size_t start = r->pos;
     if (r->failed || r->len - r->pos < SECTION_HEADER)
-        return state_fail(err, errlen, -ENODATA,
-                          "truncated section header (%zu of %u bytes)",
+        return state_fail(err, errlen, -ENODATA, "truncated section header (%zu of %u bytes)",
                           r->failed ? 0 : r->len - r->pos, SECTION_HEADER);
     StateReader h = *r;
     uint32_t m = state_get_u32(&h);
@@ -159,11 +182,11 @@ int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
     uint16_t flags = state_get_u16(&h);
     uint32_t len = state_get_u32(&h);
     if (m != magic)
-        return state_fail(err, errlen, -EINVAL, "wrong section magic 0x%08x (expected 0x%08x)",
-                          m, magic);
+        return state_fail(err, errlen, -EINVAL, "wrong section magic 0x%08x (expected 0x%08x)", m,
+                          magic);
     if (v == 0 || v > max_version)
-        return state_fail(err, errlen, -EINVAL,
-                          "unsupported version %u (this build reads 1..%u)", v, max_version);
+        return state_fail(err, errlen, -EINVAL, "unsupported version %u (this build reads 1..%u)",
+                          v, max_version);
     if (flags)
         return state_fail(err, errlen, -EINVAL, "unknown section flags 0x%x", flags);
     if ((uint64_t)len + 4 > h.len - h.pos)
@@ -175,8 +198,8 @@ int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
         crc |= (uint32_t)h.buf[h.pos + len + i] << (8 * i);
     uint32_t want = state_crc32(r->buf + start, SECTION_HEADER + (size_t)len);
     if (crc != want)
-        return state_fail(err, errlen, -EINVAL,
-                          "section CRC mismatch (0x%08x, computed 0x%08x)", crc, want);
+        return state_fail(err, errlen, -EINVAL, "section CRC mismatch (0x%08x, computed 0x%08x)",
+                          crc, want);
     state_reader_init(payload, h.buf + h.pos, len);
     *version = v;
     r->pos = h.pos + len + 4;

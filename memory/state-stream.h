@@ -22,13 +22,13 @@
 typedef struct StateWriter {
     uint8_t *buf;
     size_t len, cap;
-    bool failed;            /* an allocation failed; the stream is unusable */
+    bool failed; /* an allocation failed; the stream is unusable */
 } StateWriter;
 
 typedef struct StateReader {
     const uint8_t *buf;
     size_t len, pos;
-    bool failed;            /* a read went past the end */
+    bool failed; /* a read went past the end */
 } StateReader;
 
 /* An empty writer. */
@@ -69,8 +69,8 @@ bool state_reader_done(const StateReader *r);
  * (wrong magic / version / flags / CRC) or -ENODATA (truncated) and, if
  * err is not NULL, writes a one-line reason there.
  */
-int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version,
-                       uint16_t *version, StateReader *payload, char *err, size_t errlen);
+int state_section_open(StateReader *r, uint32_t magic, uint16_t max_version, uint16_t *version,
+                       StateReader *payload, char *err, size_t errlen);
 
 /* Writes the printf-style reason into err (unless err is NULL or errlen 0)
  * and returns code: how the state code refuses something. */

@@ -19,16 +19,16 @@
 typedef struct Walk Walk;
 struct Walk {
     int (*leaf)(Walk *w, const StateField *f, size_t off);
-    const uint8_t *obj;         /* the root struct (read: counts, encoding) */
-    uint8_t *out;               /* the root struct (decoding writes it) */
+    const uint8_t *obj; /* the root struct (read: counts, encoding) */
+    uint8_t *out;       /* the root struct (decoding writes it) */
     StateWriter *wr;
     StateReader *rd;
     StateWalkFn fn;
     void *opaque;
-    size_t wire;                /* bytes of encoding so far */
+    size_t wire; /* bytes of encoding so far */
     char *err;
     size_t errlen;
-    unsigned depth;             /* the path to the element being visited */
+    unsigned depth; /* the path to the element being visited */
     const char *path_name[WALK_DEPTH];
     size_t path_idx[WALK_DEPTH];
     bool path_indexed[WALK_DEPTH];
@@ -57,8 +57,8 @@ static const char *path_str(const Walk *w, char *buf, size_t n)
     buf[0] = 0;
     for (unsigned i = 0; i < w->depth && used < n; i++) {
         int k = w->path_indexed[i]
-                    ? snprintf(buf + used, n - used, "%s%s[%zu]", i ? "." : "",
-                               w->path_name[i], w->path_idx[i])
+                    ? snprintf(buf + used, n - used, "%s%s[%zu]", i ? "." : "", w->path_name[i],
+                               w->path_idx[i])
                     : snprintf(buf + used, n - used, "%s%s", i ? "." : "", w->path_name[i]);
         if (k < 0)
             break;
@@ -267,8 +267,9 @@ int state_encode(StateWriter *wr, const StateTable *t, const void *obj)
 
 int state_decode(StateReader *rd, const StateTable *t, void *obj, char *err, size_t errlen)
 {
-    Walk w = { .leaf = decode_leaf, .obj = obj, .out = obj, .rd = rd, .err = err,
-               .errlen = errlen };
+    Walk w = {
+        .leaf = decode_leaf, .obj = obj, .out = obj, .rd = rd, .err = err, .errlen = errlen
+    };
     return walk_table(&w, t, 0);
 }
 
@@ -304,8 +305,8 @@ int state_refuse(const StateSection *s, char *err, size_t errlen, const char *fm
     return -EINVAL;
 }
 
-int state_load_section(const StateSection *s, const uint8_t *buf, size_t len, void *obj,
-                       char *err, size_t errlen)
+int state_load_section(const StateSection *s, const uint8_t *buf, size_t len, void *obj, char *err,
+                       size_t errlen)
 {
     StateReader r, p;
     uint16_t v;

@@ -38,26 +38,26 @@ typedef enum StateKind {
     STATE_KIND_U16,
     STATE_KIND_U32,
     STATE_KIND_U64,
-    STATE_KIND_BYTES,           /* `size` raw bytes per element */
-    STATE_KIND_STRUCT,          /* an element is a struct encoded by `table` */
+    STATE_KIND_BYTES,  /* `size` raw bytes per element */
+    STATE_KIND_STRUCT, /* an element is a struct encoded by `table` */
 } StateKind;
 
 typedef struct StateTable StateTable;
 
 typedef struct StateField {
-    const char *name;           /* the member ("rx_fifo", "exception.nr"), for messages */
-    size_t offset;              /* offsetof the member */
-    uint8_t kind;               /* StateKind */
-    size_t size;                /* bytes of one element in the struct */
-    size_t count;               /* elements in the member (1, or the array's length) */
-    const char *count_field;    /* NULL, or the earlier integer field that says how many
+    const char *name;        /* the member ("rx_fifo", "exception.nr"), for messages */
+    size_t offset;           /* offsetof the member */
+    uint8_t kind;            /* StateKind */
+    size_t size;             /* bytes of one element in the struct */
+    size_t count;            /* elements in the member (1, or the array's length) */
+    const char *count_field; /* NULL, or the earlier integer field that says how many
                                  * elements are encoded (at most count) */
-    const StateTable *table;    /* STATE_KIND_STRUCT: the element's table */
+    const StateTable *table; /* STATE_KIND_STRUCT: the element's table */
 } StateField;
 
 struct StateTable {
-    const char *name;           /* the struct, for messages */
-    size_t size;                /* sizeof the struct */
+    const char *name; /* the struct, for messages */
+    size_t size;      /* sizeof the struct */
     const StateField *fields;
     size_t nfields;
 };
@@ -65,16 +65,16 @@ struct StateTable {
 /* 0, or a compile-time error if member m of T is not n bytes. */
 #define STATE_CHECK_SIZE(T, m, n) (0 * sizeof(char[sizeof(((T *)0)->m) == (n) ? 1 : -1]))
 
-#define STATE_FIELD_(T, m, k, esize, n, cnt, tbl)                                         \
-    { .name = #m, .offset = offsetof(T, m), .kind = (k), .size = (esize), .count = (n),   \
-      .count_field = (cnt), .table = (tbl) }
-#define STATE_INT_(T, m, k, w)                                                            \
-    STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m, w), 1, NULL, NULL)
+#define STATE_FIELD_(T, m, k, esize, n, cnt, tbl) \
+    { \
+        .name = #m, .offset = offsetof(T, m), .kind = (k), .size = (esize), .count = (n), \
+        .count_field = (cnt), .table = (tbl) \
+    }
+#define STATE_INT_(T, m, k, w) STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m, w), 1, NULL, NULL)
 /* m names a member (->m[0]), which cannot be parenthesised */
 /* NOLINTBEGIN(bugprone-macro-parentheses) */
-#define STATE_ARRAY_(T, m, k, w, cnt)                                                     \
-    STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m[0], w),                             \
-                 sizeof(((T *)0)->m) / (w), cnt, NULL)
+#define STATE_ARRAY_(T, m, k, w, cnt) \
+    STATE_FIELD_(T, m, k, (w) + STATE_CHECK_SIZE(T, m[0], w), sizeof(((T *)0)->m) / (w), cnt, NULL)
 /* NOLINTEND(bugprone-macro-parentheses) */
 
 /* One integer member of T. */
@@ -90,23 +90,24 @@ struct StateTable {
  * integer member of T). */
 #define STATE_U8_VARRAY(T, m, countm) STATE_ARRAY_(T, m, STATE_KIND_U8, 1, #countm)
 /* A member of T as raw bytes, all sizeof of it. */
-#define STATE_BYTES(T, m)                                                                 \
-    STATE_FIELD_(T, m, STATE_KIND_BYTES, sizeof(((T *)0)->m), 1, NULL, NULL)
+#define STATE_BYTES(T, m) STATE_FIELD_(T, m, STATE_KIND_BYTES, sizeof(((T *)0)->m), 1, NULL, NULL)
 /* A struct member of T, encoded by table tbl (a StateTable *). */
-#define STATE_STRUCT(T, m, tbl)                                                           \
+#define STATE_STRUCT(T, m, tbl) \
     STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m), 1, NULL, tbl)
 /* A struct array member of T, its first `countm` elements by table tbl. */
-#define STATE_STRUCT_VARRAY(T, m, tbl, countm)                                            \
-    STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m[0]),                         \
+#define STATE_STRUCT_VARRAY(T, m, tbl, countm) \
+    STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m[0]), \
                  sizeof(((T *)0)->m) / sizeof(((T *)0)->m[0]), #countm, tbl)
 /* An array member of T: every element, by table tbl. */
-#define STATE_STRUCT_ARRAY(T, m, tbl)                                                     \
-    STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m[0]),                         \
+#define STATE_STRUCT_ARRAY(T, m, tbl) \
+    STATE_FIELD_(T, m, STATE_KIND_STRUCT, sizeof(((T *)0)->m[0]), \
                  sizeof(((T *)0)->m) / sizeof(((T *)0)->m[0]), NULL, tbl)
 /* The table of struct T from its field array. */
-#define STATE_TABLE(T, fields_)                                                           \
-    { .name = #T, .size = sizeof(T), .fields = (fields_),                                 \
-      .nfields = sizeof(fields_) / sizeof((fields_)[0]) }
+#define STATE_TABLE(T, fields_) \
+    { \
+        .name = #T, .size = sizeof(T), .fields = (fields_), \
+        .nfields = sizeof(fields_) / sizeof((fields_)[0]) \
+    }
 
 /* Appends *obj's fields to w.  0, or -EINVAL (nothing sensible written) if
  * a count exceeds its array or the table is malformed. */
@@ -120,8 +121,7 @@ int state_decode(StateReader *r, const StateTable *t, void *obj, char *err, size
 
 /* What state_walk reports: one integer or byte run of the encoding, its
  * path in the struct ("vq[1].desc") and where it lies in the encoding. */
-typedef void (*StateWalkFn)(void *opaque, const char *path, size_t wire_offset,
-                            size_t wire_len);
+typedef void (*StateWalkFn)(void *opaque, const char *path, size_t wire_offset, size_t wire_len);
 /* Calls fn for each element that state_encode would write for *obj, in
  * stream order (tests find a field's bytes with it).  0 or -EINVAL as
  * state_encode. */
@@ -129,10 +129,10 @@ int state_walk(const StateTable *t, const void *obj, StateWalkFn fn, void *opaqu
 
 /* One kind of section: what a device (or the vCPU code) saves, whole. */
 typedef struct StateSection {
-    const char *what;           /* messages say "<what> state: ..." ("serial") */
+    const char *what; /* messages say "<what> state: ..." ("serial") */
     uint32_t magic;
-    uint16_t version;           /* written; a reader takes 1..version */
-    const StateTable *table;    /* the payload */
+    uint16_t version;        /* written; a reader takes 1..version */
+    const StateTable *table; /* the payload */
 } StateSection;
 
 /* *obj as one section s in a malloc()ed buffer: 0, -EINVAL (see
@@ -145,8 +145,8 @@ int state_save_section(const StateSection *s, const void *obj, uint8_t **buf, si
  * bytes after it, a truncated payload, a count too large, bytes the
  * version does not define).
  */
-int state_load_section(const StateSection *s, const uint8_t *buf, size_t len, void *obj,
-                       char *err, size_t errlen);
+int state_load_section(const StateSection *s, const uint8_t *buf, size_t len, void *obj, char *err,
+                       size_t errlen);
 /* A device refusing a decoded state: "<what> state: <fmt...>" into err,
  * returns -EINVAL. */
 int state_refuse(const StateSection *s, char *err, size_t errlen, const char *fmt, ...)

@@ -23,9 +23,9 @@ typedef enum { OPT_VALUE, OPT_FLAG, OPT_TODO, OPT_CONFIG, OPT_HELP } OptKind;
 typedef struct OptDef {
     const char *name;
     OptKind kind;
-    ApplyFn apply;              /* OPT_VALUE */
-    bool *(*flag)(VmConfig *);  /* OPT_FLAG */
-    bool numeric;               /* JSON integers accepted (as text) */
+    ApplyFn apply;             /* OPT_VALUE */
+    bool *(*flag)(VmConfig *); /* OPT_FLAG */
+    bool numeric;              /* JSON integers accepted (as text) */
 } OptDef;
 
 /* Outside text (an argument, a config file's key or value) for a message:
@@ -68,14 +68,27 @@ int parse_size(const char *s, uint64_t *out)
     unsigned long long v = strtoull(s, &end, 10);
     if (errno)
         return -1;
-    unsigned shift = 20;        /* bare number: MiB */
+    unsigned shift = 20; /* bare number: MiB */
     if (*end) {
         switch (*end) {
-        case 'K': case 'k': shift = 10; break;
-        case 'M': case 'm': shift = 20; break;
-        case 'G': case 'g': shift = 30; break;
-        case 'T': case 't': shift = 40; break;
-        default: return -1;
+        case 'K':
+        case 'k':
+            shift = 10;
+            break;
+        case 'M':
+        case 'm':
+            shift = 20;
+            break;
+        case 'G':
+        case 'g':
+            shift = 30;
+            break;
+        case 'T':
+        case 't':
+            shift = 40;
+            break;
+        default:
+            return -1;
         }
         if (end[1])
             return -1;
@@ -205,7 +218,7 @@ static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vl
     snprintf(key, klen, "%.*s", (int)(kn < klen ? kn : klen - 1), *p);
     snprintf(val, vlen, "%.*s", (int)(vn < vlen ? vn : vlen - 1), eq ? eq + 1 : "");
     if (kn >= klen || vn >= vlen)
-        key[0] = '\0';             /* too long: reported as unknown */
+        key[0] = '\0'; /* too long: reported as unknown */
     *p += n + (end ? 1 : 0);
     return true;
 }
@@ -237,8 +250,9 @@ static const char *apply_disk(VmConfig *cfg, const char *val)
 
 static int hexdig(char c)
 {
-    return isxdigit((unsigned char)c) ? (isdigit((unsigned char)c) ? c - '0'
-                                         : tolower((unsigned char)c) - 'a' + 10) : -1;
+    return isxdigit((unsigned char)c)
+               ? (isdigit((unsigned char)c) ? c - '0' : tolower((unsigned char)c) - 'a' + 10)
+               : -1;
 }
 
 static const char *apply_net(VmConfig *cfg, const char *val)
@@ -328,9 +342,18 @@ static const char *apply_chroot(VmConfig *cfg, const char *val)
     return set_str(&cfg->chroot_dir, val);
 }
 
-static bool *flag_rng(VmConfig *cfg) { return &cfg->rng; }
-static bool *flag_test_device(VmConfig *cfg) { return &cfg->test_device; }
-static bool *flag_verbose(VmConfig *cfg) { return &cfg->verbose; }
+static bool *flag_rng(VmConfig *cfg)
+{
+    return &cfg->rng;
+}
+static bool *flag_test_device(VmConfig *cfg)
+{
+    return &cfg->test_device;
+}
+static bool *flag_verbose(VmConfig *cfg)
+{
+    return &cfg->verbose;
+}
 
 static const OptDef opts[] = {
     { "kernel", OPT_VALUE, apply_kernel, NULL, false },
@@ -389,8 +412,8 @@ void vm_config_free(VmConfig *cfg)
 
 /* Splits argv[*i] into an option and its value (consuming argv[*i+1] if
  * needed).  Returns the option or NULL with err set. */
-static const OptDef *next_opt(int argc, char *const argv[], int *i, const char **val,
-                              char *err, size_t errlen)
+static const OptDef *next_opt(int argc, char *const argv[], int *i, const char **val, char *err,
+                              size_t errlen)
 {
     const char *a = argv[*i];
     *val = NULL;
@@ -405,8 +428,7 @@ static const OptDef *next_opt(int argc, char *const argv[], int *i, const char *
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const OptDef *o = find_opt(name, len);
     if (!o) {
-        snprintf(err, errlen, "unknown option '%s' (see strata run --help)",
-                 quote(a, len + 2).s);
+        snprintf(err, errlen, "unknown option '%s' (see strata run --help)", quote(a, len + 2).s);
         return NULL;
     }
     bool takes_value = o->kind == OPT_VALUE || o->kind == OPT_CONFIG || o->kind == OPT_TODO;
@@ -497,9 +519,10 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
     }
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         const OptDef *o = find_opt(key, strlen(key));
-        Quoted k = quote(key, strlen(key));     /* for messages */
+        Quoted k = quote(key, strlen(key)); /* for messages */
         if (!o || o->kind == OPT_HELP) {
             snprintf(err, errlen, "%s: unknown key \"%s\"", origin, k.s);
             goto out;
@@ -525,11 +548,11 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
             /* repeatable options take an array of their strings */
             size_t i;
             json_t *e;
-            json_array_foreach(v, i, e) {
+            json_array_foreach(v, i, e)
+            {
                 const char *es = json_is_string(e) ? json_string_value(e) : NULL;
                 if (!es || strlen(es) != json_string_length(e)) {
-                    snprintf(err, errlen, "%s: key \"%s\"[%zu]: expected a string", origin,
-                             k.s, i);
+                    snprintf(err, errlen, "%s: key \"%s\"[%zu]: expected a string", origin, k.s, i);
                     goto out;
                 }
                 const char *why = o->apply(cfg, es);
@@ -648,78 +671,77 @@ int vm_config_check(const VmConfig *cfg, char *err, size_t errlen)
 
 const char *vm_config_usage(void)
 {
-    return
-        "Usage: strata run --kernel FILE [options]\n"
-        "       strata ctl --api-socket PATH COMMAND [ARGS]   (strata ctl --help)\n"
-        "\n"
-        "Runs a KVM virtual machine.  Options (also --opt=value; a JSON --config file\n"
-        "takes the same names as keys, and the command line overrides it):\n"
-        "  --kernel FILE        a Linux bzImage (64-bit boot protocol, loaded at 1M)\n"
-        "                       or an ELF with a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY):\n"
-        "                       its PT_LOAD segments are loaded at their physical\n"
-        "                       addresses and the vCPU starts in the PVH entry state\n"
-        "  --initrd FILE        initial ramdisk (bzImage: ramdisk_image; PVH: module 0)\n"
-        "                       (--kernel and --initrd: regular files, read once at\n"
-        "                       start; a reset boots that copy whatever the files\n"
-        "                       become)\n"
-        "  --memory SIZE        guest RAM (default 256M): a decimal number with an\n"
-        "                       optional K/M/G/T suffix (binary units), a bare\n"
-        "                       number is MiB; 2M..1T, a multiple of 4K\n"
-        "  --cpus N             number of vCPUs (1..64; ACPI MADT, APs started by INIT/SIPI)\n"
-        "  --cmdline TEXT       kernel command line (e.g. console=ttyS0); strata\n"
-        "                       appends reboot=k unless TEXT has a reboot= option:\n"
-        "                       4095 bytes in all\n"
-        "  --api-socket PATH    QMP control socket (unix); see strata ctl.  Up to 128\n"
-        "                       clients; one that sends and reads nothing for 300 s\n"
-        "                       is closed (environment STRATA_QMP_IDLE_TIMEOUT_MS=N:\n"
-        "                       N ms, 0 = never); when all are taken, the one idle\n"
-        "                       the longest (1 s or more) makes room for a new one\n"
-        "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
-        "                       (stdio: the terminal in raw mode feeds the guest;\n"
-        "                       Ctrl-A x quits)\n"
-        "  --disk path=FILE[,readonly=on]\n"
-        "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
-        "                       (a regular file or a block device)\n"
-        "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
-        "                       virtio-net device on TAP interface NAME (repeatable)\n"
-        "  --rng                a virtio-rng device (entropy from getrandom)\n"
-        "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
-        "                       guest's EXIT port ends strata with the guest's code\n"
-        "  --config FILE        JSON object with the keys above, e.g.\n"
-        "                       {\"kernel\":\"g.elf\",\"memory\":\"512M\",\"test-device\":true}\n"
-        "  --incoming URI       tcp:HOST:PORT or unix:PATH: wait there for a live\n"
-        "                       migration (QMP migrate on the source) and run the\n"
-        "                       guest it brings; the other options must describe\n"
-        "                       the same machine (memory, cpus, devices), else the\n"
-        "                       stream is refused saying what differs; the\n"
-        "                       --api-socket opens once the guest has arrived\n"
-        "  --seccomp MODE       per-thread syscall filters (vCPU, device I/O, main,\n"
-        "                       stdin, waiter, migration threads): kill (default: a\n"
-        "                       syscall outside its thread's list ends strata with a\n"
-        "                       message naming the thread and the syscall, status\n"
-        "                       159, after restoring the terminal and removing the\n"
-        "                       --api-socket), log (allowed, logged by the kernel:\n"
-        "                       dmesg, audit type=1326), off\n"
-        "  --jail-uid UID --jail-gid GID\n"
-        "                       after opening /dev/kvm, the kernel, disks, TAPs and\n"
-        "                       sockets, drop to UID/GID (supplementary groups: GID\n"
-        "                       only) with no_new_privs and an empty capability\n"
-        "                       bounding set; both or neither\n"
-        "  --chroot DIR         chroot to DIR at the same point (paths used later,\n"
-        "                       e.g. the api socket's removal, are then inside DIR)\n"
-        "  --verbose            dump the vCPU registers when the guest crashes\n"
-        "  --help               this text\n"
-        "\n"
-        "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"
-        "through the test device, reboot (i8042 reset), ACPI poweroff or a crash.\n"
-        "QMP system_powerdown (strata ctl powerdown) presses the ACPI power button\n"
-        "(a GED interrupt); a guest that acts on it powers off.\n"
-        "\n"
-        "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
-        "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
-        "3 guest crashed (triple fault, kernel panic via pvpanic) or asked for a\n"
-        "reset; 4 KVM error; 5 --incoming: the migration stream failed or was\n"
-        "refused (the guest never ran);\n"
-        "128+N terminated by signal N; 159 (128+SIGSYS) a thread made a syscall\n"
-        "outside its seccomp allowlist (--seccomp=kill; the message names both).\n";
+    return "Usage: strata run --kernel FILE [options]\n"
+           "       strata ctl --api-socket PATH COMMAND [ARGS]   (strata ctl --help)\n"
+           "\n"
+           "Runs a KVM virtual machine.  Options (also --opt=value; a JSON --config file\n"
+           "takes the same names as keys, and the command line overrides it):\n"
+           "  --kernel FILE        a Linux bzImage (64-bit boot protocol, loaded at 1M)\n"
+           "                       or an ELF with a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY):\n"
+           "                       its PT_LOAD segments are loaded at their physical\n"
+           "                       addresses and the vCPU starts in the PVH entry state\n"
+           "  --initrd FILE        initial ramdisk (bzImage: ramdisk_image; PVH: module 0)\n"
+           "                       (--kernel and --initrd: regular files, read once at\n"
+           "                       start; a reset boots that copy whatever the files\n"
+           "                       become)\n"
+           "  --memory SIZE        guest RAM (default 256M): a decimal number with an\n"
+           "                       optional K/M/G/T suffix (binary units), a bare\n"
+           "                       number is MiB; 2M..1T, a multiple of 4K\n"
+           "  --cpus N             number of vCPUs (1..64; ACPI MADT, APs started by INIT/SIPI)\n"
+           "  --cmdline TEXT       kernel command line (e.g. console=ttyS0); strata\n"
+           "                       appends reboot=k unless TEXT has a reboot= option:\n"
+           "                       4095 bytes in all\n"
+           "  --api-socket PATH    QMP control socket (unix); see strata ctl.  Up to 128\n"
+           "                       clients; one that sends and reads nothing for 300 s\n"
+           "                       is closed (environment STRATA_QMP_IDLE_TIMEOUT_MS=N:\n"
+           "                       N ms, 0 = never); when all are taken, the one idle\n"
+           "                       the longest (1 s or more) makes room for a new one\n"
+           "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
+           "                       (stdio: the terminal in raw mode feeds the guest;\n"
+           "                       Ctrl-A x quits)\n"
+           "  --disk path=FILE[,readonly=on]\n"
+           "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
+           "                       (a regular file or a block device)\n"
+           "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
+           "                       virtio-net device on TAP interface NAME (repeatable)\n"
+           "  --rng                a virtio-rng device (entropy from getrandom)\n"
+           "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
+           "                       guest's EXIT port ends strata with the guest's code\n"
+           "  --config FILE        JSON object with the keys above, e.g.\n"
+           "                       {\"kernel\":\"g.elf\",\"memory\":\"512M\",\"test-device\":true}\n"
+           "  --incoming URI       tcp:HOST:PORT or unix:PATH: wait there for a live\n"
+           "                       migration (QMP migrate on the source) and run the\n"
+           "                       guest it brings; the other options must describe\n"
+           "                       the same machine (memory, cpus, devices), else the\n"
+           "                       stream is refused saying what differs; the\n"
+           "                       --api-socket opens once the guest has arrived\n"
+           "  --seccomp MODE       per-thread syscall filters (vCPU, device I/O, main,\n"
+           "                       stdin, waiter, migration threads): kill (default: a\n"
+           "                       syscall outside its thread's list ends strata with a\n"
+           "                       message naming the thread and the syscall, status\n"
+           "                       159, after restoring the terminal and removing the\n"
+           "                       --api-socket), log (allowed, logged by the kernel:\n"
+           "                       dmesg, audit type=1326), off\n"
+           "  --jail-uid UID --jail-gid GID\n"
+           "                       after opening /dev/kvm, the kernel, disks, TAPs and\n"
+           "                       sockets, drop to UID/GID (supplementary groups: GID\n"
+           "                       only) with no_new_privs and an empty capability\n"
+           "                       bounding set; both or neither\n"
+           "  --chroot DIR         chroot to DIR at the same point (paths used later,\n"
+           "                       e.g. the api socket's removal, are then inside DIR)\n"
+           "  --verbose            dump the vCPU registers when the guest crashes\n"
+           "  --help               this text\n"
+           "\n"
+           "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"
+           "through the test device, reboot (i8042 reset), ACPI poweroff or a crash.\n"
+           "QMP system_powerdown (strata ctl powerdown) presses the ACPI power button\n"
+           "(a GED interrupt); a guest that acts on it powers off.\n"
+           "\n"
+           "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
+           "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
+           "3 guest crashed (triple fault, kernel panic via pvpanic) or asked for a\n"
+           "reset; 4 KVM error; 5 --incoming: the migration stream failed or was\n"
+           "refused (the guest never ran);\n"
+           "128+N terminated by signal N; 159 (128+SIGSYS) a thread made a syscall\n"
+           "outside its seccomp allowlist (--seccomp=kill; the message names both).\n";
 }

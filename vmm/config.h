@@ -14,8 +14,8 @@
 #define VM_DEFAULT_MEMORY (256ull << 20)
 #define VM_MIN_MEMORY (2ull << 20)
 #define VM_MAX_MEMORY (1ull << 40)
-#define VM_MAX_CMDLINE 4095       /* the whole command line the guest gets (PVH: 4 KiB) */
-#define VM_CMDLINE_REBOOT "reboot=k"    /* appended unless --cmdline has a reboot= */
+#define VM_MAX_CMDLINE 4095          /* the whole command line the guest gets (PVH: 4 KiB) */
+#define VM_CMDLINE_REBOOT "reboot=k" /* appended unless --cmdline has a reboot= */
 #define VM_MAX_CPUS 64
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS 4
@@ -26,37 +26,37 @@ typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMod
 typedef enum VmSeccomp { VM_SECCOMP_KILL = 0, VM_SECCOMP_LOG, VM_SECCOMP_OFF } VmSeccomp;
 
 typedef struct VmDisk {
-    char *path;             /* --disk path=FILE */
-    bool readonly;          /* ,readonly=on */
+    char *path;    /* --disk path=FILE */
+    bool readonly; /* ,readonly=on */
 } VmDisk;
 
 typedef struct VmNet {
-    char *tap;              /* --net tap=NAME */
-    uint8_t mac[6];         /* ,mac=52:54:00:..; else 52:54:00:12:34:(56+n) */
+    char *tap;      /* --net tap=NAME */
+    uint8_t mac[6]; /* ,mac=52:54:00:..; else 52:54:00:12:34:(56+n) */
     bool have_mac;
 } VmNet;
 
 typedef struct VmConfig {
-    char *kernel;           /* --kernel */
-    char *initrd;           /* --initrd */
-    uint64_t memory;        /* --memory, bytes */
-    unsigned cpus;          /* --cpus */
-    char *cmdline;          /* --cmdline */
-    char *api_socket;       /* --api-socket */
-    char *incoming;         /* --incoming tcp:HOST:PORT | unix:PATH */
-    SerialMode serial;      /* --serial */
-    char *serial_path;      /* --serial file=PATH */
-    bool test_device;       /* --test-device */
-    bool verbose;           /* --verbose */
-    VmDisk disks[VM_MAX_DISKS];     /* --disk (repeatable) */
+    char *kernel;               /* --kernel */
+    char *initrd;               /* --initrd */
+    uint64_t memory;            /* --memory, bytes */
+    unsigned cpus;              /* --cpus */
+    char *cmdline;              /* --cmdline */
+    char *api_socket;           /* --api-socket */
+    char *incoming;             /* --incoming tcp:HOST:PORT | unix:PATH */
+    SerialMode serial;          /* --serial */
+    char *serial_path;          /* --serial file=PATH */
+    bool test_device;           /* --test-device */
+    bool verbose;               /* --verbose */
+    VmDisk disks[VM_MAX_DISKS]; /* --disk (repeatable) */
     unsigned ndisks;
-    VmNet nets[VM_MAX_NETS];        /* --net (repeatable) */
+    VmNet nets[VM_MAX_NETS]; /* --net (repeatable) */
     unsigned nnets;
-    bool rng;               /* --rng: a virtio-rng device */
-    VmSeccomp seccomp;      /* --seccomp kill|log|off (default kill) */
-    long jail_uid;          /* --jail-uid, -1 = none */
-    long jail_gid;          /* --jail-gid, -1 = none */
-    char *chroot_dir;       /* --chroot */
+    bool rng;          /* --rng: a virtio-rng device */
+    VmSeccomp seccomp; /* --seccomp kill|log|off (default kill) */
+    long jail_uid;     /* --jail-uid, -1 = none */
+    long jail_gid;     /* --jail-gid, -1 = none */
+    char *chroot_dir;  /* --chroot */
 } VmConfig;
 
 /* Outcome of vm_config_parse_args. */

@@ -35,7 +35,7 @@ int devlist_add(DevList *l, const char *name, const DeviceOps *ops, void *dev, b
     DevRecord *d = &l->rec[l->n++];
     *d = tmp;
     snprintf(d->name, sizeof(d->name), "%s", name);
-    if (nregions)       /* regions may be NULL then */
+    if (nregions) /* regions may be NULL then */
         memcpy(d->regions, regions, nregions * sizeof(*regions));
     d->nregions = nregions;
     for (; d->nmapped < nregions; d->nmapped++) {

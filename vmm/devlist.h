@@ -17,31 +17,31 @@
 #include "devices/device.h"
 #include "memory/memory.h"
 
-#define DEVLIST_MAX 32              /* 5 platform devices + 18 virtio slots fit */
+#define DEVLIST_MAX 32 /* 5 platform devices + 18 virtio slots fit */
 #define DEVLIST_MAX_REGIONS 4
 #define DEVLIST_NAME_MAX 64
 
 /* One region of a device and where the board maps it. */
 typedef struct DevRegion {
-    MemoryRegion *container;        /* the board's "io" or "system" */
+    MemoryRegion *container; /* the board's "io" or "system" */
     uint64_t addr;
     MemoryRegion *mr;
 } DevRegion;
 
 /* DEV_REGIONS({ &m->io, 0x505, &s->io }, ...): an array and its length, for
  * devlist_add's / machine_add_device's last two arguments. */
-#define DEV_REGIONS(...)                                                                \
-    (const DevRegion[]){ __VA_ARGS__ },                                                 \
+#define DEV_REGIONS(...) \
+    (const DevRegion[]){ __VA_ARGS__ }, \
         (unsigned)(sizeof((const DevRegion[]){ __VA_ARGS__ }) / sizeof(DevRegion))
 
 typedef struct DevRecord {
     char name[DEVLIST_NAME_MAX];
     const DeviceOps *ops;
     void *dev;
-    bool owned;                     /* dev is malloc()ed: freed after ops->destroy */
+    bool owned; /* dev is malloc()ed: freed after ops->destroy */
     DevRegion regions[DEVLIST_MAX_REGIONS];
     unsigned nregions;
-    unsigned nmapped;               /* regions[0..nmapped) are mapped */
+    unsigned nmapped; /* regions[0..nmapped) are mapped */
 } DevRecord;
 
 typedef struct DevList {

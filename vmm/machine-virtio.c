@@ -18,8 +18,8 @@ struct VirtioDevs {
     Evloop *loop;
 };
 
-int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx,
-                       AddressSpace *as, VirtioPlaceFn place, void *board)
+int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx, AddressSpace *as,
+                       VirtioPlaceFn place, void *board)
 {
     char err[512];
     *out = NULL;
@@ -29,9 +29,11 @@ int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx
     if (!v || !(v->loop = evloop_new())) {
         if (!v || errno == ENOMEM)
             fprintf(stderr, "strata: virtio devices: out of memory\n");
-        else    /* refused, not run unrestricted: see devices/uring.h */
-            fprintf(stderr, "strata: virtio devices: the device event loop needs a restricted "
-                    "io_uring (Linux 5.11 or later): %s\n", strerror(errno));
+        else /* refused, not run unrestricted: see devices/uring.h */
+            fprintf(stderr,
+                    "strata: virtio devices: the device event loop needs a restricted "
+                    "io_uring (Linux 5.11 or later): %s\n",
+                    strerror(errno));
         free(v);
         return -1;
     }
@@ -43,8 +45,8 @@ int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx
             fprintf(stderr, "strata: disk path=%s: out of memory\n", cfg->disks[i].path);
             return -1;
         }
-        if (virtio_blk_init(b, &env, cfg->disks[i].path, cfg->disks[i].readonly, err,
-                            sizeof(err)) < 0) {
+        if (virtio_blk_init(b, &env, cfg->disks[i].path, cfg->disks[i].readonly, err, sizeof(err)) <
+            0) {
             fprintf(stderr, "strata: %s\n", err);
             free(b);
             return -1;

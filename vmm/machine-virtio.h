@@ -31,8 +31,8 @@ typedef int (*VirtioPlaceFn)(void *board, VirtioMmio *t, const DeviceOps *ops, v
  * set as soon as the loop exists, so virtio_devs_free cleans up after a
  * failure.  0, or -1 after printing why.
  */
-int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx,
-                       AddressSpace *as, VirtioPlaceFn place, void *board);
+int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx, AddressSpace *as,
+                       VirtioPlaceFn place, void *board);
 /* Starts the event-loop thread (entering sandbox's IO role first when
  * sandbox is not NULL).  0, or -1 after printing why; NULL v is a no-op. */
 int virtio_devs_start(VirtioDevs *v, const Sandbox *sandbox);

@@ -25,7 +25,7 @@ const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
 #define MAX_INITRD (1ull << 30)
 
 _Static_assert(ACPI_FADT_RESET_OFFSET == ACPI_RESET_REG_OFFSET &&
-               ACPI_FADT_RESET_VALUE == ACPI_RESET_VALUE,
+                   ACPI_FADT_RESET_VALUE == ACPI_RESET_VALUE,
                "the FADT must describe the reset register devices/i8042.c implements");
 #define MSR_IA32_MISC_ENABLE 0x1a0
 #define MSR_MTRR_DEF_TYPE 0x2ff
@@ -75,8 +75,7 @@ static int open_serial(Machine *m)
     case SERIAL_FILE:
         m->serial_fd = open(cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (m->serial_fd < 0) {
-            fprintf(stderr, "strata: --serial file=%s: %s\n", cfg->serial_path,
-                    strerror(errno));
+            fprintf(stderr, "strata: --serial file=%s: %s\n", cfg->serial_path, strerror(errno));
             return -1;
         }
         m->serial_fd_owned = true;
@@ -110,8 +109,8 @@ static int add_platform_devices(Machine *m)
         if ((r = serial_init(&m->serial, ctx, m->serial_fd, &line)) < 0)
             return fail(m, "serial", r);
         if (machine_add_device(m, &serial_device_ops, &m->serial,
-                               DEV_REGIONS({ &m->io, MACHINE_SERIAL_PORT,
-                                             serial_region(&m->serial) })) < 0)
+                               DEV_REGIONS(
+                                   { &m->io, MACHINE_SERIAL_PORT, serial_region(&m->serial) })) < 0)
             return -1;
     }
     if ((r = i8042_init(&m->i8042, ctx, power_event, m)) < 0)
@@ -138,8 +137,8 @@ static int add_platform_devices(Machine *m)
         if ((r = testdev_init(&m->testdev, ctx, testdev_exit, m, stderr)) < 0)
             return fail(m, "test device", r);
         if (machine_add_device(m, &testdev_device_ops, &m->testdev,
-                               DEV_REGIONS({ &m->io, TESTDEV_PORT_BASE,
-                                             testdev_region(&m->testdev) })) < 0)
+                               DEV_REGIONS(
+                                   { &m->io, TESTDEV_PORT_BASE, testdev_region(&m->testdev) })) < 0)
             return -1;
     }
     return 0;
@@ -159,8 +158,7 @@ static int build_memory(Machine *m)
         return fail(m, "region io", r);
     if ((r = memory_region_init_ram(&m->ram, ctx, NULL, "microvm.ram", cfg->memory)) < 0)
         return fail(m, "--memory: guest RAM", r);
-    if ((r = memory_region_init_alias(&m->ram_below, ctx, "ram-below-4g", &m->ram, 0,
-                                      below)) < 0)
+    if ((r = memory_region_init_alias(&m->ram_below, ctx, "ram-below-4g", &m->ram, 0, below)) < 0)
         return fail(m, "region ram-below-4g", r);
     if ((r = memory_region_add_subregion(&m->system, 0, &m->ram_below)) < 0)
         return fail(m, "mapping ram-below-4g", r);
@@ -235,9 +233,9 @@ static char *build_cmdline(const Machine *m)
     if (!reboot_set)
         n += (size_t)snprintf(s + n, cap - n, "%s" VM_CMDLINE_REBOOT, n ? " " : "");
     for (unsigned i = 0; acpi_off && i < m->nvirtio && n < cap; i++)
-        n += (size_t)snprintf(s + n, cap - n, "%svirtio_mmio.device=%u@0x%llx:%u",
-                              n ? " " : "", MACHINE_VIRTIO_SIZE,
-                              (unsigned long long)m->virtio[i].base, m->virtio[i].gsi);
+        n += (size_t)snprintf(s + n, cap - n, "%svirtio_mmio.device=%u@0x%llx:%u", n ? " " : "",
+                              MACHINE_VIRTIO_SIZE, (unsigned long long)m->virtio[i].base,
+                              m->virtio[i].gsi);
     return s;
 }
 
@@ -264,10 +262,11 @@ static int load_kernel(Machine *m, char *err, size_t errlen)
     }
     size_t given = m->cfg->cmdline ? strlen(m->cfg->cmdline) : 0;
     if (strlen(cmdline) > VM_MAX_CMDLINE) {
-        snprintf(err, errlen, "--cmdline: %zu bytes plus the %zu strata appends (reboot=k "
+        snprintf(err, errlen,
+                 "--cmdline: %zu bytes plus the %zu strata appends (reboot=k "
                  "and, with acpi=off, virtio_mmio.device= for each of the %u virtio "
-                 "devices): longer than the %u bytes the guest gets", given,
-                 strlen(cmdline) - given, m->nvirtio, VM_MAX_CMDLINE);
+                 "devices): longer than the %u bytes the guest gets",
+                 given, strlen(cmdline) - given, m->nvirtio, VM_MAX_CMDLINE);
         free(cmdline);
         return -1;
     }
@@ -416,7 +415,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
 /* ---- serial input from stdin ------------------------------------------ */
 
 static struct termios saved_tty;
-static int tty_saved;           /* 1 while stdin is in raw mode */
+static int tty_saved; /* 1 while stdin is in raw mode */
 
 static void restore_tty(void)
 {
@@ -432,10 +431,10 @@ static void raw_tty(void)
     struct termios t;
     if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
         return;
-    sandbox_fatal_save_tty(STDIN_FILENO);  /* a seccomp kill restores it too */
+    sandbox_fatal_save_tty(STDIN_FILENO); /* a seccomp kill restores it too */
     t = saved_tty;
     cfmakeraw(&t);
-    t.c_oflag |= OPOST | ONLCR;     /* output stays readable */
+    t.c_oflag |= OPOST | ONLCR; /* output stays readable */
     if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0)
         return;
     __atomic_store_n(&tty_saved, 1, __ATOMIC_SEQ_CST);
@@ -450,7 +449,7 @@ static void *stdin_main(void *arg)
     Machine *m = arg;
     bool ctrl_a = false;
     if (m->sandbox && sandbox_enter(m->sandbox, SANDBOX_ROLE_STDIN) < 0)
-        return NULL;            /* no serial input; the VM runs on */
+        return NULL; /* no serial input; the VM runs on */
     for (;;) {
         struct pollfd p[2] = { { STDIN_FILENO, POLLIN, 0 }, { m->stdin_stop[0], POLLIN, 0 } };
         if (poll(p, 2, -1) < 0) {
@@ -465,7 +464,7 @@ static void *stdin_main(void *arg)
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0)
-            return NULL;            /* EOF: nothing more to send */
+            return NULL; /* EOF: nothing more to send */
         for (ssize_t i = 0; i < n; i++) {
             if (tty_saved && ctrl_a && (buf[i] == 'x' || buf[i] == 'X')) {
                 kvm_vm_request_end(m->vm, KVM_END_REQUESTED, 0, "Ctrl-A x");
@@ -539,7 +538,7 @@ int machine_start(Machine *m)
 
 int machine_reset(Machine *m, char *err, size_t errlen)
 {
-    devlist_reset(&m->devices);       /* before RAM goes: devices stop touching it */
+    devlist_reset(&m->devices); /* before RAM goes: devices stop touching it */
     uint64_t len = m->guest_ram.below + m->guest_ram.above;
     if (madvise(m->guest_ram.host, len, MADV_DONTNEED) < 0) {
         /* not expected for private anonymous memory; zero it by hand */
@@ -592,7 +591,7 @@ void machine_destroy(Machine *m)
         address_space_destroy(m->memory_as);
     if (m->io_as)
         address_space_destroy(m->io_as);
-    devlist_destroy(&m->devices);     /* unmapped, then destroyed, last added first */
+    devlist_destroy(&m->devices); /* unmapped, then destroyed, last added first */
     virtio_devs_free(m->virtio_devs);
     m->virtio_devs = NULL;
     if (memory_region_get_container(&m->ram_above))

@@ -57,8 +57,8 @@
 #define MACHINE_SERIAL_IRQ 4
 #define MACHINE_LOWMEM_LIMIT (3ull << 30)
 #define MACHINE_SLEEP_PORT 0x600
-#define MACHINE_GED_PORT 0x610      /* devices/ged.h: the power button's event register */
-#define MACHINE_GED_GSI 8           /* the RTC's on a PC; this board has no CMOS */
+#define MACHINE_GED_PORT 0x610 /* devices/ged.h: the power button's event register */
+#define MACHINE_GED_GSI 8      /* the RTC's on a PC; this board has no CMOS */
 #define MACHINE_MAX_CPUS 64
 #define MACHINE_VIRTIO_BASE 0xfeb00000ull
 #define MACHINE_VIRTIO_SIZE 0x200
@@ -106,38 +106,38 @@ typedef struct Machine {
      * torn down through this list (vmm/devlist.h), never by name. */
     DevList devices;
     /* The platform devices' state (each in devices once created). */
-    SerialState serial;             /* "serial" at MACHINE_SERIAL_PORT */
+    SerialState serial; /* "serial" at MACHINE_SERIAL_PORT */
     I8042State i8042;
-    PvpanicState pvpanic;           /* "pvpanic" at PVPANIC_PORT */
-    GedState ged;                   /* "acpi-ged" at MACHINE_GED_PORT */
+    PvpanicState pvpanic; /* "pvpanic" at PVPANIC_PORT */
+    GedState ged;         /* "acpi-ged" at MACHINE_GED_PORT */
     TestDev testdev;
-    int serial_fd;              /* owned when serial_fd_owned */
+    int serial_fd; /* owned when serial_fd_owned */
     bool serial_fd_owned;
     KvmVm *vm;
-    KvmVcpu *vcpu;                  /* vcpus[0] */
+    KvmVcpu *vcpu; /* vcpus[0] */
     KvmVcpu *vcpus[MACHINE_MAX_CPUS];
     unsigned ncpus;
-    KernelImage kernel;             /* when !is_bzimage */
+    KernelImage kernel; /* when !is_bzimage */
     bool is_bzimage;
-    uint8_t *bz;                    /* the bzImage file */
+    uint8_t *bz; /* the bzImage file */
     size_t bz_len;
     BzImageInfo bzi;
-    uint8_t *initrd;                /* --initrd file, or NULL */
+    uint8_t *initrd; /* --initrd file, or NULL */
     size_t initrd_len;
-    volatile int guest_panicked;    /* set by pvpanic (vCPU thread) */
+    volatile int guest_panicked; /* set by pvpanic (vCPU thread) */
     MachineVirtio virtio[MACHINE_MAX_VIRTIO];
     unsigned nvirtio;
-    VirtioDevs *virtio_devs;        /* the virtio devices' event loop (machine-virtio.h) */
+    VirtioDevs *virtio_devs; /* the virtio devices' event loop (machine-virtio.h) */
     /* --serial stdio input: a thread feeds stdin to the UART (raw tty) */
     pthread_t stdin_thread;
     bool stdin_started;
-    int stdin_stop[2];          /* pipe: writing ends the thread */
+    int stdin_stop[2]; /* pipe: writing ends the thread */
     GuestRam guest_ram;
     uint64_t start_info;
     /* set by the test device's EXIT (from the vCPU thread) */
     volatile int guest_exited;
     volatile uint32_t guest_exit_code;
-    const Sandbox *sandbox;     /* set before machine_start: its threads enter it */
+    const Sandbox *sandbox; /* set before machine_start: its threads enter it */
 } Machine;
 
 /*

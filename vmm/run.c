@@ -22,7 +22,7 @@ enum {
     EXIT_GUEST_FAILED = 2,
     EXIT_GUEST_CRASHED = 3,
     EXIT_KVM_ERROR = 4,
-    EXIT_INCOMING = 5,      /* --incoming: no usable stream; the guest never ran */
+    EXIT_INCOMING = 5, /* --incoming: no usable stream; the guest never ran */
 };
 
 static void *waiter_main(void *arg)
@@ -59,8 +59,7 @@ static void on_end(EvSource *src, uint32_t events)
     } else if (v->signo) {
         reason = "host-signal";
         guest = false;
-        fprintf(stderr, "strata: terminating on signal %d (%s)\n", v->signo,
-                strsignal(v->signo));
+        fprintf(stderr, "strata: terminating on signal %d (%s)\n", v->signo, strsignal(v->signo));
         v->exit_status = 128 + v->signo;
     } else {
         switch (e->reason) {
@@ -186,10 +185,11 @@ static void run_loop(Vmm *v)
 static int prepare_sandbox(Vmm *v)
 {
     static const SandboxMode modes[] = {
-        [VM_SECCOMP_KILL] = SANDBOX_KILL, [VM_SECCOMP_LOG] = SANDBOX_LOG,
+        [VM_SECCOMP_KILL] = SANDBOX_KILL,
+        [VM_SECCOMP_LOG] = SANDBOX_LOG,
         [VM_SECCOMP_OFF] = SANDBOX_OFF,
     };
-    json_object_seed(0);    /* jansson reads /dev/urandom once: not later */
+    json_object_seed(0); /* jansson reads /dev/urandom once: not later */
     if (sandbox_init(&v->sandbox, modes[v->cfg.seccomp], v->cfg.test_device) < 0)
         return -1;
     v->m.sandbox = &v->sandbox;
@@ -206,7 +206,7 @@ static int enter_jail(Vmm *v)
 
 int strata_run(int argc, char *const argv[])
 {
-    static Vmm vmm;         /* big (devices, regions); one per process */
+    static Vmm vmm; /* big (devices, regions); one per process */
     Vmm *v = &vmm;
     char err[1024];
 
@@ -248,19 +248,18 @@ int strata_run(int argc, char *const argv[])
             goto out;
         }
         memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
-        memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands,
-               mig_qmp_ncommands * sizeof(*v->cmds));
+        memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands, mig_qmp_ncommands * sizeof(*v->cmds));
         v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
         if (!v->qmp) {
             fprintf(stderr, "strata: %s\n", err);
             goto out;
         }
-        sandbox_fatal_unlink(v->cfg.api_socket);   /* removed by a seccomp kill too */
+        sandbox_fatal_unlink(v->cfg.api_socket); /* removed by a seccomp kill too */
     }
     if (enter_jail(v) < 0)
         goto out;
     if (start_paused)
-        kvm_vm_pause(v->m.vm);      /* the source was paused: stay so until `cont` */
+        kvm_vm_pause(v->m.vm); /* the source was paused: stay so until `cont` */
     if (machine_start(&v->m) < 0)
         goto out;
     v->state = start_paused ? RUN_STATE_PAUSED : RUN_STATE_RUNNING;
@@ -283,7 +282,7 @@ out:
         pthread_join(v->waiter, NULL);
     }
     mig_free(v);
-    sandbox_fatal_forget(v->cfg.api_socket);   /* qmp_server_free removes it */
+    sandbox_fatal_forget(v->cfg.api_socket); /* qmp_server_free removes it */
     qmp_server_free(v->qmp);
     free(v->cmds);
     machine_destroy(&v->m);

@@ -10,10 +10,14 @@ const char *vmm_state_name(const Vmm *v)
     if (v->state == RUN_STATE_RUNNING && mig_in_final_phase(v))
         return "finish-migrate";
     switch (v->state) {
-    case RUN_STATE_RUNNING: return "running";
-    case RUN_STATE_PAUSED: return "paused";
-    case RUN_STATE_POSTMIGRATE: return "postmigrate";
-    default: return "shutdown";
+    case RUN_STATE_RUNNING:
+        return "running";
+    case RUN_STATE_PAUSED:
+        return "paused";
+    case RUN_STATE_POSTMIGRATE:
+        return "postmigrate";
+    default:
+        return "shutdown";
     }
 }
 
@@ -53,7 +57,7 @@ int vmm_cont(Vmm *v, QmpError *err)
         return -1;
     bool change = false;
     if (mig_release_hold(v)) {
-        change = true;              /* the hold was all that paused it */
+        change = true; /* the hold was all that paused it */
     } else if (v->state != RUN_STATE_RUNNING) {
         kvm_vm_resume(v->m.vm);
         change = true;
@@ -76,7 +80,7 @@ int vmm_system_reset(Vmm *v, QmpError *err)
     }
     if (mig_holds_guest(v)) {
         qmp_error_set(err, "system_reset: the guest is held after an unconfirmed handover "
-                      "(query-migrate); `cont` first");
+                           "(query-migrate); `cont` first");
         return -1;
     }
     bool running = v->state == RUN_STATE_RUNNING;

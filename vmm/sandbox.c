@@ -30,10 +30,10 @@
 #endif
 #endif
 
-#define MAX_NR 512                  /* x86-64 syscall numbers stay below this */
-#define VIOLATE_NR SYS_personality  /* in no role's list */
+#define MAX_NR 512                 /* x86-64 syscall numbers stay below this */
+#define VIOLATE_NR SYS_personality /* in no role's list */
 #ifndef SYS_SECCOMP
-#define SYS_SECCOMP 1               /* si_code of a seccomp trap (linux/signal.h) */
+#define SYS_SECCOMP 1 /* si_code of a seccomp trap (linux/signal.h) */
 #endif
 
 /*
@@ -43,15 +43,12 @@
  */
 static const char *sys_names[MAX_NR];
 static __thread int tls_role = -1;
-static __thread bool tls_strict;      /* a kill-mode filter is on this thread */
+static __thread bool tls_strict; /* a kill-mode filter is on this thread */
 
 static const char *const role_names[SANDBOX_NROLES] = {
-    [SANDBOX_ROLE_MAIN] = "main",
-    [SANDBOX_ROLE_VCPU] = "vcpu",
-    [SANDBOX_ROLE_IO] = "io",
-    [SANDBOX_ROLE_STDIN] = "stdin",
-    [SANDBOX_ROLE_WAITER] = "waiter",
-    [SANDBOX_ROLE_MIGRATION] = "migration",
+    [SANDBOX_ROLE_MAIN] = "main",     [SANDBOX_ROLE_VCPU] = "vcpu",
+    [SANDBOX_ROLE_IO] = "io",         [SANDBOX_ROLE_STDIN] = "stdin",
+    [SANDBOX_ROLE_WAITER] = "waiter", [SANDBOX_ROLE_MIGRATION] = "migration",
 };
 
 /* ---- the lists ---------------------------------------------------------- */
@@ -59,12 +56,28 @@ static const char *const role_names[SANDBOX_NROLES] = {
 /* Every thread: memory (no PROT_EXEC: see add_rules), locks, time, its own
  * signals and exit, writing to fds it holds (stderr, eventfds, the UART). */
 static const int sys_common[] = {
-    SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
-    SCMP_SYS(futex), SCMP_SYS(sched_yield), SCMP_SYS(clock_gettime),
-    SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(gettimeofday),
-    SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
-    SCMP_SYS(restart_syscall), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(write),
-    SCMP_SYS(writev), SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
+    SCMP_SYS(brk),
+    SCMP_SYS(munmap),
+    SCMP_SYS(mremap),
+    SCMP_SYS(madvise),
+    SCMP_SYS(futex),
+    SCMP_SYS(sched_yield),
+    SCMP_SYS(clock_gettime),
+    SCMP_SYS(clock_nanosleep),
+    SCMP_SYS(nanosleep),
+    SCMP_SYS(gettimeofday),
+    SCMP_SYS(getpid),
+    SCMP_SYS(gettid),
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(restart_syscall),
+    SCMP_SYS(exit),
+    SCMP_SYS(exit_group),
+    SCMP_SYS(write),
+    SCMP_SYS(writev),
+    SCMP_SYS(close),
+    SCMP_SYS(fstat),
+    SCMP_SYS(newfstatat),
 };
 static const int sys_vcpu[] = {
     SCMP_SYS(read),
@@ -73,22 +86,24 @@ static const int sys_vcpu[] = {
  * io_uring_register are in no list) and restricted (devices/uring.h); only
  * the device event loop, which drives them all, may enter one. */
 static const int sys_io[] = {
-    SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(pread64), SCMP_SYS(preadv),
-    SCMP_SYS(pwrite64), SCMP_SYS(pwritev), SCMP_SYS(fdatasync), SCMP_SYS(fsync),
+    SCMP_SYS(read),           SCMP_SYS(readv),     SCMP_SYS(pread64),   SCMP_SYS(preadv),
+    SCMP_SYS(pwrite64),       SCMP_SYS(pwritev),   SCMP_SYS(fdatasync), SCMP_SYS(fsync),
     SCMP_SYS(io_uring_enter), SCMP_SYS(getrandom),
 };
 static const int sys_stdin[] = {
-    SCMP_SYS(read), SCMP_SYS(poll), SCMP_SYS(ppoll),
+    SCMP_SYS(read),
+    SCMP_SYS(poll),
+    SCMP_SYS(ppoll),
 };
-static const int sys_waiter[] = { SCMP_SYS(write) };   /* the common list is enough */
+static const int sys_waiter[] = { SCMP_SYS(write) }; /* the common list is enough */
 static const int sys_migration[] = {
-    SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(poll), SCMP_SYS(ppoll),
-    SCMP_SYS(pread64),          /* /proc/self/pagemap (opened before any filter) */
-    SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept4),
-    SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
-    SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
-    SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(epoll_wait),
-    SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(eventfd2),
+    SCMP_SYS(read),        SCMP_SYS(readv),      SCMP_SYS(poll),        SCMP_SYS(ppoll),
+    SCMP_SYS(pread64), /* /proc/self/pagemap (opened before any filter) */
+    SCMP_SYS(connect),     SCMP_SYS(bind),       SCMP_SYS(listen),      SCMP_SYS(accept4),
+    SCMP_SYS(sendto),      SCMP_SYS(recvfrom),   SCMP_SYS(sendmsg),     SCMP_SYS(recvmsg),
+    SCMP_SYS(shutdown),    SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),  SCMP_SYS(getsockname),
+    SCMP_SYS(getpeername), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
+    SCMP_SYS(eventfd2),
 };
 /* The main thread: everything the migration role may do (a migration
  * thread it starts inherits its filter: see `includes`) plus these. */
@@ -96,37 +111,43 @@ static const int sys_main[] = {
     SCMP_SYS(accept), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(getrandom),
     /* what a thread it starts does before its own filter (glibc's start) */
     SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
-    SCMP_SYS(rt_sigaction),     /* glibc's first pthread_create sets up its signals */
+    SCMP_SYS(rt_sigaction), /* glibc's first pthread_create sets up its signals */
 };
 
 /* ioctl requests, by group */
 static const unsigned long ioc_vcpu_state[] = {
-    KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_FPU, KVM_SET_FPU,
-    KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_LAPIC,
-    KVM_SET_LAPIC, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_XSAVE, KVM_SET_XSAVE,
+    KVM_GET_REGS,   KVM_SET_REGS,      KVM_GET_SREGS,       KVM_SET_SREGS,       KVM_GET_FPU,
+    KVM_SET_FPU,    KVM_GET_MSRS,      KVM_SET_MSRS,        KVM_GET_MP_STATE,    KVM_SET_MP_STATE,
+    KVM_GET_LAPIC,  KVM_SET_LAPIC,     KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_XSAVE,
+    KVM_SET_XSAVE,
 #ifdef KVM_GET_XSAVE2
     KVM_GET_XSAVE2,
 #endif
-    KVM_GET_XCRS, KVM_SET_XCRS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, KVM_GET_CPUID2,
-    KVM_SET_CPUID2, KVM_KVMCLOCK_CTRL, KVM_GET_TSC_KHZ, KVM_SET_TSC_KHZ,
+    KVM_GET_XCRS,   KVM_SET_XCRS,      KVM_GET_DEBUGREGS,   KVM_SET_DEBUGREGS,   KVM_GET_CPUID2,
+    KVM_SET_CPUID2, KVM_KVMCLOCK_CTRL, KVM_GET_TSC_KHZ,     KVM_SET_TSC_KHZ,
 };
 static const unsigned long ioc_irq[] = { KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS };
 static const unsigned long ioc_dirty[] = {
-    KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG, KVM_CHECK_EXTENSION,
+    KVM_GET_DIRTY_LOG,
+    KVM_CLEAR_DIRTY_LOG,
+    KVM_CHECK_EXTENSION,
 };
 static const unsigned long ioc_vm_state[] = {
-    KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_IRQCHIP, KVM_SET_IRQCHIP, KVM_GET_PIT2,
-    KVM_SET_PIT2, KVM_GET_MSR_INDEX_LIST,
+    KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_IRQCHIP,        KVM_SET_IRQCHIP,
+    KVM_GET_PIT2,  KVM_SET_PIT2,  KVM_GET_MSR_INDEX_LIST,
 };
 static const unsigned long ioc_vm_map[] = {
-    KVM_SET_USER_MEMORY_REGION, KVM_IOEVENTFD, KVM_IRQFD,
-    KVM_REGISTER_COALESCED_MMIO, KVM_UNREGISTER_COALESCED_MMIO,
+    KVM_SET_USER_MEMORY_REGION,    KVM_IOEVENTFD, KVM_IRQFD, KVM_REGISTER_COALESCED_MMIO,
+    KVM_UNREGISTER_COALESCED_MMIO,
 };
 static const unsigned long ioc_run[] = { KVM_RUN };
 static const unsigned long ioc_tty[] = { TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-#define LIST(a) { a, N(a) }
+#define LIST(a) \
+    { \
+        a, N(a) \
+    }
 
 typedef struct SysList {
     const int *nr;
@@ -139,10 +160,10 @@ typedef struct IocList {
 } IocList;
 
 enum {
-    F_SOCKETS = 1,          /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
-    F_THREADS = 2,          /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
-    F_FCNTL = 4,            /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
-    F_STACK = 8,            /* seccomp(SET_MODE_FILTER): a thread started
+    F_SOCKETS = 1, /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
+    F_THREADS = 2, /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
+    F_FCNTL = 4,   /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
+    F_STACK = 8,   /* seccomp(SET_MODE_FILTER): a thread started
                              * later adds its own (stricter) filter */
 };
 
@@ -150,8 +171,8 @@ typedef struct RoleDef {
     SysList sys[2];
     IocList ioc[6];
     unsigned flags;
-    unsigned long hot_ioctl;    /* checked first (once per guest exit) */
-    int includes;               /* a role whose whole list this one adds, or 0 */
+    unsigned long hot_ioctl; /* checked first (once per guest exit) */
+    int includes;            /* a role whose whole list this one adds, or 0 */
 } RoleDef;
 
 static const RoleDef roles[SANDBOX_NROLES] = {
@@ -223,7 +244,7 @@ static unsigned char fatal_termios[64] __attribute__((aligned(8)));
 static int fatal_tty_fd = -1;
 static char fatal_paths[FATAL_PATHS][108];
 static int fatal_npaths;
-static pid_t fatal_pid;             /* the main thread (its tid is the pid) */
+static pid_t fatal_pid; /* the main thread (its tid is the pid) */
 
 void sandbox_fatal_save_tty(int fd)
 {
@@ -246,7 +267,7 @@ void sandbox_fatal_forget(const char *path)
     int n = __atomic_load_n(&fatal_npaths, __ATOMIC_ACQUIRE);
     for (int i = 0; path && i < n; i++)
         if (!strcmp(fatal_paths[i], path))
-            __atomic_store_n(&fatal_paths[i][0], 0, __ATOMIC_RELEASE);  /* skipped */
+            __atomic_store_n(&fatal_paths[i][0], 0, __ATOMIC_RELEASE); /* skipped */
 }
 
 static size_t put(char *buf, size_t n, size_t cap, const char *s)
@@ -287,8 +308,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *uc)
     size_t n = 0;
     if (si->si_code == SYS_SECCOMP) {
         int nr = si->si_syscall;
-        const char *name = nr >= 0 && nr < MAX_NR && sys_names[nr] ? sys_names[nr]
-                                                                   : "(unknown)";
+        const char *name = nr >= 0 && nr < MAX_NR && sys_names[nr] ? sys_names[nr] : "(unknown)";
         int role = tls_role;
         n = put(buf, n, sizeof(buf), "strata: seccomp: ");
         n = put(buf, n, sizeof(buf), role >= 0 && role < SANDBOX_NROLES ? role_names[role] : "?");
@@ -301,7 +321,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *uc)
         n = put(buf, n, sizeof(buf), "strata: SIGSYS sent by pid ");
         n = put(buf, n, sizeof(buf), fmt_int(num, si->si_pid));
         n = put(buf, n, sizeof(buf), ": exiting\n");
-    }                                   /* else handed over: reported already */
+    } /* else handed over: reported already */
     if (n) {
         ssize_t w = write(STDERR_FILENO, buf, n);
         (void)w;
@@ -330,8 +350,9 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
     sb->pid = getpid();
     fatal_pid = sb->pid;
     if (mode != SANDBOX_OFF && sandbox_forced_off()) {
-        fprintf(stderr, "strata: --seccomp=%s: off in this AddressSanitizer build "
-                        "(the sanitizer's own syscalls are not in the allowlists)\n",
+        fprintf(stderr,
+                "strata: --seccomp=%s: off in this AddressSanitizer build "
+                "(the sanitizer's own syscalls are not in the allowlists)\n",
                 mode == SANDBOX_KILL ? "kill" : "log");
         mode = SANDBOX_OFF;
     }
@@ -348,8 +369,10 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
     }
     unsigned api = seccomp_api_get();
     if (mode == SANDBOX_LOG && api < 3) {
-        fprintf(stderr, "strata: --seccomp=log: the kernel cannot log seccomp actions "
-                        "(libseccomp API level %u)\n", api);
+        fprintf(stderr,
+                "strata: --seccomp=log: the kernel cannot log seccomp actions "
+                "(libseccomp API level %u)\n",
+                api);
         return -ENOSYS;
     }
     for (int nr = 0; nr < MAX_NR; nr++)
@@ -381,8 +404,7 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
 /* ---- building a filter ------------------------------------------------- */
 
 /* One argument comparison (b is the value for SCMP_CMP_MASKED_EQ, a its mask). */
-static struct scmp_arg_cmp cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a,
-                               scmp_datum_t b)
+static struct scmp_arg_cmp cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
 {
     return (struct scmp_arg_cmp){ .arg = arg, .op = op, .datum_a = a, .datum_b = b };
 }
@@ -487,7 +509,7 @@ int sandbox_enter(const Sandbox *sb, SandboxRole role)
         fprintf(stderr, "strata: seccomp: %s thread: cannot build a filter\n", name);
         return -ENOMEM;
     }
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);  /* set by sandbox_init */
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); /* set by sandbox_init */
     if (r == 0)
         r = add_rules(ctx, &roles[role], sb->pid);
     if (r < 0) {
@@ -505,8 +527,7 @@ int sandbox_enter(const Sandbox *sb, SandboxRole role)
     r = seccomp_load(ctx);
     seccomp_release(ctx);
     if (r < 0) {
-        fprintf(stderr, "strata: seccomp: %s thread: loading the filter: %s\n", name,
-                strerror(-r));
+        fprintf(stderr, "strata: seccomp: %s thread: loading the filter: %s\n", name, strerror(-r));
         tls_role = -1;
         return r;
     }
@@ -540,8 +561,10 @@ int sandbox_jail(const SandboxJail *j)
         for (int cap = 0; (r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++) {
             if (r == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
                 int e = errno;
-                fprintf(stderr, "strata: jail: dropping capability %d from the bounding "
-                        "set: %s\n", cap, strerror(e));
+                fprintf(stderr,
+                        "strata: jail: dropping capability %d from the bounding "
+                        "set: %s\n",
+                        cap, strerror(e));
                 return -e;
             }
         }

@@ -94,9 +94,9 @@ typedef enum SandboxRole {
 typedef enum SandboxMode { SANDBOX_KILL = 0, SANDBOX_LOG, SANDBOX_OFF } SandboxMode;
 
 typedef struct Sandbox {
-    SandboxMode mode;       /* as asked for (after the ASan override) */
-    pid_t pid;              /* tgkill may only target this process */
-    int violate_role;       /* test-only (see above); -1 = none */
+    SandboxMode mode; /* as asked for (after the ASan override) */
+    pid_t pid;        /* tgkill may only target this process */
+    int violate_role; /* test-only (see above); -1 = none */
 } Sandbox;
 
 typedef struct SandboxJail {

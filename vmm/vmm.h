@@ -19,8 +19,10 @@ typedef struct Vmm Vmm;
 typedef struct Migration Migration;
 
 typedef enum RunState {
-    RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN,
-    RUN_STATE_POSTMIGRATE,  /* migrated away: paused for good, QMP still answers */
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,
+    RUN_STATE_SHUTDOWN,
+    RUN_STATE_POSTMIGRATE, /* migrated away: paused for good, QMP still answers */
 } RunState;
 
 /* How long a migrated-away source lingers for its QMP clients at most; it
@@ -40,15 +42,15 @@ struct Vmm {
     bool waiter_started;
     pid_t main_tid, waiter_tid, vcpu_tid;
     KvmVmEnd end;
-    bool done;              /* leave the main loop */
-    bool quit;              /* QMP quit asked for the end */
-    int signo;              /* signal that asked for the end, or 0 */
+    bool done; /* leave the main loop */
+    bool quit; /* QMP quit asked for the end */
+    int signo; /* signal that asked for the end, or 0 */
     int exit_status;
-    Sandbox sandbox;        /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
-    Migration *mig;         /* live migration (vmm/migration/migration.h) */
-    uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
-    uint64_t postmigrate_idle_ns;   /* ... or when no client since then + grace */
-    QmpCommand *cmds;       /* the served table: vmm's + migration's */
+    Sandbox sandbox;               /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
+    Migration *mig;                /* live migration (vmm/migration/migration.h) */
+    uint64_t postmigrate_until_ns; /* RUN_STATE_POSTMIGRATE: quit by then */
+    uint64_t postmigrate_idle_ns;  /* ... or when no client since then + grace */
+    QmpCommand *cmds;              /* the served table: vmm's + migration's */
 };
 
 /* `strata run` (args after "run"); returns the exit status. */

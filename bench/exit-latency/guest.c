@@ -9,7 +9,7 @@ int guest_main(void)
         uint32_t cmd = guest_sync(PH_NEXT);
         uint32_t n;
 
-        if (cmd == CMD_DONE || cmd == 0xffffffffu)     /* (no host: QEMU) */
+        if (cmd == CMD_DONE || cmd == 0xffffffffu) /* (no host: QEMU) */
             return 0;
         n = guest_sync(PH_ARG);
         switch (cmd) {

@@ -76,7 +76,8 @@ typedef struct Reader {
 static void *reader_main(void *arg)
 {
     Reader *r = arg;
-    struct pollfd p[2] = { { .fd = r->efd, .events = POLLIN }, { .fd = r->stopfd, .events = POLLIN } };
+    struct pollfd p[2] = { { .fd = r->efd, .events = POLLIN },
+                           { .fd = r->stopfd, .events = POLLIN } };
 
     for (;;) {
         uint64_t v;
@@ -88,7 +89,7 @@ static void *reader_main(void *arg)
             r->total += v;
         }
         if (p[1].revents & POLLIN) {
-            if (read(r->efd, &v, sizeof(v)) == sizeof(v)) {   /* last one */
+            if (read(r->efd, &v, sizeof(v)) == sizeof(v)) { /* last one */
                 r->reads++;
                 r->total += v;
             }
@@ -260,8 +261,8 @@ static int dirty_bench(const Opts *o)
     unsigned reps = o->reps < 3 ? o->reps : 3;
 
     d.k = kit_new(o->elf, &ko);
-    if (!d.k || memory_region_init_ram(&d.big, kit_ctx(d.k), "bench", "dirty-1G",
-                                       BENCH_DIRTY_SIZE) < 0)
+    if (!d.k ||
+        memory_region_init_ram(&d.big, kit_ctx(d.k), "bench", "dirty-1G", BENCH_DIRTY_SIZE) < 0)
         return -1;
     memory_region_add_subregion(kit_sysmem(d.k), BENCH_DIRTY_BASE, &d.big);
     if (memory_region_set_log(&d.big, true, DIRTY_MEMORY_MIGRATION) < 0)
@@ -290,10 +291,14 @@ static int dirty_bench(const Opts *o)
 
     printf("\nDirty log: 1 GiB RAM region (%u pages), MIGRATION client, %zu logged KVM slot(s);\n"
            "each sync = 1 KVM_GET_DIRTY_LOG per slot (+1 KVM_CLEAR_DIRTY_LOG per slot when\n"
-           "pages were dirty, manual-protect mode); median of %u\n", all, logged, reps);
+           "pages were dirty, manual-protect mode); median of %u\n",
+           all, logged, reps);
     printf("  %-34s %12s %12s %12s %14s\n", "pages written by the guest", "sync", "reset",
            "dirty found", "guest µs/page");
-    struct { const char *name; uint32_t cmd, count; } rows[] = {
+    struct {
+        const char *name;
+        uint32_t cmd, count;
+    } rows[] = {
         { "none (clean sync)", CMD_NONE, 0 },
         { "1% (every 100th page)", CMD_DIRTY, some },
         { "all", CMD_DIRTY, all },
@@ -336,7 +341,7 @@ static double median_of(double *v, size_t n)
 }
 
 typedef struct SysLoop {
-    const Sandbox *sb;          /* NULL: no filter */
+    const Sandbox *sb; /* NULL: no filter */
     unsigned n;
     double ioctl_ns, getpid_ns;
 } SysLoop;
@@ -411,8 +416,8 @@ static int seccomp_bench(const Opts *o, const Sandbox *sb_in)
             bench_plan_add(&p, CMD_NONE, 0);
             bench_plan_add(&p, CMD_PIO, o->exits);
             bench_plan_add(&p, CMD_MMIO, o->exits);
-            if (strata_run(o->elf, &p, &pio_r, &mmio_r, &st,
-                           on ? RUN_THREAD_SECCOMP : RUN_THREAD, &sb) < 0)
+            if (strata_run(o->elf, &p, &pio_r, &mmio_r, &st, on ? RUN_THREAD_SECCOMP : RUN_THREAD,
+                           &sb) < 0)
                 return -1;
             v[on][0] = bench_plan_ns_per_iter(&p, CMD_PIO);
             v[on][1] = bench_plan_ns_per_iter(&p, CMD_MMIO);
@@ -462,8 +467,9 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    Opts o = { .exits = 10000, .notifications = 50000, .reps = 11, .dirty = true,
-               .elf = BENCH_GUEST_ELF };
+    Opts o = {
+        .exits = 10000, .notifications = 50000, .reps = 11, .dirty = true, .elf = BENCH_GUEST_ELF
+    };
     BenchPlan raw_all = { 0 }, strata_all = { 0 };
     Reader pio_r = { 0 }, mmio_r = { 0 };
     uint64_t raw_pio = 0, raw_mmio = 0, strata_ops_exits = 0;
@@ -474,13 +480,26 @@ int main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "n:e:r:DSg:h")) != -1) {
         switch (c) {
-        case 'n': o.exits = (uint32_t)strtoul(optarg, NULL, 0); break;
-        case 'e': o.notifications = (uint32_t)strtoul(optarg, NULL, 0); break;
-        case 'r': o.reps = (unsigned)strtoul(optarg, NULL, 0); break;
-        case 'D': o.dirty = false; break;
-        case 'S': o.seccomp = true; break;
-        case 'g': o.elf = optarg; break;
-        default: usage();
+        case 'n':
+            o.exits = (uint32_t)strtoul(optarg, NULL, 0);
+            break;
+        case 'e':
+            o.notifications = (uint32_t)strtoul(optarg, NULL, 0);
+            break;
+        case 'r':
+            o.reps = (unsigned)strtoul(optarg, NULL, 0);
+            break;
+        case 'D':
+            o.dirty = false;
+            break;
+        case 'S':
+            o.seccomp = true;
+            break;
+        case 'g':
+            o.elf = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (!o.exits || !o.reps || o.reps > NREPS_MAX)
@@ -545,12 +564,12 @@ int main(int argc, char **argv)
     double s_m0 = bench_plan_ns_per_iter_min(&strata_all, CMD_MMIO) / 1e3;
 
     printf("\nExits to a device region (µs per exit round trip; median and best run)\n");
-    printf("  %-20s %11s %11s %11s %11s %11s %11s\n", "", "raw median", "strata med",
-           "ratio", "raw best", "strata best", "ratio");
+    printf("  %-20s %11s %11s %11s %11s %11s %11s\n", "", "raw median", "strata med", "ratio",
+           "raw best", "strata best", "ratio");
     printf("  %-20s %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f\n", "PIO  outl", raw_p, s_p,
            raw_p > 0 ? s_p / raw_p : 0, raw_p0, s_p0, raw_p0 > 0 ? s_p0 / raw_p0 : 0);
-    printf("  %-20s %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f\n", "MMIO 4-byte write", raw_m,
-           s_m, raw_m > 0 ? s_m / raw_m : 0, raw_m0, s_m0, raw_m0 > 0 ? s_m0 / raw_m0 : 0);
+    printf("  %-20s %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f\n", "MMIO 4-byte write", raw_m, s_m,
+           raw_m > 0 ? s_m / raw_m : 0, raw_m0, s_m0, raw_m0 > 0 ? s_m0 / raw_m0 : 0);
     printf("  (ratio = strata/raw; runs alternate raw and strata so both see the same load)\n");
     printf("  (raw loop: %llu PIO + %llu MMIO exits in all; strata: %llu IO/MMIO exits in all)\n",
            (unsigned long long)raw_pio, (unsigned long long)raw_mmio,

@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 typedef struct BenchStep {
-    uint32_t cmd;       /* CMD_* */
-    uint32_t count;     /* loop iterations */
-    uint64_t ns;        /* measured: PH_ARG to PH_END */
+    uint32_t cmd;   /* CMD_* */
+    uint32_t count; /* loop iterations */
+    uint64_t ns;    /* measured: PH_ARG to PH_END */
 } BenchStep;
 
 typedef struct BenchPlan BenchPlan;

@@ -67,7 +67,7 @@ static int load(struct raw_vm *v, const char *path, uint64_t *entry)
             uint32_t note[5];
 
             memcpy(note, img + ph.p_offset, sizeof(note));
-            if (note[2] == 18 && note[1] == 4)      /* XEN_ELFNOTE_PHYS32_ENTRY */
+            if (note[2] == 18 && note[1] == 4) /* XEN_ELFNOTE_PHYS32_ENTRY */
                 *entry = note[4];
         }
     }
@@ -82,8 +82,14 @@ static int setup(struct raw_vm *v, const char *path)
     struct kvm_sregs sregs;
     struct kvm_regs regs = { 0 };
     struct kvm_segment code = {
-        .base = 0, .limit = 0xffffffff, .selector = 0x8, .type = 0xb,
-        .present = 1, .db = 1, .s = 1, .g = 1,
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = 0x8,
+        .type = 0xb,
+        .present = 1,
+        .db = 1,
+        .s = 1,
+        .g = 1,
     };
     struct kvm_segment data = code;
     uint64_t entry = 0;
@@ -127,7 +133,7 @@ static int setup(struct raw_vm *v, const char *path)
     sregs.cs = code;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
     sregs.tr = (struct kvm_segment){ .limit = 0xffff, .type = 11, .present = 1 };
-    sregs.cr0 = 0x11;       /* PE | ET */
+    sregs.cr0 = 0x11; /* PE | ET */
     sregs.cr4 = 0;
     sregs.efer = 0;
     if (ioctl(v->cpu, KVM_SET_SREGS, &sregs) < 0)

@@ -22,21 +22,21 @@
 #include <string.h>
 #include <time.h>
 
-#define BUS_SIZE 0x100000ull        /* 1 MiB, 256 leaf slots of 4 KiB */
+#define BUS_SIZE 0x100000ull /* 1 MiB, 256 leaf slots of 4 KiB */
 #define LEAVES_PER_BUS 48
 #define BUSES_PER_BRIDGE 16
-#define BRIDGE_BASE 0x100000000ull  /* 4 GiB */
+#define BRIDGE_BASE 0x100000000ull /* 4 GiB */
 #define REPEAT 5
 
 typedef struct Board {
     MemoryContext *ctx;
-    MemoryRegion *mr;               /* all regions, [0] is the root */
+    MemoryRegion *mr; /* all regions, [0] is the root */
     size_t n, cap;
-    size_t *leaves;                 /* indexes of leaf regions */
+    size_t *leaves; /* indexes of leaf regions */
     size_t nleaves;
-    uint64_t *leaf_addr;            /* absolute address of each leaf */
+    uint64_t *leaf_addr; /* absolute address of each leaf */
     bool *leaf_io;
-    uint8_t *ram;                   /* backing of the RAM leaves */
+    uint8_t *ram; /* backing of the RAM leaves */
     AddressSpace *as;
 } Board;
 
@@ -134,15 +134,16 @@ static void build(Board *b, size_t want)
             check(memory_region_add_subregion(bridge, bus_addr, bus), b, "add bus");
             for (size_t l = 0; l < LEAVES_PER_BUS && b->n < want; l++) {
                 MemoryRegion *leaf = next(b, &idx);
-                uint64_t off = l * 0x4000;      /* 4 KiB leaves, 12 KiB apart */
+                uint64_t off = l * 0x4000; /* 4 KiB leaves, 12 KiB apart */
                 bool is_ram = l % 8 == 7;
                 snprintf(name, sizeof(name), "%s%zu.%zu.%zu", is_ram ? "ram" : "dev", br, bu, l);
                 if (is_ram)
                     check(memory_region_init_ram_ptr(leaf, b->ctx, "bench", name, 0x1000,
-                                                     b->ram + 4096 * nram++), b, name);
-                else
-                    check(memory_region_init_io(leaf, b->ctx, &dev_ops, NULL, name, 0x1000),
+                                                     b->ram + 4096 * nram++),
                           b, name);
+                else
+                    check(memory_region_init_io(leaf, b->ctx, &dev_ops, NULL, name, 0x1000), b,
+                          name);
                 check(memory_region_add_subregion(bus, off, leaf), b, "add leaf");
                 b->leaves[b->nleaves] = idx;
                 b->leaf_addr[b->nleaves] = bridge_addr + bus_addr + off;
@@ -274,7 +275,7 @@ static void run(size_t want, unsigned toggles)
            t_build * 1e3, t_full * 1e3, t_check * 1e3, t_toggle * 1e6, t_full / t_toggle,
            1e-6 / t_lookup, 1e-6 / t_read);
     if (sink == 42)
-        printf("\n");           /* keep the loops */
+        printf("\n"); /* keep the loops */
     teardown(&b);
 }
 
@@ -305,8 +306,8 @@ int main(int argc, char **argv)
     printf("toggle = set_enabled(false|true) on one random leaf, one commit each\n");
     printf("lookup = flatview_lookup at random mapped addresses\n");
     printf("read4  = address_space_read of 4 bytes to a random I/O leaf\n\n");
-    printf("%8s %8s %9s %11s %10s %9s %10s %10s %11s\n", "regions", "ranges", "build ms",
-           "full ms", "check ms", "toggle us", "full/tog", "lookup M/s", "read4 M/s");
+    printf("%8s %8s %9s %11s %10s %9s %10s %10s %11s\n", "regions", "ranges", "build ms", "full ms",
+           "check ms", "toggle us", "full/tog", "lookup M/s", "read4 M/s");
     for (size_t i = 0; i < nsizes; i++)
         run(sizes[i], toggles ? toggles : (sizes[i] >= 100000 ? 200 : 2000));
     return 0;

@@ -105,8 +105,8 @@ static void test_layout(void **state)
         assert_true(len >= 2 && o + len <= mlen);
         if (type == 0) {
             assert_int_equal(len, 8);
-            assert_int_equal(madt[o + 3], lapics);      /* APIC id */
-            assert_int_equal(rd32(madt + o + 4), 1);    /* enabled */
+            assert_int_equal(madt[o + 3], lapics);   /* APIC id */
+            assert_int_equal(rd32(madt + o + 4), 1); /* enabled */
             lapics++;
         } else if (type == 1) {
             assert_int_equal(rd32(madt + o + 4), 0xfec00000u);
@@ -139,7 +139,7 @@ static void test_limits(void **state)
     c.nvirtio = ACPI_MAX_VIRTIO + 1;
     assert_int_equal(acpi_build(&c, buf, sizeof(buf), GPA, err, sizeof(err)), 0);
     c = config(8, 8);
-    for (size_t cap = 0; cap < 2048; cap += 7) {        /* small buffers fail cleanly */
+    for (size_t cap = 0; cap < 2048; cap += 7) { /* small buffers fail cleanly */
         size_t n = acpi_build(&c, buf, cap, GPA, err, sizeof(err));
         assert_true(n == 0 || n <= cap);
     }
@@ -245,7 +245,7 @@ static void test_ged_bytes(void **state)
     used = acpi_build(&c, buf, sizeof(buf), GPA, err, sizeof(err));
     assert_true(used > 0);
     dsdt = table(buf, used, rd64(fadt + 140), "DSDT");
-    assert_int_equal(rd32(dsdt + 4), 36 + 7 + 13);   /* empty Scope (\_SB), _S5 */
+    assert_int_equal(rd32(dsdt + 4), 36 + 7 + 13); /* empty Scope (\_SB), _S5 */
 }
 
 static void test_pkglen(void **state)
@@ -256,13 +256,13 @@ static void test_pkglen(void **state)
     assert_int_equal(o[0], 1);
     assert_int_equal(aml_pkglen_encode(62, o), 1);
     assert_int_equal(o[0], 63);
-    assert_int_equal(aml_pkglen_encode(63, o), 2);          /* 65 in two bytes */
+    assert_int_equal(aml_pkglen_encode(63, o), 2); /* 65 in two bytes */
     assert_int_equal(o[0], 0x41);
     assert_int_equal(o[1], 0x04);
-    assert_int_equal(aml_pkglen_encode(4093, o), 2);        /* 4095 */
+    assert_int_equal(aml_pkglen_encode(4093, o), 2); /* 4095 */
     assert_int_equal(o[0], 0x4f);
     assert_int_equal(o[1], 0xff);
-    assert_int_equal(aml_pkglen_encode(4094, o), 3);        /* 4097 */
+    assert_int_equal(aml_pkglen_encode(4094, o), 3); /* 4097 */
     assert_int_equal(o[0], 0x81);
     assert_int_equal(o[1], 0x00);
     assert_int_equal(o[2], 0x01);
@@ -279,7 +279,7 @@ static void test_pkglen(void **state)
     aml_close(&a, m);
     assert_false(a.overflow);
     assert_int_equal(a.len, 102);
-    assert_int_equal(b[0], 0x46);       /* 102 = 0x66: 1 extra byte, low nibble 6 */
+    assert_int_equal(b[0], 0x46); /* 102 = 0x66: 1 extra byte, low nibble 6 */
     assert_int_equal(b[1], 0x06);
     /* overflow is sticky and never writes past cap */
     AmlBuf s = { b, 0, 3, false };
@@ -304,8 +304,8 @@ static void test_names_ints(void **state)
     aml_int(&a, 0x100);
     aml_int(&a, 0x10000);
     aml_int(&a, 0x100000000ull);
-    static const uint8_t ints[] = { 0x00, 0x01, 0x0a, 0xff, 0x0b, 0x00, 0x01, 0x0c, 0, 0, 1, 0,
-                                    0x0e, 0, 0, 0, 0, 1, 0, 0, 0 };
+    static const uint8_t ints[] = { 0x00, 0x01, 0x0a, 0xff, 0x0b, 0x00, 0x01, 0x0c, 0, 0, 1,
+                                    0,    0x0e, 0,    0,    0,    0,    1,    0,    0, 0 };
     assert_int_equal(a.len, sizeof(ints));
     assert_memory_equal(b, ints, sizeof(ints));
 }
@@ -313,12 +313,9 @@ static void test_names_ints(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_dsdt_bytes),
-        cmocka_unit_test(test_ged_bytes),
-        cmocka_unit_test(test_pkglen),
-        cmocka_unit_test(test_names_ints),
+        cmocka_unit_test(test_layout),     cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_dsdt_bytes), cmocka_unit_test(test_ged_bytes),
+        cmocka_unit_test(test_pkglen),     cmocka_unit_test(test_names_ints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,17 +49,17 @@ static uint8_t *make_image(size_t *len)
     b[0x1f1] = SETUP_SECTS;
     w16(b + 0x1fe, 0xaa55);
     b[0x200] = 0xeb;
-    b[0x201] = 0x6a;                    /* header ends at 0x26c */
+    b[0x201] = 0x6a; /* header ends at 0x26c */
     memcpy(b + 0x202, "HdrS", 4);
     w16(b + 0x206, 0x020f);
-    b[0x211] = 0x01;                    /* LOADED_HIGH */
+    b[0x211] = 0x01; /* LOADED_HIGH */
     w32(b + 0x22c, 0x7fffffff);
     w32(b + 0x230, 0x200000);
     b[0x234] = 1;
-    w16(b + 0x236, 0x3);                /* XLF_KERNEL_64 | above 4G */
+    w16(b + 0x236, 0x3); /* XLF_KERNEL_64 | above 4G */
     w32(b + 0x238, 2047);
     w32(b + 0x258, 0x1000000);
-    w32(b + 0x260, 0x800000);           /* init_size 8 MiB */
+    w32(b + 0x260, 0x800000); /* init_size 8 MiB */
     for (size_t i = 0; i < PAYLOAD; i++)
         b[(SETUP_SECTS + 1) * 512 + i] = (uint8_t)(i * 7 + 1);
     return b;
@@ -108,8 +108,8 @@ static void test_parse_hostile(void **state)
     size_t len;
     uint8_t *b = make_image(&len);
 
-    expect_fail(b, 0x100, "not a bzImage");               /* too short for a header */
-    expect_fail(b, 0x206, "truncated");                    /* HdrS but nothing after */
+    expect_fail(b, 0x100, "not a bzImage"); /* too short for a header */
+    expect_fail(b, 0x206, "truncated");     /* HdrS but nothing after */
     b[0x202] = 'X';
     assert_false(bzimage_probe(b, len));
     expect_fail(b, len, "not a bzImage");
@@ -117,9 +117,9 @@ static void test_parse_hostile(void **state)
     w16(b + 0x206, 0x020b);
     expect_fail(b, len, "too old");
     w16(b + 0x206, 0x020f);
-    b[0x201] = 0xff;                                       /* header past the zero page's */
+    b[0x201] = 0xff; /* header past the zero page's */
     expect_fail(b, len, "unexpected length");
-    b[0x201] = 0x10;                                       /* header too short */
+    b[0x201] = 0x10; /* header too short */
     expect_fail(b, len, "unexpected length");
     b[0x201] = 0x6a;
     w16(b + 0x236, 0);
@@ -128,15 +128,15 @@ static void test_parse_hostile(void **state)
     b[0x211] = 0;
     expect_fail(b, len, "loaded low");
     b[0x211] = 1;
-    b[0x1f1] = 0xff;                                       /* setup past the file end */
+    b[0x1f1] = 0xff; /* setup past the file end */
     expect_fail(b, len, "outside the file");
     b[0x1f1] = SETUP_SECTS;
-    expect_fail(b, (SETUP_SECTS + 1) * 512 + 0x100, "outside the file");  /* no startup_64 */
+    expect_fail(b, (SETUP_SECTS + 1) * 512 + 0x100, "outside the file"); /* no startup_64 */
     w32(b + 0x230, 0x300000);
     expect_fail(b, len, "power of two");
     w32(b + 0x230, 0x200000);
     w32(b + 0x258, 0);
-    w32(b + 0x25c, 1);                                     /* pref_address 4 GiB */
+    w32(b + 0x25c, 1); /* pref_address 4 GiB */
     expect_fail(b, len, "preferred load address");
     w32(b + 0x25c, 0);
     w32(b + 0x258, 0x1000000);
@@ -272,16 +272,16 @@ static void test_entry_state(void **state)
     bzimage_entry_state(&sr, &rg);
     assert_int_equal(rg.rip, 0x100200);
     assert_int_equal(rg.rsi, BOOT_ZERO_PAGE_ADDR);
-    assert_int_equal(rg.rflags, 2);             /* interrupts off */
+    assert_int_equal(rg.rflags, 2); /* interrupts off */
     assert_int_equal(sr.cs.selector, 0x10);
     assert_int_equal(sr.cs.l, 1);
     assert_int_equal(sr.cs.db, 0);
     assert_int_equal(sr.ds.selector, 0x18);
     assert_int_equal(sr.ss.selector, 0x18);
     assert_int_equal(sr.es.selector, 0x18);
-    assert_true(sr.cr0 & 0x80000001u);           /* PG, PE */
-    assert_true(sr.cr4 & 0x20);                  /* PAE */
-    assert_int_equal(sr.efer & 0x500, 0x500);    /* LME, LMA */
+    assert_true(sr.cr0 & 0x80000001u);        /* PG, PE */
+    assert_true(sr.cr4 & 0x20);               /* PAE */
+    assert_int_equal(sr.efer & 0x500, 0x500); /* LME, LMA */
     assert_int_equal(sr.cr3, BOOT_PML4_ADDR);
     assert_int_equal(sr.gdt.base, BOOT_GDT_ADDR);
 }
@@ -300,7 +300,7 @@ static void test_pvh(void **state)
     uint8_t *s = ram.host + si;
     assert_int_equal(rd32(s), 0x336ec578u);
     assert_int_equal(rd32(s + 4), 1);
-    assert_int_equal(rd32(s + 12), 1);          /* nr_modules */
+    assert_int_equal(rd32(s + 12), 1); /* nr_modules */
     assert_int_equal(rd64(s + 16), PVH_MODLIST_ADDR);
     assert_int_equal(rd64(s + 24), PVH_CMDLINE_ADDR);
     assert_int_equal(rd64(s + 32), 0xe0000);
@@ -347,8 +347,8 @@ static void test_read_file(void **state)
     const char *bad[] = { fifo, dir };
     for (unsigned i = 0; i < 2; i++) {
         char want[128];
-        assert_int_equal(boot_read_file(bad[i], 1 << 20, "--initrd", &buf, &len, err,
-                                        sizeof(err)), -1);
+        assert_int_equal(boot_read_file(bad[i], 1 << 20, "--initrd", &buf, &len, err, sizeof(err)),
+                         -1);
         snprintf(want, sizeof(want), "--initrd %s: not a regular file", bad[i]);
         assert_string_equal(err, want);
         assert_null(buf);
@@ -357,7 +357,7 @@ static void test_read_file(void **state)
     assert_int_equal(boot_read_file(file, 1 << 20, "--initrd", &buf, &len, err, sizeof(err)), 0);
     assert_int_equal(len, 6);
     assert_memory_equal(buf, "abcdef", 6);
-    assert_int_equal(truncate(file, 0), 0);         /* a mapping would fault now */
+    assert_int_equal(truncate(file, 0), 0); /* a mapping would fault now */
     assert_memory_equal(buf, "abcdef", 6);
     boot_free_file(buf, len);
     unlink(fifo);
@@ -368,14 +368,10 @@ static void test_read_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_valid),
-        cmocka_unit_test(test_parse_hostile),
-        cmocka_unit_test(test_parse_fuzz),
-        cmocka_unit_test(test_e820),
-        cmocka_unit_test(test_load),
-        cmocka_unit_test(test_entry_state),
-        cmocka_unit_test(test_pvh),
-        cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_parse_valid), cmocka_unit_test(test_parse_hostile),
+        cmocka_unit_test(test_parse_fuzz),  cmocka_unit_test(test_e820),
+        cmocka_unit_test(test_load),        cmocka_unit_test(test_entry_state),
+        cmocka_unit_test(test_pvh),         cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,23 +18,26 @@ static struct kvm_cpuid2 *supported(bool with_1f)
     unsigned n = 0;
     struct kvm_cpuid_entry2 *e = c->entries;
     e[n++] = (struct kvm_cpuid_entry2){ .function = 0, .eax = with_1f ? 0x1f : 0xd };
-    e[n++] = (struct kvm_cpuid_entry2){ .function = 1, .ebx = 0x00000800, .ecx = 0x01000000,
-                                        .edx = 0x178bfbff };
-    for (uint32_t l = 0; l < 3; l++) {      /* L1d, L2, L3 */
+    e[n++] = (struct kvm_cpuid_entry2){
+        .function = 1, .ebx = 0x00000800, .ecx = 0x01000000, .edx = 0x178bfbff
+    };
+    for (uint32_t l = 0; l < 3; l++) { /* L1d, L2, L3 */
         uint32_t level = l == 0 ? 1 : l + 1;
-        e[n++] = (struct kvm_cpuid_entry2){ .function = 4, .index = l,
+        e[n++] = (struct kvm_cpuid_entry2){ .function = 4,
+                                            .index = l,
                                             .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
                                             .eax = (level << 5) | 1 | 0xfc004000u };
     }
-    e[n++] = (struct kvm_cpuid_entry2){ .function = 0xb, .index = 0,
-                                        .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .edx = 77 };
+    e[n++] = (struct kvm_cpuid_entry2){
+        .function = 0xb, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .edx = 77
+    };
     if (with_1f)
-        e[n++] = (struct kvm_cpuid_entry2){ .function = 0x1f, .index = 0,
+        e[n++] = (struct kvm_cpuid_entry2){ .function = 0x1f,
+                                            .index = 0,
                                             .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX };
-    e[n++] = (struct kvm_cpuid_entry2){ .function = 0x40000000, .eax = 0x40000001,
-                                        .ebx = 0x4b4d564b };
-    e[n++] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = 0x3030,
-                                        .ecx = 0x0000f00f };
+    e[n++] =
+        (struct kvm_cpuid_entry2){ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b };
+    e[n++] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = 0x3030, .ecx = 0x0000f00f };
     e[n++] = (struct kvm_cpuid_entry2){ .function = 0x8000001e, .eax = 9, .ebx = 0x100 };
     c->nent = n;
     return c;
@@ -46,12 +49,12 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned i, unsigned n, boo
     assert_non_null(c);
     const struct kvm_cpuid_entry2 *e = cpuid_find(c, 1, 0);
     assert_non_null(e);
-    assert_int_equal(e->ebx >> 24, i);                  /* initial APIC id */
-    assert_int_equal((e->ebx >> 16) & 0xff, n);         /* logical processors */
-    assert_int_equal(e->ebx & 0xffff, 0x0800);          /* CLFLUSH size kept */
-    assert_true(e->ecx & (1u << 31));                   /* hypervisor */
-    assert_true(e->ecx & (1u << 24));                   /* TSC deadline kept */
-    assert_int_equal(!!(e->edx & (1u << 28)), n > 1);   /* HTT */
+    assert_int_equal(e->ebx >> 24, i);                /* initial APIC id */
+    assert_int_equal((e->ebx >> 16) & 0xff, n);       /* logical processors */
+    assert_int_equal(e->ebx & 0xffff, 0x0800);        /* CLFLUSH size kept */
+    assert_true(e->ecx & (1u << 31));                 /* hypervisor */
+    assert_true(e->ecx & (1u << 24));                 /* TSC deadline kept */
+    assert_int_equal(!!(e->edx & (1u << 28)), n > 1); /* HTT */
     uint32_t leaves[] = { 0xb, 0x1f };
     for (int l = 0; l < (with_1f ? 2 : 1); l++) {
         const struct kvm_cpuid_entry2 *s0 = cpuid_find(c, leaves[l], 0);
@@ -62,14 +65,14 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned i, unsigned n, boo
         assert_non_null(s2);
         assert_int_equal(s0->edx, i);
         assert_int_equal(s1->edx, i);
-        assert_int_equal((s0->ecx >> 8) & 0xff, 1);     /* SMT */
+        assert_int_equal((s0->ecx >> 8) & 0xff, 1); /* SMT */
         assert_int_equal(s0->ebx, 1);
         assert_int_equal(s0->eax, 0);
-        assert_int_equal((s1->ecx >> 8) & 0xff, 2);     /* core */
+        assert_int_equal((s1->ecx >> 8) & 0xff, 2); /* core */
         assert_int_equal(s1->ebx, n);
-        assert_true((1u << s1->eax) >= n);              /* shift covers every id */
+        assert_true((1u << s1->eax) >= n); /* shift covers every id */
         assert_true(s1->eax == 0 || (1u << (s1->eax - 1)) < n);
-        assert_int_equal((s2->ecx >> 8) & 0xff, 0);     /* end */
+        assert_int_equal((s2->ecx >> 8) & 0xff, 0); /* end */
     }
     if (!with_1f)
         assert_null(cpuid_find(c, 0x1f, 0));
@@ -87,7 +90,7 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned i, unsigned n, boo
     e = cpuid_find(c, 0x8000001e, 0);
     assert_int_equal(e->eax, i);
     assert_int_equal(e->ebx & 0xff, i);
-    assert_non_null(cpuid_find(c, 0x40000000, 0));      /* KVM leaves kept */
+    assert_non_null(cpuid_find(c, 0x40000000, 0)); /* KVM leaves kept */
     free(c);
 }
 
@@ -100,7 +103,7 @@ static void test_topology(void **state)
         for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++)
             for (unsigned i = 0; i < counts[k]; i++)
                 check_vcpu(sup, i, counts[k], f);
-        assert_null(cpuid_for_vcpu(sup, 4, 4));         /* index out of range */
+        assert_null(cpuid_for_vcpu(sup, 4, 4)); /* index out of range */
         assert_null(cpuid_for_vcpu(sup, 0, 0));
         free(sup);
     }

@@ -20,10 +20,10 @@
 typedef struct Fake {
     MemoryRegion a, b;
     int id;
-    bool mapped_at_destroy;     /* a region was still mapped when destroyed */
+    bool mapped_at_destroy; /* a region was still mapped when destroyed */
 } Fake;
 
-static char calls[256];         /* "r1 r2 d2 d1 " */
+static char calls[256]; /* "r1 r2 d2 d1 " */
 
 static void note(char what, int id)
 {
@@ -51,8 +51,7 @@ static void fake_destroy(void *dev)
 {
     Fake *f = dev;
     note('d', f->id);
-    f->mapped_at_destroy = memory_region_get_container(&f->a) ||
-                           memory_region_get_container(&f->b);
+    f->mapped_at_destroy = memory_region_get_container(&f->a) || memory_region_get_container(&f->b);
     memory_region_destroy(&f->a);
     memory_region_destroy(&f->b);
 }
@@ -106,7 +105,8 @@ static void test_add_reset_destroy(void **state)
     Fake *one = fake_new(f, 1), *two = fake_new(f, 2);
     assert_int_equal(devlist_add(&f->list, NULL, &fake_ops, one, true,
                                  DEV_REGIONS({ &f->io, 0x10, &one->a }, { &f->io, 0x20, &one->b }),
-                                 f->err, sizeof(f->err)), 0);
+                                 f->err, sizeof(f->err)),
+                     0);
     assert_int_equal(devlist_add(&f->list, "fake@0x30", &fake_ops, two, true,
                                  DEV_REGIONS({ &f->io, 0x30, &two->a }), f->err, sizeof(f->err)),
                      0);
@@ -135,10 +135,10 @@ static void test_map_failure_keeps_ownership(void **state)
     Fake *one = fake_new(f, 1);
     MemoryRegion other;
     assert_int_equal(memory_region_init(&other, f->ctx, "other", 0x100), 0);
-    assert_int_equal(memory_region_add_subregion(&other, 0, &one->b), 0);  /* b is taken */
+    assert_int_equal(memory_region_add_subregion(&other, 0, &one->b), 0); /* b is taken */
     int r = devlist_add(&f->list, NULL, &fake_ops, one, false,
-                        DEV_REGIONS({ &f->io, 0x10, &one->a }, { &f->io, 0x20, &one->b }),
-                        f->err, sizeof(f->err));
+                        DEV_REGIONS({ &f->io, 0x10, &one->a }, { &f->io, 0x20, &one->b }), f->err,
+                        sizeof(f->err));
     assert_true(r < 0);
     assert_non_null(strstr(f->err, "mapping fake at 0x20"));
     assert_ptr_equal(memory_region_get_container(&one->a), &f->io);
@@ -156,10 +156,12 @@ static void test_full_list(void **state)
     Fixture *f = *state;
     for (int i = 0; i < DEVLIST_MAX; i++)
         assert_int_equal(devlist_add(&f->list, NULL, &fake_ops, fake_new(f, i), true, NULL, 0,
-                                     f->err, sizeof(f->err)), 0);
+                                     f->err, sizeof(f->err)),
+                         0);
     calls[0] = 0;
-    assert_int_equal(devlist_add(&f->list, NULL, &fake_ops, fake_new(f, 99), true, NULL, 0,
-                                 f->err, sizeof(f->err)), -ENOSPC);
+    assert_int_equal(devlist_add(&f->list, NULL, &fake_ops, fake_new(f, 99), true, NULL, 0, f->err,
+                                 sizeof(f->err)),
+                     -ENOSPC);
     assert_string_equal(calls, "d99 ");
     assert_non_null(strstr(f->err, "too many devices"));
     assert_int_equal(devlist_count(&f->list), DEVLIST_MAX);
@@ -173,7 +175,8 @@ static void test_real_device(void **state)
     assert_int_equal(pvpanic_init(&p, f->ctx, NULL, NULL), 0);
     assert_int_equal(devlist_add(&f->list, NULL, &pvpanic_device_ops, &p, false,
                                  DEV_REGIONS({ &f->io, PVPANIC_PORT, &p.io }), f->err,
-                                 sizeof(f->err)), 0);
+                                 sizeof(f->err)),
+                     0);
     DevRecord *d = devlist_get(&f->list, 0);
     assert_string_equal(d->name, "pvpanic");
     p.events = PVPANIC_PANICKED;

@@ -23,8 +23,8 @@ typedef struct Fixture {
     MemoryRegion io;
     AddressSpace *as;
     GedState dev;
-    int level;          /* the line as the device last drove it */
-    int edges;          /* level changes seen */
+    int level; /* the line as the device last drove it */
+    int edges; /* level changes seen */
 } Fixture;
 
 static void line_set(void *opaque, int level)

@@ -83,11 +83,11 @@ static void test_reset_output_port(void **state)
 {
     Fixture *f = *state;
     out8(f, 0x64, 0xd1);
-    assert_true(in8(f, 0x64) & 0x08);           /* a command is pending */
-    out8(f, 0x60, 0x03);                        /* bit 0 set: no reset */
+    assert_true(in8(f, 0x64) & 0x08); /* a command is pending */
+    out8(f, 0x60, 0x03);              /* bit 0 set: no reset */
     assert_int_equal(f->resets, 0);
     out8(f, 0x64, 0xd1);
-    out8(f, 0x60, 0x02);                        /* bit 0 clear: reset */
+    out8(f, 0x60, 0x02); /* bit 0 clear: reset */
     assert_int_equal(f->resets, 1);
 }
 
@@ -108,9 +108,9 @@ static void test_self_test_and_cmd_byte(void **state)
 static void test_sleep(void **state)
 {
     Fixture *f = *state;
-    out8(f, 0x600, (3 << 2) | 0x20);            /* S3: ignored */
+    out8(f, 0x600, (3 << 2) | 0x20); /* S3: ignored */
     assert_int_equal(f->poweroffs, 0);
-    out8(f, 0x600, 5 << 2);                     /* S5 without SLP_EN */
+    out8(f, 0x600, 5 << 2); /* S5 without SLP_EN */
     assert_int_equal(f->poweroffs, 0);
     out8(f, 0x600, (5 << 2) | 0x20);
     assert_int_equal(f->poweroffs, 1);
@@ -120,7 +120,7 @@ static void test_sleep(void **state)
 static void test_acpi_reset_reg(void **state)
 {
     Fixture *f = *state;
-    out8(f, 0x602, 0x41);                       /* wrong value: ignored */
+    out8(f, 0x602, 0x41); /* wrong value: ignored */
     assert_int_equal(f->resets, 0);
     out8(f, 0x602, 0x42);
     assert_int_equal(f->resets, 1);
@@ -132,14 +132,14 @@ static void test_save_load(void **state)
     Fixture *f = *state;
     out8(f, 0x64, 0x60);
     out8(f, 0x60, 0x65);
-    out8(f, 0x64, 0xd1);                        /* pending command saved */
+    out8(f, 0x64, 0xd1); /* pending command saved */
     uint8_t *buf;
     size_t len;
     assert_int_equal(i8042_save(&f->dev, &buf, &len), 0);
     i8042_reset(&f->dev);
     char err[160];
     assert_int_equal(i8042_load(&f->dev, buf, len, err, sizeof(err)), 0);
-    out8(f, 0x60, 0x00);                        /* completes the saved 0xd1: reset */
+    out8(f, 0x60, 0x00); /* completes the saved 0xd1: reset */
     assert_int_equal(f->resets, 1);
     out8(f, 0x64, 0x20);
     assert_int_equal(in8(f, 0x60), 0x65);

@@ -61,9 +61,9 @@ static void test_panic_write(void **state)
     assert_int_equal(address_space_read(f->as, PVPANIC_PORT, &v, 1), MEMTX_OK);
     assert_int_equal(v, PVPANIC_PANICKED | PVPANIC_CRASH_LOADED);
     v = 0;
-    address_space_write(f->as, PVPANIC_PORT, &v, 1);        /* nothing to report */
+    address_space_write(f->as, PVPANIC_PORT, &v, 1); /* nothing to report */
     assert_int_equal(f->calls, 0);
-    v = 0xfc;                                               /* unknown bits only */
+    v = 0xfc; /* unknown bits only */
     address_space_write(f->as, PVPANIC_PORT, &v, 1);
     assert_int_equal(f->calls, 0);
     v = PVPANIC_PANICKED;
@@ -71,7 +71,7 @@ static void test_panic_write(void **state)
     assert_int_equal(f->calls, 1);
     assert_int_equal(f->last, PVPANIC_PANICKED);
     assert_int_equal(f->dev.events, PVPANIC_PANICKED);
-    v = PVPANIC_PANICKED | PVPANIC_CRASH_LOADED | 0x80;     /* unknown bits are masked */
+    v = PVPANIC_PANICKED | PVPANIC_CRASH_LOADED | 0x80; /* unknown bits are masked */
     address_space_write(f->as, PVPANIC_PORT, &v, 1);
     assert_int_equal(f->calls, 2);
     assert_int_equal(f->last, PVPANIC_PANICKED | PVPANIC_CRASH_LOADED);

@@ -27,16 +27,16 @@ static inline void check_dump_logs(void)
 
 /* Fails the test (exit 1) unless cond holds: prints where, cond, the
  * printf-style message (required) and, if defined, dump_logs(). */
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fflush(stdout);                                                           \
+#define CHECK(cond, ...) \
+    do { \
+        if (!(cond)) { \
+            fflush(stdout); \
             fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-            check_dump_logs();                                                        \
-            exit(1);                                                                  \
-        }                                                                             \
+            fprintf(stderr, __VA_ARGS__); \
+            fputc('\n', stderr); \
+            check_dump_logs(); \
+            exit(1); \
+        } \
     } while (0)
 
 #endif /* STRATA_TESTS_CHECK_H */

@@ -16,7 +16,7 @@ void testproc_child_init(pid_t parent)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         _exit(127);
-    if (getppid() != parent)    /* the test ended before prctl */
+    if (getppid() != parent) /* the test ended before prctl */
         _exit(127);
 }
 
@@ -33,7 +33,7 @@ static pid_t parent_of(pid_t pid)
     if (n <= 0)
         return -1;
     buf[n] = 0;
-    const char *rp = strrchr(buf, ')');     /* comm may hold spaces */
+    const char *rp = strrchr(buf, ')'); /* comm may hold spaces */
     int ppid;
     char state;
     if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
@@ -85,14 +85,16 @@ int testproc_sweep_strays(const char *bin)
         size_t wl = strlen(want);
         if (strncmp(exe, want, wl) || (exe[wl] && strcmp(exe + wl, " (deleted)")))
             continue;
-        if (parent_of((pid_t)pid) != 1)     /* its test (or another owner) lives */
+        if (parent_of((pid_t)pid) != 1) /* its test (or another owner) lives */
             continue;
         char cmd[512];
         cmdline_of((pid_t)pid, cmd, sizeof(cmd));
         if (!strstr(cmd, "/tmp/strata-"))
             continue;
-        fprintf(stderr, "testproc: a stray strata from an earlier test run (pid %ld, parent "
-                "gone): %.300s; ending it\n", pid, cmd);
+        fprintf(stderr,
+                "testproc: a stray strata from an earlier test run (pid %ld, parent "
+                "gone): %.300s; ending it\n",
+                pid, cmd);
         kill((pid_t)pid, SIGKILL);
         found++;
     }

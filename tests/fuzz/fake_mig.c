@@ -75,7 +75,7 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
     unsigned i = (unsigned)((int *)vcpu - fake_vcpu_obj);
     fake_mig.vcpu_sets++;
     if (i >= FAKE_MIG_CPUS)
-        abort();        /* the loader handed over a vCPU this machine lacks */
+        abort(); /* the loader handed over a vCPU this machine lacks */
     if ((st->flags & KVM_VCPU_STATE_XSAVE) && st->xsave_len > fake_mig.xsave_max)
         return -EINVAL;
     if (!(st->flags & KVM_VCPU_STATE_LAPIC))
@@ -128,30 +128,30 @@ int fake_mig_init(void)
     /* the real board's device list, in its order (machine.c), unmapped */
     char err[160];
     if ((r = serial_init(&m->serial, m->ctx, -1, NULL)) < 0 ||
-        (r = devlist_add(&m->devices, NULL, &serial_device_ops, &m->serial, false, NULL, 0,
-                         err, sizeof(err))) < 0)
+        (r = devlist_add(&m->devices, NULL, &serial_device_ops, &m->serial, false, NULL, 0, err,
+                         sizeof(err))) < 0)
         return init_fail("serial", r);
     if ((r = i8042_init(&m->i8042, m->ctx, NULL, NULL)) < 0 ||
-        (r = devlist_add(&m->devices, NULL, &i8042_device_ops, &m->i8042, false, NULL, 0,
-                         err, sizeof(err))) < 0)
+        (r = devlist_add(&m->devices, NULL, &i8042_device_ops, &m->i8042, false, NULL, 0, err,
+                         sizeof(err))) < 0)
         return init_fail("i8042", r);
     if ((r = pvpanic_init(&m->pvpanic, m->ctx, NULL, NULL)) < 0 ||
-        (r = devlist_add(&m->devices, NULL, &pvpanic_device_ops, &m->pvpanic, false, NULL, 0,
-                         err, sizeof(err))) < 0)
+        (r = devlist_add(&m->devices, NULL, &pvpanic_device_ops, &m->pvpanic, false, NULL, 0, err,
+                         sizeof(err))) < 0)
         return init_fail("pvpanic", r);
     if ((r = ged_init(&m->ged, m->ctx, NULL)) < 0 ||
         (r = devlist_add(&m->devices, NULL, &ged_device_ops, &m->ged, false, NULL, 0, err,
                          sizeof(err))) < 0)
         return init_fail("acpi-ged", r);
     if ((r = testdev_init(&m->testdev, m->ctx, NULL, NULL, NULL)) < 0 ||
-        (r = devlist_add(&m->devices, NULL, &testdev_device_ops, &m->testdev, false, NULL, 0,
-                         err, sizeof(err))) < 0)
+        (r = devlist_add(&m->devices, NULL, &testdev_device_ops, &m->testdev, false, NULL, 0, err,
+                         sizeof(err))) < 0)
         return init_fail("testdev", r);
     if ((r = virtio_rng_init(&rng, &(VirtioEnv){ m->ctx, m->memory_as, NULL })) < 0)
         return init_fail("virtio-rng", r);
-    virtio_mmio_connect_irq(&rng.t, NULL, MACHINE_VIRTIO_BASE);     /* names it */
-    if ((r = devlist_add(&m->devices, rng.t.label, &virtio_rng_device_ops, &rng, false, NULL,
-                         0, err, sizeof(err))) < 0)
+    virtio_mmio_connect_irq(&rng.t, NULL, MACHINE_VIRTIO_BASE); /* names it */
+    if ((r = devlist_add(&m->devices, rng.t.label, &virtio_rng_device_ops, &rng, false, NULL, 0,
+                         err, sizeof(err))) < 0)
         return init_fail("virtio-rng", r);
     m->vm = (KvmVm *)&fake_vm_obj;
     m->ncpus = FAKE_MIG_CPUS;
@@ -251,7 +251,7 @@ static void *writer_main(void *arg)
         have_tag = true;
         w->res->reply = le32(b);
         if (w->res->reply == MIG_REPLY_READY) {
-            uint8_t go[4] = { 0x47, 0x4f, 0x21, 0x21 };     /* GO!! */
+            uint8_t go[4] = { 0x47, 0x4f, 0x21, 0x21 }; /* GO!! */
             send_all(w->fd, go, 4);
         }
     }
@@ -323,7 +323,7 @@ int fake_mig_load(const uint8_t *data, size_t len, FakeMigPeer peer, bool captur
     res->ret = mig_load_fd(&vmm, sv[0], -1, &res->start_paused);
     if (mf >= 0)
         stderr_restore(saved, mf, res->log, sizeof(res->log));
-    close(sv[0]);       /* a writer still sending gets EPIPE */
+    close(sv[0]); /* a writer still sending gets EPIPE */
     if (threaded)
         pthread_join(th, NULL);
     else

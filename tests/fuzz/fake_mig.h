@@ -20,21 +20,21 @@
 #include "vmm/migration/migration.h"
 #include "vmm/vmm.h"
 
-#define FAKE_MIG_RAM_SIZE (256u << 10)  /* 64 pages */
+#define FAKE_MIG_RAM_SIZE (256u << 10) /* 64 pages */
 #define FAKE_MIG_CPUS 2
-#define FAKE_MIG_NDEVS 6    /* serial i8042 pvpanic acpi-ged testdev virtio-rng */
+#define FAKE_MIG_NDEVS 6 /* serial i8042 pvpanic acpi-ged testdev virtio-rng */
 #define FAKE_MIG_MAX_RECORDS 64
 
 /* What the fake KVM layer saw and how it answers. */
 typedef struct FakeMig {
-    Vmm *v;                     /* the destination (built once) */
-    uint8_t *ram;               /* RAM block 0's bytes */
-    unsigned vm_sets;           /* kvm_vm_set_state calls */
-    unsigned vcpu_sets;         /* kvm_vcpu_set_state calls */
-    uint64_t vcpu_rip[FAKE_MIG_CPUS];   /* regs.rip installed per vCPU */
-    uint64_t vm_clock;          /* clock installed by kvm_vm_set_state */
-    uint32_t xsave_max;         /* kvm_vcpu_set_state refuses a larger XSAVE area */
-    char last_error[128];       /* kvm_vm_last_error */
+    Vmm *v;                           /* the destination (built once) */
+    uint8_t *ram;                     /* RAM block 0's bytes */
+    unsigned vm_sets;                 /* kvm_vm_set_state calls */
+    unsigned vcpu_sets;               /* kvm_vcpu_set_state calls */
+    uint64_t vcpu_rip[FAKE_MIG_CPUS]; /* regs.rip installed per vCPU */
+    uint64_t vm_clock;                /* clock installed by kvm_vm_set_state */
+    uint32_t xsave_max;               /* kvm_vcpu_set_state refuses a larger XSAVE area */
+    char last_error[128];             /* kvm_vm_last_error */
 } FakeMig;
 
 extern FakeMig fake_mig;
@@ -43,26 +43,26 @@ extern FakeMig fake_mig;
 typedef struct MigStreamBuf {
     uint8_t *p;
     size_t len, cap;
-    bool failed;                /* an allocation failed */
-    size_t rec_off[FAKE_MIG_MAX_RECORDS];   /* where record i starts */
+    bool failed;                          /* an allocation failed */
+    size_t rec_off[FAKE_MIG_MAX_RECORDS]; /* where record i starts */
     uint32_t rec_type[FAKE_MIG_MAX_RECORDS];
     unsigned nrec;
 } MigStreamBuf;
 
 /* How fake_mig_load's writer plays the source. */
 typedef enum FakeMigPeer {
-    FAKE_MIG_PEER_STREAM,       /* writes the bytes, then half-closes (GO, if any, is in them) */
-    FAKE_MIG_PEER_HANDSHAKE,    /* writes the bytes, answers GO!! to RDY! (complete streams only) */
+    FAKE_MIG_PEER_STREAM,    /* writes the bytes, then half-closes (GO, if any, is in them) */
+    FAKE_MIG_PEER_HANDSHAKE, /* writes the bytes, answers GO!! to RDY! (complete streams only) */
 } FakeMigPeer;
 
 /* The outcome of one fake_mig_load. */
 typedef struct FakeMigResult {
-    int ret;                    /* mig_load_fd's */
+    int ret; /* mig_load_fd's */
     bool start_paused;
-    uint32_t reply;             /* the loader's first answer (RDY!/ERR!), 0 if none read */
-    uint32_t answer;            /* after RDY!: its answer to what followed (ACK!/ERR!) */
-    char reason[256];           /* ERR!'s text, if read */
-    char log[1024];             /* what the loader printed on stderr (when captured) */
+    uint32_t reply;   /* the loader's first answer (RDY!/ERR!), 0 if none read */
+    uint32_t answer;  /* after RDY!: its answer to what followed (ACK!/ERR!) */
+    char reason[256]; /* ERR!'s text, if read */
+    char log[1024];   /* what the loader printed on stderr (when captured) */
 } FakeMigResult;
 
 /* Builds the fake destination (once; later calls return 0 at once).
@@ -89,8 +89,7 @@ void mig_sb_u64(MigStreamBuf *sb, uint64_t v);
 /* Appends the 16-byte stream header. */
 void mig_sb_header(MigStreamBuf *sb);
 /* Appends one framed record (type, id, length, payload, CRC-32). */
-void mig_sb_record(MigStreamBuf *sb, uint32_t type, uint32_t id, const void *payload,
-                   uint32_t len);
+void mig_sb_record(MigStreamBuf *sb, uint32_t type, uint32_t id, const void *payload, uint32_t len);
 
 /* Record i of a stream built with mig_sb_record (a view into sb). */
 typedef struct MigRec {
@@ -112,8 +111,8 @@ void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st);
 
 /* Options of fake_mig_build. */
 typedef struct FakeMigBuild {
-    bool paused;                /* END says the source was paused */
-    bool go;                    /* append GO!! after END */
+    bool paused; /* END says the source was paused */
+    bool go;     /* append GO!! after END */
 } FakeMigBuild;
 
 /* Appends a complete valid stream of the fake machine's current RAM and

@@ -95,7 +95,7 @@ int machine_powerdown(Machine *m)
 bool mig_active(const Vmm *v)
 {
     (void)v;
-    return false;   /* the fuzzed command table has no migration commands */
+    return false; /* the fuzzed command table has no migration commands */
 }
 
 bool mig_in_final_phase(const Vmm *v)

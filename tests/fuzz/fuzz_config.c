@@ -47,8 +47,7 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!json_path[0]) {
-        snprintf(json_path, sizeof(json_path), "/tmp/strata-fuzz-config-%d.json",
-                 (int)getpid());
+        snprintf(json_path, sizeof(json_path), "/tmp/strata-fuzz-config-%d.json", (int)getpid());
         atexit(cleanup);
     }
     char *buf = malloc(size + 1);
@@ -65,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *a = buf + pos;
         uint64_t sz;
         if (parse_size(a, &sz) == 0 && sz == 0 && strspn(a, "0x") == 0)
-            abort();    /* a size that parses to 0 must have said 0 */
+            abort(); /* a size that parses to 0 must have said 0 */
         if (!strncmp(a, "--config", 8))
             continue;
         argv[argc++] = a;

@@ -33,7 +33,7 @@ static void on_add(MemoryListener *l, MemoryRegionSection *s)
     check_section(s);
     for (size_t i = 0; i < L->nlive; i++)
         if (same_section(&L->live[i], s))
-            abort();            /* added twice */
+            abort(); /* added twice */
     if (L->nlive == MAX_SECTIONS)
         abort();
     L->live[L->nlive++] = (Section){ s->offset_within_address_space, s->size, s->mr,
@@ -50,7 +50,7 @@ static void on_del(MemoryListener *l, MemoryRegionSection *s)
             return;
         }
     }
-    abort();                    /* deleting a section it never added */
+    abort(); /* deleting a section it never added */
 }
 
 static void on_nop(MemoryListener *l, MemoryRegionSection *s)
@@ -60,7 +60,7 @@ static void on_nop(MemoryListener *l, MemoryRegionSection *s)
     for (size_t i = 0; i < L->nlive; i++)
         if (same_section(&L->live[i], s))
             return;
-    abort();                    /* "unchanged" section it does not know */
+    abort(); /* "unchanged" section it does not know */
 }
 
 static void on_begin(MemoryListener *l)
@@ -90,8 +90,7 @@ static void on_sync(MemoryListener *l, MemoryRegionSection *s)
     check_section(s);
 }
 
-static void on_eventfd(MemoryListener *l, MemoryRegionSection *s, bool match, uint64_t data,
-                       int fd)
+static void on_eventfd(MemoryListener *l, MemoryRegionSection *s, bool match, uint64_t data, int fd)
 {
     (void)l;
     (void)match;
@@ -110,8 +109,8 @@ static void on_coalesced(MemoryListener *l, MemoryRegionSection *s, uint64_t add
         (Int128)addr + l128 > (Int128)s->offset_within_address_space + s->size) {
         fprintf(stderr, "coalesced range 0x%llx+0x%llx outside its section 0x%llx+0x%llx (%s)\n",
                 (unsigned long long)addr, (unsigned long long)len,
-                (unsigned long long)s->offset_within_address_space,
-                (unsigned long long)s->size, memory_region_name(s->mr));
+                (unsigned long long)s->offset_within_address_space, (unsigned long long)s->size,
+                memory_region_name(s->mr));
         abort();
     }
 }
@@ -131,8 +130,7 @@ FlatView *fuzz_get_flatview(AddressSpace *as)
     FlatView *fv = address_space_get_flatview(as);
     if (!fv && !g_skip_known) {
         /* known: an AS created inside a transaction has none until commit */
-        fprintf(stderr, "address_space_get_flatview(%s) returned NULL\n",
-                address_space_name(as));
+        fprintf(stderr, "address_space_get_flatview(%s) returned NULL\n", address_space_name(as));
         abort();
     }
     return fv;
@@ -179,4 +177,3 @@ void listener_init(Listener *L)
     L->l.coalesced_add = on_coalesced;
     L->l.coalesced_del = on_coalesced;
 }
-

@@ -35,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 enum { K_CONTAINER, K_IO, K_RAM, K_RAM_PTR, K_ROM, K_ROMDEV, K_ALIAS, K_NKINDS };
 
 typedef struct Slot {
-    MemoryRegion *mr;           /* NULL: empty slot */
-    void *ptrbuf;               /* caller memory of K_RAM_PTR */
+    MemoryRegion *mr; /* NULL: empty slot */
+    void *ptrbuf;     /* caller memory of K_RAM_PTR */
     int kind;
     uint64_t legacy;
 } Slot;
@@ -47,19 +47,19 @@ typedef struct Fz {
     MemoryContext *ctx;
     Slot s[NSLOT];
     AddressSpace *as[NAS];
-    int as_root[NAS];           /* slot index of each AS's root */
+    int as_root[NAS]; /* slot index of each AS's root */
     Listener lis[NAS];
     int depth;
 } Fz;
 
 static int g_efd = -1, g_pipe[2] = { -1, -1 };
-static bool g_trace;            /* FUZZ_TRACE=1: print each operation */
+static bool g_trace; /* FUZZ_TRACE=1: print each operation */
 bool g_skip_known;
 
-#define TRACE(...)                                                                            \
-    do {                                                                                      \
-        if (g_trace)                                                                          \
-            fprintf(stderr, __VA_ARGS__);                                                     \
+#define TRACE(...) \
+    do { \
+        if (g_trace) \
+            fprintf(stderr, __VA_ARGS__); \
     } while (0)
 
 /* ---- input decoding --------------------------------------------------- */
@@ -91,12 +91,18 @@ static uint64_t u64(Fz *f)
 static uint64_t size_val(Fz *f)
 {
     switch (u8(f) % 6) {
-    case 0: return u8(f);
-    case 1: return (uint64_t)u16(f) + 1;
-    case 2: return u32(f);
-    case 3: return UINT64_MAX;
-    case 4: return 1ull << (u8(f) % 64);
-    default: return u64(f);
+    case 0:
+        return u8(f);
+    case 1:
+        return (uint64_t)u16(f) + 1;
+    case 2:
+        return u32(f);
+    case 3:
+        return UINT64_MAX;
+    case 4:
+        return 1ull << (u8(f) % 64);
+    default:
+        return u64(f);
     }
 }
 
@@ -104,12 +110,18 @@ static uint64_t size_val(Fz *f)
 static uint64_t addr_val(Fz *f)
 {
     switch (u8(f) % 6) {
-    case 0: return u16(f);
-    case 1: return u32(f);
-    case 2: return UINT64_MAX - u16(f);
-    case 3: return (1ull << (u8(f) % 64)) - (u8(f) % 3);
-    case 4: return (uint64_t)u8(f) << 12;
-    default: return u64(f);
+    case 0:
+        return u16(f);
+    case 1:
+        return u32(f);
+    case 2:
+        return UINT64_MAX - u16(f);
+    case 3:
+        return (1ull << (u8(f) % 64)) - (u8(f) % 3);
+    case 4:
+        return (uint64_t)u8(f) << 12;
+    default:
+        return u64(f);
     }
 }
 
@@ -145,14 +157,20 @@ static void dev_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
 
 static const MemoryRegionOps fuzz_ops[4] = {
     { .read = dev_read, .write = dev_write },
-    { .read = dev_read, .write = dev_write, .endianness = DEVICE_BIG_ENDIAN,
+    { .read = dev_read,
+      .write = dev_write,
+      .endianness = DEVICE_BIG_ENDIAN,
       .valid = { .min_access_size = 2, .max_access_size = 4 },
       .impl = { .min_access_size = 4, .max_access_size = 4 } },
-    { .read = dev_read, .write = dev_write, .endianness = DEVICE_LITTLE_ENDIAN,
+    { .read = dev_read,
+      .write = dev_write,
+      .endianness = DEVICE_LITTLE_ENDIAN,
       .valid = { .min_access_size = 1, .max_access_size = 8, .unaligned = true },
       .impl = { .min_access_size = 1, .max_access_size = 8, .unaligned = true } },
-    { .read = NULL, .write = dev_write,
-      .valid = { .unaligned = true }, .impl = { .min_access_size = 2 } },
+    { .read = NULL,
+      .write = dev_write,
+      .valid = { .unaligned = true },
+      .impl = { .min_access_size = 2 } },
 };
 
 /* ---- the interpreter -------------------------------------------------- */
@@ -242,7 +260,7 @@ static void op_destroy(Fz *f)
     if (!s->mr || is_as_root(f, s->mr))
         return;
     if (g_skip_known && f->depth)
-        return;     /* known: a FlatView's shared root can be destroyed mid-transaction */
+        return; /* known: a FlatView's shared root can be destroyed mid-transaction */
     TRACE("destroy %s", memory_region_name(s->mr));
     int r = memory_region_destroy(s->mr);
     TRACE(" -> %d\n", r);
@@ -259,7 +277,7 @@ static void op_access(Fz *f, bool write)
     uint64_t len = u8(f) & 1 ? 1u << (u8(f) % 4) : u16(f) % (MAX_LEN + 1);
     uint8_t buf[MAX_LEN];
     if (len && addr + len - 1 < addr)
-        len = 0 - addr;         /* stay below 2^64 */
+        len = 0 - addr; /* stay below 2^64 */
     if (write) {
         for (uint64_t i = 0; i < len; i++)
             buf[i] = u8(f);
@@ -275,15 +293,27 @@ static void op_dirty(Fz *f)
     MemoryRegion *mr = live_mr(f);
     if (!mr)
         return;
-    unsigned client = u8(f) % 4;    /* 2 is not a client (but < DIRTY_MEMORY_NUM) */
+    unsigned client = u8(f) % 4; /* 2 is not a client (but < DIRTY_MEMORY_NUM) */
     uint64_t addr = addr_val(f), sz = size_val(f);
     switch (u8(f) % 7) {
-    case 0: (void)memory_region_set_log(mr, u8(f) & 1, client); break;
-    case 1: (void)memory_region_get_dirty(mr, addr, sz, client); break;
-    case 2: memory_region_set_dirty(mr, addr, sz); break;
-    case 3: memory_region_reset_dirty(mr, addr, sz, client); break;
-    case 4: memory_region_sync_dirty_bitmap(mr); break;
-    case 5: (void)memory_region_get_dirty_log_mask(mr); break;
+    case 0:
+        (void)memory_region_set_log(mr, u8(f) & 1, client);
+        break;
+    case 1:
+        (void)memory_region_get_dirty(mr, addr, sz, client);
+        break;
+    case 2:
+        memory_region_set_dirty(mr, addr, sz);
+        break;
+    case 3:
+        memory_region_reset_dirty(mr, addr, sz, client);
+        break;
+    case 4:
+        memory_region_sync_dirty_bitmap(mr);
+        break;
+    case 5:
+        (void)memory_region_get_dirty_log_mask(mr);
+        break;
     default: {
         uint64_t bm[2] = { u64(f), u64(f) };
         memory_region_set_dirty_bitmap(mr, addr, bm, u8(f) % 129);
@@ -321,14 +351,14 @@ static void op_as(Fz *f)
         if (u8(f) & 1)
             return;
         if (g_skip_known && f->depth)
-            return;     /* known: drops pending updates of ASes sharing the root */
+            return; /* known: drops pending updates of ASes sharing the root */
         address_space_destroy(f->as[a]);
         TRACE("address_space_destroy as%d\n", a);
         f->as[a] = NULL;
         for (int i = 0; i < NAS; i++) {
             Listener *L = &f->lis[i];
             if (L->registered && L->as_index == a) {
-                if (L->nlive)   /* destroy sends region_del for everything */
+                if (L->nlive) /* destroy sends region_del for everything */
                     abort();
                 L->registered = false;
             }
@@ -381,7 +411,6 @@ static void check_all(Fz *f)
         check_listener(&f->lis[i], f->as[f->lis[i].as_index]);
 }
 
-
 static const char *nmr(const MemoryRegion *mr)
 {
     return mr ? memory_region_name(mr) : "-";
@@ -394,16 +423,23 @@ static void step(Fz *f)
     int r;
     unsigned op = u8(f) % 26;
     switch (op) {
-    case 0: case 1: op_create(f); break;
-    case 2: op_destroy(f); break;
-    case 3: case 4:
+    case 0:
+    case 1:
+        op_create(f);
+        break;
+    case 2:
+        op_destroy(f);
+        break;
+    case 3:
+    case 4:
         a = live_mr(f), b = live_mr(f), x = addr_val(f);
         if (a && b) {
             r = memory_region_add_subregion(a, x, b);
             TRACE("add %s into %s at 0x%" PRIx64 " -> %d\n", nmr(b), nmr(a), x, r);
         }
         break;
-    case 5: case 6: {
+    case 5:
+    case 6: {
         a = live_mr(f), b = live_mr(f), x = addr_val(f);
         int prio = (int8_t)u8(f);
         if (a && b) {
@@ -509,11 +545,17 @@ static void step(Fz *f)
             f->depth--;
         }
         break;
-    case 18: op_dirty(f); break;
-    case 19: op_access(f, false); break;
-    case 20: op_access(f, true); break;
+    case 18:
+        op_dirty(f);
+        break;
+    case 19:
+        op_access(f, false);
+        break;
+    case 20:
+        op_access(f, true);
+        break;
     case 21: {
-        Slot *t = slot(f);      /* one access to a terminal region */
+        Slot *t = slot(f); /* one access to a terminal region */
         if ((a = t->mr) && t->kind != K_CONTAINER && t->kind != K_ALIAS) {
             uint64_t v = 0;
             unsigned sz = u8(f) % 10;
@@ -535,9 +577,15 @@ static void step(Fz *f)
         free(s);
         break;
     }
-    case 23: op_as(f); break;
-    case 24: op_listener(f); break;
-    default: op_flatview(f); break;
+    case 23:
+        op_as(f);
+        break;
+    case 24:
+        op_listener(f);
+        break;
+    default:
+        op_flatview(f);
+        break;
     }
 }
 

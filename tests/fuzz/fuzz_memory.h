@@ -22,12 +22,12 @@ typedef struct Section {
 } Section;
 
 typedef struct Listener {
-    MemoryListener l;           /* first: callbacks get &l */
+    MemoryListener l; /* first: callbacks get &l */
     bool registered;
     int as_index;
     Section live[MAX_SECTIONS];
     size_t nlive;
-    unsigned depth;             /* inside begin..commit */
+    unsigned depth; /* inside begin..commit */
 } Listener;
 
 /* Resets L and points its callbacks at the checking ones. */

@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (res.ret == 0 && (fake_mig.vm_sets != 1 || fake_mig.vcpu_sets != FAKE_MIG_CPUS)) {
-        fprintf(stderr, "fuzz_migration: loaded with %u VM / %u vCPU installs\n",
-                fake_mig.vm_sets, fake_mig.vcpu_sets);
+        fprintf(stderr, "fuzz_migration: loaded with %u VM / %u vCPU installs\n", fake_mig.vm_sets,
+                fake_mig.vcpu_sets);
         abort();
     }
     free(buf);

@@ -190,7 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 sent += (size_t)w;
                 progress = 1;
             } else if (w < 0 && errno == EPIPE) {
-                sent = total;   /* the server dropped us: fine */
+                sent = total; /* the server dropped us: fine */
             }
         }
         if (sent == total && !shut) {

@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     seed("flipped-vcpu", 1, t.p, t.len);
     seed("flipped-vcpu-crc-fixed", 2, t.p, t.len);
     memcpy(t.p, v.p, v.len);
-    t.p[v.rec_off[ram0] + 8 + 3] = 0x7f;        /* RAM length over its limit */
+    t.p[v.rec_off[ram0] + 8 + 3] = 0x7f; /* RAM length over its limit */
     seed("oversized-ram", 0, t.p, t.len);
     free(t.p);
     reorder(&t, &v, ram0, -1, -1);
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     if (!pl)
         return 1;
     memcpy(pl, d0.payload, d0.len);
-    pl[4] = '\n';      /* "se\nial" */
+    pl[4] = '\n'; /* "se\nial" */
     replaced(&t, &v, (unsigned)find(&v, MIG_REC_DEVICE, 0), 0, pl, d0.len);
     free(pl);
     seed_sb("device-name-newline", 0, &t);

@@ -76,8 +76,7 @@ void mig_sb_header(MigStreamBuf *sb)
     mig_sb_u32(sb, 0);
 }
 
-void mig_sb_record(MigStreamBuf *sb, uint32_t type, uint32_t id, const void *payload,
-                   uint32_t len)
+void mig_sb_record(MigStreamBuf *sb, uint32_t type, uint32_t id, const void *payload, uint32_t len)
 {
     uint8_t h[12], c[4];
     put32(h, type);
@@ -124,7 +123,7 @@ void fake_mig_dirty_source(void)
     m->serial.divider = 12;
     m->i8042.cmd_byte = 0x47;
     m->pvpanic.events = PVPANIC_PANICKED;
-    m->ged.pending = GED_EVENT_POWER_BUTTON;   /* a press the guest has not seen */
+    m->ged.pending = GED_EVENT_POWER_BUTTON; /* a press the guest has not seen */
     m->testdev.nr_reports = 3;
     m->testdev.reports[0] = 0x11;
     m->testdev.reports[1] = 0x22;
@@ -142,7 +141,7 @@ void fake_mig_vm_state(KvmVmState *st)
     st->pic[1].imr = 0xff;
     st->ioapic.base_address = 0xfec00000;
     for (unsigned i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
-        st->ioapic.redirtbl[i].bits = 1ull << 16;   /* masked */
+        st->ioapic.redirtbl[i].bits = 1ull << 16; /* masked */
     for (unsigned i = 0; i < 3; i++) {
         st->pit.channels[i].count = 0x10000;
         st->pit.channels[i].mode = 3;
@@ -165,11 +164,11 @@ void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st)
     st->sregs.cs.present = 1;
     if (i == 0) {
         st->xsave_len = KVM_STATE_XSAVE_LEGACY;
-        st->xsave[24] = 0x80;   /* MXCSR 0x1f80 */
+        st->xsave[24] = 0x80; /* MXCSR 0x1f80 */
         st->xsave[25] = 0x1f;
         st->xcrs.nr_xcrs = 1;
         st->xcrs.xcrs[0].value = 7;
-    } else {    /* the others as from a KVM without XSAVE: FPU, no XCRs */
+    } else { /* the others as from a KVM without XSAVE: FPU, no XCRs */
         st->flags &= ~(KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_XCRS);
         st->flags |= KVM_VCPU_STATE_FPU;
         st->fpu.fcw = 0x37f;
@@ -180,7 +179,7 @@ void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st)
     st->msrs[0].data = 0x500;
     st->msrs[1].index = 0x10;
     st->msrs[1].data = 1000 + i;
-    st->lapic.regs[0x23] = (char)i;     /* APIC ID */
+    st->lapic.regs[0x23] = (char)i; /* APIC ID */
     st->mp_state.mp_state = i ? 1 : 0;
     st->debugregs.dr6 = 0xffff0ff0;
     st->debugregs.dr7 = 0x400;
@@ -295,13 +294,13 @@ int fake_mig_build(MigStreamBuf *sb, const FakeMigBuild *opt)
     mig_sb_header(sb);
     mig_sb_record(sb, MIG_REC_CONFIG, 0, config, (uint32_t)strlen(config));
     free(config);
-    ram_record(sb, 0, pages / 2, &normal, &zero);       /* round 0: everything */
+    ram_record(sb, 0, pages / 2, &normal, &zero); /* round 0: everything */
     ram_record(sb, pages / 2, pages, &normal, &zero);
     mig_sb_record(sb, MIG_REC_ROUND, 0, NULL, 0);
-    ram_record(sb, 5, 6, &normal, &zero);               /* round 1: "dirtied" again */
+    ram_record(sb, 5, 6, &normal, &zero); /* round 1: "dirtied" again */
     ram_record(sb, 2, 3, &normal, &zero);
     mig_sb_record(sb, MIG_REC_ROUND, 1, NULL, 0);
-    ram_record(sb, 1, 2, &normal, &zero);               /* stop-and-copy */
+    ram_record(sb, 1, 2, &normal, &zero); /* stop-and-copy */
     if (cpu_records(sb, m) < 0 || device_records(sb, m) < 0) {
         fprintf(stderr, "fake_mig: building the state records failed\n");
         return -1;

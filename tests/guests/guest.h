@@ -21,7 +21,7 @@
 #include "devices/testdev-ports.h"
 
 /* Where the kit loads guests: the link address of every guest ELF (link.ld). */
-#define GUEST_LOAD_ADDR      0x100000u
+#define GUEST_LOAD_ADDR 0x100000u
 /* Guest virtual == guest physical below this (2 MiB pages, user-accessible). */
 #define GUEST_IDENTITY_LIMIT 0x100000000ull
 
@@ -62,17 +62,44 @@ static inline uint32_t inl(uint16_t port)
 }
 
 /* Single guest-physical accesses of an exact width (identity mapped). */
-static inline void mmio_write8(uint64_t a, uint8_t v)   { *(volatile uint8_t *)a = v; }
-static inline void mmio_write16(uint64_t a, uint16_t v) { *(volatile uint16_t *)a = v; }
-static inline void mmio_write32(uint64_t a, uint32_t v) { *(volatile uint32_t *)a = v; }
-static inline void mmio_write64(uint64_t a, uint64_t v) { *(volatile uint64_t *)a = v; }
-static inline uint8_t mmio_read8(uint64_t a)   { return *(volatile uint8_t *)a; }
-static inline uint16_t mmio_read16(uint64_t a) { return *(volatile uint16_t *)a; }
-static inline uint32_t mmio_read32(uint64_t a) { return *(volatile uint32_t *)a; }
-static inline uint64_t mmio_read64(uint64_t a) { return *(volatile uint64_t *)a; }
+static inline void mmio_write8(uint64_t a, uint8_t v)
+{
+    *(volatile uint8_t *)a = v;
+}
+static inline void mmio_write16(uint64_t a, uint16_t v)
+{
+    *(volatile uint16_t *)a = v;
+}
+static inline void mmio_write32(uint64_t a, uint32_t v)
+{
+    *(volatile uint32_t *)a = v;
+}
+static inline void mmio_write64(uint64_t a, uint64_t v)
+{
+    *(volatile uint64_t *)a = v;
+}
+static inline uint8_t mmio_read8(uint64_t a)
+{
+    return *(volatile uint8_t *)a;
+}
+static inline uint16_t mmio_read16(uint64_t a)
+{
+    return *(volatile uint16_t *)a;
+}
+static inline uint32_t mmio_read32(uint64_t a)
+{
+    return *(volatile uint32_t *)a;
+}
+static inline uint64_t mmio_read64(uint64_t a)
+{
+    return *(volatile uint64_t *)a;
+}
 
 /* Appends v to the host's report log. */
-static inline void guest_report(uint32_t v) { outl(TESTDEV_PORT_REPORT, v); }
+static inline void guest_report(uint32_t v)
+{
+    outl(TESTDEV_PORT_REPORT, v);
+}
 
 /* Ends the run with `code` (0 = pass); does not return. */
 __attribute__((noreturn)) void guest_exit(uint32_t code);
@@ -95,7 +122,10 @@ __attribute__((noreturn)) void guest_assert_fail(const char *file, int line, con
 /* Checks a condition in guest code; a failure ends the run with
  * TESTDEV_EXIT_ASSERT after printing where. */
 #define GUEST_ASSERT(cond) \
-    do { if (!(cond)) guest_assert_fail(__FILE__, __LINE__, #cond); } while (0)
+    do { \
+        if (!(cond)) \
+            guest_assert_fail(__FILE__, __LINE__, #cond); \
+    } while (0)
 
 /* ---- SMP ----------------------------------------------------------------
  *
@@ -126,9 +156,9 @@ __attribute__((noreturn)) void guest_assert_fail(const char *file, int line, con
  * are shared: use guest_sync from one CPU at a time; guest_puts output from
  * several CPUs may interleave.
  */
-#define GUEST_MAX_CPUS        16
-#define GUEST_AP_STACK_SIZE   16384
-#define GUEST_AP_TRAMPOLINE   0x8000u   /* page-aligned, below 1 MiB: SIPI vector 8 */
+#define GUEST_MAX_CPUS 16
+#define GUEST_AP_STACK_SIZE 16384
+#define GUEST_AP_TRAMPOLINE 0x8000u /* page-aligned, below 1 MiB: SIPI vector 8 */
 
 /* Starts CPUs 1..ncpus-1; returns the number of CPUs now running (>= 1). */
 unsigned guest_start_aps(unsigned ncpus);

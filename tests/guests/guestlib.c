@@ -54,7 +54,7 @@ void guest_assert_fail(const char *file, int line, const char *expr)
 
 void *memset(void *d, int c, size_t n)
 {
-    volatile uint8_t *p = d;   /* volatile: keep gcc from calling memset */
+    volatile uint8_t *p = d; /* volatile: keep gcc from calling memset */
 
     while (n--)
         *p++ = (uint8_t)c;

@@ -47,7 +47,7 @@ void kit_require_kvm(void)
 {
     const char *why = kvm_probe();
 
-    setvbuf(stdout, NULL, _IOLBF, 0);   /* keep stdout in order with stderr */
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep stdout in order with stderr */
     if (why) {
         printf("SKIP: /dev/kvm cannot run strata guests here: %s\n", why);
         fflush(stdout);
@@ -264,9 +264,10 @@ static int load_elf(Kit *k, const char *path, uint64_t *entry)
             continue;
         if (ph[i].p_filesz > ph[i].p_memsz || !in_file(len, ph[i].p_offset, ph[i].p_filesz) ||
             ph[i].p_paddr > k->ram_size || ph[i].p_memsz > k->ram_size - ph[i].p_paddr) {
-            fprintf(stderr, "kit: %s: segment %u (%#llx+%#llx) does not fit in %#llx bytes of RAM\n",
-                    path, i, (unsigned long long)ph[i].p_paddr,
-                    (unsigned long long)ph[i].p_memsz, (unsigned long long)k->ram_size);
+            fprintf(stderr,
+                    "kit: %s: segment %u (%#llx+%#llx) does not fit in %#llx bytes of RAM\n", path,
+                    i, (unsigned long long)ph[i].p_paddr, (unsigned long long)ph[i].p_memsz,
+                    (unsigned long long)k->ram_size);
             goto out;
         }
         memcpy(ram + ph[i].p_paddr, img + ph[i].p_offset, ph[i].p_filesz);
@@ -297,14 +298,12 @@ Kit *kit_new(const char *elf_path, const KitOptions *opt)
         goto fail;
     if (!(k->have_sysmem = memory_region_init(&k->sysmem, k->ctx, "system", UINT64_MAX) == 0) ||
         !(k->have_iomem = memory_region_init(&k->iomem, k->ctx, "io", 0x10000) == 0) ||
-        !(k->have_ram = memory_region_init_ram(&k->ram, k->ctx, "kit", "ram",
-                                               k->ram_size) == 0) ||
-        !(k->have_testdev = memory_region_init_io(&k->testdev, k->ctx, &testdev_ops, k,
-                                                  "testdev", TESTDEV_PORT_SIZE) == 0) ||
+        !(k->have_ram = memory_region_init_ram(&k->ram, k->ctx, "kit", "ram", k->ram_size) == 0) ||
+        !(k->have_testdev = memory_region_init_io(&k->testdev, k->ctx, &testdev_ops, k, "testdev",
+                                                  TESTDEV_PORT_SIZE) == 0) ||
         memory_region_add_subregion(&k->sysmem, 0, &k->ram) < 0 ||
         memory_region_add_subregion(&k->iomem, TESTDEV_PORT_BASE, &k->testdev) < 0) {
-        fprintf(stderr, "kit: building the region tree: %s\n",
-                memory_context_last_error(k->ctx));
+        fprintf(stderr, "kit: building the region tree: %s\n", memory_context_last_error(k->ctx));
         goto fail;
     }
     k->memory_as = address_space_new(k->ctx, &k->sysmem, "memory");
@@ -317,15 +316,14 @@ Kit *kit_new(const char *elf_path, const KitOptions *opt)
         goto fail;
 
     k->ncpus = o.ncpus ? o.ncpus : 1;
-    cfg.irqchip = o.irqchip || k->ncpus > 1;   /* INIT/SIPI need the local APICs */
+    cfg.irqchip = o.irqchip || k->ncpus > 1; /* INIT/SIPI need the local APICs */
     cfg.verbose = o.verbose;
     cfg.max_slots = o.max_slots;
     if (kvm_vm_create(&cfg, &k->vm) < 0 ||
         kvm_vm_attach_memory(k->vm, k->ctx, k->memory_as, k->io_as) < 0 ||
-        kvm_vcpu_create(k->vm, 0, &k->vcpu) < 0 ||
-        kvm_vcpu_init_cpuid(k->vcpu) < 0 ||
+        kvm_vcpu_create(k->vm, 0, &k->vcpu) < 0 || kvm_vcpu_init_cpuid(k->vcpu) < 0 ||
         kvm_vcpu_setup_pvh(k->vcpu, entry, 0) < 0)
-        goto fail;   /* kvm/ printed why */
+        goto fail; /* kvm/ printed why */
     /* The APs: with the in-kernel irqchip KVM leaves them waiting for
      * INIT/SIPI, which the guest sends (guest_start_aps). */
     for (unsigned i = 1; i < k->ncpus; i++) {
@@ -370,15 +368,42 @@ void kit_free(Kit *k)
     free(k);
 }
 
-MemoryContext *kit_ctx(Kit *k) { return k->ctx; }
-MemoryRegion *kit_sysmem(Kit *k) { return &k->sysmem; }
-MemoryRegion *kit_iomem(Kit *k) { return &k->iomem; }
-MemoryRegion *kit_ram(Kit *k) { return &k->ram; }
-AddressSpace *kit_memory_as(Kit *k) { return k->memory_as; }
-AddressSpace *kit_io_as(Kit *k) { return k->io_as; }
-KvmVm *kit_vm(Kit *k) { return k->vm; }
-KvmVcpu *kit_vcpu(Kit *k) { return k->vcpu; }
-unsigned kit_ncpus(Kit *k) { return k->ncpus; }
+MemoryContext *kit_ctx(Kit *k)
+{
+    return k->ctx;
+}
+MemoryRegion *kit_sysmem(Kit *k)
+{
+    return &k->sysmem;
+}
+MemoryRegion *kit_iomem(Kit *k)
+{
+    return &k->iomem;
+}
+MemoryRegion *kit_ram(Kit *k)
+{
+    return &k->ram;
+}
+AddressSpace *kit_memory_as(Kit *k)
+{
+    return k->memory_as;
+}
+AddressSpace *kit_io_as(Kit *k)
+{
+    return k->io_as;
+}
+KvmVm *kit_vm(Kit *k)
+{
+    return k->vm;
+}
+KvmVcpu *kit_vcpu(Kit *k)
+{
+    return k->vcpu;
+}
+unsigned kit_ncpus(Kit *k)
+{
+    return k->ncpus;
+}
 
 uint64_t kit_pvh_entry(Kit *k)
 {
@@ -409,8 +434,7 @@ void *kit_guest_var(Kit *k, const char *name, uint64_t len)
     uint64_t gpa = kit_symbol(k, name);
     void *p = gpa ? kit_ram_ptr(k, gpa, len) : NULL;
 
-    TEST_ASSERT(p, "guest symbol '%s' (%#llx) not found in RAM", name,
-                (unsigned long long)gpa);
+    TEST_ASSERT(p, "guest symbol '%s' (%#llx) not found in RAM", name, (unsigned long long)gpa);
     return p;
 }
 
@@ -434,7 +458,7 @@ static KvmEndReason fill_result(Kit *k, const KvmVmEnd *end, KitResult *r)
     pthread_mutex_lock(&k->lock);
     r->exited = k->exited;
     r->code = k->exit_code;
-    if (k->line_len) {          /* flush a partial console line */
+    if (k->line_len) { /* flush a partial console line */
         k->line[k->line_len] = 0;
         fprintf(stderr, "guest: %s\n", k->line);
         k->line_len = 0;
@@ -545,8 +569,7 @@ static void rec_setup(KitRecorder *r, unsigned impl_max)
     };
 }
 
-int kit_recorder_init(KitRecorder *r, Kit *k, const char *name, uint64_t size,
-                      unsigned impl_max)
+int kit_recorder_init(KitRecorder *r, Kit *k, const char *name, uint64_t size, unsigned impl_max)
 {
     rec_setup(r, impl_max);
     return memory_region_init_io(&r->mr, k->ctx, &r->ops, r, name, size);

@@ -40,21 +40,21 @@ extern "C" {
 typedef struct Kit Kit;
 
 typedef struct KitOptions {
-    uint64_t ram_size;      /* bytes of RAM at 0; 0 = 32 MiB */
-    bool irqchip;           /* in-kernel irqchip (HLT then never exits) */
-    bool verbose;           /* kvm/'s verbose mode */
-    unsigned max_slots;     /* kvm/'s max_slots (0 = all) */
-    unsigned ncpus;         /* vCPUs (0 = 1); more than 1 implies irqchip: the
+    uint64_t ram_size;  /* bytes of RAM at 0; 0 = 32 MiB */
+    bool irqchip;       /* in-kernel irqchip (HLT then never exits) */
+    bool verbose;       /* kvm/'s verbose mode */
+    unsigned max_slots; /* kvm/'s max_slots (0 = all) */
+    unsigned ncpus;     /* vCPUs (0 = 1); more than 1 implies irqchip: the
                              * APs (APIC IDs 1..ncpus-1) wait for INIT/SIPI
                              * (guest_start_aps); run them with kit_start */
 } KitOptions;
 
 /* How a run ended. */
 typedef struct KitResult {
-    KvmEndReason reason;    /* KVM_END_REQUESTED when the guest used EXIT */
-    bool exited;            /* the guest wrote the EXIT port */
-    uint32_t code;          /* its exit code (0 = pass) */
-    char text[256];         /* kvm/'s end text ("hlt", "shutdown ...") */
+    KvmEndReason reason; /* KVM_END_REQUESTED when the guest used EXIT */
+    bool exited;         /* the guest wrote the EXIT port */
+    uint32_t code;       /* its exit code (0 = pass) */
+    char text[256];      /* kvm/'s end text ("hlt", "shutdown ...") */
 } KitResult;
 
 /* Handler of the SYNC port: gets the guest's phase, returns its answer. */
@@ -130,7 +130,7 @@ uint64_t kit_wait_above(volatile uint64_t *counter, uint64_t than);
 
 /* One access seen by a KitRecorder's ops. */
 typedef struct KitAccess {
-    uint64_t addr;          /* offset in the region, as ops got it */
+    uint64_t addr; /* offset in the region, as ops got it */
     uint64_t data;
     unsigned size;
     bool write;
@@ -146,14 +146,13 @@ typedef struct KitRecorder {
     MemoryRegionOps ops;
     pthread_mutex_t lock;
     KitAccess log[KIT_REC_MAX];
-    size_t n;               /* accesses so far (the log keeps the first KIT_REC_MAX) */
+    size_t n; /* accesses so far (the log keeps the first KIT_REC_MAX) */
     uint64_t read_base;
 } KitRecorder;
 
 /* Initialises r as an I/O region of `size` bytes in k's context whose
  * callbacks implement accesses up to impl_max bytes (0 = 8). */
-int kit_recorder_init(KitRecorder *r, Kit *k, const char *name, uint64_t size,
-                      unsigned impl_max);
+int kit_recorder_init(KitRecorder *r, Kit *k, const char *name, uint64_t size, unsigned impl_max);
 /* Initialises r as a rom_device of `size` bytes whose ops are the recorder's. */
 int kit_recorder_init_romd(KitRecorder *r, Kit *k, const char *name, uint64_t size);
 /* Number of accesses so far (reads + writes). */
@@ -170,10 +169,10 @@ void kit_recorder_destroy(KitRecorder *r);
 #define TEST_ASSERT(cond, ...) CHECK(cond, __VA_ARGS__)
 
 /* Asserts a run ended with the guest's EXIT code 0. */
-#define TEST_ASSERT_GUEST_PASSED(r)                                         \
-    TEST_ASSERT((r)->exited && (r)->code == 0,                              \
-                "guest did not pass: exited=%d code=%#x end=\"%s\"",        \
-                (r)->exited, (r)->code, (r)->text)
+#define TEST_ASSERT_GUEST_PASSED(r) \
+    TEST_ASSERT((r)->exited && (r)->code == 0, \
+                "guest did not pass: exited=%d code=%#x end=\"%s\"", (r)->exited, (r)->code, \
+                (r)->text)
 
 #ifdef __cplusplus
 }

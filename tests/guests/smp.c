@@ -8,31 +8,30 @@
  */
 #include "guest.h"
 
-#define LAPIC_ID        0xfee00020u
-#define LAPIC_SVR       0xfee000f0u
-#define LAPIC_ICR_LO    0xfee00300u
-#define LAPIC_ICR_HI    0xfee00310u
-#define ICR_INIT        0x00000500u
-#define ICR_STARTUP     0x00000600u
-#define ICR_ASSERT      0x00004000u
+#define LAPIC_ID 0xfee00020u
+#define LAPIC_SVR 0xfee000f0u
+#define LAPIC_ICR_LO 0xfee00300u
+#define LAPIC_ICR_HI 0xfee00310u
+#define ICR_INIT 0x00000500u
+#define ICR_STARTUP 0x00000600u
+#define ICR_ASSERT 0x00004000u
 
 /* How long the BSP waits for an AP to check in: 2^33 TSC cycles (about 3 s
  * at 2.5 GHz); an AP normally checks in within a few milliseconds. */
-#define AP_TIMEOUT_TSC  (1ull << 33)
+#define AP_TIMEOUT_TSC (1ull << 33)
 
 enum { AP_IDLE, AP_WAITING, AP_RUNNING, AP_CANCELLED };
 
 extern const char ap_trampoline[], ap_trampoline_end[];
-extern uint64_t ap_iret_frame[5];       /* RIP, CS, RFLAGS, RSP, SS */
+extern uint64_t ap_iret_frame[5]; /* RIP, CS, RFLAGS, RSP, SS */
 
 /* The APs' CPL3 stacks (CPU 1 uses the first). */
-uint8_t guest_ap_stacks[GUEST_MAX_CPUS - 1][GUEST_AP_STACK_SIZE]
-    __attribute__((aligned(4096)));
+uint8_t guest_ap_stacks[GUEST_MAX_CPUS - 1][GUEST_AP_STACK_SIZE] __attribute__((aligned(4096)));
 
 /* Hand-over between the BSP and the AP being started (one at a time). */
 static struct {
-    volatile uint32_t cpu;      /* index of the AP being started */
-    uint32_t state;             /* AP_*; atomics only */
+    volatile uint32_t cpu; /* index of the AP being started */
+    uint32_t state;        /* AP_*; atomics only */
 } ap_boot;
 
 __attribute__((weak)) void guest_ap_main(unsigned cpu);
@@ -74,8 +73,8 @@ void guest_ap_start(void)
     unsigned cpu = ap_boot.cpu;
     uint32_t expect = AP_WAITING;
 
-    if (__atomic_compare_exchange_n(&ap_boot.state, &expect, AP_RUNNING, false,
-                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    if (__atomic_compare_exchange_n(&ap_boot.state, &expect, AP_RUNNING, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST))
         guest_ap_main(cpu);
     ap_park();
 }
@@ -103,7 +102,8 @@ unsigned guest_start_aps(unsigned ncpus)
         uint32_t st;
 
         /* The stack's top, less a slot where a return address would be. */
-        ap_iret_frame[3] = (uint64_t)(uintptr_t)(guest_ap_stacks[cpu - 1] + GUEST_AP_STACK_SIZE) - 8;
+        ap_iret_frame[3] = (uint64_t)(uintptr_t)(guest_ap_stacks[cpu - 1] + GUEST_AP_STACK_SIZE) -
+                           8;
         ap_boot.cpu = cpu;
         __atomic_store_n(&ap_boot.state, AP_WAITING, __ATOMIC_SEQ_CST);
         send_ipi(cpu, ICR_INIT | ICR_ASSERT);

@@ -41,7 +41,7 @@
 
 #define MIB (1u << 20)
 #ifndef QMP_BUDGET
-#define QMP_BUDGET (64u << 20)  /* before the bounds (issue 12) qmp.h had none */
+#define QMP_BUDGET (64u << 20) /* before the bounds (issue 12) qmp.h had none */
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -96,15 +96,15 @@ static void churn(QClient *c, long base)
         }
         for (int i = 0; i < 100; i++) {
             switch ((i + round) % 4) {
-            case 0:         /* gone at once */
+            case 0: /* gone at once */
                 break;
-            case 1:         /* after the greeting */
+            case 1: /* after the greeting */
                 json_decref(qc_read(cl[i]));
                 break;
-            case 2:         /* mid-request */
+            case 2: /* mid-request */
                 qc_send_raw(cl[i], "{\"execute\":\"qmp_capabilities\"}\n{\"exec", 37);
                 break;
-            default: {      /* a request whose reply it never reads */
+            default: { /* a request whose reply it never reads */
                 static const char req[] = "{\"execute\":\"qmp_capabilities\"}\n"
                                           "{\"execute\":\"query-mtree\"}\n";
                 qc_send_raw(cl[i], req, sizeof(req) - 1);
@@ -118,8 +118,8 @@ static void churn(QClient *c, long base)
     }
     unharmed(c, "client churn");
     CHECK(peak - base < 32 * 1024, "client churn: RSS grew from %ld to %ld KiB", base, peak);
-    printf("ok: 10 rounds of 100 clients connecting and leaving; RSS %ld -> peak %ld KiB\n",
-           base, peak);
+    printf("ok: 10 rounds of 100 clients connecting and leaving; RSS %ld -> peak %ld KiB\n", base,
+           peak);
 }
 
 static void long_lines(QClient *c, long base)
@@ -172,8 +172,8 @@ static void stall(QClient *c)
     CHECK(!qc_readable(s), "the stalled client got an answer to half a line");
     CHECK(qc_send_raw(s, "atus\",\"id\":77}\n", 15), "send rest");
     json_t *r = qc_read(s);
-    CHECK(r && json_integer_value(json_object_get(r, "id")) == 77 &&
-          json_object_get(r, "return"), "finished line: %s", r ? json_dumps(r, 0) : "none");
+    CHECK(r && json_integer_value(json_object_get(r, "id")) == 77 && json_object_get(r, "return"),
+          "finished line: %s", r ? json_dumps(r, 0) : "none");
     json_decref(r);
     qc_close(s);
     printf("ok: a client stalled mid-line for 0.5 s, 50 requests of another served "
@@ -240,14 +240,16 @@ static void hoarders(QClient *c, long base)
 {
     long first = hoard_once(c);
     /* what the clients' buffers hold beyond their base comes from one pool */
-    CHECK(first - base < (long)(QMP_BUDGET >> 10), "hoarders: RSS %ld KiB over %ld (QMP budget "
-          "%u MiB)", first, base, QMP_BUDGET >> 20);
+    CHECK(first - base < (long)(QMP_BUDGET >> 10),
+          "hoarders: RSS %ld KiB over %ld (QMP budget "
+          "%u MiB)",
+          first, base, QMP_BUDGET >> 20);
     /* a second wave reuses what the first freed: no growth = no leak */
     long second = hoard_once(c);
     CHECK(second - first < 16 * 1024, "second wave of hoarders: RSS %ld after %ld KiB", second,
           first);
-    printf("ok: 100 clients holding 900 KiB each, twice: RSS %ld -> %ld, then %ld KiB\n",
-           base, first, second);
+    printf("ok: 100 clients holding 900 KiB each, twice: RSS %ld -> %ld, then %ld KiB\n", base,
+           first, second);
 }
 
 enum { AMP_CLIENTS = 100, AMP_REQS = 540 };
@@ -260,8 +262,10 @@ static char *amp_line(size_t *len)
     CHECK(f, "open_memstream: %s", strerror(errno));
     fputs("{\"execute\":\"qmp_capabilities\"}\n", f);
     for (int k = 0; k < AMP_REQS; k++)
-        fprintf(f, "{\"execute\":\"human-monitor-command\","
-                "\"arguments\":{\"command-line\":\"xp /4096b 0\"},\"id\":%d}", k);
+        fprintf(f,
+                "{\"execute\":\"human-monitor-command\","
+                "\"arguments\":{\"command-line\":\"xp /4096b 0\"},\"id\":%d}",
+                k);
     fputc('\n', f);
     fclose(f);
     return line;
@@ -289,12 +293,12 @@ static void amplify(QClient *c, long base)
         CHECK(cl[i], "attacker %d: connect: %s", i, strerror(errno));
         CHECK(qc_send_raw(cl[i], line, len), "attacker %d: send", i);
         if (i % 10 == 9) {
-            json_decref(ok(c, "query-status", NULL));     /* served meanwhile */
+            json_decref(ok(c, "query-status", NULL)); /* served meanwhile */
             peak_rss(&peak);
         }
     }
     free(line);
-    for (int i = 0; i < 20; i++) {      /* 2 s of sampling while c is served */
+    for (int i = 0; i < 20; i++) { /* 2 s of sampling while c is served */
         json_decref(ok(c, "query-status", NULL));
         peak_rss(&peak);
         msleep(100);
@@ -303,10 +307,12 @@ static void amplify(QClient *c, long base)
     peak_rss(&peak);
     printf("amplification: %d clients x one %zu-byte line of %d `xp /4096b 0`, never read: "
            "RSS at rest %ld KiB (%ld before the attack), worst during the attack %ld KiB (+%ld KiB "
-           "over rest; QMP budget %u MiB)\n", AMP_CLIENTS, len, AMP_REQS, base, before, peak,
-           peak - base, QMP_BUDGET >> 20);
-    CHECK(peak - base < (long)(QMP_BUDGET >> 10), "amplification: RSS grew from %ld to %ld KiB, "
-          "over the QMP budget of %u MiB", base, peak, QMP_BUDGET >> 20);
+           "over rest; QMP budget %u MiB)\n",
+           AMP_CLIENTS, len, AMP_REQS, base, before, peak, peak - base, QMP_BUDGET >> 20);
+    CHECK(peak - base < (long)(QMP_BUDGET >> 10),
+          "amplification: RSS grew from %ld to %ld KiB, "
+          "over the QMP budget of %u MiB",
+          base, peak, QMP_BUDGET >> 20);
     /* Nothing accepted was dropped: one attacker reads at last. */
     qc_set_timeout(cl[0], 60000);
     json_t *m = qc_read(cl[0]);
@@ -319,8 +325,8 @@ static void amplify(QClient *c, long base)
     for (int k = 0; k < AMP_REQS; k++) {
         m = qc_read(cl[0]);
         CHECK(m && json_is_string(json_object_get(m, "return")) &&
-              json_is_integer(json_object_get(m, "id")) &&
-              json_integer_value(json_object_get(m, "id")) == k,
+                  json_is_integer(json_object_get(m, "id")) &&
+                  json_integer_value(json_object_get(m, "id")) == k,
               "attacker 0, reply %d of %d: %s", k, AMP_REQS, m ? json_dumps(m, 0) : "nothing");
         json_decref(m);
     }
@@ -329,7 +335,8 @@ static void amplify(QClient *c, long base)
     json_decref(ok(c, "query-status", NULL));
     unharmed(c, "the attackers leaving");
     printf("ok: amplification bounded; the others served throughout; a client reading at "
-           "last got all %d replies in order\n", AMP_REQS);
+           "last got all %d replies in order\n",
+           AMP_REQS);
 }
 
 /* QMP_MAX_CLIENTS - 1 idle connections (c holds the last slot) must not
@@ -348,8 +355,8 @@ static void full_table(QClient *c)
               g ? json_dumps(g, 0) : "no greeting");
         json_decref(g);
     }
-    msleep(1500);           /* idle past QMP_EVICT_MIN_IDLE_MS (1 s) */
-    json_decref(ok(c, "query-status", NULL));       /* c itself is not idle */
+    msleep(1500);                             /* idle past QMP_EVICT_MIN_IDLE_MS (1 s) */
+    json_decref(ok(c, "query-status", NULL)); /* c itself is not idle */
     QClient *n = qc_connect(sock_path);
     CHECK(n, "newcomer: connect: %s", strerror(errno));
     qc_set_timeout(n, 30000);
@@ -373,8 +380,10 @@ static void full_table(QClient *c)
         gone = i;
         ngone++;
     }
-    CHECK(ngone == 1 && gone == 0, "%d idle clients evicted (the last: %d), expected 1: the "
-          "first", ngone, gone);
+    CHECK(ngone == 1 && gone == 0,
+          "%d idle clients evicted (the last: %d), expected 1: the "
+          "first",
+          ngone, gone);
     char *err = read_log("stderr.txt");
     CHECK(strstr(err, "evicted for a new client"), "no log line for the eviction");
     free(err);
@@ -383,7 +392,8 @@ static void full_table(QClient *c)
     qc_close(n);
     unharmed(c, "a full table of idle clients");
     printf("ok: %d idle clients filled the table; a newcomer got in, the client idle the "
-           "longest was evicted (an error line, a log line)\n", N);
+           "longest was evicted (an error line, a log line)\n",
+           N);
 }
 
 static long elapsed_ms(const struct timespec *t0)
@@ -414,7 +424,7 @@ static void idle_timeouts(void)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct pollfd p = { .fd = i->fd, .events = POLLIN };
     while (poll(&p, 1, 250) == 0 && elapsed_ms(&t0) < 30000)
-        json_decref(ok(g, "query-status", NULL));   /* g keeps talking */
+        json_decref(ok(g, "query-status", NULL)); /* g keeps talking */
     long idle_ms = elapsed_ms(&t0);
     CHECK(p.revents, "an idle client was not disconnected in %ld ms (idle timeout 2 s)", idle_ms);
     qc_set_timeout(i, 30000);
@@ -445,7 +455,8 @@ static void idle_timeouts(void)
     qc_close(i);
     qc_close(h);
     printf("ok: idle timeout 2 s: an idle client closed after %ld ms (an error line, a log "
-           "line), a never-reading client too; a talking client kept\n", idle_ms);
+           "line), a never-reading client too; a talking client kept\n",
+           idle_ms);
 }
 
 int main(void)

@@ -18,7 +18,7 @@
 #define RNG 0xfeb00200ull
 #define VIRTIO_SLOTS 18
 #define QN 16
-#define RAM_END (256ull << 20)      /* strata's default --memory */
+#define RAM_END (256ull << 20) /* strata's default --memory */
 
 /* virtio-mmio registers and bits (the guest has its own copy of the ABI) */
 #define R_MAGIC 0x000
@@ -52,8 +52,8 @@
 #define BLK_S_IOERR 1
 #define BLK_S_UNSUPP 2
 
-#define RAM_POLLS 400000000ull      /* polls of guest RAM (no exit each) */
-#define MMIO_POLLS 200000ull        /* polls of a device register (an exit each) */
+#define RAM_POLLS 400000000ull /* polls of guest RAM (no exit each) */
+#define MMIO_POLLS 200000ull   /* polls of a device register (an exit each) */
 
 volatile uint64_t spin_counter;
 
@@ -66,26 +66,44 @@ struct desc {
 static struct desc dtab[256] __attribute__((aligned(4096)));
 static volatile uint16_t avail[2048] __attribute__((aligned(4096)));
 static volatile uint8_t used[4096] __attribute__((aligned(4096)));
-static uint8_t hdrs[4096] __attribute__((aligned(4096)));   /* 64 bytes per request slot */
+static uint8_t hdrs[4096] __attribute__((aligned(4096))); /* 64 bytes per request slot */
 static uint8_t data[64 * 1024] __attribute__((aligned(4096)));
 static uint16_t qnum, aidx;
 
-static uint32_t r32(uint64_t dev, uint32_t off) { return mmio_read32(dev + off); }
-static void w32(uint64_t dev, uint32_t off, uint32_t v) { mmio_write32(dev + off, v); }
+static uint32_t r32(uint64_t dev, uint32_t off)
+{
+    return mmio_read32(dev + off);
+}
+static void w32(uint64_t dev, uint32_t off, uint32_t v)
+{
+    mmio_write32(dev + off, v);
+}
 static void w64(uint64_t dev, uint32_t off, uint64_t v)
 {
     w32(dev, off, (uint32_t)v);
     w32(dev, off + 4, (uint32_t)(v >> 32));
 }
-static void mb(void) { __asm__ volatile("mfence" ::: "memory"); }
-static uint16_t used_idx(void) { return *(volatile uint16_t *)(used + 2); }
+static void mb(void)
+{
+    __asm__ volatile("mfence" ::: "memory");
+}
+static uint16_t used_idx(void)
+{
+    return *(volatile uint16_t *)(used + 2);
+}
 static uint32_t used_len(uint16_t i)
 {
     return *(volatile uint32_t *)(used + 4 + 8 * (i % qnum) + 4);
 }
-static bool broken(uint64_t dev) { return r32(dev, R_STATUS) & S_NEEDS_RESET; }
+static bool broken(uint64_t dev)
+{
+    return r32(dev, R_STATUS) & S_NEEDS_RESET;
+}
 
-static void say(const char *s) { guest_puts(s); }
+static void say(const char *s)
+{
+    guest_puts(s);
+}
 
 /* reset, features (VERSION_1 only), one queue of num entries, DRIVER_OK;
  * 0 or a failure code */
@@ -101,7 +119,7 @@ static uint32_t dev_init_q(uint64_t dev, uint16_t num, bool driver_ok)
     w32(dev, R_DRV_FEAT_SEL, 0);
     w32(dev, R_DRV_FEAT, 0);
     w32(dev, R_DRV_FEAT_SEL, 1);
-    w32(dev, R_DRV_FEAT, 1);            /* VIRTIO_F_VERSION_1 */
+    w32(dev, R_DRV_FEAT, 1); /* VIRTIO_F_VERSION_1 */
     w32(dev, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
     if (!(r32(dev, R_STATUS) & S_FEATURES_OK))
         return 0x103;
@@ -125,7 +143,10 @@ static uint32_t dev_init_q(uint64_t dev, uint16_t num, bool driver_ok)
     return 0;
 }
 
-static uint32_t dev_init(uint64_t dev) { return dev_init_q(dev, QN, true); }
+static uint32_t dev_init(uint64_t dev)
+{
+    return dev_init_q(dev, QN, true);
+}
 
 static void publish(uint16_t head)
 {
@@ -136,7 +157,10 @@ static void publish(uint16_t head)
     mb();
 }
 
-static void kick(uint64_t dev) { w32(dev, R_NOTIFY, 0); }
+static void kick(uint64_t dev)
+{
+    w32(dev, R_NOTIFY, 0);
+}
 
 static bool wait_used(uint16_t target)
 {
@@ -158,8 +182,7 @@ static bool wait_broken(uint64_t dev)
 
 /* Request slot k: header at hdrs + 64k, status byte at +16; descriptors
  * 3k..3k+2.  Returns the head. */
-static uint16_t blk_chain(unsigned k, uint32_t type, uint64_t sector, uint64_t buf,
-                          uint32_t len)
+static uint16_t blk_chain(unsigned k, uint32_t type, uint64_t sector, uint64_t buf, uint32_t len)
 {
     uint8_t *h = hdrs + 64 * k;
     memset(h, 0, 64);
@@ -174,7 +197,10 @@ static uint16_t blk_chain(unsigned k, uint32_t type, uint64_t sector, uint64_t b
     return d;
 }
 
-static uint8_t blk_status(unsigned k) { return *(volatile uint8_t *)(hdrs + 64 * k + 16); }
+static uint8_t blk_status(unsigned k)
+{
+    return *(volatile uint8_t *)(hdrs + 64 * k + 16);
+}
 
 /* One request on BLK, waited for; its status byte, 0xfe if never used,
  * 0xfd if the device broke instead. */
@@ -234,14 +260,14 @@ static uint32_t expect_break_or_error(uint64_t dev, unsigned k)
         if (used_idx() != 0)
             return dev == BLK && blk_status(k) != BLK_S_OK && blk_status(k) != 0xee ? 0 : 0x11;
     }
-    return 0x10;    /* neither: the device hung */
+    return 0x10; /* neither: the device hung */
 }
 
 static uint32_t chain_loop(void)
 {
     dev_init(BLK);
     blk_chain(0, BLK_IN, 0, (uint64_t)data, 512);
-    dtab[1].next = 0;               /* data -> header -> data ... */
+    dtab[1].next = 0; /* data -> header -> data ... */
     publish(0);
     kick(BLK);
     return wait_broken(BLK) && used_idx() == 0 ? 0 : 1;
@@ -269,7 +295,7 @@ static uint32_t chain_next_out_of_range(void)
 static uint32_t chain_longer_than_ring(void)
 {
     dev_init(BLK);
-    for (unsigned i = 0; i < QN; i++)    /* a chain through every entry, ending nowhere */
+    for (unsigned i = 0; i < QN; i++) /* a chain through every entry, ending nowhere */
         dtab[i] = (struct desc){ (uint64_t)data + 16 * i, 16, F_NEXT | (i ? F_WRITE : 0),
                                  (uint16_t)((i + 1) % QN) };
     publish(0);
@@ -286,11 +312,26 @@ static uint32_t bad_buffer(uint64_t addr, uint32_t len)
     return expect_break_or_error(BLK, 0);
 }
 
-static uint32_t buf_outside_ram(void) { return bad_buffer(RAM_END + 0x1000, 512); }
-static uint32_t buf_straddles_ram_end(void) { return bad_buffer(RAM_END - 256, 512); }
-static uint32_t buf_in_mmio(void) { return bad_buffer(BLK + 0x100, 512); }
-static uint32_t buf_wraps(void) { return bad_buffer(0xfffffffffffff000ull, 0x2000); }
-static uint32_t len_4gib(void) { return bad_buffer((uint64_t)data, 0xffffffffu); }
+static uint32_t buf_outside_ram(void)
+{
+    return bad_buffer(RAM_END + 0x1000, 512);
+}
+static uint32_t buf_straddles_ram_end(void)
+{
+    return bad_buffer(RAM_END - 256, 512);
+}
+static uint32_t buf_in_mmio(void)
+{
+    return bad_buffer(BLK + 0x100, 512);
+}
+static uint32_t buf_wraps(void)
+{
+    return bad_buffer(0xfffffffffffff000ull, 0x2000);
+}
+static uint32_t len_4gib(void)
+{
+    return bad_buffer((uint64_t)data, 0xffffffffu);
+}
 /* A 0-byte data descriptor: a read of nothing may succeed, fail or break
  * the device; it must not hang. */
 static uint32_t len_zero(void)
@@ -329,14 +370,23 @@ static uint32_t overlap(uint64_t target)
         if (broken(BLK))
             return 0;
         if (blk_status(0) != 0xee)
-            return 0;               /* completed (the used ring may be trampled) */
+            return 0; /* completed (the used ring may be trampled) */
     }
     return 1;
 }
 
-static uint32_t overlap_desc(void) { return overlap((uint64_t)dtab); }
-static uint32_t overlap_used(void) { return overlap((uint64_t)used); }
-static uint32_t overlap_avail(void) { return overlap((uint64_t)avail); }
+static uint32_t overlap_desc(void)
+{
+    return overlap((uint64_t)dtab);
+}
+static uint32_t overlap_used(void)
+{
+    return overlap((uint64_t)used);
+}
+static uint32_t overlap_avail(void)
+{
+    return overlap((uint64_t)avail);
+}
 
 static uint32_t avail_idx_far(void)
 {
@@ -344,7 +394,7 @@ static uint32_t avail_idx_far(void)
     blk_chain(0, BLK_IN, 0, (uint64_t)data, 512);
     avail[2] = 0;
     mb();
-    avail[1] = 1000;                /* the ring has 16 entries */
+    avail[1] = 1000; /* the ring has 16 entries */
     kick(BLK);
     return wait_broken(BLK) ? 0 : 1;
 }
@@ -366,7 +416,7 @@ static uint32_t queue_bad_size(void)
         w32(BLK, R_QNUM, sizes[i]);
         w32(BLK, R_QREADY, 1);
         if (r32(BLK, R_QREADY) == 0)
-            continue;               /* refused: defined */
+            continue; /* refused: defined */
         w32(BLK, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
         publish(blk_chain(0, BLK_IN, 0, (uint64_t)data, 512));
         kick(BLK);
@@ -383,7 +433,7 @@ static uint32_t ring_at(unsigned reg, uint64_t addr)
     w64(BLK, reg, addr);
     w32(BLK, R_QREADY, 1);
     if (r32(BLK, R_QREADY) == 0)
-        return 0;                   /* refused */
+        return 0; /* refused */
     w32(BLK, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
     if (r32(BLK, R_STATUS) & S_NEEDS_RESET)
         return 0;
@@ -391,9 +441,18 @@ static uint32_t ring_at(unsigned reg, uint64_t addr)
     return wait_broken(BLK) ? 0 : 1;
 }
 
-static uint32_t desc_ring_outside_ram(void) { return ring_at(R_DESC, RAM_END + 0x10000); }
-static uint32_t used_ring_in_mmio(void) { return ring_at(R_USED, BLK); }
-static uint32_t avail_ring_unaligned(void) { return ring_at(R_AVAIL, (uint64_t)avail + 1); }
+static uint32_t desc_ring_outside_ram(void)
+{
+    return ring_at(R_DESC, RAM_END + 0x10000);
+}
+static uint32_t used_ring_in_mmio(void)
+{
+    return ring_at(R_USED, BLK);
+}
+static uint32_t avail_ring_unaligned(void)
+{
+    return ring_at(R_AVAIL, (uint64_t)avail + 1);
+}
 
 static uint32_t notify_storm(void)
 {
@@ -408,7 +467,7 @@ static uint32_t notify_storm(void)
         kick(BLK);
     guest_pause_loop(1000000);
     if (used_idx() != 1)
-        return 2;                   /* completed more than once */
+        return 2; /* completed more than once */
     return blk_status(0) == BLK_S_OK && !broken(BLK) ? 0 : 3;
 }
 
@@ -428,10 +487,10 @@ static uint32_t reprogram_running(void)
     w32(BLK, R_QNUM, 256);
     w32(BLK, R_QREADY, 1);
     w32(BLK, R_NOTIFY, 3);
-    w32(BLK, R_STATUS, S_ACK);      /* DRIVER_OK taken back */
+    w32(BLK, R_STATUS, S_ACK); /* DRIVER_OK taken back */
     kick(BLK);
     (void)r32(BLK, R_STATUS);
-    return 0;                       /* defined = recover() works afterwards */
+    return 0; /* defined = recover() works afterwards */
 }
 
 /* Eight reads in flight, then a device reset; the old rings must not be
@@ -447,7 +506,7 @@ static uint32_t reset_running(void)
         return 1;
     uint16_t seen = used_idx();
     guest_pause_loop(2000000);
-    return used_idx() == seen ? 0 : 2;  /* nothing completed after the reset */
+    return used_idx() == seen ? 0 : 2; /* nothing completed after the reset */
 }
 
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
@@ -467,10 +526,21 @@ static void garbage_window(uint64_t base, uint64_t len)
         uint64_t v = rnd();
         uint64_t a = base + off;
         switch (off & 3) {
-        case 0: mmio_write32(a, (uint32_t)v); break;
-        case 1: mmio_write8(a, (uint8_t)v); break;
-        case 2: mmio_write16(a, (uint16_t)v); break;
-        default: if (!(a & 7)) mmio_write64(a, v); else mmio_write8(a, (uint8_t)v); break;
+        case 0:
+            mmio_write32(a, (uint32_t)v);
+            break;
+        case 1:
+            mmio_write8(a, (uint8_t)v);
+            break;
+        case 2:
+            mmio_write16(a, (uint16_t)v);
+            break;
+        default:
+            if (!(a & 7))
+                mmio_write64(a, v);
+            else
+                mmio_write8(a, (uint8_t)v);
+            break;
         }
     }
     for (uint64_t off = 0; off < len; off += 4)
@@ -539,10 +609,10 @@ static uint32_t mmio_sweep(void)
  * in-kernel PIC/PIT own (they never reach strata). */
 static bool port_skipped_for_write(uint32_t p)
 {
-    return (p >= 0xf1 && p <= 0xf7) ||                  /* test device PUTC/EXIT */
-           p == 0x60 || p == 0x64 ||                    /* i8042: reset */
-           (p >= 0x600 && p <= 0x63f) ||                /* ACPI sleep/PM */
-           p == 0x505 ||                                /* pvpanic */
+    return (p >= 0xf1 && p <= 0xf7) ||   /* test device PUTC/EXIT */
+           p == 0x60 || p == 0x64 ||     /* i8042: reset */
+           (p >= 0x600 && p <= 0x63f) || /* ACPI sleep/PM */
+           p == 0x505 ||                 /* pvpanic */
            p == 0x20 || p == 0x21 || p == 0xa0 || p == 0xa1 || p == 0x4d0 || p == 0x4d1 ||
            (p >= 0x40 && p <= 0x43) || p == 0x61 || p == 0xcf9;
 }
@@ -582,7 +652,7 @@ static uint32_t sector_beyond_disk(void)
     uint8_t a = blk_rw(BLK_IN, cap + 5, (uint64_t)data, 512);
     uint8_t b = blk_rw(BLK_OUT, cap - 1, (uint64_t)data, 1024);
     uint8_t c = blk_rw(BLK_IN, 0xffffffffffffffffull, (uint64_t)data, 512);
-    uint8_t d = blk_rw(BLK_IN, 0, (uint64_t)data, 100);  /* not a sector multiple */
+    uint8_t d = blk_rw(BLK_IN, 0, (uint64_t)data, 100); /* not a sector multiple */
     if (a != BLK_S_IOERR || b != BLK_S_IOERR || c != BLK_S_IOERR || d != BLK_S_IOERR)
         return 0x100 | a << 4 | b;
     return broken(BLK) ? 2 : 0;
@@ -614,7 +684,7 @@ static uint32_t rng_4gib(void)
     for (uint64_t i = 0; i < MMIO_POLLS; i++) {
         if (broken(RNG))
             return 0;
-        if (used_idx())             /* filled what fits: never more than RAM */
+        if (used_idx()) /* filled what fits: never more than RAM */
             return used_len(0) <= RAM_END ? 0 : 2;
     }
     return 1;
@@ -640,7 +710,10 @@ static uint32_t features_garbage(void)
 }
 
 /* No attack: the VM for the control-socket abuse test. */
-static uint32_t idle(void) { return 0; }
+static uint32_t idle(void)
+{
+    return 0;
+}
 
 typedef struct Case {
     const char *name;
@@ -692,7 +765,7 @@ static bool word_is(const char *s, const char *name)
 
 int guest_main(void)
 {
-    const char *cmd = (const char *)0x7000;     /* PVH command line */
+    const char *cmd = (const char *)0x7000; /* PVH command line */
     const char *arg = NULL;
     for (const char *p = cmd; *p; p++)
         if (p[0] == 'c' && p[1] == 'a' && p[2] == 's' && p[3] == 'e' && p[4] == '=')

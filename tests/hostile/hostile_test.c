@@ -23,13 +23,37 @@
 #include "qmp_harness.h"
 
 static const char *const all_cases[] = {
-    "chain-loop", "chain-self-loop", "chain-next-out-of-range", "chain-longer-than-ring",
-    "buf-outside-ram", "buf-straddles-ram-end", "buf-in-mmio", "buf-wraps-2^64", "len-4gib",
-    "len-zero", "header-outside-ram", "overlap-desc-ring", "overlap-avail-ring",
-    "overlap-used-ring", "avail-idx-far", "avail-head-out-of-range", "queue-bad-size",
-    "desc-ring-outside-ram", "used-ring-in-mmio", "avail-ring-unaligned", "notify-storm",
-    "reprogram-running", "reset-running", "garbage-registers", "empty-slots", "mmio-sweep",
-    "pio-sweep", "sector-beyond-disk", "bad-request-type", "rng-chain-loop", "rng-4gib",
+    "chain-loop",
+    "chain-self-loop",
+    "chain-next-out-of-range",
+    "chain-longer-than-ring",
+    "buf-outside-ram",
+    "buf-straddles-ram-end",
+    "buf-in-mmio",
+    "buf-wraps-2^64",
+    "len-4gib",
+    "len-zero",
+    "header-outside-ram",
+    "overlap-desc-ring",
+    "overlap-avail-ring",
+    "overlap-used-ring",
+    "avail-idx-far",
+    "avail-head-out-of-range",
+    "queue-bad-size",
+    "desc-ring-outside-ram",
+    "used-ring-in-mmio",
+    "avail-ring-unaligned",
+    "notify-storm",
+    "reprogram-running",
+    "reset-running",
+    "garbage-registers",
+    "empty-slots",
+    "mmio-sweep",
+    "pio-sweep",
+    "sector-beyond-disk",
+    "bad-request-type",
+    "rng-chain-loop",
+    "rng-4gib",
     "features-garbage",
 };
 
@@ -48,7 +72,7 @@ static void make_disk(void)
     FILE *f = fopen(disk, "wb");
     CHECK(f, "%s: %s", disk, strerror(errno));
     char sector[512];
-    for (int s = 0; s < 2048; s++) {        /* 1 MiB */
+    for (int s = 0; s < 2048; s++) { /* 1 MiB */
         memset(sector, (char)s, sizeof(sector));
         if (s == 0)
             memcpy(sector, "STRATA-HOSTILE-DISK", 19);
@@ -66,8 +90,7 @@ static int run_case(const char *name)
     char disk_opt[200];
     snprintf(disk_opt, sizeof(disk_opt), "path=%s", disk);
     strata_pid = spawn("--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt, "--rng",
-                       "--api-socket", sock_path, "--serial", "none", "--cmdline", cmdline,
-                       NULL);
+                       "--api-socket", sock_path, "--serial", "none", "--cmdline", cmdline, NULL);
     char want[160];
     snprintf(want, sizeof(want), "guest: hostile: %s: ", name);
     char *err = NULL;
@@ -111,8 +134,8 @@ static int run_case(const char *name)
                      strstr(err, "ERROR: LeakSanitizer");
     const char *brk = strstr(err, "device needs reset") ? " (device broke)" : "";
     if (!pass || !running || code != 0 || sanitizer) {
-        printf("FAIL %s: %s; running %d, exit status %d, sanitizer report %d\n%s", name,
-               line, running, code, sanitizer, err);
+        printf("FAIL %s: %s; running %d, exit status %d, sanitizer report %d\n%s", name, line,
+               running, code, sanitizer, err);
         free(err);
         return 1;
     }

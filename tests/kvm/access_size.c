@@ -5,9 +5,9 @@
  * assembled from four 1-byte reads; an 8-byte write becomes eight calls.
  * MMIO and PIO.
  */
-#define DEV_BASE    0x72000000ull
-#define PIO_BASE    0x500
-#define RB          0x60    /* recorder read_base: byte at offset a reads 0x60+a */
+#define DEV_BASE 0x72000000ull
+#define PIO_BASE 0x500
+#define RB 0x60 /* recorder read_base: byte at offset a reads 0x60+a */
 
 #ifdef STRATA_GUEST
 #include "guest.h"

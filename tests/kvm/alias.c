@@ -4,11 +4,11 @@
  * one with an alias offset): the guest writes through one and reads the
  * same bytes through the other; KVM gets two slots onto the same host RAM.
  */
-#define SHARED_SIZE 0x00200000ull   /* 2 MiB */
-#define A_BASE      0x20000000ull   /* alias A: shared[0, 2 MiB) */
-#define B_BASE      0x30000000ull   /* alias B: shared[1 MiB, 2 MiB) */
-#define B_OFFSET    0x00100000ull
-#define B_SIZE      (SHARED_SIZE - B_OFFSET)
+#define SHARED_SIZE 0x00200000ull /* 2 MiB */
+#define A_BASE 0x20000000ull      /* alias A: shared[0, 2 MiB) */
+#define B_BASE 0x30000000ull      /* alias B: shared[1 MiB, 2 MiB) */
+#define B_OFFSET 0x00100000ull
+#define B_SIZE (SHARED_SIZE - B_OFFSET)
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -64,8 +64,8 @@ int main(void)
     TEST_ASSERT(n == 3, "%zu slots, expected 3", n);
     TEST_ASSERT(s[1].gpa == A_BASE && s[1].size == SHARED_SIZE && s[1].hva == (uintptr_t)ram,
                 "slot A");
-    TEST_ASSERT(s[2].gpa == B_BASE && s[2].size == B_SIZE &&
-                s[2].hva == (uintptr_t)ram + B_OFFSET, "slot B");
+    TEST_ASSERT(s[2].gpa == B_BASE && s[2].size == B_SIZE && s[2].hva == (uintptr_t)ram + B_OFFSET,
+                "slot B");
 
     kit_run(k, &r);
     TEST_ASSERT_GUEST_PASSED(&r);

@@ -4,16 +4,16 @@
  * by one (the exit counters barely move), and they reach the device's ops
  * all, in guest order, before the next non-coalesced access to it.
  */
-#define DEV_BASE    0x70000000ull
-#define DEV_SIZE    0x1000ull
-#define FIFO_SIZE   0x100ull        /* coalesced: [0, 0x100) */
-#define STATUS      0x800ull        /* not coalesced */
-#define PIO_BASE    0x300
-#define PIO_FIFO    0x4             /* coalesced: ports 0x300..0x303 */
-#define PIO_STATUS  0x8
-#define N_SMALL     100             /* fits in KVM's ring */
-#define N_BIG       1000            /* overflows it several times */
-#define N_PIO       50
+#define DEV_BASE 0x70000000ull
+#define DEV_SIZE 0x1000ull
+#define FIFO_SIZE 0x100ull /* coalesced: [0, 0x100) */
+#define STATUS 0x800ull    /* not coalesced */
+#define PIO_BASE 0x300
+#define PIO_FIFO 0x4 /* coalesced: ports 0x300..0x303 */
+#define PIO_STATUS 0x8
+#define N_SMALL 100 /* fits in KVM's ring */
+#define N_BIG 1000  /* overflows it several times */
+#define N_PIO 50
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -58,7 +58,7 @@ static void check_log(KitRecorder *rec, uint32_t n, uint32_t tag, uint64_t fifo_
         KitAccess a = kit_recorder_get(rec, i);
 
         TEST_ASSERT(a.write && a.size == 4 && a.data == tag + i &&
-                    a.addr == (fifo_mod ? (i * 4) % fifo_mod : 0),
+                        a.addr == (fifo_mod ? (i * 4) % fifo_mod : 0),
                     "%s: access %u is %s %#llx=%#llx, expected write %#x", what, i,
                     a.write ? "write" : "read", (unsigned long long)a.addr,
                     (unsigned long long)a.data, tag + i);
@@ -77,8 +77,8 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
     switch (phase) {
     case 2:
         check_log(&st->mmio, N_SMALL, 0xc0a10000, FIFO_SIZE, STATUS, "MMIO");
-        printf("MMIO: %u coalesced writes + 1 read: %llu MMIO exits, %llu ring entries\n",
-               N_SMALL, (unsigned long long)(now.exits_mmio - st->base.exits_mmio),
+        printf("MMIO: %u coalesced writes + 1 read: %llu MMIO exits, %llu ring entries\n", N_SMALL,
+               (unsigned long long)(now.exits_mmio - st->base.exits_mmio),
                (unsigned long long)(now.coalesced_drained - st->base.coalesced_drained));
         /* One exit: the status read.  Under nested SVM KVM lets the very
          * first write to the page exit too (before it knows the page is
@@ -87,7 +87,8 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
                     "%llu MMIO exits for %u coalesced writes and one read",
                     (unsigned long long)(now.exits_mmio - st->base.exits_mmio), N_SMALL);
         TEST_ASSERT(now.coalesced_drained - st->base.coalesced_drained +
-                    (now.exits_mmio - st->base.exits_mmio - 1) == N_SMALL,
+                            (now.exits_mmio - st->base.exits_mmio - 1) ==
+                        N_SMALL,
                     "ring delivered %llu entries besides %llu exits",
                     (unsigned long long)(now.coalesced_drained - st->base.coalesced_drained),
                     (unsigned long long)(now.exits_mmio - st->base.exits_mmio));
@@ -98,8 +99,7 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
          * IN, this OUT; the 50 OUTs must not have exited. */
         printf("PIO: %u coalesced OUTs + 1 IN: %llu PIO exits (2 of them the SYNC handshake)\n",
                N_PIO, (unsigned long long)(now.exits_io - st->base.exits_io));
-        TEST_ASSERT(now.exits_io - st->base.exits_io <= 3,
-                    "%llu PIO exits for %u coalesced OUTs",
+        TEST_ASSERT(now.exits_io - st->base.exits_io <= 3, "%llu PIO exits for %u coalesced OUTs",
                     (unsigned long long)(now.exits_io - st->base.exits_io), N_PIO);
         kit_recorder_reset(&st->mmio);
         break;

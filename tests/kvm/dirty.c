@@ -18,9 +18,9 @@
  * boundary of the region's host mapping was dirty (the boundary moves with
  * the mapping's address, so the first false page looked random).
  */
-#define LOG_BASE    0x80000000ull
-#define LOG_PAGES   1024ull         /* 4 MiB */
-#define PAGE        4096ull
+#define LOG_BASE 0x80000000ull
+#define LOG_PAGES 1024ull /* 4 MiB */
+#define PAGE 4096ull
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -33,10 +33,10 @@ int guest_main(void)
 
     for (unsigned i = 0; i < sizeof(first) / sizeof(first[0]); i++)
         mmio_write32(LOG_BASE + first[i] * PAGE + 8 * i, 0xd1d1d100 + i);
-    for (uint64_t p = 0; p < LOG_PAGES; p++)    /* reads dirty nothing */
+    for (uint64_t p = 0; p < LOG_PAGES; p++) /* reads dirty nothing */
         sum += mmio_read8(LOG_BASE + p * PAGE + 100);
     guest_sync(1);
-    mmio_write8(LOG_BASE + 7 * PAGE + PAGE - 1, 1);        /* last byte of page 7 */
+    mmio_write8(LOG_BASE + 7 * PAGE + PAGE - 1, 1); /* last byte of page 7 */
     mmio_write64(LOG_BASE + 300 * PAGE, 2);
     guest_sync(2);
     mmio_write64(LOG_BASE + 7 * PAGE, 3);
@@ -68,8 +68,8 @@ static void expect_dirty(MemoryRegion *mr, unsigned client, const uint32_t *want
             expected |= want[i] == p;
         bool dirty = memory_region_get_dirty(mr, p * PAGE, PAGE, client);
         if (dirty != expected && wrong++ < 16)
-            fprintf(stderr, "%s: client %u page %llu is %s\n", when, client,
-                    (unsigned long long)p, dirty ? "dirty" : "clean");
+            fprintf(stderr, "%s: client %u page %llu is %s\n", when, client, (unsigned long long)p,
+                    dirty ? "dirty" : "clean");
         found += dirty;
     }
     TEST_ASSERT(!wrong, "%s: %zu pages not as expected (%zu dirty, %zu expected)", when, wrong,
@@ -138,11 +138,12 @@ int main(void)
     kit_require_kvm();
     k = kit_new(GUEST_ELF, NULL);
     TEST_ASSERT(k, "kit_new failed");
-    TEST_ASSERT(memory_region_init_ram(&st.ram, kit_ctx(k), "dirty", "logged",
-                                       LOG_PAGES * PAGE) == 0, "ram");
+    TEST_ASSERT(memory_region_init_ram(&st.ram, kit_ctx(k), "dirty", "logged", LOG_PAGES * PAGE) ==
+                    0,
+                "ram");
     /* no THP under the logged pages (see the top of this file) */
-    TEST_ASSERT(madvise(memory_region_get_ram_ptr(&st.ram), LOG_PAGES * PAGE,
-                        MADV_NOHUGEPAGE) == 0, "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+    TEST_ASSERT(madvise(memory_region_get_ram_ptr(&st.ram), LOG_PAGES * PAGE, MADV_NOHUGEPAGE) == 0,
+                "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
     memory_region_add_subregion(kit_sysmem(k), LOG_BASE, &st.ram);
     TEST_ASSERT(!(slot_flags(k) & KVM_MEM_LOG_DIRTY_PAGES), "slot logs before set_log");
     TEST_ASSERT(memory_region_set_log(&st.ram, true, DIRTY_MEMORY_MIGRATION) == 0, "log on");

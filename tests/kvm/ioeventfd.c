@@ -5,15 +5,15 @@
  * matching value does, other values exit to ops; after del_eventfd the same
  * write exits to ops again.  MMIO and PIO.
  */
-#define DEV_BASE    0x71000000ull
-#define DEV_SIZE    0x1000ull
-#define DB_ANY      0x000           /* no datamatch, 4 bytes */
-#define DB_MATCH    0x010           /* datamatch 0x42, 4 bytes */
-#define PIO_BASE    0x400           /* PIO doorbell: 2 bytes, no datamatch */
-#define N_ANY       10
-#define N_MATCH     5
-#define N_MISS      3
-#define N_PIO       7
+#define DEV_BASE 0x71000000ull
+#define DEV_SIZE 0x1000ull
+#define DB_ANY 0x000   /* no datamatch, 4 bytes */
+#define DB_MATCH 0x010 /* datamatch 0x42, 4 bytes */
+#define PIO_BASE 0x400 /* PIO doorbell: 2 bytes, no datamatch */
+#define N_ANY 10
+#define N_MATCH 5
+#define N_MISS 3
+#define N_PIO 7
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -28,7 +28,7 @@ int guest_main(void)
         mmio_write32(DEV_BASE + DB_MATCH, 0x43);
     for (int i = 0; i < N_PIO; i++)
         outw(PIO_BASE, (uint16_t)i);
-    guest_sync(1);                  /* host: counts, then del_eventfd */
+    guest_sync(1); /* host: counts, then del_eventfd */
     mmio_write32(DEV_BASE + DB_ANY, 0x77);
     mmio_write32(DEV_BASE + DB_MATCH, 0x42);
     outw(PIO_BASE, 0x88);
@@ -70,9 +70,9 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
     pio = drain(st->fd_pio);
     if (phase == 1) {
         printf("eventfd counts: any=%llu match=%llu pio=%llu; ops calls: mmio=%zu pio=%zu; "
-               "MMIO exits %llu\n", (unsigned long long)any, (unsigned long long)match,
-               (unsigned long long)pio, kit_recorder_count(&st->dev),
-               kit_recorder_count(&st->pio),
+               "MMIO exits %llu\n",
+               (unsigned long long)any, (unsigned long long)match, (unsigned long long)pio,
+               kit_recorder_count(&st->dev), kit_recorder_count(&st->pio),
                (unsigned long long)(now.exits_mmio - st->base.exits_mmio));
         TEST_ASSERT(any == N_ANY, "no-datamatch eventfd fired %llu times", (unsigned long long)any);
         TEST_ASSERT(match == N_MATCH, "datamatch eventfd fired %llu times",
@@ -92,8 +92,9 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
         kit_recorder_reset(&st->dev);
         TEST_ASSERT(memory_region_del_eventfd(&st->dev.mr, DB_ANY, 4, false, 0, st->fd_any) == 0,
                     "del any");
-        TEST_ASSERT(memory_region_del_eventfd(&st->dev.mr, DB_MATCH, 4, true, 0x42,
-                                              st->fd_match) == 0, "del match");
+        TEST_ASSERT(memory_region_del_eventfd(&st->dev.mr, DB_MATCH, 4, true, 0x42, st->fd_match) ==
+                        0,
+                    "del match");
         TEST_ASSERT(memory_region_del_eventfd(&st->pio.mr, 0, 2, false, 0, st->fd_pio) == 0,
                     "del pio");
         TEST_ASSERT(memory_region_del_eventfd(&st->pio.mr, 0, 2, false, 0, st->fd_pio) == -ENOENT,
@@ -107,8 +108,9 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
                     "writes after del_eventfd did not reach ops: mmio %zu pio %zu",
                     kit_recorder_count(&st->dev), kit_recorder_count(&st->pio));
         TEST_ASSERT(kit_recorder_get(&st->dev, 0).data == 0x77 &&
-                    kit_recorder_get(&st->dev, 1).data == 0x42 &&
-                    kit_recorder_get(&st->pio, 0).data == 0x88, "ops got the wrong data");
+                        kit_recorder_get(&st->dev, 1).data == 0x42 &&
+                        kit_recorder_get(&st->pio, 0).data == 0x88,
+                    "ops got the wrong data");
     }
     kvm_vm_get_stats(kit_vm(k), &st->base);
     return 0;

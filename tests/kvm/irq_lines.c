@@ -25,7 +25,7 @@ int main(void)
     cfg.irqchip = true;
     cfg.pit = true;
     TEST_ASSERT(kvm_vm_create(&cfg, &vm) == 0, "irqchip VM");
-    TEST_ASSERT(kvm_vcpu_create(vm, 0, &cpu) == 0, "vCPU");   /* interrupts need a CPU */
+    TEST_ASSERT(kvm_vcpu_create(vm, 0, &cpu) == 0, "vCPU"); /* interrupts need a CPU */
 
     TEST_ASSERT(kvm_vm_irq_line(vm, 4, &edge) == 0, "line 4");
     irq_line_raise(&edge);

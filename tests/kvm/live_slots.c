@@ -10,7 +10,7 @@
  * kvm_vm_start is refused; kvm_vm_request_end ends the VM with its code and
  * text.
  */
-#define CODE 0x20000000ull      /* the loop's own RAM region */
+#define CODE 0x20000000ull /* the loop's own RAM region */
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -22,7 +22,7 @@ int guest_main(void)
     void (*loop)(volatile uint64_t *) = (void (*)(volatile uint64_t *))CODE;
 
     guest_report(1);
-    loop(&guest_counter);       /* never returns: the host ends the VM */
+    loop(&guest_counter); /* never returns: the host ends the VM */
     return 1;
 }
 
@@ -85,8 +85,8 @@ int main(void)
 
     kvm_vm_request_end(kit_vm(k), KVM_END_REQUESTED, 3, "test over");
     TEST_ASSERT(kvm_vm_wait(kit_vm(k), &end) == KVM_END_REQUESTED, "end: %s", end.text);
-    TEST_ASSERT(end.code == 3 && !strcmp(end.text, "test over"), "end code %d text '%s'",
-                end.code, end.text);
+    TEST_ASSERT(end.code == 3 && !strcmp(end.text, "test over"), "end code %d text '%s'", end.code,
+                end.text);
     TEST_ASSERT(kvm_vm_ended(kit_vm(k)), "not ended");
     printf("the guest counted to %llu\n", (unsigned long long)*counter);
 

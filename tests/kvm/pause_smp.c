@@ -90,9 +90,8 @@ int main(void)
     stop = kit_guest_var(k, "guest_stop", 4);
 
     TEST_ASSERT(kit_start(k) == 0, "kit_start");
-    while (count[0] == 0 || count[1] == 0 ||
-           __atomic_load_n(&pauser.writes, __ATOMIC_RELAXED) == 0)
-        sleep_us(1000);     /* no deadline: ctest's timeout catches a hang */
+    while (count[0] == 0 || count[1] == 0 || __atomic_load_n(&pauser.writes, __ATOMIC_RELAXED) == 0)
+        sleep_us(1000); /* no deadline: ctest's timeout catches a hang */
 
     for (int i = 0; i < 100; i++) {
         TEST_ASSERT(kvm_vm_pause(kit_vm(k)) == 0, "pause %d", i);

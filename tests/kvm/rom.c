@@ -8,11 +8,11 @@
  *    guest phases (at a SYNC handshake), then reads go to ops too (no slot),
  *    and back.
  */
-#define ROM_BASE    0x40000000ull
-#define ROM_SIZE    0x10000ull
-#define ROMD_BASE   0x50000000ull
-#define ROMD_SIZE   0x10000ull
-#define ROMD_OPS    0x7e000000u     /* recorder read_base */
+#define ROM_BASE 0x40000000ull
+#define ROM_SIZE 0x10000ull
+#define ROMD_BASE 0x50000000ull
+#define ROMD_SIZE 0x10000ull
+#define ROMD_OPS 0x7e000000u /* recorder read_base */
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -32,9 +32,9 @@ int guest_main(void)
     GUEST_ASSERT(mmio_read32(ROMD_BASE + 0x40) == 0xc0de0040);
     mmio_write32(ROMD_BASE + 0x80, 0x1234);
     GUEST_ASSERT(mmio_read32(ROMD_BASE + 0x80) == 0xc0de0080);
-    GUEST_ASSERT(guest_sync(1) == 1);               /* host: readable off */
+    GUEST_ASSERT(guest_sync(1) == 1); /* host: readable off */
     GUEST_ASSERT(mmio_read32(ROMD_BASE + 0x40) == ROMD_OPS + 0x40);
-    GUEST_ASSERT(guest_sync(2) == 2);               /* host: readable on */
+    GUEST_ASSERT(guest_sync(2) == 2); /* host: readable on */
     GUEST_ASSERT(mmio_read32(ROMD_BASE + 0x40) == 0xc0de0040);
     return 0;
 }

@@ -10,11 +10,11 @@
  * slot, and re-adds the third region, which now gets one: the guest's next
  * accesses to it land in the same RAM.
  */
-#define X0   0x10000000ull
-#define X1   0x10100000ull
-#define X2   0x10200000ull
-#define XSZ  0x10000ull
-#define ODD  0x10300800ull      /* 2 KiB of RAM at a half page */
+#define X0 0x10000000ull
+#define X1 0x10100000ull
+#define X2 0x10200000ull
+#define XSZ 0x10000ull
+#define ODD 0x10300800ull /* 2 KiB of RAM at a half page */
 #define ODDSZ 0x800ull
 
 #ifdef STRATA_GUEST
@@ -105,8 +105,8 @@ int main(void)
     TEST_ASSERT(kvm_vm_max_slots(kit_vm(k)) == 3, "max_slots %u", kvm_vm_max_slots(kit_vm(k)));
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof(name), "x%d", i);
-        TEST_ASSERT(memory_region_init_ram(&x[i], kit_ctx(k), "slot_limit", name, XSZ) == 0,
-                    "%s", name);
+        TEST_ASSERT(memory_region_init_ram(&x[i], kit_ctx(k), "slot_limit", name, XSZ) == 0, "%s",
+                    name);
     }
     TEST_ASSERT(memory_region_init_ram(&odd, kit_ctx(k), "slot_limit", "odd", ODDSZ) == 0, "odd");
 
@@ -117,9 +117,9 @@ int main(void)
     memory_region_transaction_commit(kit_ctx(k));
     TEST_ASSERT(kvm_vm_slot_ioctl_count(kit_vm(k)) == c0 + 2, "%llu ioctls for two regions",
                 (unsigned long long)(kvm_vm_slot_ioctl_count(kit_vm(k)) - c0));
-    memory_region_add_subregion(kit_sysmem(k), xaddr[2], &x[2]);      /* no slot left */
-    TEST_ASSERT(strstr(kvm_vm_last_error(kit_vm(k)), "all 3 in use"),
-                "last error: '%s'", kvm_vm_last_error(kit_vm(k)));
+    memory_region_add_subregion(kit_sysmem(k), xaddr[2], &x[2]); /* no slot left */
+    TEST_ASSERT(strstr(kvm_vm_last_error(kit_vm(k)), "all 3 in use"), "last error: '%s'",
+                kvm_vm_last_error(kit_vm(k)));
     memory_region_add_subregion(kit_sysmem(k), ODD, &odd);
     kvm_vm_get_stats(kit_vm(k), &st);
     TEST_ASSERT(st.unaligned_sections == 1 && st.slots_used == 3,

@@ -4,10 +4,10 @@
  * around the hole, guest accesses on either side reach RAM, and accesses in
  * the hole reach the I/O region's ops (not the RAM underneath).
  */
-#define BIG_BASE    0x10000000ull   /* 16 MiB of RAM */
-#define BIG_SIZE    0x01000000ull
-#define HOLE_OFF    0x00800000ull   /* 64 KiB I/O window in the middle */
-#define HOLE_SIZE   0x00010000ull
+#define BIG_BASE 0x10000000ull /* 16 MiB of RAM */
+#define BIG_SIZE 0x01000000ull
+#define HOLE_OFF 0x00800000ull /* 64 KiB I/O window in the middle */
+#define HOLE_SIZE 0x00010000ull
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -59,25 +59,26 @@ int main(void)
     TEST_ASSERT(kit_recorder_init(&hole, k, "hole", HOLE_SIZE, 8) == 0, "hole");
     hole.read_base = 0x5a000000;
     ram = memory_region_get_ram_ptr(&big);
-    memset(ram + HOLE_OFF, 0xee, HOLE_SIZE);     /* what the guest must not see */
+    memset(ram + HOLE_OFF, 0xee, HOLE_SIZE); /* what the guest must not see */
 
     memory_region_transaction_begin(kit_ctx(k));
     TEST_ASSERT(memory_region_add_subregion(kit_sysmem(k), BIG_BASE, &big) == 0, "add big");
-    TEST_ASSERT(memory_region_add_subregion_overlap(kit_sysmem(k), BIG_BASE + HOLE_OFF,
-                                                    &hole.mr, 1) == 0, "add hole");
+    TEST_ASSERT(memory_region_add_subregion_overlap(kit_sysmem(k), BIG_BASE + HOLE_OFF, &hole.mr,
+                                                    1) == 0,
+                "add hole");
     memory_region_transaction_commit(kit_ctx(k));
 
     kit_dump_slots(k, stdout);
     n = kvm_vm_get_slots(kit_vm(k), s, 16);
     TEST_ASSERT(n == 3, "%zu slots, expected 3 (kit RAM + two around the hole)", n);
     TEST_ASSERT(s[0].gpa == 0, "slot 0 at %#llx", (unsigned long long)s[0].gpa);
-    TEST_ASSERT(s[1].gpa == BIG_BASE && s[1].size == HOLE_OFF &&
-                s[1].hva == (uintptr_t)ram && s[1].flags == 0,
+    TEST_ASSERT(s[1].gpa == BIG_BASE && s[1].size == HOLE_OFF && s[1].hva == (uintptr_t)ram &&
+                    s[1].flags == 0,
                 "low slot %#llx+%#llx", (unsigned long long)s[1].gpa,
                 (unsigned long long)s[1].size);
     TEST_ASSERT(s[2].gpa == BIG_BASE + HOLE_OFF + HOLE_SIZE &&
-                s[2].size == BIG_SIZE - HOLE_OFF - HOLE_SIZE &&
-                s[2].hva == (uintptr_t)ram + HOLE_OFF + HOLE_SIZE && s[2].flags == 0,
+                    s[2].size == BIG_SIZE - HOLE_OFF - HOLE_SIZE &&
+                    s[2].hva == (uintptr_t)ram + HOLE_OFF + HOLE_SIZE && s[2].flags == 0,
                 "high slot %#llx+%#llx", (unsigned long long)s[2].gpa,
                 (unsigned long long)s[2].size);
 
@@ -101,8 +102,8 @@ int main(void)
     for (size_t i = 0; i < want_n; i++) {
         KitAccess a = kit_recorder_get(&hole, i);
 
-        TEST_ASSERT(a.addr == want[i].addr && a.data == want[i].data &&
-                    a.size == want[i].size && a.write == want[i].write,
+        TEST_ASSERT(a.addr == want[i].addr && a.data == want[i].data && a.size == want[i].size &&
+                        a.write == want[i].write,
                     "hole access %zu: %s %#llx size %u data %#llx", i, a.write ? "W" : "R",
                     (unsigned long long)a.addr, a.size, (unsigned long long)a.data);
     }

@@ -14,7 +14,7 @@ int guest_main(void)
     uint16_t cs;
 
     __asm__ volatile("mov %%cs, %0" : "=r"(cs));
-    guest_report(cs & 3);                       /* CPL */
+    guest_report(cs & 3); /* CPL */
     GUEST_ASSERT(inl(TESTDEV_PORT_REPORT) == TESTDEV_MAGIC);
     guest_report(0x12345678);
     guest_puts("hello from CPL3\n");

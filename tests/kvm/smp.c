@@ -14,22 +14,22 @@
  * wait-for-SIPI (parked).  Runs with 2 and 4 vCPUs, then asks for 3 CPUs
  * on a 2-vCPU VM: guest_start_aps must return 2.
  */
-#define N_OWN     200000u   /* increments of each CPU's own counter */
-#define N_SHARED  20000u    /* LOCK ADDs to the shared counter, per CPU */
+#define N_OWN 200000u   /* increments of each CPU's own counter */
+#define N_SHARED 20000u /* LOCK ADDs to the shared counter, per CPU */
 
-#define AP_STACK     16384  /* GUEST_AP_STACK_SIZE */
-#define REGION_SIZE  4096   /* one page of smp_region per CPU */
+#define AP_STACK 16384   /* GUEST_AP_STACK_SIZE */
+#define REGION_SIZE 4096 /* one page of smp_region per CPU */
 
-#define SYNC_REQUEST  1     /* answer: how many CPUs to ask guest_start_aps for */
-#define SYNC_INSPECT  2     /* every CPU waits for go: the host reads the vCPUs */
-#define SYNC_PARKED   3     /* answer: 1 once every AP is in wait-for-SIPI */
+#define SYNC_REQUEST 1 /* answer: how many CPUs to ask guest_start_aps for */
+#define SYNC_INSPECT 2 /* every CPU waits for go: the host reads the vCPUs */
+#define SYNC_PARKED 3  /* answer: 1 once every AP is in wait-for-SIPI */
 
 #ifdef STRATA_GUEST
 #include "guest.h"
 
 struct cpu_region {
-    volatile uint64_t count;        /* N_OWN at the end */
-    volatile uint64_t stack;        /* address of a local variable */
+    volatile uint64_t count; /* N_OWN at the end */
+    volatile uint64_t stack; /* address of a local variable */
     volatile uint32_t cpu, apic_id, cpl, iopl, port, done;
 } __attribute__((aligned(4096)));
 
@@ -71,8 +71,8 @@ static void record(unsigned cpu)
     r->cpu = cpu;
     r->apic_id = guest_apic_id();
     r->cpl = cs & 3;
-    r->iopl = (uint32_t)(flags >> 12) & 3;  /* as PUSHF shows it */
-    r->port = inl(TESTDEV_PORT_REPORT);     /* through the TSS I/O bitmap on PVM */
+    r->iopl = (uint32_t)(flags >> 12) & 3; /* as PUSHF shows it */
+    r->port = inl(TESTDEV_PORT_REPORT);    /* through the TSS I/O bitmap on PVM */
     r->stack = (uint64_t)(uintptr_t)&local;
 }
 
@@ -104,7 +104,7 @@ int guest_main(void)
     guest_report(up);
     record(0);
     wait_for(&arrived, up - 1);
-    guest_sync(SYNC_INSPECT);               /* every AP spins at CPL3 now */
+    guest_sync(SYNC_INSPECT); /* every AP spins at CPL3 now */
     __atomic_store_n(&go, 1, __ATOMIC_SEQ_CST);
     count(0);
     for (unsigned i = 1; i < up; i++)
@@ -138,7 +138,7 @@ typedef struct Snap {
 } Snap;
 
 typedef struct Ctx {
-    unsigned request;           /* what the guest asks guest_start_aps for */
+    unsigned request; /* what the guest asks guest_start_aps for */
     unsigned inspects;
     Snap snap[MAX_CPUS];
     unsigned parked_calls;
@@ -259,8 +259,7 @@ static void run(unsigned ncpus, unsigned request, unsigned expect)
                     "CPU %u ran at CPL%u with PUSHF IOPL %u (the BSP's: %u)", i, g->cpl, g->iopl,
                     base->iopl);
         TEST_ASSERT(g->port == TESTDEV_MAGIC, "CPU %u: inl(0xf0) = %#x", i, g->port);
-        TEST_ASSERT(g->count == N_OWN, "CPU %u: own counter %llu", i,
-                    (unsigned long long)g->count);
+        TEST_ASSERT(g->count == N_OWN, "CPU %u: own counter %llu", i, (unsigned long long)g->count);
         TEST_ASSERT(g->done == 1, "CPU %u did not finish", i);
         if (i > 0) {
             uint64_t lo = stacks + (uint64_t)(i - 1) * AP_STACK, hi = lo + AP_STACK;
@@ -290,8 +289,8 @@ static void run(unsigned ncpus, unsigned request, unsigned expect)
         TEST_ASSERT(s->sregs.tr.selector == 0x30 && s->sregs.tr.base == tss &&
                         s->sregs.tr.limit == 0x2069,
                     "CPU %u: TR %#x base %#llx limit %#x, not the kit's TSS at %#llx", i,
-                    s->sregs.tr.selector, (unsigned long long)s->sregs.tr.base,
-                    s->sregs.tr.limit, (unsigned long long)tss);
+                    s->sregs.tr.selector, (unsigned long long)s->sregs.tr.base, s->sregs.tr.limit,
+                    (unsigned long long)tss);
         /* The iretq frames ask for IOPL 3; PVM keeps IOPL 0 at CPL3 (its
          * port checks use the TSS bitmap, which inl above went through), so
          * what must hold is: every AP like the BSP. */
@@ -321,7 +320,7 @@ int main(void)
 
     run(2, 2, 2);
     run(4, 4, 4);
-    run(2, 3, 2);       /* APIC ID 2 does not exist: times out (a few seconds) */
+    run(2, 3, 2); /* APIC ID 2 does not exist: times out (a few seconds) */
     printf("PASS: APs started by INIT/SIPI ran at CPL3 with their own stacks, counted, parked\n");
     return 0;
 }

@@ -6,7 +6,7 @@
  * REP INS stores what the device returned in guest memory.
  */
 #define PORT 0x3f8
-#define RB   0x5a       /* recorder read_base: port offset a reads RB + a */
+#define RB 0x5a /* recorder read_base: port offset a reads RB + a */
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -49,11 +49,9 @@ int main(void)
     static KitRecorder dev;
     KvmVmStats st;
     const KitAccess want[] = {
-        { 0, 'A', 1, true },
-        { 1, RB + 1, 1, false },
-        { 2, RB + 1, 1, true },
-        { 3, 'w', 1, true }, { 3, 'x', 1, true }, { 3, 'y', 1, true }, { 3, 'z', 1, true },
-        { 4, 0x1234, 2, true }, { 4, 0xabcd, 2, true },
+        { 0, 'A', 1, true },     { 1, RB + 1, 1, false }, { 2, RB + 1, 1, true },
+        { 3, 'w', 1, true },     { 3, 'x', 1, true },     { 3, 'y', 1, true },
+        { 3, 'z', 1, true },     { 4, 0x1234, 2, true },  { 4, 0xabcd, 2, true },
         { 1, RB + 1, 1, false }, { 1, RB + 1, 1, false }, { 1, RB + 1, 1, false },
     };
     const size_t nwant = sizeof(want) / sizeof(want[0]);
@@ -74,8 +72,8 @@ int main(void)
     for (size_t i = 0; i < nwant; i++) {
         KitAccess a = kit_recorder_get(&dev, i);
 
-        TEST_ASSERT(a.addr == want[i].addr && a.data == want[i].data &&
-                    a.size == want[i].size && a.write == want[i].write,
+        TEST_ASSERT(a.addr == want[i].addr && a.data == want[i].data && a.size == want[i].size &&
+                        a.write == want[i].write,
                     "access %zu: %s +%llu size %u data %#llx", i, a.write ? "out" : "in",
                     (unsigned long long)a.addr, a.size, (unsigned long long)a.data);
     }

@@ -6,11 +6,11 @@
  * SYNC handshake, sees the whole new layout at once.  The same changes made
  * one by one, outside a transaction, cost more ioctls.
  */
-#define R_SIZE      0x00100000ull
-#define MOVE_FROM   0x60000000ull
-#define MOVE_TO     0x61000000ull
-#define NEW_BASE(i) (0x62000000ull + (uint64_t)(i) * 0x00400000ull)
-#define TEMP_BASE   0x63000000ull
+#define R_SIZE 0x00100000ull
+#define MOVE_FROM 0x60000000ull
+#define MOVE_TO 0x61000000ull
+#define NEW_BASE(i) (0x62000000ull + (uint64_t)(i)*0x00400000ull)
+#define TEMP_BASE 0x63000000ull
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -18,15 +18,15 @@
 int guest_main(void)
 {
     mmio_write64(MOVE_FROM + 0x10, 0x5eed5eed5eedull);
-    GUEST_ASSERT(guest_sync(1) == 0);           /* host: one transaction */
+    GUEST_ASSERT(guest_sync(1) == 0); /* host: one transaction */
     GUEST_ASSERT(mmio_read64(MOVE_TO + 0x10) == 0x5eed5eed5eedull);
-    GUEST_ASSERT(mmio_read32(MOVE_FROM + 0x10) == 0xffffffffu);   /* unassigned now */
+    GUEST_ASSERT(mmio_read32(MOVE_FROM + 0x10) == 0xffffffffu); /* unassigned now */
     for (int i = 0; i < 3; i++) {
         mmio_write32(NEW_BASE(i) + R_SIZE - 4, 0x4e570000u + (uint32_t)i);
         GUEST_ASSERT(mmio_read32(NEW_BASE(i) + R_SIZE - 4) == 0x4e570000u + (uint32_t)i);
     }
     GUEST_ASSERT(mmio_read32(TEMP_BASE) == 0xffffffffu);
-    GUEST_ASSERT(guest_sync(2) == 0);           /* host: the same, piecemeal */
+    GUEST_ASSERT(guest_sync(2) == 0); /* host: the same, piecemeal */
     GUEST_ASSERT(mmio_read64(MOVE_FROM + 0x10) == 0x5eed5eed5eedull);
     return 0;
 }
@@ -52,11 +52,11 @@ static void changes(Kit *k, struct state *st, uint64_t to, bool add, bool in_txn
     TEST_ASSERT(memory_region_set_address(&st->moved, to) == 0, "move");
     for (int i = 0; i < 3; i++) {
         if (add)
-            TEST_ASSERT(memory_region_add_subregion(kit_sysmem(k), NEW_BASE(i),
-                                                    &st->fresh[i]) == 0, "add %d", i);
+            TEST_ASSERT(memory_region_add_subregion(kit_sysmem(k), NEW_BASE(i), &st->fresh[i]) == 0,
+                        "add %d", i);
         else
-            TEST_ASSERT(memory_region_del_subregion(kit_sysmem(k), &st->fresh[i]) == 0,
-                        "del %d", i);
+            TEST_ASSERT(memory_region_del_subregion(kit_sysmem(k), &st->fresh[i]) == 0, "del %d",
+                        i);
     }
     TEST_ASSERT(memory_region_add_subregion(kit_sysmem(k), TEMP_BASE, &st->temp) == 0, "temp");
     TEST_ASSERT(memory_region_del_subregion(kit_sysmem(k), &st->temp) == 0, "temp del");
@@ -73,7 +73,7 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
     if (phase == 1) {
         memory_region_transaction_begin(kit_ctx(k));
         changes(k, st, MOVE_TO, true, true);
-        memory_region_transaction_begin(kit_ctx(k));        /* nested: no effect */
+        memory_region_transaction_begin(kit_ctx(k)); /* nested: no effect */
         memory_region_transaction_commit(kit_ctx(k));
         TEST_ASSERT(ioctls(k) == before, "inner commit issued ioctls");
         memory_region_transaction_commit(kit_ctx(k));
@@ -100,7 +100,8 @@ int main(void)
     k = kit_new(GUEST_ELF, NULL);
     TEST_ASSERT(k, "kit_new failed");
     memset(&st, 0, sizeof(st));
-    TEST_ASSERT(memory_region_init_ram(&st.moved, kit_ctx(k), "txn", "moved", R_SIZE) == 0, "setup");
+    TEST_ASSERT(memory_region_init_ram(&st.moved, kit_ctx(k), "txn", "moved", R_SIZE) == 0,
+                "setup");
     TEST_ASSERT(memory_region_init_ram(&st.temp, kit_ctx(k), "txn", "temp", R_SIZE) == 0, "setup");
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof(name), "fresh%d", i);
@@ -115,8 +116,8 @@ int main(void)
 
     /* Net change of the batch: moved = delete + create, 3 creates. */
     printf("batch: %llu slot ioctls for 3 adds + 1 move + add/del of a 4th; "
-           "piecemeal undo: %llu\n", (unsigned long long)st.batch_ioctls,
-           (unsigned long long)st.piecemeal_ioctls);
+           "piecemeal undo: %llu\n",
+           (unsigned long long)st.batch_ioctls, (unsigned long long)st.piecemeal_ioctls);
     TEST_ASSERT(st.batch_ioctls == 5, "batch issued %llu ioctls, expected 5",
                 (unsigned long long)st.batch_ioctls);
     TEST_ASSERT(st.piecemeal_ioctls > st.batch_ioctls,

@@ -5,9 +5,9 @@
  * the address spaces count those accesses.  An I/O region with no ops
  * behaves the same.
  */
-#define NOWHERE     0xe0000000ull
-#define NOPORT      0x600
-#define NULLDEV     0x73000000ull   /* I/O region with ops == NULL */
+#define NOWHERE 0xe0000000ull
+#define NOPORT 0x600
+#define NULLDEV 0x73000000ull /* I/O region with ops == NULL */
 
 #ifdef STRATA_GUEST
 #include "guest.h"

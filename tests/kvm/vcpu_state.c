@@ -21,13 +21,13 @@
 #include "guest.h"
 
 #define K 0x5a5aa5a5c3c33c3cull
-#define MXCSR_TEST 0x7f80u          /* all exceptions masked, round toward zero */
+#define MXCSR_TEST 0x7f80u /* all exceptions masked, round toward zero */
 
 #define SEQ_PORT 0x80
 
 volatile uint64_t guest_counter;
 volatile uint32_t guest_stop;
-volatile uint32_t guest_mode;       /* 1: the I/O loop (set by the host) */
+volatile uint32_t guest_mode; /* 1: the I/O loop (set by the host) */
 volatile uint32_t guest_starts;
 volatile uint32_t guest_looping;
 uint8_t guest_xmm_in[256] __attribute__((aligned(16)));
@@ -122,19 +122,19 @@ int guest_main(void)
     guest_report((uint32_t)c);
     guest_report((uint32_t)(c >> 32));
     if (t != 3 * c)
-        return 10;              /* a register lost its value */
+        return 10; /* a register lost its value */
     if (x != (c ^ K))
         return 11;
     if (guest_counter != c)
         return 12;
     if (memcmp(guest_xmm_in, guest_xmm_out, sizeof(guest_xmm_in)))
-        return 13;              /* SSE state lost */
+        return 13; /* SSE state lost */
     if (mx_out != MXCSR_TEST)
         return 14;
     if (f_out[0] != -678 || f_out[1] != 12345)
-        return 15;              /* x87 state lost */
+        return 15; /* x87 state lost */
     if (guest_starts != 1)
-        return 16;              /* it started over */
+        return 16; /* it started over */
     return 0;
 }
 
@@ -150,13 +150,13 @@ int guest_main(void)
 #include "tests/guests/kit.h"
 #include "vmm/migration/cpu.h"
 
-#define MSR_IA32_TSC          0x10u
+#define MSR_IA32_TSC 0x10u
 #define MSR_IA32_SYSENTER_ESP 0x175u
-#define MSR_STAR              0xc0000081u
-#define MSR_LSTAR             0xc0000082u
-#define MSR_KERNEL_GS_BASE    0xc0000102u
-#define APIC_TMCCT            0x390u
-#define TSC_START             (1ull << 40)
+#define MSR_STAR 0xc0000081u
+#define MSR_LSTAR 0xc0000082u
+#define MSR_KERNEL_GS_BASE 0xc0000102u
+#define APIC_TMCCT 0x390u
+#define TSC_START (1ull << 40)
 
 static const struct {
     uint32_t index;
@@ -165,7 +165,7 @@ static const struct {
     { MSR_LSTAR, 0xffffffff81234560ull },
     { MSR_STAR, 0x0023001000000000ull },
     { MSR_KERNEL_GS_BASE, 0x00007f0011223344ull },
-    { MSR_IA32_SYSENTER_ESP, 0x12345678ull },   /* 32 bits: AMD keeps only those */
+    { MSR_IA32_SYSENTER_ESP, 0x12345678ull }, /* 32 bits: AMD keeps only those */
 };
 #define NR_TEST_MSRS (sizeof(test_msrs) / sizeof(test_msrs[0]))
 
@@ -203,8 +203,8 @@ static void assert_same_state(const KvmVcpuState *a, const KvmVcpuState *b)
     if (a->flags & KVM_VCPU_STATE_XSAVE) {
         TEST_ASSERT(a->xsave_len == b->xsave_len, "xsave length");
         for (uint32_t i = 0; i < a->xsave_len; i++)
-            TEST_ASSERT(a->xsave[i] == b->xsave[i], "xsave byte %u: %#x then %#x", i,
-                        a->xsave[i], b->xsave[i]);
+            TEST_ASSERT(a->xsave[i] == b->xsave[i], "xsave byte %u: %#x then %#x", i, a->xsave[i],
+                        b->xsave[i]);
     }
     if (a->flags & KVM_VCPU_STATE_FPU)
         TEST_ASSERT(!memcmp(&a->fpu, &b->fpu, sizeof(a->fpu)), "FPU state differs");
@@ -212,7 +212,8 @@ static void assert_same_state(const KvmVcpuState *a, const KvmVcpuState *b)
         TEST_ASSERT(a->xcrs.nr_xcrs == b->xcrs.nr_xcrs, "nr_xcrs");
         for (uint32_t i = 0; i < a->xcrs.nr_xcrs; i++)
             TEST_ASSERT(a->xcrs.xcrs[i].xcr == b->xcrs.xcrs[i].xcr &&
-                        a->xcrs.xcrs[i].value == b->xcrs.xcrs[i].value, "XCR %u", i);
+                            a->xcrs.xcrs[i].value == b->xcrs.xcrs[i].value,
+                        "XCR %u", i);
     }
     TEST_ASSERT(a->nmsrs == b->nmsrs, "%u MSRs then %u", a->nmsrs, b->nmsrs);
     for (uint32_t i = 0; i < a->nmsrs; i++) {
@@ -232,17 +233,19 @@ static void assert_same_state(const KvmVcpuState *a, const KvmVcpuState *b)
         const struct kvm_vcpu_events *x = &a->events, *y = &b->events;
 
         TEST_ASSERT(!memcmp(&x->exception, &y->exception, sizeof(x->exception)) &&
-                    !memcmp(&x->interrupt, &y->interrupt, sizeof(x->interrupt)) &&
-                    x->nmi.injected == y->nmi.injected && x->nmi.pending == y->nmi.pending &&
-                    x->nmi.masked == y->nmi.masked && x->sipi_vector == y->sipi_vector &&
-                    !memcmp(&x->smi, &y->smi, sizeof(x->smi)), "vCPU events differ");
+                        !memcmp(&x->interrupt, &y->interrupt, sizeof(x->interrupt)) &&
+                        x->nmi.injected == y->nmi.injected && x->nmi.pending == y->nmi.pending &&
+                        x->nmi.masked == y->nmi.masked && x->sipi_vector == y->sipi_vector &&
+                        !memcmp(&x->smi, &y->smi, sizeof(x->smi)),
+                    "vCPU events differ");
     }
     if (a->flags & KVM_VCPU_STATE_MP_STATE)
         TEST_ASSERT(a->mp_state.mp_state == b->mp_state.mp_state, "MP state %u then %u",
                     a->mp_state.mp_state, b->mp_state.mp_state);
     if (a->flags & KVM_VCPU_STATE_DEBUGREGS)
         TEST_ASSERT(!memcmp(a->debugregs.db, b->debugregs.db, sizeof(a->debugregs.db)) &&
-                    a->debugregs.dr6 == b->debugregs.dr6 && a->debugregs.dr7 == b->debugregs.dr7,
+                        a->debugregs.dr6 == b->debugregs.dr6 &&
+                        a->debugregs.dr7 == b->debugregs.dr7,
                     "debug registers differ");
 }
 
@@ -252,8 +255,9 @@ static void assert_same_vm_state(const KvmVmState *a, const KvmVmState *b)
     if (a->flags & KVM_VM_STATE_IRQCHIP) {
         TEST_ASSERT(!memcmp(a->pic, b->pic, sizeof(a->pic)), "PIC state differs");
         TEST_ASSERT(a->ioapic.base_address == b->ioapic.base_address &&
-                    a->ioapic.id == b->ioapic.id && a->ioapic.irr == b->ioapic.irr &&
-                    a->ioapic.ioregsel == b->ioapic.ioregsel, "IOAPIC differs");
+                        a->ioapic.id == b->ioapic.id && a->ioapic.irr == b->ioapic.irr &&
+                        a->ioapic.ioregsel == b->ioapic.ioregsel,
+                    "IOAPIC differs");
         for (unsigned i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
             TEST_ASSERT(a->ioapic.redirtbl[i].bits == b->ioapic.redirtbl[i].bits,
                         "IOAPIC pin %u differs", i);
@@ -297,17 +301,19 @@ static void stream_round_trip(const KvmVmState *vs, const KvmVcpuState *cs, KvmV
 typedef struct SeqDev {
     MemoryRegion mr;
     KvmVm *vm;
-    uint32_t pause_at;      /* 0 = never */
+    uint32_t pause_at; /* 0 = never */
     uint32_t last;
     bool have_last;
     unsigned dups, gaps;
-    uint64_t writes;        /* atomic */
-    int paused;             /* atomic: the device paused the VM */
+    uint64_t writes; /* atomic */
+    int paused;      /* atomic: the device paused the VM */
 } SeqDev;
 
 static uint64_t seq_read(void *opaque, uint64_t addr, unsigned size)
 {
-    (void)opaque; (void)addr; (void)size;
+    (void)opaque;
+    (void)addr;
+    (void)size;
     return 0;
 }
 
@@ -316,7 +322,8 @@ static void seq_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
     SeqDev *d = opaque;
     uint32_t v = (uint32_t)data;
 
-    (void)addr; (void)size;
+    (void)addr;
+    (void)size;
     if (d->have_last && v != d->last + 1) {
         if (v == d->last)
             d->dups++;
@@ -345,7 +352,8 @@ static void seq_add(SeqDev *d, Kit *k)
 {
     d->vm = kit_vm(k);
     TEST_ASSERT(memory_region_init_io(&d->mr, kit_ctx(k), &seq_ops, d, "seq", 4) == 0 &&
-                memory_region_add_subregion(kit_iomem(k), SEQ_PORT, &d->mr) == 0, "seq device");
+                    memory_region_add_subregion(kit_iomem(k), SEQ_PORT, &d->mr) == 0,
+                "seq device");
 }
 
 static void seq_remove(SeqDev *d, Kit *k)
@@ -376,7 +384,7 @@ static void run_pending_io_case(void)
     TEST_ASSERT(kit_start(k1) == 0, "kit_start (VM 1)");
     while (!__atomic_load_n(&d1.paused, __ATOMIC_ACQUIRE))
         kit_sleep_ms(1);
-    TEST_ASSERT(kvm_vm_pause(kit_vm(k1)) == 0, "pause");       /* waits until it is parked */
+    TEST_ASSERT(kvm_vm_pause(kit_vm(k1)) == 0, "pause"); /* waits until it is parked */
     TEST_ASSERT(kvm_vcpu_run_struct(kit_vcpu(k1))->exit_reason == KVM_EXIT_IO,
                 "the vCPU did not park after its I/O exit (exit reason %u)",
                 kvm_vcpu_run_struct(kit_vcpu(k1))->exit_reason);
@@ -387,7 +395,7 @@ static void run_pending_io_case(void)
 
     k2 = kit_new(GUEST_ELF, NULL);
     TEST_ASSERT(k2, "kit_new (VM 2)");
-    d2.last = d1.last;                      /* the device's own state, migrated */
+    d2.last = d1.last; /* the device's own state, migrated */
     d2.have_last = true;
     seq_add(&d2, k2);
     memcpy(kit_ram_ptr(k2, 0, 32u << 20), kit_ram_ptr(k1, 0, 32u << 20), 32u << 20);
@@ -408,8 +416,8 @@ static void run_pending_io_case(void)
 
     /* The source may go on too (a failed migration): the OUT it had
      * pending was completed once, by kvm_vcpu_get_state, on this thread. */
-    kvm_vm_resume(kit_vm(k1));              /* the device's pause */
-    kvm_vm_resume(kit_vm(k1));              /* ours */
+    kvm_vm_resume(kit_vm(k1)); /* the device's pause */
+    kvm_vm_resume(kit_vm(k1)); /* ours */
     while (__atomic_load_n(&d1.writes, __ATOMIC_ACQUIRE) < SEQ_PAUSE_AT + 1000)
         kit_sleep_ms(1);
     *(volatile uint32_t *)kit_guest_var(k1, "guest_stop", 4) = 1;
@@ -481,7 +489,7 @@ static void run_vm_devices_case(void)
     TEST_ASSERT(sa.flags & KVM_VM_STATE_IRQCHIP && sa.flags & KVM_VM_STATE_PIT,
                 "flags %#x: irqchip and PIT expected", sa.flags);
     TEST_ASSERT(sa.ioapic.redirtbl[5].bits == redir && sa.pic[1].imr == 0xa5 &&
-                sa.pit.channels[2].count == 0x1234 && sa.pit.channels[2].mode == 3,
+                    sa.pit.channels[2].count == 0x1234 && sa.pit.channels[2].mode == 3,
                 "state of A not what was programmed");
     {
         KvmVmState tmp;
@@ -495,8 +503,7 @@ static void run_vm_devices_case(void)
         TEST_ASSERT(mig_put_vm_state(&w, &sa) == 0, "mig_put_vm_state");
         TEST_ASSERT(state_writer_finish(&w, &buf, &len) == 0, "finish");
         state_reader_init(&r, buf, len);
-        TEST_ASSERT(mig_get_vm_state(&r, &tmp, err, sizeof(err)) == 0, "mig_get_vm_state: %s",
-                    err);
+        TEST_ASSERT(mig_get_vm_state(&r, &tmp, err, sizeof(err)) == 0, "mig_get_vm_state: %s", err);
         sd = tmp;
         free(buf);
     }
@@ -504,8 +511,9 @@ static void run_vm_devices_case(void)
     TEST_ASSERT(kvm_vm_get_state(b, &sb) == 0, "kvm_vm_get_state (B)");
     assert_same_vm_state(&sa, &sb);
     TEST_ASSERT(sb.pit.channels[2].count == 0x1234 && sb.pit.channels[2].mode == 3 &&
-                sb.pit.channels[2].rw_mode == 3, "PIT channel 2 on B: count %#x mode %u",
-                sb.pit.channels[2].count, sb.pit.channels[2].mode);
+                    sb.pit.channels[2].rw_mode == 3,
+                "PIT channel 2 on B: count %#x mode %u", sb.pit.channels[2].count,
+                sb.pit.channels[2].mode);
     if (clock_set)
         TEST_ASSERT(sb.clock >= clock_ns, "kvmclock on B: %llu", (unsigned long long)sb.clock);
     TEST_ASSERT(kvm_vm_set_state(nopit, &sd) == -EINVAL, "a PIT state into a VM without a PIT");
@@ -566,10 +574,10 @@ static void run_case(bool irqchip)
     if (a->flags & KVM_VCPU_STATE_XSAVE) {
         uint32_t mxcsr;
 
-        memcpy(&mxcsr, &a->xsave[24], 4);           /* FXSAVE layout: MXCSR at 24 */
+        memcpy(&mxcsr, &a->xsave[24], 4); /* FXSAVE layout: MXCSR at 24 */
         TEST_ASSERT(mxcsr == 0x7f80u, "MXCSR in the XSAVE area: %#x", mxcsr);
-        TEST_ASSERT(a->xsave[160] == 3 && a->xsave[161] == 10,
-                    "xmm0 in the XSAVE area: %#x %#x", a->xsave[160], a->xsave[161]);
+        TEST_ASSERT(a->xsave[160] == 3 && a->xsave[161] == 10, "xmm0 in the XSAVE area: %#x %#x",
+                    a->xsave[160], a->xsave[161]);
     } else {
         TEST_ASSERT(a->fpu.mxcsr == 0x7f80u, "MXCSR in the FPU state: %#x", a->fpu.mxcsr);
         TEST_ASSERT(a->fpu.xmm[0][0] == 3 && a->fpu.xmm[0][1] == 10, "xmm0 in the FPU state");
@@ -614,8 +622,8 @@ static void run_case(bool irqchip)
         if (!msr_set[i])
             continue;
         TEST_ASSERT(kvm_vcpu_get_msr(kit_vcpu(k2), test_msrs[i].index, &v) == 0 &&
-                    v == test_msrs[i].value, "MSR %#x on VM 2: %#llx", test_msrs[i].index,
-                    (unsigned long long)v);
+                        v == test_msrs[i].value,
+                    "MSR %#x on VM 2: %#llx", test_msrs[i].index, (unsigned long long)v);
     }
 
     TEST_ASSERT(kit_start(k2) == 0, "kit_start (VM 2)");
@@ -656,8 +664,8 @@ static void run_case(bool irqchip)
 
             TEST_ASSERT(kvm_vcpu_set_state(kit_vcpu(k1), b) == -EINVAL,
                         "an XSAVE area of %u bytes was taken", b->xsave_len);
-            TEST_ASSERT(kvm_vcpu_get_regs(kit_vcpu(k1), &now) == 0 &&
-                        now.rip == a->regs.rip, "a refused state changed the registers");
+            TEST_ASSERT(kvm_vcpu_get_regs(kit_vcpu(k1), &now) == 0 && now.rip == a->regs.rip,
+                        "a refused state changed the registers");
             printf("an XSAVE area of %u bytes is refused, nothing loaded\n", b->xsave_len);
         }
     }

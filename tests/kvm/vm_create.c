@@ -27,7 +27,7 @@ int main(void)
     TEST_ASSERT(r < 0 && !vm, "/dev/null as KVM: %d", r);
 
     cfg = KVM_VM_CONFIG_DEFAULT;
-    cfg.pit = true;                     /* a PIT needs the irqchip */
+    cfg.pit = true; /* a PIT needs the irqchip */
     r = kvm_vm_create(&cfg, &vm);
     TEST_ASSERT(r == -EINVAL && !vm, "PIT without irqchip: %d", r);
 

@@ -7,12 +7,12 @@
  * and the test checks that.  The
  * host picks the scenario through the SYNC port before the CPL0 part runs.
  */
-#define MODE_HLT        1   /* hlt at CPL0, then carry on */
-#define MODE_UD2_CPL3   2   /* #UD at CPL3 with no IDT: triple fault */
-#define MODE_UD2_CPL0   3   /* #UD at CPL0: triple fault */
-#define MODE_INT3_CPL0  4   /* int3 at CPL0 */
-#define MODE_XRSTOR     5   /* xrstor at CPL0 */
-#define MODE_CMPXCHG16B 6   /* cmpxchg16b at CPL0 */
+#define MODE_HLT 1        /* hlt at CPL0, then carry on */
+#define MODE_UD2_CPL3 2   /* #UD at CPL3 with no IDT: triple fault */
+#define MODE_UD2_CPL0 3   /* #UD at CPL0: triple fault */
+#define MODE_INT3_CPL0 4  /* int3 at CPL0 */
+#define MODE_XRSTOR 5     /* xrstor at CPL0 */
+#define MODE_CMPXCHG16B 6 /* cmpxchg16b at CPL0 */
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -26,7 +26,7 @@ void guest_kernel_main(void)
     switch (mode) {
     case MODE_HLT:
         __asm__ volatile("hlt");
-        guest_report(0x4a17);       /* resumed after HLT */
+        guest_report(0x4a17); /* resumed after HLT */
         break;
     case MODE_UD2_CPL0:
         __asm__ volatile("ud2");
@@ -38,8 +38,10 @@ void guest_kernel_main(void)
         __asm__ volatile("xrstor %0" : : "m"(area), "a"(-1), "d"(-1) : "memory");
         break;
     case MODE_CMPXCHG16B:
-        __asm__ volatile("lock cmpxchg16b %0" : "+m"(*(unsigned __int128 *)area)
-                         : "a"(0), "d"(0), "b"(1), "c"(1) : "memory", "cc");
+        __asm__ volatile("lock cmpxchg16b %0"
+                         : "+m"(*(unsigned __int128 *)area)
+                         : "a"(0), "d"(0), "b"(1), "c"(1)
+                         : "memory", "cc");
         break;
     }
 }
@@ -48,7 +50,7 @@ int guest_main(void)
 {
     if (mode == MODE_UD2_CPL3)
         __asm__ volatile("ud2");
-    guest_report(0xc93);            /* reached CPL3 */
+    guest_report(0xc93); /* reached CPL3 */
     return 0;
 }
 

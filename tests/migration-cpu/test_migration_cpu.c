@@ -68,9 +68,14 @@ static KvmVcpuState *make_vcpu(uint64_t seed, uint32_t flags, uint32_t nmsrs)
     __u64 *r = &st->regs.rax;
     for (unsigned i = 0; i < 18; i++)
         r[i] = rnd(&s);
-    segs[0] = &st->sregs.cs; segs[1] = &st->sregs.ds; segs[2] = &st->sregs.es;
-    segs[3] = &st->sregs.fs; segs[4] = &st->sregs.gs; segs[5] = &st->sregs.ss;
-    segs[6] = &st->sregs.tr; segs[7] = &st->sregs.ldt;
+    segs[0] = &st->sregs.cs;
+    segs[1] = &st->sregs.ds;
+    segs[2] = &st->sregs.es;
+    segs[3] = &st->sregs.fs;
+    segs[4] = &st->sregs.gs;
+    segs[5] = &st->sregs.ss;
+    segs[6] = &st->sregs.tr;
+    segs[7] = &st->sregs.ldt;
     for (unsigned i = 0; i < 8; i++)
         fill_seg(&s, segs[i]);
     st->sregs.gdt.base = rnd(&s);
@@ -158,11 +163,22 @@ static void fill_pic(uint64_t *s, struct kvm_pic_state *p)
     uint8_t v[16];
 
     fill_bytes(s, v, sizeof(v));
-    p->last_irr = v[0]; p->irr = v[1]; p->imr = v[2]; p->isr = v[3];
-    p->priority_add = v[4]; p->irq_base = v[5]; p->read_reg_select = v[6];
-    p->poll = v[7]; p->special_mask = v[8]; p->init_state = v[9]; p->auto_eoi = v[10];
-    p->rotate_on_auto_eoi = v[11]; p->special_fully_nested_mode = v[12];
-    p->init4 = v[13]; p->elcr = v[14]; p->elcr_mask = v[15];
+    p->last_irr = v[0];
+    p->irr = v[1];
+    p->imr = v[2];
+    p->isr = v[3];
+    p->priority_add = v[4];
+    p->irq_base = v[5];
+    p->read_reg_select = v[6];
+    p->poll = v[7];
+    p->special_mask = v[8];
+    p->init_state = v[9];
+    p->auto_eoi = v[10];
+    p->rotate_on_auto_eoi = v[11];
+    p->special_fully_nested_mode = v[12];
+    p->init4 = v[13];
+    p->elcr = v[14];
+    p->elcr_mask = v[15];
 }
 
 static void make_vm(uint64_t seed, uint32_t flags, KvmVmState *st)
@@ -312,8 +328,9 @@ static void expect_vm_refused(const uint8_t *buf, size_t len, const char *why)
     assert_memory_equal(&out, &ref, sizeof(out));
 }
 
-#define ALLV (KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_XCRS | KVM_VCPU_STATE_LAPIC | \
-              KVM_VCPU_STATE_EVENTS | KVM_VCPU_STATE_MP_STATE | KVM_VCPU_STATE_DEBUGREGS)
+#define ALLV \
+    (KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_XCRS | KVM_VCPU_STATE_LAPIC | KVM_VCPU_STATE_EVENTS | \
+     KVM_VCPU_STATE_MP_STATE | KVM_VCPU_STATE_DEBUGREGS)
 
 /* Payload offsets (after the 12-byte section header) fixed by the format:
  * index 0, flags 4, regs 8 (144 bytes), sregs 152 (8 x 23 + 2 x 10 + 7 x 8
@@ -435,8 +452,7 @@ static void test_vcpu_bit_flips(void **unused)
  * `expect` and is now `val`, with `extra` more payload bytes inserted at
  * `at` (so that an oversized count finds data behind it). */
 static void expect_patched_grown_refused(const KvmVcpuState *st, size_t off, uint32_t expect,
-                                         uint32_t val, size_t at, size_t extra,
-                                         const char *why)
+                                         uint32_t val, size_t at, size_t extra, const char *why)
 {
     Buf b = put_vcpu(0, st);
     size_t plen = b.len - HDR - 4;
@@ -448,7 +464,7 @@ static void expect_patched_grown_refused(const KvmVcpuState *st, size_t off, uin
     memcpy(payload, b.p + HDR, at);
     memset(payload + at, 0x3c, extra);
     memcpy(payload + at + extra, b.p + HDR + at, plen - at);
-    assert_int_equal(rd32(payload + off), expect);      /* the offset is right */
+    assert_int_equal(rd32(payload + off), expect); /* the offset is right */
     wr32(payload + off, val);
     bad = rewrap(&b, MIG_VCPU_MAGIC, MIG_VCPU_VERSION, payload, plen + extra);
     expect_vcpu_refused(bad.p, bad.len, why);
@@ -466,7 +482,7 @@ static void expect_patched_refused(const KvmVcpuState *st, size_t off, uint32_t 
 static void test_vcpu_oversize(void **unused)
 {
     KvmVcpuState *fpu = make_vcpu(5, KVM_VCPU_STATE_FPU, 3);
-    KvmVcpuState *xs = make_vcpu(6, KVM_VCPU_STATE_XSAVE, 0);   /* xsave_len 4096 */
+    KvmVcpuState *xs = make_vcpu(6, KVM_VCPU_STATE_XSAVE, 0); /* xsave_len 4096 */
     KvmVcpuState *xcr = make_vcpu(16, KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XCRS, 0);
     KvmVcpuState *lapic = make_vcpu(7, KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_LAPIC, 0);
     const uint32_t msr_off = OFF_AFTER_SREGS + FPU_BYTES;
@@ -583,7 +599,10 @@ static void test_vcpu_version_magic(void **unused)
 static void test_vm_round_trip(void **unused)
 {
     static const uint32_t combos[] = {
-        0, KVM_VM_STATE_CLOCK, KVM_VM_STATE_IRQCHIP, KVM_VM_STATE_IRQCHIP | KVM_VM_STATE_PIT,
+        0,
+        KVM_VM_STATE_CLOCK,
+        KVM_VM_STATE_IRQCHIP,
+        KVM_VM_STATE_IRQCHIP | KVM_VM_STATE_PIT,
         KVM_VM_STATE_ALL_FLAGS,
     };
     (void)unused;
@@ -676,9 +695,10 @@ static void test_golden(void **unused)
         uint32_t flags, nmsrs;
     } vcpus[] = {
         { "vcpu-xsave", ALLV, 20 },
-        { "vcpu-fpu", KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XCRS | KVM_VCPU_STATE_LAPIC |
-                      KVM_VCPU_STATE_EVENTS | KVM_VCPU_STATE_MP_STATE |
-                      KVM_VCPU_STATE_DEBUGREGS, 5 },
+        { "vcpu-fpu",
+          KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XCRS | KVM_VCPU_STATE_LAPIC | KVM_VCPU_STATE_EVENTS |
+              KVM_VCPU_STATE_MP_STATE | KVM_VCPU_STATE_DEBUGREGS,
+          5 },
     };
     static const struct {
         const char *name;
@@ -728,14 +748,10 @@ static void test_golden(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vcpu_round_trip),
-        cmocka_unit_test(test_vcpu_multi_sections),
-        cmocka_unit_test(test_vcpu_truncated),
-        cmocka_unit_test(test_vcpu_bit_flips),
-        cmocka_unit_test(test_vcpu_oversize),
-        cmocka_unit_test(test_vcpu_version_magic),
-        cmocka_unit_test(test_vm_round_trip),
-        cmocka_unit_test(test_vm_refused),
+        cmocka_unit_test(test_vcpu_round_trip), cmocka_unit_test(test_vcpu_multi_sections),
+        cmocka_unit_test(test_vcpu_truncated),  cmocka_unit_test(test_vcpu_bit_flips),
+        cmocka_unit_test(test_vcpu_oversize),   cmocka_unit_test(test_vcpu_version_magic),
+        cmocka_unit_test(test_vm_round_trip),   cmocka_unit_test(test_vm_refused),
         cmocka_unit_test(test_golden),
     };
 

@@ -111,7 +111,7 @@ int guest_main(void)
 #else
     const uint64_t pages = (uint64_t)MIG_MIB * 256;
     uint64_t budget = 0, last = rdtsc();
-    const uint64_t tsc_ms = mig_tsc_per_ms ? mig_tsc_per_ms : 2000000;   /* ~2 GHz guess */
+    const uint64_t tsc_ms = mig_tsc_per_ms ? mig_tsc_per_ms : 2000000; /* ~2 GHz guess */
     for (uint64_t pass = 1;; pass++) {
         for (uint64_t p = 0; p < pages; p++) {
             volatile uint64_t *w = (volatile uint64_t *)(MIG_BASE + p * 4096);

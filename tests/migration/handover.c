@@ -61,11 +61,11 @@ typedef struct Case {
     const char *name;
     ProxyFault ready, go, answer;
     Signal signal;
-    unsigned limit_ms;          /* x-final-phase-limit */
-    const char *expect;         /* in error-desc */
-    const char *owner;          /* x-guest-owner after it: "source" or "unknown" */
-    bool dest_runs;             /* the destination took GO and runs the guest */
-    unsigned extra_ms;          /* the pause may last limit + this (+ slack): the waits
+    unsigned limit_ms;  /* x-final-phase-limit */
+    const char *expect; /* in error-desc */
+    const char *owner;  /* x-guest-owner after it: "source" or "unknown" */
+    bool dest_runs;     /* the destination took GO and runs the guest */
+    unsigned extra_ms;  /* the pause may last limit + this (+ slack): the waits
                                  * after READY (GO_WAIT, ACK_WAIT) */
 } Case;
 
@@ -99,19 +99,20 @@ static void run_case(Vm *src, const Case *k)
     const char *desc = json_string_value(json_object_get(q, "error-desc"));
     const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
     json_int_t pause = json_integer_value(json_object_get(q, "x-final-pause"));
-    printf("%s: source %s, owner %s, final pause %lld ms (limit %lld): %s\n", k->name,
-           status_of(q), owner ? owner : "?", (long long)pause,
+    printf("%s: source %s, owner %s, final pause %lld ms (limit %lld): %s\n", k->name, status_of(q),
+           owner ? owner : "?", (long long)pause,
            json_integer_value(json_object_get(q, "x-final-phase-limit")), desc ? desc : "");
-    CHECK(!strcmp(status_of(q), "failed"), "%s: expected failed, got %s", k->name,
-          status_of(q));
+    CHECK(!strcmp(status_of(q), "failed"), "%s: expected failed, got %s", k->name, status_of(q));
     CHECK(desc && strstr(desc, k->expect), "%s: error-desc lacks '%s'", k->name, k->expect);
     CHECK(owner && !strcmp(owner, k->owner), "%s: x-guest-owner %s, expected %s", k->name,
           owner ? owner : "(none)", k->owner);
     /* the bound the design promises (docs/migration.md): the limit, plus
      * the destination's GO wait or the source's ACK wait after READY */
     unsigned bound = k->limit_ms + k->extra_ms + 1500;
-    CHECK(pause >= 0 && pause < bound, "%s: the final pause lasted %lld ms, over its bound "
-          "of %u ms", k->name, (long long)pause, bound);
+    CHECK(pause >= 0 && pause < bound,
+          "%s: the final pause lasted %lld ms, over its bound "
+          "of %u ms",
+          k->name, (long long)pause, bound);
     json_decref(q);
     drain_migration(src, "failed");
 
@@ -126,7 +127,7 @@ static void run_case(Vm *src, const Case *k)
         CHECK(!guest_moves(src), "%s: the held source's guest runs", k->name);
         cmd_refused(src, "migrate", args, "unconfirmed handover");
         cmd_refused(src, "system_reset", NULL, "unconfirmed handover");
-        json_decref(cmd_ok(src, "stop", NULL));     /* already paused: a no-op */
+        json_decref(cmd_ok(src, "stop", NULL)); /* already paused: a no-op */
         CHECK(!guest_moves(src), "%s: stop released the held guest", k->name);
     }
     if (k->dest_runs) {
@@ -141,8 +142,7 @@ static void run_case(Vm *src, const Case *k)
         qc_close(dst.c);
     } else {
         int s = vm_wait(&dst, 30000);
-        CHECK(s == 5, "%s: the destination should exit 5 (no guest started), got %d",
-              k->name, s);
+        CHECK(s == 5, "%s: the destination should exit 5 (no guest started), got %d", k->name, s);
         CHECK(log_has(&dst, "the guest is not started"), "%s: destination message", k->name);
     }
     if (strcmp(k->owner, "source")) {
@@ -170,7 +170,7 @@ static void finish_migrate(Vm *src)
     Proxy px;
     start_dest(&dst, "finish", idle_elf, "256M", uri, sizeof(uri));
     proxy_init(&px);
-    px.at[PX_READY] = (ProxyFault){ PX_DELAY, 3000 };   /* the window the checks run in */
+    px.at[PX_READY] = (ProxyFault){ PX_DELAY, 3000 }; /* the window the checks run in */
     proxy_start(&px, "finish", uri + 5);
     json_decref(cmd_ok(src, "migrate-set-parameters", "{\"x-final-phase-limit\": 30000}"));
     snprintf(args, sizeof(args), "{\"uri\": \"unix:%s\"}", px.path);
@@ -215,7 +215,7 @@ static void storm(Vm *src, int round)
                        "{\"x-final-phase-limit\": 30000, \"max-bandwidth\": 268435456}"));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
     json_decref(cmd_ok(src, "migrate", args));
-    bool want_running = true;   /* the last acknowledged command's state */
+    bool want_running = true; /* the last acknowledged command's state */
     unsigned acked = 0, refused = 0;
     for (int i = 0;; i++) {
         const char *c = i % 2 ? "cont" : "stop";
@@ -225,8 +225,7 @@ static void storm(Vm *src, int round)
             want_running = i % 2;
             acked++;
         } else {
-            const char *d = json_string_value(json_object_get(json_object_get(r, "error"),
-                                                              "desc"));
+            const char *d = json_string_value(json_object_get(json_object_get(r, "error"), "desc"));
             CHECK(d && (strstr(d, "finish-migrate") || strstr(d, "migrated away")),
                   "%s: %s refused for another reason: %s", name, c, d ? d : "?");
             refused++;
@@ -248,8 +247,8 @@ static void storm(Vm *src, int round)
     vm_connect(&dst);
     run_status(&dst, st, sizeof(st));
     printf("%s: %u acknowledged, %u refused; the last acknowledged asked for %s; the "
-           "destination is %s\n", name, acked, refused, want_running ? "running" : "paused",
-           st);
+           "destination is %s\n",
+           name, acked, refused, want_running ? "running" : "paused", st);
     CHECK(!strcmp(st, want_running ? "running" : "paused"),
           "%s: the destination is %s, the last acknowledged command asked for %s", name, st,
           want_running ? "running" : "paused");

@@ -20,7 +20,6 @@ char tmpdir[64];
 #define MAX_PROCS 8
 static pid_t procs[MAX_PROCS];
 
-
 void dump_logs(void)
 {
     char cmd[256];
@@ -61,19 +60,17 @@ double now_s(void)
 
 /* ---- strata processes -------------------------------------------------------- */
 
-
 const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
 /* STRATA_PEER: another strata build; then every other strata started is it
  * (the first is strata_bin), so each hop of a soak goes from one build to
  * the other (tests/migration/compat.sh). */
 const char *peer_bin;
 static unsigned nstarted;
-const char *vm_cpus = "1";     /* --cpus of the next strata started */
+const char *vm_cpus = "1"; /* --cpus of the next strata started */
 uint64_t pass_addr, counter_addr;
 
 /* strata run --kernel ELF --test-device --serial none --api-socket ... [extra] */
-void start_vm(Vm *vm, const char *name, const char *elf, const char *memory,
-                     const char *incoming)
+void start_vm(Vm *vm, const char *name, const char *elf, const char *memory, const char *incoming)
 {
     memset(vm, 0, sizeof(*vm));
     snprintf(vm->sock, sizeof(vm->sock), "%s/%s.qmp", tmpdir, name);
@@ -213,11 +210,12 @@ json_t *wait_migration(Vm *src, unsigned timeout_ms)
             bool announced = false;
             size_t i;
             json_t *e;
-            json_array_foreach(src->c->events, i, e) {
+            json_array_foreach(src->c->events, i, e)
+            {
                 const char *es = json_string_value(
                     json_object_get(json_object_get(e, "data"), "status"));
-                announced |= !strcmp(json_string_value(json_object_get(e, "event")),
-                                     "MIGRATION") && es && !strcmp(es, s);
+                announced |= !strcmp(json_string_value(json_object_get(e, "event")), "MIGRATION") &&
+                             es && !strcmp(es, s);
             }
             CHECK(announced, "query-migrate says %s before the MIGRATION event did", s);
             return q;
@@ -234,7 +232,7 @@ const char *status_of(json_t *q)
     return json_string_value(json_object_get(q, "status"));
 }
 
-static const char *const mig_statuses[] = { "setup", "active", "device", "completed",
+static const char *const mig_statuses[] = { "setup",  "active",     "device",   "completed",
                                             "failed", "cancelling", "cancelled" };
 
 unsigned mig_status_index(const char *name)
@@ -256,8 +254,7 @@ unsigned drain_migration(Vm *vm, const char *final)
     for (;;) {
         json_t *e = qc_wait_event(vm->c, "MIGRATION");
         CHECK(e, "the MIGRATION event '%s' never came", final);
-        const char *st = json_string_value(json_object_get(json_object_get(e, "data"),
-                                                           "status"));
+        const char *st = json_string_value(json_object_get(json_object_get(e, "data"), "status"));
         seen |= 1u << mig_status_index(st);
         bool last = !strcmp(st, final);
         json_decref(e);
@@ -280,10 +277,9 @@ bool log_has(const Vm *vm, const char *text)
     return strstr(buf, text) != NULL;
 }
 
-
 /* A destination for src's guest that waits on tmpdir/NAME.in. */
-void start_dest(Vm *dst, const char *name, const char *elf, const char *memory,
-                       char *uri, size_t urilen)
+void start_dest(Vm *dst, const char *name, const char *elf, const char *memory, char *uri,
+                size_t urilen)
 {
     if (!strncmp(name, "tcp-", 4))
         snprintf(uri, urilen, "tcp:127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
@@ -298,8 +294,8 @@ void start_dest(Vm *dst, const char *name, const char *elf, const char *memory,
         if (log_has(dst, "waiting for an incoming migration")) {
             struct stat st;
             /* only strata's user may connect (docs/migration.md, Transport) */
-            CHECK(strncmp(uri, "unix:", 5) || (stat(uri + 5, &st) == 0 &&
-                                               (st.st_mode & 0777) == 0600),
+            CHECK(strncmp(uri, "unix:", 5) ||
+                      (stat(uri + 5, &st) == 0 && (st.st_mode & 0777) == 0600),
                   "destination %s: %s is not mode 0600", name, uri);
             return;
         }
@@ -312,8 +308,8 @@ void start_dest(Vm *dst, const char *name, const char *elf, const char *memory,
 
 /* Migrates src to a fresh destination and checks the guest goes on there;
  * the source must have exited.  Returns the final query-migrate. */
-json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *params,
-                          bool dirty, unsigned timeout_ms)
+json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *params, bool dirty,
+                   unsigned timeout_ms)
 {
     Vm dst;
     char uri[200], args[300];
@@ -324,7 +320,7 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
     json_decref(cmd_ok(src, "migrate-set-parameters", "{\"x-final-phase-limit\": 120000}"));
     if (params)
         json_decref(cmd_ok(src, "migrate-set-parameters", params));
-    if (dirty)      /* the destination checks all of RAM against the source's */
+    if (dirty) /* the destination checks all of RAM against the source's */
         json_decref(cmd_ok(src, "migrate-set-parameters", "{\"x-verify-ram\": true}"));
     uint64_t before = dirty ? read_u64(src, pass_addr) : 0;
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
@@ -336,8 +332,8 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
           json_dumps(q, 0));
     json_t *ram = json_object_get(q, "ram");
     printf("%s: completed in %.2f s: total-time %lld ms, downtime %lld ms, %lld bytes, "
-           "%lld rounds, %lld zero pages, %lld normal, forced %s\n", name, dt,
-           json_integer_value(json_object_get(q, "total-time")),
+           "%lld rounds, %lld zero pages, %lld normal, forced %s\n",
+           name, dt, json_integer_value(json_object_get(q, "total-time")),
            json_integer_value(json_object_get(q, "downtime")),
            json_integer_value(json_object_get(ram, "transferred")),
            json_integer_value(json_object_get(q, "x-rounds")),
@@ -348,8 +344,8 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
     CHECK(json_integer_value(json_object_get(ram, "duplicate")) > 0, "zero pages sent as such");
     CHECK(json_is_integer(json_object_get(q, "downtime")), "downtime reported");
     const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
-    CHECK(owner && !strcmp(owner, "destination"), "%s: x-guest-owner %s after completion",
-          name, owner ? owner : "(none)");
+    CHECK(owner && !strcmp(owner, "destination"), "%s: x-guest-owner %s after completion", name,
+          owner ? owner : "(none)");
     /* events: setup, active, device, completed in that order */
     const char *want[] = { "setup", "active", "device", "completed" };
     for (int i = 0; i < 4; i++) {
@@ -366,7 +362,7 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
     json_t *r = qc_cmdf(src->c, "cont", NULL);
     CHECK(r && json_object_get(r, "error"), "cont on a migrated-away source must fail");
     json_decref(r);
-    qc_close(src->c);           /* the last client gone: the source leaves */
+    qc_close(src->c); /* the last client gone: the source leaves */
     src->c = NULL;
     int st = vm_wait(src, 10000);
     CHECK(st == 0, "the source should exit 0 after completing, got %d", st);
@@ -377,19 +373,21 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
     CHECK(!strcmp(json_string_value(json_object_get(s, "status")), "running"),
           "destination status %s", json_string_value(json_object_get(s, "status")));
     json_decref(s);
-    s = cmd_ok(&dst, "query-migrate", NULL);    /* the destination says it owns the guest */
-    CHECK(!strcmp(status_of(s), "completed") &&
-          json_is_true(json_object_get(s, "x-incoming")) &&
-          !strcmp(json_string_value(json_object_get(s, "x-guest-owner")), "destination"),
+    s = cmd_ok(&dst, "query-migrate", NULL); /* the destination says it owns the guest */
+    CHECK(!strcmp(status_of(s), "completed") && json_is_true(json_object_get(s, "x-incoming")) &&
+              !strcmp(json_string_value(json_object_get(s, "x-guest-owner")), "destination"),
           "%s: the destination's query-migrate: %s", name, json_dumps(s, 0));
     json_decref(s);
     if (dirty) {
         uint64_t first = read_u64(&dst, pass_addr);
-        CHECK(first >= before, "the guest restarted: pass %llu on the destination, %llu "
-              "on the source before", (unsigned long long)first, (unsigned long long)before);
+        CHECK(first >= before,
+              "the guest restarted: pass %llu on the destination, %llu "
+              "on the source before",
+              (unsigned long long)first, (unsigned long long)before);
         uint64_t later = wait_pass(&dst, first + 2, 60000);
         printf("%s: guest pass %llu before, %llu right after, %llu later: continues, pages "
-               "verified\n", name, (unsigned long long)before, (unsigned long long)first,
+               "verified\n",
+               name, (unsigned long long)before, (unsigned long long)first,
                (unsigned long long)later);
     } else {
         uint64_t c0 = read_u64(&dst, counter_addr);
@@ -397,7 +395,7 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
         uint64_t c1 = read_u64(&dst, counter_addr);
         CHECK(c1 > c0, "the idle guest's counter does not move on the destination");
     }
-    *src = dst;         /* the destination is the next case's source */
+    *src = dst; /* the destination is the next case's source */
     return q;
 }
 

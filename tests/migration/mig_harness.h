@@ -18,7 +18,6 @@
 #include "check.h"
 #include "qmp_client.h"
 
-
 typedef struct Vm {
     pid_t pid;
     char sock[128];
@@ -26,11 +25,11 @@ typedef struct Vm {
     QClient *c;
 } Vm;
 
-extern char tmpdir[64];             /* this run's scratch folder */
+extern char tmpdir[64]; /* this run's scratch folder */
 /* the strata binary and the guests (the build's, or the environment's) */
 extern const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
-extern const char *vm_cpus;         /* --cpus of the next strata started */
-extern uint64_t pass_addr, counter_addr;   /* the guests' counters (xp) */
+extern const char *vm_cpus;              /* --cpus of the next strata started */
+extern uint64_t pass_addr, counter_addr; /* the guests' counters (xp) */
 
 #define MIG_SEEN(name) (1u << mig_status_index(name))
 
@@ -44,8 +43,7 @@ double now_s(void);
  * --cpus vm_cpus --api-socket tmpdir/NAME.qmp [--incoming=INCOMING], log in
  * tmpdir/NAME.log; it dies with this program. */
 extern const char *peer_bin;
-void start_vm(Vm *vm, const char *name, const char *elf, const char *memory,
-              const char *incoming);
+void start_vm(Vm *vm, const char *name, const char *elf, const char *memory, const char *incoming);
 /* vm's exit status if it has exited (reaped), else -1. */
 int vm_reap(Vm *vm);
 /* vm's exit status, waiting up to timeout_ms (-1 if still running). */

@@ -36,10 +36,10 @@ static bool write_all(int fd, const uint8_t *p, size_t n)
 
 /* One direction's handover message being collected or held. */
 typedef struct Msg {
-    int id;                     /* PX_READY, PX_GO, PX_ANSWER; -1: none expected now */
+    int id; /* PX_READY, PX_GO, PX_ANSWER; -1: none expected now */
     uint8_t b[4];
     unsigned have;
-    uint64_t release_ms;        /* held until then (0: not held) */
+    uint64_t release_ms; /* held until then (0: not held) */
 } Msg;
 
 typedef enum { OK, CLOSE } Step;
@@ -89,7 +89,7 @@ static void *proxy_main(void *arg)
      * source: READY (or ERR!) first, then the answer to GO */
     Msg up = { .id = -1 }, down = { .id = PX_READY };
     bool ready_passed = false;
-    bool b_open = true;     /* after a dropped answer the source side stays open */
+    bool b_open = true; /* after a dropped answer the source side stays open */
     for (;;) {
         uint64_t now = mono_ms();
         int timeout = 60000;
@@ -121,8 +121,7 @@ static void *proxy_main(void *arg)
             up.id = PX_GO;
         /* a held direction is not read (its order is kept) */
         struct pollfd f[2] = { { .fd = up.release_ms ? -1 : a, .events = POLLIN },
-                               { .fd = down.release_ms || !b_open ? -1 : b,
-                                 .events = POLLIN } };
+                               { .fd = down.release_ms || !b_open ? -1 : b, .events = POLLIN } };
         int n = poll(f, 2, timeout);
         if (n < 0 && errno == EINTR)
             continue;
@@ -130,7 +129,7 @@ static void *proxy_main(void *arg)
             break;
         if (n == 0) {
             if (timeout == 60000)
-                break;      /* a minute without a byte: give up */
+                break; /* a minute without a byte: give up */
             continue;
         }
         if (f[0].revents) {

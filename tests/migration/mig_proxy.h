@@ -22,23 +22,23 @@ enum { PX_READY, PX_GO, PX_ANSWER, PX_NMSG };
 
 typedef struct ProxyFault {
     ProxyAction action;
-    unsigned delay_ms;          /* PX_DELAY */
+    unsigned delay_ms; /* PX_DELAY */
 } ProxyFault;
 
 typedef struct Proxy {
     /* set before proxy_start */
-    uint64_t cut_after;         /* close both after this many source bytes (0: never) */
-    uint64_t flip_at;           /* xor 0x5a into this source byte (UINT64_MAX: none) */
-    ProxyFault at[PX_NMSG];     /* what happens to READY, GO, the answer to GO */
+    uint64_t cut_after;     /* close both after this many source bytes (0: never) */
+    uint64_t flip_at;       /* xor 0x5a into this source byte (UINT64_MAX: none) */
+    ProxyFault at[PX_NMSG]; /* what happens to READY, GO, the answer to GO */
     /* read by the test (atomically) */
-    int seen[PX_NMSG];          /* the message reached the proxy */
-    uint32_t tags[PX_NMSG];     /* its 4 bytes (little endian) */
-    int done;                   /* the proxy closed both sides */
-    uint64_t forwarded;         /* source -> destination bytes */
-    int connect_errno;          /* the proxy could not reach the destination */
+    int seen[PX_NMSG];      /* the message reached the proxy */
+    uint32_t tags[PX_NMSG]; /* its 4 bytes (little endian) */
+    int done;               /* the proxy closed both sides */
+    uint64_t forwarded;     /* source -> destination bytes */
+    int connect_errno;      /* the proxy could not reach the destination */
     /* internal */
-    char path[128];             /* the source connects here */
-    char target[128];           /* the destination's --incoming socket */
+    char path[128];   /* the source connects here */
+    char target[128]; /* the destination's --incoming socket */
     int lfd;
     pthread_t thread;
 } Proxy;

@@ -46,11 +46,10 @@ static void migrate_fails(Vm *src, const char *name, Proxy *px, const char *dst_
     json_decref(cmd_ok(src, "migrate", args));
     json_t *q = wait_migration(src, 120000);
     const char *desc = json_string_value(json_object_get(q, "error-desc"));
-    printf("%s: source %s (%s)%s\n", name, status_of(q), desc ? desc : "",
-           px ? "" : "");
+    printf("%s: source %s (%s)%s\n", name, status_of(q), desc ? desc : "", px ? "" : "");
     CHECK(!strcmp(status_of(q), "failed"), "%s: expected failed, got %s", name, status_of(q));
-    CHECK(desc && (!expect_src || strstr(desc, expect_src)), "%s: error-desc '%s' lacks '%s'",
-          name, desc ? desc : "", expect_src ? expect_src : "");
+    CHECK(desc && (!expect_src || strstr(desc, expect_src)), "%s: error-desc '%s' lacks '%s'", name,
+          desc ? desc : "", expect_src ? expect_src : "");
     json_decref(q);
     if (px) {
         proxy_stop(px);
@@ -84,15 +83,15 @@ static void test_cancel(Vm *src)
     /* wait until it is moving pages */
     for (int i = 0; i < 200; i++) {
         json_t *q = cmd_ok(src, "query-migrate", NULL);
-        json_int_t tr = json_integer_value(json_object_get(json_object_get(q, "ram"),
-                                                           "transferred"));
+        json_int_t tr = json_integer_value(
+            json_object_get(json_object_get(q, "ram"), "transferred"));
         bool active = !strcmp(status_of(q), "active");
         json_decref(q);
         if (active && tr > (1 << 20))
             break;
         msleep(50);
     }
-    json_t *r = qc_cmdf(src->c, "migrate", args);     /* a second one is refused */
+    json_t *r = qc_cmdf(src->c, "migrate", args); /* a second one is refused */
     CHECK(r && json_object_get(r, "error"), "a second migrate must be refused");
     json_decref(r);
     r = qc_cmdf(src->c, "system_reset", NULL);
@@ -166,7 +165,8 @@ int main(int argc, char **argv)
         }
         soak_hops = (unsigned)n;
     } else if (argc != 1) {
-        fprintf(stderr, "usage: mig-test [--soak HOPS | --handover]\n"
+        fprintf(stderr,
+                "usage: mig-test [--soak HOPS | --handover]\n"
                 "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
                 "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
                 "limit, stop/cont storms)\n");
@@ -230,8 +230,7 @@ int main(int argc, char **argv)
 
     /* 3. dirtying faster than the cap: the final round is forced */
     json_t *q = migrate_ok(&src, "capped", guest_elf,
-                           "{\"max-bandwidth\": 16777216, \"downtime-limit\": 50}", true,
-                           180000);
+                           "{\"max-bandwidth\": 16777216, \"downtime-limit\": 50}", true, 180000);
     CHECK(json_is_true(json_object_get(q, "x-forced-final-round")),
           "the capped migration should have been forced to its final round");
     CHECK(json_integer_value(json_object_get(q, "downtime")) > 0, "a forced round has downtime");
@@ -253,7 +252,7 @@ int main(int argc, char **argv)
         migrate_fails(&src, name, &px, "256M", NULL, NULL);
     }
     proxy_init(&px);
-    px.at[PX_READY].action = PX_CUT;    /* everything arrived; READY never gets back */
+    px.at[PX_READY].action = PX_CUT; /* everything arrived; READY never gets back */
     migrate_fails(&src, "cut-at-handover", &px, "256M", NULL, "did not confirm the handover");
     srand(12345);
     for (int i = 0; i < 5; i++) {
@@ -276,7 +275,8 @@ int main(int argc, char **argv)
     json_decref(cmd_ok(&src, "quit", NULL));
     CHECK(vm_wait(&src, 10000) == 0, "quit");
     qc_close(src.c);
-    printf("PASS: migration (idle 2 vCPUs, pio x2 (unix, tcp), dirty x2, capped+forced, cancel, 7 cuts, 5 flips, memory and "
-           "cpus mismatch, final)\n");
+    printf(
+        "PASS: migration (idle 2 vCPUs, pio x2 (unix, tcp), dirty x2, capped+forced, cancel, 7 cuts, 5 flips, memory and "
+        "cpus mismatch, final)\n");
     return 0;
 }

@@ -31,9 +31,9 @@
 #include "vmm/migration/internal.h"
 #include "vmm/migration/stream.h"
 
-static MigStreamBuf valid;          /* header .. END, no GO */
-static uint8_t *source_ram;         /* what RAM holds after the valid stream */
-static unsigned checks;             /* refusals checked (printed at the end) */
+static MigStreamBuf valid;  /* header .. END, no GO */
+static uint8_t *source_ram; /* what RAM holds after the valid stream */
+static unsigned checks;     /* refusals checked (printed at the end) */
 
 static int find(uint32_t type, unsigned nth)
 {
@@ -67,14 +67,14 @@ static void refused2(const uint8_t *p, size_t n, const char *want, const char *w
     fake_mig_reset();
     assert_int_equal(fake_mig_load(p, n, FAKE_MIG_PEER_STREAM, true, &r), 0);
     bool ok = r.ret == -1 && one_line(r.log) && strstr(r.log, "the guest is not started") &&
-              (strstr(r.log, want) || (want2 && strstr(r.log, want2))) &&
-              fake_mig.vm_sets == 0 && fake_mig.vcpu_sets == 0;
+              (strstr(r.log, want) || (want2 && strstr(r.log, want2))) && fake_mig.vm_sets == 0 &&
+              fake_mig.vcpu_sets == 0;
     /* the reason also went back (unless the peer had stopped reading) */
     if (ok && r.reply == MIG_REPLY_ERROR)
         ok = r.reason[0] && strstr(r.log, r.reason);
     if (!ok)
-        fail_msg("%s: ret %d, installs %u/%u, reply 0x%x '%s', log: %s (wanted '%s')", what,
-                 r.ret, fake_mig.vm_sets, fake_mig.vcpu_sets, r.reply, r.reason, r.log, want);
+        fail_msg("%s: ret %d, installs %u/%u, reply 0x%x '%s', log: %s (wanted '%s')", what, r.ret,
+                 fake_mig.vm_sets, fake_mig.vcpu_sets, r.reply, r.reason, r.log, want);
     checks++;
 }
 
@@ -163,7 +163,7 @@ static void test_valid_loads(void **state)
     if (r.ret != 0)
         fail_msg("valid stream refused: %s", r.log);
     assert_int_equal(r.reply, MIG_REPLY_READY);
-    assert_int_equal(r.answer, MIG_REPLY_ACK);        /* GO answered: it runs the guest */
+    assert_int_equal(r.answer, MIG_REPLY_ACK); /* GO answered: it runs the guest */
     assert_false(r.start_paused);
     assert_non_null(strstr(r.log, "incoming migration loaded"));
     assert_true(one_line(r.log));
@@ -239,7 +239,7 @@ static void test_no_go(void **state)
     assert_int_equal(fake_mig_load(valid.p, valid.len, FAKE_MIG_PEER_STREAM, true, &r), 0);
     assert_int_equal(r.ret, -1);
     assert_int_equal(r.reply, MIG_REPLY_READY);
-    assert_int_equal(r.answer, MIG_REPLY_ERROR);      /* the source hears it: it resumes */
+    assert_int_equal(r.answer, MIG_REPLY_ERROR); /* the source hears it: it resumes */
     assert_non_null(strstr(r.reason, "no GO from the source"));
     assert_non_null(strstr(r.log, "did not confirm the handover"));
     assert_true(one_line(r.log));
@@ -282,8 +282,9 @@ static void test_truncations(void **state)
     (void)state;
     for (unsigned i = 0; i < valid.nrec; i++) {
         size_t at = valid.rec_off[i], len = mig_sb_rec(&valid, i).len;
-        const size_t cuts[] = { at, at + 2, at + 4, at + 8, at + 12, at + 12 + len / 2,
-                                at + 12 + len, at + 14 + len };
+        const size_t cuts[] = {
+            at, at + 2, at + 4, at + 8, at + 12, at + 12 + len / 2, at + 12 + len, at + 14 + len
+        };
         for (unsigned k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++) {
             char what[64];
             snprintf(what, sizeof(what), "record %u cut at +%zu", i, cuts[k] - at);
@@ -300,8 +301,8 @@ static void test_bit_flips(void **state)
     for (unsigned i = 0; i < valid.nrec; i++) {
         size_t at = valid.rec_off[i], len = mig_sb_rec(&valid, i).len;
         /* type, id, length (low and high byte), payload first/middle/last, CRC */
-        const size_t offs[] = { 0, 3, 4, 7, 8, 11, 12, 12 + len / 2, 12 + len - 1, 12 + len,
-                                15 + len };
+        const size_t offs[] = { 0,        3,       4, 7, 8, 11, 12, 12 + len / 2, 12 + len - 1,
+                                12 + len, 15 + len };
         for (unsigned k = 0; k < sizeof(offs) / sizeof(offs[0]); k++) {
             if (offs[k] >= 12 && offs[k] < 12 + len && !len)
                 continue;
@@ -349,8 +350,8 @@ static void test_lengths(void **state)
 static void test_order(void **state)
 {
     (void)state;
-    const uint32_t firsts[] = { MIG_REC_RAM, MIG_REC_ROUND, MIG_REC_VMSTATE, MIG_REC_VCPU,
-                                MIG_REC_DEVICE, MIG_REC_END };
+    const uint32_t firsts[] = { MIG_REC_RAM,  MIG_REC_ROUND,  MIG_REC_VMSTATE,
+                                MIG_REC_VCPU, MIG_REC_DEVICE, MIG_REC_END };
     for (unsigned k = 0; k < sizeof(firsts) / sizeof(firsts[0]); k++) {
         int f = find(firsts[k], 0);
         MigStreamBuf sb;
@@ -369,7 +370,11 @@ static void test_order(void **state)
 static void test_duplicates(void **state)
 {
     (void)state;
-    const struct { uint32_t type; unsigned nth; const char *want; } dups[] = {
+    const struct {
+        uint32_t type;
+        unsigned nth;
+        const char *want;
+    } dups[] = {
         { MIG_REC_CONFIG, 0, "a second CONFIG record" },
         { MIG_REC_VMSTATE, 0, "VMSTATE record sent twice" },
         { MIG_REC_VCPU, 0, "VCPU record 0 sent twice" },
@@ -392,7 +397,11 @@ static void test_duplicates(void **state)
 static void test_missing(void **state)
 {
     (void)state;
-    const struct { uint32_t type; unsigned nth; const char *want; } gone[] = {
+    const struct {
+        uint32_t type;
+        unsigned nth;
+        const char *want;
+    } gone[] = {
         { MIG_REC_VMSTATE, 0, "ended without the VM state" },
         { MIG_REC_VCPU, 1, "ended without vCPU 1's state" },
         { MIG_REC_DEVICE, 0, "ended without device serial's state" },
@@ -419,7 +428,11 @@ static void test_end_counts(void **state)
     MigRec r = mig_sb_rec(&valid, e);
     uint8_t pl[40];
     assert_int_equal(r.len, 32);
-    const struct { unsigned field; int64_t delta; const char *want; } bad[] = {
+    const struct {
+        unsigned field;
+        int64_t delta;
+        const char *want;
+    } bad[] = {
         { 0, 1, "END record: the source sent" },
         { 0, -1, "END record: the source sent" },
         { 1, 1, "END record: the source sent" },
@@ -448,7 +461,7 @@ static void test_unknown_types(void **state)
     (void)state;
     const uint32_t types[] = { 0, MIG_REC_TYPE_MAX + 1, 0x100, UINT32_MAX };
     for (unsigned k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
-        for (unsigned at = 0; at <= 1; at++) {     /* instead of CONFIG, after it */
+        for (unsigned at = 0; at <= 1; at++) { /* instead of CONFIG, after it */
             MigStreamBuf sb;
             char want[48];
             mig_sb_init(&sb);
@@ -498,8 +511,7 @@ static void test_ram_entries(void **state)
     refused_ram(0, 0x1000 | 3, MIG_PAGE_SIZE, 8, "unknown kind 3");
     refused_ram(0, 0x1000 | MIG_PAGE_NORMAL, 100, 8, "page at 0x1000 truncated");
     refused_ram(0, 0x1000 | MIG_PAGE_ZERO, 0, 4, "a truncated page entry");
-    refused_ram(0, (size - MIG_PAGE_SIZE) | MIG_PAGE_NORMAL, MIG_PAGE_SIZE - 1, 8,
-                "truncated");
+    refused_ram(0, (size - MIG_PAGE_SIZE) | MIG_PAGE_NORMAL, MIG_PAGE_SIZE - 1, 8, "truncated");
 }
 
 /* ---- CONFIG of another machine -------------------------------------------------------- */
@@ -543,8 +555,9 @@ static void test_config_mismatch(void **state)
     json_object_set_new(o, "irqchip", json_false());
     refused_config(o, "differ in the in-kernel irqchip");
     o = config();
-    json_object_set_new(o, "ram", json_pack("[{s:s,s:I}]", "name", "pc.ram", "size",
-                                            (json_int_t)FAKE_MIG_RAM_SIZE));
+    json_object_set_new(o, "ram",
+                        json_pack("[{s:s,s:I}]", "name", "pc.ram", "size",
+                                  (json_int_t)FAKE_MIG_RAM_SIZE));
     refused_config(o, "RAM blocks differ");
     o = config();
     json_array_remove(json_object_get(o, "devices"), 3);
@@ -577,12 +590,12 @@ static void test_state_records(void **state)
                      "VCPU record 0: index does not match", "vCPU 1's state as 0");
     refused_replaced((unsigned)v1, MIG_REC_VCPU, 2, r1.payload, r1.len,
                      "VCPU record 2: this machine has 2 vCPUs", "vCPU 2");
-    refused_replaced((unsigned)v1, MIG_REC_VCPU, 1, r1.payload, r1.len - 1, "VCPU record 1: ",
-                     "VCPU cut");
-    refused_replaced((unsigned)v1, MIG_REC_VCPU, 1, rvm.payload, rvm.len, "VCPU record 1: ",
-                     "VMST section in a VCPU record");
-    refused_replaced((unsigned)vm, MIG_REC_VMSTATE, 0, r1.payload, r1.len, "VMSTATE record: ",
-                     "VCPU section in the VMSTATE record");
+    refused_replaced((unsigned)v1, MIG_REC_VCPU, 1, r1.payload, r1.len - 1,
+                     "VCPU record 1: ", "VCPU cut");
+    refused_replaced((unsigned)v1, MIG_REC_VCPU, 1, rvm.payload, rvm.len,
+                     "VCPU record 1: ", "VMST section in a VCPU record");
+    refused_replaced((unsigned)vm, MIG_REC_VMSTATE, 0, r1.payload, r1.len,
+                     "VMSTATE record: ", "VCPU section in the VMSTATE record");
     refused_replaced((unsigned)vm, MIG_REC_VMSTATE, 0, rvm.payload, rvm.len - 1,
                      "VMSTATE record: ", "VMSTATE cut");
 }
@@ -603,17 +616,17 @@ static void test_device_records(void **state)
     uint8_t *pl = malloc(r0.len);
     assert_non_null(pl);
     memcpy(pl, r0.payload, r0.len);
-    pl[0] = 0xff;   /* name length 255 */
+    pl[0] = 0xff; /* name length 255 */
     refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, pl, r0.len,
                      "DEVICE record 0: name longer than the record", "long name");
     pl[0] = 6;
-    pl[r0.len - 5] ^= 1;    /* the section's last payload byte: its CRC no longer matches */
-    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, pl, r0.len, "device serial: ",
-                     "serial section corrupt");
-    assert_int_equal(m->serial.scr, 0);     /* refused: left as it was */
+    pl[r0.len - 5] ^= 1; /* the section's last payload byte: its CRC no longer matches */
+    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, pl, r0.len,
+                     "device serial: ", "serial section corrupt");
+    assert_int_equal(m->serial.scr, 0); /* refused: left as it was */
     free(pl);
-    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, r0.payload, 8, "device serial: ",
-                     "serial section cut");
+    refused_replaced((unsigned)d0, MIG_REC_DEVICE, 0, r0.payload, 8,
+                     "device serial: ", "serial section cut");
 }
 
 /* A payload of record i with `extra` bytes appended. */
@@ -648,7 +661,7 @@ static void test_trailing_end_round(void **state)
     unsigned e = (unsigned)find(MIG_REC_END, 0);
     refused_extra(e, junk, 8, "END record: RAM check word 0x0 unknown", "END + 8 zero bytes");
     refused_extra(e, junk, 4, "END record: 36 bytes, expected 32 or 40", "END + 4");
-    static const uint8_t bad_crc[8] = { 0, 0, 0, 0, 1, 0, 0, 0 };    /* 1 << 32 | CRC 0 */
+    static const uint8_t bad_crc[8] = { 0, 0, 0, 0, 1, 0, 0, 0 }; /* 1 << 32 | CRC 0 */
     refused_extra(e, bad_crc, 8, "RAM differs from the source's at its final pause",
                   "END with a wrong RAM CRC");
     refused_extra((unsigned)find(MIG_REC_ROUND, 1), junk, 1,

@@ -19,19 +19,19 @@
 #include "vmm/migration/policy.h"
 
 #define PAGE 4096u
-#define WIRE (PAGE + 8u)        /* a normal page on the wire: entry + data */
+#define WIRE (PAGE + 8u) /* a normal page on the wire: entry + data */
 
 typedef struct Guest {
-    uint64_t pages;             /* RAM */
-    double rate;                /* pages dirtied per second */
-    uint64_t working_set;       /* pages the guest dirties (the same ones again) */
-    double link;                /* bytes per second */
+    uint64_t pages;       /* RAM */
+    double rate;          /* pages dirtied per second */
+    uint64_t working_set; /* pages the guest dirties (the same ones again) */
+    double link;          /* bytes per second */
 } Guest;
 
 typedef struct Trace {
     unsigned rounds;
     MigDecision last;
-    uint64_t expected_ms[64];   /* after each round */
+    uint64_t expected_ms[64]; /* after each round */
     uint64_t waiting[64];
 } Trace;
 
@@ -89,7 +89,7 @@ static void one_gib_16_per_ms(void **state)
     assert_true(t.rounds >= 3);
     assert_int_equal(t.last, MIG_FINAL);
     assert_true(t.expected_ms[t.rounds - 1] < 1);
-    for (unsigned i = 1; i < t.rounds; i++)     /* each round paid: at least halved */
+    for (unsigned i = 1; i < t.rounds; i++) /* each round paid: at least halved */
         assert_true(t.waiting[i] * 2 <= t.waiting[i - 1]);
 }
 
@@ -171,12 +171,9 @@ static void empty_round(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(idle),
-        cmocka_unit_test(one_gib_16_per_ms),
-        cmocka_unit_test(hot_set),
-        cmocka_unit_test(faster_than_link),
-        cmocka_unit_test(max_rounds),
-        cmocka_unit_test(limit_raised),
+        cmocka_unit_test(idle),        cmocka_unit_test(one_gib_16_per_ms),
+        cmocka_unit_test(hot_set),     cmocka_unit_test(faster_than_link),
+        cmocka_unit_test(max_rounds),  cmocka_unit_test(limit_raised),
         cmocka_unit_test(empty_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

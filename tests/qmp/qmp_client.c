@@ -139,7 +139,7 @@ json_t *qc_cmd(QClient *c, const char *name, json_t *args)
         json_t *mid = json_object_get(m, "id");
         if (json_is_integer(mid) && json_integer_value(mid) == id)
             return m;
-        json_decref(m);     /* a reply to a raw request sent earlier */
+        json_decref(m); /* a reply to a raw request sent earlier */
     }
 }
 
@@ -160,7 +160,8 @@ json_t *qc_wait_event(QClient *c, const char *name)
     for (;;) {
         size_t i;
         json_t *e;
-        json_array_foreach(c->events, i, e) {
+        json_array_foreach(c->events, i, e)
+        {
             if (!strcmp(json_string_value(json_object_get(e, "event")), name)) {
                 json_incref(e);
                 json_array_remove(c->events, i);

@@ -11,7 +11,7 @@ typedef struct QClient {
     int fd;
     char *buf;
     size_t len, cap;
-    json_t *events;         /* events read while waiting for replies */
+    json_t *events; /* events read while waiting for replies */
     long long next_id;
 } QClient;
 

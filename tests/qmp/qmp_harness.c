@@ -22,7 +22,6 @@ char tmpdir[64];
 pid_t strata_pid = -1;
 char sock_path[128];
 
-
 char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -183,8 +182,7 @@ json_t *ok(QClient *c, const char *name, const char *args)
 }
 
 /* Runs a command that must fail with class cls and a desc containing sub. */
-void fails(QClient *c, const char *name, const char *args, const char *cls,
-                  const char *sub)
+void fails(QClient *c, const char *name, const char *args, const char *cls, const char *sub)
 {
     json_t *r = qc_cmdf(c, name, args);
     CHECK(r, "%s: no reply", name);
@@ -274,9 +272,9 @@ char *expected_mtree(unsigned flags)
     memory_region_add_subregion(&io, 0x64, &kbd_cmd);
     memory_region_init_io(&sleep, ctx, NULL, NULL, "acpi-sleep", 3);
     memory_region_add_subregion(&io, 0x600, &sleep);
-    memory_region_init_io(&panic, ctx, NULL, NULL, "pvpanic", 1);     /* devices/pvpanic.h */
+    memory_region_init_io(&panic, ctx, NULL, NULL, "pvpanic", 1); /* devices/pvpanic.h */
     memory_region_add_subregion(&io, 0x505, &panic);
-    memory_region_init_io(&ged, ctx, NULL, NULL, "acpi-ged", 4);      /* devices/ged.h */
+    memory_region_init_io(&ged, ctx, NULL, NULL, "acpi-ged", 4); /* devices/ged.h */
     memory_region_add_subregion(&io, 0x610, &ged);
     AddressSpace *mas = address_space_new(ctx, &sys, "memory");
     AddressSpace *ias = address_space_new(ctx, &io, "I/O");
@@ -305,4 +303,3 @@ char *expected_mtree(unsigned flags)
     memory_context_free(ctx);
     return s;
 }
-

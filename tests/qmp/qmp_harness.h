@@ -14,11 +14,10 @@
 #include "check.h"
 #include "qmp_client.h"
 
-extern char tmpdir[64];         /* per-run scratch folder */
-extern pid_t strata_pid;        /* the strata being tested, or -1 */
-extern char sock_path[128];     /* its --api-socket */
-extern uint64_t counter_addr;   /* guest physical address of spin_counter */
-
+extern char tmpdir[64];       /* per-run scratch folder */
+extern pid_t strata_pid;      /* the strata being tested, or -1 */
+extern char sock_path[128];   /* its --api-socket */
+extern uint64_t counter_addr; /* guest physical address of spin_counter */
 
 /* The common start of a test: exits 77 (printing why) where /dev/kvm
  * cannot run guests, makes tmpdir /tmp/strata-NAME-XXXXXX (removed with

@@ -86,8 +86,7 @@ static const char *status_of(QClient *c)
     snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(r, "status")));
     bool running = json_is_true(json_object_get(r, "running"));
     json_decref(r);
-    CHECK(running == !strcmp(st, "running"), "query-status: running flag disagrees with '%s'",
-          st);
+    CHECK(running == !strcmp(st, "running"), "query-status: running flag disagrees with '%s'", st);
     return st;
 }
 
@@ -121,7 +120,7 @@ static json_t *wait_event(QClient *c, const char *name)
     json_t *e = qc_wait_event(c, name);
     CHECK(e, "no %s event before the connection closed", name);
     CHECK(json_is_object(json_object_get(e, "timestamp")) &&
-          json_is_integer(json_object_get(json_object_get(e, "timestamp"), "seconds")),
+              json_is_integer(json_object_get(json_object_get(e, "timestamp"), "seconds")),
           "%s event without a timestamp: %s", name, dump(e));
     return e;
 }
@@ -133,7 +132,8 @@ static void session_greeting(const char *sock, QClient **out)
     json_t *g = qc_read(c);
     json_t *q = json_object_get(g, "QMP");
     CHECK(json_is_object(json_object_get(q, "version")) &&
-          json_is_array(json_object_get(q, "capabilities")), "greeting %s", dump(g));
+              json_is_array(json_object_get(q, "capabilities")),
+          "greeting %s", dump(g));
     json_decref(g);
     json_t *r = qc_cmd(c, "query-status", NULL);
     CHECK(r && !strcmp(error_class(r) ? error_class(r) : "", "CommandNotFound"),
@@ -163,7 +163,7 @@ static void session_stop_cont(QClient *c, QClient *obs, const char *log)
     json_decref(ok(c, "stop", NULL));
     json_decref(wait_event(obs, "STOP"));
     CHECK(!strcmp(status_of(c), "paused"), "after stop: '%s'", status_of(c));
-    msleep(300);                        /* a line being written when stop came */
+    msleep(300); /* a line being written when stop came */
     int frozen = ticks(log);
     msleep(2500);
     CHECK(ticks(log) == frozen, "the guest printed %d heartbeats while paused",
@@ -179,7 +179,8 @@ static void session_stop_cont(QClient *c, QClient *obs, const char *log)
     CHECK(!strcmp(status_of(c), "running"), "after cont: '%s'", status_of(c));
     CHECK(ticks_pass(log, frozen), "no heartbeat after cont");
     printf("ok: query-status running; stop -> STOP event, paused, heartbeat frozen for "
-           "2.5 s at %d; cont -> RESUME event, running, heartbeat again\n", frozen);
+           "2.5 s at %d; cont -> RESUME event, running, heartbeat again\n",
+           frozen);
 }
 
 static void session_mtree(QClient *c)
@@ -188,13 +189,16 @@ static void session_mtree(QClient *c)
     bool mem = false, io = false, virtio = false, ged = false, serial = false;
     size_t i, k;
     json_t *e, *fv, *r;
-    json_array_foreach(json_object_get(t, "address-spaces"), i, e) {
+    json_array_foreach(json_object_get(t, "address-spaces"), i, e)
+    {
         const char *n = json_string_value(json_object_get(e, "name"));
         mem |= n && !strcmp(n, "memory");
         io |= n && !strcmp(n, "I/O");
     }
-    json_array_foreach(json_object_get(t, "flatviews"), i, fv) {
-        json_array_foreach(json_object_get(fv, "ranges"), k, r) {
+    json_array_foreach(json_object_get(t, "flatviews"), i, fv)
+    {
+        json_array_foreach(json_object_get(fv, "ranges"), k, r)
+        {
             const char *reg = json_string_value(json_object_get(r, "region"));
             const char *start = json_string_value(json_object_get(r, "start"));
             if (!reg || !start)
@@ -204,14 +208,14 @@ static void session_mtree(QClient *c)
             serial |= !strcmp(reg, "serial") && !strcmp(start, "0x3f8");
         }
     }
-    CHECK(mem && io, "query-mtree address spaces: %s",
-          dump(json_object_get(t, "address-spaces")));
+    CHECK(mem && io, "query-mtree address spaces: %s", dump(json_object_get(t, "address-spaces")));
     CHECK(virtio && ged && serial, "query-mtree FlatViews lack%s%s%s",
           virtio ? "" : " virtio-mmio at 0xfeb00000", ged ? "" : " acpi-ged at 0x610",
           serial ? "" : " serial at 0x3f8");
     json_t *slots = json_object_get(t, "kvm-slots");
     bool low_ram = false;
-    json_array_foreach(slots, i, e) {
+    json_array_foreach(slots, i, e)
+    {
         const char *reg = json_string_value(json_object_get(e, "region"));
         const char *gpa = json_string_value(json_object_get(e, "gpa"));
         low_ram |= reg && gpa && !strcmp(reg, "microvm.ram") && !strcmp(gpa, "0x0");
@@ -225,26 +229,29 @@ static void session_mtree(QClient *c)
     json_t *h = ok(c, "human-monitor-command", "{\"command-line\": \"info mtree\"}");
     const char *s = json_string_value(h);
     CHECK(s && strstr(s, "address-space: memory") && strstr(s, "address-space: I/O") &&
-          strstr(s, "microvm.ram") && strstr(s, "virtio-") &&
-          strstr(s, "0000000000000610-0000000000000613 (prio 0, i/o): acpi-ged") &&
-          strstr(s, "00000000000003f8-00000000000003ff (prio 0, i/o): serial"),
+              strstr(s, "microvm.ram") && strstr(s, "virtio-") &&
+              strstr(s, "0000000000000610-0000000000000613 (prio 0, i/o): acpi-ged") &&
+              strstr(s, "00000000000003f8-00000000000003ff (prio 0, i/o): serial"),
           "info mtree:\n%s", s ? s : "(not a string)");
     json_decref(h);
     printf("ok: query-mtree: memory and I/O, virtio-mmio, acpi-ged, serial ranges, %zu KVM "
-           "slot(s) with microvm.ram at 0; info mtree shows the same regions\n", nslots);
+           "slot(s) with microvm.ram at 0; info mtree shows the same regions\n",
+           nslots);
 }
 
 static void session_bad_requests(QClient *c, const char *log)
 {
-    static const struct { const char *line, *cls; } cases[] = {
-        { "{\"execute\": \"query-status\"", "GenericError" },          /* invalid JSON */
-        { "[\"query-status\"]", "GenericError" },                       /* not an object */
+    static const struct {
+        const char *line, *cls;
+    } cases[] = {
+        { "{\"execute\": \"query-status\"", "GenericError" }, /* invalid JSON */
+        { "[\"query-status\"]", "GenericError" },             /* not an object */
         { "{\"execute\": \"no-such-command\", \"id\": 1}", "CommandNotFound" },
         { "{\"execute\": \"human-monitor-command\", \"id\": 2}", "GenericError" },
         { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": 5}, "
-          "\"id\": 3}", "GenericError" },
-        { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}, \"id\": 4}",
+          "\"id\": 3}",
           "GenericError" },
+        { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}, \"id\": 4}", "GenericError" },
         { "\x01\x02\xff", "GenericError" },
     };
     int before = ticks(log);
@@ -270,8 +277,7 @@ static void session_bad_requests(QClient *c, const char *log)
     CHECK(qc_send_raw(c, junk, big + (size_t)k), "send failed");
     free(junk);
     json_t *r = qc_read(c);
-    CHECK(r && error_class(r) && strstr(error_desc(r), "exceeds"), "1.5 MiB line: %s",
-          dump(r));
+    CHECK(r && error_class(r) && strstr(error_desc(r), "exceeds"), "1.5 MiB line: %s", dump(r));
     json_decref(r);
     r = qc_read(c);
     CHECK(r && json_object_get(r, "return"), "after the long line: %s", dump(r));
@@ -279,25 +285,25 @@ static void session_bad_requests(QClient *c, const char *log)
     CHECK(!strcmp(status_of(c), "running"), "after bad requests: '%s'", status_of(c));
     CHECK(ticks_pass(log, before), "the guest's heartbeat stopped during the bad requests");
     printf("ok: %zu bad requests and a 1.5 MiB line answered with errors; the connection "
-           "and the guest (heartbeat %d -> %d) kept going\n", n, before, ticks(log));
+           "and the guest (heartbeat %d -> %d) kept going\n",
+           n, before, ticks(log));
 }
 
 static void session_powerdown(QClient *c, QClient *obs)
 {
     json_t *r = ok(c, "system_powerdown", NULL);
-    CHECK(json_is_object(r) && json_object_size(r) == 0, "system_powerdown returned %s",
-          dump(r));
+    CHECK(json_is_object(r) && json_object_size(r) == 0, "system_powerdown returned %s", dump(r));
     json_decref(r);
     json_decref(wait_event(obs, "POWERDOWN"));
     json_t *e = wait_event(obs, "SHUTDOWN");
     json_t *d = json_object_get(e, "data");
     CHECK(json_is_true(json_object_get(d, "guest")) &&
-          !strcmp(json_string_value(json_object_get(d, "reason")), "guest-shutdown"),
+              !strcmp(json_string_value(json_object_get(d, "reason")), "guest-shutdown"),
           "SHUTDOWN event %s (expected guest: true, reason guest-shutdown)", dump(e));
     json_decref(e);
     json_t *m;
     while ((m = qc_read(obs)))
-        json_decref(m);                 /* until strata closes the connection */
+        json_decref(m); /* until strata closes the connection */
     printf("ok: system_powerdown -> {} and POWERDOWN; the guest powered off: SHUTDOWN "
            "(guest: true, guest-shutdown), connection closed\n");
 }
@@ -362,8 +368,8 @@ static void latency(const char *sock, const char *cmd, int n)
     }
     qsort(us, (size_t)n, sizeof(double), cmp_double);
     printf("QMP-BENCH latency cmd=%s n=%d mean_us=%.1f median_us=%.1f p99_us=%.1f "
-           "reply_bytes=%zu\n", cmd, n, sum / n, us[n / 2], us[(n * 99) / 100 - (n >= 100)],
-           bytes);
+           "reply_bytes=%zu\n",
+           cmd, n, sum / n, us[n / 2], us[(n * 99) / 100 - (n >= 100)], bytes);
     free(us);
     qc_close(c);
 }
@@ -383,7 +389,7 @@ static void throughput(const char *sock, int clients, int n)
         QClient *c = qc_open(sock);
         call(c, line, sizeof(line) - 1);
         char b;
-        ssize_t r = read(go[0], &b, 1);     /* returns 0 when the parent closes it */
+        ssize_t r = read(go[0], &b, 1); /* returns 0 when the parent closes it */
         (void)r;
         double span[2] = { now_s(), 0 };
         for (int i = 0; i < n; i++)
@@ -395,7 +401,7 @@ static void throughput(const char *sock, int clients, int n)
     }
     close(go[0]);
     close(res[1]);
-    msleep(300);                            /* every client connected and negotiated */
+    msleep(300); /* every client connected and negotiated */
     close(go[1]);
     double t0 = 1e300, t1 = 0;
     int got = 0;
@@ -409,8 +415,7 @@ static void throughput(const char *sock, int clients, int n)
     int failed = 0, st;
     while (wait(&st) > 0)
         failed += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-    CHECK(got == clients && !failed, "%d of %d benchmark clients failed", clients - got,
-          clients);
+    CHECK(got == clients && !failed, "%d of %d benchmark clients failed", clients - got, clients);
     printf("QMP-BENCH throughput clients=%d requests=%d seconds=%.3f req_per_s=%.0f\n", clients,
            clients * n, t1 - t0, clients * n / (t1 - t0));
 }

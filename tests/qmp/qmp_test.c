@@ -73,8 +73,8 @@ static void test_negotiation(void)
     json_t *g = qc_read(c);
     json_t *ver = json_object_get(json_object_get(g, "QMP"), "version");
     CHECK(json_integer_value(json_object_get(json_object_get(ver, "qemu"), "major")) == 0 &&
-          !strcmp(json_string_value(json_object_get(ver, "package")), "strata") &&
-          json_array_size(json_object_get(json_object_get(g, "QMP"), "capabilities")) == 0,
+              !strcmp(json_string_value(json_object_get(ver, "package")), "strata") &&
+              json_array_size(json_object_get(json_object_get(g, "QMP"), "capabilities")) == 0,
           "greeting %s", json_dumps(g, 0));
     json_decref(g);
     fails(c, "query-status", NULL, "CommandNotFound", "Expecting capabilities negotiation");
@@ -90,7 +90,8 @@ static void test_queries(QClient *c)
 {
     json_t *st = ok(c, "query-status", NULL);
     CHECK(!strcmp(json_string_value(json_object_get(st, "status")), "running") &&
-          json_is_true(json_object_get(st, "running")), "status %s", json_dumps(st, 0));
+              json_is_true(json_object_get(st, "running")),
+          "status %s", json_dumps(st, 0));
     json_decref(st);
 
     json_t *v = ok(c, "query-version", NULL);
@@ -98,10 +99,19 @@ static void test_queries(QClient *c)
     json_decref(v);
 
     json_t *cmds = ok(c, "query-commands", NULL);
-    const char *want[] = { "qmp_capabilities", "query-status", "stop", "cont", "system_reset",
+    const char *want[] = { "qmp_capabilities",
+                           "query-status",
+                           "stop",
+                           "cont",
+                           "system_reset",
                            "system_powerdown",
-                           "quit", "query-commands", "query-version", "query-cpus-fast",
-                           "human-monitor-command", "query-mtree", "query-dirty-log" };
+                           "quit",
+                           "query-commands",
+                           "query-version",
+                           "query-cpus-fast",
+                           "human-monitor-command",
+                           "query-mtree",
+                           "query-dirty-log" };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         bool found = false;
         size_t k;
@@ -114,10 +124,9 @@ static void test_queries(QClient *c)
 
     json_t *cpus = ok(c, "query-cpus-fast", NULL);
     json_t *c0 = json_array_get(cpus, 0);
-    CHECK(json_array_size(cpus) == 1 &&
-          json_integer_value(json_object_get(c0, "cpu-index")) == 0 &&
-          json_integer_value(json_object_get(c0, "thread-id")) > 0 &&
-          !strcmp(json_string_value(json_object_get(c0, "target")), "x86_64"),
+    CHECK(json_array_size(cpus) == 1 && json_integer_value(json_object_get(c0, "cpu-index")) == 0 &&
+              json_integer_value(json_object_get(c0, "thread-id")) > 0 &&
+              !strcmp(json_string_value(json_object_get(c0, "target")), "x86_64"),
           "query-cpus-fast %s", json_dumps(cpus, 0));
     char tid[64];
     snprintf(tid, sizeof(tid), "* CPU #0: thread_id=%lld\n",
@@ -151,9 +160,9 @@ static void test_mtree(QClient *c)
     }
     char *s = hmp(c, "info mtree");
     CHECK(strstr(s, "address-space: memory\n") && strstr(s, "address-space: I/O\n") &&
-          strstr(s, "0000000000000000-000000000fffffff (prio 0, ram): alias ram-below-4g "
-                    "@microvm.ram 0000000000000000-000000000fffffff") &&
-          strstr(s, "00000000000003f8-00000000000003ff (prio 0, i/o): serial"),
+              strstr(s, "0000000000000000-000000000fffffff (prio 0, ram): alias ram-below-4g "
+                        "@microvm.ram 0000000000000000-000000000fffffff") &&
+              strstr(s, "00000000000003f8-00000000000003ff (prio 0, i/o): serial"),
           "info mtree:\n%s", s);
     free(s);
     fails(c, "human-monitor-command", "{\"command-line\": \"info mtree -z\"}", "GenericError",
@@ -165,7 +174,8 @@ static void test_mtree(QClient *c)
     bool mem = false, io = false;
     size_t i;
     json_t *e;
-    json_array_foreach(ases, i, e) {
+    json_array_foreach(ases, i, e)
+    {
         const char *n = json_string_value(json_object_get(e, "name"));
         mem |= !strcmp(n, "memory");
         io |= !strcmp(n, "I/O");
@@ -173,10 +183,12 @@ static void test_mtree(QClient *c)
     CHECK(mem && io, "address-space names");
     bool ram_range = false, serial_range = false;
     json_t *fv;
-    json_array_foreach(json_object_get(t, "flatviews"), i, fv) {
+    json_array_foreach(json_object_get(t, "flatviews"), i, fv)
+    {
         size_t k;
         json_t *r;
-        json_array_foreach(json_object_get(fv, "ranges"), k, r) {
+        json_array_foreach(json_object_get(fv, "ranges"), k, r)
+        {
             const char *reg = json_string_value(json_object_get(r, "region"));
             const char *start = json_string_value(json_object_get(r, "start"));
             const char *end = json_string_value(json_object_get(r, "end"));
@@ -191,9 +203,9 @@ static void test_mtree(QClient *c)
     json_t *slots = json_object_get(t, "kvm-slots");
     json_t *s0 = json_array_get(slots, 0);
     CHECK(json_array_size(slots) == 1 &&
-          !strcmp(json_string_value(json_object_get(s0, "gpa")), "0x0") &&
-          !strcmp(json_string_value(json_object_get(s0, "size")), "0x10000000") &&
-          !strcmp(json_string_value(json_object_get(s0, "region")), "microvm.ram"),
+              !strcmp(json_string_value(json_object_get(s0, "gpa")), "0x0") &&
+              !strcmp(json_string_value(json_object_get(s0, "size")), "0x10000000") &&
+              !strcmp(json_string_value(json_object_get(s0, "region")), "microvm.ram"),
           "kvm-slots %s", json_dumps(slots, 0));
     json_decref(t);
     printf("ok: info mtree [-f] [-D] identical to mtree_info_str of the same tree; query-mtree\n");
@@ -204,7 +216,7 @@ static void test_bad_requests(QClient *c)
     struct {
         const char *line;
         const char *cls, *sub;
-        const char *id;     /* expected id echo (JSON) or NULL */
+        const char *id; /* expected id echo (JSON) or NULL */
     } cases[] = {
         { "{\"execute\": \"query-status\"", "GenericError", "JSON parse error", NULL },
         { "[1, 2, 3]", "GenericError", "must be a JSON object", NULL },
@@ -222,15 +234,19 @@ static void test_bad_requests(QClient *c)
         { "{\"execute\": \"human-monitor-command\", \"id\": 2}", "GenericError",
           "'command-line' is missing", "2" },
         { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": 5}, "
-          "\"id\": 3}", "GenericError", "Invalid parameter type for 'command-line'", "3" },
-        { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}, \"id\": 4}",
-          "GenericError", "'x' is unexpected", "4" },
+          "\"id\": 3}",
+          "GenericError", "Invalid parameter type for 'command-line'", "3" },
+        { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}, \"id\": 4}", "GenericError",
+          "'x' is unexpected", "4" },
         { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
-          "\"frobnicate\"}, \"id\": 5}", "GenericError", "unknown command", "5" },
+          "\"frobnicate\"}, \"id\": 5}",
+          "GenericError", "unknown command", "5" },
         { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
-          "\"xp /1gx 0xffffffffffff0000\"}, \"id\": 6}", "GenericError", "cannot read", "6" },
+          "\"xp /1gx 0xffffffffffff0000\"}, \"id\": 6}",
+          "GenericError", "cannot read", "6" },
         { "{\"execute\": \"set-dirty-log\", \"arguments\": {\"enable\": true, \"client\": "
-          "\"tv\"}, \"id\": 8}", "GenericError", "invalid value", "8" },
+          "\"tv\"}, \"id\": 8}",
+          "GenericError", "invalid value", "8" },
         { "\x01\x02\xff", "GenericError", "JSON parse error", NULL },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -239,8 +255,8 @@ static void test_bad_requests(QClient *c)
         CHECK(qc_send_raw(c, line, strlen(line)), "send");
         json_t *r = qc_read(c);
         CHECK(r && class_of(r) && !strcmp(class_of(r), cases[i].cls) &&
-              strstr(desc_of(r), cases[i].sub), "'%s' answered %s", cases[i].line,
-              r ? json_dumps(r, 0) : "nothing");
+                  strstr(desc_of(r), cases[i].sub),
+              "'%s' answered %s", cases[i].line, r ? json_dumps(r, 0) : "nothing");
         json_t *id = json_object_get(r, "id");
         if (cases[i].id) {
             json_t *want = json_loads(cases[i].id, JSON_DECODE_ANY, NULL);
@@ -259,8 +275,8 @@ static void test_bad_requests(QClient *c)
         char want[8];
         snprintf(want, sizeof(want), "m%d", k);
         CHECK(r && json_object_get(r, "return") &&
-              !strcmp(json_string_value(json_object_get(r, "id")), want), "multi %d: %s", k,
-              json_dumps(r, 0));
+                  !strcmp(json_string_value(json_object_get(r, "id")), want),
+              "multi %d: %s", k, json_dumps(r, 0));
         json_decref(r);
     }
     /* A line over 1 MiB: one error, the rest of it discarded, then service. */
@@ -276,14 +292,15 @@ static void test_bad_requests(QClient *c)
     json_decref(r);
     r = qc_read(c);
     CHECK(r && json_object_get(r, "return") &&
-          !strcmp(json_string_value(json_object_get(r, "id")), "after"), "after long line: %s",
-          json_dumps(r, 0));
+              !strcmp(json_string_value(json_object_get(r, "id")), "after"),
+          "after long line: %s", json_dumps(r, 0));
     json_decref(r);
     json_t *st = ok(c, "query-status", NULL);
     CHECK(json_is_true(json_object_get(st, "running")), "VM not running after bad requests");
     json_decref(st);
     printf("ok: %zu kinds of bad request answered with errors (ids echoed), multi-request "
-           "lines, 1.5 MiB line rejected, VM still running\n", sizeof(cases) / sizeof(cases[0]));
+           "lines, 1.5 MiB line rejected, VM still running\n",
+           sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
@@ -298,7 +315,8 @@ static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
     json_decref(ev);
     json_t *st = ok(c, "query-status", NULL);
     CHECK(!strcmp(json_string_value(json_object_get(st, "status")), "paused") &&
-          json_is_false(json_object_get(st, "running")), "status %s", json_dumps(st, 0));
+              json_is_false(json_object_get(st, "running")),
+          "status %s", json_dumps(st, 0));
     json_decref(st);
     char *s = hmp(c, "info status");
     CHECK(!strcmp(s, "VM status: paused\n"), "%s", s);
@@ -308,7 +326,7 @@ static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
     uint64_t b = read_counter(c);
     CHECK(a == b && a > v0, "counter moved while stopped: %llu -> %llu", (unsigned long long)a,
           (unsigned long long)b);
-    json_decref(ok(c, "stop", NULL));      /* no-op, no second STOP event */
+    json_decref(ok(c, "stop", NULL)); /* no-op, no second STOP event */
 
     /* Dirty log: with the vCPU stopped nothing gets dirty. */
     json_decref(ok(c, "set-dirty-log", "{\"enable\": true}"));
@@ -316,10 +334,11 @@ static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
     json_t *d = ok(c, "query-dirty-log", NULL);
     json_t *d0 = json_array_get(d, 0);
     CHECK(!strcmp(json_string_value(json_object_get(d0, "name")), "microvm.ram") &&
-          json_integer_value(json_object_get(json_object_get(d0, "dirty-pages"),
-                                             "migration")) == 0 &&
-          !strcmp(json_string_value(json_array_get(json_object_get(d0, "clients"), 0)),
-                  "migration"), "dirty log while stopped: %s", json_dumps(d, 0));
+              json_integer_value(
+                  json_object_get(json_object_get(d0, "dirty-pages"), "migration")) == 0 &&
+              !strcmp(json_string_value(json_array_get(json_object_get(d0, "clients"), 0)),
+                      "migration"),
+          "dirty log while stopped: %s", json_dumps(d, 0));
     json_decref(d);
 
     json_decref(ok(c, "cont", NULL));
@@ -339,15 +358,16 @@ static void test_stop_cont_reset(QClient *c, QClient *observer, QClient *silent)
     }
     json_decref(ok(c, "set-dirty-log", "{\"enable\": false}"));
     printf("ok: stop/cont: counter frozen at %llu while paused, advancing after; STOP/RESUME "
-           "events; dirty log 0 pages while paused, >0 running\n", (unsigned long long)a);
+           "events; dirty log 0 pages while paused, >0 running\n",
+           (unsigned long long)a);
 
     /* system_reset while paused: RAM back to the image, vCPU at the entry. */
     json_decref(ok(c, "stop", NULL));
     CHECK(read_counter(c) > 0, "counter is 0 before reset");
     json_decref(ok(c, "system_reset", NULL));
     ev = qc_wait_event(observer, "RESET");
-    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"),
-                                                          "reason")), "host-qmp-system-reset"),
+    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"), "reason")),
+                        "host-qmp-system-reset"),
           "observer: no RESET event");
     json_decref(ev);
     CHECK(read_counter(c) == 0, "counter not reset: %llu", (unsigned long long)read_counter(c));
@@ -424,14 +444,15 @@ static void test_many_clients(QClient *c)
         char req[200];
         int n = snprintf(req, sizeof(req),
                          "{\"execute\":\"qmp_capabilities\",\"id\":%d}\n"
-                         "{\"execute\":\"query-status\",\"id\":%d}\n", 1000 + i, 2000 + i);
+                         "{\"execute\":\"query-status\",\"id\":%d}\n",
+                         1000 + i, 2000 + i);
         CHECK(qc_send_raw(cl[i], req, (size_t)n), "client %d: send", i);
     }
     for (int i = 0; i < NCLIENTS; i++) {
         for (int k = 0; k < 2; k++) {
             json_t *r = qc_read(cl[i]);
             CHECK(r && json_object_get(r, "return") &&
-                  json_integer_value(json_object_get(r, "id")) == (k ? 2000 : 1000) + i,
+                      json_integer_value(json_object_get(r, "id")) == (k ? 2000 : 1000) + i,
                   "client %d reply %d: %s", i, k, r ? json_dumps(r, 0) : "none");
             json_decref(r);
         }
@@ -476,7 +497,8 @@ static void test_many_clients(QClient *c)
     qc_close(slow);
     json_decref(ok(c, "query-status", NULL));
     printf("ok: %d clients at once all answered; vanishing clients and a %zu-byte "
-           "never-reading client harm nobody\n", NCLIENTS, sent);
+           "never-reading client harm nobody\n",
+           NCLIENTS, sent);
 }
 
 static char *run_ctl(const char *args, int *status)
@@ -546,13 +568,13 @@ static void test_quit(QClient *c, QClient *observer)
 {
     json_decref(ok(c, "quit", NULL));
     json_t *ev = qc_wait_event(observer, "SHUTDOWN");
-    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"),
-                                                          "reason")), "host-qmp-quit"),
+    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"), "reason")),
+                        "host-qmp-quit"),
           "no SHUTDOWN event");
     json_decref(ev);
     json_t *m;
     while ((m = qc_read(observer)))
-        json_decref(m);     /* until strata closes the connection */
+        json_decref(m); /* until strata closes the connection */
     int st = wait_status(strata_pid);
     CHECK(st == 0, "strata exit status after quit: %d", st);
     struct stat sb;
@@ -564,8 +586,8 @@ static void start_spin(const char *serial_file, const char *cpus)
 {
     char serial[200];
     snprintf(serial, sizeof(serial), "file=%s", serial_file);
-    strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path,
-                       "--serial", serial, "--cmdline", "console=ttyS0", "--cpus", cpus, NULL);
+    strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path, "--serial",
+                       serial, "--cmdline", "console=ttyS0", "--cpus", cpus, NULL);
 }
 
 /* With --cpus 2 (the AP waits for INIT/SIPI; its thread exists all the
@@ -587,8 +609,7 @@ static void test_two_cpus(const char *serial_file)
         char qom[48];
         snprintf(qom, sizeof(qom), "/machine/unattached/device[%zu]", i);
         const char *qp = json_string_value(json_object_get(e, "qom-path"));
-        CHECK(qp && !strcmp(qp, qom), "vCPU %zu: qom-path %s, expected %s", i, qp ? qp : "-",
-              qom);
+        CHECK(qp && !strcmp(qp, qom), "vCPU %zu: qom-path %s, expected %s", i, qp ? qp : "-", qom);
         char task[64];
         snprintf(task, sizeof(task), "/proc/%d/task/%lld", (int)strata_pid, tid[i]);
         struct stat sb;
@@ -607,7 +628,7 @@ static void test_two_cpus(const char *serial_file)
     s = hmp(c, "info registers");
     const char *ap = strstr(s, "vCPU 1 registers:");
     CHECK(!strncmp(s, "vCPU 0 registers:\n", 18) && ap && strstr(s, "  rip=") &&
-          strstr(s, "  code at ") && strstr(ap, "mp_state=uninitialized"),
+              strstr(s, "  code at ") && strstr(ap, "mp_state=uninitialized"),
           "info registers '%s'", s);
     free(s);
     s = hmp(c, "info status");
@@ -618,8 +639,10 @@ static void test_two_cpus(const char *serial_file)
     int st = wait_status(strata_pid);
     CHECK(st == 0, "--cpus 2: exit status after quit %d", st);
     qc_close(c);
-    printf("ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld (info registers: both), both "
-           "tasks of strata\n", tid[0], tid[1]);
+    printf(
+        "ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld (info registers: both), both "
+        "tasks of strata\n",
+        tid[0], tid[1]);
 }
 
 int main(void)
@@ -635,9 +658,9 @@ int main(void)
     test_negotiation();
     QClient *c = open_client();
     QClient *observer = open_client();
-    QClient *silent = connect_when_ready(strata_pid);      /* never negotiates */
+    QClient *silent = connect_when_ready(strata_pid); /* never negotiates */
     json_decref(qc_read(silent));
-    QClient *idle = connect_when_ready(strata_pid);        /* never sends anything */
+    QClient *idle = connect_when_ready(strata_pid); /* never sends anything */
     for (;;) {
         char *s = slurp(serial_file);
         bool done = strstr(s, "spin: counting\n") != NULL;
@@ -674,8 +697,8 @@ int main(void)
     c = open_client();
     kill(strata_pid, SIGTERM);
     json_t *ev = qc_wait_event(c, "SHUTDOWN");
-    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"),
-                                                          "reason")), "host-signal"),
+    CHECK(ev && !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"), "reason")),
+                        "host-signal"),
           "no SHUTDOWN on SIGTERM");
     json_decref(ev);
     st = wait_status(strata_pid);

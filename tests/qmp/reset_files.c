@@ -23,7 +23,7 @@
 
 #define INITRD_LEN (64 * 1024)
 #define PVH_START_INFO 0x6000
-#define BZ_PAYLOAD_LEN 0x2000           /* the protected-mode kernel's size */
+#define BZ_PAYLOAD_LEN 0x2000 /* the protected-mode kernel's size */
 #define BZ_SETUP_SECTS 4
 
 /* n (at most 4096) bytes of guest memory at gpa, through `xp /Nxb`. */
@@ -35,7 +35,7 @@ static void read_guest(QClient *c, uint64_t gpa, size_t n, uint8_t *out)
     size_t got = 0;
     for (char *save, *t = strtok_r(s, " \n", &save); t; t = strtok_r(NULL, " \n", &save)) {
         if (t[strlen(t) - 1] == ':')
-            continue;                   /* the line's address */
+            continue; /* the line's address */
         CHECK(got < n, "xp printed more than %zu bytes", n);
         out[got++] = (uint8_t)strtoul(t, NULL, 16);
     }
@@ -87,16 +87,17 @@ static void quit(QClient *c)
 
 static void check_initrd(QClient *c, const uint8_t *want, const char *when)
 {
-    uint64_t mod = read_u64(c, PVH_START_INFO + 16);         /* modlist_paddr */
+    uint64_t mod = read_u64(c, PVH_START_INFO + 16); /* modlist_paddr */
     uint64_t addr = read_u64(c, mod), size = read_u64(c, mod + 8);
     CHECK(size == INITRD_LEN, "%s: the guest's initrd has %llu bytes, not %u", when,
           (unsigned long long)size, INITRD_LEN);
     uint8_t got[4096];
     for (size_t off = 0; off < INITRD_LEN; off += sizeof(got)) {
         read_guest(c, addr + off, sizeof(got), got);
-        CHECK(!memcmp(got, want + off, sizeof(got)), "%s: the guest's initrd differs from the "
-              "file strata started with at offset %zu (0x%02x, want 0x%02x)", when, off,
-              got[0], want[off]);
+        CHECK(!memcmp(got, want + off, sizeof(got)),
+              "%s: the guest's initrd differs from the "
+              "file strata started with at offset %zu (0x%02x, want 0x%02x)",
+              when, off, got[0], want[off]);
     }
 }
 
@@ -129,8 +130,16 @@ static void test_initrd(void)
 
 /* --- a bzImage kernel -------------------------------------------------- */
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)v);
+    put16(p + 2, (uint16_t)(v >> 16));
+}
 
 /* A bzImage (boot protocol 2.15) whose protected-mode kernel halts at its
  * 64-bit entry; the rest of the payload is a pattern to compare. */
@@ -141,21 +150,21 @@ static size_t make_bzimage(uint8_t *img, size_t cap, uint8_t seed)
     memset(img, 0, len);
     img[0x1f1] = BZ_SETUP_SECTS;
     put16(img + 0x1fe, 0xaa55);
-    img[0x200] = 0xeb;                  /* jmp: the header ends at 0x202 + 0x66 */
+    img[0x200] = 0xeb; /* jmp: the header ends at 0x202 + 0x66 */
     img[0x201] = 0x66;
-    put32(img + 0x202, 0x53726448);     /* "HdrS" */
+    put32(img + 0x202, 0x53726448); /* "HdrS" */
     put16(img + 0x206, 0x020f);
-    img[0x211] = 0x01;                  /* LOADED_HIGH */
-    put32(img + 0x22c, 0x7fffffff);     /* initrd_addr_max */
-    put32(img + 0x230, 0x200000);       /* kernel_alignment */
-    put16(img + 0x236, 0x0001);         /* XLF_KERNEL_64 */
-    put32(img + 0x238, 2048);           /* cmdline_size */
-    put32(img + 0x258, 0x1000000);      /* pref_address (low half) */
-    put32(img + 0x260, 0x100000);       /* init_size */
+    img[0x211] = 0x01;              /* LOADED_HIGH */
+    put32(img + 0x22c, 0x7fffffff); /* initrd_addr_max */
+    put32(img + 0x230, 0x200000);   /* kernel_alignment */
+    put16(img + 0x236, 0x0001);     /* XLF_KERNEL_64 */
+    put32(img + 0x238, 2048);       /* cmdline_size */
+    put32(img + 0x258, 0x1000000);  /* pref_address (low half) */
+    put32(img + 0x260, 0x100000);   /* init_size */
     for (size_t i = 0; i < BZ_PAYLOAD_LEN; i++)
         img[off + i] = (uint8_t)(i * 13 + seed);
-    img[off + 0x200] = 0xf4;            /* startup_64: hlt */
-    img[off + 0x201] = 0xeb;            /* jmp to the hlt */
+    img[off + 0x200] = 0xf4; /* startup_64: hlt */
+    img[off + 0x201] = 0xeb; /* jmp to the hlt */
     img[off + 0x202] = 0xfd;
     return len;
 }
@@ -165,8 +174,10 @@ static void check_kernel(QClient *c, const uint8_t *payload, const char *when)
     uint8_t got[4096];
     for (size_t off = 0; off < BZ_PAYLOAD_LEN; off += sizeof(got)) {
         read_guest(c, 0x100000 + off, sizeof(got), got);
-        CHECK(!memcmp(got, payload + off, sizeof(got)), "%s: the kernel in guest RAM differs "
-              "from the file strata started with at offset %zu", when, off);
+        CHECK(!memcmp(got, payload + off, sizeof(got)),
+              "%s: the kernel in guest RAM differs "
+              "from the file strata started with at offset %zu",
+              when, off);
     }
 }
 

@@ -42,10 +42,13 @@ static void expect_error(int r, const char *text)
 
 static void test_sizes(void **state)
 {
-    struct { const char *s; uint64_t v; } good[] = {
-        { "256M", 256ull << 20 }, { "256", 256ull << 20 }, { "1G", 1ull << 30 },
-        { "1g", 1ull << 30 }, { "4096K", 4ull << 20 }, { "2m", 2ull << 20 },
-        { "1T", 1ull << 40 }, { "0256M", 256ull << 20 }, { "0", 0 },
+    struct {
+        const char *s;
+        uint64_t v;
+    } good[] = {
+        { "256M", 256ull << 20 }, { "256", 256ull << 20 },   { "1G", 1ull << 30 },
+        { "1g", 1ull << 30 },     { "4096K", 4ull << 20 },   { "2m", 2ull << 20 },
+        { "1T", 1ull << 40 },     { "0256M", 256ull << 20 }, { "0", 0 },
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t v = 1;
@@ -80,7 +83,8 @@ static void test_defaults_and_values(void **state)
 
     assert_int_equal(parse(&c, "--kernel=k.elf", "--memory=1G", "--cpus", "1", "--cmdline",
                            "console=ttyS0 quiet", "--api-socket", "/tmp/s", "--serial",
-                           "file=/tmp/out", "--test-device", NULL), CONFIG_OK);
+                           "file=/tmp/out", "--test-device", NULL),
+                     CONFIG_OK);
     assert_int_equal(c.memory, 1ull << 30);
     assert_string_equal(c.cmdline, "console=ttyS0 quiet");
     assert_string_equal(c.api_socket, "/tmp/s");
@@ -93,8 +97,9 @@ static void test_defaults_and_values(void **state)
     assert_int_equal(c.serial, SERIAL_NONE);
     vm_config_free(&c);
     /* the last occurrence wins */
-    assert_int_equal(parse(&c, "--kernel", "a", "--kernel", "b", "--memory", "64M",
-                           "--memory", "128M", NULL), CONFIG_OK);
+    assert_int_equal(parse(&c, "--kernel", "a", "--kernel", "b", "--memory", "64M", "--memory",
+                           "128M", NULL),
+                     CONFIG_OK);
     assert_string_equal(c.kernel, "b");
     assert_int_equal(c.memory, 128ull << 20);
     vm_config_free(&c);
@@ -103,8 +108,7 @@ static void test_defaults_and_values(void **state)
 static void test_bad_values(void **state)
 {
     VmConfig c;
-    expect_error(parse(&c, "--kernel", "k", "--memory", "12Q", NULL),
-                 "--memory 12Q: invalid size");
+    expect_error(parse(&c, "--kernel", "k", "--memory", "12Q", NULL), "--memory 12Q: invalid size");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--memory", "0x4000000B", NULL),
                  "--memory 0x4000000B: invalid size (expected a decimal number");
@@ -119,8 +123,7 @@ static void test_bad_values(void **state)
     expect_error(parse(&c, "--kernel", "k", "--memory", "4097K", NULL),
                  "--memory 4097K: not a multiple of 4K");
     vm_config_free(&c);
-    expect_error(parse(&c, "--kernel", "k", "--cpus", "65", NULL),
-                 "--cpus 65: too many vCPUs");
+    expect_error(parse(&c, "--kernel", "k", "--cpus", "65", NULL), "--cpus 65: too many vCPUs");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--cpus", "0", NULL), "--cpus 0: at least one");
     vm_config_free(&c);
@@ -157,7 +160,7 @@ static void test_bad_values(void **state)
             expect_error(r, "reboot=k\" strata appends");
         assert_int_equal(vm_cmdline_appended(longcmd), 9);
         vm_config_free(&c);
-        memcpy(longcmd, "reboot=t ", 9);        /* chooses its reboot method */
+        memcpy(longcmd, "reboot=t ", 9); /* chooses its reboot method */
         assert_int_equal(vm_cmdline_appended(longcmd), 0);
         r = parse(&c, "--kernel", "k", "--cmdline", longcmd, NULL);
         if (len <= 4095)
@@ -187,16 +190,14 @@ static void test_bad_values(void **state)
     expect_error(parse(&c, "--kernel", "k", "--initrd", "", NULL), "--initrd : empty path");
     vm_config_free(&c);
     /* --incoming */
-    assert_int_equal(parse(&c, "--kernel", "k", "--incoming", "unix:/tmp/m.sock", NULL),
-                     CONFIG_OK);
+    assert_int_equal(parse(&c, "--kernel", "k", "--incoming", "unix:/tmp/m.sock", NULL), CONFIG_OK);
     assert_string_equal(c.incoming, "unix:/tmp/m.sock");
     vm_config_free(&c);
-    assert_int_equal(parse(&c, "--kernel", "k", "--incoming=tcp:127.0.0.1:4444", NULL),
-                     CONFIG_OK);
+    assert_int_equal(parse(&c, "--kernel", "k", "--incoming=tcp:127.0.0.1:4444", NULL), CONFIG_OK);
     assert_string_equal(c.incoming, "tcp:127.0.0.1:4444");
     vm_config_free(&c);
-    const char *bad_uri[] = { "x", "unix:", "tcp:host", "tcp::5", "tcp:h:0", "tcp:h:65536",
-                              "tcp:h:12x", "file:/x" };
+    const char *bad_uri[] = { "x",       "unix:",       "tcp:host",  "tcp::5",
+                              "tcp:h:0", "tcp:h:65536", "tcp:h:12x", "file:/x" };
     for (size_t i = 0; i < sizeof(bad_uri) / sizeof(bad_uri[0]); i++) {
         char want[64];
         snprintf(want, sizeof(want), "--incoming %s: expected", bad_uri[i]);
@@ -207,8 +208,9 @@ static void test_bad_values(void **state)
     }
     /* --disk and --net (repeatable) */
     assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a.img", "--disk",
-                           "path=b,readonly=on", "--net", "tap=tap0",
-                           "--net", "tap=t1,mac=02:AA:bb:00:00:01", "--rng", NULL), CONFIG_OK);
+                           "path=b,readonly=on", "--net", "tap=tap0", "--net",
+                           "tap=t1,mac=02:AA:bb:00:00:01", "--rng", NULL),
+                     CONFIG_OK);
     assert_int_equal(c.ndisks, 2);
     assert_string_equal(c.disks[0].path, "/a.img");
     assert_false(c.disks[0].readonly);
@@ -220,11 +222,17 @@ static void test_bad_values(void **state)
     assert_true(c.rng);
     vm_config_free(&c);
     const char *bad_dev[][2] = {
-        { "--disk", "x" }, { "--disk", "path=" }, { "--disk", "path=a,readonly=yes" },
-        { "--disk", "readonly=on" }, { "--disk", "path=a,bogus=1" },
-        { "--net", "tap=" }, { "--net", "tap=a-name-too-long-for-linux" },
-        { "--net", "tap=t,mac=52:54:00:12:34" }, { "--net", "tap=t,mac=52:54:00:12:34:zz" },
-        { "--net", "tap=t,mac=01:00:00:00:00:01" }, { "--net", "mac=52:54:00:12:34:56" },
+        { "--disk", "x" },
+        { "--disk", "path=" },
+        { "--disk", "path=a,readonly=yes" },
+        { "--disk", "readonly=on" },
+        { "--disk", "path=a,bogus=1" },
+        { "--net", "tap=" },
+        { "--net", "tap=a-name-too-long-for-linux" },
+        { "--net", "tap=t,mac=52:54:00:12:34" },
+        { "--net", "tap=t,mac=52:54:00:12:34:zz" },
+        { "--net", "tap=t,mac=01:00:00:00:00:01" },
+        { "--net", "mac=52:54:00:12:34:56" },
     };
     for (size_t i = 0; i < sizeof(bad_dev) / sizeof(bad_dev[0]); i++) {
         char want[160];
@@ -253,7 +261,7 @@ static void test_sandbox_options(void **state)
 {
     VmConfig c;
     assert_int_equal(parse(&c, "--kernel", "k", NULL), CONFIG_OK);
-    assert_int_equal(c.seccomp, VM_SECCOMP_KILL);       /* the default */
+    assert_int_equal(c.seccomp, VM_SECCOMP_KILL); /* the default */
     assert_int_equal(c.jail_uid, -1);
     assert_int_equal(c.jail_gid, -1);
     assert_null(c.chroot_dir);
@@ -262,7 +270,8 @@ static void test_sandbox_options(void **state)
     assert_int_equal(c.seccomp, VM_SECCOMP_LOG);
     vm_config_free(&c);
     assert_int_equal(parse(&c, "--kernel", "k", "--seccomp", "off", "--jail-uid", "1000",
-                           "--jail-gid=100", "--chroot", "/var/empty", NULL), CONFIG_OK);
+                           "--jail-gid=100", "--chroot", "/var/empty", NULL),
+                     CONFIG_OK);
     assert_int_equal(c.seccomp, VM_SECCOMP_OFF);
     assert_int_equal(c.jail_uid, 1000);
     assert_int_equal(c.jail_gid, 100);
@@ -297,9 +306,11 @@ static void test_sandbox_options(void **state)
     vm_config_free(&c);
 
     vm_config_init(&c);
-    assert_int_equal(vm_config_apply_json(&c, "{\"seccomp\":\"log\",\"jail-uid\":65534,"
-                                              "\"jail-gid\":\"65534\",\"chroot\":\"/j\"}",
-                                          "cfg", err, sizeof(err)), 0);
+    assert_int_equal(vm_config_apply_json(&c,
+                                          "{\"seccomp\":\"log\",\"jail-uid\":65534,"
+                                          "\"jail-gid\":\"65534\",\"chroot\":\"/j\"}",
+                                          "cfg", err, sizeof(err)),
+                     0);
     assert_int_equal(c.seccomp, VM_SECCOMP_LOG);
     assert_int_equal(c.jail_uid, 65534);
     assert_int_equal(c.jail_gid, 65534);
@@ -321,29 +332,36 @@ static void test_json(void **state)
 {
     VmConfig c;
     vm_config_init(&c);
-    assert_int_equal(vm_config_apply_json(&c,
-        "{\"kernel\": \"g.elf\", \"memory\": \"512M\", \"cpus\": 1, \"cmdline\": \"x=1\","
-        " \"api-socket\": \"/tmp/a\", \"serial\": \"none\", \"test-device\": true}",
-        "cfg", err, sizeof(err)), 0);
+    assert_int_equal(
+        vm_config_apply_json(
+            &c,
+            "{\"kernel\": \"g.elf\", \"memory\": \"512M\", \"cpus\": 1, \"cmdline\": \"x=1\","
+            " \"api-socket\": \"/tmp/a\", \"serial\": \"none\", \"test-device\": true}",
+            "cfg", err, sizeof(err)),
+        0);
     assert_string_equal(c.kernel, "g.elf");
     assert_int_equal(c.memory, 512ull << 20);
     assert_int_equal(c.serial, SERIAL_NONE);
     assert_true(c.test_device);
     assert_int_equal(vm_config_apply_json(&c, "{\"memory\": 64}", "cfg", err, sizeof(err)), 0);
-    assert_int_equal(c.memory, 64ull << 20);        /* a bare number is MiB */
+    assert_int_equal(c.memory, 64ull << 20); /* a bare number is MiB */
     vm_config_free(&c);
     /* repeatable options: a string or an array of strings */
     vm_config_init(&c);
-    assert_int_equal(vm_config_apply_json(&c,
-        "{\"disk\": [\"path=/a.img\", \"path=/b.img,readonly=on\"], \"net\": [\"tap=t0\"]}",
-        "cfg", err, sizeof(err)), 0);
+    assert_int_equal(
+        vm_config_apply_json(
+            &c, "{\"disk\": [\"path=/a.img\", \"path=/b.img,readonly=on\"], \"net\": [\"tap=t0\"]}",
+            "cfg", err, sizeof(err)),
+        0);
     assert_int_equal(c.ndisks, 2);
     assert_string_equal(c.disks[1].path, "/b.img");
     assert_true(c.disks[1].readonly);
     assert_int_equal(c.nnets, 1);
     vm_config_free(&c);
 
-    struct { const char *json, *msg; } bad[] = {
+    struct {
+        const char *json, *msg;
+    } bad[] = {
         { "{\"memory\": \"12Q\"}", "cfg: key \"memory\" (12Q): invalid size" },
         { "{\"memory\": -5}", "key \"memory\": expected a string or a non-negative integer" },
         { "{\"memory\": 1.5}", "expected a string" },
@@ -439,7 +457,11 @@ static void test_text_escape(void **state)
     /* cut at a whole character or escape, marked, never past cap */
     assert_string_equal(text_escape(out, 8, "abcdefghij", 10), "abcd...");
     assert_string_equal(text_escape(out, 8, "abcdefg", 7), "abcdefg");
-    assert_string_equal(text_escape(out, 8, "ab\x01" "defg", 7), "ab...");
+    assert_string_equal(text_escape(out, 8,
+                                    "ab\x01"
+                                    "defg",
+                                    7),
+                        "ab...");
     assert_string_equal(text_escape(out, 8, "abc\x01", 4), "abc\\x01");
     assert_string_equal(text_escape(out, 3, "abcdef", 6), "..");
     out[0] = 'x';
@@ -469,31 +491,28 @@ static void test_escaped_values(void **state)
     expect_error(parse(&c, "--kernel", "k", "--\x1b[31m", NULL), "unknown option '--\\x1b[31m'");
     vm_config_free(&c);
     vm_config_init(&c);
-    assert_int_equal(vm_config_apply_json(&c, "{\"mem\\u001bory\": 1}", "cfg", err,
-                                          sizeof(err)), -1);
+    assert_int_equal(vm_config_apply_json(&c, "{\"mem\\u001bory\": 1}", "cfg", err, sizeof(err)),
+                     -1);
     assert_non_null(strstr(err, "unknown key \"mem\\x1bory\""));
     assert_true(printable(err));
     assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\\u009b6n\\u00ff\"}", "cfg", err,
-                                          sizeof(err)), -1);
+                                          sizeof(err)),
+                     -1);
     assert_non_null(strstr(err, "key \"memory\" (\\xc2\\x9b6n\\xc3\\xbf): invalid size"));
     assert_true(printable(err));
-    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\x01\"}", "cfg", err,
-                                          sizeof(err)), -1);
-    assert_true(printable(err));       /* jansson's own message quotes the byte */
+    assert_int_equal(vm_config_apply_json(&c, "{\"memory\": \"\x01\"}", "cfg", err, sizeof(err)),
+                     -1);
+    assert_true(printable(err)); /* jansson's own message quotes the byte */
     vm_config_free(&c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_defaults_and_values),
-        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_help),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_sandbox_options),
-        cmocka_unit_test(test_config_file),
-        cmocka_unit_test(test_text_escape),
+        cmocka_unit_test(test_sizes),          cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_bad_values),     cmocka_unit_test(test_help),
+        cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
+        cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_escaped_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

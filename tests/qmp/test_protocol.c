@@ -77,7 +77,7 @@ static json_t *c_clients(void *o, QmpClient *c, json_t *args, QmpError *err)
     return json_integer(qmp_server_nr_clients(srv.qmp));
 }
 
-static unsigned ticks;          /* "tick" commands run (atomic: server thread) */
+static unsigned ticks; /* "tick" commands run (atomic: server thread) */
 
 /* Counts itself, returns a string of `size` bytes. */
 static json_t *c_tick(void *o, QmpClient *c, json_t *args, QmpError *err)
@@ -97,21 +97,24 @@ static json_t *c_tick(void *o, QmpClient *c, json_t *args, QmpError *err)
 }
 
 static const QmpArg echo_args[] = {
-    { "s", QMP_ARG_STRING, false }, { "i", QMP_ARG_INT, true }, { "b", QMP_ARG_BOOL, true },
-    { "o", QMP_ARG_OBJECT, true }, { "a", QMP_ARG_ARRAY, true }, { "x", QMP_ARG_ANY, true },
+    { "s", QMP_ARG_STRING, false },
+    { "i", QMP_ARG_INT, true },
+    { "b", QMP_ARG_BOOL, true },
+    { "o", QMP_ARG_OBJECT, true },
+    { "a", QMP_ARG_ARRAY, true },
+    { "x", QMP_ARG_ANY, true },
     { NULL, 0, false },
 };
 static const QmpArg fail_args[] = { { "why", QMP_ARG_STRING, false }, { NULL, 0, false } };
 static const QmpArg flood_args[] = {
-    { "count", QMP_ARG_INT, false }, { "size", QMP_ARG_INT, false }, { NULL, 0, false },
+    { "count", QMP_ARG_INT, false },
+    { "size", QMP_ARG_INT, false },
+    { NULL, 0, false },
 };
 static const QmpArg tick_args[] = { { "size", QMP_ARG_INT, false }, { NULL, 0, false } };
 static const QmpCommand cmds[] = {
-    { "echo", c_echo, echo_args },
-    { "fail", c_fail, fail_args },
-    { "flood", c_flood, flood_args },
-    { "clients", c_clients, NULL },
-    { "tick", c_tick, tick_args },
+    { "echo", c_echo, echo_args },  { "fail", c_fail, fail_args }, { "flood", c_flood, flood_args },
+    { "clients", c_clients, NULL }, { "tick", c_tick, tick_args },
 };
 
 static void on_wake(EvSource *s, uint32_t ev)
@@ -146,8 +149,8 @@ static int start(void **state)
     srv.wake.handler = on_wake;
     assert_int_equal(ev_add(srv.epfd, srv.wakefd, EPOLLIN, &srv.wake), 0);
     char err[256];
-    srv.qmp = qmp_server_new(srv.path, srv.epfd, cmds, sizeof(cmds) / sizeof(cmds[0]), NULL,
-                             err, sizeof(err));
+    srv.qmp = qmp_server_new(srv.path, srv.epfd, cmds, sizeof(cmds) / sizeof(cmds[0]), NULL, err,
+                             sizeof(err));
     if (!srv.qmp)
         fail_msg("%s", err);
     pthread_create(&srv.thread, NULL, loop, NULL);
@@ -162,7 +165,7 @@ static int stop(void **state)
     qmp_server_free(srv.qmp);
     close(srv.epfd);
     close(srv.wakefd);
-    assert_int_not_equal(access(srv.path, F_OK), 0);    /* socket removed */
+    assert_int_not_equal(access(srv.path, F_OK), 0); /* socket removed */
     rmdir(srv.dir);
     return 0;
 }
@@ -215,8 +218,9 @@ static void test_greeting_and_negotiation(void **state)
 static void test_arguments(void **state)
 {
     QClient *c = qc_open(srv.path);
-    json_t *r = qc_cmdf(c, "echo", "{\"s\": \"str\", \"i\": 5, \"b\": true, \"o\": {}, "
-                                   "\"a\": [1], \"x\": null}");
+    json_t *r = qc_cmdf(c, "echo",
+                        "{\"s\": \"str\", \"i\": 5, \"b\": true, \"o\": {}, "
+                        "\"a\": [1], \"x\": null}");
     json_t *ret = json_object_get(r, "return");
     assert_string_equal(json_string_value(json_object_get(ret, "s")), "str");
     assert_int_equal(json_integer_value(json_object_get(ret, "i")), 5);
@@ -227,8 +231,7 @@ static void test_arguments(void **state)
     expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"i\": \"5\"}"), "GenericError", "expected: int");
     expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"i\": 1.0}"), "GenericError", "expected: int");
     expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"b\": 0}"), "GenericError", "expected: bool");
-    expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"o\": []}"), "GenericError",
-               "expected: object");
+    expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"o\": []}"), "GenericError", "expected: object");
     expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"a\": {}}"), "GenericError", "expected: array");
     expect_err(qc_cmdf(c, "echo", "{\"s\": \"\", \"zz\": 1}"), "GenericError",
                "'zz' is unexpected");
@@ -242,9 +245,19 @@ static void test_malformed(void **state)
 {
     QClient *c = qc_open(srv.path);
     const char *lines[] = {
-        "{", "}", "nul", "[]", "\"s\"", "true", "{\"execute\": null}", "{\"arguments\": {}}",
-        "{\"execute\": \"echo\", \"arguments\": 1}", "{\"execute\": \"echo\", \"exec-oob\": 1}",
-        "\xff\xfe", "{\"execute\": \"a\\u0000b\"}", "{\"execute\": \"echo\"} x",
+        "{",
+        "}",
+        "nul",
+        "[]",
+        "\"s\"",
+        "true",
+        "{\"execute\": null}",
+        "{\"arguments\": {}}",
+        "{\"execute\": \"echo\", \"arguments\": 1}",
+        "{\"execute\": \"echo\", \"exec-oob\": 1}",
+        "\xff\xfe",
+        "{\"execute\": \"a\\u0000b\"}",
+        "{\"execute\": \"echo\"} x",
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
         char buf[256];
@@ -291,7 +304,7 @@ static void test_many_clients_and_events(void **state)
     QClient *c[N];
     for (int i = 0; i < N; i++)
         c[i] = qc_open(srv.path);
-    QClient *raw = qc_connect(srv.path);            /* not negotiated */
+    QClient *raw = qc_connect(srv.path); /* not negotiated */
     json_decref(qc_read(raw));
     json_t *r = qc_cmdf(c[0], "clients", NULL);
     assert_int_equal(json_integer_value(json_object_get(r, "return")), N + 1);
@@ -333,7 +346,7 @@ static void test_output_cap_drops_only_the_slow_client(void **state)
         json_decref(e);
     }
     json_t *r = qc_cmdf(fast, "clients", NULL);
-    assert_int_equal(json_integer_value(json_object_get(r, "return")), 1);   /* slow dropped */
+    assert_int_equal(json_integer_value(json_object_get(r, "return")), 1); /* slow dropped */
     json_decref(r);
     /* The slow one reads what was buffered, then EOF. */
     json_t *m;
@@ -364,8 +377,8 @@ static void test_vanishing_clients(void **state)
                       "{\"execute\":\"clients\",\"id\":2}";
     qc_send_raw(c, req, strlen(req));
     shutdown(c->fd, SHUT_WR);
-    json_decref(qc_read(c));        /* greeting */
-    json_decref(qc_read(c));        /* capabilities */
+    json_decref(qc_read(c)); /* greeting */
+    json_decref(qc_read(c)); /* capabilities */
     json_t *r = qc_read(c);
     assert_int_equal(json_integer_value(json_object_get(r, "id")), 2);
     assert_non_null(json_object_get(r, "return"));
@@ -459,7 +472,7 @@ static void test_backpressure_within_a_line(void **state)
     unsigned ran = __atomic_load_n(&ticks, __ATOMIC_RELAXED);
     if (ran >= N)
         fail_msg("all %u requests of the line ran for a client not reading", ran);
-    QClient *other = qc_open(srv.path);                 /* others are served */
+    QClient *other = qc_open(srv.path); /* others are served */
     json_t *r = qc_cmdf(other, "clients", NULL);
     assert_non_null(json_object_get(r, "return"));
     json_decref(r);
@@ -490,7 +503,7 @@ static void test_pool_refuses_long_lines(void **state)
         h[i] = qc_connect(srv.path);
         assert_non_null(h[i]);
         qc_set_timeout(h[i], 30000);
-        json_decref(qc_read(h[i]));                     /* greeting */
+        json_decref(qc_read(h[i])); /* greeting */
         assert_true(qc_send_raw(h[i], junk, PART));
     }
     /* 80 * 900 KiB is well over the 36 MiB pool, each line holding at least
@@ -522,10 +535,12 @@ static void test_pool_refuses_long_lines(void **state)
     /* the pool is back: a long line is served again */
     junk[PART - 1] = 0;
     char *req = malloc(PART + 100);
-    int n = snprintf(req, PART + 100, "{\"execute\":\"tick\",\"arguments\":{\"size\":1},"
-                     "\"id\":\"%.*s\"}\n", PART - 1000, junk + 1);
+    int n = snprintf(req, PART + 100,
+                     "{\"execute\":\"tick\",\"arguments\":{\"size\":1},"
+                     "\"id\":\"%.*s\"}\n",
+                     PART - 1000, junk + 1);
     r = NULL;
-    for (int k = 0; k < 100 && !r; k++) {               /* the closes reach the server */
+    for (int k = 0; k < 100 && !r; k++) { /* the closes reach the server */
         assert_true(qc_send_raw(c, req, (size_t)n));
         r = qc_read(c);
         if (r && !json_object_get(r, "return")) {
@@ -556,7 +571,7 @@ static void test_full_table_evicts_idlest(void **state)
             fail_msg("client %d of %d: no greeting", i, QMP_MAX_CLIENTS);
         json_decref(g);
     }
-    struct timespec ts = { 1, 200 * 1000000L };         /* > QMP_EVICT_MIN_IDLE_MS */
+    struct timespec ts = { 1, 200 * 1000000L }; /* > QMP_EVICT_MIN_IDLE_MS */
     nanosleep(&ts, NULL);
     QClient *n = qc_connect(srv.path);
     qc_set_timeout(n, 30000);

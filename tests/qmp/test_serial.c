@@ -66,10 +66,10 @@ static void wr(Fixture *f, unsigned reg, uint8_t v)
 static void test_reset_state(void **state)
 {
     Fixture *f = *state;
-    assert_int_equal(rd(f, 5), 0x60);           /* LSR: THRE | TEMT */
-    assert_int_equal(rd(f, 2), 0x01);           /* IIR: no interrupt */
-    assert_int_equal(rd(f, 4), 0x08);           /* MCR: OUT2 */
-    assert_int_equal(rd(f, 6) & 0xf0, 0xb0);    /* MSR: DCD DSR CTS */
+    assert_int_equal(rd(f, 5), 0x60);        /* LSR: THRE | TEMT */
+    assert_int_equal(rd(f, 2), 0x01);        /* IIR: no interrupt */
+    assert_int_equal(rd(f, 4), 0x08);        /* MCR: OUT2 */
+    assert_int_equal(rd(f, 6) & 0xf0, 0xb0); /* MSR: DCD DSR CTS */
     assert_int_equal(memory_region_size(serial_region(&f->s)), 8);
     assert_string_equal(memory_region_name(serial_region(&f->s)), "serial");
 }
@@ -83,33 +83,33 @@ static void test_transmit(void **state)
     char buf[16] = { 0 };
     assert_int_equal(read(f->pipe[0], buf, sizeof(buf)), 4);
     assert_string_equal(buf, msg);
-    assert_int_equal(rd(f, 5) & 0x60, 0x60);    /* THR empty again at once */
+    assert_int_equal(rd(f, 5) & 0x60, 0x60); /* THR empty again at once */
 }
 
 static void test_divisor_and_scratch(void **state)
 {
     Fixture *f = *state;
-    wr(f, 3, 0x83);             /* DLAB, 8N1 */
+    wr(f, 3, 0x83); /* DLAB, 8N1 */
     wr(f, 0, 0x01);
     wr(f, 1, 0x02);
     assert_int_equal(rd(f, 0), 0x01);
     assert_int_equal(rd(f, 1), 0x02);
     wr(f, 3, 0x03);
-    assert_int_equal(rd(f, 1), 0x00);           /* IER, not DLM */
+    assert_int_equal(rd(f, 1), 0x00); /* IER, not DLM */
     assert_int_equal(rd(f, 3), 0x03);
     wr(f, 7, 0x5a);
     assert_int_equal(rd(f, 7), 0x5a);
     char c;
-    assert_int_equal(read(f->pipe[0], &c, 1), -1);  /* the divisor write sent nothing */
+    assert_int_equal(read(f->pipe[0], &c, 1), -1); /* the divisor write sent nothing */
 }
 
 static void test_thr_interrupt(void **state)
 {
     Fixture *f = *state;
-    wr(f, 1, 0x02);             /* ETBEI with THR empty: THRI pending */
+    wr(f, 1, 0x02); /* ETBEI with THR empty: THRI pending */
     assert_int_equal(f->irq_level, 1);
     assert_int_equal(rd(f, 2), 0x02);
-    assert_int_equal(f->irq_level, 0);          /* reading IIR acknowledged it */
+    assert_int_equal(f->irq_level, 0); /* reading IIR acknowledged it */
     assert_int_equal(rd(f, 2), 0x01);
     wr(f, 0, 'x');
     assert_int_equal(f->irq_level, 1);
@@ -121,36 +121,36 @@ static void test_receive_fifo(void **state)
 {
     Fixture *f = *state;
     const uint8_t in[20] = "abcdefghijklmnopqrst";
-    assert_int_equal(serial_receive(&f->s, in, 20), 1);   /* no FIFO: one byte */
+    assert_int_equal(serial_receive(&f->s, in, 20), 1); /* no FIFO: one byte */
     assert_int_equal(rd(f, 5) & 1, 1);
     assert_int_equal(rd(f, 0), 'a');
     assert_int_equal(rd(f, 5) & 1, 0);
-    wr(f, 2, 0x01);             /* enable FIFOs */
+    wr(f, 2, 0x01); /* enable FIFOs */
     assert_int_equal(rd(f, 2) & 0xc0, 0xc0);
     assert_int_equal(serial_receive(&f->s, in, 20), 16);
     assert_int_equal(serial_can_receive(&f->s), 0);
-    wr(f, 1, 0x01);             /* ERBFI */
+    wr(f, 1, 0x01); /* ERBFI */
     assert_int_equal(rd(f, 2) & 0x0f, 0x04);
     assert_int_equal(f->irq_level, 1);
     for (int i = 0; i < 16; i++)
         assert_int_equal(rd(f, 0), in[i]);
     assert_int_equal(f->irq_level, 0);
-    assert_int_equal(rd(f, 0), 0);             /* empty FIFO reads 0 */
+    assert_int_equal(rd(f, 0), 0); /* empty FIFO reads 0 */
     assert_int_equal(serial_receive(&f->s, in, 3), 3);
-    wr(f, 2, 0x03);             /* clear RX */
+    wr(f, 2, 0x03); /* clear RX */
     assert_int_equal(rd(f, 5) & 1, 0);
 }
 
 static void test_loopback(void **state)
 {
     Fixture *f = *state;
-    wr(f, 4, 0x10 | 0x0b);      /* loop, OUT2, RTS, DTR */
+    wr(f, 4, 0x10 | 0x0b); /* loop, OUT2, RTS, DTR */
     wr(f, 0, 'L');
     assert_int_equal(rd(f, 5) & 1, 1);
     assert_int_equal(rd(f, 0), 'L');
     assert_int_equal(rd(f, 6) & 0xf0, 0x80 | 0x20 | 0x10);
     char c;
-    assert_int_equal(read(f->pipe[0], &c, 1), -1);  /* nothing left the UART */
+    assert_int_equal(read(f->pipe[0], &c, 1), -1); /* nothing left the UART */
 }
 
 /* A state with everything non-default. */
@@ -166,7 +166,7 @@ static void make_interesting(Fixture *f)
     wr(f, 7, 0xa5);
     const uint8_t in[] = "xyz";
     assert_int_equal(serial_receive(&f->s, in, 3), 3);
-    (void)rd(f, 0);             /* FIFO now "yz", head not at 0 */
+    (void)rd(f, 0); /* FIFO now "yz", head not at 0 */
 }
 
 static void test_save_load_roundtrip(void **state)
@@ -192,7 +192,7 @@ static void test_save_load_roundtrip(void **state)
             assert_int_equal(rd(f, r), rd(g, r));
     assert_int_equal(rd(g, 0), 'y');
     assert_int_equal(rd(g, 0), 'z');
-    assert_int_equal(g->irq_level, 1);          /* THRI pending restored */
+    assert_int_equal(g->irq_level, 1); /* THRI pending restored */
     free(buf);
     free(buf2);
     teardown((void **)&g);
@@ -266,14 +266,18 @@ static void test_load_rejects_inconsistent(void **state)
     Fixture *f = *state;
     /* divider(2) ier lcr mcr lsr msr scr fcr thri count [fifo] */
     const uint8_t good[] = { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 0 };
-    struct { int idx; uint8_t val; const char *why; } cases[] = {
-        { 2, 0x10, "IER" },             /* reserved IER bit */
-        { 4, 0x20, "MCR" },             /* reserved MCR bit */
-        { 8, 0x02, "FCR" },             /* FCR clear bit is not state */
-        { 5, 0xe0, "LSR" },             /* LSR bit 7 */
-        { 9, 2, "THR" },                /* flag not 0/1 */
-        { 10, 1, "rx_fifo" },           /* count without data: truncated */
-        { 10, 200, "rx_fifo" },         /* count > 16: more than the FIFO holds */
+    struct {
+        int idx;
+        uint8_t val;
+        const char *why;
+    } cases[] = {
+        { 2, 0x10, "IER" },     /* reserved IER bit */
+        { 4, 0x20, "MCR" },     /* reserved MCR bit */
+        { 8, 0x02, "FCR" },     /* FCR clear bit is not state */
+        { 5, 0xe0, "LSR" },     /* LSR bit 7 */
+        { 9, 2, "THR" },        /* flag not 0/1 */
+        { 10, 1, "rx_fifo" },   /* count without data: truncated */
+        { 10, 200, "rx_fifo" }, /* count > 16: more than the FIFO holds */
     };
     uint8_t *buf;
     size_t len;
@@ -295,10 +299,16 @@ static void test_load_rejects_inconsistent(void **state)
     }
     /* the FIFO checks, on payloads that carry the FIFO's bytes: one byte
      * with DR clear, two bytes with the FIFO off */
-    static const struct { uint8_t p[13]; size_t n; const char *why; } fifo[] = {
-        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 1, 'a' }, 12,
+    static const struct {
+        uint8_t p[13];
+        size_t n;
+        const char *why;
+    } fifo[] = {
+        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x60, 0xb0, 0, 0x00, 0, 1, 'a' },
+          12,
           "LSR.DR disagrees with the FIFO count" },
-        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x61, 0xb0, 0, 0x00, 0, 2, 'a', 'b' }, 13,
+        { { 0x0c, 0, 0x00, 0x03, 0x08, 0x61, 0xb0, 0, 0x00, 0, 2, 'a', 'b' },
+          13,
           "receive FIFO count too large" },
     };
     for (size_t i = 0; i < sizeof(fifo) / sizeof(fifo[0]); i++) {
@@ -361,8 +371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_load_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_load_rejects_truncated_and_corrupt, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_load_rejects_truncated_and_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_rejects_inconsistent, setup, teardown),
         cmocka_unit_test(test_crc32),
     };

@@ -23,8 +23,8 @@ static uint8_t pattern(const RNode *n, uint64_t off)
 static void violation(Model *m, const char *msg, const RNode *n, uint64_t addr, unsigned size)
 {
     if (!m->violation[0])
-        snprintf(m->violation, sizeof(m->violation), "%s: %s addr 0x%" PRIx64 " size %u",
-                 msg, memory_region_name(n->mr), addr, size);
+        snprintf(m->violation, sizeof(m->violation), "%s: %s addr 0x%" PRIx64 " size %u", msg,
+                 memory_region_name(n->mr), addr, size);
 }
 
 /* Validates one callback and returns the region-relative offset. */
@@ -42,8 +42,8 @@ static uint64_t op_enter(RNode *n, uint64_t addr, unsigned size, bool write)
     if ((s128)off + size > n->size)
         violation(m, "callback access past the region end", n, addr, size);
     if (m->ncalls < MAX_RECORDS)
-        m->calls[m->ncalls++] = (CallRec){ .id = n->id, .addr = addr, .size = size,
-                                           .write = write };
+        m->calls[m->ncalls++] =
+            (CallRec){ .id = n->id, .addr = addr, .size = size, .write = write };
     return off;
 }
 
@@ -68,20 +68,24 @@ static void io_write(void *opaque, uint64_t addr, uint64_t data, unsigned size)
     uint64_t off = op_enter(n, addr, size, true);
     for (unsigned i = 0; i < size && i < 8; i++)
         if (m->nw < MAX_RECORDS)
-            m->wbytes[m->nw++] = (ByteRec){ .id = n->id, .off = off + i,
-                                            .byte = (uint8_t)(data >> (8 * i)) };
+            m->wbytes[m->nw++] =
+                (ByteRec){ .id = n->id, .off = off + i, .byte = (uint8_t)(data >> (8 * i)) };
 }
 
 /* Variant 0: any 1..8 byte access, unaligned fine, implemented as is.
  * Variant 1: guest may do anything; callbacks implement 1..4 aligned. */
 const MemoryRegionOps random_ops[2] = {
     {
-        .read = io_read, .write = io_write, .endianness = DEVICE_LITTLE_ENDIAN,
+        .read = io_read,
+        .write = io_write,
+        .endianness = DEVICE_LITTLE_ENDIAN,
         .valid = { .min_access_size = 1, .max_access_size = 8, .unaligned = true },
         .impl = { .min_access_size = 1, .max_access_size = 8, .unaligned = true },
     },
     {
-        .read = io_read, .write = io_write, .endianness = DEVICE_NATIVE_ENDIAN,
+        .read = io_read,
+        .write = io_write,
+        .endianness = DEVICE_NATIVE_ENDIAN,
         .valid = { .unaligned = true },
         .impl = { .unaligned = false },
     },
@@ -123,8 +127,8 @@ static RNode *node_by_id(Model *m, int id)
  * callback bytes in the aligned 4-byte hull of the guest's bytes when they are
  * reads, or writes of exactly what the device holds.  Returns the new count.
  */
-static size_t drop_widened(Model *m, ByteRec *got, size_t ngot, const ByteRec *exp,
-                           size_t nexp, bool write)
+static size_t drop_widened(Model *m, ByteRec *got, size_t ngot, const ByteRec *exp, size_t nexp,
+                           bool write)
 {
     if (m->strict_io)
         return ngot;
@@ -152,15 +156,15 @@ static size_t drop_widened(Model *m, ByteRec *got, size_t ngot, const ByteRec *e
     return k;
 }
 
-static void compare_records(Model *m, const char *what, ByteRec *got, size_t ngot,
-                            ByteRec *exp, size_t nexp, uint64_t addr, uint64_t len)
+static void compare_records(Model *m, const char *what, ByteRec *got, size_t ngot, ByteRec *exp,
+                            size_t nexp, uint64_t addr, uint64_t len)
 {
     size_t ngot0 = ngot;
     ngot = drop_widened(m, got, ngot, exp, nexp, what[0] == 'w');
     bool same = ngot == nexp;
     if (ngot != ngot0)
-        tr(m, "(%zu widened callback bytes accepted for %s at 0x%" PRIx64 ")", ngot0 - ngot,
-           what, addr);
+        tr(m, "(%zu widened callback bytes accepted for %s at 0x%" PRIx64 ")", ngot0 - ngot, what,
+           addr);
     qsort(got, ngot, sizeof(*got), cmp_rec);
     qsort(exp, nexp, sizeof(*exp), cmp_rec);
     size_t n = ngot < nexp ? ngot : nexp;
@@ -170,12 +174,16 @@ static void compare_records(Model *m, const char *what, ByteRec *got, size_t ngo
         dump_calls(m);
     for (size_t i = 0; i < n; i++)
         if (cmp_rec(&got[i], &exp[i]) != 0)
-            fail(m, "%s of %" PRIu64 " bytes at 0x%" PRIx64 ": callback byte %zu is r%d+0x%"
-                 PRIx64 "=%02x, expected r%d+0x%" PRIx64 "=%02x", what, len, addr, i,
-                 got[i].id, got[i].off, got[i].byte, exp[i].id, exp[i].off, exp[i].byte);
+            fail(m,
+                 "%s of %" PRIu64 " bytes at 0x%" PRIx64 ": callback byte %zu is r%d+0x%" PRIx64
+                 "=%02x, expected r%d+0x%" PRIx64 "=%02x",
+                 what, len, addr, i, got[i].id, got[i].off, got[i].byte, exp[i].id, exp[i].off,
+                 exp[i].byte);
     if (ngot != nexp)
-        fail(m, "%s of %" PRIu64 " bytes at 0x%" PRIx64 ": callbacks touched %zu bytes, "
-             "expected %zu", what, len, addr, ngot, nexp);
+        fail(m,
+             "%s of %" PRIu64 " bytes at 0x%" PRIx64 ": callbacks touched %zu bytes, "
+             "expected %zu",
+             what, len, addr, ngot, nexp);
 }
 
 static void reset_records(Model *m)
@@ -190,9 +198,15 @@ static uint64_t pick_addr(Model *m, const RMap *map, uint64_t len)
     const RSeg *s = &map->segs[rnd_below(m, map->nsegs)];
     s128 base;
     switch (rnd_below(m, 4)) {
-    case 0: base = s->lo; break;
-    case 1: base = s->hi; break;
-    case 2: base = s->hi - (s128)len; break;
+    case 0:
+        base = s->lo;
+        break;
+    case 1:
+        base = s->hi;
+        break;
+    case 2:
+        base = s->hi - (s128)len;
+        break;
     default: {
         s128 span = s->hi - s->lo;
         base = s->lo + (span >= S128_2_64 ? (s128)rnd(m) : (s128)rnd_below(m, (uint64_t)span));
@@ -234,8 +248,10 @@ void check_all_ram(Model *m)
             size_t k = 0;
             while (p[k] == t->shadow[k])
                 k++;
-            fail(m, "memory of %s differs from what the guest wrote at offset 0x%zx "
-                 "(got %02x, expected %02x)", memory_region_name(t->mr), k, p[k], t->shadow[k]);
+            fail(m,
+                 "memory of %s differs from what the guest wrote at offset 0x%zx "
+                 "(got %02x, expected %02x)",
+                 memory_region_name(t->mr), k, p[k], t->shadow[k]);
         }
     }
 }
@@ -266,7 +282,7 @@ static void do_read(Model *m, AddressSpace *as, const RMap *map, uint64_t addr, 
             exp[i] = pattern(t, off);
             expr[nexp++] = (ByteRec){ .id = t->id, .off = off, .byte = exp[i] };
         } else {
-            exp[i] = 0xff;          /* I/O region without ops */
+            exp[i] = 0xff; /* I/O region without ops */
         }
     }
 
@@ -280,18 +296,21 @@ static void do_read(Model *m, AddressSpace *as, const RMap *map, uint64_t addr, 
         if (buf[i] != exp[i]) {
             const RItem *it = ref_lookup(map, addr + i)->it;
             dump_calls(m);
-            fail(m, "read of %" PRIu64 " bytes at 0x%" PRIx64 ": byte %" PRIu64 " (at 0x%"
-                 PRIx64 ", %s) is %02x, expected %02x", len, addr, i, addr + i,
-                 it ? memory_region_name(it->term->mr) : "unassigned", buf[i], exp[i]);
+            fail(m,
+                 "read of %" PRIu64 " bytes at 0x%" PRIx64 ": byte %" PRIu64 " (at 0x%" PRIx64
+                 ", %s) is %02x, expected %02x",
+                 len, addr, i, addr + i, it ? memory_region_name(it->term->mr) : "unassigned",
+                 buf[i], exp[i]);
         }
     }
     compare_records(m, "read", m->rbytes, m->nr, expr, nexp, addr, len);
     if (nun == len && r != MEMTX_DECODE_ERROR)
-        fail(m, "read of %" PRIu64 " unassigned bytes at 0x%" PRIx64 " returned %d, expected "
-             "MEMTX_DECODE_ERROR", len, addr, (int)r);
+        fail(m,
+             "read of %" PRIu64 " unassigned bytes at 0x%" PRIx64 " returned %d, expected "
+             "MEMTX_DECODE_ERROR",
+             len, addr, (int)r);
     if (nmem == len && r != MEMTX_OK)
-        fail(m, "read of %" PRIu64 " memory bytes at 0x%" PRIx64 " returned %d", len, addr,
-             (int)r);
+        fail(m, "read of %" PRIu64 " memory bytes at 0x%" PRIx64 " returned %d", len, addr, (int)r);
 
     /* A 1/2/4/8-byte access inside one piece is one callback, unsplit. */
     const RItem *it = seg0->it;
@@ -299,9 +318,9 @@ static void do_read(Model *m, AddressSpace *as, const RMap *map, uint64_t addr, 
         RNode *t = it->term;
         uint64_t off = (uint64_t)((s128)addr - it->origin);
         if (t->ops_variant == 0 || (len <= 4 && (off & (len - 1)) == 0)) {
-            if (m->ncalls != 1 || m->calls[0].addr != off + t->legacy ||
-                m->calls[0].size != len)
-                fail(m, "read of %" PRIu64 " bytes at 0x%" PRIx64 " inside %s: expected one "
+            if (m->ncalls != 1 || m->calls[0].addr != off + t->legacy || m->calls[0].size != len)
+                fail(m,
+                     "read of %" PRIu64 " bytes at 0x%" PRIx64 " inside %s: expected one "
                      "callback at 0x%" PRIx64 ", got %zu (first at 0x%" PRIx64 " size %u)",
                      len, addr, memory_region_name(t->mr), off + t->legacy, m->ncalls,
                      m->ncalls ? m->calls[0].addr : 0, m->ncalls ? m->calls[0].size : 0);
@@ -327,7 +346,7 @@ static void do_write(Model *m, AddressSpace *as, const RMap *map, uint64_t addr,
         uint64_t off = (uint64_t)((s128)(addr + i) - it->origin);
         if (t->kind == RK_IO || t->kind == RK_ROMDEV) {
             if (it->ro)
-                return;     /* read-only alias onto a device: not specified */
+                return; /* read-only alias onto a device: not specified */
             expw[nexp++] = (ByteRec){ .id = t->id, .off = off, .byte = buf[i] };
         } else if ((t->kind == RK_RAM || t->kind == RK_RAM_PTR) && !it->ro) {
             nram++;
@@ -346,11 +365,12 @@ static void do_write(Model *m, AddressSpace *as, const RMap *map, uint64_t addr,
             it->term->shadow[(uint64_t)((s128)(addr + i) - it->origin)] = buf[i];
     }
     if (nun == len && r != MEMTX_DECODE_ERROR)
-        fail(m, "write of %" PRIu64 " unassigned bytes at 0x%" PRIx64 " returned %d, "
-             "expected MEMTX_DECODE_ERROR", len, addr, (int)r);
+        fail(m,
+             "write of %" PRIu64 " unassigned bytes at 0x%" PRIx64 " returned %d, "
+             "expected MEMTX_DECODE_ERROR",
+             len, addr, (int)r);
     if (nram == len && r != MEMTX_OK)
-        fail(m, "write of %" PRIu64 " RAM bytes at 0x%" PRIx64 " returned %d", len, addr,
-             (int)r);
+        fail(m, "write of %" PRIu64 " RAM bytes at 0x%" PRIx64 " returned %d", len, addr, (int)r);
     /* RAM, read-only RAM and ROM: what landed in memory is what we expect. */
     for (uint64_t i = 0; i < len; i++) {
         const RItem *it = ref_lookup(map, addr + i)->it;
@@ -358,10 +378,11 @@ static void do_write(Model *m, AddressSpace *as, const RMap *map, uint64_t addr,
             uint64_t off = (uint64_t)((s128)(addr + i) - it->origin);
             uint8_t *p = host_mem(m, it->term);
             if (p[off] != it->term->shadow[off])
-                fail(m, "write of %" PRIu64 " bytes at 0x%" PRIx64 ": %s+0x%" PRIx64
-                     " holds %02x, expected %02x%s", len, addr,
-                     memory_region_name(it->term->mr), off, p[off], it->term->shadow[off],
-                     it->ro ? " (read-only: write must be dropped)" : "");
+                fail(m,
+                     "write of %" PRIu64 " bytes at 0x%" PRIx64 ": %s+0x%" PRIx64
+                     " holds %02x, expected %02x%s",
+                     len, addr, memory_region_name(it->term->mr), off, p[off],
+                     it->term->shadow[off], it->ro ? " (read-only: write must be dropped)" : "");
         }
     }
 }

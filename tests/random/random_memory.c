@@ -82,9 +82,8 @@ void fail(Model *m, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nreproduce: random_memory --seed %" PRIu64 " --iterations %d%s%s\n",
-            m->seed, m->iteration + 1, m->exact ? "" : " --no-exact",
-            m->strict_io ? " --strict-io" : "");
+    fprintf(stderr, "\nreproduce: random_memory --seed %" PRIu64 " --iterations %d%s%s\n", m->seed,
+            m->iteration + 1, m->exact ? "" : " --no-exact", m->strict_io ? " --strict-io" : "");
     fflush(stderr);
     _exit(1);
 }
@@ -150,8 +149,8 @@ void verify(Model *m)
         if (r && m->verbose)
             dump_views(m, a);
         if (r)
-            fail(m, "FlatView of %s differs from the reference: %s",
-                 address_space_name(m->as[a]), err);
+            fail(m, "FlatView of %s differs from the reference: %s", address_space_name(m->as[a]),
+                 err);
     }
     if (memory_context_check_flatviews(m->ctx) != 0)
         fail(m, "memory_context_check_flatviews: %s", memory_context_last_error(m->ctx));
@@ -294,8 +293,8 @@ static void run_seed(Model *m, uint64_t seed, int iterations)
     unsigned n0 = 10 + (unsigned)rnd_below(m, 20);
     for (unsigned i = 0; i < n0; i++) {
         static const enum rkind mix[] = { RK_CONTAINER, RK_CONTAINER, RK_CONTAINER, RK_RAM,
-                                          RK_RAM_PTR, RK_ROM, RK_IO, RK_IO, RK_IO_NULL,
-                                          RK_ROMDEV, RK_ALIAS, RK_ALIAS };
+                                          RK_RAM_PTR,   RK_ROM,       RK_IO,        RK_IO,
+                                          RK_IO_NULL,   RK_ROMDEV,    RK_ALIAS,     RK_ALIAS };
         node_create(m, mix[rnd_below(m, sizeof(mix) / sizeof(mix[0]))]);
     }
     for (int pass = 0; pass < 3; pass++)
@@ -339,8 +338,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--verbose")) {
             m->verbose = true;
         } else {
-            fprintf(stderr, "usage: %s [--seeds N] [--first-seed S] [--seed S] "
-                    "[--iterations N] [--no-exact] [--strict-io] [--verbose]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--seeds N] [--first-seed S] [--seed S] "
+                    "[--iterations N] [--no-exact] [--strict-io] [--verbose]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -350,9 +351,10 @@ int main(int argc, char **argv)
         run_seed(m, s, iterations);
     }
     free(m->trace);
-    printf("random_memory: %" PRIu64 " seeds x %d iterations passed (%" PRIu64 " commits, %"
-           PRIu64 " painted extents, %" PRIu64 " accesses, %" PRIu64 " API results asserted, %"
-           PRIu64 " widened device bytes tolerated)\n", count, iterations, m->n_commits,
-           m->n_items, m->n_accesses, m->n_errors_checked, m->n_widened);
+    printf("random_memory: %" PRIu64 " seeds x %d iterations passed (%" PRIu64 " commits, %" PRIu64
+           " painted extents, %" PRIu64 " accesses, %" PRIu64 " API results asserted, %" PRIu64
+           " widened device bytes tolerated)\n",
+           count, iterations, m->n_commits, m->n_items, m->n_accesses, m->n_errors_checked,
+           m->n_widened);
     return 0;
 }

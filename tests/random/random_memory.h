@@ -15,14 +15,14 @@
 #define MAX_RECORDS 1024
 
 typedef struct ByteRec {
-    int id;             /* RNode id */
-    uint64_t off;       /* region-relative offset (legacy offset removed) */
+    int id;       /* RNode id */
+    uint64_t off; /* region-relative offset (legacy offset removed) */
     uint8_t byte;
 } ByteRec;
 
 typedef struct CallRec {
     int id;
-    uint64_t addr;      /* as passed to the callback */
+    uint64_t addr; /* as passed to the callback */
     unsigned size;
     bool write;
 } CallRec;
@@ -32,11 +32,11 @@ typedef struct Model {
     uint64_t rng;
     uint64_t seed;
     int iteration;
-    int depth;              /* transaction depth we opened */
-    bool exact;             /* also compare the exact range split */
+    int depth;  /* transaction depth we opened */
+    bool exact; /* also compare the exact range split */
     bool verbose;
-    bool strict_io;         /* no widened device accesses tolerated */
-    s128 force_size;        /* if non-zero, the next container's size */
+    bool strict_io;  /* no widened device accesses tolerated */
+    s128 force_size; /* if non-zero, the next container's size */
 
     RNode *nodes[MAX_NODES];
     size_t nnodes;

@@ -17,8 +17,8 @@ extern const MemoryRegionOps random_ops[2];
 enum expect { MUST_OK, MUST_FAIL, EITHER };
 
 static const char *kind_prefix[] = {
-    [RK_CONTAINER] = "c", [RK_RAM] = "ram", [RK_RAM_PTR] = "ramp", [RK_ROM] = "rom",
-    [RK_IO] = "io", [RK_IO_NULL] = "ionull", [RK_ROMDEV] = "romd", [RK_ALIAS] = "alias",
+    [RK_CONTAINER] = "c", [RK_RAM] = "ram",        [RK_RAM_PTR] = "ramp", [RK_ROM] = "rom",
+    [RK_IO] = "io",       [RK_IO_NULL] = "ionull", [RK_ROMDEV] = "romd",  [RK_ALIAS] = "alias",
 };
 
 static const char *nm(const RNode *n)
@@ -33,8 +33,8 @@ static s128 pick(Model *m, const s128 *v, size_t n)
 
 static s128 container_size(Model *m)
 {
-    static const s128 sizes[] = { 0x1000, 0x8000, 0x10000, 0x100000, 0xff800, (s128)1 << 32,
-                                  S128_2_64, S128_2_64 };
+    static const s128 sizes[] = { 0x1000,  0x8000,        0x10000,   0x100000,
+                                  0xff800, (s128)1 << 32, S128_2_64, S128_2_64 };
     if (chance(m, 10))
         return 0x100 + (s128)rnd_below(m, 0x40000);
     return pick(m, sizes, sizeof(sizes) / sizeof(sizes[0]));
@@ -123,8 +123,7 @@ RNode *node_create(Model *m, enum rkind kind)
         n->ptrbuf = fill_random(m, malloc((size_t)n->size), (size_t)n->size);
         n->shadow = malloc((size_t)n->size);
         memcpy(n->shadow, n->ptrbuf, (size_t)n->size);
-        r = memory_region_init_ram_ptr(n->mr, m->ctx, owner, name, (uint64_t)n->size,
-                                       n->ptrbuf);
+        r = memory_region_init_ram_ptr(n->mr, m->ctx, owner, name, (uint64_t)n->size, n->ptrbuf);
         break;
     case RK_ROM:
         n->size = ram_size(m);
@@ -134,14 +133,14 @@ RNode *node_create(Model *m, enum rkind kind)
     case RK_IO:
     case RK_IO_NULL:
         n->size = io_size(m);
-        r = memory_region_init_io(n->mr, m->ctx, kind == RK_IO ? &random_ops[n->ops_variant]
-                                  : NULL, kind == RK_IO ? n : NULL, name, size_arg(n->size));
+        r = memory_region_init_io(n->mr, m->ctx, kind == RK_IO ? &random_ops[n->ops_variant] : NULL,
+                                  kind == RK_IO ? n : NULL, name, size_arg(n->size));
         break;
     case RK_ROMDEV:
         n->size = ram_size(m);
         n->shadow = malloc((size_t)n->size);
-        r = memory_region_init_rom_device(n->mr, m->ctx, &random_ops[n->ops_variant], n,
-                                          owner, name, (uint64_t)n->size);
+        r = memory_region_init_rom_device(n->mr, m->ctx, &random_ops[n->ops_variant], n, owner,
+                                          name, (uint64_t)n->size);
         break;
     case RK_ALIAS: {
         RNode *t = m->nodes[rnd_below(m, m->nnodes)];
@@ -157,15 +156,14 @@ RNode *node_create(Model *m, enum rkind kind)
         } else if (mode < 9) {
             n->alias_off = 0;
             n->size = t->size;
-        } else {    /* a window reaching past the target's end */
+        } else { /* a window reaching past the target's end */
             n->alias_off = pick_in(m, t->size);
             n->size = t->size - (s128)n->alias_off + 1 + (s128)rnd_below(m, 0x1000);
             if (n->size > S128_2_64)
                 n->size = S128_2_64;
             want = (s128)n->alias_off + n->size > t->size ? EITHER : MUST_OK;
         }
-        r = memory_region_init_alias(n->mr, m->ctx, name, t->mr, n->alias_off,
-                                     size_arg(n->size));
+        r = memory_region_init_alias(n->mr, m->ctx, name, t->mr, n->alias_off, size_arg(n->size));
         break;
     }
     }
@@ -259,8 +257,7 @@ static enum expect predict(Model *m, const RNode *c, const RNode *sub, uint64_t 
 static void check_expect(Model *m, enum expect e, int r, const char *what)
 {
     if (e == MUST_OK && r != 0)
-        fail(m, "%s failed (%d: %s), expected success", what, r,
-             memory_context_last_error(m->ctx));
+        fail(m, "%s failed (%d: %s), expected success", what, r, memory_context_last_error(m->ctx));
     if (e == MUST_FAIL && r == 0)
         fail(m, "%s succeeded, expected an error", what);
     if (e != EITHER)
@@ -272,9 +269,14 @@ static uint64_t place(Model *m, const RNode *c, const RNode *sub)
 {
     s128 cs = c->size, ss = sub->size, o;
     switch (rnd_below(m, 12)) {
-    case 0: case 1: case 2: case 3:
+    case 0:
+    case 1:
+    case 2:
+    case 3:
         return pick_in(m, cs);
-    case 4: case 5: case 6: {     /* next to a sibling */
+    case 4:
+    case 5:
+    case 6: { /* next to a sibling */
         const RNode *sib = NULL;
         size_t start = rnd_below(m, m->nnodes);
         for (size_t i = 0; i < m->nnodes && !sib; i++) {
@@ -291,16 +293,16 @@ static uint64_t place(Model *m, const RNode *c, const RNode *sub)
             o += (s128)rnd_below(m, 0x201) - 0x100;
         break;
     }
-    case 7:     /* ending exactly at the container's end (2^64 - 1 for the top) */
+    case 7: /* ending exactly at the container's end (2^64 - 1 for the top) */
         o = cs - ss;
         break;
-    case 8:     /* partially past the end: clipped */
+    case 8: /* partially past the end: clipped */
         o = cs - ss / 2;
         break;
     case 9:
         o = 0;
         break;
-    case 10:    /* at or past the end: an error */
+    case 10: /* at or past the end: an error */
         o = cs + (s128)rnd_below(m, 0x1000);
         break;
     default:
@@ -325,13 +327,34 @@ static RNode *random_node(Model *m, bool (*ok)(const RNode *))
     return NULL;
 }
 
-static bool is_detached(const RNode *n) { return !n->is_root && !n->parent; }
-static bool is_attached(const RNode *n) { return n->parent != NULL; }
-static bool is_container(const RNode *n) { return n->kind == RK_CONTAINER; }
-static bool not_root(const RNode *n) { return !n->is_root; }
-static bool is_alias(const RNode *n) { return n->kind == RK_ALIAS; }
-static bool is_romdev(const RNode *n) { return n->kind == RK_ROMDEV; }
-static bool is_not_alias(const RNode *n) { return n->kind != RK_ALIAS; }
+static bool is_detached(const RNode *n)
+{
+    return !n->is_root && !n->parent;
+}
+static bool is_attached(const RNode *n)
+{
+    return n->parent != NULL;
+}
+static bool is_container(const RNode *n)
+{
+    return n->kind == RK_CONTAINER;
+}
+static bool not_root(const RNode *n)
+{
+    return !n->is_root;
+}
+static bool is_alias(const RNode *n)
+{
+    return n->kind == RK_ALIAS;
+}
+static bool is_romdev(const RNode *n)
+{
+    return n->kind == RK_ROMDEV;
+}
+static bool is_not_alias(const RNode *n)
+{
+    return n->kind != RK_ALIAS;
+}
 static bool can_readonly(const RNode *n)
 {
     return n->kind == RK_RAM || n->kind == RK_RAM_PTR || n->kind == RK_ALIAS;
@@ -372,8 +395,8 @@ static void mut_add(Model *m, RNode *sub)
     enum expect e = predict(m, c, sub, o, overlap);
     int r = overlap ? memory_region_add_subregion_overlap(c->mr, o, sub->mr, prio)
                     : memory_region_add_subregion(c->mr, o, sub->mr);
-    tr(m, "add%s %s into %s at 0x%" PRIx64 " prio %d -> %d", overlap ? "_overlap" : "",
-       nm(sub), nm(c), o, prio, r);
+    tr(m, "add%s %s into %s at 0x%" PRIx64 " prio %d -> %d", overlap ? "_overlap" : "", nm(sub),
+       nm(c), o, prio, r);
     char what[160];
     snprintf(what, sizeof(what), "add_subregion%s(%s, 0x%" PRIx64 ", %s)",
              overlap ? "_overlap" : "", nm(c), o, nm(sub));
@@ -437,7 +460,7 @@ static void mut_move(Model *m)
     check_expect(m, e, r, "set_address");
     if (r == 0 && o != n->addr) {
         n->addr = o;
-        n->seq = ++m->seq;      /* QEMU re-inserts a moved region: newest on ties */
+        n->seq = ++m->seq; /* QEMU re-inserts a moved region: newest on ties */
     }
 }
 
@@ -471,7 +494,7 @@ static void mut_alias_offset(Model *m)
 
 static void mut_destroy(Model *m)
 {
-    if (chance(m, 30)) {        /* destroying a busy region must fail */
+    if (chance(m, 30)) { /* destroying a busy region must fail */
         RNode *n = random_node(m, busy);
         if (n) {
             int r = memory_region_destroy(n->mr);

@@ -44,9 +44,9 @@ static void push_item(RMap *map, s128 lo, s128 hi, s128 origin, RNode *term, boo
         map->capitems = map->capitems ? map->capitems * 2 : 64;
         map->items = xrealloc(map->items, map->capitems * sizeof(*map->items));
     }
-    map->items[map->nitems++] = (RItem){ .lo = lo, .hi = hi, .origin = origin,
-                                         .term = term, .ro = ro, .romd = term->romd,
-                                         .nv = nv };
+    map->items[map->nitems++] = (RItem){
+        .lo = lo, .hi = hi, .origin = origin, .term = term, .ro = ro, .romd = term->romd, .nv = nv
+    };
 }
 
 /* Visibility order among siblings: higher priority first, then the most
@@ -211,14 +211,18 @@ static int check_exact(const RMap *map, FlatView *fv, char *err, size_t errlen)
             j++;
         s128 lo = s->lo, hi = map->segs[j - 1].hi;
         if (k >= n) {
-            snprintf(err, errlen, "exact split: FlatView has %zu ranges, reference has more "
-                     "(next [%s, %s) %s)", n, s128_str(lo), s128_str(hi), term_name(s->it));
+            snprintf(err, errlen,
+                     "exact split: FlatView has %zu ranges, reference has more "
+                     "(next [%s, %s) %s)",
+                     n, s128_str(lo), s128_str(hi), term_name(s->it));
             return -1;
         }
         const FlatRange *fr = flatview_range(fv, k);
         if ((s128)fr->start != lo || (s128)fr->size != hi - lo) {
-            snprintf(err, errlen, "exact split: range %zu is [%s, +%s) %s, reference merges to "
-                     "[%s, %s) %s", k, s128_str((s128)fr->start), s128_str((s128)fr->size),
+            snprintf(err, errlen,
+                     "exact split: range %zu is [%s, +%s) %s, reference merges to "
+                     "[%s, %s) %s",
+                     k, s128_str((s128)fr->start), s128_str((s128)fr->size),
                      memory_region_name(fr->mr), s128_str(lo), s128_str(hi), term_name(s->it));
             return -1;
         }
@@ -240,8 +244,10 @@ int ref_compare(const RMap *map, FlatView *fv, bool exact, char *err, size_t err
         const FlatRange *fr = flatview_range(fv, i);
         s128 start = (s128)fr->start, size = (s128)fr->size;
         if (size <= 0 || start + size > S128_2_64 || start < prev_end || !fr->mr) {
-            snprintf(err, errlen, "FlatView range %zu [%s, +%s) is empty, unsorted, overlapping "
-                     "or past 2^64", i, s128_str(start), s128_str(size));
+            snprintf(err, errlen,
+                     "FlatView range %zu [%s, +%s) is empty, unsorted, overlapping "
+                     "or past 2^64",
+                     i, s128_str(start), s128_str(size));
             return -1;
         }
         prev_end = start + size;
@@ -252,8 +258,7 @@ int ref_compare(const RMap *map, FlatView *fv, bool exact, char *err, size_t err
     while (x < S128_2_64) {
         while (map->segs[j].hi <= x)
             j++;
-        while (i < n && (s128)flatview_range(fv, i)->start +
-                        (s128)flatview_range(fv, i)->size <= x)
+        while (i < n && (s128)flatview_range(fv, i)->start + (s128)flatview_range(fv, i)->size <= x)
             i++;
         const FlatRange *fr = NULL;
         s128 next = map->segs[j].hi;

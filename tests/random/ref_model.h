@@ -23,12 +23,12 @@ typedef __int128 s128;
 
 enum rkind {
     RK_CONTAINER,
-    RK_RAM,        /* memory_region_init_ram */
-    RK_RAM_PTR,    /* memory_region_init_ram_ptr */
-    RK_ROM,        /* memory_region_init_rom */
-    RK_IO,         /* init_io with recording ops */
-    RK_IO_NULL,    /* init_io with NULL ops */
-    RK_ROMDEV,     /* init_rom_device */
+    RK_RAM,     /* memory_region_init_ram */
+    RK_RAM_PTR, /* memory_region_init_ram_ptr */
+    RK_ROM,     /* memory_region_init_rom */
+    RK_IO,      /* init_io with recording ops */
+    RK_IO_NULL, /* init_io with NULL ops */
+    RK_ROMDEV,  /* init_rom_device */
     RK_ALIAS,
 };
 
@@ -40,23 +40,23 @@ struct RNode {
     MemoryRegion *mr;
     int id;
     enum rkind kind;
-    s128 size;              /* 1 .. 2^64 */
-    RNode *parent;          /* container, NULL if detached */
-    uint64_t addr;          /* offset inside parent */
+    s128 size;     /* 1 .. 2^64 */
+    RNode *parent; /* container, NULL if detached */
+    uint64_t addr; /* offset inside parent */
     int32_t priority;
-    bool overlap;           /* added with add_subregion_overlap */
-    uint64_t seq;           /* order of (re)insertion: newer wins ties */
+    bool overlap; /* added with add_subregion_overlap */
+    uint64_t seq; /* order of (re)insertion: newer wins ties */
     bool enabled;
-    bool readonly;          /* set_readonly(true) on RAM or alias */
-    bool nonvolatile;       /* set_nonvolatile(true) */
-    bool romd;              /* rom_device readable */
-    RNode *target;          /* alias target */
+    bool readonly;    /* set_readonly(true) on RAM or alias */
+    bool nonvolatile; /* set_nonvolatile(true) */
+    bool romd;        /* rom_device readable */
+    RNode *target;    /* alias target */
     uint64_t alias_off;
-    int alias_refs;         /* live aliases pointing here */
-    uint8_t *shadow;        /* expected memory contents (RAM/ROM/ROMDEV) */
-    void *ptrbuf;           /* caller memory of RK_RAM_PTR */
-    uint64_t legacy;        /* memory_region_set_offset value */
-    int ops_variant;        /* 0: free-form ops, 1: impl 1..4 aligned */
+    int alias_refs;  /* live aliases pointing here */
+    uint8_t *shadow; /* expected memory contents (RAM/ROM/ROMDEV) */
+    void *ptrbuf;    /* caller memory of RK_RAM_PTR */
+    uint64_t legacy; /* memory_region_set_offset value */
+    int ops_variant; /* 0: free-form ops, 1: impl 1..4 aligned */
     bool is_root;
 };
 
@@ -65,9 +65,9 @@ struct RNode {
 typedef struct RItem {
     s128 lo, hi, origin;
     RNode *term;
-    bool ro;                /* readonly along the path (or a ROM) */
-    bool romd;              /* term->romd when rendered */
-    bool nv;                /* non-volatile along the path */
+    bool ro;   /* readonly along the path (or a ROM) */
+    bool romd; /* term->romd when rendered */
+    bool nv;   /* non-volatile along the path */
 } RItem;
 
 /* A piece of the painted map; it == NULL means unassigned. */
@@ -79,7 +79,7 @@ typedef struct RSeg {
 typedef struct RMap {
     RItem *items;
     size_t nitems, capitems;
-    RSeg *segs;             /* covers [0, 2^64) without gaps */
+    RSeg *segs; /* covers [0, 2^64) without gaps */
     size_t nsegs, capsegs;
     s128 *bps;
     size_t capbps;

@@ -116,7 +116,8 @@ static void test_errors(void)
     expect_error("FlatView #x\n", "line 1: expected 'FlatView");
     expect_error("FlatView #0\n  0-1 (prio 0, i/o): x\n", "line 2: expected ' AS'");
     expect_error("FlatView #0\n Root memory region: x\n  No rendered FlatView\n"
-                 "  0-1 (prio 0, i/o): x\n", "line 4: range after");
+                 "  0-1 (prio 0, i/o): x\n",
+                 "line 4: range after");
     expect_error("address-space: a\n  0-1 (prio 0, i/o): x\nbogus\n", "line 3: unexpected");
     {
         static const char nul[] = "address-space: a\n  0-1 (prio 0, i/o): x\0y\n";
@@ -153,17 +154,17 @@ static void test_mutations(void)
             size_t at = (size_t)(next_rand() % len);
 
             switch (next_rand() % 4) {
-            case 0:   /* replace */
+            case 0: /* replace */
                 buf[at] = alphabet[next_rand() % (sizeof(alphabet) - 1)];
                 break;
-            case 1:   /* delete */
+            case 1: /* delete */
                 memmove(buf + at, buf + at + 1, len - at - 1);
                 len--;
                 break;
-            case 2:   /* random byte */
+            case 2: /* random byte */
                 buf[at] = (char)(next_rand() & 0xff);
                 break;
-            default:  /* truncate */
+            default: /* truncate */
                 len = at + 1;
                 break;
             }

@@ -15,11 +15,11 @@
 
 typedef struct Parser {
     MtpDump *d;
-    MtpSection *cur;            /* open section, NULL between sections */
+    MtpSection *cur; /* open section, NULL between sections */
     unsigned line;
     char *err;
     size_t errlen;
-    unsigned stack[MTP_MAX_DEPTH + 1];  /* node index per depth (open tree) */
+    unsigned stack[MTP_MAX_DEPTH + 1]; /* node index per depth (open tree) */
     bool fv_root_seen;
 } Parser;
 
@@ -85,11 +85,16 @@ static int push_str(char ***arr, unsigned *n, const char *s)
 const char *mtp_type_name(MtpType t)
 {
     switch (t) {
-    case MTP_RAM: return "ram";
-    case MTP_ROM: return "rom";
-    case MTP_ROMD: return "romd";
-    case MTP_RAMD: return "ramd";
-    case MTP_IO: return "i/o";
+    case MTP_RAM:
+        return "ram";
+    case MTP_ROM:
+        return "rom";
+    case MTP_ROMD:
+        return "romd";
+    case MTP_RAMD:
+        return "ramd";
+    case MTP_IO:
+        return "i/o";
     }
     return "?";
 }
@@ -171,9 +176,12 @@ static bool skip_lit(const char **s, const char *lit)
 static const char *parse_prefix(const char *s, uint64_t *start, uint64_t *end, int32_t *prio,
                                 MtpType *type, bool *nv)
 {
-    static const struct { const char *s; MtpType t; } types[] = {
+    static const struct {
+        const char *s;
+        MtpType t;
+    } types[] = {
         { "romd): ", MTP_ROMD }, { "ramd): ", MTP_RAMD }, { "ram): ", MTP_RAM },
-        { "rom): ", MTP_ROM }, { "i/o): ", MTP_IO },
+        { "rom): ", MTP_ROM },   { "i/o): ", MTP_IO },
     };
     size_t i;
 
@@ -222,7 +230,7 @@ static bool tail_range(const char *s, size_t n, uint64_t *a, uint64_t *b, size_t
     if (!parse_hex(&q, b) || q != s + n) {
         return false;
     }
-    *tok = i - 1;   /* index of the space */
+    *tok = i - 1; /* index of the space */
     return true;
 }
 

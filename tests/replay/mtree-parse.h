@@ -34,44 +34,44 @@ typedef enum {
 
 /* One region line of a tree section. */
 typedef struct MtpNode {
-    uint64_t start, end;        /* absolute, inclusive, as printed */
+    uint64_t start, end; /* absolute, inclusive, as printed */
     int32_t prio;
     MtpType type;
-    bool nv;                    /* "nv-" type prefix (non-volatile) */
-    bool disabled;              /* " [disabled]" */
+    bool nv;       /* "nv-" type prefix (non-volatile) */
+    bool disabled; /* " [disabled]" */
     bool is_alias;
     char *name;
-    char *alias_target;         /* aliases: the target's name */
-    uint64_t alias_start, alias_end;   /* aliases: range inside the target */
-    unsigned depth;             /* 1 = the section's root */
-    int parent;                 /* index of the parent node, -1 for the root */
+    char *alias_target;              /* aliases: the target's name */
+    uint64_t alias_start, alias_end; /* aliases: range inside the target */
+    unsigned depth;                  /* 1 = the section's root */
+    int parent;                      /* index of the parent node, -1 for the root */
     unsigned nr_children;
-    unsigned subtree;           /* number of nodes in this subtree (self included) */
-    unsigned line;              /* 1-based source line */
-    char *text;                 /* the whole line */
+    unsigned subtree; /* number of nodes in this subtree (self included) */
+    unsigned line;    /* 1-based source line */
+    char *text;       /* the whole line */
 } MtpNode;
 
 /* One range line of a FlatView section. */
 typedef struct MtpRange {
-    uint64_t start, end;        /* inclusive */
+    uint64_t start, end; /* inclusive */
     int32_t prio;
     MtpType type;
     bool nv;
     char *name;
-    uint64_t offset;            /* "@OFFSET", 0 if absent */
+    uint64_t offset; /* "@OFFSET", 0 if absent */
     unsigned line;
     char *text;
 } MtpRange;
 
 typedef enum {
-    MTP_SEC_AS,                 /* address-space: lines + tree */
-    MTP_SEC_MR,                 /* memory-region: line + tree */
-    MTP_SEC_FV,                 /* FlatView */
+    MTP_SEC_AS, /* address-space: lines + tree */
+    MTP_SEC_MR, /* memory-region: line + tree */
+    MTP_SEC_FV, /* FlatView */
 } MtpSectionKind;
 
 typedef struct MtpSection {
     MtpSectionKind kind;
-    unsigned line;              /* line of the first header line */
+    unsigned line; /* line of the first header line */
     /* AS: the address-space names; MR: the one region name; FV: the AS
      * names of the " AS" lines, in printed order. */
     char **names;
@@ -87,7 +87,7 @@ typedef struct MtpSection {
     /* FV: root region name, NULL for "(none)"; the ranges. */
     char *fv_root;
     unsigned fv_number;
-    bool fv_empty;              /* "No rendered FlatView" */
+    bool fv_empty; /* "No rendered FlatView" */
     MtpRange *ranges;
     unsigned nr_ranges;
     /* Body lines as printed (tree lines, range lines, "No rendered ..."). */

@@ -64,8 +64,7 @@ static bool mutate_fixture(const char *path, unsigned n, uint64_t seed, const Re
         }
         free(mt);
     }
-    printf("MUTATED %s: %u runs, %u PASS, %u FAIL, none crashed\n", base, pass + fail, pass,
-           fail);
+    printf("MUTATED %s: %u runs, %u PASS, %u FAIL, none crashed\n", base, pass + fail, pass, fail);
     free(text);
     return true;
 }

@@ -84,9 +84,9 @@ static RObj *flat_root(RObj *o)
 
 typedef struct Want {
     const char *name;
-    s128 base;          /* absolute address of the region's byte 0 */
+    s128 base; /* absolute address of the region's byte 0 */
     int32_t prio;
-    MtpType type;       /* as printed in the flat range */
+    MtpType type; /* as printed in the flat range */
 } Want;
 
 typedef struct Look {
@@ -297,8 +297,9 @@ static void assign_fv_roots(Model *m)
 
 static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b, bool quiet)
 {
-    Want w = { .name = r->name, .base = (s128)r->start - (s128)r->offset,
-               .prio = r->prio, .type = r->type };
+    Want w = {
+        .name = r->name, .base = (s128)r->start - (s128)r->offset, .prio = r->prio, .type = r->type
+    };
     s128 p = r->start, end = (s128)r->end + 1;
     size_t lo = 0, hi = b->n;
 
@@ -334,15 +335,18 @@ static void infer_range(Model *m, RObj *root, const MtpRange *r, const Bounds *b
                     }
                 }
                 if (!marked && !quiet) {
-                    model_diag(m, "line %u: '%s' prints as rom but no alias on its path "
-                               "can be read-only", r->line, r->name);
+                    model_diag(m,
+                               "line %u: '%s' prints as rom but no alias on its path "
+                               "can be read-only",
+                               r->line, r->name);
                 }
             }
         } else {
             if (!quiet) {
-                model_diag(m, "line %u: no region '%s' (prio %d) based at 0x%llx is visible "
-                           "at 0x%llx%s", r->line, r->name, r->prio,
-                           (unsigned long long)(uint64_t)w.base,
+                model_diag(m,
+                           "line %u: no region '%s' (prio %d) based at 0x%llx is visible "
+                           "at 0x%llx%s",
+                           r->line, r->name, r->prio, (unsigned long long)(uint64_t)w.base,
                            (unsigned long long)(uint64_t)p,
                            lk.too_deep ? " (nesting too deep)" : "");
             }
@@ -446,7 +450,7 @@ typedef struct RRange {
 typedef struct View {
     RRange *r;
     size_t n, cap;
-    bool oom;           /* or out of work budget */
+    bool oom; /* or out of work budget */
     uint64_t *work;
 } View;
 
@@ -542,8 +546,7 @@ static void simplify(View *v)
         j = i + 1;
         while (j < v->n && v->r[j].mr == v->r[j - 1].mr &&
                v->r[j - 1].start + v->r[j - 1].size == v->r[j].start &&
-               v->r[j - 1].off + v->r[j - 1].size == v->r[j].off &&
-               v->r[j].ro == v->r[j - 1].ro) {
+               v->r[j - 1].off + v->r[j - 1].size == v->r[j].off && v->r[j].ro == v->r[j - 1].ro) {
             v->r[i].size += v->r[j].size;
             j++;
         }
@@ -581,9 +584,8 @@ int model_check_flatview(Model *m, const MtpSection *fv)
             const RRange *r = &v.r[i];
             int n = snprintf(line, sizeof(line), "  %016llx-%016llx (prio %d, %s): %s",
                              (unsigned long long)(uint64_t)r->start,
-                             (unsigned long long)(uint64_t)(r->start + r->size - 1),
-                             r->mr->prio, r->ro ? "rom" : mtp_type_name(r->mr->type),
-                             r->mr->name);
+                             (unsigned long long)(uint64_t)(r->start + r->size - 1), r->mr->prio,
+                             r->ro ? "rom" : mtp_type_name(r->mr->type), r->mr->name);
             if (r->off && n > 0 && (size_t)n < sizeof(line)) {
                 snprintf(line + n, sizeof(line) - (size_t)n, " @%016llx",
                          (unsigned long long)(uint64_t)r->off);
@@ -594,8 +596,7 @@ int model_check_flatview(Model *m, const MtpSection *fv)
             line[0] = 0;
         }
         if (i >= fv->nr_body || strcmp(line, fv->body[i]) != 0) {
-            model_diag(m, "line %u: the replay model renders this FlatView differently:",
-                       fv->line);
+            model_diag(m, "line %u: the replay model renders this FlatView differently:", fv->line);
             model_diag(m, "  expected: %s", i < fv->nr_body ? fv->body[i] : "(end)");
             model_diag(m, "  model:    %s", line[0] ? line : "(end)");
             rc = -1;

@@ -8,7 +8,7 @@
 /* Deepest region/alias nesting a walk follows before it gives up. */
 #define REPLAY_MAX_NEST 512
 /* Region visits the model may spend on one fixture (alias fan-out is exponential). */
-#define REPLAY_WORK_LIMIT 2000000ull   /* the largest fixture needs ~20000 */
+#define REPLAY_WORK_LIMIT 2000000ull /* the largest fixture needs ~20000 */
 
 /* Reads terminates/read-only facts off every FlatView section of m->d. */
 void infer_from_flatviews(Model *m);

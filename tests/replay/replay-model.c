@@ -299,7 +299,7 @@ static int target_score(Model *m, RObj *o, RObj *t)
         return -1;
     }
     if (reaches(m, t, o, ++m->stamp, 0)) {
-        return -1;      /* a loop */
+        return -1; /* a loop */
     }
     for (i = 0; i < t->nr_kids; i++) {
         u128 s = t->kids[i]->addr, e = s + t->kids[i]->size;
@@ -374,7 +374,7 @@ static int resolve_aliases(Model *m, char *err, size_t errlen)
             if (qpos[qlen] < occ[i].pos) {
                 model_diag(m, "line %u: memory-region: %s printed before any alias named it",
                            d->sections[q[qlen]].line, name);
-                ok = false;     /* a section printed before anything named it */
+                ok = false; /* a section printed before anything named it */
                 break;
             }
             if (target_score(m, o, mr_obj(m, q[qlen])) >= 0) {
@@ -418,7 +418,7 @@ static int resolve_aliases(Model *m, char *err, size_t errlen)
     if (!ok || qlen != k) {
         /* not QEMU's queue order: resolve every alias by name */
         model_diag(m, "aliases resolved by name only (the text does not follow QEMU's "
-                   "alias queue)");
+                      "alias queue)");
         for (i = 0; i < m->nr_objs; i++) {
             RObj *o = m->objs[i];
 
@@ -586,7 +586,7 @@ static void merge_twins(Model *m)
             }
         }
         if (!pick_r) {
-            break;      /* no identical root left: the rest stay on their own */
+            break; /* no identical root left: the rest stay on their own */
         }
         done[pick_t] = true;
         merge_into(m, m->secmap[m->twin_sections[pick_t]][0], pick_r);
@@ -621,8 +621,8 @@ static int check_objects(Model *m, char *err, size_t errlen)
         }
         for (steps = 0; t && t->is_alias; steps++) {
             if (steps > m->nr_objs) {
-                snprintf(err, errlen, "line %u: alias '%s' is part of an alias loop",
-                         o->node->line, o->name);
+                snprintf(err, errlen, "line %u: alias '%s' is part of an alias loop", o->node->line,
+                         o->name);
                 return -1;
             }
             t = t->target;
@@ -633,11 +633,14 @@ static int check_objects(Model *m, char *err, size_t errlen)
             return -1;
         }
         if (o->size == INT128_2_64 - 1) {
-            snprintf(err, errlen, "line %u: '%s': a size of 2^64-1 cannot be expressed "
-                     "(UINT64_MAX means 2^64)", o->node->line, o->name);
+            snprintf(err, errlen,
+                     "line %u: '%s': a size of 2^64-1 cannot be expressed "
+                     "(UINT64_MAX means 2^64)",
+                     o->node->line, o->name);
             return -1;
         }
-        if (o->is_alias && o->node->alias_end - o->node->alias_start != o->node->end - o->node->start) {
+        if (o->is_alias &&
+            o->node->alias_end - o->node->alias_start != o->node->end - o->node->start) {
             snprintf(err, errlen, "line %u: alias '%s': target range and size disagree",
                      o->node->line, o->name);
             return -1;

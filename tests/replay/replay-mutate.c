@@ -60,12 +60,12 @@ static void mutate_once(Lines *L, uint64_t *st)
     char *s = L->l[i], *r = NULL;
 
     switch (rnd(st) % 7) {
-    case 0:     /* drop a line */
+    case 0: /* drop a line */
         free(s);
         memmove(&L->l[i], &L->l[i + 1], (L->n - i - 1) * sizeof(*L->l));
         L->n--;
         return;
-    case 1:     /* repeat a line (there is room: see replay_mutate) */
+    case 1: /* repeat a line (there is room: see replay_mutate) */
         r = strdup(L->l[j]);
         if (r) {
             memmove(&L->l[i + 1], &L->l[i], (L->n - i) * sizeof(*L->l));
@@ -73,11 +73,11 @@ static void mutate_once(Lines *L, uint64_t *st)
             L->n++;
         }
         return;
-    case 2:     /* swap two lines */
+    case 2: /* swap two lines */
         L->l[i] = L->l[j];
         L->l[j] = s;
         return;
-    case 3:     /* change a hex digit */
+    case 3: /* change a hex digit */
         k = strlen(s);
         if (k) {
             k = (size_t)(rnd(st) % k);
@@ -86,7 +86,7 @@ static void mutate_once(Lines *L, uint64_t *st)
             }
         }
         return;
-    case 4:     /* indent one level deeper */
+    case 4: /* indent one level deeper */
         k = strlen(s);
         r = malloc(k + 3);
         if (r) {
@@ -94,12 +94,12 @@ static void mutate_once(Lines *L, uint64_t *st)
             memcpy(r + 2, s, k + 1);
         }
         break;
-    case 5:     /* one level shallower */
+    case 5: /* one level shallower */
         if (s[0] == ' ' && s[1] == ' ') {
             r = strdup(s + 2);
         }
         break;
-    default:    /* another line's name (and alias part, type kept) */
+    default: /* another line's name (and alias part, type kept) */
         r = swap_name(s, L->l[j]);
         break;
     }

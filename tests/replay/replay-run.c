@@ -11,7 +11,7 @@
 
 #include "tests/replay/replay.h"
 
-#define MAX_REPORTED 12     /* differing sections shown per fixture */
+#define MAX_REPORTED 12 /* differing sections shown per fixture */
 
 typedef struct Cmp {
     FILE *out;
@@ -220,8 +220,10 @@ static void compare(Cmp *c, const MtpDump *exp, const MtpDump *got, bool flat)
 
             section_label(s, label, sizeof(label));
             if (c->nr_diffs++ < MAX_REPORTED) {
-                fprintf(c->out, "  [%s] not in the fixture\n    expected: (nothing)\n"
-                        "    got:      %s\n", label, s->header[0]);
+                fprintf(c->out,
+                        "  [%s] not in the fixture\n    expected: (nothing)\n"
+                        "    got:      %s\n",
+                        label, s->header[0]);
             }
         }
     }
@@ -260,13 +262,16 @@ static void check_layout(Cmp *c, const char *what, const char *text, const MtpDu
         const MtpSection *s = &d->sections[si];
 
         for (i = 0; i < s->nr_header + s->nr_body + 1; i++, line++) {
-            const char *want = i < s->nr_header ? s->header[i]
-                             : i < s->nr_header + s->nr_body ? s->body[i - s->nr_header] : "";
+            const char *want = i < s->nr_header                ? s->header[i]
+                               : i < s->nr_header + s->nr_body ? s->body[i - s->nr_header]
+                                                               : "";
             size_t n = strlen(want);
 
             if (strncmp(p, want, n) != 0 || p[n] != '\n') {
-                fprintf(c->out, "  %s: layout differs from QEMU's at line %u of strata's "
-                        "output (expected %s)\n", what, line, n ? want : "a blank line");
+                fprintf(c->out,
+                        "  %s: layout differs from QEMU's at line %u of strata's "
+                        "output (expected %s)\n",
+                        what, line, n ? want : "a blank line");
                 c->nr_diffs++;
                 return;
             }
@@ -274,8 +279,10 @@ static void check_layout(Cmp *c, const char *what, const char *text, const MtpDu
         }
     }
     if (*p) {
-        fprintf(c->out, "  %s: unexpected text after the last section at line %u of strata's "
-                "output\n", what, line);
+        fprintf(c->out,
+                "  %s: unexpected text after the last section at line %u of strata's "
+                "output\n",
+                what, line);
         c->nr_diffs++;
     }
 }
@@ -316,7 +323,7 @@ bool replay_run_text(const char *base, const char *text, size_t len, const Repla
     }
     if (model_too_complex(&m)) {
         fprintf(c.out, "  fixture: too many region visits through aliases for the replay "
-                "model; not built\n");
+                       "model; not built\n");
         c.nr_diffs++;
         goto out;
     }
@@ -340,7 +347,7 @@ bool replay_run_text(const char *base, const char *text, size_t len, const Repla
     got_flat = mtree_info_str(ctx, MTREE_FLATVIEW | MTREE_DISABLED);
     if (o->show && out) {
         fprintf(out, "==== %s: strata's info mtree -D\n%s==== %s: strata's info mtree -f -D\n%s",
-               base, got_tree ? got_tree : "(null)\n", base, got_flat ? got_flat : "(null)\n");
+                base, got_tree ? got_tree : "(null)\n", base, got_flat ? got_flat : "(null)\n");
     }
     if (parse_got(&c, "info mtree -D", got_tree, &gt) == 0) {
         check_layout(&c, "info mtree -D", got_tree, &gt);
@@ -380,4 +387,3 @@ out:
     free(got_flat);
     return c.nr_diffs == 0;
 }
-

@@ -21,29 +21,29 @@ typedef unsigned __int128 u128;
 typedef struct RObj RObj;
 struct RObj {
     unsigned id;
-    const MtpNode *node;        /* first printing of it */
+    const MtpNode *node; /* first printing of it */
     const char *name;
     MtpType type;
     bool is_alias;
-    RObj *target;               /* aliases */
+    RObj *target; /* aliases */
     uint64_t alias_offset;
-    u128 size;                  /* bytes, up to 2^64 */
-    uint64_t addr;              /* offset in its container */
+    u128 size;     /* bytes, up to 2^64 */
+    uint64_t addr; /* offset in its container */
     int32_t prio;
     bool disabled;
-    bool terminates;            /* i/o non-alias: has ops (inferred) */
-    bool readonly;              /* aliases: set_readonly (inferred) */
-    bool claimed;               /* is the object of a memory-region: section */
+    bool terminates; /* i/o non-alias: has ops (inferred) */
+    bool readonly;   /* aliases: set_readonly (inferred) */
+    bool claimed;    /* is the object of a memory-region: section */
     bool as_root;
-    bool dead;                  /* merged into an identical object */
-    unsigned visit;             /* walk stamp */
+    bool dead;      /* merged into an identical object */
+    unsigned visit; /* walk stamp */
     RObj *container;
-    RObj **kids;                /* subregions, printed order */
-    RObj **list;                /* subregions, list (precedence) order */
+    RObj **kids; /* subregions, printed order */
+    RObj **list; /* subregions, list (precedence) order */
     unsigned nr_kids;
     /* replay-build.c */
     MemoryRegion *mr;
-    int build_state;            /* 0 new, 1 in progress, 2 initialised */
+    int build_state; /* 0 new, 1 in progress, 2 initialised */
 };
 
 typedef struct RAs {
@@ -55,19 +55,19 @@ typedef struct Model {
     const MtpDump *d;
     RObj **objs;
     unsigned nr_objs;
-    RObj ***secmap;             /* per section (tree kinds): node index -> object */
+    RObj ***secmap; /* per section (tree kinds): node index -> object */
     RAs *as;
     unsigned nr_as;
-    RObj **fv_as_root;          /* per section (FlatViews): root of one of its ASes */
-    unsigned stamp;             /* last walk stamp */
-    unsigned *twin_sections;    /* memory-region: sections placed by merge_twins() */
+    RObj **fv_as_root;       /* per section (FlatViews): root of one of its ASes */
+    unsigned stamp;          /* last walk stamp */
+    unsigned *twin_sections; /* memory-region: sections placed by merge_twins() */
     unsigned nr_twin_sections;
-    uint64_t work;              /* region visits spent by the model's walks */
-    char **diag;                /* why the model may not reproduce the fixture */
+    uint64_t work; /* region visits spent by the model's walks */
+    char **diag;   /* why the model may not reproduce the fixture */
     unsigned nr_diag;
     /* replay-build.c */
     AddressSpace **built_as;
-    RObj **init_order;          /* objects in the order they were initialised */
+    RObj **init_order; /* objects in the order they were initialised */
     unsigned nr_init;
 } Model;
 
@@ -96,8 +96,8 @@ int model_check_flatview(Model *m, const MtpSection *fv);
 
 /* How replay_build() assembles the tree. */
 typedef struct ReplayOpts {
-    bool steps;                 /* no enclosing transaction: every call commits */
-    uint64_t shuffle;           /* non-zero: seed of a random (but equivalent) call order */
+    bool steps;       /* no enclosing transaction: every call commits */
+    uint64_t shuffle; /* non-zero: seed of a random (but equivalent) call order */
 } ReplayOpts;
 
 /*
@@ -111,8 +111,8 @@ int replay_build(Model *m, MemoryContext *ctx, const ReplayOpts *o, char *err, s
 void replay_teardown(Model *m, MemoryContext *ctx);
 
 typedef struct ReplayRunOpts {
-    bool verbose;               /* print the model's notes on PASS too */
-    bool show;                  /* print strata's output */
+    bool verbose; /* print the model's notes on PASS too */
+    bool show;    /* print strata's output */
     ReplayOpts build;
 } ReplayRunOpts;
 

@@ -93,7 +93,7 @@ static void drain(int master, int ms)
     if (poll(&p, 1, ms) > 0 && (p.revents & POLLIN))
         (void)!read(master, buf, sizeof(buf));
     else if (p.revents)
-        usleep((useconds_t)ms * 1000);  /* POLLHUP: nothing to read */
+        usleep((useconds_t)ms * 1000); /* POLLHUP: nothing to read */
 }
 
 /* Waits (draining) for the child; its exit status, 128+N for signal N, or
@@ -115,9 +115,8 @@ static int wait_child(int master)
 
 static bool same_termios(const struct termios *a, const struct termios *b)
 {
-    return a->c_iflag == b->c_iflag && a->c_oflag == b->c_oflag &&
-           a->c_cflag == b->c_cflag && a->c_lflag == b->c_lflag &&
-           !memcmp(a->c_cc, b->c_cc, sizeof(a->c_cc));
+    return a->c_iflag == b->c_iflag && a->c_oflag == b->c_oflag && a->c_cflag == b->c_cflag &&
+           a->c_lflag == b->c_lflag && !memcmp(a->c_cc, b->c_cc, sizeof(a->c_cc));
 }
 
 static bool contains(const char *path, const char *text)
@@ -161,8 +160,10 @@ static void case_raw_while_running(void)
     int rc = wait_child(master);
     tcgetattr(slave, &t);
     char detail[200];
-    snprintf(detail, sizeof(detail), "raw while running %d, socket %d, exit status %d (want "
-             "143), terminal restored %d", raw, sock, rc, same_termios(&orig, &t));
+    snprintf(detail, sizeof(detail),
+             "raw while running %d, socket %d, exit status %d (want "
+             "143), terminal restored %d",
+             raw, sock, rc, same_termios(&orig, &t));
     check(raw && sock && rc == 143 && same_termios(&orig, &t),
           "no violation: the pty is raw while strata runs, restored at SIGTERM", detail);
     close(master);
@@ -183,12 +184,15 @@ static void case_violation(const char *role)
     snprintf(want, sizeof(want),
              "strata: seccomp: %s thread made a forbidden syscall personality (nr 135)", role);
     bool said = contains(err_path, want);
-    snprintf(name, sizeof(name), "%s: a seccomp kill restores the terminal and removes the "
-             "API socket", role);
-    snprintf(detail, sizeof(detail), "exit status %d (want 159), report line %s, terminal "
-             "restored %s (lflag 0x%x, was 0x%x), socket %s", rc, said ? "yes" : "no",
-             restored ? "yes" : "NO", (unsigned)t.c_lflag, (unsigned)orig.c_lflag,
-             sock_gone ? "gone" : "LEFT BEHIND");
+    snprintf(name, sizeof(name),
+             "%s: a seccomp kill restores the terminal and removes the "
+             "API socket",
+             role);
+    snprintf(detail, sizeof(detail),
+             "exit status %d (want 159), report line %s, terminal "
+             "restored %s (lflag 0x%x, was 0x%x), socket %s",
+             rc, said ? "yes" : "no", restored ? "yes" : "NO", (unsigned)t.c_lflag,
+             (unsigned)orig.c_lflag, sock_gone ? "gone" : "LEFT BEHIND");
     check(rc == 159 && said && restored && sock_gone, name, detail);
     close(master);
     close(slave);

@@ -27,7 +27,7 @@
 #include "vmm/sandbox.h"
 
 static int failures, passes, skips;
-static pid_t parent_pid;     /* the target of the forbidden tgkill */
+static pid_t parent_pid; /* the target of the forbidden tgkill */
 
 typedef int (*CaseFn)(void *arg);
 
@@ -87,9 +87,21 @@ typedef struct Arg {
 } Arg;
 
 enum {
-    DO_NOTHING, DO_EVERYDAY, DO_VIOLATE, DO_IOCTL_RUN, DO_IOCTL_CREATE_VM, DO_OPEN,
-    DO_SOCKET_INET, DO_SOCKET_NETLINK, DO_MMAP_EXEC, DO_TGKILL_OTHER, DO_THREAD,
-    DO_CLONE_PROCESS, DO_URING_SETUP, DO_URING_REGISTER, DO_URING_ENTER,
+    DO_NOTHING,
+    DO_EVERYDAY,
+    DO_VIOLATE,
+    DO_IOCTL_RUN,
+    DO_IOCTL_CREATE_VM,
+    DO_OPEN,
+    DO_SOCKET_INET,
+    DO_SOCKET_NETLINK,
+    DO_MMAP_EXEC,
+    DO_TGKILL_OTHER,
+    DO_THREAD,
+    DO_CLONE_PROCESS,
+    DO_URING_SETUP,
+    DO_URING_REGISTER,
+    DO_URING_ENTER,
 };
 
 static void *thread_main(void *arg)
@@ -140,13 +152,13 @@ static int run_case(void *p)
     case DO_EVERYDAY:
         return everyday();
     case DO_VIOLATE:
-        return 0;           /* the hook in sandbox_enter did it */
-    case DO_IOCTL_RUN:      /* allowed: fails with EBADF */
+        return 0;      /* the hook in sandbox_enter did it */
+    case DO_IOCTL_RUN: /* allowed: fails with EBADF */
         return ioctl(-1, KVM_RUN, 0) < 0 && errno == EBADF ? 0 : 4;
     case DO_IOCTL_CREATE_VM:
         ioctl(-1, KVM_CREATE_VM, 0);
         return 0;
-    case DO_OPEN: {     /* refused with EACCES, and the thread goes on */
+    case DO_OPEN: { /* refused with EACCES, and the thread goes on */
         int fd = open("/etc/hostname", O_RDONLY);
         int e = errno;
         fprintf(stderr, "open: %s\n", fd >= 0 ? "opened" : strerror(e));
@@ -175,15 +187,15 @@ static int run_case(void *p)
     case DO_CLONE_PROCESS:
         fork();
         return 0;
-    case DO_URING_SETUP: {   /* a new, unrestricted ring */
-        char params[120] = { 0 };   /* struct io_uring_params */
+    case DO_URING_SETUP: {        /* a new, unrestricted ring */
+        char params[120] = { 0 }; /* struct io_uring_params */
         syscall(SYS_io_uring_setup, 4, params);
         return 0;
     }
     case DO_URING_REGISTER:
         syscall(SYS_io_uring_register, -1, 0, NULL, 0);
         return 0;
-    case DO_URING_ENTER:    /* allowed: fails with EBADF */
+    case DO_URING_ENTER: /* allowed: fails with EBADF */
         return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0) < 0 && errno == EBADF ? 0 : 8;
     }
     return 7;
@@ -203,15 +215,15 @@ static int jail_case(void *p)
         return 4;
     if (setuid(0) == 0 || setgid(0) == 0)
         return 5;
-    if (access("/marker", F_OK) < 0)        /* the chroot's own file */
+    if (access("/marker", F_OK) < 0) /* the chroot's own file */
         return 6;
-    if (access("/etc/passwd", F_OK) == 0)   /* the host's is out of reach */
+    if (access("/etc/passwd", F_OK) == 0) /* the host's is out of reach */
         return 7;
     if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
         return 8;
     for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
         if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 0)
-            return 9;                       /* the bounding set must be empty */
+            return 9; /* the bounding set must be empty */
     return 0;
 }
 
@@ -293,7 +305,7 @@ int main(void)
     a.role = SANDBOX_ROLE_STDIN;
     expect("stdin: KVM_RUN refused", run_case, &a, 159,
            "stdin thread made a forbidden syscall ioctl");
-    a.role = SANDBOX_ROLE_MIGRATION;    /* completes a parked vCPU's exit */
+    a.role = SANDBOX_ROLE_MIGRATION; /* completes a parked vCPU's exit */
     expect("migration: KVM_RUN allowed", run_case, &a, 0, NULL);
     a = (Arg){ SANDBOX_KILL, SANDBOX_ROLE_MIGRATION, DO_SOCKET_INET };
     expect("migration: socket(AF_INET) allowed", run_case, &a, 0, NULL);
@@ -302,7 +314,8 @@ int main(void)
            "migration thread made a forbidden syscall socket");
     a.role = SANDBOX_ROLE_VCPU;
     a.what = DO_SOCKET_INET;
-    expect("vcpu: socket refused", run_case, &a, 159, "vcpu thread made a forbidden syscall socket");
+    expect("vcpu: socket refused", run_case, &a, 159,
+           "vcpu thread made a forbidden syscall socket");
     a = (Arg){ SANDBOX_KILL, SANDBOX_ROLE_MAIN, DO_THREAD };
     expect("main: starts a thread that enters migration: socket, KVM_RUN, dirty log pass both",
            run_case, &a, 0, NULL);
@@ -327,10 +340,10 @@ int main(void)
         char marker[64];
         snprintf(marker, sizeof(marker), "%s/marker", dir);
         fclose(fopen(marker, "w"));
-        chmod(dir, 0755);           /* the jailed uid must reach its root */
+        chmod(dir, 0755); /* the jailed uid must reach its root */
         expect("jail: chroot + uid/gid 65534 + groups, root not regained, no_new_privs, "
-               "empty capability bounding set", jail_case, dir, 0,
-               NULL);
+               "empty capability bounding set",
+               jail_case, dir, 0, NULL);
         expect("jail: an impossible uid is an error", jail_uid_only_refused, NULL, 0,
                "--jail-uid 4294967295");
         unlink(marker);

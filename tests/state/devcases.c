@@ -51,16 +51,16 @@ static void serial_make(DevInst *d, bool scenario)
     if (!scenario)
         return;
     MemoryRegion *mr = serial_region(s);
-    out(mr, 3, 0x80, 1);                /* DLAB: divider 0x1234 */
+    out(mr, 3, 0x80, 1); /* DLAB: divider 0x1234 */
     out(mr, 0, 0x34, 1);
     out(mr, 1, 0x12, 1);
     out(mr, 3, 0x1b, 1);
-    out(mr, 2, 0x41, 1);                /* FIFO on */
+    out(mr, 2, 0x41, 1); /* FIFO on */
     out(mr, 1, 0x07, 1);
     out(mr, 4, 0x0b, 1);
     out(mr, 7, 0xa5, 1);
     CHECK(serial_receive(s, (const uint8_t *)"xyz", 3) == 3, "receive");
-    (void)in(mr, 0, 1);                 /* FIFO "yz", its head not at 0 */
+    (void)in(mr, 0, 1); /* FIFO "yz", its head not at 0 */
 }
 
 static void serial_free(DevInst *d)
@@ -76,10 +76,10 @@ static void i8042_make(DevInst *d, bool scenario)
     d->dev = s;
     if (!scenario)
         return;
-    out(i8042_cmd_region(s), 0, 0x60, 1);       /* command byte 0x47 */
+    out(i8042_cmd_region(s), 0, 0x60, 1); /* command byte 0x47 */
     out(i8042_data_region(s), 0, 0x47, 1);
-    out(i8042_cmd_region(s), 0, 0xaa, 1);       /* self test: 0x55 waits */
-    out(i8042_cmd_region(s), 0, 0xd1, 1);       /* output port write pending */
+    out(i8042_cmd_region(s), 0, 0xaa, 1); /* self test: 0x55 waits */
+    out(i8042_cmd_region(s), 0, 0xd1, 1); /* output port write pending */
 }
 
 static void i8042_free(DevInst *d)
@@ -128,7 +128,7 @@ static void testdev_make(DevInst *d, bool scenario)
     if (!scenario)
         return;
     MemoryRegion *mr = testdev_region(s);
-    for (uint32_t i = 0; i < TESTDEV_KEEP_REPORTS + 6; i++)     /* the log wraps */
+    for (uint32_t i = 0; i < TESTDEV_KEEP_REPORTS + 6; i++) /* the log wraps */
         out(mr, TESTDEV_PORT_REPORT - TESTDEV_PORT_BASE, 0x1000 + i * 0x10001u, 4);
     out(mr, TESTDEV_PORT_PUTC - TESTDEV_PORT_BASE, 'h', 1);
     out(mr, TESTDEV_PORT_SYNC - TESTDEV_PORT_BASE, 7, 4);
@@ -187,7 +187,7 @@ static void rng_free(DevInst *d)
 
 static void blk_make(DevInst *d, bool scenario)
 {
-    d->dev = vt_blk_new(&d->vt);        /* 64 sectors */
+    d->dev = vt_blk_new(&d->vt); /* 64 sectors */
     d->ops = &virtio_blk_device_ops;
     if (!scenario)
         return;
@@ -195,7 +195,8 @@ static void blk_make(DevInst *d, bool scenario)
     uint8_t *hdr = vt_ptr(&d->vt, VT_BUFS);
     memset(hdr, 0, 16);
     hdr[0] = VIRTIO_BLK_T_GET_ID;
-    VtBuf b[3] = { { VT_BUFS, 16, false }, { VT_BUFS + 0x100, VIRTIO_BLK_ID_BYTES, true },
+    VtBuf b[3] = { { VT_BUFS, 16, false },
+                   { VT_BUFS + 0x100, VIRTIO_BLK_ID_BYTES, true },
                    { VT_BUFS + 0x200, 1, true } };
     vt_add(&d->vt, 0, b, 3);
     vt_kick(&d->vt, 0);
@@ -215,7 +216,8 @@ static void net_make(DevInst *d, bool scenario)
     CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
     d->peer = sv[1];
     CHECK(virtio_net_init(s, &(VirtioEnv){ d->vt.ctx, d->vt.as, NULL }, sv[0], MAC, err,
-                          sizeof(err)) == 0, "%s", err);
+                          sizeof(err)) == 0,
+          "%s", err);
     virtio_mmio_connect_irq(&s->t, &d->vt.irq, VT_BASE);
     vt_map(&d->vt, virtio_mmio_region(&s->t));
     d->ops = &virtio_net_device_ops;

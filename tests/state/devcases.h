@@ -20,14 +20,14 @@
 
 typedef struct DevInst {
     const DeviceOps *ops;
-    void *dev;                  /* the device (its DeviceOps' argument) */
-    Vt vt;                      /* memory context, guest RAM, the virtio window */
-    FILE *console;              /* the test device's console (/dev/null) */
-    int peer;                   /* virtio-net: the TAP's other end, or -1 */
+    void *dev;     /* the device (its DeviceOps' argument) */
+    Vt vt;         /* memory context, guest RAM, the virtio window */
+    FILE *console; /* the test device's console (/dev/null) */
+    int peer;      /* virtio-net: the TAP's other end, or -1 */
 } DevInst;
 
 typedef struct DevCase {
-    const char *name;           /* "serial": also the fixture's file name */
+    const char *name;            /* "serial": also the fixture's file name */
     const StateSection *section; /* what it saves: magic, version, field table */
     /* Makes the device in power-on state; then, if scenario, runs the
      * scenario's guest accesses.  Aborts on failure. */

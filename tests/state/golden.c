@@ -57,8 +57,8 @@ bool golden_matches(const char *name, const uint8_t *buf, size_t len)
         i++;
     bool same = len == glen && i == len;
     if (!same)
-        fprintf(stderr, "%s: %zu bytes against the fixture's %zu, first difference at %zu\n",
-                name, len, glen, i);
+        fprintf(stderr, "%s: %zu bytes against the fixture's %zu, first difference at %zu\n", name,
+                len, glen, i);
     free(g);
     return same;
 }

@@ -25,7 +25,7 @@
 
 #include "tests/state/devcases.h"
 
-#define HDR 12u                 /* section header: magic, version, flags, length */
+#define HDR 12u /* section header: magic, version, flags, length */
 #define MAX_SPANS 512
 
 typedef struct Span {
@@ -133,8 +133,7 @@ static void codec_verdict(const StateSection *sec, const uint8_t *m, size_t mlen
 
 /* The device takes m exactly or refuses it, unchanged, with a reason;
  * returns whether it took it. */
-static bool device_verdict(DevInst *d, const uint8_t *m, size_t mlen, bool cut,
-                           const char *what)
+static bool device_verdict(DevInst *d, const uint8_t *m, size_t mlen, bool cut, const char *what)
 {
     size_t blen, alen;
     char err[256] = "";
@@ -217,8 +216,8 @@ static void test_corrupt_fields(void **state)
         }
     }
     dev_close(&d, c);
-    printf("%s: %u elements, %u corrupt sections: %u refused, %u taken as they were\n",
-           c->name, sp->n, tried, tried - taken, taken);
+    printf("%s: %u elements, %u corrupt sections: %u refused, %u taken as they were\n", c->name,
+           sp->n, tried, tried - taken, taken);
     free(buf);
     free(st);
     free(sp);
@@ -231,11 +230,13 @@ int main(void)
     unsigned n = 0;
     for (unsigned i = 0; i < dev_ncases && n + 2 <= 64; i++) {
         snprintf(names[n], sizeof(names[n]), "%s: round trip", dev_cases[i].name);
-        tests[n] = (struct CMUnitTest){ .name = names[n], .test_func = test_round_trip,
+        tests[n] = (struct CMUnitTest){ .name = names[n],
+                                        .test_func = test_round_trip,
                                         .initial_state = (void *)&dev_cases[i] };
         n++;
         snprintf(names[n], sizeof(names[n]), "%s: corrupt fields", dev_cases[i].name);
-        tests[n] = (struct CMUnitTest){ .name = names[n], .test_func = test_corrupt_fields,
+        tests[n] = (struct CMUnitTest){ .name = names[n],
+                                        .test_func = test_corrupt_fields,
                                         .initial_state = (void *)&dev_cases[i] };
         n++;
     }

@@ -154,7 +154,7 @@ static void test_truncated(void **unused)
     }
     StateReader r;
     char err[160] = "";
-    state_reader_init(&r, buf, len - 1);        /* the last byte of list[0].b */
+    state_reader_init(&r, buf, len - 1); /* the last byte of list[0].b */
     assert_int_equal(state_decode(&r, &outer_table, &back, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "list[0].b: truncated"));
     free(buf);
@@ -169,7 +169,7 @@ static void test_counts(void **unused)
     char err[160] = "";
     StateWriter w;
     state_writer_init(&w);
-    o.n = 5;                                    /* bytes[] holds 4 */
+    o.n = 5; /* bytes[] holds 4 */
     assert_int_equal(state_encode(&w, &outer_table, &o), -EINVAL);
     state_writer_free(&w);
     o.n = 4;
@@ -192,12 +192,12 @@ static void test_bad_table(void **unused)
 {
     (void)unused;
     static const StateField late[] = {
-        STATE_U8_VARRAY(Outer, bytes, n),       /* its count comes after it */
+        STATE_U8_VARRAY(Outer, bytes, n), /* its count comes after it */
         STATE_U8(Outer, n),
     };
     static const StateTable late_table = STATE_TABLE(Outer, late);
     static const StateField wrong[] = {
-        STATE_STRUCT(Outer, one, &late_table),  /* a table of another size */
+        STATE_STRUCT(Outer, one, &late_table), /* a table of another size */
     };
     static const StateTable wrong_table = STATE_TABLE(Outer, wrong);
     Outer o = sample();
@@ -253,12 +253,9 @@ static void test_walk(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_counts),
-        cmocka_unit_test(test_bad_table),
-        cmocka_unit_test(test_walk),
+        cmocka_unit_test(test_layout),    cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_truncated), cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_bad_table), cmocka_unit_test(test_walk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -342,14 +342,9 @@ static void test_impl_default_max4(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_io_sizes_and_long),
-        T(test_valid_rejects),
-        T(test_impl_split),
-        T(test_impl_widen),
-        T(test_big_endian),
-        T(test_set_offset),
-        T(test_impl_unaligned_split),
-        T(test_impl_default_max4),
+        T(test_io_sizes_and_long),    T(test_valid_rejects),     T(test_impl_split),
+        T(test_impl_widen),           T(test_big_endian),        T(test_set_offset),
+        T(test_impl_unaligned_split), T(test_impl_default_max4),
     };
     return cmocka_run_group_tests_name("memory-access", tests, NULL, NULL);
 }

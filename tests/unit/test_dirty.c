@@ -94,7 +94,7 @@ static void test_set_dirty_bitmap(void **state)
 
     assert_int_equal(memory_region_set_log(ram, true, DIRTY_MEMORY_VGA), 0);
     assert_int_equal(memory_region_set_log(ram, true, DIRTY_MEMORY_MIGRATION), 0);
-    uint64_t bm[2] = { 0x5, 1ull << 7 };    /* pages 0, 2, 64+7 of the window */
+    uint64_t bm[2] = { 0x5, 1ull << 7 }; /* pages 0, 2, 64+7 of the window */
     memory_region_set_dirty_bitmap(ram, 2 * PG, bm, 128);
     for (unsigned pg = 0; pg < 200; pg++) {
         bool want = pg == 2 || pg == 4 || pg == 2 + 64 + 7;
@@ -128,7 +128,7 @@ static void test_sync_dirty_bitmap(void **state)
     Fix *f = *state;
     MemoryRegion *ram = fx_ram(f, "synced", 8 * PG);
     MemoryRegion *other = fx_ram(f, "other", 8 * PG);
-    static uint64_t bm = 0x81;      /* first and last page */
+    static uint64_t bm = 0x81; /* first and last page */
     Rec rec;
 
     assert_int_equal(memory_region_add_subregion(f->root, 0x100000, ram), 0);
@@ -221,12 +221,8 @@ static void test_log_only_requested_client(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_set_log_mask),
-        T(test_set_get_reset),
-        T(test_set_dirty_bitmap),
-        T(test_sync_dirty_bitmap),
-        T(test_guest_writes_dirty),
-        T(test_log_only_requested_client),
+        T(test_set_log_mask),      T(test_set_get_reset),      T(test_set_dirty_bitmap),
+        T(test_sync_dirty_bitmap), T(test_guest_writes_dirty), T(test_log_only_requested_client),
     };
     return cmocka_run_group_tests_name("memory-dirty", tests, NULL, NULL);
 }

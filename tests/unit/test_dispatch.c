@@ -276,7 +276,7 @@ static void test_null_ops(void **state)
     assert_int_equal(memory_region_add_subregion(f->root, 0x1000, io), 0);
     (void)as_rd(f->as, 0x1000, 4, &v);
     assert_int_equal(v, 0xffffffff);
-    (void)as_wr(f->as, 0x1000, 4, 0);   /* must not crash */
+    (void)as_wr(f->as, 0x1000, 4, 0); /* must not crash */
 }
 
 /* ---- explicit FlatView / region dispatch ------------------------------ */
@@ -352,18 +352,18 @@ static void test_ioeventfd_dispatch(void **state)
     assert_int_equal(efd_take(efd), 1);
     assert_int_equal(dev.nwrites, 0);
 
-    wr_ok(f->as, 0x9010, 4, 0x43);          /* data does not match */
+    wr_ok(f->as, 0x9010, 4, 0x43); /* data does not match */
     assert_int_equal(efd_take(efd), 0);
     assert_int_equal(dev.nwrites, 1);
-    wr_ok(f->as, 0x9010, 2, 0x42);          /* size does not match */
+    wr_ok(f->as, 0x9010, 2, 0x42); /* size does not match */
     assert_int_equal(efd_take(efd), 0);
     assert_int_equal(dev.nwrites, 2);
 
-    wr_ok(f->as, 0x9020, 2, 0x1234);        /* any data */
+    wr_ok(f->as, 0x9020, 2, 0x1234); /* any data */
     wr_ok(f->as, 0x9020, 2, 0x5678);
     assert_int_equal(efd_take(any), 2);
     assert_int_equal(dev.nwrites, 2);
-    (void)rd_ok(f->as, 0x9020, 2);          /* reads still reach ops */
+    (void)rd_ok(f->as, 0x9020, 2); /* reads still reach ops */
     assert_int_equal(dev.nreads, 1);
 
     assert_int_equal(memory_region_del_eventfd(io, 0x10, 4, true, 0x42, efd), 0);

@@ -89,9 +89,8 @@ static void test_priorities(void **state)
      * holes of the (pure container) pci region above it. */
     assert_int_equal(memory_region_add_subregion_overlap(f->root, 0, bg, -5), 0);
     ExpRange e2[] = {
-        R(0, 0x2000, ram, 0), R(0x2000, 0x1000, vga, 0), R(0x3000, 0x5000, ram, 0x3000),
-        R(0x8000, 0x1000, bg, 0x8000), R(0x9000, 0x1000, pcidev, 0),
-        R(0xa000, 0x6000, bg, 0xa000),
+        R(0, 0x2000, ram, 0),          R(0x2000, 0x1000, vga, 0),    R(0x3000, 0x5000, ram, 0x3000),
+        R(0x8000, 0x1000, bg, 0x8000), R(0x9000, 0x1000, pcidev, 0), R(0xa000, 0x6000, bg, 0xa000),
     };
     expect_flatview(f->as, e2, NR(e2));
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
@@ -143,8 +142,10 @@ static void test_alias_of_container(void **state)
     /* Mapping the container itself as well shows both views. */
     assert_int_equal(memory_region_add_subregion(f->root, 0x200000, c), 0);
     ExpRange e2[] = {
-        R(0x100000, 0x800, r1, 0x800), R(0x101800, 0x800, r2, 0),
-        R(0x201000, 0x1000, r1, 0), R(0x203000, 0x1000, r2, 0),
+        R(0x100000, 0x800, r1, 0x800),
+        R(0x101800, 0x800, r2, 0),
+        R(0x201000, 0x1000, r1, 0),
+        R(0x203000, 0x1000, r2, 0),
     };
     expect_flatview(f->as, e2, NR(e2));
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
@@ -162,7 +163,9 @@ static void test_terminating_container(void **state)
 
     assert_int_equal(memory_region_add_subregion(io, 0x20, pic), 0);
     ExpRange e[] = {
-        R(0, 0x20, io, 0), R(0x20, 2, pic, 0), R(0x22, 0x10000 - 0x22, io, 0x22),
+        R(0, 0x20, io, 0),
+        R(0x20, 2, pic, 0),
+        R(0x22, 0x10000 - 0x22, io, 0x22),
     };
     expect_flatview(ioas, e, NR(e));
     FlatView *fv = address_space_get_flatview(ioas);
@@ -181,7 +184,9 @@ static void test_simplify(void **state)
     assert_int_equal(memory_region_add_subregion(f->root, 0, ram), 0);
     assert_int_equal(memory_region_add_subregion_overlap(f->root, 0x4000, hole, 1), 0);
     ExpRange e1[] = {
-        R(0, 0x4000, ram, 0), R(0x4000, 0x1000, hole, 0), R(0x5000, 0xb000, ram, 0x5000),
+        R(0, 0x4000, ram, 0),
+        R(0x4000, 0x1000, hole, 0),
+        R(0x5000, 0xb000, ram, 0x5000),
     };
     expect_flatview(f->as, e1, NR(e1));
     /* Contiguous pieces of one region are merged back into one range. */
@@ -212,10 +217,13 @@ static void test_flatview_lookup(void **state)
     assert_int_equal(memory_region_add_subregion(f->root, 0x10000, c), 0);
 
     FlatView *fv = address_space_get_flatview(f->as);
-    static const struct { uint64_t addr; int which; } probes[] = {
-        { 0, -1 }, { 0xfff, -1 }, { 0x1000, 0 }, { 0x1fff, 0 }, { 0x2000, 1 },
-        { 0x3abc, 1 }, { 0x4fff, 1 }, { 0x5000, -1 }, { 0xffff, -1 },
-        { 0x10000, 2 }, { 0x10fff, 2 }, { 0x11000, -1 }, { UINT64_MAX, -1 },
+    static const struct {
+        uint64_t addr;
+        int which;
+    } probes[] = {
+        { 0, -1 },      { 0xfff, -1 },   { 0x1000, 0 },      { 0x1fff, 0 },  { 0x2000, 1 },
+        { 0x3abc, 1 },  { 0x4fff, 1 },   { 0x5000, -1 },     { 0xffff, -1 }, { 0x10000, 2 },
+        { 0x10fff, 2 }, { 0x11000, -1 }, { UINT64_MAX, -1 },
     };
     MemoryRegion *regs[] = { a, b, c };
     for (size_t i = 0; i < NR(probes); i++) {
@@ -227,8 +235,7 @@ static void test_flatview_lookup(void **state)
             }
         } else {
             if (!fr || fr->mr != regs[probes[i].which]) {
-                fail_msg("lookup(0x%llx) found %s, expected %s",
-                         (unsigned long long)probes[i].addr,
+                fail_msg("lookup(0x%llx) found %s, expected %s", (unsigned long long)probes[i].addr,
                          fr ? memory_region_name(fr->mr) : "nothing",
                          memory_region_name(regs[probes[i].which]));
             }
@@ -310,7 +317,7 @@ static void test_flatview_ref_survives_change(void **state)
     assert_int_equal(memory_region_add_subregion(f->root, 0, ram), 0);
 
     FlatView *old = address_space_get_flatview(f->as);
-    flatview_ref(old);                  /* two references held */
+    flatview_ref(old); /* two references held */
     assert_int_equal(memory_region_del_subregion(f->root, ram), 0);
     FlatView *now = address_space_get_flatview(f->as);
     assert_ptr_not_equal(old, now);
@@ -366,10 +373,10 @@ static void test_render_count(void **state)
     assert_int_equal(memory_region_add_subregion(f->root, 0x2000, r[2]), 0);
     memory_region_set_enabled(r[0], false);
     assert_int_equal(memory_context_render_count(f->ctx), n1);
-    assert_int_equal(fv_count(f->as), 1);      /* not visible yet */
+    assert_int_equal(fv_count(f->as), 1); /* not visible yet */
     memory_region_transaction_commit(f->ctx);
     assert_int_equal(memory_context_render_count(f->ctx), n1 + 1);
-    assert_int_equal(fv_count(f->as), 2);      /* r1 and r2; r0 hidden */
+    assert_int_equal(fv_count(f->as), 2); /* r1 and r2; r0 hidden */
 }
 
 /* A deterministic series of changes; the incrementally kept FlatViews must
@@ -386,8 +393,7 @@ static void test_check_flatviews_series(void **state)
     assert_int_equal(memory_region_add_subregion_overlap(f->root, 0x400000, box, 1), 0);
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof(name), "s%d", i);
-        r[i] = (i % 3 == 2) ? fx_alias(f, name, r[i - 1], 0x100, 0x2000)
-                            : fx_ram(f, name, 0x4000);
+        r[i] = (i % 3 == 2) ? fx_alias(f, name, r[i - 1], 0x100, 0x2000) : fx_ram(f, name, 0x4000);
     }
     for (int step = 0; step < 200; step++) {
         seed = seed * 1103515245u + 12345u;
@@ -461,7 +467,7 @@ static void test_zero_size_region(void **state)
 
     assert_int_equal(memory_region_add_subregion(f->root, 0, ram), 0);
     if (memory_region_init_io(z, f->ctx, NULL, &dev, "empty", 0) != 0) {
-        return;     /* refusing a 0-byte region is acceptable */
+        return; /* refusing a 0-byte region is acceptable */
     }
     fx_live(f, z);
     assert_int_equal(memory_region_size(z), 0);

@@ -24,18 +24,18 @@ static void expect_clean(const Rec *r)
     }
 }
 
-#define ANY (~0u)   /* expect_counts: any number of region_nop */
+#define ANY (~0u) /* expect_counts: any number of region_nop */
 
 /* Asserts the numbers of begin/commit/add/del/nop calls (nop may be ANY). */
-static void expect_counts(const Rec *r, unsigned begin, unsigned commit, unsigned add,
-                          unsigned del, unsigned nop)
+static void expect_counts(const Rec *r, unsigned begin, unsigned commit, unsigned add, unsigned del,
+                          unsigned nop)
 {
     if (r->n[EV_BEGIN] != begin || r->n[EV_COMMIT] != commit || r->n[EV_ADD] != add ||
         r->n[EV_DEL] != del || (nop != ANY && r->n[EV_NOP] != nop)) {
         rec_dump(r);
-        fail_msg("expected begin %u commit %u add %u del %u nop %u; got %u %u %u %u %u",
-                 begin, commit, add, del, nop, r->n[EV_BEGIN], r->n[EV_COMMIT],
-                 r->n[EV_ADD], r->n[EV_DEL], r->n[EV_NOP]);
+        fail_msg("expected begin %u commit %u add %u del %u nop %u; got %u %u %u %u %u", begin,
+                 commit, add, del, nop, r->n[EV_BEGIN], r->n[EV_COMMIT], r->n[EV_ADD], r->n[EV_DEL],
+                 r->n[EV_NOP]);
     }
     expect_clean(r);
 }
@@ -147,7 +147,7 @@ static void test_empty_commit(void **state)
     rec_reset(&rec);
     memory_region_transaction_begin(f->ctx);
     memory_region_transaction_commit(f->ctx);
-    memory_region_set_enabled(r1, true);        /* already enabled */
+    memory_region_set_enabled(r1, true); /* already enabled */
     assert_int_equal(rec.n[EV_ADD], 0);
     assert_int_equal(rec.n[EV_DEL], 0);
     assert_int_equal(rec.n[EV_BEGIN], rec.n[EV_COMMIT]);
@@ -205,7 +205,7 @@ static void test_toggle_one_of_many(void **state)
     assert_int_equal(find_ev(&rec, EV_ADD, r[5])->start, 0x20000);
 
     /* Covering one partly with a higher-priority region. */
-    MemoryRegion *cover = fx_ram(f, "cover", 0x800);   /* 0x1080-0x187f */
+    MemoryRegion *cover = fx_ram(f, "cover", 0x800); /* 0x1080-0x187f */
     rec_reset(&rec);
     assert_int_equal(memory_region_add_subregion_overlap(f->root, 0x1080, cover, 1), 0);
     assert_int_equal(rec_count_mr(&rec, EV_DEL, r[1]), 1);
@@ -497,7 +497,6 @@ static void test_other_address_space_silent(void **state)
     memory_listener_unregister(&rec.l);
 }
 
-
 /* Two address spaces sharing one FlatView: each listener is told about its
  * own address space. */
 static void test_shared_flatview_listeners(void **state)
@@ -543,7 +542,7 @@ static void test_eventfd_listener_through_alias(void **state)
     memory_listener_register(&rec.l, f->as);
     assert_int_equal(memory_region_add_eventfd(io, 0x810, 4, false, 0, 11), 0);
     assert_int_equal(memory_region_add_eventfd(io, 0x010, 4, false, 0, 12), 0);
-    assert_int_equal(rec.n[EV_EVENTFD_ADD], 0);        /* nothing mapped */
+    assert_int_equal(rec.n[EV_EVENTFD_ADD], 0); /* nothing mapped */
     assert_int_equal(memory_region_add_subregion(f->root, 0x50000, al), 0);
     /* Only the one inside the window, at its guest address. */
     if (rec.n[EV_EVENTFD_ADD] != 1) {

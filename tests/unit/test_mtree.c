@@ -136,8 +136,7 @@ static void test_tree_text(void **state)
     /* Once enabled it shows without the flag, unmarked. */
     memory_region_set_enabled(board.hidden, true);
     got = mtree_info_str(f->ctx, 0);
-    want = fmt1(tree_expected,
-                "    00000000fc000000-00000000fc0000ff (prio 0, i/o): hidden\n");
+    want = fmt1(tree_expected, "    00000000fc000000-00000000fc0000ff (prio 0, i/o): hidden\n");
     expect_text(got, want);
     free(got);
     free(want);
@@ -183,21 +182,19 @@ static void test_io_space_text(void **state)
     assert_non_null(as);
 
     char *got = mtree_info_str(ctx, 0);
-    expect_text(got,
-                "address-space: I/O\n"
-                "  0000000000000000-000000000000ffff (prio 0, i/o): io\n"
-                "    0000000000000020-0000000000000021 (prio 0, i/o): pic\n"
-                "\n");
+    expect_text(got, "address-space: I/O\n"
+                     "  0000000000000000-000000000000ffff (prio 0, i/o): io\n"
+                     "    0000000000000020-0000000000000021 (prio 0, i/o): pic\n"
+                     "\n");
     free(got);
     got = mtree_info_str(ctx, MTREE_FLATVIEW);
-    expect_text(got,
-                "FlatView #0\n"
-                " AS \"I/O\", root: io\n"
-                " Root memory region: io\n"
-                "  0000000000000000-000000000000001f (prio 0, i/o): io\n"
-                "  0000000000000020-0000000000000021 (prio 0, i/o): pic\n"
-                "  0000000000000022-000000000000ffff (prio 0, i/o): io @0000000000000022\n"
-                "\n");
+    expect_text(got, "FlatView #0\n"
+                     " AS \"I/O\", root: io\n"
+                     " Root memory region: io\n"
+                     "  0000000000000000-000000000000001f (prio 0, i/o): io\n"
+                     "  0000000000000020-0000000000000021 (prio 0, i/o): pic\n"
+                     "  0000000000000022-000000000000ffff (prio 0, i/o): io @0000000000000022\n"
+                     "\n");
     free(got);
 
     /* mtree_info to a FILE writes the same text. */
@@ -231,18 +228,16 @@ static void test_empty_text(void **state)
     assert_non_null(as);
 
     char *got = mtree_info_str(ctx, 0);
-    expect_text(got,
-                "address-space: empty\n"
-                "  0000000000000000-0000000000000fff (prio 0, i/o): nothing\n"
-                "\n");
+    expect_text(got, "address-space: empty\n"
+                     "  0000000000000000-0000000000000fff (prio 0, i/o): nothing\n"
+                     "\n");
     free(got);
     got = mtree_info_str(ctx, MTREE_FLATVIEW);
-    expect_text(got,
-                "FlatView #0\n"
-                " AS \"empty\", root: nothing\n"
-                " Root memory region: (none)\n"
-                "  No rendered FlatView\n"
-                "\n");
+    expect_text(got, "FlatView #0\n"
+                     " AS \"empty\", root: nothing\n"
+                     " Root memory region: (none)\n"
+                     "  No rendered FlatView\n"
+                     "\n");
     free(got);
     address_space_destroy(as);
     assert_int_equal(memory_region_destroy(&none), 0);
@@ -269,12 +264,14 @@ static void collect_strings(json_t *j, char *out, size_t cap, size_t *used)
         break;
     }
     case JSON_OBJECT:
-        json_object_foreach(j, key, v) {
+        json_object_foreach(j, key, v)
+        {
             collect_strings(v, out, cap, used);
         }
         break;
     case JSON_ARRAY:
-        json_array_foreach(j, i, v) {
+        json_array_foreach(j, i, v)
+        {
             collect_strings(v, out, cap, used);
         }
         break;
@@ -293,8 +290,8 @@ static void test_json(void **state)
     json_error_t err;
     json_t *root = json_loads(js, 0, &err);
     if (!root) {
-        fail_msg("mtree_info_json does not parse: %s at line %d col %d\n%s", err.text,
-                 err.line, err.column, js);
+        fail_msg("mtree_info_json does not parse: %s at line %d col %d\n%s", err.text, err.line,
+                 err.column, js);
     }
     assert_true(json_is_object(root));
     static char strings[1 << 16];
@@ -302,8 +299,8 @@ static void test_json(void **state)
     strings[0] = 0;
     collect_strings(root, strings, sizeof(strings), &used);
     static const char *const names[] = {
-        "system", "ram-lo", "ram", "pci", "pci-dev", "vga", "pam-rom", "flash", "bios",
-        "hidden", "memory", "cpu-memory",
+        "system",  "ram-lo", "ram",  "pci",    "pci-dev", "vga",
+        "pam-rom", "flash",  "bios", "hidden", "memory",  "cpu-memory",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char line[64];
@@ -331,7 +328,6 @@ static void test_check_after_board(void **state)
     assert_int_equal(memory_region_set_address(board.flash, 0xfd100000), 0);
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
 }
-
 
 /* Nested bases, an alias of a mapped container (its memory-region section
  * starts at the container's own address) and equal-priority siblings at one
@@ -362,7 +358,8 @@ static void test_nested_text(void **state)
     assert_non_null(as);
 
     char *got = mtree_info_str(ctx, 0);
-    expect_text(got,
+    expect_text(
+        got,
         "address-space: as0\n"
         "  0000000000000000-00000000ffffffff (prio 0, i/o): sys\n"
         "    0000000010000000-000000001000ffff (prio 0, i/o): bus\n"
@@ -377,14 +374,13 @@ static void test_nested_text(void **state)
         "\n");
     free(got);
     got = mtree_info_str(ctx, MTREE_FLATVIEW);
-    expect_text(got,
-        "FlatView #0\n"
-        " AS \"as0\", root: sys\n"
-        " Root memory region: sys\n"
-        "  0000000010000100-00000000100001ff (prio 0, i/o): devx\n"
-        "  0000000020000000-00000000200000ff (prio 0, i/o): devx\n"
-        "  0000000030000000-000000003000000f (prio 0, i/o): ovB\n"
-        "\n");
+    expect_text(got, "FlatView #0\n"
+                     " AS \"as0\", root: sys\n"
+                     " Root memory region: sys\n"
+                     "  0000000010000100-00000000100001ff (prio 0, i/o): devx\n"
+                     "  0000000020000000-00000000200000ff (prio 0, i/o): devx\n"
+                     "  0000000030000000-000000003000000f (prio 0, i/o): ovB\n"
+                     "\n");
     free(got);
 
     address_space_destroy(as);

@@ -47,7 +47,8 @@ static void test_init_variants(void **state)
 
     MemoryRegion *rp = fx_slot(f);
     assert_int_equal(memory_region_init_ram_ptr(rp, f->ctx, NULL, "ramptr", sizeof(backing),
-                                                 backing), 0);
+                                                backing),
+                     0);
     fx_live(f, rp);
     assert_ptr_equal(memory_region_get_ram_ptr(rp), backing);
     assert_true(memory_region_is_ram(rp));
@@ -64,7 +65,7 @@ static void test_init_variants(void **state)
 
     MemoryRegion *rd = fx_romdev(f, &plain_ops, &dev, "romdev", 0x1000);
     assert_true(memory_region_is_ram(rd));
-    assert_true(memory_region_is_romd(rd));     /* readable by default */
+    assert_true(memory_region_is_romd(rd)); /* readable by default */
     assert_non_null(memory_region_get_ram_ptr(rd));
 
     /* Nothing was mapped, so the FlatView is still empty. */
@@ -101,7 +102,9 @@ static void test_add_del_subregion(void **state)
     MemoryRegion *prev = fx_ram(f, "prev", 0x1000);
     assert_int_equal(memory_region_add_subregion(f->root, 0x7000, prev), 0);
     ExpRange e3[] = {
-        R(0x7000, 0x1000, prev, 0), R(0x8000, 0x2000, ram, 0), R(0xa000, 0x1000, next, 0),
+        R(0x7000, 0x1000, prev, 0),
+        R(0x8000, 0x2000, ram, 0),
+        R(0xa000, 0x1000, next, 0),
     };
     expect_flatview(f->as, e3, NR(e3));
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
@@ -227,7 +230,7 @@ static void test_destroy_busy(void **state)
     /* The alias still works. */
     assert_int_equal(memory_region_add_subregion(f->root, 0x4000, al), 0);
     assert_int_equal(rd_ok(f->as, 0x4010, 4), 0xdeadbeef);
-    assert_int_equal(memory_region_destroy(al), -EBUSY);   /* alias is mapped */
+    assert_int_equal(memory_region_destroy(al), -EBUSY); /* alias is mapped */
     assert_int_equal(memory_region_del_subregion(f->root, al), 0);
     assert_int_equal(memory_region_destroy(al), 0);
     fx_forget(f, al);
@@ -280,7 +283,9 @@ static void test_alias_cycle(void **state)
     assert_int_equal(memory_region_add_subregion(f->root, 0x200000, a), 0);
     assert_int_equal(memory_region_add_subregion(f->root, 0x300000, b), 0);
     ExpRange e2[] = {
-        R(0, 0x1000, ram, 0), R(0x200000, 0x1000, ram, 0), R(0x300000, 0x800, ram, 0),
+        R(0, 0x1000, ram, 0),
+        R(0x200000, 0x1000, ram, 0),
+        R(0x300000, 0x800, ram, 0),
     };
     expect_flatview(f->as, e2, NR(e2));
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);
@@ -369,7 +374,8 @@ static void test_set_address(void **state)
     int rc = memory_region_set_address(a, 0x8800);
     if (rc != -EINVAL) {
         fail_msg("set_address onto a non-overlapping sibling returned %d; memory.h "
-                 "promises -EINVAL (%d)", rc, -EINVAL);
+                 "promises -EINVAL (%d)",
+                 rc, -EINVAL);
     }
     const char *err = memory_context_last_error(f->ctx);
     if (!contains(err, "mover") || !contains(err, "blocker")) {
@@ -386,7 +392,9 @@ static void test_set_address(void **state)
     assert_int_equal(memory_region_add_subregion_overlap(f->root, 0x20000, o, 1), 0);
     assert_int_equal(memory_region_set_address(o, 0x8800), 0);
     ExpRange e2[] = {
-        R(0x5000, 0x1000, a, 0), R(0x8000, 0x800, b, 0), R(0x8800, 0x1000, o, 0),
+        R(0x5000, 0x1000, a, 0),
+        R(0x8000, 0x800, b, 0),
+        R(0x8800, 0x1000, o, 0),
     };
     expect_flatview(f->as, e2, NR(e2));
     assert_int_equal(memory_context_check_flatviews(f->ctx), 0);

@@ -12,8 +12,8 @@
 static void testdev_log(TestDev *d, bool write, uint64_t addr, uint64_t data, unsigned size)
 {
     if (d->ncalls < TESTDEV_LOG) {
-        d->log[d->ncalls] = (TestDevCall){ .write = write, .addr = addr,
-                                           .data = data, .size = size };
+        d->log[d->ncalls] =
+            (TestDevCall){ .write = write, .addr = addr, .data = data, .size = size };
     }
     d->ncalls++;
 }
@@ -104,9 +104,8 @@ int fix_teardown(void **state)
         MemoryRegion *mr = f->regs[i];
         MemoryRegion *c = mr ? memory_region_get_container(mr) : NULL;
         if (c && memory_region_del_subregion(c, mr) != 0) {
-            fprintf(stderr, "teardown: del_subregion(%s, %s) failed: %s\n",
-                    memory_region_name(c), memory_region_name(mr),
-                    memory_context_last_error(f->ctx));
+            fprintf(stderr, "teardown: del_subregion(%s, %s) failed: %s\n", memory_region_name(c),
+                    memory_region_name(mr), memory_context_last_error(f->ctx));
             rc = -1;
         }
     }
@@ -118,11 +117,10 @@ int fix_teardown(void **state)
         if (f->live[i]) {
             int r = memory_region_destroy(mr);
             if (r != 0) {
-                fprintf(stderr, "teardown: destroy(%s) = %d: %s\n",
-                        memory_region_name(mr), r,
+                fprintf(stderr, "teardown: destroy(%s) = %d: %s\n", memory_region_name(mr), r,
                         memory_context_last_error(f->ctx));
                 rc = -1;
-                continue;   /* leak rather than free live memory */
+                continue; /* leak rather than free live memory */
             }
         }
         free(mr);
@@ -157,14 +155,13 @@ MemoryRegion *fx_slot(Fix *f)
     return fx_track(f, mr);
 }
 
-#define FX_INIT(call)                                                        \
-    do {                                                                     \
-        int r_ = (call);                                                     \
-        if (r_ != 0) {                                                       \
-            fail_msg("%s = %d: %s", #call, r_,                               \
-                     memory_context_last_error(f->ctx));                     \
-        }                                                                    \
-        fx_live(f, mr);                                                      \
+#define FX_INIT(call) \
+    do { \
+        int r_ = (call); \
+        if (r_ != 0) { \
+            fail_msg("%s = %d: %s", #call, r_, memory_context_last_error(f->ctx)); \
+        } \
+        fx_live(f, mr); \
     } while (0)
 
 MemoryRegion *fx_container(Fix *f, const char *name, uint64_t size)
@@ -188,24 +185,23 @@ MemoryRegion *fx_rom(Fix *f, const char *name, uint64_t size)
     return mr;
 }
 
-MemoryRegion *fx_io(Fix *f, const MemoryRegionOps *ops, void *opaque,
-                    const char *name, uint64_t size)
+MemoryRegion *fx_io(Fix *f, const MemoryRegionOps *ops, void *opaque, const char *name,
+                    uint64_t size)
 {
     MemoryRegion *mr = fx_slot(f);
     FX_INIT(memory_region_init_io(mr, f->ctx, ops, opaque, name, size));
     return mr;
 }
 
-MemoryRegion *fx_alias(Fix *f, const char *name, MemoryRegion *orig,
-                       uint64_t offset, uint64_t size)
+MemoryRegion *fx_alias(Fix *f, const char *name, MemoryRegion *orig, uint64_t offset, uint64_t size)
 {
     MemoryRegion *mr = fx_slot(f);
     FX_INIT(memory_region_init_alias(mr, f->ctx, name, orig, offset, size));
     return mr;
 }
 
-MemoryRegion *fx_romdev(Fix *f, const MemoryRegionOps *ops, void *opaque,
-                        const char *name, uint64_t size)
+MemoryRegion *fx_romdev(Fix *f, const MemoryRegionOps *ops, void *opaque, const char *name,
+                        uint64_t size)
 {
     MemoryRegion *mr = fx_slot(f);
     FX_INIT(memory_region_init_rom_device(mr, f->ctx, ops, opaque, "test", name, size));
@@ -268,10 +264,9 @@ void dump_flatview(AddressSpace *as)
         char sz[32];
         print_size(sz, sizeof(sz), fr->size);
         print_message("  [%zu] start 0x%" PRIx64 " size %s mr %s off 0x%" PRIx64
-                      " ro %d romd %d log 0x%x\n", i, fr->start, sz,
-                      fr->mr ? memory_region_name(fr->mr) : "(null)",
-                      fr->offset_in_region, fr->readonly, fr->romd_mode,
-                      fr->dirty_log_mask);
+                      " ro %d romd %d log 0x%x\n",
+                      i, fr->start, sz, fr->mr ? memory_region_name(fr->mr) : "(null)",
+                      fr->offset_in_region, fr->readonly, fr->romd_mode, fr->dirty_log_mask);
     }
     flatview_unref(fv);
 }
@@ -292,8 +287,8 @@ void expect_flatview(AddressSpace *as, const ExpRange *exp, size_t n)
 
     for (size_t i = 0; ok && i < n; i++) {
         const FlatRange *fr = flatview_range(fv, i);
-        ok = fr->start == exp[i].start && fr->size == exp[i].size &&
-             fr->mr == exp[i].mr && fr->offset_in_region == exp[i].offset;
+        ok = fr->start == exp[i].start && fr->size == exp[i].size && fr->mr == exp[i].mr &&
+             fr->offset_in_region == exp[i].offset;
     }
     flatview_unref(fv);
     if (!ok) {
@@ -301,9 +296,8 @@ void expect_flatview(AddressSpace *as, const ExpRange *exp, size_t n)
         for (size_t i = 0; i < n; i++) {
             char sz[32];
             print_size(sz, sizeof(sz), exp[i].size);
-            print_message("  [%zu] start 0x%" PRIx64 " size %s mr %s off 0x%" PRIx64 "\n",
-                          i, exp[i].start, sz,
-                          exp[i].mr ? memory_region_name(exp[i].mr) : "(null)",
+            print_message("  [%zu] start 0x%" PRIx64 " size %s mr %s off 0x%" PRIx64 "\n", i,
+                          exp[i].start, sz, exp[i].mr ? memory_region_name(exp[i].mr) : "(null)",
                           exp[i].offset);
         }
         dump_flatview(as);
@@ -458,8 +452,8 @@ static void rec_log_sync(MemoryListener *l, MemoryRegionSection *s)
     }
 }
 
-static void rec_eventfd(Rec *r, enum RecKind k, MemoryRegionSection *s, bool m,
-                        uint64_t data, int fd)
+static void rec_eventfd(Rec *r, enum RecKind k, MemoryRegionSection *s, bool m, uint64_t data,
+                        int fd)
 {
     RecEvent *e = rec_push(r, k, s);
     e->match_data = m;
@@ -467,28 +461,28 @@ static void rec_eventfd(Rec *r, enum RecKind k, MemoryRegionSection *s, bool m,
     e->fd = fd;
 }
 
-static void rec_eventfd_add(MemoryListener *l, MemoryRegionSection *s, bool m,
-                            uint64_t data, int fd)
+static void rec_eventfd_add(MemoryListener *l, MemoryRegionSection *s, bool m, uint64_t data,
+                            int fd)
 {
     rec_eventfd((Rec *)l, EV_EVENTFD_ADD, s, m, data, fd);
 }
 
-static void rec_eventfd_del(MemoryListener *l, MemoryRegionSection *s, bool m,
-                            uint64_t data, int fd)
+static void rec_eventfd_del(MemoryListener *l, MemoryRegionSection *s, bool m, uint64_t data,
+                            int fd)
 {
     rec_eventfd((Rec *)l, EV_EVENTFD_DEL, s, m, data, fd);
 }
 
-static void rec_coalesced_add(MemoryListener *l, MemoryRegionSection *s,
-                              uint64_t addr, uint64_t len)
+static void rec_coalesced_add(MemoryListener *l, MemoryRegionSection *s, uint64_t addr,
+                              uint64_t len)
 {
     RecEvent *e = rec_push((Rec *)l, EV_COALESCED_ADD, s);
     e->addr = addr;
     e->len = len;
 }
 
-static void rec_coalesced_del(MemoryListener *l, MemoryRegionSection *s,
-                              uint64_t addr, uint64_t len)
+static void rec_coalesced_del(MemoryListener *l, MemoryRegionSection *s, uint64_t addr,
+                              uint64_t len)
 {
     RecEvent *e = rec_push((Rec *)l, EV_COALESCED_DEL, s);
     e->addr = addr;
@@ -534,9 +528,8 @@ unsigned rec_count_mr(const Rec *r, enum RecKind k, const MemoryRegion *mr)
 void rec_dump(const Rec *r)
 {
     static const char *const names[EV__COUNT] = {
-        "begin", "commit", "region_add", "region_del", "region_nop",
-        "log_start", "log_stop", "log_sync", "eventfd_add", "eventfd_del",
-        "coalesced_add", "coalesced_del",
+        "begin",    "commit",   "region_add",  "region_del",  "region_nop",    "log_start",
+        "log_stop", "log_sync", "eventfd_add", "eventfd_del", "coalesced_add", "coalesced_del",
     };
     print_message("listener events (%u):\n", r->nev);
     for (unsigned i = 0; i < r->nev; i++) {
@@ -545,9 +538,8 @@ void rec_dump(const Rec *r)
         print_size(sz, sizeof(sz), e->size);
         print_message("  %-13s %s start 0x%" PRIx64 " size %s off 0x%" PRIx64
                       " masks %d->%d addr 0x%" PRIx64 " len 0x%" PRIx64 "\n",
-                      names[e->kind], e->mr ? memory_region_name(e->mr) : "-",
-                      e->start, sz, e->offset, e->old_mask, e->new_mask,
-                      e->addr, e->len);
+                      names[e->kind], e->mr ? memory_region_name(e->mr) : "-", e->start, sz,
+                      e->offset, e->old_mask, e->new_mask, e->addr, e->len);
     }
 }
 

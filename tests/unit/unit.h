@@ -56,10 +56,10 @@ extern const MemoryRegionOps testdev_ops;
 
 typedef struct Fix {
     MemoryContext *ctx;
-    MemoryRegion *root;              /* "system", 2^64 container */
-    AddressSpace *as;                /* "memory", rooted at root */
+    MemoryRegion *root; /* "system", 2^64 container */
+    AddressSpace *as;   /* "memory", rooted at root */
     MemoryRegion *regs[FIX_MAX_REGIONS];
-    bool live[FIX_MAX_REGIONS];      /* initialised: destroy at teardown */
+    bool live[FIX_MAX_REGIONS]; /* initialised: destroy at teardown */
     unsigned nregs;
     AddressSpace *ases[FIX_MAX_AS];
     unsigned nas;
@@ -74,12 +74,12 @@ int fix_teardown(void **state);
 MemoryRegion *fx_container(Fix *f, const char *name, uint64_t size);
 MemoryRegion *fx_ram(Fix *f, const char *name, uint64_t size);
 MemoryRegion *fx_rom(Fix *f, const char *name, uint64_t size);
-MemoryRegion *fx_io(Fix *f, const MemoryRegionOps *ops, void *opaque,
-                    const char *name, uint64_t size);
-MemoryRegion *fx_alias(Fix *f, const char *name, MemoryRegion *orig,
-                       uint64_t offset, uint64_t size);
-MemoryRegion *fx_romdev(Fix *f, const MemoryRegionOps *ops, void *opaque,
-                        const char *name, uint64_t size);
+MemoryRegion *fx_io(Fix *f, const MemoryRegionOps *ops, void *opaque, const char *name,
+                    uint64_t size);
+MemoryRegion *fx_alias(Fix *f, const char *name, MemoryRegion *orig, uint64_t offset,
+                       uint64_t size);
+MemoryRegion *fx_romdev(Fix *f, const MemoryRegionOps *ops, void *opaque, const char *name,
+                        uint64_t size);
 /* An uninitialised tracked slot (for tests that call init themselves). */
 MemoryRegion *fx_slot(Fix *f);
 /* Record that a slot was initialised successfully (destroy at teardown). */
@@ -105,7 +105,10 @@ void dump_flatview(AddressSpace *as);
 /* Asserts that as's FlatView is exactly exp[0..n). */
 void expect_flatview(AddressSpace *as, const ExpRange *exp, size_t n);
 /* An ExpRange literal, and the length of an array. */
-#define R(s, sz, m, o) { .start = (s), .size = (Int128)(sz), .mr = (m), .offset = (o) }
+#define R(s, sz, m, o) \
+    { \
+        .start = (s), .size = (Int128)(sz), .mr = (m), .offset = (o) \
+    }
 #define NR(a) (sizeof(a) / sizeof((a)[0]))
 /* Number of ranges in as's FlatView. */
 size_t fv_count(AddressSpace *as);
@@ -123,36 +126,46 @@ void wr_ok(AddressSpace *as, uint64_t addr, unsigned size, uint64_t val);
 /* ---- recording listener ---------------------------------------------- */
 
 enum RecKind {
-    EV_BEGIN, EV_COMMIT, EV_ADD, EV_DEL, EV_NOP, EV_LOG_START, EV_LOG_STOP,
-    EV_LOG_SYNC, EV_EVENTFD_ADD, EV_EVENTFD_DEL, EV_COALESCED_ADD,
-    EV_COALESCED_DEL, EV__COUNT
+    EV_BEGIN,
+    EV_COMMIT,
+    EV_ADD,
+    EV_DEL,
+    EV_NOP,
+    EV_LOG_START,
+    EV_LOG_STOP,
+    EV_LOG_SYNC,
+    EV_EVENTFD_ADD,
+    EV_EVENTFD_DEL,
+    EV_COALESCED_ADD,
+    EV_COALESCED_DEL,
+    EV__COUNT
 };
 
 typedef struct RecEvent {
     enum RecKind kind;
     MemoryRegion *mr;
     AddressSpace *as;
-    uint64_t start;         /* offset_within_address_space */
+    uint64_t start; /* offset_within_address_space */
     Int128 size;
-    uint64_t offset;        /* offset_within_region */
+    uint64_t offset; /* offset_within_region */
     bool readonly, romd;
     int old_mask, new_mask;
     bool match_data;
     uint64_t data;
     int fd;
-    uint64_t addr, len;     /* coalesced */
+    uint64_t addr, len; /* coalesced */
 } RecEvent;
 
 #define REC_MAX_EVENTS 512u
 
 typedef struct Rec {
-    MemoryListener l;           /* first: callbacks cast back */
+    MemoryListener l; /* first: callbacks cast back */
     unsigned n[EV__COUNT];
     RecEvent ev[REC_MAX_EVENTS];
     unsigned nev;
-    int depth;                  /* begin/commit nesting seen */
-    unsigned outside;           /* region/log callbacks outside begin..commit */
-    unsigned unbalanced;        /* commit without begin, begin inside begin */
+    int depth;           /* begin/commit nesting seen */
+    unsigned outside;    /* region/log callbacks outside begin..commit */
+    unsigned unbalanced; /* commit without begin, begin inside begin */
     /* Optional hook run on log_sync (e.g. to feed set_dirty_bitmap). */
     void (*on_log_sync)(struct Rec *r, MemoryRegionSection *s);
     void *user;

@@ -42,18 +42,18 @@ typedef struct Req {
     uint8_t b[8];
     uint32_t type;
     uint64_t sector, len;
-    uint64_t addr;              /* slot base */
+    uint64_t addr; /* slot base */
     uint16_t head;
     bool expect_reset;
-    uint64_t out_bytes, in_bytes;   /* what the chain offers each way */
-    uint64_t in_addr;               /* first writable byte (they are contiguous) */
-    uint64_t dlen;                  /* data bytes as the device must see them */
+    uint64_t out_bytes, in_bytes; /* what the chain offers each way */
+    uint64_t in_addr;             /* first writable byte (they are contiguous) */
+    uint64_t dlen;                /* data bytes as the device must see them */
 } Req;
 
 static void fail(const char *what, const Req *r)
 {
-    fprintf(stderr, "fuzz_blk: %s (request %02x %02x %02x %02x)\n", what, r->b[0], r->b[1],
-            r->b[2], r->b[3]);
+    fprintf(stderr, "fuzz_blk: %s (request %02x %02x %02x %02x)\n", what, r->b[0], r->b[1], r->b[2],
+            r->b[3]);
     abort();
 }
 
@@ -71,7 +71,7 @@ static void build(Req *r, unsigned slot)
     bool split = r->b[3] & 4, shared = r->b[3] & 8, wrong = r->b[3] & 32;
     bool short_hdr = (r->b[3] >> 6) == 1, no_status = (r->b[3] >> 6) == 2;
     if (short_hdr)
-        r->len = 0;             /* a 15-byte header and nothing else */
+        r->len = 0; /* a 15-byte header and nothing else */
     bool dev_writes = r->type != VIRTIO_BLK_T_OUT;
 
     uint8_t *p = vt_ptr(&vt, r->addr);
@@ -132,7 +132,7 @@ static void check(Req *r, uint32_t used_len)
     if (r->out_bytes < 16 || r->in_bytes < 1) {
         if (used_len != 0)
             fail("malformed request completed with a length", r);
-        return;                 /* nowhere to report a status */
+        return; /* nowhere to report a status */
     }
     uint8_t *in = vt_ptr(&vt, r->in_addr);
     uint8_t st = in[r->in_bytes - 1];
@@ -204,8 +204,9 @@ static bool run_batch(Req *reqs, unsigned n)
             fail("used id is no request's head", &reqs[i]);
         bool racy = false;
         for (unsigned k = 0; k < n && r->type == VIRTIO_BLK_T_IN; k++)
-            if (reqs[k].type == VIRTIO_BLK_T_OUT && reqs[k].sector * 512 < r->sector * 512 +
-                r->dlen && r->sector * 512 < reqs[k].sector * 512 + reqs[k].dlen)
+            if (reqs[k].type == VIRTIO_BLK_T_OUT &&
+                reqs[k].sector * 512 < r->sector * 512 + r->dlen &&
+                r->sector * 512 < reqs[k].sector * 512 + reqs[k].dlen)
                 racy = true;
         if (!racy)
             check(r, len);

@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define QSIZE 64
 #define MAX_POSTED 8
-#define RX_SLOT 0x12000ull      /* > 255 * 300 + 1 */
+#define RX_SLOT 0x12000ull /* > 255 * 300 + 1 */
 #define TX_AREA (VT_BUFS + MAX_POSTED * RX_SLOT)
 #define MAX_TX (12u + VIRTIO_NET_MAX_FRAME + 64)
 
@@ -50,8 +50,7 @@ typedef struct Posted {
 
 static void die(const char *what, const uint8_t *op)
 {
-    fprintf(stderr, "fuzz_net: %s (op %02x %02x %02x %02x)\n", what, op[0], op[1], op[2],
-            op[3]);
+    fprintf(stderr, "fuzz_net: %s (op %02x %02x %02x %02x)\n", what, op[0], op[1], op[2], op[3]);
     abort();
 }
 
@@ -69,8 +68,9 @@ static void setup(void)
     net = calloc(1, sizeof(*net));
     static const uint8_t mac[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 };
     char err[256];
-    if (!loop || !net || virtio_net_init(net, &(VirtioEnv){ vt.ctx, vt.as, loop }, sv[0], mac,
-                                         err, sizeof(err)) < 0) {
+    if (!loop || !net ||
+        virtio_net_init(net, &(VirtioEnv){ vt.ctx, vt.as, loop }, sv[0], mac, err, sizeof(err)) <
+            0) {
         fprintf(stderr, "fuzz_net: %s\n", err);
         abort();
     }

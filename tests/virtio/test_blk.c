@@ -21,16 +21,16 @@
 #include "tests/virtio/vtest.h"
 
 #define DISK_SECTORS 2048
-#define HDR VT_BUFS                 /* request header */
-#define DATA (VT_BUFS + 0x1000)     /* data buffers */
-#define STATUS (VT_BUFS + 0x800)    /* status byte */
+#define HDR VT_BUFS              /* request header */
+#define DATA (VT_BUFS + 0x1000)  /* data buffers */
+#define STATUS (VT_BUFS + 0x800) /* status byte */
 
 typedef struct Fix {
     Vt vt;
     VirtioBlk *blk;
     Evloop *loop;
     char path[64];
-    int fd;                         /* the test's view of the disk */
+    int fd; /* the test's view of the disk */
 } Fix;
 
 static uint8_t pattern(uint64_t off)
@@ -45,7 +45,7 @@ static Fix *fix_new(bool readonly, bool with_loop)
     snprintf(f->path, sizeof(f->path), "/tmp/strata-vblk-XXXXXX");
     f->fd = mkstemp(f->path);
     assert_true(f->fd >= 0);
-    static uint8_t img[DISK_SECTORS * 512 + 100];   /* a partial last sector */
+    static uint8_t img[DISK_SECTORS * 512 + 100]; /* a partial last sector */
     for (size_t i = 0; i < sizeof(img); i++)
         img[i] = pattern(i);
     assert_int_equal(pwrite(f->fd, img, sizeof(img), 0), (ssize_t)sizeof(img));
@@ -55,8 +55,9 @@ static Fix *fix_new(bool readonly, bool with_loop)
     f->blk = calloc(1, sizeof(*f->blk));
     assert_non_null(f->blk);
     char err[256];
-    assert_int_equal(virtio_blk_init(f->blk, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop },
-                                     f->path, readonly, err, sizeof(err)), 0);
+    assert_int_equal(virtio_blk_init(f->blk, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop }, f->path,
+                                     readonly, err, sizeof(err)),
+                     0);
     virtio_mmio_connect_irq(&f->blk->t, &f->vt.irq, VT_BASE);
     vt_map(&f->vt, virtio_mmio_region(&f->blk->t));
     return f;
@@ -111,7 +112,7 @@ static void test_config(void **state)
     (void)state;
     Fix *f = fix_new(false, false);
     assert_int_equal(vt_r32(&f->vt, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BLOCK);
-    assert_int_equal(vt_cfg(&f->vt, 0, 4), DISK_SECTORS);     /* capacity, 4-byte halves */
+    assert_int_equal(vt_cfg(&f->vt, 0, 4), DISK_SECTORS); /* capacity, 4-byte halves */
     assert_int_equal(vt_cfg(&f->vt, 4, 4), 0);
     assert_int_equal(vt_cfg(&f->vt, 0, 1), DISK_SECTORS & 0xff);
     vt_w32(&f->vt, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
@@ -202,8 +203,12 @@ static void test_bad_requests(void **state)
     assert_int_equal(len, 0);
     /* header split over two descriptors is fine */
     put_hdr(vt, HDR, VIRTIO_BLK_T_IN, 1);
-    vt_add(vt, 0, (VtBuf[]){ { HDR, 4, false }, { HDR + 4, 12, false }, { DATA, 512, true },
-                             { STATUS, 1, true } }, 4);
+    vt_add(vt, 0,
+           (VtBuf[]){ { HDR, 4, false },
+                      { HDR + 4, 12, false },
+                      { DATA, 512, true },
+                      { STATUS, 1, true } },
+           4);
     vt_kick(vt, 0);
     assert_int_equal(vt_used(vt, 0, &id, &len), 1);
     assert_int_equal(len, 513);
@@ -307,7 +312,7 @@ static void test_not_a_file(void **state)
             assert_true(r < 0);
             snprintf(want, sizeof(want), "disk path=%s: ", paths[i]);
             assert_non_null(strstr(err, want));
-            if (i != 0 || ro)   /* a directory opened read-write: EISDIR */
+            if (i != 0 || ro) /* a directory opened read-write: EISDIR */
                 assert_non_null(strstr(err, "not a regular file or a block device"));
             free(b);
             vt_free(&vt);
@@ -347,14 +352,10 @@ static void test_save_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_read_write_flush_id),
-        cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_readonly),
-        cmocka_unit_test(test_batch_and_loop),
-        cmocka_unit_test(test_open_error),
-        cmocka_unit_test(test_not_a_file),
-        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_config),         cmocka_unit_test(test_read_write_flush_id),
+        cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_batch_and_loop), cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_not_a_file),     cmocka_unit_test(test_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

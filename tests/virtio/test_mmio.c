@@ -69,10 +69,10 @@ static void test_identity(void **state)
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG);
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_VENDOR_ID), VIRTIO_MMIO_VENDOR);
     vt_w32(vt, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES) & 1, 1);   /* VERSION_1 */
+    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES) & 1, 1); /* VERSION_1 */
     vt_w32(vt, VIRTIO_MMIO_QUEUE_SEL, 0);
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_QUEUE_NUM_MAX), VIRTQ_MAX_SIZE);
-    vt_w32(vt, VIRTIO_MMIO_QUEUE_SEL, 1);                 /* rng has one queue */
+    vt_w32(vt, VIRTIO_MMIO_QUEUE_SEL, 1); /* rng has one queue */
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_STATUS), 0);
     /* a 2-byte register read is not a register access */
@@ -146,7 +146,7 @@ static void test_rng_fill(void **state)
     assert_int_equal(len, 128);
     assert_true(nonzero(vt_ptr(vt, VT_BUFS), 64));
     assert_true(nonzero(vt_ptr(vt, VT_BUFS + 128), 64));
-    assert_false(nonzero(vt_ptr(vt, VT_BUFS + 64), 64));   /* between: untouched */
+    assert_false(nonzero(vt_ptr(vt, VT_BUFS + 64), 64)); /* between: untouched */
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_INT_USED);
     assert_int_equal(vt->irq_state.level, 1);
     vt_w32(vt, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_INT_USED);
@@ -174,7 +174,7 @@ static void test_ioeventfd_loop(void **state)
     vt_bringup(vt, 0, 1, 8);
     VtBuf b = { VT_BUFS, 32, true };
     vt_add(vt, 0, &b, 1);
-    vt_kick(vt, 0);                 /* goes to the eventfd, not the device */
+    vt_kick(vt, 0); /* goes to the eventfd, not the device */
     uint32_t id, len;
     assert_int_equal(vt_used(vt, 0, &id, &len), 0);
     assert_true(evloop_run_once(f->loop, 1000) >= 1);
@@ -191,7 +191,7 @@ static void test_ioeventfd_loop(void **state)
     assert_int_equal(evloop_start(f->loop, "vt-loop"), 0);
     vt_add(vt, 0, &b, 1);
     vt_kick(vt, 0);
-    evloop_stop(f->loop);           /* joins; the kick may or may not be done */
+    evloop_stop(f->loop); /* joins; the kick may or may not be done */
     evloop_run_once(f->loop, 0);
     assert_int_equal(vt_used(vt, 0, &id, &len), 1);
     fix_free(f);
@@ -288,7 +288,7 @@ static void test_evloop_mod_del(void **state)
     uint64_t one = 1;
     assert_int_equal(write(fd, &one, sizeof(one)), sizeof(one));
     assert_int_equal(evloop_run_once(l, 1000), 1);
-    assert_int_equal(evloop_run_once(l, 1000), 1);     /* still readable */
+    assert_int_equal(evloop_run_once(l, 1000), 1); /* still readable */
     assert_int_equal(n, 2);
     assert_int_equal(evloop_mod(l, fd, 0), 0);
     for (int i = 0; i < 3; i++)
@@ -349,7 +349,7 @@ static void h_outside(Vt *vt)
 
 static void h_straddle(Vt *vt)
 {
-    VtBuf b = { VT_RAM_SIZE - 16, 64, true };   /* ends past RAM */
+    VtBuf b = { VT_RAM_SIZE - 16, 64, true }; /* ends past RAM */
     vt_add(vt, 0, &b, 1);
 }
 
@@ -412,18 +412,66 @@ static void h_ring_into_mmio(Vt *vt)
     vt_w32(vt, VIRTIO_MMIO_QUEUE_READY, 1);
 }
 
-static void test_break_loop(void **s) { (void)s; expect_break(h_loop); }
-static void test_break_outside(void **s) { (void)s; expect_break(h_outside); }
-static void test_break_straddle(void **s) { (void)s; expect_break(h_straddle); }
-static void test_break_4g(void **s) { (void)s; expect_break(h_4g); }
-static void test_break_wrap(void **s) { (void)s; expect_break(h_wrap); }
-static void test_break_avail_ahead(void **s) { (void)s; expect_break(h_avail_ahead); }
-static void test_break_head_past(void **s) { (void)s; expect_break(h_head_past); }
-static void test_break_next_past(void **s) { (void)s; expect_break(h_next_past); }
-static void test_break_indirect(void **s) { (void)s; expect_break(h_indirect); }
-static void test_break_order(void **s) { (void)s; expect_break(h_order); }
-static void test_break_rings_outside(void **s) { (void)s; expect_break(h_rings_outside); }
-static void test_break_ring_into_mmio(void **s) { (void)s; expect_break(h_ring_into_mmio); }
+static void test_break_loop(void **s)
+{
+    (void)s;
+    expect_break(h_loop);
+}
+static void test_break_outside(void **s)
+{
+    (void)s;
+    expect_break(h_outside);
+}
+static void test_break_straddle(void **s)
+{
+    (void)s;
+    expect_break(h_straddle);
+}
+static void test_break_4g(void **s)
+{
+    (void)s;
+    expect_break(h_4g);
+}
+static void test_break_wrap(void **s)
+{
+    (void)s;
+    expect_break(h_wrap);
+}
+static void test_break_avail_ahead(void **s)
+{
+    (void)s;
+    expect_break(h_avail_ahead);
+}
+static void test_break_head_past(void **s)
+{
+    (void)s;
+    expect_break(h_head_past);
+}
+static void test_break_next_past(void **s)
+{
+    (void)s;
+    expect_break(h_next_past);
+}
+static void test_break_indirect(void **s)
+{
+    (void)s;
+    expect_break(h_indirect);
+}
+static void test_break_order(void **s)
+{
+    (void)s;
+    expect_break(h_order);
+}
+static void test_break_rings_outside(void **s)
+{
+    (void)s;
+    expect_break(h_rings_outside);
+}
+static void test_break_ring_into_mmio(void **s)
+{
+    (void)s;
+    expect_break(h_ring_into_mmio);
+}
 
 static void test_reprogram_running(void **state)
 {
@@ -459,7 +507,7 @@ static void test_garbage_registers(void **state)
     for (int round = 0; round < 200; round++) {
         for (uint64_t off = 0; off < VIRTIO_MMIO_SIZE; off += 4) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            unsigned size = 1u << (x >> 62);        /* 1, 2, 4, 8 */
+            unsigned size = 1u << (x >> 62); /* 1, 2, 4, 8 */
             uint64_t v = x;
             if ((x >> 8) % 7 == 0)
                 v = off == VIRTIO_MMIO_STATUS ? 0xf : (x >> 16) % 4;
@@ -531,7 +579,13 @@ static void test_save_load(void **state)
     free(buf);
 
     /* consistent CRC, inconsistent content */
-    struct { const char *what; uint32_t status; uint64_t feat; uint16_t num; uint8_t nq; } bad[] = {
+    struct {
+        const char *what;
+        uint32_t status;
+        uint64_t feat;
+        uint16_t num;
+        uint8_t nq;
+    } bad[] = {
         { "unknown status bits", 0x10f, VIRTIO_F_VERSION_1, 16, 1 },
         { "unoffered feature", 0xf, VIRTIO_F_VERSION_1 | 1, 16, 1 },
         { "non-power-of-2 ready queue", 0xf, VIRTIO_F_VERSION_1, 3, 1 },

@@ -25,7 +25,7 @@ typedef struct Fix {
     Vt vt;
     VirtioNet *net;
     Evloop *loop;
-    int peer;                       /* the "host side" of the TAP */
+    int peer; /* the "host side" of the TAP */
 } Fix;
 
 static const uint8_t MAC[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
@@ -42,8 +42,9 @@ static Fix *fix_new(void)
     f->net = calloc(1, sizeof(*f->net));
     assert_non_null(f->net);
     char err[256];
-    assert_int_equal(virtio_net_init(f->net, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop },
-                                     sv[0], MAC, err, sizeof(err)), 0);
+    assert_int_equal(virtio_net_init(f->net, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop }, sv[0],
+                                     MAC, err, sizeof(err)),
+                     0);
     virtio_mmio_connect_irq(&f->net->t, &f->vt.irq, VT_BASE);
     vt_map(&f->vt, virtio_mmio_region(&f->net->t));
     return f;
@@ -95,7 +96,7 @@ static void test_tx(void **state)
     Vt *vt = &f->vt;
     vt_bringup(vt, ~0ull, 2, 64);
     uint8_t *p = vt_ptr(vt, VT_BUFS);
-    memset(p, 0x77, VIRTIO_NET_HDR_LEN);    /* garbage flags/gso: must not go out */
+    memset(p, 0x77, VIRTIO_NET_HDR_LEN); /* garbage flags/gso: must not go out */
     for (int i = 0; i < 60; i++)
         p[0x100 + i] = (uint8_t)i;
     VtBuf b[2] = { { VT_BUFS, VIRTIO_NET_HDR_LEN, false }, { VT_BUFS + 0x100, 60, false } };
@@ -126,7 +127,7 @@ static void test_tx(void **state)
 static void send_frame(Fix *f, size_t len, uint8_t seed)
 {
     uint8_t pkt[2000];
-    memset(pkt, 0x55, VIRTIO_NET_HDR_LEN);      /* whatever the host put there */
+    memset(pkt, 0x55, VIRTIO_NET_HDR_LEN); /* whatever the host put there */
     for (size_t i = 0; i < len; i++)
         pkt[VIRTIO_NET_HDR_LEN + i] = (uint8_t)(seed + i);
     assert_int_equal(send(f->peer, pkt, VIRTIO_NET_HDR_LEN + len, 0),
@@ -157,9 +158,9 @@ static void test_rx(void **state)
     for (int i = 0; i < 10; i++)
         assert_int_equal(h[i], 0);
     uint8_t *p2 = vt_ptr(vt, VT_BUFS + 0x100);
-    assert_int_equal(p2[0], 1);             /* num_buffers = 1 */
+    assert_int_equal(p2[0], 1); /* num_buffers = 1 */
     assert_int_equal(p2[1], 0);
-    assert_int_equal(p2[2], 1);             /* frame byte 0 = seed */
+    assert_int_equal(p2[2], 1); /* frame byte 0 = seed */
     assert_int_equal(p2[2 + 99], (uint8_t)(1 + 99));
     /* with buffers posted, frames flow as they arrive (event loop) */
     vt_add(vt, VIRTIO_NET_RXQ, &(VtBuf){ VT_BUFS + 0x1000, 1526, true }, 1);

@@ -45,11 +45,25 @@
 #define STATUS (VT_BUFS + 0x800)
 #define TAG 0x5afe0000u
 
-typedef enum Op { OP_OPENAT, OP_SOCKET, OP_CONNECT, OP_SENDMSG, OP_READ, OP_READV,
-                  OP_READV_FIXED, OP_WRITEV_FIXED } Op;
+typedef enum Op {
+    OP_OPENAT,
+    OP_SOCKET,
+    OP_CONNECT,
+    OP_SENDMSG,
+    OP_READ,
+    OP_READV,
+    OP_READV_FIXED,
+    OP_WRITEV_FIXED
+} Op;
 
 static const char *const op_names[] = {
-    "OPENAT", "SOCKET", "CONNECT", "SENDMSG", "READ", "READV", "READV (fixed file 0)",
+    "OPENAT",
+    "SOCKET",
+    "CONNECT",
+    "SENDMSG",
+    "READ",
+    "READV",
+    "READV (fixed file 0)",
     "WRITEV (fixed file 0)",
 };
 
@@ -139,8 +153,8 @@ static void expect_refused(struct io_uring *ring, const char *which, Op op, int 
     int res = submit_one(ring, op, fd);
     if (res != -EACCES)
         fail_msg("%s ring: %s completed with %d (%s), want -EACCES: the ring is not "
-                 "restricted to the opcodes it needs", which, op_names[op], res,
-                 res < 0 ? strerror(-res) : "success");
+                 "restricted to the opcodes it needs",
+                 which, op_names[op], res, res < 0 ? strerror(-res) : "success");
 }
 
 /* Asserts that registering anything more on the enabled ring is refused. */
@@ -180,7 +194,7 @@ static void test_evloop_ring(void **state)
     expect_refused(ring, "event loop", OP_CONNECT, us);
     expect_refused(ring, "event loop", OP_SENDMSG, sp[0]);
     char c;
-    assert_int_equal(recv(sp[1], &c, 1, MSG_DONTWAIT), -1);    /* nothing was sent */
+    assert_int_equal(recv(sp[1], &c, 1, MSG_DONTWAIT), -1); /* nothing was sent */
     expect_refused(ring, "event loop", OP_READ, s.fd);
     expect_refused(ring, "event loop", OP_READV, s.fd);
     expect_register_refused(ring, "event loop", s.fd);
@@ -257,7 +271,7 @@ static void test_evloop_changes_from_other_threads(void **state)
     assert_int_equal(syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog), 0);
     errno = 0;
     assert_int_equal(syscall(__NR_io_uring_enter, -1, 0, 0, 0, NULL, 0), -1);
-    assert_int_equal(errno, EPERM);     /* the filter works on this thread */
+    assert_int_equal(errno, EPERM); /* the filter works on this thread */
 
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     assert_true(efd >= 0);
@@ -302,7 +316,8 @@ static Disk *disk_new(bool readonly)
     assert_non_null(d->blk);
     char err[256];
     assert_int_equal(virtio_blk_init(d->blk, &(VirtioEnv){ d->vt.ctx, d->vt.as, d->loop },
-                                     d->img.path, readonly, err, sizeof(err)), 0);
+                                     d->img.path, readonly, err, sizeof(err)),
+                     0);
     virtio_mmio_connect_irq(&d->blk->t, &d->vt.irq, VT_BASE);
     vt_map(&d->vt, virtio_mmio_region(&d->blk->t));
     /* the kernel offers restrictions (main checked): the ring must be there */
@@ -322,8 +337,8 @@ static void disk_free(Disk *d)
 }
 
 /* One request through the virtqueue and the event loop; the status byte. */
-static uint8_t disk_request(Disk *d, uint32_t type, uint64_t sector, uint64_t data,
-                            uint32_t len, bool to_device)
+static uint8_t disk_request(Disk *d, uint32_t type, uint64_t sector, uint64_t data, uint32_t len,
+                            bool to_device)
 {
     Vt *vt = &d->vt;
     uint8_t h[16] = { 0 };
@@ -384,7 +399,7 @@ static void test_disk_ring(void **state)
     assert_int_equal(d->blk->writes, 1);
     assert_int_equal(d->blk->flushes, 1);
     assert_int_equal(d->blk->errors, 0);
-    assert_true(d->blk->have_ring);         /* no fallback to preadv/pwritev happened */
+    assert_true(d->blk->have_ring); /* no fallback to preadv/pwritev happened */
 
     close(sp[0]);
     close(sp[1]);
@@ -457,7 +472,8 @@ static void test_no_restrictions_fail_closed(void **state)
     char out[512] = { 0 };
     assert_true(pread(log.fd, out, sizeof(out) - 1, 0) > 0);
     if (!strstr(out, "no restricted io_uring (IORING_REGISTER_RESTRICTIONS: Invalid argument); "
-                     "using preadv/pwritev\n") || strchr(out, '\n') != out + strlen(out) - 1)
+                     "using preadv/pwritev\n") ||
+        strchr(out, '\n') != out + strlen(out) - 1)
         fail_msg("want one line saying why the disk has no ring, got: %s", out);
 
     vt_map(&vt, virtio_mmio_region(&blk->t));
@@ -470,7 +486,7 @@ static void test_no_restrictions_fail_closed(void **state)
     memcpy(vt_ptr(&vt, HDR), h, 16);
     VtBuf b[3] = { { HDR, 16, false }, { DATA, 512, true }, { STATUS, 1, true } };
     vt_add(&vt, 0, b, 3);
-    vt_kick(&vt, 0);                    /* no loop: served inline */
+    vt_kick(&vt, 0); /* no loop: served inline */
     uint32_t id, used;
     assert_int_equal(vt_used(&vt, 0, &id, &used), 1);
     assert_int_equal(*(uint8_t *)vt_ptr(&vt, STATUS), VIRTIO_BLK_S_OK);
@@ -490,7 +506,8 @@ static int kernel_can_restrict(void)
     int r = io_uring_queue_init(4, &ring, IORING_SETUP_R_DISABLED);
     if (r < 0) {
         printf("SKIP: io_uring_setup(IORING_SETUP_R_DISABLED): %s (no io_uring, or "
-               "older than Linux 5.10)\n", strerror(-r));
+               "older than Linux 5.10)\n",
+               strerror(-r));
         return -1;
     }
     struct io_uring_restriction res = { .opcode = IORING_RESTRICTION_SQE_OP,

@@ -98,8 +98,8 @@ uint32_t vt_negotiate(Vt *vt, uint64_t want)
         vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
         vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> (32 * sel)));
     }
-    vt_w32(vt, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-                                   VIRTIO_STATUS_FEATURES_OK);
+    vt_w32(vt, VIRTIO_MMIO_STATUS,
+           VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
     return vt_r32(vt, VIRTIO_MMIO_STATUS);
 }
 
@@ -126,8 +126,9 @@ uint32_t vt_queue(Vt *vt, unsigned q, uint16_t num)
 
 void vt_driver_ok(Vt *vt)
 {
-    vt_w32(vt, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-                                   VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+    vt_w32(vt, VIRTIO_MMIO_STATUS,
+           VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+               VIRTIO_STATUS_DRIVER_OK);
 }
 
 void vt_bringup(Vt *vt, uint64_t want, unsigned nq, uint16_t num)
@@ -147,8 +148,8 @@ void *vt_ptr(Vt *vt, uint64_t gpa)
     return vt->ram_p + gpa;
 }
 
-void vt_write_desc(Vt *vt, unsigned q, uint16_t i, uint64_t addr, uint32_t len,
-                   uint16_t flags, uint16_t next)
+void vt_write_desc(Vt *vt, unsigned q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+                   uint16_t next)
 {
     uint8_t *d = vt_ptr(vt, vt->q[q].desc + 16ull * i);
     memcpy(d, &addr, 8);

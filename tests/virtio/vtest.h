@@ -15,8 +15,8 @@
 
 #define VT_RAM_SIZE (4u << 20)
 #define VT_BASE 0xfeb00000ull
-#define VT_RINGS 0x10000ull         /* queue q: +q*0x4000: desc, +0x1000 avail, +0x2000 used */
-#define VT_BUFS 0x100000ull         /* free-for-all buffer area */
+#define VT_RINGS 0x10000ull /* queue q: +q*0x4000: desc, +0x1000 avail, +0x2000 used */
+#define VT_BUFS 0x100000ull /* free-for-all buffer area */
 
 typedef struct VtIrq {
     int raises, lowers, level;
@@ -25,7 +25,7 @@ typedef struct VtIrq {
 typedef struct VtQueue {
     uint16_t num;
     uint64_t desc, avail, used;
-    uint16_t next_desc;             /* next free descriptor (wraps) */
+    uint16_t next_desc; /* next free descriptor (wraps) */
     uint16_t avail_idx;
     uint16_t used_seen;
 } VtQueue;
@@ -37,14 +37,14 @@ typedef struct Vt {
     uint8_t *ram_p;
     VtIrq irq_state;
     IrqLine irq;
-    MemoryRegion *dev_mr;           /* mapped at VT_BASE */
+    MemoryRegion *dev_mr; /* mapped at VT_BASE */
     VtQueue q[VIRTIO_MMIO_MAX_QUEUES];
 } Vt;
 
 typedef struct VtBuf {
     uint64_t addr;
     uint32_t len;
-    bool write;                     /* device-writable */
+    bool write; /* device-writable */
 } VtBuf;
 
 /* Builds memory (system container + RAM at 0) and the address space. */
@@ -85,8 +85,8 @@ int vt_used(Vt *vt, unsigned q, uint32_t *id, uint32_t *len);
 
 /* Guest memory helpers. */
 void *vt_ptr(Vt *vt, uint64_t gpa);
-void vt_write_desc(Vt *vt, unsigned q, uint16_t i, uint64_t addr, uint32_t len,
-                   uint16_t flags, uint16_t next);
+void vt_write_desc(Vt *vt, unsigned q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+                   uint16_t next);
 void vt_set_avail_idx(Vt *vt, unsigned q, uint16_t idx);
 
 #endif /* STRATA_TESTS_VIRTIO_VTEST_H */

@@ -7,31 +7,31 @@
 
 /* ---- AML ---------------------------------------------------------------- */
 
-#define AML_ZERO        0x00
-#define AML_ONE         0x01
-#define AML_NAME        0x08
-#define AML_BYTE        0x0a
-#define AML_WORD        0x0b
-#define AML_DWORD       0x0c
-#define AML_STRING      0x0d
-#define AML_QWORD       0x0e
-#define AML_SCOPE       0x10
-#define AML_BUFFER      0x11
-#define AML_PACKAGE     0x12
-#define AML_EXT         0x5b
-#define AML_DEVICE      0x82
-#define AML_METHOD      0x14
-#define AML_STORE       0x70
-#define AML_LOCAL0      0x60
-#define AML_AND         0x7b
-#define AML_NOTIFY      0x86
-#define AML_IF          0xa0
-#define AML_OPREGION    0x80        /* after AML_EXT */
-#define AML_FIELD       0x81        /* after AML_EXT */
-#define AML_SYSTEM_IO   0x01        /* RegionSpace */
-#define AML_ROOT        0x5c
-#define AML_DUAL        0x2e
-#define AML_MULTI       0x2f
+#define AML_ZERO 0x00
+#define AML_ONE 0x01
+#define AML_NAME 0x08
+#define AML_BYTE 0x0a
+#define AML_WORD 0x0b
+#define AML_DWORD 0x0c
+#define AML_STRING 0x0d
+#define AML_QWORD 0x0e
+#define AML_SCOPE 0x10
+#define AML_BUFFER 0x11
+#define AML_PACKAGE 0x12
+#define AML_EXT 0x5b
+#define AML_DEVICE 0x82
+#define AML_METHOD 0x14
+#define AML_STORE 0x70
+#define AML_LOCAL0 0x60
+#define AML_AND 0x7b
+#define AML_NOTIFY 0x86
+#define AML_IF 0xa0
+#define AML_OPREGION 0x80  /* after AML_EXT */
+#define AML_FIELD 0x81     /* after AML_EXT */
+#define AML_SYSTEM_IO 0x01 /* RegionSpace */
+#define AML_ROOT 0x5c
+#define AML_DUAL 0x2e
+#define AML_MULTI 0x2f
 
 void aml_bytes(AmlBuf *a, const void *p, size_t n)
 {
@@ -95,7 +95,7 @@ void aml_name(AmlBuf *a, const char *path)
             break;
     }
     if (n == 0) {
-        aml_byte(a, AML_ZERO);      /* NullName */
+        aml_byte(a, AML_ZERO); /* NullName */
         return;
     }
     if (n == 2) {
@@ -205,10 +205,19 @@ static void aml_device_serial(AmlBuf *a, uint16_t port, uint8_t irq)
     aml_name_int(a, "_UID", 1);
     uint16_t mask = (uint16_t)(1u << (irq & 15));
     uint8_t crs[] = {
-        0x47, 0x01, (uint8_t)port, (uint8_t)(port >> 8), (uint8_t)port, (uint8_t)(port >> 8),
-        0x00, 0x08,                                     /* IO(Decode16, port, port, 0, 8) */
-        0x22, (uint8_t)mask, (uint8_t)(mask >> 8),     /* IRQNoFlags() { irq } */
-        0x79, 0x00,                                     /* EndTag */
+        0x47,
+        0x01,
+        (uint8_t)port,
+        (uint8_t)(port >> 8),
+        (uint8_t)port,
+        (uint8_t)(port >> 8),
+        0x00,
+        0x08, /* IO(Decode16, port, port, 0, 8) */
+        0x22,
+        (uint8_t)mask,
+        (uint8_t)(mask >> 8), /* IRQNoFlags() { irq } */
+        0x79,
+        0x00, /* EndTag */
     };
     aml_name_buffer(a, "_CRS", crs, sizeof(crs));
     aml_close(a, m);
@@ -225,8 +234,8 @@ static void aml_device_pvpanic(AmlBuf *a, uint16_t port)
     aml_string(a, "QEMU0001");
     uint8_t crs[] = {
         0x47, 0x01, (uint8_t)port, (uint8_t)(port >> 8), (uint8_t)port, (uint8_t)(port >> 8),
-        0x01, 0x01,                                     /* IO(Decode16, port, port, 1, 1) */
-        0x79, 0x00,                                     /* EndTag */
+        0x01, 0x01, /* IO(Decode16, port, port, 1, 1) */
+        0x79, 0x00, /* EndTag */
     };
     aml_name_buffer(a, "_CRS", crs, sizeof(crs));
     aml_close(a, m);
@@ -275,9 +284,17 @@ static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq)
     aml_name_int(a, "_UID", 0);
     uint8_t crs[] = {
         /* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
-        0x89, 0x06, 0x00, 0x01, 0x01,
-        (uint8_t)irq, (uint8_t)(irq >> 8), (uint8_t)(irq >> 16), (uint8_t)(irq >> 24),
-        0x79, 0x00,
+        0x89,
+        0x06,
+        0x00,
+        0x01,
+        0x01,
+        (uint8_t)irq,
+        (uint8_t)(irq >> 8),
+        (uint8_t)(irq >> 16),
+        (uint8_t)(irq >> 24),
+        0x79,
+        0x00,
     };
     aml_name_buffer(a, "_CRS", crs, sizeof(crs));
     /* OperationRegion (EREG, SystemIO, port, 4) */
@@ -292,28 +309,28 @@ static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq)
     aml_byte(a, AML_FIELD);
     size_t f = aml_open(a);
     aml_name(a, "EREG");
-    aml_byte(a, 0x03);                  /* DWordAcc | NoLock | Preserve */
+    aml_byte(a, 0x03); /* DWordAcc | NoLock | Preserve */
     aml_name(a, "ESTS");
-    aml_byte(a, 32);                    /* its width in bits (a PkgLength) */
+    aml_byte(a, 32); /* its width in bits (a PkgLength) */
     aml_close(a, f);
     /* Method (_EVT, 1, Serialized) */
     aml_byte(a, AML_METHOD);
     size_t mm = aml_open(a);
     aml_name(a, "_EVT");
-    aml_byte(a, 0x09);                  /* 1 argument, serialized, sync level 0 */
-    aml_byte(a, AML_STORE);             /* Store (ESTS, Local0) */
+    aml_byte(a, 0x09);      /* 1 argument, serialized, sync level 0 */
+    aml_byte(a, AML_STORE); /* Store (ESTS, Local0) */
     aml_name(a, "ESTS");
     aml_byte(a, AML_LOCAL0);
-    aml_byte(a, AML_STORE);             /* Store (Local0, ESTS) */
+    aml_byte(a, AML_STORE); /* Store (Local0, ESTS) */
     aml_byte(a, AML_LOCAL0);
     aml_name(a, "ESTS");
     aml_byte(a, AML_IF);
     size_t im = aml_open(a);
-    aml_byte(a, AML_AND);               /* And (Local0, One, ) */
+    aml_byte(a, AML_AND); /* And (Local0, One, ) */
     aml_byte(a, AML_LOCAL0);
     aml_int(a, 1);
-    aml_byte(a, AML_ZERO);              /* no target */
-    aml_byte(a, AML_NOTIFY);            /* Notify (\_SB.PWRB, 0x80) */
+    aml_byte(a, AML_ZERO);   /* no target */
+    aml_byte(a, AML_NOTIFY); /* Notify (\_SB.PWRB, 0x80) */
     aml_name(a, "\\_SB_.PWRB");
     aml_int(a, 0x80);
     aml_close(a, im);
@@ -337,14 +354,30 @@ static void aml_device_virtio(AmlBuf *a, unsigned idx, const AcpiVirtio *v)
     uint32_t base = (uint32_t)v->base, irq = v->irq;
     uint8_t crs[] = {
         /* Memory32Fixed(ReadWrite, base, size) */
-        0x86, 0x09, 0x00, 0x01,
-        (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)(base >> 16), (uint8_t)(base >> 24),
-        (uint8_t)v->size, (uint8_t)(v->size >> 8), (uint8_t)(v->size >> 16),
+        0x86,
+        0x09,
+        0x00,
+        0x01,
+        (uint8_t)base,
+        (uint8_t)(base >> 8),
+        (uint8_t)(base >> 16),
+        (uint8_t)(base >> 24),
+        (uint8_t)v->size,
+        (uint8_t)(v->size >> 8),
+        (uint8_t)(v->size >> 16),
         (uint8_t)(v->size >> 24),
         /* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
-        0x89, 0x06, 0x00, 0x01, 0x01,
-        (uint8_t)irq, (uint8_t)(irq >> 8), (uint8_t)(irq >> 16), (uint8_t)(irq >> 24),
-        0x79, 0x00,
+        0x89,
+        0x06,
+        0x00,
+        0x01,
+        0x01,
+        (uint8_t)irq,
+        (uint8_t)(irq >> 8),
+        (uint8_t)(irq >> 16),
+        (uint8_t)(irq >> 24),
+        0x79,
+        0x00,
     };
     aml_name_buffer(a, "_CRS", crs, sizeof(crs));
     aml_close(a, m);
@@ -403,10 +436,10 @@ static void finish(uint8_t *t, size_t len)
 /* Generic Address Structure: byte-wide system I/O register. */
 static void gas_io8(uint8_t *p, uint16_t port)
 {
-    p[0] = 1;       /* SystemIO */
-    p[1] = 8;       /* bit width */
+    p[0] = 1; /* SystemIO */
+    p[1] = 8; /* bit width */
     p[2] = 0;
-    p[3] = 1;       /* byte access */
+    p[3] = 1; /* byte access */
     put64(p + 4, port);
 }
 
@@ -483,22 +516,22 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
     uint8_t *t = buf + madt;
     header(t, "APIC", 5);
     put32(t + 36, c->lapic_addr);
-    put32(t + 40, 1);                   /* PCAT_COMPAT: there are 8259s */
+    put32(t + 40, 1); /* PCAT_COMPAT: there are 8259s */
     size_t o = 44;
     for (unsigned i = 0; i < c->ncpus; i++, o += 8) {
-        t[o] = 0;                       /* processor local APIC */
+        t[o] = 0; /* processor local APIC */
         t[o + 1] = 8;
-        t[o + 2] = (uint8_t)i;          /* ACPI processor UID */
-        t[o + 3] = (uint8_t)i;          /* APIC id */
-        put32(t + o + 4, 1);            /* enabled */
+        t[o + 2] = (uint8_t)i; /* ACPI processor UID */
+        t[o + 3] = (uint8_t)i; /* APIC id */
+        put32(t + o + 4, 1);   /* enabled */
     }
-    t[o] = 1;                           /* I/O APIC */
+    t[o] = 1; /* I/O APIC */
     t[o + 1] = 12;
-    t[o + 2] = 0;                       /* id (after the vCPUs' ids in spirit: KVM ignores) */
+    t[o + 2] = 0; /* id (after the vCPUs' ids in spirit: KVM ignores) */
     put32(t + o + 4, c->ioapic_addr);
-    put32(t + o + 8, 0);                /* GSI base */
+    put32(t + o + 8, 0); /* GSI base */
     o += 12;
-    t[o] = 2;                           /* interrupt source override: IRQ0 -> GSI2 */
+    t[o] = 2; /* interrupt source override: IRQ0 -> GSI2 */
     t[o + 1] = 10;
     t[o + 2] = 0;
     t[o + 3] = 0;
@@ -513,8 +546,8 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
     put32(t + 40, (uint32_t)(gpa + dsdt));
     put16(t + 109, BOOT_ARCH_NO_VGA | BOOT_ARCH_NO_CMOS);
     put32(t + 112, FADT_HW_REDUCED | (c->sleep_port ? FADT_RESET_REG_SUP : 0));
-    t[131] = 0;                         /* minor version */
-    put64(t + 140, gpa + dsdt);         /* X_DSDT */
+    t[131] = 0;                 /* minor version */
+    put64(t + 140, gpa + dsdt); /* X_DSDT */
     if (c->sleep_port) {
         gas_io8(t + 244, c->sleep_port);
         gas_io8(t + 256, (uint16_t)(c->sleep_port + 1));
@@ -523,7 +556,7 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
         gas_io8(t + 116, (uint16_t)(c->sleep_port + ACPI_FADT_RESET_OFFSET));
         t[128] = ACPI_FADT_RESET_VALUE;
     }
-    memcpy(t + 268, "STRATAVM", 8);     /* hypervisor vendor identity */
+    memcpy(t + 268, "STRATAVM", 8); /* hypervisor vendor identity */
     finish(t, FADT_LEN);
 
     /* XSDT: FADT, MADT */
@@ -537,8 +570,8 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
     t = buf + rsdp;
     memcpy(t, "RSD PTR ", 8);
     memcpy(t + 9, "STRATA", 6);
-    t[15] = 2;                          /* revision: ACPI 2.0+ */
-    put32(t + 16, 0);                   /* no RSDT */
+    t[15] = 2;        /* revision: ACPI 2.0+ */
+    put32(t + 16, 0); /* no RSDT */
     put32(t + 20, 36);
     put64(t + 24, gpa + xsdt);
     t[8] = acpi_checksum(t, 20);

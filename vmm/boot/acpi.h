@@ -21,31 +21,31 @@
 #define ACPI_FADT_RESET_OFFSET 2
 #define ACPI_FADT_RESET_VALUE 0x42
 
-#define ACPI_TABLES_ADDR 0xe0000ull     /* RSDP first; inside the BIOS area Linux scans */
-#define ACPI_TABLES_MAX  0x10000ull
-#define ACPI_MAX_CPUS    255
-#define ACPI_MAX_VIRTIO  32
+#define ACPI_TABLES_ADDR 0xe0000ull /* RSDP first; inside the BIOS area Linux scans */
+#define ACPI_TABLES_MAX 0x10000ull
+#define ACPI_MAX_CPUS 255
+#define ACPI_MAX_VIRTIO 32
 
 typedef struct AcpiVirtio {
     uint64_t base;
     uint32_t size;
-    uint32_t irq;               /* GSI, described level triggered, active high */
+    uint32_t irq; /* GSI, described level triggered, active high */
 } AcpiVirtio;
 
 typedef struct AcpiConfig {
-    unsigned ncpus;             /* local APICs with ids 0..ncpus-1 */
-    uint32_t lapic_addr;        /* 0xfee00000 */
-    uint32_t ioapic_addr;       /* 0xfec00000 */
-    bool serial;                /* a 16550A at serial_port, IRQ serial_irq */
+    unsigned ncpus;       /* local APICs with ids 0..ncpus-1 */
+    uint32_t lapic_addr;  /* 0xfee00000 */
+    uint32_t ioapic_addr; /* 0xfec00000 */
+    bool serial;          /* a 16550A at serial_port, IRQ serial_irq */
     uint16_t serial_port;
     uint8_t serial_irq;
-    uint16_t sleep_port;        /* 0: no sleep registers (no ACPI poweroff); else
+    uint16_t sleep_port;   /* 0: no sleep registers (no ACPI poweroff); else
                                  * control at sleep_port, status at sleep_port + 1 */
-    uint16_t pvpanic_port;      /* 0: none; else a pvpanic device (QEMU0001) there */
-    uint16_t ged_port;          /* 0: none; else a power button (PNP0C0C) pressed by a
+    uint16_t pvpanic_port; /* 0: none; else a pvpanic device (QEMU0001) there */
+    uint16_t ged_port;     /* 0: none; else a power button (PNP0C0C) pressed by a
                                  * Generic Event Device (ACPI0013) whose event register
                                  * (devices/ged.h) is at ged_port, interrupt ged_irq */
-    uint32_t ged_irq;           /* GSI, described level triggered, active high */
+    uint32_t ged_irq;      /* GSI, described level triggered, active high */
     unsigned nvirtio;
     AcpiVirtio virtio[ACPI_MAX_VIRTIO];
 } AcpiConfig;

@@ -14,36 +14,36 @@
 #define GIB4 (1ull << 32)
 
 /* Offsets into the bzImage file / struct boot_params (the zero page). */
-#define BP_ACPI_RSDP        0x070   /* u64, protocol 2.14 */
-#define BP_EXT_RAMDISK_IMG  0x0c0
+#define BP_ACPI_RSDP 0x070 /* u64, protocol 2.14 */
+#define BP_EXT_RAMDISK_IMG 0x0c0
 #define BP_EXT_RAMDISK_SIZE 0x0c4
-#define BP_EXT_CMDLINE      0x0c8
-#define BP_E820_ENTRIES     0x1e8
-#define BP_HDR              0x1f1   /* setup_sects: the setup header starts here */
-#define BP_BOOT_FLAG        0x1fe
-#define BP_JUMP             0x200
-#define BP_MAGIC            0x202
-#define BP_VERSION          0x206
-#define BP_TYPE_OF_LOADER   0x210
-#define BP_LOADFLAGS        0x211
-#define BP_RAMDISK_IMAGE    0x218
-#define BP_RAMDISK_SIZE     0x21c
-#define BP_CMD_LINE_PTR     0x228
-#define BP_INITRD_ADDR_MAX  0x22c
-#define BP_KERNEL_ALIGN     0x230
-#define BP_RELOCATABLE      0x234
-#define BP_XLOADFLAGS       0x236
-#define BP_CMDLINE_SIZE     0x238
-#define BP_PREF_ADDRESS     0x258
-#define BP_INIT_SIZE        0x260
-#define BP_E820_TABLE       0x2d0   /* 128 entries of 20 bytes */
-#define BP_SIZE             0x1000
-#define BP_HDR_MAX_END      0x290   /* never copy more than this much header */
+#define BP_EXT_CMDLINE 0x0c8
+#define BP_E820_ENTRIES 0x1e8
+#define BP_HDR 0x1f1 /* setup_sects: the setup header starts here */
+#define BP_BOOT_FLAG 0x1fe
+#define BP_JUMP 0x200
+#define BP_MAGIC 0x202
+#define BP_VERSION 0x206
+#define BP_TYPE_OF_LOADER 0x210
+#define BP_LOADFLAGS 0x211
+#define BP_RAMDISK_IMAGE 0x218
+#define BP_RAMDISK_SIZE 0x21c
+#define BP_CMD_LINE_PTR 0x228
+#define BP_INITRD_ADDR_MAX 0x22c
+#define BP_KERNEL_ALIGN 0x230
+#define BP_RELOCATABLE 0x234
+#define BP_XLOADFLAGS 0x236
+#define BP_CMDLINE_SIZE 0x238
+#define BP_PREF_ADDRESS 0x258
+#define BP_INIT_SIZE 0x260
+#define BP_E820_TABLE 0x2d0 /* 128 entries of 20 bytes */
+#define BP_SIZE 0x1000
+#define BP_HDR_MAX_END 0x290 /* never copy more than this much header */
 
-#define HDR_MAGIC           0x53726448u     /* "HdrS" */
-#define LOADED_HIGH         0x01
-#define XLF_KERNEL_64       0x0001
-#define MIN_PROTOCOL        0x020c  /* 2.12: xloadflags */
+#define HDR_MAGIC 0x53726448u /* "HdrS" */
+#define LOADED_HIGH 0x01
+#define XLF_KERNEL_64 0x0001
+#define MIN_PROTOCOL 0x020c /* 2.12: xloadflags */
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -104,8 +104,7 @@ int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf
      * file may be truncated (SIGBUS on the next access) or rewritten while
      * the VM lives, and every reset must boot what was read at start. */
     size_t n = (size_t)st.st_size;
-    uint8_t *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                      -1, 0);
+    uint8_t *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
         close(fd);
@@ -128,7 +127,7 @@ int boot_read_file(const char *path, size_t max, const char *what, uint8_t **buf
         got += (size_t)r;
     }
     close(fd);
-    mprotect(p, n ? n : 1, PROT_READ);     /* nothing writes it after this */
+    mprotect(p, n ? n : 1, PROT_READ); /* nothing writes it after this */
     *buf = p;
     *len = n;
     return 0;
@@ -146,8 +145,8 @@ bool bzimage_probe(const uint8_t *data, size_t len)
            rd32(data + BP_MAGIC) == HDR_MAGIC;
 }
 
-int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo *out,
-                  char *err, size_t errlen)
+int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo *out, char *err,
+                  size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (!bzimage_probe(data, len)) {
@@ -160,9 +159,10 @@ int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo
     }
     out->version = rd16(data + BP_VERSION);
     if (out->version < MIN_PROTOCOL) {
-        snprintf(err, errlen, "--kernel %s: boot protocol %u.%02u is too old (2.12 or later "
-                 "is needed for the 64-bit entry)", name, out->version >> 8,
-                 out->version & 0xff);
+        snprintf(err, errlen,
+                 "--kernel %s: boot protocol %u.%02u is too old (2.12 or later "
+                 "is needed for the 64-bit entry)",
+                 name, out->version >> 8, out->version & 0xff);
         return -1;
     }
     /* The header ends where the jump at 0x200 lands (0x202 + its offset). */
@@ -180,8 +180,10 @@ int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo
     out->init_size = rd32(data + BP_INIT_SIZE);
     out->pref_address = rd64(data + BP_PREF_ADDRESS);
     if (!(out->xloadflags & XLF_KERNEL_64)) {
-        snprintf(err, errlen, "--kernel %s: the kernel has no 64-bit entry point "
-                 "(XLF_KERNEL_64 not set)", name);
+        snprintf(err, errlen,
+                 "--kernel %s: the kernel has no 64-bit entry point "
+                 "(XLF_KERNEL_64 not set)",
+                 name);
         return -1;
     }
     if (!(out->loadflags & LOADED_HIGH)) {
@@ -190,8 +192,10 @@ int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo
     }
     out->payload_off = ((size_t)out->setup_sects + 1) * 512;
     if (out->payload_off >= len || len - out->payload_off <= 0x200) {
-        snprintf(err, errlen, "--kernel %s: the protected-mode kernel lies outside the file "
-                 "(setup_sects %u, file %zu bytes)", name, out->setup_sects, len);
+        snprintf(err, errlen,
+                 "--kernel %s: the protected-mode kernel lies outside the file "
+                 "(setup_sects %u, file %zu bytes)",
+                 name, out->setup_sects, len);
         return -1;
     }
     out->payload_len = len - out->payload_off;
@@ -201,8 +205,8 @@ int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo
         return -1;
     }
     if (out->pref_address >= GIB4 || out->pref_address < BOOT_KERNEL_ADDR) {
-        snprintf(err, errlen, "--kernel %s: preferred load address 0x%llx outside [1M, 4G)",
-                 name, (unsigned long long)out->pref_address);
+        snprintf(err, errlen, "--kernel %s: preferred load address 0x%llx outside [1M, 4G)", name,
+                 (unsigned long long)out->pref_address);
         return -1;
     }
     return 0;
@@ -233,9 +237,10 @@ int boot_place_initrd(const GuestRam *ram, size_t len, uint64_t lowest, uint64_t
     top &= ~0xfffull;
     uint64_t need = ((uint64_t)len + 0xfff) & ~0xfffull;
     if (need > top || top - need < lowest) {
-        snprintf(err, errlen, "--initrd: %zu bytes do not fit between the kernel's end "
-                 "(0x%llx) and 0x%llx (increase --memory)", len, (unsigned long long)lowest,
-                 (unsigned long long)top);
+        snprintf(err, errlen,
+                 "--initrd: %zu bytes do not fit between the kernel's end "
+                 "(0x%llx) and 0x%llx (increase --memory)",
+                 len, (unsigned long long)lowest, (unsigned long long)top);
         return -1;
     }
     *gpa = top - need;
@@ -247,8 +252,10 @@ static int write_cmdline(const GuestRam *ram, uint64_t gpa, uint64_t area, size_
 {
     size_t clen = cmdline ? strlen(cmdline) : 0;
     if (clen > max || clen >= area) {
-        snprintf(err, errlen, "--cmdline: %zu bytes (with what strata appends), longer "
-                 "than the kernel accepts (%zu)", clen, max < area - 1 ? max : (size_t)area - 1);
+        snprintf(err, errlen,
+                 "--cmdline: %zu bytes (with what strata appends), longer "
+                 "than the kernel accepts (%zu)",
+                 clen, max < area - 1 ? max : (size_t)area - 1);
         return -1;
     }
     uint8_t *p = guest_ram_ptr(ram, gpa, clen + 1);
@@ -290,15 +297,15 @@ static int write_page_tables(const GuestRam *ram, char *err, size_t errlen)
     }
     wr64(gdt, 0);
     wr64(gdt + 8, 0);
-    wr64(gdt + BOOT_CODE_SEL, 0x00af9b000000ffffull);  /* 64-bit code, DPL 0 */
-    wr64(gdt + BOOT_DATA_SEL, 0x00cf93000000ffffull);  /* flat data, DPL 0 */
+    wr64(gdt + BOOT_CODE_SEL, 0x00af9b000000ffffull); /* 64-bit code, DPL 0 */
+    wr64(gdt + BOOT_DATA_SEL, 0x00cf93000000ffffull); /* flat data, DPL 0 */
     memset(pml4, 0, 0x1000);
     memset(pdpt, 0, 0x1000);
-    wr64(pml4, BOOT_PDPT_ADDR | 3);                   /* present, writable */
+    wr64(pml4, BOOT_PDPT_ADDR | 3); /* present, writable */
     for (unsigned i = 0; i < 4; i++)
         wr64(pdpt + 8 * i, (BOOT_PD_ADDR + 0x1000ull * i) | 3);
     for (unsigned i = 0; i < 4 * 512; i++)
-        wr64(pd + 8 * i, ((uint64_t)i << 21) | 0x83);    /* present, writable, 2 MiB */
+        wr64(pd + 8 * i, ((uint64_t)i << 21) | 0x83); /* present, writable, 2 MiB */
     return 0;
 }
 
@@ -320,8 +327,10 @@ int bzimage_load(const uint8_t *data, size_t len, const BzImageInfo *bz, const G
     if (end < BOOT_KERNEL_ADDR + bz->payload_len)
         end = BOOT_KERNEL_ADDR + bz->payload_len;
     if (end > ram->below) {
-        snprintf(err, errlen, "--memory: the kernel needs RAM up to 0x%llx, only 0x%llx is "
-                 "below 4 GiB", (unsigned long long)end, (unsigned long long)ram->below);
+        snprintf(err, errlen,
+                 "--memory: the kernel needs RAM up to 0x%llx, only 0x%llx is "
+                 "below 4 GiB",
+                 (unsigned long long)end, (unsigned long long)ram->below);
         return -1;
     }
     uint8_t *dst = guest_ram_ptr(ram, BOOT_KERNEL_ADDR, bz->payload_len);
@@ -335,8 +344,8 @@ int bzimage_load(const uint8_t *data, size_t len, const BzImageInfo *bz, const G
     memset(zp, 0, BP_SIZE);
     memcpy(zp + BP_HDR, data + BP_HDR, bz->hdr_end - BP_HDR);
     zp[BP_TYPE_OF_LOADER] = 0xff;
-    if (write_cmdline(ram, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX, bz->cmdline_size, p->cmdline,
-                      err, errlen) < 0)
+    if (write_cmdline(ram, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX, bz->cmdline_size, p->cmdline, err,
+                      errlen) < 0)
         return -1;
     wr32(zp + BP_CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE_ADDR);
     wr32(zp + BP_EXT_CMDLINE, 0);
@@ -379,7 +388,7 @@ uint64_t pvh_write_boot_info(const GuestRam *ram, const LinuxBootParams *p, uint
     }
     memset(si, 0, PVH_CMDLINE_ADDR - PVH_START_INFO_ADDR);
     wr32(si, PVH_MAGIC);
-    wr32(si + 4, 1);                                  /* version */
+    wr32(si + 4, 1); /* version */
     if (write_cmdline(ram, PVH_CMDLINE_ADDR, PVH_BOOT_INFO_END - PVH_CMDLINE_ADDR, SIZE_MAX,
                       p->cmdline, err, errlen) < 0)
         return 0;
@@ -393,7 +402,7 @@ uint64_t pvh_write_boot_info(const GuestRam *ram, const LinuxBootParams *p, uint
         uint8_t *mod = si + (PVH_MODLIST_ADDR - PVH_START_INFO_ADDR);
         wr64(mod, initrd);
         wr64(mod + 8, p->initrd_len);
-        wr32(si + 12, 1);                             /* nr_modules */
+        wr32(si + 12, 1); /* nr_modules */
         wr64(si + 16, PVH_MODLIST_ADDR);
     }
     E820Entry map[BOOT_E820_MAX];
@@ -429,7 +438,7 @@ void bzimage_entry_state(struct kvm_sregs *sr, struct kvm_regs *rg)
     sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
     memset(&sr->tr, 0, sizeof(sr->tr));
     sr->tr.limit = 0x67;
-    sr->tr.type = 0xb;                  /* busy 64-bit TSS */
+    sr->tr.type = 0xb; /* busy 64-bit TSS */
     sr->tr.present = 1;
     memset(&sr->ldt, 0, sizeof(sr->ldt));
     sr->ldt.type = 0x2;
@@ -439,12 +448,12 @@ void bzimage_entry_state(struct kvm_sregs *sr, struct kvm_regs *rg)
     sr->gdt.limit = 4 * 8 - 1;
     sr->idt.base = 0;
     sr->idt.limit = 0;
-    sr->cr0 = 0x80050033ull;            /* PG | AM | WP | NE | ET | MP | PE */
+    sr->cr0 = 0x80050033ull; /* PG | AM | WP | NE | ET | MP | PE */
     sr->cr3 = BOOT_PML4_ADDR;
-    sr->cr4 = 0x20;                     /* PAE */
-    sr->efer = 0x500;                   /* LME | LMA */
+    sr->cr4 = 0x20;   /* PAE */
+    sr->efer = 0x500; /* LME | LMA */
     memset(rg, 0, sizeof(*rg));
-    rg->rip = BOOT_KERNEL_ADDR + 0x200;     /* startup_64 */
+    rg->rip = BOOT_KERNEL_ADDR + 0x200; /* startup_64 */
     rg->rsi = BOOT_ZERO_PAGE_ADDR;
     rg->rflags = 2;
 }

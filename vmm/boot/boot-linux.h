@@ -27,22 +27,22 @@
 
 #include "vmm/boot/loader.h"
 
-#define BOOT_GDT_ADDR       0x500ull
+#define BOOT_GDT_ADDR 0x500ull
 #define BOOT_ZERO_PAGE_ADDR 0x1000ull
-#define BOOT_PML4_ADDR      0x2000ull
-#define BOOT_PDPT_ADDR      0x3000ull
-#define BOOT_PD_ADDR        0x8000ull   /* 4 pages */
-#define BOOT_CMDLINE_ADDR   0x20000ull
-#define BOOT_CMDLINE_MAX    0x10000ull
-#define BOOT_KERNEL_ADDR    0x100000ull
-#define BOOT_CODE_SEL       0x10
-#define BOOT_DATA_SEL       0x18
-#define PVH_MODLIST_ADDR    0x6040ull
+#define BOOT_PML4_ADDR 0x2000ull
+#define BOOT_PDPT_ADDR 0x3000ull
+#define BOOT_PD_ADDR 0x8000ull /* 4 pages */
+#define BOOT_CMDLINE_ADDR 0x20000ull
+#define BOOT_CMDLINE_MAX 0x10000ull
+#define BOOT_KERNEL_ADDR 0x100000ull
+#define BOOT_CODE_SEL 0x10
+#define BOOT_DATA_SEL 0x18
+#define PVH_MODLIST_ADDR 0x6040ull
 
-#define E820_TYPE_RAM       1
-#define E820_TYPE_RESERVED  2
-#define E820_TYPE_ACPI      3
-#define BOOT_E820_MAX       8
+#define E820_TYPE_RAM 1
+#define E820_TYPE_RESERVED 2
+#define E820_TYPE_ACPI 3
+#define BOOT_E820_MAX 8
 
 /* One e820 / PVH memory map entry. */
 typedef struct E820Entry {
@@ -52,17 +52,17 @@ typedef struct E820Entry {
 
 /* What the setup header of a bzImage says (validated). */
 typedef struct BzImageInfo {
-    uint16_t version;           /* boot protocol, e.g. 0x020f */
-    uint8_t setup_sects;        /* 512-byte sectors of real-mode setup (0 read as 4) */
+    uint16_t version;    /* boot protocol, e.g. 0x020f */
+    uint8_t setup_sects; /* 512-byte sectors of real-mode setup (0 read as 4) */
     uint8_t loadflags;
     uint16_t xloadflags;
-    uint32_t cmdline_size;      /* longest command line, NUL excluded */
-    uint32_t initrd_addr_max;   /* highest byte address an initrd may use */
+    uint32_t cmdline_size;    /* longest command line, NUL excluded */
+    uint32_t initrd_addr_max; /* highest byte address an initrd may use */
     uint32_t kernel_alignment;
-    uint32_t init_size;         /* memory the kernel needs from its load address */
+    uint32_t init_size; /* memory the kernel needs from its load address */
     uint64_t pref_address;
-    size_t hdr_end;             /* end offset of the setup header in the file */
-    size_t payload_off;         /* protected-mode kernel: [payload_off, file end) */
+    size_t hdr_end;     /* end offset of the setup header in the file */
+    size_t payload_off; /* protected-mode kernel: [payload_off, file end) */
     size_t payload_len;
 } BzImageInfo;
 
@@ -86,8 +86,8 @@ bool bzimage_probe(const uint8_t *data, size_t len);
  * (protocol >= 2.12, XLF_KERNEL_64, LOADED_HIGH, setup and payload inside
  * the file).  0, or -1 with a message naming `name` in err.
  */
-int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo *out,
-                  char *err, size_t errlen);
+int bzimage_parse(const uint8_t *data, size_t len, const char *name, BzImageInfo *out, char *err,
+                  size_t errlen);
 
 /*
  * Fills out[] with the guest's memory map: low RAM below 640 KiB, the
@@ -98,10 +98,10 @@ unsigned boot_e820_build(const GuestRam *ram, E820Entry *out, unsigned max);
 
 /* Everything a Linux boot needs besides the kernel itself. */
 typedef struct LinuxBootParams {
-    const char *cmdline;        /* may be NULL */
-    const uint8_t *initrd;      /* may be NULL */
+    const char *cmdline;   /* may be NULL */
+    const uint8_t *initrd; /* may be NULL */
     size_t initrd_len;
-    uint64_t rsdp_addr;         /* 0: none */
+    uint64_t rsdp_addr; /* 0: none */
 } LinuxBootParams;
 
 /*

@@ -48,7 +48,7 @@ static void topo_leaf(struct kvm_cpuid_entry2 *out, uint32_t function, unsigned 
             e->ebx = ncpus;
             e->ecx = (2u << 8) | 1;
         } else {
-            e->ecx = sub;       /* level type 0: invalid, ends the enumeration */
+            e->ecx = sub; /* level type 0: invalid, ends the enumeration */
         }
     }
 }
@@ -72,13 +72,13 @@ struct kvm_cpuid2 *cpuid_for_vcpu(const struct kvm_cpuid2 *sup, unsigned index, 
         case 0x1:
             e.ebx = (e.ebx & 0x0000ffffu) | (index << 24) | ((ncpus & 0xffu) << 16);
             if (ncpus > 1)
-                e.edx |= 1u << 28;                  /* HTT: the count is valid */
+                e.edx |= 1u << 28; /* HTT: the count is valid */
             else
                 e.edx &= ~(1u << 28);
-            e.ecx |= 1u << 31;                      /* hypervisor */
+            e.ecx |= 1u << 31; /* hypervisor */
             break;
         case 0x4:
-            if ((e.eax & 0x1f) != 0) {              /* a cache: sharing and cores */
+            if ((e.eax & 0x1f) != 0) { /* a cache: sharing and cores */
                 uint32_t level = (e.eax >> 5) & 7;
                 uint32_t sharing = level >= 3 ? ncpus - 1 : 0;
                 e.eax = (e.eax & 0x3fffu) | (sharing << 14) | ((ncpus - 1) << 26);
@@ -86,14 +86,14 @@ struct kvm_cpuid2 *cpuid_for_vcpu(const struct kvm_cpuid2 *sup, unsigned index, 
             break;
         case 0xb:
         case 0x1f:
-            continue;                               /* rebuilt below */
+            continue; /* rebuilt below */
         case 0x80000008:
             e.ecx = (e.ecx & ~0xf0ffu) | (shift << 12) | ((ncpus - 1) & 0xff);
             break;
         case 0x8000001e:
-            e.eax = index;                          /* extended APIC id */
-            e.ebx = index & 0xff;                   /* core id, one thread per core */
-            e.ecx = 0;                              /* node 0, one node */
+            e.eax = index;        /* extended APIC id */
+            e.ebx = index & 0xff; /* core id, one thread per core */
+            e.ecx = 0;            /* node 0, one node */
             break;
         case 0x8000001d:
             if ((e.eax & 0x1f) != 0) {

@@ -67,8 +67,8 @@ static uint64_t find_pvh_note(const uint8_t *img, uint64_t off, uint64_t size)
     return 0;
 }
 
-int kernel_image_parse(KernelImage *img, const void *data, size_t len, const char *name,
-                       char *err, size_t errlen)
+int kernel_image_parse(KernelImage *img, const void *data, size_t len, const char *name, char *err,
+                       size_t errlen)
 {
     memset(img, 0, sizeof(*img));
     const uint8_t *b = data;
@@ -80,8 +80,10 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
     memcpy(&eh, b, sizeof(eh));
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
         eh.e_machine != EM_X86_64) {
-        snprintf(err, errlen, "--kernel %s: not a little-endian ELF64 x86-64 file "
-                 "(bzImage and 32-bit ELFs are not supported yet)", name);
+        snprintf(err, errlen,
+                 "--kernel %s: not a little-endian ELF64 x86-64 file "
+                 "(bzImage and 32-bit ELFs are not supported yet)",
+                 name);
         return -1;
     }
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
@@ -100,8 +102,8 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
             continue;
         if (!in_file(len, ph.p_offset, ph.p_filesz) || ph.p_filesz > ph.p_memsz ||
             ph.p_paddr + ph.p_memsz < ph.p_paddr) {
-            snprintf(err, errlen, "--kernel %s: segment %u lies outside the file or wraps",
-                     name, i);
+            snprintf(err, errlen, "--kernel %s: segment %u lies outside the file or wraps", name,
+                     i);
             return -1;
         }
         if (!ph.p_memsz)
@@ -113,8 +115,10 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
             highest = ph.p_paddr + ph.p_memsz;
     }
     if (!entry) {
-        snprintf(err, errlen, "--kernel %s: no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); "
-                 "only PVH ELF kernels are supported yet", name);
+        snprintf(err, errlen,
+                 "--kernel %s: no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); "
+                 "only PVH ELF kernels are supported yet",
+                 name);
         return -1;
     }
     if (!loads) {
@@ -151,15 +155,19 @@ int kernel_image_load(const KernelImage *img, const GuestRam *ram, char *err, si
             continue;
         uint8_t *dst = guest_ram_ptr(ram, ph.p_paddr, ph.p_memsz);
         if (!dst) {
-            snprintf(err, errlen, "--kernel: segment %u [0x%llx, 0x%llx) does not fit in guest "
-                     "RAM (increase --memory)", i, (unsigned long long)ph.p_paddr,
+            snprintf(err, errlen,
+                     "--kernel: segment %u [0x%llx, 0x%llx) does not fit in guest "
+                     "RAM (increase --memory)",
+                     i, (unsigned long long)ph.p_paddr,
                      /* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): same width, for %llx */
                      (unsigned long long)(ph.p_paddr + ph.p_memsz));
             return -1;
         }
         if (ph.p_paddr < PVH_BOOT_INFO_END && ph.p_paddr + ph.p_memsz > PVH_START_INFO_ADDR) {
-            snprintf(err, errlen, "--kernel: segment %u overlaps the PVH boot information at "
-                     "[0x%llx, 0x%llx)", i, PVH_START_INFO_ADDR, PVH_BOOT_INFO_END);
+            snprintf(err, errlen,
+                     "--kernel: segment %u overlaps the PVH boot information at "
+                     "[0x%llx, 0x%llx)",
+                     i, PVH_START_INFO_ADDR, PVH_BOOT_INFO_END);
             return -1;
         }
         memcpy(dst, img->data + ph.p_offset, ph.p_filesz);
@@ -182,8 +190,7 @@ struct pvh_memmap_entry {
 #define E820_RAM 1
 #define E820_RESERVED 2
 
-uint64_t pvh_write_start_info(const GuestRam *ram, const char *cmdline, char *err,
-                              size_t errlen)
+uint64_t pvh_write_start_info(const GuestRam *ram, const char *cmdline, char *err, size_t errlen)
 {
     struct pvh_start_info si = { .magic = PVH_START_MAGIC, .version = 1 };
     struct pvh_memmap_entry map[4];
@@ -214,7 +221,7 @@ uint64_t pvh_write_start_info(const GuestRam *ram, const char *cmdline, char *er
     memcpy(p_si, &si, sizeof(si));
     memcpy(p_map, map, n * sizeof(map[0]));
     memset(p_cmd, 0, PVH_BOOT_INFO_END - PVH_CMDLINE_ADDR);
-    if (clen) /* the NUL: zeroed above, clen < the area (checked) */
+    if (clen)                         /* the NUL: zeroed above, clen < the area (checked) */
         memcpy(p_cmd, cmdline, clen); /* NOLINT(bugprone-not-null-terminated-result) */
     return PVH_START_INFO_ADDR;
 }

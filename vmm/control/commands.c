@@ -50,8 +50,8 @@ static json_t *q_quit(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *q_version(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 0, "major", 0,
-                     "package", "strata");
+    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 0, "major", 0, "package",
+                     "strata");
 }
 
 static json_t *q_kvm(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -66,11 +66,11 @@ static json_t *q_cpus_fast(void *o, QmpClient *c, json_t *a, QmpError *err)
     for (unsigned i = 0; i < kvm_vm_nr_vcpus(v->m.vm); i++) {
         char path[48];
         snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
-        json_array_append_new(arr, json_pack(
-            "{s:i,s:s,s:i,s:{s:i,s:i,s:i,s:i},s:s}", "cpu-index", (int)i, "qom-path",
-            path, "thread-id", (int)vmm_vcpu_tid(v, i), "props",
-            "core-id", 0, "thread-id", 0, "socket-id", (int)i, "node-id", 0, "target",
-            "x86_64"));
+        json_array_append_new(arr,
+                              json_pack("{s:i,s:s,s:i,s:{s:i,s:i,s:i,s:i},s:s}", "cpu-index",
+                                        (int)i, "qom-path", path, "thread-id",
+                                        (int)vmm_vcpu_tid(v, i), "props", "core-id", 0, "thread-id",
+                                        0, "socket-id", (int)i, "node-id", 0, "target", "x86_64"));
     }
     return arr;
 }
@@ -102,8 +102,7 @@ static json_t *q_mtree(void *o, QmpClient *c, json_t *a, QmpError *err)
         json_object_set_new(s, "slot", json_integer(slots[i].slot));
         hex_set(s, "gpa", slots[i].gpa);
         hex_set(s, "size", slots[i].size);
-        json_object_set_new(s, "dirty-log",
-                            json_boolean(slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES));
+        json_object_set_new(s, "dirty-log", json_boolean(slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES));
         json_object_set_new(s, "readonly", json_boolean(slots[i].flags & KVM_MEM_READONLY));
         json_object_set_new(s, "region", json_string(slots[i].name));
         json_array_append_new(arr, s);
@@ -114,7 +113,8 @@ static json_t *q_mtree(void *o, QmpClient *c, json_t *a, QmpError *err)
 }
 
 static const char *const client_names[DIRTY_MEMORY_NUM] = {
-    [DIRTY_MEMORY_VGA] = "vga", [DIRTY_MEMORY_CODE] = "code",
+    [DIRTY_MEMORY_VGA] = "vga",
+    [DIRTY_MEMORY_CODE] = "code",
     [DIRTY_MEMORY_MIGRATION] = "migration",
 };
 
@@ -148,8 +148,7 @@ static json_t *q_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
         json_array_append_new(clients, json_string(client_names[k]));
         uint64_t n = 0;
         for (uint64_t p = 0; p < pages; p++)
-            n += memory_region_get_dirty(ram, p * MEMORY_PAGE_SIZE, MEMORY_PAGE_SIZE,
-                                         (unsigned)k);
+            n += memory_region_get_dirty(ram, p * MEMORY_PAGE_SIZE, MEMORY_PAGE_SIZE, (unsigned)k);
         json_object_set_new(dirty, client_names[k], json_integer((json_int_t)n));
         if (reset)
             memory_region_reset_dirty(ram, 0, size, (unsigned)k);
@@ -167,8 +166,10 @@ static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
     const char *name = jc ? json_string_value(jc) : "migration";
     int client = client_by_name(name);
     if (client < 0) {
-        qmp_error_set(err, "Parameter 'client' has an invalid value '%s' "
-                      "(expected vga, code or migration)", name);
+        qmp_error_set(err,
+                      "Parameter 'client' has an invalid value '%s' "
+                      "(expected vga, code or migration)",
+                      name);
         return NULL;
     }
     bool on = json_is_true(json_object_get(a, "enable"));

@@ -82,8 +82,9 @@ static json_t *read_msg(Conn *c)
             continue;
         if (r <= 0) {
             fprintf(stderr, "strata ctl: %s: %s\n", c->path,
-                    r == 0 ? "connection closed before the reply"
-                    : errno == EAGAIN ? "no reply within 60 s" : strerror(errno));
+                    r == 0            ? "connection closed before the reply"
+                    : errno == EAGAIN ? "no reply within 60 s"
+                                      : strerror(errno));
             return NULL;
         }
         c->len += (size_t)r;
@@ -101,7 +102,7 @@ static json_t *call(Conn *c, const char *name, json_t *args, json_int_t id)
     if (!s)
         return NULL;
     size_t len = strlen(s), off = 0;
-    s[len] = '\n';      /* json_dumps' NUL becomes the line end */
+    s[len] = '\n'; /* json_dumps' NUL becomes the line end */
     while (off < len + 1) {
         ssize_t w = send(c->fd, s + off, len + 1 - off, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -119,8 +120,7 @@ static json_t *call(Conn *c, const char *name, json_t *args, json_int_t id)
         if (!m)
             return NULL;
         json_t *mid = json_object_get(m, "id");
-        if (json_object_get(m, "event") || !json_is_integer(mid) ||
-            json_integer_value(mid) != id) {
+        if (json_object_get(m, "event") || !json_is_integer(mid) || json_integer_value(mid) != id) {
             json_decref(m);
             continue;
         }
@@ -133,7 +133,7 @@ static int report_error(json_t *reply)
 {
     json_t *e = json_object_get(reply, "error");
     const char *desc = json_string_value(json_object_get(e, "desc"));
-    char safe[2048];    /* desc may quote a client, a migration peer, a guest */
+    char safe[2048]; /* desc may quote a client, a migration peer, a guest */
     fprintf(stderr, "strata ctl: %s\n",
             desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "unexpected reply");
     return 1;
@@ -150,8 +150,9 @@ static double mib(json_int_t v)
 static int migrate_args(int nargs, char *const *args, const char **uri, json_t *params)
 {
     for (int k = 0; k < nargs; k++) {
-        const char *key = !strcmp(args[k], "--downtime-limit") ? "downtime-limit"
-                        : !strcmp(args[k], "--max-bandwidth") ? "max-bandwidth" : NULL;
+        const char *key = !strcmp(args[k], "--downtime-limit")  ? "downtime-limit"
+                          : !strcmp(args[k], "--max-bandwidth") ? "max-bandwidth"
+                                                                : NULL;
         if (key) {
             char *end = NULL;
             long long v = k + 1 < nargs ? strtoll(args[k + 1], &end, 10) : -1;
@@ -191,19 +192,20 @@ static int migrate_outcome(json_t *q, const char *st)
                (long long)json_integer_value(json_object_get(ram, "duplicate")),
                (long long)json_integer_value(json_object_get(ram, "normal")),
                json_is_true(json_object_get(q, "x-forced-final-round"))
-                   ? ", final round forced (the guest dirtied faster than the link)" : "",
+                   ? ", final round forced (the guest dirtied faster than the link)"
+                   : "",
                tt ? mib(sent) * 1000.0 / (double)tt : 0.0);
         return 0;
     }
     const char *desc = json_string_value(json_object_get(q, "error-desc"));
     const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
     bool held = owner && !strcmp(owner, "unknown");
-    char safe[2048], state[64];     /* may quote the destination's refusal */
+    char safe[2048], state[64]; /* may quote the destination's refusal */
     fprintf(stderr, "strata ctl: migration %s%s%s%s\n",
             st ? text_escape(state, sizeof(state), st, strlen(st)) : "ended", desc ? ": " : "",
             desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "",
             held ? "" : "; the VM keeps running on the source");
-    return held ? 3 : 1;    /* held: the operator must look at both sides */
+    return held ? 3 : 1; /* held: the operator must look at both sides */
 }
 
 /* One progress line from a running migration's query-migrate return q. */
@@ -223,9 +225,10 @@ static void migrate_progress(json_t *q, const char *st, bool tty, char *last, si
         bar[k] = k < full ? '#' : '.';
     bar[20] = 0;
     char line[256];
-    snprintf(line, sizeof(line), "[%s] %-6s round %lld  sent %.1f MiB  left %.1f MiB  "
-             "%.1f MiB/s  expected downtime %lld ms", bar, st, (long long)rounds + 1,
-             mib(sent), mib(left), mbps / 8.388608,
+    snprintf(line, sizeof(line),
+             "[%s] %-6s round %lld  sent %.1f MiB  left %.1f MiB  "
+             "%.1f MiB/s  expected downtime %lld ms",
+             bar, st, (long long)rounds + 1, mib(sent), mib(left), mbps / 8.388608,
              (long long)json_integer_value(json_object_get(q, "expected-downtime")));
     if (tty) {
         printf("\r%s\033[K", line);
@@ -269,8 +272,7 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
             return r ? report_error(r) : 1;
         json_t *q = json_object_get(r, "return");
         const char *st = json_string_value(json_object_get(q, "status"));
-        if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") ||
-            !strcmp(st, "cancelled")) {
+        if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled")) {
             if (tty)
                 putchar('\n');
             int status = migrate_outcome(q, st);
@@ -289,7 +291,7 @@ typedef struct CtlRequest {
     const char *qname;
     json_t *qargs;
     enum { OUT_NONE, OUT_STRING, OUT_STATUS, OUT_PRETTY } out;
-    char line[256];             /* an HMP command line built here */
+    char line[256]; /* an HMP command line built here */
 } CtlRequest;
 
 /* The options before COMMAND: the index of COMMAND, or -1 with *status
@@ -330,8 +332,12 @@ static int parse_options(int argc, char *const argv[], const char **path, int *s
 static const char *simple_command(const char *cmd)
 {
     static const char *const map[][2] = {
-        { "status", "query-status" }, { "pause", "stop" }, { "resume", "cont" },
-        { "reset", "system_reset" }, { "powerdown", "system_powerdown" }, { "quit", "quit" },
+        { "status", "query-status" },
+        { "pause", "stop" },
+        { "resume", "cont" },
+        { "reset", "system_reset" },
+        { "powerdown", "system_powerdown" },
+        { "quit", "quit" },
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (!strcmp(cmd, map[i][0]))
@@ -346,8 +352,7 @@ static int map_command(const char *cmd, int nargs, char *const *args, CtlRequest
         snprintf(r->line, sizeof(r->line), "info mtree");
         for (int k = 0; k < nargs; k++) {
             if (strcmp(args[k], "-f") && strcmp(args[k], "-D")) {
-                fprintf(stderr, "strata ctl: mtree: unknown option '%s' (use -f, -D)\n",
-                        args[k]);
+                fprintf(stderr, "strata ctl: mtree: unknown option '%s' (use -f, -D)\n", args[k]);
                 return -1;
             }
             strncat(r->line, " ", sizeof(r->line) - strlen(r->line) - 1);
@@ -373,14 +378,13 @@ static int map_command(const char *cmd, int nargs, char *const *args, CtlRequest
             }
         }
     } else if (!strcmp(cmd, "migrate")) {
-        r->qname = "migrate";   /* driven by ctl_migrate */
+        r->qname = "migrate"; /* driven by ctl_migrate */
     } else if (nargs == 0) {
         r->qname = simple_command(cmd);
         r->out = !strcmp(cmd, "status") ? OUT_STATUS : OUT_NONE;
     }
     if (!r->qname) {
-        fprintf(stderr, "strata ctl: unknown command or wrong arguments: '%s'\n%s", cmd,
-                ctl_usage);
+        fprintf(stderr, "strata ctl: unknown command or wrong arguments: '%s'\n%s", cmd, ctl_usage);
         return -1;
     }
     return 0;

@@ -149,7 +149,7 @@ static char *cmd_xp(Vmm *v, int argc, char **argv, QmpError *err)
         return NULL;
     }
     unsigned width = size == 'b' ? 1 : size == 'h' ? 2 : size == 'w' ? 4 : 8;
-    if (count == 0 || count > XP_MAX_BYTES / width) {   /* count * width may wrap */
+    if (count == 0 || count > XP_MAX_BYTES / width) { /* count * width may wrap */
         qmp_error_set(err, "xp: count must be 1..%u units", XP_MAX_BYTES / width);
         return NULL;
     }

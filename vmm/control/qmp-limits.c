@@ -26,8 +26,7 @@ int qmp_buf_resize(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t w
     return 0;
 }
 
-int qmp_buf_reserve(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t limit,
-                    size_t need)
+int qmp_buf_reserve(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t limit, size_t need)
 {
     if (need <= *cap)
         return 0;

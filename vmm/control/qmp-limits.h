@@ -22,8 +22,7 @@ typedef struct QmpPool {
 int qmp_buf_resize(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t want);
 /* Makes the capacity at least need (<= limit): doubling up to limit, or
  * only what is needed when the pool is short.  0, -ENOSPC or -ENOMEM. */
-int qmp_buf_reserve(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t limit,
-                    size_t need);
+int qmp_buf_reserve(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t limit, size_t need);
 /* Shrinks a buffer holding used bytes back to base (handing the rest back to
  * the pool) once it holds at most half its base. */
 void qmp_buf_trim(QmpPool *pool, char **buf, size_t *cap, size_t base, size_t used);

@@ -49,12 +49,12 @@ struct QmpClient {
     unsigned id;
     bool negotiated;
     bool dead;
-    bool discarding;        /* inside an over-long (or refused) line */
+    bool discarding; /* inside an over-long (or refused) line */
     bool eof;
-    bool held;              /* output over QMP_OUT_HIGH: requests wait */
-    uint32_t mask;          /* epoll events registered */
-    size_t line_pos;        /* where the rest of a line held back starts */
-    uint64_t active_ms;     /* when a byte last came in or went out */
+    bool held;          /* output over QMP_OUT_HIGH: requests wait */
+    uint32_t mask;      /* epoll events registered */
+    size_t line_pos;    /* where the rest of a line held back starts */
+    uint64_t active_ms; /* when a byte last came in or went out */
     char *in;
     size_t in_len, in_cap;
     char *out;
@@ -63,18 +63,18 @@ struct QmpClient {
 
 struct QmpServer {
     EvSource src;
-    EvSource tick_src;      /* the idle timer */
+    EvSource tick_src; /* the idle timer */
     int epfd;
     int fd;
     int timerfd;
-    uint64_t idle_ms;       /* 0: clients never time out */
-    QmpPool pool;           /* buffer bytes beyond the clients' bases */
+    uint64_t idle_ms; /* 0: clients never time out */
+    QmpPool pool;     /* buffer bytes beyond the clients' bases */
     char *path;
     const QmpCommand *cmds;
     size_t ncmds;
     void *opaque;
-    QmpClient *clients;     /* live */
-    QmpClient *dead;        /* closed, freed by qmp_server_reap */
+    QmpClient *clients; /* live */
+    QmpClient *dead;    /* closed, freed by qmp_server_reap */
     unsigned nr_clients;
     unsigned next_id;
 };
@@ -156,8 +156,7 @@ static bool client_flush(QmpClient *c)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         /* A peer that went away (EPIPE, ECONNRESET) is an ordinary end. */
-        client_close(c, n < 0 && errno != EPIPE && errno != ECONNRESET ? strerror(errno)
-                        : NULL);
+        client_close(c, n < 0 && errno != EPIPE && errno != ECONNRESET ? strerror(errno) : NULL);
         return false;
     }
     if (!pending(c)) {
@@ -197,7 +196,8 @@ static int queue_line(QmpClient *c, const char *s, size_t len)
 static int queue_reply_refused(QmpClient *c, json_t *msg, size_t len)
 {
     char desc[200];
-    snprintf(desc, sizeof(desc), "the reply (%zu bytes) does not fit this client's QMP output "
+    snprintf(desc, sizeof(desc),
+             "the reply (%zu bytes) does not fit this client's QMP output "
              "budget now (unread output or a shared buffer pool in use); the command did run",
              len);
     json_t *id = json_object_get(msg, "id");
@@ -244,8 +244,10 @@ static void client_send(QmpClient *c, json_t *msg, bool reply)
     }
     if (r < 0) {
         char why[160];
-        snprintf(why, sizeof(why), "%s of %zu bytes over its output budget (%zu bytes unread; "
-                 "client not reading)", reply ? "a reply" : "a message", len, pending(c));
+        snprintf(why, sizeof(why),
+                 "%s of %zu bytes over its output budget (%zu bytes unread; "
+                 "client not reading)",
+                 reply ? "a reply" : "a message", len, pending(c));
         client_close(c, why);
         return;
     }
@@ -294,7 +296,8 @@ static json_t *cmd_qmp_capabilities(void *opaque, QmpClient *c, json_t *args, Qm
     json_t *enable = json_object_get(args, "enable");
     size_t i;
     json_t *v;
-    json_array_foreach(enable, i, v) {
+    json_array_foreach(enable, i, v)
+    {
         if (!json_is_string(v)) {
             qmp_error_set(err, "Invalid parameter type for 'enable[%zu]', expected: string", i);
             return NULL;
@@ -331,24 +334,36 @@ static const QmpCommand builtin_query_commands = { "query-commands", cmd_query_c
 static const char *type_name(QmpArgType t)
 {
     switch (t) {
-    case QMP_ARG_STRING: return "string";
-    case QMP_ARG_INT: return "int";
-    case QMP_ARG_BOOL: return "bool";
-    case QMP_ARG_OBJECT: return "object";
-    case QMP_ARG_ARRAY: return "array";
-    default: return "any";
+    case QMP_ARG_STRING:
+        return "string";
+    case QMP_ARG_INT:
+        return "int";
+    case QMP_ARG_BOOL:
+        return "bool";
+    case QMP_ARG_OBJECT:
+        return "object";
+    case QMP_ARG_ARRAY:
+        return "array";
+    default:
+        return "any";
     }
 }
 
 static bool type_ok(QmpArgType t, json_t *v)
 {
     switch (t) {
-    case QMP_ARG_STRING: return json_is_string(v);
-    case QMP_ARG_INT: return json_is_integer(v);
-    case QMP_ARG_BOOL: return json_is_boolean(v);
-    case QMP_ARG_OBJECT: return json_is_object(v);
-    case QMP_ARG_ARRAY: return json_is_array(v);
-    default: return true;
+    case QMP_ARG_STRING:
+        return json_is_string(v);
+    case QMP_ARG_INT:
+        return json_is_integer(v);
+    case QMP_ARG_BOOL:
+        return json_is_boolean(v);
+    case QMP_ARG_OBJECT:
+        return json_is_object(v);
+    case QMP_ARG_ARRAY:
+        return json_is_array(v);
+    default:
+        return true;
     }
 }
 
@@ -357,7 +372,8 @@ static bool check_args(const QmpCommand *cmd, json_t *args, QmpError *err)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(args, key, v) {
+    json_object_foreach(args, key, v)
+    {
         const QmpArg *a = cmd->args;
         while (a && a->name && strcmp(a->name, key))
             a++;
@@ -405,7 +421,8 @@ static void handle_request(QmpClient *c, json_t *req)
     json_t *id = json_object_get(req, "id");
     const char *key;
     json_t *v;
-    json_object_foreach(req, key, v) {
+    json_object_foreach(req, key, v)
+    {
         if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id")) {
             char d[160];
             snprintf(d, sizeof(d), "QMP input member '%.100s' is unexpected", key);
@@ -482,17 +499,17 @@ static bool handle_line(QmpClient *c, const char *line, size_t len)
         if (pos >= len)
             break;
         if (client_held(c)) {
-            c->line_pos = pos;  /* the rest waits for the output to drain */
+            c->line_pos = pos; /* the rest waits for the output to drain */
             return false;
         }
         json_error_t je;
-        json_t *req = json_loadb(line + pos, len - pos,
-                                 JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+        json_t *req = json_loadb(line + pos, len - pos, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY,
+                                 &je);
         if (!req) {
             char d[300];
             snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
             send_error(c, NULL, "GenericError", d);
-            break;              /* the rest of the line is not trusted */
+            break; /* the rest of the line is not trusted */
         }
         size_t used = (size_t)je.position;
         pos += used ? used : len - pos;
@@ -538,8 +555,7 @@ static void client_process(QmpClient *c)
     if (c->eof && !c->dead) {
         /* The peer is gone for writing: a last unterminated request still
          * counts, then the connection ends once the output is sent. */
-        if (c->in_len && !c->discarding && !client_held(c) &&
-            handle_line(c, c->in, c->in_len))
+        if (c->in_len && !c->discarding && !client_held(c) && handle_line(c, c->in, c->in_len))
             c->in_len = 0;
         if (!c->dead && !pending(c) && !c->in_len)
             client_close(c, NULL);
@@ -553,8 +569,10 @@ static void client_process(QmpClient *c)
 static void refuse_line(QmpClient *c)
 {
     char d[200];
-    snprintf(d, sizeof(d), "QMP request line refused after %zu bytes: the shared QMP buffer "
-             "space is in use by other clients; try again later", c->in_len);
+    snprintf(d, sizeof(d),
+             "QMP request line refused after %zu bytes: the shared QMP buffer "
+             "space is in use by other clients; try again later",
+             c->in_len);
     c->in_len = 0;
     c->discarding = true;
     qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, 0);
@@ -568,8 +586,8 @@ static void client_read(QmpClient *c)
             break;
         if (c->in_cap - c->in_len < READ_CHUNK) {
             /* only a partial line is left here: the complete ones ran */
-            int r = qmp_buf_reserve(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE,
-                                    QMP_IN_MAX, c->in_len + READ_CHUNK);
+            int r = qmp_buf_reserve(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, QMP_IN_MAX,
+                                    c->in_len + READ_CHUNK);
             if (r == -ENOMEM) {
                 client_close(c, "out of memory");
                 return;
@@ -608,7 +626,7 @@ static void client_event(EvSource *src, uint32_t events)
         if (!client_flush(c))
             return;
         if (!client_held(c))
-            client_process(c);  /* requests held back by back-pressure */
+            client_process(c); /* requests held back by back-pressure */
         if (c->dead)
             return;
         client_update_mask(c);
@@ -618,7 +636,7 @@ static void client_event(EvSource *src, uint32_t events)
     if (!c->dead && (events & EPOLLERR) && !(events & EPOLLIN))
         client_close(c, "socket error");
     if (!c->dead && (events & EPOLLHUP) && c->eof)
-        client_close(c, NULL);      /* hung up both ways: nothing can be sent */
+        client_close(c, NULL); /* hung up both ways: nothing can be sent */
 }
 
 static void client_close(QmpClient *c, const char *why)
@@ -688,7 +706,7 @@ static void server_tick(EvSource *src, uint32_t events)
 static bool evict_idlest(QmpServer *srv)
 {
     QmpClient *old = NULL;
-    for (QmpClient *c = srv->clients; c; c = c->next)    /* newest first: ties go to the oldest */
+    for (QmpClient *c = srv->clients; c; c = c->next) /* newest first: ties go to the oldest */
         if (!old || c->active_ms <= old->active_ms)
             old = c;
     uint64_t now = qmp_now_ms();
@@ -860,7 +878,7 @@ void qmp_server_free(QmpServer *srv)
     while (srv->clients) {
         QmpClient *c = srv->clients;
         if (pending(c))
-            client_flush(c);    /* one last non-blocking try */
+            client_flush(c); /* one last non-blocking try */
         if (!c->dead)
             client_close(c, NULL);
     }
@@ -893,7 +911,7 @@ void qmp_server_event(QmpServer *srv, const char *name, json_t *data)
     for (QmpClient *c = srv->clients, *next; c; c = next) {
         next = c->next;
         if (c->negotiated)
-            client_send(c, m, false);   /* over its budget: dropped, logged */
+            client_send(c, m, false); /* over its budget: dropped, logged */
     }
     json_decref(m);
 }

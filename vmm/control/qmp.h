@@ -46,33 +46,39 @@
 
 #include "vmm/loop.h"
 
-#define QMP_MAX_LINE (1u << 20)         /* bytes of one request line */
-#define QMP_MAX_TOKENS 32768            /* '{' '[' ',' ':' on one line */
+#define QMP_MAX_LINE (1u << 20) /* bytes of one request line */
+#define QMP_MAX_TOKENS 32768    /* '{' '[' ',' ':' on one line */
 #define QMP_MAX_CLIENTS 128
-#define QMP_IN_BASE (64u << 10)         /* input every client may buffer */
-#define QMP_OUT_BASE (64u << 10)        /* output every client may buffer */
-#define QMP_OUT_HIGH (32u << 10)        /* over this, a client's requests wait */
-#define QMP_OUT_LOW (8u << 10)          /* until its output drains to this */
-#define QMP_OUT_CAP (4u << 20)          /* one client's output, at most */
-#define QMP_POOL (36u << 20)            /* buffers beyond their base, all clients */
-#define QMP_CLIENT_OVERHEAD (2u << 10)  /* the client struct, malloc's headers */
-#define QMP_TRANSIENT (8u << 20)        /* the one request being run (see qmp.c) */
+#define QMP_IN_BASE (64u << 10)        /* input every client may buffer */
+#define QMP_OUT_BASE (64u << 10)       /* output every client may buffer */
+#define QMP_OUT_HIGH (32u << 10)       /* over this, a client's requests wait */
+#define QMP_OUT_LOW (8u << 10)         /* until its output drains to this */
+#define QMP_OUT_CAP (4u << 20)         /* one client's output, at most */
+#define QMP_POOL (36u << 20)           /* buffers beyond their base, all clients */
+#define QMP_CLIENT_OVERHEAD (2u << 10) /* the client struct, malloc's headers */
+#define QMP_TRANSIENT (8u << 20)       /* the one request being run (see qmp.c) */
 #define QMP_BUDGET (64u << 20)
 #define QMP_IDLE_TIMEOUT_MS 300000u
 #define QMP_EVICT_MIN_IDLE_MS 1000u
 
 /* 128 * (64 KiB + 64 KiB + 2 KiB) = 16.25 MiB, + 36 MiB pool + 8 MiB for the
  * request being run = 60.25 MiB <= 64 MiB. */
-_Static_assert((unsigned long long)QMP_MAX_CLIENTS *
-                   (QMP_IN_BASE + QMP_OUT_BASE + QMP_CLIENT_OVERHEAD) +
-                   QMP_POOL + QMP_TRANSIENT <= QMP_BUDGET,
+_Static_assert((unsigned long long)QMP_MAX_CLIENTS *(QMP_IN_BASE + QMP_OUT_BASE +
+                                                     QMP_CLIENT_OVERHEAD) +
+                       QMP_POOL + QMP_TRANSIENT <=
+                   QMP_BUDGET,
                "QMP buffers exceed their memory budget");
 
 typedef struct QmpServer QmpServer;
 typedef struct QmpClient QmpClient;
 
 typedef enum QmpArgType {
-    QMP_ARG_STRING, QMP_ARG_INT, QMP_ARG_BOOL, QMP_ARG_OBJECT, QMP_ARG_ARRAY, QMP_ARG_ANY,
+    QMP_ARG_STRING,
+    QMP_ARG_INT,
+    QMP_ARG_BOOL,
+    QMP_ARG_OBJECT,
+    QMP_ARG_ARRAY,
+    QMP_ARG_ANY,
 } QmpArgType;
 
 typedef struct QmpArg {
@@ -83,7 +89,7 @@ typedef struct QmpArg {
 
 /* What a failed handler returns: a QMP error class and description. */
 typedef struct QmpError {
-    const char *cls;        /* "GenericError", "CommandNotFound", ... */
+    const char *cls; /* "GenericError", "CommandNotFound", ... */
     char desc[512];
 } QmpError;
 
@@ -94,7 +100,7 @@ typedef json_t *(*QmpHandler)(void *opaque, QmpClient *client, json_t *args, Qmp
 typedef struct QmpCommand {
     const char *name;
     QmpHandler fn;
-    const QmpArg *args;     /* terminated by a NULL name; NULL = no arguments */
+    const QmpArg *args; /* terminated by a NULL name; NULL = no arguments */
 } QmpCommand;
 
 /* Sets err's class to GenericError and formats its description. */

@@ -11,9 +11,18 @@
 
 #define SEG(m) STATE_U8(struct kvm_segment, m)
 static const StateField seg_fields[] = {
-    STATE_U64(struct kvm_segment, base), STATE_U32(struct kvm_segment, limit),
+    STATE_U64(struct kvm_segment, base),
+    STATE_U32(struct kvm_segment, limit),
     STATE_U16(struct kvm_segment, selector),
-    SEG(type), SEG(present), SEG(dpl), SEG(db), SEG(s), SEG(l), SEG(g), SEG(avl), SEG(unusable),
+    SEG(type),
+    SEG(present),
+    SEG(dpl),
+    SEG(db),
+    SEG(s),
+    SEG(l),
+    SEG(g),
+    SEG(avl),
+    SEG(unusable),
 };
 static const StateTable seg_table = STATE_TABLE(struct kvm_segment, seg_fields);
 
@@ -25,19 +34,31 @@ static const StateTable dtable_table = STATE_TABLE(struct kvm_dtable, dtable_fie
 
 #define REG(m) STATE_U64(struct kvm_regs, m)
 static const StateField regs_fields[] = {
-    REG(rax), REG(rbx), REG(rcx), REG(rdx), REG(rsi), REG(rdi), REG(rsp), REG(rbp),
-    REG(r8),  REG(r9),  REG(r10), REG(r11), REG(r12), REG(r13), REG(r14), REG(r15),
-    REG(rip), REG(rflags),
+    REG(rax), REG(rbx), REG(rcx), REG(rdx), REG(rsi), REG(rdi), REG(rsp), REG(rbp), REG(r8),
+    REG(r9),  REG(r10), REG(r11), REG(r12), REG(r13), REG(r14), REG(r15), REG(rip), REG(rflags),
 };
 static const StateTable regs_table = STATE_TABLE(struct kvm_regs, regs_fields);
 
 #define SSEG(m) STATE_STRUCT(struct kvm_sregs, m, &seg_table)
 #define SREG(m) STATE_U64(struct kvm_sregs, m)
 static const StateField sregs_fields[] = {
-    SSEG(cs), SSEG(ds), SSEG(es), SSEG(fs), SSEG(gs), SSEG(ss), SSEG(tr), SSEG(ldt),
+    SSEG(cs),
+    SSEG(ds),
+    SSEG(es),
+    SSEG(fs),
+    SSEG(gs),
+    SSEG(ss),
+    SSEG(tr),
+    SSEG(ldt),
     STATE_STRUCT(struct kvm_sregs, gdt, &dtable_table),
     STATE_STRUCT(struct kvm_sregs, idt, &dtable_table),
-    SREG(cr0), SREG(cr2), SREG(cr3), SREG(cr4), SREG(cr8), SREG(efer), SREG(apic_base),
+    SREG(cr0),
+    SREG(cr2),
+    SREG(cr3),
+    SREG(cr4),
+    SREG(cr8),
+    SREG(efer),
+    SREG(apic_base),
     STATE_U64_ARRAY(struct kvm_sregs, interrupt_bitmap),
 };
 static const StateTable sregs_table = STATE_TABLE(struct kvm_sregs, sregs_fields);
@@ -50,14 +71,10 @@ static const StateField core_fields[] = {
 static const StateTable core_table = STATE_TABLE(KvmVcpuState, core_fields);
 
 static const StateField fpu_fields[] = {
-    STATE_BYTES(struct kvm_fpu, fpr),
-    STATE_U16(struct kvm_fpu, fcw),
-    STATE_U16(struct kvm_fpu, fsw),
-    STATE_U8(struct kvm_fpu, ftwx),
-    STATE_U16(struct kvm_fpu, last_opcode),
-    STATE_U64(struct kvm_fpu, last_ip),
-    STATE_U64(struct kvm_fpu, last_dp),
-    STATE_BYTES(struct kvm_fpu, xmm),
+    STATE_BYTES(struct kvm_fpu, fpr),       STATE_U16(struct kvm_fpu, fcw),
+    STATE_U16(struct kvm_fpu, fsw),         STATE_U8(struct kvm_fpu, ftwx),
+    STATE_U16(struct kvm_fpu, last_opcode), STATE_U64(struct kvm_fpu, last_ip),
+    STATE_U64(struct kvm_fpu, last_dp),     STATE_BYTES(struct kvm_fpu, xmm),
     STATE_U32(struct kvm_fpu, mxcsr),
 };
 static const StateTable fpu_table = STATE_TABLE(struct kvm_fpu, fpu_fields);
@@ -90,14 +107,26 @@ static const StateTable msrs_table = STATE_TABLE(KvmVcpuState, msrs_fields);
 
 #define EV8(m) STATE_U8(struct kvm_vcpu_events, m)
 static const StateField events_fields[] = {
-    EV8(exception.injected), EV8(exception.nr), EV8(exception.has_error_code),
-    EV8(exception.pending), STATE_U32(struct kvm_vcpu_events, exception.error_code),
-    EV8(interrupt.injected), EV8(interrupt.nr), EV8(interrupt.soft), EV8(interrupt.shadow),
-    EV8(nmi.injected), EV8(nmi.pending), EV8(nmi.masked),
+    EV8(exception.injected),
+    EV8(exception.nr),
+    EV8(exception.has_error_code),
+    EV8(exception.pending),
+    STATE_U32(struct kvm_vcpu_events, exception.error_code),
+    EV8(interrupt.injected),
+    EV8(interrupt.nr),
+    EV8(interrupt.soft),
+    EV8(interrupt.shadow),
+    EV8(nmi.injected),
+    EV8(nmi.pending),
+    EV8(nmi.masked),
     STATE_U32(struct kvm_vcpu_events, sipi_vector),
     STATE_U32(struct kvm_vcpu_events, flags),
-    EV8(smi.smm), EV8(smi.pending), EV8(smi.smm_inside_nmi), EV8(smi.latched_init),
-    EV8(triple_fault.pending), EV8(exception_has_payload),
+    EV8(smi.smm),
+    EV8(smi.pending),
+    EV8(smi.smm_inside_nmi),
+    EV8(smi.latched_init),
+    EV8(triple_fault.pending),
+    EV8(exception_has_payload),
     STATE_U64(struct kvm_vcpu_events, exception_payload),
 };
 static const StateTable events_table = STATE_TABLE(struct kvm_vcpu_events, events_fields);
@@ -112,9 +141,21 @@ static const StateTable debugregs_table = STATE_TABLE(struct kvm_debugregs, debu
 
 #define PIC(m) STATE_U8(struct kvm_pic_state, m)
 static const StateField pic_fields[] = {
-    PIC(last_irr), PIC(irr), PIC(imr), PIC(isr), PIC(priority_add), PIC(irq_base),
-    PIC(read_reg_select), PIC(poll), PIC(special_mask), PIC(init_state), PIC(auto_eoi),
-    PIC(rotate_on_auto_eoi), PIC(special_fully_nested_mode), PIC(init4), PIC(elcr),
+    PIC(last_irr),
+    PIC(irr),
+    PIC(imr),
+    PIC(isr),
+    PIC(priority_add),
+    PIC(irq_base),
+    PIC(read_reg_select),
+    PIC(poll),
+    PIC(special_mask),
+    PIC(init_state),
+    PIC(auto_eoi),
+    PIC(rotate_on_auto_eoi),
+    PIC(special_fully_nested_mode),
+    PIC(init4),
+    PIC(elcr),
     PIC(elcr_mask),
 };
 static const StateTable pic_table = STATE_TABLE(struct kvm_pic_state, pic_fields);
@@ -139,12 +180,20 @@ static const StateTable irqchip_table = STATE_TABLE(KvmVmState, irqchip_fields);
 static const StateField pit_channel_fields[] = {
     STATE_U32(struct kvm_pit_channel_state, count),
     STATE_U16(struct kvm_pit_channel_state, latched_count),
-    PIT8(count_latched), PIT8(status_latched), PIT8(status), PIT8(read_state),
-    PIT8(write_state), PIT8(write_latch), PIT8(rw_mode), PIT8(mode), PIT8(bcd), PIT8(gate),
+    PIT8(count_latched),
+    PIT8(status_latched),
+    PIT8(status),
+    PIT8(read_state),
+    PIT8(write_state),
+    PIT8(write_latch),
+    PIT8(rw_mode),
+    PIT8(mode),
+    PIT8(bcd),
+    PIT8(gate),
     STATE_U64(struct kvm_pit_channel_state, count_load_time),
 };
-static const StateTable pit_channel_table =
-    STATE_TABLE(struct kvm_pit_channel_state, pit_channel_fields);
+static const StateTable pit_channel_table = STATE_TABLE(struct kvm_pit_channel_state,
+                                                        pit_channel_fields);
 
 static const StateField pit_fields[] = {
     STATE_STRUCT_ARRAY(struct kvm_pit_state2, channels, &pit_channel_table),
@@ -281,8 +330,7 @@ static int get_lapic(StateReader *p, KvmVcpuState *st, unsigned idx, char *err, 
 }
 
 /* The pieces after the core, as put_vcpu_pieces wrote them. */
-static int get_vcpu_pieces(StateReader *p, KvmVcpuState *st, unsigned idx, char *err,
-                           size_t errlen)
+static int get_vcpu_pieces(StateReader *p, KvmVcpuState *st, unsigned idx, char *err, size_t errlen)
 {
     int r = 0;
 
@@ -306,8 +354,7 @@ static int get_vcpu_pieces(StateReader *p, KvmVcpuState *st, unsigned idx, char 
 }
 
 /* Decodes a VCPU payload into *st (zeroed by the caller). */
-static int decode_vcpu(StateReader *p, unsigned *index, KvmVcpuState *st, char *err,
-                       size_t errlen)
+static int decode_vcpu(StateReader *p, unsigned *index, KvmVcpuState *st, char *err, size_t errlen)
 {
     uint32_t idx = state_get_u32(p);
 
@@ -327,8 +374,7 @@ static int decode_vcpu(StateReader *p, unsigned *index, KvmVcpuState *st, char *
     return 0;
 }
 
-int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char *err,
-                       size_t errlen)
+int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char *err, size_t errlen)
 {
     StateReader p;
     uint16_t version;

@@ -59,9 +59,9 @@
 #include "kvm/state.h"
 #include "memory/state-table.h"
 
-#define MIG_VCPU_MAGIC 0x55504356u      /* "VCPU" */
+#define MIG_VCPU_MAGIC 0x55504356u /* "VCPU" */
 #define MIG_VCPU_VERSION 1
-#define MIG_VM_MAGIC 0x54534d56u        /* "VMST" */
+#define MIG_VM_MAGIC 0x54534d56u /* "VMST" */
 #define MIG_VM_VERSION 1
 
 /* Appends a "VCPU" section for vCPU `index`; -EINVAL (after one line on

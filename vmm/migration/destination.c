@@ -30,12 +30,12 @@ typedef struct Dst {
     bool dev_seen[MIG_MAX_DEVICES];
     bool have_config, have_vmstate;
     KvmVmState *vmstate;
-    KvmVcpuState **cpus;        /* [ncpus], NULL until received */
+    KvmVcpuState **cpus; /* [ncpus], NULL until received */
     uint64_t normal_pages, zero_pages, rounds;
-    uint64_t *untouched[4];     /* pages still as mmap made them (zero): a ZERO
+    uint64_t *untouched[4]; /* pages still as mmap made them (zero): a ZERO
                                  * entry for one needs no write, nor a read */
     bool running;
-    bool check_ram, ram_checked;    /* END carried the source's RAM CRC-32 */
+    bool check_ram, ram_checked; /* END carried the source's RAM CRC-32 */
     uint32_t ram_crc;
     char err[512];
 } Dst;
@@ -161,8 +161,10 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
     if (len == 40) {
         uint64_t word = mig_get_le64(p + 32);
         if (word >> 32 != 1)
-            return dfail(d, "END record: RAM check word 0x%llx unknown (expected 1 << 32 | "
-                         "CRC-32)", (unsigned long long)word);
+            return dfail(d,
+                         "END record: RAM check word 0x%llx unknown (expected 1 << 32 | "
+                         "CRC-32)",
+                         (unsigned long long)word);
         d->ram_crc = (uint32_t)word;
         d->check_ram = true;
     }
@@ -176,8 +178,8 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
                      (unsigned long long)normal, (unsigned long long)zero,
                      (unsigned long long)d->normal_pages, (unsigned long long)d->zero_pages);
     if (ncpus != m->ncpus)
-        return dfail(d, "END record: %llu vCPUs, this machine has %u",
-                     (unsigned long long)ncpus, m->ncpus);
+        return dfail(d, "END record: %llu vCPUs, this machine has %u", (unsigned long long)ncpus,
+                     m->ncpus);
     if (!d->have_vmstate)
         return dfail(d, "the stream ended without the VM state");
     for (unsigned i = 0; i < m->ncpus; i++)
@@ -192,8 +194,10 @@ static int check_end(Dst *d, const uint8_t *p, uint32_t len)
         for (unsigned b = 0; b < d->nblocks; b++)
             crc = state_crc32_update(crc, d->blocks[b].host, d->blocks[b].size);
         if (crc != d->ram_crc)
-            return dfail(d, "RAM differs from the source's at its final pause (CRC-32 0x%08x "
-                         "here, 0x%08x there)", crc, d->ram_crc);
+            return dfail(d,
+                         "RAM differs from the source's at its final pause (CRC-32 0x%08x "
+                         "here, 0x%08x there)",
+                         crc, d->ram_crc);
         d->ram_checked = true;
     }
     return 0;
@@ -298,10 +302,10 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
     d->nblocks = mig_blocks(&v->m, d->blocks, 4);
     d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
     for (unsigned b = 0; b < d->nblocks; b++)
-        d->untouched[b] = mig_untouched_pages(v->mig ? v->mig->pagemap_fd : -1,
-                                              d->blocks[b].host, d->blocks[b].pages);
+        d->untouched[b] = mig_untouched_pages(v->mig ? v->mig->pagemap_fd : -1, d->blocks[b].host,
+                                              d->blocks[b].pages);
     if (receive(d) < 0 || install(d) < 0) {
-        uint64_t got = d->ch.bytes;     /* what arrived: the answer counts in ch.bytes */
+        uint64_t got = d->ch.bytes; /* what arrived: the answer counts in ch.bytes */
         /* one printable line: names and strings quoted from the stream
          * may hold newlines, escape sequences, bytes >= 0x80 */
         char safe[sizeof(d->err)];
@@ -311,8 +315,10 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
         size_t n = strlen(d->err);
         if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)
             mig_send_bytes(&d->ch, d->err, n);
-        fprintf(stderr, "strata: incoming migration failed after %llu bytes: %s; the guest "
-                "is not started\n", (unsigned long long)got, d->err);
+        fprintf(stderr,
+                "strata: incoming migration failed after %llu bytes: %s; the guest "
+                "is not started\n",
+                (unsigned long long)got, d->err);
         goto out;
     }
     /* READY, then GO within MIG_GO_TIMEOUT_MS, answered with ACK! (this
@@ -321,8 +327,10 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
      * hear which side has the guest. */
     uint32_t go = 0;
     if (mig_send_u32(&d->ch, MIG_REPLY_READY) < 0) {
-        fprintf(stderr, "strata: incoming migration: sending READY: %s; the guest is not "
-                "started\n", d->ch.err);
+        fprintf(stderr,
+                "strata: incoming migration: sending READY: %s; the guest is not "
+                "started\n",
+                d->ch.err);
         goto out;
     }
     d->ch.timeout_ms = MIG_GO_TIMEOUT_MS;
@@ -345,26 +353,32 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
         size_t n = strlen(why);
         if (mig_send_u32(&d->ch, MIG_REPLY_ERROR) == 0 && mig_send_u32(&d->ch, (uint32_t)n) == 0)
             mig_send_bytes(&d->ch, why, n);
-        fprintf(stderr, "strata: incoming migration: the source did not confirm the handover: "
-                "%s; the guest is not started (the source keeps it)\n", why);
+        fprintf(stderr,
+                "strata: incoming migration: the source did not confirm the handover: "
+                "%s; the guest is not started (the source keeps it)\n",
+                why);
         goto out;
     }
     /* GO: the guest is this side's now, whether or not ACK! arrives (the
      * source then holds its copy paused until told otherwise). */
     if (mig_send_u32(&d->ch, MIG_REPLY_ACK) < 0)
-        fprintf(stderr, "strata: incoming migration: GO arrived, but ACK could not be sent "
+        fprintf(stderr,
+                "strata: incoming migration: GO arrived, but ACK could not be sent "
                 "(%s): the source holds its paused copy; this side runs the guest\n",
                 d->ch.err);
     *start_paused = !d->running;
-    fprintf(stderr, "strata: incoming migration loaded in %.1f ms: %llu bytes, %llu pages "
-            "(%llu zero), %llu rounds\n", (double)(mig_now_ns() - t0) / 1e6,
-            (unsigned long long)d->ch.bytes,
+    fprintf(stderr,
+            "strata: incoming migration loaded in %.1f ms: %llu bytes, %llu pages "
+            "(%llu zero), %llu rounds\n",
+            (double)(mig_now_ns() - t0) / 1e6, (unsigned long long)d->ch.bytes,
             /* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): same width, for %llu */
             (unsigned long long)(d->normal_pages + d->zero_pages),
             (unsigned long long)d->zero_pages, (unsigned long long)d->rounds);
     if (d->ram_checked)
-        fprintf(stderr, "strata: incoming migration: RAM verified against the source's "
-                "(CRC-32 0x%08x)\n", d->ram_crc);
+        fprintf(stderr,
+                "strata: incoming migration: RAM verified against the source's "
+                "(CRC-32 0x%08x)\n",
+                d->ram_crc);
     ret = 0;
 out:
     if (d) {

@@ -29,8 +29,10 @@ static int accept_one(Vmm *v, int lfd, const char *uri)
             return -1;
         }
         if (p[1].revents & POLLIN) {
-            fprintf(stderr, "strata: --incoming %s: interrupted by a signal before any "
-                    "stream arrived\n", uri);
+            fprintf(stderr,
+                    "strata: --incoming %s: interrupted by a signal before any "
+                    "stream arrived\n",
+                    uri);
             return -1;
         }
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -71,7 +73,7 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
     }
     bool is_unix = !strncmp(uri, "unix:", 5);
     if (is_unix)
-        sandbox_fatal_unlink(uri + 5);      /* a seccomp kill removes it too */
+        sandbox_fatal_unlink(uri + 5); /* a seccomp kill removes it too */
     fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
     int fd = accept_one(v, lfd, uri);
     close(lfd);
@@ -103,4 +105,3 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
     }
     return e ? -1 : job.r;
 }
-

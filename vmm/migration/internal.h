@@ -28,62 +28,61 @@ typedef struct MigBlock {
 typedef struct MigDevice {
     char name[64];
     int (*save)(Machine *m, unsigned idx, uint8_t **buf, size_t *len);
-    int (*load)(Machine *m, unsigned idx, const uint8_t *buf, size_t len, char *err,
-                size_t errlen);
+    int (*load)(Machine *m, unsigned idx, const uint8_t *buf, size_t len, char *err, size_t errlen);
     unsigned idx;
 } MigDevice;
 
 /* Counters of one migration (query-migrate's "ram" and times). */
-#define MIG_TIMELINE_ROUNDS 32u  /* rounds the timeline keeps (the first ones) */
+#define MIG_TIMELINE_ROUNDS 32u /* rounds the timeline keeps (the first ones) */
 
 typedef struct MigStats {
     uint64_t start_ns, setup_done_ns, end_ns, pause_ns;
     uint64_t downtime_ms, expected_downtime_ms;
-    uint64_t final_pause_ms;    /* how long the final phase held the guest (any end) */
+    uint64_t final_pause_ms; /* how long the final phase held the guest (any end) */
     uint64_t transferred, remaining, total;
     uint64_t duplicate, normal, normal_bytes;
     uint64_t dirty_sync_count, dirty_pages_rate;
     uint64_t rounds;
     double mbps;
-    bool forced;                /* the final round was forced (no convergence) */
+    bool forced; /* the final round was forced (no convergence) */
     /* The timeline (query-migrate's x-timeline), microseconds: */
-    uint64_t log_us;            /* dirty logging switched on (before the thread) */
-    uint64_t setup_us;          /* connect, header, CONFIG */
-    uint64_t round_us[MIG_TIMELINE_ROUNDS];     /* each pre-copy round: send + harvest */
-    uint64_t final_pages_us;    /* the final pause: the last dirty pages */
-    uint64_t cpu_us;            /* ... VMSTATE and VCPU records */
-    uint64_t devices_us;        /* ... DEVICE records and END */
-    uint64_t ready_us;          /* ... END sent until READY (the destination's load) */
-    uint64_t ack_us;            /* ... GO sent until ACK */
+    uint64_t log_us;                        /* dirty logging switched on (before the thread) */
+    uint64_t setup_us;                      /* connect, header, CONFIG */
+    uint64_t round_us[MIG_TIMELINE_ROUNDS]; /* each pre-copy round: send + harvest */
+    uint64_t final_pages_us;                /* the final pause: the last dirty pages */
+    uint64_t cpu_us;                        /* ... VMSTATE and VCPU records */
+    uint64_t devices_us;                    /* ... DEVICE records and END */
+    uint64_t ready_us;                      /* ... END sent until READY (the destination's load) */
+    uint64_t ack_us;                        /* ... GO sent until ACK */
 } MigStats;
 
 struct Migration {
     Vmm *v;
-    pthread_mutex_t lock;       /* status, params, stats, error, events */
+    pthread_mutex_t lock; /* status, params, stats, error, events */
     MigStatus status;
     MigParams params;
     MigStats stats;
     char error[512];
-    MigStatus events[MIG_MAX_EVENTS];   /* status changes not yet announced */
+    MigStatus events[MIG_MAX_EVENTS]; /* status changes not yet announced */
     unsigned nevents;
-    uint64_t passes[MIG_MAX_EVENTS];    /* MIGRATION_PASS not yet announced */
+    uint64_t passes[MIG_MAX_EVENTS]; /* MIGRATION_PASS not yet announced */
     unsigned npasses;
-    int notify_fd;              /* eventfd: the thread has news for the main loop */
-    int pagemap_fd;             /* /proc/self/pagemap (-1: none): round 0 skips reading
+    int notify_fd;  /* eventfd: the thread has news for the main loop */
+    int pagemap_fd; /* /proc/self/pagemap (-1: none): round 0 skips reading
                                  * RAM the guest never touched */
     EvSource src;
     pthread_t thread;
     bool thread_running;
     volatile int cancel;
     char uri[256];
-    bool logging;               /* dirty logging enabled for MIGRATION */
+    bool logging; /* dirty logging enabled for MIGRATION */
     /* Under lock: */
-    bool final_phase;           /* the thread paused the guest for the final phase */
-    bool held;                  /* handover unconfirmed: the thread's pause of the vCPUs
+    bool final_phase;      /* the thread paused the guest for the final phase */
+    bool held;             /* handover unconfirmed: the thread's pause of the vCPUs
                                  * and devices is kept until `cont` */
-    bool held_was_running;      /* ...and the guest was running before that pause */
+    bool held_was_running; /* ...and the guest was running before that pause */
     MigOwner owner;
-    bool incoming;              /* the last migration came in (--incoming) */
+    bool incoming; /* the last migration came in (--incoming) */
 };
 
 /* The machine's RAM blocks (at most max); their number. */

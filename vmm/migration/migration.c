@@ -16,14 +16,22 @@
 const char *mig_status_name(MigStatus s)
 {
     switch (s) {
-    case MIG_NONE: return "none";
-    case MIG_SETUP: return "setup";
-    case MIG_ACTIVE: return "active";
-    case MIG_DEVICE: return "device";
-    case MIG_COMPLETED: return "completed";
-    case MIG_FAILED: return "failed";
-    case MIG_CANCELLING: return "cancelling";
-    case MIG_CANCELLED: return "cancelled";
+    case MIG_NONE:
+        return "none";
+    case MIG_SETUP:
+        return "setup";
+    case MIG_ACTIVE:
+        return "active";
+    case MIG_DEVICE:
+        return "device";
+    case MIG_COMPLETED:
+        return "completed";
+    case MIG_FAILED:
+        return "failed";
+    case MIG_CANCELLING:
+        return "cancelling";
+    case MIG_CANCELLED:
+        return "cancelled";
     }
     return "?";
 }
@@ -112,8 +120,8 @@ int mig_run_state_lock(Vmm *v, QmpError *err)
     if (g->final_phase) {
         pthread_mutex_unlock(&g->lock);
         qmp_error_set(err, "The VM is in the final phase of a migration (finish-migrate): its "
-                      "run state is on its way to the destination; stop and cont are refused "
-                      "until the migration ends");
+                           "run state is on its way to the destination; stop and cont are refused "
+                           "until the migration ends");
         return -1;
     }
     return 0;
@@ -132,9 +140,11 @@ bool mig_release_hold(Vmm *v)
         return false;
     g->held = false;
     g->owner = MIG_OWNER_SOURCE;
-    char uri[sizeof(g->uri) * 4];   /* the client's text */
-    fprintf(stderr, "strata: cont: the guest held since the unconfirmed handover to %s runs "
-            "here again\n", text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)));
+    char uri[sizeof(g->uri) * 4]; /* the client's text */
+    fprintf(stderr,
+            "strata: cont: the guest held since the unconfirmed handover to %s runs "
+            "here again\n",
+            text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)));
     machine_virtio_resume(&v->m);
     kvm_vm_resume(v->m.vm);
     return g->held_was_running;
@@ -183,15 +193,17 @@ static void reap(Vmm *v)
     if (held_running)
         qmp_server_event(v->qmp, "STOP", NULL);
     char err[256], uri[sizeof(g->uri) * 4];
-    text_escape(uri, sizeof(uri), g->uri, strlen(g->uri));      /* the client's text */
+    text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)); /* the client's text */
     if (g->logging && s != MIG_COMPLETED) {
         if (set_logging(v, false, err, sizeof(err)) < 0)
             fprintf(stderr, "strata: migration: %s\n", err);
         g->logging = false;
     }
     if (s == MIG_COMPLETED) {
-        fprintf(stderr, "strata: migration to %s completed (downtime %llu ms); the guest runs "
-                "there now\n", uri, (unsigned long long)g->stats.downtime_ms);
+        fprintf(stderr,
+                "strata: migration to %s completed (downtime %llu ms); the guest runs "
+                "there now\n",
+                uri, (unsigned long long)g->stats.downtime_ms);
         /* strata leaves once its QMP clients have read the outcome (run.c) */
         v->state = RUN_STATE_POSTMIGRATE;
         v->postmigrate_idle_ns = mig_now_ns();
@@ -199,8 +211,7 @@ static void reap(Vmm *v)
     } else if (s == MIG_FAILED && mig_holds_guest(v)) {
         fprintf(stderr, "strata: migration to %s failed: %s\n", uri, g->error);
     } else if (s == MIG_FAILED) {
-        fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", uri,
-                g->error);
+        fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", uri, g->error);
     } else if (s == MIG_CANCELLED) {
         fprintf(stderr, "strata: migration to %s cancelled; the VM goes on here\n", uri);
     }
@@ -227,11 +238,10 @@ static void mig_flush(Vmm *v)
     bool ended = g->thread_running && !status_running(g->status);
     pthread_mutex_unlock(&g->lock);
     for (unsigned i = 0; i < np; i++)
-        qmp_server_event(v->qmp, "MIGRATION_PASS", json_pack("{s:I}", "pass",
-                                                             (json_int_t)passes[i]));
+        qmp_server_event(v->qmp, "MIGRATION_PASS",
+                         json_pack("{s:I}", "pass", (json_int_t)passes[i]));
     for (unsigned i = 0; i < ne; i++)
-        qmp_server_event(v->qmp, "MIGRATION", json_pack("{s:s}", "status",
-                                                        mig_status_name(ev[i])));
+        qmp_server_event(v->qmp, "MIGRATION", json_pack("{s:s}", "status", mig_status_name(ev[i])));
     if (ended)
         reap(v);
 }
@@ -251,8 +261,8 @@ int mig_init(Vmm *v)
         return -1;
     }
     g->v = v;
-    g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH,
-                             MIG_DEFAULT_MAX_ROUNDS, false, 0 };
+    g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH, MIG_DEFAULT_MAX_ROUNDS,
+                             false, 0 };
     pthread_mutex_init(&g->lock, NULL);
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
@@ -300,7 +310,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     mig_flush(v);
     if (v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
         qmp_error_set(err, v->state == RUN_STATE_SHUTDOWN ? "The VM has shut down"
-                      : "The VM was migrated away already");
+                                                          : "The VM was migrated away already");
         return NULL;
     }
     if (mig_active(v)) {
@@ -309,7 +319,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     }
     if (mig_holds_guest(v)) {
         qmp_error_set(err, "The guest is held after an unconfirmed handover (query-migrate "
-                      "says why): check the destination, and `cont` here first");
+                           "says why): check the destination, and `cont` here first");
         return NULL;
     }
     const char *why = mig_check_uri(uri);
@@ -374,7 +384,7 @@ static json_t *q_cancel(void *o, QmpClient *c, json_t *a, QmpError *err)
             mig_set_status(g, MIG_CANCELLING);
         }
     }
-    return json_object();       /* QEMU: a no-op without a migration */
+    return json_object(); /* QEMU: a no-op without a migration */
 }
 
 /* Where the time went, in microseconds: the fixed costs and each round
@@ -411,7 +421,7 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     pthread_mutex_unlock(&g->lock);
     if (s == MIG_NONE)
         return json_object();
-    if (incoming)   /* this side is the destination: the guest came in */
+    if (incoming) /* this side is the destination: the guest came in */
         return json_pack("{s:s,s:b,s:s}", "status", mig_status_name(s), "x-incoming", 1,
                          "x-guest-owner", "destination");
     uint64_t now = mig_now_ns();
@@ -446,7 +456,8 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_object_set_new(r, "x-final-phase-limit", json_integer((json_int_t)mig_final_limit_ms(&p)));
     json_object_set_new(r, "x-guest-owner",
                         json_string(owner == MIG_OWNER_DESTINATION ? "destination"
-                                    : owner == MIG_OWNER_UNKNOWN ? "unknown" : "source"));
+                                    : owner == MIG_OWNER_UNKNOWN   ? "unknown"
+                                                                   : "source"));
     json_object_set_new(r, "x-timeline", timeline_json(&st));
     if ((s == MIG_FAILED || s == MIG_CANCELLED) && error[0])
         json_object_set_new(r, "error-desc", json_string(error));
@@ -455,11 +466,10 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *params_json(const MigParams *p)
 {
-    return json_pack("{s:I,s:I,s:I,s:b,s:I}", "downtime-limit",
-                     (json_int_t)p->downtime_limit_ms, "max-bandwidth",
-                     (json_int_t)p->max_bandwidth, "x-max-rounds", (json_int_t)p->max_rounds,
-                     "x-verify-ram", p->verify_ram, "x-final-phase-limit",
-                     (json_int_t)p->final_limit_ms);
+    return json_pack("{s:I,s:I,s:I,s:b,s:I}", "downtime-limit", (json_int_t)p->downtime_limit_ms,
+                     "max-bandwidth", (json_int_t)p->max_bandwidth, "x-max-rounds",
+                     (json_int_t)p->max_rounds, "x-verify-ram", p->verify_ram,
+                     "x-final-phase-limit", (json_int_t)p->final_limit_ms);
 }
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -522,20 +532,14 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 }
 
 static const QmpArg migrate_args[] = {
-    { "uri", QMP_ARG_STRING, false },
-    { "blk", QMP_ARG_BOOL, true },
-    { "inc", QMP_ARG_BOOL, true },
-    { "detach", QMP_ARG_BOOL, true },
-    { "resume", QMP_ARG_BOOL, true },
-    { NULL, 0, false },
+    { "uri", QMP_ARG_STRING, false }, { "blk", QMP_ARG_BOOL, true },
+    { "inc", QMP_ARG_BOOL, true },    { "detach", QMP_ARG_BOOL, true },
+    { "resume", QMP_ARG_BOOL, true }, { NULL, 0, false },
 };
 static const QmpArg param_args[] = {
-    { "downtime-limit", QMP_ARG_INT, true },
-    { "max-bandwidth", QMP_ARG_INT, true },
-    { "x-max-rounds", QMP_ARG_INT, true },
-    { "x-verify-ram", QMP_ARG_BOOL, true },
-    { "x-final-phase-limit", QMP_ARG_INT, true },
-    { NULL, 0, false },
+    { "downtime-limit", QMP_ARG_INT, true },      { "max-bandwidth", QMP_ARG_INT, true },
+    { "x-max-rounds", QMP_ARG_INT, true },        { "x-verify-ram", QMP_ARG_BOOL, true },
+    { "x-final-phase-limit", QMP_ARG_INT, true }, { NULL, 0, false },
 };
 
 const QmpCommand mig_qmp_commands[] = {

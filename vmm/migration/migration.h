@@ -45,7 +45,7 @@ typedef enum MigStatus {
     MIG_NONE = 0,
     MIG_SETUP,
     MIG_ACTIVE,
-    MIG_DEVICE,         /* vCPUs stopped, final round and state ("device") */
+    MIG_DEVICE, /* vCPUs stopped, final round and state ("device") */
     MIG_COMPLETED,
     MIG_FAILED,
     MIG_CANCELLING,
@@ -57,20 +57,20 @@ const char *mig_status_name(MigStatus s);
 
 /* Tunables (migrate_set_parameters).  Defaults are QEMU 7.2's. */
 typedef struct MigParams {
-    uint64_t downtime_limit_ms;     /* "downtime-limit", default 300 */
-    uint64_t max_bandwidth;         /* "max-bandwidth" bytes/s, default 128 MiB/s; 0 = no cap */
-    unsigned max_rounds;            /* "x-max-rounds": forces the final round, default 30 */
-    bool verify_ram;                /* "x-verify-ram": the destination checks a CRC-32
+    uint64_t downtime_limit_ms; /* "downtime-limit", default 300 */
+    uint64_t max_bandwidth;     /* "max-bandwidth" bytes/s, default 128 MiB/s; 0 = no cap */
+    unsigned max_rounds;        /* "x-max-rounds": forces the final round, default 30 */
+    bool verify_ram;            /* "x-verify-ram": the destination checks a CRC-32
                                      * of all RAM at the final pause (costs downtime) */
-    uint64_t final_limit_ms;        /* "x-final-phase-limit": the hard bound of the final
+    uint64_t final_limit_ms;    /* "x-final-phase-limit": the hard bound of the final
                                      * pause up to READY; 0 = derived (mig_final_limit_ms) */
 } MigParams;
 
 /* Who may run the guest (query-migrate's "x-guest-owner"). */
 typedef enum MigOwner {
-    MIG_OWNER_SOURCE = 0,   /* this side: no handover happened, or it was refused */
-    MIG_OWNER_DESTINATION,  /* the destination acknowledged GO: it runs the guest */
-    MIG_OWNER_UNKNOWN,      /* GO was sent, no answer came: this side holds the guest
+    MIG_OWNER_SOURCE = 0,  /* this side: no handover happened, or it was refused */
+    MIG_OWNER_DESTINATION, /* the destination acknowledged GO: it runs the guest */
+    MIG_OWNER_UNKNOWN,     /* GO was sent, no answer came: this side holds the guest
                              * paused until `cont` (the operator checks the destination) */
 } MigOwner;
 

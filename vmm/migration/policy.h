@@ -23,22 +23,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MIG_POLICY_STALL_ROUNDS 3u  /* rounds that may fail to shrink the set by 10% */
-#define MIG_POLICY_MIN_RATE 1e6     /* bytes/s assumed at least (a stalled link) */
+#define MIG_POLICY_STALL_ROUNDS 3u /* rounds that may fail to shrink the set by 10% */
+#define MIG_POLICY_MIN_RATE 1e6    /* bytes/s assumed at least (a stalled link) */
 
 typedef enum MigDecision {
-    MIG_NEXT_ROUND,     /* send another round */
-    MIG_FINAL,          /* start the final round: the pause is as small as it gets */
-    MIG_FINAL_FORCED,   /* start the final round: no convergence (stalled or max rounds) */
+    MIG_NEXT_ROUND,   /* send another round */
+    MIG_FINAL,        /* start the final round: the pause is as small as it gets */
+    MIG_FINAL_FORCED, /* start the final round: no convergence (stalled or max rounds) */
 } MigDecision;
 
 typedef struct MigPolicy {
     uint64_t downtime_limit_ms;
     unsigned max_rounds;
     /* what the rounds so far left (mig_policy_init clears it) */
-    unsigned rounds;            /* rounds done */
-    unsigned stalled;           /* rounds in a row over the limit that shrank < 10% */
-    uint64_t expected_ms;       /* the last round's expected pause */
+    unsigned rounds;      /* rounds done */
+    unsigned stalled;     /* rounds in a row over the limit that shrank < 10% */
+    uint64_t expected_ms; /* the last round's expected pause */
 } MigPolicy;
 
 void mig_policy_init(MigPolicy *p, uint64_t downtime_limit_ms, unsigned max_rounds);

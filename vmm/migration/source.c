@@ -23,19 +23,19 @@ typedef struct Src {
     MigChannel ch;
     MigBlock blocks[4];
     unsigned nblocks;
-    uint64_t *dirty[4];         /* pages still to send, per block */
-    uint64_t *untouched[4];     /* round 0: pages never touched (zero, not read) */
-    uint8_t *rec;               /* one RAM record being built */
+    uint64_t *dirty[4];     /* pages still to send, per block */
+    uint64_t *untouched[4]; /* round 0: pages never touched (zero, not read) */
+    uint8_t *rec;           /* one RAM record being built */
     size_t rec_len;
     unsigned rec_pages;
     uint32_t rec_block;
     uint64_t zero_pages, normal_pages;
-    bool verify_ram;            /* x-verify-ram: END carries a RAM CRC-32 */
-    uint64_t final_limit_ms;    /* the final pause's hard limit */
-    uint64_t pause_ns;          /* when the final pause began */
-    bool running_at_pause;      /* the run state END carries */
-    bool unconfirmed;           /* GO went out and no answer came back */
-    uint64_t end_sent_ns, go_sent_ns;   /* the handover's timeline */
+    bool verify_ram;                  /* x-verify-ram: END carries a RAM CRC-32 */
+    uint64_t final_limit_ms;          /* the final pause's hard limit */
+    uint64_t pause_ns;                /* when the final pause began */
+    bool running_at_pause;            /* the run state END carries */
+    bool unconfirmed;                 /* GO went out and no answer came back */
+    uint64_t end_sent_ns, go_sent_ns; /* the handover's timeline */
     char err[768];
 } Src;
 
@@ -253,10 +253,11 @@ static void read_refusal(Src *s)
 static int final_fail(Src *s, const char *step, const char *why)
 {
     char w[600];
-    snprintf(w, sizeof(w), "%s", why);      /* why may be s->err itself */
+    snprintf(w, sizeof(w), "%s", why); /* why may be s->err itself */
     uint64_t now = mig_now_ns();
     if (s->ch.deadline_ns && now >= s->ch.deadline_ns)
-        snprintf(s->err, sizeof(s->err), "the final phase passed its hard limit of %llu ms "
+        snprintf(s->err, sizeof(s->err),
+                 "the final phase passed its hard limit of %llu ms "
                  "(%llu ms after the pause) while %s",
                  (unsigned long long)s->final_limit_ms,
                  (unsigned long long)((now - s->pause_ns) / 1000000), step);
@@ -310,8 +311,7 @@ static int handover(Src *s)
     }
     if (tag != MIG_REPLY_ACK) {
         s->unconfirmed = true;
-        snprintf(s->err, sizeof(s->err), "the destination answered GO with 0x%08x, not ACK",
-                 tag);
+        snprintf(s->err, sizeof(s->err), "the destination answered GO with 0x%08x, not ACK", tag);
         return -1;
     }
     return 0;
@@ -405,8 +405,8 @@ static int final_stage(Src *s, bool *paused)
     s->running_at_pause = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_DEVICE);
-    kvm_vm_flush_coalesced(m->vm);          /* pending device writes land first */
-    s->ch.max_bandwidth = 0;                /* the guest is stopped: no cap now */
+    kvm_vm_flush_coalesced(m->vm); /* pending device writes land first */
+    s->ch.max_bandwidth = 0;       /* the guest is stopped: no cap now */
     uint64_t waiting = harvest(s);
     if (send_dirty(s, waiting) < 0)
         return final_fail(s, "sending the last dirty pages", s->err);
@@ -538,10 +538,12 @@ fail:
          * says `cont` (mig_release_hold). */
         char why[sizeof(s->err)];
         memcpy(why, s->err, sizeof(why));
-        snprintf(s->err, sizeof(s->err), "the handover was not confirmed: %.500s; the "
+        snprintf(s->err, sizeof(s->err),
+                 "the handover was not confirmed: %.500s; the "
                  "destination may be running the guest, so it stays paused here "
                  "(x-guest-owner: unknown): check the destination, and `cont` here only "
-                 "if it does not run it", why);
+                 "if it does not run it",
+                 why);
         pthread_mutex_lock(&g->lock);
         g->final_phase = false;
         g->held = true;

@@ -68,9 +68,9 @@ char *mig_config_json(Machine *m)
                                              (json_int_t)b[i].size));
     for (unsigned i = 0; i < nd; i++)
         json_array_append_new(devs, json_string(d[i].name));
-    json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", "strata-microvm",
-                          "memory", (json_int_t)m->cfg->memory, "cpus", (int)m->ncpus,
-                          "irqchip", kvm_vm_has_irqchip(m->vm), "ram", ram, "devices", devs);
+    json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", "strata-microvm", "memory",
+                          (json_int_t)m->cfg->memory, "cpus", (int)m->ncpus, "irqchip",
+                          kvm_vm_has_irqchip(m->vm), "ram", ram, "devices", devs);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -146,9 +146,10 @@ int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t
         const char *a = i < ns ? json_string_value(json_array_get(sd, i)) : NULL;
         const char *b = i < nm ? json_string_value(json_array_get(md, i)) : NULL;
         if (!a || !b || strcmp(a, b)) {
-            snprintf(err, errlen, "device %zu differs: the source has %s, this strata has %s "
-                     "(same --disk/--net/--rng/--serial/--test-device options needed)", i,
-                     a ? a : "none", b ? b : "none");
+            snprintf(err, errlen,
+                     "device %zu differs: the source has %s, this strata has %s "
+                     "(same --disk/--net/--rng/--serial/--test-device options needed)",
+                     i, a ? a : "none", b ? b : "none");
             goto out;
         }
     }

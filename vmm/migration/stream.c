@@ -117,7 +117,7 @@ static int wait_fd(MigChannel *ch, short events, const char *what)
         if (n > 0 && ch->extra_fd >= 0 && (p[1].revents & POLLIN))
             return fail(ch, "interrupted while waiting to %s", what);
         if (n > 0 && p[0].revents)
-            return 0;       /* ready, or an error the next call reports */
+            return 0; /* ready, or an error the next call reports */
         waited += (unsigned)tick;
         if (ch->timeout_ms && waited >= ch->timeout_ms)
             return fail(ch, "no progress for %u s while waiting to %s", ch->timeout_ms / 1000,
@@ -261,26 +261,33 @@ int mig_recv_header(MigChannel *ch)
 uint32_t mig_record_max(uint32_t type)
 {
     switch (type) {
-    case MIG_REC_CONFIG: return 64u << 10;
-    case MIG_REC_RAM: return MIG_RAM_RECORD_MAX;
-    case MIG_REC_ROUND: return 64;
-    case MIG_REC_VMSTATE: return 64u << 10;
-    case MIG_REC_VCPU: return 256u << 10;
-    case MIG_REC_DEVICE: return 1u << 20;
-    case MIG_REC_END: return 256;
-    default: return 0;
+    case MIG_REC_CONFIG:
+        return 64u << 10;
+    case MIG_REC_RAM:
+        return MIG_RAM_RECORD_MAX;
+    case MIG_REC_ROUND:
+        return 64;
+    case MIG_REC_VMSTATE:
+        return 64u << 10;
+    case MIG_REC_VCPU:
+        return 256u << 10;
+    case MIG_REC_DEVICE:
+        return 1u << 20;
+    case MIG_REC_END:
+        return 256;
+    default:
+        return 0;
     }
 }
 
 const char *mig_record_name(uint32_t type)
 {
-    static const char *const names[] = { "?", "CONFIG", "RAM", "ROUND", "VMSTATE", "VCPU",
-                                         "DEVICE", "END" };
+    static const char *const names[] = { "?",       "CONFIG", "RAM",    "ROUND",
+                                         "VMSTATE", "VCPU",   "DEVICE", "END" };
     return type <= MIG_REC_TYPE_MAX ? names[type] : "unknown";
 }
 
-int mig_send_record(MigChannel *ch, uint32_t type, uint32_t id, const void *payload,
-                    uint32_t len)
+int mig_send_record(MigChannel *ch, uint32_t type, uint32_t id, const void *payload, uint32_t len)
 {
     uint8_t h[12], c[4];
     mig_put_le32(h, type);
@@ -297,8 +304,8 @@ int mig_send_record(MigChannel *ch, uint32_t type, uint32_t id, const void *payl
     return 0;
 }
 
-int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf,
-                    size_t *cap, uint32_t *len)
+int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf, size_t *cap,
+                    uint32_t *len)
 {
     uint8_t h[12], c[4];
     uint64_t at = ch->bytes;
@@ -311,8 +318,8 @@ int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf,
                     (unsigned long long)ch->records, (unsigned long long)at, t);
     if (n > max)
         return fail(ch, "record %llu (%s) at byte %llu: length %u over its limit %u",
-                    (unsigned long long)ch->records, mig_record_name(t),
-                    (unsigned long long)at, n, max);
+                    (unsigned long long)ch->records, mig_record_name(t), (unsigned long long)at, n,
+                    max);
     if (*cap < n || !*buf) {
         size_t nc = n ? n : 1;
         uint8_t *nb = realloc(*buf, nc);
@@ -326,8 +333,7 @@ int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf,
     uint32_t crc = state_crc32_update((uint32_t)state_crc32(h, sizeof(h)), *buf, n);
     if (crc != mig_get_le32(c))
         return fail(ch, "record %llu (%s) at byte %llu: CRC mismatch (stream corrupt)",
-                    (unsigned long long)ch->records, mig_record_name(t),
-                    (unsigned long long)at);
+                    (unsigned long long)ch->records, mig_record_name(t), (unsigned long long)at);
     ch->records++;
     *type = t;
     *id = mig_get_le32(h + 4);
@@ -343,7 +349,7 @@ static int parse_tcp(const char *hp, char *host, size_t hl, char *port, size_t p
     if (!colon || colon == hp || !colon[1])
         return -1;
     size_t n = (size_t)(colon - hp);
-    if (hp[0] == '[' && n >= 2 && hp[n - 1] == ']') {   /* [v6]:port */
+    if (hp[0] == '[' && n >= 2 && hp[n - 1] == ']') { /* [v6]:port */
         hp++;
         n -= 2;
     }
@@ -384,9 +390,11 @@ static int tcp_socket(const char *uri, bool listening, char *err, size_t errlen)
     /* Under a kill-mode seccomp filter the resolver would die (it opens
      * files): only numeric addresses there. */
     bool numeric = sandbox_thread_strict();
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
                               .ai_flags = (listening ? AI_PASSIVE : 0) |
-                                          (numeric ? AI_NUMERICHOST : 0) }, *res = NULL;
+                                          (numeric ? AI_NUMERICHOST : 0) },
+                    *res = NULL;
     int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (r) {
         snprintf(err, errlen, "%s: %s%s", uri, gai_strerror(r),
@@ -427,10 +435,12 @@ const char *mig_check_uri(const char *uri)
     char host[256], port[16];
     if (!strncmp(uri, "unix:", 5))
         return uri[5] && strlen(uri + 5) < sizeof(((struct sockaddr_un *)0)->sun_path)
-                   ? NULL : "unix:PATH needs a path shorter than 108 bytes";
+                   ? NULL
+                   : "unix:PATH needs a path shorter than 108 bytes";
     if (!strncmp(uri, "tcp:", 4))
         return parse_tcp(uri + 4, host, sizeof(host), port, sizeof(port)) == 0
-                   ? NULL : "expected tcp:HOST:PORT (port 1-65535)";
+                   ? NULL
+                   : "expected tcp:HOST:PORT (port 1-65535)";
     return "expected tcp:HOST:PORT or unix:PATH";
 }
 
@@ -480,7 +490,7 @@ int mig_listen(const char *uri, char *err, size_t errlen)
             close(fd);
             return -1;
         }
-        unlink(sa.sun_path);    /* a stale socket from an earlier run */
+        unlink(sa.sun_path); /* a stale socket from an earlier run */
     }
     if (unix_bind_listen(fd, &sa, 1) < 0) {
         snprintf(err, errlen, "%s: %s", uri, strerror(errno));

@@ -17,18 +17,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MIG_MAGIC "STRATAMG"            /* 8 bytes, no NUL on the wire */
-#define MIG_VERSION 2u                  /* 2: the ACK!/ERR! answer to GO!! */
-#define MIG_HEADER_LEN 16u              /* magic, u32 version, u32 flags */
+#define MIG_MAGIC "STRATAMG" /* 8 bytes, no NUL on the wire */
+#define MIG_VERSION 2u       /* 2: the ACK!/ERR! answer to GO!! */
+#define MIG_HEADER_LEN 16u   /* magic, u32 version, u32 flags */
 
 enum MigRecordType {
-    MIG_REC_CONFIG = 1,     /* JSON machine description (id 0) */
-    MIG_REC_RAM = 2,        /* pages of RAM block `id` */
-    MIG_REC_ROUND = 3,      /* end of a pre-copy round (id = round) */
-    MIG_REC_VMSTATE = 4,    /* in-kernel VM state: irqchip, PIT, clock */
-    MIG_REC_VCPU = 5,       /* one vCPU's state (id = vCPU index) */
-    MIG_REC_DEVICE = 6,     /* one device's state (id = device number) */
-    MIG_REC_END = 7,        /* the last record: counts and the run state */
+    MIG_REC_CONFIG = 1,  /* JSON machine description (id 0) */
+    MIG_REC_RAM = 2,     /* pages of RAM block `id` */
+    MIG_REC_ROUND = 3,   /* end of a pre-copy round (id = round) */
+    MIG_REC_VMSTATE = 4, /* in-kernel VM state: irqchip, PIT, clock */
+    MIG_REC_VCPU = 5,    /* one vCPU's state (id = vCPU index) */
+    MIG_REC_DEVICE = 6,  /* one device's state (id = device number) */
+    MIG_REC_END = 7,     /* the last record: counts and the run state */
     MIG_REC_TYPE_MAX = 7,
 };
 
@@ -40,25 +40,25 @@ enum MigRecordType {
 #define MIG_PAGE_NORMAL 2u
 #define MIG_PAGE_KIND_MASK 0xfffull
 #define MIG_RAM_RECORD_MAX (MIG_PAGES_PER_RECORD * (8u + MIG_PAGE_SIZE))
-#define MIG_RECORD_MAX (4u << 20)       /* any record's payload */
+#define MIG_RECORD_MAX (4u << 20) /* any record's payload */
 
 /* The destination's answers after the END record (u32 each). */
-#define MIG_REPLY_READY 0x21594452u     /* "RDY!": loaded, waiting for GO */
-#define MIG_REPLY_ERROR 0x21525245u     /* "ERR!", then u32 length + text */
-#define MIG_REPLY_GO 0x21214f47u        /* "GO!!": the source gives the guest away */
-#define MIG_REPLY_ACK 0x214b4341u       /* "ACK!": the destination runs the guest now */
+#define MIG_REPLY_READY 0x21594452u /* "RDY!": loaded, waiting for GO */
+#define MIG_REPLY_ERROR 0x21525245u /* "ERR!", then u32 length + text */
+#define MIG_REPLY_GO 0x21214f47u    /* "GO!!": the source gives the guest away */
+#define MIG_REPLY_ACK 0x214b4341u   /* "ACK!": the destination runs the guest now */
 
 typedef struct MigChannel {
     int fd;
-    uint64_t max_bandwidth;     /* bytes/s, 0 = no cap (writer) */
-    uint64_t bytes;             /* payload + framing moved so far */
-    uint64_t records;           /* records moved so far */
-    uint64_t window_start_ns, window_bytes;  /* bandwidth cap bookkeeping */
-    volatile int *cancel;       /* set: stop at the next chunk (may be NULL) */
-    unsigned timeout_ms;        /* no progress for this long fails (0 = never) */
-    uint64_t deadline_ns;       /* mig_now_ns() past which any wait fails (0 = none) */
-    int extra_fd;               /* also polled; readable = give up (-1 = none) */
-    char err[256];              /* why the last call failed */
+    uint64_t max_bandwidth;                 /* bytes/s, 0 = no cap (writer) */
+    uint64_t bytes;                         /* payload + framing moved so far */
+    uint64_t records;                       /* records moved so far */
+    uint64_t window_start_ns, window_bytes; /* bandwidth cap bookkeeping */
+    volatile int *cancel;                   /* set: stop at the next chunk (may be NULL) */
+    unsigned timeout_ms;                    /* no progress for this long fails (0 = never) */
+    uint64_t deadline_ns;                   /* mig_now_ns() past which any wait fails (0 = none) */
+    int extra_fd;                           /* also polled; readable = give up (-1 = none) */
+    char err[256];                          /* why the last call failed */
 } MigChannel;
 
 /* A channel over a connected socket (not owned: the caller closes fd). */
@@ -68,13 +68,12 @@ int mig_send_header(MigChannel *ch);
 /* Reads and checks the stream header. 0 or -1 (ch->err). */
 int mig_recv_header(MigChannel *ch);
 /* Sends one record (payload may be NULL when len is 0). 0 or -1. */
-int mig_send_record(MigChannel *ch, uint32_t type, uint32_t id, const void *payload,
-                    uint32_t len);
+int mig_send_record(MigChannel *ch, uint32_t type, uint32_t id, const void *payload, uint32_t len);
 /* Receives one record into *buf (grown with realloc as needed, up to the
  * type's cap; the caller frees it), checking type, length and CRC.
  * 0 or -1 (ch->err says what was wrong). */
-int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf,
-                    size_t *cap, uint32_t *len);
+int mig_recv_record(MigChannel *ch, uint32_t *type, uint32_t *id, uint8_t **buf, size_t *cap,
+                    uint32_t *len);
 /* Raw u32 / bytes (the handover replies). 0 or -1. */
 int mig_send_u32(MigChannel *ch, uint32_t v);
 int mig_recv_u32(MigChannel *ch, uint32_t *v);
