@@ -86,17 +86,12 @@ int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx
     return 0;
 }
 
-static int io_thread_hook(void *opaque)
-{
-    return sandbox_enter(opaque, SANDBOX_ROLE_IO);
-}
-
-int virtio_devs_start(VirtioDevs *v, const Sandbox *sandbox)
+int virtio_devs_start(VirtioDevs *v, int (*enter)(void *opaque), void *opaque)
 {
     if (!v)
         return 0;
-    if (sandbox)
-        evloop_set_thread_hook(v->loop, io_thread_hook, (void *)sandbox);
+    if (enter)
+        evloop_set_thread_hook(v->loop, enter, opaque);
     int r = evloop_start(v->loop, "strata-io");
     if (r < 0) {
         fprintf(stderr, "strata: virtio devices: event loop thread: %s\n", strerror(-r));

@@ -15,7 +15,6 @@
 #include "devices/virtio-mmio.h"
 #include "memory/memory.h"
 #include "vmm/config.h"
-#include "vmm/sandbox.h"
 
 typedef struct VirtioDevs VirtioDevs;
 
@@ -33,9 +32,10 @@ typedef int (*VirtioPlaceFn)(void *board, VirtioMmio *t, const DeviceOps *ops, v
  */
 int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx, AddressSpace *as,
                        VirtioPlaceFn place, void *board);
-/* Starts the event-loop thread (entering sandbox's IO role first when
- * sandbox is not NULL).  0, or -1 after printing why; NULL v is a no-op. */
-int virtio_devs_start(VirtioDevs *v, const Sandbox *sandbox);
+/* Starts the event-loop thread, which calls enter(opaque) first (its
+ * restrictions; nonzero ends the thread) when enter is not NULL.  0, or -1
+ * after printing why; NULL v is a no-op. */
+int virtio_devs_start(VirtioDevs *v, int (*enter)(void *opaque), void *opaque);
 /* Holds the event loop between handler batches (no device touches guest
  * memory) / lets it go again.  NULL v is a no-op, as for all below. */
 void virtio_devs_pause(VirtioDevs *v);

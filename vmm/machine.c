@@ -425,13 +425,14 @@ static void restore_tty(void)
 
 /* Raw mode on a terminal stdin (restored by machine_destroy and at exit):
  * every key goes to the guest; Ctrl-A x ends strata. */
-static void raw_tty(void)
+static void raw_tty(Machine *m)
 {
     static bool registered;
     struct termios t;
     if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
         return;
-    sandbox_fatal_save_tty(STDIN_FILENO); /* a seccomp kill restores it too */
+    if (m->hooks.save_tty) /* a seccomp kill restores it too */
+        m->hooks.save_tty(m->hooks.opaque, STDIN_FILENO);
     t = saved_tty;
     cfmakeraw(&t);
     t.c_oflag |= OPOST | ONLCR; /* output stays readable */
@@ -448,7 +449,7 @@ static void *stdin_main(void *arg)
 {
     Machine *m = arg;
     bool ctrl_a = false;
-    if (m->sandbox && sandbox_enter(m->sandbox, SANDBOX_ROLE_STDIN) < 0)
+    if (m->hooks.enter_thread && m->hooks.enter_thread(m->hooks.opaque, BOARD_THREAD_STDIN))
         return NULL; /* no serial input; the VM runs on */
     for (;;) {
         struct pollfd p[2] = { { STDIN_FILENO, POLLIN, 0 }, { m->stdin_stop[0], POLLIN, 0 } };
@@ -491,7 +492,7 @@ static void start_stdin(Machine *m)
         return;
     if (pipe2(m->stdin_stop, O_CLOEXEC) < 0)
         return;
-    raw_tty();
+    raw_tty(m);
     if (pthread_create(&m->stdin_thread, NULL, stdin_main, m) == 0) {
         m->stdin_started = true;
     } else {
@@ -518,15 +519,23 @@ static void stop_stdin(Machine *m)
 
 static int vcpu_thread_hook(void *opaque, KvmVcpu *vcpu)
 {
-    return sandbox_enter(opaque, SANDBOX_ROLE_VCPU);
+    const Machine *m = opaque;
+    return m->hooks.enter_thread(m->hooks.opaque, BOARD_THREAD_VCPU);
+}
+
+static int io_thread_hook(void *opaque)
+{
+    const Machine *m = opaque;
+    return m->hooks.enter_thread(m->hooks.opaque, BOARD_THREAD_IO);
 }
 
 int machine_start(Machine *m)
 {
-    if (virtio_devs_start(m->virtio_devs, m->sandbox) < 0)
+    bool hooked = m->hooks.enter_thread != NULL;
+    if (virtio_devs_start(m->virtio_devs, hooked ? io_thread_hook : NULL, m) < 0)
         return -1;
-    if (m->sandbox)
-        kvm_vm_set_thread_hook(m->vm, vcpu_thread_hook, (void *)m->sandbox);
+    if (hooked)
+        kvm_vm_set_thread_hook(m->vm, vcpu_thread_hook, m);
     int r = kvm_vm_start(m->vm);
     if (r < 0) {
         fprintf(stderr, "strata: cannot start the vCPU: %s\n", strerror(-r));

@@ -51,7 +51,6 @@
 #include "vmm/devlist.h"
 #include "vmm/boot/loader.h"
 #include "vmm/machine-virtio.h"
-#include "vmm/sandbox.h"
 
 #define MACHINE_SERIAL_PORT 0x3f8
 #define MACHINE_SERIAL_IRQ 4
@@ -97,6 +96,25 @@ static inline AcpiConfig machine_acpi_config(unsigned ncpus, bool serial,
     return ac;
 }
 
+/* The threads the board starts. */
+typedef enum BoardThread {
+    BOARD_THREAD_VCPU,  /* each vCPU's */
+    BOARD_THREAD_IO,    /* the virtio devices' event loop */
+    BOARD_THREAD_STDIN, /* --serial stdio's input */
+} BoardThread;
+
+/* What the vmm/ root hands the board for its threads and the terminal (the
+ * sandbox stays the root's: the board never calls it).  Each may be NULL. */
+typedef struct BoardHooks {
+    /* First thing on each thread the board starts: enter its restrictions
+     * (the sandbox role for t).  Nonzero: that thread does nothing. */
+    int (*enter_thread)(void *opaque, BoardThread t);
+    /* fd is a terminal about to be put in raw mode: have a kill (seccomp)
+     * restore it.  Main thread. */
+    void (*save_tty)(void *opaque, int fd);
+    void *opaque;
+} BoardHooks;
+
 typedef struct Machine {
     const VmConfig *cfg;
     MemoryContext *ctx;
@@ -137,7 +155,7 @@ typedef struct Machine {
     /* set by the test device's EXIT (from the vCPU thread) */
     volatile int guest_exited;
     volatile uint32_t guest_exit_code;
-    const Sandbox *sandbox; /* set before machine_start: its threads enter it */
+    BoardHooks hooks; /* set before machine_start, by the vmm/ root */
 } Machine;
 
 /*
@@ -170,8 +188,8 @@ void machine_virtio_pause(Machine *m);
 void machine_virtio_resume(Machine *m);
 /* Ends a machine_virtio_pause for good: the devices never run again. */
 void machine_virtio_halt(Machine *m);
-/* Starts the device, vCPU and stdin threads, each entering its sandbox
- * role first when m->sandbox is set.  0 or -1 after printing why. */
+/* Starts the device, vCPU and stdin threads, each calling
+ * m->hooks.enter_thread first when set.  0 or -1 after printing why. */
 int machine_start(Machine *m);
 /*
  * Resets a paused (or not yet started) machine to its power-on state: RAM

@@ -180,6 +180,106 @@ static void run_loop(Vmm *v)
     }
 }
 
+/* ---- what migration is handed (MigHost): the root keeps the run state
+ * and the sandbox ---------------------------------------------------------- */
+
+static int mig_enter_thread(void *o, bool *strict)
+{
+    Vmm *v = o;
+    if (sandbox_enter(&v->sandbox, SANDBOX_ROLE_MIGRATION) < 0)
+        return -1;
+    *strict = sandbox_thread_strict();
+    return 0;
+}
+
+static void mig_event(void *o, const char *name, json_t *data)
+{
+    Vmm *v = o;
+    qmp_server_event(v->qmp, name, data);
+}
+
+static const char *mig_refuse(void *o)
+{
+    Vmm *v = o;
+    if (v->state == RUN_STATE_SHUTDOWN)
+        return "The VM has shut down";
+    if (v->state == RUN_STATE_POSTMIGRATE)
+        return "The VM was migrated away already";
+    return NULL;
+}
+
+static bool mig_running(void *o)
+{
+    Vmm *v = o;
+    return __atomic_load_n(&v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
+}
+
+static void mig_held_paused(void *o)
+{
+    Vmm *v = o;
+    if (v->state != RUN_STATE_RUNNING)
+        return;
+    v->state = RUN_STATE_PAUSED;
+    qmp_server_event(v->qmp, "STOP", NULL);
+}
+
+static void mig_migrated(void *o)
+{
+    Vmm *v = o;
+    /* strata leaves once its QMP clients have read the outcome
+     * (postmigrate_check) */
+    v->state = RUN_STATE_POSTMIGRATE;
+    v->postmigrate_idle_ns = mig_now_ns();
+    v->postmigrate_until_ns = v->postmigrate_idle_ns + VMM_POSTMIGRATE_LINGER_MS * 1000000ull;
+}
+
+static void mig_crash_unlink(void *o, const char *path, bool on)
+{
+    (void)o;
+    if (on)
+        sandbox_fatal_unlink(path);
+    else
+        sandbox_fatal_forget(path);
+}
+
+static int setup_migration(Vmm *v)
+{
+    v->mig_host = (MigHost){
+        .m = &v->m,
+        .epfd = v->epfd,
+        .abort_fd = v->sigfd,
+        .opaque = v,
+        .enter_thread = mig_enter_thread,
+        .event = mig_event,
+        .refuse = mig_refuse,
+        .running = mig_running,
+        .held_paused = mig_held_paused,
+        .migrated = mig_migrated,
+        .crash_unlink = mig_crash_unlink,
+    };
+    v->mig = mig_init(&v->mig_host);
+    return v->mig ? 0 : -1;
+}
+
+/* ---- what the board is handed (BoardHooks) ------------------------------ */
+
+static int board_enter_thread(void *o, BoardThread t)
+{
+    static const SandboxRole roles[] = {
+        [BOARD_THREAD_VCPU] = SANDBOX_ROLE_VCPU,
+        [BOARD_THREAD_IO] = SANDBOX_ROLE_IO,
+        [BOARD_THREAD_STDIN] = SANDBOX_ROLE_STDIN,
+    };
+    Vmm *v = o;
+    return sandbox_enter(&v->sandbox, roles[t]) < 0 ? -1 : 0;
+}
+
+static void board_save_tty(void *o, int fd)
+{
+    (void)o;
+    sandbox_fatal_save_tty(fd);
+}
+
 /* Prepares the filters (before the first filtered thread: the incoming
  * migration's loader). */
 static int prepare_sandbox(Vmm *v)
@@ -192,7 +292,7 @@ static int prepare_sandbox(Vmm *v)
     json_object_seed(0); /* jansson reads /dev/urandom once: not later */
     if (sandbox_init(&v->sandbox, modes[v->cfg.seccomp], v->cfg.test_device) < 0)
         return -1;
-    v->m.sandbox = &v->sandbox;
+    v->m.hooks = (BoardHooks){ board_enter_thread, board_save_tty, v };
     return 0;
 }
 
@@ -232,11 +332,11 @@ int strata_run(int argc, char *const argv[])
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
-    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || mig_init(v) < 0 ||
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || setup_migration(v) < 0 ||
         prepare_sandbox(v) < 0)
         goto out;
     bool start_paused = false;
-    if (v->cfg.incoming && mig_incoming(v, v->cfg.incoming, &start_paused) < 0) {
+    if (v->cfg.incoming && mig_incoming(v->mig, v->cfg.incoming, &start_paused) < 0) {
         status = EXIT_INCOMING;
         goto out;
     }
@@ -249,6 +349,8 @@ int strata_run(int argc, char *const argv[])
         }
         memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
         memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands, mig_qmp_ncommands * sizeof(*v->cmds));
+        for (size_t i = vmm_qmp_ncommands; i < n; i++)
+            v->cmds[i].opaque = v->mig; /* migration's commands act on it */
         v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
         if (!v->qmp) {
             fprintf(stderr, "strata: %s\n", err);
@@ -281,7 +383,8 @@ out:
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "strata is exiting");
         pthread_join(v->waiter, NULL);
     }
-    mig_free(v);
+    mig_free(v->mig);
+    v->mig = NULL;
     sandbox_fatal_forget(v->cfg.api_socket); /* qmp_server_free removes it */
     qmp_server_free(v->qmp);
     free(v->cmds);

@@ -7,7 +7,7 @@
 
 const char *vmm_state_name(const Vmm *v)
 {
-    if (v->state == RUN_STATE_RUNNING && mig_in_final_phase(v))
+    if (v->state == RUN_STATE_RUNNING && mig_in_final_phase(v->mig))
         return "finish-migrate";
     switch (v->state) {
     case RUN_STATE_RUNNING:
@@ -38,14 +38,14 @@ static bool check_alive(Vmm *v, QmpError *err)
  * refused during a migration's final phase, never lost in it. */
 int vmm_stop(Vmm *v, QmpError *err)
 {
-    if (!check_alive(v, err) || mig_run_state_lock(v, err) < 0)
+    if (!check_alive(v, err) || mig_run_state_lock(v->mig, err) < 0)
         return -1;
     bool change = v->state != RUN_STATE_PAUSED;
     if (change) {
         kvm_vm_pause(v->m.vm);
         v->state = RUN_STATE_PAUSED;
     }
-    mig_run_state_unlock(v);
+    mig_run_state_unlock(v->mig);
     if (change)
         qmp_server_event(v->qmp, "STOP", NULL);
     return 0;
@@ -53,17 +53,17 @@ int vmm_stop(Vmm *v, QmpError *err)
 
 int vmm_cont(Vmm *v, QmpError *err)
 {
-    if (!check_alive(v, err) || mig_run_state_lock(v, err) < 0)
+    if (!check_alive(v, err) || mig_run_state_lock(v->mig, err) < 0)
         return -1;
     bool change = false;
-    if (mig_release_hold(v)) {
+    if (mig_release_hold(v->mig)) {
         change = true; /* the hold was all that paused it */
     } else if (v->state != RUN_STATE_RUNNING) {
         kvm_vm_resume(v->m.vm);
         change = true;
     }
     v->state = RUN_STATE_RUNNING;
-    mig_run_state_unlock(v);
+    mig_run_state_unlock(v->mig);
     if (change)
         qmp_server_event(v->qmp, "RESUME", NULL);
     return 0;
@@ -74,11 +74,11 @@ int vmm_system_reset(Vmm *v, QmpError *err)
     char why[512];
     if (!check_alive(v, err))
         return -1;
-    if (mig_active(v)) {
+    if (mig_active(v->mig)) {
         qmp_error_set(err, "system_reset: a migration is in progress (migrate_cancel first)");
         return -1;
     }
-    if (mig_holds_guest(v)) {
+    if (mig_holds_guest(v->mig)) {
         qmp_error_set(err, "system_reset: the guest is held after an unconfirmed handover "
                            "(query-migrate); `cont` first");
         return -1;

@@ -11,12 +11,10 @@
 #include "vmm/loop.h"
 #include "vmm/machine.h"
 #include "vmm/control/qmp.h"
+#include "vmm/migration/migration.h"
 #include "vmm/sandbox.h"
 
 typedef struct Vmm Vmm;
-/* The live migration (vmm/migration/migration.h); named, not included, because
- * migration's own files include this one. */
-typedef struct Migration Migration;
 
 typedef enum RunState {
     RUN_STATE_RUNNING,
@@ -48,6 +46,7 @@ struct Vmm {
     int exit_status;
     Sandbox sandbox;               /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
     Migration *mig;                /* live migration (vmm/migration/migration.h) */
+    MigHost mig_host;              /* what mig was handed: the machine, the loop, ... */
     uint64_t postmigrate_until_ns; /* RUN_STATE_POSTMIGRATE: quit by then */
     uint64_t postmigrate_idle_ns;  /* ... or when no client since then + grace */
     QmpCommand *cmds;              /* the served table: vmm's + migration's */

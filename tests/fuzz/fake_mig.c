@@ -29,7 +29,7 @@ static int fake_vm_obj;
 static int fake_vcpu_obj[FAKE_MIG_CPUS];
 static bool built;
 
-/* ---- the fake KVM layer and sandbox.c stand-ins ----------------------------- */
+/* ---- the fake KVM layer ----------------------------- */
 
 bool kvm_vm_has_irqchip(const KvmVm *vm)
 {
@@ -82,11 +82,6 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
         return -EINVAL;
     fake_mig.vcpu_rip[i] = st->regs.rip;
     return 0;
-}
-
-bool sandbox_thread_strict(void)
-{
-    return false;
 }
 
 /* ---- the machine ------------------------------------------------------------ */
@@ -320,7 +315,7 @@ int fake_mig_load(const uint8_t *data, size_t len, FakeMigPeer peer, bool captur
         return -1;
     }
     int saved = -1, mf = capture ? stderr_capture(&saved) : -1;
-    res->ret = mig_load_fd(&vmm, sv[0], -1, &res->start_paused);
+    res->ret = mig_load_fd(&vmm.m, sv[0], -1, -1, &res->start_paused);
     if (mf >= 0)
         stderr_restore(saved, mf, res->log, sizeof(res->log));
     close(sv[0]); /* a writer still sending gets EPIPE */

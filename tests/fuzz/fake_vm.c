@@ -92,38 +92,38 @@ int machine_powerdown(Machine *m)
     return 0;
 }
 
-bool mig_active(const Vmm *v)
+bool mig_active(Migration *g)
 {
-    (void)v;
+    (void)g;
     return false; /* the fuzzed command table has no migration commands */
 }
 
-bool mig_in_final_phase(const Vmm *v)
+bool mig_in_final_phase(Migration *g)
 {
-    (void)v;
+    (void)g;
     return false;
 }
 
-bool mig_holds_guest(const Vmm *v)
+bool mig_holds_guest(Migration *g)
 {
-    (void)v;
+    (void)g;
     return false;
 }
 
-int mig_run_state_lock(Vmm *v, QmpError *err)
+int mig_run_state_lock(Migration *g, QmpError *err)
 {
-    (void)v;
+    (void)g;
     (void)err;
     return 0;
 }
 
-void mig_run_state_unlock(Vmm *v)
+void mig_run_state_unlock(Migration *g)
 {
-    (void)v;
+    (void)g;
 }
 
-bool mig_release_hold(Vmm *v)
+bool mig_release_hold(Migration *g)
 {
-    (void)v;
+    (void)g;
     return false;
 }

@@ -113,8 +113,9 @@ static const QmpArg flood_args[] = {
 };
 static const QmpArg tick_args[] = { { "size", QMP_ARG_INT, false }, { NULL, 0, false } };
 static const QmpCommand cmds[] = {
-    { "echo", c_echo, echo_args },  { "fail", c_fail, fail_args }, { "flood", c_flood, flood_args },
-    { "clients", c_clients, NULL }, { "tick", c_tick, tick_args },
+    { "echo", c_echo, echo_args, NULL },    { "fail", c_fail, fail_args, NULL },
+    { "flood", c_flood, flood_args, NULL }, { "clients", c_clients, NULL, NULL },
+    { "tick", c_tick, tick_args, NULL },
 };
 
 static void on_wake(EvSource *s, uint32_t ev)

@@ -173,7 +173,7 @@ static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     }
     bool on = json_is_true(json_object_get(a, "enable"));
-    if (mig_active(v)) {
+    if (mig_active(v->mig)) {
         /* the migration thread reads the slots' dirty logs meanwhile */
         qmp_error_set(err, "set-dirty-log: a migration is in progress");
         return NULL;
@@ -221,18 +221,18 @@ static const QmpArg set_dirty_args[] = {
 };
 
 const QmpCommand vmm_qmp_commands[] = {
-    { "query-status", q_status, NULL },
-    { "stop", q_stop, NULL },
-    { "cont", q_cont, NULL },
-    { "system_reset", q_reset, NULL },
-    { "system_powerdown", q_powerdown, NULL },
-    { "quit", q_quit, NULL },
-    { "query-version", q_version, NULL },
-    { "query-kvm", q_kvm, NULL },
-    { "query-cpus-fast", q_cpus_fast, NULL },
-    { "query-mtree", q_mtree, NULL },
-    { "query-dirty-log", q_dirty_log, dirty_args },
-    { "set-dirty-log", q_set_dirty_log, set_dirty_args },
-    { "human-monitor-command", q_hmp, hmp_args },
+    { "query-status", q_status, NULL, NULL },
+    { "stop", q_stop, NULL, NULL },
+    { "cont", q_cont, NULL, NULL },
+    { "system_reset", q_reset, NULL, NULL },
+    { "system_powerdown", q_powerdown, NULL, NULL },
+    { "quit", q_quit, NULL, NULL },
+    { "query-version", q_version, NULL, NULL },
+    { "query-kvm", q_kvm, NULL, NULL },
+    { "query-cpus-fast", q_cpus_fast, NULL, NULL },
+    { "query-mtree", q_mtree, NULL, NULL },
+    { "query-dirty-log", q_dirty_log, dirty_args, NULL },
+    { "set-dirty-log", q_set_dirty_log, set_dirty_args, NULL },
+    { "human-monitor-command", q_hmp, hmp_args, NULL },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

@@ -310,7 +310,8 @@ static json_t *cmd_qmp_capabilities(void *opaque, QmpClient *c, json_t *args, Qm
 }
 
 static const QmpArg caps_args[] = { { "enable", QMP_ARG_ARRAY, true }, { NULL, 0, false } };
-static const QmpCommand builtin_caps = { "qmp_capabilities", cmd_qmp_capabilities, caps_args };
+static const QmpCommand builtin_caps = { "qmp_capabilities", cmd_qmp_capabilities, caps_args,
+                                         NULL };
 
 json_t *qmp_server_command_list(const QmpServer *srv)
 {
@@ -327,7 +328,8 @@ static json_t *cmd_query_commands(void *opaque, QmpClient *c, json_t *args, QmpE
     return qmp_server_command_list(c->srv);
 }
 
-static const QmpCommand builtin_query_commands = { "query-commands", cmd_query_commands, NULL };
+static const QmpCommand builtin_query_commands = { "query-commands", cmd_query_commands, NULL,
+                                                   NULL };
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -468,7 +470,7 @@ static void handle_request(QmpClient *c, json_t *req)
     QmpError err = { "GenericError", "" };
     json_t *ret = NULL;
     if (check_args(cmd, args, &err))
-        ret = cmd->fn(c->srv->opaque, c, args, &err);
+        ret = cmd->fn(cmd->opaque ? cmd->opaque : c->srv->opaque, c, args, &err);
     json_decref(empty);
     if (ret)
         send_return(c, id, ret);

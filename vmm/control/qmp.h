@@ -101,6 +101,7 @@ typedef struct QmpCommand {
     const char *name;
     QmpHandler fn;
     const QmpArg *args; /* terminated by a NULL name; NULL = no arguments */
+    void *opaque;       /* fn's first argument; NULL: the server's opaque */
 } QmpCommand;
 
 /* Sets err's class to GenericError and formats its description. */

@@ -21,7 +21,7 @@
 #include "vmm/text.h"
 
 typedef struct Dst {
-    Vmm *v;
+    Machine *m;
     MigChannel ch;
     MigBlock blocks[4];
     unsigned nblocks;
@@ -104,7 +104,7 @@ static int load_device(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
                      (int)(nl > 60 ? 60 : nl), (const char *)(p + 2), id, d->devs[id].name);
     char e[300];
     e[0] = 0;
-    if (d->devs[id].load(&d->v->m, d->devs[id].idx, p + 2 + nl, len - 2 - nl, e, sizeof(e)) < 0)
+    if (d->devs[id].load(d->m, d->devs[id].idx, p + 2 + nl, len - 2 - nl, e, sizeof(e)) < 0)
         return dfail(d, "device %s: %s", d->devs[id].name, e[0] ? e : "state refused");
     d->dev_seen[id] = true;
     return 0;
@@ -112,7 +112,7 @@ static int load_device(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
 
 static int load_vcpu(Dst *d, uint32_t id, const uint8_t *p, uint32_t len)
 {
-    Machine *m = &d->v->m;
+    Machine *m = d->m;
     if (id >= m->ncpus)
         return dfail(d, "VCPU record %u: this machine has %u vCPUs", id, m->ncpus);
     if (d->cpus[id])
@@ -153,7 +153,7 @@ static int load_vmstate(Dst *d, const uint8_t *p, uint32_t len)
 
 static int check_end(Dst *d, const uint8_t *p, uint32_t len)
 {
-    Machine *m = &d->v->m;
+    Machine *m = d->m;
     if (len < 32)
         return dfail(d, "END record: truncated");
     if (len != 32 && len != 40)
@@ -238,7 +238,7 @@ static int receive(Dst *d)
                 r = dfail(d, "a second CONFIG record");
                 break;
             }
-            r = mig_config_check(&d->v->m, (const char *)buf, len, d->err, sizeof(d->err));
+            r = mig_config_check(d->m, (const char *)buf, len, d->err, sizeof(d->err));
             d->have_config = true;
             break;
         case MIG_REC_RAM:
@@ -277,7 +277,7 @@ out:
 /* Puts the received CPU and VM state into KVM. */
 static int install(Dst *d)
 {
-    Machine *m = &d->v->m;
+    Machine *m = d->m;
     if (kvm_vm_set_state(m->vm, d->vmstate) < 0)
         return dfail(d, "loading the VM state into KVM: %s", kvm_vm_last_error(m->vm));
     for (unsigned i = 0; i < m->ncpus; i++)
@@ -286,24 +286,23 @@ static int install(Dst *d)
     return 0;
 }
 
-int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
+int mig_load_fd(Machine *m, int fd, int abort_fd, int pagemap_fd, bool *start_paused)
 {
     uint64_t t0 = mig_now_ns();
     Dst *d = calloc(1, sizeof(*d));
     int ret = -1;
     if (!d || !(d->vmstate = calloc(1, sizeof(*d->vmstate))) ||
-        !(d->cpus = calloc(v->m.ncpus ? v->m.ncpus : 1, sizeof(*d->cpus)))) {
+        !(d->cpus = calloc(m->ncpus ? m->ncpus : 1, sizeof(*d->cpus)))) {
         fprintf(stderr, "strata: incoming migration: out of memory\n");
         goto out;
     }
-    d->v = v;
+    d->m = m;
     mig_channel_init(&d->ch, fd);
     d->ch.extra_fd = abort_fd;
-    d->nblocks = mig_blocks(&v->m, d->blocks, 4);
-    d->ndevs = mig_devices(&v->m, d->devs, MIG_MAX_DEVICES);
+    d->nblocks = mig_blocks(m, d->blocks, 4);
+    d->ndevs = mig_devices(m, d->devs, MIG_MAX_DEVICES);
     for (unsigned b = 0; b < d->nblocks; b++)
-        d->untouched[b] = mig_untouched_pages(v->mig ? v->mig->pagemap_fd : -1, d->blocks[b].host,
-                                              d->blocks[b].pages);
+        d->untouched[b] = mig_untouched_pages(pagemap_fd, d->blocks[b].host, d->blocks[b].pages);
     if (receive(d) < 0 || install(d) < 0) {
         uint64_t got = d->ch.bytes; /* what arrived: the answer counts in ch.bytes */
         /* one printable line: names and strings quoted from the stream
@@ -383,7 +382,7 @@ int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused)
 out:
     if (d) {
         if (d->cpus)
-            for (unsigned i = 0; i < v->m.ncpus; i++)
+            for (unsigned i = 0; i < m->ncpus; i++)
                 free(d->cpus[i]);
         free(d->cpus);
         free(d->vmstate);

@@ -13,14 +13,13 @@
 #include <unistd.h>
 
 #include "vmm/migration/internal.h"
-#include "vmm/sandbox.h"
 
 /* Waits for a connection on lfd (or a signal on the main loop's fd). */
-static int accept_one(Vmm *v, int lfd, const char *uri)
+static int accept_one(int abort_fd, int lfd, const char *uri)
 {
     for (;;) {
         struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
-                               { .fd = v->sigfd, .events = POLLIN } };
+                               { .fd = abort_fd, .events = POLLIN } };
         int n = poll(p, 2, -1);
         if (n < 0 && errno == EINTR)
             continue;
@@ -46,7 +45,7 @@ static int accept_one(Vmm *v, int lfd, const char *uri)
 }
 
 typedef struct LoadJob {
-    Vmm *v;
+    Migration *g;
     int fd;
     bool paused;
     int r;
@@ -58,32 +57,37 @@ static void *load_thread(void *arg)
 {
     LoadJob *j = arg;
     j->r = -1;
-    if (sandbox_enter(&j->v->sandbox, SANDBOX_ROLE_MIGRATION) == 0)
-        j->r = mig_load_fd(j->v, j->fd, j->v->sigfd, &j->paused);
+    const MigHost *h = j->g->host;
+    bool strict;
+    if (!h->enter_thread || h->enter_thread(h->opaque, &strict) == 0)
+        j->r = mig_load_fd(h->m, j->fd, h->abort_fd, j->g->pagemap_fd, &j->paused);
     return NULL;
 }
 
-int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
+int mig_incoming(Migration *g, const char *uri, bool *start_paused)
 {
+    const MigHost *h = g->host;
     char err[300];
-    int lfd = mig_listen(uri, err, sizeof(err));
+    /* the main thread, not filtered yet: host names resolve */
+    int lfd = mig_listen(uri, false, err, sizeof(err));
     if (lfd < 0) {
         fprintf(stderr, "strata: --incoming %s\n", err);
         return -1;
     }
     bool is_unix = !strncmp(uri, "unix:", 5);
-    if (is_unix)
-        sandbox_fatal_unlink(uri + 5); /* a seccomp kill removes it too */
+    if (is_unix && h->crash_unlink)
+        h->crash_unlink(h->opaque, uri + 5, true); /* a seccomp kill removes it too */
     fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
-    int fd = accept_one(v, lfd, uri);
+    int fd = accept_one(h->abort_fd, lfd, uri);
     close(lfd);
     if (is_unix) {
-        sandbox_fatal_forget(uri + 5);
+        if (h->crash_unlink)
+            h->crash_unlink(h->opaque, uri + 5, false);
         unlink(uri + 5);
     }
     if (fd < 0)
         return -1;
-    LoadJob job = { v, fd, false, -1 };
+    LoadJob job = { g, fd, false, -1 };
     pthread_t t;
     int e = pthread_create(&t, NULL, load_thread, &job);
     if (e) {
@@ -93,9 +97,8 @@ int mig_incoming(Vmm *v, const char *uri, bool *start_paused)
         *start_paused = job.paused;
     }
     close(fd);
-    if (!e && job.r == 0 && v->mig) {
+    if (!e && job.r == 0) {
         /* query-migrate here: the guest came in and is this side's */
-        Migration *g = v->mig;
         pthread_mutex_lock(&g->lock);
         g->status = MIG_COMPLETED;
         g->owner = MIG_OWNER_DESTINATION;

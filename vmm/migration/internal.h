@@ -10,7 +10,6 @@
 #include "vmm/loop.h"
 #include "vmm/migration/stream.h"
 #include "vmm/migration/migration.h"
-#include "vmm/vmm.h"
 
 #define MIG_MAX_DEVICES 32
 #define MIG_MAX_EVENTS 16
@@ -57,7 +56,7 @@ typedef struct MigStats {
 } MigStats;
 
 struct Migration {
-    Vmm *v;
+    const MigHost *host;
     pthread_mutex_t lock; /* status, params, stats, error, events */
     MigStatus status;
     MigParams params;

@@ -84,10 +84,9 @@ uint64_t mig_final_limit_ms(const MigParams *p)
     return l > MIG_FINAL_LIMIT_MIN_MS ? l : MIG_FINAL_LIMIT_MIN_MS;
 }
 
-/* v's migration's final_phase and held flags, read under its lock. */
-static void phase_flags(const Vmm *v, bool *final_phase, bool *held)
+/* g's final_phase and held flags, read under its lock. */
+static void phase_flags(Migration *g, bool *final_phase, bool *held)
 {
-    Migration *g = v->mig;
     *final_phase = *held = false;
     if (!g)
         return;
@@ -97,23 +96,22 @@ static void phase_flags(const Vmm *v, bool *final_phase, bool *held)
     pthread_mutex_unlock(&g->lock);
 }
 
-bool mig_in_final_phase(const Vmm *v)
+bool mig_in_final_phase(Migration *g)
 {
     bool f, h;
-    phase_flags(v, &f, &h);
+    phase_flags(g, &f, &h);
     return f;
 }
 
-bool mig_holds_guest(const Vmm *v)
+bool mig_holds_guest(Migration *g)
 {
     bool f, h;
-    phase_flags(v, &f, &h);
+    phase_flags(g, &f, &h);
     return h;
 }
 
-int mig_run_state_lock(Vmm *v, QmpError *err)
+int mig_run_state_lock(Migration *g, QmpError *err)
 {
-    Migration *g = v->mig;
     if (!g)
         return 0;
     pthread_mutex_lock(&g->lock);
@@ -127,15 +125,14 @@ int mig_run_state_lock(Vmm *v, QmpError *err)
     return 0;
 }
 
-void mig_run_state_unlock(Vmm *v)
+void mig_run_state_unlock(Migration *g)
 {
-    if (v->mig)
-        pthread_mutex_unlock(&v->mig->lock);
+    if (g)
+        pthread_mutex_unlock(&g->lock);
 }
 
-bool mig_release_hold(Vmm *v)
+bool mig_release_hold(Migration *g)
 {
-    Migration *g = v->mig;
     if (!g || !g->held)
         return false;
     g->held = false;
@@ -145,14 +142,13 @@ bool mig_release_hold(Vmm *v)
             "strata: cont: the guest held since the unconfirmed handover to %s runs "
             "here again\n",
             text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)));
-    machine_virtio_resume(&v->m);
-    kvm_vm_resume(v->m.vm);
+    machine_virtio_resume(g->host->m);
+    kvm_vm_resume(g->host->m->vm);
     return g->held_was_running;
 }
 
-bool mig_active(const Vmm *v)
+bool mig_active(Migration *g)
 {
-    Migration *g = v->mig;
     if (!g)
         return false;
     pthread_mutex_lock(&g->lock);
@@ -162,40 +158,39 @@ bool mig_active(const Vmm *v)
 }
 
 /* Dirty logging for the MIGRATION client on every RAM block, on or off. */
-static int set_logging(Vmm *v, bool on, char *err, size_t errlen)
+static int set_logging(Migration *g, bool on, char *err, size_t errlen)
 {
+    Machine *m = g->host->m;
     MigBlock b[4];
-    unsigned n = mig_blocks(&v->m, b, 4);
-    memory_region_transaction_begin(v->m.ctx);
+    unsigned n = mig_blocks(m, b, 4);
+    memory_region_transaction_begin(m->ctx);
     int r = 0;
     for (unsigned i = 0; i < n && r == 0; i++)
         r = memory_region_set_log(b[i].mr, on, DIRTY_MEMORY_MIGRATION);
-    memory_region_transaction_commit(v->m.ctx);
+    memory_region_transaction_commit(m->ctx);
     if (r < 0)
-        snprintf(err, errlen, "dirty logging: %s", memory_context_last_error(v->m.ctx));
+        snprintf(err, errlen, "dirty logging: %s", memory_context_last_error(m->ctx));
     return r;
 }
 
 /* The thread has ended: join it, stop logging, act on how it ended. */
-static void reap(Vmm *v)
+static void reap(Migration *g)
 {
-    Migration *g = v->mig;
+    const MigHost *h = g->host;
     pthread_join(g->thread, NULL);
     pthread_mutex_lock(&g->lock);
     g->thread_running = false;
     MigStatus s = g->status;
     /* a guest held after an unconfirmed handover is paused, as far as
      * anyone can tell (a `cont` may have released it already) */
-    bool held_running = g->held && g->held_was_running && v->state == RUN_STATE_RUNNING;
-    if (held_running)
-        v->state = RUN_STATE_PAUSED;
+    bool held_running = g->held && g->held_was_running;
     pthread_mutex_unlock(&g->lock);
     if (held_running)
-        qmp_server_event(v->qmp, "STOP", NULL);
+        h->held_paused(h->opaque);
     char err[256], uri[sizeof(g->uri) * 4];
     text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)); /* the client's text */
     if (g->logging && s != MIG_COMPLETED) {
-        if (set_logging(v, false, err, sizeof(err)) < 0)
+        if (set_logging(g, false, err, sizeof(err)) < 0)
             fprintf(stderr, "strata: migration: %s\n", err);
         g->logging = false;
     }
@@ -204,11 +199,8 @@ static void reap(Vmm *v)
                 "strata: migration to %s completed (downtime %llu ms); the guest runs "
                 "there now\n",
                 uri, (unsigned long long)g->stats.downtime_ms);
-        /* strata leaves once its QMP clients have read the outcome (run.c) */
-        v->state = RUN_STATE_POSTMIGRATE;
-        v->postmigrate_idle_ns = mig_now_ns();
-        v->postmigrate_until_ns = v->postmigrate_idle_ns + VMM_POSTMIGRATE_LINGER_MS * 1000000ull;
-    } else if (s == MIG_FAILED && mig_holds_guest(v)) {
+        h->migrated(h->opaque);
+    } else if (s == MIG_FAILED && mig_holds_guest(g)) {
         fprintf(stderr, "strata: migration to %s failed: %s\n", uri, g->error);
     } else if (s == MIG_FAILED) {
         fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", uri, g->error);
@@ -222,9 +214,9 @@ static void reap(Vmm *v)
  * loop when the thread notifies, and before every QMP command that reads or
  * acts on the status, so that a client never sees a status (say `failed` in
  * query-migrate) before the MIGRATION event that announces it, as in QEMU. */
-static void mig_flush(Vmm *v)
+static void mig_flush(Migration *g)
 {
-    Migration *g = v->mig;
+    const MigHost *h = g->host;
     uint64_t n;
     if (read(g->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
         return;
@@ -238,51 +230,48 @@ static void mig_flush(Vmm *v)
     bool ended = g->thread_running && !status_running(g->status);
     pthread_mutex_unlock(&g->lock);
     for (unsigned i = 0; i < np; i++)
-        qmp_server_event(v->qmp, "MIGRATION_PASS",
-                         json_pack("{s:I}", "pass", (json_int_t)passes[i]));
+        h->event(h->opaque, "MIGRATION_PASS", json_pack("{s:I}", "pass", (json_int_t)passes[i]));
     for (unsigned i = 0; i < ne; i++)
-        qmp_server_event(v->qmp, "MIGRATION", json_pack("{s:s}", "status", mig_status_name(ev[i])));
+        h->event(h->opaque, "MIGRATION", json_pack("{s:s}", "status", mig_status_name(ev[i])));
     if (ended)
-        reap(v);
+        reap(g);
 }
 
 static void on_notify(EvSource *src, uint32_t events)
 {
     Migration *g = (Migration *)((char *)src - offsetof(Migration, src));
     (void)events;
-    mig_flush(g->v);
+    mig_flush(g);
 }
 
-int mig_init(Vmm *v)
+Migration *mig_init(const MigHost *host)
 {
     Migration *g = calloc(1, sizeof(*g));
     if (!g) {
         fprintf(stderr, "strata: migration: out of memory\n");
-        return -1;
+        return NULL;
     }
-    g->v = v;
+    g->host = host;
     g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH, MIG_DEFAULT_MAX_ROUNDS,
                              false, 0 };
     pthread_mutex_init(&g->lock, NULL);
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
-    if (g->notify_fd < 0 || ev_add(v->epfd, g->notify_fd, EPOLLIN, &g->src) < 0) {
+    if (g->notify_fd < 0 || ev_add(host->epfd, g->notify_fd, EPOLLIN, &g->src) < 0) {
         fprintf(stderr, "strata: migration: eventfd: %s\n", strerror(errno));
         if (g->notify_fd >= 0)
             close(g->notify_fd);
         pthread_mutex_destroy(&g->lock);
         free(g);
-        return -1;
+        return NULL;
     }
     /* Opened now: the sandbox and the jail allow no open later. */
     g->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    v->mig = g;
-    return 0;
+    return g;
 }
 
-void mig_free(Vmm *v)
+void mig_free(Migration *g)
 {
-    Migration *g = v->mig;
     if (!g)
         return;
     if (g->thread_running) {
@@ -290,34 +279,33 @@ void mig_free(Vmm *v)
         pthread_join(g->thread, NULL);
         g->thread_running = false;
     }
-    ev_del(v->epfd, g->notify_fd);
+    ev_del(g->host->epfd, g->notify_fd);
     close(g->notify_fd);
     if (g->pagemap_fd >= 0)
         close(g->pagemap_fd);
     pthread_mutex_destroy(&g->lock);
     free(g);
-    v->mig = NULL;
 }
 
 /* ---- QMP commands ---------------------------------------------------------- */
 
 static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    Vmm *v = o;
-    Migration *g = v->mig;
+    Migration *g = o;
+    const MigHost *h = g->host;
     const char *uri = json_string_value(json_object_get(a, "uri"));
     (void)c;
-    mig_flush(v);
-    if (v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
-        qmp_error_set(err, v->state == RUN_STATE_SHUTDOWN ? "The VM has shut down"
-                                                          : "The VM was migrated away already");
+    mig_flush(g);
+    const char *refused = h->refuse(h->opaque);
+    if (refused) {
+        qmp_error_set(err, "%s", refused);
         return NULL;
     }
-    if (mig_active(v)) {
+    if (mig_active(g)) {
         qmp_error_set(err, "There's a migration process in progress");
         return NULL;
     }
-    if (mig_holds_guest(v)) {
+    if (mig_holds_guest(g)) {
         qmp_error_set(err, "The guest is held after an unconfirmed handover (query-migrate "
                            "says why): check the destination, and `cont` here first");
         return NULL;
@@ -334,7 +322,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     char e[256];
     uint64_t t0 = mig_now_ns();
     if (!g->logging) {
-        if (set_logging(v, true, e, sizeof(e)) < 0) {
+        if (set_logging(g, true, e, sizeof(e)) < 0) {
             qmp_error_set(err, "migrate: %s", e);
             return NULL;
         }
@@ -356,7 +344,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     if (r) {
         mig_set_error(g, "cannot start the migration thread: %s", strerror(r));
         mig_set_status(g, MIG_FAILED);
-        set_logging(v, false, e, sizeof(e));
+        set_logging(g, false, e, sizeof(e));
         g->logging = false;
         qmp_error_set(err, "migrate: cannot start a thread: %s", strerror(r));
         return NULL;
@@ -369,13 +357,12 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *q_cancel(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    Vmm *v = o;
-    Migration *g = v->mig;
+    Migration *g = o;
     (void)c;
     (void)a;
     (void)err;
-    mig_flush(v);
-    if (mig_active(v)) {
+    mig_flush(g);
+    if (mig_active(g)) {
         pthread_mutex_lock(&g->lock);
         bool can = g->status == MIG_SETUP || g->status == MIG_ACTIVE || g->status == MIG_DEVICE;
         pthread_mutex_unlock(&g->lock);
@@ -404,12 +391,11 @@ static json_t *timeline_json(const MigStats *st)
 
 static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    Vmm *v = o;
-    Migration *g = v->mig;
+    Migration *g = o;
     (void)c;
     (void)a;
     (void)err;
-    mig_flush(v);
+    mig_flush(g);
     pthread_mutex_lock(&g->lock);
     MigStatus s = g->status;
     MigStats st = g->stats;
@@ -474,13 +460,13 @@ static json_t *params_json(const MigParams *p)
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    Vmm *v = o;
+    Migration *g = o;
     (void)c;
     (void)a;
     (void)err;
-    pthread_mutex_lock(&v->mig->lock);
-    MigParams p = v->mig->params;
-    pthread_mutex_unlock(&v->mig->lock);
+    pthread_mutex_lock(&g->lock);
+    MigParams p = g->params;
+    pthread_mutex_unlock(&g->lock);
     return params_json(&p);
 }
 
@@ -505,7 +491,7 @@ static bool int_arg(json_t *a, const char *name, uint64_t lo, uint64_t hi, uint6
 
 static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    Vmm *v = o;
+    Migration *g = o;
     (void)c;
     uint64_t dl = 0, bw = 0, mr = 0, fl = 0;
     bool gdl, gbw, gmr, gfl;
@@ -516,18 +502,18 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     /* unknown keys never get here: the server checks them against param_args */
     json_t *vr = json_object_get(a, "x-verify-ram");
-    pthread_mutex_lock(&v->mig->lock);
+    pthread_mutex_lock(&g->lock);
     if (gdl)
-        v->mig->params.downtime_limit_ms = dl;
+        g->params.downtime_limit_ms = dl;
     if (gbw)
-        v->mig->params.max_bandwidth = bw;
+        g->params.max_bandwidth = bw;
     if (gmr)
-        v->mig->params.max_rounds = (unsigned)mr;
+        g->params.max_rounds = (unsigned)mr;
     if (gfl)
-        v->mig->params.final_limit_ms = fl;
+        g->params.final_limit_ms = fl;
     if (vr)
-        v->mig->params.verify_ram = json_is_true(vr);
-    pthread_mutex_unlock(&v->mig->lock);
+        g->params.verify_ram = json_is_true(vr);
+    pthread_mutex_unlock(&g->lock);
     return json_object();
 }
 
@@ -543,11 +529,11 @@ static const QmpArg param_args[] = {
 };
 
 const QmpCommand mig_qmp_commands[] = {
-    { "migrate", q_migrate, migrate_args },
-    { "migrate_cancel", q_cancel, NULL },
-    { "query-migrate", q_query, NULL },
-    { "migrate-set-parameters", q_set_params, param_args },
-    { "migrate_set_parameters", q_set_params, param_args },
-    { "query-migrate-parameters", q_query_params, NULL },
+    { "migrate", q_migrate, migrate_args, NULL },
+    { "migrate_cancel", q_cancel, NULL, NULL },
+    { "query-migrate", q_query, NULL, NULL },
+    { "migrate-set-parameters", q_set_params, param_args, NULL },
+    { "migrate_set_parameters", q_set_params, param_args, NULL },
+    { "query-migrate-parameters", q_query_params, NULL, NULL },
 };
 const size_t mig_qmp_ncommands = sizeof(mig_qmp_commands) / sizeof(mig_qmp_commands[0]);

@@ -37,8 +37,8 @@
 #include <stdint.h>
 
 #include "vmm/control/qmp.h"
+#include "vmm/machine.h"
 
-typedef struct Vmm Vmm;
 typedef struct Migration Migration;
 
 typedef enum MigStatus {
@@ -94,18 +94,52 @@ uint64_t mig_final_limit_ms(const MigParams *p);
 extern const QmpCommand mig_qmp_commands[];
 extern const size_t mig_qmp_ncommands;
 
-/* Creates v's (idle) migration state and registers its notification fd
- * with v->epfd.  0 or -1 after printing why. */
-int mig_init(Vmm *v);
-/* Cancels a running migration, joins its thread and frees everything. */
-void mig_free(Vmm *v);
-/* True while a migration runs (setup .. cancelling). */
-bool mig_active(const Vmm *v);
+/*
+ * What the vmm/ root hands migration: the machine it moves, the main loop
+ * it reports to, and the run state and sandbox, which stay the root's.
+ * Migration never reaches into the root otherwise.  The callbacks get
+ * opaque; all but running() and enter_thread() are called on the main
+ * thread.
+ */
+typedef struct MigHost {
+    Machine *m;
+    int epfd;     /* the main loop: the migration's notification fd joins it */
+    int abort_fd; /* readable: give up waiting for an incoming stream (signals) */
+    void *opaque;
+    /* First thing on a migration thread: enter its restrictions (the
+     * sandbox's migration role).  0, setting *strict when the thread must
+     * not open files (then only numeric addresses resolve); -1 ends it. */
+    int (*enter_thread)(void *opaque, bool *strict);
+    /* Sends a QMP event to every client; steals data (NULL = {}). */
+    void (*event)(void *opaque, const char *name, json_t *data);
+    /* Why no migration may start now ("The VM has shut down"), or NULL. */
+    const char *(*refuse)(void *opaque);
+    /* True while the run state is running (any thread). */
+    bool (*running)(void *opaque);
+    /* A guest held after an unconfirmed handover counts as paused from now
+     * on: a running run state becomes paused (with its STOP event). */
+    void (*held_paused)(void *opaque);
+    /* The migration completed: the guest runs at the destination now. */
+    void (*migrated)(void *opaque);
+    /* path (a listening unix socket) is to be removed if a seccomp kill
+     * ends strata (on), or no longer (off). */
+    void (*crash_unlink)(void *opaque, const char *path, bool on);
+} MigHost;
+
+/* Creates an idle migration for host (kept by reference) and registers its
+ * notification fd with host->epfd.  The QMP commands (mig_qmp_commands)
+ * take it as their opaque.  The migration, or NULL after printing why. */
+Migration *mig_init(const MigHost *host);
+/* Cancels a running migration, joins its thread and frees everything;
+ * NULL is a no-op. */
+void mig_free(Migration *g);
+/* True while a migration runs (setup .. cancelling); false for NULL. */
+bool mig_active(Migration *g);
 /* True from the final pause of a migration until it ends (QEMU's
  * "finish-migrate" run state). */
-bool mig_in_final_phase(const Vmm *v);
+bool mig_in_final_phase(Migration *g);
 /* True while the guest is held paused after an unconfirmed handover. */
-bool mig_holds_guest(const Vmm *v);
+bool mig_holds_guest(Migration *g);
 
 /*
  * stop and cont go through these so that the run state the final phase
@@ -114,24 +148,26 @@ bool mig_holds_guest(const Vmm *v);
  * else returns 0 with the migration's lock held until
  * mig_run_state_unlock().  mig_release_hold() (under that lock) lets go
  * of a guest held after an unconfirmed handover; true when that hold was
- * the only thing keeping it paused.
+ * the only thing keeping it paused.  All NULL-safe.
  */
-int mig_run_state_lock(Vmm *v, QmpError *err);
-void mig_run_state_unlock(Vmm *v);
-bool mig_release_hold(Vmm *v);
+int mig_run_state_lock(Migration *g, QmpError *err);
+void mig_run_state_unlock(Migration *g);
+bool mig_release_hold(Migration *g);
 
 /*
  * The destination side: listens on uri ("tcp:HOST:PORT" or "unix:PATH"),
- * accepts one connection, loads the stream into v's machine (created, not
- * started) and confirms the handover.  On 0 the guest state is complete:
- * *start_paused says whether the source was paused.  On -1 a message was
- * printed and the machine must not be started.
+ * accepts one connection, loads the stream into the host's machine
+ * (created, not started) and confirms the handover.  On 0 the guest state
+ * is complete: *start_paused says whether the source was paused.  On -1 a
+ * message was printed and the machine must not be started.
  */
-int mig_incoming(Vmm *v, const char *uri, bool *start_paused);
+int mig_incoming(Migration *g, const char *uri, bool *start_paused);
 
-/* The loading part of mig_incoming on a connected fd (not closed here):
- * abort_fd (-1: none) readable gives up.  0, or -1 after printing why. */
-int mig_load_fd(Vmm *v, int fd, int abort_fd, bool *start_paused);
+/* The loading part of mig_incoming on a connected fd (not closed here)
+ * into m: abort_fd (-1: none) readable gives up; pagemap_fd (-1: none) is
+ * /proc/self/pagemap, to skip clearing pages never touched.  0, or -1
+ * after printing why. */
+int mig_load_fd(Machine *m, int fd, int abort_fd, int pagemap_fd, bool *start_paused);
 
 /* Checks an --incoming / migrate URI; NULL if fine, else why not. */
 const char *mig_check_uri(const char *uri);

@@ -19,7 +19,8 @@
 
 typedef struct Src {
     Migration *g;
-    Vmm *v;
+    Machine *m;
+    bool strict; /* the thread must not open files (enter_thread said so) */
     MigChannel ch;
     MigBlock blocks[4];
     unsigned nblocks;
@@ -190,7 +191,7 @@ static void mark_all(Src *s)
 static int send_devices(Src *s)
 {
     MigDevice d[MIG_MAX_DEVICES];
-    Machine *m = &s->v->m;
+    Machine *m = s->m;
     unsigned n = mig_devices(m, d, MIG_MAX_DEVICES);
     for (unsigned i = 0; i < n; i++) {
         uint8_t *blob = NULL;
@@ -388,7 +389,7 @@ static int precopy(Src *s)
 static int final_stage(Src *s, bool *paused)
 {
     Migration *g = s->g;
-    Machine *m = &s->v->m;
+    Machine *m = s->m;
     MigParams p;
     params(s, &p);
     kvm_vm_pause(m->vm);
@@ -402,7 +403,7 @@ static int final_stage(Src *s, bool *paused)
     /* From here stop and cont are refused (mig_run_state_lock): END
      * carries the run state the last acknowledged one asked for. */
     g->final_phase = true;
-    s->running_at_pause = __atomic_load_n(&s->v->state, __ATOMIC_ACQUIRE) == RUN_STATE_RUNNING;
+    s->running_at_pause = g->host->running(g->host->opaque);
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_DEVICE);
     kvm_vm_flush_coalesced(m->vm); /* pending device writes land first */
@@ -457,7 +458,7 @@ static int final_stage(Src *s, bool *paused)
 static int setup(Src *s, int *fd)
 {
     Migration *g = s->g;
-    s->nblocks = mig_blocks(&s->v->m, s->blocks, 4);
+    s->nblocks = mig_blocks(s->m, s->blocks, 4);
     s->rec = malloc(MIG_RAM_RECORD_MAX);
     bool ok = s->rec != NULL;
     uint64_t total = 0;
@@ -473,12 +474,14 @@ static int setup(Src *s, int *fd)
         snprintf(s->err, sizeof(s->err), "out of memory");
         return -1;
     }
-    *fd = mig_connect(g->uri, s->err, sizeof(s->err));
+    /* Under a kill-mode seccomp filter the resolver would die (it opens
+     * files): only numeric addresses there. */
+    *fd = mig_connect(g->uri, s->strict, s->err, sizeof(s->err));
     if (*fd < 0)
         return -1;
     mig_channel_init(&s->ch, *fd);
     s->ch.cancel = &g->cancel;
-    char *cfg = mig_config_json(&s->v->m);
+    char *cfg = mig_config_json(s->m);
     if (!cfg) {
         snprintf(s->err, sizeof(s->err), "out of memory");
         return -1;
@@ -497,7 +500,9 @@ static int setup(Src *s, int *fd)
 void *mig_source_thread(void *arg)
 {
     Migration *g = arg;
-    if (sandbox_enter(&g->v->sandbox, SANDBOX_ROLE_MIGRATION) < 0) {
+    const MigHost *h = g->host;
+    bool strict = false;
+    if (h->enter_thread && h->enter_thread(h->opaque, &strict) < 0) {
         mig_set_error(g, "the migration thread's seccomp filter could not be installed");
         mig_set_status(g, MIG_FAILED);
         return NULL;
@@ -511,7 +516,8 @@ void *mig_source_thread(void *arg)
         return NULL;
     }
     s->g = g;
-    s->v = g->v;
+    s->m = h->m;
+    s->strict = strict;
     if (setup(s, &fd) < 0)
         goto fail;
     pthread_mutex_lock(&g->lock);
@@ -528,7 +534,7 @@ void *mig_source_thread(void *arg)
     pthread_mutex_unlock(&g->lock);
     /* The guest now runs at the destination: this side's vCPUs stay
      * paused and its devices never run again (no disk write after GO). */
-    machine_virtio_halt(&s->v->m);
+    machine_virtio_halt(s->m);
     mig_set_status(g, MIG_COMPLETED);
     goto out;
 fail:
@@ -555,8 +561,8 @@ fail:
     }
     if (paused) {
         /* the destination never got GO (or refused it): the guest goes on */
-        machine_virtio_resume(&s->v->m);
-        kvm_vm_resume(s->v->m.vm);
+        machine_virtio_resume(s->m);
+        kvm_vm_resume(s->m->vm);
         pthread_mutex_lock(&g->lock);
         g->final_phase = false;
         g->stats.final_pause_ms = (mig_now_ns() - s->pause_ns) / 1000000;

@@ -21,7 +21,6 @@
 
 #include "memory/state-stream.h"
 #include "vmm/migration/migration.h"
-#include "vmm/sandbox.h"
 #include "vmm/unix-listen.h"
 
 #define POLL_TICK_MS 100
@@ -380,16 +379,13 @@ static int unix_addr(const char *path, struct sockaddr_un *sa, char *err, size_t
     return 0;
 }
 
-static int tcp_socket(const char *uri, bool listening, char *err, size_t errlen)
+static int tcp_socket(const char *uri, bool listening, bool numeric, char *err, size_t errlen)
 {
     char host[256], port[16];
     if (parse_tcp(uri + 4, host, sizeof(host), port, sizeof(port)) < 0) {
         snprintf(err, errlen, "%s: expected tcp:HOST:PORT (port 1-65535)", uri);
         return -1;
     }
-    /* Under a kill-mode seccomp filter the resolver would die (it opens
-     * files): only numeric addresses there. */
-    bool numeric = sandbox_thread_strict();
     struct addrinfo hints = { .ai_family = AF_UNSPEC,
                               .ai_socktype = SOCK_STREAM,
                               .ai_flags = (listening ? AI_PASSIVE : 0) |
@@ -444,7 +440,7 @@ const char *mig_check_uri(const char *uri)
     return "expected tcp:HOST:PORT or unix:PATH";
 }
 
-int mig_connect(const char *uri, char *err, size_t errlen)
+int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen)
 {
     const char *why = mig_check_uri(uri);
     if (why) {
@@ -452,7 +448,7 @@ int mig_connect(const char *uri, char *err, size_t errlen)
         return -1;
     }
     if (!strncmp(uri, "tcp:", 4))
-        return tcp_socket(uri, false, err, errlen);
+        return tcp_socket(uri, false, numeric_only, err, errlen);
     struct sockaddr_un sa;
     if (unix_addr(uri + 5, &sa, err, errlen) < 0)
         return -1;
@@ -466,7 +462,7 @@ int mig_connect(const char *uri, char *err, size_t errlen)
     return fd;
 }
 
-int mig_listen(const char *uri, char *err, size_t errlen)
+int mig_listen(const char *uri, bool numeric_only, char *err, size_t errlen)
 {
     const char *why = mig_check_uri(uri);
     if (why) {
@@ -474,7 +470,7 @@ int mig_listen(const char *uri, char *err, size_t errlen)
         return -1;
     }
     if (!strncmp(uri, "tcp:", 4))
-        return tcp_socket(uri, true, err, errlen);
+        return tcp_socket(uri, true, numeric_only, err, errlen);
     struct sockaddr_un sa;
     if (unix_addr(uri + 5, &sa, err, errlen) < 0)
         return -1;

@@ -85,10 +85,12 @@ uint32_t mig_record_max(uint32_t type);
 /* "RAM", "VCPU", ... for messages. */
 const char *mig_record_name(uint32_t type);
 
-/* Connects to uri; the fd, or -1 with err set. */
-int mig_connect(const char *uri, char *err, size_t errlen);
-/* Listens on uri; the listening fd, or -1 with err set. */
-int mig_listen(const char *uri, char *err, size_t errlen);
+/* Connects to uri; the fd, or -1 with err set.  numeric_only: a host name
+ * is not resolved (a thread that must not open files: the resolver does). */
+int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen);
+/* Listens on uri (numeric_only as for mig_connect); the listening fd, or
+ * -1 with err set. */
+int mig_listen(const char *uri, bool numeric_only, char *err, size_t errlen);
 
 /* Little-endian fields of the stream's records. */
 static inline void mig_put_le32(uint8_t *p, uint32_t v)
