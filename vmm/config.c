@@ -170,7 +170,12 @@ static const char *apply_api_socket(VmConfig *cfg, const char *val)
 
 static const char *apply_incoming(VmConfig *cfg, const char *val)
 {
-    if (!strncmp(val, "unix:", 5)) {
+    if (cfg->incoming)
+        return "only one of --incoming and --restore, once";
+    if (!strncmp(val, "file:", 5)) {
+        if (!val[5] || strlen(val + 5) >= 4096)
+            return "file:PATH needs a path (under 4096 bytes)";
+    } else if (!strncmp(val, "unix:", 5)) {
         if (!val[5] || strlen(val + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return "unix:PATH needs a path of 1..107 bytes";
     } else if (!strncmp(val, "tcp:", 4)) {
@@ -180,9 +185,28 @@ static const char *apply_incoming(VmConfig *cfg, const char *val)
         if (!colon || colon == val + 4 || !colon[1] || *end || port < 1 || port > 65535)
             return "expected tcp:HOST:PORT (port 1..65535)";
     } else {
-        return "expected tcp:HOST:PORT or unix:PATH";
+        return "expected tcp:HOST:PORT, unix:PATH or file:PATH";
     }
     return set_str(&cfg->incoming, val);
+}
+
+/* --restore PATH[,prefault=on|off]: --incoming file:PATH. */
+static const char *apply_restore(VmConfig *cfg, const char *val)
+{
+    const char *comma = strrchr(val, ',');
+    size_t len = strlen(val);
+    if (comma && !strncmp(comma + 1, "prefault=", 9)) {
+        if (!strcmp(comma + 10, "on"))
+            cfg->restore_prefault = true;
+        else if (strcmp(comma + 10, "off"))
+            return "prefault=on or prefault=off";
+        len = (size_t)(comma - val);
+    }
+    if (!len || len >= 4096)
+        return "expected PATH[,prefault=on] (a path under 4096 bytes)";
+    char uri[4101];
+    snprintf(uri, sizeof(uri), "file:%.*s", (int)len, val);
+    return apply_incoming(cfg, uri);
 }
 
 static const char *apply_serial(VmConfig *cfg, const char *val)
@@ -375,6 +399,7 @@ static const OptDef opts[] = {
     { "jail-gid", OPT_VALUE, apply_jail_gid, NULL, true },
     { "chroot", OPT_VALUE, apply_chroot, NULL, false },
     { "incoming", OPT_VALUE, apply_incoming, NULL, false },
+    { "restore", OPT_VALUE, apply_restore, NULL, false },
 };
 
 static const OptDef *find_opt(const char *name, size_t len)
@@ -714,7 +739,13 @@ const char *vm_config_usage(void)
            "                       guest it brings; the other options must describe\n"
            "                       the same machine (memory, cpus, devices), else the\n"
            "                       stream is refused saying what differs; the\n"
-           "                       --api-socket opens once the guest has arrived\n"
+           "                       --api-socket opens once the guest has arrived.\n"
+           "                       file:PATH: restore the snapshot PATH (QMP migrate\n"
+           "                       file:PATH, strata ctl snapshot) instead\n"
+           "  --restore PATH[,prefault=on]\n"
+           "                       --incoming file:PATH: guest RAM is PATH mapped\n"
+           "                       copy-on-write (read when touched; prefault=on reads\n"
+           "                       it all in first); same machine options as the saved VM\n"
            "  --seccomp MODE       per-thread syscall filters (vCPU, device I/O, main,\n"
            "                       stdin, waiter, migration threads): kill (default: a\n"
            "                       syscall outside its thread's list ends strata with a\n"
@@ -740,8 +771,8 @@ const char *vm_config_usage(void)
            "Exit status: 0 guest exit code 0, guest reboot or poweroff, or QMP quit;\n"
            "1 bad options or set-up failure; 2 guest exited with a non-zero code;\n"
            "3 guest crashed (triple fault, kernel panic via pvpanic) or asked for a\n"
-           "reset; 4 KVM error; 5 --incoming: the migration stream failed or was\n"
-           "refused (the guest never ran);\n"
+           "reset; 4 KVM error; 5 --incoming/--restore: the migration stream or the\n"
+           "snapshot failed or was refused (the guest never ran);\n"
            "128+N terminated by signal N; 159 (128+SIGSYS) a thread made a syscall\n"
            "outside its seccomp allowlist (--seccomp=kill; the message names both).\n";
 }

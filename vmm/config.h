@@ -43,7 +43,8 @@ typedef struct VmConfig {
     unsigned cpus;              /* --cpus */
     char *cmdline;              /* --cmdline */
     char *api_socket;           /* --api-socket */
-    char *incoming;             /* --incoming tcp:HOST:PORT | unix:PATH */
+    char *incoming;             /* --incoming tcp:HOST:PORT | unix:PATH | file:PATH */
+    bool restore_prefault;      /* --restore PATH,prefault=on */
     SerialMode serial;          /* --serial */
     char *serial_path;          /* --serial file=PATH */
     bool test_device;           /* --test-device */

@@ -242,6 +242,12 @@ static void mig_crash_unlink(void *o, const char *path, bool on)
         sandbox_fatal_forget(path);
 }
 
+static int mig_open_snapshot(void *o, const char *path)
+{
+    (void)o;
+    return open(path, SANDBOX_SNAPSHOT_FLAGS, 0600);
+}
+
 static int setup_migration(Vmm *v)
 {
     v->mig_host = (MigHost){
@@ -256,6 +262,7 @@ static int setup_migration(Vmm *v)
         .held_paused = mig_held_paused,
         .migrated = mig_migrated,
         .crash_unlink = mig_crash_unlink,
+        .open_snapshot = mig_open_snapshot,
     };
     v->mig = mig_init(&v->mig_host);
     return v->mig ? 0 : -1;
@@ -336,7 +343,8 @@ int strata_run(int argc, char *const argv[])
         prepare_sandbox(v) < 0)
         goto out;
     bool start_paused = false;
-    if (v->cfg.incoming && mig_incoming(v->mig, v->cfg.incoming, &start_paused) < 0) {
+    if (v->cfg.incoming &&
+        mig_incoming(v->mig, v->cfg.incoming, v->cfg.restore_prefault, &start_paused) < 0) {
         status = EXIT_INCOMING;
         goto out;
     }

@@ -97,12 +97,32 @@ static const int sys_stdin[] = {
 };
 static const int sys_waiter[] = { SCMP_SYS(write) }; /* the common list is enough */
 static const int sys_migration[] = {
-    SCMP_SYS(read),        SCMP_SYS(readv),      SCMP_SYS(poll),        SCMP_SYS(ppoll),
+    SCMP_SYS(read),
+    SCMP_SYS(readv),
+    SCMP_SYS(poll),
+    SCMP_SYS(ppoll),
     SCMP_SYS(pread64), /* /proc/self/pagemap (opened before any filter) */
-    SCMP_SYS(connect),     SCMP_SYS(bind),       SCMP_SYS(listen),      SCMP_SYS(accept4),
-    SCMP_SYS(sendto),      SCMP_SYS(recvfrom),   SCMP_SYS(sendmsg),     SCMP_SYS(recvmsg),
-    SCMP_SYS(shutdown),    SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),  SCMP_SYS(getsockname),
-    SCMP_SYS(getpeername), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
+    /* snapshots (docs/snapshot.md): the file's RAM, holes, its size */
+    SCMP_SYS(pwrite64),
+    SCMP_SYS(fallocate),
+    SCMP_SYS(ftruncate),
+    SCMP_SYS(lseek),
+    SCMP_SYS(connect),
+    SCMP_SYS(bind),
+    SCMP_SYS(listen),
+    SCMP_SYS(accept4),
+    SCMP_SYS(sendto),
+    SCMP_SYS(recvfrom),
+    SCMP_SYS(sendmsg),
+    SCMP_SYS(recvmsg),
+    SCMP_SYS(shutdown),
+    SCMP_SYS(getsockopt),
+    SCMP_SYS(setsockopt),
+    SCMP_SYS(getsockname),
+    SCMP_SYS(getpeername),
+    SCMP_SYS(epoll_wait),
+    SCMP_SYS(epoll_pwait),
+    SCMP_SYS(epoll_ctl),
     SCMP_SYS(eventfd2),
 };
 /* The main thread: everything the migration role may do (a migration
@@ -160,11 +180,12 @@ typedef struct IocList {
 } IocList;
 
 enum {
-    F_SOCKETS = 1, /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
-    F_THREADS = 2, /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
-    F_FCNTL = 4,   /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
-    F_STACK = 8,   /* seccomp(SET_MODE_FILTER): a thread started
+    F_SOCKETS = 1,   /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
+    F_THREADS = 2,   /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
+    F_FCNTL = 4,     /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
+    F_STACK = 8,     /* seccomp(SET_MODE_FILTER): a thread started
                              * later adds its own (stricter) filter */
+    F_SNAPSHOT = 16, /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
 };
 
 typedef struct RoleDef {
@@ -198,7 +219,7 @@ static const RoleDef roles[SANDBOX_NROLES] = {
          * exit with one immediate_exit run (kvm/state.c) */
         .ioc = { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
                  LIST(ioc_vm_map), LIST(ioc_run) },
-        .flags = F_SOCKETS | F_FCNTL,
+        .flags = F_SOCKETS | F_FCNTL | F_SNAPSHOT,
     },
 };
 
@@ -477,8 +498,23 @@ static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
      * first trim of a thread's malloc arena reads
      * /proc/sys/vm/overcommit_memory, and copes with a failure.  Killing
      * the VM over that would lose a guest to an allocator's whim. */
-    if (r == 0)
+    bool snapshot = (d->flags & F_SNAPSHOT) ||
+                    (d->includes && (roles[d->includes].flags & F_SNAPSHOT));
+    if (r == 0 && snapshot) {
+        /* A snapshot's file (vmm/migration/source.c) is the one open a
+         * filtered thread makes: allowed with exactly its flags; any other
+         * open without O_CREAT is refused as above; one with O_CREAT and
+         * other flags is outside the list. */
+        struct scmp_arg_cmp snap = cmp(2, SCMP_CMP_MASKED_EQ, 0xffffffffu, SANDBOX_SNAPSHOT_FLAGS);
+        struct scmp_arg_cmp nocreat = cmp(2, SCMP_CMP_MASKED_EQ, O_CREAT, 0);
+        r = add(ctx, SCMP_SYS(openat), 1, &snap);
+        if (r == 0)
+            r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 1, &nocreat);
+        if (r == -EEXIST)
+            r = 0;
+    } else if (r == 0) {
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+    }
     if (r == 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(open), 0);
     if (r == 0 && (d->flags & F_STACK)) {

@@ -78,6 +78,7 @@
 #ifndef STRATA_VMM_SANDBOX_H
 #define STRATA_VMM_SANDBOX_H
 
+#include <fcntl.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -130,6 +131,10 @@ void sandbox_fatal_forget(const char *path);
 const char *sandbox_role_name(SandboxRole role);
 /* The role named s, or -1. */
 int sandbox_role_from_name(const char *s);
+/* The flags of the one open(2) a filtered thread may make: a snapshot file
+ * (the migration role and main, which includes it). */
+#define SANDBOX_SNAPSHOT_FLAGS (O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW)
+
 /* True if the calling thread runs under a kill-mode filter: then it must
  * not call what opens files or unlisted sockets (getaddrinfo on a host
  * name, for one). */

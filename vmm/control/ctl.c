@@ -37,6 +37,12 @@ static const char ctl_usage[] =
     "                         handover went unconfirmed (the source holds the guest\n"
     "                         paused: check the destination, `cont` the source only\n"
     "                         if it does not run the guest)\n"
+    "  snapshot PATH [--live] save the VM to the file PATH (QMP migrate file:PATH;\n"
+    "                         docs/snapshot.md) with the same progress line:\n"
+    "                         paused first and left paused (`resume` goes on), or\n"
+    "                         with --live saved while it runs, then a short pause\n"
+    "                         as a migration's; restore with `strata run <same\n"
+    "                         options> --restore PATH`\n"
     "Exit status: 0 on success, 1 with the error's description otherwise.\n";
 
 typedef struct Conn {
@@ -178,11 +184,21 @@ static int migrate_args(int nargs, char *const *args, const char **uri, json_t *
 
 /* The summary of a migration that ended (query-migrate's return q): the
  * exit status (0 completed, 3 handover unconfirmed, else 1). */
-static int migrate_outcome(json_t *q, const char *st)
+static int migrate_outcome(json_t *q, const char *st, const char *snapshot)
 {
     json_t *ram = json_object_get(q, "ram");
     json_int_t sent = json_integer_value(json_object_get(ram, "transferred"));
     json_int_t rounds = json_integer_value(json_object_get(q, "x-rounds"));
+    if (st && !strcmp(st, "completed") && snapshot) {
+        printf("snapshot saved to %s in %lld ms: downtime %lld ms, %.1f MiB of RAM written in "
+               "%lld round%s (%lld zero pages left as holes, %lld written)\n",
+               snapshot, (long long)json_integer_value(json_object_get(q, "total-time")),
+               (long long)json_integer_value(json_object_get(q, "downtime")), mib(sent),
+               (long long)rounds, rounds == 1 ? "" : "s",
+               (long long)json_integer_value(json_object_get(ram, "duplicate")),
+               (long long)json_integer_value(json_object_get(ram, "normal")));
+        return 0;
+    }
     if (st && !strcmp(st, "completed")) {
         json_int_t tt = json_integer_value(json_object_get(q, "total-time"));
         printf("migration completed in %lld ms: downtime %lld ms, %.1f MiB sent in %lld "
@@ -201,7 +217,7 @@ static int migrate_outcome(json_t *q, const char *st)
     const char *owner = json_string_value(json_object_get(q, "x-guest-owner"));
     bool held = owner && !strcmp(owner, "unknown");
     char safe[2048], state[64]; /* may quote the destination's refusal */
-    fprintf(stderr, "strata ctl: migration %s%s%s%s\n",
+    fprintf(stderr, "strata ctl: %s %s%s%s%s\n", snapshot ? "snapshot" : "migration",
             st ? text_escape(state, sizeof(state), st, strlen(st)) : "ended", desc ? ": " : "",
             desc ? text_escape(safe, sizeof(safe), desc, strlen(desc)) : "",
             held ? "" : "; the VM keeps running on the source");
@@ -239,6 +255,8 @@ static void migrate_progress(json_t *q, const char *st, bool tty, char *last, si
     snprintf(last, lastlen, "%s", line);
 }
 
+static int run_migration(Conn *c, const char *uri, json_t *params, const char *snapshot);
+
 static int ctl_migrate(Conn *c, int nargs, char *const *args)
 {
     const char *uri = NULL;
@@ -247,6 +265,52 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
         json_decref(params);
         return 1;
     }
+    return run_migration(c, uri, params, NULL);
+}
+
+/* `strata ctl snapshot PATH [--live]`. */
+static int ctl_snapshot(Conn *c, int nargs, char *const *args)
+{
+    const char *path = NULL;
+    bool live = false;
+    for (int k = 0; k < nargs; k++) {
+        if (!strcmp(args[k], "--live"))
+            live = true;
+        else if (!path && strncmp(args[k], "--", 2))
+            path = args[k];
+        else {
+            fprintf(stderr, "strata ctl: snapshot: unexpected '%s'\n", args[k]);
+            return 1;
+        }
+    }
+    if (!path || !*path) {
+        fprintf(stderr, "strata ctl: snapshot: PATH missing\n");
+        return 1;
+    }
+    /* strata opens it: a relative path would be relative to its directory */
+    char cwd[4096], uri[8300];
+    if (path[0] != '/' && !getcwd(cwd, sizeof(cwd))) {
+        fprintf(stderr, "strata ctl: snapshot: getcwd: %s\n", strerror(errno));
+        return 1;
+    }
+    snprintf(uri, sizeof(uri), "file:%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/",
+             path);
+    if (!live) {
+        json_t *r = call(c, "stop", NULL, 9);
+        if (!r || json_object_get(r, "error"))
+            return r ? report_error(r) : 1;
+        json_decref(r);
+    }
+    int status = run_migration(c, uri, json_object(), uri + 5);
+    if (!live)
+        fprintf(stderr, "strata ctl: the VM is paused; `strata ctl --api-socket ... resume` "
+                        "goes on\n");
+    return status;
+}
+
+/* Runs a migration to uri with params (stolen): progress, outcome. */
+static int run_migration(Conn *c, const char *uri, json_t *params, const char *snapshot)
+{
     json_int_t id = 10;
     json_t *r;
     if (json_object_size(params)) {
@@ -275,7 +339,7 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
         if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled")) {
             if (tty)
                 putchar('\n');
-            int status = migrate_outcome(q, st);
+            int status = migrate_outcome(q, st, snapshot);
             json_decref(r);
             return status;
         }
@@ -377,8 +441,8 @@ static int map_command(const char *cmd, int nargs, char *const *args, CtlRequest
                 return -1;
             }
         }
-    } else if (!strcmp(cmd, "migrate")) {
-        r->qname = "migrate"; /* driven by ctl_migrate */
+    } else if (!strcmp(cmd, "migrate") || !strcmp(cmd, "snapshot")) {
+        r->qname = "migrate"; /* driven by ctl_migrate / ctl_snapshot */
     } else if (nargs == 0) {
         r->qname = simple_command(cmd);
         r->out = !strcmp(cmd, "status") ? OUT_STATUS : OUT_NONE;
@@ -465,6 +529,8 @@ int strata_ctl(int argc, char *const argv[])
         status = report_error(neg);
     else if (!strcmp(cmd, "migrate"))
         status = ctl_migrate(&c, nargs, args);
+    else if (!strcmp(cmd, "snapshot"))
+        status = ctl_snapshot(&c, nargs, args);
     else if ((reply = call(&c, r.qname, r.qargs, 2)))
         status = print_reply(reply, &r);
 out:

@@ -11,13 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kvm/state.h"
 #include "memory/state-stream.h"
 #include "vmm/migration/cpu.h"
 #include "vmm/migration/internal.h"
+#include "vmm/migration/snapfile.h"
 #include "vmm/text.h"
 
 typedef struct Dst {
@@ -37,6 +40,7 @@ typedef struct Dst {
     bool running;
     bool check_ram, ram_checked; /* END carried the source's RAM CRC-32 */
     uint32_t ram_crc;
+    bool file; /* a snapshot's state records: RAM is mapped, none may come */
     char err[512];
 } Dst;
 
@@ -242,9 +246,14 @@ static int receive(Dst *d)
             d->have_config = true;
             break;
         case MIG_REC_RAM:
-            r = load_ram(d, id, buf, len);
+            r = d->file ? dfail(d, "a RAM record among a snapshot's state records")
+                        : load_ram(d, id, buf, len);
             break;
         case MIG_REC_ROUND:
+            if (d->file) {
+                r = dfail(d, "a ROUND record among a snapshot's state records");
+                break;
+            }
             if (len)
                 r = dfail(d, "ROUND record %u: %u bytes of payload, expected none", id, len);
             d->rounds++;
@@ -388,6 +397,98 @@ out:
         free(d->vmstate);
         for (unsigned b = 0; b < 4; b++)
             free(d->untouched[b]);
+        free(d);
+    }
+    return ret;
+}
+
+/* ---- restoring a snapshot (docs/snapshot.md) ------------------------------ */
+
+/* The header, checked against this machine's RAM blocks, and each block
+ * mapped from the file copy-on-write: restore reads no RAM it does not
+ * need (prefault: all of it, now). */
+static int map_snapshot(Dst *d, int fd, bool prefault, SnapHeader *h)
+{
+    struct stat st;
+    uint8_t hdr[SNAP_HEADER_LEN];
+    if (fstat(fd, &st) < 0)
+        return dfail(d, "fstat: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return dfail(d, "not a regular file");
+    ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
+    if (n < 0)
+        return dfail(d, "reading the header: %s", strerror(errno));
+    char e[300];
+    if (snap_header_decode(h, hdr, (size_t)n, (uint64_t)st.st_size, e, sizeof(e)) < 0)
+        return dfail(d, "%s", e);
+    if (h->nblocks != d->nblocks)
+        return dfail(d, "another machine's snapshot: %u RAM blocks, this machine has %u",
+                     h->nblocks, d->nblocks);
+    for (unsigned b = 0; b < d->nblocks; b++) {
+        const MigBlock *k = &d->blocks[b];
+        if (strcmp(h->blocks[b].name, k->name) || h->blocks[b].size != k->size)
+            return dfail(d,
+                         "another machine's snapshot: RAM block %u is %s of %llu MiB there, "
+                         "%s of %llu MiB here (--memory differs?)",
+                         b, h->blocks[b].name, (unsigned long long)(h->blocks[b].size >> 20),
+                         k->name, (unsigned long long)(k->size >> 20));
+    }
+    for (unsigned b = 0; b < d->nblocks; b++) {
+        void *p = mmap(d->blocks[b].host, d->blocks[b].size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_FIXED | (prefault ? MAP_POPULATE : 0), fd,
+                       (off_t)h->blocks[b].offset);
+        if (p == MAP_FAILED)
+            return dfail(d, "mapping RAM block %s: %s", d->blocks[b].name, strerror(errno));
+    }
+    if (lseek(fd, (off_t)h->state_off, SEEK_SET) < 0)
+        return dfail(d, "lseek: %s", strerror(errno));
+    return 0;
+}
+
+int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused)
+{
+    uint64_t t0 = mig_now_ns();
+    Dst *d = calloc(1, sizeof(*d));
+    int ret = -1;
+    SnapHeader h;
+    if (!d || !(d->vmstate = calloc(1, sizeof(*d->vmstate))) ||
+        !(d->cpus = calloc(m->ncpus ? m->ncpus : 1, sizeof(*d->cpus)))) {
+        fprintf(stderr, "strata: restore: out of memory\n");
+        goto out;
+    }
+    d->m = m;
+    d->file = true;
+    d->nblocks = mig_blocks(m, d->blocks, 4);
+    d->ndevs = mig_devices(m, d->devs, MIG_MAX_DEVICES);
+    mig_channel_init_file(&d->ch, fd);
+    if (map_snapshot(d, fd, prefault, &h) < 0 || receive(d) < 0 || install(d) < 0) {
+        char safe[sizeof(d->err)];
+        text_escape(safe, sizeof(safe), d->err, strlen(d->err));
+        fprintf(stderr, "strata: restore: %s; the guest is not started\n", safe);
+        goto out;
+    }
+    if (d->ch.bytes != h.state_len) {
+        fprintf(stderr,
+                "strata: restore: the state records end after %llu bytes, the header says "
+                "%llu; the guest is not started\n",
+                (unsigned long long)d->ch.bytes, (unsigned long long)h.state_len);
+        goto out;
+    }
+    *start_paused = !d->running;
+    fprintf(stderr, "strata: restored in %.1f ms: %llu MiB of RAM mapped%s, %llu bytes of state\n",
+            (double)(mig_now_ns() - t0) / 1e6, (unsigned long long)(d->blocks[0].size >> 20),
+            prefault ? " and read in" : "", (unsigned long long)d->ch.bytes);
+    if (d->ram_checked)
+        fprintf(stderr, "strata: restore: RAM verified against the saved VM's (CRC-32 0x%08x)\n",
+                d->ram_crc);
+    ret = 0;
+out:
+    if (d) {
+        if (d->cpus)
+            for (unsigned i = 0; i < m->ncpus; i++)
+                free(d->cpus[i]);
+        free(d->cpus);
+        free(d->vmstate);
         free(d);
     }
     return ret;

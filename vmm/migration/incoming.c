@@ -5,6 +5,7 @@
  * the migration role's seccomp filter.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ static int accept_one(int abort_fd, int lfd, const char *uri)
 typedef struct LoadJob {
     Migration *g;
     int fd;
+    bool file, prefault;
     bool paused;
     int r;
 } LoadJob;
@@ -59,15 +61,53 @@ static void *load_thread(void *arg)
     j->r = -1;
     const MigHost *h = j->g->host;
     bool strict;
-    if (!h->enter_thread || h->enter_thread(h->opaque, &strict) == 0)
+    if (h->enter_thread && h->enter_thread(h->opaque, &strict) < 0)
+        return NULL;
+    if (j->file)
+        j->r = mig_restore_fd(h->m, j->fd, j->prefault, &j->paused);
+    else
         j->r = mig_load_fd(h->m, j->fd, h->abort_fd, j->g->pagemap_fd, &j->paused);
     return NULL;
 }
 
-int mig_incoming(Migration *g, const char *uri, bool *start_paused)
+/* Runs job on a thread of its own (the stream is hostile input). */
+static int run_job(LoadJob *job, bool *start_paused)
+{
+    pthread_t t;
+    int e = pthread_create(&t, NULL, load_thread, job);
+    if (e) {
+        fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
+        return -1;
+    }
+    pthread_join(t, NULL);
+    *start_paused = job->paused;
+    return job->r;
+}
+
+int mig_incoming(Migration *g, const char *uri, bool prefault, bool *start_paused)
 {
     const MigHost *h = g->host;
     char err[300];
+    if (!strncmp(uri, "file:", 5)) {
+        /* opened here: the loader's filter allows no open */
+        int fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "strata: restore: %s: %s\n", uri + 5, strerror(errno));
+            return -1;
+        }
+        LoadJob job = { g, fd, true, prefault, false, -1 };
+        int r = run_job(&job, start_paused);
+        close(fd); /* the mappings keep the file */
+        if (r == 0) {
+            pthread_mutex_lock(&g->lock);
+            g->status = MIG_COMPLETED;
+            g->owner = MIG_OWNER_DESTINATION;
+            g->incoming = true;
+            snprintf(g->uri, sizeof(g->uri), "%s", uri);
+            pthread_mutex_unlock(&g->lock);
+        }
+        return r;
+    }
     /* the main thread, not filtered yet: host names resolve */
     int lfd = mig_listen(uri, false, err, sizeof(err));
     if (lfd < 0) {
@@ -87,17 +127,10 @@ int mig_incoming(Migration *g, const char *uri, bool *start_paused)
     }
     if (fd < 0)
         return -1;
-    LoadJob job = { g, fd, false, -1 };
-    pthread_t t;
-    int e = pthread_create(&t, NULL, load_thread, &job);
-    if (e) {
-        fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
-    } else {
-        pthread_join(t, NULL);
-        *start_paused = job.paused;
-    }
+    LoadJob job = { g, fd, false, false, false, -1 };
+    int r = run_job(&job, start_paused);
     close(fd);
-    if (!e && job.r == 0) {
+    if (r == 0) {
         /* query-migrate here: the guest came in and is this side's */
         pthread_mutex_lock(&g->lock);
         g->status = MIG_COMPLETED;
@@ -106,5 +139,5 @@ int mig_incoming(Migration *g, const char *uri, bool *start_paused)
         snprintf(g->uri, sizeof(g->uri), "%s", uri);
         pthread_mutex_unlock(&g->lock);
     }
-    return e ? -1 : job.r;
+    return r;
 }

@@ -82,6 +82,7 @@ struct Migration {
     bool held_was_running; /* ...and the guest was running before that pause */
     MigOwner owner;
     bool incoming; /* the last migration came in (--incoming) */
+    bool to_file;  /* the last one is a snapshot (file:PATH): the guest stays */
 };
 
 /* The machine's RAM blocks (at most max); their number. */

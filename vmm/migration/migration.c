@@ -189,12 +189,18 @@ static void reap(Migration *g)
         h->held_paused(h->opaque);
     char err[256], uri[sizeof(g->uri) * 4];
     text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)); /* the client's text */
-    if (g->logging && s != MIG_COMPLETED) {
+    if (g->logging && (s != MIG_COMPLETED || g->to_file)) {
         if (set_logging(g, false, err, sizeof(err)) < 0)
             fprintf(stderr, "strata: migration: %s\n", err);
         g->logging = false;
     }
-    if (s == MIG_COMPLETED) {
+    if (s == MIG_COMPLETED && g->to_file) {
+        fprintf(stderr,
+                "strata: snapshot saved to %s (downtime %llu ms, %.1f MiB of RAM written); "
+                "the VM goes on here\n",
+                uri + 5, (unsigned long long)g->stats.downtime_ms,
+                (double)g->stats.transferred / (1 << 20));
+    } else if (s == MIG_COMPLETED) {
         fprintf(stderr,
                 "strata: migration to %s completed (downtime %llu ms); the guest runs "
                 "there now\n",
@@ -338,6 +344,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     g->status = MIG_NONE;
     g->owner = MIG_OWNER_SOURCE;
     g->incoming = false;
+    g->to_file = !strncmp(uri, "file:", 5);
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_SETUP);
     int r = pthread_create(&g->thread, NULL, mig_source_thread, g);

@@ -124,6 +124,9 @@ typedef struct MigHost {
     /* path (a listening unix socket) is to be removed if a seccomp kill
      * ends strata (on), or no longer (off). */
     void (*crash_unlink)(void *opaque, const char *path, bool on);
+    /* Opens (creating it 0600) the snapshot file path for writing, on the
+     * migration thread: the fd, or -1 with errno. */
+    int (*open_snapshot)(void *opaque, const char *path);
 } MigHost;
 
 /* Creates an idle migration for host (kept by reference) and registers its
@@ -157,17 +160,25 @@ bool mig_release_hold(Migration *g);
 /*
  * The destination side: listens on uri ("tcp:HOST:PORT" or "unix:PATH"),
  * accepts one connection, loads the stream into the host's machine
- * (created, not started) and confirms the handover.  On 0 the guest state
- * is complete: *start_paused says whether the source was paused.  On -1 a
- * message was printed and the machine must not be started.
+ * (created, not started) and confirms the handover; or, for "file:PATH",
+ * restores the snapshot there (mig_restore_fd; prefault: read all of its
+ * RAM in now).  On 0 the guest state is complete: *start_paused says
+ * whether the source was paused.  On -1 a message was printed and the
+ * machine must not be started.
  */
-int mig_incoming(Migration *g, const char *uri, bool *start_paused);
+int mig_incoming(Migration *g, const char *uri, bool prefault, bool *start_paused);
 
 /* The loading part of mig_incoming on a connected fd (not closed here)
  * into m: abort_fd (-1: none) readable gives up; pagemap_fd (-1: none) is
  * /proc/self/pagemap, to skip clearing pages never touched.  0, or -1
  * after printing why. */
 int mig_load_fd(Machine *m, int fd, int abort_fd, int pagemap_fd, bool *start_paused);
+
+/* Restores the snapshot file fd (docs/snapshot.md) into m: its header
+ * checked against m's RAM, each RAM block mapped from the file
+ * copy-on-write over m's (MAP_POPULATE with prefault), then its state
+ * records loaded as a migration stream's.  0, or -1 after printing why. */
+int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused);
 
 /* Checks an --incoming / migrate URI; NULL if fine, else why not. */
 const char *mig_check_uri(const char *uri);

@@ -5,13 +5,16 @@
  * (see migration.h for the protocol and docs/migration.md for the bytes).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "memory/state-stream.h"
 #include "vmm/migration/internal.h"
+#include "vmm/migration/snapfile.h"
 #include "vmm/migration/policy.h"
 #include "vmm/text.h"
 
@@ -37,6 +40,15 @@ typedef struct Src {
     bool running_at_pause;            /* the run state END carries */
     bool unconfirmed;                 /* GO went out and no answer came back */
     uint64_t end_sent_ns, go_sent_ns; /* the handover's timeline */
+    /* A snapshot (file:PATH, docs/snapshot.md): pages go to their homes
+     * in the file, contiguous ones in one write (the run). */
+    bool file;
+    bool fresh; /* round 0 of a new file: zero pages are holes already */
+    SnapHeader snap;
+    uint64_t state_start; /* ch.bytes when the state records began */
+    bool run_zero;
+    unsigned run_block;
+    uint64_t run_first, run_n;
     char err[768];
 } Src;
 
@@ -57,9 +69,72 @@ static int flush_rec(Src *s)
     return r;
 }
 
+/* Writes the run of pages (or punches the run of zero pages) into the
+ * snapshot file. */
+static int flush_run(Src *s)
+{
+    if (!s->run_n)
+        return 0;
+    const SnapBlock *k = &s->snap.blocks[s->run_block];
+    off_t off = (off_t)(k->offset + s->run_first * MIG_PAGE_SIZE);
+    size_t len = (size_t)(s->run_n * MIG_PAGE_SIZE);
+    const uint8_t *src = s->blocks[s->run_block].host + s->run_first * MIG_PAGE_SIZE;
+    bool zero = s->run_zero;
+    s->run_n = 0;
+    if (zero && s->fresh)
+        return 0;
+    if (zero &&
+        fallocate(s->ch.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len) == 0)
+        return 0;
+    static const uint8_t zeros[MIG_PAGE_SIZE];
+    for (size_t done = 0; done < len;) {
+        /* the guest may write the pages meanwhile: they are dirty again
+         * then, and written again in the next round */
+        const void *from = zero ? zeros : src + done;
+        size_t n = zero ? (len - done < sizeof(zeros) ? len - done : sizeof(zeros)) : len - done;
+        ssize_t w = pwrite(s->ch.fd, from, n, off + (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            snprintf(s->err, sizeof(s->err), "writing the snapshot's RAM: %s",
+                     w < 0 ? strerror(errno) : "no progress");
+            return -1;
+        }
+        done += (size_t)w;
+        if (!zero)
+            s->ch.bytes += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Page p of block b into the snapshot file (docs/snapshot.md). */
+static int file_page(Src *s, unsigned b, uint64_t p)
+{
+    const uint8_t *src = s->blocks[b].host + p * MIG_PAGE_SIZE;
+    bool untouched = s->untouched[b] && (s->untouched[b][p / BITS] >> (p % BITS) & 1);
+    bool zero = untouched || mig_page_is_zero(src);
+    if (zero)
+        s->zero_pages++;
+    else
+        s->normal_pages++;
+    if (s->run_n && (s->run_zero != zero || s->run_block != b || s->run_first + s->run_n != p ||
+                     s->run_n == MIG_PAGES_PER_RECORD))
+        if (flush_run(s) < 0)
+            return -1;
+    if (!s->run_n) {
+        s->run_zero = zero;
+        s->run_block = b;
+        s->run_first = p;
+    }
+    s->run_n++;
+    return 0;
+}
+
 /* Appends page `p` of block b (a copy taken now) to the RAM record. */
 static int send_page(Src *s, unsigned b, uint64_t p)
 {
+    if (s->file)
+        return file_page(s, b, p);
     if (s->rec_pages && (s->rec_block != b || s->rec_pages == MIG_PAGES_PER_RECORD))
         if (flush_rec(s) < 0)
             return -1;
@@ -149,7 +224,7 @@ static int send_dirty(Src *s, uint64_t waiting)
             }
         }
     }
-    if (flush_rec(s) < 0)
+    if ((s->file ? flush_run(s) : flush_rec(s)) < 0)
         return -1;
     publish(s, 0);
     return 0;
@@ -348,10 +423,11 @@ static int precopy(Src *s)
         uint64_t t0 = mig_now_ns(), b0 = s->ch.bytes, sent = waiting;
         if (send_dirty(s, waiting) < 0)
             return -1;
-        if (mig_send_record(&s->ch, MIG_REC_ROUND, (uint32_t)round, NULL, 0) < 0) {
+        if (!s->file && mig_send_record(&s->ch, MIG_REC_ROUND, (uint32_t)round, NULL, 0) < 0) {
             snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
             return -1;
         }
+        s->fresh = false;
         forget_untouched(s);
         uint64_t dt = mig_now_ns() - t0, db = s->ch.bytes - b0;
         params(s, &p);
@@ -384,6 +460,81 @@ static int precopy(Src *s)
     }
 }
 
+/* A snapshot's state records (after its RAM): the stream's header and
+ * CONFIG, as a migration starts with. */
+static int file_state_start(Src *s)
+{
+    if (lseek(s->ch.fd, (off_t)s->snap.state_off, SEEK_SET) < 0) {
+        snprintf(s->err, sizeof(s->err), "lseek: %s", strerror(errno));
+        return -1;
+    }
+    s->state_start = s->ch.bytes;
+    char *cfg = mig_config_json(s->m);
+    if (!cfg) {
+        snprintf(s->err, sizeof(s->err), "out of memory");
+        return -1;
+    }
+    int r = mig_send_header(&s->ch);
+    if (r == 0)
+        r = mig_send_record(&s->ch, MIG_REC_CONFIG, 0, cfg, (uint32_t)strlen(cfg));
+    free(cfg);
+    if (r < 0)
+        snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
+    return r;
+}
+
+/* The header, written last: a file without one was never finished. */
+static int file_finish(Src *s)
+{
+    uint8_t hdr[SNAP_HEADER_LEN];
+    s->snap.state_len = s->ch.bytes - s->state_start;
+    snap_header_encode(&s->snap, hdr);
+    if (ftruncate(s->ch.fd, (off_t)(s->snap.state_off + s->snap.state_len)) < 0 ||
+        pwrite(s->ch.fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+        snprintf(s->err, sizeof(s->err), "writing the snapshot's header: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens the snapshot file (created 0600, or overwritten: it has no
+ * header until the save completes) and lays it out. */
+static int file_open(Src *s, const char *path)
+{
+    s->snap.nblocks = s->nblocks;
+    for (unsigned b = 0; b < s->nblocks; b++) {
+        snprintf(s->snap.blocks[b].name, sizeof(s->snap.blocks[b].name), "%s", s->blocks[b].name);
+        s->snap.blocks[b].size = s->blocks[b].size;
+    }
+    if (snap_layout(&s->snap) < 0) {
+        snprintf(s->err, sizeof(s->err), "this machine's RAM does not fit a snapshot file");
+        return -1;
+    }
+    /* the program opens it: the one open its sandbox lets through */
+    const MigHost *h = s->g->host;
+    int fd = h->open_snapshot ? h->open_snapshot(h->opaque, path) : -1;
+    if (!h->open_snapshot)
+        errno = ENOTSUP;
+    if (fd < 0) {
+        snprintf(s->err, sizeof(s->err), "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    mig_channel_init_file(&s->ch, fd);
+    s->ch.cancel = &s->g->cancel;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(s->err, sizeof(s->err), "%s: not a regular file", path);
+        return -1;
+    }
+    /* the old contents go: every page is a hole until written */
+    if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)s->snap.state_off) < 0) {
+        snprintf(s->err, sizeof(s->err), "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    s->fresh = true;
+    return 0;
+}
+
 /* The stop-and-copy: vCPUs and devices held, last pages, state, END and
  * the handover, all within the final phase's hard limit. */
 static int final_stage(Src *s, bool *paused)
@@ -413,14 +564,17 @@ static int final_stage(Src *s, bool *paused)
         return final_fail(s, "sending the last dirty pages", s->err);
     uint64_t t1 = mig_now_ns();
     char e[400];
+    if (s->file && file_state_start(s) < 0)
+        return final_fail(s, "starting the snapshot's state records", s->err);
     if (mig_send_cpu_state(m, &s->ch, e, sizeof(e)) < 0)
         return final_fail(s, "sending the CPU state", e);
     uint64_t t2 = mig_now_ns();
     if (send_devices(s) < 0)
         return final_fail(s, "sending the device state", s->err);
     uint8_t end[40];
-    mig_put_le64(end, s->normal_pages);
-    mig_put_le64(end + 8, s->zero_pages);
+    /* a snapshot's state records carry no RAM: its pages are in place */
+    mig_put_le64(end, s->file ? 0 : s->normal_pages);
+    mig_put_le64(end + 8, s->file ? 0 : s->zero_pages);
     mig_put_le64(end + 16, m->ncpus);
     mig_put_le64(end + 24, s->running_at_pause ? 1 : 0);
     uint32_t end_len = 32;
@@ -441,6 +595,15 @@ static int final_stage(Src *s, bool *paused)
     g->stats.cpu_us = (t2 - t1) / 1000;
     g->stats.devices_us = (s->end_sent_ns - t2) / 1000;
     pthread_mutex_unlock(&g->lock);
+    if (s->file) {
+        if (file_finish(s) < 0)
+            return final_fail(s, "finishing the snapshot", s->err);
+        pthread_mutex_lock(&g->lock);
+        g->stats.downtime_ms = (mig_now_ns() - t0) / 1000000;
+        g->stats.final_pause_ms = g->stats.downtime_ms;
+        pthread_mutex_unlock(&g->lock);
+        return 0;
+    }
     if (handover(s) < 0)
         return -1;
     pthread_mutex_lock(&g->lock);
@@ -476,6 +639,11 @@ static int setup(Src *s, int *fd)
     }
     /* Under a kill-mode seccomp filter the resolver would die (it opens
      * files): only numeric addresses there. */
+    if (s->file) {
+        int r = file_open(s, g->uri + 5);
+        *fd = s->ch.fd;
+        return r;
+    }
     *fd = mig_connect(g->uri, s->strict, s->err, sizeof(s->err));
     if (*fd < 0)
         return -1;
@@ -518,6 +686,8 @@ void *mig_source_thread(void *arg)
     s->g = g;
     s->m = h->m;
     s->strict = strict;
+    s->file = !strncmp(g->uri, "file:", 5);
+    s->ch.fd = -1;
     if (setup(s, &fd) < 0)
         goto fail;
     pthread_mutex_lock(&g->lock);
@@ -532,6 +702,17 @@ void *mig_source_thread(void *arg)
     g->stats.end_ns = mig_now_ns();
     g->stats.transferred = s->ch.bytes;
     pthread_mutex_unlock(&g->lock);
+    if (s->file) {
+        /* A snapshot: the guest goes on here as it was (a paused one
+         * stays paused until `cont`). */
+        machine_virtio_resume(s->m);
+        kvm_vm_resume(s->m->vm);
+        pthread_mutex_lock(&g->lock);
+        g->final_phase = false;
+        pthread_mutex_unlock(&g->lock);
+        mig_set_status(g, MIG_COMPLETED);
+        goto out;
+    }
     /* The guest now runs at the destination: this side's vCPUs stay
      * paused and its devices never run again (no disk write after GO). */
     machine_virtio_halt(s->m);
@@ -570,7 +751,7 @@ fail:
     }
     if (!s->unconfirmed && cancelled(s)) {
         snprintf(s->err, sizeof(s->err), "cancelled by migrate_cancel");
-    } else if (!s->unconfirmed && fd >= 0) {
+    } else if (!s->unconfirmed && fd >= 0 && !s->file) {
         s->ch.deadline_ns = 0;
         read_refusal(s);
     }

@@ -89,6 +89,14 @@ void mig_channel_init(MigChannel *ch, int fd)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+void mig_channel_init_file(MigChannel *ch, int fd)
+{
+    memset(ch, 0, sizeof(*ch));
+    ch->fd = fd;
+    ch->extra_fd = -1;
+    ch->file = true;
+}
+
 /* Waits until fd is ready for `events`; 0, or -1 on cancel / timeout /
  * the extra fd / a poll error. */
 static int wait_fd(MigChannel *ch, short events, const char *what)
@@ -157,7 +165,7 @@ static int send_iov(MigChannel *ch, struct iovec *iov, int n)
     throttle(ch, total);
     while (n > 0) {
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t w = sendmsg(ch->fd, &mh, MSG_NOSIGNAL);
+        ssize_t w = ch->file ? writev(ch->fd, iov, n) : sendmsg(ch->fd, &mh, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -166,7 +174,7 @@ static int send_iov(MigChannel *ch, struct iovec *iov, int n)
                     return -1;
                 continue;
             }
-            return fail(ch, "send: %s", strerror(errno));
+            return fail(ch, "%s: %s", ch->file ? "write" : "send", strerror(errno));
         }
         ch->bytes += (uint64_t)w;
         size_t left = (size_t)w;
@@ -195,7 +203,7 @@ int mig_recv_bytes(MigChannel *ch, void *p, size_t n)
 {
     uint8_t *b = p;
     while (n) {
-        ssize_t r = recv(ch->fd, b, n, 0);
+        ssize_t r = ch->file ? read(ch->fd, b, n) : recv(ch->fd, b, n, 0);
         if (r > 0) {
             b += r;
             n -= (size_t)r;
@@ -203,7 +211,8 @@ int mig_recv_bytes(MigChannel *ch, void *p, size_t n)
             continue;
         }
         if (r == 0)
-            return fail(ch, "the stream ended early (connection closed after %llu bytes)",
+            return fail(ch, "the stream ended early (%s after %llu bytes)",
+                        ch->file ? "the file ends" : "connection closed",
                         (unsigned long long)ch->bytes);
         if (errno == EINTR)
             continue;
@@ -437,12 +446,17 @@ const char *mig_check_uri(const char *uri)
         return parse_tcp(uri + 4, host, sizeof(host), port, sizeof(port)) == 0
                    ? NULL
                    : "expected tcp:HOST:PORT (port 1-65535)";
-    return "expected tcp:HOST:PORT or unix:PATH";
+    if (!strncmp(uri, "file:", 5))
+        return uri[5] && strlen(uri + 5) < 4096 ? NULL
+                                                : "file:PATH needs a path (under 4096 bytes)";
+    return "expected tcp:HOST:PORT, unix:PATH or file:PATH";
 }
 
 int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen)
 {
     const char *why = mig_check_uri(uri);
+    if (!why && !strncmp(uri, "file:", 5))
+        why = "a file, not a socket";
     if (why) {
         snprintf(err, errlen, "%s: %s", uri, why);
         return -1;
@@ -465,6 +479,8 @@ int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen)
 int mig_listen(const char *uri, bool numeric_only, char *err, size_t errlen)
 {
     const char *why = mig_check_uri(uri);
+    if (!why && !strncmp(uri, "file:", 5))
+        why = "a file, not a socket";
     if (why) {
         snprintf(err, errlen, "%s: %s", uri, why);
         return -1;

@@ -58,11 +58,15 @@ typedef struct MigChannel {
     unsigned timeout_ms;                    /* no progress for this long fails (0 = never) */
     uint64_t deadline_ns;                   /* mig_now_ns() past which any wait fails (0 = none) */
     int extra_fd;                           /* also polled; readable = give up (-1 = none) */
+    bool file;                              /* fd is a regular file: write/read, no poll */
     char err[256];                          /* why the last call failed */
 } MigChannel;
 
 /* A channel over a connected socket (not owned: the caller closes fd). */
 void mig_channel_init(MigChannel *ch, int fd);
+/* A channel over a regular file at its current offset (a snapshot's
+ * state records: docs/snapshot.md); not owned. */
+void mig_channel_init_file(MigChannel *ch, int fd);
 /* Writes the stream header. 0 or -1 (ch->err). */
 int mig_send_header(MigChannel *ch);
 /* Reads and checks the stream header. 0 or -1 (ch->err). */
