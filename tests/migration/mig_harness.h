@@ -83,5 +83,7 @@ uint64_t elf_symbol(const char *path, const char *name);
 int soak(const char *smp_elf, unsigned hops);
 /* The handover under faults (handover.c). */
 int handover_suite(void);
+/* snapshot.c: save, restore, clones, bad files (mig-test --snapshot). */
+int snapshot_suite(void);
 
 #endif /* STRATA_TESTS_MIG_HARNESS_H */

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshots (docs/snapshot.md), on the host's KVM with the dirtying tiny
+ * guest, whose own page checks catch a page lost or stale after a restore
+ * (it exits 1 then):
+ *   - a stop-and-save stays paused, `cont` goes on; its restore starts
+ *     paused at the saved pass, RAM verified against the saved VM's;
+ *   - a live save keeps the VM running; its restore runs at once;
+ *   - 5 clones restored from one file all run at once, each on its own;
+ *   - bad files: empty, unfinished (no header), truncated in RAM and in
+ *     the state, a flipped header bit, a flipped state bit, another format
+ *     version, another machine's RAM size, another machine's CPU count,
+ *     a migration stream: each exits 5 with one line saying why, and the
+ *     guest never runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "memory/state-stream.h"
+#include "mig_harness.h"
+
+/* Saves src to path (QMP migrate file:PATH); the final query-migrate. */
+static json_t *save(Vm *src, const char *path)
+{
+    char args[300];
+    snprintf(args, sizeof(args), "{\"uri\": \"file:%s\"}", path);
+    json_decref(cmd_ok(src, "migrate", args));
+    json_t *q = wait_migration(src, 60000);
+    CHECK(!strcmp(status_of(q), "completed"), "save to %s: %s", path, json_dumps(q, 0));
+    CHECK(json_is_integer(json_object_get(q, "downtime")), "save: downtime reported");
+    drain_migration(src, "completed");
+    return q;
+}
+
+static const char *run_state(Vm *vm)
+{
+    static char s[32];
+    json_t *r = cmd_ok(vm, "query-status", NULL);
+    snprintf(s, sizeof(s), "%s", json_string_value(json_object_get(r, "status")));
+    json_decref(r);
+    return s;
+}
+
+/* A strata restored from path (--incoming file:PATH) with cpus/memory. */
+static void restore(Vm *vm, const char *name, const char *path, const char *memory)
+{
+    char uri[300];
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    start_vm(vm, name, guest_elf, memory, uri);
+}
+
+static void quit(Vm *vm)
+{
+    json_decref(cmd_ok(vm, "quit", NULL));
+    CHECK(vm_wait(vm, 10000) == 0, "%s: quit", vm->sock);
+    qc_close(vm->c);
+    vm->c = NULL;
+}
+
+/* Writes len bytes at off into the file path. */
+static void patch(const char *path, off_t off, const void *bytes, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, bytes, len, off) == (ssize_t)len, "patching %s: %s", path,
+          strerror(errno));
+    close(fd);
+}
+
+static uint64_t le64_at(const char *path, off_t off)
+{
+    uint8_t b[8];
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0 && pread(fd, b, 8, off) == 8, "reading %s: %s", path, strerror(errno));
+    close(fd);
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+
+/* The restore of a bad file must exit 5 saying `want`, guest never run. */
+static void refused(const char *name, const char *path, const char *memory, const char *want)
+{
+    Vm vm;
+    restore(&vm, name, path, memory);
+    int st = vm_wait(&vm, 30000);
+    CHECK(st == 5, "%s: exit %d, expected 5", name, st);
+    CHECK(log_has(&vm, "the guest is not started") || log_has(&vm, "strata: restore:"),
+          "%s: no restore message", name);
+    CHECK(log_has(&vm, want), "%s: the log lacks '%s'", name, want);
+    CHECK(!log_has(&vm, "restored in"), "%s: it says it restored", name);
+    printf("%s: refused, exit 5, '%s'\n", name, want);
+}
+
+int snapshot_suite(void)
+{
+    char path[200], clone_path[200];
+    Vm src, r;
+    start_vm(&src, "snap-src", guest_elf, "256M", NULL);
+    vm_connect(&src);
+    json_decref(cmd_ok(&src, "migrate-set-parameters", "{\"x-verify-ram\": true}"));
+    wait_pass(&src, 3, 60000);
+
+    /* 1. stop and save: stays paused; `cont` goes on */
+    snprintf(path, sizeof(path), "%s/stopped.snap", tmpdir);
+    json_decref(cmd_ok(&src, "stop", NULL));
+    uint64_t saved = read_u64(&src, pass_addr);
+    json_t *q = save(&src, path);
+    printf("stopped save: %lld ms, downtime %lld ms\n",
+           json_integer_value(json_object_get(q, "total-time")),
+           json_integer_value(json_object_get(q, "downtime")));
+    json_decref(q);
+    CHECK(!strcmp(run_state(&src), "paused"), "after a stopped save: %s", run_state(&src));
+    CHECK(read_u64(&src, pass_addr) == saved, "the paused source ran during its save");
+    json_decref(cmd_ok(&src, "cont", NULL));
+    wait_pass(&src, saved + 2, 60000);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size / 2,
+          "the snapshot is not sparse: %lld of %lld bytes allocated", (long long)st.st_blocks * 512,
+          (long long)st.st_size);
+
+    restore(&r, "snap-r1", path, "256M");
+    vm_connect(&r);
+    CHECK(log_has(&r, "RAM verified against the saved VM's"), "restore: RAM not verified");
+    CHECK(!strcmp(run_state(&r), "paused"), "a stopped save restores paused, not %s",
+          run_state(&r));
+    CHECK(read_u64(&r, pass_addr) == saved, "restored pass %llu, saved %llu",
+          (unsigned long long)read_u64(&r, pass_addr), (unsigned long long)saved);
+    json_decref(cmd_ok(&r, "cont", NULL));
+    uint64_t p = wait_pass(&r, saved + 2, 60000);
+    printf("stopped save restored paused at pass %llu; after cont pass %llu (pages verified)\n",
+           (unsigned long long)saved, (unsigned long long)p);
+    quit(&r);
+
+    /* 2. live save: the VM runs through it; its restore runs at once */
+    snprintf(clone_path, sizeof(clone_path), "%s/live.snap", tmpdir);
+    uint64_t before = read_u64(&src, pass_addr);
+    q = save(&src, clone_path);
+    printf("live save: %lld ms, downtime %lld ms, %lld rounds\n",
+           json_integer_value(json_object_get(q, "total-time")),
+           json_integer_value(json_object_get(q, "downtime")),
+           json_integer_value(json_object_get(q, "x-rounds")));
+    json_decref(q);
+    CHECK(!strcmp(run_state(&src), "running"), "after a live save: %s", run_state(&src));
+    wait_pass(&src, before + 2, 60000);
+
+    /* 3. five clones of the live save, all at once */
+    Vm clones[5];
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "snap-clone%d", i);
+        restore(&clones[i], name, clone_path, "256M");
+    }
+    for (int i = 0; i < 5; i++) {
+        vm_connect(&clones[i]);
+        CHECK(!strcmp(run_state(&clones[i]), "running"), "clone %d: %s", i, run_state(&clones[i]));
+    }
+    uint64_t start = read_u64(&clones[0], pass_addr);
+    for (int i = 0; i < 5; i++) {
+        uint64_t c = wait_pass(&clones[i], start + 2, 60000);
+        printf("clone %d runs: pass %llu\n", i, (unsigned long long)c);
+    }
+    for (int i = 0; i < 5; i++)
+        quit(&clones[i]);
+
+    /* 4. bad files */
+    snprintf(path, sizeof(path), "%s/bad.snap", tmpdir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0, "creating %s", path);
+    close(fd);
+    refused("snap-empty", path, "256M", "too short for a snapshot");
+
+    save(&src, path);
+    static const uint8_t zeros[4096];
+    patch(path, 0, zeros, sizeof(zeros));
+    refused("snap-unfinished", path, "256M", "not a strata snapshot");
+
+    json_decref(save(&src, path));
+    CHECK(truncate(path, 1 << 20) == 0, "truncate");
+    refused("snap-truncated-ram", path, "256M", "truncated");
+
+    json_decref(save(&src, path));
+    uint64_t state_off = le64_at(path, 16), state_len = le64_at(path, 24);
+    CHECK(truncate(path, (off_t)(state_off + state_len / 2)) == 0, "truncate");
+    refused("snap-truncated-state", path, "256M", "truncated");
+
+    json_decref(save(&src, path));
+    uint8_t b = 0x40; /* a bit of the state offset: the header's CRC catches it */
+    patch(path, 17, &b, 1);
+    refused("snap-header-bit", path, "256M", "the header is corrupt");
+
+    json_decref(save(&src, path));
+    state_off = le64_at(path, 16);
+    uint8_t flip[1];
+    int rfd = open(path, O_RDONLY);
+    CHECK(rfd >= 0 && pread(rfd, flip, 1, (off_t)state_off + 200) == 1, "read");
+    close(rfd);
+    flip[0] ^= 0x01;
+    patch(path, (off_t)state_off + 200, flip, 1);
+    refused("snap-state-bit", path, "256M", "CRC");
+
+    json_decref(save(&src, path));
+    uint8_t hdr[4096];
+    rfd = open(path, O_RDONLY);
+    CHECK(rfd >= 0 && pread(rfd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr), "read");
+    close(rfd);
+    hdr[8] = 2; /* version 2, with a CRC that matches it */
+    uint32_t crc = state_crc32(hdr, 4092);
+    for (int i = 0; i < 4; i++)
+        hdr[4092 + i] = (uint8_t)(crc >> (8 * i));
+    patch(path, 0, hdr, sizeof(hdr));
+    refused("snap-version", path, "256M", "snapshot format version 2");
+
+    json_decref(save(&src, path));
+    refused("snap-other-memory", path, "512M", "another machine's snapshot");
+    vm_cpus = "2";
+    refused("snap-other-cpus", path, "256M", "the source has --cpus 1, this strata has 2");
+    vm_cpus = "1";
+
+    /* a migration stream is not a snapshot */
+    uint8_t mg[4096] = "STRATAMG";
+    patch(path, 0, mg, sizeof(mg));
+    refused("snap-stream", path, "256M", "a migration stream, not a snapshot");
+
+    CHECK(!strcmp(run_state(&src), "running"), "the source after all: %s", run_state(&src));
+    quit(&src);
+    printf("snapshot: all cases passed\n");
+    return 0;
+}
