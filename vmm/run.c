@@ -113,8 +113,29 @@ static void on_signal(EvSource *src, uint32_t events)
     }
 }
 
+/* Set once the guest may run: a SIGBUS before is a restore's failure. */
+static volatile sig_atomic_t guest_started;
+
+/* Guest RAM mapped from a snapshot file that shrank (docs/snapshot.md)
+ * reads as SIGBUS wherever strata touches it (a device, a register dump):
+ * one line and an exit status, never a silent death.  Async-signal-safe. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    static const char msg[] =
+        "strata: SIGBUS: memory under strata is gone (guest RAM restored from a snapshot file "
+        "that shrank?); ending\n";
+    (void)sig;
+    (void)si;
+    (void)uc;
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    _exit(guest_started ? EXIT_KVM_ERROR : EXIT_INCOMING);
+}
+
 static int setup_loop(Vmm *v)
 {
+    struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -370,6 +391,7 @@ int strata_run(int argc, char *const argv[])
         goto out;
     if (start_paused)
         kvm_vm_pause(v->m.vm); /* the source was paused: stay so until `cont` */
+    guest_started = 1;
     if (machine_start(&v->m) < 0)
         goto out;
     v->state = start_paused ? RUN_STATE_PAUSED : RUN_STATE_RUNNING;
