@@ -37,12 +37,15 @@ static const char ctl_usage[] =
     "                         handover went unconfirmed (the source holds the guest\n"
     "                         paused: check the destination, `cont` the source only\n"
     "                         if it does not run the guest)\n"
-    "  snapshot PATH [--live] save the VM to the file PATH (QMP migrate file:PATH;\n"
+    "  snapshot PATH [--live] [--incremental]\n"
+    "                         save the VM to the file PATH (QMP migrate file:PATH;\n"
     "                         docs/snapshot.md) with the same progress line:\n"
     "                         paused first and left paused (`resume` goes on), or\n"
     "                         with --live saved while it runs, then a short pause\n"
     "                         as a migration's; restore with `strata run <same\n"
-    "                         options> --restore PATH`\n"
+    "                         options> --restore PATH`; --incremental keeps the\n"
+    "                         dirty log on after it, so the next save to PATH\n"
+    "                         writes only what changed since\n"
     "Exit status: 0 on success, 1 with the error's description otherwise.\n";
 
 typedef struct Conn {
@@ -272,10 +275,12 @@ static int ctl_migrate(Conn *c, int nargs, char *const *args)
 static int ctl_snapshot(Conn *c, int nargs, char *const *args)
 {
     const char *path = NULL;
-    bool live = false;
+    bool live = false, incremental = false;
     for (int k = 0; k < nargs; k++) {
         if (!strcmp(args[k], "--live"))
             live = true;
+        else if (!strcmp(args[k], "--incremental"))
+            incremental = true;
         else if (!path && strncmp(args[k], "--", 2))
             path = args[k];
         else {
@@ -301,7 +306,8 @@ static int ctl_snapshot(Conn *c, int nargs, char *const *args)
             return r ? report_error(r) : 1;
         json_decref(r);
     }
-    int status = run_migration(c, uri, json_object(), uri + 5);
+    json_t *params = json_pack("{s:b}", "x-incremental-snapshot", incremental);
+    int status = run_migration(c, uri, params, uri + 5);
     if (!live)
         fprintf(stderr, "strata ctl: the VM is paused; `strata ctl --api-socket ... resume` "
                         "goes on\n");

@@ -83,6 +83,12 @@ struct Migration {
     MigOwner owner;
     bool incoming; /* the last migration came in (--incoming) */
     bool to_file;  /* the last one is a snapshot (file:PATH): the guest stays */
+    /* The last snapshot, when it can be the base of an incremental one:
+     * complete, saved with x-incremental-snapshot, dirty logging on since. */
+    bool snap_base;
+    char snap_path[256];
+    uint64_t snap_dev, snap_ino; /* the file it was written to (the thread sets) */
+    bool incremental_run;        /* this save writes only what changed since */
 };
 
 /* The machine's RAM blocks (at most max); their number. */

@@ -189,17 +189,23 @@ static void reap(Migration *g)
         h->held_paused(h->opaque);
     char err[256], uri[sizeof(g->uri) * 4];
     text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)); /* the client's text */
-    if (g->logging && (s != MIG_COMPLETED || g->to_file)) {
+    /* an incremental snapshot's base: logging stays on until the next */
+    bool base = s == MIG_COMPLETED && g->to_file && g->params.incremental &&
+                strlen(g->uri + 5) < sizeof(g->snap_path);
+    g->snap_base = base;
+    if (base)
+        snprintf(g->snap_path, sizeof(g->snap_path), "%s", g->uri + 5);
+    if (g->logging && !base && (s != MIG_COMPLETED || g->to_file)) {
         if (set_logging(g, false, err, sizeof(err)) < 0)
             fprintf(stderr, "strata: migration: %s\n", err);
         g->logging = false;
     }
     if (s == MIG_COMPLETED && g->to_file) {
         fprintf(stderr,
-                "strata: snapshot saved to %s (downtime %llu ms, %.1f MiB of RAM written); "
+                "strata: %ssnapshot saved to %s (downtime %llu ms, %.1f MiB of RAM written); "
                 "the VM goes on here\n",
-                uri + 5, (unsigned long long)g->stats.downtime_ms,
-                (double)g->stats.transferred / (1 << 20));
+                g->incremental_run ? "incremental " : "", uri + 5,
+                (unsigned long long)g->stats.downtime_ms, (double)g->stats.transferred / (1 << 20));
     } else if (s == MIG_COMPLETED) {
         fprintf(stderr,
                 "strata: migration to %s completed (downtime %llu ms); the guest runs "
@@ -258,8 +264,9 @@ Migration *mig_init(const MigHost *host)
         return NULL;
     }
     g->host = host;
-    g->params = (MigParams){ MIG_DEFAULT_DOWNTIME_MS, MIG_DEFAULT_BANDWIDTH, MIG_DEFAULT_MAX_ROUNDS,
-                             false, 0 };
+    g->params = (MigParams){ .downtime_limit_ms = MIG_DEFAULT_DOWNTIME_MS,
+                             .max_bandwidth = MIG_DEFAULT_BANDWIDTH,
+                             .max_rounds = MIG_DEFAULT_MAX_ROUNDS };
     pthread_mutex_init(&g->lock, NULL);
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
@@ -345,6 +352,9 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     g->owner = MIG_OWNER_SOURCE;
     g->incoming = false;
     g->to_file = !strncmp(uri, "file:", 5);
+    g->incremental_run = g->to_file && g->params.incremental && g->snap_base && g->logging &&
+                         !strcmp(g->snap_path, uri + 5);
+    g->snap_base = false; /* until this one completes */
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_SETUP);
     int r = pthread_create(&g->thread, NULL, mig_source_thread, g);
@@ -459,10 +469,11 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *params_json(const MigParams *p)
 {
-    return json_pack("{s:I,s:I,s:I,s:b,s:I}", "downtime-limit", (json_int_t)p->downtime_limit_ms,
-                     "max-bandwidth", (json_int_t)p->max_bandwidth, "x-max-rounds",
-                     (json_int_t)p->max_rounds, "x-verify-ram", p->verify_ram,
-                     "x-final-phase-limit", (json_int_t)p->final_limit_ms);
+    return json_pack("{s:I,s:I,s:I,s:b,s:I,s:b}", "downtime-limit",
+                     (json_int_t)p->downtime_limit_ms, "max-bandwidth",
+                     (json_int_t)p->max_bandwidth, "x-max-rounds", (json_int_t)p->max_rounds,
+                     "x-verify-ram", p->verify_ram, "x-final-phase-limit",
+                     (json_int_t)p->final_limit_ms, "x-incremental-snapshot", p->incremental);
 }
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -509,6 +520,7 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     /* unknown keys never get here: the server checks them against param_args */
     json_t *vr = json_object_get(a, "x-verify-ram");
+    json_t *inc = json_object_get(a, "x-incremental-snapshot");
     pthread_mutex_lock(&g->lock);
     if (gdl)
         g->params.downtime_limit_ms = dl;
@@ -520,6 +532,8 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
         g->params.final_limit_ms = fl;
     if (vr)
         g->params.verify_ram = json_is_true(vr);
+    if (inc)
+        g->params.incremental = json_is_true(inc);
     pthread_mutex_unlock(&g->lock);
     return json_object();
 }
@@ -530,9 +544,13 @@ static const QmpArg migrate_args[] = {
     { "resume", QMP_ARG_BOOL, true }, { NULL, 0, false },
 };
 static const QmpArg param_args[] = {
-    { "downtime-limit", QMP_ARG_INT, true },      { "max-bandwidth", QMP_ARG_INT, true },
-    { "x-max-rounds", QMP_ARG_INT, true },        { "x-verify-ram", QMP_ARG_BOOL, true },
-    { "x-final-phase-limit", QMP_ARG_INT, true }, { NULL, 0, false },
+    { "downtime-limit", QMP_ARG_INT, true },
+    { "max-bandwidth", QMP_ARG_INT, true },
+    { "x-max-rounds", QMP_ARG_INT, true },
+    { "x-verify-ram", QMP_ARG_BOOL, true },
+    { "x-final-phase-limit", QMP_ARG_INT, true },
+    { "x-incremental-snapshot", QMP_ARG_BOOL, true },
+    { NULL, 0, false },
 };
 
 const QmpCommand mig_qmp_commands[] = {

@@ -64,6 +64,9 @@ typedef struct MigParams {
                                      * of all RAM at the final pause (costs downtime) */
     uint64_t final_limit_ms;    /* "x-final-phase-limit": the hard bound of the final
                                      * pause up to READY; 0 = derived (mig_final_limit_ms) */
+    bool incremental;           /* "x-incremental-snapshot": dirty logging stays on
+                                     * after a snapshot, and the next one to the same
+                                     * file writes only what changed (docs/snapshot.md) */
 } MigParams;
 
 /* Who may run the guest (query-migrate's "x-guest-owner"). */

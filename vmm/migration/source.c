@@ -43,7 +43,9 @@ typedef struct Src {
     /* A snapshot (file:PATH, docs/snapshot.md): pages go to their homes
      * in the file, contiguous ones in one write (the run). */
     bool file;
-    bool fresh; /* round 0 of a new file: zero pages are holes already */
+    bool fresh;       /* round 0 of a new file: zero pages are holes already */
+    bool incremental; /* the file holds the last snapshot: round 0 writes only
+                       * what the dirty log says changed since */
     SnapHeader snap;
     uint64_t state_start; /* ch.bytes when the state records began */
     bool run_zero;
@@ -412,13 +414,16 @@ static int precopy(Src *s)
     params(s, &p);
     MigPolicy pol;
     mig_policy_init(&pol, p.downtime_limit_ms, p.max_rounds);
-    /* round 0: everything (the dirty log starts now) */
-    harvest(s);
-    find_untouched(s);
-    mark_all(s);
-    uint64_t waiting = 0;
-    for (unsigned b = 0; b < s->nblocks; b++)
-        waiting += s->blocks[b].pages;
+    /* round 0: everything (the dirty log starts now), or for an
+     * incremental snapshot what changed since the last (logged since) */
+    uint64_t waiting = harvest(s);
+    if (!s->incremental) {
+        find_untouched(s);
+        mark_all(s);
+        waiting = 0;
+        for (unsigned b = 0; b < s->nblocks; b++)
+            waiting += s->blocks[b].pages;
+    }
     for (uint64_t round = 0;; round++) {
         uint64_t t0 = mig_now_ns(), b0 = s->ch.bytes, sent = waiting;
         if (send_dirty(s, waiting) < 0)
@@ -525,6 +530,25 @@ static int file_open(Src *s, const char *path)
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         snprintf(s->err, sizeof(s->err), "%s: not a regular file", path);
         return -1;
+    }
+    Migration *g = s->g;
+    pthread_mutex_lock(&g->lock);
+    s->incremental = g->incremental_run && g->snap_dev == (uint64_t)st.st_dev &&
+                     g->snap_ino == (uint64_t)st.st_ino &&
+                     (uint64_t)st.st_size >= s->snap.state_off;
+    g->incremental_run = s->incremental; /* another file there now: a full save */
+    g->snap_dev = (uint64_t)st.st_dev;
+    g->snap_ino = (uint64_t)st.st_ino;
+    pthread_mutex_unlock(&g->lock);
+    if (s->incremental) {
+        /* its header goes first: until the new one is written, the file is
+         * an unfinished save, never a mix of two passed off as one */
+        static const uint8_t zeros[SNAP_HEADER_LEN];
+        if (pwrite(fd, zeros, sizeof(zeros), 0) != (ssize_t)sizeof(zeros)) {
+            snprintf(s->err, sizeof(s->err), "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
     }
     /* the old contents go: every page is a hole until written */
     if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)s->snap.state_off) < 0) {
