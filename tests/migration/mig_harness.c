@@ -66,7 +66,8 @@ const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
  * the other (tests/migration/compat.sh). */
 const char *peer_bin;
 static unsigned nstarted;
-const char *vm_cpus = "1"; /* --cpus of the next strata started */
+const char *vm_cpus = "1";
+const char *vm_disk; /* --cpus of the next strata started */
 uint64_t pass_addr, counter_addr;
 
 /* strata run --kernel ELF --test-device --serial none --api-socket ... [extra] */
@@ -108,6 +109,10 @@ void start_vm(Vm *vm, const char *name, const char *elf, const char *memory, con
         argv[n++] = vm->sock;
         if (incoming)
             argv[n++] = inc;
+        if (vm_disk) {
+            argv[n++] = (char *)"--disk";
+            argv[n++] = (char *)vm_disk;
+        }
         argv[n] = NULL;
         execv(bin, argv);
         _exit(127);

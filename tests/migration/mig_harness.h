@@ -29,6 +29,7 @@ extern char tmpdir[64]; /* this run's scratch folder */
 /* the strata binary and the guests (the build's, or the environment's) */
 extern const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
 extern const char *vm_cpus;              /* --cpus of the next strata started */
+extern const char *vm_disk;              /* --disk of the next strata started (NULL: none) */
 extern uint64_t pass_addr, counter_addr; /* the guests' counters (xp) */
 
 #define MIG_SEEN(name) (1u << mig_status_index(name))

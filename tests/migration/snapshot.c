@@ -10,8 +10,9 @@
  *   - bad files: empty, unfinished (no header), truncated in RAM and in
  *     the state, a flipped header bit, a flipped state bit, another format
  *     version, another machine's RAM size, another machine's CPU count,
- *     a migration stream: each exits 5 with one line saying why, and the
- *     guest never runs.
+ *     another disk size or no disk, a migration stream: each exits 5 with
+ *     one line saying why, and the guest never runs;
+ *   - incremental saves write only what changed and restore verified.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -279,6 +280,32 @@ int snapshot_suite(void)
     vm_cpus = "2";
     refused("snap-other-cpus", path, "256M", "the source has --cpus 1, this strata has 2");
     vm_cpus = "1";
+
+    /* disks: the restore must have the same images (path and size) */
+    char disk[200], disk_arg[220];
+    snprintf(disk, sizeof(disk), "%s/disk.img", tmpdir);
+    int dfd = open(disk, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(dfd >= 0 && ftruncate(dfd, 1 << 20) == 0, "disk image");
+    close(dfd);
+    snprintf(disk_arg, sizeof(disk_arg), "path=%s", disk);
+    Vm dsrc;
+    vm_disk = disk_arg;
+    start_vm(&dsrc, "snap-disk-src", guest_elf, "256M", NULL);
+    vm_connect(&dsrc);
+    char dpath[200];
+    snprintf(dpath, sizeof(dpath), "%s/disk.snap", tmpdir);
+    json_decref(save(&dsrc, dpath));
+    quit(&dsrc);
+    restore(&r, "snap-disk-same", dpath, "256M");
+    vm_connect(&r);
+    CHECK(!strcmp(run_state(&r), "running"), "restore with the same disk: %s", run_state(&r));
+    quit(&r);
+    dfd = open(disk, O_WRONLY);
+    CHECK(dfd >= 0 && ftruncate(dfd, 2 << 20) == 0, "disk image");
+    close(dfd);
+    refused("snap-disk-size", dpath, "256M", "disk 0 differs");
+    vm_disk = NULL;
+    refused("snap-disk-missing", dpath, "256M", "differs");
 
     /* a migration stream is not a snapshot */
     uint8_t mg[4096] = "STRATAMG";

@@ -97,6 +97,9 @@ unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max);
 unsigned mig_devices(Machine *m, MigDevice *out, unsigned max);
 /* The CONFIG record's JSON text (malloc()ed), or NULL. */
 char *mig_config_json(Machine *m);
+/* The same with "disks" (each --disk's path and size): a snapshot's CONFIG,
+ * whose restore must find the same disks. */
+char *mig_config_json_disks(Machine *m);
 /* Compares a source's CONFIG text with this machine: 0, or -1 with what
  * differs in err. */
 int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t errlen);

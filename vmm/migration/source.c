@@ -474,7 +474,7 @@ static int file_state_start(Src *s)
         return -1;
     }
     s->state_start = s->ch.bytes;
-    char *cfg = mig_config_json(s->m);
+    char *cfg = mig_config_json_disks(s->m);
     if (!cfg) {
         snprintf(s->err, sizeof(s->err), "out of memory");
         return -1;

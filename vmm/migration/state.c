@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kvm/state.h"
 #include "memory/state-stream.h"
 #include "vmm/migration/cpu.h"
 #include "vmm/migration/internal.h"
+#include "vmm/text.h"
 
 unsigned mig_blocks(Machine *m, MigBlock *out, unsigned max)
 {
@@ -57,7 +59,26 @@ unsigned mig_devices(Machine *m, MigDevice *out, unsigned max)
 
 /* ---- CONFIG ---------------------------------------------------------------- */
 
+static char *config_json(Machine *m, bool disks);
+
 char *mig_config_json(Machine *m)
+{
+    return config_json(m, false);
+}
+
+char *mig_config_json_disks(Machine *m)
+{
+    return config_json(m, true);
+}
+
+/* --disk i's size in bytes (-1: cannot stat it). */
+static json_int_t disk_size(const Machine *m, unsigned i)
+{
+    struct stat st;
+    return stat(m->cfg->disks[i].path, &st) == 0 ? (json_int_t)st.st_size : -1;
+}
+
+static char *config_json(Machine *m, bool disks)
 {
     MigBlock b[4];
     MigDevice d[MIG_MAX_DEVICES];
@@ -71,6 +92,13 @@ char *mig_config_json(Machine *m)
     json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", "strata-microvm", "memory",
                           (json_int_t)m->cfg->memory, "cpus", (int)m->ncpus, "irqchip",
                           kvm_vm_has_irqchip(m->vm), "ram", ram, "devices", devs);
+    if (o && disks) {
+        json_t *dl = json_array();
+        for (unsigned i = 0; i < m->cfg->ndisks; i++)
+            json_array_append_new(dl, json_pack("{s:s,s:I}", "path", m->cfg->disks[i].path, "size",
+                                                disk_size(m, i)));
+        json_object_set_new(o, "disks", dl);
+    }
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -151,6 +179,28 @@ int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t
                      "(same --disk/--net/--rng/--serial/--test-device options needed)",
                      i, a ? a : "none", b ? b : "none");
             goto out;
+        }
+    }
+    /* a snapshot's CONFIG names its disks: the restore must have the same */
+    json_t *sdisks = json_object_get(src, "disks");
+    if (sdisks) {
+        size_t n = json_array_size(sdisks);
+        for (size_t i = 0; i < n || i < m->cfg->ndisks; i++) {
+            json_t *e = json_array_get(sdisks, i);
+            const char *p = json_string_value(json_object_get(e, "path"));
+            json_int_t size = json_integer_value(json_object_get(e, "size"));
+            const char *q = i < m->cfg->ndisks ? m->cfg->disks[i].path : NULL;
+            if (!p || !q || strcmp(p, q) || size != disk_size(m, (unsigned)i)) {
+                char a[300], b[300];
+                text_escape(a, sizeof(a), p ? p : "none", strlen(p ? p : "none"));
+                snprintf(err, errlen,
+                         "disk %zu differs: the snapshot has %s (%lld bytes), this strata has "
+                         "%s (%lld bytes)",
+                         i, a, (long long)size,
+                         q ? text_escape(b, sizeof(b), q, strlen(q)) : "none",
+                         q ? (long long)disk_size(m, (unsigned)i) : -1LL);
+                goto out;
+            }
         }
     }
     ret = 0;
