@@ -243,7 +243,9 @@ int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value)
 
 int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out)
 {
-    for (unsigned nent = 64; nent <= 4096; nent *= 2) {
+    /* 256 is the kernel's KVM_MAX_CPUID_ENTRIES: one call, not a retry after E2BIG
+     * (on PVM each call costs milliseconds) */
+    for (unsigned nent = 256; nent <= 4096; nent *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
         if (!c) {
             kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: out of memory");
