@@ -496,6 +496,104 @@ umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/sys
 	fi
 }
 
+# --- snapshots: the tiny-guest suite (tests/migration/snapshot.c) inside this KVM ---
+case_snapshot_tiny() {
+	mig_test snapshot_tiny mig-snapshot 600 --snapshot || return
+	grep -v '^strata: ' "$WORK/mig-snapshot.out" | sed 's/^/    /' | tail -n 30
+	if [ "$MT_RC" = 0 ] && grep -q '^snapshot: all cases passed' "$WORK/mig-snapshot.out"; then
+		result snapshot_tiny PASS "save stopped/live, restore, 5 clones, incremental, every bad file"
+	else
+		fail_out snapshot_tiny mig-snapshot "mig-test --snapshot exit status $MT_RC"
+	fi
+}
+
+# --- a snapshot of a Linux guest mid-workload (RAM and virtio disk), restored
+# twice: the workload writes a file per iteration to RAM and to the disk; the
+# VM is saved (`strata ctl snapshot`, stop and save) at ITER >= 3 and quit; the
+# disk image is copied as it was then; each restore (the image put back first)
+# must go on from the saved iteration to DISK-CHECK bad=0 ---
+case_snapshot_linux() {
+	n=snapshot_linux
+	help_has '--restore PATH' || { result $n SKIP "strata has no --restore"; return; }
+	img=$WORK/snap.img
+	cp "$DATA/disk.img" "$img"
+	iters=${E2E_SNAP_ITERS:-30}
+	wl="mount -t ext4 /dev/vda /mnt || exit 9
+i=1; while [ \$i -le $iters ]; do
+  seq \$i 20000 > /tmp/r\$i; cp /tmp/r\$i /mnt/d\$i; sync
+  a=\$(md5sum < /tmp/r\$i); b=\$(md5sum < /mnt/d\$i)
+  if [ \"\$a\" = \"\$b\" ]; then echo \"ITER \$i OK\"; else echo \"ITER \$i BAD\"; fi
+  i=\$((i+1))
+done
+sync; echo 3 > /proc/sys/vm/drop_caches
+bad=0; i=1; while [ \$i -le $iters ]; do
+  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /mnt/d\$i)\" ] || bad=\$((bad+1))
+  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /tmp/r\$i)\" ] || bad=\$((bad+1))
+  i=\$((i+1))
+done
+umount /mnt; echo DISK-CHECK bad=\$bad"
+	cmdline="$BASE strata.cmd=$(b64 "$wl")"
+	G=${GUARD:-300}
+	# snap_vm K [--restore FILE]: strata K, console $WORK/snap-K.console
+	snap_vm() {
+		k=$1; shift
+		rm -f "$WORK/snap-$k.qmp" "$WORK/snap-$k.console"
+		timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+			--cmdline "$cmdline" --disk "path=$img" \
+			--serial "file=$WORK/snap-$k.console" --api-socket "$WORK/snap-$k.qmp" "$@" \
+			> "$WORK/snap-$k.out" 2>&1 < /dev/null &
+	}
+	iter_of() {
+		v=$(tr -d '\r' 2>/dev/null < "$WORK/snap-$1.console" | sed -n 's/^ITER \([0-9]*\) .*/\1/p' | tail -n1)
+		echo "${v:-0}"
+	}
+	snap_vm 0; src=$!
+	t=0
+	while [ "$(iter_of 0)" -lt 3 ]; do
+		sleep 1; t=$((t+1))
+		if [ $t -ge 180 ] || ! kill -0 $src 2>/dev/null; then
+			kill $src 2>/dev/null; wait
+			show "$WORK/snap-0.console"; result $n FAIL "the guest never reached ITER 3"; return
+		fi
+	done
+	"$STRATA" ctl --api-socket "$WORK/snap-0.qmp" snapshot "$WORK/linux.snap" > "$WORK/snap-ctl.out" 2>&1
+	crc=$?
+	sed 's/^/    ctl: /' "$WORK/snap-ctl.out" | tail -n 2
+	saved=$(iter_of 0)
+	"$STRATA" ctl --api-socket "$WORK/snap-0.qmp" quit > /dev/null 2>&1
+	guard_wait $src 30 "$WORK/snap-0.qmp"
+	if [ "$crc" != 0 ] || ! grep -q '^snapshot saved' "$WORK/snap-ctl.out"; then
+		result $n FAIL "strata ctl snapshot exit status $crc"; return
+	fi
+	cp "$img" "$WORK/snap.img.saved"
+	echo "    saved at ITER $saved: $(du -h --apparent-size "$WORK/linux.snap" | cut -f1) apparent, $(du -h "$WORK/linux.snap" | cut -f1) allocated"
+	for r in 1 2; do
+		cp "$WORK/snap.img.saved" "$img"
+		snap_vm $r --restore "$WORK/linux.snap"; dst=$!
+		i=0; while [ ! -S "$WORK/snap-$r.qmp" ] && kill -0 $dst 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+		st=$("$STRATA" ctl --api-socket "$WORK/snap-$r.qmp" status 2>&1)
+		"$STRATA" ctl --api-socket "$WORK/snap-$r.qmp" resume > /dev/null 2>&1
+		guard_wait $dst 240 "$WORK/snap-$r.qmp"; rc=$WAIT_RC
+		tr -d '\r' < "$WORK/snap-$r.console" > "$WORK/snap-$r.txt"
+		first=$(grep '^ITER ' "$WORK/snap-$r.txt" | head -n1)
+		sed "s/^/    restore $r: /" "$WORK/snap-$r.out" | grep -v '^    restore.*ITER' | tail -n 2
+		echo "    restore $r: started $st, console starts at '$first'"
+		if [ "$rc" != 0 ]; then
+			show "$WORK/snap-$r.txt"; result $n FAIL "restore $r: strata exited $rc (expected 0)"; return
+		elif [ "$st" != paused ]; then
+			result $n FAIL "restore $r: a stopped save should restore paused, not '$st'"; return
+		elif [ -z "$first" ] || [ "${first#ITER }" = "${first}" ]; then
+			show "$WORK/snap-$r.txt"; result $n FAIL "restore $r: no workload output after the restore"; return
+		elif [ "$(echo "$first" | cut -d' ' -f2)" -lt "$saved" ]; then
+			result $n FAIL "restore $r: the console starts at '$first', before the saved ITER $saved"; return
+		elif grep -q BAD "$WORK/snap-$r.txt" || ! grep -q '^DISK-CHECK bad=0' "$WORK/snap-$r.txt" || \
+			! grep -q '^STRATA-CMD-EXIT=0' "$WORK/snap-$r.txt"; then
+			show "$WORK/snap-$r.txt"; result $n FAIL "restore $r: the RAM/disk check failed"; return
+		fi
+	done
+	result $n PASS "saved at ITER $saved, restored twice: each went on to DISK-CHECK bad=0"
+}
+
 # --- a whole raw-QMP session against the running Linux guest (qmp-linux) ---
 case_qmp() {
 	n=qmp sock=$WORK/qmp-linux.sock
@@ -546,7 +644,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_handover migrate_soak migrate_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in
