@@ -197,15 +197,35 @@ static void test_bad_values(void **state)
     assert_string_equal(c.incoming, "tcp:127.0.0.1:4444");
     vm_config_free(&c);
     const char *bad_uri[] = { "x",       "unix:",       "tcp:host",  "tcp::5",
-                              "tcp:h:0", "tcp:h:65536", "tcp:h:12x", "file:/x" };
+                              "tcp:h:0", "tcp:h:65536", "tcp:h:12x", "file:" };
     for (size_t i = 0; i < sizeof(bad_uri) / sizeof(bad_uri[0]); i++) {
         char want[64];
         snprintf(want, sizeof(want), "--incoming %s: expected", bad_uri[i]);
         if (!strcmp(bad_uri[i], "unix:"))
             snprintf(want, sizeof(want), "--incoming unix:: unix:PATH needs");
+        if (!strcmp(bad_uri[i], "file:"))
+            snprintf(want, sizeof(want), "--incoming file:: file:PATH needs");
         expect_error(parse(&c, "--kernel", "k", "--incoming", bad_uri[i], NULL), want);
         vm_config_free(&c);
     }
+    /* snapshots: --incoming file:PATH, --restore PATH[,prefault=on] */
+    assert_int_equal(parse(&c, "--kernel", "k", "--incoming=file:/s.snap", NULL), CONFIG_OK);
+    assert_string_equal(c.incoming, "file:/s.snap");
+    assert_false(c.restore_prefault);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--restore", "/a,b.snap,prefault=on", NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.incoming, "file:/a,b.snap");
+    assert_true(c.restore_prefault);
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--restore", "/s,prefault=maybe", NULL),
+                 "prefault=on or prefault=off");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--restore", ",prefault=on", NULL), "expected PATH");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--restore", "/s", "--incoming", "unix:/x", NULL),
+                 "only one of --incoming and --restore");
+    vm_config_free(&c);
     /* --disk and --net (repeatable) */
     assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a.img", "--disk",
                            "path=b,readonly=on", "--net", "tap=tap0", "--net",

@@ -450,7 +450,7 @@ int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused)
     uint64_t t0 = mig_now_ns();
     Dst *d = calloc(1, sizeof(*d));
     int ret = -1;
-    SnapHeader h;
+    SnapHeader h = { 0 };
     if (!d || !(d->vmstate = calloc(1, sizeof(*d->vmstate))) ||
         !(d->cpus = calloc(m->ncpus ? m->ncpus : 1, sizeof(*d->cpus)))) {
         fprintf(stderr, "strata: restore: out of memory\n");

@@ -60,14 +60,16 @@ int snap_layout(SnapHeader *h)
 void snap_header_encode(const SnapHeader *h, uint8_t out[SNAP_HEADER_LEN])
 {
     memset(out, 0, SNAP_HEADER_LEN);
-    memcpy(out, SNAP_MAGIC, 8);
+    static const uint8_t magic[8] = { 'S', 'T', 'R', 'A', 'S', 'N', 'A', 'P' }; /* SNAP_MAGIC */
+    memcpy(out, magic, sizeof(magic));
     put32(out + OFF_VERSION, h->version);
     put32(out + OFF_NBLOCKS, h->nblocks);
     put64(out + OFF_STATE, h->state_off);
     put64(out + OFF_STATE_LEN, h->state_len);
     for (unsigned i = 0; i < h->nblocks && i < SNAP_MAX_BLOCKS; i++) {
         uint8_t *b = out + OFF_BLOCKS + i * BLOCK_LEN;
-        memcpy(b, h->blocks[i].name, strnlen(h->blocks[i].name, SNAP_NAME_MAX));
+        for (size_t c = 0; c < SNAP_NAME_MAX && h->blocks[i].name[c]; c++)
+            b[c] = (uint8_t)h->blocks[i].name[c]; /* NUL-padded, not terminated */
         put64(b + SNAP_NAME_MAX, h->blocks[i].size);
         put64(b + SNAP_NAME_MAX + 8, h->blocks[i].offset);
     }
