@@ -55,6 +55,18 @@ static const char *const all_cases[] = {
     "rng-chain-loop",
     "rng-4gib",
     "features-garbage",
+    "ind-read",
+    "ind-nested",
+    "ind-table-outside-ram",
+    "ind-table-straddles-ram-end",
+    "ind-table-in-mmio",
+    "ind-len-zero",
+    "ind-len-not-16",
+    "ind-too-long",
+    "ind-loop",
+    "ind-with-next",
+    "event-idx-garbage",
+    "event-idx-used-ring-at-ram-end",
 };
 
 static char disk[160];
