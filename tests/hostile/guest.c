@@ -720,6 +720,11 @@ static const Case cases[] = {
     { "ind-with-next", ind_with_next },
     { "event-idx-garbage", event_idx_garbage },
     { "event-idx-used-ring-at-ram-end", event_idx_used_at_end },
+    /* not attacks: scripts/bench-virtio-notify.sh (not in the suite) */
+    { "notify-bench", notify_bench_plain },
+    { "notify-bench-event-idx", notify_bench_event_idx },
+    { "notify-bench-lazy", notify_bench_lazy },
+    { "notify-bench-lazy-event-idx", notify_bench_lazy_event_idx },
     { "idle", idle },
 };
 

@@ -110,5 +110,9 @@ uint32_t ind_loop(void);
 uint32_t ind_with_next(void);
 uint32_t event_idx_garbage(void);
 uint32_t event_idx_used_at_end(void);
+uint32_t notify_bench_plain(void);
+uint32_t notify_bench_event_idx(void);
+uint32_t notify_bench_lazy(void);
+uint32_t notify_bench_lazy_event_idx(void);
 
 #endif /* STRATA_TESTS_HOSTILE_HOSTILE_H */
