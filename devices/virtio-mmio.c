@@ -64,10 +64,25 @@ void virtio_mmio_break(VirtioMmio *t, const char *reason)
 
 void virtio_mmio_notify_used(VirtioMmio *t, unsigned q)
 {
-    if (q >= t->num_queues || !virtq_wants_interrupt(&t->r.vq[q]))
+    if (q >= t->num_queues)
         return;
+    if (!virtq_need_interrupt(&t->r.vq[q])) {
+        t->qstats[q].suppressed++;
+        return;
+    }
+    t->qstats[q].interrupts++;
     t->r.interrupt_status |= VIRTIO_INT_USED;
     raise_irq(t);
+}
+
+VirtioQueueStats virtio_mmio_queue_stats(VirtioMmio *t, unsigned q)
+{
+    VirtioQueueStats st = { 0 };
+    virtio_mmio_lock(t);
+    if (q < t->num_queues)
+        st = t->qstats[q];
+    virtio_mmio_unlock(t);
+    return st;
 }
 
 VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned q)
@@ -77,6 +92,8 @@ VirtQueue *virtio_mmio_queue(VirtioMmio *t, unsigned q)
     VirtQueue *vq = &t->r.vq[q];
     if (!vq->ready)
         return NULL;
+    vq->indirect = t->r.driver_features & VIRTIO_F_INDIRECT_DESC;
+    vq->event_idx = t->r.driver_features & VIRTIO_F_EVENT_IDX;
     const char *why;
     if (virtq_map(vq, t->fv, &why) < 0) {
         char msg[96];
@@ -111,6 +128,7 @@ static void notify_fn(VirtioMmio *t, void *arg)
 /* Lock held (vCPU fallback path without an event loop). */
 static void notify_inline(VirtioMmio *t, unsigned q)
 {
+    t->qstats[q].kicks++;
     t->fv = address_space_get_flatview(t->as);
     notify_fn(t, (void *)(uintptr_t)q);
     if (t->fv)
@@ -137,12 +155,27 @@ static void resample_event(void *opaque, uint32_t events)
     virtio_mmio_unlock(t);
 }
 
+/* A queue's eventfd fired: `count` writes since the last read. */
+typedef struct QueueEvent {
+    unsigned q;
+    uint64_t count;
+} QueueEvent;
+
+static void queue_event_fn(VirtioMmio *t, void *arg)
+{
+    const QueueEvent *ev = arg;
+    uint64_t own = t->injected_kicks[ev->q] < ev->count ? t->injected_kicks[ev->q] : ev->count;
+    t->injected_kicks[ev->q] -= own;
+    t->qstats[ev->q].kicks += ev->count - own;
+    notify_fn(t, (void *)(uintptr_t)ev->q);
+}
+
 static void queue_event(VirtioMmio *t, unsigned q)
 {
-    uint64_t v;
-    ssize_t r = read(t->notify_fd[q], &v, sizeof(v));
-    (void)r;
-    virtio_mmio_run_locked(t, notify_fn, (void *)(uintptr_t)q);
+    QueueEvent ev = { q, 0 };
+    if (read(t->notify_fd[q], &ev.count, sizeof(ev.count)) != sizeof(ev.count))
+        ev.count = 0;
+    virtio_mmio_run_locked(t, queue_event_fn, &ev);
 }
 
 static void reset_locked(VirtioMmio *t)
@@ -400,7 +433,8 @@ int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *op
     t->as = env->as;
     t->loop = loop;
     t->num_queues = num_queues;
-    t->device_features = features | VIRTIO_F_VERSION_1;
+    t->device_features = features | VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC |
+                         VIRTIO_F_EVENT_IDX;
     t->config = config;
     t->config_len = config_len;
     snprintf(t->label, sizeof(t->label), "%s", ops->name); /* until it is placed */
@@ -608,8 +642,8 @@ void virtio_mmio_set_state(VirtioMmio *t, const VirtioMmioStateData *st)
     for (unsigned i = 0; t->loop && i < t->num_queues; i++) {
         if (t->r.vq[i].ready) {
             uint64_t one = 1;
-            ssize_t w = write(t->notify_fd[i], &one, sizeof(one));
-            (void)w;
+            if (write(t->notify_fd[i], &one, sizeof(one)) == sizeof(one))
+                t->injected_kicks[i]++;
         }
     }
 }

@@ -85,6 +85,14 @@ enum {
 
 typedef struct VirtioMmio VirtioMmio;
 
+/* Per-queue notification counters: statistics, kept across device resets,
+ * not migrated. */
+typedef struct VirtioQueueStats {
+    uint64_t kicks;      /* driver notifications received (QueueNotify) */
+    uint64_t interrupts; /* used-buffer interrupts raised */
+    uint64_t suppressed; /* used-buffer interrupts spared (driver's flags or used_event) */
+} VirtioQueueStats;
+
 /* What a device plugs into the transport.  Callbacks run with the
  * transport lock held. */
 typedef struct VirtioDevOps {
@@ -166,6 +174,9 @@ struct VirtioMmio {
     char label[64]; /* "virtio-blk@0xfeb00000" for messages */
     VirtioMmioRegs r;
     uint64_t broken_count; /* statistics */
+    VirtioQueueStats qstats[VIRTIO_MMIO_MAX_QUEUES];
+    /* notify_fd writes of our own (after a load), not the driver's kicks */
+    uint64_t injected_kicks[VIRTIO_MMIO_MAX_QUEUES];
 };
 
 /*
@@ -184,8 +195,10 @@ typedef struct VirtioEnv {
 /*
  * Sets up the transport for a device: region "virtio-mmio", queues with
  * QueueNumMax VIRTQ_MAX_SIZE, one ioeventfd per queue handled by
- * env->loop.  No interrupt until virtio_mmio_connect_irq.  0 or a negative
- * errno.
+ * env->loop.  The device offers `features`, VIRTIO_F_VERSION_1 and the ring
+ * features every queue implements (VIRTIO_F_INDIRECT_DESC,
+ * VIRTIO_F_EVENT_IDX; see virtqueue.h).  No interrupt until
+ * virtio_mmio_connect_irq.  0 or a negative errno.
  */
 int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *ops, void *dev,
                      unsigned num_queues, uint64_t features, uint8_t *config, uint32_t config_len);
@@ -209,8 +222,13 @@ void virtio_mmio_reset(VirtioMmio *t);
 /* Marks the device broken (lock held): NEEDS_RESET, config interrupt, one
  * log line with reason. */
 void virtio_mmio_break(VirtioMmio *t, const char *reason);
-/* Raises the used-buffer interrupt for queue q unless suppressed (lock held). */
+/* After a batch of pushes to queue q: raises the used-buffer interrupt
+ * unless the driver suppressed it (virtq_need_interrupt), counting either
+ * way (lock held). */
 void virtio_mmio_notify_used(VirtioMmio *t, unsigned q);
+/* Queue q's notification counters (zeros for a queue the device lacks);
+ * takes the lock. */
+VirtioQueueStats virtio_mmio_queue_stats(VirtioMmio *t, unsigned q);
 /* Maps queue q's rings for a batch; NULL if it may not run now (not ready,
  * not DRIVER_OK, broken, or the rings are bad — then it breaks). Lock held,
  * t->fv set. */

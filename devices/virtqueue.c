@@ -53,14 +53,26 @@ const char *virtq_check_config(const VirtQueue *vq, uint16_t num_max)
     return NULL;
 }
 
+/* Ring sizes in bytes (virtio 1.2, 2.7): with EVENT_IDX, used_event
+ * follows the avail ring and avail_event the used ring. */
+static uint64_t avail_bytes(const VirtQueue *vq)
+{
+    return 4 + 2 * (uint64_t)vq->num + (vq->event_idx ? 2 : 0);
+}
+
+static uint64_t used_bytes(const VirtQueue *vq)
+{
+    return 4 + 8 * (uint64_t)vq->num + (vq->event_idx ? 2 : 0);
+}
+
 int virtq_map(VirtQueue *vq, FlatView *fv, const char **why)
 {
-    uint64_t n = vq->num;
     if ((*why = virtq_check_config(vq, VIRTQ_MAX_SIZE)))
         return -1;
-    vq->desc_p = guest_mem_map(fv, vq->desc, 16 * n, false);
-    vq->avail_p = guest_mem_map(fv, vq->avail, 4 + 2 * n, false);
-    vq->used_p = guest_mem_map_region(fv, vq->used, 4 + 8 * n, true, &vq->used_mr, &vq->used_off);
+    vq->desc_p = guest_mem_map(fv, vq->desc, 16 * (uint64_t)vq->num, false);
+    vq->avail_p = guest_mem_map(fv, vq->avail, avail_bytes(vq), false);
+    vq->used_p = guest_mem_map_region(fv, vq->used, used_bytes(vq), true, &vq->used_mr,
+                                      &vq->used_off);
     if (!vq->desc_p || !vq->avail_p || !vq->used_p) {
         *why = !vq->desc_p    ? "descriptor table outside RAM"
                : !vq->avail_p ? "available ring outside RAM"
@@ -76,14 +88,164 @@ static uint16_t load16(const uint8_t *p)
     return __atomic_load_n((const uint16_t *)(const void *)p, __ATOMIC_ACQUIRE);
 }
 
-bool virtq_has_avail(const VirtQueue *vq)
+static uint16_t avail_idx(const VirtQueue *vq)
 {
-    return vq->avail_p && load16(vq->avail_p + 2) != vq->last_avail_idx;
+    return load16(vq->avail_p + 2);
 }
 
-bool virtq_wants_interrupt(const VirtQueue *vq)
+/* EVENT_IDX: asks the driver to kick when it makes entry last_avail_idx
+ * available, then fences so that the avail index read next is not older
+ * than this write (the driver does the mirror image: index, fence,
+ * avail_event). */
+static void set_avail_event(VirtQueue *vq)
 {
-    return !vq->avail_p || !(load16(vq->avail_p) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+    size_t at = 4 + 8 * (size_t)vq->num;
+    __atomic_store_n((uint16_t *)(void *)(vq->used_p + at), vq->last_avail_idx, __ATOMIC_RELAXED);
+    if (vq->used_mr)
+        memory_region_set_dirty(vq->used_mr, vq->used_off + at, 2);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* True if nothing is available; with EVENT_IDX, only once avail_event asks
+ * for a kick and a second look still finds nothing.  *idx: the avail index
+ * last read. */
+static bool queue_empty(VirtQueue *vq, uint16_t *idx)
+{
+    *idx = avail_idx(vq);
+    if (*idx != vq->last_avail_idx)
+        return false;
+    if (!vq->event_idx)
+        return true;
+    set_avail_event(vq);
+    *idx = avail_idx(vq);
+    return *idx == vq->last_avail_idx;
+}
+
+bool virtq_has_avail(VirtQueue *vq)
+{
+    uint16_t idx;
+    return vq->avail_p && !queue_empty(vq, &idx);
+}
+
+bool virtq_need_interrupt(VirtQueue *vq)
+{
+    if (!vq->avail_p)
+        return true;
+    /* the used index written before the driver's flags or event are read
+     * (the driver writes those, fences, then reads the used index) */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!vq->event_idx)
+        return !(load16(vq->avail_p) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+    uint16_t used_event = load16(vq->avail_p + 4 + 2 * (size_t)vq->num);
+    uint16_t old = vq->signalled_used;
+    bool valid = vq->signalled_valid;
+    vq->signalled_used = vq->used_idx;
+    vq->signalled_valid = true;
+    return !valid || vring_need_event(used_event, vq->used_idx, old);
+}
+
+/* One descriptor, copied out of guest memory before anything looks at it. */
+typedef struct Desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+} Desc;
+
+static void read_desc(const uint8_t *table, unsigned i, Desc *d)
+{
+    uint8_t b[16];
+    memcpy(b, table + 16 * (size_t)i, sizeof(b));
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    memcpy(&d->addr, b, 8);
+    memcpy(&d->len, b + 8, 4);
+    memcpy(&d->flags, b + 12, 2);
+    memcpy(&d->next, b + 14, 2);
+}
+
+/* Appends the buffer of a direct descriptor to e; 0 or -1 with *why. */
+static int add_buf(FlatView *fv, VirtqElem *e, const Desc *d, const char **why)
+{
+    bool w = d->flags & VIRTQ_DESC_F_WRITE;
+    if (!w && e->in_num) {
+        *why = "device-readable descriptor after a device-writable one";
+        return -1;
+    }
+    if (e->out_len + e->in_len + d->len > VIRTQ_MAX_CHAIN_BYTES) {
+        *why = "descriptor chain longer than 2 GiB";
+        return -1;
+    }
+    if (!d->len)
+        return 0;
+    if (e->out_num + e->in_num >= VIRTQ_MAX_SIZE) {
+        *why = "descriptor chain of more than 256 buffers";
+        return -1;
+    }
+    MemoryRegion *mr = NULL;
+    uint64_t off = 0;
+    void *p = guest_mem_map_region(fv, d->addr, d->len, w, &mr, &off);
+    if (!p) {
+        *why = w ? "writable descriptor outside writable RAM" : "descriptor outside RAM";
+        return -1;
+    }
+    struct iovec *v = &e->iov[e->out_num + e->in_num];
+    v->iov_base = p;
+    v->iov_len = d->len;
+    if (w) {
+        e->in_mr[e->in_num] = mr;
+        e->in_off[e->in_num] = off;
+        e->in_num++;
+        e->in_len += d->len;
+    } else {
+        e->out_num++;
+        e->out_len += d->len;
+    }
+    return 0;
+}
+
+/* Appends the buffers of the indirect table that d points at (the chain's
+ * last descriptor); 0 or -1 with *why. */
+static int add_indirect(FlatView *fv, VirtqElem *e, const Desc *d, const char **why)
+{
+    if (d->flags & VIRTQ_DESC_F_NEXT) {
+        *why = "indirect descriptor with NEXT set";
+        return -1;
+    }
+    if (d->len == 0 || d->len % 16) {
+        *why = d->len ? "indirect table length not a multiple of 16" : "indirect table of length 0";
+        return -1;
+    }
+    unsigned n = d->len / 16;
+    if (n > VIRTQ_MAX_INDIRECT) {
+        *why = "indirect table of more than 256 descriptors";
+        return -1;
+    }
+    const uint8_t *table = guest_mem_map(fv, d->addr, d->len, false);
+    if (!table) {
+        *why = "indirect table outside RAM";
+        return -1;
+    }
+    uint16_t i = 0;
+    for (unsigned count = 0;; count++) {
+        if (count >= n) {
+            *why = "indirect chain loops (longer than its table)";
+            return -1;
+        }
+        Desc x;
+        read_desc(table, i, &x);
+        if (x.flags & VIRTQ_DESC_F_INDIRECT) {
+            *why = "indirect descriptor inside an indirect table";
+            return -1;
+        }
+        if (add_buf(fv, e, &x, why) < 0)
+            return -1;
+        if (!(x.flags & VIRTQ_DESC_F_NEXT))
+            return 0;
+        if (x.next >= n) {
+            *why = "indirect descriptor next field past its table";
+            return -1;
+        }
+        i = x.next;
+    }
 }
 
 int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
@@ -92,10 +254,10 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
         *why = "queue not mapped";
         return -1;
     }
-    uint16_t avail_idx = load16(vq->avail_p + 2);
-    uint16_t pending = (uint16_t)(avail_idx - vq->last_avail_idx);
-    if (pending == 0)
+    uint16_t idx;
+    if (queue_empty(vq, &idx))
         return 0;
+    uint16_t pending = (uint16_t)(idx - vq->last_avail_idx);
     if (pending > vq->num) {
         *why = "available index more than the queue size ahead";
         return -1;
@@ -114,57 +276,27 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
             *why = "descriptor chain loops (longer than the queue size)";
             return -1;
         }
-        uint8_t d[16];
-        memcpy(d, vq->desc_p + 16 * (size_t)i, sizeof(d));
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        uint64_t addr;
-        uint32_t len;
-        uint16_t flags, next;
-        memcpy(&addr, d, 8);
-        memcpy(&len, d + 8, 4);
-        memcpy(&flags, d + 12, 2);
-        memcpy(&next, d + 14, 2);
-        if (flags & VIRTQ_DESC_F_INDIRECT) {
-            *why = "indirect descriptor (not negotiated)";
-            return -1;
-        }
-        bool w = flags & VIRTQ_DESC_F_WRITE;
-        if (!w && e->in_num) {
-            *why = "device-readable descriptor after a device-writable one";
-            return -1;
-        }
-        if (e->out_len + e->in_len + len > VIRTQ_MAX_CHAIN_BYTES) {
-            *why = "descriptor chain longer than 2 GiB";
-            return -1;
-        }
-        if (len) {
-            MemoryRegion *mr = NULL;
-            uint64_t off = 0;
-            void *p = guest_mem_map_region(fv, addr, len, w, &mr, &off);
-            if (!p) {
-                *why = w ? "writable descriptor outside writable RAM" : "descriptor outside RAM";
+        Desc d;
+        read_desc(vq->desc_p, i, &d);
+        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+            if (!vq->indirect) {
+                *why = "indirect descriptor (not negotiated)";
                 return -1;
             }
-            struct iovec *v = &e->iov[e->out_num + e->in_num];
-            v->iov_base = p;
-            v->iov_len = len;
-            if (w) {
-                e->in_mr[e->in_num] = mr;
-                e->in_off[e->in_num] = off;
-                e->in_num++;
-                e->in_len += len;
-            } else {
-                e->out_num++;
-                e->out_len += len;
-            }
-        }
-        if (!(flags & VIRTQ_DESC_F_NEXT))
+            /* the table ends the chain: it never leads back here */
+            if (add_indirect(fv, e, &d, why) < 0)
+                return -1;
             break;
-        if (next >= vq->num) {
+        }
+        if (add_buf(fv, e, &d, why) < 0)
+            return -1;
+        if (!(d.flags & VIRTQ_DESC_F_NEXT))
+            break;
+        if (d.next >= vq->num) {
             *why = "descriptor next field past the queue size";
             return -1;
         }
-        i = next;
+        i = d.next;
     }
     vq->last_avail_idx++;
     return 1;
@@ -179,6 +311,10 @@ void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)
     memcpy(ent, &id, 4);
     memcpy(ent + 4, &len, 4);
     vq->used_idx++;
+    /* 2^16 entries since the last interrupt decision: old and new indices
+     * coincide and the crossing test cannot tell, so interrupt next time */
+    if (vq->used_idx == vq->signalled_used)
+        vq->signalled_valid = false;
     __atomic_store_n((uint16_t *)(void *)(vq->used_p + 2), vq->used_idx, __ATOMIC_RELEASE);
     /* After the writes: a harvest that ran between the buffers' mapping
      * (which marked them) and these writes would otherwise miss them.
@@ -188,7 +324,7 @@ void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)
         if (e->in_mr[i])
             memory_region_set_dirty(e->in_mr[i], e->in_off[i], e->iov[e->out_num + i].iov_len);
     if (vq->used_mr)
-        memory_region_set_dirty(vq->used_mr, vq->used_off, 4 + 8 * (uint64_t)vq->num);
+        memory_region_set_dirty(vq->used_mr, vq->used_off, used_bytes(vq));
 }
 
 size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)

@@ -206,6 +206,7 @@ int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *de
     virtio_mmio_connect_irq(t, &irq, v->base);
     if ((r = devlist_add(&m->devices, t->label, ops, dev, true, &reg, 1, err, sizeof(err))) < 0)
         return fail(m, err, r);
+    v->t = t;
     m->nvirtio++;
     return 0;
 }

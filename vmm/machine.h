@@ -69,6 +69,7 @@ extern const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO];
 typedef struct MachineVirtio {
     uint64_t base;
     unsigned gsi;
+    VirtioMmio *t; /* the device's transport (its counters: `info virtio`) */
 } MachineVirtio;
 
 /* What the board's ACPI tables describe (vmm/boot/acpi.h): ncpus local

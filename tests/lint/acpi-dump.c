@@ -82,7 +82,8 @@ static AcpiConfig board(unsigned ncpus, unsigned nvirtio, bool serial)
 {
     MachineVirtio v[MACHINE_MAX_VIRTIO];
     for (unsigned i = 0; i < nvirtio; i++)
-        v[i] = (MachineVirtio){ MACHINE_VIRTIO_BASE + i * MACHINE_VIRTIO_SIZE, 5 + i };
+        v[i] = (MachineVirtio){ .base = MACHINE_VIRTIO_BASE + i * MACHINE_VIRTIO_SIZE,
+                                .gsi = 5 + i };
     return machine_acpi_config(ncpus, serial, v, nvirtio);
 }
 

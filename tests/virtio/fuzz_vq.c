@@ -6,10 +6,15 @@
  * either complete requests or mark itself broken, never crash or touch
  * memory outside guest RAM.
  *
- * Input: [256 bytes: 16 descriptors][36 bytes: avail flags, idx, ring[16]]
- *        [rest: copied to the buffer area].  A descriptor address with bit
- * 63 clear is taken modulo 8 MiB (so half of them land in the 4 MiB of
- * RAM); with bit 63 set it is used as is.
+ * Input: [1 byte: ring features: bit 0 VIRTIO_F_INDIRECT_DESC, bit 1
+ *         VIRTIO_F_EVENT_IDX, bit 2 a third kick after the used ring was
+ *         cleared again]
+ *        [256 bytes: 16 descriptors]
+ *        [38 bytes: avail flags, idx, ring[16], used_event]
+ *        [rest: copied to the buffer area, VT_BUFS, where indirect tables
+ *         go].  A descriptor address with bit 63 clear is taken modulo
+ * 8 MiB (so half of them land in the 4 MiB of RAM); with bit 63 set it is
+ * used as is.  Addresses inside indirect tables are the input's own.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -35,8 +40,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!blk)
         setup();
-    vt_bringup(&vt, ~0ull, 1, 16);
-    uint8_t desc[256] = { 0 }, avail[36] = { 0 };
+    uint8_t ctl = size ? data[0] : 0;
+    if (size)
+        data++, size--;
+    uint64_t ring_f = ((ctl & 1) ? VIRTIO_F_INDIRECT_DESC : 0) |
+                      ((ctl & 2) ? VIRTIO_F_EVENT_IDX : 0);
+    vt_bringup(&vt, ~(VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX) | ring_f, 1, 16);
+    uint8_t desc[256] = { 0 }, avail[38] = { 0 };
     size_t n = size < sizeof(desc) ? size : sizeof(desc);
     memcpy(desc, data, n);
     data += n, size -= n;
@@ -60,6 +70,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(vt_ptr(&vt, VT_BUFS), data, size);
     vt_kick(&vt, 0);
     vt_kick(&vt, 0);
+    if (ctl & 4) {
+        memset(vt_ptr(&vt, vt.q[0].used), 0, 4 + 8 * 16 + 2);
+        vt_kick(&vt, 0);
+    }
     /* invariant: the device never completes a chain it did not take, nor
      * holds more than the queue size (its own indices, which the reset at
      * bring-up zeroed).  The rings in guest memory are no oracle: a
@@ -67,6 +81,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * the disk data read into it persists from earlier inputs. */
     const VirtQueue *q = &blk->t.r.vq[0];
     if ((uint16_t)(q->last_avail_idx - q->used_idx) > q->num)
+        abort();
+    if (getenv("FUZZ_VQ_SHOW"))
+        printf("fuzz-vq: features %#llx, used %u, avail_event %u, broken %d\n",
+               (unsigned long long)ring_f, q->used_idx, vt_avail_event(&vt, 0), blk->t.r.broken);
+    /* the ring features are what the input asked for */
+    if ((blk->t.r.driver_features & (VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX)) != ring_f)
         abort();
     return 0;
 }

@@ -8,7 +8,8 @@ import os
 import struct
 
 BUFS = 0x100000
-NEXT, WRITE = 1, 2
+NEXT, WRITE, INDIRECT = 1, 2, 4
+F_INDIRECT, F_EVENT_IDX, F_REKICK = 1, 2, 4
 
 
 def desc_table(descs):
@@ -16,12 +17,12 @@ def desc_table(descs):
     return t.ljust(256, b"\0")
 
 
-def avail(heads):
-    r = struct.pack("<HH", 0, len(heads)) + b"".join(struct.pack("<H", h) for h in heads)
-    return r.ljust(36, b"\0")
+def avail(heads, used_event=0, flags=0):
+    r = struct.pack("<HH", flags, len(heads)) + b"".join(struct.pack("<H", h) for h in heads)
+    return r.ljust(36, b"\0") + struct.pack("<H", used_event)
 
 
-def blk_req(t, sector, datalen, write):
+def blk_req(t, sector, datalen, write, ctl=0):
     d = [(BUFS, 16, NEXT, 1)]
     if datalen:
         d.append((BUFS + 0x1000, datalen, NEXT | (0 if write else WRITE), 2))
@@ -29,7 +30,30 @@ def blk_req(t, sector, datalen, write):
     else:
         d.append((BUFS + 0x800, 1, WRITE, 0))
     area = struct.pack("<IIQ", t, 0, sector).ljust(0x1000 + datalen, b"\xab")
-    return desc_table(d) + avail([0]) + area
+    return bytes([ctl]) + desc_table(d) + avail([0]) + area
+
+
+TABLE = 0x3000  # indirect tables at BUFS + TABLE (inside the input's area)
+
+
+def blk_ind(t, sector, datalen, write, direct_hdr=False, ctl=F_INDIRECT, table=None, tlen=None):
+    """A blk request through an indirect table (the header direct or not)."""
+    if table is None:
+        table = []
+        if not direct_hdr:
+            table.append((BUFS, 16, NEXT, len(table) + 1))
+        if datalen:
+            table.append((BUFS + 0x1000, datalen, NEXT | (0 if write else WRITE), len(table) + 1))
+        table.append((BUFS + 0x800, 1, WRITE, 0))
+    raw = b"".join(struct.pack("<QIHH", a, l, f, n) for a, l, f, n in table)
+    tlen = len(raw) if tlen is None else tlen
+    if direct_hdr:
+        d = [(BUFS, 16, NEXT, 1), (BUFS + TABLE, tlen, INDIRECT, 0)]
+    else:
+        d = [(BUFS + TABLE, tlen, INDIRECT, 0)]
+    area = bytearray(struct.pack("<IIQ", t, 0, sector).ljust(TABLE + len(raw), b"\xab"))
+    area[TABLE:TABLE + len(raw)] = raw
+    return bytes([ctl]) + desc_table(d) + avail([0]) + bytes(area)
 
 
 def vq():
@@ -39,10 +63,30 @@ def vq():
         "flush": blk_req(4, 0, 0, False),
         "getid": blk_req(8, 0, 20, False),
         "unsupp": blk_req(77, 0, 0, False),
-        "loop": desc_table([(BUFS, 16, NEXT, 1), (BUFS + 16, 16, NEXT, 0)]) + avail([0]),
-        "two": desc_table([(BUFS, 16, NEXT, 1), (BUFS + 0x800, 1, WRITE, 0),
-                           (BUFS, 16, NEXT, 3), (BUFS + 0x801, 1, WRITE, 0)]) + avail([0, 2])
-               + struct.pack("<IIQ", 4, 0, 0),
+        "loop": b"\0" + desc_table([(BUFS, 16, NEXT, 1), (BUFS + 16, 16, NEXT, 0)]) + avail([0]),
+        "two": b"\0" + desc_table([(BUFS, 16, NEXT, 1), (BUFS + 0x800, 1, WRITE, 0),
+                                   (BUFS, 16, NEXT, 3), (BUFS + 0x801, 1, WRITE, 0)])
+               + avail([0, 2]) + struct.pack("<IIQ", 4, 0, 0),
+        "ind-read": blk_ind(0, 1, 512, False),
+        "ind-write": blk_ind(1, 2, 1024, True),
+        "ind-after-direct": blk_ind(0, 3, 512, False, direct_hdr=True),
+        "ind-not-negotiated": blk_ind(0, 1, 512, False, ctl=0),
+        "ind-nested": blk_ind(0, 0, 0, False, table=[(BUFS, 16, NEXT, 1),
+                                                    (BUFS + TABLE, 32, INDIRECT, 0)]),
+        "ind-loop": blk_ind(0, 0, 0, False, table=[(BUFS, 16, NEXT, 1), (BUFS + 0x800, 1,
+                                                                         WRITE | NEXT, 0)]),
+        "ind-next-past": blk_ind(0, 0, 0, False, table=[(BUFS, 16, NEXT, 5)]),
+        "ind-len-24": blk_ind(4, 0, 0, False, tlen=24),
+        "ind-len-0": blk_ind(4, 0, 0, False, tlen=0),
+        "ind-too-long": blk_ind(4, 0, 0, False, tlen=16 * 257),
+        "ind-with-next": bytes([F_INDIRECT]) + desc_table([(BUFS + TABLE, 32, INDIRECT | NEXT, 1),
+                                                          (BUFS + 0x800, 1, WRITE, 0)])
+                         + avail([0]),
+        "evidx-read": blk_req(0, 1, 512, False, ctl=F_EVENT_IDX | F_REKICK),
+        "evidx-two": bytes([F_EVENT_IDX | F_INDIRECT]) + desc_table(
+            [(BUFS, 16, NEXT, 1), (BUFS + 0x800, 1, WRITE, 0),
+             (BUFS, 16, NEXT, 3), (BUFS + 0x801, 1, WRITE, 0)]) + avail([0, 2], used_event=1, flags=1)
+                     + struct.pack("<IIQ", 4, 0, 0),
     }
 
 

@@ -94,6 +94,7 @@ uint32_t vt_negotiate(Vt *vt, uint64_t want)
         dev |= (uint64_t)vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES) << (32 * sel);
     }
     uint64_t f = (dev & want) | VIRTIO_F_VERSION_1;
+    vt->features = f;
     for (uint32_t sel = 0; sel < 2; sel++) {
         vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
         vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> (32 * sel)));
@@ -182,9 +183,53 @@ uint16_t vt_add(Vt *vt, unsigned q, const VtBuf *b, unsigned n)
     return head;
 }
 
+uint16_t vt_add_indirect(Vt *vt, unsigned q, uint64_t table_gpa, const VtBuf *b, unsigned n)
+{
+    for (unsigned k = 0; k < n; k++) {
+        uint8_t *d = vt_ptr(vt, table_gpa + 16ull * k);
+        uint16_t flags = (uint16_t)((b[k].write ? VIRTQ_DESC_F_WRITE : 0) |
+                                    (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+        uint16_t next = (uint16_t)(k + 1);
+        memcpy(d, &b[k].addr, 8);
+        memcpy(d + 8, &b[k].len, 4);
+        memcpy(d + 12, &flags, 2);
+        memcpy(d + 14, &next, 2);
+    }
+    VtBuf ind = { table_gpa, 16 * n, false };
+    uint16_t head = vt_add(vt, q, &ind, 1);
+    vt_write_desc(vt, q, head, table_gpa, 16 * n, VIRTQ_DESC_F_INDIRECT, 0);
+    return head;
+}
+
 void vt_kick(Vt *vt, unsigned q)
 {
     vt_w32(vt, VIRTIO_MMIO_QUEUE_NOTIFY, q);
+}
+
+bool vt_kick_prepare(Vt *vt, unsigned q)
+{
+    VtQueue *vq = &vt->q[q];
+    uint16_t old = vq->kicked_idx, now = vq->avail_idx;
+    vq->kicked_idx = now;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* avail idx before avail_event */
+    if (vt->features & VIRTIO_F_EVENT_IDX)
+        return vring_need_event(vt_avail_event(vt, q), now, old);
+    uint16_t flags;
+    memcpy(&flags, vt_ptr(vt, vq->used), 2);
+    return !(flags & VIRTQ_USED_F_NO_NOTIFY);
+}
+
+void vt_set_used_event(Vt *vt, unsigned q, uint16_t idx)
+{
+    memcpy(vt_ptr(vt, vt->q[q].avail + 4 + 2ull * vt->q[q].num), &idx, 2);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* used_event before used idx */
+}
+
+uint16_t vt_avail_event(Vt *vt, unsigned q)
+{
+    uint16_t v;
+    memcpy(&v, vt_ptr(vt, vt->q[q].used + 4 + 8ull * vt->q[q].num), 2);
+    return v;
 }
 
 int vt_used(Vt *vt, unsigned q, uint32_t *id, uint32_t *len)

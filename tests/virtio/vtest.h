@@ -28,6 +28,7 @@ typedef struct VtQueue {
     uint16_t next_desc; /* next free descriptor (wraps) */
     uint16_t avail_idx;
     uint16_t used_seen;
+    uint16_t kicked_idx; /* avail_idx at the last vt_kick_prepare */
 } VtQueue;
 
 typedef struct Vt {
@@ -39,6 +40,7 @@ typedef struct Vt {
     IrqLine irq;
     MemoryRegion *dev_mr; /* mapped at VT_BASE */
     VtQueue q[VIRTIO_MMIO_MAX_QUEUES];
+    uint64_t features; /* what vt_negotiate wrote */
 } Vt;
 
 typedef struct VtBuf {
@@ -78,8 +80,20 @@ void vt_bringup(Vt *vt, uint64_t want, unsigned nq, uint16_t num);
 /* Writes a chain of n buffers into q's descriptor table and the avail ring
  * (not notified); returns the head. */
 uint16_t vt_add(Vt *vt, unsigned q, const VtBuf *b, unsigned n);
+/* Writes n descriptors for b at table_gpa (an indirect table, chained
+ * 0 -> 1 -> ...) and adds one chain to q whose only descriptor points at
+ * it (not notified); returns the head. */
+uint16_t vt_add_indirect(Vt *vt, unsigned q, uint64_t table_gpa, const VtBuf *b, unsigned n);
 /* Writes QueueNotify for q. */
 void vt_kick(Vt *vt, unsigned q);
+/* Whether the driver must kick q for what it added since the last call,
+ * as Linux decides: with EVENT_IDX by the device's avail_event, without
+ * by VIRTQ_USED_F_NO_NOTIFY. */
+bool vt_kick_prepare(Vt *vt, unsigned q);
+/* EVENT_IDX fields: the driver's used_event (after the avail ring) and
+ * the device's avail_event (after the used ring). */
+void vt_set_used_event(Vt *vt, unsigned q, uint16_t idx);
+uint16_t vt_avail_event(Vt *vt, unsigned q);
 /* Used entries not yet seen; 0 if none, else fills id and len of the next. */
 int vt_used(Vt *vt, unsigned q, uint32_t *id, uint32_t *len);
 

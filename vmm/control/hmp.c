@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/virtio-mmio.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
@@ -23,6 +24,7 @@ static const char help_text[] =
     "info mtree [-f] [-D] -- show memory tree (-f: dump flat view, -D: disabled regions)\n"
     "info registers -- show every vCPU's registers and the code at its RIP\n"
     "info status -- show the current VM status (running|paused)\n"
+    "info virtio -- show the virtio devices, their features and queue counters\n"
     "quit|q -- quit the emulator\n"
     "stop -- stop emulation\n"
     "system_powerdown -- send system power down event\n"
@@ -81,6 +83,40 @@ static char *info_kvm(Vmm *v)
     kvm_vm_get_stats(v->m.vm, &st);
     fprintf(f, "exits: io %llu, mmio %llu, other %llu\n", (unsigned long long)st.exits_io,
             (unsigned long long)st.exits_mmio, (unsigned long long)st.exits_other);
+    fclose(f);
+    return buf;
+}
+
+/* Each virtio device: features offered and taken, and per queue the
+ * notification counters (kicks received, interrupts raised, interrupts the
+ * driver's flags or used_event spared). */
+static char *info_virtio(Vmm *v)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    for (unsigned i = 0; i < v->m.nvirtio; i++) {
+        VirtioMmio *t = v->m.virtio[i].t;
+        if (!t)
+            continue;
+        virtio_mmio_lock(t);
+        uint64_t drv = t->r.driver_features;
+        unsigned nq = t->num_queues;
+        bool broken = t->r.broken;
+        virtio_mmio_unlock(t);
+        fprintf(f, "%s: features %#llx, driver %#llx%s%s%s\n", t->label,
+                (unsigned long long)t->device_features, (unsigned long long)drv,
+                drv & VIRTIO_F_INDIRECT_DESC ? " indirect" : "",
+                drv & VIRTIO_F_EVENT_IDX ? " event-idx" : "", broken ? " BROKEN" : "");
+        for (unsigned q = 0; q < nq; q++) {
+            VirtioQueueStats st = virtio_mmio_queue_stats(t, q);
+            fprintf(f, "  queue %u: kicks %llu, interrupts %llu, suppressed %llu\n", q,
+                    (unsigned long long)st.kicks, (unsigned long long)st.interrupts,
+                    (unsigned long long)st.suppressed);
+        }
+    }
     fclose(f);
     return buf;
 }
@@ -230,7 +266,10 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
             return info_cpus(v);
         if (!strcmp(what, "registers"))
             return info_registers(v, err);
-        qmp_error_set(err, "info: unknown item '%s' (try: mtree, status, kvm, cpus, registers)",
+        if (!strcmp(what, "virtio"))
+            return info_virtio(v);
+        qmp_error_set(err,
+                      "info: unknown item '%s' (try: mtree, status, kvm, cpus, registers, virtio)",
                       what);
         return NULL;
     }
