@@ -209,6 +209,9 @@ void virtio_mmio_reset(VirtioMmio *t);
 /* Marks the device broken (lock held): NEEDS_RESET, config interrupt, one
  * log line with reason. */
 void virtio_mmio_break(VirtioMmio *t, const char *reason);
+/* The device changed its config space (lock held): ConfigGeneration moves
+ * on and, once DRIVER_OK, the config-change interrupt is raised. */
+void virtio_mmio_config_changed(VirtioMmio *t);
 /* Raises the used-buffer interrupt for queue q unless suppressed (lock held). */
 void virtio_mmio_notify_used(VirtioMmio *t, unsigned q);
 /* Maps queue q's rings for a batch; NULL if it may not run now (not ready,
