@@ -9,8 +9,10 @@
  * Inflate frees the host memory behind each page at once: guest RAM is an
  * anonymous private mapping (memory_region_init_ram), so
  * madvise(MADV_DONTNEED) drops the page and the next guest touch faults in
- * a zeroed one (MADV_REMOVE would be needed only for a shared or
- * file-backed mapping, which strata's RAM is not).  Deflate is bookkeeping:
+ * a zeroed one (MADV_REMOVE would be needed only for a shared mapping,
+ * which strata's RAM is not; over a --restore snapshot's private file
+ * mapping it drops the private copy and the page reads as the file's
+ * again).  Deflate is bookkeeping:
  * the pages come back when the guest touches them.
  *
  * Queues (compact numbering, as Linux and QEMU number them): 0 inflateq,
