@@ -62,6 +62,15 @@ void virtio_mmio_break(VirtioMmio *t, const char *reason)
     }
 }
 
+void virtio_mmio_config_changed(VirtioMmio *t)
+{
+    t->r.config_generation++;
+    if (t->r.status & VIRTIO_STATUS_DRIVER_OK) {
+        t->r.interrupt_status |= VIRTIO_INT_CONFIG;
+        raise_irq(t);
+    }
+}
+
 void virtio_mmio_notify_used(VirtioMmio *t, unsigned q)
 {
     if (q >= t->num_queues)

@@ -222,6 +222,9 @@ void virtio_mmio_reset(VirtioMmio *t);
 /* Marks the device broken (lock held): NEEDS_RESET, config interrupt, one
  * log line with reason. */
 void virtio_mmio_break(VirtioMmio *t, const char *reason);
+/* The device changed its config space (lock held): ConfigGeneration moves
+ * on and, once DRIVER_OK, the config-change interrupt is raised. */
+void virtio_mmio_config_changed(VirtioMmio *t);
 /* After a batch of pushes to queue q: raises the used-buffer interrupt
  * unless the driver suppressed it (virtq_need_interrupt), counting either
  * way (lock held). */

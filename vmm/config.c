@@ -18,13 +18,16 @@
 /* An apply function returns NULL or the reason the value is bad. */
 typedef const char *(*ApplyFn)(VmConfig *cfg, const char *val);
 
-typedef enum { OPT_VALUE, OPT_FLAG, OPT_TODO, OPT_CONFIG, OPT_HELP } OptKind;
+/* OPT_OPTVALUE: a flag that may take a value (--opt, --opt=V, or --opt V
+ * when V does not start with '-'); apply gets "" without one, and flag
+ * names the bool a JSON false clears. */
+typedef enum { OPT_VALUE, OPT_FLAG, OPT_TODO, OPT_CONFIG, OPT_HELP, OPT_OPTVALUE } OptKind;
 
 typedef struct OptDef {
     const char *name;
     OptKind kind;
-    ApplyFn apply;             /* OPT_VALUE */
-    bool *(*flag)(VmConfig *); /* OPT_FLAG */
+    ApplyFn apply;             /* OPT_VALUE, OPT_OPTVALUE */
+    bool *(*flag)(VmConfig *); /* OPT_FLAG, OPT_OPTVALUE */
     bool numeric;              /* JSON integers accepted (as text) */
 } OptDef;
 
@@ -322,6 +325,34 @@ static const char *apply_net(VmConfig *cfg, const char *val)
     return NULL;
 }
 
+static const char *apply_balloon(VmConfig *cfg, const char *val)
+{
+    static const char usage[] = "expected [deflate-on-oom=on|off][,free-page-reporting=on|off]"
+                                "[,stats-interval=SECONDS] (0..86400; 0: no stats queue)";
+    char key[32], v[32];
+    const char *p = val;
+    VmBalloon b = { .on = true };
+    while (next_kv(&p, key, sizeof(key), v, sizeof(v))) {
+        bool onoff = !strcmp(v, "on") || !strcmp(v, "off");
+        if (!strcmp(key, "deflate-on-oom") && onoff) {
+            b.deflate_on_oom = !strcmp(v, "on");
+        } else if (!strcmp(key, "free-page-reporting") && onoff) {
+            b.free_page_reporting = !strcmp(v, "on");
+        } else if (!strcmp(key, "stats-interval") && isdigit((unsigned char)v[0])) {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(v, &end, 10);
+            if (errno || *end || n > VM_MAX_BALLOON_STATS_INTERVAL)
+                return usage;
+            b.stats_interval = (unsigned)n;
+        } else {
+            return usage;
+        }
+    }
+    cfg->balloon = b;
+    return NULL;
+}
+
 static const char *apply_seccomp(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "kill"))
@@ -370,6 +401,10 @@ static bool *flag_rng(VmConfig *cfg)
 {
     return &cfg->rng;
 }
+static bool *flag_balloon(VmConfig *cfg)
+{
+    return &cfg->balloon.on;
+}
 static bool *flag_test_device(VmConfig *cfg)
 {
     return &cfg->test_device;
@@ -394,6 +429,7 @@ static const OptDef opts[] = {
     { "disk", OPT_VALUE, apply_disk, NULL, false },
     { "net", OPT_VALUE, apply_net, NULL, false },
     { "rng", OPT_FLAG, NULL, flag_rng, false },
+    { "balloon", OPT_OPTVALUE, apply_balloon, flag_balloon, false },
     { "seccomp", OPT_VALUE, apply_seccomp, NULL, false },
     { "jail-uid", OPT_VALUE, apply_jail_uid, NULL, true },
     { "jail-gid", OPT_VALUE, apply_jail_gid, NULL, true },
@@ -456,6 +492,13 @@ static const OptDef *next_opt(int argc, char *const argv[], int *i, const char *
         snprintf(err, errlen, "unknown option '%s' (see strata run --help)", quote(a, len + 2).s);
         return NULL;
     }
+    if (o->kind == OPT_OPTVALUE) {
+        if (eq)
+            *val = eq + 1;
+        else if (*i + 1 < argc && argv[*i + 1][0] != '-')
+            *val = argv[++*i];
+        return o;
+    }
     bool takes_value = o->kind == OPT_VALUE || o->kind == OPT_CONFIG || o->kind == OPT_TODO;
     if (!takes_value) {
         if (eq) {
@@ -517,6 +560,15 @@ int vm_config_parse_args(VmConfig *cfg, int argc, char *const argv[], char *err,
         case OPT_FLAG:
             *o->flag(cfg) = true;
             break;
+        case OPT_OPTVALUE: {
+            const char *v = val ? val : "";
+            const char *why = o->apply(cfg, v);
+            if (why) {
+                snprintf(err, errlen, "--%s %s: %s", o->name, quote(v, strlen(v)).s, why);
+                return CONFIG_ERROR;
+            }
+            break;
+        }
         case OPT_TODO:
             snprintf(err, errlen, "--%s: not implemented yet", o->name);
             return CONFIG_ERROR;
@@ -560,6 +612,15 @@ int vm_config_apply_json(VmConfig *cfg, const char *text, const char *origin, ch
         if (o->kind == OPT_TODO) {
             snprintf(err, errlen, "%s: key \"%s\": not implemented yet", origin, k.s);
             goto out;
+        }
+        if (o->kind == OPT_OPTVALUE && json_is_boolean(v)) {
+            const char *why = json_is_true(v) ? o->apply(cfg, "") : NULL;
+            if (why) {
+                snprintf(err, errlen, "%s: key \"%s\": %s", origin, k.s, why);
+                goto out;
+            }
+            *o->flag(cfg) = json_is_true(v);
+            continue;
         }
         if (o->kind == OPT_FLAG) {
             if (!json_is_boolean(v)) {
@@ -730,6 +791,18 @@ const char *vm_config_usage(void)
            "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
            "                       virtio-net device on TAP interface NAME (repeatable)\n"
            "  --rng                a virtio-rng device (entropy from getrandom)\n"
+           "  --balloon [deflate-on-oom=on,free-page-reporting=on,stats-interval=N]\n"
+           "                       a virtio-balloon device: QMP balloon {\"value\": BYTES}\n"
+           "                       asks the guest to shrink to BYTES of RAM, query-balloon\n"
+           "                       says how far it got.  The pages the guest gives up\n"
+           "                       (and, with free-page-reporting=on, the free pages it\n"
+           "                       reports) go back to the host at once (madvise\n"
+           "                       MADV_DONTNEED) and return zeroed when it touches them.\n"
+           "                       deflate-on-oom=on lets the guest take pages back when\n"
+           "                       it runs out of memory; stats-interval=N (seconds) adds\n"
+           "                       the stats queue, refreshed every N s (query-balloon\n"
+           "                       shows them).  Only a guest with a balloon driver acts\n"
+           "                       on any of it\n"
            "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
            "                       guest's EXIT port ends strata with the guest's code\n"
            "  --config FILE        JSON object with the keys above, e.g.\n"

@@ -36,6 +36,16 @@ typedef struct VmNet {
     bool have_mac;
 } VmNet;
 
+/* --balloon[=deflate-on-oom=on,free-page-reporting=on,stats-interval=N] */
+typedef struct VmBalloon {
+    bool on;                  /* a virtio-balloon device */
+    bool deflate_on_oom;      /* VIRTIO_BALLOON_F_DEFLATE_ON_OOM offered */
+    bool free_page_reporting; /* VIRTIO_BALLOON_F_REPORTING offered */
+    unsigned stats_interval;  /* seconds; 0: no stats queue */
+} VmBalloon;
+
+#define VM_MAX_BALLOON_STATS_INTERVAL 86400u
+
 typedef struct VmConfig {
     char *kernel;               /* --kernel */
     char *initrd;               /* --initrd */
@@ -54,6 +64,7 @@ typedef struct VmConfig {
     VmNet nets[VM_MAX_NETS]; /* --net (repeatable) */
     unsigned nnets;
     bool rng;          /* --rng: a virtio-rng device */
+    VmBalloon balloon; /* --balloon */
     VmSeccomp seccomp; /* --seccomp kill|log|off (default kill) */
     long jail_uid;     /* --jail-uid, -1 = none */
     long jail_gid;     /* --jail-gid, -1 = none */

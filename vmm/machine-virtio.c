@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "devices/evloop.h"
+#include "devices/virtio-balloon.h"
 #include "devices/virtio-blk.h"
 #include "devices/virtio-net.h"
 #include "devices/virtio-rng.h"
@@ -18,12 +19,121 @@ struct VirtioDevs {
     Evloop *loop;
 };
 
+static unsigned count_disks(const VmConfig *cfg)
+{
+    return cfg->ndisks;
+}
+static unsigned count_nets(const VmConfig *cfg)
+{
+    return cfg->nnets;
+}
+static unsigned count_rng(const VmConfig *cfg)
+{
+    return cfg->rng ? 1 : 0;
+}
+static unsigned count_balloon(const VmConfig *cfg)
+{
+    return cfg->balloon.on ? 1 : 0;
+}
+
+/* Makes device i of one kind from cfg on env and hands it to place; 0, or
+ * -1 after printing why. */
+typedef int (*VirtioMakeFn)(const VmConfig *cfg, unsigned i, const VirtioEnv *env,
+                            VirtioPlaceFn place, void *board);
+
+static int make_disk(const VmConfig *cfg, unsigned i, const VirtioEnv *env, VirtioPlaceFn place,
+                     void *board)
+{
+    char err[512];
+    VirtioBlk *b = calloc(1, sizeof(*b));
+    if (!b) {
+        fprintf(stderr, "strata: disk path=%s: out of memory\n", cfg->disks[i].path);
+        return -1;
+    }
+    if (virtio_blk_init(b, env, cfg->disks[i].path, cfg->disks[i].readonly, err, sizeof(err)) < 0) {
+        fprintf(stderr, "strata: %s\n", err);
+        free(b);
+        return -1;
+    }
+    return place(board, &b->t, &virtio_blk_device_ops, b);
+}
+
+static int make_net(const VmConfig *cfg, unsigned i, const VirtioEnv *env, VirtioPlaceFn place,
+                    void *board)
+{
+    char err[512];
+    int fd = virtio_net_open_tap(cfg->nets[i].tap, err, sizeof(err));
+    if (fd < 0) {
+        fprintf(stderr, "strata: %s\n", err);
+        return -1;
+    }
+    VirtioNet *n = calloc(1, sizeof(*n));
+    if (!n) {
+        fprintf(stderr, "strata: net tap=%s: out of memory\n", cfg->nets[i].tap);
+        return -1;
+    }
+    if (virtio_net_init(n, env, fd, cfg->nets[i].mac, err, sizeof(err)) < 0) {
+        fprintf(stderr, "strata: net tap=%s: %s\n", cfg->nets[i].tap, err);
+        free(n);
+        return -1;
+    }
+    return place(board, &n->t, &virtio_net_device_ops, n);
+}
+
+static int make_rng(const VmConfig *cfg, unsigned i, const VirtioEnv *env, VirtioPlaceFn place,
+                    void *board)
+{
+    VirtioRng *r = calloc(1, sizeof(*r));
+    if (!r || virtio_rng_init(r, env) < 0) {
+        fprintf(stderr, "strata: virtio-rng: cannot create the device\n");
+        free(r);
+        return -1;
+    }
+    return place(board, &r->t, &virtio_rng_device_ops, r);
+}
+
+static int make_balloon(const VmConfig *cfg, unsigned i, const VirtioEnv *env, VirtioPlaceFn place,
+                        void *board)
+{
+    const VirtioBalloonOptions o = {
+        .deflate_on_oom = cfg->balloon.deflate_on_oom,
+        .free_page_reporting = cfg->balloon.free_page_reporting,
+        .stats_interval_s = cfg->balloon.stats_interval,
+    };
+    VirtioBalloon *b = calloc(1, sizeof(*b));
+    int r = b ? virtio_balloon_init(b, env, &o) : -ENOMEM;
+    if (r < 0) {
+        fprintf(stderr, "strata: --balloon: cannot create the device: %s\n", strerror(-r));
+        free(b);
+        return -1;
+    }
+    return place(board, &b->t, &virtio_balloon_device_ops, b);
+}
+
+/*
+ * The virtio devices, one line each: how many cfg asks for and how to make
+ * one.  Created in this order, so placed in this order: the slots, the
+ * device list and the migration stream's device order follow it (append
+ * new kinds at the end).
+ */
+static const struct {
+    unsigned (*count)(const VmConfig *cfg);
+    VirtioMakeFn make;
+} kinds[] = {
+    { count_disks, make_disk },
+    { count_nets, make_net },
+    { count_rng, make_rng },
+    { count_balloon, make_balloon },
+};
+
 int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx, AddressSpace *as,
                        VirtioPlaceFn place, void *board)
 {
-    char err[512];
     *out = NULL;
-    if (!cfg->ndisks && !cfg->nnets && !cfg->rng)
+    unsigned total = 0;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        total += kinds[k].count(cfg);
+    if (!total)
         return 0;
     VirtioDevs *v = calloc(1, sizeof(*v));
     if (!v || !(v->loop = evloop_new())) {
@@ -39,50 +149,10 @@ int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx
     }
     *out = v;
     const VirtioEnv env = { ctx, as, v->loop };
-    for (unsigned i = 0; i < cfg->ndisks; i++) {
-        VirtioBlk *b = calloc(1, sizeof(*b));
-        if (!b) {
-            fprintf(stderr, "strata: disk path=%s: out of memory\n", cfg->disks[i].path);
-            return -1;
-        }
-        if (virtio_blk_init(b, &env, cfg->disks[i].path, cfg->disks[i].readonly, err, sizeof(err)) <
-            0) {
-            fprintf(stderr, "strata: %s\n", err);
-            free(b);
-            return -1;
-        }
-        if (place(board, &b->t, &virtio_blk_device_ops, b) < 0)
-            return -1;
-    }
-    for (unsigned i = 0; i < cfg->nnets; i++) {
-        int fd = virtio_net_open_tap(cfg->nets[i].tap, err, sizeof(err));
-        if (fd < 0) {
-            fprintf(stderr, "strata: %s\n", err);
-            return -1;
-        }
-        VirtioNet *n = calloc(1, sizeof(*n));
-        if (!n) {
-            fprintf(stderr, "strata: net tap=%s: out of memory\n", cfg->nets[i].tap);
-            return -1;
-        }
-        if (virtio_net_init(n, &env, fd, cfg->nets[i].mac, err, sizeof(err)) < 0) {
-            fprintf(stderr, "strata: net tap=%s: %s\n", cfg->nets[i].tap, err);
-            free(n);
-            return -1;
-        }
-        if (place(board, &n->t, &virtio_net_device_ops, n) < 0)
-            return -1;
-    }
-    if (cfg->rng) {
-        VirtioRng *r = calloc(1, sizeof(*r));
-        if (!r || virtio_rng_init(r, &env) < 0) {
-            fprintf(stderr, "strata: virtio-rng: cannot create the device\n");
-            free(r);
-            return -1;
-        }
-        if (place(board, &r->t, &virtio_rng_device_ops, r) < 0)
-            return -1;
-    }
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (unsigned i = 0; i < kinds[k].count(cfg); i++)
+            if (kinds[k].make(cfg, i, &env, place, board) < 0)
+                return -1;
     return 0;
 }
 

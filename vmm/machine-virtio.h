@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The machine's virtio devices (--disk, --net, --rng) and the one event-loop
+ * The machine's virtio devices (--disk, --net, --rng, --balloon) and the one event-loop
  * thread that serves them: queue notifications arrive there through
  * ioeventfds, never on a vCPU.  This knows nothing of the board (no
  * machine.h): each device it makes is handed to the board's place
@@ -24,7 +24,8 @@ typedef struct VirtioDevs VirtioDevs;
 typedef int (*VirtioPlaceFn)(void *board, VirtioMmio *t, const DeviceOps *ops, void *dev);
 
 /*
- * Creates cfg's virtio devices (disks, then nets, then the rng) on a new
+ * Creates cfg's virtio devices (disks, then nets, then the rng, then the
+ * balloon) on a new
  * event loop in *out, over guest memory as in ctx, handing each to
  * place(board, ...).  *out stays NULL when cfg asks for no device and is
  * set as soon as the loop exists, so virtio_devs_free cleans up after a

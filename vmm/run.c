@@ -386,6 +386,8 @@ int strata_run(int argc, char *const argv[])
             goto out;
         }
         sandbox_fatal_unlink(v->cfg.api_socket); /* removed by a seccomp kill too */
+        if (vmm_balloon_watch(v) < 0)
+            goto out;
     }
     if (enter_jail(v) < 0)
         goto out;

@@ -50,6 +50,8 @@ struct Vmm {
     uint64_t postmigrate_until_ns; /* RUN_STATE_POSTMIGRATE: quit by then */
     uint64_t postmigrate_idle_ns;  /* ... or when no client since then + grace */
     QmpCommand *cmds;              /* the served table: vmm's + migration's */
+    EvSource balloon_src;          /* the balloon's change eventfd (BALLOON_CHANGE) */
+    uint64_t balloon_actual_sent;  /* the last BALLOON_CHANGE's "actual" */
 };
 
 /* `strata run` (args after "run"); returns the exit status. */

@@ -348,6 +348,51 @@ static void test_sandbox_options(void **state)
     assert_non_null(strstr(u, "--chroot DIR"));
 }
 
+static void test_balloon(void **state)
+{
+    (void)state;
+    VmConfig c;
+    vm_config_init(&c);
+    assert_false(c.balloon.on);
+    assert_int_equal(parse(&c, "--kernel", "k", "--balloon", NULL), CONFIG_OK);
+    assert_true(c.balloon.on);
+    assert_false(c.balloon.deflate_on_oom);
+    assert_int_equal(c.balloon.stats_interval, 0);
+    vm_config_free(&c);
+    /* a flag followed by another option: no value taken */
+    assert_int_equal(parse(&c, "--balloon", "--kernel", "k", NULL), CONFIG_OK);
+    assert_true(c.balloon.on);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--balloon",
+                           "deflate-on-oom=on,free-page-reporting=on,stats-interval=5", NULL),
+                     CONFIG_OK);
+    assert_true(c.balloon.on && c.balloon.deflate_on_oom && c.balloon.free_page_reporting);
+    assert_int_equal(c.balloon.stats_interval, 5);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--balloon=stats-interval=86400", NULL), CONFIG_OK);
+    assert_int_equal(c.balloon.stats_interval, 86400);
+    vm_config_free(&c);
+    const char *bad[] = { "stats-interval=86401", "stats-interval=-1", "stats-interval=",
+                          "deflate-on-oom=yes",   "bogus=on",          "on" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[80];
+        snprintf(want, sizeof(want), "--balloon %s: expected", bad[i]);
+        expect_error(parse(&c, "--kernel", "k", "--balloon", bad[i], NULL), want);
+        vm_config_free(&c);
+    }
+    /* JSON: true, false or the option's text */
+    assert_int_equal(vm_config_apply_json(&c, "{\"balloon\": true}", "cfg", err, sizeof(err)), 0);
+    assert_true(c.balloon.on);
+    assert_int_equal(vm_config_apply_json(&c, "{\"balloon\": false}", "cfg", err, sizeof(err)), 0);
+    assert_false(c.balloon.on);
+    assert_int_equal(vm_config_apply_json(&c, "{\"balloon\": \"deflate-on-oom=on\"}", "cfg", err,
+                                          sizeof(err)),
+                     0);
+    assert_true(c.balloon.on && c.balloon.deflate_on_oom);
+    assert_int_equal(vm_config_apply_json(&c, "{\"balloon\": 3}", "cfg", err, sizeof(err)), -1);
+    vm_config_free(&c);
+}
+
 static void test_json(void **state)
 {
     VmConfig c;
@@ -533,7 +578,7 @@ int main(void)
         cmocka_unit_test(test_bad_values),     cmocka_unit_test(test_help),
         cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
-        cmocka_unit_test(test_escaped_values),
+        cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include "devices/pvpanic.h"
 #include "devices/serial.h"
 #include "devices/testdev.h"
+#include "devices/virtio-balloon.h"
 #include "devices/virtio-blk.h"
 #include "devices/virtio-net.h"
 #include "devices/virtio-rng.h"
@@ -242,6 +243,47 @@ static void net_free(DevInst *d)
     close(d->peer);
 }
 
+/* Everything offered, a target set, two pages inflated and `actual`
+ * written, the stats buffer held with three figures. */
+static void balloon_make(DevInst *d, bool scenario)
+{
+    VirtioBalloon *s = alloc(sizeof(*s));
+    VirtioBalloonOptions o = { .deflate_on_oom = true,
+                               .free_page_reporting = true,
+                               .stats_interval_s = 10 };
+    CHECK(virtio_balloon_init(s, &(VirtioEnv){ d->vt.ctx, d->vt.as, NULL }, &o) == 0,
+          "balloon init");
+    virtio_mmio_connect_irq(&s->t, &d->vt.irq, VT_BASE);
+    vt_map(&d->vt, virtio_mmio_region(&s->t));
+    d->ops = &virtio_balloon_device_ops;
+    d->dev = s;
+    if (!scenario)
+        return;
+    vt_bringup(&d->vt, ~0ull, 4, 16);
+    virtio_balloon_set_target(s, 1000);
+    uint32_t pfns[2] = { 0x300, 0x301 };
+    memcpy(vt_ptr(&d->vt, VT_BUFS), pfns, sizeof(pfns));
+    vt_add(&d->vt, 0, &(VtBuf){ VT_BUFS, sizeof(pfns), false }, 1);
+    vt_kick(&d->vt, 0);
+    uint32_t actual = 2;
+    address_space_write(d->vt.as, VT_BASE + VIRTIO_MMIO_CONFIG + 4, &actual, 4);
+    uint8_t *st = vt_ptr(&d->vt, VT_BUFS + 0x1000);
+    static const uint16_t tags[3] = { 4, 5, 6 };
+    for (int i = 0; i < 3; i++) {
+        uint64_t v = (uint64_t)(i + 1) << 20;
+        memcpy(st + 10 * i, &tags[i], 2);
+        memcpy(st + 10 * i + 2, &v, 8);
+    }
+    vt_add(&d->vt, 2, &(VtBuf){ VT_BUFS + 0x1000, 30, false }, 1);
+    vt_kick(&d->vt, 2);
+}
+
+static void balloon_free(DevInst *d)
+{
+    vt_teardown(&d->vt);
+    virtio_balloon_destroy(d->dev);
+}
+
 const DevCase dev_cases[] = {
     { "serial", &serial_state_section, serial_make, serial_free },
     { "i8042", &i8042_state_section, i8042_make, i8042_free },
@@ -252,6 +294,7 @@ const DevCase dev_cases[] = {
     { "virtio-rng-broken", &virtio_rng_state_section, rng_broken_make, rng_free },
     { "virtio-blk", &virtio_blk_state_section, blk_make, blk_free },
     { "virtio-net", &virtio_net_state_section, net_make, net_free },
+    { "virtio-balloon", &virtio_balloon_state_section, balloon_make, balloon_free },
 };
 const unsigned dev_ncases = sizeof(dev_cases) / sizeof(dev_cases[0]);
 

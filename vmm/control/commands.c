@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* QMP commands of strata (see commands.h); the run-state actions they
  * share with HMP are in vmm/runstate.c. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
+#include "devices/virtio-balloon.h"
 #include "vmm/control/commands.h"
 #include "vmm/control/hmp.h"
 #include "vmm/migration/migration.h"
@@ -208,11 +211,113 @@ static json_t *q_hmp(void *o, QmpClient *c, json_t *a, QmpError *err)
     return s;
 }
 
+/* ---- the balloon ---------------------------------------------------------- */
+
+static VirtioBalloon *find_balloon(Vmm *v)
+{
+    for (unsigned i = 0; i < devlist_count(&v->m.devices); i++) {
+        DevRecord *r = devlist_get(&v->m.devices, i);
+        if (r->ops == &virtio_balloon_device_ops)
+            return r->dev;
+    }
+    return NULL;
+}
+
+static VirtioBalloon *have_balloon(Vmm *v, QmpError *err)
+{
+    VirtioBalloon *b = find_balloon(v);
+    if (!b) {
+        qmp_error_set(err, "No balloon device has been activated");
+        err->cls = "DeviceNotActive";
+    }
+    return b;
+}
+
+/* QEMU's "actual": guest RAM less what the guest says it gave up. */
+static uint64_t actual_bytes(const Vmm *v, const VirtioBalloonInfo *i)
+{
+    uint64_t held = (uint64_t)i->actual << VIRTIO_BALLOON_PFN_SHIFT;
+    return held < v->cfg.memory ? v->cfg.memory - held : 0;
+}
+
+static json_t *q_balloon(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    VirtioBalloon *b = have_balloon(v, err);
+    if (!b)
+        return NULL;
+    json_int_t value = json_integer_value(json_object_get(a, "value"));
+    if (value <= 0) {
+        qmp_error_set(err, "Parameter 'target' expects a size");
+        return NULL;
+    }
+    uint64_t target = (uint64_t)value < v->cfg.memory ? (uint64_t)value : v->cfg.memory;
+    virtio_balloon_set_target(b, (uint32_t)((v->cfg.memory - target) >> VIRTIO_BALLOON_PFN_SHIFT));
+    return json_object();
+}
+
+json_t *vmm_query_balloon(Vmm *v, QmpError *err)
+{
+    VirtioBalloon *b = have_balloon(v, err);
+    if (!b)
+        return NULL;
+    VirtioBalloonInfo i;
+    virtio_balloon_info(b, &i);
+    json_t *r = json_pack("{s:I}", "actual", (json_int_t)actual_bytes(v, &i));
+    if (i.stats_valid) { /* as QEMU's guest-stats property: -1 for what was not reported */
+        json_t *st = json_object();
+        for (unsigned n = 0; n < VIRTIO_BALLOON_S_NR; n++)
+            json_object_set_new(st, virtio_balloon_stat_name(n),
+                                json_integer(i.stats_valid & (1u << n) ? (json_int_t)i.stats[n]
+                                                                       : -1));
+        json_object_set_new(r, "guest-stats",
+                            json_pack("{s:o,s:I}", "stats", st, "last-update",
+                                      (json_int_t)i.stats_updated));
+    }
+    return r;
+}
+
+static json_t *q_query_balloon(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_query_balloon(o, err);
+}
+
+/* The guest changed `actual`: BALLOON_CHANGE, as QEMU sends it. */
+static void on_balloon_change(EvSource *src, uint32_t events)
+{
+    Vmm *v = (Vmm *)((char *)src - offsetof(Vmm, balloon_src));
+    VirtioBalloon *b = find_balloon(v);
+    uint64_t n;
+    if (!b || read(virtio_balloon_change_fd(b), &n, sizeof(n)) < 0)
+        return;
+    VirtioBalloonInfo i;
+    virtio_balloon_info(b, &i);
+    uint64_t actual = actual_bytes(v, &i);
+    if (actual == v->balloon_actual_sent)
+        return;
+    v->balloon_actual_sent = actual;
+    qmp_server_event(v->qmp, "BALLOON_CHANGE", json_pack("{s:I}", "actual", (json_int_t)actual));
+}
+
+int vmm_balloon_watch(Vmm *v)
+{
+    VirtioBalloon *b = find_balloon(v);
+    if (!b || !v->qmp)
+        return 0;
+    v->balloon_actual_sent = v->cfg.memory;
+    v->balloon_src.handler = on_balloon_change;
+    int r = ev_add(v->epfd, virtio_balloon_change_fd(b), EPOLLIN, &v->balloon_src);
+    if (r < 0)
+        fprintf(stderr, "strata: --balloon: event loop: %s\n", strerror(-r));
+    return r < 0 ? -1 : 0;
+}
+
 static const QmpArg hmp_args[] = {
     { "command-line", QMP_ARG_STRING, false },
     { "cpu-index", QMP_ARG_INT, true },
     { NULL, 0, false },
 };
+static const QmpArg balloon_args[] = { { "value", QMP_ARG_INT, false }, { NULL, 0, false } };
 static const QmpArg dirty_args[] = { { "reset", QMP_ARG_BOOL, true }, { NULL, 0, false } };
 static const QmpArg set_dirty_args[] = {
     { "enable", QMP_ARG_BOOL, false },
@@ -234,5 +339,7 @@ const QmpCommand vmm_qmp_commands[] = {
     { "query-dirty-log", q_dirty_log, dirty_args, NULL },
     { "set-dirty-log", q_set_dirty_log, set_dirty_args, NULL },
     { "human-monitor-command", q_hmp, hmp_args, NULL },
+    { "balloon", q_balloon, balloon_args, NULL },
+    { "query-balloon", q_query_balloon, NULL, NULL },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

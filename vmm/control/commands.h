@@ -7,8 +7,19 @@
 
 #include "vmm/control/qmp.h"
 
+typedef struct Vmm Vmm;
+
 /* The command table; each handler's opaque is the Vmm. */
 extern const QmpCommand vmm_qmp_commands[];
 extern const size_t vmm_qmp_ncommands;
+
+/* query-balloon's answer (QEMU's: "actual", guest RAM less what the guest
+ * gave up, in bytes; "guest-stats" once the guest reported some), or NULL
+ * with err set (DeviceNotActive without --balloon). */
+json_t *vmm_query_balloon(Vmm *v, QmpError *err);
+/* Sends BALLOON_CHANGE to the QMP clients whenever the guest's balloon
+ * changes size (main loop; no-op without --balloon or a QMP server).  0,
+ * or -1 after printing why. */
+int vmm_balloon_watch(Vmm *v);
 
 #endif /* STRATA_VMM_CONTROL_COMMANDS_H */

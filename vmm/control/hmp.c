@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "devices/virtio-mmio.h"
+#include "vmm/control/commands.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
 
@@ -19,6 +20,7 @@
 static const char help_text[] =
     "cont|c -- resume emulation\n"
     "help|? -- show this text\n"
+    "info balloon -- show balloon information\n"
     "info cpus -- show infos for each CPU\n"
     "info kvm -- show KVM information (and strata's slot table)\n"
     "info mtree [-f] [-D] -- show memory tree (-f: dump flat view, -D: disabled regions)\n"
@@ -157,6 +159,18 @@ static char *info_registers(Vmm *v, QmpError *err)
     return buf;
 }
 
+/* QEMU's line: the guest's RAM less the balloon, in MiB. */
+static char *info_balloon(Vmm *v, QmpError *err)
+{
+    json_t *r = vmm_query_balloon(v, err);
+    if (!r)
+        return NULL;
+    char *s = dupf("balloon: actual=%lld\n",
+                   (long long)(json_integer_value(json_object_get(r, "actual")) >> 20));
+    json_decref(r);
+    return s;
+}
+
 /* xp /[count][format][size] addr */
 static char *cmd_xp(Vmm *v, int argc, char **argv, QmpError *err)
 {
@@ -268,8 +282,11 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
             return info_registers(v, err);
         if (!strcmp(what, "virtio"))
             return info_virtio(v);
+        if (!strcmp(what, "balloon"))
+            return info_balloon(v, err);
         qmp_error_set(err,
-                      "info: unknown item '%s' (try: mtree, status, kvm, cpus, registers, virtio)",
+                      "info: unknown item '%s' (try: mtree, status, kvm, cpus, registers, "
+                      "virtio, balloon)",
                       what);
         return NULL;
     }

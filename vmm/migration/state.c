@@ -176,7 +176,7 @@ int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t
         if (!a || !b || strcmp(a, b)) {
             snprintf(err, errlen,
                      "device %zu differs: the source has %s, this strata has %s "
-                     "(same --disk/--net/--rng/--serial/--test-device options needed)",
+                     "(same --disk/--net/--rng/--balloon/--serial/--test-device options needed)",
                      i, a ? a : "none", b ? b : "none");
             goto out;
         }

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-balloon end to end on /dev/kvm (label kvm): `strata run
+ * --test-device --balloon --memory 256M` with guest.c, a tiny balloon
+ * driver that touches 64 MiB and then follows the target.
+ *
+ *   1. QMP: query-balloon says all 256 MiB; balloon without a value > 0 is
+ *      refused as QEMU refuses it.
+ *   2. balloon {"value": 192 MiB}: the guest inflates the 64 MiB it touched;
+ *      query-balloon reaches 192 MiB, BALLOON_CHANGE events came, and
+ *      strata's RSS (/proc/PID/status VmRSS) fell by at least 75% of 64 MiB.
+ *   3. balloon {"value": 256 MiB}: the guest deflates, finds every page it
+ *      got back zeroed (else it exits with a code) and touches it again:
+ *      query-balloon is back at 256 MiB, the RSS rose again by 75% of that.
+ *   4. HMP info balloon, quit, exit status 0.
+ * Without --balloon, balloon and query-balloon fail with DeviceNotActive.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qmp_harness.h"
+
+#define MIB (1ll << 20)
+#define RAM (256 * MIB)
+#define TOUCHED (64 * MIB)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long long rss_bytes(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)strata_pid);
+    char *s = slurp(path);
+    char *v = strstr(s, "VmRSS:");
+    long long kib = v ? strtoll(v + 6, NULL, 10) : -1;
+    free(s);
+    CHECK(kib > 0, "no VmRSS for strata (pid %d)", (int)strata_pid);
+    return kib * 1024;
+}
+
+/* Waits (60 s at most) for `text` on strata's stderr (the guest's console). */
+static void wait_console(const char *text)
+{
+    double t0 = now();
+    for (;;) {
+        char *err = read_log("stderr.txt");
+        bool seen = strstr(err, text) != NULL;
+        CHECK(!strstr(err, "guest exited"), "the guest failed:\n%s", err);
+        free(err);
+        if (seen)
+            return;
+        int st;
+        CHECK(waitpid(strata_pid, &st, WNOHANG) == 0, "strata ended before '%s'", text);
+        CHECK(now() - t0 < 60, "no '%s' after 60 s", text);
+        msleep(20);
+    }
+}
+
+static long long query_actual(QClient *c)
+{
+    json_t *r = ok(c, "query-balloon", NULL);
+    long long a = (long long)json_integer_value(json_object_get(r, "actual"));
+    json_decref(r);
+    return a;
+}
+
+/* Waits (60 s at most) until query-balloon says `want`. */
+static void wait_actual(QClient *c, long long want)
+{
+    double t0 = now();
+    long long a;
+    while ((a = query_actual(c)) != want) {
+        CHECK(now() - t0 < 60, "query-balloon stays at %lld, not %lld", a, want);
+        msleep(20);
+    }
+}
+
+static void set_target(QClient *c, long long bytes)
+{
+    char args[64];
+    snprintf(args, sizeof(args), "{\"value\": %lld}", bytes);
+    json_decref(ok(c, "balloon", args));
+}
+
+static void no_balloon(void)
+{
+    strata_pid = spawn("--test-device", "--kernel", BALLOON_ELF, "--api-socket", sock_path,
+                       "--serial", "none", NULL);
+    QClient *c = open_client();
+    fails(c, "query-balloon", NULL, "DeviceNotActive", "No balloon device has been activated");
+    fails(c, "balloon", "{\"value\": 1048576}", "DeviceNotActive",
+          "No balloon device has been activated");
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    wait_status(strata_pid);
+    strata_pid = -1;
+    printf("ok: without --balloon: DeviceNotActive\n");
+}
+
+int main(void)
+{
+    harness_init("balloon");
+    no_balloon();
+    strata_pid = spawn("--test-device", "--kernel", BALLOON_ELF, "--balloon", "--memory", "256M",
+                       "--api-socket", sock_path, "--serial", "none", NULL);
+    wait_console("balloon: touched MiB 0x40");
+    QClient *c = open_client();
+    qc_set_timeout(c, 60000);
+    CHECK(query_actual(c) == RAM, "query-balloon before any target");
+    fails(c, "balloon", "{\"value\": 0}", "GenericError", "expects a size");
+    msleep(200); /* let the touched pages settle in the RSS */
+    long long rss0 = rss_bytes();
+
+    double t0 = now();
+    set_target(c, RAM - TOUCHED);
+    wait_actual(c, RAM - TOUCHED);
+    wait_console("balloon: inflated to pages 0x4000");
+    json_t *ev = qc_wait_event(c, "BALLOON_CHANGE");
+    CHECK(ev, "no BALLOON_CHANGE event");
+    json_decref(ev);
+    long long rss1 = rss_bytes();
+    printf("inflate 64 MiB: %.2f s; RSS %.1f -> %.1f MiB (fell %.1f MiB)\n", now() - t0,
+           rss0 / (double)MIB, rss1 / (double)MIB, (rss0 - rss1) / (double)MIB);
+    CHECK(rss0 - rss1 >= TOUCHED * 3 / 4, "strata's RSS fell by %.1f MiB, want >= 48 MiB",
+          (rss0 - rss1) / (double)MIB);
+
+    char *info = hmp(c, "info balloon");
+    CHECK(!strcmp(info, "balloon: actual=192\n"), "info balloon: '%s'", info);
+    free(info);
+
+    t0 = now();
+    set_target(c, RAM);
+    wait_actual(c, RAM);
+    wait_console("balloon: deflated to pages 0x0");
+    long long rss2 = rss_bytes();
+    printf("deflate 64 MiB (the guest found every page zeroed and touched it): %.2f s; RSS "
+           "%.1f -> %.1f MiB\n",
+           now() - t0, rss1 / (double)MIB, rss2 / (double)MIB);
+    CHECK(rss2 - rss1 >= TOUCHED * 3 / 4, "RSS rose by %.1f MiB after the deflate, want >= 48",
+          (rss2 - rss1) / (double)MIB);
+    size_t events = qc_count_events(c, "BALLOON_CHANGE");
+    CHECK(events >= 1, "no BALLOON_CHANGE events during the deflate");
+
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    int code = wait_status(strata_pid);
+    strata_pid = -1;
+    char *err = read_log("stderr.txt");
+    CHECK(code == 0, "strata exit status %d\n%s", code, err);
+    CHECK(!strstr(err, "device needs reset") && !strstr(err, "not guest RAM"),
+          "strata logged a device error:\n%s", err);
+    free(err);
+    printf("PASS\n");
+    return 0;
+}
