@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "vmm/control/qmp-limits.h"
+#include "vmm/control/qmp-stream.h"
 #include "vmm/unix-listen.h"
 
 /*
@@ -33,13 +34,13 @@
  *     are refused)                                               = 8 MiB
  *   = 60.25 MiB <= QMP_BUDGET (64 MiB).
  * A client's input is read in READ_CHUNK steps into a buffer of at most
- * QMP_IN_MAX (the line limit and one chunk); its output is at most
+ * QMP_IN_MAX (the request limit and one chunk); its output is at most
  * QMP_OUT_CAP.  Both are charged by capacity, so what malloc holds for
  * them is what is counted, and shrink back to the base once drained.
  */
 #define READ_CHUNK (16u << 10)
 #define READS_PER_EVENT 8
-#define QMP_IN_MAX (QMP_MAX_LINE + READ_CHUNK)
+#define QMP_IN_MAX (QMP_MAX_REQUEST + READ_CHUNK)
 
 struct QmpClient {
     EvSource src;
@@ -49,11 +50,10 @@ struct QmpClient {
     unsigned id;
     bool negotiated;
     bool dead;
-    bool discarding; /* inside an over-long (or refused) line */
     bool eof;
     bool held;          /* output over QMP_OUT_HIGH: requests wait */
     uint32_t mask;      /* epoll events registered */
-    size_t line_pos;    /* where the rest of a line held back starts */
+    QmpScanner scan;    /* where the requests in `in` end */
     uint64_t active_ms; /* when a byte last came in or went out */
     char *in;
     size_t in_len, in_cap;
@@ -479,104 +479,73 @@ static void handle_request(QmpClient *c, json_t *req)
                    err.desc[0] ? err.desc : "command failed");
 }
 
-static bool is_space(char ch)
+/* One JSON value's text: parsed and run. */
+static void run_value(QmpClient *c, const char *text, size_t len)
 {
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
-}
-
-/* One line: a sequence of JSON values, run from c->line_pos on.  False if
- * it stopped for back-pressure (c->line_pos then says where to resume). */
-static bool handle_line(QmpClient *c, const char *line, size_t len)
-{
-    size_t pos = c->line_pos;
-    if (!pos && qmp_count_tokens(line, len) > QMP_MAX_TOKENS) {
-        char d[120];
-        snprintf(d, sizeof(d), "QMP request line has more than %u JSON tokens", QMP_MAX_TOKENS);
+    json_error_t je;
+    json_t *req = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    if (!req) {
+        char d[300];
+        snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
         send_error(c, NULL, "GenericError", d);
-        return true;
+        return;
     }
-    while (!c->dead) {
-        while (pos < len && is_space(line[pos]))
-            pos++;
-        if (pos >= len)
-            break;
-        if (client_held(c)) {
-            c->line_pos = pos; /* the rest waits for the output to drain */
-            return false;
-        }
-        json_error_t je;
-        json_t *req = json_loadb(line + pos, len - pos, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY,
-                                 &je);
-        if (!req) {
-            char d[300];
-            snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
-            send_error(c, NULL, "GenericError", d);
-            break; /* the rest of the line is not trusted */
-        }
-        size_t used = (size_t)je.position;
-        pos += used ? used : len - pos;
-        handle_request(c, req);
-        json_decref(req);
-    }
-    c->line_pos = 0;
-    return true;
+    handle_request(c, req);
+    json_decref(req);
 }
 
-/* Handles the complete lines in the input buffer, as far as back-pressure
- * lets it. */
+/* Runs the complete requests in the input buffer, as far as back-pressure
+ * lets it (qmp-stream.h finds where each ends), and drops what is done. */
 static void client_process(QmpClient *c)
 {
-    size_t start = 0;
     while (!c->dead && !client_held(c)) {
-        char *nl = memchr(c->in + start, '\n', c->in_len - start);
-        if (!nl)
+        size_t s, e;
+        const char *why;
+        QmpScanResult r = qmp_scan(&c->scan, c->in, c->in_len, &s, &e, &why);
+        if (r == QMP_SCAN_MORE)
             break;
-        size_t len = (size_t)(nl - (c->in + start));
-        if (c->discarding)
-            c->discarding = false;
-        else if (len > QMP_MAX_LINE)
-            send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
-        else if (!handle_line(c, c->in + start, len))
-            break;
-        start += len + 1;
+        if (r == QMP_SCAN_ERROR)
+            send_error(c, NULL, "GenericError", why);
+        else
+            run_value(c, c->in + s, e - s);
     }
     if (c->dead)
         return;
-    if (start) {
-        memmove(c->in, c->in + start, c->in_len - start);
-        c->in_len -= start;
+    size_t done = qmp_scan_done(&c->scan);
+    if (done) {
+        memmove(c->in, c->in + done, c->in_len - done);
+        c->in_len -= done;
+        qmp_scan_shift(&c->scan, done);
     }
-    /* An unterminated line over the limit: answer once, discard it. */
-    if (c->discarding && !memchr(c->in, '\n', c->in_len)) {
-        c->in_len = 0;
-    } else if (c->in_len > QMP_MAX_LINE && !memchr(c->in, '\n', c->in_len)) {
-        send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
-        c->discarding = true;
-        c->in_len = 0;
-    }
-    if (c->eof && !c->dead) {
+    if (c->eof && !c->dead && !client_held(c)) {
         /* The peer is gone for writing: a last unterminated request still
-         * counts, then the connection ends once the output is sent. */
-        if (c->in_len && !c->discarding && !client_held(c) && handle_line(c, c->in, c->in_len))
+         * gets its answer (or its error), then the connection ends once
+         * the output is sent. */
+        size_t s, e;
+        if (qmp_scan_finish(&c->scan, c->in_len, &s, &e))
+            run_value(c, c->in + s, e - s);
+        if (!c->dead) {
             c->in_len = 0;
-        if (!c->dead && !pending(c) && !c->in_len)
-            client_close(c, NULL);
+            qmp_scan_shift(&c->scan, c->scan.pos);
+            if (!pending(c))
+                client_close(c, NULL);
+        }
     }
     if (!c->dead)
         qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, c->in_len);
 }
 
-/* The partial line in c's input cannot grow (the shared pool is in use):
- * it is refused with an error and the rest of it discarded. */
+/* The partial request in c's input cannot grow (the shared pool is in use):
+ * it is refused with an error and the rest of its line discarded. */
 static void refuse_line(QmpClient *c)
 {
     char d[200];
     snprintf(d, sizeof(d),
-             "QMP request line refused after %zu bytes: the shared QMP buffer "
+             "QMP request refused after %zu bytes: the shared QMP buffer "
              "space is in use by other clients; try again later",
              c->in_len);
     c->in_len = 0;
-    c->discarding = true;
+    qmp_scan_skip_line(&c->scan);
     qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, 0);
     send_error(c, NULL, "GenericError", d);
 }
@@ -587,7 +556,7 @@ static void client_read(QmpClient *c)
         if (client_held(c))
             break;
         if (c->in_cap - c->in_len < READ_CHUNK) {
-            /* only a partial line is left here: the complete ones ran */
+            /* only a partial request is left here: the complete ones ran */
             int r = qmp_buf_reserve(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, QMP_IN_MAX,
                                     c->in_len + READ_CHUNK);
             if (r == -ENOMEM) {
@@ -790,6 +759,7 @@ static void server_accept(EvSource *src, uint32_t events)
         c->id = ++srv->next_id;
         c->mask = EPOLLIN;
         c->active_ms = qmp_now_ms();
+        qmp_scan_init(&c->scan, QMP_MAX_REQUEST, QMP_MAX_DEPTH, QMP_MAX_TOKENS);
         if (ev_add(srv->epfd, fd, c->mask, &c->src) < 0) {
             close(fd);
             free(c);
