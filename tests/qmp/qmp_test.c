@@ -94,8 +94,22 @@ static void test_queries(QClient *c)
           "status %s", json_dumps(st, 0));
     json_decref(st);
 
+    /* query-version says what `strata --version` says: "strata 0.1" is
+     * {"major": 0, "minor": 1, "micro": 0} */
     json_t *v = ok(c, "query-version", NULL);
     CHECK(!strcmp(json_string_value(json_object_get(v, "package")), "strata"), "version");
+    FILE *p = popen(STRATA_BIN " --version", "r");
+    char line[64] = "";
+    CHECK(p && fgets(line, sizeof(line), p), "strata --version: no output");
+    pclose(p);
+    int nums[3] = { 0, 0, 0 };
+    CHECK(sscanf(line, "strata %d.%d.%d", &nums[0], &nums[1], &nums[2]) >= 2,
+          "strata --version: '%s'", line);
+    json_t *q = json_object_get(v, "qemu");
+    CHECK(json_integer_value(json_object_get(q, "major")) == nums[0] &&
+              json_integer_value(json_object_get(q, "minor")) == nums[1] &&
+              json_integer_value(json_object_get(q, "micro")) == nums[2],
+          "query-version %s, strata --version '%s'", json_dumps(v, 0), line);
     json_decref(v);
 
     json_t *cmds = ok(c, "query-commands", NULL);

@@ -50,8 +50,7 @@ static json_t *q_quit(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *q_version(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 0, "major", 0, "package",
-                     "strata");
+    return qmp_version_json();
 }
 
 static json_t *q_kvm(void *o, QmpClient *c, json_t *a, QmpError *err)

@@ -19,6 +19,7 @@
 #include "vmm/control/qmp-limits.h"
 #include "vmm/control/qmp-stream.h"
 #include "vmm/unix-listen.h"
+#include "vmm/version.h"
 
 /*
  * The memory budget (qmp.h has the numbers; a _Static_assert there checks
@@ -768,8 +769,7 @@ static void server_accept(EvSource *src, uint32_t events)
         c->next = srv->clients;
         srv->clients = c;
         srv->nr_clients++;
-        json_t *greet = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
-                                  "micro", 0, "minor", 0, "major", 0, "package", "strata",
+        json_t *greet = json_pack("{s:{s:o,s:[]}}", "QMP", "version", qmp_version_json(),
                                   "capabilities");
         if (greet)
             client_send(c, greet, false);
@@ -886,6 +886,14 @@ void qmp_server_event(QmpServer *srv, const char *name, json_t *data)
             client_send(c, m, false); /* over its budget: dropped, logged */
     }
     json_decref(m);
+}
+
+json_t *qmp_version_json(void)
+{
+    int v[3];
+    strata_version_numbers(v);
+    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", v[2], "minor", v[1], "major", v[0],
+                     "package", "strata");
 }
 
 unsigned qmp_server_nr_clients(const QmpServer *srv)

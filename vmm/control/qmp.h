@@ -133,6 +133,10 @@ void qmp_server_reap(QmpServer *srv);
 /* Sends {"event": name, "data": data, "timestamp": ..} to every negotiated
  * client; steals data (NULL = {}). */
 void qmp_server_event(QmpServer *srv, const char *name, json_t *data);
+/* The version as the greeting and query-version give it: strata's own
+ * (vmm/version.h) in QEMU's fields, {"qemu": {"major", "minor", "micro"},
+ * "package": "strata"}; a new reference. */
+json_t *qmp_version_json(void);
 /* Number of connected clients. */
 unsigned qmp_server_nr_clients(const QmpServer *srv);
 /* The names of every command served, as a QMP query-commands list. */
