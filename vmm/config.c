@@ -209,6 +209,36 @@ static const char *apply_restore(VmConfig *cfg, const char *val)
     return apply_incoming(cfg, uri);
 }
 
+static const char *apply_name(VmConfig *cfg, const char *val)
+{
+    if (!*val)
+        return "empty name";
+    if (strlen(val) > VM_MAX_NAME)
+        return "too long (the maximum is 255 bytes)";
+    json_t *j = json_string(val); /* QMP query-name sends it as JSON text */
+    if (!j)
+        return "not valid UTF-8";
+    json_decref(j);
+    return set_str(&cfg->name, val);
+}
+
+static const char *apply_uuid(VmConfig *cfg, const char *val)
+{
+    static const char why[] = "invalid UUID (expected 8-4-4-4-12 hex digits, "
+                              "e.g. 6ba7b810-9dad-11d1-80b4-00c04fd430c8)";
+    if (strlen(val) != 36)
+        return why;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? val[i] != '-' : !isxdigit((unsigned char)val[i]))
+            return why;
+    }
+    for (int i = 0; i < 36; i++)
+        cfg->uuid[i] = (char)tolower((unsigned char)val[i]);
+    cfg->uuid[36] = '\0';
+    return NULL;
+}
+
 static const char *apply_serial(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "stdio")) {
@@ -386,6 +416,8 @@ static const OptDef opts[] = {
     { "cmdline", OPT_VALUE, apply_cmdline, NULL, false },
     { "initrd", OPT_VALUE, apply_initrd, NULL, false },
     { "api-socket", OPT_VALUE, apply_api_socket, NULL, false },
+    { "name", OPT_VALUE, apply_name, NULL, false },
+    { "uuid", OPT_VALUE, apply_uuid, NULL, false },
     { "serial", OPT_VALUE, apply_serial, NULL, false },
     { "test-device", OPT_FLAG, NULL, flag_test_device, false },
     { "verbose", OPT_FLAG, NULL, flag_verbose, false },
@@ -417,6 +449,7 @@ void vm_config_init(VmConfig *cfg)
     cfg->cpus = 1;
     cfg->serial = SERIAL_STDIO;
     cfg->jail_uid = cfg->jail_gid = -1;
+    memcpy(cfg->uuid, VM_NIL_UUID, sizeof(VM_NIL_UUID));
 }
 
 void vm_config_free(VmConfig *cfg)
@@ -425,6 +458,7 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->initrd);
     free(cfg->cmdline);
     free(cfg->api_socket);
+    free(cfg->name);
     free(cfg->incoming);
     free(cfg->serial_path);
     free(cfg->chroot_dir);
@@ -721,6 +755,10 @@ const char *vm_config_usage(void)
            "                       is closed (environment STRATA_QMP_IDLE_TIMEOUT_MS=N:\n"
            "                       N ms, 0 = never); when all are taken, the one idle\n"
            "                       the longest (1 s or more) makes room for a new one\n"
+           "  --name NAME          the VM's name, as QMP query-name reports it (1..255\n"
+           "                       bytes of UTF-8; none by default)\n"
+           "  --uuid UUID          the VM's UUID, as QMP query-uuid reports it (8-4-4-4-12\n"
+           "                       hex digits; default all zeros)\n"
            "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
            "                       (stdio: the terminal in raw mode feeds the guest;\n"
            "                       Ctrl-A x quits)\n"

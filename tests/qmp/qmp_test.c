@@ -136,6 +136,62 @@ static void test_queries(QClient *c)
     }
     json_decref(cmds);
 
+    /* query-qmp-schema is made from the served table: every command
+     * query-commands lists is in it, with its argument type */
+    json_t *schema = ok(c, "query-qmp-schema", NULL);
+    size_t k;
+    json_t *e;
+    json_array_foreach(cmds, k, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        bool found = false;
+        size_t j;
+        json_t *si;
+        json_array_foreach(schema, j, si)
+        {
+            if (!strcmp(json_string_value(json_object_get(si, "name")), name) &&
+                !strcmp(json_string_value(json_object_get(si, "meta-type")), "command") &&
+                json_string_value(json_object_get(si, "arg-type")))
+                found = true;
+        }
+        CHECK(found, "query-qmp-schema lacks the command %s", name);
+    }
+    json_decref(schema);
+    /* no --name: {}; no --uuid: all zeros (as QEMU) */
+    json_t *r = ok(c, "query-name", NULL);
+    CHECK(json_object_size(r) == 0, "query-name %s", json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-uuid", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "UUID")),
+                  "00000000-0000-0000-0000-000000000000"),
+          "query-uuid %s", json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-target", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "arch")), "x86_64"), "query-target %s",
+          json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-machines", NULL);
+    json_t *m0 = json_array_get(r, 0);
+    CHECK(json_array_size(r) == 1 && json_is_true(json_object_get(m0, "is-default")) &&
+              json_integer_value(json_object_get(m0, "cpu-max")) == 64 &&
+              !strcmp(json_string_value(json_object_get(m0, "name")), "strata-microvm"),
+          "query-machines %s", json_dumps(r, 0));
+    json_decref(r);
+    /* migration capabilities: listed; the state each has is accepted, an
+     * unimplemented one is refused by name */
+    r = ok(c, "query-migrate-capabilities", NULL);
+    CHECK(json_array_size(r) > 10, "query-migrate-capabilities %s", json_dumps(r, 0));
+    json_decref(r);
+    json_decref(ok(c, "migrate-set-capabilities",
+                   "{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": false}, "
+                   "{\"capability\": \"events\", \"state\": true}]}"));
+    fails(c, "migrate-set-capabilities",
+          "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}]}",
+          "GenericError", "'postcopy-ram' cannot be enabled");
+    fails(c, "migrate-set-capabilities",
+          "{\"capabilities\": [{\"capability\": \"frob\", \"state\": false}]}", "GenericError",
+          "does not accept value 'frob'");
+
     json_t *cpus = ok(c, "query-cpus-fast", NULL);
     json_t *c0 = json_array_get(cpus, 0);
     CHECK(json_array_size(cpus) == 1 && json_integer_value(json_object_get(c0, "cpu-index")) == 0 &&
@@ -610,8 +666,22 @@ static void start_spin(const char *serial_file, const char *cpus)
  * task of this strata. */
 static void test_two_cpus(const char *serial_file)
 {
-    start_spin(serial_file, "2");
+    char serial[200];
+    snprintf(serial, sizeof(serial), "file=%s", serial_file);
+    strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path, "--serial",
+                       serial, "--cmdline", "console=ttyS0", "--cpus", "2", "--name", "vm, two",
+                       "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", NULL);
     QClient *c = open_client();
+    /* --name and --uuid (given in upper case: answered in lower case) */
+    json_t *r = ok(c, "query-name", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "name")), "vm, two"), "query-name %s",
+          json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-uuid", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "UUID")),
+                  "6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+          "query-uuid %s", json_dumps(r, 0));
+    json_decref(r);
     json_t *cpus = ok(c, "query-cpus-fast", NULL);
     CHECK(json_array_size(cpus) == 2, "query-cpus-fast %s", json_dumps(cpus, 0));
     long long tid[2];

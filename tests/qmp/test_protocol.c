@@ -219,7 +219,73 @@ static void test_greeting_and_negotiation(void **state)
     json_decref(r);
     expect_err(qc_cmdf(c, "qmp_capabilities", NULL), "CommandNotFound", "already complete");
     r = qc_cmdf(c, "query-commands", NULL);
-    assert_int_equal(json_array_size(json_object_get(r, "return")), 7);
+    assert_int_equal(json_array_size(json_object_get(r, "return")), 3 + 5); /* built-ins + cmds */
+    json_decref(r);
+    qc_close(c);
+}
+
+/* The schema entry named name, or NULL. */
+static json_t *schema_entry(json_t *schema, const char *name)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(schema, i, e)
+    {
+        if (!strcmp(json_string_value(json_object_get(e, "name")), name))
+            return e;
+    }
+    return NULL;
+}
+
+/* query-qmp-schema is made from the served table: every command served
+ * (the built-ins and this test's table) is in it, each argument with its
+ * name, type and optional flag. */
+static void test_schema(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    json_t *r = qc_cmdf(c, "query-qmp-schema", NULL);
+    json_t *schema = json_object_get(r, "return");
+    assert_true(json_is_array(schema));
+    json_t *q = qc_cmdf(c, "query-commands", NULL);
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(q, "return"), i, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        json_t *se = schema_entry(schema, name);
+        if (!se || strcmp(json_string_value(json_object_get(se, "meta-type")), "command"))
+            fail_msg("the schema lacks the command %s", name);
+        assert_string_equal(json_string_value(json_object_get(se, "ret-type")), "any");
+        json_t *at = schema_entry(schema, json_string_value(json_object_get(se, "arg-type")));
+        if (!at || strcmp(json_string_value(json_object_get(at, "meta-type")), "object"))
+            fail_msg("%s: no object type for its arguments", name);
+    }
+    json_decref(q);
+    const char *want_types[] = { "str", "int", "bool", "any", "any", "[any]" };
+    for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+        json_t *se = schema_entry(schema, cmds[k].name);
+        assert_non_null(se);
+        json_t *at = schema_entry(schema, json_string_value(json_object_get(se, "arg-type")));
+        json_t *members = json_object_get(at, "members");
+        size_t n = 0;
+        for (const QmpArg *a = cmds[k].args; a && a->name; a++, n++) {
+            json_t *m = json_array_get(members, n);
+            assert_string_equal(json_string_value(json_object_get(m, "name")), a->name);
+            const char *t = json_string_value(json_object_get(m, "type"));
+            const char *want = a->type == QMP_ARG_STRING  ? want_types[0]
+                               : a->type == QMP_ARG_INT   ? want_types[1]
+                               : a->type == QMP_ARG_BOOL  ? want_types[2]
+                               : a->type == QMP_ARG_ARRAY ? want_types[5]
+                                                          : want_types[3];
+            assert_string_equal(t, want);
+            /* QEMU marks an optional member with "default": null */
+            assert_int_equal(json_object_get(m, "default") != NULL, a->optional);
+        }
+        assert_int_equal(json_array_size(members), n);
+        /* and every type a member names is described */
+        json_array_foreach(members, i, e)
+            assert_non_null(schema_entry(schema, json_string_value(json_object_get(e, "type"))));
+    }
     json_decref(r);
     qc_close(c);
 }
@@ -821,6 +887,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greeting_and_negotiation),
         cmocka_unit_test(test_arguments),
+        cmocka_unit_test(test_schema),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_framing_lines),
         cmocka_unit_test(test_framing_byte_by_byte),

@@ -311,26 +311,99 @@ static json_t *cmd_qmp_capabilities(void *opaque, QmpClient *c, json_t *args, Qm
 }
 
 static const QmpArg caps_args[] = { { "enable", QMP_ARG_ARRAY, true }, { NULL, 0, false } };
-static const QmpCommand builtin_caps = { "qmp_capabilities", cmd_qmp_capabilities, caps_args,
-                                         NULL };
-
-json_t *qmp_server_command_list(const QmpServer *srv)
-{
-    json_t *a = json_array();
-    json_array_append_new(a, json_pack("{s:s}", "name", "qmp_capabilities"));
-    json_array_append_new(a, json_pack("{s:s}", "name", "query-commands"));
-    for (size_t i = 0; i < srv->ncmds; i++)
-        json_array_append_new(a, json_pack("{s:s}", "name", srv->cmds[i].name));
-    return a;
-}
 
 static json_t *cmd_query_commands(void *opaque, QmpClient *c, json_t *args, QmpError *err)
 {
     return qmp_server_command_list(c->srv);
 }
 
-static const QmpCommand builtin_query_commands = { "query-commands", cmd_query_commands, NULL,
-                                                   NULL };
+static json_t *cmd_query_qmp_schema(void *opaque, QmpClient *c, json_t *args, QmpError *err)
+{
+    return qmp_server_schema(c->srv);
+}
+
+/* Served by every server, before its table. */
+static const QmpCommand builtins[] = {
+    { "qmp_capabilities", cmd_qmp_capabilities, caps_args, NULL },
+    { "query-commands", cmd_query_commands, NULL, NULL },
+    { "query-qmp-schema", cmd_query_qmp_schema, NULL, NULL },
+};
+#define NR_BUILTINS (sizeof(builtins) / sizeof(builtins[0]))
+static const QmpCommand *const builtin_caps = &builtins[0];
+
+/* The i-th command served: the built-ins, then the server's table. */
+static const QmpCommand *served(const QmpServer *srv, size_t i)
+{
+    return i < NR_BUILTINS ? &builtins[i] : &srv->cmds[i - NR_BUILTINS];
+}
+
+static size_t nr_served(const QmpServer *srv)
+{
+    return NR_BUILTINS + srv->ncmds;
+}
+
+json_t *qmp_server_command_list(const QmpServer *srv)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < nr_served(srv); i++)
+        json_array_append_new(a, json_pack("{s:s}", "name", served(srv, i)->name));
+    return a;
+}
+
+/* The schema's name of an argument type (QEMU's built-in types; an object
+ * argument is free-form to the table, so "any"). */
+static const char *schema_type(QmpArgType t)
+{
+    switch (t) {
+    case QMP_ARG_STRING:
+        return "str";
+    case QMP_ARG_INT:
+        return "int";
+    case QMP_ARG_BOOL:
+        return "bool";
+    case QMP_ARG_ARRAY:
+        return "[any]";
+    default:
+        return "any";
+    }
+}
+
+json_t *qmp_server_schema(const QmpServer *srv)
+{
+    json_t *a = json_array();
+    /* the types the commands' arguments use: QEMU's built-ins, an array */
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "str", "meta-type", "builtin",
+                                       "json-type", "string"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "int", "meta-type", "builtin",
+                                       "json-type", "int"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "bool", "meta-type", "builtin",
+                                       "json-type", "boolean"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "any", "meta-type", "builtin",
+                                       "json-type", "value"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "[any]", "meta-type", "array",
+                                       "element-type", "any"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:[]}", "name", "q_empty", "meta-type", "object",
+                                       "members"));
+    for (size_t i = 0; i < nr_served(srv); i++) {
+        const QmpCommand *cmd = served(srv, i);
+        char arg_type[160] = "q_empty";
+        if (cmd->args && cmd->args->name) {
+            snprintf(arg_type, sizeof(arg_type), "q_obj_%s-arg", cmd->name);
+            json_t *members = json_array();
+            for (const QmpArg *g = cmd->args; g->name; g++) {
+                json_t *m = json_pack("{s:s,s:s}", "name", g->name, "type", schema_type(g->type));
+                if (m && g->optional)
+                    json_object_set_new(m, "default", json_null()); /* QEMU: optional */
+                json_array_append_new(members, m);
+            }
+            json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name", arg_type, "meta-type",
+                                               "object", "members", members));
+        }
+        json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s}", "name", cmd->name, "meta-type",
+                                           "command", "arg-type", arg_type, "ret-type", "any"));
+    }
+    return a;
+}
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -405,13 +478,9 @@ static bool check_args(const QmpCommand *cmd, json_t *args, QmpError *err)
 
 static const QmpCommand *find_cmd(const QmpServer *srv, const char *name)
 {
-    if (!strcmp(name, builtin_caps.name))
-        return &builtin_caps;
-    if (!strcmp(name, builtin_query_commands.name))
-        return &builtin_query_commands;
-    for (size_t i = 0; i < srv->ncmds; i++)
-        if (!strcmp(srv->cmds[i].name, name))
-            return &srv->cmds[i];
+    for (size_t i = 0; i < nr_served(srv); i++)
+        if (!strcmp(served(srv, i)->name, name))
+            return served(srv, i);
     return NULL;
 }
 
@@ -449,12 +518,12 @@ static void handle_request(QmpClient *c, json_t *req)
     }
     const char *name = json_string_value(exec);
     const QmpCommand *cmd = find_cmd(c->srv, name);
-    if (!c->negotiated && cmd != &builtin_caps) {
+    if (!c->negotiated && cmd != builtin_caps) {
         send_error(c, id, "CommandNotFound",
                    "Expecting capabilities negotiation with 'qmp_capabilities'");
         return;
     }
-    if (c->negotiated && cmd == &builtin_caps) {
+    if (c->negotiated && cmd == builtin_caps) {
         send_error(c, id, "CommandNotFound",
                    "Capabilities negotiation is already complete, command ignored");
         return;

@@ -119,7 +119,8 @@ void qmp_error_set(QmpError *err, const char *fmt, ...) __attribute__((format(pr
 /*
  * Listens on path (a stale socket there is replaced; anything else there
  * is an error) and registers with epfd.  cmds (ncmds, kept by reference)
- * are served besides the built-in qmp_capabilities and query-commands.
+ * are served besides the built-in qmp_capabilities, query-commands and
+ * query-qmp-schema.
  * NULL with a message in err on failure.
  */
 QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, size_t ncmds,
@@ -141,5 +142,11 @@ json_t *qmp_version_json(void);
 unsigned qmp_server_nr_clients(const QmpServer *srv);
 /* The names of every command served, as a QMP query-commands list. */
 json_t *qmp_server_command_list(const QmpServer *srv);
+/* query-qmp-schema, made from the served table itself (never a copy kept
+ * by hand): every command with its arguments' names, types and optional
+ * flags (an object type per command, QEMU's SchemaInfo layout), the
+ * built-in types they use; return types "any".  No events: strata has no
+ * table of them. */
+json_t *qmp_server_schema(const QmpServer *srv);
 
 #endif /* STRATA_VMM_CONTROL_QMP_H */
