@@ -259,21 +259,35 @@ static const char *apply_serial(VmConfig *cfg, const char *val)
 }
 
 /* "key=value,key=value": the next pair of *p (advanced); false at the end.
- * Values may not contain commas. */
+ * In a value ",," stands for one comma, as in QEMU's options, so a path
+ * may hold commas.  A key or value too long for its buffer empties the key
+ * (reported as unknown). */
 static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vlen)
 {
-    if (!**p)
+    const char *s = *p;
+    if (!*s)
         return false;
-    const char *end = strchr(*p, ',');
-    size_t n = end ? (size_t)(end - *p) : strlen(*p);
-    const char *eq = memchr(*p, '=', n);
-    size_t kn = eq ? (size_t)(eq - *p) : n;
-    size_t vn = eq ? n - kn - 1 : 0;
-    snprintf(key, klen, "%.*s", (int)(kn < klen ? kn : klen - 1), *p);
-    snprintf(val, vlen, "%.*s", (int)(vn < vlen ? vn : vlen - 1), eq ? eq + 1 : "");
-    if (kn >= klen || vn >= vlen)
-        key[0] = '\0'; /* too long: reported as unknown */
-    *p += n + (end ? 1 : 0);
+    size_t kn = strcspn(s, "=,");
+    bool too_long = kn >= klen;
+    snprintf(key, klen, "%.*s", (int)(too_long ? klen - 1 : kn), s);
+    s += kn;
+    size_t vn = 0;
+    if (*s == '=') {
+        for (s++; *s && (*s != ',' || s[1] == ','); s++) {
+            if (*s == ',')
+                s++; /* ",," is one comma */
+            if (vn + 1 < vlen)
+                val[vn++] = *s;
+            else
+                too_long = true;
+        }
+    }
+    val[vn] = '\0';
+    if (*s == ',')
+        s++;
+    if (too_long)
+        key[0] = '\0';
+    *p = s;
     return true;
 }
 
@@ -764,7 +778,10 @@ const char *vm_config_usage(void)
            "                       Ctrl-A x quits)\n"
            "  --disk path=FILE[,readonly=on]\n"
            "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
-           "                       (a regular file or a block device)\n"
+           "                       (a regular file or a block device; a comma in FILE\n"
+           "                       is written ,, as in QEMU).  The image is locked while\n"
+           "                       strata runs, as QEMU locks it: exclusive, shared if\n"
+           "                       readonly=on; a second VM on it is refused\n"
            "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
            "                       virtio-net device on TAP interface NAME (repeatable)\n"
            "  --rng                a virtio-rng device (entropy from getrandom)\n"

@@ -693,11 +693,16 @@ static void start_spin(const char *serial_file, const char *cpus)
  * task of this strata. */
 static void test_two_cpus(const char *serial_file)
 {
-    char serial[200];
+    char serial[200], img[200], disk[220];
     snprintf(serial, sizeof(serial), "file=%s", serial_file);
+    snprintf(img, sizeof(img), "%s/disk,1.img", tmpdir); /* a comma: written ",," */
+    FILE *f = fopen(img, "w");
+    CHECK(f && ftruncate(fileno(f), 1 << 20) == 0, "%s", img);
+    fclose(f);
+    snprintf(disk, sizeof(disk), "path=%s/disk,,1.img", tmpdir);
     strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path, "--serial",
-                       serial, "--cmdline", "console=ttyS0", "--cpus", "2", "--name", "vm, two",
-                       "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", NULL);
+                       serial, "--cmdline", "console=ttyS0", "--cpus", "2", "--disk", disk,
+                       "--name", "vm, two", "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", NULL);
     QClient *c = open_client();
     /* --name and --uuid (given in upper case: answered in lower case) */
     json_t *r = ok(c, "query-name", NULL);
@@ -709,6 +714,19 @@ static void test_two_cpus(const char *serial_file)
                   "6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
           "query-uuid %s", json_dumps(r, 0));
     json_decref(r);
+    /* a second strata on the same image is refused at start, naming it */
+    char ro[240];
+    snprintf(ro, sizeof(ro), "%s,readonly=on", disk);
+    pid_t second = spawn("--test-device", "--kernel", SPIN_ELF, "--serial", "none", "--disk", ro,
+                         NULL);
+    int st2 = wait_status(second);
+    char *log = read_log("stderr.txt");
+    char want_lock[400];
+    snprintf(want_lock, sizeof(want_lock),
+             "Failed to get shared \"write\" lock\nIs another process using the image [%s]?", img);
+    CHECK(st2 == 1 && strstr(log, want_lock), "second strata on %s: status %d, '%s'", img, st2,
+          log);
+    free(log);
     json_t *cpus = ok(c, "query-cpus-fast", NULL);
     CHECK(json_array_size(cpus) == 2, "query-cpus-fast %s", json_dumps(cpus, 0));
     long long tid[2];
@@ -753,7 +771,7 @@ static void test_two_cpus(const char *serial_file)
     qc_close(c);
     printf(
         "ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld (info registers: both), both "
-        "tasks of strata\n",
+        "tasks of strata; --name/--uuid; a second strata on its --disk refused\n",
         tid[0], tid[1]);
 }
 

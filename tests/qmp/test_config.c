@@ -256,6 +256,40 @@ static void test_help(void **state)
     assert_non_null(strstr(u, "  --incoming URI"));
 }
 
+/* ",," in an option's value is one comma, as in QEMU's options: paths with
+ * commas; the JSON config's strings go through the same parser. */
+static void test_double_commas(void **state)
+{
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/img/a,,b.raw,readonly=on",
+                           "--disk", "path=x,,,,y,,", "--disk", "readonly=off,path=,,lead", NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.ndisks, 3);
+    assert_string_equal(c.disks[0].path, "/img/a,b.raw");
+    assert_true(c.disks[0].readonly);
+    assert_string_equal(c.disks[1].path, "x,,y,");
+    assert_false(c.disks[1].readonly);
+    assert_string_equal(c.disks[2].path, ",lead");
+    vm_config_free(&c);
+    /* a single comma still ends the value */
+    expect_error(parse(&c, "--kernel", "k", "--disk", "path=a,b", NULL),
+                 "expected path=FILE[,readonly=on|off]");
+    vm_config_free(&c);
+    /* ",,," : one comma in the value, then the next key */
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=a,,,readonly=on", NULL), CONFIG_OK);
+    assert_string_equal(c.disks[0].path, "a,");
+    assert_true(c.disks[0].readonly);
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"disk\": [\"path=j,,1\"], \"kernel\": \"k\"}",
+                                          "test", err, sizeof(err)),
+                     0);
+    assert_string_equal(c.disks[0].path, "j,1");
+    vm_config_free(&c);
+    assert_non_null(
+        strstr(vm_config_usage(), "a comma in FILE\n                       is written ,,"));
+}
+
 /* --name and --uuid (QMP query-name, query-uuid): defaults, values, errors. */
 static void test_name_uuid(void **state)
 {
@@ -565,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_name_uuid),
+        cmocka_unit_test(test_double_commas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
