@@ -196,8 +196,9 @@ static void test_bad_values(void **state)
     assert_int_equal(parse(&c, "--kernel", "k", "--incoming=tcp:127.0.0.1:4444", NULL), CONFIG_OK);
     assert_string_equal(c.incoming, "tcp:127.0.0.1:4444");
     vm_config_free(&c);
-    const char *bad_uri[] = { "x",       "unix:",       "tcp:host",  "tcp::5",
-                              "tcp:h:0", "tcp:h:65536", "tcp:h:12x", "file:/x" };
+    /* (file:PATH is a snapshot to restore since the snapshot work: valid) */
+    const char *bad_uri[] = { "x",       "unix:",       "tcp:host", "tcp::5",
+                              "tcp:h:0", "tcp:h:65536", "tcp:h:12x" };
     for (size_t i = 0; i < sizeof(bad_uri) / sizeof(bad_uri[0]); i++) {
         char want[64];
         snprintf(want, sizeof(want), "--incoming %s: expected", bad_uri[i]);
