@@ -335,12 +335,14 @@ static int enter_jail(Vmm *v)
 
 /* Locks every --disk image for this VM's life (vmm/disk-lock.h), before
  * anything starts and before the sandbox: no syscall is needed later.  An
- * --incoming destination takes none: its source, on the same image, runs
- * until the handover (QEMU keeps a destination's images inactive until
- * then; strata does not take the locks at the handover yet). */
+ * live-migration destination (--incoming tcp: or unix:) takes none: its
+ * source, on the same image, runs until the handover (QEMU keeps a
+ * destination's images inactive until then; strata does not take the
+ * locks at the handover yet).  A snapshot restore (file:) has no running
+ * source: it locks. */
 static int take_disk_locks(Vmm *v)
 {
-    if (v->cfg.incoming)
+    if (v->cfg.incoming && strncmp(v->cfg.incoming, "file:", 5))
         return 0;
     for (unsigned i = 0; i < v->cfg.ndisks; i++) {
         char err[1024];
