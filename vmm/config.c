@@ -325,7 +325,7 @@ static int hexdig(char c)
 
 static const char *apply_net(VmConfig *cfg, const char *val)
 {
-    char key[16], v[64];
+    char key[16], v[64] = { 0 }; /* (the analyzer cannot see next_kv ends it) */
     const char *p = val;
     VmNet n;
     memset(&n, 0, sizeof(n));
