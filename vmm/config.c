@@ -212,6 +212,36 @@ static const char *apply_restore(VmConfig *cfg, const char *val)
     return apply_incoming(cfg, uri);
 }
 
+static const char *apply_name(VmConfig *cfg, const char *val)
+{
+    if (!*val)
+        return "empty name";
+    if (strlen(val) > VM_MAX_NAME)
+        return "too long (the maximum is 255 bytes)";
+    json_t *j = json_string(val); /* QMP query-name sends it as JSON text */
+    if (!j)
+        return "not valid UTF-8";
+    json_decref(j);
+    return set_str(&cfg->name, val);
+}
+
+static const char *apply_uuid(VmConfig *cfg, const char *val)
+{
+    static const char why[] = "invalid UUID (expected 8-4-4-4-12 hex digits, "
+                              "e.g. 6ba7b810-9dad-11d1-80b4-00c04fd430c8)";
+    if (strlen(val) != 36)
+        return why;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? val[i] != '-' : !isxdigit((unsigned char)val[i]))
+            return why;
+    }
+    for (int i = 0; i < 36; i++)
+        cfg->uuid[i] = (char)tolower((unsigned char)val[i]);
+    cfg->uuid[36] = '\0';
+    return NULL;
+}
+
 static const char *apply_serial(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "stdio")) {
@@ -232,21 +262,35 @@ static const char *apply_serial(VmConfig *cfg, const char *val)
 }
 
 /* "key=value,key=value": the next pair of *p (advanced); false at the end.
- * Values may not contain commas. */
+ * In a value ",," stands for one comma, as in QEMU's options, so a path
+ * may hold commas.  A key or value too long for its buffer empties the key
+ * (reported as unknown). */
 static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vlen)
 {
-    if (!**p)
+    const char *s = *p;
+    if (!*s)
         return false;
-    const char *end = strchr(*p, ',');
-    size_t n = end ? (size_t)(end - *p) : strlen(*p);
-    const char *eq = memchr(*p, '=', n);
-    size_t kn = eq ? (size_t)(eq - *p) : n;
-    size_t vn = eq ? n - kn - 1 : 0;
-    snprintf(key, klen, "%.*s", (int)(kn < klen ? kn : klen - 1), *p);
-    snprintf(val, vlen, "%.*s", (int)(vn < vlen ? vn : vlen - 1), eq ? eq + 1 : "");
-    if (kn >= klen || vn >= vlen)
-        key[0] = '\0'; /* too long: reported as unknown */
-    *p += n + (end ? 1 : 0);
+    size_t kn = strcspn(s, "=,");
+    bool too_long = kn >= klen;
+    snprintf(key, klen, "%.*s", (int)(too_long ? klen - 1 : kn), s);
+    s += kn;
+    size_t vn = 0;
+    if (*s == '=') {
+        for (s++; *s && (*s != ',' || s[1] == ','); s++) {
+            if (*s == ',')
+                s++; /* ",," is one comma */
+            if (vn + 1 < vlen)
+                val[vn++] = *s;
+            else
+                too_long = true;
+        }
+    }
+    val[vn] = '\0';
+    if (*s == ',')
+        s++;
+    if (too_long)
+        key[0] = '\0';
+    *p = s;
     return true;
 }
 
@@ -284,7 +328,7 @@ static int hexdig(char c)
 
 static const char *apply_net(VmConfig *cfg, const char *val)
 {
-    char key[16], v[64];
+    char key[16], v[64] = { 0 }; /* (the analyzer cannot see next_kv ends it) */
     const char *p = val;
     VmNet n;
     memset(&n, 0, sizeof(n));
@@ -421,6 +465,8 @@ static const OptDef opts[] = {
     { "cmdline", OPT_VALUE, apply_cmdline, NULL, false },
     { "initrd", OPT_VALUE, apply_initrd, NULL, false },
     { "api-socket", OPT_VALUE, apply_api_socket, NULL, false },
+    { "name", OPT_VALUE, apply_name, NULL, false },
+    { "uuid", OPT_VALUE, apply_uuid, NULL, false },
     { "serial", OPT_VALUE, apply_serial, NULL, false },
     { "test-device", OPT_FLAG, NULL, flag_test_device, false },
     { "verbose", OPT_FLAG, NULL, flag_verbose, false },
@@ -453,6 +499,7 @@ void vm_config_init(VmConfig *cfg)
     cfg->cpus = 1;
     cfg->serial = SERIAL_STDIO;
     cfg->jail_uid = cfg->jail_gid = -1;
+    memcpy(cfg->uuid, VM_NIL_UUID, sizeof(VM_NIL_UUID));
 }
 
 void vm_config_free(VmConfig *cfg)
@@ -461,6 +508,7 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->initrd);
     free(cfg->cmdline);
     free(cfg->api_socket);
+    free(cfg->name);
     free(cfg->incoming);
     free(cfg->serial_path);
     free(cfg->chroot_dir);
@@ -782,12 +830,19 @@ const char *vm_config_usage(void)
            "                       is closed (environment STRATA_QMP_IDLE_TIMEOUT_MS=N:\n"
            "                       N ms, 0 = never); when all are taken, the one idle\n"
            "                       the longest (1 s or more) makes room for a new one\n"
+           "  --name NAME          the VM's name, as QMP query-name reports it (1..255\n"
+           "                       bytes of UTF-8; none by default)\n"
+           "  --uuid UUID          the VM's UUID, as QMP query-uuid reports it (8-4-4-4-12\n"
+           "                       hex digits; default all zeros)\n"
            "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
            "                       (stdio: the terminal in raw mode feeds the guest;\n"
            "                       Ctrl-A x quits)\n"
            "  --disk path=FILE[,readonly=on]\n"
            "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
-           "                       (a regular file or a block device)\n"
+           "                       (a regular file or a block device; a comma in FILE\n"
+           "                       is written ,, as in QEMU).  The image is locked while\n"
+           "                       strata runs, as QEMU locks it: exclusive, shared if\n"
+           "                       readonly=on; a second VM on it is refused\n"
            "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
            "                       virtio-net device on TAP interface NAME (repeatable)\n"
            "  --rng                a virtio-rng device (entropy from getrandom)\n"

@@ -19,6 +19,8 @@
 #define VM_MAX_CPUS 64
 #define VM_MAX_DISKS 8
 #define VM_MAX_NETS 4
+#define VM_MAX_NAME 255
+#define VM_NIL_UUID "00000000-0000-0000-0000-000000000000"
 
 typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMode;
 
@@ -53,6 +55,8 @@ typedef struct VmConfig {
     unsigned cpus;              /* --cpus */
     char *cmdline;              /* --cmdline */
     char *api_socket;           /* --api-socket */
+    char *name;                 /* --name, NULL = none */
+    char uuid[37];              /* --uuid, lower case; VM_NIL_UUID by default */
     char *incoming;             /* --incoming tcp:HOST:PORT | unix:PATH | file:PATH */
     bool restore_prefault;      /* --restore PATH,prefault=on */
     SerialMode serial;          /* --serial */

@@ -52,6 +52,7 @@
 #include "vmm/boot/loader.h"
 #include "vmm/machine-virtio.h"
 
+#define MACHINE_NAME "strata-microvm" /* QMP query-machines, the migration stream */
 #define MACHINE_SERIAL_PORT 0x3f8
 #define MACHINE_SERIAL_IRQ 4
 #define MACHINE_LOWMEM_LIMIT (3ull << 30)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vmm/control/ctl.h"
+#include "vmm/version.h"
 #include "vmm/vmm.h"
 
 static const char usage[] =
@@ -25,7 +26,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        puts("strata 0.1");
+        printf("strata %s\n", strata_version());
         return 0;
     }
     fprintf(stderr, "strata: unknown command '%s' (expected run or ctl)\n%s", argv[1], usage);

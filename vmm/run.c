@@ -14,6 +14,7 @@
 #include "vmm/migration/stream.h"
 #include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
+#include "vmm/disk-lock.h"
 #include "vmm/vmm.h"
 
 enum {
@@ -332,6 +333,33 @@ static int enter_jail(Vmm *v)
     return sandbox_jail(&j) < 0 ? -1 : 0;
 }
 
+/* Locks every --disk image for this VM's life (vmm/disk-lock.h), before
+ * anything starts and before the sandbox: no syscall is needed later.  An
+ * live-migration destination (--incoming tcp: or unix:) takes none: its
+ * source, on the same image, runs until the handover (QEMU keeps a
+ * destination's images inactive until then; strata does not take the
+ * locks at the handover yet).  A snapshot restore (file:) has no running
+ * source: it locks. */
+static int take_disk_locks(Vmm *v)
+{
+    if (v->cfg.incoming && strncmp(v->cfg.incoming, "file:", 5))
+        return 0;
+    for (unsigned i = 0; i < v->cfg.ndisks; i++) {
+        char err[1024];
+        bool unlocked;
+        const VmDisk *d = &v->cfg.disks[i];
+        v->disk_lock_fd[i] = disk_lock(d->path, d->readonly, &unlocked, err, sizeof(err));
+        if (v->disk_lock_fd[i] < 0) {
+            fprintf(stderr, "strata: %s\n", err);
+            return -1;
+        }
+        if (unlocked)
+            fprintf(stderr, "strata: disk path=%s: its file system has no OFD locks: not locked\n",
+                    d->path);
+    }
+    return 0;
+}
+
 int strata_run(int argc, char *const argv[])
 {
     static Vmm vmm; /* big (devices, regions); one per process */
@@ -340,6 +368,8 @@ int strata_run(int argc, char *const argv[])
 
     memset(v, 0, sizeof(*v));
     v->epfd = v->sigfd = v->endfd = -1;
+    for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+        v->disk_lock_fd[i] = -1;
     v->main_tid = gettid();
     vm_config_init(&v->cfg);
     int r = vm_config_parse_args(&v->cfg, argc, argv, err, sizeof(err));
@@ -360,8 +390,8 @@ int strata_run(int argc, char *const argv[])
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
-    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || setup_migration(v) < 0 ||
-        prepare_sandbox(v) < 0)
+    if (take_disk_locks(v) < 0 || setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 ||
+        setup_migration(v) < 0 || prepare_sandbox(v) < 0)
         goto out;
     bool start_paused = false;
     if (v->cfg.incoming &&
@@ -427,6 +457,9 @@ out:
         close(v->sigfd);
     if (v->endfd >= 0)
         close(v->endfd);
+    for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+        if (v->disk_lock_fd[i] >= 0)
+            close(v->disk_lock_fd[i]); /* releases the lock */
     vm_config_free(&v->cfg);
     return status;
 }

@@ -44,14 +44,15 @@ struct Vmm {
     bool quit; /* QMP quit asked for the end */
     int signo; /* signal that asked for the end, or 0 */
     int exit_status;
-    Sandbox sandbox;               /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
-    Migration *mig;                /* live migration (vmm/migration/migration.h) */
-    MigHost mig_host;              /* what mig was handed: the machine, the loop, ... */
-    uint64_t postmigrate_until_ns; /* RUN_STATE_POSTMIGRATE: quit by then */
-    uint64_t postmigrate_idle_ns;  /* ... or when no client since then + grace */
-    QmpCommand *cmds;              /* the served table: vmm's + migration's */
-    EvSource balloon_src;          /* the balloon's change eventfd (BALLOON_CHANGE) */
-    uint64_t balloon_actual_sent;  /* the last BALLOON_CHANGE's "actual" */
+    Sandbox sandbox;                /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
+    Migration *mig;                 /* live migration (vmm/migration/migration.h) */
+    MigHost mig_host;               /* what mig was handed: the machine, the loop, ... */
+    uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
+    uint64_t postmigrate_idle_ns;   /* ... or when no client since then + grace */
+    QmpCommand *cmds;               /* the served table: vmm's + migration's */
+    int disk_lock_fd[VM_MAX_DISKS]; /* vmm/disk-lock.h: held for the VM's life, -1 = none */
+    EvSource balloon_src;           /* the balloon's change eventfd (BALLOON_CHANGE) */
+    uint64_t balloon_actual_sent;   /* the last BALLOON_CHANGE's "actual" */
 };
 
 /* `strata run` (args after "run"); returns the exit status. */

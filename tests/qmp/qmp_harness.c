@@ -198,7 +198,17 @@ char *hmp(QClient *c, const char *line)
     snprintf(args, sizeof(args), "{\"command-line\": \"%s\"}", line);
     json_t *ret = ok(c, "human-monitor-command", args);
     CHECK(json_is_string(ret), "hmp %s: not a string", line);
-    char *s = strdup(json_string_value(ret));
+    /* QEMU's monitor ends lines with "\r\n": checked here, then given to
+     * the caller as "\n" */
+    const char *t = json_string_value(ret);
+    char *s = malloc(strlen(t) + 1), *q = s;
+    for (const char *p = t; *p; p++) {
+        CHECK(*p != '\n' || (p > t && p[-1] == '\r'), "hmp %s: a line without \\r\\n: '%s'", line,
+              t);
+        if (*p != '\r' || p[1] != '\n')
+            *q++ = *p;
+    }
+    *q = '\0';
     json_decref(ret);
     return s;
 }

@@ -49,7 +49,8 @@ const char *class_of(json_t *r);
 json_t *ok(QClient *c, const char *name, const char *args);
 /* Runs a command that must fail with class cls, desc containing sub. */
 void fails(QClient *c, const char *name, const char *args, const char *cls, const char *sub);
-/* Output of a human monitor command that must succeed (malloc()ed). */
+/* Output of a human monitor command that must succeed (malloc()ed); its
+ * lines must end in "\r\n", as QEMU's, and come back ending in "\n". */
 char *hmp(QClient *c, const char *line);
 /* Value of an ELF symbol of the file at path (fails the test if absent). */
 uint64_t elf_symbol(const char *path, const char *name);

@@ -94,8 +94,22 @@ static void test_queries(QClient *c)
           "status %s", json_dumps(st, 0));
     json_decref(st);
 
+    /* query-version says what `strata --version` says: "strata 0.1" is
+     * {"major": 0, "minor": 1, "micro": 0} */
     json_t *v = ok(c, "query-version", NULL);
     CHECK(!strcmp(json_string_value(json_object_get(v, "package")), "strata"), "version");
+    FILE *p = popen(STRATA_BIN " --version", "r");
+    char line[64] = "";
+    CHECK(p && fgets(line, sizeof(line), p), "strata --version: no output");
+    pclose(p);
+    int nums[3] = { 0, 0, 0 };
+    CHECK(sscanf(line, "strata %d.%d.%d", &nums[0], &nums[1], &nums[2]) >= 2,
+          "strata --version: '%s'", line);
+    json_t *q = json_object_get(v, "qemu");
+    CHECK(json_integer_value(json_object_get(q, "major")) == nums[0] &&
+              json_integer_value(json_object_get(q, "minor")) == nums[1] &&
+              json_integer_value(json_object_get(q, "micro")) == nums[2],
+          "query-version %s, strata --version '%s'", json_dumps(v, 0), line);
     json_decref(v);
 
     json_t *cmds = ok(c, "query-commands", NULL);
@@ -122,6 +136,62 @@ static void test_queries(QClient *c)
     }
     json_decref(cmds);
 
+    /* query-qmp-schema is made from the served table: every command
+     * query-commands lists is in it, with its argument type */
+    json_t *schema = ok(c, "query-qmp-schema", NULL);
+    size_t k;
+    json_t *e;
+    json_array_foreach(cmds, k, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        bool found = false;
+        size_t j;
+        json_t *si;
+        json_array_foreach(schema, j, si)
+        {
+            if (!strcmp(json_string_value(json_object_get(si, "name")), name) &&
+                !strcmp(json_string_value(json_object_get(si, "meta-type")), "command") &&
+                json_string_value(json_object_get(si, "arg-type")))
+                found = true;
+        }
+        CHECK(found, "query-qmp-schema lacks the command %s", name);
+    }
+    json_decref(schema);
+    /* no --name: {}; no --uuid: all zeros (as QEMU) */
+    json_t *r = ok(c, "query-name", NULL);
+    CHECK(json_object_size(r) == 0, "query-name %s", json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-uuid", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "UUID")),
+                  "00000000-0000-0000-0000-000000000000"),
+          "query-uuid %s", json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-target", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "arch")), "x86_64"), "query-target %s",
+          json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-machines", NULL);
+    json_t *m0 = json_array_get(r, 0);
+    CHECK(json_array_size(r) == 1 && json_is_true(json_object_get(m0, "is-default")) &&
+              json_integer_value(json_object_get(m0, "cpu-max")) == 64 &&
+              !strcmp(json_string_value(json_object_get(m0, "name")), "strata-microvm"),
+          "query-machines %s", json_dumps(r, 0));
+    json_decref(r);
+    /* migration capabilities: listed; the state each has is accepted, an
+     * unimplemented one is refused by name */
+    r = ok(c, "query-migrate-capabilities", NULL);
+    CHECK(json_array_size(r) > 10, "query-migrate-capabilities %s", json_dumps(r, 0));
+    json_decref(r);
+    json_decref(ok(c, "migrate-set-capabilities",
+                   "{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": false}, "
+                   "{\"capability\": \"events\", \"state\": true}]}"));
+    fails(c, "migrate-set-capabilities",
+          "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}]}",
+          "GenericError", "'postcopy-ram' cannot be enabled");
+    fails(c, "migrate-set-capabilities",
+          "{\"capabilities\": [{\"capability\": \"frob\", \"state\": false}]}", "GenericError",
+          "does not accept value 'frob'");
+
     json_t *cpus = ok(c, "query-cpus-fast", NULL);
     json_t *c0 = json_array_get(cpus, 0);
     CHECK(json_array_size(cpus) == 1 && json_integer_value(json_object_get(c0, "cpu-index")) == 0 &&
@@ -143,7 +213,37 @@ static void test_queries(QClient *c)
     CHECK(!strncmp(s, "kvm support: enabled\n", 21) && strstr(s, "microvm.ram"), "info kvm '%s'",
           s);
     free(s);
-    printf("ok: query-status/version/commands/cpus-fast, info status/kvm/cpus\n");
+    /* HMP as QEMU's: an unknown command or info item is output, not an
+     * error; bare info lists the items; lines end in \r\n */
+    const struct {
+        const char *line, *want;
+    } raw[] = {
+        { "frobnicate", "unknown command: 'frobnicate'\r\n" },
+        { "frobnicate now", "unknown command: 'frobnicate'\r\n" },
+        { "info frob", "unknown command: 'info frob'\r\n" },
+        { "info status", "VM status: running\r\n" },
+    };
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+        char args[128];
+        snprintf(args, sizeof(args), "{\"command-line\": \"%s\"}", raw[i].line);
+        json_t *h = ok(c, "human-monitor-command", args);
+        CHECK(!strcmp(json_string_value(h), raw[i].want), "hmp '%s': '%s'", raw[i].line,
+              json_string_value(h));
+        json_decref(h);
+    }
+    s = hmp(c, "info");
+    const char *items[] = { "info cpus  -- ",      "info kvm  -- ",    "info mtree [-f][-D] -- ",
+                            "info registers  -- ", "info status  -- ", "info version  -- " };
+    for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++)
+        CHECK(strstr(s, items[i]), "info lacks '%s': '%s'", items[i], s);
+    free(s);
+    s = hmp(c, "info version");
+    char ver[64];
+    snprintf(ver, sizeof(ver), "%d.%d.%d (strata)\n", nums[0], nums[1], nums[2]);
+    CHECK(!strcmp(s, ver), "info version '%s', expected '%s'", s, ver);
+    free(s);
+    printf("ok: query-status/version/commands/cpus-fast/qmp-schema/name/uuid/target/machines, "
+           "migration capabilities; info status/kvm/cpus/version, bare info, unknown commands\n");
 }
 
 static void test_mtree(QClient *c)
@@ -218,7 +318,8 @@ static void test_bad_requests(QClient *c)
         const char *cls, *sub;
         const char *id; /* expected id echo (JSON) or NULL */
     } cases[] = {
-        { "{\"execute\": \"query-status\"", "GenericError", "JSON parse error", NULL },
+        /* (a request may span lines: an unclosed one waits for its rest) */
+        { "{\"execute\": \"query-status\"]", "GenericError", "JSON parse error", NULL },
         { "[1, 2, 3]", "GenericError", "must be a JSON object", NULL },
         { "42", "GenericError", "must be a JSON object", NULL },
         { "\"execute\"", "GenericError", "must be a JSON object", NULL },
@@ -238,9 +339,6 @@ static void test_bad_requests(QClient *c)
           "GenericError", "Invalid parameter type for 'command-line'", "3" },
         { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}, \"id\": 4}", "GenericError",
           "'x' is unexpected", "4" },
-        { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
-          "\"frobnicate\"}, \"id\": 5}",
-          "GenericError", "unknown command", "5" },
         { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
           "\"xp /1gx 0xffffffffffff0000\"}, \"id\": 6}",
           "GenericError", "cannot read", "6" },
@@ -595,8 +693,40 @@ static void start_spin(const char *serial_file, const char *cpus)
  * task of this strata. */
 static void test_two_cpus(const char *serial_file)
 {
-    start_spin(serial_file, "2");
+    char serial[200], img[200], disk[220];
+    snprintf(serial, sizeof(serial), "file=%s", serial_file);
+    snprintf(img, sizeof(img), "%s/disk,1.img", tmpdir); /* a comma: written ",," */
+    FILE *f = fopen(img, "w");
+    CHECK(f && ftruncate(fileno(f), 1 << 20) == 0, "%s", img);
+    fclose(f);
+    snprintf(disk, sizeof(disk), "path=%s/disk,,1.img", tmpdir);
+    strata_pid = spawn("--test-device", "--kernel", SPIN_ELF, "--api-socket", sock_path, "--serial",
+                       serial, "--cmdline", "console=ttyS0", "--cpus", "2", "--disk", disk,
+                       "--name", "vm, two", "--uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", NULL);
     QClient *c = open_client();
+    /* --name and --uuid (given in upper case: answered in lower case) */
+    json_t *r = ok(c, "query-name", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "name")), "vm, two"), "query-name %s",
+          json_dumps(r, 0));
+    json_decref(r);
+    r = ok(c, "query-uuid", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "UUID")),
+                  "6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+          "query-uuid %s", json_dumps(r, 0));
+    json_decref(r);
+    /* a second strata on the same image is refused at start, naming it */
+    char ro[240];
+    snprintf(ro, sizeof(ro), "%s,readonly=on", disk);
+    pid_t second = spawn("--test-device", "--kernel", SPIN_ELF, "--serial", "none", "--disk", ro,
+                         NULL);
+    int st2 = wait_status(second);
+    char *log = read_log("stderr.txt");
+    char want_lock[400];
+    snprintf(want_lock, sizeof(want_lock),
+             "Failed to get shared \"write\" lock\nIs another process using the image [%s]?", img);
+    CHECK(st2 == 1 && strstr(log, want_lock), "second strata on %s: status %d, '%s'", img, st2,
+          log);
+    free(log);
     json_t *cpus = ok(c, "query-cpus-fast", NULL);
     CHECK(json_array_size(cpus) == 2, "query-cpus-fast %s", json_dumps(cpus, 0));
     long long tid[2];
@@ -641,7 +771,7 @@ static void test_two_cpus(const char *serial_file)
     qc_close(c);
     printf(
         "ok: --cpus 2: query-cpus-fast and info cpus give threads %lld and %lld (info registers: both), both "
-        "tasks of strata\n",
+        "tasks of strata; --name/--uuid; a second strata on its --disk refused\n",
         tid[0], tid[1]);
 }
 

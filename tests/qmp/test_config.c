@@ -276,6 +276,91 @@ static void test_help(void **state)
     assert_non_null(strstr(u, "  --incoming URI"));
 }
 
+/* ",," in an option's value is one comma, as in QEMU's options: paths with
+ * commas; the JSON config's strings go through the same parser. */
+static void test_double_commas(void **state)
+{
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/img/a,,b.raw,readonly=on",
+                           "--disk", "path=x,,,,y,,", "--disk", "readonly=off,path=,,lead", NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.ndisks, 3);
+    assert_string_equal(c.disks[0].path, "/img/a,b.raw");
+    assert_true(c.disks[0].readonly);
+    assert_string_equal(c.disks[1].path, "x,,y,");
+    assert_false(c.disks[1].readonly);
+    assert_string_equal(c.disks[2].path, ",lead");
+    vm_config_free(&c);
+    /* a single comma still ends the value */
+    expect_error(parse(&c, "--kernel", "k", "--disk", "path=a,b", NULL),
+                 "expected path=FILE[,readonly=on|off]");
+    vm_config_free(&c);
+    /* ",,," : one comma in the value, then the next key */
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=a,,,readonly=on", NULL), CONFIG_OK);
+    assert_string_equal(c.disks[0].path, "a,");
+    assert_true(c.disks[0].readonly);
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"disk\": [\"path=j,,1\"], \"kernel\": \"k\"}",
+                                          "test", err, sizeof(err)),
+                     0);
+    assert_string_equal(c.disks[0].path, "j,1");
+    vm_config_free(&c);
+    assert_non_null(
+        strstr(vm_config_usage(), "a comma in FILE\n                       is written ,,"));
+}
+
+/* --name and --uuid (QMP query-name, query-uuid): defaults, values, errors. */
+static void test_name_uuid(void **state)
+{
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", NULL), CONFIG_OK);
+    assert_null(c.name);
+    assert_string_equal(c.uuid, "00000000-0000-0000-0000-000000000000");
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--name", "web 1, \xc3\xa9", "--uuid",
+                           "6BA7B810-9dad-11D1-80b4-00c04fd430c8", NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.name, "web 1, \xc3\xa9");
+    assert_string_equal(c.uuid, "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+    vm_config_free(&c);
+    const char *bad_uuid[] = {
+        "",
+        "6ba7b810-9dad-11d1-80b4-00c04fd430c",   /* short */
+        "6ba7b810-9dad-11d1-80b4-00c04fd430c88", /* long */
+        "6ba7b8109dad-11d1-80b4-00c04fd430c8-",  /* dash misplaced */
+        "6ba7b810-9dad-11d1-80b4-00c04fd430cg",  /* not hex */
+        "{6ba7b810-9dad-11d1-80b4-00c04fd430c}",
+        NULL,
+    };
+    for (int i = 0; bad_uuid[i]; i++) {
+        expect_error(parse(&c, "--kernel", "k", "--uuid", bad_uuid[i], NULL),
+                     "invalid UUID (expected 8-4-4-4-12 hex digits");
+        vm_config_free(&c);
+    }
+    expect_error(parse(&c, "--kernel", "k", "--name", "", NULL), "--name : empty name");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--name", "a\xff", NULL), "not valid UTF-8");
+    vm_config_free(&c);
+    char long_name[300];
+    memset(long_name, 'n', 256);
+    long_name[256] = 0;
+    expect_error(parse(&c, "--kernel", "k", "--name", long_name, NULL), "the maximum is 255");
+    vm_config_free(&c);
+    /* the config file takes the same keys */
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c,
+                                          "{\"name\": \"j\", \"uuid\": "
+                                          "\"00000000-0000-0000-0000-0000000000ff\"}",
+                                          "test", err, sizeof(err)),
+                     0);
+    assert_string_equal(c.name, "j");
+    assert_string_equal(c.uuid, "00000000-0000-0000-0000-0000000000ff");
+    vm_config_free(&c);
+    assert_non_null(strstr(vm_config_usage(), "  --name NAME"));
+    assert_non_null(strstr(vm_config_usage(), "  --uuid UUID"));
+}
+
 /* --seccomp, --jail-uid/--jail-gid, --chroot: CLI, JSON, errors, help. */
 static void test_sandbox_options(void **state)
 {
@@ -579,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
+        cmocka_unit_test(test_name_uuid),      cmocka_unit_test(test_double_commas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,8 +196,16 @@ static void test_greeting_and_negotiation(void **state)
     assert_non_null(c);
     json_t *g = qc_read(c);
     char *s = json_dumps(g, 0);
-    assert_string_equal(s, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, "
-                           "\"major\": 0}, \"package\": \"strata\"}, \"capabilities\": []}}");
+    /* the version is strata's, the one `strata --version` prints
+     * (STRATA_VERSION, "0.1": major 0, minor 1, micro 0) */
+    int v[3] = { 0, 0, 0 };
+    assert_true(sscanf(STRATA_VERSION, "%d.%d.%d", &v[0], &v[1], &v[2]) >= 2);
+    char want[200];
+    snprintf(want, sizeof(want),
+             "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": %d, \"minor\": %d, "
+             "\"major\": %d}, \"package\": \"strata\"}, \"capabilities\": []}}",
+             v[2], v[1], v[0]);
+    assert_string_equal(s, want);
     free(s);
     json_decref(g);
     expect_err(qc_cmdf(c, "echo", "{\"s\": \"x\"}"), "CommandNotFound", "Expecting capabilities");
@@ -211,7 +219,73 @@ static void test_greeting_and_negotiation(void **state)
     json_decref(r);
     expect_err(qc_cmdf(c, "qmp_capabilities", NULL), "CommandNotFound", "already complete");
     r = qc_cmdf(c, "query-commands", NULL);
-    assert_int_equal(json_array_size(json_object_get(r, "return")), 7);
+    assert_int_equal(json_array_size(json_object_get(r, "return")), 3 + 5); /* built-ins + cmds */
+    json_decref(r);
+    qc_close(c);
+}
+
+/* The schema entry named name, or NULL. */
+static json_t *schema_entry(json_t *schema, const char *name)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(schema, i, e)
+    {
+        if (!strcmp(json_string_value(json_object_get(e, "name")), name))
+            return e;
+    }
+    return NULL;
+}
+
+/* query-qmp-schema is made from the served table: every command served
+ * (the built-ins and this test's table) is in it, each argument with its
+ * name, type and optional flag. */
+static void test_schema(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    json_t *r = qc_cmdf(c, "query-qmp-schema", NULL);
+    json_t *schema = json_object_get(r, "return");
+    assert_true(json_is_array(schema));
+    json_t *q = qc_cmdf(c, "query-commands", NULL);
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(q, "return"), i, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        json_t *se = schema_entry(schema, name);
+        if (!se || strcmp(json_string_value(json_object_get(se, "meta-type")), "command"))
+            fail_msg("the schema lacks the command %s", name);
+        assert_string_equal(json_string_value(json_object_get(se, "ret-type")), "any");
+        json_t *at = schema_entry(schema, json_string_value(json_object_get(se, "arg-type")));
+        if (!at || strcmp(json_string_value(json_object_get(at, "meta-type")), "object"))
+            fail_msg("%s: no object type for its arguments", name);
+    }
+    json_decref(q);
+    const char *want_types[] = { "str", "int", "bool", "any", "any", "[any]" };
+    for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+        json_t *se = schema_entry(schema, cmds[k].name);
+        assert_non_null(se);
+        json_t *at = schema_entry(schema, json_string_value(json_object_get(se, "arg-type")));
+        json_t *members = json_object_get(at, "members");
+        size_t n = 0;
+        for (const QmpArg *a = cmds[k].args; a && a->name; a++, n++) {
+            json_t *m = json_array_get(members, n);
+            assert_string_equal(json_string_value(json_object_get(m, "name")), a->name);
+            const char *t = json_string_value(json_object_get(m, "type"));
+            const char *want = a->type == QMP_ARG_STRING  ? want_types[0]
+                               : a->type == QMP_ARG_INT   ? want_types[1]
+                               : a->type == QMP_ARG_BOOL  ? want_types[2]
+                               : a->type == QMP_ARG_ARRAY ? want_types[5]
+                                                          : want_types[3];
+            assert_string_equal(t, want);
+            /* QEMU marks an optional member with "default": null */
+            assert_int_equal(json_object_get(m, "default") != NULL, a->optional);
+        }
+        assert_int_equal(json_array_size(members), n);
+        /* and every type a member names is described */
+        json_array_foreach(members, i, e)
+            assert_non_null(schema_entry(schema, json_string_value(json_object_get(e, "type"))));
+    }
     json_decref(r);
     qc_close(c);
 }
@@ -245,8 +319,10 @@ static void test_arguments(void **state)
 static void test_malformed(void **state)
 {
     QClient *c = qc_open(srv.path);
+    /* each is a whole value, or ends one (a request may span lines: a lone
+     * "{" would wait for the rest) */
     const char *lines[] = {
-        "{",
+        "{]",
         "}",
         "nul",
         "[]",
@@ -282,6 +358,7 @@ static void test_malformed(void **state)
     assert_true(qc_send_raw(c, "\"more\"\n", 7));
     free(chunk);
     expect_err(qc_read(c), "GenericError", "exceeds 1048576 bytes");
+    assert_false(qc_readable(c)); /* one error, the rest of the line skipped */
     r = qc_cmdf(c, "clients", NULL);
     assert_non_null(json_object_get(r, "return"));
     json_decref(r);
@@ -296,6 +373,176 @@ static void test_malformed(void **state)
     r = qc_read(c);
     assert_int_equal(json_string_length(json_object_get(json_object_get(r, "return"), "s")), big);
     json_decref(r);
+    qc_close(c);
+}
+
+/* The reply to a request whose id is `id`; fails the test otherwise. */
+static void expect_return(QClient *c, json_int_t id)
+{
+    json_t *r = qc_read(c);
+    if (!r || !json_object_get(r, "return") || json_integer_value(json_object_get(r, "id")) != id)
+        fail_msg("expected the return of id %lld, got %s", (long long)id,
+                 r ? json_dumps(r, 0) : "nothing");
+    json_decref(r);
+}
+
+static void send_str(QClient *c, const char *s)
+{
+    assert_true(qc_send_raw(c, s, strlen(s)));
+}
+
+/* QEMU's framing: a pretty-printed request over several lines (a string
+ * holding braces, an escaped quote and a backslash), two requests on one
+ * line, a request with no newline after it at all. */
+static void test_framing_lines(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    qc_set_timeout(c, 10000);
+    send_str(c, "{\n"
+                "    \"execute\": \"echo\",\n"
+                "    \"arguments\": {\n"
+                "        \"s\": \"}]{[ \\\" \\\\\",\n"
+                "        \"a\": [\n            1,\n            {}\n        ]\n"
+                "    },\n"
+                "    \"id\": 1\n"
+                "}\n");
+    json_t *r = qc_read(c);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "return"), "s")),
+                        "}]{[ \" \\");
+    json_decref(r);
+    send_str(c, "{\"execute\":\"clients\",\"id\":2}{\"execute\":\"clients\",\"id\":3}"
+                "  {\"execute\":\"clients\",\"id\":4}\n");
+    expect_return(c, 2);
+    expect_return(c, 3);
+    expect_return(c, 4);
+    /* the end of the value is the end of the request: no newline needed */
+    send_str(c, "{\"execute\":\"clients\",\"id\":5}");
+    expect_return(c, 5);
+    /* a request ending on the line where the next begins */
+    send_str(c, "{\"execute\":\"clients\",\n\"id\":6} {\"execute\":\n\"clients\",\"id\":7}\r\n");
+    expect_return(c, 6);
+    expect_return(c, 7);
+    qc_close(c);
+}
+
+/* One request written a byte at a time, each byte its own write(): no
+ * answer before its last byte, exactly one after. */
+static void test_framing_byte_by_byte(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    qc_set_timeout(c, 10000);
+    const char *req =
+        "{ \"execute\" : \"echo\", \"arguments\": {\"s\": \"a}b\\\"{\"},\n \"id\": 8 }";
+    size_t n = strlen(req);
+    struct timespec ts = { 0, 1000000L };
+    for (size_t i = 0; i < n; i++) {
+        assert_true(qc_send_raw(c, req + i, 1));
+        nanosleep(&ts, NULL);
+        if (i + 1 < n && qc_readable(c))
+            fail_msg("an answer after %zu of %zu bytes", i + 1, n);
+    }
+    json_t *r = qc_read(c);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 8);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "return"), "s")),
+                        "a}b\"{");
+    json_decref(r);
+    nanosleep(&ts, NULL);
+    assert_false(qc_readable(c));
+    qc_close(c);
+}
+
+/* Garbage before a request: one error for it, then the request runs (an
+ * invalid byte resynchronises at the next bracket, as QEMU's lexer; a stray
+ * scalar is a value of its own). */
+static void test_framing_garbage(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    qc_set_timeout(c, 10000);
+    send_str(c, "\xff\xfe junk junk {\"execute\":\"clients\",\"id\":10}\n");
+    expect_err(qc_read(c), "GenericError", "invalid byte 0xff");
+    expect_return(c, 10);
+    send_str(c, "garbage {\"execute\":\"clients\",\"id\":11}\n");
+    expect_err(qc_read(c), "GenericError", "JSON parse error");
+    expect_return(c, 11);
+    /* 0xFF in the middle of a request drops it (QEMU's reset), the next runs */
+    send_str(c, "{\"execute\":\"clients\",\n\xff\n{\"execute\":\"clients\",\"id\":12}\n");
+    expect_err(qc_read(c), "GenericError", "invalid byte 0xff");
+    expect_return(c, 12);
+    /* a raw control character inside a string */
+    send_str(c, "{\"execute\":\"cli\x01nts\",\"id\":1}\n{\"execute\":\"clients\",\"id\":13}\n");
+    expect_err(qc_read(c), "GenericError", "invalid byte 0x01");
+    expect_return(c, 13);
+    /* a value that closes what it never opened ends there: one error */
+    send_str(c, "{\"execute\":\"clients\"]\n{\"execute\":\"clients\",\"id\":14}\n");
+    expect_err(qc_read(c), "GenericError", "JSON parse error");
+    expect_return(c, 14);
+    assert_false(qc_readable(c));
+    qc_close(c);
+}
+
+/* QMP_MAX_DEPTH levels are served, one more is one error and the rest of
+ * its line skipped; the next line is served. */
+static void test_framing_nesting(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    qc_set_timeout(c, 10000);
+    for (int extra = 0; extra <= 1; extra++) {
+        /* {"execute":..,"arguments":{"s":"","x":[[..]]}}: the request and
+         * its arguments are two levels, the arrays the rest */
+        int arrays = QMP_MAX_DEPTH - 2 + extra;
+        char *req = malloc((size_t)arrays * 2 + 200);
+        int n = sprintf(req, "{\"execute\":\"echo\",\"arguments\":{\"s\":\"\",\"x\":");
+        memset(req + n, '[', (size_t)arrays);
+        n += arrays;
+        memset(req + n, ']', (size_t)arrays);
+        n += arrays;
+        n += sprintf(req + n, "},\"id\":20}\n{\"execute\":\"clients\",\"id\":21}\n");
+        assert_true(qc_send_raw(c, req, (size_t)n));
+        free(req);
+        if (extra)
+            expect_err(qc_read(c), "GenericError", "nesting depth exceeds 1024");
+        else
+            expect_return(c, 20);
+        expect_return(c, 21);
+    }
+    assert_false(qc_readable(c));
+    qc_close(c);
+}
+
+/* A request over QMP_MAX_REQUEST bytes spread over many lines: one error,
+ * then the line after the one where it went over is read afresh. */
+static void test_framing_oversized(void **state)
+{
+    QClient *c = qc_open(srv.path);
+    qc_set_timeout(c, 10000);
+    size_t lines = 20, per = QMP_MAX_REQUEST / 16;
+    char *buf = malloc(per + 2);
+    send_str(c, "{\"execute\":\"echo\",\"arguments\":{\"s\":\"\",\"x\":[\n");
+    for (size_t i = 0; i < lines; i++) {
+        memset(buf, ' ', per);
+        buf[0] = '1';
+        buf[per] = ',';
+        buf[per + 1] = '\n';
+        assert_true(qc_send_raw(c, buf, per + 2));
+    }
+    free(buf);
+    send_str(c, "1]}}\n{\"execute\":\"clients\",\"id\":30}\n");
+    expect_err(qc_read(c), "GenericError", "exceeds 1048576 bytes");
+    /* the lines after the one where it went over are parsed afresh: their
+     * numbers and commas are stray values, each one error, then service */
+    json_t *r;
+    int errors = 0;
+    while ((r = qc_read(c)) && json_object_get(r, "error")) {
+        errors++;
+        json_decref(r);
+    }
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 30);
+    json_decref(r);
+    assert_true(errors > 0);
     qc_close(c);
 }
 
@@ -640,7 +887,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greeting_and_negotiation),
         cmocka_unit_test(test_arguments),
+        cmocka_unit_test(test_schema),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_framing_lines),
+        cmocka_unit_test(test_framing_byte_by_byte),
+        cmocka_unit_test(test_framing_garbage),
+        cmocka_unit_test(test_framing_nesting),
+        cmocka_unit_test(test_framing_oversized),
         cmocka_unit_test(test_many_clients_and_events),
         cmocka_unit_test(test_output_cap_drops_only_the_slow_client),
         cmocka_unit_test(test_vanishing_clients),

@@ -74,16 +74,15 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
     const uint8_t *b = data;
     Elf64_Ehdr eh;
     if (len < sizeof(eh) || memcmp(b, ELFMAG, SELFMAG)) {
-        snprintf(err, errlen, "--kernel %s: not an ELF file", name);
+        snprintf(err, errlen, "--kernel %s: neither a bzImage nor an ELF file (" KERNEL_FORMATS ")",
+                 name);
         return -1;
     }
     memcpy(&eh, b, sizeof(eh));
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
         eh.e_machine != EM_X86_64) {
         snprintf(err, errlen,
-                 "--kernel %s: not a little-endian ELF64 x86-64 file "
-                 "(bzImage and 32-bit ELFs are not supported yet)",
-                 name);
+                 "--kernel %s: not a little-endian ELF64 x86-64 file (" KERNEL_FORMATS ")", name);
         return -1;
     }
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
@@ -115,9 +114,7 @@ int kernel_image_parse(KernelImage *img, const void *data, size_t len, const cha
             highest = ph.p_paddr + ph.p_memsz;
     }
     if (!entry) {
-        snprintf(err, errlen,
-                 "--kernel %s: no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); "
-                 "only PVH ELF kernels are supported yet",
+        snprintf(err, errlen, "--kernel %s: an ELF without a PVH entry note (" KERNEL_FORMATS ")",
                  name);
         return -1;
     }

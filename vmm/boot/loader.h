@@ -27,6 +27,12 @@ typedef struct KernelImage {
 /* Host pointer to [gpa, gpa+len) of guest RAM, or NULL if not all RAM. */
 void *guest_ram_ptr(const GuestRam *ram, uint64_t gpa, uint64_t len);
 
+/* What --kernel accepts, for the messages that refuse a file. */
+#define KERNEL_FORMATS \
+    "accepted: a Linux bzImage with boot protocol 2.12 or later and a 64-bit entry, or a " \
+    "little-endian x86-64 ELF64 with a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), such as an " \
+    "uncompressed vmlinux built with CONFIG_PVH"
+
 /* Parses an image already in memory (copied).  0 or -1 with err set. */
 int kernel_image_parse(KernelImage *img, const void *data, size_t len, const char *name, char *err,
                        size_t errlen);

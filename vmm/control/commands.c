@@ -53,13 +53,38 @@ static json_t *q_quit(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *q_version(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
-    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 0, "major", 0, "package",
-                     "strata");
+    return qmp_version_json();
 }
 
 static json_t *q_kvm(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     return json_pack("{s:b,s:b}", "enabled", 1, "present", 1);
+}
+
+/* QEMU answers {} when the VM has no name. */
+static json_t *q_name(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    return v->cfg.name ? json_pack("{s:s}", "name", v->cfg.name) : json_object();
+}
+
+static json_t *q_uuid(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Vmm *v = o;
+    return json_pack("{s:s}", "UUID", v->cfg.uuid);
+}
+
+static json_t *q_target(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return json_pack("{s:s}", "arch", "x86_64");
+}
+
+/* strata has one machine, the board of vmm/machine.c. */
+static json_t *q_machines(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return json_pack("[{s:s,s:b,s:i,s:b,s:b,s:b,s:b}]", "name", MACHINE_NAME, "is-default", 1,
+                     "cpu-max", MACHINE_MAX_CPUS, "hotpluggable-cpus", 0, "numa-mem-supported", 0,
+                     "deprecated", 0, "acpi", 1);
 }
 
 static json_t *q_cpus_fast(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -318,6 +343,8 @@ static const QmpArg hmp_args[] = {
     { NULL, 0, false },
 };
 static const QmpArg balloon_args[] = { { "value", QMP_ARG_INT, false }, { NULL, 0, false } };
+static const QmpArg machines_args[] = { { "compat-props", QMP_ARG_BOOL, true },
+                                        { NULL, 0, false } };
 static const QmpArg dirty_args[] = { { "reset", QMP_ARG_BOOL, true }, { NULL, 0, false } };
 static const QmpArg set_dirty_args[] = {
     { "enable", QMP_ARG_BOOL, false },
@@ -334,6 +361,10 @@ const QmpCommand vmm_qmp_commands[] = {
     { "quit", q_quit, NULL, NULL },
     { "query-version", q_version, NULL, NULL },
     { "query-kvm", q_kvm, NULL, NULL },
+    { "query-name", q_name, NULL, NULL },
+    { "query-uuid", q_uuid, NULL, NULL },
+    { "query-target", q_target, NULL, NULL },
+    { "query-machines", q_machines, machines_args, NULL },
     { "query-cpus-fast", q_cpus_fast, NULL, NULL },
     { "query-mtree", q_mtree, NULL, NULL },
     { "query-dirty-log", q_dirty_log, dirty_args, NULL },

@@ -498,9 +498,12 @@ static int print_reply(json_t *reply, const CtlRequest *r)
     if (json_object_get(reply, "error"))
         return report_error(reply);
     json_t *ret = json_object_get(reply, "return");
-    if (r->out == OUT_STRING && json_is_string(ret))
-        fputs(json_string_value(ret), stdout);
-    else if (r->out == OUT_STATUS)
+    if (r->out == OUT_STRING && json_is_string(ret)) {
+        /* the monitor's "\r\n" line ends, as a terminal's or a file's "\n" */
+        for (const char *p = json_string_value(ret); *p; p++)
+            if (*p != '\r' || p[1] != '\n')
+                putchar(*p);
+    } else if (r->out == OUT_STATUS)
         printf("%s\n", json_string_value(json_object_get(ret, "status")));
     return 0;
 }

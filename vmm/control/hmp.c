@@ -12,25 +12,21 @@
 #include "devices/virtio-mmio.h"
 #include "vmm/control/commands.h"
 #include "vmm/runstate.h"
+#include "vmm/version.h"
 #include "vmm/vmm.h"
 
 #define MAX_ARGS 8
 #define XP_MAX_BYTES 4096
 
+/* The top-level commands for `help` (QEMU's layout: "NAME PARAMS -- HELP"). */
 static const char help_text[] =
-    "cont|c -- resume emulation\n"
-    "help|? -- show this text\n"
-    "info balloon -- show balloon information\n"
-    "info cpus -- show infos for each CPU\n"
-    "info kvm -- show KVM information (and strata's slot table)\n"
-    "info mtree [-f] [-D] -- show memory tree (-f: dump flat view, -D: disabled regions)\n"
-    "info registers -- show every vCPU's registers and the code at its RIP\n"
-    "info status -- show the current VM status (running|paused)\n"
-    "info virtio -- show the virtio devices, their features and queue counters\n"
-    "quit|q -- quit the emulator\n"
-    "stop -- stop emulation\n"
-    "system_powerdown -- send system power down event\n"
-    "system_reset -- reset the system\n"
+    "cont|c  -- resume emulation\n"
+    "help|? [cmd] -- show the help\n"
+    "info [subcommand] -- show various information about the system state\n"
+    "quit|q  -- quit the emulator\n"
+    "stop  -- stop emulation\n"
+    "system_powerdown  -- send system power down event\n"
+    "system_reset  -- reset the system\n"
     "xp /fmt addr -- physical memory dump starting at addr (fmt: count, x/d/u, b/h/w/g)\n";
 
 static char *dupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -64,7 +60,7 @@ static char *info_mtree(Vmm *v, int argc, char **argv, QmpError *err)
     return s;
 }
 
-static char *info_kvm(Vmm *v)
+static char *info_kvm(Vmm *v, int argc, char **argv, QmpError *err)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -92,7 +88,7 @@ static char *info_kvm(Vmm *v)
 /* Each virtio device: features offered and taken, and per queue the
  * notification counters (kicks received, interrupts raised, interrupts the
  * driver's flags or used_event spared). */
-static char *info_virtio(Vmm *v)
+static char *info_virtio(Vmm *v, int argc, char **argv, QmpError *err)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -123,7 +119,7 @@ static char *info_virtio(Vmm *v)
     return buf;
 }
 
-static char *info_cpus(Vmm *v)
+static char *info_cpus(Vmm *v, int argc, char **argv, QmpError *err)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -138,7 +134,7 @@ static char *info_cpus(Vmm *v)
 
 /* Every vCPU's registers, read with the vCPUs held out of KVM_RUN for the
  * moment it takes (a nested pause: a paused VM stays paused). */
-static char *info_registers(Vmm *v, QmpError *err)
+static char *info_registers(Vmm *v, int argc, char **argv, QmpError *err)
 {
     if (!v->m.vm || v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
         qmp_error_set(err, "info registers: the VM has no vCPUs now (%s)", vmm_state_name(v));
@@ -160,7 +156,7 @@ static char *info_registers(Vmm *v, QmpError *err)
 }
 
 /* QEMU's line: the guest's RAM less the balloon, in MiB. */
-static char *info_balloon(Vmm *v, QmpError *err)
+static char *info_balloon(Vmm *v, int argc, char **argv, QmpError *err)
 {
     json_t *r = vmm_query_balloon(v, err);
     if (!r)
@@ -169,6 +165,53 @@ static char *info_balloon(Vmm *v, QmpError *err)
                    (long long)(json_integer_value(json_object_get(r, "actual")) >> 20));
     json_decref(r);
     return s;
+}
+
+static char *info_status(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    return dupf("VM status: %s\n", vmm_state_name(v));
+}
+
+/* QEMU prints "MAJOR.MINOR.MICRO" and its package; strata's (vmm/version.h). */
+static char *info_version(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    int n[3];
+    strata_version_numbers(n);
+    return dupf("%d.%d.%d (strata)\n", n[0], n[1], n[2]);
+}
+
+typedef struct HmpInfo {
+    const char *name, *params, *help;
+    char *(*fn)(Vmm *v, int argc, char **argv, QmpError *err);
+    bool takes_args; /* else more than `info NAME` is an error */
+} HmpInfo;
+
+/* `info` items: dispatch and the listing bare `info` prints come from here. */
+static const HmpInfo infos[] = {
+    { "balloon", "", "show balloon information", info_balloon, false },
+    { "cpus", "", "show infos for each CPU", info_cpus, false },
+    { "kvm", "", "show KVM information (and strata's slot table)", info_kvm, false },
+    { "mtree", "[-f][-D]", "show memory tree (-f: dump flat view, -D: disabled regions)",
+      info_mtree, true },
+    { "registers", "", "show every vCPU's registers and the code at its RIP", info_registers,
+      false },
+    { "status", "", "show the current VM status (running|paused)", info_status, false },
+    { "version", "", "show the version of strata", info_version, false },
+    { "virtio", "", "show the virtio devices, their features and queue counters", info_virtio,
+      false },
+};
+
+static char *info_list(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    for (size_t i = 0; i < sizeof(infos) / sizeof(infos[0]); i++)
+        fprintf(f, "info %s %s -- %s\n", infos[i].name, infos[i].params, infos[i].help);
+    fclose(f);
+    return buf;
 }
 
 /* xp /[count][format][size] addr */
@@ -242,7 +285,7 @@ static char *cmd_xp(Vmm *v, int argc, char **argv, QmpError *err)
     return buf;
 }
 
-char *hmp_execute(Vmm *v, const char *line, QmpError *err)
+static char *run_line(Vmm *v, const char *line, QmpError *err)
 {
     char copy[512];
     char *argv[MAX_ARGS];
@@ -265,35 +308,30 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
         return strdup("");
     const char *cmd = argv[0];
     if (!strcmp(cmd, "info")) {
-        const char *what = argc > 1 ? argv[1] : "";
-        if (!strcmp(what, "mtree"))
-            return info_mtree(v, argc, argv, err);
-        if (argc > 2) {
-            qmp_error_set(err, "info %s: too many arguments", what);
-            return NULL;
+        if (argc == 1)
+            return info_list(); /* QEMU: bare `info` lists the items */
+        for (size_t i = 0; i < sizeof(infos) / sizeof(infos[0]); i++) {
+            if (strcmp(argv[1], infos[i].name))
+                continue;
+            if (argc > 2 && !infos[i].takes_args) {
+                qmp_error_set(err, "info %s: too many arguments", argv[1]);
+                return NULL;
+            }
+            return infos[i].fn(v, argc, argv, err);
         }
-        if (!strcmp(what, "status"))
-            return dupf("VM status: %s\n", vmm_state_name(v));
-        if (!strcmp(what, "kvm"))
-            return info_kvm(v);
-        if (!strcmp(what, "cpus"))
-            return info_cpus(v);
-        if (!strcmp(what, "registers"))
-            return info_registers(v, err);
-        if (!strcmp(what, "virtio"))
-            return info_virtio(v);
-        if (!strcmp(what, "balloon"))
-            return info_balloon(v, err);
-        qmp_error_set(err,
-                      "info: unknown item '%s' (try: mtree, status, kvm, cpus, registers, "
-                      "virtio, balloon)",
-                      what);
-        return NULL;
+        return dupf("unknown command: 'info %s'\n", argv[1]); /* QEMU's words, as output */
     }
     if (!strcmp(cmd, "xp"))
         return cmd_xp(v, argc, argv, err);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "?"))
         return strdup(help_text);
+    static const char *const plain[] = { "stop", "cont", "c", "system_reset", "system_powerdown",
+                                         "quit", "q" };
+    size_t k = 0;
+    while (k < sizeof(plain) / sizeof(plain[0]) && strcmp(cmd, plain[k]))
+        k++;
+    if (k == sizeof(plain) / sizeof(plain[0]))
+        return dupf("unknown command: '%s'\n", cmd); /* QEMU's words, as output, not an error */
     if (argc > 1) {
         qmp_error_set(err, "%s: too many arguments", cmd);
         return NULL;
@@ -306,10 +344,32 @@ char *hmp_execute(Vmm *v, const char *line, QmpError *err)
         return vmm_system_reset(v, err) < 0 ? NULL : strdup("");
     if (!strcmp(cmd, "system_powerdown"))
         return vmm_system_powerdown(v, err) < 0 ? NULL : strdup("");
-    if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
-        vmm_request_quit(v);
-        return strdup("");
+    vmm_request_quit(v); /* quit, q */
+    return strdup("");
+}
+
+char *hmp_execute(Vmm *v, const char *line, QmpError *err)
+{
+    char *out = run_line(v, line, err);
+    if (!out)
+        return NULL;
+    /* QEMU's monitor ends every line with "\r\n" */
+    size_t n = 0, len = 0;
+    for (const char *p = out; *p; p++, len++)
+        n += *p == '\n';
+    char *crlf = malloc(len + n + 1);
+    if (!crlf) {
+        free(out);
+        qmp_error_set(err, "human-monitor-command: out of memory");
+        return NULL;
     }
-    qmp_error_set(err, "unknown command: '%s'", cmd);
-    return NULL;
+    char *q = crlf;
+    for (const char *p = out; *p; p++) {
+        if (*p == '\n' && (p == out || p[-1] != '\r'))
+            *q++ = '\r';
+        *q++ = *p;
+    }
+    *q = '\0';
+    free(out);
+    return crlf;
 }

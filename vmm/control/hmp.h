@@ -9,9 +9,12 @@ struct Vmm;
 
 /*
  * Runs one HMP command line ("info mtree -f", "info status", "info kvm",
- * "info cpus", "xp /4xw 0x100000", "stop", "cont", "system_reset", "quit",
- * "help") and returns its output (malloc()ed, possibly ""), or NULL with
- * err set for an unknown command or bad arguments.
+ * "info cpus", "info registers", "info version", "xp /4xw 0x100000",
+ * "stop", "cont", "system_reset", "system_powerdown", "quit", "help") and
+ * returns its output as QEMU's monitor gives it: malloc()ed, possibly "",
+ * every line ending in "\r\n".  An unknown command or `info` item is output
+ * too, QEMU's "unknown command: 'NAME'"; bare `info` lists the items.  NULL
+ * with err set for bad arguments or a failed action.
  */
 char *hmp_execute(struct Vmm *v, const char *line, QmpError *err);
 

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "vmm/control/qmp-limits.h"
+#include "vmm/control/qmp-stream.h"
 #include "vmm/unix-listen.h"
+#include "vmm/version.h"
 
 /*
  * The memory budget (qmp.h has the numbers; a _Static_assert there checks
@@ -33,13 +35,13 @@
  *     are refused)                                               = 8 MiB
  *   = 60.25 MiB <= QMP_BUDGET (64 MiB).
  * A client's input is read in READ_CHUNK steps into a buffer of at most
- * QMP_IN_MAX (the line limit and one chunk); its output is at most
+ * QMP_IN_MAX (the request limit and one chunk); its output is at most
  * QMP_OUT_CAP.  Both are charged by capacity, so what malloc holds for
  * them is what is counted, and shrink back to the base once drained.
  */
 #define READ_CHUNK (16u << 10)
 #define READS_PER_EVENT 8
-#define QMP_IN_MAX (QMP_MAX_LINE + READ_CHUNK)
+#define QMP_IN_MAX (QMP_MAX_REQUEST + READ_CHUNK)
 
 struct QmpClient {
     EvSource src;
@@ -49,11 +51,10 @@ struct QmpClient {
     unsigned id;
     bool negotiated;
     bool dead;
-    bool discarding; /* inside an over-long (or refused) line */
     bool eof;
     bool held;          /* output over QMP_OUT_HIGH: requests wait */
     uint32_t mask;      /* epoll events registered */
-    size_t line_pos;    /* where the rest of a line held back starts */
+    QmpScanner scan;    /* where the requests in `in` end */
     uint64_t active_ms; /* when a byte last came in or went out */
     char *in;
     size_t in_len, in_cap;
@@ -310,26 +311,99 @@ static json_t *cmd_qmp_capabilities(void *opaque, QmpClient *c, json_t *args, Qm
 }
 
 static const QmpArg caps_args[] = { { "enable", QMP_ARG_ARRAY, true }, { NULL, 0, false } };
-static const QmpCommand builtin_caps = { "qmp_capabilities", cmd_qmp_capabilities, caps_args,
-                                         NULL };
-
-json_t *qmp_server_command_list(const QmpServer *srv)
-{
-    json_t *a = json_array();
-    json_array_append_new(a, json_pack("{s:s}", "name", "qmp_capabilities"));
-    json_array_append_new(a, json_pack("{s:s}", "name", "query-commands"));
-    for (size_t i = 0; i < srv->ncmds; i++)
-        json_array_append_new(a, json_pack("{s:s}", "name", srv->cmds[i].name));
-    return a;
-}
 
 static json_t *cmd_query_commands(void *opaque, QmpClient *c, json_t *args, QmpError *err)
 {
     return qmp_server_command_list(c->srv);
 }
 
-static const QmpCommand builtin_query_commands = { "query-commands", cmd_query_commands, NULL,
-                                                   NULL };
+static json_t *cmd_query_qmp_schema(void *opaque, QmpClient *c, json_t *args, QmpError *err)
+{
+    return qmp_server_schema(c->srv);
+}
+
+/* Served by every server, before its table. */
+static const QmpCommand builtins[] = {
+    { "qmp_capabilities", cmd_qmp_capabilities, caps_args, NULL },
+    { "query-commands", cmd_query_commands, NULL, NULL },
+    { "query-qmp-schema", cmd_query_qmp_schema, NULL, NULL },
+};
+#define NR_BUILTINS (sizeof(builtins) / sizeof(builtins[0]))
+static const QmpCommand *const builtin_caps = &builtins[0];
+
+/* The i-th command served: the built-ins, then the server's table. */
+static const QmpCommand *served(const QmpServer *srv, size_t i)
+{
+    return i < NR_BUILTINS ? &builtins[i] : &srv->cmds[i - NR_BUILTINS];
+}
+
+static size_t nr_served(const QmpServer *srv)
+{
+    return NR_BUILTINS + srv->ncmds;
+}
+
+json_t *qmp_server_command_list(const QmpServer *srv)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < nr_served(srv); i++)
+        json_array_append_new(a, json_pack("{s:s}", "name", served(srv, i)->name));
+    return a;
+}
+
+/* The schema's name of an argument type (QEMU's built-in types; an object
+ * argument is free-form to the table, so "any"). */
+static const char *schema_type(QmpArgType t)
+{
+    switch (t) {
+    case QMP_ARG_STRING:
+        return "str";
+    case QMP_ARG_INT:
+        return "int";
+    case QMP_ARG_BOOL:
+        return "bool";
+    case QMP_ARG_ARRAY:
+        return "[any]";
+    default:
+        return "any";
+    }
+}
+
+json_t *qmp_server_schema(const QmpServer *srv)
+{
+    json_t *a = json_array();
+    /* the types the commands' arguments use: QEMU's built-ins, an array */
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "str", "meta-type", "builtin",
+                                       "json-type", "string"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "int", "meta-type", "builtin",
+                                       "json-type", "int"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "bool", "meta-type", "builtin",
+                                       "json-type", "boolean"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "any", "meta-type", "builtin",
+                                       "json-type", "value"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", "[any]", "meta-type", "array",
+                                       "element-type", "any"));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:[]}", "name", "q_empty", "meta-type", "object",
+                                       "members"));
+    for (size_t i = 0; i < nr_served(srv); i++) {
+        const QmpCommand *cmd = served(srv, i);
+        char arg_type[160] = "q_empty";
+        if (cmd->args && cmd->args->name) {
+            snprintf(arg_type, sizeof(arg_type), "q_obj_%s-arg", cmd->name);
+            json_t *members = json_array();
+            for (const QmpArg *g = cmd->args; g->name; g++) {
+                json_t *m = json_pack("{s:s,s:s}", "name", g->name, "type", schema_type(g->type));
+                if (m && g->optional)
+                    json_object_set_new(m, "default", json_null()); /* QEMU: optional */
+                json_array_append_new(members, m);
+            }
+            json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name", arg_type, "meta-type",
+                                               "object", "members", members));
+        }
+        json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s}", "name", cmd->name, "meta-type",
+                                           "command", "arg-type", arg_type, "ret-type", "any"));
+    }
+    return a;
+}
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -404,13 +478,9 @@ static bool check_args(const QmpCommand *cmd, json_t *args, QmpError *err)
 
 static const QmpCommand *find_cmd(const QmpServer *srv, const char *name)
 {
-    if (!strcmp(name, builtin_caps.name))
-        return &builtin_caps;
-    if (!strcmp(name, builtin_query_commands.name))
-        return &builtin_query_commands;
-    for (size_t i = 0; i < srv->ncmds; i++)
-        if (!strcmp(srv->cmds[i].name, name))
-            return &srv->cmds[i];
+    for (size_t i = 0; i < nr_served(srv); i++)
+        if (!strcmp(served(srv, i)->name, name))
+            return served(srv, i);
     return NULL;
 }
 
@@ -448,12 +518,12 @@ static void handle_request(QmpClient *c, json_t *req)
     }
     const char *name = json_string_value(exec);
     const QmpCommand *cmd = find_cmd(c->srv, name);
-    if (!c->negotiated && cmd != &builtin_caps) {
+    if (!c->negotiated && cmd != builtin_caps) {
         send_error(c, id, "CommandNotFound",
                    "Expecting capabilities negotiation with 'qmp_capabilities'");
         return;
     }
-    if (c->negotiated && cmd == &builtin_caps) {
+    if (c->negotiated && cmd == builtin_caps) {
         send_error(c, id, "CommandNotFound",
                    "Capabilities negotiation is already complete, command ignored");
         return;
@@ -479,104 +549,73 @@ static void handle_request(QmpClient *c, json_t *req)
                    err.desc[0] ? err.desc : "command failed");
 }
 
-static bool is_space(char ch)
+/* One JSON value's text: parsed and run. */
+static void run_value(QmpClient *c, const char *text, size_t len)
 {
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
-}
-
-/* One line: a sequence of JSON values, run from c->line_pos on.  False if
- * it stopped for back-pressure (c->line_pos then says where to resume). */
-static bool handle_line(QmpClient *c, const char *line, size_t len)
-{
-    size_t pos = c->line_pos;
-    if (!pos && qmp_count_tokens(line, len) > QMP_MAX_TOKENS) {
-        char d[120];
-        snprintf(d, sizeof(d), "QMP request line has more than %u JSON tokens", QMP_MAX_TOKENS);
+    json_error_t je;
+    json_t *req = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    if (!req) {
+        char d[300];
+        snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
         send_error(c, NULL, "GenericError", d);
-        return true;
+        return;
     }
-    while (!c->dead) {
-        while (pos < len && is_space(line[pos]))
-            pos++;
-        if (pos >= len)
-            break;
-        if (client_held(c)) {
-            c->line_pos = pos; /* the rest waits for the output to drain */
-            return false;
-        }
-        json_error_t je;
-        json_t *req = json_loadb(line + pos, len - pos, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY,
-                                 &je);
-        if (!req) {
-            char d[300];
-            snprintf(d, sizeof(d), "JSON parse error, %s", je.text);
-            send_error(c, NULL, "GenericError", d);
-            break; /* the rest of the line is not trusted */
-        }
-        size_t used = (size_t)je.position;
-        pos += used ? used : len - pos;
-        handle_request(c, req);
-        json_decref(req);
-    }
-    c->line_pos = 0;
-    return true;
+    handle_request(c, req);
+    json_decref(req);
 }
 
-/* Handles the complete lines in the input buffer, as far as back-pressure
- * lets it. */
+/* Runs the complete requests in the input buffer, as far as back-pressure
+ * lets it (qmp-stream.h finds where each ends), and drops what is done. */
 static void client_process(QmpClient *c)
 {
-    size_t start = 0;
     while (!c->dead && !client_held(c)) {
-        char *nl = memchr(c->in + start, '\n', c->in_len - start);
-        if (!nl)
+        size_t s, e;
+        const char *why;
+        QmpScanResult r = qmp_scan(&c->scan, c->in, c->in_len, &s, &e, &why);
+        if (r == QMP_SCAN_MORE)
             break;
-        size_t len = (size_t)(nl - (c->in + start));
-        if (c->discarding)
-            c->discarding = false;
-        else if (len > QMP_MAX_LINE)
-            send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
-        else if (!handle_line(c, c->in + start, len))
-            break;
-        start += len + 1;
+        if (r == QMP_SCAN_ERROR)
+            send_error(c, NULL, "GenericError", why);
+        else
+            run_value(c, c->in + s, e - s);
     }
     if (c->dead)
         return;
-    if (start) {
-        memmove(c->in, c->in + start, c->in_len - start);
-        c->in_len -= start;
+    size_t done = qmp_scan_done(&c->scan);
+    if (done) {
+        memmove(c->in, c->in + done, c->in_len - done);
+        c->in_len -= done;
+        qmp_scan_shift(&c->scan, done);
     }
-    /* An unterminated line over the limit: answer once, discard it. */
-    if (c->discarding && !memchr(c->in, '\n', c->in_len)) {
-        c->in_len = 0;
-    } else if (c->in_len > QMP_MAX_LINE && !memchr(c->in, '\n', c->in_len)) {
-        send_error(c, NULL, "GenericError", "QMP request line exceeds 1048576 bytes");
-        c->discarding = true;
-        c->in_len = 0;
-    }
-    if (c->eof && !c->dead) {
+    if (c->eof && !c->dead && !client_held(c)) {
         /* The peer is gone for writing: a last unterminated request still
-         * counts, then the connection ends once the output is sent. */
-        if (c->in_len && !c->discarding && !client_held(c) && handle_line(c, c->in, c->in_len))
+         * gets its answer (or its error), then the connection ends once
+         * the output is sent. */
+        size_t s, e;
+        if (qmp_scan_finish(&c->scan, c->in_len, &s, &e))
+            run_value(c, c->in + s, e - s);
+        if (!c->dead) {
             c->in_len = 0;
-        if (!c->dead && !pending(c) && !c->in_len)
-            client_close(c, NULL);
+            qmp_scan_shift(&c->scan, c->scan.pos);
+            if (!pending(c))
+                client_close(c, NULL);
+        }
     }
     if (!c->dead)
         qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, c->in_len);
 }
 
-/* The partial line in c's input cannot grow (the shared pool is in use):
- * it is refused with an error and the rest of it discarded. */
+/* The partial request in c's input cannot grow (the shared pool is in use):
+ * it is refused with an error and the rest of its line discarded. */
 static void refuse_line(QmpClient *c)
 {
     char d[200];
     snprintf(d, sizeof(d),
-             "QMP request line refused after %zu bytes: the shared QMP buffer "
+             "QMP request refused after %zu bytes: the shared QMP buffer "
              "space is in use by other clients; try again later",
              c->in_len);
     c->in_len = 0;
-    c->discarding = true;
+    qmp_scan_skip_line(&c->scan);
     qmp_buf_trim(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, 0);
     send_error(c, NULL, "GenericError", d);
 }
@@ -587,7 +626,7 @@ static void client_read(QmpClient *c)
         if (client_held(c))
             break;
         if (c->in_cap - c->in_len < READ_CHUNK) {
-            /* only a partial line is left here: the complete ones ran */
+            /* only a partial request is left here: the complete ones ran */
             int r = qmp_buf_reserve(&c->srv->pool, &c->in, &c->in_cap, QMP_IN_BASE, QMP_IN_MAX,
                                     c->in_len + READ_CHUNK);
             if (r == -ENOMEM) {
@@ -790,6 +829,7 @@ static void server_accept(EvSource *src, uint32_t events)
         c->id = ++srv->next_id;
         c->mask = EPOLLIN;
         c->active_ms = qmp_now_ms();
+        qmp_scan_init(&c->scan, QMP_MAX_REQUEST, QMP_MAX_DEPTH, QMP_MAX_TOKENS);
         if (ev_add(srv->epfd, fd, c->mask, &c->src) < 0) {
             close(fd);
             free(c);
@@ -798,8 +838,7 @@ static void server_accept(EvSource *src, uint32_t events)
         c->next = srv->clients;
         srv->clients = c;
         srv->nr_clients++;
-        json_t *greet = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
-                                  "micro", 0, "minor", 0, "major", 0, "package", "strata",
+        json_t *greet = json_pack("{s:{s:o,s:[]}}", "QMP", "version", qmp_version_json(),
                                   "capabilities");
         if (greet)
             client_send(c, greet, false);
@@ -916,6 +955,14 @@ void qmp_server_event(QmpServer *srv, const char *name, json_t *data)
             client_send(c, m, false); /* over its budget: dropped, logged */
     }
     json_decref(m);
+}
+
+json_t *qmp_version_json(void)
+{
+    int v[3];
+    strata_version_numbers(v);
+    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", v[2], "minor", v[1], "major", v[0],
+                     "package", "strata");
 }
 
 unsigned qmp_server_nr_clients(const QmpServer *srv)

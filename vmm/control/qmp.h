@@ -2,8 +2,11 @@
 /*
  * The QMP server: a unix socket speaking QEMU's machine protocol.
  *
- * Framing: one JSON value per line ('\n'; several values on one line are
- * also accepted); replies and events are one line each, ending in "\r\n".
+ * Framing: QEMU's (qmp-stream.h): a request is one JSON value, found by
+ * counting braces and brackets outside strings, so it may span several
+ * lines and several may share one; a malformed one gets one error and the
+ * stream resynchronises as QEMU's does.  Replies and events are one line
+ * each, ending in "\r\n".
  * Each client negotiates on its own (qmp_capabilities).  Sockets are
  * non-blocking, so no client can block the loop, the VM or the others.
  *
@@ -11,12 +14,17 @@
  *   - at most QMP_MAX_CLIENTS clients;
  *   - each may always buffer QMP_IN_BASE bytes of input and QMP_OUT_BASE of
  *     output; what a buffer holds beyond that (a long line, a big reply)
- *     comes from one pool of QMP_POOL bytes shared by all clients.  A line
- *     that cannot get its bytes from the pool is refused with an error (the
- *     rest of it discarded); so is a reply (an error with its id instead);
- *   - a request line is at most QMP_MAX_LINE bytes and QMP_MAX_TOKENS JSON
- *     tokens (so its parse tree is bounded too): longer ones get an error
- *     and are discarded;
+ *     comes from one pool of QMP_POOL bytes shared by all clients.  A
+ *     request that cannot get its bytes from the pool is refused with an
+ *     error (the rest of its line discarded); so is a reply (an error with
+ *     its id instead);
+ *   - a request is at most QMP_MAX_REQUEST bytes, QMP_MAX_TOKENS JSON
+ *     tokens and QMP_MAX_DEPTH levels of nesting (so its parse tree is
+ *     bounded too): a bigger one gets an error and the rest of its line is
+ *     discarded.  QEMU's bounds are 64 MiB, 2 Mi tokens and 1024 levels;
+ *     strata keeps its per-client memory bounds below (the 1 MiB request
+ *     fits the input buffer's pool share, the tokens the transient budget)
+ *     and takes QEMU's depth, which a 1 MiB request can reach anyway;
  *   - back-pressure: a client's requests (including the rest of a line of
  *     many) are read and executed only while its unsent output is under
  *     QMP_OUT_HIGH; once over, nothing more of its input is read or run
@@ -46,8 +54,9 @@
 
 #include "vmm/loop.h"
 
-#define QMP_MAX_LINE (1u << 20) /* bytes of one request line */
-#define QMP_MAX_TOKENS 32768    /* '{' '[' ',' ':' on one line */
+#define QMP_MAX_REQUEST (1u << 20) /* bytes of one request */
+#define QMP_MAX_TOKENS 32768       /* '{' '[' ',' ':' of one request */
+#define QMP_MAX_DEPTH 1024         /* nesting of one request (QEMU's MAX_NESTING) */
 #define QMP_MAX_CLIENTS 128
 #define QMP_IN_BASE (64u << 10)        /* input every client may buffer */
 #define QMP_OUT_BASE (64u << 10)       /* output every client may buffer */
@@ -110,7 +119,8 @@ void qmp_error_set(QmpError *err, const char *fmt, ...) __attribute__((format(pr
 /*
  * Listens on path (a stale socket there is replaced; anything else there
  * is an error) and registers with epfd.  cmds (ncmds, kept by reference)
- * are served besides the built-in qmp_capabilities and query-commands.
+ * are served besides the built-in qmp_capabilities, query-commands and
+ * query-qmp-schema.
  * NULL with a message in err on failure.
  */
 QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, size_t ncmds,
@@ -124,9 +134,19 @@ void qmp_server_reap(QmpServer *srv);
 /* Sends {"event": name, "data": data, "timestamp": ..} to every negotiated
  * client; steals data (NULL = {}). */
 void qmp_server_event(QmpServer *srv, const char *name, json_t *data);
+/* The version as the greeting and query-version give it: strata's own
+ * (vmm/version.h) in QEMU's fields, {"qemu": {"major", "minor", "micro"},
+ * "package": "strata"}; a new reference. */
+json_t *qmp_version_json(void);
 /* Number of connected clients. */
 unsigned qmp_server_nr_clients(const QmpServer *srv);
 /* The names of every command served, as a QMP query-commands list. */
 json_t *qmp_server_command_list(const QmpServer *srv);
+/* query-qmp-schema, made from the served table itself (never a copy kept
+ * by hand): every command with its arguments' names, types and optional
+ * flags (an object type per command, QEMU's SchemaInfo layout), the
+ * built-in types they use; return types "any".  No events: strata has no
+ * table of them. */
+json_t *qmp_server_schema(const QmpServer *srv);
 
 #endif /* STRATA_VMM_CONTROL_QMP_H */

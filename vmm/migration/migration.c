@@ -538,6 +538,92 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
     return json_object();
 }
 
+/* QEMU's migration capabilities (QEMU 7.2's MigrationCapability) and
+ * whether strata has each: "events" is always on (MIGRATION and
+ * MIGRATION_PASS events are always sent), the others are not implemented,
+ * so always off.  Setting one to the state it has is accepted, as QEMU
+ * accepts it; asking for the other is refused naming the capability. */
+static const struct {
+    const char *name;
+    bool state;
+} capabilities[] = {
+    { "xbzrle", false },
+    { "rdma-pin-all", false },
+    { "auto-converge", false },
+    { "zero-blocks", false },
+    { "compress", false },
+    { "events", true },
+    { "postcopy-ram", false },
+    { "x-colo", false },
+    { "release-ram", false },
+    { "block", false },
+    { "return-path", false },
+    { "pause-before-switchover", false },
+    { "multifd", false },
+    { "dirty-bitmaps", false },
+    { "postcopy-blocktime", false },
+    { "late-block-activate", false },
+    { "x-ignore-shared", false },
+    { "validate-uuid", false },
+    { "background-snapshot", false },
+    { "zero-copy-send", false },
+    { "postcopy-preempt", false },
+};
+#define NR_CAPABILITIES (sizeof(capabilities) / sizeof(capabilities[0]))
+
+static json_t *q_query_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    json_t *r = json_array();
+    for (size_t i = 0; i < NR_CAPABILITIES; i++)
+        json_array_append_new(r, json_pack("{s:s,s:b}", "capability", capabilities[i].name, "state",
+                                           capabilities[i].state));
+    return r;
+}
+
+/* {"capabilities": [{"capability": NAME, "state": BOOL}, ...]}: every entry
+ * is checked before anything is taken (nothing changes anyway). */
+static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Migration *g = o;
+    json_t *list = json_object_get(a, "capabilities");
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        json_t *jn = json_object_get(e, "capability"), *js = json_object_get(e, "state");
+        if (!json_is_object(e) || !json_is_string(jn) || !json_is_boolean(js) ||
+            json_object_size(e) != 2) {
+            qmp_error_set(err,
+                          "Parameter 'capabilities[%zu]' expects an object "
+                          "{\"capability\": NAME, \"state\": BOOL}",
+                          i);
+            return NULL;
+        }
+        const char *name = json_string_value(jn);
+        size_t k = 0;
+        while (k < NR_CAPABILITIES && strcmp(capabilities[k].name, name))
+            k++;
+        if (k == NR_CAPABILITIES) {
+            qmp_error_set(err,
+                          "Parameter 'capabilities[%zu].capability' does not accept value '%.64s'",
+                          i, name);
+            return NULL;
+        }
+        if (json_is_true(js) != capabilities[k].state) {
+            qmp_error_set(err, "Migration capability '%s' cannot be %s: strata %s", name,
+                          json_is_true(js) ? "enabled" : "disabled",
+                          capabilities[k].state ? "always has it" : "does not implement it");
+            return NULL;
+        }
+    }
+    if (mig_active(g)) {
+        qmp_error_set(err, "There's a migration process in progress");
+        return NULL;
+    }
+    return json_object();
+}
+
+static const QmpArg caps_args[] = { { "capabilities", QMP_ARG_ARRAY, false }, { NULL, 0, false } };
 static const QmpArg migrate_args[] = {
     { "uri", QMP_ARG_STRING, false }, { "blk", QMP_ARG_BOOL, true },
     { "inc", QMP_ARG_BOOL, true },    { "detach", QMP_ARG_BOOL, true },
@@ -560,5 +646,7 @@ const QmpCommand mig_qmp_commands[] = {
     { "migrate-set-parameters", q_set_params, param_args, NULL },
     { "migrate_set_parameters", q_set_params, param_args, NULL },
     { "query-migrate-parameters", q_query_params, NULL, NULL },
+    { "migrate-set-capabilities", q_set_caps, caps_args, NULL },
+    { "query-migrate-capabilities", q_query_caps, NULL, NULL },
 };
 const size_t mig_qmp_ncommands = sizeof(mig_qmp_commands) / sizeof(mig_qmp_commands[0]);

@@ -12,6 +12,7 @@
 
 #include "kvm/state.h"
 #include "memory/state-stream.h"
+#include "vmm/machine.h"
 #include "vmm/migration/cpu.h"
 #include "vmm/migration/internal.h"
 #include "vmm/text.h"
@@ -89,7 +90,7 @@ static char *config_json(Machine *m, bool disks)
                                              (json_int_t)b[i].size));
     for (unsigned i = 0; i < nd; i++)
         json_array_append_new(devs, json_string(d[i].name));
-    json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", "strata-microvm", "memory",
+    json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", MACHINE_NAME, "memory",
                           (json_int_t)m->cfg->memory, "cpus", (int)m->ncpus, "irqchip",
                           kvm_vm_has_irqchip(m->vm), "ram", ram, "devices", devs);
     if (o && disks) {
@@ -132,8 +133,8 @@ int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t
         goto out;
     }
     const char *mach = json_string_value(json_object_get(src, "machine"));
-    if (!mach || strcmp(mach, "strata-microvm")) {
-        snprintf(err, errlen, "the source is a '%s' machine, this is strata-microvm",
+    if (!mach || strcmp(mach, MACHINE_NAME)) {
+        snprintf(err, errlen, "the source is a '%s' machine, this is " MACHINE_NAME,
                  mach ? mach : "?");
         goto out;
     }
