@@ -392,6 +392,28 @@ case_migrate_soak() {
 	fi
 }
 
+# disk_workload ITERS: the guest script of the migration and snapshot cases:
+# ITERS times a file written to RAM (/tmp) and to the virtio disk, the two
+# compared ("ITER i OK|BAD"); then, page cache dropped, every file re-read
+# from the device and from RAM ("DISK-CHECK bad=N").
+disk_workload() {
+	iters=$1
+	printf '%s' "mount -t ext4 /dev/vda /mnt || exit 9
+i=1; while [ \$i -le $iters ]; do
+  seq \$i 20000 > /tmp/r\$i; cp /tmp/r\$i /mnt/d\$i; sync
+  a=\$(md5sum < /tmp/r\$i); b=\$(md5sum < /mnt/d\$i)
+  if [ \"\$a\" = \"\$b\" ]; then echo \"ITER \$i OK\"; else echo \"ITER \$i BAD\"; fi
+  i=\$((i+1))
+done
+sync; echo 3 > /proc/sys/vm/drop_caches
+bad=0; i=1; while [ \$i -le $iters ]; do
+  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /mnt/d\$i)\" ] || bad=\$((bad+1))
+  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /tmp/r\$i)\" ] || bad=\$((bad+1))
+  i=\$((i+1))
+done
+umount /mnt; echo DISK-CHECK bad=\$bad"
+}
+
 # --- live migration of a Linux guest writing to RAM and its virtio disk ---
 # The workload writes a file per iteration to RAM and to the disk, compares
 # them, and at the end re-reads every disk file from the device.  It is
@@ -405,20 +427,7 @@ case_migrate_linux() {
 	img=$WORK/mig.img
 	cp "$DATA/disk.img" "$img"
 	iters=${E2E_MIG_ITERS:-60}
-	wl="mount -t ext4 /dev/vda /mnt || exit 9
-i=1; while [ \$i -le $iters ]; do
-  seq \$i 20000 > /tmp/r\$i; cp /tmp/r\$i /mnt/d\$i; sync
-  a=\$(md5sum < /tmp/r\$i); b=\$(md5sum < /mnt/d\$i)
-  if [ \"\$a\" = \"\$b\" ]; then echo \"ITER \$i OK\"; else echo \"ITER \$i BAD\"; fi
-  i=\$((i+1))
-done
-sync; echo 3 > /proc/sys/vm/drop_caches
-bad=0; i=1; while [ \$i -le $iters ]; do
-  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /mnt/d\$i)\" ] || bad=\$((bad+1))
-  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /tmp/r\$i)\" ] || bad=\$((bad+1))
-  i=\$((i+1))
-done
-umount /mnt; echo DISK-CHECK bad=\$bad; echo CPUS-ONLINE \$(cat /sys/devices/system/cpu/online)"
+	wl="$(disk_workload "$iters"); echo CPUS-ONLINE \$(cat /sys/devices/system/cpu/online)"
 	cmdline="$BASE strata.cmd=$(b64 "$wl")"
 	hops=${E2E_MIG_HOPS:-1}
 	G=${GUARD:-$((300 + hops * 60))}
@@ -518,20 +527,7 @@ case_snapshot_linux() {
 	img=$WORK/snap.img
 	cp "$DATA/disk.img" "$img"
 	iters=${E2E_SNAP_ITERS:-30}
-	wl="mount -t ext4 /dev/vda /mnt || exit 9
-i=1; while [ \$i -le $iters ]; do
-  seq \$i 20000 > /tmp/r\$i; cp /tmp/r\$i /mnt/d\$i; sync
-  a=\$(md5sum < /tmp/r\$i); b=\$(md5sum < /mnt/d\$i)
-  if [ \"\$a\" = \"\$b\" ]; then echo \"ITER \$i OK\"; else echo \"ITER \$i BAD\"; fi
-  i=\$((i+1))
-done
-sync; echo 3 > /proc/sys/vm/drop_caches
-bad=0; i=1; while [ \$i -le $iters ]; do
-  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /mnt/d\$i)\" ] || bad=\$((bad+1))
-  [ \"\$(seq \$i 20000 | md5sum)\" = \"\$(md5sum < /tmp/r\$i)\" ] || bad=\$((bad+1))
-  i=\$((i+1))
-done
-umount /mnt; echo DISK-CHECK bad=\$bad"
+	wl=$(disk_workload "$iters")
 	cmdline="$BASE strata.cmd=$(b64 "$wl")"
 	G=${GUARD:-300}
 	# snap_vm K [--restore FILE]: strata K, console $WORK/snap-K.console
@@ -566,7 +562,7 @@ umount /mnt; echo DISK-CHECK bad=\$bad"
 		result $n FAIL "strata ctl snapshot exit status $crc"; return
 	fi
 	cp "$img" "$WORK/snap.img.saved"
-	echo "    saved at ITER $saved: $(du -h --apparent-size "$WORK/linux.snap" | cut -f1) apparent, $(du -h "$WORK/linux.snap" | cut -f1) allocated"
+	echo "    saved at ITER $saved: $(du -b "$WORK/linux.snap" | cut -f1) bytes, $(du -k "$WORK/linux.snap" | cut -f1) KiB allocated"
 	for r in 1 2; do
 		cp "$WORK/snap.img.saved" "$img"
 		snap_vm $r --restore "$WORK/linux.snap"; dst=$!
