@@ -406,7 +406,11 @@ int machine_create(Machine *m, const VmConfig *cfg)
      * kernel load (which describes them in the DSDT / command line). */
     if (virtio_devs_create(&m->virtio_devs, cfg, m->ctx, m->memory_as, place_virtio, m) < 0)
         return -1;
-    if (load_kernel(m, err, sizeof(err)) < 0) {
+    /* A snapshot's restore maps its RAM over all of this and loads every
+     * vCPU's state: copying the kernel in would only fault in pages to be
+     * thrown away (system_reset loads it then, from the images read above). */
+    bool restoring = cfg->incoming && !strncmp(cfg->incoming, "file:", 5);
+    if (!restoring && load_kernel(m, err, sizeof(err)) < 0) {
         fprintf(stderr, "strata: %s\n", err);
         return -1;
     }
@@ -550,8 +554,11 @@ int machine_reset(Machine *m, char *err, size_t errlen)
 {
     devlist_reset(&m->devices); /* before RAM goes: devices stop touching it */
     uint64_t len = m->guest_ram.below + m->guest_ram.above;
-    if (madvise(m->guest_ram.host, len, MADV_DONTNEED) < 0) {
-        /* not expected for private anonymous memory; zero it by hand */
+    /* Fresh zero pages in place (MADV_DONTNEED would bring a restored
+     * snapshot's file contents back, not zeros: docs/snapshot.md). */
+    if (mmap(m->guest_ram.host, len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+        /* not expected; zero it by hand */
         memset(m->guest_ram.host, 0, len);
     }
     m->guest_panicked = 0;

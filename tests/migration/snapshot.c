@@ -12,7 +12,8 @@
  *     version, another machine's RAM size, another machine's CPU count,
  *     another disk size or no disk, a migration stream: each exits 5 with
  *     one line saying why, and the guest never runs;
- *   - incremental saves write only what changed and restore verified.
+ *   - incremental saves write only what changed and restore verified;
+ *   - system_reset of a restored VM zeroes its RAM (not the file's pages).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -210,6 +211,16 @@ int snapshot_suite(void)
     uint64_t p = wait_pass(&r, saved + 2, 60000);
     printf("stopped save restored paused at pass %llu; after cont pass %llu (pages verified)\n",
            (unsigned long long)saved, (unsigned long long)p);
+    /* system_reset of a restored VM: RAM is zero again, not the file's
+     * contents (paused, so the guest cannot rewrite it first) */
+    json_decref(cmd_ok(&r, "stop", NULL));
+    json_decref(cmd_ok(&r, "system_reset", NULL));
+    uint64_t first = read_u64(&r, 16ull << 20), last = read_u64(&r, (48ull << 20) - 8);
+    CHECK(first == 0 && last == 0, "after system_reset the region holds %#llx .. %#llx, not 0",
+          (unsigned long long)first, (unsigned long long)last);
+    json_decref(cmd_ok(&r, "cont", NULL));
+    wait_pass(&r, 2, 60000);
+    printf("system_reset of the restored VM: its RAM zero again, the guest starts over\n");
     quit(&r);
 
     /* 2. live save: the VM runs through it; its restore runs at once */
