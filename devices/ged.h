@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * strata's ACPI Generic Event Device (GED) register: how the VMM tells a
- * hardware-reduced ACPI guest that something happened (today: the power
- * button was pressed).  A HW-reduced machine has no fixed power button and
+ * hardware-reduced ACPI guest that something happened: the power button
+ * was pressed, or the VM generation ID changed (a snapshot was restored).  A HW-reduced machine has no fixed power button and
  * no GPE block; instead the DSDT describes a GED (_HID "ACPI0013") whose
  * _CRS lists one interrupt and whose _EVT method reads this register,
  * acknowledges what it saw, and notifies the matching ACPI device (the
@@ -32,7 +32,8 @@
 
 #define GED_REG_SIZE 4
 #define GED_EVENT_POWER_BUTTON (1u << 0)
-#define GED_EVENTS_ALL GED_EVENT_POWER_BUTTON
+#define GED_EVENT_VMGENID (1u << 1) /* the VM generation ID changed (a restore) */
+#define GED_EVENTS_ALL (GED_EVENT_POWER_BUTTON | GED_EVENT_VMGENID)
 #define GED_STATE_MAGIC 0x20444547u /* "GED " */
 #define GED_STATE_VERSION 1
 

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -240,8 +241,31 @@ static char *build_cmdline(const Machine *m)
     return s;
 }
 
+/* A fresh random VM generation ID (ACPI_VMGENID_ADDR). */
+static int new_generation_id(Machine *m)
+{
+    uint8_t *id = guest_ram_ptr(&m->guest_ram, ACPI_VMGENID_ADDR, ACPI_VMGENID_SIZE);
+    uint8_t fresh[ACPI_VMGENID_SIZE];
+    if (!id || getrandom(fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh))
+        return -1;
+    memcpy(id, fresh, sizeof(fresh));
+    return 0;
+}
+
+int machine_new_generation(Machine *m)
+{
+    if (new_generation_id(m) < 0)
+        return -1;
+    ged_raise(&m->ged, GED_EVENT_VMGENID);
+    return 0;
+}
+
 static int write_acpi(Machine *m, char *err, size_t errlen)
 {
+    if (new_generation_id(m) < 0) {
+        snprintf(err, errlen, "the VM generation ID: no random bytes");
+        return -1;
+    }
     AcpiConfig ac = machine_acpi_config(m->ncpus, m->cfg->serial != SERIAL_NONE, m->virtio,
                                         m->nvirtio);
     uint8_t *dst = guest_ram_ptr(&m->guest_ram, ACPI_TABLES_ADDR, ACPI_TABLES_MAX);

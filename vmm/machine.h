@@ -92,6 +92,7 @@ static inline AcpiConfig machine_acpi_config(unsigned ncpus, bool serial,
     ac.pvpanic_port = PVPANIC_PORT;
     ac.ged_port = MACHINE_GED_PORT;
     ac.ged_irq = MACHINE_GED_GSI;
+    ac.vmgenid_addr = ACPI_VMGENID_ADDR;
     ac.nvirtio = nvirtio;
     for (unsigned i = 0; i < nvirtio; i++)
         ac.virtio[i] = (AcpiVirtio){ virtio[i].base, MACHINE_VIRTIO_SIZE, virtio[i].gsi };
@@ -184,6 +185,11 @@ int machine_add_device(Machine *m, const DeviceOps *ops, void *dev, const DevReg
  * -1 after printing why (no slot left, mapping failed).
  */
 int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *dev);
+/* A new VM generation ID (16 random bytes at ACPI_VMGENID_ADDR) and the
+ * GED event that tells the guest (its vmgenid driver reseeds the RNG):
+ * after a snapshot's restore, so that clones of one snapshot diverge.
+ * 0, or -1 if no random bytes could be had. */
+int machine_new_generation(Machine *m);
 /* Holds the virtio event loop between handler batches (no device touches
  * guest memory) / lets it go again; no-ops without virtio devices. */
 void machine_virtio_pause(Machine *m);

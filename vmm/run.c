@@ -399,6 +399,13 @@ int strata_run(int argc, char *const argv[])
         status = EXIT_INCOMING;
         goto out;
     }
+    /* a snapshot restored: this VM is one of its clones (docs/snapshot.md) */
+    if (v->cfg.incoming && !strncmp(v->cfg.incoming, "file:", 5) &&
+        machine_new_generation(&v->m) < 0) {
+        fprintf(stderr, "strata: restore: no random bytes for a new VM generation ID\n");
+        status = EXIT_INCOMING;
+        goto out;
+    }
     if (v->cfg.api_socket) {
         size_t n = vmm_qmp_ncommands + mig_qmp_ncommands;
         v->cmds = calloc(n, sizeof(*v->cmds));

@@ -527,7 +527,10 @@ case_snapshot_linux() {
 	img=$WORK/snap.img
 	cp "$DATA/disk.img" "$img"
 	iters=${E2E_SNAP_ITERS:-30}
-	wl=$(disk_workload "$iters")
+	# then: is the VM generation ID driver bound, and 16 bytes of
+	# /dev/urandom (each restore's must differ: the restore changes the
+	# generation ID, and the guest's RNG reseeds from it)
+	wl="$(disk_workload "$iters"); echo VMGENID-BOUND \$(ls /sys/bus/acpi/drivers/vmgenid 2>/dev/null | grep -c :); echo URANDOM \$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
 	cmdline="$BASE strata.cmd=$(b64 "$wl")"
 	G=${GUARD:-300}
 	# snap_vm K [--restore FILE]: strata K, console $WORK/snap-K.console
@@ -587,7 +590,15 @@ case_snapshot_linux() {
 			show "$WORK/snap-$r.txt"; result $n FAIL "restore $r: the RAM/disk check failed"; return
 		fi
 	done
-	result $n PASS "saved at ITER $saved, restored twice: each went on to DISK-CHECK bad=0"
+	r1=$(grep '^URANDOM' "$WORK/snap-1.txt") r2=$(grep '^URANDOM' "$WORK/snap-2.txt")
+	echo "    restore 1: $r1, $(grep '^VMGENID-BOUND' "$WORK/snap-1.txt")"
+	echo "    restore 2: $r2, $(grep '^VMGENID-BOUND' "$WORK/snap-2.txt")"
+	if ! grep -q '^VMGENID-BOUND [1-9]' "$WORK/snap-1.txt"; then
+		result $n FAIL "the guest's vmgenid driver did not bind to strata's VM generation ID device"; return
+	elif [ -z "$r1" ] || [ "$r1" = "$r2" ]; then
+		result $n FAIL "two restores of one snapshot read the same /dev/urandom bytes ('$r1')"; return
+	fi
+	result $n PASS "saved at ITER $saved, restored twice: each went on to DISK-CHECK bad=0; vmgenid bound, the two restores' urandom differ"
 }
 
 # --- a whole raw-QMP session against the running Linux guest (qmp-linux) ---

@@ -251,6 +251,17 @@ int snapshot_suite(void)
         uint64_t c = wait_pass(&clones[i], start + 2, 60000);
         printf("clone %d runs: pass %llu\n", i, (unsigned long long)c);
     }
+    /* each clone got a VM generation ID of its own (ACPI, 0xf0000) */
+    uint64_t gen[6][2] = { { read_u64(&src, 0xf0000), read_u64(&src, 0xf0008) } };
+    for (int i = 0; i < 5; i++) {
+        gen[i + 1][0] = read_u64(&clones[i], 0xf0000);
+        gen[i + 1][1] = read_u64(&clones[i], 0xf0008);
+        for (int j = 0; j <= i; j++)
+            CHECK(gen[i + 1][0] != gen[j][0] || gen[i + 1][1] != gen[j][1],
+                  "clone %d has the VM generation ID of %s %d", i, j ? "clone" : "the source",
+                  j - 1);
+    }
+    printf("the source and the 5 clones have 6 distinct VM generation IDs\n");
     for (int i = 0; i < 5; i++)
         quit(&clones[i]);
 

@@ -272,7 +272,7 @@ static void aml_device_power_button(AmlBuf *a)
     aml_close(a, m);
 }
 
-static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq)
+static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq, bool vmgenid)
 {
     aml_byte(a, AML_EXT);
     aml_byte(a, AML_DEVICE);
@@ -334,7 +334,55 @@ static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq)
     aml_name(a, "\\_SB_.PWRB");
     aml_int(a, 0x80);
     aml_close(a, im);
+    if (vmgenid) {
+        aml_byte(a, AML_IF); /* If (Local0 & 2) { Notify (\_SB.VGEN, 0x80) } */
+        im = aml_open(a);
+        aml_byte(a, AML_AND);
+        aml_byte(a, AML_LOCAL0);
+        aml_int(a, 2);
+        aml_byte(a, AML_ZERO);
+        aml_byte(a, AML_NOTIFY);
+        aml_name(a, "\\_SB_.VGEN");
+        aml_int(a, 0x80);
+        aml_close(a, im);
+    }
     aml_close(a, mm);
+    aml_close(a, m);
+}
+
+/*
+ * The VM generation ID (a guest's RNG reseeds when it changes: Linux's
+ * vmgenid driver matches _CID, which ACPICA upper-cases):
+ *
+ *   Device (VGEN) {
+ *       Name (_HID, "STRA0002")  Name (_CID, "VM_Gen_Counter")
+ *       Name (_DDN, "VM_Gen_Counter")
+ *       Name (ADDR, Package (2) { addr & 0xffffffff, addr >> 32 })
+ *   }
+ */
+static void aml_device_vmgenid(AmlBuf *a, uint64_t addr)
+{
+    aml_byte(a, AML_EXT);
+    aml_byte(a, AML_DEVICE);
+    size_t m = aml_open(a);
+    aml_name(a, "VGEN");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "_HID");
+    aml_string(a, "STRA0002");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "_CID");
+    aml_string(a, "VM_Gen_Counter");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "_DDN");
+    aml_string(a, "VM_Gen_Counter");
+    aml_byte(a, AML_NAME);
+    aml_name(a, "ADDR");
+    aml_byte(a, AML_PACKAGE);
+    size_t pm = aml_open(a);
+    aml_byte(a, 2);
+    aml_int(a, addr & 0xffffffffu);
+    aml_int(a, addr >> 32);
+    aml_close(a, pm);
     aml_close(a, m);
 }
 
@@ -486,7 +534,9 @@ size_t acpi_build(const AcpiConfig *c, uint8_t *buf, size_t cap, uint64_t gpa, c
         aml_device_pvpanic(&a, c->pvpanic_port);
     if (c->ged_port) {
         aml_device_power_button(&a);
-        aml_device_ged(&a, c->ged_port, c->ged_irq);
+        if (c->vmgenid_addr)
+            aml_device_vmgenid(&a, c->vmgenid_addr);
+        aml_device_ged(&a, c->ged_port, c->ged_irq, c->vmgenid_addr != 0);
     }
     for (unsigned i = 0; i < c->nvirtio; i++)
         aml_device_virtio(&a, i, &c->virtio[i]);

@@ -23,6 +23,11 @@
 
 #define ACPI_TABLES_ADDR 0xe0000ull /* RSDP first; inside the BIOS area Linux scans */
 #define ACPI_TABLES_MAX 0x10000ull
+/* The VM generation ID's 16 bytes (Microsoft's "Virtual Machine Generation
+ * ID", Linux's drivers/virt/vmgenid.c): the page after the tables, in the
+ * same reserved 0xa0000-0x100000 hole. */
+#define ACPI_VMGENID_ADDR (ACPI_TABLES_ADDR + ACPI_TABLES_MAX)
+#define ACPI_VMGENID_SIZE 16
 #define ACPI_MAX_CPUS 255
 #define ACPI_MAX_VIRTIO 32
 
@@ -46,6 +51,9 @@ typedef struct AcpiConfig {
                                  * Generic Event Device (ACPI0013) whose event register
                                  * (devices/ged.h) is at ged_port, interrupt ged_irq */
     uint32_t ged_irq;      /* GSI, described level triggered, active high */
+    uint64_t vmgenid_addr; /* 0: none; else (with the GED) a VM generation ID
+                                 * device (_CID "VM_Gen_Counter") whose 16 bytes are
+                                 * there; the GED's event 2 notifies it (0x80) */
     unsigned nvirtio;
     AcpiVirtio virtio[ACPI_MAX_VIRTIO];
 } AcpiConfig;
