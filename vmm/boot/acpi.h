@@ -5,7 +5,7 @@
  * `poweroff` works), MADT (one local APIC per vCPU, the IOAPIC, ISA
  * interrupt overrides) and a DSDT whose AML describes the serial port, the
  * virtio-mmio devices, pvpanic, the power button with its Generic Event
- * Device, and \_S5.  A tiny AML emitter writes the few
+ * Device, the VM generation ID (notified by that GED), and \_S5.  A tiny AML emitter writes the few
  * constructs needed.  Pure: the tables are built into a caller's buffer
  * that is then copied to guest physical ACPI_TABLES_ADDR.
  */
