@@ -244,7 +244,8 @@ static void session_bad_requests(QClient *c, const char *log)
     static const struct {
         const char *line, *cls;
     } cases[] = {
-        { "{\"execute\": \"query-status\"", "GenericError" }, /* invalid JSON */
+        { "{\"execute\": \"query-status\",}", "GenericError" }, /* invalid JSON */
+        { "{\"execute\" \"query-status\"}", "GenericError" },    /* no colon */
         { "[\"query-status\"]", "GenericError" },             /* not an object */
         { "{\"execute\": \"no-such-command\", \"id\": 1}", "CommandNotFound" },
         { "{\"execute\": \"human-monitor-command\", \"id\": 2}", "GenericError" },
@@ -267,6 +268,17 @@ static void session_bad_requests(QClient *c, const char *log)
               "'%s' answered %s (expected %s)", cases[i].line, dump(r), cases[i].cls);
         json_decref(r);
     }
+    /* A request spread over lines waits for its closing brace (QMP is a
+     * stream of JSON values, not of lines). */
+    static const char split[] = "{\"execute\":\n\"query-status\",\n\"id\": \"split\"\n}\n";
+    CHECK(qc_send_raw(c, split, strlen(split)), "send failed");
+    json_t *sr;
+    while ((sr = qc_read(c)) && json_object_get(sr, "event"))
+        json_decref(sr);
+    CHECK(sr && json_object_get(sr, "return") &&
+              !strcmp(json_string_value(json_object_get(sr, "id")) ?: "", "split"),
+          "a request over four lines answered %s", dump(sr));
+    json_decref(sr);
     /* A line over 1 MiB: one error, the rest discarded, then service. */
     size_t big = (3u << 20) / 2;
     char *junk = malloc(big + 100);
@@ -284,7 +296,8 @@ static void session_bad_requests(QClient *c, const char *log)
     json_decref(r);
     CHECK(!strcmp(status_of(c), "running"), "after bad requests: '%s'", status_of(c));
     CHECK(ticks_pass(log, before), "the guest's heartbeat stopped during the bad requests");
-    printf("ok: %zu bad requests and a 1.5 MiB line answered with errors; the connection "
+    printf("ok: %zu bad requests and a 1.5 MiB line answered with errors, a request over four "
+           "lines answered; the connection "
            "and the guest (heartbeat %d -> %d) kept going\n",
            n, before, ticks(log));
 }
