@@ -193,51 +193,107 @@ static void aml_name_int(AmlBuf *a, const char *name, uint64_t v)
     aml_int(a, v);
 }
 
-static void aml_device_serial(AmlBuf *a, uint16_t port, uint8_t irq)
+/* Device (name) { ... }: the caller closes the returned mark. */
+static size_t aml_device_open(AmlBuf *a, const char *name)
 {
     aml_byte(a, AML_EXT);
     aml_byte(a, AML_DEVICE);
     size_t m = aml_open(a);
-    aml_name(a, "COM1");
+    aml_name(a, name);
+    return m;
+}
+
+static void aml_name_string(AmlBuf *a, const char *name, const char *s)
+{
     aml_byte(a, AML_NAME);
-    aml_name(a, "_HID");
-    aml_eisaid(a, "PNP0501");
+    aml_name(a, name);
+    aml_string(a, s);
+}
+
+static void aml_name_eisaid(AmlBuf *a, const char *name, const char *id)
+{
+    aml_byte(a, AML_NAME);
+    aml_name(a, name);
+    aml_eisaid(a, id);
+}
+
+/* A ResourceTemplate, built descriptor by descriptor (ACPI 6.4, 6.4). */
+typedef struct {
+    uint8_t b[64];
+    size_t n;
+} AmlCrs;
+
+static void crs_le(AmlCrs *c, uint32_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes && c->n < sizeof(c->b); i++)
+        c->b[c->n++] = (uint8_t)(v >> (8 * i));
+}
+
+/* IO (Decode16, port, port, align, len) */
+static void crs_io(AmlCrs *c, uint16_t port, uint8_t align, uint8_t len)
+{
+    crs_le(c, 0x47, 1);
+    crs_le(c, 0x01, 1);
+    crs_le(c, port, 2);
+    crs_le(c, port, 2);
+    crs_le(c, align, 1);
+    crs_le(c, len, 1);
+}
+
+/* IRQNoFlags () { irq } (a legacy ISA IRQ, 0..15) */
+static void crs_irq_noflags(AmlCrs *c, uint8_t irq)
+{
+    crs_le(c, 0x22, 1);
+    crs_le(c, 1u << (irq & 15), 2);
+}
+
+/* Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
+static void crs_interrupt(AmlCrs *c, uint32_t irq)
+{
+    crs_le(c, 0x89, 1);
+    crs_le(c, 6, 2);    /* length */
+    crs_le(c, 0x01, 1); /* consumer, level, active high, exclusive */
+    crs_le(c, 1, 1);    /* one interrupt */
+    crs_le(c, irq, 4);
+}
+
+/* Memory32Fixed (ReadWrite, base, size) */
+static void crs_mem32(AmlCrs *c, uint32_t base, uint32_t size)
+{
+    crs_le(c, 0x86, 1);
+    crs_le(c, 9, 2);    /* length */
+    crs_le(c, 0x01, 1); /* read-write */
+    crs_le(c, base, 4);
+    crs_le(c, size, 4);
+}
+
+/* Name (_CRS, ResourceTemplate () { ... }), closed by its EndTag */
+static void aml_name_crs(AmlBuf *a, AmlCrs *c)
+{
+    crs_le(c, 0x79, 1);
+    crs_le(c, 0x00, 1);
+    aml_name_buffer(a, "_CRS", c->b, c->n);
+}
+
+static void aml_device_serial(AmlBuf *a, uint16_t port, uint8_t irq)
+{
+    size_t m = aml_device_open(a, "COM1");
+    aml_name_eisaid(a, "_HID", "PNP0501");
     aml_name_int(a, "_UID", 1);
-    uint16_t mask = (uint16_t)(1u << (irq & 15));
-    uint8_t crs[] = {
-        0x47,
-        0x01,
-        (uint8_t)port,
-        (uint8_t)(port >> 8),
-        (uint8_t)port,
-        (uint8_t)(port >> 8),
-        0x00,
-        0x08, /* IO(Decode16, port, port, 0, 8) */
-        0x22,
-        (uint8_t)mask,
-        (uint8_t)(mask >> 8), /* IRQNoFlags() { irq } */
-        0x79,
-        0x00, /* EndTag */
-    };
-    aml_name_buffer(a, "_CRS", crs, sizeof(crs));
+    AmlCrs crs = { .n = 0 };
+    crs_io(&crs, port, 0, 8);
+    crs_irq_noflags(&crs, irq);
+    aml_name_crs(a, &crs);
     aml_close(a, m);
 }
 
 static void aml_device_pvpanic(AmlBuf *a, uint16_t port)
 {
-    aml_byte(a, AML_EXT);
-    aml_byte(a, AML_DEVICE);
-    size_t m = aml_open(a);
-    aml_name(a, "PEVT");
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_HID");
-    aml_string(a, "QEMU0001");
-    uint8_t crs[] = {
-        0x47, 0x01, (uint8_t)port, (uint8_t)(port >> 8), (uint8_t)port, (uint8_t)(port >> 8),
-        0x01, 0x01, /* IO(Decode16, port, port, 1, 1) */
-        0x79, 0x00, /* EndTag */
-    };
-    aml_name_buffer(a, "_CRS", crs, sizeof(crs));
+    size_t m = aml_device_open(a, "PEVT");
+    aml_name_string(a, "_HID", "QEMU0001");
+    AmlCrs crs = { .n = 0 };
+    crs_io(&crs, port, 1, 1);
+    aml_name_crs(a, &crs);
     aml_close(a, m);
 }
 
@@ -261,42 +317,35 @@ static void aml_device_pvpanic(AmlBuf *a, uint16_t port)
  */
 static void aml_device_power_button(AmlBuf *a)
 {
-    aml_byte(a, AML_EXT);
-    aml_byte(a, AML_DEVICE);
-    size_t m = aml_open(a);
-    aml_name(a, "PWRB");
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_HID");
-    aml_eisaid(a, "PNP0C0C");
+    size_t m = aml_device_open(a, "PWRB");
+    aml_name_eisaid(a, "_HID", "PNP0C0C");
     aml_name_int(a, "_UID", 0);
     aml_close(a, m);
 }
 
+/* If (Local0 & bit) { Notify (path, 0x80) } */
+static void aml_if_event_notify(AmlBuf *a, unsigned bit, const char *path)
+{
+    aml_byte(a, AML_IF);
+    size_t im = aml_open(a);
+    aml_byte(a, AML_AND);
+    aml_byte(a, AML_LOCAL0);
+    aml_int(a, bit);
+    aml_byte(a, AML_ZERO); /* no target */
+    aml_byte(a, AML_NOTIFY);
+    aml_name(a, path);
+    aml_int(a, 0x80);
+    aml_close(a, im);
+}
+
 static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq, bool vmgenid)
 {
-    aml_byte(a, AML_EXT);
-    aml_byte(a, AML_DEVICE);
-    size_t m = aml_open(a);
-    aml_name(a, "GED_");
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_HID");
-    aml_string(a, "ACPI0013");
+    size_t m = aml_device_open(a, "GED_");
+    aml_name_string(a, "_HID", "ACPI0013");
     aml_name_int(a, "_UID", 0);
-    uint8_t crs[] = {
-        /* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
-        0x89,
-        0x06,
-        0x00,
-        0x01,
-        0x01,
-        (uint8_t)irq,
-        (uint8_t)(irq >> 8),
-        (uint8_t)(irq >> 16),
-        (uint8_t)(irq >> 24),
-        0x79,
-        0x00,
-    };
-    aml_name_buffer(a, "_CRS", crs, sizeof(crs));
+    AmlCrs crs = { .n = 0 };
+    crs_interrupt(&crs, irq);
+    aml_name_crs(a, &crs);
     /* OperationRegion (EREG, SystemIO, port, 4) */
     aml_byte(a, AML_EXT);
     aml_byte(a, AML_OPREGION);
@@ -324,28 +373,9 @@ static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq, bool vmgenid)
     aml_byte(a, AML_STORE); /* Store (Local0, ESTS) */
     aml_byte(a, AML_LOCAL0);
     aml_name(a, "ESTS");
-    aml_byte(a, AML_IF);
-    size_t im = aml_open(a);
-    aml_byte(a, AML_AND); /* And (Local0, One, ) */
-    aml_byte(a, AML_LOCAL0);
-    aml_int(a, 1);
-    aml_byte(a, AML_ZERO);   /* no target */
-    aml_byte(a, AML_NOTIFY); /* Notify (\_SB.PWRB, 0x80) */
-    aml_name(a, "\\_SB_.PWRB");
-    aml_int(a, 0x80);
-    aml_close(a, im);
-    if (vmgenid) {
-        aml_byte(a, AML_IF); /* If (Local0 & 2) { Notify (\_SB.VGEN, 0x80) } */
-        im = aml_open(a);
-        aml_byte(a, AML_AND);
-        aml_byte(a, AML_LOCAL0);
-        aml_int(a, 2);
-        aml_byte(a, AML_ZERO);
-        aml_byte(a, AML_NOTIFY);
-        aml_name(a, "\\_SB_.VGEN");
-        aml_int(a, 0x80);
-        aml_close(a, im);
-    }
+    aml_if_event_notify(a, 1, "\\_SB_.PWRB");
+    if (vmgenid)
+        aml_if_event_notify(a, 2, "\\_SB_.VGEN");
     aml_close(a, mm);
     aml_close(a, m);
 }
@@ -362,19 +392,10 @@ static void aml_device_ged(AmlBuf *a, uint16_t port, uint32_t irq, bool vmgenid)
  */
 static void aml_device_vmgenid(AmlBuf *a, uint64_t addr)
 {
-    aml_byte(a, AML_EXT);
-    aml_byte(a, AML_DEVICE);
-    size_t m = aml_open(a);
-    aml_name(a, "VGEN");
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_HID");
-    aml_string(a, "STRA0002");
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_CID");
-    aml_string(a, "VM_Gen_Counter");
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_DDN");
-    aml_string(a, "VM_Gen_Counter");
+    size_t m = aml_device_open(a, "VGEN");
+    aml_name_string(a, "_HID", "STRA0002");
+    aml_name_string(a, "_CID", "VM_Gen_Counter");
+    aml_name_string(a, "_DDN", "VM_Gen_Counter");
     aml_byte(a, AML_NAME);
     aml_name(a, "ADDR");
     aml_byte(a, AML_PACKAGE);
@@ -390,44 +411,14 @@ static void aml_device_virtio(AmlBuf *a, unsigned idx, const AcpiVirtio *v)
 {
     static const char hex[] = "0123456789ABCDEF";
     char name[5] = { 'V', 'R', hex[(idx >> 4) & 0xf], hex[idx & 0xf], 0 };
-    aml_byte(a, AML_EXT);
-    aml_byte(a, AML_DEVICE);
-    size_t m = aml_open(a);
-    aml_name(a, name);
-    aml_byte(a, AML_NAME);
-    aml_name(a, "_HID");
-    aml_string(a, "LNRO0005");
+    size_t m = aml_device_open(a, name);
+    aml_name_string(a, "_HID", "LNRO0005");
     aml_name_int(a, "_UID", idx);
     aml_name_int(a, "_CCA", 1);
-    uint32_t base = (uint32_t)v->base, irq = v->irq;
-    uint8_t crs[] = {
-        /* Memory32Fixed(ReadWrite, base, size) */
-        0x86,
-        0x09,
-        0x00,
-        0x01,
-        (uint8_t)base,
-        (uint8_t)(base >> 8),
-        (uint8_t)(base >> 16),
-        (uint8_t)(base >> 24),
-        (uint8_t)v->size,
-        (uint8_t)(v->size >> 8),
-        (uint8_t)(v->size >> 16),
-        (uint8_t)(v->size >> 24),
-        /* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { irq } */
-        0x89,
-        0x06,
-        0x00,
-        0x01,
-        0x01,
-        (uint8_t)irq,
-        (uint8_t)(irq >> 8),
-        (uint8_t)(irq >> 16),
-        (uint8_t)(irq >> 24),
-        0x79,
-        0x00,
-    };
-    aml_name_buffer(a, "_CRS", crs, sizeof(crs));
+    AmlCrs crs = { .n = 0 };
+    crs_mem32(&crs, (uint32_t)v->base, (uint32_t)v->size);
+    crs_interrupt(&crs, v->irq);
+    aml_name_crs(a, &crs);
     aml_close(a, m);
 }
 
