@@ -421,6 +421,24 @@ umount /mnt; echo DISK-CHECK bad=\$bad"
 # from strata to strata, each hop once the workload has gone on by an
 # iteration; the console must go on at each destination and every checksum
 # must match on the last one.
+# workload_vm NAME K [strata options]: strata (under the guard $G) running
+# the guest command $cmdline with the disk $img; console $WORK/NAME-K.console,
+# control socket $WORK/NAME-K.qmp, output $WORK/NAME-K.out
+workload_vm() {
+	wv_p=$1 wv_k=$2; shift 2
+	rm -f "$WORK/$wv_p-$wv_k.qmp" "$WORK/$wv_p-$wv_k.console"
+	timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--cmdline "$cmdline" --disk "path=$img" \
+		--serial "file=$WORK/$wv_p-$wv_k.console" --api-socket "$WORK/$wv_p-$wv_k.qmp" "$@" \
+		> "$WORK/$wv_p-$wv_k.out" 2>&1 < /dev/null &
+}
+
+# iter_on CONSOLE: the last ITER number the workload printed there (0 if none)
+iter_on() {
+	v=$(tr -d '\r' 2>/dev/null < "$1" | sed -n 's/^ITER \([0-9]*\) .*/\1/p' | tail -n1)
+	echo "${v:-0}"
+}
+
 case_migrate_linux() {
 	n=migrate_linux
 	help_has '--incoming URI' || { result $n SKIP "strata has no --incoming"; return; }
@@ -432,22 +450,14 @@ case_migrate_linux() {
 	hops=${E2E_MIG_HOPS:-1}
 	G=${GUARD:-$((300 + hops * 60))}
 	cpus=${E2E_MIG_CPUS:-2}
-	# vm_at K: strata number K (0 the first source; K>0 waits for hop K),
-	# console $WORK/mig-K.console, control socket $WORK/mig-K.qmp
+	# vm_at K: strata number K (0 the first source; K>0 waits for hop K)
 	vm_at() {
 		inc=
 		[ "$1" = 0 ] || inc="--incoming unix:$WORK/mig-$1.in"
-		rm -f "$WORK/mig-$1.qmp" "$WORK/mig-$1.in" "$WORK/mig-$1.console"
-		timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
-			--cpus "$cpus" --cmdline "$cmdline" --disk "path=$img" \
-			--serial "file=$WORK/mig-$1.console" --api-socket "$WORK/mig-$1.qmp" $inc \
-			> "$WORK/mig-$1.out" 2>&1 < /dev/null &
+		rm -f "$WORK/mig-$1.in"
+		workload_vm mig "$1" --cpus "$cpus" $inc
 	}
-	# iter_of K: the last ITER number on console K (0 if none)
-	iter_of() {
-		v=$(tr -d '\r' 2>/dev/null < "$WORK/mig-$1.console" | sed -n 's/^ITER \([0-9]*\) .*/\1/p' | tail -n1)
-		echo "${v:-0}"
-	}
+	iter_of() { iter_on "$WORK/mig-$1.console"; }
 	vm_at 0; src=$!
 	k=0 want=3 downs=
 	while [ $k -lt "$hops" ]; do
@@ -534,20 +544,8 @@ case_snapshot_linux() {
 	wl="$(disk_workload "$iters"); echo VMGENID-PATH \$(cat /sys/bus/acpi/devices/STRA0002:00/path 2>/dev/null); echo VMGENID-DRIVER \$(test -d /sys/bus/acpi/drivers/vmgenid && echo yes || echo no) VMGENID-BOUND \$(ls /sys/bus/acpi/drivers/vmgenid 2>/dev/null | grep -c :); echo URANDOM \$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
 	cmdline="$BASE strata.cmd=$(b64 "$wl")"
 	G=${GUARD:-300}
-	# snap_vm K [--restore FILE]: strata K, console $WORK/snap-K.console
-	snap_vm() {
-		k=$1; shift
-		rm -f "$WORK/snap-$k.qmp" "$WORK/snap-$k.console"
-		timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
-			--cmdline "$cmdline" --disk "path=$img" \
-			--serial "file=$WORK/snap-$k.console" --api-socket "$WORK/snap-$k.qmp" "$@" \
-			> "$WORK/snap-$k.out" 2>&1 < /dev/null &
-	}
-	iter_of() {
-		v=$(tr -d '\r' 2>/dev/null < "$WORK/snap-$1.console" | sed -n 's/^ITER \([0-9]*\) .*/\1/p' | tail -n1)
-		echo "${v:-0}"
-	}
-	snap_vm 0; src=$!
+	iter_of() { iter_on "$WORK/snap-$1.console"; }
+	workload_vm snap 0; src=$!
 	t=0
 	while [ "$(iter_of 0)" -lt 3 ]; do
 		sleep 1; t=$((t+1))
@@ -569,7 +567,7 @@ case_snapshot_linux() {
 	echo "    saved at ITER $saved: $(du -b "$WORK/linux.snap" | cut -f1) bytes, $(du -k "$WORK/linux.snap" | cut -f1) KiB allocated"
 	for r in 1 2; do
 		cp "$WORK/snap.img.saved" "$img"
-		snap_vm $r --restore "$WORK/linux.snap"; dst=$!
+		workload_vm snap $r --restore "$WORK/linux.snap"; dst=$!
 		i=0; while [ ! -S "$WORK/snap-$r.qmp" ] && kill -0 $dst 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 		st=$("$STRATA" ctl --api-socket "$WORK/snap-$r.qmp" status 2>&1)
 		"$STRATA" ctl --api-socket "$WORK/snap-$r.qmp" resume > /dev/null 2>&1
