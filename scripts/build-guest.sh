@@ -131,8 +131,8 @@ add_mod() { # name: appends it after its dependencies; absent modules are skippe
 # button + evdev: the ACPI power button (strata's system_powerdown) as a
 # KEY_POWER input event, which init-l2.sh's busybox acpid turns into poweroff.
 L2_MODS=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net
-         virtio_console virtio-rng vmw_vsock_virtio_transport pvpanic pvpanic-mmio
-         button evdev)
+         virtio_console virtio-rng virtio_balloon vmw_vsock_virtio_transport pvpanic
+         pvpanic-mmio button evdev)
 for m in "${L2_MODS[@]}"; do add_mod "$m"; done
 L2_ORDER=("${ORDER[@]}")
 ORDER=()

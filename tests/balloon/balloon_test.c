@@ -9,6 +9,11 @@
  *   2. balloon {"value": 192 MiB}: the guest inflates the 64 MiB it touched;
  *      query-balloon reaches 192 MiB, BALLOON_CHANGE events came, and
  *      strata's RSS (/proc/PID/status VmRSS) fell by at least 75% of 64 MiB.
+ *   2b. The inflated VM migrates to a second strata (`--incoming unix:`):
+ *      the 64 MiB given back are not sent (query-migrate's ram.normal, the
+ *      pages sent with their contents, stays under 4 MiB), the destination
+ *      carries on with the balloon at 192 MiB and the source leaves, exit 0.
+ *      Steps 3 and 4 run on the destination.
  *   3. balloon {"value": 256 MiB}: the guest deflates, finds every page it
  *      got back zeroed (else it exits with a code) and touches it again:
  *      query-balloon is back at 256 MiB, the RSS rose again by 75% of that.
@@ -37,6 +42,9 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The log that holds the guest's console: the source's, then the destination's. */
+static const char *console_log = "stderr.txt";
+
 static long long rss_bytes(void)
 {
     char path[64];
@@ -54,7 +62,7 @@ static void wait_console(const char *text)
 {
     double t0 = now();
     for (;;) {
-        char *err = read_log("stderr.txt");
+        char *err = read_log(console_log);
         bool seen = strstr(err, text) != NULL;
         CHECK(!strstr(err, "guest exited"), "the guest failed:\n%s", err);
         free(err);
@@ -91,6 +99,76 @@ static void set_target(QClient *c, long long bytes)
     char args[64];
     snprintf(args, sizeof(args), "{\"value\": %lld}", bytes);
     json_decref(ok(c, "balloon", args));
+}
+
+/* Waits (60 s at most) until tmpdir/log holds text. */
+static void wait_log(const char *log, const char *text)
+{
+    double t0 = now();
+    for (;;) {
+        char *s = read_log(log);
+        bool seen = strstr(s, text) != NULL;
+        free(s);
+        if (seen)
+            return;
+        CHECK(now() - t0 < 60, "no '%s' in %s after 60 s", text, log);
+        msleep(20);
+    }
+}
+
+/* Step 2b: migrates the inflated VM; returns a client of the destination,
+ * which the harness then treats as its strata. */
+static QClient *migrate_inflated(QClient *c)
+{
+    char uri[200], dsock[sizeof(sock_path)], args[240];
+    snprintf(uri, sizeof(uri), "unix:%s/mig.sock", tmpdir);
+    snprintf(dsock, sizeof(dsock), "%s/dst.sock", tmpdir);
+    pid_t dst = spawn_as("dst", "--test-device", "--kernel", BALLOON_ELF, "--balloon", "--memory",
+                         "256M", "--api-socket", dsock, "--serial", "none", "--incoming", uri,
+                         NULL);
+    wait_log("dst-stderr.txt", "waiting for an incoming migration");
+    snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
+    double t0 = now();
+    json_decref(ok(c, "migrate", args));
+    json_t *q;
+    const char *st;
+    for (;;) {
+        q = ok(c, "query-migrate", NULL);
+        st = json_string_value(json_object_get(q, "status"));
+        CHECK(st && strcmp(st, "failed") && strcmp(st, "cancelled"), "migration %s: %s",
+              st ? st : "(no status)", json_dumps(q, 0));
+        if (!strcmp(st, "completed"))
+            break;
+        CHECK(now() - t0 < 60, "migration still %s after 60 s", st);
+        json_decref(q);
+        msleep(20);
+    }
+    json_t *ram = json_object_get(q, "ram");
+    long long normal = (long long)json_integer_value(json_object_get(ram, "normal"));
+    long long dup = (long long)json_integer_value(json_object_get(ram, "duplicate"));
+    json_decref(q);
+    printf("migrate with 64 MiB inflated: %.2f s; %lld pages sent with contents (%.1f MiB), "
+           "%lld as zero\n",
+           now() - t0, normal, normal * 4096 / (double)MIB, dup);
+    CHECK(normal > 0 && normal * 4096 < 4 * MIB,
+          "%lld pages sent with contents: the 64 MiB the balloon gave back went too?", normal);
+    qc_close(c);
+    pid_t src = strata_pid;
+    strata_pid = dst;
+    snprintf(sock_path, sizeof(sock_path), "%s", dsock);
+    console_log = "dst-stderr.txt";
+    int code = wait_status(src); /* a migrated-away source leaves by itself */
+    CHECK(code == 0, "the source's exit status %d", code);
+    QClient *d = open_client();
+    qc_set_timeout(d, 60000);
+    CHECK(query_actual(d) == RAM - TOUCHED, "the destination's balloon is at %lld",
+          query_actual(d));
+    json_t *s = ok(d, "query-status", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(s, "status")) ?: "", "running"),
+          "the destination is %s", json_dumps(s, 0));
+    json_decref(s);
+    printf("ok: the destination runs with the balloon at 192 MiB; the source left, exit 0\n");
+    return d;
 }
 
 static void no_balloon(void)
@@ -139,6 +217,10 @@ int main(void)
     CHECK(!strcmp(info, "balloon: actual=192\n"), "info balloon: '%s'", info);
     free(info);
 
+    c = migrate_inflated(c);
+    msleep(200);
+    rss1 = rss_bytes(); /* the destination's */
+
     t0 = now();
     set_target(c, RAM);
     wait_actual(c, RAM);
@@ -156,7 +238,7 @@ int main(void)
     qc_close(c);
     int code = wait_status(strata_pid);
     strata_pid = -1;
-    char *err = read_log("stderr.txt");
+    char *err = read_log(console_log);
     CHECK(code == 0, "strata exit status %d\n%s", code, err);
     CHECK(!strstr(err, "device needs reset") && !strstr(err, "not guest RAM"),
           "strata logged a device error:\n%s", err);

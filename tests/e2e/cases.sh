@@ -272,6 +272,75 @@ echo HEX=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d " \n
 }
 
 # --- reboot ends strata with status 0 ---
+# --- virtio-balloon in a Linux guest: the guest dirties 128 MiB (a file in
+# its RAM, then deleted: free pages the host has backed), the host inflates
+# the balloon by 128 MiB (QMP balloon): the guest's MemTotal falls and so must
+# strata's RSS (the pages go back to the host); deflated, MemTotal is back and
+# the guest fills 128 MiB again ---
+case_balloon_linux() {
+	n=balloon_linux
+	help_has '--balloon' || { result $n SKIP "strata has no --balloon"; return; }
+	G=${GUARD:-300}
+	wl='mt() { sed -n "s/^MemTotal: *\([0-9]*\) kB/\1/p" /proc/meminfo; }
+t0=$(mt); echo MEMTOTAL $t0
+dd if=/dev/zero of=/tmp/fill bs=1M count=128 2>/dev/null; rm -f /tmp/fill
+echo FILLED
+i=0; while [ $(mt) -gt $((t0 - 100 * 1024)) ] && [ $i -lt 900 ]; do sleep 0.2; i=$((i + 1)); done
+echo INFLATED $(mt)
+i=0; while [ $(mt) -lt $((t0 - 4 * 1024)) ] && [ $i -lt 900 ]; do sleep 0.2; i=$((i + 1)); done
+echo DEFLATED $(mt)
+dd if=/dev/zero of=/tmp/fill bs=1M count=128 2>/dev/null && echo REFILL-OK; rm -f /tmp/fill'
+	rm -f "$WORK/bal.qmp" "$WORK/bal.console"
+	timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--cmdline "$BASE strata.cmd=$(b64 "$wl")" --balloon \
+		--serial "file=$WORK/bal.console" --api-socket "$WORK/bal.qmp" > "$WORK/bal.out" 2>&1 < /dev/null &
+	tp=$!
+	# console_wait WORD: until the guest printed a line starting with WORD
+	console_wait() {
+		t=0
+		while ! tr -d '\r' < "$WORK/bal.console" 2>/dev/null | grep -q "^$1"; do
+			sleep 0.5; t=$((t + 1))
+			if [ $t -ge 360 ] || ! kill -0 $tp 2>/dev/null; then return 1; fi
+		done
+	}
+	rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$(strata_of $tp)/status" 2>/dev/null; }
+	actual() { "$STRATA" ctl --api-socket "$WORK/bal.qmp" qmp query-balloon 2>/dev/null | sed -n 's/.*"actual": *\([0-9]*\).*/\1/p'; }
+	if ! console_wait FILLED; then
+		kill $tp 2>/dev/null; wait
+		show "$WORK/bal.console"; result $n FAIL "the guest never said FILLED"; return
+	fi
+	r0=$(rss)
+	"$STRATA" ctl --api-socket "$WORK/bal.qmp" qmp balloon '{"value": 134217728}' > "$WORK/bal-ctl.out" 2>&1
+	if ! console_wait INFLATED; then
+		kill $tp 2>/dev/null; wait
+		show "$WORK/bal.console"; result $n FAIL "the guest never said INFLATED"; return
+	fi
+	r1=$(rss) a1=$(actual)
+	"$STRATA" ctl --api-socket "$WORK/bal.qmp" qmp balloon '{"value": 268435456}' >> "$WORK/bal-ctl.out" 2>&1
+	console_wait REFILL-OK; a2=$(actual)
+	guard_wait $tp 120 "$WORK/bal.qmp"; rc=$WAIT_RC
+	tr -d '\r' < "$WORK/bal.console" > "$WORK/bal.txt"
+	echo "    guest: $(grep -E '^(MEMTOTAL|INFLATED|DEFLATED)' "$WORK/bal.txt" | tr '\n' ' ')"
+	echo "    strata RSS ${r0:-?} kB filled, ${r1:-?} kB inflated; query-balloon actual ${a1:-?} then ${a2:-?}"
+	t0=$(sed -n 's/^MEMTOTAL //p' "$WORK/bal.txt")
+	inf=$(sed -n 's/^INFLATED //p' "$WORK/bal.txt")
+	def=$(sed -n 's/^DEFLATED //p' "$WORK/bal.txt")
+	if [ "$rc" != 0 ]; then
+		show "$WORK/bal.txt"; result $n FAIL "strata exited $rc (expected 0 after the guest's poweroff)"
+	elif [ -z "$inf" ] || [ "$inf" -gt $((t0 - 100 * 1024)) ]; then
+		show "$WORK/bal.txt"; result $n FAIL "inflated by 128 MiB, the guest's MemTotal went from $t0 to ${inf:-?} kB only"
+	elif [ -z "$r0" ] || [ -z "$r1" ] || [ "$r1" -gt $((r0 - 96 * 1024)) ]; then
+		result $n FAIL "strata's RSS went from ${r0:-?} to ${r1:-?} kB: under 96 MiB given back for a 128 MiB balloon"
+	elif [ "$a1" != 134217728 ] || [ "$a2" != 268435456 ]; then
+		result $n FAIL "query-balloon actual ${a1:-?} after inflating (expected 134217728), ${a2:-?} after deflating (268435456)"
+	elif [ -z "$def" ] || [ "$def" -lt $((t0 - 4 * 1024)) ] || ! grep -q '^REFILL-OK' "$WORK/bal.txt" ||
+		! grep -q '^STRATA-CMD-EXIT=0' "$WORK/bal.txt"; then
+		show "$WORK/bal.txt"; result $n FAIL "after deflating: MemTotal ${def:-?} kB (was $t0), or the guest could not use its RAM again"
+	else
+		result $n PASS "MemTotal $t0 -> $inf -> $def kB; strata RSS $((r0 / 1024)) -> $((r1 / 1024)) MiB with 128 MiB inflated; deflated, the guest filled 128 MiB again"
+	fi
+}
+
 case_reboot() {
 	linux reboot 'echo rebooting; reboot -f'
 	booted reboot reboot || return
@@ -660,7 +729,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng reboot panic mtree qmp migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng balloon_linux reboot panic mtree qmp migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

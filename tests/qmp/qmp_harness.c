@@ -88,21 +88,18 @@ void msleep(unsigned ms)
 }
 
 /* Starts strata run with the given arguments (NULL-terminated). */
-pid_t spawn(const char *first, ...)
+static pid_t vspawn(const char *tag, const char *first, va_list ap)
 {
     const char *argv[40];
     int n = 0;
     argv[n++] = STRATA_BIN;
     argv[n++] = "run";
-    va_list ap;
-    va_start(ap, first);
     for (const char *a = first; a && n < 38; a = va_arg(ap, const char *))
         argv[n++] = a;
-    va_end(ap);
     argv[n] = NULL;
     char out[160], err[160];
-    snprintf(out, sizeof(out), "%s/stdout.txt", tmpdir);
-    snprintf(err, sizeof(err), "%s/stderr.txt", tmpdir);
+    snprintf(out, sizeof(out), "%s/%s%sstdout.txt", tmpdir, tag, *tag ? "-" : "");
+    snprintf(err, sizeof(err), "%s/%s%sstderr.txt", tmpdir, tag, *tag ? "-" : "");
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -114,6 +111,24 @@ pid_t spawn(const char *first, ...)
         execv(STRATA_BIN, (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+pid_t spawn(const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    pid_t pid = vspawn("", first, ap);
+    va_end(ap);
+    return pid;
+}
+
+pid_t spawn_as(const char *tag, const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    pid_t pid = vspawn(tag, first, ap);
+    va_end(ap);
     return pid;
 }
 

@@ -34,6 +34,9 @@ void msleep(unsigned ms);
 /* Starts `strata run` with the given NULL-terminated arguments, stdout and
  * stderr to tmpdir/stdout.txt and stderr.txt; it dies with the test. */
 pid_t spawn(const char *first, ...);
+/* The same with the logs in tmpdir/TAG-stdout.txt and TAG-stderr.txt (a
+ * second strata beside the first, e.g. a migration's destination). */
+pid_t spawn_as(const char *tag, const char *first, ...);
 /* Waits for pid; its exit status (128+N if killed by signal N). */
 int wait_status(pid_t pid);
 /* tmpdir/name's contents (malloc()ed). */
