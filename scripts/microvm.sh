@@ -72,7 +72,7 @@ if [ "$MODE" = auto ]; then
 fi
 
 if [ "$MODE" = direct ]; then
-  say "booting the microVM (exit the guest with poweroff)"
+  say "booting the microVM (poweroff in the guest, or Ctrl-A x, ends it)"
   eval "$SETUP_TAP"
   trap 'ip link del '"$TAP"' 2>/dev/null || true' EXIT
   build/vmm/strata run --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
@@ -88,5 +88,5 @@ if [ "$DEMO" = 1 ]; then
   say "booting the microVM inside the nested test bed (QEMU TCG + kvm-amd)"
   exec bash scripts/testbed.sh --strata build/vmm/strata --add "$WORK/disk.img:disk.img" -- "$RUN"
 fi
-say "booting the microVM inside the nested test bed; 'poweroff' in the guest, then in the bed, ends it"
+say "booting the microVM inside the nested test bed; 'poweroff' in the guest (or Ctrl-A x) ends it and the bed"
 exec bash scripts/testbed.sh --shell --strata build/vmm/strata --add "$WORK/disk.img:disk.img" -- "$RUN"

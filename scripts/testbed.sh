@@ -13,7 +13,9 @@
 #                     $STRATA_BUILD/vmm/strata, STRATA_BUILD=<repo>/build)
 #   --timeout SEC     give up after SEC seconds (default 600, $STRATA_BED_TIMEOUT)
 #   --memory MiB      L1 memory (default 2048)   --cpus N   L1 CPUs (default 1)
-#   --shell           interactive: boot L1 and give a shell on the console
+#   --shell           interactive, the console on this terminal: run CMD
+#                     there and end the bed when it ends, with its exit
+#                     status; without CMD, a shell in L1 (poweroff ends it)
 #   --log FILE        keep L1's whole console output in FILE
 # Exit status: CMD's, or 125 when the bed itself failed (boot, timeout).
 #
@@ -103,7 +105,8 @@ for a in ${ADDS[@]+"${ADDS[@]}"}; do
   [ -d "$src" ] || copy_libs "$src"
 done
 
-{
+# (--shell without CMD: no run.sh, L1 gives its shell)
+[ $# -eq 0 ] || {
   echo 'export STRATA=/bed/bin/strata GUEST_DIR=/bed/guest HOME=/root'
   echo 'cd /bed'
   # A heartbeat on L1's second serial port (the host keeps it in heart.log):
@@ -135,8 +138,16 @@ QEMU_ARGS=(-accel tcg,thread=multi -cpu EPYC,+svm -m "$MEM" -smp "$CPUS"
            -kernel "$GUEST/vmlinux" -initrd "$RUN/initrd.cpio")
 
 if [ "$SHELL_MODE" = 1 ]; then
-  exec "$QEMU" "${QEMU_ARGS[@]}" -nographic -serial mon:stdio \
-       -append "$APPEND strata.shell=1"
+  # the console is this terminal, every key for L1 (Ctrl-C and strata's
+  # Ctrl-A x included: no QEMU monitor on it); the command's exit status (if
+  # one was given) comes back on L1's second serial port
+  qrc=0
+  setpriv --pdeathsig KILL "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor none \
+       -chardev stdio,id=con,signal=off -serial chardev:con -serial "file:$RUN/heart.log" \
+       -append "$APPEND strata.shell=1" || qrc=$?
+  rc=$(sed -n "s/^STRATA-BED-EXIT-$NONCE=\([0-9]*\).*/\1/p" "$RUN/heart.log" 2>/dev/null | tail -n1)
+  [ -n "$rc" ] || rc=$qrc
+  exit "$rc"
 fi
 
 [ -n "$LOG" ] || LOG=$RUN/console.log

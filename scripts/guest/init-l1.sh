@@ -30,9 +30,17 @@ ip link set lo up 2>/dev/null
 echo "STRATA-BED-UP uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 cd /bed || exit 1
-if [ "$shell" = 1 ]; then
-	[ -f /bed/run.sh ] && sh /bed/run.sh
-	setsid cttyhack sh
+if [ "$shell" = 1 ] && [ -f /bed/run.sh ]; then
+	# an interactive command (scripts/microvm.sh): its end is the bed's end;
+	# its exit status goes to the second serial port, where testbed.sh reads it
+	sh /bed/run.sh
+	rc=$?
+	echo "STRATA-BED-EXIT-$nonce=$rc" > /dev/ttyS1
+elif [ "$shell" = 1 ]; then
+	# poweroff/reboot as shell functions: see init-l2.sh
+	printf 'poweroff() { sync; busybox poweroff -f; }\nreboot() { sync; busybox reboot -f; }\n' \
+		> /etc/strata-profile
+	ENV=/etc/strata-profile setsid cttyhack sh
 else
 	echo "STRATA-BED-BEGIN-$nonce"
 	sh /bed/run.sh < /dev/null

@@ -55,6 +55,14 @@ if [ -e /dev/input/event0 ] && command -v acpid >/dev/null; then
 	acpid -c /etc/acpi -l /tmp/acpid.log -p /tmp/acpid.pid ||
 		echo "STRATA-INIT-WARN: acpid did not start: the power button does nothing"
 fi
+# busybox's poweroff and reboot without -f only signal PID 1 (this script,
+# which cannot take the signal while it waits for the command or the shell):
+# as shell functions (they come before busybox's applets) they end the
+# machine as an init would, sync first.  The interactive shell reads them
+# through $ENV, the guest command has them prepended.
+printf 'poweroff() { sync; busybox poweroff -f; }\nreboot() { sync; busybox reboot -f; }\n' \
+	> /etc/strata-profile
+export ENV=/etc/strata-profile
 echo "STRATA-INIT-OK cpus=$(grep -c ^processor /proc/cpuinfo)"
 
 if [ -n "$cmd_b64" ] || [ -n "$cmd_plain" ]; then
@@ -65,7 +73,8 @@ if [ -n "$cmd_b64" ] || [ -n "$cmd_plain" ]; then
 		# strata.run: a command without spaces on the command line; ',' stands for ' '
 		echo "$cmd_plain" | tr ',' ' ' > /tmp/strata-cmd.sh
 	fi
-	sh /tmp/strata-cmd.sh
+	cat /etc/strata-profile /tmp/strata-cmd.sh > /tmp/strata-main.sh
+	sh /tmp/strata-main.sh
 	rc=$?
 	echo "STRATA-CMD-EXIT=$rc"
 fi
