@@ -72,6 +72,7 @@ _strata() {
 		case \$prev in
 		--serial) COMPREPLY=(\$(compgen -W "stdio none file=" -- "\$cur")); return ;;
 		--seccomp) COMPREPLY=(\$(compgen -W "kill log off" -- "\$cur")); return ;;
+		--incoming) COMPREPLY=(\$(compgen -W "defer tcp: unix: file:" -- "\$cur")); compopt -o nospace 2>/dev/null; return ;;
 		--disk) COMPREPLY=(\$(compgen -W "path=" -- "\$cur")); compopt -o nospace 2>/dev/null; return ;;
 		--net) COMPREPLY=(\$(compgen -W "tap=" -- "\$cur")); compopt -o nospace 2>/dev/null; return ;;
 		--kernel|--initrd|--config|--chroot) COMPREPLY=(\$(compgen -f -- "\$cur")); return ;;

@@ -175,7 +175,9 @@ static const char *apply_incoming(VmConfig *cfg, const char *val)
 {
     if (cfg->incoming)
         return "only one of --incoming and --restore, once";
-    if (!strncmp(val, "file:", 5)) {
+    if (!strcmp(val, "defer")) {
+        /* the URI comes later, through QMP migrate-incoming */
+    } else if (!strncmp(val, "file:", 5)) {
         if (!val[5] || strlen(val + 5) >= 4096)
             return "file:PATH needs a path (under 4096 bytes)";
     } else if (!strncmp(val, "unix:", 5)) {
@@ -188,7 +190,7 @@ static const char *apply_incoming(VmConfig *cfg, const char *val)
         if (!colon || colon == val + 4 || !colon[1] || *end || port < 1 || port > 65535)
             return "expected tcp:HOST:PORT (port 1..65535)";
     } else {
-        return "expected tcp:HOST:PORT, unix:PATH or file:PATH";
+        return "expected tcp:HOST:PORT, unix:PATH, file:PATH or defer";
     }
     return set_str(&cfg->incoming, val);
 }
@@ -800,6 +802,12 @@ int vm_config_check(const VmConfig *cfg, char *err, size_t errlen)
                  cfg->jail_uid < 0 ? "--jail-uid" : "--jail-gid");
         return -1;
     }
+    if (cfg->incoming && !strcmp(cfg->incoming, "defer") && !cfg->api_socket) {
+        snprintf(err, errlen,
+                 "--incoming defer: needs --api-socket (the URI comes through QMP "
+                 "migrate-incoming)");
+        return -1;
+    }
     return 0;
 }
 
@@ -867,7 +875,11 @@ const char *vm_config_usage(void)
            "                       guest it brings; the other options must describe\n"
            "                       the same machine (memory, cpus, devices), else the\n"
            "                       stream is refused saying what differs; the\n"
-           "                       --api-socket opens once the guest has arrived.\n"
+           "                       --api-socket answers while it waits (query-status:\n"
+           "                       inmigrate; query-migrate; MIGRATION events).\n"
+           "                       defer: listen nowhere until QMP migrate-incoming\n"
+           "                       {\"uri\": URI} (strata ctl migrate-incoming URI)\n"
+           "                       names the URI; needs --api-socket.\n"
            "                       file:PATH: restore the snapshot PATH (QMP migrate\n"
            "                       file:PATH, strata ctl snapshot) instead\n"
            "  --restore PATH[,prefault=on]\n"

@@ -108,6 +108,17 @@ static void on_signal(EvSource *src, uint32_t events)
     ssize_t n = read(v->sigfd, &si, sizeof(si));
     if (n != sizeof(si))
         return;
+    if (!v->signo && v->state == RUN_STATE_INMIGRATE) {
+        /* no guest ran: the incoming side gives up (the source hears ERR!
+         * and keeps its guest) and strata says so with status 5 */
+        v->signo = (int)si.ssi_signo;
+        fprintf(stderr,
+                "strata: incoming migration: interrupted by signal %d (%s); the guest is not "
+                "started\n",
+                v->signo, strsignal(v->signo));
+        vmm_abandon_incoming(v, EXIT_INCOMING, "host-signal");
+        return;
+    }
     if (!v->signo && v->state != RUN_STATE_SHUTDOWN) {
         v->signo = (int)si.ssi_signo;
         kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "signal");
@@ -185,7 +196,8 @@ static int postmigrate_check(Vmm *v)
 static void run_loop(Vmm *v)
 {
     struct epoll_event evs[64];
-    while (!v->done) {
+    v->loop_break = false;
+    while (!v->done && !v->loop_break) {
         int n = epoll_wait(v->epfd, evs, 64, postmigrate_check(v));
         if (n < 0) {
             if (errno == EINTR)
@@ -200,6 +212,38 @@ static void run_loop(Vmm *v)
         }
         qmp_server_reap(v->qmp);
     }
+}
+
+/* Locks every --disk image for this VM's life (vmm/disk-lock.h), before
+ * anything starts and before the sandbox: no syscall is needed later.  An
+ * live-migration destination (incoming tcp: or unix:, or defer until it
+ * knows) takes none: its source, on the same image, runs until the
+ * handover (QEMU keeps a destination's images inactive until then; strata
+ * does not take the locks at the handover yet).  A snapshot restore
+ * (file:, maybe through migrate-incoming) has no running source: it locks.
+ * 0, or -1 with err (every lock taken let go again). */
+static int take_disk_locks(Vmm *v, const char *incoming, char *err, size_t errlen)
+{
+    if (incoming && strncmp(incoming, "file:", 5))
+        return 0;
+    for (unsigned i = 0; i < v->cfg.ndisks; i++) {
+        bool unlocked;
+        const VmDisk *d = &v->cfg.disks[i];
+        if (v->disk_lock_fd[i] >= 0)
+            continue;
+        v->disk_lock_fd[i] = disk_lock(d->path, d->readonly, &unlocked, err, errlen);
+        if (v->disk_lock_fd[i] < 0) {
+            for (unsigned k = 0; k < i; k++) {
+                close(v->disk_lock_fd[k]);
+                v->disk_lock_fd[k] = -1;
+            }
+            return -1;
+        }
+        if (unlocked)
+            fprintf(stderr, "strata: disk path=%s: its file system has no OFD locks: not locked\n",
+                    d->path);
+    }
+    return 0;
 }
 
 /* ---- what migration is handed (MigHost): the root keeps the run state
@@ -227,6 +271,9 @@ static const char *mig_refuse(void *o)
         return "The VM has shut down";
     if (v->state == RUN_STATE_POSTMIGRATE)
         return "The VM was migrated away already";
+    if (v->state == RUN_STATE_INMIGRATE)
+        return "The VM is waiting for an incoming migration (inmigrate): it has no guest "
+               "to send yet";
     return NULL;
 }
 
@@ -270,12 +317,26 @@ static int mig_open_snapshot(void *o, const char *path)
     return open(path, SANDBOX_SNAPSHOT_FLAGS, 0600);
 }
 
+static int mig_incoming_prepare(void *o, const char *uri, char *err, size_t errlen)
+{
+    return take_disk_locks(o, uri, err, errlen);
+}
+
+/* The incoming side ended: leave the waiting loop (strata_run goes on). */
+static void mig_incoming_done(void *o, bool ok, bool paused, const char *uri)
+{
+    Vmm *v = o;
+    v->incoming_ok = ok;
+    v->start_paused = paused;
+    v->restored = !strncmp(uri, "file:", 5);
+    v->loop_break = true;
+}
+
 static int setup_migration(Vmm *v)
 {
     v->mig_host = (MigHost){
         .m = &v->m,
         .epfd = v->epfd,
-        .abort_fd = v->sigfd,
         .opaque = v,
         .enter_thread = mig_enter_thread,
         .event = mig_event,
@@ -285,6 +346,8 @@ static int setup_migration(Vmm *v)
         .migrated = mig_migrated,
         .crash_unlink = mig_crash_unlink,
         .open_snapshot = mig_open_snapshot,
+        .incoming_prepare = mig_incoming_prepare,
+        .incoming_done = mig_incoming_done,
     };
     v->mig = mig_init(&v->mig_host);
     return v->mig ? 0 : -1;
@@ -333,31 +396,59 @@ static int enter_jail(Vmm *v)
     return sandbox_jail(&j) < 0 ? -1 : 0;
 }
 
-/* Locks every --disk image for this VM's life (vmm/disk-lock.h), before
- * anything starts and before the sandbox: no syscall is needed later.  An
- * live-migration destination (--incoming tcp: or unix:) takes none: its
- * source, on the same image, runs until the handover (QEMU keeps a
- * destination's images inactive until then; strata does not take the
- * locks at the handover yet).  A snapshot restore (file:) has no running
- * source: it locks. */
-static int take_disk_locks(Vmm *v)
+/* The QMP server on --api-socket (none without): 0, or -1 after a message. */
+static int setup_qmp(Vmm *v)
 {
-    if (v->cfg.incoming && strncmp(v->cfg.incoming, "file:", 5))
+    char err[1024];
+    if (!v->cfg.api_socket)
         return 0;
-    for (unsigned i = 0; i < v->cfg.ndisks; i++) {
-        char err[1024];
-        bool unlocked;
-        const VmDisk *d = &v->cfg.disks[i];
-        v->disk_lock_fd[i] = disk_lock(d->path, d->readonly, &unlocked, err, sizeof(err));
-        if (v->disk_lock_fd[i] < 0) {
-            fprintf(stderr, "strata: %s\n", err);
-            return -1;
-        }
-        if (unlocked)
-            fprintf(stderr, "strata: disk path=%s: its file system has no OFD locks: not locked\n",
-                    d->path);
+    size_t n = vmm_qmp_ncommands + mig_qmp_ncommands;
+    v->cmds = calloc(n, sizeof(*v->cmds));
+    if (!v->cmds) {
+        fprintf(stderr, "strata: out of memory\n");
+        return -1;
     }
-    return 0;
+    memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
+    memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands, mig_qmp_ncommands * sizeof(*v->cmds));
+    for (size_t i = vmm_qmp_ncommands; i < n; i++)
+        v->cmds[i].opaque = v->mig; /* migration's commands act on it */
+    v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
+    if (!v->qmp) {
+        fprintf(stderr, "strata: %s\n", err);
+        return -1;
+    }
+    sandbox_fatal_unlink(v->cfg.api_socket); /* removed by a seccomp kill too */
+    return vmm_balloon_watch(v);
+}
+
+/* --incoming: runs the main loop (QMP answers, inmigrate) until the
+ * incoming side has brought the guest in (-1: go on and start it) or
+ * strata is to exit without one (the exit status). */
+static int wait_incoming(Vmm *v)
+{
+    char err[1024];
+    const char *uri = v->cfg.incoming;
+    v->state = RUN_STATE_INMIGRATE;
+    if (!strcmp(uri, "defer")) {
+        mig_incoming_defer(v->mig);
+        fprintf(stderr, "strata: --incoming defer: waiting for QMP migrate-incoming on %s\n",
+                v->cfg.api_socket);
+    } else if (mig_incoming_start(v->mig, uri, v->cfg.restore_prefault, err, sizeof(err)) < 0) {
+        fprintf(stderr, "strata: %s%s\n",
+                strncmp(uri, "file:", 5) ? "--incoming " : "restore: ", err);
+        return EXIT_INCOMING;
+    }
+    run_loop(v);
+    if (v->done)
+        return v->exit_status; /* quit or a signal while it waited */
+    if (!v->incoming_ok)
+        return EXIT_INCOMING; /* the loader said why */
+    /* a snapshot restored: this VM is one of its clones (docs/snapshot.md) */
+    if (v->restored && machine_new_generation(&v->m) < 0) {
+        fprintf(stderr, "strata: restore: no random bytes for a new VM generation ID\n");
+        return EXIT_INCOMING;
+    }
+    return -1;
 }
 
 int strata_run(int argc, char *const argv[])
@@ -390,50 +481,36 @@ int strata_run(int argc, char *const argv[])
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
-    if (take_disk_locks(v) < 0 || setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 ||
-        setup_migration(v) < 0 || prepare_sandbox(v) < 0)
-        goto out;
-    bool start_paused = false;
-    if (v->cfg.incoming &&
-        mig_incoming(v->mig, v->cfg.incoming, v->cfg.restore_prefault, &start_paused) < 0) {
-        status = EXIT_INCOMING;
+    if (take_disk_locks(v, v->cfg.incoming, err, sizeof(err)) < 0) {
+        fprintf(stderr, "strata: %s\n", err);
         goto out;
     }
-    /* a snapshot restored: this VM is one of its clones (docs/snapshot.md) */
-    if (v->cfg.incoming && !strncmp(v->cfg.incoming, "file:", 5) &&
-        machine_new_generation(&v->m) < 0) {
-        fprintf(stderr, "strata: restore: no random bytes for a new VM generation ID\n");
-        status = EXIT_INCOMING;
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || setup_migration(v) < 0 ||
+        prepare_sandbox(v) < 0)
         goto out;
+    /* A restore from the command line (file:) answers QMP once its guest
+     * is there; a live destination while it waits (inmigrate). */
+    bool restore = v->cfg.incoming && !strncmp(v->cfg.incoming, "file:", 5);
+    if (!restore && setup_qmp(v) < 0)
+        goto out;
+    if (v->cfg.incoming) {
+        status = wait_incoming(v);
+        if (status >= 0)
+            goto out;
+        status = EXIT_SETUP;
     }
-    if (v->cfg.api_socket) {
-        size_t n = vmm_qmp_ncommands + mig_qmp_ncommands;
-        v->cmds = calloc(n, sizeof(*v->cmds));
-        if (!v->cmds) {
-            fprintf(stderr, "strata: out of memory\n");
-            goto out;
-        }
-        memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
-        memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands, mig_qmp_ncommands * sizeof(*v->cmds));
-        for (size_t i = vmm_qmp_ncommands; i < n; i++)
-            v->cmds[i].opaque = v->mig; /* migration's commands act on it */
-        v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
-        if (!v->qmp) {
-            fprintf(stderr, "strata: %s\n", err);
-            goto out;
-        }
-        sandbox_fatal_unlink(v->cfg.api_socket); /* removed by a seccomp kill too */
-        if (vmm_balloon_watch(v) < 0)
-            goto out;
-    }
+    if (restore && setup_qmp(v) < 0)
+        goto out;
     if (enter_jail(v) < 0)
         goto out;
-    if (start_paused)
+    if (v->start_paused)
         kvm_vm_pause(v->m.vm); /* the source was paused: stay so until `cont` */
     guest_started = 1;
     if (machine_start(&v->m) < 0)
         goto out;
-    v->state = start_paused ? RUN_STATE_PAUSED : RUN_STATE_RUNNING;
+    v->state = v->start_paused ? RUN_STATE_PAUSED : RUN_STATE_RUNNING;
+    if (v->cfg.incoming && !v->start_paused) /* as QEMU's destination starts its guest */
+        qmp_server_event(v->qmp, "RESUME", NULL);
     r = pthread_create(&v->waiter, NULL, waiter_main, v);
     if (r) {
         fprintf(stderr, "strata: cannot start a thread: %s\n", strerror(r));

@@ -2,6 +2,8 @@
 /* The VM's run state and the actions that change it (see runstate.h). */
 #include "vmm/runstate.h"
 
+#include <stdio.h>
+
 #include "vmm/migration/migration.h"
 #include "vmm/vmm.h"
 
@@ -16,22 +18,35 @@ const char *vmm_state_name(const Vmm *v)
         return "paused";
     case RUN_STATE_POSTMIGRATE:
         return "postmigrate";
+    case RUN_STATE_INMIGRATE:
+        return "inmigrate";
     default:
         return "shutdown";
     }
 }
 
-static bool check_alive(Vmm *v, QmpError *err)
+int vmm_check_guest(Vmm *v, QmpError *err)
 {
     if (v->state == RUN_STATE_SHUTDOWN) {
         qmp_error_set(err, "The VM has shut down");
-        return false;
+        return -1;
     }
     if (v->state == RUN_STATE_POSTMIGRATE) {
         qmp_error_set(err, "The VM was migrated away; it runs at the destination now");
-        return false;
+        return -1;
     }
-    return true;
+    if (v->state == RUN_STATE_INMIGRATE) {
+        qmp_error_set(err, "The VM is waiting for an incoming migration (inmigrate): its guest "
+                           "starts here once the migration completes, in the run state it "
+                           "had at the source");
+        return -1;
+    }
+    return 0;
+}
+
+static bool check_alive(Vmm *v, QmpError *err)
+{
+    return vmm_check_guest(v, err) == 0;
 }
 
 /* stop and cont hold the migration's run-state lock (mig_run_state_lock):
@@ -110,11 +125,25 @@ int vmm_system_powerdown(Vmm *v, QmpError *err)
     return 0;
 }
 
+void vmm_abandon_incoming(Vmm *v, int exit_status, const char *reason)
+{
+    mig_incoming_abort(v->mig); /* mig_free joins its thread */
+    v->state = RUN_STATE_SHUTDOWN;
+    v->exit_status = exit_status;
+    v->done = true;
+    qmp_server_event(v->qmp, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", reason));
+}
+
 void vmm_request_quit(Vmm *v)
 {
     if (v->state == RUN_STATE_SHUTDOWN)
         return;
     v->quit = true;
+    if (v->state == RUN_STATE_INMIGRATE) { /* no guest has run: nothing to end but the wait */
+        fprintf(stderr, "strata: quit while waiting for an incoming migration; no guest ran\n");
+        vmm_abandon_incoming(v, 0, "host-qmp-quit");
+        return;
+    }
     kvm_vm_request_end(v->m.vm, KVM_END_REQUESTED, 0, "quit");
 }
 

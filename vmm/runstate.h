@@ -17,6 +17,9 @@
 
 typedef struct Vmm Vmm;
 
+/* 0 if the VM has a guest a command may act on; else -1 with err saying
+ * why not (shut down, migrated away, still waiting for an incoming one). */
+int vmm_check_guest(Vmm *v, QmpError *err);
 /* Pauses the vCPUs (STOP event); no-op if paused.  0 or -1 with err. */
 int vmm_stop(Vmm *v, QmpError *err);
 /* Resumes them (RESUME event); no-op if running.  0 or -1 with err. */
@@ -29,8 +32,12 @@ int vmm_system_reset(Vmm *v, QmpError *err);
 int vmm_system_powerdown(Vmm *v, QmpError *err);
 /* Asks the VM to end; the main loop then reports SHUTDOWN and exits. */
 void vmm_request_quit(Vmm *v);
+/* A destination still waiting for its guest (inmigrate) ends without one:
+ * the incoming side gives up, SHUTDOWN {"guest": false, "reason": reason}
+ * goes out and the main loop leaves with exit_status. */
+void vmm_abandon_incoming(Vmm *v, int exit_status, const char *reason);
 /* QEMU's name of the run state: "running", "paused", "finish-migrate",
- * "postmigrate" or "shutdown". */
+ * "postmigrate", "inmigrate" or "shutdown". */
 const char *vmm_state_name(const Vmm *v);
 /* The kernel thread id of vCPU index's thread (kvm_vcpu_thread_id), or 0
  * before it runs. */

@@ -36,7 +36,8 @@
  * Both migration threads do so: the source's (migration/source.c, started by
  * QMP migrate) and the destination's stream loader (migration/destination.c: the
  * stream is parsed on its own thread under this role, main being still
- * unfiltered at --incoming time).
+ * unfiltered while a destination waits: the main loop serves QMP in the
+ * inmigrate state and listens, and enters MAIN once the guest is in).
  *
  * THE MIGRATION THREAD: call, as the first thing the new thread does,
  *

@@ -21,6 +21,8 @@ typedef enum RunState {
     RUN_STATE_PAUSED,
     RUN_STATE_SHUTDOWN,
     RUN_STATE_POSTMIGRATE, /* migrated away: paused for good, QMP still answers */
+    RUN_STATE_INMIGRATE,   /* a destination waiting for (or loading) its guest:
+                            * no vCPU has run, the main thread is not sandboxed yet */
 } RunState;
 
 /* How long a migrated-away source lingers for its QMP clients at most; it
@@ -40,9 +42,11 @@ struct Vmm {
     bool waiter_started;
     pid_t main_tid, waiter_tid, vcpu_tid;
     KvmVmEnd end;
-    bool done; /* leave the main loop */
-    bool quit; /* QMP quit asked for the end */
-    int signo; /* signal that asked for the end, or 0 */
+    bool done;                                /* leave the main loop */
+    bool loop_break;                          /* leave it for now: the incoming side ended */
+    bool incoming_ok, start_paused, restored; /* how it ended (MigHost incoming_done) */
+    bool quit;                                /* QMP quit asked for the end */
+    int signo;                                /* signal that asked for the end, or 0 */
     int exit_status;
     Sandbox sandbox;                /* --seccomp: sandbox_enter(&v->sandbox, role) per thread */
     Migration *mig;                 /* live migration (vmm/migration/migration.h) */

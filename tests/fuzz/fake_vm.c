@@ -127,3 +127,8 @@ bool mig_release_hold(Migration *g)
     (void)g;
     return false;
 }
+
+void mig_incoming_abort(Migration *g)
+{
+    (void)g; /* the fake VM is never a waiting destination */
+}

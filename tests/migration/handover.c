@@ -35,26 +35,6 @@ static bool guest_moves(Vm *vm)
     return counter(vm) != c0;
 }
 
-/* query-status's status, into buf. */
-static const char *run_status(Vm *vm, char *buf, size_t n)
-{
-    json_t *s = cmd_ok(vm, "query-status", NULL);
-    snprintf(buf, n, "%s", json_string_value(json_object_get(s, "status")));
-    json_decref(s);
-    return buf;
-}
-
-/* A command that must fail with an error whose text holds `want`. */
-static void cmd_refused(Vm *vm, const char *name, const char *args, const char *want)
-{
-    json_t *r = qc_cmdf(vm->c, name, args);
-    json_t *e = r ? json_object_get(r, "error") : NULL;
-    const char *d = e ? json_string_value(json_object_get(e, "desc")) : NULL;
-    CHECK(d && strstr(d, want), "%s %s: expected an error with '%s', got %s", name,
-          args ? args : "", want, r ? json_dumps(r, 0) : "(nothing)");
-    json_decref(r);
-}
-
 typedef enum { SIG_NONE, SIG_LOADING, SIG_BEFORE_GO } Signal;
 
 typedef struct Case {

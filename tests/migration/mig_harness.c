@@ -175,6 +175,24 @@ json_t *cmd_ok(Vm *vm, const char *name, const char *args)
     return ret;
 }
 
+const char *run_status(Vm *vm, char *buf, size_t n)
+{
+    json_t *s = cmd_ok(vm, "query-status", NULL);
+    snprintf(buf, n, "%s", json_string_value(json_object_get(s, "status")));
+    json_decref(s);
+    return buf;
+}
+
+void cmd_refused(Vm *vm, const char *name, const char *args, const char *want)
+{
+    json_t *r = qc_cmdf(vm->c, name, args);
+    json_t *e = r ? json_object_get(r, "error") : NULL;
+    const char *d = e ? json_string_value(json_object_get(e, "desc")) : NULL;
+    CHECK(d && strstr(d, want), "%s %s: expected an error with '%s', got %s", name,
+          args ? args : "", want, r ? json_dumps(r, 0) : "(nothing)");
+    json_decref(r);
+}
+
 uint64_t read_u64(Vm *vm, uint64_t addr)
 {
     char line[96];

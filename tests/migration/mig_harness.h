@@ -53,6 +53,10 @@ int vm_wait(Vm *vm, unsigned timeout_ms);
 void vm_connect(Vm *vm);
 /* Runs a command that must succeed; its "return" (new reference). */
 json_t *cmd_ok(Vm *vm, const char *name, const char *args);
+/* query-status's status, into buf (returned). */
+const char *run_status(Vm *vm, char *buf, size_t n);
+/* Runs a command that must fail with an error whose text holds want. */
+void cmd_refused(Vm *vm, const char *name, const char *args, const char *want);
 /* The guest's 64-bit word at guest-physical addr (xp). */
 uint64_t read_u64(Vm *vm, uint64_t addr);
 /* Waits until the guest's pass counter reaches want; its value. */
@@ -86,5 +90,8 @@ int soak(const char *smp_elf, unsigned hops);
 int handover_suite(void);
 /* snapshot.c: save, restore, clones, bad files (mig-test --snapshot). */
 int snapshot_suite(void);
+/* incoming.c: --incoming defer and migrate-incoming, driven as libvirt
+ * drives a destination (mig-test --incoming). */
+int incoming_suite(void);
 
 #endif /* STRATA_TESTS_MIG_HARNESS_H */

@@ -153,11 +153,13 @@ static void test_params(Vm *src)
 int main(int argc, char **argv)
 {
     unsigned soak_hops = 0;
-    bool handover = false, snapshot = false;
+    bool handover = false, snapshot = false, incoming = false;
     if (argc == 2 && !strcmp(argv[1], "--handover")) {
         handover = true;
     } else if (argc == 2 && !strcmp(argv[1], "--snapshot")) {
         snapshot = true;
+    } else if (argc == 2 && !strcmp(argv[1], "--incoming")) {
+        incoming = true;
     } else if (argc == 3 && !strcmp(argv[1], "--soak")) {
         char *end;
         unsigned long n = strtoul(argv[2], &end, 10);
@@ -167,11 +169,13 @@ int main(int argc, char **argv)
         }
         soak_hops = (unsigned)n;
     } else if (argc != 1) {
-        fprintf(stderr,
-                "usage: mig-test [--soak HOPS | --handover | --snapshot]\n"
-                "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
-                "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
-                "limit, stop/cont storms; --snapshot: save, restore, clones, bad files)\n");
+        fprintf(
+            stderr,
+            "usage: mig-test [--soak HOPS | --handover | --snapshot | --incoming]\n"
+            "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
+            "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
+            "limit, stop/cont storms; --snapshot: save, restore, clones, bad files; --incoming: "
+            "--incoming defer and migrate-incoming, as libvirt drives a destination)\n");
         return 2;
     }
     const char *why = kvm_probe();
@@ -200,6 +204,8 @@ int main(int argc, char **argv)
     counter_addr = elf_symbol(idle_elf, "mig_counter");
     if (snapshot)
         return snapshot_suite();
+    if (incoming)
+        return incoming_suite();
     CHECK(elf_symbol(pio_elf, "mig_counter") == counter_addr, "pio guest layout");
 
     /* 1. idle guest, 2 vCPUs (the second waits for INIT/SIPI: its MP state

@@ -196,6 +196,18 @@ static void test_bad_values(void **state)
     assert_int_equal(parse(&c, "--kernel", "k", "--incoming=tcp:127.0.0.1:4444", NULL), CONFIG_OK);
     assert_string_equal(c.incoming, "tcp:127.0.0.1:4444");
     vm_config_free(&c);
+    /* --incoming defer: the URI comes through QMP, so the socket is needed */
+    assert_int_equal(parse(&c, "--kernel", "k", "--incoming", "defer", "--api-socket", "/tmp/q",
+                           NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.incoming, "defer");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--incoming", "defer", NULL),
+                 "--incoming defer: needs --api-socket");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--incoming", "deferred", NULL),
+                 "--incoming deferred: expected");
+    vm_config_free(&c);
     const char *bad_uri[] = { "x",       "unix:",       "tcp:host",  "tcp::5",
                               "tcp:h:0", "tcp:h:65536", "tcp:h:12x", "file:" };
     for (size_t i = 0; i < sizeof(bad_uri) / sizeof(bad_uri[0]); i++) {

@@ -201,6 +201,8 @@ static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
         return NULL;
     }
     bool on = json_is_true(json_object_get(a, "enable"));
+    if (vmm_check_guest(v, err) < 0)
+        return NULL;
     if (mig_active(v->mig)) {
         /* the migration thread reads the slots' dirty logs meanwhile */
         qmp_error_set(err, "set-dirty-log: a migration is in progress");
@@ -269,7 +271,7 @@ static json_t *q_balloon(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Vmm *v = o;
     VirtioBalloon *b = have_balloon(v, err);
-    if (!b)
+    if (!b || vmm_check_guest(v, err) < 0)
         return NULL;
     json_int_t value = json_integer_value(json_object_get(a, "value"));
     if (value <= 0) {

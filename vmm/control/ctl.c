@@ -21,7 +21,7 @@ static const char ctl_usage[] =
     "Usage: strata ctl --api-socket PATH COMMAND [ARGS]\n"
     "Commands:\n"
     "  mtree [-f] [-D]        print the memory tree (info mtree, QEMU's format)\n"
-    "  status                 print the run state (running, paused, shutdown)\n"
+    "  status                 print the run state (running, paused, inmigrate, ...)\n"
     "  pause | resume         stop / continue the vCPUs (QMP stop / cont)\n"
     "  reset                  reset the machine (QMP system_reset)\n"
     "  powerdown              press the ACPI power button (QMP system_powerdown)\n"
@@ -37,6 +37,9 @@ static const char ctl_usage[] =
     "                         handover went unconfirmed (the source holds the guest\n"
     "                         paused: check the destination, `cont` the source only\n"
     "                         if it does not run the guest)\n"
+    "  migrate-incoming URI   on a `strata run --incoming defer` destination: listen\n"
+    "                         on URI (tcp:HOST:PORT, unix:PATH) for the source's\n"
+    "                         migrate, or restore file:PATH (QMP migrate-incoming)\n"
     "  snapshot PATH [--live] [--incremental]\n"
     "                         save the VM to the file PATH (QMP migrate file:PATH;\n"
     "                         docs/snapshot.md) with the same progress line:\n"
@@ -447,6 +450,10 @@ static int map_command(const char *cmd, int nargs, char *const *args, CtlRequest
                 return -1;
             }
         }
+    } else if (!strcmp(cmd, "migrate-incoming") && nargs == 1) {
+        r->qname = "migrate-incoming";
+        r->qargs = json_pack("{s:s}", "uri", args[0]);
+        r->out = OUT_NONE;
     } else if (!strcmp(cmd, "migrate") || !strcmp(cmd, "snapshot")) {
         r->qname = "migrate"; /* driven by ctl_migrate / ctl_snapshot */
     } else if (nargs == 0) {

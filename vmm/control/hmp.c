@@ -136,7 +136,8 @@ static char *info_cpus(Vmm *v, int argc, char **argv, QmpError *err)
  * moment it takes (a nested pause: a paused VM stays paused). */
 static char *info_registers(Vmm *v, int argc, char **argv, QmpError *err)
 {
-    if (!v->m.vm || v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE) {
+    if (!v->m.vm || v->state == RUN_STATE_SHUTDOWN || v->state == RUN_STATE_POSTMIGRATE ||
+        v->state == RUN_STATE_INMIGRATE) {
         qmp_error_set(err, "info registers: the VM has no vCPUs now (%s)", vmm_state_name(v));
         return NULL;
     }

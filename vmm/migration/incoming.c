@@ -1,143 +1,249 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `strata run ... --incoming URI`: listen, take one connection, and load
- * the stream (mig_load_fd, destination.c) on a thread of its own under
- * the migration role's seccomp filter.
+ * The destination's incoming side (`strata run ... --incoming URI`, or
+ * `--incoming defer` and QMP migrate-incoming): listen from the main loop,
+ * take one connection, and load the stream (mig_load_fd, destination.c) or
+ * restore a snapshot (mig_restore_fd) on a thread of its own under the
+ * migration role's seccomp filter, while the main loop keeps serving QMP.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "vmm/migration/internal.h"
+#include "vmm/text.h"
 
-/* Waits for a connection on lfd (or a signal on the main loop's fd). */
-static int accept_one(int abort_fd, int lfd, const char *uri)
+/* Closes the listening socket (and removes a unix one's file). */
+static void stop_listening(Migration *g)
 {
-    for (;;) {
-        struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
-                               { .fd = abort_fd, .events = POLLIN } };
-        int n = poll(p, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            fprintf(stderr, "strata: --incoming %s: poll: %s\n", uri, strerror(errno));
-            return -1;
-        }
-        if (p[1].revents & POLLIN) {
-            fprintf(stderr,
-                    "strata: --incoming %s: interrupted by a signal before any "
-                    "stream arrived\n",
-                    uri);
-            return -1;
-        }
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0)
-            return fd;
-        if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-            fprintf(stderr, "strata: --incoming %s: accept: %s\n", uri, strerror(errno));
-            return -1;
-        }
+    const MigHost *h = g->host;
+    if (g->listen_fd < 0)
+        return;
+    ev_del(h->epfd, g->listen_fd);
+    close(g->listen_fd);
+    g->listen_fd = -1;
+    if (g->listen_path[0]) {
+        if (h->crash_unlink)
+            h->crash_unlink(h->opaque, g->listen_path, false);
+        unlink(g->listen_path);
+        g->listen_path[0] = 0;
     }
 }
 
-typedef struct LoadJob {
-    Migration *g;
-    int fd;
-    bool file, prefault;
-    bool paused;
-    int r;
-} LoadJob;
-
-/* The stream is hostile input: it is parsed on a thread of its own under
- * the migration role's seccomp filter (main is not filtered yet here). */
-static void *load_thread(void *arg)
+/* The stream (or the snapshot's state records) is hostile input: it is
+ * parsed on a thread of its own under the migration role's seccomp filter
+ * (main is not filtered yet while a destination waits). */
+static void *incoming_thread(void *arg)
 {
-    LoadJob *j = arg;
-    j->r = -1;
-    const MigHost *h = j->g->host;
-    bool strict;
-    if (h->enter_thread && h->enter_thread(h->opaque, &strict) < 0)
-        return NULL;
-    if (j->file)
-        j->r = mig_restore_fd(h->m, j->fd, j->prefault, &j->paused);
-    else
-        j->r = mig_load_fd(h->m, j->fd, h->abort_fd, j->g->pagemap_fd, &j->paused);
+    Migration *g = arg;
+    const MigHost *h = g->host;
+    bool strict, paused = false;
+    int r = -1;
+    if (!h->enter_thread || h->enter_thread(h->opaque, &strict) == 0) {
+        if (g->inc_file)
+            r = mig_restore_fd(h->m, g->inc_fd, g->inc_prefault, &paused);
+        else
+            r = mig_load_fd(h->m, g->inc_fd, g->inc_abort_fd, g->pagemap_fd, &paused);
+    }
+    pthread_mutex_lock(&g->lock);
+    g->inc_paused = paused;
+    if (r == 0)
+        g->owner = MIG_OWNER_DESTINATION; /* GO came (or the snapshot is ours) */
+    pthread_mutex_unlock(&g->lock);
+    if (r < 0) /* the loader printed the details */
+        mig_set_error(g,
+                      "the incoming %s was refused or broke off; the guest is not started "
+                      "(strata's log says why)",
+                      g->inc_file ? "snapshot" : "migration stream");
+    mig_set_status(g, r == 0 ? MIG_COMPLETED : MIG_FAILED);
     return NULL;
 }
 
-/* Runs job on a thread of its own (the stream is hostile input). */
-static int run_job(LoadJob *job, bool *start_paused)
+/* Starts the loader on fd (owned from now on): status active. */
+static void start_loader(Migration *g, int fd)
 {
-    pthread_t t;
-    int e = pthread_create(&t, NULL, load_thread, job);
+    g->inc_fd = fd;
+    mig_set_status(g, MIG_ACTIVE);
+    int e = pthread_create(&g->thread, NULL, incoming_thread, g);
     if (e) {
         fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
-        return -1;
+        mig_set_error(g, "cannot start the loader thread: %s", strerror(e));
+        mig_set_status(g, MIG_FAILED);
+        return;
     }
-    pthread_join(t, NULL);
-    *start_paused = job->paused;
-    return job->r;
+    pthread_mutex_lock(&g->lock);
+    g->thread_running = true;
+    pthread_mutex_unlock(&g->lock);
 }
 
-int mig_incoming(Migration *g, const char *uri, bool prefault, bool *start_paused)
+/* The listening socket is readable: the source (or whoever comes first,
+ * docs/migration.md, Transport) connected. */
+static void on_listen(EvSource *src, uint32_t events)
+{
+    Migration *g = (Migration *)((char *)src - offsetof(Migration, listen_src));
+    (void)events;
+    int fd = accept4(g->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
+            return;
+        fprintf(stderr, "strata: incoming migration: accept: %s\n", strerror(errno));
+        mig_set_error(g, "accept: %s", strerror(errno));
+        stop_listening(g);
+        mig_set_status(g, MIG_FAILED);
+        return;
+    }
+    stop_listening(g); /* exactly one connection */
+    start_loader(g, fd);
+}
+
+/* Listens on uri for the main loop: 0, or -1 with err. */
+static int start_listening(Migration *g, const char *uri, char *err, size_t errlen)
 {
     const MigHost *h = g->host;
-    char err[300];
-    if (!strncmp(uri, "file:", 5)) {
+    /* the main thread, not filtered yet: host names resolve */
+    int lfd = mig_listen(uri, false, err, errlen);
+    if (lfd < 0)
+        return -1;
+    int fl = fcntl(lfd, F_GETFL);
+    g->listen_src.handler = on_listen;
+    int r = fl < 0 || fcntl(lfd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+    if (r == 0)
+        r = ev_add(h->epfd, lfd, EPOLLIN, &g->listen_src);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: %s", uri, strerror(-r));
+        close(lfd);
+        if (!strncmp(uri, "unix:", 5))
+            unlink(uri + 5);
+        return -1;
+    }
+    g->listen_fd = lfd;
+    if (!strncmp(uri, "unix:", 5)) {
+        snprintf(g->listen_path, sizeof(g->listen_path), "%s", uri + 5);
+        if (h->crash_unlink) /* a seccomp kill removes it too */
+            h->crash_unlink(h->opaque, g->listen_path, true);
+    }
+    return 0;
+}
+
+int mig_incoming_start(Migration *g, const char *uri, bool prefault, char *err, size_t errlen)
+{
+    const MigHost *h = g->host;
+    const char *why = mig_check_uri(uri);
+    if (why) {
+        snprintf(err, errlen, "%s: %s", uri, why);
+        return -1;
+    }
+    if (h->incoming_prepare && h->incoming_prepare(h->opaque, uri, err, errlen) < 0)
+        return -1;
+    bool file = !strncmp(uri, "file:", 5);
+    int fd = -1;
+    if (file) {
         /* opened here: the loader's filter allows no open */
-        int fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
+        fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            fprintf(stderr, "strata: restore: %s: %s\n", uri + 5, strerror(errno));
+            snprintf(err, errlen, "%s: %s", uri + 5, strerror(errno));
             return -1;
         }
-        LoadJob job = { g, fd, true, prefault, false, -1 };
-        int r = run_job(&job, start_paused);
-        close(fd); /* the mappings keep the file */
-        if (r == 0) {
-            pthread_mutex_lock(&g->lock);
-            g->status = MIG_COMPLETED;
-            g->owner = MIG_OWNER_DESTINATION;
-            g->incoming = true;
-            snprintf(g->uri, sizeof(g->uri), "%s", uri);
-            pthread_mutex_unlock(&g->lock);
-        }
-        return r;
-    }
-    /* the main thread, not filtered yet: host names resolve */
-    int lfd = mig_listen(uri, false, err, sizeof(err));
-    if (lfd < 0) {
-        fprintf(stderr, "strata: --incoming %s\n", err);
+    } else if (start_listening(g, uri, err, errlen) < 0) {
         return -1;
     }
-    bool is_unix = !strncmp(uri, "unix:", 5);
-    if (is_unix && h->crash_unlink)
-        h->crash_unlink(h->opaque, uri + 5, true); /* a seccomp kill removes it too */
-    fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
-    int fd = accept_one(h->abort_fd, lfd, uri);
-    close(lfd);
-    if (is_unix) {
-        if (h->crash_unlink)
-            h->crash_unlink(h->opaque, uri + 5, false);
-        unlink(uri + 5);
+    pthread_mutex_lock(&g->lock);
+    snprintf(g->uri, sizeof(g->uri), "%s", uri);
+    memset(&g->stats, 0, sizeof(g->stats));
+    g->stats.start_ns = mig_now_ns();
+    g->error[0] = 0;
+    g->status = MIG_NONE;
+    g->owner = MIG_OWNER_SOURCE; /* until GO */
+    g->incoming = true;
+    g->to_file = false;
+    pthread_mutex_unlock(&g->lock);
+    g->inc_mode = MIG_INCOMING_STARTED;
+    g->inc_pending = true;
+    g->inc_file = file;
+    g->inc_prefault = prefault;
+    mig_set_status(g, MIG_SETUP);
+    if (file) {
+        start_loader(g, fd);
+    } else {
+        char shown[sizeof(g->uri) * 4]; /* maybe a QMP client's text */
+        fprintf(stderr, "strata: waiting for an incoming migration on %s\n",
+                text_escape(shown, sizeof(shown), uri, strlen(uri)));
     }
-    if (fd < 0)
-        return -1;
-    LoadJob job = { g, fd, false, false, false, -1 };
-    int r = run_job(&job, start_paused);
-    close(fd);
-    if (r == 0) {
-        /* query-migrate here: the guest came in and is this side's */
+    return 0;
+}
+
+void mig_incoming_defer(Migration *g)
+{
+    g->inc_mode = MIG_INCOMING_DEFERRED;
+}
+
+void mig_incoming_abort(Migration *g)
+{
+    uint64_t one = 1;
+    if (!g)
+        return;
+    while (write(g->inc_abort_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+void mig_incoming_reap(Migration *g)
+{
+    const MigHost *h = g->host;
+    if (g->thread_running) {
+        pthread_join(g->thread, NULL);
         pthread_mutex_lock(&g->lock);
-        g->status = MIG_COMPLETED;
-        g->owner = MIG_OWNER_DESTINATION;
-        g->incoming = true;
-        snprintf(g->uri, sizeof(g->uri), "%s", uri);
+        g->thread_running = false;
         pthread_mutex_unlock(&g->lock);
     }
-    return r;
+    stop_listening(g);
+    if (g->inc_fd >= 0) {
+        close(g->inc_fd); /* a restore's mappings keep the file */
+        g->inc_fd = -1;
+    }
+    if (!g->inc_pending)
+        return;
+    g->inc_pending = false;
+    pthread_mutex_lock(&g->lock);
+    bool ok = g->status == MIG_COMPLETED, paused = g->inc_paused;
+    g->stats.end_ns = mig_now_ns();
+    pthread_mutex_unlock(&g->lock);
+    if (h->incoming_done)
+        h->incoming_done(h->opaque, ok, paused, g->uri);
+}
+
+void mig_incoming_free(Migration *g)
+{
+    if (g->incoming && g->thread_running) {
+        mig_incoming_abort(g);
+        pthread_join(g->thread, NULL);
+        g->thread_running = false;
+    }
+    stop_listening(g);
+    if (g->inc_fd >= 0) {
+        close(g->inc_fd);
+        g->inc_fd = -1;
+    }
+}
+
+json_t *mig_q_incoming(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    Migration *g = o;
+    (void)c;
+    const char *uri = json_string_value(json_object_get(a, "uri"));
+    char buf[400], e[400];
+    const char *why = mig_incoming_refusal(g->inc_mode, uri, buf, sizeof(buf));
+    if (why) {
+        qmp_error_set(err, "%s", why);
+        return NULL;
+    }
+    if (mig_incoming_start(g, uri, false, e, sizeof(e)) < 0) {
+        qmp_error_set(err, "migrate-incoming: %s", e);
+        return NULL;
+    }
+    return json_object();
 }

@@ -89,6 +89,17 @@ struct Migration {
     char snap_path[256];
     uint64_t snap_dev, snap_ino; /* the file it was written to (the thread sets) */
     bool incremental_run;        /* this save writes only what changed since */
+    /* The incoming side (incoming.c); main thread, but inc_paused under lock: */
+    MigIncomingMode inc_mode;
+    bool inc_pending;      /* started, its end not yet handed to the host */
+    bool inc_file;         /* a snapshot restore (file:), not a stream */
+    bool inc_prefault;     /* ...reading all of its RAM in first */
+    bool inc_paused;       /* the guest that came in was paused (the thread sets) */
+    int inc_fd;            /* the connection or the snapshot file (-1: none) */
+    int inc_abort_fd;      /* eventfd: readable makes the loader give up */
+    int listen_fd;         /* waiting for the source's connection (-1: not) */
+    EvSource listen_src;   /* ...in the main loop */
+    char listen_path[108]; /* a unix: socket to remove once it is closed */
 };
 
 /* The machine's RAM blocks (at most max); their number. */
@@ -110,6 +121,14 @@ void mig_set_status(Migration *g, MigStatus s);
 void mig_set_error(Migration *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Wakes the main loop (events, the thread's end). */
 void mig_notify(Migration *g);
+
+/* The incoming side ended (status final): joins its thread, closes what
+ * it held and tells the host (incoming.c; main thread). */
+void mig_incoming_reap(Migration *g);
+/* Its resources at mig_free: the thread aborted and joined, fds closed. */
+void mig_incoming_free(Migration *g);
+/* QMP migrate-incoming (incoming.c). */
+json_t *mig_q_incoming(void *o, QmpClient *c, json_t *a, QmpError *err);
 
 /* The source's thread (source.c). */
 void *mig_source_thread(void *arg);

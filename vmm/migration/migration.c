@@ -177,6 +177,10 @@ static int set_logging(Migration *g, bool on, char *err, size_t errlen)
 static void reap(Migration *g)
 {
     const MigHost *h = g->host;
+    if (g->incoming) {
+        mig_incoming_reap(g);
+        return;
+    }
     pthread_join(g->thread, NULL);
     pthread_mutex_lock(&g->lock);
     g->thread_running = false;
@@ -239,7 +243,7 @@ static void mig_flush(Migration *g)
     memcpy(ev, g->events, ne * sizeof(ev[0]));
     memcpy(passes, g->passes, np * sizeof(passes[0]));
     g->nevents = g->npasses = 0;
-    bool ended = g->thread_running && !status_running(g->status);
+    bool ended = (g->thread_running || g->inc_pending) && !status_running(g->status);
     pthread_mutex_unlock(&g->lock);
     for (unsigned i = 0; i < np; i++)
         h->event(h->opaque, "MIGRATION_PASS", json_pack("{s:I}", "pass", (json_int_t)passes[i]));
@@ -268,12 +272,17 @@ Migration *mig_init(const MigHost *host)
                              .max_bandwidth = MIG_DEFAULT_BANDWIDTH,
                              .max_rounds = MIG_DEFAULT_MAX_ROUNDS };
     pthread_mutex_init(&g->lock, NULL);
+    g->inc_fd = g->listen_fd = -1;
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    g->inc_abort_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
-    if (g->notify_fd < 0 || ev_add(host->epfd, g->notify_fd, EPOLLIN, &g->src) < 0) {
+    if (g->notify_fd < 0 || g->inc_abort_fd < 0 ||
+        ev_add(host->epfd, g->notify_fd, EPOLLIN, &g->src) < 0) {
         fprintf(stderr, "strata: migration: eventfd: %s\n", strerror(errno));
         if (g->notify_fd >= 0)
             close(g->notify_fd);
+        if (g->inc_abort_fd >= 0)
+            close(g->inc_abort_fd);
         pthread_mutex_destroy(&g->lock);
         free(g);
         return NULL;
@@ -287,6 +296,7 @@ void mig_free(Migration *g)
 {
     if (!g)
         return;
+    mig_incoming_free(g);
     if (g->thread_running) {
         __atomic_store_n(&g->cancel, 1, __ATOMIC_RELEASE);
         pthread_join(g->thread, NULL);
@@ -294,6 +304,7 @@ void mig_free(Migration *g)
     }
     ev_del(g->host->epfd, g->notify_fd);
     close(g->notify_fd);
+    close(g->inc_abort_fd);
     if (g->pagemap_fd >= 0)
         close(g->pagemap_fd);
     pthread_mutex_destroy(&g->lock);
@@ -424,9 +435,14 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     pthread_mutex_unlock(&g->lock);
     if (s == MIG_NONE)
         return json_object();
-    if (incoming) /* this side is the destination: the guest came in */
-        return json_pack("{s:s,s:b,s:s}", "status", mig_status_name(s), "x-incoming", 1,
-                         "x-guest-owner", "destination");
+    if (incoming) { /* this side is the destination */
+        json_t *r = json_pack("{s:s,s:b,s:s}", "status", mig_status_name(s), "x-incoming", 1,
+                              "x-guest-owner",
+                              owner == MIG_OWNER_DESTINATION ? "destination" : "source");
+        if (s == MIG_FAILED && error[0])
+            json_object_set_new(r, "error-desc", json_string(error));
+        return r;
+    }
     uint64_t now = mig_now_ns();
     uint64_t end = st.end_ns ? st.end_ns : now;
     json_t *r = json_pack("{s:s}", "status", mig_status_name(s));
@@ -616,7 +632,9 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
             return NULL;
         }
     }
-    if (mig_active(g)) {
+    /* a destination takes them before and while its incoming side runs
+     * (libvirt sets the same ones on both ends) */
+    if (mig_active(g) && !g->incoming) {
         qmp_error_set(err, "There's a migration process in progress");
         return NULL;
     }
@@ -629,6 +647,7 @@ static const QmpArg migrate_args[] = {
     { "inc", QMP_ARG_BOOL, true },    { "detach", QMP_ARG_BOOL, true },
     { "resume", QMP_ARG_BOOL, true }, { NULL, 0, false },
 };
+static const QmpArg incoming_args[] = { { "uri", QMP_ARG_STRING, false }, { NULL, 0, false } };
 static const QmpArg param_args[] = {
     { "downtime-limit", QMP_ARG_INT, true },
     { "max-bandwidth", QMP_ARG_INT, true },
@@ -648,5 +667,6 @@ const QmpCommand mig_qmp_commands[] = {
     { "query-migrate-parameters", q_query_params, NULL, NULL },
     { "migrate-set-capabilities", q_set_caps, caps_args, NULL },
     { "query-migrate-capabilities", q_query_caps, NULL, NULL },
+    { "migrate-incoming", mig_q_incoming, incoming_args, NULL },
 };
 const size_t mig_qmp_ncommands = sizeof(mig_qmp_commands) / sizeof(mig_qmp_commands[0]);

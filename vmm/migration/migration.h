@@ -21,7 +21,11 @@
  *
  * Destination: `strata run <same machine options> --incoming URI` builds
  * the machine, waits for one connection, checks the configuration, loads
- * the stream and starts the guest only if all of it arrived intact.
+ * the stream and starts the guest only if all of it arrived intact.  With
+ * `--incoming defer` it waits for QMP `migrate-incoming {"uri": URI}`
+ * first.  Meanwhile the main loop serves QMP: query-migrate, the
+ * parameters and capabilities, and MIGRATION events (setup: listening,
+ * active: a source connected, completed / failed).
  *
  * Threading: the Migration object is owned by the main thread; the
  * migration thread only reads guest RAM, calls the dirty-bitmap functions
@@ -34,6 +38,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/control/qmp.h"
@@ -93,7 +98,8 @@ typedef enum MigOwner {
 uint64_t mig_final_limit_ms(const MigParams *p);
 
 /* The migration QMP commands (migrate, migrate_cancel, query-migrate,
- * migrate_set_parameters, query-migrate-parameters), for vmm's table. */
+ * migrate_set_parameters, query-migrate-parameters, migrate-incoming, ...),
+ * for vmm's table. */
 extern const QmpCommand mig_qmp_commands[];
 extern const size_t mig_qmp_ncommands;
 
@@ -106,8 +112,7 @@ extern const size_t mig_qmp_ncommands;
  */
 typedef struct MigHost {
     Machine *m;
-    int epfd;     /* the main loop: the migration's notification fd joins it */
-    int abort_fd; /* readable: give up waiting for an incoming stream (signals) */
+    int epfd; /* the main loop: the migration's notification fd joins it */
     void *opaque;
     /* First thing on a migration thread: enter its restrictions (the
      * sandbox's migration role).  0, setting *strict when the thread must
@@ -130,6 +135,14 @@ typedef struct MigHost {
     /* Opens (creating it 0600) the snapshot file path for writing, on the
      * migration thread: the fd, or -1 with errno. */
     int (*open_snapshot)(void *opaque, const char *path);
+    /* An incoming side is about to start on uri (a file: restore takes the
+     * disk locks a live destination leaves to its source): 0, or -1 with
+     * why in err. */
+    int (*incoming_prepare)(void *opaque, const char *uri, char *err, size_t errlen);
+    /* The incoming side ended: ok, the guest state is complete and this
+     * side owns it (paused: the source had it paused); else it must never
+     * run.  uri is the one it came from. */
+    void (*incoming_done)(void *opaque, bool ok, bool paused, const char *uri);
 } MigHost;
 
 /* Creates an idle migration for host (kept by reference) and registers its
@@ -160,16 +173,35 @@ int mig_run_state_lock(Migration *g, QmpError *err);
 void mig_run_state_unlock(Migration *g);
 bool mig_release_hold(Migration *g);
 
+/* Where a destination is with its incoming side (migrate-incoming). */
+typedef enum MigIncomingMode {
+    MIG_INCOMING_NONE = 0, /* not a destination: no --incoming */
+    MIG_INCOMING_DEFERRED, /* --incoming defer: waits for migrate-incoming */
+    MIG_INCOMING_STARTED,  /* listening, loading or over: there is one per process */
+} MigIncomingMode;
+
+/* Why QMP migrate-incoming {"uri": uri} cannot start in mode (the error's
+ * text, maybe written into buf), or NULL if it may.  Pure. */
+const char *mig_incoming_refusal(MigIncomingMode mode, const char *uri, char *buf, size_t len);
+
 /*
- * The destination side: listens on uri ("tcp:HOST:PORT" or "unix:PATH"),
- * accepts one connection, loads the stream into the host's machine
- * (created, not started) and confirms the handover; or, for "file:PATH",
- * restores the snapshot there (mig_restore_fd; prefault: read all of its
- * RAM in now).  On 0 the guest state is complete: *start_paused says
- * whether the source was paused.  On -1 a message was printed and the
- * machine must not be started.
+ * The destination side, driven by the main loop (call on the main thread
+ * before it is sandboxed: host names resolve, files open).  For
+ * "tcp:HOST:PORT" or "unix:PATH": listens now (status setup), takes the
+ * first connection from the main loop (active) and loads the stream into
+ * the host's machine (created, not started) on a thread of its own under
+ * the migration role, confirming the handover; for "file:PATH": restores
+ * the snapshot there (mig_restore_fd; prefault: read all of its RAM in
+ * now).  The end (completed / failed) reaches host->incoming_done from
+ * the main loop.  0, or -1 with why in err (nothing started: a deferred
+ * side may be tried again).
  */
-int mig_incoming(Migration *g, const char *uri, bool prefault, bool *start_paused);
+int mig_incoming_start(Migration *g, const char *uri, bool prefault, char *err, size_t errlen);
+/* --incoming defer: migrate-incoming may start the incoming side. */
+void mig_incoming_defer(Migration *g);
+/* Makes a running incoming side give up at its next wait (a signal, quit):
+ * the source hears ERR! if it can, the guest never starts here. */
+void mig_incoming_abort(Migration *g);
 
 /* The loading part of mig_incoming on a connected fd (not closed here)
  * into m: abort_fd (-1: none) readable gives up; pagemap_fd (-1: none) is
