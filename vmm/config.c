@@ -180,6 +180,7 @@ static const char *apply_incoming(VmConfig *cfg, const char *val)
     } else if (!strncmp(val, "file:", 5)) {
         if (!val[5] || strlen(val + 5) >= 4096)
             return "file:PATH needs a path (under 4096 bytes)";
+        cfg->restore = true;
     } else if (!strncmp(val, "unix:", 5)) {
         if (!val[5] || strlen(val + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return "unix:PATH needs a path of 1..107 bytes";

@@ -58,6 +58,7 @@ typedef struct VmConfig {
     char *name;                 /* --name, NULL = none */
     char uuid[37];              /* --uuid, lower case; VM_NIL_UUID by default */
     char *incoming;             /* --incoming tcp:HOST:PORT | unix:PATH | file:PATH */
+    bool restore;               /* incoming is file:PATH (--restore, a snapshot) */
     bool restore_prefault;      /* --restore PATH,prefault=on */
     SerialMode serial;          /* --serial */
     char *serial_path;          /* --serial file=PATH */

@@ -433,8 +433,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
     /* A snapshot's restore maps its RAM over all of this and loads every
      * vCPU's state: copying the kernel in would only fault in pages to be
      * thrown away (system_reset loads it then, from the images read above). */
-    bool restoring = cfg->incoming && !strncmp(cfg->incoming, "file:", 5);
-    if (!restoring && load_kernel(m, err, sizeof(err)) < 0) {
+    if (!cfg->restore && load_kernel(m, err, sizeof(err)) < 0) {
         fprintf(stderr, "strata: %s\n", err);
         return -1;
     }

@@ -16,6 +16,7 @@
 #include "vmm/runstate.h"
 #include "vmm/disk-lock.h"
 #include "vmm/vmm.h"
+#include "vmm/migration/uri.h"
 
 enum {
     EXIT_CLEAN = 0,
@@ -224,7 +225,7 @@ static void run_loop(Vmm *v)
  * 0, or -1 with err (every lock taken let go again). */
 static int take_disk_locks(Vmm *v, const char *incoming, char *err, size_t errlen)
 {
-    if (incoming && strncmp(incoming, "file:", 5))
+    if (incoming && !mig_uri_is_file(incoming))
         return 0;
     for (unsigned i = 0; i < v->cfg.ndisks; i++) {
         bool unlocked;
@@ -328,7 +329,7 @@ static void mig_incoming_done(void *o, bool ok, bool paused, const char *uri)
     Vmm *v = o;
     v->incoming_ok = ok;
     v->start_paused = paused;
-    v->restored = !strncmp(uri, "file:", 5);
+    v->restored = mig_uri_is_file(uri);
     v->loop_break = true;
 }
 
@@ -434,8 +435,7 @@ static int wait_incoming(Vmm *v)
         fprintf(stderr, "strata: --incoming defer: waiting for QMP migrate-incoming on %s\n",
                 v->cfg.api_socket);
     } else if (mig_incoming_start(v->mig, uri, v->cfg.restore_prefault, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: %s%s\n",
-                strncmp(uri, "file:", 5) ? "--incoming " : "restore: ", err);
+        fprintf(stderr, "strata: %s%s\n", mig_uri_is_file(uri) ? "restore: " : "--incoming ", err);
         return EXIT_INCOMING;
     }
     run_loop(v);
@@ -490,8 +490,7 @@ int strata_run(int argc, char *const argv[])
         goto out;
     /* A restore from the command line (file:) answers QMP once its guest
      * is there; a live destination while it waits (inmigrate). */
-    bool restore = v->cfg.incoming && !strncmp(v->cfg.incoming, "file:", 5);
-    if (!restore && setup_qmp(v) < 0)
+    if (!v->cfg.restore && setup_qmp(v) < 0)
         goto out;
     if (v->cfg.incoming) {
         status = wait_incoming(v);
@@ -499,7 +498,7 @@ int strata_run(int argc, char *const argv[])
             goto out;
         status = EXIT_SETUP;
     }
-    if (restore && setup_qmp(v) < 0)
+    if (v->cfg.restore && setup_qmp(v) < 0)
         goto out;
     if (enter_jail(v) < 0)
         goto out;

@@ -17,6 +17,7 @@
 
 #include "vmm/migration/internal.h"
 #include "vmm/text.h"
+#include "vmm/migration/uri.h"
 
 /* Closes the listening socket (and removes a unix one's file). */
 static void stop_listening(Migration *g)
@@ -140,7 +141,7 @@ int mig_incoming_start(Migration *g, const char *uri, bool prefault, char *err, 
     }
     if (h->incoming_prepare && h->incoming_prepare(h->opaque, uri, err, errlen) < 0)
         return -1;
-    bool file = !strncmp(uri, "file:", 5);
+    bool file = mig_uri_is_file(uri);
     int fd = -1;
     if (file) {
         /* opened here: the loader's filter allows no open */

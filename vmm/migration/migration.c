@@ -2,6 +2,7 @@
 /* Live migration: the main thread's side and the QMP commands (see migration.h). */
 #include "vmm/migration/internal.h"
 #include "vmm/text.h"
+#include "vmm/migration/uri.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -362,7 +363,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     g->status = MIG_NONE;
     g->owner = MIG_OWNER_SOURCE;
     g->incoming = false;
-    g->to_file = !strncmp(uri, "file:", 5);
+    g->to_file = mig_uri_is_file(uri);
     g->incremental_run = g->to_file && g->params.incremental && g->snap_base && g->logging &&
                          !strcmp(g->snap_path, uri + 5);
     g->snap_base = false; /* until this one completes */

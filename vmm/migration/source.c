@@ -17,6 +17,7 @@
 #include "vmm/migration/snapfile.h"
 #include "vmm/migration/policy.h"
 #include "vmm/text.h"
+#include "vmm/migration/uri.h"
 
 #define BITS 64u
 
@@ -710,7 +711,7 @@ void *mig_source_thread(void *arg)
     s->g = g;
     s->m = h->m;
     s->strict = strict;
-    s->file = !strncmp(g->uri, "file:", 5);
+    s->file = mig_uri_is_file(g->uri);
     s->ch.fd = -1;
     if (setup(s, &fd) < 0)
         goto fail;

@@ -22,6 +22,7 @@
 #include "memory/state-stream.h"
 #include "vmm/migration/migration.h"
 #include "vmm/unix-listen.h"
+#include "vmm/migration/uri.h"
 
 #define POLL_TICK_MS 100
 
@@ -446,21 +447,29 @@ const char *mig_check_uri(const char *uri)
         return parse_tcp(uri + 4, host, sizeof(host), port, sizeof(port)) == 0
                    ? NULL
                    : "expected tcp:HOST:PORT (port 1-65535)";
-    if (!strncmp(uri, "file:", 5))
+    if (mig_uri_is_file(uri))
         return uri[5] && strlen(uri + 5) < 4096 ? NULL
                                                 : "file:PATH needs a path (under 4096 bytes)";
     return "expected tcp:HOST:PORT, unix:PATH or file:PATH";
 }
 
-int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen)
+/* 0 when uri is a well-formed socket URI (tcp: or unix:), else -1 with err. */
+static int check_socket_uri(const char *uri, char *err, size_t errlen)
 {
     const char *why = mig_check_uri(uri);
-    if (!why && !strncmp(uri, "file:", 5))
+    if (!why && mig_uri_is_file(uri))
         why = "a file, not a socket";
     if (why) {
         snprintf(err, errlen, "%s: %s", uri, why);
         return -1;
     }
+    return 0;
+}
+
+int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen)
+{
+    if (check_socket_uri(uri, err, errlen) < 0)
+        return -1;
     if (!strncmp(uri, "tcp:", 4))
         return tcp_socket(uri, false, numeric_only, err, errlen);
     struct sockaddr_un sa;
@@ -478,13 +487,8 @@ int mig_connect(const char *uri, bool numeric_only, char *err, size_t errlen)
 
 int mig_listen(const char *uri, bool numeric_only, char *err, size_t errlen)
 {
-    const char *why = mig_check_uri(uri);
-    if (!why && !strncmp(uri, "file:", 5))
-        why = "a file, not a socket";
-    if (why) {
-        snprintf(err, errlen, "%s: %s", uri, why);
+    if (check_socket_uri(uri, err, errlen) < 0)
         return -1;
-    }
     if (!strncmp(uri, "tcp:", 4))
         return tcp_socket(uri, true, numeric_only, err, errlen);
     struct sockaddr_un sa;
