@@ -368,6 +368,37 @@ static const char *schema_type(QmpArgType t)
     }
 }
 
+/* Every event strata sends and its data's members, as QEMU names them:
+ * query-qmp-schema lists them from here (keep a new event's line here). */
+static const struct {
+    const char *name;
+    QmpArg data[3];
+} qmp_events[] = {
+    { "SHUTDOWN", { { "guest", QMP_ARG_BOOL, false }, { "reason", QMP_ARG_STRING, false } } },
+    { "POWERDOWN", { { NULL } } },
+    { "RESET", { { "guest", QMP_ARG_BOOL, false }, { "reason", QMP_ARG_STRING, false } } },
+    { "STOP", { { NULL } } },
+    { "RESUME", { { NULL } } },
+    { "MIGRATION", { { "status", QMP_ARG_STRING, false } } },
+    { "MIGRATION_PASS", { { "pass", QMP_ARG_INT, false } } },
+    { "BALLOON_CHANGE", { { "actual", QMP_ARG_INT, false } } },
+};
+
+/* An object type named name with members (NULL-name terminated), appended
+ * to the schema a. */
+static void schema_object(json_t *a, const char *name, const QmpArg *members)
+{
+    json_t *m = json_array();
+    for (const QmpArg *g = members; g->name; g++) {
+        json_t *e = json_pack("{s:s,s:s}", "name", g->name, "type", schema_type(g->type));
+        if (e && g->optional)
+            json_object_set_new(e, "default", json_null()); /* QEMU: optional */
+        json_array_append_new(m, e);
+    }
+    json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name", name, "meta-type", "object",
+                                       "members", m));
+}
+
 json_t *qmp_server_schema(const QmpServer *srv)
 {
     json_t *a = json_array();
@@ -389,18 +420,19 @@ json_t *qmp_server_schema(const QmpServer *srv)
         char arg_type[160] = "q_empty";
         if (cmd->args && cmd->args->name) {
             snprintf(arg_type, sizeof(arg_type), "q_obj_%s-arg", cmd->name);
-            json_t *members = json_array();
-            for (const QmpArg *g = cmd->args; g->name; g++) {
-                json_t *m = json_pack("{s:s,s:s}", "name", g->name, "type", schema_type(g->type));
-                if (m && g->optional)
-                    json_object_set_new(m, "default", json_null()); /* QEMU: optional */
-                json_array_append_new(members, m);
-            }
-            json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name", arg_type, "meta-type",
-                                               "object", "members", members));
+            schema_object(a, arg_type, cmd->args);
         }
         json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s}", "name", cmd->name, "meta-type",
                                            "command", "arg-type", arg_type, "ret-type", "any"));
+    }
+    for (size_t i = 0; i < sizeof(qmp_events) / sizeof(qmp_events[0]); i++) {
+        char arg_type[160] = "q_empty";
+        if (qmp_events[i].data[0].name) {
+            snprintf(arg_type, sizeof(arg_type), "q_obj_%s-arg", qmp_events[i].name);
+            schema_object(a, arg_type, qmp_events[i].data);
+        }
+        json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", qmp_events[i].name,
+                                           "meta-type", "event", "arg-type", arg_type));
     }
     return a;
 }
