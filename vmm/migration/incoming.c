@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "vmm/log.h"
 #include "vmm/migration/internal.h"
 
 /* Waits for a connection on lfd (or a signal on the main loop's fd). */
@@ -25,13 +26,13 @@ static int accept_one(int abort_fd, int lfd, const char *uri)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fprintf(stderr, "strata: --incoming %s: poll: %s\n", uri, strerror(errno));
+            log_msg(LOG_ERROR, "--incoming %s: poll: %s", uri, strerror(errno));
             return -1;
         }
         if (p[1].revents & POLLIN) {
-            fprintf(stderr,
-                    "strata: --incoming %s: interrupted by a signal before any "
-                    "stream arrived\n",
+            log_msg(LOG_ERROR,
+                    "--incoming %s: interrupted by a signal before any "
+                    "stream arrived",
                     uri);
             return -1;
         }
@@ -39,7 +40,7 @@ static int accept_one(int abort_fd, int lfd, const char *uri)
         if (fd >= 0)
             return fd;
         if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-            fprintf(stderr, "strata: --incoming %s: accept: %s\n", uri, strerror(errno));
+            log_msg(LOG_ERROR, "--incoming %s: accept: %s", uri, strerror(errno));
             return -1;
         }
     }
@@ -76,7 +77,7 @@ static int run_job(LoadJob *job, bool *start_paused)
     pthread_t t;
     int e = pthread_create(&t, NULL, load_thread, job);
     if (e) {
-        fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
+        log_msg(LOG_ERROR, "incoming migration: cannot start a thread: %s", strerror(e));
         return -1;
     }
     pthread_join(t, NULL);
@@ -92,7 +93,7 @@ int mig_incoming(Migration *g, const char *uri, bool prefault, bool *start_pause
         /* opened here: the loader's filter allows no open */
         int fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            fprintf(stderr, "strata: restore: %s: %s\n", uri + 5, strerror(errno));
+            log_msg(LOG_ERROR, "restore: %s: %s", uri + 5, strerror(errno));
             return -1;
         }
         LoadJob job = { g, fd, true, prefault, false, -1 };
@@ -111,13 +112,13 @@ int mig_incoming(Migration *g, const char *uri, bool prefault, bool *start_pause
     /* the main thread, not filtered yet: host names resolve */
     int lfd = mig_listen(uri, false, err, sizeof(err));
     if (lfd < 0) {
-        fprintf(stderr, "strata: --incoming %s\n", err);
+        log_msg(LOG_ERROR, "--incoming %s", err);
         return -1;
     }
     bool is_unix = !strncmp(uri, "unix:", 5);
     if (is_unix && h->crash_unlink)
         h->crash_unlink(h->opaque, uri + 5, true); /* a seccomp kill removes it too */
-    fprintf(stderr, "strata: waiting for an incoming migration on %s\n", uri);
+    log_report("waiting for an incoming migration on %s", uri);
     int fd = accept_one(h->abort_fd, lfd, uri);
     close(lfd);
     if (is_unix) {
