@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* virtio-balloon (see virtio-balloon.h). */
 #include "devices/virtio-balloon.h"
+#include "devices/report.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -84,8 +85,8 @@ static void discard(VirtioBalloon *d, uint8_t *p, size_t len)
     if (madvise(p, len, MADV_DONTNEED) < 0) {
         static bool said;
         if (!said)
-            fprintf(stderr, "strata: %s: madvise(MADV_DONTNEED) of %zu bytes: %s\n", d->t.label,
-                    len, strerror(errno));
+            dev_report(DEV_REPORT_FAULT, "%s: madvise(MADV_DONTNEED) of %zu bytes: %s", d->t.label,
+                       len, strerror(errno));
         said = true;
     }
 }
@@ -95,11 +96,11 @@ static void bad_pfn(VirtioBalloon *d, uint32_t pfn, bool inflate)
     d->bad_pfns++;
     uint64_t n = d->bad_pfns;
     if (n <= 8 || !(n & (n - 1)))
-        fprintf(stderr,
-                "strata: %s: %s: PFN 0x%x (guest-physical 0x%llx) is not guest RAM; "
-                "skipped (%llu so far)\n",
-                d->t.label, inflate ? "inflate" : "deflate", pfn,
-                (unsigned long long)pfn << VIRTIO_BALLOON_PFN_SHIFT, (unsigned long long)n);
+        dev_report(DEV_REPORT_FAULT,
+                   "%s: %s: PFN 0x%x (guest-physical 0x%llx) is not guest RAM; "
+                   "skipped (%llu so far)",
+                   d->t.label, inflate ? "inflate" : "deflate", pfn,
+                   (unsigned long long)pfn << VIRTIO_BALLOON_PFN_SHIFT, (unsigned long long)n);
 }
 
 /* One inflate or deflate chain; false if the device broke. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* virtio-blk backed by a file through io_uring (see virtio-blk.h). */
 #include "devices/virtio-blk.h"
+#include "devices/report.h"
 #include "devices/uring.h"
 
 #include <errno.h>
@@ -146,8 +147,8 @@ static void run_io(VirtioBlk *d, unsigned n)
             if (expect != queued) {
                 /* Not all went in: drop the ring (and what is left in it)
                  * and do the rest synchronously from now on. */
-                fprintf(stderr, "strata: %s: io_uring submit: %s; using preadv/pwritev\n",
-                        d->t.label, s < 0 ? strerror(-s) : "short submission");
+                dev_report(DEV_REPORT_NOTICE, "%s: io_uring submit: %s; using preadv/pwritev",
+                           d->t.label, s < 0 ? strerror(-s) : "short submission");
                 io_uring_queue_exit(&d->ring);
                 d->have_ring = false;
             }
@@ -321,10 +322,10 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
     if (r == 0)
         d->have_ring = true;
     else
-        fprintf(stderr,
-                "strata: disk path=%s: no restricted io_uring (%s: %s); "
-                "using preadv/pwritev\n",
-                path, what, strerror(-r));
+        dev_report(DEV_REPORT_NOTICE,
+                   "disk path=%s: no restricted io_uring (%s: %s); "
+                   "using preadv/pwritev",
+                   path, what, strerror(-r));
     r = virtio_mmio_init(&d->t, env, &blk_ops, d, 1, features, d->config, VIRTIO_BLK_CONFIG_LEN);
     if (r < 0) {
         snprintf(err, errlen, "disk path=%s: virtio-mmio: %s", path, strerror(-r));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* virtio-mmio transport, version 2 (see virtio-mmio.h). */
 #include "devices/virtio-mmio.h"
+#include "devices/report.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -53,8 +54,8 @@ void virtio_mmio_break(VirtioMmio *t, const char *reason)
     t->broken_count++;
     /* A guest that breaks and resets in a loop gets fewer lines. */
     if (t->broken_count <= 8 || !(t->broken_count & (t->broken_count - 1)))
-        fprintf(stderr, "strata: %s: %s; device needs reset (break #%llu)\n", t->label, reason,
-                (unsigned long long)t->broken_count);
+        dev_report(DEV_REPORT_FAULT, "%s: %s; device needs reset (break #%llu)", t->label, reason,
+                   (unsigned long long)t->broken_count);
     if (t->r.status & VIRTIO_STATUS_DRIVER_OK) {
         t->r.interrupt_status |= VIRTIO_INT_CONFIG;
         t->r.config_generation++;

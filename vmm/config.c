@@ -258,8 +258,19 @@ static const char *apply_serial(VmConfig *cfg, const char *val)
         if (e)
             return e;
         cfg->serial = SERIAL_FILE;
+    } else if (!strcmp(val, "pty")) {
+        cfg->serial = SERIAL_PTY;
+    } else if (!strncmp(val, "socket=", 7)) {
+        if (!val[7])
+            return "empty socket path";
+        if (strlen(val + 7) >= 108) /* sockaddr_un's sun_path */
+            return "socket path too long (at most 107 bytes)";
+        const char *e = set_str(&cfg->serial_path, val + 7);
+        if (e)
+            return e;
+        cfg->serial = SERIAL_SOCKET;
     } else {
-        return "expected stdio, file=PATH or none";
+        return "expected stdio, file=PATH, pty, socket=PATH or none";
     }
     return NULL;
 }
@@ -444,6 +455,29 @@ static const char *apply_chroot(VmConfig *cfg, const char *val)
     return set_str(&cfg->chroot_dir, val);
 }
 
+static const char *apply_log_level(VmConfig *cfg, const char *val)
+{
+    if (log_level_parse(val, &cfg->log_level) < 0)
+        return "expected error, warn, info or debug";
+    cfg->log_level_set = true;
+    return NULL;
+}
+
+static const char *apply_log_file(VmConfig *cfg, const char *val)
+{
+    return *val ? set_str(&cfg->log_file, val) : "empty path";
+}
+
+static const char *apply_pidfile(VmConfig *cfg, const char *val)
+{
+    return *val ? set_str(&cfg->pidfile, val) : "empty path";
+}
+
+static bool *flag_daemonize(VmConfig *cfg)
+{
+    return &cfg->daemonize;
+}
+
 static bool *flag_rng(VmConfig *cfg)
 {
     return &cfg->rng;
@@ -485,6 +519,10 @@ static const OptDef opts[] = {
     { "chroot", OPT_VALUE, apply_chroot, NULL, false },
     { "incoming", OPT_VALUE, apply_incoming, NULL, false },
     { "restore", OPT_VALUE, apply_restore, NULL, false },
+    { "log-level", OPT_VALUE, apply_log_level, NULL, false },
+    { "log-file", OPT_VALUE, apply_log_file, NULL, false },
+    { "daemonize", OPT_FLAG, NULL, flag_daemonize, false },
+    { "pidfile", OPT_VALUE, apply_pidfile, NULL, false },
 };
 
 static const OptDef *find_opt(const char *name, size_t len)
@@ -502,6 +540,7 @@ void vm_config_init(VmConfig *cfg)
     cfg->cpus = 1;
     cfg->serial = SERIAL_STDIO;
     cfg->jail_uid = cfg->jail_gid = -1;
+    cfg->log_level = LOG_DEFAULT_LEVEL;
     memcpy(cfg->uuid, VM_NIL_UUID, sizeof(VM_NIL_UUID));
 }
 
@@ -515,6 +554,8 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->incoming);
     free(cfg->serial_path);
     free(cfg->chroot_dir);
+    free(cfg->log_file);
+    free(cfg->pidfile);
     for (unsigned i = 0; i < cfg->ndisks; i++)
         free(cfg->disks[i].path);
     for (unsigned i = 0; i < cfg->nnets; i++)
@@ -809,6 +850,12 @@ int vm_config_check(const VmConfig *cfg, char *err, size_t errlen)
                  "migrate-incoming)");
         return -1;
     }
+    if (cfg->daemonize && cfg->serial == SERIAL_STDIO) {
+        snprintf(err, errlen,
+                 "--daemonize: the serial port is on stdio (the default), which a "
+                 "daemon closes; choose --serial pty, socket=PATH, file=PATH or none");
+        return -1;
+    }
     return 0;
 }
 
@@ -843,9 +890,14 @@ const char *vm_config_usage(void)
            "                       bytes of UTF-8; none by default)\n"
            "  --uuid UUID          the VM's UUID, as QMP query-uuid reports it (8-4-4-4-12\n"
            "                       hex digits; default all zeros)\n"
-           "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, none\n"
-           "                       (stdio: the terminal in raw mode feeds the guest;\n"
-           "                       Ctrl-A x quits)\n"
+           "  --serial MODE        16550A UART at 0x3f8: stdio (default), file=PATH, pty,\n"
+           "                       socket=PATH, none (stdio: the terminal in raw mode\n"
+           "                       feeds the guest; Ctrl-A x quits.  pty: a new pseudo\n"
+           "                       terminal, its path printed as \"char device redirected\n"
+           "                       to /dev/pts/N (label serial0)\".  socket=PATH: a unix\n"
+           "                       socket server; one client at a time reads the output\n"
+           "                       and types input, and may leave and come back; output\n"
+           "                       nobody read (the last 64 KiB) is replayed on attach)\n"
            "  --disk path=FILE[,readonly=on]\n"
            "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
            "                       (a regular file or a block device; a comma in FILE\n"
@@ -902,6 +954,18 @@ const char *vm_config_usage(void)
            "  --chroot DIR         chroot to DIR at the same point (paths used later,\n"
            "                       e.g. the api socket's removal, are then inside DIR)\n"
            "  --verbose            dump the vCPU registers when the guest crashes\n"
+           "  --log-level LEVEL    error, warn (default), info or debug; info adds the\n"
+           "                       start-up (version, the machine built), migrations and\n"
+           "                       their figures, device faults\n"
+           "  --log-file PATH      log there (appended), one line per message:\n"
+           "                       ISO-8601 UTC time with ms, level, message; errors also\n"
+           "                       go to stderr.  Default: stderr, \"strata: MESSAGE\"\n"
+           "  --daemonize          run in the background once the VM is built: the\n"
+           "                       command returns 0 when the VM runs, or the start-up\n"
+           "                       error and a non-zero status; stdin, stdout and stderr\n"
+           "                       become /dev/null (not with --serial stdio)\n"
+           "  --pidfile PATH       write strata's pid to PATH (locked, removed at exit);\n"
+           "                       refused while another live strata holds it\n"
            "  --help               this text\n"
            "\n"
            "The in-kernel irqchip is on, so HLT does not end the VM; a guest ends\n"

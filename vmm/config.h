@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/log.h"
+
 #define VM_DEFAULT_MEMORY (256ull << 20)
 #define VM_MIN_MEMORY (2ull << 20)
 #define VM_MAX_MEMORY (1ull << 40)
@@ -22,7 +24,14 @@
 #define VM_MAX_NAME 255
 #define VM_NIL_UUID "00000000-0000-0000-0000-000000000000"
 
-typedef enum SerialMode { SERIAL_STDIO = 0, SERIAL_FILE, SERIAL_NONE } SerialMode;
+/* --serial: stdio, file=PATH, none, pty, socket=PATH (vmm/chardev.h) */
+typedef enum SerialMode {
+    SERIAL_STDIO = 0,
+    SERIAL_FILE,
+    SERIAL_NONE,
+    SERIAL_PTY,
+    SERIAL_SOCKET
+} SerialMode;
 
 /* --seccomp: the per-thread filters' action on a syscall outside the list. */
 typedef enum VmSeccomp { VM_SECCOMP_KILL = 0, VM_SECCOMP_LOG, VM_SECCOMP_OFF } VmSeccomp;
@@ -61,19 +70,24 @@ typedef struct VmConfig {
     bool restore;               /* incoming is file:PATH (--restore, a snapshot) */
     bool restore_prefault;      /* --restore PATH,prefault=on */
     SerialMode serial;          /* --serial */
-    char *serial_path;          /* --serial file=PATH */
+    char *serial_path;          /* --serial file=PATH or socket=PATH */
     bool test_device;           /* --test-device */
     bool verbose;               /* --verbose */
     VmDisk disks[VM_MAX_DISKS]; /* --disk (repeatable) */
     unsigned ndisks;
     VmNet nets[VM_MAX_NETS]; /* --net (repeatable) */
     unsigned nnets;
-    bool rng;          /* --rng: a virtio-rng device */
-    VmBalloon balloon; /* --balloon */
-    VmSeccomp seccomp; /* --seccomp kill|log|off (default kill) */
-    long jail_uid;     /* --jail-uid, -1 = none */
-    long jail_gid;     /* --jail-gid, -1 = none */
-    char *chroot_dir;  /* --chroot */
+    bool rng;           /* --rng: a virtio-rng device */
+    VmBalloon balloon;  /* --balloon */
+    VmSeccomp seccomp;  /* --seccomp kill|log|off (default kill) */
+    long jail_uid;      /* --jail-uid, -1 = none */
+    long jail_gid;      /* --jail-gid, -1 = none */
+    char *chroot_dir;   /* --chroot */
+    LogLevel log_level; /* --log-level (default LOG_DEFAULT_LEVEL) */
+    bool log_level_set; /* --log-level given */
+    char *log_file;     /* --log-file, NULL = stderr */
+    bool daemonize;     /* --daemonize */
+    char *pidfile;      /* --pidfile */
 } VmConfig;
 
 /* Outcome of vm_config_parse_args. */

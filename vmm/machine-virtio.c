@@ -12,6 +12,7 @@
 #include "devices/virtio-blk.h"
 #include "devices/virtio-net.h"
 #include "devices/virtio-rng.h"
+#include "vmm/log.h"
 
 /* What the virtio devices share: their event loop.  The devices themselves
  * are in the board's device list. */
@@ -47,11 +48,11 @@ static int make_disk(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virt
     char err[512];
     VirtioBlk *b = calloc(1, sizeof(*b));
     if (!b) {
-        fprintf(stderr, "strata: disk path=%s: out of memory\n", cfg->disks[i].path);
+        log_msg(LOG_ERROR, "disk path=%s: out of memory", cfg->disks[i].path);
         return -1;
     }
     if (virtio_blk_init(b, env, cfg->disks[i].path, cfg->disks[i].readonly, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         free(b);
         return -1;
     }
@@ -64,16 +65,16 @@ static int make_net(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virti
     char err[512];
     int fd = virtio_net_open_tap(cfg->nets[i].tap, err, sizeof(err));
     if (fd < 0) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return -1;
     }
     VirtioNet *n = calloc(1, sizeof(*n));
     if (!n) {
-        fprintf(stderr, "strata: net tap=%s: out of memory\n", cfg->nets[i].tap);
+        log_msg(LOG_ERROR, "net tap=%s: out of memory", cfg->nets[i].tap);
         return -1;
     }
     if (virtio_net_init(n, env, fd, cfg->nets[i].mac, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: net tap=%s: %s\n", cfg->nets[i].tap, err);
+        log_msg(LOG_ERROR, "net tap=%s: %s", cfg->nets[i].tap, err);
         free(n);
         return -1;
     }
@@ -85,7 +86,7 @@ static int make_rng(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virti
 {
     VirtioRng *r = calloc(1, sizeof(*r));
     if (!r || virtio_rng_init(r, env) < 0) {
-        fprintf(stderr, "strata: virtio-rng: cannot create the device\n");
+        log_msg(LOG_ERROR, "virtio-rng: cannot create the device");
         free(r);
         return -1;
     }
@@ -103,7 +104,7 @@ static int make_balloon(const VmConfig *cfg, unsigned i, const VirtioEnv *env, V
     VirtioBalloon *b = calloc(1, sizeof(*b));
     int r = b ? virtio_balloon_init(b, env, &o) : -ENOMEM;
     if (r < 0) {
-        fprintf(stderr, "strata: --balloon: cannot create the device: %s\n", strerror(-r));
+        log_msg(LOG_ERROR, "--balloon: cannot create the device: %s", strerror(-r));
         free(b);
         return -1;
     }
@@ -138,11 +139,11 @@ int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx
     VirtioDevs *v = calloc(1, sizeof(*v));
     if (!v || !(v->loop = evloop_new())) {
         if (!v || errno == ENOMEM)
-            fprintf(stderr, "strata: virtio devices: out of memory\n");
+            log_msg(LOG_ERROR, "virtio devices: out of memory");
         else /* refused, not run unrestricted: see devices/uring.h */
-            fprintf(stderr,
-                    "strata: virtio devices: the device event loop needs a restricted "
-                    "io_uring (Linux 5.11 or later): %s\n",
+            log_msg(LOG_ERROR,
+                    "virtio devices: the device event loop needs a restricted "
+                    "io_uring (Linux 5.11 or later): %s",
                     strerror(errno));
         free(v);
         return -1;
@@ -164,7 +165,7 @@ int virtio_devs_start(VirtioDevs *v, int (*enter)(void *opaque), void *opaque)
         evloop_set_thread_hook(v->loop, enter, opaque);
     int r = evloop_start(v->loop, "strata-io");
     if (r < 0) {
-        fprintf(stderr, "strata: virtio devices: event loop thread: %s\n", strerror(-r));
+        log_msg(LOG_ERROR, "virtio devices: event loop thread: %s", strerror(-r));
         return -1;
     }
     return 0;

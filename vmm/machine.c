@@ -18,6 +18,7 @@
 #include "devices/testdev-ports.h"
 #include "vmm/boot/acpi.h"
 #include "vmm/boot/cpuid.h"
+#include "vmm/log.h"
 
 const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
     5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
@@ -60,8 +61,8 @@ static void testdev_exit(void *opaque, uint32_t code)
 static int fail(Machine *m, const char *what, int err)
 {
     const char *detail = m->ctx ? memory_context_last_error(m->ctx) : "";
-    fprintf(stderr, "strata: %s: %s%s%s\n", what, strerror(err < 0 ? -err : err),
-            *detail ? ": " : "", detail);
+    log_msg(LOG_ERROR, "%s: %s%s%s", what, strerror(err < 0 ? -err : err), *detail ? ": " : "",
+            detail);
     return -1;
 }
 
@@ -76,11 +77,21 @@ static int open_serial(Machine *m)
     case SERIAL_FILE:
         m->serial_fd = open(cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (m->serial_fd < 0) {
-            fprintf(stderr, "strata: --serial file=%s: %s\n", cfg->serial_path, strerror(errno));
+            log_msg(LOG_ERROR, "--serial file=%s: %s", cfg->serial_path, strerror(errno));
             return -1;
         }
         m->serial_fd_owned = true;
         return 0;
+    case SERIAL_PTY:
+    case SERIAL_SOCKET: {
+        char err[256];
+        if (chardev_open(&m->chardev, cfg, err, sizeof(err)) < 0) {
+            log_msg(LOG_ERROR, "%s", err);
+            return -1;
+        }
+        m->serial_fd = chardev_out_fd(&m->chardev);
+        return 0;
+    }
     case SERIAL_NONE:
         return 0;
     }
@@ -187,7 +198,7 @@ int machine_add_virtio(Machine *m, VirtioMmio *t, const DeviceOps *ops, void *de
     char err[160];
     DevRegion reg = { &m->system, 0, virtio_mmio_region(t) };
     if (m->nvirtio >= MACHINE_MAX_VIRTIO) {
-        fprintf(stderr, "strata: virtio-mmio: all %u slots are taken\n", MACHINE_MAX_VIRTIO);
+        log_msg(LOG_ERROR, "virtio-mmio: all %u slots are taken", MACHINE_MAX_VIRTIO);
         ops->destroy(dev);
         free(dev);
         return -1;
@@ -357,7 +368,7 @@ static int create_vcpus(Machine *m)
     struct kvm_cpuid2 *sup;
     int r = kvm_vm_get_supported_cpuid(m->vm, &sup);
     if (r < 0) {
-        fprintf(stderr, "strata: KVM_GET_SUPPORTED_CPUID: %s\n", strerror(-r));
+        log_msg(LOG_ERROR, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
         return -1;
     }
     for (unsigned i = 0; i < m->ncpus; i++) {
@@ -369,8 +380,7 @@ static int create_vcpus(Machine *m)
         }
         free(c);
         if (r < 0) {
-            fprintf(stderr, "strata: vCPU %u: %s (%s)\n", i, strerror(-r),
-                    kvm_vm_last_error(m->vm));
+            log_msg(LOG_ERROR, "vCPU %u: %s (%s)", i, strerror(-r), kvm_vm_last_error(m->vm));
             free(sup);
             return -1;
         }
@@ -393,12 +403,11 @@ int machine_create(Machine *m, const VmConfig *cfg)
 
     m->ncpus = cfg->cpus ? cfg->cpus : 1;
     if (m->ncpus > MACHINE_MAX_CPUS) {
-        fprintf(stderr, "strata: --cpus %u: at most %u are supported\n", m->ncpus,
-                MACHINE_MAX_CPUS);
+        log_msg(LOG_ERROR, "--cpus %u: at most %u are supported", m->ncpus, MACHINE_MAX_CPUS);
         return -1;
     }
     if (read_images(m, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return -1;
     }
     if (open_serial(m) < 0)
@@ -414,14 +423,13 @@ int machine_create(Machine *m, const VmConfig *cfg)
     kc.pit = true;
     int r = kvm_vm_create(&kc, &m->vm);
     if (r < 0) {
-        fprintf(stderr, "strata: cannot create the KVM VM (%s)\n", strerror(-r));
+        log_msg(LOG_ERROR, "cannot create the KVM VM (%s)", strerror(-r));
         return -1;
     }
     if (build_memory(m) < 0)
         return -1;
     if (kvm_vm_attach_memory(m->vm, m->ctx, m->memory_as, m->io_as) < 0) {
-        fprintf(stderr, "strata: attaching guest memory to KVM failed: %s\n",
-                kvm_vm_last_error(m->vm));
+        log_msg(LOG_ERROR, "attaching guest memory to KVM failed: %s", kvm_vm_last_error(m->vm));
         return -1;
     }
     if (create_vcpus(m) < 0)
@@ -434,7 +442,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
      * vCPU's state: copying the kernel in would only fault in pages to be
      * thrown away (system_reset loads it then, from the images read above). */
     if (!cfg->restore && load_kernel(m, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return -1;
     }
     return 0;
@@ -525,7 +533,7 @@ static void start_stdin(Machine *m)
         m->stdin_started = true;
     } else {
         restore_tty();
-        fprintf(stderr, "strata: serial input disabled: cannot start a thread\n");
+        log_msg(LOG_WARN, "serial input disabled: cannot start a thread");
     }
 }
 
@@ -543,6 +551,12 @@ static void stop_stdin(Machine *m)
         if (m->stdin_stop[i] > 0)
             close(m->stdin_stop[i]);
     m->stdin_stop[0] = m->stdin_stop[1] = -1;
+}
+
+static int serial_thread_hook(void *opaque)
+{
+    const Machine *m = opaque;
+    return m->hooks.enter_thread ? m->hooks.enter_thread(m->hooks.opaque, BOARD_THREAD_SERIAL) : 0;
 }
 
 static int vcpu_thread_hook(void *opaque, KvmVcpu *vcpu)
@@ -566,10 +580,15 @@ int machine_start(Machine *m)
         kvm_vm_set_thread_hook(m->vm, vcpu_thread_hook, m);
     int r = kvm_vm_start(m->vm);
     if (r < 0) {
-        fprintf(stderr, "strata: cannot start the vCPU: %s\n", strerror(-r));
+        log_msg(LOG_ERROR, "cannot start the vCPU: %s", strerror(-r));
         return -1;
     }
     start_stdin(m);
+    if (m->chardev.open &&
+        (r = chardev_start(&m->chardev, &m->serial, serial_thread_hook, m)) < 0) {
+        log_msg(LOG_ERROR, "--serial: cannot start its thread: %s", strerror(-r));
+        return -1;
+    }
     return 0;
 }
 
@@ -622,6 +641,7 @@ int machine_powerdown(Machine *m)
 void machine_destroy(Machine *m)
 {
     stop_stdin(m);
+    chardev_close(&m->chardev); /* its thread feeds the UART: before the devices go */
     virtio_devs_stop(m->virtio_devs);
     if (m->vm) {
         kvm_vm_destroy(m->vm);

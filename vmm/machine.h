@@ -47,6 +47,7 @@
 #include "memory/memory.h"
 #include "vmm/boot/acpi.h"
 #include "vmm/boot/boot-linux.h"
+#include "vmm/chardev.h"
 #include "vmm/config.h"
 #include "vmm/devlist.h"
 #include "vmm/boot/loader.h"
@@ -101,9 +102,10 @@ static inline AcpiConfig machine_acpi_config(unsigned ncpus, bool serial,
 
 /* The threads the board starts. */
 typedef enum BoardThread {
-    BOARD_THREAD_VCPU,  /* each vCPU's */
-    BOARD_THREAD_IO,    /* the virtio devices' event loop */
-    BOARD_THREAD_STDIN, /* --serial stdio's input */
+    BOARD_THREAD_VCPU,   /* each vCPU's */
+    BOARD_THREAD_IO,     /* the virtio devices' event loop */
+    BOARD_THREAD_STDIN,  /* --serial stdio's input */
+    BOARD_THREAD_SERIAL, /* --serial pty / socket=PATH: vmm/chardev.h */
 } BoardThread;
 
 /* What the vmm/ root hands the board for its threads and the terminal (the
@@ -134,6 +136,7 @@ typedef struct Machine {
     TestDev testdev;
     int serial_fd; /* owned when serial_fd_owned */
     bool serial_fd_owned;
+    Chardev chardev; /* --serial pty or socket=PATH: the UART's host side */
     KvmVm *vm;
     KvmVcpu *vcpu; /* vcpus[0] */
     KvmVcpu *vcpus[MACHINE_MAX_CPUS];

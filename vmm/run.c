@@ -14,7 +14,11 @@
 #include "vmm/migration/stream.h"
 #include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
+#include "vmm/daemon.h"
 #include "vmm/disk-lock.h"
+#include "devices/report.h"
+#include "vmm/version.h"
+#include "vmm/log.h"
 #include "vmm/vmm.h"
 #include "vmm/migration/uri.h"
 
@@ -61,20 +65,19 @@ static void on_end(EvSource *src, uint32_t events)
     } else if (v->signo) {
         reason = "host-signal";
         guest = false;
-        fprintf(stderr, "strata: terminating on signal %d (%s)\n", v->signo, strsignal(v->signo));
+        log_msg(LOG_WARN, "terminating on signal %d (%s)", v->signo, strsignal(v->signo));
         v->exit_status = 128 + v->signo;
     } else {
         switch (e->reason) {
         case KVM_END_REQUESTED:
             if (__atomic_load_n(&v->m.guest_panicked, __ATOMIC_SEQ_CST)) {
-                fprintf(stderr, "strata: the guest kernel panicked (reported through pvpanic)\n");
+                log_msg(LOG_WARN, "the guest kernel panicked (reported through pvpanic)");
                 reason = "guest-panic";
                 v->exit_status = EXIT_GUEST_CRASHED;
             } else if (e->code == 0) {
                 v->exit_status = EXIT_CLEAN;
             } else {
-                fprintf(stderr, "strata: guest exited with code %d (0x%x)\n", e->code,
-                        (unsigned)e->code);
+                log_msg(LOG_WARN, "guest exited with code %d (0x%x)", e->code, (unsigned)e->code);
                 v->exit_status = EXIT_GUEST_FAILED;
             }
             break;
@@ -84,14 +87,14 @@ static void on_end(EvSource *src, uint32_t events)
             break;
         case KVM_END_SHUTDOWN:
         case KVM_END_SYSTEM_RESET:
-            fprintf(stderr, "strata: guest %s; strata does not reset on it, it exits\n",
+            log_msg(LOG_WARN, "guest %s; strata does not reset on it, it exits",
                     e->reason == KVM_END_SHUTDOWN ? "crashed (triple fault)"
                                                   : "asked for a system reset");
             reason = "guest-reset";
             v->exit_status = EXIT_GUEST_CRASHED;
             break;
         default:
-            fprintf(stderr, "strata: the VM failed: %s\n", e->text);
+            log_msg(LOG_ERROR, "the VM failed: %s", e->text);
             reason = "host-error";
             guest = false;
             v->exit_status = EXIT_KVM_ERROR;
@@ -162,14 +165,14 @@ static int setup_loop(Vmm *v)
     v->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     v->endfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (v->epfd < 0 || v->sigfd < 0 || v->endfd < 0) {
-        fprintf(stderr, "strata: event loop: %s\n", strerror(errno));
+        log_msg(LOG_ERROR, "event loop: %s", strerror(errno));
         return -1;
     }
     v->sig_src.handler = on_signal;
     v->end_src.handler = on_end;
     if (ev_add(v->epfd, v->sigfd, EPOLLIN, &v->sig_src) < 0 ||
         ev_add(v->epfd, v->endfd, EPOLLIN, &v->end_src) < 0) {
-        fprintf(stderr, "strata: event loop: %s\n", strerror(errno));
+        log_msg(LOG_ERROR, "event loop: %s", strerror(errno));
         return -1;
     }
     return 0;
@@ -203,7 +206,7 @@ static void run_loop(Vmm *v)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            fprintf(stderr, "strata: epoll_wait: %s\n", strerror(errno));
+            log_msg(LOG_ERROR, "epoll_wait: %s", strerror(errno));
             kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "main loop failed");
             break;
         }
@@ -241,7 +244,7 @@ static int take_disk_locks(Vmm *v, const char *incoming, char *err, size_t errle
             return -1;
         }
         if (unlocked)
-            fprintf(stderr, "strata: disk path=%s: its file system has no OFD locks: not locked\n",
+            log_msg(LOG_WARN, "disk path=%s: its file system has no OFD locks: not locked",
                     d->path);
     }
     return 0;
@@ -362,6 +365,7 @@ static int board_enter_thread(void *o, BoardThread t)
         [BOARD_THREAD_VCPU] = SANDBOX_ROLE_VCPU,
         [BOARD_THREAD_IO] = SANDBOX_ROLE_IO,
         [BOARD_THREAD_STDIN] = SANDBOX_ROLE_STDIN,
+        [BOARD_THREAD_SERIAL] = SANDBOX_ROLE_SERIAL,
     };
     Vmm *v = o;
     return sandbox_enter(&v->sandbox, roles[t]) < 0 ? -1 : 0;
@@ -406,7 +410,7 @@ static int setup_qmp(Vmm *v)
     size_t n = vmm_qmp_ncommands + mig_qmp_ncommands;
     v->cmds = calloc(n, sizeof(*v->cmds));
     if (!v->cmds) {
-        fprintf(stderr, "strata: out of memory\n");
+        log_msg(LOG_ERROR, "out of memory");
         return -1;
     }
     memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
@@ -415,7 +419,7 @@ static int setup_qmp(Vmm *v)
         v->cmds[i].opaque = v->mig; /* migration's commands act on it */
     v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
     if (!v->qmp) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         return -1;
     }
     sandbox_fatal_unlink(v->cfg.api_socket); /* removed by a seccomp kill too */
@@ -432,10 +436,9 @@ static int wait_incoming(Vmm *v)
     v->state = RUN_STATE_INMIGRATE;
     if (!strcmp(uri, "defer")) {
         mig_incoming_defer(v->mig);
-        fprintf(stderr, "strata: --incoming defer: waiting for QMP migrate-incoming on %s\n",
-                v->cfg.api_socket);
+        log_report("--incoming defer: waiting for QMP migrate-incoming on %s", v->cfg.api_socket);
     } else if (mig_incoming_start(v->mig, uri, v->cfg.restore_prefault, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: %s%s\n", mig_uri_is_file(uri) ? "restore: " : "--incoming ", err);
+        log_msg(LOG_ERROR, "%s%s", mig_uri_is_file(uri) ? "restore: " : "--incoming ", err);
         return EXIT_INCOMING;
     }
     run_loop(v);
@@ -445,10 +448,41 @@ static int wait_incoming(Vmm *v)
         return EXIT_INCOMING; /* the loader said why */
     /* a snapshot restored: this VM is one of its clones (docs/snapshot.md) */
     if (v->restored && machine_new_generation(&v->m) < 0) {
-        fprintf(stderr, "strata: restore: no random bytes for a new VM generation ID\n");
+        log_msg(LOG_ERROR, "restore: no random bytes for a new VM generation ID");
         return EXIT_INCOMING;
     }
     return -1;
+}
+
+/* Device faults (devices/report.h) go to the log. */
+static void device_report(DevReportKind kind, const char *line)
+{
+    log_msg(kind == DEV_REPORT_FAULT ? LOG_WARN : LOG_INFO, "%s", line);
+}
+
+/* One info line saying what was built. */
+static void log_machine(Vmm *v)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    char devs[512];
+    size_t off = 0;
+    devs[0] = '\0';
+    for (unsigned i = 0; i < devlist_count(&v->m.devices); i++) {
+        const DevRecord *r = devlist_get(&v->m.devices, i);
+        int n = snprintf(devs + off, sizeof(devs) - off, "%s%s", i ? ", " : "", r->name);
+        if (n < 0 || (size_t)n >= sizeof(devs) - off)
+            break;
+        off += (size_t)n;
+    }
+    static const char *const serial[] = { [SERIAL_STDIO] = "stdio",
+                                          [SERIAL_FILE] = "file",
+                                          [SERIAL_NONE] = "none",
+                                          [SERIAL_PTY] = "pty",
+                                          [SERIAL_SOCKET] = "socket" };
+    log_msg(LOG_INFO, "machine built: %s, memory %llu MiB, %u vCPU%s, serial %s, devices: %s",
+            MACHINE_NAME, (unsigned long long)(v->cfg.memory >> 20), v->m.ncpus,
+            v->m.ncpus == 1 ? "" : "s", serial[v->cfg.serial], devs);
 }
 
 int strata_run(int argc, char *const argv[])
@@ -470,24 +504,47 @@ int strata_run(int argc, char *const argv[])
         return 0;
     }
     if (r != CONFIG_OK) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
+        vm_config_free(&v->cfg);
+        return EXIT_SETUP;
+    }
+    if (log_setup(v->cfg.log_level, v->cfg.log_level_set, v->cfg.log_file, err, sizeof(err)) < 0) {
+        log_msg(LOG_ERROR, "%s", err);
         vm_config_free(&v->cfg);
         return EXIT_SETUP;
     }
     const char *why = kvm_probe();
     if (why) {
-        fprintf(stderr, "strata: /dev/kvm cannot run guests here: %s\n", why);
+        log_msg(LOG_ERROR, "/dev/kvm cannot run guests here: %s", why);
+        log_teardown();
         vm_config_free(&v->cfg);
         return EXIT_SETUP;
     }
     int status = EXIT_SETUP;
+    daemon_init(&v->daemon);
+    /* before anything is built: KVM ties a VM to its creator (vmm/daemon.h) */
+    if (v->cfg.daemonize && daemon_start(&v->daemon, err, sizeof(err)) < 0) {
+        log_msg(LOG_ERROR, "%s", err);
+        goto out;
+    }
+    v->main_tid = gettid(); /* the daemon's, after the fork */
+    if (v->cfg.pidfile) {
+        if (daemon_pidfile(&v->daemon, v->cfg.pidfile, err, sizeof(err)) < 0) {
+            log_msg(LOG_ERROR, "%s", err);
+            goto out;
+        }
+        sandbox_fatal_unlink(v->cfg.pidfile); /* removed by a seccomp kill too */
+    }
+    log_msg(LOG_INFO, "strata %s starting (pid %d)", strata_version(), (int)getpid());
+    dev_report_set_sink(device_report);
     if (take_disk_locks(v, v->cfg.incoming, err, sizeof(err)) < 0) {
-        fprintf(stderr, "strata: %s\n", err);
+        log_msg(LOG_ERROR, "%s", err);
         goto out;
     }
     if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || setup_migration(v) < 0 ||
         prepare_sandbox(v) < 0)
         goto out;
+    log_machine(v);
     /* A restore from the command line (file:) answers QMP once its guest
      * is there; a live destination while it waits (inmigrate). */
     if (!v->cfg.restore && setup_qmp(v) < 0)
@@ -512,11 +569,14 @@ int strata_run(int argc, char *const argv[])
         qmp_server_event(v->qmp, "RESUME", NULL);
     r = pthread_create(&v->waiter, NULL, waiter_main, v);
     if (r) {
-        fprintf(stderr, "strata: cannot start a thread: %s\n", strerror(r));
+        log_msg(LOG_ERROR, "cannot start a thread: %s", strerror(r));
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "set-up failed");
         goto out;
     }
     v->waiter_started = true;
+    /* everything that can fail at start-up has: the parent may go */
+    daemon_ready(&v->daemon);
+    log_msg(LOG_INFO, "the VM runs%s", v->start_paused ? " (paused)" : "");
     if (sandbox_enter(&v->sandbox, SANDBOX_ROLE_MAIN) < 0) {
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "main thread: no sandbox");
         goto out;
@@ -543,6 +603,12 @@ out:
     for (unsigned i = 0; i < VM_MAX_DISKS; i++)
         if (v->disk_lock_fd[i] >= 0)
             close(v->disk_lock_fd[i]); /* releases the lock */
+    if (v->cfg.pidfile)
+        sandbox_fatal_forget(v->cfg.pidfile);
+    daemon_end(&v->daemon);
+    log_msg(LOG_INFO, "strata exits with status %d", status);
+    dev_report_set_sink(NULL);
+    log_teardown();
     vm_config_free(&v->cfg);
     return status;
 }

@@ -49,6 +49,7 @@ static const char *const role_names[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_MAIN] = "main",     [SANDBOX_ROLE_VCPU] = "vcpu",
     [SANDBOX_ROLE_IO] = "io",         [SANDBOX_ROLE_STDIN] = "stdin",
     [SANDBOX_ROLE_WAITER] = "waiter", [SANDBOX_ROLE_MIGRATION] = "migration",
+    [SANDBOX_ROLE_SERIAL] = "serial",
 };
 
 /* ---- the lists ---------------------------------------------------------- */
@@ -94,6 +95,14 @@ static const int sys_stdin[] = {
     SCMP_SYS(read),
     SCMP_SYS(poll),
     SCMP_SYS(ppoll),
+};
+/* --serial pty / socket=PATH (vmm/chardev.h): the pipe from the UART, the
+ * reader's fd, accepting the next client on the socket made before */
+static const int sys_serial[] = {
+    SCMP_SYS(read),
+    SCMP_SYS(poll),
+    SCMP_SYS(ppoll),
+    SCMP_SYS(accept4),
 };
 static const int sys_waiter[] = { SCMP_SYS(write) }; /* the common list is enough */
 static const int sys_migration[] = {
@@ -213,6 +222,7 @@ static const RoleDef roles[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_IO] = { .sys = { LIST(sys_io) }, .ioc = { LIST(ioc_irq) }, .flags = F_FCNTL },
     [SANDBOX_ROLE_STDIN] = { .sys = { LIST(sys_stdin) }, .ioc = { LIST(ioc_irq) } },
     [SANDBOX_ROLE_WAITER] = { .sys = { LIST(sys_waiter) } },
+    [SANDBOX_ROLE_SERIAL] = { .sys = { LIST(sys_serial) }, .ioc = { LIST(ioc_irq) } },
     [SANDBOX_ROLE_MIGRATION] = {
         .sys = { LIST(sys_migration) },
         /* KVM_RUN: kvm_vcpu_get_state completes a vCPU's pending PIO/MMIO

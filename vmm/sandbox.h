@@ -23,6 +23,10 @@
  *                           eventfds, getrandom, IRQ ioctls on the VM fd
  *   SANDBOX_ROLE_STDIN      the --serial stdio input thread: poll, read
  *   SANDBOX_ROLE_WAITER     the thread that waits for the VM's end
+ *   SANDBOX_ROLE_SERIAL     the --serial pty / socket=PATH thread
+ *                           (vmm/chardev.h): poll, read, accept4 on its
+ *                           listening socket (no socket, connect or
+ *                           bind), IRQ ioctls (the UART's input)
  *   SANDBOX_ROLE_MIGRATION  a migration thread: sockets (AF_UNIX, AF_INET,
  *                           AF_INET6; socket/connect/bind/listen/accept4,
  *                           send/recv/sendmsg/recvmsg, shutdown,
@@ -90,6 +94,7 @@ typedef enum SandboxRole {
     SANDBOX_ROLE_STDIN,
     SANDBOX_ROLE_WAITER,
     SANDBOX_ROLE_MIGRATION,
+    SANDBOX_ROLE_SERIAL,
     SANDBOX_NROLES
 } SandboxRole;
 

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "vmm/config.h"
+#include "vmm/daemon.h"
 #include "vmm/loop.h"
 #include "vmm/machine.h"
 #include "vmm/control/qmp.h"
@@ -55,6 +56,7 @@ struct Vmm {
     uint64_t postmigrate_idle_ns;   /* ... or when no client since then + grace */
     QmpCommand *cmds;               /* the served table: vmm's + migration's */
     int disk_lock_fd[VM_MAX_DISKS]; /* vmm/disk-lock.h: held for the VM's life, -1 = none */
+    Daemon daemon;                  /* --daemonize, --pidfile */
     EvSource balloon_src;           /* the balloon's change eventfd (BALLOON_CHANGE) */
     uint64_t balloon_actual_sent;   /* the last BALLOON_CHANGE's "actual" */
 };

@@ -3,6 +3,7 @@
 #include "testproc.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -100,4 +101,38 @@ int testproc_sweep_strays(const char *bin)
     }
     closedir(d);
     return found;
+}
+
+int testproc_guard(pid_t pid)
+{
+    int p[2];
+    if (pid <= 0 || pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t g = fork();
+    if (g < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (g == 0) {
+        close(p[1]);
+        char c;
+        ssize_t n;
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        if (n != 1) /* the test is gone without disarming: so is pid */
+            kill(pid, SIGKILL);
+        _exit(0);
+    }
+    close(p[0]);
+    return p[1]; /* held (close-on-exec) until the test ends or disarms */
+}
+
+void testproc_guard_disarm(int fd)
+{
+    if (fd < 0)
+        return;
+    char c = 'd';
+    (void)!write(fd, &c, 1);
+    close(fd);
 }

@@ -21,4 +21,12 @@ void testproc_child_init(pid_t parent);
  * line naming each, ends it (SIGKILL) and returns how many there were. */
 int testproc_sweep_strays(const char *bin);
 
+/* For a process the test cannot tie to itself (a --daemonize'd strata is
+ * no child of it): starts a guard that SIGKILLs pid as soon as the test
+ * ends, however it ends (the guard sees its pipe's end close).  Returns
+ * the fd that testproc_guard_disarm takes, or -1 if no guard started. */
+int testproc_guard(pid_t pid);
+/* The process ended as it should: its guard leaves without killing. */
+void testproc_guard_disarm(int fd);
+
 #endif /* STRATA_TESTS_TESTPROC_H */

@@ -131,8 +131,11 @@ static void test_bad_values(void **state)
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--cpus", "-1", NULL), "--cpus -1: invalid");
     vm_config_free(&c);
-    expect_error(parse(&c, "--kernel", "k", "--serial", "pty", NULL),
-                 "--serial pty: expected stdio, file=PATH or none");
+    expect_error(parse(&c, "--kernel", "k", "--serial", "tty", NULL),
+                 "--serial tty: expected stdio, file=PATH, pty, socket=PATH or none");
+    vm_config_free(&c);
+    expect_error(parse(&c, "--kernel", "k", "--serial", "socket=", NULL),
+                 "--serial socket=: empty socket path");
     vm_config_free(&c);
     expect_error(parse(&c, "--kernel", "k", "--serial", "file=", NULL), "--serial file=: empty");
     vm_config_free(&c);

@@ -84,10 +84,10 @@ static json_t *q_machines(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     /* the vCPUs are the host's model (KVM's supported CPUID); RAM is one
      * region, microvm.ram (info mtree) */
-    return json_pack("[{s:s,s:b,s:i,s:b,s:b,s:b,s:b,s:s,s:s}]", "name", MACHINE_NAME,
-                     "is-default", 1, "cpu-max", MACHINE_MAX_CPUS, "hotpluggable-cpus", 0,
-                     "numa-mem-supported", 0, "deprecated", 0, "acpi", 1, "default-cpu-type",
-                     "host-x86_64-cpu", "default-ram-id", "microvm.ram");
+    return json_pack("[{s:s,s:b,s:i,s:b,s:b,s:b,s:b,s:s,s:s}]", "name", MACHINE_NAME, "is-default",
+                     1, "cpu-max", MACHINE_MAX_CPUS, "hotpluggable-cpus", 0, "numa-mem-supported",
+                     0, "deprecated", 0, "acpi", 1, "default-cpu-type", "host-x86_64-cpu",
+                     "default-ram-id", "microvm.ram");
 }
 
 static json_t *q_cpus_fast(void *o, QmpClient *c, json_t *a, QmpError *err)

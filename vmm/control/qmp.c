@@ -431,8 +431,8 @@ json_t *qmp_server_schema(const QmpServer *srv)
             snprintf(arg_type, sizeof(arg_type), "q_obj_%s-arg", qmp_events[i].name);
             schema_object(a, arg_type, qmp_events[i].data);
         }
-        json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", qmp_events[i].name,
-                                           "meta-type", "event", "arg-type", arg_type));
+        json_array_append_new(a, json_pack("{s:s,s:s,s:s}", "name", qmp_events[i].name, "meta-type",
+                                           "event", "arg-type", arg_type));
     }
     return a;
 }

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "vmm/log.h"
 #include "vmm/migration/internal.h"
 #include "vmm/text.h"
 #include "vmm/migration/uri.h"
@@ -72,7 +73,7 @@ static void start_loader(Migration *g, int fd)
     mig_set_status(g, MIG_ACTIVE);
     int e = pthread_create(&g->thread, NULL, incoming_thread, g);
     if (e) {
-        fprintf(stderr, "strata: incoming migration: cannot start a thread: %s\n", strerror(e));
+        log_msg(LOG_ERROR, "incoming migration: cannot start a thread: %s", strerror(e));
         mig_set_error(g, "cannot start the loader thread: %s", strerror(e));
         mig_set_status(g, MIG_FAILED);
         return;
@@ -92,7 +93,7 @@ static void on_listen(EvSource *src, uint32_t events)
     if (fd < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
             return;
-        fprintf(stderr, "strata: incoming migration: accept: %s\n", strerror(errno));
+        log_msg(LOG_ERROR, "incoming migration: accept: %s", strerror(errno));
         mig_set_error(g, "accept: %s", strerror(errno));
         stop_listening(g);
         mig_set_status(g, MIG_FAILED);
@@ -172,8 +173,8 @@ int mig_incoming_start(Migration *g, const char *uri, bool prefault, char *err, 
         start_loader(g, fd);
     } else {
         char shown[sizeof(g->uri) * 4]; /* maybe a QMP client's text */
-        fprintf(stderr, "strata: waiting for an incoming migration on %s\n",
-                text_escape(shown, sizeof(shown), uri, strlen(uri)));
+        log_report("waiting for an incoming migration on %s",
+                   text_escape(shown, sizeof(shown), uri, strlen(uri)));
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Live migration: the main thread's side and the QMP commands (see migration.h). */
 #include "vmm/migration/internal.h"
+#include "vmm/log.h"
 #include "vmm/text.h"
 #include "vmm/migration/uri.h"
 
@@ -139,10 +140,9 @@ bool mig_release_hold(Migration *g)
     g->held = false;
     g->owner = MIG_OWNER_SOURCE;
     char uri[sizeof(g->uri) * 4]; /* the client's text */
-    fprintf(stderr,
-            "strata: cont: the guest held since the unconfirmed handover to %s runs "
-            "here again\n",
-            text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)));
+    log_report("cont: the guest held since the unconfirmed handover to %s runs "
+               "here again",
+               text_escape(uri, sizeof(uri), g->uri, strlen(g->uri)));
     machine_virtio_resume(g->host->m);
     kvm_vm_resume(g->host->m->vm);
     return g->held_was_running;
@@ -202,27 +202,26 @@ static void reap(Migration *g)
         snprintf(g->snap_path, sizeof(g->snap_path), "%s", g->uri + 5);
     if (g->logging && !base && (s != MIG_COMPLETED || g->to_file)) {
         if (set_logging(g, false, err, sizeof(err)) < 0)
-            fprintf(stderr, "strata: migration: %s\n", err);
+            log_msg(LOG_ERROR, "migration: %s", err);
         g->logging = false;
     }
     if (s == MIG_COMPLETED && g->to_file) {
-        fprintf(stderr,
-                "strata: %ssnapshot saved to %s (downtime %llu ms, %.1f MiB of RAM written); "
-                "the VM goes on here\n",
-                g->incremental_run ? "incremental " : "", uri + 5,
-                (unsigned long long)g->stats.downtime_ms, (double)g->stats.transferred / (1 << 20));
+        log_report("%ssnapshot saved to %s (downtime %llu ms, %.1f MiB of RAM written); "
+                   "the VM goes on here",
+                   g->incremental_run ? "incremental " : "", uri + 5,
+                   (unsigned long long)g->stats.downtime_ms,
+                   (double)g->stats.transferred / (1 << 20));
     } else if (s == MIG_COMPLETED) {
-        fprintf(stderr,
-                "strata: migration to %s completed (downtime %llu ms); the guest runs "
-                "there now\n",
-                uri, (unsigned long long)g->stats.downtime_ms);
+        log_report("migration to %s completed (downtime %llu ms); the guest runs "
+                   "there now",
+                   uri, (unsigned long long)g->stats.downtime_ms);
         h->migrated(h->opaque);
     } else if (s == MIG_FAILED && mig_holds_guest(g)) {
-        fprintf(stderr, "strata: migration to %s failed: %s\n", uri, g->error);
+        log_msg(LOG_WARN, "migration to %s failed: %s", uri, g->error);
     } else if (s == MIG_FAILED) {
-        fprintf(stderr, "strata: migration to %s failed: %s; the VM goes on here\n", uri, g->error);
+        log_msg(LOG_WARN, "migration to %s failed: %s; the VM goes on here", uri, g->error);
     } else if (s == MIG_CANCELLED) {
-        fprintf(stderr, "strata: migration to %s cancelled; the VM goes on here\n", uri);
+        log_report("migration to %s cancelled; the VM goes on here", uri);
     }
 }
 
@@ -265,7 +264,7 @@ Migration *mig_init(const MigHost *host)
 {
     Migration *g = calloc(1, sizeof(*g));
     if (!g) {
-        fprintf(stderr, "strata: migration: out of memory\n");
+        log_msg(LOG_ERROR, "migration: out of memory");
         return NULL;
     }
     g->host = host;
@@ -279,7 +278,7 @@ Migration *mig_init(const MigHost *host)
     g->src.handler = on_notify;
     if (g->notify_fd < 0 || g->inc_abort_fd < 0 ||
         ev_add(host->epfd, g->notify_fd, EPOLLIN, &g->src) < 0) {
-        fprintf(stderr, "strata: migration: eventfd: %s\n", strerror(errno));
+        log_msg(LOG_ERROR, "migration: eventfd: %s", strerror(errno));
         if (g->notify_fd >= 0)
             close(g->notify_fd);
         if (g->inc_abort_fd >= 0)
