@@ -101,8 +101,43 @@ static json_int_t exits_of(json_t *st, json_int_t *io, json_int_t *mmio)
     return sum;
 }
 
+/* The schema entry named name, or NULL. */
+static json_t *schema_entry(json_t *schema, const char *name)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(schema, i, e)
+    {
+        const char *n = json_string_value(json_object_get(e, "name"));
+        if (n && !strcmp(n, name))
+            return e;
+    }
+    return NULL;
+}
+
+/* The new commands are served and described, with their arguments. */
+static void check_schema(QClient *c)
+{
+    json_t *schema = ok(c, "query-qmp-schema", NULL);
+    static const char *const names[] = { "query-block", "query-blockstats", "x-query-stats" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        json_t *e = schema_entry(schema, names[i]);
+        CHECK(e && !strcmp(json_string_value(json_object_get(e, "meta-type")), "command"),
+              "query-qmp-schema lacks the command %s", names[i]);
+    }
+    json_t *bs = schema_entry(schema, "query-blockstats");
+    json_t *at = schema_entry(schema, json_string_value(json_object_get(bs, "arg-type")));
+    json_t *m = json_array_get(json_object_get(at, "members"), 0);
+    CHECK(m && !strcmp(json_string_value(json_object_get(m, "name")), "query-nodes") &&
+              !strcmp(json_string_value(json_object_get(m, "type")), "bool") &&
+              json_object_get(m, "default"),
+          "query-blockstats' optional argument query-nodes (bool) is not in the schema");
+    json_decref(schema);
+}
+
 static void check_qmp(QClient *c, const char *disk)
 {
+    check_schema(c);
     json_t *bs = ok(c, "query-blockstats", NULL);
     CHECK(json_array_size(bs) == 1, "query-blockstats: %zu entries", json_array_size(bs));
     json_t *e = json_array_get(bs, 0);
