@@ -30,9 +30,9 @@ static void parse_req(VirtioBlk *d, const VirtqElem *e, VirtioBlkReq *r)
 {
     uint8_t hdr[16];
     memset(r, 0, offsetof(VirtioBlkReq, data));
+    r->type = -1;
     if (e->out_len < sizeof(hdr) || e->in_len < 1) {
         r->status_p = NULL; /* nowhere to report */
-        d->errors++;
         return;
     }
     const struct iovec *last = &e->iov[e->out_num + e->in_num - 1];
@@ -44,6 +44,7 @@ static void parse_req(VirtioBlk *d, const VirtqElem *e, VirtioBlkReq *r)
     uint64_t sector;
     memcpy(&type, hdr, 4);
     memcpy(&sector, hdr + 8, 8);
+    r->type = type > INT_MAX ? INT_MAX : (int)type;
     const struct iovec *in = e->iov + e->out_num;
     uint64_t in_data = e->in_len - 1;
 
@@ -163,32 +164,67 @@ static void run_io(VirtioBlk *d, unsigned n)
     }
 }
 
+/* Counts request r, completed with status st (VirtioBlkStats). */
+static void account(VirtioBlk *d, const VirtioBlkReq *r, uint8_t st)
+{
+    VirtioBlkStats *s = &d->stats;
+    switch (r->type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT: {
+        bool wr = r->type == VIRTIO_BLK_T_OUT;
+        if (r->status != VIRTIO_BLK_S_OK) { /* refused by parse_req: no I/O */
+            virtio_stat_add(wr ? &s->invalid_wr_operations : &s->invalid_rd_operations, 1);
+        } else if (st != VIRTIO_BLK_S_OK) {
+            virtio_stat_add(wr ? &s->failed_wr_operations : &s->failed_rd_operations, 1);
+        } else {
+            virtio_stat_add(wr ? &s->wr_operations : &s->rd_operations, 1);
+            virtio_stat_add(wr ? &s->wr_bytes : &s->rd_bytes, r->len);
+            if (wr && r->offset + r->len > s->wr_highest_offset) /* the only writer */
+                __atomic_store_n(&s->wr_highest_offset, r->offset + r->len, __ATOMIC_RELAXED);
+        }
+        break;
+    }
+    case VIRTIO_BLK_T_FLUSH:
+        virtio_stat_add(st == VIRTIO_BLK_S_OK ? &s->flush_operations : &s->failed_flush_operations,
+                        1);
+        break;
+    case VIRTIO_BLK_T_GET_ID:
+        virtio_stat_add(&s->get_id_operations, 1);
+        break;
+    case -1:
+        virtio_stat_add(&s->malformed_requests, 1);
+        break;
+    default:
+        virtio_stat_add(&s->unsupported_operations, 1);
+        break;
+    }
+}
+
+void virtio_blk_get_stats(const VirtioBlk *d, VirtioBlkStats *out)
+{
+    virtio_stats_copy((uint64_t *)out, (const uint64_t *)&d->stats,
+                      sizeof(VirtioBlkStats) / sizeof(uint64_t));
+}
+
 static void finish(VirtioBlk *d, VirtQueue *vq, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         VirtioBlkReq *r = &d->reqs[i];
         uint32_t used = 0;
+        uint8_t st = r->status;
         if (r->status_p) {
-            uint8_t st = r->status;
             used = r->used_len;
             if (r->op == OP_READ || r->op == OP_WRITE) {
                 if (r->res < 0 || (uint64_t)r->res != r->len) {
                     st = VIRTIO_BLK_S_IOERR;
                     used = 1;
                 }
-                if (r->op == OP_READ)
-                    d->reads++;
-                else
-                    d->writes++;
-            } else if (r->op == OP_FLUSH) {
-                d->flushes++;
-                if (r->res < 0)
-                    st = VIRTIO_BLK_S_IOERR;
+            } else if (r->op == OP_FLUSH && r->res < 0) {
+                st = VIRTIO_BLK_S_IOERR;
             }
-            if (st != VIRTIO_BLK_S_OK)
-                d->errors++;
             *r->status_p = st;
         }
+        account(d, r, st);
         virtq_push(vq, &d->elems[i], used);
     }
 }

@@ -41,8 +41,25 @@
 #define VIRTIO_BLK_STATE_MAGIC 0x4b4c4256u /* "VBLK" */
 #define VIRTIO_BLK_STATE_VERSION 1
 
+/* What the device did with the guest's requests, counted as each
+ * completes (QEMU's BlockDeviceStats names where they apply).  A request
+ * refused before any I/O (out of range, not a multiple of 512, a write to
+ * a read-only disk) is invalid; one whose I/O failed or came up short is
+ * failed; only successful ones count in rd/wr/flush_operations and bytes. */
+typedef struct VirtioBlkStats {
+    uint64_t rd_bytes, wr_bytes;
+    uint64_t rd_operations, wr_operations, flush_operations;
+    uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations;
+    uint64_t invalid_rd_operations, invalid_wr_operations;
+    uint64_t get_id_operations;      /* VIRTIO_BLK_T_GET_ID answered */
+    uint64_t unsupported_operations; /* another request type (VIRTIO_BLK_S_UNSUPP) */
+    uint64_t malformed_requests;     /* no header or no status byte: completed with 0 bytes */
+    uint64_t wr_highest_offset;      /* end of the furthest successful write, bytes */
+} VirtioBlkStats;
+
 typedef struct VirtioBlkReq {
     int op;          /* 0 none, else an I/O to submit */
+    int type;        /* VIRTIO_BLK_T_*, -1 if malformed */
     uint64_t offset; /* bytes */
     uint64_t len;    /* data bytes */
     unsigned ndata;
@@ -62,10 +79,12 @@ typedef struct VirtioBlk {
     uint8_t config[VIRTIO_BLK_CONFIG_LEN];
     struct io_uring ring;
     bool have_ring;
+    /* Written by the thread that completes requests (under the transport's
+     * lock), read by anyone: relaxed atomics (virtio_blk_get_stats).  Kept
+     * across device resets, as QEMU keeps a drive's. */
+    VirtioBlkStats stats;
     VirtqElem elems[VIRTIO_BLK_BATCH];
     VirtioBlkReq reqs[VIRTIO_BLK_BATCH];
-    /* statistics */
-    uint64_t reads, writes, flushes, errors;
 } VirtioBlk;
 
 /* What a virtio-blk saves (section VIRTIO_BLK_STATE_MAGIC,
@@ -89,6 +108,10 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
                     size_t errlen);
 /* Frees what init made and closes the file (unmap the region first). */
 void virtio_blk_destroy(VirtioBlk *d);
+/* A snapshot of d's counters, from any thread without a lock (each
+ * counter read atomically; a request completing meanwhile may show in some
+ * and not yet in others). */
+void virtio_blk_get_stats(const VirtioBlk *d, VirtioBlkStats *out);
 
 /* Reset, save, load and destroy for a board's device list (devices/device.h). */
 extern const DeviceOps virtio_blk_device_ops;

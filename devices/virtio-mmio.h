@@ -23,6 +23,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "devices/device.h"
@@ -92,6 +93,22 @@ typedef struct VirtioQueueStats {
     uint64_t interrupts; /* used-buffer interrupts raised */
     uint64_t suppressed; /* used-buffer interrupts spared (driver's flags or used_event) */
 } VirtioQueueStats;
+
+/* A device's statistics counter: written under the transport lock (one
+ * writer at a time, so a relaxed load and store, no locked instruction),
+ * read by any thread with relaxed loads (virtio_stats_copy). */
+static inline void virtio_stat_add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+/* Copies n counters from src (a stats struct of uint64_t only) without a
+ * lock, each read atomically. */
+static inline void virtio_stats_copy(uint64_t *dst, const uint64_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
 
 /* What a device plugs into the transport.  Callbacks run with the
  * transport lock held. */

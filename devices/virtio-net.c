@@ -96,7 +96,7 @@ static void rx_fn(VirtioMmio *t, void *arg)
             break; /* EAGAIN, or a backend error: try later */
         }
         if (n < VIRTIO_NET_HDR_LEN) {
-            d->rx_dropped++;
+            virtio_stat_add(&d->stats.rx_dropped, 1);
             continue;
         }
         if (virtio_mmio_pop(t, VIRTIO_NET_RXQ, vq, &d->elem) <= 0)
@@ -107,9 +107,10 @@ static void rx_fn(VirtioMmio *t, void *arg)
         if ((uint64_t)n <= d->elem.in_len) {
             len = (uint32_t)iov_from_buf(d->elem.iov + d->elem.out_num, d->elem.in_num, 0, d->buf,
                                          (size_t)n);
-            d->rx_packets++;
+            virtio_stat_add(&d->stats.rx_packets, 1);
+            virtio_stat_add(&d->stats.rx_bytes, (uint64_t)n - VIRTIO_NET_HDR_LEN);
         } else {
-            d->rx_dropped++; /* buffer too small: returned empty */
+            virtio_stat_add(&d->stats.rx_dropped, 1); /* buffer too small: returned empty */
         }
         virtq_push(vq, &d->elem, len);
         pushed = true;
@@ -132,12 +133,14 @@ static void tx(VirtioMmio *t, VirtQueue *vq)
             do {
                 w = write(d->fd, d->buf, n);
             } while (w < 0 && errno == EINTR);
-            if (w == (ssize_t)n)
-                d->tx_packets++;
-            else
-                d->tx_dropped++;
+            if (w == (ssize_t)n) {
+                virtio_stat_add(&d->stats.tx_packets, 1);
+                virtio_stat_add(&d->stats.tx_bytes, n - VIRTIO_NET_HDR_LEN);
+            } else {
+                virtio_stat_add(&d->stats.tx_dropped, 1);
+            }
         } else {
-            d->tx_dropped++;
+            virtio_stat_add(&d->stats.tx_dropped, 1);
         }
         virtq_push(vq, e, 0);
         pushed = true;
@@ -221,6 +224,12 @@ static const VirtioDevOps net_ops = {
     .save = net_save,
     .load = net_load,
 };
+
+void virtio_net_get_stats(const VirtioNet *d, VirtioNetStats *out)
+{
+    virtio_stats_copy((uint64_t *)out, (const uint64_t *)&d->stats,
+                      sizeof(VirtioNetStats) / sizeof(uint64_t));
+}
 
 int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t mac[6], char *err,
                     size_t errlen)

@@ -26,6 +26,16 @@
 #define VIRTIO_NET_STATE_MAGIC 0x54454e56u /* "VNET" */
 #define VIRTIO_NET_STATE_VERSION 1
 
+/* Frames moved, counted as each is handled.  rx: from the backend into
+ * the guest; tx: from the guest to the backend.  Bytes are frame bytes
+ * without the 12-byte vnet header.  rx_dropped: a frame shorter than the
+ * header, or one the guest's buffer could not hold; tx_dropped: a frame
+ * too short or too long, or one the backend refused or took in part. */
+typedef struct VirtioNetStats {
+    uint64_t rx_packets, rx_bytes, rx_dropped;
+    uint64_t tx_packets, tx_bytes, tx_dropped;
+} VirtioNetStats;
+
 typedef struct VirtioNet {
     VirtioMmio t; /* first: the transport */
     int fd;       /* TAP (owned) */
@@ -34,10 +44,11 @@ typedef struct VirtioNet {
     bool rx_polling; /* EPOLLIN enabled */
     uint8_t mac[6];
     uint8_t config[VIRTIO_NET_CONFIG_LEN];
+    /* written under the transport's lock, read by anyone with relaxed
+     * atomics (virtio_net_get_stats); kept across device resets */
+    VirtioNetStats stats;
     VirtqElem elem;
     uint8_t buf[VIRTIO_NET_HDR_LEN + VIRTIO_NET_MAX_FRAME];
-    /* statistics */
-    uint64_t rx_packets, tx_packets, rx_dropped, tx_dropped;
 } VirtioNet;
 
 /* What a virtio-net saves (section VIRTIO_NET_STATE_MAGIC,
@@ -67,6 +78,8 @@ int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t ma
                     size_t errlen);
 /* Frees what init made and closes the fd (unmap the region first). */
 void virtio_net_destroy(VirtioNet *d);
+/* A snapshot of d's counters, from any thread without a lock. */
+void virtio_net_get_stats(const VirtioNet *d, VirtioNetStats *out);
 
 /* Reset, save, load and destroy for a board's device list (devices/device.h). */
 extern const DeviceOps virtio_net_device_ops;

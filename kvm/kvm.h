@@ -207,6 +207,33 @@ struct kvm_run *kvm_vcpu_run_struct(KvmVcpu *vcpu);
 /* Kernel thread id of the vCPU's thread once kvm_vm_start returned, else 0. */
 int kvm_vcpu_thread_id(const KvmVcpu *vcpu);
 
+/* Why KVM_RUN returned, as counted per vCPU (KvmVcpuExitStats). */
+typedef enum KvmExitKind {
+    KVM_EXITS_IO = 0,         /* KVM_EXIT_IO */
+    KVM_EXITS_MMIO,           /* KVM_EXIT_MMIO */
+    KVM_EXITS_HLT,            /* KVM_EXIT_HLT */
+    KVM_EXITS_SHUTDOWN,       /* KVM_EXIT_SHUTDOWN (triple fault) */
+    KVM_EXITS_SYSTEM_EVENT,   /* KVM_EXIT_SYSTEM_EVENT */
+    KVM_EXITS_IRQ_WINDOW,     /* KVM_EXIT_IRQ_WINDOW_OPEN */
+    KVM_EXITS_INTR,           /* KVM_EXIT_INTR, or KVM_RUN failed with EINTR/EAGAIN (a kick) */
+    KVM_EXITS_INTERNAL_ERROR, /* KVM_EXIT_INTERNAL_ERROR */
+    KVM_EXITS_FAIL_ENTRY,     /* KVM_EXIT_FAIL_ENTRY */
+    KVM_EXITS_OTHER,          /* any other exit reason */
+    KVM_EXITS_NR
+} KvmExitKind;
+
+/* Returns from KVM_RUN by reason, since the vCPU was created.  Counted by
+ * the vCPU's own thread with plain (relaxed, unlocked) stores. */
+typedef struct KvmVcpuExitStats {
+    uint64_t exits[KVM_EXITS_NR];
+} KvmVcpuExitStats;
+
+/* The short name of an exit kind ("io", "mmio", "hlt", ...), or "?". */
+const char *kvm_exit_kind_name(KvmExitKind k);
+/* A snapshot of vcpu's exit counters (any thread; each counter is read
+ * atomically, the set is not one instant). */
+void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out);
+
 /* Owning VM. */
 KvmVm *kvm_vcpu_vm(const KvmVcpu *vcpu);
 

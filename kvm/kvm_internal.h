@@ -82,6 +82,9 @@ struct KvmVcpu {
     bool threaded;    /* has a thread from kvm_vm_start */
     bool joined;
     KvmVcpuRunState state; /* under vm->lock */
+    /* written by the vCPU's thread only (relaxed load + store, no lock
+     * prefix); read by anyone with relaxed loads */
+    KvmVcpuExitStats exit_stats;
 };
 
 struct KvmVm {

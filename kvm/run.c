@@ -155,6 +155,65 @@ static int handle_exit(KvmVcpu *v, int exit_reason, ExitErr *err)
     return r;
 }
 
+/* The counter of exit_reason (KVM_EXIT_INTR also for a KVM_RUN cut short
+ * by a signal). */
+static KvmExitKind exit_kind(int exit_reason)
+{
+    switch (exit_reason) {
+    case KVM_EXIT_IO:
+        return KVM_EXITS_IO;
+    case KVM_EXIT_MMIO:
+        return KVM_EXITS_MMIO;
+    case KVM_EXIT_HLT:
+        return KVM_EXITS_HLT;
+    case KVM_EXIT_SHUTDOWN:
+        return KVM_EXITS_SHUTDOWN;
+    case KVM_EXIT_SYSTEM_EVENT:
+        return KVM_EXITS_SYSTEM_EVENT;
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+        return KVM_EXITS_IRQ_WINDOW;
+    case KVM_EXIT_INTR:
+        return KVM_EXITS_INTR;
+    case KVM_EXIT_INTERNAL_ERROR:
+        return KVM_EXITS_INTERNAL_ERROR;
+    case KVM_EXIT_FAIL_ENTRY:
+        return KVM_EXITS_FAIL_ENTRY;
+    default:
+        return KVM_EXITS_OTHER;
+    }
+}
+
+/* Only the vCPU's thread writes its counters: a relaxed load and store
+ * (plain moves, no locked instruction) keep readers tear-free. */
+static void count_exit(KvmVcpu *v, int exit_reason)
+{
+    uint64_t *c = &v->exit_stats.exits[exit_kind(exit_reason)];
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+const char *kvm_exit_kind_name(KvmExitKind k)
+{
+    static const char *const names[KVM_EXITS_NR] = {
+        [KVM_EXITS_IO] = "io",
+        [KVM_EXITS_MMIO] = "mmio",
+        [KVM_EXITS_HLT] = "hlt",
+        [KVM_EXITS_SHUTDOWN] = "shutdown",
+        [KVM_EXITS_SYSTEM_EVENT] = "system-event",
+        [KVM_EXITS_IRQ_WINDOW] = "irq-window-open",
+        [KVM_EXITS_INTR] = "intr",
+        [KVM_EXITS_INTERNAL_ERROR] = "internal-error",
+        [KVM_EXITS_FAIL_ENTRY] = "fail-entry",
+        [KVM_EXITS_OTHER] = "other",
+    };
+    return (unsigned)k < KVM_EXITS_NR ? names[k] : "?";
+}
+
+void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
+{
+    for (unsigned i = 0; i < KVM_EXITS_NR; i++)
+        out->exits[i] = __atomic_load_n(&vcpu->exit_stats.exits[i], __ATOMIC_RELAXED);
+}
+
 /* One KVM_RUN + dispatch; fills err on -EIO.  -ESHUTDOWN if the VM ended. */
 static int run_once(KvmVcpu *v, ExitErr *err)
 {
@@ -196,6 +255,7 @@ static int run_once(KvmVcpu *v, ExitErr *err)
     } else {
         exit_reason = (int)v->run->exit_reason;
     }
+    count_exit(v, exit_reason);
     r = handle_exit(v, exit_reason, err);
     /* A vCPU thread stays RUNNING until it parks (or exits), so a pause
      * returns only once it is really parked; a synchronous caller's vCPU

@@ -411,6 +411,46 @@ static const char *apply_balloon(VmConfig *cfg, const char *val)
     return NULL;
 }
 
+/* PATH[,interval=SECONDS]: ",," in PATH stands for a comma. */
+static const char *apply_metrics(VmConfig *cfg, const char *val)
+{
+    static const char usage[] = "expected PATH[,interval=SECONDS] (1..86400)";
+    size_t len = strlen(val);
+    char *path = malloc(len + 1);
+    if (!path)
+        return "out of memory";
+    size_t n = 0;
+    const char *p = val;
+    for (; *p && (*p != ',' || p[1] == ','); p++) {
+        if (*p == ',')
+            p++;
+        path[n++] = *p;
+    }
+    path[n] = '\0';
+    if (*p == ',')
+        p++;
+    unsigned interval = VM_METRICS_DEFAULT_INTERVAL;
+    char key[16], v[32];
+    while (n && next_kv(&p, key, sizeof(key), v, sizeof(v))) {
+        char *end;
+        errno = 0;
+        unsigned long x = isdigit((unsigned char)v[0]) ? strtoul(v, &end, 10) : 0;
+        if (strcmp(key, "interval") || !x || errno || *end || x > VM_METRICS_MAX_INTERVAL) {
+            free(path);
+            return usage;
+        }
+        interval = (unsigned)x;
+    }
+    if (!n) {
+        free(path);
+        return usage;
+    }
+    free(cfg->metrics_path);
+    cfg->metrics_path = path;
+    cfg->metrics_interval = interval;
+    return NULL;
+}
+
 static const char *apply_seccomp(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "kill"))
@@ -523,6 +563,7 @@ static const OptDef opts[] = {
     { "log-file", OPT_VALUE, apply_log_file, NULL, false },
     { "daemonize", OPT_FLAG, NULL, flag_daemonize, false },
     { "pidfile", OPT_VALUE, apply_pidfile, NULL, false },
+    { "metrics", OPT_VALUE, apply_metrics, NULL, false },
 };
 
 static const OptDef *find_opt(const char *name, size_t len)
@@ -556,6 +597,7 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->chroot_dir);
     free(cfg->log_file);
     free(cfg->pidfile);
+    free(cfg->metrics_path);
     for (unsigned i = 0; i < cfg->ndisks; i++)
         free(cfg->disks[i].path);
     for (unsigned i = 0; i < cfg->nnets; i++)
@@ -953,6 +995,14 @@ const char *vm_config_usage(void)
            "                       bounding set; both or neither\n"
            "  --chroot DIR         chroot to DIR at the same point (paths used later,\n"
            "                       e.g. the api socket's removal, are then inside DIR)\n"
+           "  --metrics PATH[,interval=SECONDS]\n"
+           "                       every SECONDS (1..86400, default 60) append one line\n"
+           "                       to PATH (created if absent; a FIFO needs a reader):\n"
+           "                       a JSON object with a timestamp and the counters of\n"
+           "                       QMP x-query-stats (vCPU exits by reason, disk and\n"
+           "                       NIC I/O, virtio notifications, migration's dirty\n"
+           "                       pages); a failed write is reported once and the VM\n"
+           "                       goes on\n"
            "  --verbose            dump the vCPU registers when the guest crashes\n"
            "  --log-level LEVEL    error, warn (default), info or debug; info adds the\n"
            "                       start-up (version, the machine built), migrations and\n"

@@ -56,6 +56,8 @@ typedef struct VmBalloon {
 } VmBalloon;
 
 #define VM_MAX_BALLOON_STATS_INTERVAL 86400u
+#define VM_METRICS_DEFAULT_INTERVAL 60u /* --metrics: seconds between lines */
+#define VM_METRICS_MAX_INTERVAL 86400u
 
 typedef struct VmConfig {
     char *kernel;               /* --kernel */
@@ -77,17 +79,19 @@ typedef struct VmConfig {
     unsigned ndisks;
     VmNet nets[VM_MAX_NETS]; /* --net (repeatable) */
     unsigned nnets;
-    bool rng;           /* --rng: a virtio-rng device */
-    VmBalloon balloon;  /* --balloon */
-    VmSeccomp seccomp;  /* --seccomp kill|log|off (default kill) */
-    long jail_uid;      /* --jail-uid, -1 = none */
-    long jail_gid;      /* --jail-gid, -1 = none */
-    char *chroot_dir;   /* --chroot */
-    LogLevel log_level; /* --log-level (default LOG_DEFAULT_LEVEL) */
-    bool log_level_set; /* --log-level given */
-    char *log_file;     /* --log-file, NULL = stderr */
-    bool daemonize;     /* --daemonize */
-    char *pidfile;      /* --pidfile */
+    bool rng;                  /* --rng: a virtio-rng device */
+    VmBalloon balloon;         /* --balloon */
+    VmSeccomp seccomp;         /* --seccomp kill|log|off (default kill) */
+    long jail_uid;             /* --jail-uid, -1 = none */
+    long jail_gid;             /* --jail-gid, -1 = none */
+    char *chroot_dir;          /* --chroot */
+    LogLevel log_level;        /* --log-level (default LOG_DEFAULT_LEVEL) */
+    bool log_level_set;        /* --log-level given */
+    char *log_file;            /* --log-file, NULL = stderr */
+    bool daemonize;            /* --daemonize */
+    char *pidfile;             /* --pidfile */
+    char *metrics_path;        /* --metrics PATH, NULL = none */
+    unsigned metrics_interval; /* ,interval=SECONDS (1..86400, default 60) */
 } VmConfig;
 
 /* Outcome of vm_config_parse_args. */

@@ -8,9 +8,11 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/control/commands.h"
+#include "vmm/control/stats.h"
 #include "vmm/migration/stream.h"
 #include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
@@ -393,6 +395,22 @@ static int prepare_sandbox(Vmm *v)
     return 0;
 }
 
+static json_t *metrics_collect(void *o)
+{
+    return vmm_query_stats(o);
+}
+
+/* --metrics: the file and its timer, made now (before the jail and the
+ * sandbox); the main loop writes the lines.  0 or -1 after printing why. */
+static int open_metrics(Vmm *v)
+{
+    if (!v->cfg.metrics_path)
+        return 0;
+    v->metrics = metrics_open(v->cfg.metrics_path, v->cfg.metrics_interval, v->epfd,
+                              metrics_collect, v);
+    return v->metrics ? 0 : -1;
+}
+
 /* Everything is open: chroot and drop privileges while this is the only
  * thread (machine_start starts the others). */
 static int enter_jail(Vmm *v)
@@ -415,6 +433,7 @@ static int setup_qmp(Vmm *v)
     }
     memcpy(v->cmds, vmm_qmp_commands, vmm_qmp_ncommands * sizeof(*v->cmds));
     memcpy(v->cmds + vmm_qmp_ncommands, mig_qmp_commands, mig_qmp_ncommands * sizeof(*v->cmds));
+    v->ncmds = n;
     for (size_t i = vmm_qmp_ncommands; i < n; i++)
         v->cmds[i].opaque = v->mig; /* migration's commands act on it */
     v->qmp = qmp_server_new(v->cfg.api_socket, v->epfd, v->cmds, n, v, err, sizeof(err));
@@ -496,6 +515,9 @@ int strata_run(int argc, char *const argv[])
     for (unsigned i = 0; i < VM_MAX_DISKS; i++)
         v->disk_lock_fd[i] = -1;
     v->main_tid = gettid();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    v->start_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     vm_config_init(&v->cfg);
     int r = vm_config_parse_args(&v->cfg, argc, argv, err, sizeof(err));
     if (r == CONFIG_HELP) {
@@ -557,7 +579,7 @@ int strata_run(int argc, char *const argv[])
     }
     if (v->cfg.restore && setup_qmp(v) < 0)
         goto out;
-    if (enter_jail(v) < 0)
+    if (open_metrics(v) < 0 || enter_jail(v) < 0)
         goto out;
     if (v->start_paused)
         kvm_vm_pause(v->m.vm); /* the source was paused: stay so until `cont` */
@@ -583,11 +605,15 @@ int strata_run(int argc, char *const argv[])
     }
     run_loop(v);
     status = v->exit_status;
+    if (v->metrics)
+        metrics_write(v->metrics); /* the last figures, as the VM ended */
 out:
     if (v->waiter_started) {
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "strata is exiting");
         pthread_join(v->waiter, NULL);
     }
+    metrics_close(v->metrics);
+    v->metrics = NULL;
     mig_free(v->mig);
     v->mig = NULL;
     sandbox_fatal_forget(v->cfg.api_socket); /* qmp_server_free removes it */

@@ -11,6 +11,7 @@
 #include "vmm/daemon.h"
 #include "vmm/loop.h"
 #include "vmm/machine.h"
+#include "vmm/control/metrics.h"
 #include "vmm/control/qmp.h"
 #include "vmm/migration/migration.h"
 #include "vmm/sandbox.h"
@@ -55,6 +56,9 @@ struct Vmm {
     uint64_t postmigrate_until_ns;  /* RUN_STATE_POSTMIGRATE: quit by then */
     uint64_t postmigrate_idle_ns;   /* ... or when no client since then + grace */
     QmpCommand *cmds;               /* the served table: vmm's + migration's */
+    size_t ncmds;                   /* its length */
+    uint64_t start_ns;              /* CLOCK_MONOTONIC when strata_run began */
+    Metrics *metrics;               /* --metrics (vmm/control/metrics.h), or NULL */
     int disk_lock_fd[VM_MAX_DISKS]; /* vmm/disk-lock.h: held for the VM's life, -1 = none */
     Daemon daemon;                  /* --daemonize, --pidfile */
     EvSource balloon_src;           /* the balloon's change eventfd (BALLOON_CHANGE) */

@@ -76,6 +76,19 @@ void kvm_vm_get_stats(KvmVm *vm, KvmVmStats *out)
     out->exits_io = 7;
 }
 
+/* every vCPU: k+1 exits of kind k */
+void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
+{
+    (void)vcpu;
+    for (unsigned k = 0; k < KVM_EXITS_NR; k++)
+        out->exits[k] = k + 1;
+}
+
+const char *kvm_exit_kind_name(KvmExitKind k)
+{
+    return k == KVM_EXITS_IO ? "io" : "fake";
+}
+
 int machine_reset(Machine *m, char *err, size_t errlen)
 {
     /* every other reset fails, so both paths of system_reset run */

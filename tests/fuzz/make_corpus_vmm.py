@@ -53,6 +53,9 @@ qmp = {
                            hmp('xp /8xb 0x10') + hmp('xp /2dg 0') + hmp('xp /3uh 0xfffe') +
                            hmp('stop') + hmp('c') + hmp('system_reset') + hmp('q') +
                            hmp('info bogus') + hmp('')).encode(),
+    'stats': bytes([NEG]) + (req('query-block') + req('query-blockstats', {'query-nodes': True}) +
+                             req('x-query-stats') + hmp('info block') + hmp('info blockstats') +
+                             hmp('info migrate') + hmp('info blockstats x')).encode(),
     'bad-requests': bytes([NEG]) + (
         '[1,2]\n{"execute": 5}\n{"arguments": {}}\n{"execute":"stop","x":1}\n'
         '{"execute":"stop","arguments":[]}\n{"execute":"nope"}\n'

@@ -664,6 +664,40 @@ static uint32_t features_garbage(void)
     return 0;
 }
 
+/* No attack: a known set of disk requests for tests/stats, which checks
+ * query-blockstats against it: 3 reads of 4 KiB (sectors 0, 8, 16), 2
+ * writes of 1 KiB (sectors 100 and 200, bytes 0x5a), 1 flush, 1 read past
+ * the end (refused: invalid).  Then (see guest_main) a PIO exit every 2^20
+ * spins, so the exit counters keep growing. */
+static uint32_t stats_io(void)
+{
+    uint32_t r = dev_init(BLK);
+    if (r)
+        return 0x100 | r;
+    for (unsigned i = 0; i < 3; i++)
+        if (blk_rw(BLK_IN, 8 * i, (uint64_t)data, 4096) != BLK_S_OK)
+            return 0x200 | i;
+    memset(data, 0x5a, 1024);
+    if (blk_rw(BLK_OUT, 100, (uint64_t)data, 1024) != BLK_S_OK ||
+        blk_rw(BLK_OUT, 200, (uint64_t)data, 1024) != BLK_S_OK)
+        return 0x300;
+    /* a flush: header and status byte only */
+    uint16_t target = (uint16_t)(used_idx() + 1);
+    uint32_t type = 4; /* VIRTIO_BLK_T_FLUSH */
+    memset(hdrs, 0, 64);
+    memcpy(hdrs, &type, 4);
+    hdrs[16] = 0xee;
+    dtab[0] = (struct desc){ (uint64_t)hdrs, 16, F_NEXT, 1 };
+    dtab[1] = (struct desc){ (uint64_t)hdrs + 16, 1, F_WRITE, 0 };
+    publish(0);
+    kick(BLK);
+    if (!wait_used(target) || blk_status(0) != BLK_S_OK)
+        return 0x400;
+    if (blk_rw(BLK_IN, blk_capacity() + 1, (uint64_t)data, 512) != BLK_S_IOERR)
+        return 0x500;
+    return broken(BLK) ? 0x600 : 0;
+}
+
 /* No attack: the VM for the control-socket abuse test. */
 static uint32_t idle(void)
 {
@@ -726,6 +760,7 @@ static const Case cases[] = {
     { "notify-bench-lazy", notify_bench_lazy },
     { "notify-bench-lazy-event-idx", notify_bench_lazy_event_idx },
     { "idle", idle },
+    { "stats-io", stats_io },
 };
 
 static bool word_is(const char *s, const char *name)
@@ -751,7 +786,8 @@ int guest_main(void)
         return 1;
     }
     uint32_t r = c->fn();
-    uint32_t rec = c->fn == idle ? 0 : recover();
+    bool plain = c->fn == idle || c->fn == stats_io; /* no attack to recover from */
+    uint32_t rec = plain ? 0 : recover();
     say("hostile: ");
     say(c->name);
     if (r || rec) {
@@ -764,6 +800,7 @@ int guest_main(void)
         say(": PASS\n");
     }
     for (;;)
-        spin_counter++;
+        if ((++spin_counter & 0xfffff) == 0 && c->fn == stats_io)
+            (void)inl(TESTDEV_PORT_REPORT);
     return 0;
 }

@@ -32,12 +32,14 @@ for o in $opts; do
 	grep -qF -- "$o" <<< "$text" || fail "the man page lacks $o"
 	grep -qE -- "(^| |\")$o( |\")" "$comp" || fail "the bash completion lacks $o"
 done
-for c in mtree status pause resume reset powerdown quit hmp qmp migrate; do
+for c in mtree status stats pause resume reset powerdown quit hmp qmp migrate; do
 	grep -qE "^  $c( |\$)|^  [a-z]+ \| $c " <<< "$text" || fail "the man page lacks ctl's $c"
 done
 grep -qF "$("$bin" --version)" "$man" || fail "the man page does not name $("$bin" --version)"
 bash -n "$comp" || fail "$comp is not valid bash"
-# the completion completes: `strata run --me` offers --memory
+# the completion completes: `strata run --mem` offers --memory
+words=$(bash -c 'source "$1"; COMP_WORDS=(strata run --mem); COMP_CWORD=2; _strata; echo "${COMPREPLY[*]}"' _ "$comp")
+[ "$words" = "--memory" ] || fail "completing 'strata run --mem' gave '$words'"
 words=$(bash -c 'source "$1"; COMP_WORDS=(strata run --me); COMP_CWORD=2; _strata; echo "${COMPREPLY[*]}"' _ "$comp")
-[ "$words" = "--memory" ] || fail "completing 'strata run --me' gave '$words'"
+[ "$words" = "--memory --metrics" ] || fail "completing 'strata run --me' gave '$words'"
 echo "install.files: strata, strata.1 ($(echo "$opts" | wc -l) options) and the bash completion installed"

@@ -83,6 +83,16 @@ int main(void)
     kvm_vm_get_stats(kit_vm(k), &st);
     printf("%llu IO exits for %zu port accesses (and the test device's)\n",
            (unsigned long long)st.exits_io, nwant);
+    /* the vCPU's own exit counters (x-query-stats') agree with the VM's:
+     * one vCPU, so every IO exit it took is one the VM handled (a REP
+     * string instruction may move several elements in one) */
+    KvmVcpuExitStats ex;
+    kvm_vcpu_get_exit_stats(kit_vcpu(k), &ex);
+    TEST_ASSERT(ex.exits[KVM_EXITS_IO] == st.exits_io && ex.exits[KVM_EXITS_IO] > 0,
+                "vCPU exits io %llu, VM exits_io %llu", (unsigned long long)ex.exits[KVM_EXITS_IO],
+                (unsigned long long)st.exits_io);
+    TEST_ASSERT(ex.exits[KVM_EXITS_MMIO] == st.exits_mmio, "vCPU exits mmio %llu, VM %llu",
+                (unsigned long long)ex.exits[KVM_EXITS_MMIO], (unsigned long long)st.exits_mmio);
 
     kit_recorder_destroy(&dev);
     kit_free(k);

@@ -493,6 +493,43 @@ static void test_balloon(void **state)
     vm_config_free(&c);
 }
 
+static void test_metrics(void **state)
+{
+    (void)state;
+    VmConfig c;
+    vm_config_init(&c);
+    assert_null(c.metrics_path);
+    assert_int_equal(parse(&c, "--kernel", "k", "--metrics", "/run/m.jsonl", NULL), CONFIG_OK);
+    assert_string_equal(c.metrics_path, "/run/m.jsonl");
+    assert_int_equal(c.metrics_interval, VM_METRICS_DEFAULT_INTERVAL);
+    vm_config_free(&c);
+    /* ",," is a comma of the path; the last --metrics wins */
+    assert_int_equal(parse(&c, "--kernel", "k", "--metrics", "x", "--metrics=a,,b,interval=1",
+                           NULL),
+                     CONFIG_OK);
+    assert_string_equal(c.metrics_path, "a,b");
+    assert_int_equal(c.metrics_interval, 1);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--metrics", "m,interval=86400", NULL), CONFIG_OK);
+    assert_int_equal(c.metrics_interval, 86400);
+    vm_config_free(&c);
+    const char *bad[] = { "m,interval=0",  "m,interval=86401", "m,interval=", "m,interval=-5",
+                          "m,interval=1x", "m,every=5",        ",interval=5", "" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[80];
+        snprintf(want, sizeof(want), "--metrics %s: expected PATH", bad[i]);
+        expect_error(parse(&c, "--kernel", "k", "--metrics", bad[i], NULL), want);
+        vm_config_free(&c);
+    }
+    assert_int_equal(vm_config_apply_json(&c, "{\"metrics\": \"p,interval=2\"}", "cfg", err,
+                                          sizeof(err)),
+                     0);
+    assert_string_equal(c.metrics_path, "p");
+    assert_int_equal(c.metrics_interval, 2);
+    vm_config_free(&c);
+    assert_true(strstr(vm_config_usage(), "--metrics PATH[,interval=SECONDS]") != NULL);
+}
+
 static void test_json(void **state)
 {
     VmConfig c;
@@ -680,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
         cmocka_unit_test(test_name_uuid),      cmocka_unit_test(test_double_commas),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

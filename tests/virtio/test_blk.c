@@ -160,9 +160,19 @@ static void test_read_write_flush_id(void **state)
     VtBuf last = { DATA, 512, true };
     assert_int_equal(request(f, VIRTIO_BLK_T_IN, DISK_SECTORS - 1, &last, 1, &st), 513);
     assert_int_equal(st, VIRTIO_BLK_S_OK);
-    assert_int_equal(f->blk->reads, 2);
-    assert_int_equal(f->blk->writes, 1);
-    assert_int_equal(f->blk->flushes, 1);
+    VirtioBlkStats bs;
+    virtio_blk_get_stats(f->blk, &bs);
+    assert_int_equal(bs.rd_operations, 2);
+    assert_int_equal(bs.rd_bytes, 1024 + 512);
+    assert_int_equal(bs.wr_operations, 1);
+    assert_int_equal(bs.wr_bytes, 512);
+    assert_int_equal(bs.wr_highest_offset, 11 * 512);
+    assert_int_equal(bs.flush_operations, 1);
+    assert_int_equal(bs.get_id_operations, 1);
+    assert_int_equal(bs.failed_rd_operations + bs.invalid_rd_operations + bs.failed_wr_operations +
+                         bs.invalid_wr_operations + bs.failed_flush_operations +
+                         bs.malformed_requests,
+                     0);
     assert_int_equal(vt_r32(vt, VIRTIO_MMIO_INTERRUPT_STATUS) & 1, 1);
     fix_free(f);
 }
@@ -215,6 +225,52 @@ static void test_bad_requests(void **state)
     assert_int_equal(*(uint8_t *)vt_ptr(vt, DATA + 5), pattern(512 + 5));
     /* none of these broke the device */
     assert_false(vt_r32(vt, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+    /* each refusal counted where it belongs; only the last read succeeded */
+    VirtioBlkStats bs;
+    virtio_blk_get_stats(f->blk, &bs);
+    assert_int_equal(bs.invalid_rd_operations, 4);
+    assert_int_equal(bs.invalid_wr_operations, 1);
+    assert_int_equal(bs.unsupported_operations, 1);
+    assert_int_equal(bs.malformed_requests, 2);
+    assert_int_equal(bs.rd_operations, 1);
+    assert_int_equal(bs.rd_bytes, 512);
+    assert_int_equal(bs.failed_rd_operations + bs.wr_operations + bs.wr_bytes, 0);
+    fix_free(f);
+}
+
+/* I/O that fails on the host (the image shrank under the VM): failed, not
+ * invalid, and no bytes counted; a read-only disk's refused write is
+ * invalid. */
+static void test_stats_failed_io(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, false);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 64);
+    uint8_t st;
+    VtBuf one = { DATA, 512, true };
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, 7, &one, 1, &st), 513);
+    assert_int_equal(st, VIRTIO_BLK_S_OK);
+    assert_int_equal(ftruncate(f->fd, 512), 0);
+    assert_int_equal(request(f, VIRTIO_BLK_T_IN, 7, &one, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    VirtioBlkStats bs;
+    virtio_blk_get_stats(f->blk, &bs);
+    assert_int_equal(bs.rd_operations, 1);
+    assert_int_equal(bs.rd_bytes, 512);
+    assert_int_equal(bs.failed_rd_operations, 1);
+    assert_int_equal(bs.invalid_rd_operations, 0);
+    fix_free(f);
+
+    f = fix_new(true, false);
+    vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 64);
+    VtBuf wr = { DATA, 512, false };
+    assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, &wr, 1, &st), 1);
+    assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+    virtio_blk_get_stats(f->blk, &bs);
+    assert_int_equal(bs.invalid_wr_operations, 1);
+    assert_int_equal(bs.failed_wr_operations + bs.wr_operations + bs.wr_highest_offset, 0);
     fix_free(f);
 }
 
@@ -352,10 +408,11 @@ static void test_save_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),         cmocka_unit_test(test_read_write_flush_id),
-        cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_readonly),
-        cmocka_unit_test(test_batch_and_loop), cmocka_unit_test(test_open_error),
-        cmocka_unit_test(test_not_a_file),     cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_config),          cmocka_unit_test(test_read_write_flush_id),
+        cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_stats_failed_io), cmocka_unit_test(test_batch_and_loop),
+        cmocka_unit_test(test_open_error),      cmocka_unit_test(test_not_a_file),
+        cmocka_unit_test(test_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,8 +118,12 @@ static void test_tx(void **state)
     pump(f);
     assert_int_equal(vt_used(vt, VIRTIO_NET_TXQ, &id, &len), 1);
     assert_true(recv(f->peer, got, sizeof(got), MSG_DONTWAIT) < 0);
-    assert_int_equal(f->net->tx_packets, 1);
-    assert_int_equal(f->net->tx_dropped, 1);
+    VirtioNetStats ns;
+    virtio_net_get_stats(f->net, &ns);
+    assert_int_equal(ns.tx_packets, 1);
+    assert_int_equal(ns.tx_bytes, 60);
+    assert_int_equal(ns.tx_dropped, 1);
+    assert_int_equal(ns.rx_packets, 0);
     assert_false(vt_r32(vt, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
     fix_free(f);
 }
@@ -177,8 +181,12 @@ static void test_rx(void **state)
     pump(f);
     assert_int_equal(vt_used(vt, VIRTIO_NET_RXQ, &id, &len), 1);
     assert_int_equal(len, 0);
-    assert_int_equal(f->net->rx_packets, 2);
-    assert_int_equal(f->net->rx_dropped, 1);
+    VirtioNetStats ns;
+    virtio_net_get_stats(f->net, &ns);
+    assert_int_equal(ns.rx_packets, 2);
+    assert_int_equal(ns.rx_bytes, 100 + 60);
+    assert_int_equal(ns.rx_dropped, 1);
+    assert_int_equal(ns.tx_packets, 0);
     /* reset stops reception */
     vt_w32(vt, VIRTIO_MMIO_STATUS, 0);
     assert_false(f->net->rx_polling);
@@ -225,7 +233,7 @@ static void test_rx_event_idx(void **state)
     assert_false(f->net->rx_polling);
     assert_int_equal(vt_avail_event(vt, VIRTIO_NET_RXQ), 3);
     assert_int_equal(virtio_mmio_queue_stats(&f->net->t, VIRTIO_NET_RXQ).kicks, 2);
-    assert_int_equal(f->net->rx_packets, 3);
+    assert_int_equal(f->net->stats.rx_packets, 3);
     fix_free(f);
 }
 

@@ -395,10 +395,14 @@ static void test_disk_ring(void **state)
     assert_int_equal(pread(d->img.fd, back, sizeof(back), 5 * 512), (ssize_t)sizeof(back));
     for (unsigned i = 0; i < sizeof(back); i++)
         assert_int_equal(back[i], 0x5c);
-    assert_int_equal(d->blk->reads, 1);
-    assert_int_equal(d->blk->writes, 1);
-    assert_int_equal(d->blk->flushes, 1);
-    assert_int_equal(d->blk->errors, 0);
+    VirtioBlkStats bs;
+    virtio_blk_get_stats(d->blk, &bs);
+    assert_int_equal(bs.rd_operations, 1);
+    assert_int_equal(bs.rd_bytes, 1024);
+    assert_int_equal(bs.wr_operations, 1);
+    assert_int_equal(bs.flush_operations, 1);
+    assert_int_equal(bs.failed_rd_operations + bs.failed_wr_operations + bs.failed_flush_operations,
+                     0);
     assert_true(d->blk->have_ring); /* no fallback to preadv/pwritev happened */
 
     close(sp[0]);

@@ -11,6 +11,7 @@
 #include "devices/virtio-balloon.h"
 #include "vmm/control/commands.h"
 #include "vmm/control/hmp.h"
+#include "vmm/control/stats.h"
 #include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
@@ -241,16 +242,50 @@ static json_t *q_hmp(void *o, QmpClient *c, json_t *a, QmpError *err)
     return s;
 }
 
+/* ---- statistics (vmm/control/stats.c) ------------------------------------- */
+
+static json_t *q_block(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_query_block(o);
+}
+
+static json_t *q_blockstats(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_query_blockstats(o);
+}
+
+static json_t *q_stats(void *o, QmpClient *c, json_t *a, QmpError *err)
+{
+    return vmm_query_stats(o);
+}
+
+void *vmm_device(Vmm *v, const DeviceOps *ops, unsigned n)
+{
+    for (unsigned i = 0; i < devlist_count(&v->m.devices); i++) {
+        DevRecord *r = devlist_get(&v->m.devices, i);
+        if (r->ops == ops && n-- == 0)
+            return r->dev;
+    }
+    return NULL;
+}
+
+json_t *vmm_qmp_call(Vmm *v, const char *name, QmpError *err)
+{
+    for (size_t i = 0; v->cmds && i < v->ncmds; i++) {
+        const QmpCommand *c = &v->cmds[i];
+        if (!strcmp(c->name, name))
+            return c->fn(c->opaque ? c->opaque : v, NULL, NULL, err);
+    }
+    qmp_error_set(err, "The command %s has not been found", name);
+    err->cls = "CommandNotFound";
+    return NULL;
+}
+
 /* ---- the balloon ---------------------------------------------------------- */
 
 static VirtioBalloon *find_balloon(Vmm *v)
 {
-    for (unsigned i = 0; i < devlist_count(&v->m.devices); i++) {
-        DevRecord *r = devlist_get(&v->m.devices, i);
-        if (r->ops == &virtio_balloon_device_ops)
-            return r->dev;
-    }
-    return NULL;
+    return vmm_device(v, &virtio_balloon_device_ops, 0);
 }
 
 static VirtioBalloon *have_balloon(Vmm *v, QmpError *err)
@@ -350,6 +385,10 @@ static const QmpArg hmp_args[] = {
 static const QmpArg balloon_args[] = { { "value", QMP_ARG_INT, false }, { NULL, 0, false } };
 static const QmpArg machines_args[] = { { "compat-props", QMP_ARG_BOOL, true },
                                         { NULL, 0, false } };
+/* QEMU's query-blockstats takes query-nodes; strata has no node graph
+ * apart from the devices, so it changes nothing. */
+static const QmpArg blockstats_args[] = { { "query-nodes", QMP_ARG_BOOL, true },
+                                          { NULL, 0, false } };
 static const QmpArg dirty_args[] = { { "reset", QMP_ARG_BOOL, true }, { NULL, 0, false } };
 static const QmpArg set_dirty_args[] = {
     { "enable", QMP_ARG_BOOL, false },
@@ -377,5 +416,8 @@ const QmpCommand vmm_qmp_commands[] = {
     { "human-monitor-command", q_hmp, hmp_args, NULL },
     { "balloon", q_balloon, balloon_args, NULL },
     { "query-balloon", q_query_balloon, NULL, NULL },
+    { "query-block", q_block, NULL, NULL },
+    { "query-blockstats", q_blockstats, blockstats_args, NULL },
+    { "x-query-stats", q_stats, NULL, NULL },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "devices/device.h"
 #include "vmm/control/qmp.h"
 
 typedef struct Vmm Vmm;
@@ -12,6 +13,14 @@ typedef struct Vmm Vmm;
 /* The command table; each handler's opaque is the Vmm. */
 extern const QmpCommand vmm_qmp_commands[];
 extern const size_t vmm_qmp_ncommands;
+
+/* The n-th device (from 0, in the board's list order) whose ops are ops:
+ * its state (a VirtioBlk for virtio_blk_device_ops, ...), or NULL. */
+void *vmm_device(Vmm *v, const DeviceOps *ops, unsigned n);
+/* Runs the served command `name` without arguments, as a client would
+ * (HMP and the statistics on top of QMP): its "return" (a new reference),
+ * or NULL with err set (CommandNotFound where it is not served). */
+json_t *vmm_qmp_call(Vmm *v, const char *name, QmpError *err);
 
 /* query-balloon's answer (QEMU's: "actual", guest RAM less what the guest
  * gave up, in bytes; "guest-stats" once the guest reported some), or NULL

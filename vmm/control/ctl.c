@@ -22,6 +22,8 @@ static const char ctl_usage[] =
     "Commands:\n"
     "  mtree [-f] [-D]        print the memory tree (info mtree, QEMU's format)\n"
     "  status                 print the run state (running, paused, inmigrate, ...)\n"
+    "  stats                  print the counters (QMP x-query-stats, docs/stats.md)\n"
+    "                         pretty-printed\n"
     "  pause | resume         stop / continue the vCPUs (QMP stop / cont)\n"
     "  reset                  reset the machine (QMP system_reset)\n"
     "  powerdown              press the ACPI power button (QMP system_powerdown)\n"
@@ -405,11 +407,9 @@ static int parse_options(int argc, char *const argv[], const char **path, int *s
 static const char *simple_command(const char *cmd)
 {
     static const char *const map[][2] = {
-        { "status", "query-status" },
-        { "pause", "stop" },
-        { "resume", "cont" },
-        { "reset", "system_reset" },
-        { "powerdown", "system_powerdown" },
+        { "status", "query-status" }, { "stats", "x-query-stats" },
+        { "pause", "stop" },          { "resume", "cont" },
+        { "reset", "system_reset" },  { "powerdown", "system_powerdown" },
         { "quit", "quit" },
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -458,7 +458,9 @@ static int map_command(const char *cmd, int nargs, char *const *args, CtlRequest
         r->qname = "migrate"; /* driven by ctl_migrate / ctl_snapshot */
     } else if (nargs == 0) {
         r->qname = simple_command(cmd);
-        r->out = !strcmp(cmd, "status") ? OUT_STATUS : OUT_NONE;
+        r->out = !strcmp(cmd, "status")  ? OUT_STATUS
+                 : !strcmp(cmd, "stats") ? OUT_PRETTY
+                                         : OUT_NONE;
     }
     if (!r->qname) {
         fprintf(stderr, "strata ctl: unknown command or wrong arguments: '%s'\n%s", cmd, ctl_usage);

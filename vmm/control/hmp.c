@@ -11,6 +11,7 @@
 
 #include "devices/virtio-mmio.h"
 #include "vmm/control/commands.h"
+#include "vmm/control/stats.h"
 #include "vmm/runstate.h"
 #include "vmm/version.h"
 #include "vmm/vmm.h"
@@ -181,6 +182,121 @@ static char *info_version(Vmm *v, int argc, char **argv, QmpError *err)
     return dupf("%d.%d.%d (strata)\n", n[0], n[1], n[2]);
 }
 
+/* Each disk: its image, format, mode and cache (from query-block). */
+static char *info_block(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    json_t *arr = vmm_query_block(v), *b;
+    size_t i;
+    json_array_foreach(arr, i, b)
+    {
+        json_t *ins = json_object_get(b, "inserted");
+        json_t *img = json_object_get(ins, "image");
+        fprintf(f, "%s: %s (%s%s)\n", json_string_value(json_object_get(b, "device")),
+                json_string_value(json_object_get(ins, "file")),
+                json_string_value(json_object_get(ins, "drv")),
+                json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "");
+        fprintf(f, "    Cache mode:       writeback\n");
+        fprintf(f, "    Virtual size:     %lld bytes\n",
+                (long long)json_integer_value(json_object_get(img, "virtual-size")));
+    }
+    json_decref(arr);
+    fclose(f);
+    return buf;
+}
+
+/* Each disk's counters as NAME=VALUE (query-blockstats, strata's own "x-"
+ * ones left out, as QEMU's line has none). */
+static char *info_blockstats(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    json_t *arr = vmm_query_blockstats(v), *e;
+    size_t i;
+    json_array_foreach(arr, i, e)
+    {
+        fprintf(f, "%s:", json_string_value(json_object_get(e, "device")));
+        const char *key;
+        json_t *val;
+        json_object_foreach(json_object_get(e, "stats"), key, val)
+        {
+            if (json_is_integer(val) && strncmp(key, "x-", 2))
+                fprintf(f, " %s=%lld", key, (long long)json_integer_value(val));
+        }
+        fputc('\n', f);
+    }
+    json_decref(arr);
+    fclose(f);
+    return buf;
+}
+
+/* query-migrate's status and figures, in QEMU's words and units. */
+static char *info_migrate(Vmm *v, int argc, char **argv, QmpError *err)
+{
+    json_t *q = vmm_qmp_call(v, "query-migrate", err);
+    if (!q)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        json_decref(q);
+        return NULL;
+    }
+    const char *status = json_string_value(json_object_get(q, "status"));
+    fprintf(f, "Migration status: %s\n", status ? status : "none");
+    static const struct {
+        const char *key, *label, *unit;
+    } top[] = {
+        { "total-time", "total time", "ms" },
+        { "expected-downtime", "expected downtime", "ms" },
+        { "downtime", "downtime", "ms" },
+        { "setup-time", "setup", "ms" },
+    },
+      ram[] = {
+          { "transferred", "transferred ram", "kbytes" },
+          { "remaining", "remaining ram", "kbytes" },
+          { "total", "total ram", "kbytes" },
+          { "duplicate", "duplicate", "pages" },
+          { "normal", "normal", "pages" },
+          { "normal-bytes", "normal bytes", "kbytes" },
+          { "dirty-sync-count", "dirty sync count", "" },
+          { "page-size", "page size", "kbytes" },
+          { "dirty-pages-rate", "dirty pages rate", "pages" },
+      };
+    for (size_t k = 0; k < sizeof(top) / sizeof(top[0]); k++) {
+        json_t *x = json_object_get(q, top[k].key);
+        if (json_is_integer(x))
+            fprintf(f, "%s: %lld %s\n", top[k].label, (long long)json_integer_value(x),
+                    top[k].unit);
+    }
+    json_t *r = json_object_get(q, "ram");
+    if (json_is_real(json_object_get(r, "mbps")))
+        fprintf(f, "throughput: %0.2f mbps\n", json_real_value(json_object_get(r, "mbps")));
+    for (size_t k = 0; k < sizeof(ram) / sizeof(ram[0]); k++) {
+        json_t *x = json_object_get(r, ram[k].key);
+        if (!json_is_integer(x))
+            continue;
+        long long n = (long long)json_integer_value(x);
+        bool kb = !strcmp(ram[k].unit, "kbytes");
+        fprintf(f, "%s: %lld%s%s\n", ram[k].label, kb ? n >> 10 : n, *ram[k].unit ? " " : "",
+                ram[k].unit);
+    }
+    const char *why = json_string_value(json_object_get(q, "error-desc"));
+    if (why)
+        fprintf(f, "error description: %s\n", why);
+    json_decref(q);
+    fclose(f);
+    return buf;
+}
+
 typedef struct HmpInfo {
     const char *name, *params, *help;
     char *(*fn)(Vmm *v, int argc, char **argv, QmpError *err);
@@ -190,8 +306,11 @@ typedef struct HmpInfo {
 /* `info` items: dispatch and the listing bare `info` prints come from here. */
 static const HmpInfo infos[] = {
     { "balloon", "", "show balloon information", info_balloon, false },
+    { "block", "", "show the block devices", info_block, false },
+    { "blockstats", "", "show block device statistics", info_blockstats, false },
     { "cpus", "", "show infos for each CPU", info_cpus, false },
     { "kvm", "", "show KVM information (and strata's slot table)", info_kvm, false },
+    { "migrate", "", "show migration status", info_migrate, false },
     { "mtree", "[-f][-D]", "show memory tree (-f: dump flat view, -D: disabled regions)",
       info_mtree, true },
     { "registers", "", "show every vCPU's registers and the code at its RIP", info_registers,
