@@ -48,6 +48,14 @@ typedef struct VmBalloon {
 
 #define VM_MAX_BALLOON_STATS_INTERVAL 86400u
 
+/* --vsock cid=N,uds=PATH */
+typedef struct VmVsock {
+    uint64_t cid; /* 0: no vsock device; else 3..0xfffffffe */
+    char *uds;    /* PATH: listened on; guest connects go to PATH_<port> */
+} VmVsock;
+
+#define VM_MAX_VSOCK_UDS 95 /* sun_path (108) less `_<port>` and the NUL */
+
 typedef struct VmConfig {
     char *kernel;               /* --kernel */
     char *initrd;               /* --initrd */
@@ -69,6 +77,7 @@ typedef struct VmConfig {
     unsigned nnets;
     bool rng;          /* --rng: a virtio-rng device */
     VmBalloon balloon; /* --balloon */
+    VmVsock vsock;     /* --vsock */
     VmSeccomp seccomp; /* --seccomp kill|log|off (default kill) */
     long jail_uid;     /* --jail-uid, -1 = none */
     long jail_gid;     /* --jail-gid, -1 = none */
