@@ -271,8 +271,8 @@ static void tx_packet(VirtioVsock *d, const VirtqElem *e)
     if (!c) {
         if (h.op == VSOCK_OP_REQUEST)
             guest_connect(d, &h);
-        if (h.op == VSOCK_OP_REQUEST && (i = vsock_table_find(&d->table, h.dst_port,
-                                                              h.src_port)) >= 0) {
+        if (h.op == VSOCK_OP_REQUEST &&
+            (i = vsock_table_find(&d->table, h.dst_port, h.src_port)) >= 0) {
             d->conn[i].peer_buf_alloc = h.buf_alloc;
             d->conn[i].peer_fwd_cnt = h.fwd_cnt;
         }
@@ -676,8 +676,7 @@ int virtio_vsock_init(VirtioVsock *d, const VirtioEnv *env, uint64_t cid, const 
     d->cid = cid;
     for (int i = 0; i < 8; i++)
         d->config[i] = (uint8_t)(cid >> (8 * i));
-    int r = virtio_mmio_init(&d->t, env, &vsock_ops, d, NQ, 0, d->config,
-                             VIRTIO_VSOCK_CONFIG_LEN);
+    int r = virtio_mmio_init(&d->t, env, &vsock_ops, d, NQ, 0, d->config, VIRTIO_VSOCK_CONFIG_LEN);
     if (r < 0) {
         if (listen_fd >= 0)
             close(listen_fd);

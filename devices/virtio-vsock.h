@@ -67,12 +67,12 @@ typedef struct VsockConn {
     int fd; /* -1: free */
     uint8_t state;
     uint32_t local_port, peer_port;
-    uint32_t pending; /* control packets to send (bits of 1 << op) */
+    uint32_t pending;        /* control packets to send (bits of 1 << op) */
     uint32_t shutdown_flags; /* of the SHUTDOWN to send */
-    bool readable;  /* the host socket may have input (not polled then) */
-    bool host_eof;  /* the host side sent no more (SHUTDOWN sent or due) */
-    uint8_t guest_shut; /* VSOCK_SHUTDOWN_* the guest sent */
-    uint32_t watched; /* poll bits now asked of the loop */
+    bool readable;           /* the host socket may have input (not polled then) */
+    bool host_eof;           /* the host side sent no more (SHUTDOWN sent or due) */
+    uint8_t guest_shut;      /* VSOCK_SHUTDOWN_* the guest sent */
+    uint32_t watched;        /* poll bits now asked of the loop */
     uint32_t peer_buf_alloc, peer_fwd_cnt;
     uint32_t rx_cnt;            /* payload bytes sent to the guest */
     uint32_t fwd_cnt;           /* guest bytes taken by the host socket */

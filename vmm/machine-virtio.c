@@ -154,11 +154,8 @@ static const struct {
     unsigned (*count)(const VmConfig *cfg);
     VirtioMakeFn make;
 } kinds[] = {
-    { count_disks, make_disk },
-    { count_nets, make_net },
-    { count_rng, make_rng },
-    { count_balloon, make_balloon },
-    { count_vsock, make_vsock },
+    { count_disks, make_disk },      { count_nets, make_net },    { count_rng, make_rng },
+    { count_balloon, make_balloon }, { count_vsock, make_vsock },
 };
 
 int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx, AddressSpace *as,

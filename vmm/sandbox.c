@@ -86,13 +86,23 @@ static const int sys_vcpu[] = {
  * io_uring_register are in no list) and restricted (devices/uring.h); only
  * the device event loop, which drives them all, may enter one. */
 static const int sys_io[] = {
-    SCMP_SYS(read),           SCMP_SYS(readv),     SCMP_SYS(pread64),   SCMP_SYS(preadv),
-    SCMP_SYS(pwrite64),       SCMP_SYS(pwritev),   SCMP_SYS(fdatasync), SCMP_SYS(fsync),
-    SCMP_SYS(io_uring_enter), SCMP_SYS(getrandom),
+    SCMP_SYS(read),
+    SCMP_SYS(readv),
+    SCMP_SYS(pread64),
+    SCMP_SYS(preadv),
+    SCMP_SYS(pwrite64),
+    SCMP_SYS(pwritev),
+    SCMP_SYS(fdatasync),
+    SCMP_SYS(fsync),
+    SCMP_SYS(io_uring_enter),
+    SCMP_SYS(getrandom),
     /* virtio-vsock (devices/virtio-vsock.c): accept host clients on the
      * socket made before the filter, connect to PATH_<port> (socket() only
      * as F_UNIX_STREAM), peek at input, half-close */
-    SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(shutdown), SCMP_SYS(recvfrom),
+    SCMP_SYS(accept4),
+    SCMP_SYS(connect),
+    SCMP_SYS(shutdown),
+    SCMP_SYS(recvfrom),
 };
 static const int sys_stdin[] = {
     SCMP_SYS(read),
@@ -184,12 +194,12 @@ typedef struct IocList {
 } IocList;
 
 enum {
-    F_SOCKETS = 1,   /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
-    F_THREADS = 2,   /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
-    F_FCNTL = 4,     /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
-    F_STACK = 8,     /* seccomp(SET_MODE_FILTER): a thread started
+    F_SOCKETS = 1,      /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
+    F_THREADS = 2,      /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
+    F_FCNTL = 4,        /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
+    F_STACK = 8,        /* seccomp(SET_MODE_FILTER): a thread started
                              * later adds its own (stricter) filter */
-    F_SNAPSHOT = 16, /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
+    F_SNAPSHOT = 16,    /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
     F_UNIX_STREAM = 32, /* socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0) only */
 };
 

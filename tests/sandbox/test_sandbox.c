@@ -95,7 +95,7 @@ enum {
     DO_IOCTL_CREATE_VM,
     DO_OPEN,
     DO_SOCKET_INET,
-    DO_SOCKET_UNIX,  /* what virtio-vsock makes: a non-blocking AF_UNIX stream, connected */
+    DO_SOCKET_UNIX, /* what virtio-vsock makes: a non-blocking AF_UNIX stream, connected */
     DO_SOCKET_UNIX_BLOCKING,
     DO_SOCKET_NETLINK,
     DO_MMAP_EXEC,
@@ -327,8 +327,8 @@ int main(void)
     expect("migration: socket(AF_NETLINK) refused", run_case, &a, 159,
            "migration thread made a forbidden syscall socket");
     a = (Arg){ SANDBOX_KILL, SANDBOX_ROLE_IO, DO_SOCKET_UNIX };
-    expect("io: a non-blocking AF_UNIX stream socket and connect allowed (vsock)", run_case, &a,
-           0, NULL);
+    expect("io: a non-blocking AF_UNIX stream socket and connect allowed (vsock)", run_case, &a, 0,
+           NULL);
     a.what = DO_SOCKET_UNIX_BLOCKING;
     expect("io: another AF_UNIX socket refused", run_case, &a, 159,
            "io thread made a forbidden syscall socket");
