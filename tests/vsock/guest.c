@@ -12,7 +12,11 @@
  *      the device's credit; when the credit runs out and no update comes
  *      for a while, say "stalled" once (the host is not reading) and wait;
  *   5. accept the host's connection to guest port 7000, receive "ping",
- *      answer "pong"; exit 0.
+ *      answer "pong";
+ *   6. the host snapshots the VM and restores it in a new strata: wait for
+ *      VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (the old
+ *      connections are gone), connect to port 1234 again from port 5100 and
+ *      send "again"; exit 0.
  */
 #include "tests/guests/vdrv.h"
 
@@ -239,6 +243,18 @@ int guest_main(void)
         fail(0x162, "not ping, len", p.len);
     send(OP_RW, 7000, hport, "pong", 4, 4);
     say("host connect ok, port", hport);
+
+    /* 6. after a restore: the transport reset, then a new connection */
+    uint32_t id, len;
+    while (!vdrv_used(&qs[2], &id, &len))
+        guest_pause_loop(1000);
+    if (len != 4 || get(evbuf, 4) != 0)
+        fail(0x170, "not a transport reset event, len", len);
+    say("transport reset, cid", mmio_read32(DEV + VDRV_CONFIG));
+    send(OP_REQUEST, 5100, 1234, NULL, 0, 0);
+    expect(OP_RESPONSE, 5100, 0x171);
+    send(OP_RW, 5100, 1234, "again", 5, 0);
+    say("reconnected", 5100);
     for (int i = 0; i < 100; i++) /* let the host read it */
         guest_pause_loop(1000000);
     return 0;

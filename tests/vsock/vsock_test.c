@@ -13,7 +13,10 @@
  *      by more than 2 MiB; then we read everything and check every byte in
  *      order;
  *   5. host to guest: we connect to TMP/v.sock, send "CONNECT 7000\n", read
- *      "OK <port>\n", send "ping", read "pong".  The guest exits 0.
+ *      "OK <port>\n", send "ping", read "pong";
+ *   6. snapshot (QMP migrate file:), quit, restore in a new strata
+ *      (--incoming file:): the guest gets TRANSPORT_RESET, connects to port
+ *      1234 again and sends "again".  The guest exits 0.
  */
 #include <errno.h>
 #include <poll.h>
@@ -104,7 +107,7 @@ int main(void)
     snprintf(arg, sizeof(arg), "cid=3,uds=%s", uds);
     int lfd = unix_socket(svc, true);
     strata_pid = spawn("--test-device", "--kernel", VSOCK_ELF, "--vsock", arg, "--serial", "none",
-                       NULL);
+                       "--api-socket", sock_path, NULL);
     wait_console("vsock: ready, cid 0x3");
 
     /* 1 */
@@ -157,6 +160,41 @@ int main(void)
     read_all(c, buf, 4);
     CHECK(!memcmp(buf, "pong", 4), "the guest answered '%.4s'", buf);
     printf("ok: host to guest CONNECT (%s), data both ways\n", okline);
+    wait_console("vsock: host connect ok");
+
+    /* 6 */
+    char snap[160], uri[200];
+    snprintf(snap, sizeof(snap), "%s/vm.snap", tmpdir);
+    snprintf(uri, sizeof(uri), "{\"uri\": \"file:%s\"}", snap);
+    QClient *q = open_client();
+    qc_set_timeout(q, 60000);
+    json_decref(ok(q, "migrate", uri));
+    for (double t0 = now();;) {
+        json_t *r = ok(q, "query-migrate", NULL);
+        const char *st = json_string_value(json_object_get(r, "status"));
+        bool done = st && !strcmp(st, "completed");
+        CHECK(!st || strcmp(st, "failed"), "the snapshot failed");
+        json_decref(r);
+        if (done)
+            break;
+        CHECK(now() - t0 < 60, "the snapshot did not complete");
+        msleep(20);
+    }
+    json_decref(ok(q, "quit", NULL));
+    qc_close(q);
+    CHECK(wait_status(strata_pid) == 0, "the saved strata did not quit cleanly");
+    close(s);
+    close(c);
+    snprintf(uri, sizeof(uri), "file:%s", snap);
+    strata_pid = spawn("--test-device", "--kernel", VSOCK_ELF, "--vsock", arg, "--serial", "none",
+                       "--incoming", uri, NULL);
+    wait_console("vsock: transport reset, cid 0x3");
+    CHECK(poll(&pl, 1, 60000) == 1, "the restored guest's connection did not come");
+    s = accept(lfd, NULL, NULL);
+    CHECK(s >= 0, "accept: %s", strerror(errno));
+    read_all(s, buf, 5);
+    CHECK(!memcmp(buf, "again", 5), "the restored guest sent '%.5s'", buf);
+    printf("ok: snapshot and restore: transport reset, a new connection\n");
 
     int code = wait_status(strata_pid);
     strata_pid = -1;
@@ -165,7 +203,6 @@ int main(void)
     CHECK(!strstr(err, "needs reset"), "strata logged a device error:\n%s", err);
     free(err);
     close(s);
-    close(c);
     close(lfd);
     printf("PASS\n");
     return 0;
