@@ -245,8 +245,8 @@ static void session_bad_requests(QClient *c, const char *log)
         const char *line, *cls;
     } cases[] = {
         { "{\"execute\": \"query-status\",}", "GenericError" }, /* invalid JSON */
-        { "{\"execute\" \"query-status\"}", "GenericError" },    /* no colon */
-        { "[\"query-status\"]", "GenericError" },             /* not an object */
+        { "{\"execute\" \"query-status\"}", "GenericError" },   /* no colon */
+        { "[\"query-status\"]", "GenericError" },               /* not an object */
         { "{\"execute\": \"no-such-command\", \"id\": 1}", "CommandNotFound" },
         { "{\"execute\": \"human-monitor-command\", \"id\": 2}", "GenericError" },
         { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": 5}, "
