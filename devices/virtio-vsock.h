@@ -30,7 +30,8 @@
  * Hostile input: a packet that fails vsock_hdr_check, or that does not fit
  * its connection's state (unknown connection, RESPONSE not awaited, RW past
  * the credit, REQUEST for an existing connection), is answered with RST
- * (and ends the connection it names); a tx chain shorter than a header is
+ * (and ends the connection it names), except that one whose source CID is
+ * not the guest's gets no RST; a tx chain shorter than a header is
  * dropped.  Device-writable tx buffers, device-readable rx or event buffers,
  * or rx buffers shorter than a header break the device (DEVICE_NEEDS_RESET).
  *
