@@ -451,6 +451,41 @@ static const char *apply_metrics(VmConfig *cfg, const char *val)
     return NULL;
 }
 
+static const char *apply_vsock(VmConfig *cfg, const char *val)
+{
+    static const char usage[] = "expected cid=N,uds=PATH (N from 3 to 4294967294, PATH up to "
+                                "95 bytes)";
+    char key[16], v[128];
+    const char *p = val;
+    VmVsock o = { 0, NULL };
+    while (next_kv(&p, key, sizeof(key), v, sizeof(v))) {
+        if (!strcmp(key, "cid") && isdigit((unsigned char)v[0])) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (errno || *end || n < 3 || n > 0xfffffffeull) {
+                free(o.uds);
+                return usage;
+            }
+            o.cid = n;
+        } else if (!strcmp(key, "uds") && v[0] && strlen(v) <= VM_MAX_VSOCK_UDS) {
+            free(o.uds);
+            if (!(o.uds = strdup(v)))
+                return "out of memory";
+        } else {
+            free(o.uds);
+            return usage;
+        }
+    }
+    if (!o.cid || !o.uds) {
+        free(o.uds);
+        return usage;
+    }
+    free(cfg->vsock.uds);
+    cfg->vsock = o;
+    return NULL;
+}
+
 static const char *apply_seccomp(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "kill"))
@@ -553,6 +588,7 @@ static const OptDef opts[] = {
     { "net", OPT_VALUE, apply_net, NULL, false },
     { "rng", OPT_FLAG, NULL, flag_rng, false },
     { "balloon", OPT_OPTVALUE, apply_balloon, flag_balloon, false },
+    { "vsock", OPT_VALUE, apply_vsock, NULL, false },
     { "seccomp", OPT_VALUE, apply_seccomp, NULL, false },
     { "jail-uid", OPT_VALUE, apply_jail_uid, NULL, true },
     { "jail-gid", OPT_VALUE, apply_jail_gid, NULL, true },
@@ -598,6 +634,7 @@ void vm_config_free(VmConfig *cfg)
     free(cfg->log_file);
     free(cfg->pidfile);
     free(cfg->metrics_path);
+    free(cfg->vsock.uds);
     for (unsigned i = 0; i < cfg->ndisks; i++)
         free(cfg->disks[i].path);
     for (unsigned i = 0; i < cfg->nnets; i++)
@@ -961,6 +998,15 @@ const char *vm_config_usage(void)
            "                       the stats queue, refreshed every N s (query-balloon\n"
            "                       shows them).  Only a guest with a balloon driver acts\n"
            "                       on any of it\n"
+           "  --vsock cid=N,uds=PATH\n"
+           "                       a virtio-vsock device (guest CID N, 3 or more), served\n"
+           "                       over Unix sockets: a guest connect to host port P\n"
+           "                       connects to the socket PATH_P (RST if none listens);\n"
+           "                       strata listens on PATH, where a host process sends\n"
+           "                       \"CONNECT <port>\\n\" to reach guest port <port> and reads\n"
+           "                       \"OK <hostport>\\n\" once the guest accepted.  Connections\n"
+           "                       do not survive a migration or restore (the guest gets\n"
+           "                       a transport reset)\n"
            "  --test-device        map the tiny-guest test device (PIO 0xf0-0xfb); the\n"
            "                       guest's EXIT port ends strata with the guest's code\n"
            "  --config FILE        JSON object with the keys above, e.g.\n"

@@ -59,6 +59,14 @@ typedef struct VmBalloon {
 #define VM_METRICS_DEFAULT_INTERVAL 60u /* --metrics: seconds between lines */
 #define VM_METRICS_MAX_INTERVAL 86400u
 
+/* --vsock cid=N,uds=PATH */
+typedef struct VmVsock {
+    uint64_t cid; /* 0: no vsock device; else 3..0xfffffffe */
+    char *uds;    /* PATH: listened on; guest connects go to PATH_<port> */
+} VmVsock;
+
+#define VM_MAX_VSOCK_UDS 95 /* sun_path (108) less `_<port>` and the NUL */
+
 typedef struct VmConfig {
     char *kernel;               /* --kernel */
     char *initrd;               /* --initrd */
@@ -92,6 +100,7 @@ typedef struct VmConfig {
     char *pidfile;             /* --pidfile */
     char *metrics_path;        /* --metrics PATH, NULL = none */
     unsigned metrics_interval; /* ,interval=SECONDS (1..86400, default 60) */
+    VmVsock vsock;             /* --vsock */
 } VmConfig;
 
 /* Outcome of vm_config_parse_args. */

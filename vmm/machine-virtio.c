@@ -13,6 +13,8 @@
 #include "devices/virtio-net.h"
 #include "devices/virtio-rng.h"
 #include "vmm/log.h"
+#include "devices/virtio-vsock.h"
+#include "vmm/unix-listen.h"
 
 /* What the virtio devices share: their event loop.  The devices themselves
  * are in the board's device list. */
@@ -35,6 +37,11 @@ static unsigned count_rng(const VmConfig *cfg)
 static unsigned count_balloon(const VmConfig *cfg)
 {
     return cfg->balloon.on ? 1 : 0;
+}
+
+static unsigned count_vsock(const VmConfig *cfg)
+{
+    return cfg->vsock.cid ? 1 : 0;
 }
 
 /* Makes device i of one kind from cfg on env and hands it to place; 0, or
@@ -111,6 +118,33 @@ static int make_balloon(const VmConfig *cfg, unsigned i, const VirtioEnv *env, V
     return place(board, &b->t, &virtio_balloon_device_ops, b);
 }
 
+/* The vsock device listens on uds=PATH (made here, on the main thread,
+ * before any seccomp filter; the device owns the socket). */
+static int make_vsock(const VmConfig *cfg, unsigned i, const VirtioEnv *env, VirtioPlaceFn place,
+                      void *board)
+{
+    (void)i;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->vsock.uds);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || unix_bind_listen(fd, &sa, 16) < 0) {
+        fprintf(stderr, "strata: vsock uds=%s: %s\n", cfg->vsock.uds, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    VirtioVsock *v = calloc(1, sizeof(*v));
+    int r = v ? virtio_vsock_init(v, env, cfg->vsock.cid, cfg->vsock.uds, fd) : -ENOMEM;
+    if (!v)
+        close(fd);
+    if (r < 0) {
+        fprintf(stderr, "strata: --vsock: cannot create the device: %s\n", strerror(-r));
+        free(v);
+        return -1;
+    }
+    return place(board, &v->t, &virtio_vsock_device_ops, v);
+}
+
 /*
  * The virtio devices, one line each: how many cfg asks for and how to make
  * one.  Created in this order, so placed in this order: the slots, the
@@ -121,10 +155,8 @@ static const struct {
     unsigned (*count)(const VmConfig *cfg);
     VirtioMakeFn make;
 } kinds[] = {
-    { count_disks, make_disk },
-    { count_nets, make_net },
-    { count_rng, make_rng },
-    { count_balloon, make_balloon },
+    { count_disks, make_disk },      { count_nets, make_net },    { count_rng, make_rng },
+    { count_balloon, make_balloon }, { count_vsock, make_vsock },
 };
 
 int virtio_devs_create(VirtioDevs **out, const VmConfig *cfg, MemoryContext *ctx, AddressSpace *as,

@@ -87,9 +87,23 @@ static const int sys_vcpu[] = {
  * io_uring_register are in no list) and restricted (devices/uring.h); only
  * the device event loop, which drives them all, may enter one. */
 static const int sys_io[] = {
-    SCMP_SYS(read),           SCMP_SYS(readv),     SCMP_SYS(pread64),   SCMP_SYS(preadv),
-    SCMP_SYS(pwrite64),       SCMP_SYS(pwritev),   SCMP_SYS(fdatasync), SCMP_SYS(fsync),
-    SCMP_SYS(io_uring_enter), SCMP_SYS(getrandom),
+    SCMP_SYS(read),
+    SCMP_SYS(readv),
+    SCMP_SYS(pread64),
+    SCMP_SYS(preadv),
+    SCMP_SYS(pwrite64),
+    SCMP_SYS(pwritev),
+    SCMP_SYS(fdatasync),
+    SCMP_SYS(fsync),
+    SCMP_SYS(io_uring_enter),
+    SCMP_SYS(getrandom),
+    /* virtio-vsock (devices/virtio-vsock.c): accept host clients on the
+     * socket made before the filter, connect to PATH_<port> (socket() only
+     * as F_UNIX_STREAM), peek at input, half-close */
+    SCMP_SYS(accept4),
+    SCMP_SYS(connect),
+    SCMP_SYS(shutdown),
+    SCMP_SYS(recvfrom),
 };
 static const int sys_stdin[] = {
     SCMP_SYS(read),
@@ -189,12 +203,13 @@ typedef struct IocList {
 } IocList;
 
 enum {
-    F_SOCKETS = 1,   /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
-    F_THREADS = 2,   /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
-    F_FCNTL = 4,     /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
-    F_STACK = 8,     /* seccomp(SET_MODE_FILTER): a thread started
+    F_SOCKETS = 1,      /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
+    F_THREADS = 2,      /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
+    F_FCNTL = 4,        /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
+    F_STACK = 8,        /* seccomp(SET_MODE_FILTER): a thread started
                              * later adds its own (stricter) filter */
-    F_SNAPSHOT = 16, /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
+    F_SNAPSHOT = 16,    /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
+    F_UNIX_STREAM = 32, /* socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0) only */
 };
 
 typedef struct RoleDef {
@@ -219,7 +234,8 @@ static const RoleDef roles[SANDBOX_NROLES] = {
         .flags = F_FCNTL,
         .hot_ioctl = KVM_RUN,
     },
-    [SANDBOX_ROLE_IO] = { .sys = { LIST(sys_io) }, .ioc = { LIST(ioc_irq) }, .flags = F_FCNTL },
+    [SANDBOX_ROLE_IO] = { .sys = { LIST(sys_io) }, .ioc = { LIST(ioc_irq) },
+                          .flags = F_FCNTL | F_UNIX_STREAM },
     [SANDBOX_ROLE_STDIN] = { .sys = { LIST(sys_stdin) }, .ioc = { LIST(ioc_irq) } },
     [SANDBOX_ROLE_WAITER] = { .sys = { LIST(sys_waiter) } },
     [SANDBOX_ROLE_SERIAL] = { .sys = { LIST(sys_serial) }, .ioc = { LIST(ioc_irq) } },
@@ -495,6 +511,14 @@ static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
             struct scmp_arg_cmp dom = cmp(0, SCMP_CMP_EQ, (scmp_datum_t)domains[i], 0);
             r = add(ctx, SCMP_SYS(socket), 1, &dom);
         }
+    }
+    if (r == 0 && (d->flags & F_UNIX_STREAM)) {
+        struct scmp_arg_cmp a[3] = {
+            cmp(0, SCMP_CMP_EQ, AF_UNIX, 0),
+            cmp(1, SCMP_CMP_EQ, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
+            cmp(2, SCMP_CMP_EQ, 0, 0),
+        };
+        r = add(ctx, SCMP_SYS(socket), 3, a);
     }
     if (r == 0 && (d->flags & F_THREADS)) {
         struct scmp_arg_cmp thr = cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);

@@ -11,65 +11,26 @@
  * console ("balloon: ...") tell the host where it is; a failed check
  * exits with a code.
  */
-#include "guest.h"
+#include "tests/guests/vdrv.h"
 
 #define DEV 0xfeb00000ull
 #define TOUCH_BASE (64ull << 20)
 #define TOUCH_MIB 64u
 #define TOUCH_PAGES (TOUCH_MIB * 256u)
 #define CHUNK 256u
-#define QN 16
-
-#define R_MAGIC 0x000
-#define R_DEVICE_ID 0x008
-#define R_DRV_FEAT 0x020
-#define R_DRV_FEAT_SEL 0x024
-#define R_QSEL 0x030
-#define R_QNUM_MAX 0x034
-#define R_QNUM 0x038
-#define R_QREADY 0x044
-#define R_NOTIFY 0x050
-#define R_STATUS 0x070
-#define R_DESC 0x080
-#define R_AVAIL 0x090
-#define R_USED 0x0a0
-#define R_CONFIG 0x100
-#define S_ACK 1u
-#define S_DRIVER 2u
-#define S_DRIVER_OK 4u
-#define S_FEATURES_OK 8u
-#define S_NEEDS_RESET 0x40u
 
 volatile uint64_t spin_counter;
 
-struct desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags, next;
-};
-
-struct queue {
-    struct desc d[QN] __attribute__((aligned(4096)));
-    volatile uint16_t avail[2 + QN] __attribute__((aligned(4096)));
-    volatile uint8_t used[4 + 8 * QN] __attribute__((aligned(4096)));
-    uint16_t idx;
-};
-
-static struct queue qs[2];
+static VdrvQueue qs[2];
 static uint32_t pfns[CHUNK] __attribute__((aligned(4096)));
 
 static uint32_t r32(uint32_t off)
 {
-    return mmio_read32(DEV + off);
+    return vdrv_r32(DEV, off);
 }
 static void w32(uint32_t off, uint32_t v)
 {
-    mmio_write32(DEV + off, v);
-}
-static void w64(uint32_t off, uint64_t v)
-{
-    w32(off, (uint32_t)v);
-    w32(off + 4, (uint32_t)(v >> 32));
+    vdrv_w32(DEV, off, v);
 }
 
 static void say(const char *what, uint64_t v)
@@ -89,50 +50,29 @@ static void fail(uint32_t code, const char *why, uint64_t v)
 
 static void init(void)
 {
-    if (r32(R_MAGIC) != 0x74726976u || r32(R_DEVICE_ID) != 5) {
-        say("no virtio-balloon at 0xfeb00000; idle, device id", r32(R_DEVICE_ID));
+    int r = vdrv_init(DEV, 5, qs, 2);
+    if (r == 1) {
+        say("no virtio-balloon at 0xfeb00000; idle, device id", r32(VDRV_DEVICE_ID));
         for (;;) { /* the host checks QMP without a balloon */
             spin_counter++;
             guest_pause_loop(100000);
         }
     }
-    w32(R_STATUS, 0);
-    w32(R_STATUS, S_ACK);
-    w32(R_STATUS, S_ACK | S_DRIVER);
-    w32(R_DRV_FEAT_SEL, 0);
-    w32(R_DRV_FEAT, 0);
-    w32(R_DRV_FEAT_SEL, 1);
-    w32(R_DRV_FEAT, 1); /* VIRTIO_F_VERSION_1 only */
-    w32(R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-    if (!(r32(R_STATUS) & S_FEATURES_OK))
-        fail(0x102, "FEATURES_OK refused", r32(R_STATUS));
-    for (uint32_t q = 0; q < 2; q++) {
-        w32(R_QSEL, q);
-        if (r32(R_QNUM_MAX) < QN)
-            fail(0x103, "queue too small", r32(R_QNUM_MAX));
-        w32(R_QNUM, QN);
-        w64(R_DESC, (uint64_t)qs[q].d);
-        w64(R_AVAIL, (uint64_t)qs[q].avail);
-        w64(R_USED, (uint64_t)qs[q].used);
-        w32(R_QREADY, 1);
-    }
-    w32(R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    if (r == 2)
+        fail(0x102, "FEATURES_OK refused", r32(VDRV_STATUS));
+    if (r == 3)
+        fail(0x103, "queue too small", 0);
 }
 
 /* Sends n PFNs on queue q and waits until the device used them. */
 static void send(uint32_t q, uint32_t n)
 {
-    struct queue *vq = &qs[q];
-    uint16_t slot = vq->idx % QN;
-    vq->d[slot] = (struct desc){ (uint64_t)pfns, 4 * n, 0, 0 };
-    vq->avail[2 + slot] = slot;
-    __asm__ volatile("mfence" ::: "memory");
-    vq->avail[1] = (uint16_t)(vq->idx + 1);
-    __asm__ volatile("mfence" ::: "memory");
-    w32(R_NOTIFY, q);
-    vq->idx++;
-    while (*(volatile uint16_t *)(vq->used + 2) != vq->idx) {
-        if (r32(R_STATUS) & S_NEEDS_RESET)
+    VdrvQueue *vq = &qs[q];
+    vdrv_add(vq, vq->idx % VDRV_QN, pfns, 4 * n, false);
+    vdrv_kick(DEV, q);
+    uint32_t id, len;
+    while (!vdrv_used(vq, &id, &len)) {
+        if (vdrv_broken(DEV))
             fail(0x104, "the device broke on queue", q);
         guest_pause_loop(1000);
     }
@@ -151,7 +91,7 @@ int guest_main(void)
     say("touched MiB", TOUCH_MIB);
     uint32_t actual = 0;
     for (;;) {
-        uint32_t target = r32(R_CONFIG);
+        uint32_t target = r32(VDRV_CONFIG);
         if (target > TOUCH_PAGES)
             target = TOUCH_PAGES; /* only the touched area is given up */
         if (target > actual) {
@@ -160,7 +100,7 @@ int guest_main(void)
                 pfns[k] = (uint32_t)(page_addr(actual + k) >> 12);
             send(0, n);
             actual += n;
-            w32(R_CONFIG + 4, actual);
+            w32(VDRV_CONFIG + 4, actual);
             if (actual == target)
                 say("inflated to pages", actual);
         } else if (target < actual) {
@@ -177,7 +117,7 @@ int guest_main(void)
                 p[0] = 0x5a5a5a5a00000000ull | (first + k);
             }
             actual = first;
-            w32(R_CONFIG + 4, actual);
+            w32(VDRV_CONFIG + 4, actual);
             if (actual == target)
                 say("deflated to pages", actual);
         } else {

@@ -448,6 +448,46 @@ static void test_sandbox_options(void **state)
     assert_non_null(strstr(u, "--chroot DIR"));
 }
 
+static void test_vsock(void **state)
+{
+    (void)state;
+    VmConfig c;
+    vm_config_init(&c);
+    assert_int_equal(c.vsock.cid, 0);
+    assert_int_equal(parse(&c, "--kernel", "k", "--vsock", "cid=3,uds=/tmp/v.sock", NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.vsock.cid, 3);
+    assert_string_equal(c.vsock.uds, "/tmp/v.sock");
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--vsock=uds=/a,,b,cid=4294967294", NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.vsock.cid, 4294967294ull);
+    assert_string_equal(c.vsock.uds, "/a,b");
+    vm_config_free(&c);
+    const char *bad[] = {
+        "cid=2,uds=/x", "cid=4294967295,uds=/x", "cid=3", "uds=/x", "cid=-3,uds=/x",
+        "cid=3,uds=",   "cid=3,uds=/x,port=1"
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[80];
+        snprintf(want, sizeof(want), "--vsock %s: expected", bad[i]);
+        expect_error(parse(&c, "--kernel", "k", "--vsock", bad[i], NULL), want);
+        vm_config_free(&c);
+    }
+    char longp[200];
+    memset(longp, 'a', sizeof(longp));
+    memcpy(longp, "cid=3,uds=/", 11);
+    longp[11 + 96] = 0; /* a path of 97 bytes: no room for _<port> */
+    assert_int_equal(parse(&c, "--kernel", "k", "--vsock", longp, NULL), CONFIG_ERROR);
+    vm_config_free(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"vsock\": \"cid=5,uds=/v\"}", "cfg", err,
+                                          sizeof(err)),
+                     0);
+    assert_int_equal(c.vsock.cid, 5);
+    vm_config_free(&c);
+    assert_non_null(strstr(vm_config_usage(), "--vsock cid=N,uds=PATH"));
+}
+
 static void test_balloon(void **state)
 {
     (void)state;
@@ -716,8 +756,8 @@ int main(void)
         cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
         cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
-        cmocka_unit_test(test_name_uuid),      cmocka_unit_test(test_double_commas),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_vsock),          cmocka_unit_test(test_name_uuid),
+        cmocka_unit_test(test_double_commas),  cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

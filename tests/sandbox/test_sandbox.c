@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +95,8 @@ enum {
     DO_IOCTL_CREATE_VM,
     DO_OPEN,
     DO_SOCKET_INET,
+    DO_SOCKET_UNIX, /* what virtio-vsock makes: a non-blocking AF_UNIX stream, connected */
+    DO_SOCKET_UNIX_BLOCKING,
     DO_SOCKET_NETLINK,
     DO_MMAP_EXEC,
     DO_TGKILL_OTHER,
@@ -168,6 +171,17 @@ static int run_case(void *p)
         int s = socket(AF_INET, SOCK_STREAM, 0);
         return s >= 0 ? 0 : 5;
     }
+    case DO_SOCKET_UNIX: {
+        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "\0strata-sandbox-none" };
+        if (s < 0)
+            return 5;
+        /* refused (nothing listens), but allowed */
+        return connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EPERM ? 0 : 6;
+    }
+    case DO_SOCKET_UNIX_BLOCKING:
+        socket(AF_UNIX, SOCK_STREAM, 0);
+        return 0;
     case DO_SOCKET_NETLINK:
         socket(AF_NETLINK, SOCK_RAW, 0);
         return 0;
@@ -312,6 +326,15 @@ int main(void)
     a.what = DO_SOCKET_NETLINK;
     expect("migration: socket(AF_NETLINK) refused", run_case, &a, 159,
            "migration thread made a forbidden syscall socket");
+    a = (Arg){ SANDBOX_KILL, SANDBOX_ROLE_IO, DO_SOCKET_UNIX };
+    expect("io: a non-blocking AF_UNIX stream socket and connect allowed (vsock)", run_case, &a, 0,
+           NULL);
+    a.what = DO_SOCKET_UNIX_BLOCKING;
+    expect("io: another AF_UNIX socket refused", run_case, &a, 159,
+           "io thread made a forbidden syscall socket");
+    a.what = DO_SOCKET_INET;
+    expect("io: socket(AF_INET) refused", run_case, &a, 159,
+           "io thread made a forbidden syscall socket");
     a.role = SANDBOX_ROLE_VCPU;
     a.what = DO_SOCKET_INET;
     expect("vcpu: socket refused", run_case, &a, 159,
