@@ -700,6 +700,62 @@ case_snapshot_linux() {
 	result $n PASS "saved at ITER $saved, restored twice: each went on to DISK-CHECK bad=0; \\_SB_.VGEN enumerated, $bound; the two restores' urandom differ"
 }
 
+# --- a detached Linux VM, as a service runs one: --daemonize --pidfile
+# --serial socket=PATH.  The foreground exits 0 once the VM runs; a client
+# attaches to the console and runs a command in the guest's shell, leaves,
+# comes back (the console kept what it missed) and runs another; a second
+# VM on the same disk image is refused naming it; QMP system_powerdown ends
+# the guest and strata, whose pidfile and sockets go with it ---
+case_daemon() {
+	n=daemon
+	help_has '--daemonize' || { result $n SKIP "strata has no --daemonize"; return; }
+	[ -x "$DATA/serial-attach" ] || { result $n SKIP "tests/qmp/serial-attach not built"; return; }
+	img=$WORK/daemon.img pidf=$WORK/daemon.pid ser=$WORK/daemon.serial q=$WORK/daemon.qmp
+	cp "$DATA/disk.img" "$img"
+	rm -f "$pidf" "$ser" "$q"
+	timeout 120 "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--cmdline "$BASE strata.shell=1" --disk "path=$img" --daemonize --pidfile "$pidf" \
+		--serial "socket=$ser" --api-socket "$q" > "$WORK/daemon.out" 2>&1 < /dev/null
+	rc=$?
+	dp=$(cat "$pidf" 2>/dev/null)
+	# daemon_fail WHY: ends the detached strata (not this script's child) and fails
+	daemon_fail() {
+		[ -z "$dp" ] || kill -KILL "$dp" 2>/dev/null
+		result $n FAIL "$1"
+	}
+	if [ "$rc" != 0 ] || [ -z "$dp" ] || ! kill -0 "$dp" 2>/dev/null; then
+		show "$WORK/daemon.out"; daemon_fail "--daemonize: the foreground exited $rc, pidfile '${dp:-none}'"; return
+	fi
+	echo "    detached: strata pid $dp (the foreground exited 0)"
+	if ! "$DATA/serial-attach" "$ser" 240 'HELLO-42' 'echo HELLO-$((6*7))' STRATA-SHELL \
+		> "$WORK/daemon-att1.txt" 2>&1; then
+		show "$WORK/daemon-att1.txt"; daemon_fail "first attach: the guest's shell did not answer"; return
+	fi
+	# detached now; the guest prints while nobody is attached
+	"$STRATA" ctl --api-socket "$q" status > /dev/null 2>&1
+	sleep 2
+	if ! "$DATA/serial-attach" "$ser" 60 'AGAIN-49' 'echo AGAIN-$((7*7))' \
+		> "$WORK/daemon-att2.txt" 2>&1; then
+		show "$WORK/daemon-att2.txt"; daemon_fail "second attach: the guest's shell did not answer"; return
+	fi
+	timeout 60 "$STRATA" run --kernel "$KERNEL" --initrd "$INITRD" --memory "$MEM" \
+		--disk "path=$img" --serial none > "$WORK/daemon-second.out" 2>&1 < /dev/null
+	rc2=$?
+	if [ "$rc2" = 0 ] || ! grep -q "Failed to get \"write\" lock" "$WORK/daemon-second.out" ||
+		! grep -q "$img" "$WORK/daemon-second.out"; then
+		show "$WORK/daemon-second.out"; daemon_fail "a second VM on the same image: exit $rc2, not refused naming it"; return
+	fi
+	echo "    a second VM on the image: $(head -n1 "$WORK/daemon-second.out")"
+	"$STRATA" ctl --api-socket "$q" powerdown > /dev/null 2>&1
+	t=0; while kill -0 "$dp" 2>/dev/null && [ $t -lt 300 ]; do sleep 0.2; t=$((t + 1)); done
+	if kill -0 "$dp" 2>/dev/null; then
+		daemon_fail "system_powerdown: strata still runs 60 s later"; return
+	elif [ -e "$pidf" ] || [ -e "$ser" ] || [ -e "$q" ]; then
+		result $n FAIL "after the poweroff: left behind $(ls "$pidf" "$ser" "$q" 2>/dev/null | tr '\n' ' ')"; return
+	fi
+	result $n PASS "detached (foreground exit 0), console attached, left, re-attached; second VM on the image refused; powerdown ended it, pidfile and sockets removed"
+}
+
 # --- a whole raw-QMP session against the running Linux guest (qmp-linux) ---
 case_qmp() {
 	n=qmp sock=$WORK/qmp-linux.sock
@@ -750,7 +806,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng balloon_linux reboot poweroff panic mtree qmp migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng balloon_linux reboot poweroff panic mtree qmp daemon migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

@@ -69,7 +69,7 @@ truncate -s 32M "$T/data/disk.img"
 mkfs.ext4 -q -F -b 4096 -d "$T/data/root" "$T/data/disk.img" ||
   { echo "e2e: mkfs.ext4 -d failed" >&2; exit 1; }
 rm -rf "$T/data/root"
-for f in tests/kvm/kvm-vm_create tests/kvm/kvm-irq_lines tests/guests/hello.elf tests/qmp/qmp-linux \
+for f in tests/kvm/kvm-vm_create tests/kvm/kvm-irq_lines tests/guests/hello.elf tests/qmp/qmp-linux tests/qmp/serial-attach \
          tests/migration/mig-test tests/migration/mig-dirty.elf tests/migration/mig-idle.elf tests/migration/mig-pio.elf \
          tests/migration/mig-smp.elf; do
   [ -f "$BUILD/$f" ] && cp "$BUILD/$f" "$T/data/"
