@@ -35,44 +35,18 @@
 #define RAM (256 * MIB)
 #define TOUCHED (64 * MIB)
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The log that holds the guest's console: the source's, then the destination's. */
 static const char *console_log = "stderr.txt";
 
 static long long rss_bytes(void)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)strata_pid);
-    char *s = slurp(path);
-    char *v = strstr(s, "VmRSS:");
-    long long kib = v ? strtoll(v + 6, NULL, 10) : -1;
-    free(s);
-    CHECK(kib > 0, "no VmRSS for strata (pid %d)", (int)strata_pid);
-    return kib * 1024;
+    return strata_rss_kib() * 1024;
 }
 
-/* Waits (60 s at most) for `text` on strata's stderr (the guest's console). */
+/* Waits (60 s at most) for `text` on the guest's console. */
 static void wait_console(const char *text)
 {
-    double t0 = now();
-    for (;;) {
-        char *err = read_log(console_log);
-        bool seen = strstr(err, text) != NULL;
-        CHECK(!strstr(err, "guest exited"), "the guest failed:\n%s", err);
-        free(err);
-        if (seen)
-            return;
-        int st;
-        CHECK(waitpid(strata_pid, &st, WNOHANG) == 0, "strata ended before '%s'", text);
-        CHECK(now() - t0 < 60, "no '%s' after 60 s", text);
-        msleep(20);
-    }
+    wait_log_text(console_log, text, 60);
 }
 
 static long long query_actual(QClient *c)
@@ -86,10 +60,10 @@ static long long query_actual(QClient *c)
 /* Waits (60 s at most) until query-balloon says `want`. */
 static void wait_actual(QClient *c, long long want)
 {
-    double t0 = now();
+    double t0 = now_s();
     long long a;
     while ((a = query_actual(c)) != want) {
-        CHECK(now() - t0 < 60, "query-balloon stays at %lld, not %lld", a, want);
+        CHECK(now_s() - t0 < 60, "query-balloon stays at %lld, not %lld", a, want);
         msleep(20);
     }
 }
@@ -99,21 +73,6 @@ static void set_target(QClient *c, long long bytes)
     char args[64];
     snprintf(args, sizeof(args), "{\"value\": %lld}", bytes);
     json_decref(ok(c, "balloon", args));
-}
-
-/* Waits (60 s at most) until tmpdir/log holds text. */
-static void wait_log(const char *log, const char *text)
-{
-    double t0 = now();
-    for (;;) {
-        char *s = read_log(log);
-        bool seen = strstr(s, text) != NULL;
-        free(s);
-        if (seen)
-            return;
-        CHECK(now() - t0 < 60, "no '%s' in %s after 60 s", text, log);
-        msleep(20);
-    }
 }
 
 /* Step 2b: migrates the inflated VM; returns a client of the destination,
@@ -126,9 +85,9 @@ static QClient *migrate_inflated(QClient *c)
     pid_t dst = spawn_as("dst", "--test-device", "--kernel", BALLOON_ELF, "--balloon", "--memory",
                          "256M", "--api-socket", dsock, "--serial", "none", "--incoming", uri,
                          NULL);
-    wait_log("dst-stderr.txt", "waiting for an incoming migration");
+    wait_log_text("dst-stderr.txt", "waiting for an incoming migration", 60);
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
-    double t0 = now();
+    double t0 = now_s();
     json_decref(ok(c, "migrate", args));
     json_t *q;
     const char *st;
@@ -139,7 +98,7 @@ static QClient *migrate_inflated(QClient *c)
               st ? st : "(no status)", json_dumps(q, 0));
         if (!strcmp(st, "completed"))
             break;
-        CHECK(now() - t0 < 60, "migration still %s after 60 s", st);
+        CHECK(now_s() - t0 < 60, "migration still %s after 60 s", st);
         json_decref(q);
         msleep(20);
     }
@@ -149,7 +108,7 @@ static QClient *migrate_inflated(QClient *c)
     json_decref(q);
     printf("migrate with 64 MiB inflated: %.2f s; %lld pages sent with contents (%.1f MiB), "
            "%lld as zero\n",
-           now() - t0, normal, normal * 4096 / (double)MIB, dup);
+           now_s() - t0, normal, normal * 4096 / (double)MIB, dup);
     CHECK(normal > 0 && normal * 4096 < 4 * MIB,
           "%lld pages sent with contents: the 64 MiB the balloon gave back went too?", normal);
     qc_close(c);
@@ -200,7 +159,7 @@ int main(void)
     msleep(200); /* let the touched pages settle in the RSS */
     long long rss0 = rss_bytes();
 
-    double t0 = now();
+    double t0 = now_s();
     set_target(c, RAM - TOUCHED);
     wait_actual(c, RAM - TOUCHED);
     wait_console("balloon: inflated to pages 0x4000");
@@ -208,7 +167,7 @@ int main(void)
     CHECK(ev, "no BALLOON_CHANGE event");
     json_decref(ev);
     long long rss1 = rss_bytes();
-    printf("inflate 64 MiB: %.2f s; RSS %.1f -> %.1f MiB (fell %.1f MiB)\n", now() - t0,
+    printf("inflate 64 MiB: %.2f s; RSS %.1f -> %.1f MiB (fell %.1f MiB)\n", now_s() - t0,
            rss0 / (double)MIB, rss1 / (double)MIB, (rss0 - rss1) / (double)MIB);
     CHECK(rss0 - rss1 >= TOUCHED * 3 / 4, "strata's RSS fell by %.1f MiB, want >= 48 MiB",
           (rss0 - rss1) / (double)MIB);
@@ -221,14 +180,14 @@ int main(void)
     msleep(200);
     rss1 = rss_bytes(); /* the destination's */
 
-    t0 = now();
+    t0 = now_s();
     set_target(c, RAM);
     wait_actual(c, RAM);
     wait_console("balloon: deflated to pages 0x0");
     long long rss2 = rss_bytes();
     printf("deflate 64 MiB (the guest found every page zeroed and touched it): %.2f s; RSS "
            "%.1f -> %.1f MiB\n",
-           now() - t0, rss1 / (double)MIB, rss2 / (double)MIB);
+           now_s() - t0, rss1 / (double)MIB, rss2 / (double)MIB);
     CHECK(rss2 - rss1 >= TOUCHED * 3 / 4, "RSS rose by %.1f MiB after the deflate, want >= 48",
           (rss2 - rss1) / (double)MIB);
     size_t events = qc_count_events(c, "BALLOON_CHANGE");

@@ -328,3 +328,40 @@ char *expected_mtree(unsigned flags)
     memory_context_free(ctx);
     return s;
 }
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+long long strata_rss_kib(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)strata_pid);
+    char *s = slurp(path);
+    char *v = strstr(s, "VmRSS:");
+    long long kib = v ? strtoll(v + 6, NULL, 10) : -1;
+    free(s);
+    CHECK(kib > 0, "no VmRSS for strata (pid %d)", (int)strata_pid);
+    return kib;
+}
+
+void wait_log_text(const char *log, const char *text, double secs)
+{
+    double t0 = now_s();
+    for (;;) {
+        char *s = read_log(log);
+        bool seen = strstr(s, text) != NULL;
+        CHECK(seen || !strstr(s, "guest exited"), "the guest failed:\n%s", s);
+        free(s);
+        if (seen)
+            return;
+        int st;
+        CHECK(strata_pid < 0 || waitpid(strata_pid, &st, WNOHANG) == 0,
+              "strata ended before '%s' in %s", text, log);
+        CHECK(now_s() - t0 < secs, "no '%s' in %s after %.0f s", text, log, secs);
+        msleep(20);
+    }
+}

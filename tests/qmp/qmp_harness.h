@@ -41,6 +41,13 @@ pid_t spawn_as(const char *tag, const char *first, ...);
 int wait_status(pid_t pid);
 /* tmpdir/name's contents (malloc()ed). */
 char *read_log(const char *name);
+/* CLOCK_MONOTONIC in seconds. */
+double now_s(void);
+/* strata_pid's resident set (VmRSS) in KiB; fails the test if unreadable. */
+long long strata_rss_kib(void);
+/* Waits (secs at most) until tmpdir/log holds text; fails the test if
+ * strata_pid ends first or the log says "guest exited" without it. */
+void wait_log_text(const char *log, const char *text, double secs);
 /* A raw connection, once strata listens (no deadline; fails if it exits). */
 QClient *connect_when_ready(pid_t pid);
 /* A negotiated connection to strata_pid. */

@@ -33,43 +33,6 @@
 
 #define TOTAL (4u << 20)
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static long long rss_kib(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)strata_pid);
-    char *s = slurp(path);
-    char *v = strstr(s, "VmRSS:");
-    long long kib = v ? strtoll(v + 6, NULL, 10) : -1;
-    free(s);
-    CHECK(kib > 0, "no VmRSS for strata (pid %d)", (int)strata_pid);
-    return kib;
-}
-
-/* Waits (60 s at most) for `text` on strata's stderr (the guest's console). */
-static void wait_console(const char *text)
-{
-    double t0 = now();
-    for (;;) {
-        char *err = read_log("stderr.txt");
-        bool seen = strstr(err, text) != NULL;
-        CHECK(!strstr(err, "guest exited") || seen, "the guest failed:\n%s", err);
-        free(err);
-        if (seen)
-            return;
-        int st;
-        CHECK(waitpid(strata_pid, &st, WNOHANG) == 0, "strata ended before '%s'", text);
-        CHECK(now() - t0 < 60, "no '%s' after 60 s", text);
-        msleep(20);
-    }
-}
-
 /* Reads exactly n bytes (30 s at most). */
 static void read_all(int fd, void *buf, size_t n)
 {
@@ -108,7 +71,7 @@ int main(void)
     int lfd = unix_socket(svc, true);
     strata_pid = spawn("--test-device", "--kernel", VSOCK_ELF, "--vsock", arg, "--serial", "none",
                        "--api-socket", sock_path, NULL);
-    wait_console("vsock: ready, cid 0x3");
+    wait_log_text("stderr.txt", "vsock: ready, cid 0x3", 60);
 
     /* 1 */
     struct pollfd pl = { lfd, POLLIN, 0 };
@@ -119,18 +82,18 @@ int main(void)
     read_all(s, buf, 5);
     CHECK(!memcmp(buf, "hello", 5), "the guest sent '%.5s'", buf);
     CHECK(write(s, "HELLO", 5) == 5, "write");
-    wait_console("vsock: echo ok");
+    wait_log_text("stderr.txt", "vsock: echo ok", 60);
     printf("ok: guest to host connect, data both ways\n");
     /* 2, 3 */
-    wait_console("vsock: rst ok (no listener)");
-    wait_console("vsock: rst ok (malformed)");
+    wait_log_text("stderr.txt", "vsock: rst ok (no listener)", 60);
+    wait_log_text("stderr.txt", "vsock: rst ok (malformed)", 60);
     printf("ok: RST for a port with no listener and for a malformed packet\n");
 
     /* 4 */
-    long long rss0 = rss_kib();
-    wait_console("vsock: stalled");
+    long long rss0 = strata_rss_kib();
+    wait_log_text("stderr.txt", "vsock: stalled", 60);
     msleep(200);
-    long long rss1 = rss_kib();
+    long long rss1 = strata_rss_kib();
     printf("stalled with the host not reading; strata's RSS %lld -> %lld KiB\n", rss0, rss1);
     CHECK(rss1 - rss0 < 2048, "strata's RSS grew by %lld KiB while the host did not read",
           rss1 - rss0);
@@ -138,7 +101,7 @@ int main(void)
     read_all(s, bulk, TOTAL);
     for (unsigned i = 0; i < TOTAL; i++)
         CHECK(bulk[i] == (unsigned char)(i % 251), "byte %u is %u, not %u", i, bulk[i], i % 251);
-    wait_console("vsock: sent all");
+    wait_log_text("stderr.txt", "vsock: sent all", 60);
     char *log = read_log("stderr.txt");
     printf("%s", strstr(log, "guest: vsock: stalled"));
     free(log);
@@ -160,7 +123,7 @@ int main(void)
     read_all(c, buf, 4);
     CHECK(!memcmp(buf, "pong", 4), "the guest answered '%.4s'", buf);
     printf("ok: host to guest CONNECT (%s), data both ways\n", okline);
-    wait_console("vsock: host connect ok");
+    wait_log_text("stderr.txt", "vsock: host connect ok", 60);
 
     /* 6 */
     char snap[160], uri[200];
@@ -169,7 +132,7 @@ int main(void)
     QClient *q = open_client();
     qc_set_timeout(q, 60000);
     json_decref(ok(q, "migrate", uri));
-    for (double t0 = now();;) {
+    for (double t0 = now_s();;) {
         json_t *r = ok(q, "query-migrate", NULL);
         const char *st = json_string_value(json_object_get(r, "status"));
         bool done = st && !strcmp(st, "completed");
@@ -177,7 +140,7 @@ int main(void)
         json_decref(r);
         if (done)
             break;
-        CHECK(now() - t0 < 60, "the snapshot did not complete");
+        CHECK(now_s() - t0 < 60, "the snapshot did not complete");
         msleep(20);
     }
     json_decref(ok(q, "quit", NULL));
@@ -188,7 +151,7 @@ int main(void)
     snprintf(uri, sizeof(uri), "file:%s", snap);
     strata_pid = spawn("--test-device", "--kernel", VSOCK_ELF, "--vsock", arg, "--serial", "none",
                        "--incoming", uri, NULL);
-    wait_console("vsock: transport reset, cid 0x3");
+    wait_log_text("stderr.txt", "vsock: transport reset, cid 0x3", 60);
     CHECK(poll(&pl, 1, 60000) == 1, "the restored guest's connection did not come");
     s = accept(lfd, NULL, NULL);
     CHECK(s >= 0, "accept: %s", strerror(errno));
