@@ -342,6 +342,24 @@ bool kvm_vm_paused(const KvmVm *vm);
  */
 KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out);
 
+/*
+ * Throttling: slows every vCPU thread (kvm_vm_start's) down by making it
+ * sleep pct percent of each KVM_THROTTLE_PERIOD_MS period (30: it runs
+ * 7 ms, then sleeps 3 ms).  0 (the default) lets the vCPUs run at full
+ * speed; values over KVM_THROTTLE_MAX are taken as KVM_THROTTLE_MAX.  Any
+ * thread; takes effect within a period (vCPUs in KVM_RUN are kicked when
+ * throttling starts).  Each throttled vCPU thread keeps a POSIX timer
+ * (timer_create, SIGEV_THREAD_ID with kvm_kick_signal()) that brings it
+ * out of KVM_RUN; with pct 0 the run loop pays one relaxed load.  A
+ * sleeping vCPU still pauses and ends at once.  Synchronous runs
+ * (kvm_vcpu_run_until_exit) are not throttled.
+ */
+#define KVM_THROTTLE_PERIOD_MS 10u
+#define KVM_THROTTLE_MAX 99u
+void kvm_vm_set_throttle(KvmVm *vm, unsigned pct);
+/* The percentage kvm_vm_set_throttle set last (0: not throttled). */
+unsigned kvm_vm_throttle(const KvmVm *vm);
+
 /* The real-time signal used to kick vCPU threads out of KVM_RUN. */
 int kvm_kick_signal(void);
 

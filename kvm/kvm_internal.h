@@ -3,6 +3,8 @@
 #ifndef STRATA_KVM_INTERNAL_H
 #define STRATA_KVM_INTERNAL_H
 
+#include <time.h>
+
 #include "kvm/kvm.h"
 
 #define KVM_PAGE_SIZE 4096u
@@ -85,6 +87,11 @@ struct KvmVcpu {
     /* written by the vCPU's thread only (relaxed load + store, no lock
      * prefix); read by anyone with relaxed loads */
     KvmVcpuExitStats exit_stats;
+    /* Throttling (run.c), the vCPU's thread only: its timer, made on the
+     * first throttled period, and when its next sleep is due. */
+    bool throttle_timer_made, throttle_armed;
+    timer_t throttle_timer;
+    uint64_t throttle_due_ns;
 };
 
 struct KvmVm {
@@ -126,6 +133,7 @@ struct KvmVm {
     KvmVcpu **vcpus;
     unsigned nvcpus, vcpus_cap;
     unsigned pause_count;
+    unsigned throttle_pct; /* kvm_vm_set_throttle (atomic, relaxed) */
     bool started;
     bool ended;
     KvmVmEnd end;

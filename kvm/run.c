@@ -421,6 +421,96 @@ bool kvm_vm_ended(const KvmVm *vm)
     return e;
 }
 
+/* ---- throttling ------------------------------------------------------------ */
+
+#define THROTTLE_PERIOD_NS ((uint64_t)KVM_THROTTLE_PERIOD_MS * 1000000ull)
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec ns_timespec(uint64_t ns)
+{
+    return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull),
+                              .tv_nsec = (long)(ns % 1000000000ull) };
+}
+
+/* Starts (first_ns > 0) or stops v's timer: the kick signal to v's thread
+ * at first_ns (absolute, CLOCK_MONOTONIC) and every period after, so a
+ * signal lost just before KVM_RUN is only a period late.  False if the
+ * timer could not be made (then v runs unthrottled). */
+static bool throttle_timer(KvmVcpu *v, uint64_t first_ns)
+{
+    if (!v->throttle_timer_made) {
+        struct sigevent ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = kvm_kick_signal();
+        ev._sigev_un._tid = __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE);
+        if (timer_create(CLOCK_MONOTONIC, &ev, &v->throttle_timer) < 0) {
+            kvm_vm_error(v->vm, "vCPU %u: throttling: timer_create: %s", v->index, strerror(errno));
+            return false;
+        }
+        v->throttle_timer_made = true;
+    }
+    struct itimerspec its = { .it_value = ns_timespec(first_ns) };
+    if (first_ns)
+        its.it_interval = ns_timespec(THROTTLE_PERIOD_NS);
+    return timer_settime(v->throttle_timer, TIMER_ABSTIME, &its, NULL) == 0;
+}
+
+/*
+ * Before each KVM_RUN of a vCPU thread: sleeps the throttled share of the
+ * period when it is due.  The schedule follows the timer's ticks (due,
+ * due + period, ...); a vCPU that fell a period behind starts a new one.
+ */
+static void throttle(KvmVcpu *v)
+{
+    unsigned pct = __atomic_load_n(&v->vm->throttle_pct, __ATOMIC_RELAXED);
+    if (!pct && !v->throttle_armed)
+        return;
+    if (!pct) {
+        throttle_timer(v, 0);
+        v->throttle_armed = false;
+        return;
+    }
+    uint64_t sleep_ns = THROTTLE_PERIOD_NS * pct / 100, now = mono_ns();
+    if (!v->throttle_armed) {
+        v->throttle_due_ns = now + THROTTLE_PERIOD_NS - sleep_ns;
+        v->throttle_armed = throttle_timer(v, v->throttle_due_ns);
+        return;
+    }
+    /* the tick may come a little early against our clock reading */
+    if (now + THROTTLE_PERIOD_NS / 100 < v->throttle_due_ns)
+        return;
+    struct timespec ts = ns_timespec(sleep_ns);
+    /* a kick (pause, end) cuts the sleep short: run_once looks at why */
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+    v->throttle_due_ns += THROTTLE_PERIOD_NS;
+    now = mono_ns();
+    if (v->throttle_due_ns <= now)
+        v->throttle_due_ns = now + THROTTLE_PERIOD_NS - sleep_ns;
+}
+
+void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
+{
+    if (pct > KVM_THROTTLE_MAX)
+        pct = KVM_THROTTLE_MAX;
+    pthread_mutex_lock(&vm->lock);
+    unsigned old = __atomic_exchange_n(&vm->throttle_pct, pct, __ATOMIC_RELAXED);
+    if (!old && pct) /* a vCPU that never exits would not notice */
+        kick_running(vm);
+    pthread_mutex_unlock(&vm->lock);
+}
+
+unsigned kvm_vm_throttle(const KvmVm *vm)
+{
+    return __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
+}
+
 static void *vcpu_thread(void *arg)
 {
     KvmVcpu *v = arg;
@@ -448,6 +538,7 @@ static void *vcpu_thread(void *arg)
     for (;;) {
         ExitErr err = { "" };
         KvmVmEnd end;
+        throttle(v);
         int r = run_once(v, &err);
         if (r == -ESHUTDOWN)
             break;
@@ -456,6 +547,8 @@ static void *vcpu_thread(void *arg)
             break;
         }
     }
+    if (v->throttle_timer_made)
+        timer_delete(v->throttle_timer);
     set_state(v, VCPU_IDLE);
     return NULL;
 }
