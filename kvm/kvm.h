@@ -114,7 +114,9 @@ int kvm_vm_check_extension(const KvmVm *vm, long cap);
 
 /*
  * Called first on each vCPU thread kvm_vm_start creates, before its first
- * KVM_RUN (the VMM installs the thread's seccomp filter there).  A negative
+ * KVM_RUN (the VMM installs the thread's seccomp filter there), and on the
+ * throttle's thread with vcpu NULL (it needs what a vCPU thread needs to
+ * signal and sleep; see kvm_vm_set_throttle).  A negative
  * return ends the VM with KVM_END_ERROR before the vCPU runs.  Set before
  * kvm_vm_start; NULL = none.
  */
@@ -344,13 +346,13 @@ KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out);
 
 /*
  * Throttling: slows every vCPU thread (kvm_vm_start's) down by making it
- * sleep pct percent of each KVM_THROTTLE_PERIOD_MS period (30: it runs
- * 7 ms, then sleeps 3 ms).  0 (the default) lets the vCPUs run at full
- * speed; values over KVM_THROTTLE_MAX are taken as KVM_THROTTLE_MAX.  Any
- * thread; takes effect within a period (vCPUs in KVM_RUN are kicked when
- * throttling starts).  Each throttled vCPU thread keeps a POSIX timer
- * (timer_create, SIGEV_THREAD_ID with kvm_kick_signal()) that brings it
- * out of KVM_RUN; with pct 0 the run loop pays one relaxed load.  A
+ * sleep pct percent of the time, in periods of about KVM_THROTTLE_PERIOD_MS
+ * (30: it runs 7 ms, then sleeps 3 ms).  0 (the default) lets the vCPUs
+ * run at full speed; values over KVM_THROTTLE_MAX are taken as
+ * KVM_THROTTLE_MAX.  Any thread; takes effect within a period.  While
+ * pct > 0 a thread kvm_vm_start made (it runs the thread hook first,
+ * with vcpu NULL) kicks the vCPUs out of KVM_RUN every tenth of a period;
+ * with pct 0 it sleeps and the run loop pays one relaxed load.  A
  * sleeping vCPU still pauses and ends at once.  Synchronous runs
  * (kvm_vcpu_run_until_exit) are not throttled.
  */

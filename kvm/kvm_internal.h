@@ -3,8 +3,6 @@
 #ifndef STRATA_KVM_INTERNAL_H
 #define STRATA_KVM_INTERNAL_H
 
-#include <time.h>
-
 #include "kvm/kvm.h"
 
 #define KVM_PAGE_SIZE 4096u
@@ -87,11 +85,10 @@ struct KvmVcpu {
     /* written by the vCPU's thread only (relaxed load + store, no lock
      * prefix); read by anyone with relaxed loads */
     KvmVcpuExitStats exit_stats;
-    /* Throttling (run.c), the vCPU's thread only: its timer, made on the
-     * first throttled period, and when its next sleep is due. */
-    bool throttle_timer_made, throttle_armed;
-    timer_t throttle_timer;
-    uint64_t throttle_due_ns;
+    /* Throttling (run.c), the vCPU's thread only: when it last woke from
+     * a throttled sleep (CLOCK_MONOTONIC ns; 0: not throttled). */
+    uint64_t throttle_start_ns;
+    bool throttle_sleeping; /* in its throttled sleep (atomic): the ticker spares it */
 };
 
 struct KvmVm {
@@ -134,6 +131,8 @@ struct KvmVm {
     unsigned nvcpus, vcpus_cap;
     unsigned pause_count;
     unsigned throttle_pct; /* kvm_vm_set_throttle (atomic, relaxed) */
+    pthread_t ticker;      /* kicks throttled vCPUs (run.c) */
+    bool ticker_started;
     bool started;
     bool ended;
     KvmVmEnd end;

@@ -424,6 +424,8 @@ bool kvm_vm_ended(const KvmVm *vm)
 /* ---- throttling ------------------------------------------------------------ */
 
 #define THROTTLE_PERIOD_NS ((uint64_t)KVM_THROTTLE_PERIOD_MS * 1000000ull)
+#define THROTTLE_KICK_NS (THROTTLE_PERIOD_NS / 10) /* the ticker's cadence */
+#define THROTTLE_SLEEP_MAX_NS (1000000000ull)      /* one sleep at most */
 
 static uint64_t mono_ns(void)
 {
@@ -438,61 +440,76 @@ static struct timespec ns_timespec(uint64_t ns)
                               .tv_nsec = (long)(ns % 1000000000ull) };
 }
 
-/* Starts (first_ns > 0) or stops v's timer: the kick signal to v's thread
- * at first_ns (absolute, CLOCK_MONOTONIC) and every period after, so a
- * signal lost just before KVM_RUN is only a period late.  False if the
- * timer could not be made (then v runs unthrottled). */
-static bool throttle_timer(KvmVcpu *v, uint64_t first_ns)
-{
-    if (!v->throttle_timer_made) {
-        struct sigevent ev;
-        memset(&ev, 0, sizeof(ev));
-        ev.sigev_notify = SIGEV_THREAD_ID;
-        ev.sigev_signo = kvm_kick_signal();
-        ev._sigev_un._tid = __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE);
-        if (timer_create(CLOCK_MONOTONIC, &ev, &v->throttle_timer) < 0) {
-            kvm_vm_error(v->vm, "vCPU %u: throttling: timer_create: %s", v->index, strerror(errno));
-            return false;
-        }
-        v->throttle_timer_made = true;
-    }
-    struct itimerspec its = { .it_value = ns_timespec(first_ns) };
-    if (first_ns)
-        its.it_interval = ns_timespec(THROTTLE_PERIOD_NS);
-    return timer_settime(v->throttle_timer, TIMER_ABSTIME, &its, NULL) == 0;
-}
-
 /*
- * Before each KVM_RUN of a vCPU thread: sleeps the throttled share of the
- * period when it is due.  The schedule follows the timer's ticks (due,
- * due + period, ...); a vCPU that fell a period behind starts a new one.
+ * Before each KVM_RUN of a vCPU thread: once it has run its share of the
+ * period, it sleeps the rest.  The ticker kicks it out of KVM_RUN every
+ * KICK_NS; a kick that comes late makes the sleep longer in proportion,
+ * so the share holds whatever the kicks' timing.
  */
 static void throttle(KvmVcpu *v)
 {
     unsigned pct = __atomic_load_n(&v->vm->throttle_pct, __ATOMIC_RELAXED);
-    if (!pct && !v->throttle_armed)
-        return;
     if (!pct) {
-        throttle_timer(v, 0);
-        v->throttle_armed = false;
+        v->throttle_start_ns = 0;
         return;
     }
-    uint64_t sleep_ns = THROTTLE_PERIOD_NS * pct / 100, now = mono_ns();
-    if (!v->throttle_armed) {
-        v->throttle_due_ns = now + THROTTLE_PERIOD_NS - sleep_ns;
-        v->throttle_armed = throttle_timer(v, v->throttle_due_ns);
+    uint64_t now = mono_ns();
+    if (!v->throttle_start_ns) {
+        v->throttle_start_ns = now;
         return;
     }
-    /* the tick may come a little early against our clock reading */
-    if (now + THROTTLE_PERIOD_NS / 100 < v->throttle_due_ns)
+    uint64_t ran = now - v->throttle_start_ns;
+    if (ran < THROTTLE_PERIOD_NS * (100 - pct) / 100)
         return;
-    struct timespec ts = ns_timespec(sleep_ns);
-    /* a kick (pause, end) cuts the sleep short: run_once looks at why */
-    clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
-    v->throttle_due_ns += THROTTLE_PERIOD_NS;
-    now = mono_ns();
-    if (v->throttle_due_ns <= now)
-        v->throttle_due_ns = now + THROTTLE_PERIOD_NS - sleep_ns;
+    uint64_t sleep_ns = ran * pct / (100 - pct);
+    if (sleep_ns > THROTTLE_SLEEP_MAX_NS)
+        sleep_ns = THROTTLE_SLEEP_MAX_NS;
+    struct timespec until = ns_timespec(now + sleep_ns);
+    KvmVm *vm = v->vm;
+    __atomic_store_n(&v->throttle_sleeping, true, __ATOMIC_RELAXED); /* the ticker skips it */
+    /* a kick for a pause or the end cuts the sleep short: run_once acts */
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
+        pthread_mutex_lock(&vm->lock);
+        bool wanted = vm->pause_count || vm->ended;
+        pthread_mutex_unlock(&vm->lock);
+        if (wanted)
+            break;
+    }
+    __atomic_store_n(&v->throttle_sleeping, false, __ATOMIC_RELAXED);
+    v->throttle_start_ns = mono_ns();
+}
+
+/*
+ * The ticker: while the VM is throttled, kicks every vCPU in KVM_RUN each
+ * KICK_NS (a signal from another thread: a timer's signal raised on the
+ * vCPU's own CPU does not end KVM_RUN under every KVM, PVM's among them);
+ * otherwise waits.  Runs the thread hook first, like a vCPU thread.
+ */
+static void *ticker_thread(void *arg)
+{
+    KvmVm *vm = arg;
+    if (vm->thread_hook && vm->thread_hook(vm->thread_hook_opaque, NULL) < 0) {
+        kvm_vm_error(vm, "the vCPU throttle's thread: the thread-start hook failed; "
+                         "throttling does nothing");
+        return NULL;
+    }
+    pthread_mutex_lock(&vm->lock);
+    while (!vm->ended) {
+        struct timespec ts;
+        bool on = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED) != 0;
+        if (!on) {
+            pthread_cond_wait(&vm->cond, &vm->lock);
+            continue;
+        }
+        for (unsigned i = 0; i < vm->nvcpus; i++)
+            if (vm->vcpus[i]->state == VCPU_RUNNING &&
+                !__atomic_load_n(&vm->vcpus[i]->throttle_sleeping, __ATOMIC_RELAXED))
+                pthread_kill(vm->vcpus[i]->thread, kvm_kick_signal());
+        ts = ns_timespec(mono_ns() + THROTTLE_KICK_NS);
+        pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return NULL;
 }
 
 void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
@@ -501,8 +518,8 @@ void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
         pct = KVM_THROTTLE_MAX;
     pthread_mutex_lock(&vm->lock);
     unsigned old = __atomic_exchange_n(&vm->throttle_pct, pct, __ATOMIC_RELAXED);
-    if (!old && pct) /* a vCPU that never exits would not notice */
-        kick_running(vm);
+    if (!old && pct) /* wakes the ticker */
+        pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
 }
 
@@ -547,8 +564,6 @@ static void *vcpu_thread(void *arg)
             break;
         }
     }
-    if (v->throttle_timer_made)
-        timer_delete(v->throttle_timer);
     set_state(v, VCPU_IDLE);
     return NULL;
 }
@@ -583,6 +598,12 @@ int kvm_vm_start(KvmVm *vm)
             break;
         }
     }
+    if (r == 0 && vm->nvcpus) {
+        int e = pthread_create(&vm->ticker, NULL, ticker_thread, vm);
+        vm->ticker_started = e == 0;
+        if (e) /* the guest runs; kvm_vm_set_throttle does nothing */
+            kvm_vm_error(vm, "the vCPU throttle's thread: pthread_create: %s", strerror(e));
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* return once every started thread has published its id */
     for (unsigned i = 0; r == 0 && i < vm->nvcpus; i++) {
@@ -610,6 +631,13 @@ void kvm_vcpu_join_all(KvmVm *vm)
         if (join)
             pthread_join(v->thread, NULL);
     }
+    /* the ticker leaves once the VM has ended */
+    pthread_mutex_lock(&vm->lock);
+    bool join = vm->ticker_started && vm->ended;
+    vm->ticker_started &= !join;
+    pthread_mutex_unlock(&vm->lock);
+    if (join)
+        pthread_join(vm->ticker, NULL);
 }
 
 KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out)

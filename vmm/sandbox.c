@@ -80,13 +80,8 @@ static const int sys_common[] = {
     SCMP_SYS(fstat),
     SCMP_SYS(newfstatat),
 };
-/* timer_*: the per-vCPU timer of a throttled guest (kvm_vm_set_throttle,
- * migration's auto-converge); its signal goes to the vCPU's own thread */
 static const int sys_vcpu[] = {
     SCMP_SYS(read),
-    SCMP_SYS(timer_create),
-    SCMP_SYS(timer_settime),
-    SCMP_SYS(timer_delete),
 };
 /* io_uring: rings are made before any filter (io_uring_setup and
  * io_uring_register are in no list) and restricted (devices/uring.h); only
