@@ -424,8 +424,8 @@ bool kvm_vm_ended(const KvmVm *vm)
 /* ---- throttling ------------------------------------------------------------ */
 
 #define THROTTLE_PERIOD_NS ((uint64_t)KVM_THROTTLE_PERIOD_MS * 1000000ull)
-#define THROTTLE_KICK_NS (THROTTLE_PERIOD_NS / 10) /* the ticker's cadence */
-#define THROTTLE_SLEEP_MAX_NS (1000000000ull)      /* one sleep at most */
+#define THROTTLE_KICK_NS (THROTTLE_PERIOD_NS / 10)       /* the ticker's cadence */
+#define THROTTLE_SLEEP_MAX_NS (THROTTLE_PERIOD_NS * 100) /* one sleep at most */
 
 static uint64_t mono_ns(void)
 {
@@ -470,7 +470,7 @@ static void throttle(KvmVcpu *v)
     /* a kick for a pause or the end cuts the sleep short: run_once acts */
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
         pthread_mutex_lock(&vm->lock);
-        bool wanted = vm->pause_count || vm->ended;
+        bool wanted = vm->pause_count || vm->ended || vm->throttle_pct != pct;
         pthread_mutex_unlock(&vm->lock);
         if (wanted)
             break;
@@ -520,6 +520,8 @@ void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
     unsigned old = __atomic_exchange_n(&vm->throttle_pct, pct, __ATOMIC_RELAXED);
     if (!old && pct) /* wakes the ticker */
         pthread_cond_broadcast(&vm->cond);
+    if (pct < old) /* a vCPU asleep at the old share wakes up for the new one */
+        kick_running(vm);
     pthread_mutex_unlock(&vm->lock);
 }
 
