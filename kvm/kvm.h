@@ -352,7 +352,11 @@ KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out);
  * KVM_THROTTLE_MAX.  Any thread; takes effect within a period.  While
  * pct > 0 a thread kvm_vm_start made (it runs the thread hook first,
  * with vcpu NULL) kicks the vCPUs out of KVM_RUN every tenth of a period;
- * with pct 0 it sleeps and the run loop pays one relaxed load.  A
+ * a vCPU that has run at least its share of a period sleeps in proportion
+ * to what it ran (so at 99% it runs about one kick interval, then sleeps
+ * about 100 times that, at most 100 periods).  With pct 0 the ticker
+ * waits and the run loop pays one relaxed load.  Lowering the percentage
+ * wakes sleeping vCPUs.  A
  * sleeping vCPU still pauses and ends at once.  Synchronous runs
  * (kvm_vcpu_run_until_exit) are not throttled.
  */
