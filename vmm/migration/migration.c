@@ -662,8 +662,8 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
                           i, name);
             return NULL;
         }
-        MigParams scratch;
-        if (!cap_flag(&scratch, name) && json_is_true(js) != capabilities[k].state) {
+        /* (an address only: nothing is read without the lock) */
+        if (!cap_flag(&g->params, name) && json_is_true(js) != capabilities[k].state) {
             qmp_error_set(err, "Migration capability '%s' cannot be %s: strata %s", name,
                           json_is_true(js) ? "enabled" : "disabled",
                           capabilities[k].state ? "always has it" : "does not implement it");
