@@ -114,7 +114,9 @@ int kvm_vm_check_extension(const KvmVm *vm, long cap);
 
 /*
  * Called first on each vCPU thread kvm_vm_start creates, before its first
- * KVM_RUN (the VMM installs the thread's seccomp filter there).  A negative
+ * KVM_RUN (the VMM installs the thread's seccomp filter there), and on the
+ * throttle's thread with vcpu NULL (it needs what a vCPU thread needs to
+ * signal and sleep; see kvm_vm_set_throttle).  A negative
  * return ends the VM with KVM_END_ERROR before the vCPU runs.  Set before
  * kvm_vm_start; NULL = none.
  */
@@ -341,6 +343,28 @@ bool kvm_vm_paused(const KvmVm *vm);
  * never marks the VM ended itself, so it can be called again (after HLT).
  */
 KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out);
+
+/*
+ * Throttling: slows every vCPU thread (kvm_vm_start's) down by making it
+ * sleep pct percent of the time, in periods of about KVM_THROTTLE_PERIOD_MS
+ * (30: it runs 7 ms, then sleeps 3 ms).  0 (the default) lets the vCPUs
+ * run at full speed; values over KVM_THROTTLE_MAX are taken as
+ * KVM_THROTTLE_MAX.  Any thread; takes effect within a period.  While
+ * pct > 0 a thread kvm_vm_start made (it runs the thread hook first,
+ * with vcpu NULL) kicks the vCPUs out of KVM_RUN every tenth of a period;
+ * a vCPU that has run at least its share of a period sleeps in proportion
+ * to what it ran (so at 99% it runs about one kick interval, then sleeps
+ * about 100 times that, at most 100 periods).  With pct 0 the ticker
+ * waits and the run loop pays one relaxed load.  Lowering the percentage
+ * wakes sleeping vCPUs.  A
+ * sleeping vCPU still pauses and ends at once.  Synchronous runs
+ * (kvm_vcpu_run_until_exit) are not throttled.
+ */
+#define KVM_THROTTLE_PERIOD_MS 10u
+#define KVM_THROTTLE_MAX 99u
+void kvm_vm_set_throttle(KvmVm *vm, unsigned pct);
+/* The percentage kvm_vm_set_throttle set last (0: not throttled). */
+unsigned kvm_vm_throttle(const KvmVm *vm);
 
 /* The real-time signal used to kick vCPU threads out of KVM_RUN. */
 int kvm_kick_signal(void);

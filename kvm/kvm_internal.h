@@ -85,6 +85,10 @@ struct KvmVcpu {
     /* written by the vCPU's thread only (relaxed load + store, no lock
      * prefix); read by anyone with relaxed loads */
     KvmVcpuExitStats exit_stats;
+    /* Throttling (run.c), the vCPU's thread only: when it last woke from
+     * a throttled sleep (CLOCK_MONOTONIC ns; 0: not throttled). */
+    uint64_t throttle_start_ns;
+    bool throttle_sleeping; /* in its throttled sleep (atomic): the ticker spares it */
 };
 
 struct KvmVm {
@@ -126,6 +130,9 @@ struct KvmVm {
     KvmVcpu **vcpus;
     unsigned nvcpus, vcpus_cap;
     unsigned pause_count;
+    unsigned throttle_pct; /* kvm_vm_set_throttle (atomic, relaxed) */
+    pthread_t ticker;      /* kicks throttled vCPUs (run.c) */
+    bool ticker_started;
     bool started;
     bool ended;
     KvmVmEnd end;

@@ -421,6 +421,115 @@ bool kvm_vm_ended(const KvmVm *vm)
     return e;
 }
 
+/* ---- throttling ------------------------------------------------------------ */
+
+#define THROTTLE_PERIOD_NS ((uint64_t)KVM_THROTTLE_PERIOD_MS * 1000000ull)
+#define THROTTLE_KICK_NS (THROTTLE_PERIOD_NS / 10)       /* the ticker's cadence */
+#define THROTTLE_SLEEP_MAX_NS (THROTTLE_PERIOD_NS * 100) /* one sleep at most */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec ns_timespec(uint64_t ns)
+{
+    return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull),
+                              .tv_nsec = (long)(ns % 1000000000ull) };
+}
+
+/*
+ * Before each KVM_RUN of a vCPU thread: once it has run its share of the
+ * period, it sleeps the rest.  The ticker kicks it out of KVM_RUN every
+ * KICK_NS; a kick that comes late makes the sleep longer in proportion,
+ * so the share holds whatever the kicks' timing.
+ */
+static void throttle(KvmVcpu *v)
+{
+    unsigned pct = __atomic_load_n(&v->vm->throttle_pct, __ATOMIC_RELAXED);
+    if (!pct) {
+        v->throttle_start_ns = 0;
+        return;
+    }
+    uint64_t now = mono_ns();
+    if (!v->throttle_start_ns) {
+        v->throttle_start_ns = now;
+        return;
+    }
+    uint64_t ran = now - v->throttle_start_ns;
+    if (ran < THROTTLE_PERIOD_NS * (100 - pct) / 100)
+        return;
+    uint64_t sleep_ns = ran * pct / (100 - pct);
+    if (sleep_ns > THROTTLE_SLEEP_MAX_NS)
+        sleep_ns = THROTTLE_SLEEP_MAX_NS;
+    struct timespec until = ns_timespec(now + sleep_ns);
+    KvmVm *vm = v->vm;
+    __atomic_store_n(&v->throttle_sleeping, true, __ATOMIC_RELAXED); /* the ticker skips it */
+    /* a kick for a pause or the end cuts the sleep short: run_once acts */
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
+        pthread_mutex_lock(&vm->lock);
+        bool wanted = vm->pause_count || vm->ended || vm->throttle_pct != pct;
+        pthread_mutex_unlock(&vm->lock);
+        if (wanted)
+            break;
+    }
+    __atomic_store_n(&v->throttle_sleeping, false, __ATOMIC_RELAXED);
+    v->throttle_start_ns = mono_ns();
+}
+
+/*
+ * The ticker: while the VM is throttled, kicks every vCPU in KVM_RUN each
+ * KICK_NS (a signal from another thread: a timer's signal raised on the
+ * vCPU's own CPU does not end KVM_RUN under every KVM, PVM's among them);
+ * otherwise waits.  Runs the thread hook first, like a vCPU thread.
+ */
+static void *ticker_thread(void *arg)
+{
+    KvmVm *vm = arg;
+    if (vm->thread_hook && vm->thread_hook(vm->thread_hook_opaque, NULL) < 0) {
+        kvm_vm_error(vm, "the vCPU throttle's thread: the thread-start hook failed; "
+                         "throttling does nothing");
+        return NULL;
+    }
+    pthread_mutex_lock(&vm->lock);
+    while (!vm->ended) {
+        struct timespec ts;
+        bool on = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED) != 0;
+        if (!on) {
+            pthread_cond_wait(&vm->cond, &vm->lock);
+            continue;
+        }
+        for (unsigned i = 0; i < vm->nvcpus; i++)
+            if (vm->vcpus[i]->state == VCPU_RUNNING &&
+                !__atomic_load_n(&vm->vcpus[i]->throttle_sleeping, __ATOMIC_RELAXED))
+                pthread_kill(vm->vcpus[i]->thread, kvm_kick_signal());
+        ts = ns_timespec(mono_ns() + THROTTLE_KICK_NS);
+        pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return NULL;
+}
+
+void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
+{
+    if (pct > KVM_THROTTLE_MAX)
+        pct = KVM_THROTTLE_MAX;
+    pthread_mutex_lock(&vm->lock);
+    unsigned old = __atomic_exchange_n(&vm->throttle_pct, pct, __ATOMIC_RELAXED);
+    if (!old && pct) /* wakes the ticker */
+        pthread_cond_broadcast(&vm->cond);
+    if (pct < old) /* a vCPU asleep at the old share wakes up for the new one */
+        kick_running(vm);
+    pthread_mutex_unlock(&vm->lock);
+}
+
+unsigned kvm_vm_throttle(const KvmVm *vm)
+{
+    return __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
+}
+
 static void *vcpu_thread(void *arg)
 {
     KvmVcpu *v = arg;
@@ -448,6 +557,7 @@ static void *vcpu_thread(void *arg)
     for (;;) {
         ExitErr err = { "" };
         KvmVmEnd end;
+        throttle(v);
         int r = run_once(v, &err);
         if (r == -ESHUTDOWN)
             break;
@@ -490,6 +600,12 @@ int kvm_vm_start(KvmVm *vm)
             break;
         }
     }
+    if (r == 0 && vm->nvcpus) {
+        int e = pthread_create(&vm->ticker, NULL, ticker_thread, vm);
+        vm->ticker_started = e == 0;
+        if (e) /* the guest runs; kvm_vm_set_throttle does nothing */
+            kvm_vm_error(vm, "the vCPU throttle's thread: pthread_create: %s", strerror(e));
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* return once every started thread has published its id */
     for (unsigned i = 0; r == 0 && i < vm->nvcpus; i++) {
@@ -517,6 +633,13 @@ void kvm_vcpu_join_all(KvmVm *vm)
         if (join)
             pthread_join(v->thread, NULL);
     }
+    /* the ticker leaves once the VM has ended */
+    pthread_mutex_lock(&vm->lock);
+    bool join = vm->ticker_started && vm->ended;
+    vm->ticker_started &= !join;
+    pthread_mutex_unlock(&vm->lock);
+    if (join)
+        pthread_join(vm->ticker, NULL);
 }
 
 KvmEndReason kvm_vm_wait(KvmVm *vm, KvmVmEnd *out)

@@ -64,6 +64,9 @@ uint64_t wait_pass(Vm *vm, uint64_t want, unsigned timeout_ms);
 /* Polls query-migrate to a final status, whose MIGRATION event must have
  * come first; the reply (new reference). */
 json_t *wait_migration(Vm *src, unsigned timeout_ms);
+/* Called by wait_migration with each query-migrate reply it polls (NULL:
+ * none): a test's look at the migration while it runs. */
+extern void (*mig_poll_hook)(json_t *q);
 /* query-migrate's status. */
 const char *status_of(json_t *q);
 /* The index of a migration status name (for MIG_SEEN). */
@@ -90,6 +93,9 @@ int soak(const char *smp_elf, unsigned hops);
 int handover_suite(void);
 /* snapshot.c: save, restore, clones, bad files (mig-test --snapshot). */
 int snapshot_suite(void);
+/* autoconverge.c: a guest faster than the link, with and without the
+ * auto-converge capability (mig-test --auto-converge). */
+int auto_converge_suite(void);
 /* incoming.c: --incoming defer and migrate-incoming, driven as libvirt
  * drives a destination (mig-test --incoming). */
 int incoming_suite(void);

@@ -153,13 +153,15 @@ static void test_params(Vm *src)
 int main(int argc, char **argv)
 {
     unsigned soak_hops = 0;
-    bool handover = false, snapshot = false, incoming = false;
+    bool handover = false, snapshot = false, incoming = false, autoconv = false;
     if (argc == 2 && !strcmp(argv[1], "--handover")) {
         handover = true;
     } else if (argc == 2 && !strcmp(argv[1], "--snapshot")) {
         snapshot = true;
     } else if (argc == 2 && !strcmp(argv[1], "--incoming")) {
         incoming = true;
+    } else if (argc == 2 && !strcmp(argv[1], "--auto-converge")) {
+        autoconv = true;
     } else if (argc == 3 && !strcmp(argv[1], "--soak")) {
         char *end;
         unsigned long n = strtoul(argv[2], &end, 10);
@@ -171,11 +173,13 @@ int main(int argc, char **argv)
     } else if (argc != 1) {
         fprintf(
             stderr,
-            "usage: mig-test [--soak HOPS | --handover | --snapshot | --incoming]\n"
+            "usage: mig-test [--soak HOPS | --handover | --snapshot | --incoming | "
+            "--auto-converge]\n"
             "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
             "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
             "limit, stop/cont storms; --snapshot: save, restore, clones, bad files; --incoming: "
-            "--incoming defer and migrate-incoming, as libvirt drives a destination)\n");
+            "--incoming defer and migrate-incoming, as libvirt drives a destination; "
+            "--auto-converge: a guest faster than the link, with and without throttling)\n");
         return 2;
     }
     const char *why = kvm_probe();
@@ -206,6 +210,8 @@ int main(int argc, char **argv)
         return snapshot_suite();
     if (incoming)
         return incoming_suite();
+    if (autoconv)
+        return auto_converge_suite();
     CHECK(elf_symbol(pio_elf, "mig_counter") == counter_addr, "pio guest layout");
 
     /* 1. idle guest, 2 vCPUs (the second waits for INIT/SIPI: its MP state

@@ -33,6 +33,7 @@ typedef struct Trace {
     MigDecision last;
     uint64_t expected_ms[64]; /* after each round */
     uint64_t waiting[64];
+    unsigned throttle[64]; /* auto-converge's percentage after each round */
 } Trace;
 
 /* Pages dirtied (distinct) while a round of t seconds runs. */
@@ -49,10 +50,14 @@ static Trace run(const Guest *g, MigPolicy *p)
     for (;;) {
         uint64_t bytes = sent * WIRE;
         double t = (double)bytes / g->link;
-        uint64_t waiting = dirtied(g, t);
+        /* a throttled guest runs (and dirties) only part of the time */
+        Guest slowed = *g;
+        slowed.rate = g->rate * (100 - p->throttle_pct) / 100;
+        uint64_t waiting = dirtied(&slowed, t);
         MigDecision d = mig_policy_after_round(p, sent, bytes, (uint64_t)(t * 1e9), waiting, PAGE);
         tr.expected_ms[tr.rounds] = p->expected_ms;
         tr.waiting[tr.rounds] = waiting;
+        tr.throttle[tr.rounds] = p->throttle_pct;
         tr.rounds++;
         assert_true(tr.rounds < 64);
         if (d != MIG_NEXT_ROUND) {
@@ -118,6 +123,99 @@ static void faster_than_link(void **state)
     assert_int_equal(t.last, MIG_FINAL_FORCED);
     assert_int_equal(t.rounds, 1 + MIG_POLICY_STALL_ROUNDS);
     assert_true(t.expected_ms[t.rounds - 1] > 300);
+    assert_int_equal(p.throttle_pct, 0); /* no auto-converge: never throttled */
+}
+
+static void auto_converge_on(MigPolicy *p, unsigned initial, unsigned increment, unsigned max)
+{
+    p->auto_converge = true;
+    p->throttle_initial = initial;
+    p->throttle_increment = increment;
+    p->throttle_max = max;
+}
+
+/* The same guest with auto-converge (20 + 10 per hot round, up to 99):
+ * the throttle starts at the second hot round, rises by the increment
+ * while the rounds stay hot, and the migration ends under the limit,
+ * not forced, where the plain rule forced it after 4 rounds. */
+static void faster_than_link_auto_converge(void **state)
+{
+    Guest g = { .pages = 262144, .rate = 1e6, .working_set = 131072, .link = 128e6 };
+    MigPolicy p;
+    mig_policy_init(&p, 300, 30);
+    auto_converge_on(&p, 20, 10, 99);
+    Trace t = run(&g, &p);
+    assert_int_equal(t.last, MIG_FINAL);
+    assert_true(t.expected_ms[t.rounds - 1] <= 300);
+    assert_true(t.rounds > 1 + MIG_POLICY_STALL_ROUNDS);
+    /* round 0 sent all of RAM: not hot; rounds 1 and 2 are: 0, 0, 20, 30, ... */
+    assert_int_equal(t.throttle[0], 0);
+    assert_int_equal(t.throttle[1], 0);
+    assert_int_equal(t.throttle[2], 20);
+    assert_int_equal(t.throttle[3], 30);
+    for (unsigned i = 3; i < t.rounds; i++) {
+        bool hot = t.waiting[i] * 2 > t.waiting[i - 1];
+        unsigned want = hot ? t.throttle[i - 1] + 10 : t.throttle[i - 1];
+        assert_int_equal(t.throttle[i], want > 99 ? 99 : want);
+    }
+    assert_true(t.throttle[t.rounds - 1] > 20 && t.throttle[t.rounds - 1] <= 99);
+}
+
+/* A recorded trace of (sent, left dirty) pairs, round by round, and the
+ * throttle after each: a cool round between two hot ones restarts the
+ * count; once throttling, a cool round keeps the percentage; the
+ * increment stops at max-cpu-throttle, and a max lowered mid-way
+ * clamps it at once. */
+static void throttle_trace(void **state)
+{
+    static const struct {
+        uint64_t sent, waiting;
+        unsigned throttle;
+    } rec[] = {
+        { 65536, 8192, 0 }, /* round 0: all of RAM, not hot */
+        { 8192, 8000, 0 },  /* hot 1 */
+        { 8000, 3000, 0 },  /* cool: the count restarts */
+        { 3000, 2900, 0 },  /* hot 1 */
+        { 2900, 2900, 40 }, /* hot 2: initial */
+        { 2900, 1000, 40 }, /* cool: stays */
+        { 1000, 900, 65 },  /* hot: + increment */
+        { 900, 800, 90 },   /* hot */
+        { 800, 700, 95 },   /* hot: capped at max */
+        { 700, 600, 95 },   /* hot, at max */
+    };
+    MigPolicy p;
+    mig_policy_init(&p, 1, 100);
+    auto_converge_on(&p, 40, 25, 95);
+    for (size_t i = 0; i < sizeof(rec) / sizeof(rec[0]); i++) {
+        /* one second a round: the pause expected stays over 1 ms */
+        mig_policy_after_round(&p, rec[i].sent, rec[i].sent * WIRE, 1000000000ull, rec[i].waiting,
+                               PAGE);
+        assert_int_equal(p.throttle_pct, rec[i].throttle);
+    }
+    p.throttle_max = 50; /* migrate-set-parameters between rounds */
+    mig_policy_after_round(&p, 600, 600 * WIRE, 1000000000ull, 100, PAGE);
+    assert_int_equal(p.throttle_pct, 50);
+}
+
+/* Stalled rounds force the final round only once the throttle is at its
+ * maximum: before that, each one raises the throttle instead. */
+static void throttle_then_forced(void **state)
+{
+    MigPolicy p;
+    mig_policy_init(&p, 10, 100);
+    auto_converge_on(&p, 50, 20, 90);
+    unsigned n = 0;
+    MigDecision d = MIG_NEXT_ROUND;
+    /* a set that never shrinks (the guest would not slow down) */
+    while (d == MIG_NEXT_ROUND) {
+        d = mig_policy_after_round(&p, 10000, 10000 * WIRE, 1000000000ull, 10000, PAGE);
+        n++;
+        assert_true(n < 20);
+    }
+    /* hot 1, hot 2 -> 50, 70, 90 (max): then 3 stalled rounds */
+    assert_int_equal(d, MIG_FINAL_FORCED);
+    assert_int_equal(p.throttle_pct, 90);
+    assert_int_equal(n, 4 + MIG_POLICY_STALL_ROUNDS - 1);
 }
 
 /* Shrinking by a little more than a tenth each round but over the limit:
@@ -171,10 +269,11 @@ static void empty_round(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(idle),        cmocka_unit_test(one_gib_16_per_ms),
-        cmocka_unit_test(hot_set),     cmocka_unit_test(faster_than_link),
-        cmocka_unit_test(max_rounds),  cmocka_unit_test(limit_raised),
-        cmocka_unit_test(empty_round),
+        cmocka_unit_test(idle),           cmocka_unit_test(one_gib_16_per_ms),
+        cmocka_unit_test(hot_set),        cmocka_unit_test(faster_than_link),
+        cmocka_unit_test(max_rounds),     cmocka_unit_test(limit_raised),
+        cmocka_unit_test(empty_round),    cmocka_unit_test(faster_than_link_auto_converge),
+        cmocka_unit_test(throttle_trace), cmocka_unit_test(throttle_then_forced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,9 @@ typedef struct MigStats {
     uint64_t dirty_sync_count, dirty_pages_rate;
     uint64_t rounds;
     double mbps;
-    bool forced; /* the final round was forced (no convergence) */
+    bool forced;            /* the final round was forced (no convergence) */
+    unsigned throttle_pct;  /* auto-converge's throttle of the vCPUs now (0: none) */
+    unsigned throttle_peak; /* ...the highest it reached in this migration */
     /* The timeline (query-migrate's x-timeline), microseconds: */
     uint64_t log_us;                        /* dirty logging switched on (before the thread) */
     uint64_t setup_us;                      /* connect, header, CONFIG */

@@ -270,7 +270,10 @@ Migration *mig_init(const MigHost *host)
     g->host = host;
     g->params = (MigParams){ .downtime_limit_ms = MIG_DEFAULT_DOWNTIME_MS,
                              .max_bandwidth = MIG_DEFAULT_BANDWIDTH,
-                             .max_rounds = MIG_DEFAULT_MAX_ROUNDS };
+                             .max_rounds = MIG_DEFAULT_MAX_ROUNDS,
+                             .throttle_initial = MIG_DEFAULT_THROTTLE_INITIAL,
+                             .throttle_increment = MIG_DEFAULT_THROTTLE_INCREMENT,
+                             .throttle_max = MIG_DEFAULT_THROTTLE_MAX };
     pthread_mutex_init(&g->lock, NULL);
     g->inc_fd = g->listen_fd = -1;
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -469,6 +472,10 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_object_set_new(r, "ram", ram);
     json_object_set_new(r, "x-rounds", json_integer((json_int_t)st.rounds));
     json_object_set_new(r, "x-forced-final-round", json_boolean(st.forced));
+    if (status_running(s) && st.throttle_pct) /* QEMU's field, while throttling */
+        json_object_set_new(r, "cpu-throttle-percentage", json_integer(st.throttle_pct));
+    if (st.throttle_peak)
+        json_object_set_new(r, "x-cpu-throttle-peak", json_integer(st.throttle_peak));
     json_object_set_new(r, "x-downtime-limit", json_integer((json_int_t)p.downtime_limit_ms));
     if (st.pause_ns && !status_running(s))
         json_object_set_new(r, "x-final-pause", json_integer((json_int_t)st.final_pause_ms));
@@ -485,11 +492,15 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *params_json(const MigParams *p)
 {
-    return json_pack("{s:I,s:I,s:I,s:b,s:I,s:b}", "downtime-limit",
+    return json_pack("{s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:I,s:I,s:b}", "downtime-limit",
                      (json_int_t)p->downtime_limit_ms, "max-bandwidth",
                      (json_int_t)p->max_bandwidth, "x-max-rounds", (json_int_t)p->max_rounds,
                      "x-verify-ram", p->verify_ram, "x-final-phase-limit",
-                     (json_int_t)p->final_limit_ms, "x-incremental-snapshot", p->incremental);
+                     (json_int_t)p->final_limit_ms, "x-incremental-snapshot", p->incremental,
+                     "cpu-throttle-initial", (json_int_t)p->throttle_initial,
+                     "cpu-throttle-increment", (json_int_t)p->throttle_increment,
+                     "max-cpu-throttle", (json_int_t)p->throttle_max, "cpu-throttle-tailslow",
+                     p->throttle_tailslow);
 }
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -527,17 +538,29 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Migration *g = o;
     (void)c;
-    uint64_t dl = 0, bw = 0, mr = 0, fl = 0;
-    bool gdl, gbw, gmr, gfl;
+    uint64_t dl = 0, bw = 0, mr = 0, fl = 0, ti = 0, tinc = 0, tmax = 0;
+    bool gdl, gbw, gmr, gfl, gti, gtinc, gtmax;
     if (!int_arg(a, "downtime-limit", 0, 2000000, &dl, &gdl, err) ||
         !int_arg(a, "max-bandwidth", 0, (uint64_t)INT64_MAX, &bw, &gbw, err) ||
         !int_arg(a, "x-max-rounds", 1, 100000, &mr, &gmr, err) ||
-        !int_arg(a, "x-final-phase-limit", 0, 3600000, &fl, &gfl, err))
+        !int_arg(a, "x-final-phase-limit", 0, 3600000, &fl, &gfl, err) ||
+        !int_arg(a, "cpu-throttle-initial", 1, 99, &ti, &gti, err) ||
+        !int_arg(a, "cpu-throttle-increment", 1, 99, &tinc, &gtinc, err) ||
+        !int_arg(a, "max-cpu-throttle", 1, 99, &tmax, &gtmax, err))
         return NULL;
     /* unknown keys never get here: the server checks them against param_args */
     json_t *vr = json_object_get(a, "x-verify-ram");
     json_t *inc = json_object_get(a, "x-incremental-snapshot");
+    json_t *tail = json_object_get(a, "cpu-throttle-tailslow");
     pthread_mutex_lock(&g->lock);
+    if (gti)
+        g->params.throttle_initial = (unsigned)ti;
+    if (gtinc)
+        g->params.throttle_increment = (unsigned)tinc;
+    if (gtmax)
+        g->params.throttle_max = (unsigned)tmax;
+    if (tail)
+        g->params.throttle_tailslow = json_is_true(tail);
     if (gdl)
         g->params.downtime_limit_ms = dl;
     if (gbw)
@@ -556,9 +579,11 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 /* QEMU's migration capabilities (QEMU 7.2's MigrationCapability) and
  * whether strata has each: "events" is always on (MIGRATION and
- * MIGRATION_PASS events are always sent), the others are not implemented,
- * so always off.  Setting one to the state it has is accepted, as QEMU
- * accepts it; asking for the other is refused naming the capability. */
+ * MIGRATION_PASS events are always sent), "auto-converge" may be switched
+ * either way (MigParams.auto_converge; its state here is unused), the
+ * others are not implemented, so always off.  Setting a fixed one to the
+ * state it has is accepted, as QEMU accepts it; asking for the other is
+ * refused naming the capability. */
 static const struct {
     const char *name;
     bool state;
@@ -587,17 +612,29 @@ static const struct {
 };
 #define NR_CAPABILITIES (sizeof(capabilities) / sizeof(capabilities[0]))
 
+/* The flag behind a capability that can be switched, or NULL. */
+static bool *cap_flag(MigParams *p, const char *name)
+{
+    return !strcmp(name, "auto-converge") ? &p->auto_converge : NULL;
+}
+
 static json_t *q_query_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
+    Migration *g = o;
+    pthread_mutex_lock(&g->lock);
+    MigParams p = g->params;
+    pthread_mutex_unlock(&g->lock);
     json_t *r = json_array();
-    for (size_t i = 0; i < NR_CAPABILITIES; i++)
+    for (size_t i = 0; i < NR_CAPABILITIES; i++) {
+        bool *flag = cap_flag(&p, capabilities[i].name);
         json_array_append_new(r, json_pack("{s:s,s:b}", "capability", capabilities[i].name, "state",
-                                           capabilities[i].state));
+                                           flag ? *flag : capabilities[i].state));
+    }
     return r;
 }
 
 /* {"capabilities": [{"capability": NAME, "state": BOOL}, ...]}: every entry
- * is checked before anything is taken (nothing changes anyway). */
+ * is checked before anything is taken. */
 static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Migration *g = o;
@@ -625,7 +662,8 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
                           i, name);
             return NULL;
         }
-        if (json_is_true(js) != capabilities[k].state) {
+        /* (an address only: nothing is read without the lock) */
+        if (!cap_flag(&g->params, name) && json_is_true(js) != capabilities[k].state) {
             qmp_error_set(err, "Migration capability '%s' cannot be %s: strata %s", name,
                           json_is_true(js) ? "enabled" : "disabled",
                           capabilities[k].state ? "always has it" : "does not implement it");
@@ -638,6 +676,14 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
         qmp_error_set(err, "There's a migration process in progress");
         return NULL;
     }
+    pthread_mutex_lock(&g->lock);
+    json_array_foreach(list, i, e)
+    {
+        bool *flag = cap_flag(&g->params, json_string_value(json_object_get(e, "capability")));
+        if (flag)
+            *flag = json_is_true(json_object_get(e, "state"));
+    }
+    pthread_mutex_unlock(&g->lock);
     return json_object();
 }
 
@@ -655,6 +701,10 @@ static const QmpArg param_args[] = {
     { "x-verify-ram", QMP_ARG_BOOL, true },
     { "x-final-phase-limit", QMP_ARG_INT, true },
     { "x-incremental-snapshot", QMP_ARG_BOOL, true },
+    { "cpu-throttle-initial", QMP_ARG_INT, true },
+    { "cpu-throttle-increment", QMP_ARG_INT, true },
+    { "max-cpu-throttle", QMP_ARG_INT, true },
+    { "cpu-throttle-tailslow", QMP_ARG_BOOL, true },
     { NULL, 0, false },
 };
 

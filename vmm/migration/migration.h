@@ -62,16 +62,23 @@ const char *mig_status_name(MigStatus s);
 
 /* Tunables (migrate_set_parameters).  Defaults are QEMU 7.2's. */
 typedef struct MigParams {
-    uint64_t downtime_limit_ms; /* "downtime-limit", default 300 */
-    uint64_t max_bandwidth;     /* "max-bandwidth" bytes/s, default 128 MiB/s; 0 = no cap */
-    unsigned max_rounds;        /* "x-max-rounds": forces the final round, default 30 */
-    bool verify_ram;            /* "x-verify-ram": the destination checks a CRC-32
+    uint64_t downtime_limit_ms;  /* "downtime-limit", default 300 */
+    uint64_t max_bandwidth;      /* "max-bandwidth" bytes/s, default 128 MiB/s; 0 = no cap */
+    unsigned max_rounds;         /* "x-max-rounds": forces the final round, default 30 */
+    bool verify_ram;             /* "x-verify-ram": the destination checks a CRC-32
                                      * of all RAM at the final pause (costs downtime) */
-    uint64_t final_limit_ms;    /* "x-final-phase-limit": the hard bound of the final
+    uint64_t final_limit_ms;     /* "x-final-phase-limit": the hard bound of the final
                                      * pause up to READY; 0 = derived (mig_final_limit_ms) */
-    bool incremental;           /* "x-incremental-snapshot": dirty logging stays on
+    bool incremental;            /* "x-incremental-snapshot": dirty logging stays on
                                      * after a snapshot, and the next one to the same
                                      * file writes only what changed (docs/snapshot.md) */
+    bool auto_converge;          /* the "auto-converge" capability: throttle the vCPUs
+                                     * while rounds do not converge (policy.h) */
+    unsigned throttle_initial;   /* "cpu-throttle-initial" percent, default 20 */
+    unsigned throttle_increment; /* "cpu-throttle-increment" percent, default 10 */
+    unsigned throttle_max;       /* "max-cpu-throttle" percent, default 99 */
+    bool throttle_tailslow;      /* "cpu-throttle-tailslow": accepted and reported;
+                                     * the increment is always the whole one */
 } MigParams;
 
 /* Who may run the guest (query-migrate's "x-guest-owner"). */
@@ -85,6 +92,9 @@ typedef enum MigOwner {
 #define MIG_DEFAULT_DOWNTIME_MS 300u
 #define MIG_DEFAULT_BANDWIDTH (128ull << 20)
 #define MIG_DEFAULT_MAX_ROUNDS 30u
+#define MIG_DEFAULT_THROTTLE_INITIAL 20u
+#define MIG_DEFAULT_THROTTLE_INCREMENT 10u
+#define MIG_DEFAULT_THROTTLE_MAX 99u
 /* The final pause's hard limit when x-final-phase-limit is 0:
  * max(MIG_FINAL_LIMIT_FACTOR x downtime-limit, MIG_FINAL_LIMIT_MIN_MS). */
 #define MIG_FINAL_LIMIT_FACTOR 10u

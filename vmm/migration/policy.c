@@ -13,6 +13,25 @@ double mig_policy_rate(uint64_t bytes, uint64_t ns)
     return bw < MIG_POLICY_MIN_RATE ? MIG_POLICY_MIN_RATE : bw;
 }
 
+void mig_policy_throttle(MigPolicy *p, uint64_t sent, uint64_t waiting)
+{
+    if (!p->auto_converge) {
+        p->hot = 0;
+        p->throttle_pct = 0;
+        return;
+    }
+    unsigned max = p->throttle_max;
+    if (waiting * 2 <= sent) {
+        p->hot = 0;
+    } else if (p->throttle_pct) {
+        p->throttle_pct += p->throttle_increment;
+    } else if (++p->hot >= MIG_POLICY_HOT_ROUNDS) {
+        p->throttle_pct = p->throttle_initial;
+    }
+    if (p->throttle_pct > max) /* max-cpu-throttle may have been lowered */
+        p->throttle_pct = max;
+}
+
 MigDecision mig_policy_after_round(MigPolicy *p, uint64_t sent, uint64_t bytes, uint64_t ns,
                                    uint64_t waiting, uint64_t page_size)
 {
@@ -20,6 +39,7 @@ MigDecision mig_policy_after_round(MigPolicy *p, uint64_t sent, uint64_t bytes, 
     double expect = (double)waiting * (double)page_size * 1000.0 / bw;
     p->expected_ms = (uint64_t)expect;
     p->rounds++;
+    mig_policy_throttle(p, sent, waiting);
     bool last_allowed = p->max_rounds && p->rounds >= p->max_rounds;
     if (expect <= (double)p->downtime_limit_ms) {
         p->stalled = 0;
@@ -29,7 +49,9 @@ MigDecision mig_policy_after_round(MigPolicy *p, uint64_t sent, uint64_t bytes, 
             return MIG_FINAL;
         return MIG_NEXT_ROUND;
     }
-    p->stalled = waiting * 10 >= sent * 9 ? p->stalled + 1 : 0;
+    /* a throttle that can still rise may yet bring the set down */
+    bool can_throttle = p->auto_converge && p->throttle_pct < p->throttle_max;
+    p->stalled = waiting * 10 >= sent * 9 && !can_throttle ? p->stalled + 1 : 0;
     if (last_allowed || p->stalled >= MIG_POLICY_STALL_ROUNDS)
         return MIG_FINAL_FORCED;
     return MIG_NEXT_ROUND;

@@ -16,6 +16,13 @@
  *   - Over the limit, iterate; after MIG_POLICY_STALL_ROUNDS rounds that
  *     do not shrink the set by a tenth, or at `x-max-rounds`, the final
  *     round is forced (query-migrate: x-forced), whatever it costs.
+ *   - With auto-converge, a round is "hot" when the guest dirtied more
+ *     pages during it than half of what it sent.  The second hot round in
+ *     a row starts throttling the vCPUs at cpu-throttle-initial percent;
+ *     every further hot round adds cpu-throttle-increment, up to
+ *     max-cpu-throttle.  A round that is not hot keeps the throttle where
+ *     it is.  While the throttle can still rise, a round that does not
+ *     shrink the set does not count towards forcing the final round.
  */
 #ifndef STRATA_VMM_MIGRATION_POLICY_H
 #define STRATA_VMM_MIGRATION_POLICY_H
@@ -25,6 +32,7 @@
 
 #define MIG_POLICY_STALL_ROUNDS 3u /* rounds that may fail to shrink the set by 10% */
 #define MIG_POLICY_MIN_RATE 1e6    /* bytes/s assumed at least (a stalled link) */
+#define MIG_POLICY_HOT_ROUNDS 2u   /* hot rounds in a row that start the throttle */
 
 typedef enum MigDecision {
     MIG_NEXT_ROUND,   /* send another round */
@@ -39,6 +47,12 @@ typedef struct MigPolicy {
     unsigned rounds;      /* rounds done */
     unsigned stalled;     /* rounds in a row over the limit that shrank < 10% */
     uint64_t expected_ms; /* the last round's expected pause */
+    /* auto-converge (set before each call, like the limits) */
+    bool auto_converge;
+    unsigned throttle_initial, throttle_increment, throttle_max; /* percent */
+    /* ...and what it decided */
+    unsigned hot;          /* hot rounds in a row (dirtied > half of what they sent) */
+    unsigned throttle_pct; /* how much the vCPUs are to be slowed down, percent */
 } MigPolicy;
 
 void mig_policy_init(MigPolicy *p, uint64_t downtime_limit_ms, unsigned max_rounds);
@@ -52,6 +66,11 @@ void mig_policy_init(MigPolicy *p, uint64_t downtime_limit_ms, unsigned max_roun
  */
 MigDecision mig_policy_after_round(MigPolicy *p, uint64_t sent, uint64_t bytes, uint64_t ns,
                                    uint64_t waiting, uint64_t page_size);
+
+/* The auto-converge part of mig_policy_after_round alone: updates
+ * p->hot and p->throttle_pct after a round that sent `sent` pages and
+ * left `waiting` dirty. */
+void mig_policy_throttle(MigPolicy *p, uint64_t sent, uint64_t waiting);
 
 /* The rate the last decision assumed, bytes/s (>= MIG_POLICY_MIN_RATE). */
 double mig_policy_rate(uint64_t bytes, uint64_t ns);

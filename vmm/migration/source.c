@@ -16,6 +16,7 @@
 #include "vmm/migration/internal.h"
 #include "vmm/migration/snapfile.h"
 #include "vmm/migration/policy.h"
+#include "vmm/log.h"
 #include "vmm/text.h"
 #include "vmm/migration/uri.h"
 
@@ -406,6 +407,37 @@ static void params(Src *s, MigParams *p)
     s->final_limit_ms = mig_final_limit_ms(p);
 }
 
+/* Slows the vCPUs down to pct percent less (auto-converge; 0: full speed
+ * again) and says so in query-migrate. */
+static void throttle(Src *s, unsigned pct)
+{
+    Migration *g = s->g;
+    pthread_mutex_lock(&g->lock);
+    unsigned old = g->stats.throttle_pct;
+    g->stats.throttle_pct = pct;
+    if (pct > g->stats.throttle_peak)
+        g->stats.throttle_peak = pct;
+    pthread_mutex_unlock(&g->lock);
+    if (old == pct)
+        return;
+    kvm_vm_set_throttle(s->m->vm, pct);
+    if (pct)
+        log_msg(LOG_INFO, "migration: auto-converge: the vCPUs sleep %u%% of the time", pct);
+    else
+        log_msg(LOG_INFO, "migration: auto-converge: the vCPUs run at full speed again");
+}
+
+/* The policy's limits and auto-converge settings from the parameters. */
+static void policy_params(MigPolicy *pol, const MigParams *p)
+{
+    pol->downtime_limit_ms = p->downtime_limit_ms;
+    pol->max_rounds = p->max_rounds;
+    pol->auto_converge = p->auto_converge;
+    pol->throttle_initial = p->throttle_initial;
+    pol->throttle_increment = p->throttle_increment;
+    pol->throttle_max = p->throttle_max;
+}
+
 /* The pre-copy rounds: 0 when the final round should start (the rule is
  * policy.h's). */
 static int precopy(Src *s)
@@ -437,12 +469,13 @@ static int precopy(Src *s)
         forget_untouched(s);
         uint64_t dt = mig_now_ns() - t0, db = s->ch.bytes - b0;
         params(s, &p);
-        pol.downtime_limit_ms = p.downtime_limit_ms;
-        pol.max_rounds = p.max_rounds;
+        policy_params(&pol, &p);
         uint64_t t1 = mig_now_ns();
         waiting = harvest(s);
         uint64_t hdt = mig_now_ns() - t1;
         MigDecision next = mig_policy_after_round(&pol, sent, db, dt, waiting, MIG_PAGE_SIZE);
+        if (next == MIG_NEXT_ROUND)
+            throttle(s, pol.throttle_pct);
         pthread_mutex_lock(&g->lock);
         if (round < MIG_TIMELINE_ROUNDS)
             g->stats.round_us[round] = (mig_now_ns() - t0) / 1000;
@@ -720,7 +753,11 @@ void *mig_source_thread(void *arg)
     g->stats.setup_us = (g->stats.setup_done_ns - g->stats.start_ns) / 1000 - g->stats.log_us;
     pthread_mutex_unlock(&g->lock);
     mig_set_status(g, MIG_ACTIVE);
-    if (precopy(s) < 0 || final_stage(s, &paused) < 0)
+    int pre = precopy(s);
+    /* The throttle ends with the pre-copy: the final stage pauses the
+     * vCPUs, and whoever runs the guest after it runs it at full speed. */
+    throttle(s, 0);
+    if (pre < 0 || final_stage(s, &paused) < 0)
         goto fail;
     publish(s, 0);
     pthread_mutex_lock(&g->lock);
