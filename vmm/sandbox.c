@@ -104,6 +104,9 @@ static const int sys_io[] = {
     SCMP_SYS(connect),
     SCMP_SYS(shutdown),
     SCMP_SYS(recvfrom),
+    /* rate limits (devices/ratelimit.h): a device re-arms its timerfd
+     * (made before any filter, devices/evloop.h) when it runs out of tokens */
+    SCMP_SYS(timerfd_settime),
 };
 static const int sys_stdin[] = {
     SCMP_SYS(read),
@@ -155,6 +158,9 @@ static const int sys_main[] = {
     /* what a thread it starts does before its own filter (glibc's start) */
     SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
     SCMP_SYS(rt_sigaction), /* glibc's first pthread_create sets up its signals */
+    /* block_set_io_throttle, x-net-set-rate-limit: a device waiting for
+     * tokens looks again at once (its timerfd, devices/evloop.h) */
+    SCMP_SYS(timerfd_settime),
 };
 
 /* ioctl requests, by group */
