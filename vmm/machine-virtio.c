@@ -93,8 +93,10 @@ static int make_net(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virti
         free(n);
         return -1;
     }
-    if (ratelimit_active_cfg(&cfg->nets[i].rl) && virtio_net_set_rate_limit(n, &cfg->nets[i].rl) < 0) {
-        log_msg(LOG_ERROR, "net tap=%s: a rate limit needs the device event loop", cfg->nets[i].tap);
+    if (ratelimit_active_cfg(&cfg->nets[i].rl) &&
+        virtio_net_set_rate_limit(n, &cfg->nets[i].rl) < 0) {
+        log_msg(LOG_ERROR, "net tap=%s: a rate limit needs the device event loop",
+                cfg->nets[i].tap);
         virtio_net_destroy(n);
         free(n);
         return -1;

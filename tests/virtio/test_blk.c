@@ -538,11 +538,16 @@ static void test_save_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),          cmocka_unit_test(test_read_write_flush_id),
-        cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_readonly),
-        cmocka_unit_test(test_stats_failed_io), cmocka_unit_test(test_batch_and_loop),
-        cmocka_unit_test(test_open_error),      cmocka_unit_test(test_not_a_file),
-        cmocka_unit_test(test_save_load),       cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_read_write_flush_id),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_stats_failed_io),
+        cmocka_unit_test(test_batch_and_loop),
+        cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_not_a_file),
+        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_rate_limit_large_request),
         cmocka_unit_test(test_rate_limit_needs_loop),
     };

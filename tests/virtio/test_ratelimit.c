@@ -21,7 +21,7 @@ static void test_rate_and_burst(void **state)
 {
     (void)state;
     TokenBucket b;
-    token_bucket_init(&b, 1000, 100, 0); /* 1000/s, 100 at most */
+    token_bucket_init(&b, 1000, 100, 0);           /* 1000/s, 100 at most */
     assert_true(token_bucket_consume(&b, 100, 0)); /* starts full */
     assert_false(token_bucket_consume(&b, 1, 0));
     assert_int_equal(token_bucket_wait_ns(&b, 1, 0), 1 * MS);

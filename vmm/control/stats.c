@@ -55,9 +55,10 @@ static json_t *block_info(const VmDisk *cfg, VirtioBlk *b, unsigned i)
         json_object_set_new(image, "actual-size", json_integer((json_int_t)st.st_blocks * 512));
     json_t *ins = json_pack("{s:b,s:s,s:i,s:b,s:s,s:I,s:i,s:i,s:I,s:i,s:i,s:i,s:{s:b,s:b,s:b},s:o}",
                             "ro", b->readonly, "drv", "raw", "backing_file_depth", 0, "encrypted",
-                            0, "detect_zeroes", "off", "bps", (json_int_t)rl.bw, "bps_rd", 0, "bps_wr", 0, "iops",
-                            (json_int_t)rl.ops, "iops_rd", 0, "iops_wr", 0, "write_threshold", 0, "cache",
-                            "writeback", 1, "direct", 0, "no-flush", 0, "image", image);
+                            0, "detect_zeroes", "off", "bps", (json_int_t)rl.bw, "bps_rd", 0,
+                            "bps_wr", 0, "iops", (json_int_t)rl.ops, "iops_rd", 0, "iops_wr", 0,
+                            "write_threshold", 0, "cache", "writeback", 1, "direct", 0, "no-flush",
+                            0, "image", image);
     json_object_set_new(ins, "file", path_json(cfg->path));
     if (ratelimit_active_cfg(&rl)) {
         json_object_set_new(ins, "bps_max", json_integer((json_int_t)rl.bw_burst));

@@ -32,12 +32,9 @@ const QmpArg vmm_block_throttle_args[] = {
 };
 
 const QmpArg vmm_net_limit_args[] = {
-    { "id", QMP_ARG_STRING, false },
-    { "bw", QMP_ARG_INT, true },
-    { "pps", QMP_ARG_INT, true },
-    { "bw_burst", QMP_ARG_INT, true },
-    { "pps_burst", QMP_ARG_INT, true },
-    { NULL, 0, false },
+    { "id", QMP_ARG_STRING, false },    { "bw", QMP_ARG_INT, true },
+    { "pps", QMP_ARG_INT, true },       { "bw_burst", QMP_ARG_INT, true },
+    { "pps_burst", QMP_ARG_INT, true }, { NULL, 0, false },
 };
 
 /* Argument `key` of a (0 if absent) into *out; -1 with err set if it is
@@ -77,8 +74,10 @@ json_t *vmm_qmp_block_set_io_throttle(void *o, QmpClient *c, json_t *a, QmpError
         qmp_error_set(err, "Need exactly one of 'device' and 'id'");
         return NULL;
     }
-    static const char *const separate[] = { "bps_rd",     "bps_wr",     "iops_rd",     "iops_wr",
-                                            "bps_rd_max", "bps_wr_max", "iops_rd_max", "iops_wr_max" };
+    static const char *const separate[] = {
+        "bps_rd",     "bps_wr",     "iops_rd",     "iops_wr",
+        "bps_rd_max", "bps_wr_max", "iops_rd_max", "iops_wr_max"
+    };
     uint64_t x;
     for (size_t i = 0; i < sizeof(separate) / sizeof(separate[0]); i++) {
         if (get_value(a, separate[i], &x, err) < 0)
