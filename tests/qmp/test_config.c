@@ -817,14 +817,14 @@ static void test_escaped_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),          cmocka_unit_test(test_defaults_and_values),
-        cmocka_unit_test(test_bad_values),     cmocka_unit_test(test_help),
-        cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
-        cmocka_unit_test(test_rate_limits),
-        cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
-        cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
-        cmocka_unit_test(test_vsock),          cmocka_unit_test(test_name_uuid),
-        cmocka_unit_test(test_double_commas),  cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_sizes),       cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_help),
+        cmocka_unit_test(test_json),        cmocka_unit_test(test_sandbox_options),
+        cmocka_unit_test(test_rate_limits), cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_text_escape), cmocka_unit_test(test_escaped_values),
+        cmocka_unit_test(test_balloon),     cmocka_unit_test(test_vsock),
+        cmocka_unit_test(test_name_uuid),   cmocka_unit_test(test_double_commas),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
