@@ -85,6 +85,54 @@ static json_t *inserted(QClient *c)
     return ins;
 }
 
+/* net0's "rate-limit" in x-query-stats (a new reference). */
+static json_t *net_limit(QClient *c)
+{
+    json_t *st = ok(c, "x-query-stats", NULL);
+    json_t *rl = json_incref(
+        json_object_get(json_array_get(json_object_get(st, "net"), 0), "rate-limit"));
+    json_decref(st);
+    CHECK(rl, "x-query-stats has no net0 rate-limit");
+    return rl;
+}
+
+/* A NIC's limit from --net and x-net-set-rate-limit, where a TAP can be
+ * made (root): what x-query-stats shows.  No traffic (the guest has no
+ * network driver). */
+static void net_limits(void)
+{
+    if (access("/dev/net/tun", R_OK | W_OK) != 0) {
+        printf("net: no /dev/net/tun access, NIC limits not checked\n");
+        return;
+    }
+    char opt[64];
+    snprintf(opt, sizeof(opt), "tap=srl%u,bw=1M,pps=100", (unsigned)getpid() % 100000);
+    unlink(sock_path);
+    strata_pid = spawn("--test-device", "--kernel", HOSTILE_ELF, "--net", opt, "--api-socket",
+                       sock_path, "--serial", "none", "--cmdline", "case=idle", NULL);
+    QClient *c = open_client();
+    json_t *rl = net_limit(c);
+    CHECK(num(rl, "bw") == 1 << 20 && num(rl, "pps") == 100 && num(rl, "bw_burst") == 0,
+          "net0: bw 1M, pps 100 from --net expected");
+    json_decref(rl);
+    json_decref(ok(c, "x-net-set-rate-limit",
+                   "{\"id\":\"net0\",\"bw\":2000000,\"bw_burst\":5000,\"pps\":7}"));
+    rl = net_limit(c);
+    CHECK(num(rl, "bw") == 2000000 && num(rl, "bw_burst") == 5000 && num(rl, "pps") == 7 &&
+              num(rl, "pps_burst") == 0,
+          "net0: the limit x-net-set-rate-limit set");
+    json_decref(rl);
+    fails(c, "x-net-set-rate-limit", "{\"id\":\"net0\",\"pps_burst\":3}", "GenericError",
+          "require corresponding");
+    fails(c, "x-net-set-rate-limit", "{\"id\":\"net1\"}", "DeviceNotFound", "net1");
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    int code = wait_status(strata_pid);
+    strata_pid = -1;
+    CHECK(code == 0, "strata exited with %d", code);
+    printf("net: --net limits and x-net-set-rate-limit shown by x-query-stats\n");
+}
+
 int main(void)
 {
     harness_init("ratelimit");
@@ -171,6 +219,7 @@ int main(void)
     int code = wait_status(strata_pid);
     strata_pid = -1;
     CHECK(code == 0, "strata exited with %d", code);
+    net_limits();
     printf("ok: disk rate limit held, changed at run time, lifted, counted\n");
     return 0;
 }
