@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #define EVLOOP_RING_SIZE 256
@@ -488,4 +489,54 @@ void evloop_stop(Evloop *l)
 struct io_uring *evloop_ring(Evloop *l)
 {
     return &l->ring;
+}
+
+struct EvloopTimer {
+    Evloop *loop;
+    int fd;
+    void (*cb)(void *opaque);
+    void *opaque;
+};
+
+static void timer_fired(void *opaque, uint32_t events)
+{
+    EvloopTimer *t = opaque;
+    uint64_t n;
+    (void)events;
+    if (read(t->fd, &n, sizeof(n)) == sizeof(n))
+        t->cb(t->opaque);
+}
+
+EvloopTimer *evloop_timer_new(Evloop *l, void (*cb)(void *opaque), void *opaque)
+{
+    EvloopTimer *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    *t = (EvloopTimer){ l, -1, cb, opaque };
+    t->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int r = t->fd < 0 ? -errno : evloop_add(l, t->fd, POLLIN, timer_fired, t);
+    if (r < 0) {
+        if (t->fd >= 0)
+            close(t->fd);
+        free(t);
+        errno = -r;
+        return NULL;
+    }
+    return t;
+}
+
+int evloop_timer_arm(EvloopTimer *t, uint64_t ns)
+{
+    struct itimerspec its = { .it_value = { .tv_sec = (time_t)(ns / 1000000000ull),
+                                            .tv_nsec = (long)(ns % 1000000000ull) } };
+    return timerfd_settime(t->fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
+void evloop_timer_free(EvloopTimer *t)
+{
+    if (!t)
+        return;
+    evloop_del(t->loop, t->fd);
+    close(t->fd);
+    free(t);
 }

@@ -57,6 +57,16 @@ void evloop_resume(Evloop *l);
 void evloop_halt(Evloop *l);
 /* Stops and joins the thread started by evloop_start (no-op if none). */
 void evloop_stop(Evloop *l);
+/* A one-shot timer served by a loop: a timerfd (made here, so before any
+ * seccomp filter) whose expiry calls cb(opaque) on the loop's thread. */
+typedef struct EvloopTimer EvloopTimer;
+/* A disarmed timer on l, or NULL with errno set. */
+EvloopTimer *evloop_timer_new(Evloop *l, void (*cb)(void *opaque), void *opaque);
+/* Fires once, ns nanoseconds from now (0: disarms); any thread.  0 or a
+ * negative errno. */
+int evloop_timer_arm(EvloopTimer *t, uint64_t ns);
+/* Stops watching and closes the timer (NULL: nothing). */
+void evloop_timer_free(EvloopTimer *t);
 /* The loop's ring, for tests that check what it refuses. */
 struct io_uring *evloop_ring(Evloop *l);
 

@@ -229,9 +229,38 @@ static void finish(VirtioBlk *d, VirtQueue *vq, unsigned n)
     }
 }
 
+/* Whether request r may go now under the rate limit; if not, the queue
+ * waits for the timer (lock held). */
+static bool admit(VirtioBlk *d, const VirtioBlkReq *r)
+{
+    if (!ratelimit_active(&d->rl))
+        return true;
+    uint64_t now = ratelimit_now_ns(), wait = 0;
+    uint64_t bytes = r->op == OP_READ || r->op == OP_WRITE ? r->len : 0;
+    if (ratelimit_consume(&d->rl, bytes, now, &wait))
+        return true;
+    d->throttled = true;
+    d->throttled_since_ns = now;
+    virtio_stat_add(&d->stats.throttled, 1);
+    evloop_timer_arm(d->rl_timer, wait ? wait : 1);
+    return false;
+}
+
+/* Ends a wait for tokens, counting its time (lock held). */
+static void unthrottle(VirtioBlk *d)
+{
+    if (!d->throttled)
+        return;
+    d->throttled = false;
+    uint64_t now = ratelimit_now_ns();
+    virtio_stat_add(&d->stats.throttled_ns, now - d->throttled_since_ns);
+}
+
 static void blk_notify(VirtioMmio *t, unsigned q)
 {
     VirtioBlk *d = t->dev;
+    if (d->throttled)
+        return; /* the timer takes it up */
     VirtQueue *vq = virtio_mmio_queue(t, q);
     bool pushed = false;
     while (vq) {
@@ -239,6 +268,11 @@ static void blk_notify(VirtioMmio *t, unsigned q)
         int r = 0;
         while (n < VIRTIO_BLK_BATCH && (r = virtio_mmio_pop(t, q, vq, &d->elems[n])) > 0) {
             parse_req(d, &d->elems[n], &d->reqs[n]);
+            if (!admit(d, &d->reqs[n])) {
+                virtq_unpop(vq);
+                r = 0;
+                break;
+            }
             n++;
         }
         if (n) {
@@ -251,6 +285,48 @@ static void blk_notify(VirtioMmio *t, unsigned q)
     }
     if (pushed)
         virtio_mmio_notify_used(t, q);
+}
+
+static void blk_resume_fn(VirtioMmio *t, void *arg)
+{
+    VirtioBlk *d = t->dev;
+    (void)arg;
+    if (!d->throttled)
+        return;
+    unthrottle(d);
+    blk_notify(t, 0);
+}
+
+/* The rate-limit timer: the tokens should be there now. */
+static void blk_timer(void *opaque)
+{
+    VirtioBlk *d = opaque;
+    virtio_mmio_run_locked(&d->t, blk_resume_fn, NULL);
+}
+
+static void blk_reset(VirtioMmio *t)
+{
+    VirtioBlk *d = t->dev;
+    unthrottle(d); /* (a vCPU thread: the timer, if armed, finds nothing to do) */
+}
+
+int virtio_blk_set_rate_limit(VirtioBlk *d, const RateLimitConfig *cfg)
+{
+    if (!d->rl_timer)
+        return -ENOTSUP;
+    virtio_mmio_lock(&d->t);
+    ratelimit_set(&d->rl, cfg, ratelimit_now_ns());
+    if (d->throttled)
+        evloop_timer_arm(d->rl_timer, 1);
+    virtio_mmio_unlock(&d->t);
+    return 0;
+}
+
+void virtio_blk_get_rate_limit(VirtioBlk *d, RateLimitConfig *out)
+{
+    virtio_mmio_lock(&d->t);
+    *out = d->rl.cfg;
+    virtio_mmio_unlock(&d->t);
 }
 
 static const StateField blk_state_fields[] = {
@@ -293,6 +369,7 @@ static const VirtioDevOps blk_ops = {
     .name = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
     .queue_notify = blk_notify,
+    .reset = blk_reset,
     .save = blk_save,
     .load = blk_load,
 };
@@ -363,6 +440,10 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
                    "using preadv/pwritev",
                    path, what, strerror(-r));
     r = virtio_mmio_init(&d->t, env, &blk_ops, d, 1, features, d->config, VIRTIO_BLK_CONFIG_LEN);
+    if (r == 0 && env->loop && !(d->rl_timer = evloop_timer_new(env->loop, blk_timer, d))) {
+        r = -errno;
+        virtio_mmio_destroy(&d->t);
+    }
     if (r < 0) {
         snprintf(err, errlen, "disk path=%s: virtio-mmio: %s", path, strerror(-r));
         if (d->have_ring)
@@ -375,6 +456,8 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
 
 void virtio_blk_destroy(VirtioBlk *d)
 {
+    evloop_timer_free(d->rl_timer);
+    d->rl_timer = NULL;
     virtio_mmio_destroy(&d->t);
     if (d->have_ring)
         io_uring_queue_exit(&d->ring);

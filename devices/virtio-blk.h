@@ -13,12 +13,19 @@
  * event loop, never on a vCPU).  Malformed requests (no header, no status
  * byte, out-of-range sectors, lengths not a multiple of 512) complete with
  * an error status or, when there is nowhere to put a status, with 0 bytes.
+ *
+ * A rate limit (virtio_blk_set_rate_limit: bytes/s of data, requests/s,
+ * token buckets with bursts, devices/ratelimit.h) is checked for each
+ * request as it is taken: when the buckets say no, the request is given
+ * back to the avail ring and the queue is left alone until a timer on the
+ * event loop says the tokens are there (kicks meanwhile change nothing).
  */
 #ifndef STRATA_DEVICES_VIRTIO_BLK_H
 #define STRATA_DEVICES_VIRTIO_BLK_H
 
 #include <liburing.h>
 
+#include "devices/ratelimit.h"
 #include "devices/virtio-mmio.h"
 
 #define VIRTIO_ID_BLOCK 2
@@ -55,6 +62,8 @@ typedef struct VirtioBlkStats {
     uint64_t unsupported_operations; /* another request type (VIRTIO_BLK_S_UNSUPP) */
     uint64_t malformed_requests;     /* no header or no status byte: completed with 0 bytes */
     uint64_t wr_highest_offset;      /* end of the furthest successful write, bytes */
+    uint64_t throttled;              /* times the queue waited for rate-limit tokens */
+    uint64_t throttled_ns;           /* how long it waited in all (ended waits) */
 } VirtioBlkStats;
 
 typedef struct VirtioBlkReq {
@@ -83,6 +92,12 @@ typedef struct VirtioBlk {
      * lock), read by anyone: relaxed atomics (virtio_blk_get_stats).  Kept
      * across device resets, as QEMU keeps a drive's. */
     VirtioBlkStats stats;
+    /* the rate limit (under the transport's lock); the timer that ends a
+     * wait for tokens (NULL without an event loop: no limit possible) */
+    RateLimiter rl;
+    EvloopTimer *rl_timer;
+    bool throttled; /* waiting for tokens: the queue is not taken from */
+    uint64_t throttled_since_ns;
     VirtqElem elems[VIRTIO_BLK_BATCH];
     VirtioBlkReq reqs[VIRTIO_BLK_BATCH];
 } VirtioBlk;
@@ -112,6 +127,13 @@ void virtio_blk_destroy(VirtioBlk *d);
  * counter read atomically; a request completing meanwhile may show in some
  * and not yet in others). */
 void virtio_blk_get_stats(const VirtioBlk *d, VirtioBlkStats *out);
+
+/* Sets d's rate limit (the buckets start full; a queue waiting for tokens
+ * looks again at once); any thread.  0, or -ENOTSUP when d has no event
+ * loop. */
+int virtio_blk_set_rate_limit(VirtioBlk *d, const RateLimitConfig *cfg);
+/* d's rate limit as set (any thread). */
+void virtio_blk_get_rate_limit(VirtioBlk *d, RateLimitConfig *out);
 
 /* Reset, save, load and destroy for a board's device list (devices/device.h). */
 extern const DeviceOps virtio_blk_device_ops;

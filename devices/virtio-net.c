@@ -65,8 +65,51 @@ int virtio_net_parse_mac(const char *s, uint8_t mac[6])
     return 0;
 }
 
+/* Has the timer fire wait_ns from now unless it fires sooner (lock held). */
+static void timer_at(VirtioNet *d, uint64_t now, uint64_t wait_ns)
+{
+    uint64_t due = now + (wait_ns ? wait_ns : 1);
+    if (d->timer_due_ns && d->timer_due_ns <= due)
+        return;
+    d->timer_due_ns = due;
+    evloop_timer_arm(d->rl_timer, due - now);
+}
+
+/* Whether `bytes` and a packet may go in direction l now (taking them if
+ * charge); else starts a wait counted in *count (lock held). */
+static bool admit(VirtioNet *d, VirtioNetLimit *l, uint64_t bytes, bool charge, uint64_t *count)
+{
+    if (!ratelimit_active(&l->rl))
+        return true;
+    uint64_t now = ratelimit_now_ns();
+    uint64_t wait = ratelimit_wait_ns(&l->rl, bytes, now);
+    if (!wait) {
+        if (charge)
+            ratelimit_charge(&l->rl, bytes, now);
+        return true;
+    }
+    l->waiting = true;
+    l->since_ns = now;
+    virtio_stat_add(count, 1);
+    timer_at(d, now, wait);
+    return false;
+}
+
+/* Ends direction l's wait, if any, adding its time to *ns (lock held);
+ * whether it was waiting. */
+static bool unthrottle(VirtioNetLimit *l, uint64_t *ns)
+{
+    if (!l->waiting)
+        return false;
+    l->waiting = false;
+    virtio_stat_add(ns, ratelimit_now_ns() - l->since_ns);
+    return true;
+}
+
 static void set_polling(VirtioNet *d, bool on)
 {
+    if (d->rx_limit.waiting)
+        on = false; /* the timer turns it back on */
     if (!d->fd_watched || d->rx_polling == on)
         return;
     if (evloop_mod(d->loop, d->fd, on ? EPOLLIN : 0) == 0)
@@ -80,13 +123,17 @@ static void rx_fn(VirtioMmio *t, void *arg)
     VirtQueue *vq = virtio_mmio_queue(t, VIRTIO_NET_RXQ);
     bool pushed = false;
     (void)arg;
-    if (!vq) {
+    if (!vq || d->rx_limit.waiting) {
         set_polling(d, false);
         return;
     }
     for (unsigned budget = 0; budget < 1024; budget++) {
         if (!virtq_has_avail(vq)) {
             set_polling(d, false); /* until the driver adds buffers */
+            break;
+        }
+        if (!admit(d, &d->rx_limit, 0, false, &d->stats.rx_throttled)) {
+            set_polling(d, false);
             break;
         }
         ssize_t n = read(d->fd, d->buf, sizeof(d->buf));
@@ -109,6 +156,9 @@ static void rx_fn(VirtioMmio *t, void *arg)
                                          (size_t)n);
             virtio_stat_add(&d->stats.rx_packets, 1);
             virtio_stat_add(&d->stats.rx_bytes, (uint64_t)n - VIRTIO_NET_HDR_LEN);
+            if (ratelimit_active(&d->rx_limit.rl))
+                ratelimit_charge(&d->rx_limit.rl, (uint64_t)n - VIRTIO_NET_HDR_LEN,
+                                 ratelimit_now_ns());
         } else {
             virtio_stat_add(&d->stats.rx_dropped, 1); /* buffer too small: returned empty */
         }
@@ -123,8 +173,15 @@ static void tx(VirtioMmio *t, VirtQueue *vq)
 {
     VirtioNet *d = t->dev;
     bool pushed = false;
-    while (virtio_mmio_pop(t, VIRTIO_NET_TXQ, vq, &d->elem) > 0) {
+    while (!d->tx_limit.waiting && virtio_mmio_pop(t, VIRTIO_NET_TXQ, vq, &d->elem) > 0) {
         VirtqElem *e = &d->elem;
+        uint64_t bytes = e->out_len > VIRTIO_NET_HDR_LEN ? e->out_len - VIRTIO_NET_HDR_LEN : 0;
+        if (bytes > VIRTIO_NET_MAX_FRAME)
+            bytes = VIRTIO_NET_MAX_FRAME;
+        if (!admit(d, &d->tx_limit, bytes, true, &d->stats.tx_throttled)) {
+            virtq_unpop(vq);
+            break;
+        }
         if (e->out_len >= VIRTIO_NET_HDR_LEN &&
             e->out_len <= VIRTIO_NET_HDR_LEN + VIRTIO_NET_MAX_FRAME) {
             size_t n = iov_to_buf(e->iov, e->out_num, 0, d->buf, (size_t)e->out_len);
@@ -169,9 +226,61 @@ static void net_fd_event(void *opaque, uint32_t events)
     virtio_mmio_run_locked(&d->t, rx_fn, NULL);
 }
 
+/* The rate-limit timer: the waiting directions look again (lock held). */
+static void resume_fn(VirtioMmio *t, void *arg)
+{
+    VirtioNet *d = t->dev;
+    (void)arg;
+    d->timer_due_ns = 0;
+    if (unthrottle(&d->tx_limit, &d->stats.tx_throttled_ns)) {
+        VirtQueue *vq = virtio_mmio_queue(t, VIRTIO_NET_TXQ);
+        if (vq)
+            tx(t, vq);
+    }
+    if (unthrottle(&d->rx_limit, &d->stats.rx_throttled_ns) &&
+        (t->r.status & VIRTIO_STATUS_DRIVER_OK) && !t->r.broken) {
+        set_polling(d, true);
+        rx_fn(t, NULL);
+    }
+}
+
+static void net_timer(void *opaque)
+{
+    VirtioNet *d = opaque;
+    virtio_mmio_run_locked(&d->t, resume_fn, NULL);
+}
+
 static void net_reset(VirtioMmio *t)
 {
-    set_polling(t->dev, false);
+    VirtioNet *d = t->dev;
+    unthrottle(&d->tx_limit, &d->stats.tx_throttled_ns);
+    unthrottle(&d->rx_limit, &d->stats.rx_throttled_ns);
+    /* (maybe a vCPU thread: the timer, if armed, finds nothing to do) */
+    d->timer_due_ns = 0;
+    set_polling(d, false);
+}
+
+int virtio_net_set_rate_limit(VirtioNet *d, const RateLimitConfig *cfg)
+{
+    if (!d->rl_timer)
+        return -ENOTSUP;
+    virtio_mmio_lock(&d->t);
+    uint64_t now = ratelimit_now_ns();
+    ratelimit_set(&d->rx_limit.rl, cfg, now);
+    ratelimit_set(&d->tx_limit.rl, cfg, now);
+    if (d->rx_limit.waiting || d->tx_limit.waiting) {
+        d->timer_due_ns = 0;
+        timer_at(d, now, 1);
+    }
+    virtio_mmio_unlock(&d->t);
+    return 0;
+}
+
+void virtio_net_get_rate_limit(VirtioNet *d, RateLimitConfig *out)
+{
+    virtio_mmio_lock(&d->t);
+    *out = d->tx_limit.rl.cfg;
+    virtio_mmio_unlock(&d->t);
 }
 
 static void net_driver_ok(VirtioMmio *t)
@@ -254,7 +363,12 @@ int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t ma
         r = evloop_add(loop, fd, 0, net_fd_event, d);
         if (r == 0)
             d->fd_watched = true;
-        else
+        if (r == 0 && !(d->rl_timer = evloop_timer_new(loop, net_timer, d))) {
+            r = -errno;
+            evloop_del(loop, fd);
+            d->fd_watched = false;
+        }
+        if (r < 0)
             virtio_mmio_destroy(&d->t);
     }
     if (r < 0) {
@@ -267,6 +381,8 @@ int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t ma
 
 void virtio_net_destroy(VirtioNet *d)
 {
+    evloop_timer_free(d->rl_timer);
+    d->rl_timer = NULL;
     if (d->fd_watched)
         evloop_del(d->loop, d->fd);
     d->fd_watched = false;

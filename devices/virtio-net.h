@@ -10,10 +10,19 @@
  * The backend fd is watched by the device event loop while the receive
  * queue has buffers; when it runs dry, the fd is left alone until the
  * driver notifies the receive queue again.
+ *
+ * A rate limit (virtio_net_set_rate_limit: frame bytes/s and packets/s,
+ * token buckets with bursts, devices/ratelimit.h) applies to each direction
+ * on its own, with the same figures: transmit takes a frame from the guest
+ * only when the buckets allow it (else it stays in the avail ring); receive
+ * reads the backend only while they are not empty (a frame's bytes are
+ * charged once read, which may leave the bytes bucket in debt).  A timer
+ * on the event loop ends each wait; nothing is dropped for the limit.
  */
 #ifndef STRATA_DEVICES_VIRTIO_NET_H
 #define STRATA_DEVICES_VIRTIO_NET_H
 
+#include "devices/ratelimit.h"
 #include "devices/virtio-mmio.h"
 
 #define VIRTIO_ID_NET 1
@@ -34,7 +43,17 @@
 typedef struct VirtioNetStats {
     uint64_t rx_packets, rx_bytes, rx_dropped;
     uint64_t tx_packets, tx_bytes, tx_dropped;
+    /* times each direction waited for rate-limit tokens, and how long in
+     * all (ended waits) */
+    uint64_t rx_throttled, rx_throttled_ns, tx_throttled, tx_throttled_ns;
 } VirtioNetStats;
+
+/* One direction's rate limit and its wait (under the transport's lock). */
+typedef struct VirtioNetLimit {
+    RateLimiter rl;
+    bool waiting;
+    uint64_t since_ns;
+} VirtioNetLimit;
 
 typedef struct VirtioNet {
     VirtioMmio t; /* first: the transport */
@@ -47,6 +66,9 @@ typedef struct VirtioNet {
     /* written under the transport's lock, read by anyone with relaxed
      * atomics (virtio_net_get_stats); kept across device resets */
     VirtioNetStats stats;
+    VirtioNetLimit rx_limit, tx_limit;
+    EvloopTimer *rl_timer; /* ends the waits; NULL without a loop */
+    uint64_t timer_due_ns; /* when it fires; 0 = disarmed */
     VirtqElem elem;
     uint8_t buf[VIRTIO_NET_HDR_LEN + VIRTIO_NET_MAX_FRAME];
 } VirtioNet;
@@ -80,6 +102,13 @@ int virtio_net_init(VirtioNet *d, const VirtioEnv *env, int fd, const uint8_t ma
 void virtio_net_destroy(VirtioNet *d);
 /* A snapshot of d's counters, from any thread without a lock. */
 void virtio_net_get_stats(const VirtioNet *d, VirtioNetStats *out);
+
+/* Sets d's rate limit, for each direction (the buckets start full; a
+ * direction waiting for tokens looks again at once); any thread.  0, or
+ * -ENOTSUP when d has no event loop. */
+int virtio_net_set_rate_limit(VirtioNet *d, const RateLimitConfig *cfg);
+/* d's rate limit as set (any thread). */
+void virtio_net_get_rate_limit(VirtioNet *d, RateLimitConfig *out);
 
 /* Reset, save, load and destroy for a board's device list (devices/device.h). */
 extern const DeviceOps virtio_net_device_ops;

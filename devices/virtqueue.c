@@ -302,6 +302,11 @@ int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why)
     return 1;
 }
 
+void virtq_unpop(VirtQueue *vq)
+{
+    vq->last_avail_idx--;
+}
+
 void virtq_push(VirtQueue *vq, const VirtqElem *e, uint32_t len)
 {
     if (!vq->used_p)

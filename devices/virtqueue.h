@@ -128,6 +128,10 @@ bool virtq_has_avail(VirtQueue *vq);
  * (*why says how; nothing was consumed).  Needs virtq_map in the same batch.
  */
 int virtq_pop(VirtQueue *vq, FlatView *fv, VirtqElem *e, const char **why);
+/* Gives back the chain the last virtq_pop took: it stays in the avail
+ * ring and the next pop takes it again (a device that may not serve it
+ * yet, e.g. a rate limit).  Only right after that pop, in the same batch. */
+void virtq_unpop(VirtQueue *vq);
 /* Publishes e as used with `len` bytes written by the device, marking the
  * used entry, the used index and e's device-writable buffers dirty after
  * they were written (a dirty-page harvest in between cannot lose them). */

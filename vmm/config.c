@@ -102,6 +102,56 @@ int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+int parse_bytes(const char *s, uint64_t *out)
+{
+    if (!s || !isdigit((unsigned char)*s))
+        return -1;
+    if (s[strspn(s, "0123456789")])
+        return parse_size(s, out);
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Decimal digits only; 0 or -1. */
+static int parse_count(const char *s, uint64_t *out)
+{
+    if (!s || !*s || s[strspn(s, "0123456789")])
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int vm_parse_limit_key(RateLimitConfig *rl, const char *ops_key, const char *key, const char *v)
+{
+    size_t ol = strlen(ops_key);
+    if (!strcmp(key, "bw"))
+        return parse_bytes(v, &rl->bw) < 0 ? -1 : 1;
+    if (!strcmp(key, "bw_burst"))
+        return parse_bytes(v, &rl->bw_burst) < 0 ? -1 : 1;
+    if (!strcmp(key, ops_key))
+        return parse_count(v, &rl->ops) < 0 ? -1 : 1;
+    if (!strncmp(key, ops_key, ol) && !strcmp(key + ol, "_burst"))
+        return parse_count(v, &rl->ops_burst) < 0 ? -1 : 1;
+    return 0;
+}
+
+const char *vm_check_limit(const RateLimitConfig *rl, const char *ops_key)
+{
+    if (rl->bw_burst && !rl->bw)
+        return "bw_burst needs bw";
+    if (rl->ops_burst && !rl->ops)
+        return !strcmp(ops_key, "pps") ? "pps_burst needs pps" : "iops_burst needs iops";
+    return NULL;
+}
+
 static const char *apply_memory(VmConfig *cfg, const char *val)
 {
     uint64_t v;
@@ -310,25 +360,35 @@ static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vl
 
 static const char *apply_disk(VmConfig *cfg, const char *val)
 {
+    static const char usage[] = "expected path=FILE[,readonly=on|off][,bw=BYTES_PER_S][,iops=N]"
+                                "[,bw_burst=BYTES][,iops_burst=N]";
     char key[16], v[4096];
     const char *p = val;
-    VmDisk d = { NULL, false };
+    VmDisk d = { 0 };
     if (cfg->ndisks >= VM_MAX_DISKS)
         return "too many disks (the maximum is 8)";
     while (next_kv(&p, key, sizeof(key), v, sizeof(v))) {
-        if (!strcmp(key, "path") && v[0]) {
+        int lim = vm_parse_limit_key(&d.rl, "iops", key, v);
+        if (lim > 0)
+            continue;
+        if (!lim && !strcmp(key, "path") && v[0]) {
             free(d.path);
             if (!(d.path = strdup(v)))
                 return "out of memory";
-        } else if (!strcmp(key, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
+        } else if (!lim && !strcmp(key, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
             d.readonly = !strcmp(v, "on");
         } else {
             free(d.path);
-            return "expected path=FILE[,readonly=on|off]";
+            return lim < 0 ? "invalid rate limit (bw, bw_burst: bytes with an optional K/M/G/T "
+                             "suffix; iops, iops_burst: a decimal count)"
+                           : usage;
         }
     }
-    if (!d.path)
-        return "expected path=FILE[,readonly=on|off]";
+    const char *why = vm_check_limit(&d.rl, "iops");
+    if (!d.path || why) {
+        free(d.path);
+        return why ? why : usage;
+    }
     cfg->disks[cfg->ndisks++] = d;
     return NULL;
 }
@@ -342,6 +402,8 @@ static int hexdig(char c)
 
 static const char *apply_net(VmConfig *cfg, const char *val)
 {
+    static const char net_usage[] = "expected tap=NAME[,mac=52:54:00:12:34:56][,bw=BYTES_PER_S]"
+                                    "[,pps=N][,bw_burst=BYTES][,pps_burst=N] (NAME up to 15 bytes)";
     char key[16], v[64] = { 0 }; /* (the analyzer cannot see next_kv ends it) */
     const char *p = val;
     VmNet n;
@@ -349,6 +411,14 @@ static const char *apply_net(VmConfig *cfg, const char *val)
     if (cfg->nnets >= VM_MAX_NETS)
         return "too many network devices (the maximum is 4)";
     while (next_kv(&p, key, sizeof(key), v, sizeof(v))) {
+        int lim = vm_parse_limit_key(&n.rl, "pps", key, v);
+        if (lim < 0) {
+            free(n.tap);
+            return "invalid rate limit (bw, bw_burst: bytes with an optional K/M/G/T suffix; "
+                   "pps, pps_burst: a decimal count)";
+        }
+        if (lim > 0)
+            continue;
         if (!strcmp(key, "tap") && v[0] && strlen(v) < 16) {
             free(n.tap);
             if (!(n.tap = strdup(v)))
@@ -369,11 +439,14 @@ static const char *apply_net(VmConfig *cfg, const char *val)
             n.have_mac = true;
         } else {
             free(n.tap);
-            return "expected tap=NAME[,mac=52:54:00:12:34:56] (NAME up to 15 bytes)";
+            return net_usage;
         }
     }
-    if (!n.tap)
-        return "expected tap=NAME[,mac=52:54:00:12:34:56] (NAME up to 15 bytes)";
+    const char *why = vm_check_limit(&n.rl, "pps");
+    if (!n.tap || why) {
+        free(n.tap);
+        return why ? why : net_usage;
+    }
     if (!n.have_mac) {
         static const uint8_t def[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
         memcpy(n.mac, def, 6);
@@ -977,14 +1050,25 @@ const char *vm_config_usage(void)
            "                       socket server; one client at a time reads the output\n"
            "                       and types input, and may leave and come back; output\n"
            "                       nobody read (the last 64 KiB) is replayed on attach)\n"
-           "  --disk path=FILE[,readonly=on]\n"
+           "  --disk path=FILE[,readonly=on][,bw=BYTES_PER_S][,iops=N][,bw_burst=BYTES]\n"
+           "         [,iops_burst=N]\n"
            "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
            "                       (a regular file or a block device; a comma in FILE\n"
            "                       is written ,, as in QEMU).  The image is locked while\n"
            "                       strata runs, as QEMU locks it: exclusive, shared if\n"
-           "                       readonly=on; a second VM on it is refused\n"
-           "  --net tap=NAME[,mac=52:54:00:12:34:56]\n"
-           "                       virtio-net device on TAP interface NAME (repeatable)\n"
+           "                       readonly=on; a second VM on it is refused.  bw and\n"
+           "                       iops limit the data bytes and requests per second\n"
+           "                       (token buckets; sizes take K/M/G suffixes, a bare\n"
+           "                       number is bytes; 0 = unlimited); the bursts default\n"
+           "                       to one second's worth.  Requests over the limit wait\n"
+           "                       in the queue.  QMP block_set_io_throttle changes them\n"
+           "  --net tap=NAME[,mac=52:54:00:12:34:56][,bw=BYTES_PER_S][,pps=N]\n"
+           "        [,bw_burst=BYTES][,pps_burst=N]\n"
+           "                       virtio-net device on TAP interface NAME (repeatable).\n"
+           "                       bw and pps limit frame bytes and packets per second,\n"
+           "                       each direction on its own (as --disk; a limited\n"
+           "                       receive leaves frames in the TAP); QMP\n"
+           "                       x-net-set-rate-limit changes them\n"
            "  --rng                a virtio-rng device (entropy from getrandom)\n"
            "  --balloon [deflate-on-oom=on,free-page-reporting=on,stats-interval=N]\n"
            "                       a virtio-balloon device: QMP balloon {\"value\": BYTES}\n"

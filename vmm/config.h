@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/ratelimit.h"
 #include "vmm/log.h"
 
 #define VM_DEFAULT_MEMORY (256ull << 20)
@@ -37,14 +38,16 @@ typedef enum SerialMode {
 typedef enum VmSeccomp { VM_SECCOMP_KILL = 0, VM_SECCOMP_LOG, VM_SECCOMP_OFF } VmSeccomp;
 
 typedef struct VmDisk {
-    char *path;    /* --disk path=FILE */
-    bool readonly; /* ,readonly=on */
+    char *path;         /* --disk path=FILE */
+    bool readonly;      /* ,readonly=on */
+    RateLimitConfig rl; /* ,bw=,iops=,bw_burst=,iops_burst= (ops: requests) */
 } VmDisk;
 
 typedef struct VmNet {
     char *tap;      /* --net tap=NAME */
     uint8_t mac[6]; /* ,mac=52:54:00:..; else 52:54:00:12:34:(56+n) */
     bool have_mac;
+    RateLimitConfig rl; /* ,bw=,pps=,bw_burst=,pps_burst= (ops: packets) */
 } VmNet;
 
 /* --balloon[=deflate-on-oom=on,free-page-reporting=on,stats-interval=N] */
@@ -123,6 +126,16 @@ size_t vm_cmdline_appended(const char *cmdline);
  * empty, a sign or space).
  */
 int parse_size(const char *s, uint64_t *out);
+/* A byte count: decimal digits (bytes), or parse_size's form with a
+ * K/M/G/T suffix.  0 or -1. */
+int parse_bytes(const char *s, uint64_t *out);
+/* Takes one rate-limit key of --disk (ops_key "iops") or --net ("pps"):
+ * bw, bw_burst (bytes, parse_bytes), ops_key, ops_key_burst (decimal
+ * counts).  1 if it was one and its value is valid, 0 if key is another
+ * key, -1 if the value is not valid. */
+int vm_parse_limit_key(RateLimitConfig *rl, const char *ops_key, const char *key, const char *v);
+/* A burst given without its rate: the message, else NULL. */
+const char *vm_check_limit(const RateLimitConfig *rl, const char *ops_key);
 
 /*
  * Parses `strata run` arguments (argv[0] is the first option, not the

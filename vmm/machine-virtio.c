@@ -63,6 +63,14 @@ static int make_disk(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virt
         free(b);
         return -1;
     }
+    if (ratelimit_active_cfg(&cfg->disks[i].rl) &&
+        virtio_blk_set_rate_limit(b, &cfg->disks[i].rl) < 0) {
+        log_msg(LOG_ERROR, "disk path=%s: a rate limit needs the device event loop",
+                cfg->disks[i].path);
+        virtio_blk_destroy(b);
+        free(b);
+        return -1;
+    }
     return place(board, &b->t, &virtio_blk_device_ops, b);
 }
 
@@ -82,6 +90,14 @@ static int make_net(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virti
     }
     if (virtio_net_init(n, env, fd, cfg->nets[i].mac, err, sizeof(err)) < 0) {
         log_msg(LOG_ERROR, "net tap=%s: %s", cfg->nets[i].tap, err);
+        free(n);
+        return -1;
+    }
+    if (ratelimit_active_cfg(&cfg->nets[i].rl) &&
+        virtio_net_set_rate_limit(n, &cfg->nets[i].rl) < 0) {
+        log_msg(LOG_ERROR, "net tap=%s: a rate limit needs the device event loop",
+                cfg->nets[i].tap);
+        virtio_net_destroy(n);
         free(n);
         return -1;
     }

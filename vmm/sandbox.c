@@ -104,6 +104,9 @@ static const int sys_io[] = {
     SCMP_SYS(connect),
     SCMP_SYS(shutdown),
     SCMP_SYS(recvfrom),
+    /* rate limits (devices/ratelimit.h): a device re-arms its timerfd
+     * (made before any filter, devices/evloop.h) when it runs out of tokens */
+    SCMP_SYS(timerfd_settime),
 };
 static const int sys_stdin[] = {
     SCMP_SYS(read),
@@ -151,10 +154,17 @@ static const int sys_migration[] = {
 /* The main thread: everything the migration role may do (a migration
  * thread it starts inherits its filter: see `includes`) plus these. */
 static const int sys_main[] = {
-    SCMP_SYS(accept), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(getrandom),
+    SCMP_SYS(accept),
+    SCMP_SYS(unlink),
+    SCMP_SYS(unlinkat),
+    SCMP_SYS(getrandom),
     /* what a thread it starts does before its own filter (glibc's start) */
-    SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+    SCMP_SYS(set_robust_list),
+    SCMP_SYS(rseq),
     SCMP_SYS(rt_sigaction), /* glibc's first pthread_create sets up its signals */
+    /* block_set_io_throttle, x-net-set-rate-limit: a device waiting for
+     * tokens looks again at once (its timerfd, devices/evloop.h) */
+    SCMP_SYS(timerfd_settime),
 };
 
 /* ioctl requests, by group */

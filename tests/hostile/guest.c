@@ -698,6 +698,27 @@ static uint32_t stats_io(void)
     return broken(BLK) ? 0x600 : 0;
 }
 
+/* No attack: 64 KiB reads, one after another, for ever (wrapping round
+ * the disk), for tests/stats' rate-limit test, which measures the rate
+ * from query-blockstats; a request that fails ends the loop with a FAIL
+ * line. */
+static uint32_t read_loop(void)
+{
+    uint32_t r = dev_init(BLK);
+    if (r)
+        return 0x100 | r;
+    uint64_t secs = sizeof(data) / 512, cap = blk_capacity();
+    if (cap < secs)
+        return 0x200;
+    say("hostile: read-loop: reading\n");
+    for (uint64_t sector = 0;; sector += secs) {
+        if (sector + secs > cap)
+            sector = 0;
+        if (blk_rw(BLK_IN, sector, (uint64_t)data, sizeof(data)) != BLK_S_OK)
+            return 0x300;
+    }
+}
+
 /* No attack: the VM for the control-socket abuse test. */
 static uint32_t idle(void)
 {
@@ -761,6 +782,7 @@ static const Case cases[] = {
     { "notify-bench-lazy-event-idx", notify_bench_lazy_event_idx },
     { "idle", idle },
     { "stats-io", stats_io },
+    { "read-loop", read_loop },
 };
 
 static bool word_is(const char *s, const char *name)
@@ -786,7 +808,8 @@ int guest_main(void)
         return 1;
     }
     uint32_t r = c->fn();
-    bool plain = c->fn == idle || c->fn == stats_io; /* no attack to recover from */
+    /* no attack to recover from */
+    bool plain = c->fn == idle || c->fn == stats_io || c->fn == read_loop;
     uint32_t rec = plain ? 0 : recover();
     say("hostile: ");
     say(c->name);

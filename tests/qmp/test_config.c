@@ -277,6 +277,72 @@ static void test_bad_values(void **state)
     }
 }
 
+/* Rate limits on --disk and --net (also in --config JSON): byte rates and
+ * bursts with K/M/G suffixes (bare: bytes), counts in decimal, bursts only
+ * with their rate. */
+static void test_rate_limits(void **state)
+{
+    (void)state;
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a,bw=4M,iops=100", "--disk",
+                           "path=/b,bw=1000,bw_burst=64K,iops=5,iops_burst=20,readonly=on", "--net",
+                           "tap=t0,bw=1G,pps=1000,pps_burst=50,bw_burst=2048", "--net", "tap=t1",
+                           NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.disks[0].rl.bw, 4ull << 20);
+    assert_int_equal(c.disks[0].rl.ops, 100);
+    assert_int_equal(c.disks[0].rl.bw_burst, 0); /* default: one second's worth */
+    assert_int_equal(c.disks[0].rl.ops_burst, 0);
+    assert_int_equal(c.disks[1].rl.bw, 1000);
+    assert_int_equal(c.disks[1].rl.bw_burst, 64 << 10);
+    assert_int_equal(c.disks[1].rl.ops, 5);
+    assert_int_equal(c.disks[1].rl.ops_burst, 20);
+    assert_true(c.disks[1].readonly);
+    assert_int_equal(c.nets[0].rl.bw, 1ull << 30);
+    assert_int_equal(c.nets[0].rl.bw_burst, 2048);
+    assert_int_equal(c.nets[0].rl.ops, 1000);
+    assert_int_equal(c.nets[0].rl.ops_burst, 50);
+    assert_false(ratelimit_active_cfg(&c.nets[1].rl));
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c,
+                                          "{\"disk\": [\"path=/j,bw=2M,bw_burst=128K\"], "
+                                          "\"net\": [\"tap=t0,pps=10\"], \"kernel\": \"k\"}",
+                                          "test", err, sizeof(err)),
+                     0);
+    assert_int_equal(c.disks[0].rl.bw, 2ull << 20);
+    assert_int_equal(c.disks[0].rl.bw_burst, 128 << 10);
+    assert_int_equal(c.nets[0].rl.ops, 10);
+    vm_config_free(&c);
+    const struct {
+        const char *opt, *val, *why;
+    } bad[] = {
+        { "--disk", "path=/a,bw=-1", "invalid rate limit" },
+        { "--disk", "path=/a,bw=4Q", "invalid rate limit" },
+        { "--disk", "path=/a,bw=", "invalid rate limit" },
+        { "--disk", "path=/a,iops=1K", "invalid rate limit" }, /* counts: decimal */
+        { "--disk", "path=/a,iops=99999999999999999999", "invalid rate limit" },
+        { "--disk", "path=/a,bw_burst=1M", "bw_burst needs bw" },
+        { "--disk", "path=/a,iops_burst=4", "iops_burst needs iops" },
+        { "--disk", "path=/a,pps=4", "expected path=FILE" }, /* a NIC's key */
+        { "--net", "tap=t0,iops=4", "expected tap=NAME" },   /* a disk's key */
+        { "--net", "tap=t0,pps=x", "invalid rate limit" },
+        { "--net", "tap=t0,pps_burst=3", "pps_burst needs pps" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = parse(&c, "--kernel", "k", bad[i].opt, bad[i].val, NULL);
+        if (r != CONFIG_ERROR || !strstr(err, bad[i].why))
+            fail_msg("%s %s: %d '%s', expected '%s'", bad[i].opt, bad[i].val, r, err, bad[i].why);
+        vm_config_free(&c);
+    }
+    uint64_t v;
+    assert_int_equal(parse_bytes("123", &v), 0);
+    assert_int_equal(v, 123); /* bare: bytes, not MiB as --memory */
+    assert_int_equal(parse_bytes("3K", &v), 0);
+    assert_int_equal(v, 3072);
+    assert_int_equal(parse_bytes("1.5M", &v), -1);
+}
+
 static void test_help(void **state)
 {
     VmConfig c;
@@ -751,13 +817,14 @@ static void test_escaped_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),          cmocka_unit_test(test_defaults_and_values),
-        cmocka_unit_test(test_bad_values),     cmocka_unit_test(test_help),
-        cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
-        cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
-        cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
-        cmocka_unit_test(test_vsock),          cmocka_unit_test(test_name_uuid),
-        cmocka_unit_test(test_double_commas),  cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_sizes),       cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_help),
+        cmocka_unit_test(test_json),        cmocka_unit_test(test_sandbox_options),
+        cmocka_unit_test(test_rate_limits), cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_text_escape), cmocka_unit_test(test_escaped_values),
+        cmocka_unit_test(test_balloon),     cmocka_unit_test(test_vsock),
+        cmocka_unit_test(test_name_uuid),   cmocka_unit_test(test_double_commas),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,6 +55,8 @@ static void test_blk_json(void **state)
     assert_int_equal(get(o, "x-get-id-operations"), s.get_id_operations);
     assert_int_equal(get(o, "x-unsupported-operations"), s.unsupported_operations);
     assert_int_equal(get(o, "x-malformed-requests"), s.malformed_requests);
+    assert_int_equal(get(o, "x-throttled"), s.throttled);
+    assert_int_equal(get(o, "x-throttled-ns"), s.throttled_ns);
     assert_true(json_is_true(json_object_get(o, "account_invalid")));
     assert_true(json_is_true(json_object_get(o, "account_failed")));
     /* every counter of the struct appears, plus the three constants */
@@ -91,7 +93,11 @@ static void test_net_and_queue_json(void **state)
                          .rx_dropped = 3,
                          .tx_packets = 4,
                          .tx_bytes = 5,
-                         .tx_dropped = 6 };
+                         .tx_dropped = 6,
+                         .rx_throttled = 11,
+                         .rx_throttled_ns = 12,
+                         .tx_throttled = 13,
+                         .tx_throttled_ns = 14 };
     json_t *o = stats_net_json(&n);
     assert_int_equal(get(o, "rx-packets"), 1);
     assert_int_equal(get(o, "rx-bytes"), 2);
@@ -99,7 +105,11 @@ static void test_net_and_queue_json(void **state)
     assert_int_equal(get(o, "tx-packets"), 4);
     assert_int_equal(get(o, "tx-bytes"), 5);
     assert_int_equal(get(o, "tx-dropped"), 6);
-    assert_int_equal(json_object_size(o), 6);
+    assert_int_equal(get(o, "rx-throttled"), 11);
+    assert_int_equal(get(o, "rx-throttled-ns"), 12);
+    assert_int_equal(get(o, "tx-throttled"), 13);
+    assert_int_equal(get(o, "tx-throttled-ns"), 14);
+    assert_int_equal(json_object_size(o), sizeof(n) / sizeof(uint64_t));
     json_decref(o);
     VirtioQueueStats q = { .kicks = 7, .interrupts = 8, .suppressed = 9 };
     o = stats_queue_json(2, &q);

@@ -5,6 +5,7 @@
  * batches larger than the submission batch, the event-loop path and
  * save/load.  No /dev/kvm.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -328,6 +329,135 @@ static void test_batch_and_loop(void **state)
     fix_free(f);
 }
 
+/* Adds n one-sector reads (not kicked), the i-th at VT_BUFS + 0x10000 +
+ * (first + i) * 0x1000. */
+static void add_reads(Vt *vt, unsigned first, unsigned n)
+{
+    for (unsigned i = first; i < first + n; i++) {
+        uint64_t h = VT_BUFS + 0x10000 + i * 0x1000;
+        put_hdr(vt, h, VIRTIO_BLK_T_IN, i);
+        VtBuf b[3] = { { h, 16, false }, { h + 0x200, 512, true }, { h + 0x100, 1, true } };
+        vt_add(vt, 0, b, 3);
+    }
+}
+
+static unsigned count_used(Vt *vt)
+{
+    uint32_t id, len;
+    unsigned n = 0;
+    while (vt_used(vt, 0, &id, &len) > 0)
+        n++;
+    return n;
+}
+
+static double now_s(void)
+{
+    return (double)ratelimit_now_ns() / 1e9;
+}
+
+/* An iops limit: the burst goes at once, the rest stays in the avail ring
+ * (a kick changes nothing) until the timer has the tokens; counted. */
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, true);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 128);
+    RateLimitConfig cfg = { .ops = 20, .ops_burst = 3 };
+    double t0 = now_s();
+    assert_int_equal(virtio_blk_set_rate_limit(f->blk, &cfg), 0);
+    add_reads(vt, 0, 8);
+    vt_kick(vt, 0);
+    assert_true(evloop_run_once(f->loop, 1000) >= 1);
+    assert_int_equal(count_used(vt), 3);
+    assert_int_equal(f->blk->t.r.vq[0].last_avail_idx, 3); /* the rest not taken */
+    VirtioBlkStats st;
+    virtio_blk_get_stats(f->blk, &st);
+    assert_int_equal(st.throttled, 1);
+    assert_int_equal(st.rd_operations, 3);
+    vt_kick(vt, 0); /* while waiting: nothing */
+    evloop_run_once(f->loop, 0);
+    assert_int_equal(count_used(vt), 0);
+    unsigned done = 3;
+    for (int i = 0; i < 100 && done < 8; i++) {
+        evloop_run_once(f->loop, 1000);
+        done += count_used(vt);
+    }
+    double dt = now_s() - t0;
+    assert_int_equal(done, 8);
+    virtio_blk_get_stats(f->blk, &st);
+    printf("# 5 requests over the burst at 20/s took %.3f s (at least 0.25 s expected); "
+           "throttled %llu times, %.3f s\n",
+           dt, (unsigned long long)st.throttled, (double)st.throttled_ns / 1e9);
+    assert_true(dt >= 0.2); /* the limit never lets them through sooner */
+    assert_true(st.throttled >= 2);
+    assert_true(st.throttled_ns >= 100000000ull);
+    for (unsigned i = 0; i < 8; i++)
+        assert_int_equal(*(uint8_t *)vt_ptr(vt, VT_BUFS + 0x10000 + i * 0x1000 + 0x100),
+                         VIRTIO_BLK_S_OK);
+    /* a slow limit, then lifted: the waiting requests go at once */
+    RateLimitConfig slow = { .ops = 1, .ops_burst = 1 };
+    assert_int_equal(virtio_blk_set_rate_limit(f->blk, &slow), 0);
+    add_reads(vt, 8, 4);
+    vt_kick(vt, 0);
+    evloop_run_once(f->loop, 1000);
+    assert_int_equal(count_used(vt), 1);
+    RateLimitConfig none = { 0 };
+    assert_int_equal(virtio_blk_set_rate_limit(f->blk, &none), 0);
+    t0 = now_s();
+    done = 0;
+    for (int i = 0; i < 10 && done < 3; i++) {
+        evloop_run_once(f->loop, 1000);
+        done += count_used(vt);
+    }
+    assert_int_equal(done, 3);
+    assert_true(now_s() - t0 < 0.9); /* not the 1/s limit's 2 s */
+    RateLimitConfig got;
+    virtio_blk_get_rate_limit(f->blk, &got);
+    assert_int_equal(got.ops, 0);
+    fix_free(f);
+}
+
+/* A bytes limit with a request larger than the burst: it passes on a full
+ * bucket, and the debt holds the next one back. */
+static void test_rate_limit_large_request(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, true);
+    Vt *vt = &f->vt;
+    vt_bringup(vt, ~0ull, 1, 128);
+    RateLimitConfig cfg = { .bw = 8192, .bw_burst = 512 };
+    assert_int_equal(virtio_blk_set_rate_limit(f->blk, &cfg), 0);
+    put_hdr(vt, HDR, VIRTIO_BLK_T_IN, 0);
+    VtBuf big[3] = { { HDR, 16, false }, { DATA, 4096, true }, { STATUS, 1, true } };
+    vt_add(vt, 0, big, 3);
+    add_reads(vt, 0, 1);
+    vt_kick(vt, 0);
+    evloop_run_once(f->loop, 1000);
+    assert_int_equal(count_used(vt), 1); /* the 4 KiB one */
+    VirtioBlkStats st;
+    virtio_blk_get_stats(f->blk, &st);
+    assert_int_equal(st.rd_bytes, 4096);
+    assert_int_equal(st.throttled, 1);
+    unsigned done = 0;
+    for (int i = 0; i < 10 && !done; i++) {
+        evloop_run_once(f->loop, 2000);
+        done += count_used(vt);
+    }
+    assert_int_equal(done, 1);
+    fix_free(f);
+}
+
+/* Without an event loop there is no timer, so no limit. */
+static void test_rate_limit_needs_loop(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false, false);
+    RateLimitConfig cfg = { .ops = 1 };
+    assert_int_equal(virtio_blk_set_rate_limit(f->blk, &cfg), -ENOTSUP);
+    fix_free(f);
+}
+
 static void test_open_error(void **state)
 {
     (void)state;
@@ -408,11 +538,18 @@ static void test_save_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),          cmocka_unit_test(test_read_write_flush_id),
-        cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_readonly),
-        cmocka_unit_test(test_stats_failed_io), cmocka_unit_test(test_batch_and_loop),
-        cmocka_unit_test(test_open_error),      cmocka_unit_test(test_not_a_file),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_read_write_flush_id),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_stats_failed_io),
+        cmocka_unit_test(test_batch_and_loop),
+        cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_not_a_file),
         cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_rate_limit_large_request),
+        cmocka_unit_test(test_rate_limit_needs_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

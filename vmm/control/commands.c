@@ -12,6 +12,7 @@
 #include "vmm/control/commands.h"
 #include "vmm/control/hmp.h"
 #include "vmm/control/stats.h"
+#include "vmm/control/throttle.h"
 #include "vmm/migration/migration.h"
 #include "vmm/runstate.h"
 #include "vmm/vmm.h"
@@ -419,5 +420,7 @@ const QmpCommand vmm_qmp_commands[] = {
     { "query-block", q_block, NULL, NULL },
     { "query-blockstats", q_blockstats, blockstats_args, NULL },
     { "x-query-stats", q_stats, NULL, NULL },
+    { "block_set_io_throttle", vmm_qmp_block_set_io_throttle, vmm_block_throttle_args, NULL },
+    { "x-net-set-rate-limit", vmm_qmp_net_set_rate_limit, vmm_net_limit_args, NULL },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

@@ -27,6 +27,8 @@ json_t *stats_blk_json(const VirtioBlkStats *s)
     put(o, "x-get-id-operations", s->get_id_operations);
     put(o, "x-unsupported-operations", s->unsupported_operations);
     put(o, "x-malformed-requests", s->malformed_requests);
+    put(o, "x-throttled", s->throttled);
+    put(o, "x-throttled-ns", s->throttled_ns);
     return o;
 }
 
@@ -51,6 +53,10 @@ json_t *stats_net_json(const VirtioNetStats *s)
     put(o, "tx-packets", s->tx_packets);
     put(o, "tx-bytes", s->tx_bytes);
     put(o, "tx-dropped", s->tx_dropped);
+    put(o, "rx-throttled", s->rx_throttled);
+    put(o, "rx-throttled-ns", s->rx_throttled_ns);
+    put(o, "tx-throttled", s->tx_throttled);
+    put(o, "tx-throttled-ns", s->tx_throttled_ns);
     return o;
 }
 

@@ -39,22 +39,31 @@ static json_t *path_json(const char *path)
 }
 
 /* One disk as QEMU's BlockInfo: strata's disks are raw images, fixed
- * (not removable), with no throttling, cached by the host (writeback, no
- * O_DIRECT) and flushed on the guest's request. */
-static json_t *block_info(const VmDisk *cfg, const VirtioBlk *b, unsigned i)
+ * (not removable), throttled as a whole (bps, iops; bursts bps_max,
+ * iops_max, shown while a limit is set, 0 = one second's worth; no
+ * separate read/write limits), cached by the host (writeback, no O_DIRECT)
+ * and flushed on the guest's request. */
+static json_t *block_info(const VmDisk *cfg, VirtioBlk *b, unsigned i)
 {
+    RateLimitConfig rl;
+    virtio_blk_get_rate_limit(b, &rl);
     json_t *image = json_pack("{s:s,s:I}", "format", "raw", "virtual-size",
                               (json_int_t)b->capacity * 512);
     json_object_set_new(image, "filename", path_json(cfg->path));
     struct stat st;
     if (fstat(b->fd, &st) == 0 && S_ISREG(st.st_mode))
         json_object_set_new(image, "actual-size", json_integer((json_int_t)st.st_blocks * 512));
-    json_t *ins = json_pack("{s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:{s:b,s:b,s:b},s:o}",
+    json_t *ins = json_pack("{s:b,s:s,s:i,s:b,s:s,s:I,s:i,s:i,s:I,s:i,s:i,s:i,s:{s:b,s:b,s:b},s:o}",
                             "ro", b->readonly, "drv", "raw", "backing_file_depth", 0, "encrypted",
-                            0, "detect_zeroes", "off", "bps", 0, "bps_rd", 0, "bps_wr", 0, "iops",
-                            0, "iops_rd", 0, "iops_wr", 0, "write_threshold", 0, "cache",
-                            "writeback", 1, "direct", 0, "no-flush", 0, "image", image);
+                            0, "detect_zeroes", "off", "bps", (json_int_t)rl.bw, "bps_rd", 0,
+                            "bps_wr", 0, "iops", (json_int_t)rl.ops, "iops_rd", 0, "iops_wr", 0,
+                            "write_threshold", 0, "cache", "writeback", 1, "direct", 0, "no-flush",
+                            0, "image", image);
     json_object_set_new(ins, "file", path_json(cfg->path));
+    if (ratelimit_active_cfg(&rl)) {
+        json_object_set_new(ins, "bps_max", json_integer((json_int_t)rl.bw_burst));
+        json_object_set_new(ins, "iops_max", json_integer((json_int_t)rl.ops_burst));
+    }
     return json_pack("{s:o,s:b,s:b,s:s,s:o}", "device", dev_name("disk", i), "locked", 0,
                      "removable", 0, "type", "unknown", "inserted", ins);
 }
@@ -62,7 +71,7 @@ static json_t *block_info(const VmDisk *cfg, const VirtioBlk *b, unsigned i)
 json_t *vmm_query_block(Vmm *v)
 {
     json_t *arr = json_array();
-    const VirtioBlk *b;
+    VirtioBlk *b;
     for (unsigned i = 0; i < v->cfg.ndisks && (b = vmm_device(v, &virtio_blk_device_ops, i)); i++)
         json_array_append_new(arr, block_info(&v->cfg.disks[i], b, i));
     return arr;
@@ -102,11 +111,17 @@ static json_t *vcpus_json(Vmm *v)
 static json_t *nets_json(Vmm *v)
 {
     json_t *arr = json_array();
-    const VirtioNet *d;
+    VirtioNet *d;
     for (unsigned i = 0; (d = vmm_device(v, &virtio_net_device_ops, i)); i++) {
         VirtioNetStats s;
         virtio_net_get_stats(d, &s);
         json_t *o = stats_net_json(&s);
+        RateLimitConfig rl;
+        virtio_net_get_rate_limit(d, &rl);
+        json_object_set_new(o, "rate-limit",
+                            json_pack("{s:I,s:I,s:I,s:I}", "bw", (json_int_t)rl.bw, "pps",
+                                      (json_int_t)rl.ops, "bw_burst", (json_int_t)rl.bw_burst,
+                                      "pps_burst", (json_int_t)rl.ops_burst));
         json_object_set_new(o, "device", dev_name("net", i));
         if (i < v->cfg.nnets)
             json_object_set_new(o, "tap", json_string(v->cfg.nets[i].tap));
