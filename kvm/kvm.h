@@ -224,10 +224,13 @@ typedef enum KvmExitKind {
     KVM_EXITS_NR
 } KvmExitKind;
 
-/* Returns from KVM_RUN by reason, since the vCPU was created.  Counted by
- * the vCPU's own thread with plain (relaxed, unlocked) stores. */
+/* Returns from KVM_RUN by reason, and the throttle's sleeps, since the vCPU
+ * was created.  Counted by the vCPU's own thread with plain (relaxed,
+ * unlocked) stores. */
 typedef struct KvmVcpuExitStats {
     uint64_t exits[KVM_EXITS_NR];
+    uint64_t throttle_sleeps; /* sleeps of kvm_vm_set_throttle's share */
+    uint64_t throttled_ns;    /* their total length (CLOCK_MONOTONIC) */
 } KvmVcpuExitStats;
 
 /* The short name of an exit kind ("io", "mmio", "hlt", ...), or "?". */

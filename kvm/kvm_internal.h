@@ -88,7 +88,8 @@ struct KvmVcpu {
     /* Throttling (run.c), the vCPU's thread only: when it last woke from
      * a throttled sleep (CLOCK_MONOTONIC ns; 0: not throttled). */
     uint64_t throttle_start_ns;
-    bool throttle_sleeping; /* in its throttled sleep (atomic): the ticker spares it */
+    bool throttle_sleeping;     /* in its throttled sleep (atomic): the ticker spares it */
+    uint64_t throttle_sleep_ns; /* when that sleep began (atomic; 0: not asleep) */
 };
 
 struct KvmVm {

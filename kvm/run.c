@@ -208,10 +208,19 @@ const char *kvm_exit_kind_name(KvmExitKind k)
     return (unsigned)k < KVM_EXITS_NR ? names[k] : "?";
 }
 
+static uint64_t mono_ns(void);
+
 void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
 {
     for (unsigned i = 0; i < KVM_EXITS_NR; i++)
         out->exits[i] = __atomic_load_n(&vcpu->exit_stats.exits[i], __ATOMIC_RELAXED);
+    out->throttle_sleeps = __atomic_load_n(&vcpu->exit_stats.throttle_sleeps, __ATOMIC_RELAXED);
+    out->throttled_ns = __atomic_load_n(&vcpu->exit_stats.throttled_ns, __ATOMIC_RELAXED);
+    /* a sleep under way counts up to now */
+    uint64_t since = __atomic_load_n(&vcpu->throttle_sleep_ns, __ATOMIC_RELAXED);
+    uint64_t now = mono_ns();
+    if (since && now > since)
+        out->throttled_ns += now - since;
 }
 
 /* One KVM_RUN + dispatch; fills err on -EIO.  -ESHUTDOWN if the VM ended. */
@@ -229,6 +238,7 @@ static int run_once(KvmVcpu *v, ExitErr *err)
         v->state = VCPU_PARKED;
         pthread_cond_broadcast(&vm->cond);
         pthread_cond_wait(&vm->cond, &vm->lock);
+        v->throttle_start_ns = 0; /* time parked is not time run: the share starts again */
     }
     if (vm->ended) {
         v->state = VCPU_IDLE;
@@ -467,6 +477,7 @@ static void throttle(KvmVcpu *v)
     struct timespec until = ns_timespec(now + sleep_ns);
     KvmVm *vm = v->vm;
     __atomic_store_n(&v->throttle_sleeping, true, __ATOMIC_RELAXED); /* the ticker skips it */
+    __atomic_store_n(&v->throttle_sleep_ns, now, __ATOMIC_RELAXED);
     /* a kick for a pause or the end cuts the sleep short: run_once acts */
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
         pthread_mutex_lock(&vm->lock);
@@ -477,6 +488,11 @@ static void throttle(KvmVcpu *v)
     }
     __atomic_store_n(&v->throttle_sleeping, false, __ATOMIC_RELAXED);
     v->throttle_start_ns = mono_ns();
+    KvmVcpuExitStats *st = &v->exit_stats; /* this thread alone writes them */
+    __atomic_store_n(&st->throttle_sleeps, st->throttle_sleeps + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->throttled_ns, st->throttled_ns + (v->throttle_start_ns - now),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&v->throttle_sleep_ns, 0, __ATOMIC_RELAXED);
 }
 
 /*

@@ -102,8 +102,10 @@ static json_t *vcpus_json(Vmm *v)
         kvm_vcpu_get_exit_stats(cpu, &e);
         uint64_t total;
         json_t *exits = stats_exits_json(&e, &total);
-        json_array_append_new(arr, json_pack("{s:i,s:o,s:I}", "cpu-index", (int)i, "exits", exits,
-                                             "exits-total", (json_int_t)total));
+        json_array_append_new(arr, json_pack("{s:i,s:o,s:I,s:I,s:I}", "cpu-index", (int)i, "exits",
+                                             exits, "exits-total", (json_int_t)total,
+                                             "throttle-sleeps", (json_int_t)e.throttle_sleeps,
+                                             "throttled-ns", (json_int_t)e.throttled_ns));
     }
     return arr;
 }
