@@ -375,10 +375,10 @@ static const struct {
     QmpArg data[3];
 } qmp_events[] = {
     { "SHUTDOWN", { { "guest", QMP_ARG_BOOL, false }, { "reason", QMP_ARG_STRING, false } } },
-    { "POWERDOWN", { { NULL } } },
+    { "POWERDOWN", { { .name = NULL } } },
     { "RESET", { { "guest", QMP_ARG_BOOL, false }, { "reason", QMP_ARG_STRING, false } } },
-    { "STOP", { { NULL } } },
-    { "RESUME", { { NULL } } },
+    { "STOP", { { .name = NULL } } },
+    { "RESUME", { { .name = NULL } } },
     { "MIGRATION", { { "status", QMP_ARG_STRING, false } } },
     { "MIGRATION_PASS", { { "pass", QMP_ARG_INT, false } } },
     { "BALLOON_CHANGE", { { "actual", QMP_ARG_INT, false } } },
