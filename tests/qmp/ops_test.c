@@ -37,10 +37,25 @@ void dump_logs(void)
     free(l);
 }
 
+static char refused_pid_path[160];
+
+static void kill_pidfile(const char *path)
+{
+    char *s = slurp(path);
+    pid_t p = (pid_t)atoi(s);
+    free(s);
+    if (p > 0)
+        kill(p, SIGKILL);
+}
+
 static void kill_daemon(void)
 {
     if (daemon_pid > 0)
         kill(daemon_pid, SIGKILL);
+    /* a daemon the test had not learnt of yet (a check failed first),
+     * or one that should have been refused: their pidfiles say */
+    kill_pidfile(pid_path);
+    kill_pidfile(refused_pid_path);
 }
 
 static uint64_t now_ms(void)
@@ -117,7 +132,7 @@ static void test_daemon(void)
     snprintf(api, sizeof(api), "%s", sock_path);
     snprintf(snap, sizeof(snap), "%s/snap", tmpdir);
     /* --daemonize with the serial port on stdio: refused, saying why */
-    strata_pid = spawn("--kernel", CHATTER_ELF, "--daemonize", NULL);
+    strata_pid = spawn("--kernel", CHATTER_ELF, "--daemonize", "--pidfile", refused_pid_path, NULL);
     int st = wait_status(strata_pid);
     char *err = read_log("stderr.txt");
     CHECK(st == 1 && strstr(err, "--daemonize: the serial port is on stdio"),
@@ -266,6 +281,7 @@ int main(void)
     atexit(kill_daemon);
     snprintf(serial_path, sizeof(serial_path), "%s/serial.sock", tmpdir);
     snprintf(pid_path, sizeof(pid_path), "%s/strata.pid", tmpdir);
+    snprintf(refused_pid_path, sizeof(refused_pid_path), "%s/refused.pid", tmpdir);
     snprintf(log_path, sizeof(log_path), "%s/strata.log", tmpdir);
     test_daemon();
     test_pty();
