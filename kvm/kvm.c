@@ -109,13 +109,54 @@ static int kvm_open_checked(const char *path, bool want_irqchip, bool want_pit, 
     return fd;
 }
 
+/* The fds of the last successful probe, kept for the next kvm_vm_create of
+ * /dev/kvm in the same process: creating and destroying a throw-away VM
+ * costs 0.6-4 ms (the destroy waits for the kernel), a restore's whole
+ * budget.  A forked child (--daemonize) does not reuse them: a VM belongs to
+ * the process that created it (vmm/daemon.h). */
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static int probe_kvm_fd = -1, probe_vm_fd = -1;
+static pid_t probe_pid;
+
+static void probe_drop_locked(void)
+{
+    if (probe_vm_fd >= 0)
+        close(probe_vm_fd);
+    if (probe_kvm_fd >= 0)
+        close(probe_kvm_fd);
+    probe_vm_fd = probe_kvm_fd = -1;
+}
+
+/* Takes the probe's fds if this process made them; 0 or -1 (none). */
+static int probe_take(int *kvm_fd, int *vm_fd)
+{
+    int r = -1;
+    pthread_mutex_lock(&probe_lock);
+    if (probe_kvm_fd >= 0 && probe_pid == getpid()) {
+        *kvm_fd = probe_kvm_fd;
+        *vm_fd = probe_vm_fd;
+        probe_kvm_fd = probe_vm_fd = -1;
+        r = 0;
+    } else {
+        probe_drop_locked();
+    }
+    pthread_mutex_unlock(&probe_lock);
+    return r;
+}
+
 const char *kvm_probe(void)
 {
     static __thread char why[256];
-    int fd = kvm_open_checked("/dev/kvm", true, true, why, sizeof(why), NULL);
+    int vm_fd;
+    int fd = kvm_open_checked("/dev/kvm", true, true, why, sizeof(why), &vm_fd);
     if (fd < 0)
         return why;
-    close(fd);
+    pthread_mutex_lock(&probe_lock);
+    probe_drop_locked();
+    probe_kvm_fd = fd;
+    probe_vm_fd = vm_fd;
+    probe_pid = getpid();
+    pthread_mutex_unlock(&probe_lock);
     return NULL;
 }
 
@@ -130,7 +171,10 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
         fprintf(stderr, "KVM_CREATE_PIT2: the PIT needs the in-kernel irqchip (irqchip=true)\n");
         return -EINVAL;
     }
-    int kvm_fd = kvm_open_checked(path, cfg.irqchip, cfg.pit, why, sizeof(why), &vm_fd);
+    int kvm_fd = -1;
+    /* The probe checked every capability, the irqchip's and the PIT's too. */
+    if (cfg.dev_path || probe_take(&kvm_fd, &vm_fd) < 0)
+        kvm_fd = kvm_open_checked(path, cfg.irqchip, cfg.pit, why, sizeof(why), &vm_fd);
     if (kvm_fd < 0) {
         fprintf(stderr, "%s\n", why);
         return kvm_fd;
@@ -156,6 +200,7 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&vm->err_lock, NULL);
     pthread_mutex_init(&vm->irq_lock, NULL);
+    pthread_mutex_init(&vm->irqchip_lock, NULL);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
@@ -250,7 +295,9 @@ int kvm_vm_attach_memory(KvmVm *vm, MemoryContext *ctx, AddressSpace *memory_as,
         vm->io_listener.registered = true;
         memory_listener_register(&vm->io_listener.ml, io_as);
     }
-    return 0;
+    /* RAM has its slots now: the irqchip's bus changes no longer make a
+     * slot update wait (kvm_irq_init). */
+    return kvm_vm_realize_irqchip(vm);
 }
 
 void kvm_vm_destroy(KvmVm *vm)
@@ -282,6 +329,7 @@ void kvm_vm_destroy(KvmVm *vm)
         close(vm->kvm_fd);
     pthread_mutex_destroy(&vm->ring_lock);
     pthread_mutex_destroy(&vm->irq_lock);
+    pthread_mutex_destroy(&vm->irqchip_lock);
     pthread_mutex_destroy(&vm->err_lock);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->lock);

@@ -173,8 +173,14 @@ void kvm_vm_flush_coalesced(KvmVm *vm);
 
 /* ---- Interrupts -------------------------------------------------------- */
 
-/* True if the VM has an in-kernel irqchip. */
+/* True if the VM has an in-kernel irqchip (configured: KVM creates it when
+ * guest RAM is attached, or first needed; see kvm_vm_realize_irqchip). */
 bool kvm_vm_has_irqchip(const KvmVm *vm);
+
+/* Creates the configured in-kernel irqchip and PIT now if not made yet
+ * (idempotent).  kvm_vm_attach_memory, the first vCPU, irqfds, lines and
+ * the VM state calls do it themselves; 0 or -errno. */
+int kvm_vm_realize_irqchip(KvmVm *vm);
 
 /*
  * Fills *line with a device-facing handle for `gsi`: set() calls

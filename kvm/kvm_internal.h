@@ -101,7 +101,13 @@ struct KvmVm {
     bool manual_dirty;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
     bool coalesced_pio; /* KVM_CAP_COALESCED_PIO */
     bool any_length_ioeventfd;
+    /* irqchip/pit: configured (lines, state and checks treat them as
+     * present); made: KVM_CREATE_IRQCHIP/PIT2 done, by kvm_vm_realize_irqchip,
+     * once guest RAM has its slots (see there). */
     bool irqchip, pit;
+    bool irqchip_made;
+    int irqchip_err; /* < 0: realizing failed (reported once) */
+    pthread_mutex_t irqchip_lock;
     bool destroying;
 
     MemoryContext *ctx;

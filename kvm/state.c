@@ -552,6 +552,8 @@ int kvm_vm_get_state(KvmVm *vm, KvmVmState *out)
     int r;
 
     memset(out, 0, sizeof(*out));
+    if ((r = kvm_vm_realize_irqchip(vm)) < 0)
+        return r;
     if (kvm_vm_has_irqchip(vm)) {
         for (unsigned id = 0; id < 3; id++) {
             memset(&chip, 0, sizeof(chip));
@@ -615,6 +617,8 @@ int kvm_vm_set_state(KvmVm *vm, const KvmVmState *st)
         return -EINVAL;
     }
     if (irqchip) {
+        if ((r = kvm_vm_realize_irqchip(vm)) < 0)
+            return r;
         /* Whether this VM has a PIT, before anything is changed. */
         r = xioctl(kvm_vm_fd(vm), KVM_GET_PIT2, &pit);
         if (r < 0 && r != -ENXIO) {

@@ -62,6 +62,9 @@ int kvm_vcpu_create(KvmVm *vm, unsigned index, KvmVcpu **out)
         kvm_vm_error(vm, "KVM_CREATE_VCPU %u: the VM was started already", index);
         return -EBUSY;
     }
+    int rc = kvm_vm_realize_irqchip(vm); /* the LAPICs need the chip first */
+    if (rc < 0)
+        return rc;
     KvmVcpu *v = calloc(1, sizeof(*v));
     if (!v) {
         kvm_vm_error(vm, "KVM_CREATE_VCPU %u: out of memory", index);

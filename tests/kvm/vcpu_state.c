@@ -444,6 +444,16 @@ static KvmVm *bare_vm(bool pit)
     cfg.irqchip = true;
     cfg.pit = pit;
     TEST_ASSERT(kvm_vm_create(&cfg, &vm) == 0, "kvm_vm_create (irqchip, pit %d)", pit);
+    /* The chip is made once guest RAM has its slots (kvm.h), not before:
+     * no memory is attached here, so make it now (the raw KVM_GET_IRQCHIP
+     * below needs it). */
+    struct kvm_irqchip probe = { .chip_id = KVM_IRQCHIP_IOAPIC };
+    TEST_ASSERT(kvm_vm_has_irqchip(vm), "an irqchip VM says it has one");
+    TEST_ASSERT(ioctl(kvm_vm_fd(vm), KVM_GET_IRQCHIP, &probe) < 0,
+                "no KVM irqchip before memory is attached or the chip is needed");
+    TEST_ASSERT(kvm_vm_realize_irqchip(vm) == 0, "kvm_vm_realize_irqchip");
+    TEST_ASSERT(kvm_vm_realize_irqchip(vm) == 0, "kvm_vm_realize_irqchip twice");
+    TEST_ASSERT(ioctl(kvm_vm_fd(vm), KVM_GET_IRQCHIP, &probe) == 0, "the chip after realizing");
     return vm;
 }
 
