@@ -2,24 +2,46 @@
 # Live-migration benchmark: strata against QEMU (Debian's qemu-system-x86,
 # -M microvm) migrating the same tiny PVH guest (tests/migration/dirty.c)
 # over the same unix socket, side by side in one run, alternating, with the
-# same settings (downtime-limit 300 ms, max-bandwidth 128 MiB/s: QEMU 7.2's
-# defaults).  Directly on this host's /dev/kvm where QEMU runs the guest
+# same settings.  Directly on this host's /dev/kvm where QEMU runs the guest
 # there (PVM included), else inside the nested test bed (both VMMs then use
 # the first-level guest's /dev/kvm).
 #
-# Cases: guest RAM 256M and 1G, each idle (a counter) and dirtying 64 MiB at
-# a fixed pace (mig-paced.elf: 2 pages per TSC millisecond, ~8 MiB/s
-# nominal; the measured dirty-pages-rate is printed).  For each: total time,
-# downtime, bytes sent, rounds (dirty-sync-count), and strata/QEMU ratios.
+# Rows (issue 15's): the guest dirties RATE pages per ms over AREA MiB from
+# 16 MiB up (mig-rRATExAREA.elf; TSC-paced), downtime-limit 300 ms and
+# max-bandwidth 1 GiB/s unless noted:
+#   256M idle | 256M 4 p/ms over 64M | 256M 64 p/ms over 64M |
+#   1G 16 p/ms over 512M | 1G 256 p/ms over 512M (~1 GB/s) |
+#   1G 16 p/ms over 512M at 128 MiB/s, limit 50 ms |
+#   1G 256 p/ms over 512M at 128 MiB/s with auto-converge (both VMMs)
+# For each: status, total time, downtime, the downtime expected when the
+# final round was chosen (strata: x-expected-downtime; QEMU: the last
+# expected-downtime seen while active, polled every 0.1 s), bytes sent,
+# rounds (dirty-sync-count), the measured dirty-pages-rate, and
+# strata/QEMU ratios (medians over rounds).
 #
-# Usage: scripts/bench-migration.sh [ROUNDS]   (default 1; needs build/ with
-# tests/migration built: bash scripts/test.sh, or ninja -C build)
+# Usage: scripts/bench-migration.sh [ROUNDS] [ROW...]   (default 1 round,
+# every row; rows by number, 1-7; needs build/ with tests/migration built:
+# bash scripts/test.sh, or ninja -C build)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 ROUNDS=${1:-1}
+shift || true
+# name mem guest max-bandwidth downtime-limit capability
+ROWS=(
+  "256M-idle 256M idle 1073741824 300 -"
+  "256M-4p/ms 256M r4x64 1073741824 300 -"
+  "256M-64p/ms 256M r64x64 1073741824 300 -"
+  "1G-16p/ms 1G r16x512 1073741824 300 -"
+  "1G-256p/ms 1G r256x512 1073741824 300 -"
+  "1G-16p/ms-128M-50ms 1G r16x512 134217728 50 -"
+  "1G-256p/ms-128M-ac 1G r256x512 134217728 300 auto-converge"
+)
+PICK=("$@")
+[ ${#PICK[@]} -gt 0 ] || PICK=($(seq ${#ROWS[@]}))
 B=build/tests/migration
-for f in build/vmm/strata $B/mig-idle.elf $B/mig-paced.elf; do
+for f in build/vmm/strata $B/mig-idle.elf $B/mig-r4x64.elf $B/mig-r64x64.elf $B/mig-r16x512.elf \
+         $B/mig-r256x512.elf; do
   [ -e "$f" ] || { echo "bench-migration: $f missing (ninja -C build)" >&2; exit 1; }
 done
 command -v qemu-system-x86_64 >/dev/null || { echo "bench-migration: qemu-system-x86_64 missing (scripts/install-deps.sh)" >&2; exit 1; }
@@ -29,12 +51,13 @@ mkdir -p "$T/qshare" "$T/elf"
 for f in bios-microvm.bin pvh.bin linuxboot_dma.bin kvmvapic.bin; do
   cp -L "/usr/share/qemu/$f" "$T/qshare/" 2>/dev/null || true
 done
-cp $B/mig-idle.elf $B/mig-paced.elf "$T/elf/"
+cp $B/mig-idle.elf $B/mig-r*.elf "$T/elf/"
 
-# Runs where the VMs run (L1's busybox sh or here): one.sh VMM MEM MODE
-# prints "RESULT vmm mem mode status total_ms downtime_ms bytes rounds dirty_pages_per_s"
+# Runs where the VMs run (L1's busybox sh or here):
+#   one.sh VMM ROW MEM GUEST BW LIMIT CAP
+# prints "RESULT vmm row status total_ms downtime_ms expected_ms bytes rounds dirty_pages_per_s"
 cat > "$T/one.sh" <<'INNER'
-vmm=$1 mem=$2 mode=$3
+vmm=$1 row=$2 mem=$3 mode=$4 bw=$5 limit=$6 cap=$7
 elf=$ELF_DIR/mig-$mode.elf
 W=/tmp/bm.$$
 mkdir -p $W
@@ -61,23 +84,29 @@ ready() {
   if [ "$vmm" = strata ]; then [ -S $W/in.sock ]; else [ -S $W/dst.qmp ]; fi
 }
 while ! ready; do
-  sleep 0.1; i=$((i+1)); [ $i -lt 300 ] || { echo "RESULT $vmm $mem $mode no-start"; cat $W/*.log; exit 0; }
+  sleep 0.1; i=$((i+1)); [ $i -lt 300 ] || { echo "RESULT $vmm $row no-start"; cat $W/*.log; exit 0; }
 done
 sleep 2                                 # the guest runs a while first
-q $W/src.qmp migrate-set-parameters '{"downtime-limit": 300, "max-bandwidth": 134217728}' > /dev/null
+q $W/src.qmp migrate-set-parameters "{\"downtime-limit\": $limit, \"max-bandwidth\": $bw}" > /dev/null
+if [ "$cap" != - ]; then
+  q $W/src.qmp migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"$cap\", \"state\": true}]}" > /dev/null
+fi
 q $W/src.qmp migrate "{\"uri\": \"unix:$W/in.sock\"}" > /dev/null
 st=
+exp=-
 i=0
 t0=$(cut -d' ' -f1 /proc/uptime)
 while :; do
   out=$(q $W/src.qmp query-migrate 2>&1) || { st=lost; break; }
   st=$(echo "$out" | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p' | head -n1)
   case "$st" in completed|failed|cancelled) break ;; esac
+  e=$(echo "$out" | field expected-downtime); [ -z "$e" ] || exp=$e
   sleep 0.1
   awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { exit !(b - a > 240) }' &&
-    { st="timeout:$st"; break; }
+    { st="timeout:$st"; q $W/src.qmp migrate_cancel > /dev/null 2>&1; break; }
 done
-echo "RESULT $vmm $mem $mode $st $(echo "$out" | field total-time) $(echo "$out" | field downtime) \
+e=$(echo "$out" | field x-expected-downtime); [ -z "$e" ] || exp=$e
+echo "RESULT $vmm $row $st $(echo "$out" | field total-time) $(echo "$out" | field downtime) $exp \
 $(echo "$out" | field transferred) $(echo "$out" | field dirty-sync-count) $(echo "$out" | field dirty-pages-rate)"
 i=0
 while [ ! -S $W/dst.qmp ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -89,9 +118,11 @@ rm -rf $W
 INNER
 LIST=
 for i in $(seq "$ROUNDS"); do
-  for mem in 256M 1G; do for mode in idle paced; do for vmm in strata qemu; do
-    LIST="$LIST sh \$RUNDIR/one.sh $vmm $mem $mode;"
-  done; done; done
+  for n in "${PICK[@]}"; do
+    [ "$n" -ge 1 ] && [ "$n" -le ${#ROWS[@]} ] 2>/dev/null ||
+      { echo "bench-migration: no row $n (1-${#ROWS[@]})" >&2; exit 2; }
+    for vmm in strata qemu; do LIST="$LIST sh \$RUNDIR/one.sh $vmm ${ROWS[$((n-1))]};"; done
+  done
 done
 # The guests are tiny PVH ELFs: any /dev/kvm that runs them will do, PVM
 # included (there QEMU needs -cpu host,-arch-capabilities: PVM refuses MSR
@@ -117,15 +148,25 @@ else
 fi
 echo "$out" | grep -v '^RESULT' | tail -n 20 >&2 || true
 echo "$out" | grep '^RESULT' | awk '
-  { k = $3 " " $4; printf "%-6s %-4s %-5s %-9s total %7s ms  downtime %6s ms  sent %11s B  rounds %3s  dirty %8s pages/s\n",
+  function med(a, n,   i, j, t) {          # median of a[1..n]
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+  }
+  { printf "%-6s %-20s %-10s total %7s ms  downtime %5s ms (expected %5s)  sent %11s B  rounds %3s  dirty %8s pages/s\n",
            $2, $3, $4, $5, $6, $7, $8, $9, $10
-    if ($5 == "completed") { t[$2, k] += $6; d[$2, k] += $7; b[$2, k] += $8; n[$2, k]++; keys[k] = 1 } }
+    if (!($3 in seen)) { seen[$3] = 1; order[++nrows] = $3 }
+    if ($4 == "completed") { k = $2 SUBSEP $3; c = ++n[k]; T[k, c] = $5; D[k, c] = $6; B[k, c] = $8 } }
   END {
     print ""
-    print "strata / QEMU (means over rounds; < 1 is strata better):"
-    for (k in keys) if (n["strata", k] && n["qemu", k]) {
-      qt = t["qemu", k] / n["qemu", k]; qd = d["qemu", k] / n["qemu", k]; qb = b["qemu", k] / n["qemu", k]
-      st = t["strata", k] / n["strata", k]; sd = d["strata", k] / n["strata", k]; sb = b["strata", k] / n["strata", k]
-      printf "  %-10s total-time %5.2f  downtime %5.2f  bytes %5.2f\n", k, (qt ? st / qt : 0), (qd ? sd / qd : 0), (qb ? sb / qb : 0)
+    print "strata / QEMU, medians over rounds (< 1: strata better; downtime: ms strata vs QEMU):"
+    for (r = 1; r <= nrows; r++) {
+      row = order[r]; s = "strata" SUBSEP row; q = "qemu" SUBSEP row
+      if (!n[s] || !n[q]) { printf "  %-20s (a side did not complete)\n", row; continue }
+      for (i = 1; i <= n[s]; i++) { a1[i] = T[s, i]; a2[i] = D[s, i]; a3[i] = B[s, i] }
+      st = med(a1, n[s]); sd = med(a2, n[s]); sb = med(a3, n[s])
+      for (i = 1; i <= n[q]; i++) { a1[i] = T[q, i]; a2[i] = D[q, i]; a3[i] = B[q, i] }
+      qt = med(a1, n[q]); qd = med(a2, n[q]); qb = med(a3, n[q])
+      printf "  %-20s total-time %5.2f (%6.0f vs %6.0f ms)  downtime %5.0f vs %5.0f ms  bytes %5.2f\n",
+             row, (qt ? st / qt : 0), st, qt, sd, qd, (qb ? sb / qb : 0)
     }
   }'
