@@ -225,6 +225,32 @@ if dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>/dev/null; then echo
 	fi
 }
 
+# --- a disk held to 4 MiB/s: dd in the guest measures it ---
+case_blk_limit() {
+	n=blk_limit
+	img=$WORK/lim.img
+	cp "$DATA/disk.img" "$img"
+	# 16 MiB read once (a fresh boot's page cache is empty), timed by the
+	# guest's own clock; a 256 KiB burst
+	linux blklim 't0=$(cut -d" " -f1 /proc/uptime); dd if=/dev/vda of=/dev/null bs=65536 count=256 2>/dev/null; t1=$(cut -d" " -f1 /proc/uptime); echo READ16M $t0 $t1' \
+		--disk "path=$img,bw=4M,bw_burst=256K"
+	n=blk_limit; booted $n blklim || return
+	set -- $(sed -n 's/^READ16M //p' "$WORK/blklim.out")
+	if [ $# != 2 ]; then
+		fail_out $n blklim "the guest did not time its read"; return
+	fi
+	# MiB/s to 3 decimals, and the verdict: at most 10% over the limit (the
+	# burst and readahead included), and not under half of it
+	rate=$(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", 16 / (b - a) }')
+	if awk -v r="$rate" 'BEGIN { exit !(r > 4.4) }'; then
+		result $n FAIL "16 MiB read at $rate MiB/s under a 4 MiB/s limit (over 10% above it)"
+	elif awk -v r="$rate" 'BEGIN { exit !(r < 2) }'; then
+		result $n FAIL "16 MiB read at $rate MiB/s under a 4 MiB/s limit (under half of it)"
+	else
+		result $n PASS "16 MiB read by dd at $rate MiB/s under --disk ...,bw=4M,bw_burst=256K"
+	fi
+}
+
 # --- virtio-net: ping the host side of a TAP ---
 case_net_ping() {
 	tap=strata-e2e0
@@ -343,6 +369,147 @@ dd if=/dev/zero of=/fill/f bs=1M count=128 2>/dev/null && echo REFILL-OK; rm -f 
 		show "$WORK/bal.txt"; result $n FAIL "after deflating: MemTotal ${def:-?} kB (was $t0), or the guest could not use its RAM again"
 	else
 		result $n PASS "MemTotal $t0 -> $inf -> $def kB; strata RSS $((r0 / 1024)) -> $((r1 / 1024)) MiB with 128 MiB inflated; deflated, the guest filled 128 MiB again"
+	fi
+}
+
+case_vsock_linux() {
+	n=vsock_linux
+	help_has '--vsock' || { result $n SKIP "strata has no --vsock"; return; }
+	if [ ! -x "$DATA/vsock-echo" ] || [ ! -f "$DATA/initramfs-vsock.cpio.gz" ]; then
+		result $n SKIP "vsock-echo not built (no static libc on the build host)"; return
+	fi
+	N=${E2E_VSOCK_CONNS:-100} BYTES=${E2E_VSOCK_BYTES:-65536}
+	G=${GUARD:-400}
+	U=$WORK/vs.sock
+	rm -f "$U" "${U}_6000" "$WORK/vs.qmp" "$WORK/vs.console"
+	# the host's end of guest connections to port 6000: strata connects them to ${U}_6000
+	"$DATA/vsock-echo" uds-serve "${U}_6000" > "$WORK/vs-hs.out" 2>&1 &
+	hs=$!
+	# the guest: an echo server on 5000, then N connections of its own to
+	# the host's port 6000 (both directions at once), then it waits for the
+	# host's "done" (a connection to 5001) and powers off
+	wl="vsock-echo serve 5000 > /dev/null 2>&1 &
+sleep 1; echo VSOCK-READY
+vsock-echo connect 2 6000 $N $BYTES; echo GUEST-CLIENT-RC=\$?
+vsock-echo wait 5001; echo GUEST-DONE"
+	timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$DATA/initramfs-vsock.cpio.gz" \
+		--memory "$MEM" --cmdline "$BASE strata.cmd=$(b64 "$wl")" --vsock "cid=3,uds=$U" \
+		--serial "file=$WORK/vs.console" --api-socket "$WORK/vs.qmp" > "$WORK/vs.out" 2>&1 < /dev/null &
+	tp=$!
+	vs_wait() { # WORD: until the guest printed a line starting with WORD
+		t=0
+		while ! tr -d '\r' 2>/dev/null < "$WORK/vs.console" | grep -q "^$1"; do
+			sleep 0.5; t=$((t + 1))
+			if [ $t -ge 600 ] || ! kill -0 $tp 2>/dev/null; then return 1; fi
+		done
+	}
+	if ! vs_wait VSOCK-READY; then
+		kill $hs $tp 2>/dev/null; wait
+		show "$WORK/vs.console"; show "$WORK/vs.out"; result $n FAIL "the guest never said VSOCK-READY"; return
+	fi
+	"$DATA/vsock-echo" uds-connect "$U" 5000 "$N" "$BYTES" > "$WORK/vs-hc.out" 2>&1
+	hrc=$?
+	vs_wait GUEST-CLIENT-RC
+	"$DATA/vsock-echo" uds-connect "$U" 5001 1 0 > /dev/null 2>&1
+	guard_wait $tp 120 "$WORK/vs.qmp"; rc=$WAIT_RC
+	kill $hs 2>/dev/null; wait $hs 2>/dev/null
+	tr -d '\r' < "$WORK/vs.console" > "$WORK/vs.txt"
+	echo "    host->guest: $(cat "$WORK/vs-hc.out")"
+	echo "    guest->host: $(grep '^vsock-echo' "$WORK/vs.txt" | tr '\n' ' ')"
+	if [ "$hrc" != 0 ]; then
+		show "$WORK/vs.txt"; result $n FAIL "host->guest: $(tail -n1 "$WORK/vs-hc.out")"
+	elif ! grep -q '^GUEST-CLIENT-RC=0' "$WORK/vs.txt"; then
+		show "$WORK/vs.txt"; result $n FAIL "guest->host: the guest's $N connections to the host failed"
+	elif ! grep -q '^GUEST-DONE' "$WORK/vs.txt" || [ "$rc" != 0 ]; then
+		show "$WORK/vs.txt"; show "$WORK/vs.out"; result $n FAIL "the guest did not end cleanly (strata exit $rc)"
+	else
+		result $n PASS "$N connections each way at once, $BYTES bytes each echoed intact (host->guest through strata's socket, guest->host to ${U##*/}_6000)"
+	fi
+}
+
+# --- vsock, balloon and a disk limit across a live migration ---
+case_devices_migrate() {
+	n=devices_migrate
+	for o in '--vsock' '--balloon' '--incoming URI'; do
+		help_has "$o" || { result $n SKIP "strata has no $o"; return; }
+	done
+	if [ ! -x "$DATA/vsock-echo" ] || [ ! -f "$DATA/initramfs-vsock.cpio.gz" ]; then
+		result $n SKIP "vsock-echo not built (no static libc on the build host)"; return
+	fi
+	G=${GUARD:-500}
+	img=$WORK/dm.img
+	cp "$DATA/disk.img" "$img"
+	Us=$WORK/dms.sock Ud=$WORK/dmd.sock
+	rm -f "$Us" "$Ud" "${Ud}_6000" "$WORK"/dm-*.qmp "$WORK"/dm-*.console "$WORK/dm.in"
+	"$DATA/vsock-echo" uds-serve "${Ud}_6000" > "$WORK/dm-hs.out" 2>&1 &
+	hs=$!
+	wl='vsock-echo serve 5000 > /dev/null 2>&1 &
+sleep 1; echo DEVMIG-READY
+vsock-echo wait 5001; echo AFTER-MIGRATION
+t0=$(cut -d" " -f1 /proc/uptime); dd if=/dev/vda of=/dev/null bs=65536 count=256 2>/dev/null; t1=$(cut -d" " -f1 /proc/uptime); echo READ16M $t0 $t1
+vsock-echo connect 2 6000 10 65536; echo GUEST-CLIENT-RC=$?
+vsock-echo wait 5002; echo GUEST-DONE'
+	dm_vm() { # K SOCKET [options]: strata K (0 the source, 1 the destination)
+		k=$1 u=$2; shift 2
+		timeout -k 10 "$G" "$STRATA" run --kernel "$KERNEL" --initrd "$DATA/initramfs-vsock.cpio.gz" \
+			--memory "$MEM" --cmdline "$BASE strata.cmd=$(b64 "$wl")" --vsock "cid=3,uds=$u" --balloon \
+			--disk "path=$img,bw=4M,bw_burst=256K" --serial "file=$WORK/dm-$k.console" \
+			--api-socket "$WORK/dm-$k.qmp" "$@" > "$WORK/dm-$k.out" 2>&1 < /dev/null &
+	}
+	dm_wait() { # CONSOLE WORD PID: until the guest printed a line starting with WORD
+		t=0
+		while ! tr -d '\r' 2>/dev/null < "$1" | grep -q "^$2"; do
+			sleep 0.5; t=$((t + 1))
+			if [ $t -ge 600 ] || ! kill -0 "$3" 2>/dev/null; then return 1; fi
+		done
+	}
+	actual() { "$STRATA" ctl --api-socket "$1" qmp query-balloon 2>/dev/null | sed -n 's/.*"actual": *\([0-9]*\).*/\1/p'; }
+	dm_fail() { kill $hs $src $dst 2>/dev/null; wait; result $n FAIL "$1"; }
+	src= dst=
+	dm_vm 0 "$Us"; src=$!
+	if ! dm_wait "$WORK/dm-0.console" DEVMIG-READY $src; then
+		show "$WORK/dm-0.console"; dm_fail "the guest never said DEVMIG-READY"; return
+	fi
+	if ! "$DATA/vsock-echo" uds-connect "$Us" 5000 10 65536 > "$WORK/dm-c0.out" 2>&1; then
+		dm_fail "before the migration, host->guest: $(tail -n1 "$WORK/dm-c0.out")"; return
+	fi
+	"$STRATA" ctl --api-socket "$WORK/dm-0.qmp" qmp balloon '{"value": 201326592}' > /dev/null 2>&1
+	t=0; while [ "$(actual "$WORK/dm-0.qmp")" != 201326592 ] && [ $t -lt 240 ]; do sleep 0.5; t=$((t + 1)); done
+	a0=$(actual "$WORK/dm-0.qmp")
+	[ "$a0" = 201326592 ] || { dm_fail "the balloon did not reach 64 MiB inflated before the migration (actual ${a0:-?})"; return; }
+	dm_vm 1 "$Ud" --incoming "unix:$WORK/dm.in"; dst=$!
+	i=0; while ! grep -q 'waiting for an incoming migration' "$WORK/dm-1.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+	"$STRATA" ctl --api-socket "$WORK/dm-0.qmp" migrate "unix:$WORK/dm.in" > "$WORK/dm-ctl.out" 2>&1
+	crc=$?
+	guard_wait $src 60 "$WORK/dm-0.qmp"; src_rc=$WAIT_RC; src=
+	if [ "$crc" != 0 ] || [ "$src_rc" != 0 ]; then
+		show "$WORK/dm-ctl.out"; dm_fail "the migration: ctl exit $crc, source exit $src_rc"; return
+	fi
+	echo "    $(grep '^migration completed' "$WORK/dm-ctl.out")"
+	a1=$(actual "$WORK/dm-1.qmp")
+	# the guest's listener came back after the transport reset
+	"$DATA/vsock-echo" uds-connect "$Ud" 5000 10 65536 > "$WORK/dm-c1.out" 2>&1; c1=$?
+	"$DATA/vsock-echo" uds-connect "$Ud" 5001 1 0 > /dev/null 2>&1
+	dm_wait "$WORK/dm-1.console" GUEST-CLIENT-RC $dst
+	"$DATA/vsock-echo" uds-connect "$Ud" 5002 1 0 > /dev/null 2>&1
+	guard_wait $dst 120 "$WORK/dm-1.qmp"; dst_rc=$WAIT_RC
+	kill $hs 2>/dev/null; wait $hs 2>/dev/null
+	tr -d '\r' < "$WORK/dm-1.console" > "$WORK/dm-1.txt"
+	set -- $(sed -n 's/^READ16M //p' "$WORK/dm-1.txt")
+	rate=
+	[ $# != 2 ] || rate=$(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", 16 / (b - a) }')
+	if [ "$a1" != 201326592 ]; then
+		dm_fail "the destination's balloon: actual ${a1:-?} (the source had 201326592)"
+	elif [ "$c1" != 0 ]; then
+		show "$WORK/dm-1.txt"; dm_fail "after the migration, host->guest: $(tail -n1 "$WORK/dm-c1.out")"
+	elif ! grep -q '^GUEST-CLIENT-RC=0' "$WORK/dm-1.txt"; then
+		show "$WORK/dm-1.txt"; dm_fail "after the migration, the guest's connections to the host failed"
+	elif [ -z "$rate" ] || awk -v r="$rate" 'BEGIN { exit !(r > 4.4) }'; then
+		show "$WORK/dm-1.txt"; dm_fail "after the migration, the disk read at ${rate:-?} MiB/s under its 4 MiB/s limit"
+	elif ! grep -q '^GUEST-DONE' "$WORK/dm-1.txt" || [ "$dst_rc" != 0 ]; then
+		show "$WORK/dm-1.txt"; dm_fail "the guest did not end cleanly on the destination (strata exit $dst_rc)"
+	else
+		result $n PASS "across a migration: the balloon stayed at 64 MiB, vsock echoed both ways before and after (10 connections, 64 KiB each), the disk read at $rate MiB/s under 4 MiB/s"
 	fi
 }
 
@@ -806,7 +973,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly net_ping rng balloon_linux reboot poweroff panic mtree qmp daemon migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly blk_limit net_ping rng balloon_linux vsock_linux devices_migrate reboot poweroff panic mtree qmp daemon migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

@@ -74,6 +74,16 @@ for f in tests/kvm/kvm-vm_create tests/kvm/kvm-irq_lines tests/guests/hello.elf 
          tests/migration/mig-smp.elf; do
   [ -f "$BUILD/$f" ] && cp "$BUILD/$f" "$T/data/"
 done
+# vsock_linux: vsock-echo on both sides; the guest's copy in an initramfs of
+# its own (the base one plus a second archive: Linux unpacks both)
+if [ -x "$BUILD/tests/vsock/vsock-echo" ]; then
+  cp "$BUILD/tests/vsock/vsock-echo" "$T/data/"
+  mkdir -p "$T/vx/bin"
+  cp "$BUILD/tests/vsock/vsock-echo" "$T/vx/bin/"
+  (cd "$T/vx" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -n > "$T/vx.cpio.gz"
+  cat "$GUEST/initramfs.cpio.gz" "$T/vx.cpio.gz" > "$T/data/initramfs-vsock.cpio.gz"
+  rm -rf "$T/vx" "$T/vx.cpio.gz"
+fi
 
 START=$(date +%s)
 if [ "$MODE" = direct ]; then
@@ -99,7 +109,7 @@ if [ "$MODE" = direct ]; then
 else
   ADD=(--add "$REPO/tests/e2e/cases.sh:run/cases.sh" --add "$T/data:data")
   ENVS="GUEST_DIR=/bed/guest DATA=/bed/data WORK=/tmp/e2e STRATA=/bed/bin/strata"
-  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_MIG_HOPS E2E_SOAK_HOPS; do   # the cases' knobs
+  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_MIG_HOPS E2E_SOAK_HOPS E2E_VSOCK_CONNS E2E_VSOCK_BYTES; do   # the cases' knobs
     if [ -n "${!v+x}" ]; then ENVS="$ENVS $v='${!v}'"; fi
   done
   if [ "$VMM" = qemu ]; then
