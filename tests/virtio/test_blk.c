@@ -57,7 +57,7 @@ static Fix *fix_new(bool readonly, bool with_loop)
     assert_non_null(f->blk);
     char err[256];
     assert_int_equal(virtio_blk_init(f->blk, &(VirtioEnv){ f->vt.ctx, f->vt.as, f->loop }, f->path,
-                                     readonly, err, sizeof(err)),
+                                     readonly, 1, err, sizeof(err)),
                      0);
     virtio_mmio_connect_irq(&f->blk->t, &f->vt.irq, VT_BASE);
     vt_map(&f->vt, virtio_mmio_region(&f->blk->t));
@@ -467,7 +467,7 @@ static void test_open_error(void **state)
     assert_non_null(b);
     char err[256] = "";
     assert_true(virtio_blk_init(b, &(VirtioEnv){ vt.ctx, vt.as, NULL }, "/nonexistent/disk.img",
-                                false, err, sizeof(err)) < 0);
+                                false, 1, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "disk path=/nonexistent/disk.img"));
     free(b);
     vt_free(&vt);
@@ -491,7 +491,7 @@ static void test_not_a_file(void **state)
             VirtioBlk *b = calloc(1, sizeof(*b));
             assert_non_null(b);
             char err[256] = "", want[128];
-            int r = virtio_blk_init(b, &(VirtioEnv){ vt.ctx, vt.as, NULL }, paths[i], ro, err,
+            int r = virtio_blk_init(b, &(VirtioEnv){ vt.ctx, vt.as, NULL }, paths[i], ro, 1, err,
                                     sizeof(err));
             if (r == 0)
                 virtio_blk_destroy(b);
