@@ -15,7 +15,9 @@
  *     the VM keeps running;
  *   - a disk with num-queues=4 (case mq-io: requests on queues 0 and 3)
  *     counts all its queues' requests in one blockstats entry, and
- *     x-query-stats lists its four queues with each one's kicks.
+ *     x-query-stats lists its four queues with each one's kicks; its
+ *     snapshot restores on a 4-queue disk and is refused (status 5, one
+ *     line saying both counts) on a 2-queue one.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -283,6 +285,23 @@ static void check_mq(const char *disk)
           "used-buffer interrupts on queues 0 and 3 only");
     json_decref(st);
     json_decref(bs);
+
+    /* a snapshot carries the four queues */
+    char snap[160], args[240];
+    snprintf(snap, sizeof(snap), "%s/mq.snap", tmpdir);
+    snprintf(args, sizeof(args), "{\"uri\": \"file:%s\"}", snap);
+    json_decref(ok(c, "migrate", args));
+    for (double t0 = now();;) {
+        json_t *q = ok(c, "query-migrate", NULL);
+        const char *status = json_string_value(json_object_get(q, "status"));
+        bool done = status && !strcmp(status, "completed");
+        CHECK(done || (status && strcmp(status, "failed")), "the snapshot failed");
+        json_decref(q);
+        if (done)
+            break;
+        CHECK(now() - t0 < 60, "the snapshot did not complete in 60 s");
+        msleep(20);
+    }
     json_decref(ok(c, "quit", NULL));
     qc_close(c);
     int code = wait_status(strata_pid);
@@ -293,6 +312,44 @@ static void check_mq(const char *disk)
         CHECK((unsigned char)img[300 * 512 + i] == 0x3c,
               "the write on queue 3 is not on the disk (byte %u)", i);
     free(img);
+
+    /* restored on a disk with 2 queues: refused (status 5), saying why */
+    char disk_opt[240], uri[200];
+    snprintf(disk_opt, sizeof(disk_opt), "path=%s,num-queues=2", disk);
+    snprintf(uri, sizeof(uri), "file:%s", snap);
+    pid_t pid = spawn_as("mq2", "--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt,
+                         "--serial", "none", "--incoming", uri, NULL);
+    code = wait_status(pid);
+    char *err = read_log("mq2-stderr.txt");
+    CHECK(code == 5 && strstr(err, "virtio-blk state: 4 queues, the device here has 2 (the "
+                                   "queue count must match)"),
+          "a 4-queue snapshot on a 2-queue disk: status %d (5 expected), stderr:\n%s", code, err);
+    free(err);
+
+    /* and on a disk with 4: it runs, with its four queues */
+    snprintf(disk_opt, sizeof(disk_opt), "path=%s,num-queues=4", disk);
+    unlink(sock_path);
+    strata_pid = spawn("--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt, "--serial",
+                       "none", "--api-socket", sock_path, "--incoming", uri, NULL);
+    c = open_client();
+    for (double t0 = now();;) {
+        json_t *q = ok(c, "query-status", NULL);
+        bool running = !strcmp(json_string_value(json_object_get(q, "status")), "running");
+        json_decref(q);
+        if (running)
+            break;
+        CHECK(now() - t0 < 60, "the restored VM is not running after 60 s");
+        msleep(20);
+    }
+    st = ok(c, "x-query-stats", NULL);
+    qs = json_object_get(json_array_get(json_object_get(st, "virtio"), 0), "queues");
+    CHECK(json_array_size(qs) == 4, "the restored disk has %zu queues", json_array_size(qs));
+    json_decref(st);
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    code = wait_status(strata_pid);
+    strata_pid = -1;
+    CHECK(code == 0, "the restored strata exited with %d", code);
 }
 
 int main(void)
