@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+_Static_assert(VIRTIO_BLK_MAX_QUEUES <= VIRTIO_MMIO_MAX_QUEUES,
+               "a disk's queues fit the transport");
+
 enum { OP_NONE = 0, OP_READ, OP_WRITE, OP_FLUSH };
 #define RES_PENDING INT_MIN
 
@@ -287,6 +290,10 @@ static void blk_notify(VirtioMmio *t, unsigned q)
         virtio_mmio_notify_used(t, q);
 }
 
+/* The tokens are there: every queue is looked at (kicks that came while
+ * waiting were not acted on), the first one a different queue each time so
+ * that a busy queue cannot keep the others waiting, until the queues are
+ * empty or the buckets say no again. */
 static void blk_resume_fn(VirtioMmio *t, void *arg)
 {
     VirtioBlk *d = t->dev;
@@ -294,7 +301,10 @@ static void blk_resume_fn(VirtioMmio *t, void *arg)
     if (!d->throttled)
         return;
     unthrottle(d);
-    blk_notify(t, 0);
+    unsigned n = t->num_queues, first = d->resume_next % n;
+    d->resume_next = (first + 1) % n;
+    for (unsigned k = 0; k < n && !d->throttled; k++)
+        blk_notify(t, (first + k) % n);
 }
 
 /* The rate-limit timer: the tokens should be there now. */
@@ -307,6 +317,7 @@ static void blk_timer(void *opaque)
 static void blk_reset(VirtioMmio *t)
 {
     VirtioBlk *d = t->dev;
+    d->resume_next = 0;
     unthrottle(d); /* (a vCPU thread: the timer, if armed, finds nothing to do) */
 }
 
@@ -375,6 +386,13 @@ static const VirtioDevOps blk_ops = {
 };
 
 /*
+ * One ring for the disk, whatever its queue count: queues are served one
+ * at a time under the transport's lock, and run_io submits a batch and
+ * reaps all of it before the lock is dropped, so a ring per queue would
+ * add file descriptors, locked memory and restriction set-ups without ever
+ * having two batches in flight.  (Rings per queue pay off only with a
+ * thread per queue, which strata does not have.)
+ *
  * The disk's ring does exactly what run_io submits: IORING_OP_READV,
  * WRITEV and FSYNC (a read-only disk: READV only), on the disk alone, as
  * fixed file 0 (IOSQE_FIXED_FILE required); no io_uring_register after it
@@ -395,10 +413,16 @@ static int open_ring(VirtioBlk *d, const char **what)
     return uring_init_restricted(&d->ring, VIRTIO_BLK_BATCH, &rules, what);
 }
 
-int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly, char *err,
-                    size_t errlen)
+int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly,
+                    unsigned num_queues, char *err, size_t errlen)
 {
     memset(d, 0, offsetof(VirtioBlk, elems));
+    d->fd = -1;
+    if (num_queues < 1 || num_queues > VIRTIO_BLK_MAX_QUEUES) {
+        snprintf(err, errlen, "disk path=%s: num-queues=%u: expected 1 to %u", path, num_queues,
+                 VIRTIO_BLK_MAX_QUEUES);
+        return -EINVAL;
+    }
     /* O_NONBLOCK: opening a FIFO would wait for its other end */
     d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC);
     if (d->fd < 0) {
@@ -430,6 +454,11 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
     uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_FLUSH);
     if (readonly)
         features |= 1ull << VIRTIO_BLK_F_RO;
+    if (num_queues > 1) {
+        features |= 1ull << VIRTIO_BLK_F_MQ;
+        uint16_t nq = (uint16_t)num_queues;
+        memcpy(d->config + VIRTIO_BLK_CONFIG_NUM_QUEUES, &nq, 2);
+    }
     const char *what;
     int r = open_ring(d, &what);
     if (r == 0)
@@ -439,7 +468,8 @@ int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool r
                    "disk path=%s: no restricted io_uring (%s: %s); "
                    "using preadv/pwritev",
                    path, what, strerror(-r));
-    r = virtio_mmio_init(&d->t, env, &blk_ops, d, 1, features, d->config, VIRTIO_BLK_CONFIG_LEN);
+    r = virtio_mmio_init(&d->t, env, &blk_ops, d, num_queues, features, d->config,
+                         VIRTIO_BLK_CONFIG_LEN);
     if (r == 0 && env->loop && !(d->rl_timer = evloop_timer_new(env->loop, blk_timer, d))) {
         r = -errno;
         virtio_mmio_destroy(&d->t);

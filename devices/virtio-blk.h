@@ -3,10 +3,17 @@
  * virtio-blk (virtio 1.2, 5.2) over virtio-mmio, backed by a file or block
  * device through io_uring (liburing; a ring restricted to READV, WRITEV and
  * FSYNC on the disk alone, see devices/uring.h; plain preadv/pwritev/
- * fdatasync when the kernel cannot give such a ring).  One request queue; VIRTIO_BLK_T_IN, OUT, FLUSH
- * and GET_ID; capacity in the config space (the file size in 512-byte
+ * fdatasync when the kernel cannot give such a ring).  VIRTIO_BLK_T_IN, OUT,
+ * FLUSH and GET_ID; capacity in the config space (the file size in 512-byte
  * sectors, a partial last sector is not visible); readonly => VIRTIO_BLK_F_RO
  * and OUT fails with VIRTIO_BLK_S_IOERR.
+ *
+ * 1 to VIRTIO_BLK_MAX_QUEUES request queues (--disk num-queues); with more
+ * than one the device offers VIRTIO_BLK_F_MQ and says how many in the
+ * config space's num_queues (QEMU offers it likewise only for more than
+ * one, so a one-queue disk looks and saves exactly as before).  Each queue
+ * is served on its own notification; all of them share the disk, its
+ * io_uring ring, its counters and its rate limit.
  *
  * Requests are taken from the queue in batches of up to VIRTIO_BLK_BATCH,
  * submitted together and completed before the next batch (on the device
@@ -15,10 +22,12 @@
  * an error status or, when there is nowhere to put a status, with 0 bytes.
  *
  * A rate limit (virtio_blk_set_rate_limit: bytes/s of data, requests/s,
- * token buckets with bursts, devices/ratelimit.h) is checked for each
- * request as it is taken: when the buckets say no, the request is given
- * back to the avail ring and the queue is left alone until a timer on the
- * event loop says the tokens are there (kicks meanwhile change nothing).
+ * token buckets with bursts, devices/ratelimit.h) is the disk's, whatever
+ * queue a request comes on, and is checked for each request as it is
+ * taken: when the buckets say no, the request is given back to its avail
+ * ring and no queue is taken from until a timer on the event loop says the
+ * tokens are there (kicks meanwhile change nothing); the timer then looks
+ * at every queue, starting from a different one each time.
  */
 #ifndef STRATA_DEVICES_VIRTIO_BLK_H
 #define STRATA_DEVICES_VIRTIO_BLK_H
@@ -32,6 +41,7 @@
 #define VIRTIO_BLK_F_SEG_MAX 2
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_MQ 12
 
 #define VIRTIO_BLK_T_IN 0
 #define VIRTIO_BLK_T_OUT 1
@@ -44,6 +54,10 @@
 
 #define VIRTIO_BLK_ID_BYTES 20
 #define VIRTIO_BLK_CONFIG_LEN 64
+#define VIRTIO_BLK_CONFIG_NUM_QUEUES 34 /* u16 in the config space (with F_MQ) */
+/* The most request queues a disk may have (each is one more virtio-mmio
+ * QueueSel value and ioeventfd). */
+#define VIRTIO_BLK_MAX_QUEUES 16
 #define VIRTIO_BLK_BATCH 32
 #define VIRTIO_BLK_STATE_MAGIC 0x4b4c4256u /* "VBLK" */
 #define VIRTIO_BLK_STATE_VERSION 1
@@ -96,15 +110,17 @@ typedef struct VirtioBlk {
      * wait for tokens (NULL without an event loop: no limit possible) */
     RateLimiter rl;
     EvloopTimer *rl_timer;
-    bool throttled; /* waiting for tokens: the queue is not taken from */
+    bool throttled; /* waiting for tokens: no queue is taken from */
     uint64_t throttled_since_ns;
+    unsigned resume_next; /* the queue the next end of a wait looks at first */
     VirtqElem elems[VIRTIO_BLK_BATCH];
     VirtioBlkReq reqs[VIRTIO_BLK_BATCH];
 } VirtioBlk;
 
 /* What a virtio-blk saves (section VIRTIO_BLK_STATE_MAGIC,
- * virtio_blk_state_section): the transport, then the disk it was made
- * for, which the destination's must match. */
+ * virtio_blk_state_section): the transport (every queue), then the disk it
+ * was made for, which the destination's must match (so must its queue
+ * count). */
 typedef struct VirtioBlkStateData {
     VirtioMmioStateData t;
     uint64_t capacity; /* 512-byte sectors */
@@ -115,12 +131,13 @@ typedef struct VirtioBlkStateData {
 extern const StateSection virtio_blk_state_section;
 
 /*
- * Opens `path` (read-only if readonly) and sets up the device (see
+ * Opens `path` (read-only if readonly) and sets up the device with
+ * num_queues request queues (1 to VIRTIO_BLK_MAX_QUEUES; see
  * virtio_mmio_init for the rest).  0, or a negative errno with one line in
  * err naming the disk ("disk path=/x: No such file or directory").
  */
-int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly, char *err,
-                    size_t errlen);
+int virtio_blk_init(VirtioBlk *d, const VirtioEnv *env, const char *path, bool readonly,
+                    unsigned num_queues, char *err, size_t errlen);
 /* Frees what init made and closes the file (unmap the region first). */
 void virtio_blk_destroy(VirtioBlk *d);
 /* A snapshot of d's counters, from any thread without a lock (each

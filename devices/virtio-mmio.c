@@ -398,32 +398,13 @@ static const MemoryRegionOps mmio_ops = {
     .impl = { .min_access_size = 1, .max_access_size = 4 },
 };
 
-static void notify_q0(void *o, uint32_t e)
+/* Queue q's eventfd fired (opaque: its VirtioMmioNotify). */
+static void notify_event(void *o, uint32_t e)
 {
+    const VirtioMmioNotify *n = o;
     (void)e;
-    queue_event(o, 0);
+    queue_event(n->t, n->q);
 }
-static void notify_q1(void *o, uint32_t e)
-{
-    (void)e;
-    queue_event(o, 1);
-}
-static void notify_q2(void *o, uint32_t e)
-{
-    (void)e;
-    queue_event(o, 2);
-}
-static void notify_q3(void *o, uint32_t e)
-{
-    (void)e;
-    queue_event(o, 3);
-}
-static const EvloopHandler notify_handlers[VIRTIO_MMIO_MAX_QUEUES] = {
-    notify_q0,
-    notify_q1,
-    notify_q2,
-    notify_q3,
-};
 
 int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *ops, void *dev,
                      unsigned num_queues, uint64_t features, uint8_t *config, uint32_t config_len)
@@ -463,7 +444,9 @@ int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *op
             if ((r = memory_region_add_eventfd(&t->mr, VIRTIO_MMIO_QUEUE_NOTIFY, 4, true, i,
                                                t->notify_fd[i])) < 0)
                 goto fail;
-            if ((r = evloop_add(loop, t->notify_fd[i], EPOLLIN, notify_handlers[i], t)) < 0)
+            t->notify_arg[i] = (VirtioMmioNotify){ t, i };
+            if ((r = evloop_add(loop, t->notify_fd[i], EPOLLIN, notify_event, &t->notify_arg[i])) <
+                0)
                 goto fail;
         }
     }
@@ -595,8 +578,14 @@ static int check_queue(VirtioMmio *t, const VirtioQueueStateData *q, char *err, 
 /* The hand-written checks of a decoded transport state against t. */
 static int check_state(VirtioMmio *t, const VirtioMmioStateData *st, char *err, size_t errlen)
 {
-    if (st->num_queues != t->num_queues)
-        return bad(err, errlen, t, "queue count differs from the device's");
+    if (st->num_queues != t->num_queues) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "%s state: %u queues, the device here has %u (the queue count "
+                     "must match)",
+                     t->ops->name, st->num_queues, t->num_queues);
+        return -EINVAL;
+    }
     for (unsigned i = 0; i < st->num_queues; i++)
         if (check_queue(t, &st->vq[i], err, errlen) < 0)
             return -EINVAL;

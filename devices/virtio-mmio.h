@@ -35,7 +35,10 @@
 
 #define VIRTIO_MMIO_SIZE 0x200
 #define VIRTIO_MMIO_CONFIG 0x100
-#define VIRTIO_MMIO_MAX_QUEUES 4
+/* The most queues one device has (a multi-queue virtio-blk: --disk
+ * num-queues, up to 16; each is one more QueueSel value, ioeventfd and
+ * saved queue). */
+#define VIRTIO_MMIO_MAX_QUEUES 16
 #define VIRTIO_MMIO_MAGIC 0x74726976u  /* "virt" */
 #define VIRTIO_MMIO_VENDOR 0x41525453u /* "STRA" */
 
@@ -85,6 +88,13 @@ enum {
 #define VIRTIO_F_VERSION_1 (1ull << 32)
 
 typedef struct VirtioMmio VirtioMmio;
+
+/* What a queue's notification eventfd handler is given: its transport and
+ * queue index. */
+typedef struct VirtioMmioNotify {
+    VirtioMmio *t;
+    unsigned q;
+} VirtioMmioNotify;
 
 /* Per-queue notification counters: statistics, kept across device resets,
  * not migrated. */
@@ -184,6 +194,7 @@ struct VirtioMmio {
     int irq_fd;          /* resampling irqfd of irq, or -1 */
     int irq_resample_fd; /* its resample eventfd (watched by loop), or -1 */
     int notify_fd[VIRTIO_MMIO_MAX_QUEUES];
+    VirtioMmioNotify notify_arg[VIRTIO_MMIO_MAX_QUEUES]; /* opaque of notify_fd[q]'s handler */
     unsigned num_queues;
     uint64_t device_features; /* includes VIRTIO_F_VERSION_1 */
     uint8_t *config;          /* device config bytes (device-owned) */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* `strata run` options (see config.h). */
 #include "vmm/config.h"
+#include "devices/virtio-blk.h"
 
 #include "vmm/text.h"
 
@@ -360,8 +361,8 @@ static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vl
 
 static const char *apply_disk(VmConfig *cfg, const char *val)
 {
-    static const char usage[] = "expected path=FILE[,readonly=on|off][,bw=BYTES_PER_S][,iops=N]"
-                                "[,bw_burst=BYTES][,iops_burst=N]";
+    static const char usage[] = "expected path=FILE[,readonly=on|off][,num-queues=N]"
+                                "[,bw=BYTES_PER_S][,iops=N][,bw_burst=BYTES][,iops_burst=N]";
     char key[16], v[4096];
     const char *p = val;
     VmDisk d = { 0 };
@@ -377,6 +378,14 @@ static const char *apply_disk(VmConfig *cfg, const char *val)
                 return "out of memory";
         } else if (!lim && !strcmp(key, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
             d.readonly = !strcmp(v, "on");
+        } else if (!lim && !strcmp(key, "num-queues")) {
+            uint64_t n;
+            if (parse_count(v, &n) < 0 || n < 1 || n > VIRTIO_BLK_MAX_QUEUES) {
+                free(d.path);
+                return "invalid num-queues (expected a decimal count from 1 to 16: the disk's "
+                       "virtio request queues)";
+            }
+            d.num_queues = (unsigned)n;
         } else {
             free(d.path);
             return lim < 0 ? "invalid rate limit (bw, bw_burst: bytes with an optional K/M/G/T "
@@ -1050,8 +1059,8 @@ const char *vm_config_usage(void)
            "                       socket server; one client at a time reads the output\n"
            "                       and types input, and may leave and come back; output\n"
            "                       nobody read (the last 64 KiB) is replayed on attach)\n"
-           "  --disk path=FILE[,readonly=on][,bw=BYTES_PER_S][,iops=N][,bw_burst=BYTES]\n"
-           "         [,iops_burst=N]\n"
+           "  --disk path=FILE[,readonly=on][,num-queues=N][,bw=BYTES_PER_S][,iops=N]\n"
+           "         [,bw_burst=BYTES][,iops_burst=N]\n"
            "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
            "                       (a regular file or a block device; a comma in FILE\n"
            "                       is written ,, as in QEMU).  The image is locked while\n"
@@ -1061,7 +1070,12 @@ const char *vm_config_usage(void)
            "                       (token buckets; sizes take K/M/G suffixes, a bare\n"
            "                       number is bytes; 0 = unlimited); the bursts default\n"
            "                       to one second's worth.  Requests over the limit wait\n"
-           "                       in the queue.  QMP block_set_io_throttle changes them\n"
+           "                       in the queue.  QMP block_set_io_throttle changes them.\n"
+           "                       num-queues: request queues, 1 (default) to 16\n"
+           "                       (VIRTIO_BLK_F_MQ; the guest may give each vCPU its\n"
+           "                       own); the limits and counters are the disk's, all\n"
+           "                       queues together; a migration or snapshot needs the\n"
+           "                       same count on both sides\n"
            "  --net tap=NAME[,mac=52:54:00:12:34:56][,bw=BYTES_PER_S][,pps=N]\n"
            "        [,bw_burst=BYTES][,pps_burst=N]\n"
            "                       virtio-net device on TAP interface NAME (repeatable).\n"

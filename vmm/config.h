@@ -38,9 +38,10 @@ typedef enum SerialMode {
 typedef enum VmSeccomp { VM_SECCOMP_KILL = 0, VM_SECCOMP_LOG, VM_SECCOMP_OFF } VmSeccomp;
 
 typedef struct VmDisk {
-    char *path;         /* --disk path=FILE */
-    bool readonly;      /* ,readonly=on */
-    RateLimitConfig rl; /* ,bw=,iops=,bw_burst=,iops_burst= (ops: requests) */
+    char *path;          /* --disk path=FILE */
+    bool readonly;       /* ,readonly=on */
+    RateLimitConfig rl;  /* ,bw=,iops=,bw_burst=,iops_burst= (ops: requests) */
+    unsigned num_queues; /* ,num-queues=N (1 to VIRTIO_BLK_MAX_QUEUES); 0: not given, 1 */
 } VmDisk;
 
 typedef struct VmNet {

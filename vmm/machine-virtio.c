@@ -58,7 +58,9 @@ static int make_disk(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virt
         log_msg(LOG_ERROR, "disk path=%s: out of memory", cfg->disks[i].path);
         return -1;
     }
-    if (virtio_blk_init(b, env, cfg->disks[i].path, cfg->disks[i].readonly, err, sizeof(err)) < 0) {
+    if (virtio_blk_init(b, env, cfg->disks[i].path, cfg->disks[i].readonly,
+                        cfg->disks[i].num_queues ? cfg->disks[i].num_queues : 1, err,
+                        sizeof(err)) < 0) {
         log_msg(LOG_ERROR, "%s", err);
         free(b);
         return -1;

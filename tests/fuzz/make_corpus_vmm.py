@@ -141,6 +141,10 @@ write('corpus-config', 'args', cfg('', '--kernel', 'k', '--memory', '512M', '--c
 write('corpus-config', 'json', cfg({'kernel': 'k', 'memory': 256, 'cpus': '4',
                                     'disk': ['path=a', 'path=b,readonly=off'],
                                     'net': 'tap=x', 'rng': True, 'serial': 'none'}))
+write('corpus-config', 'disk-queues', cfg({'disk': ['path=a,num-queues=16']}, '--kernel', 'k',
+                                          '--disk', 'path=b,num-queues=4,readonly=on',
+                                          '--disk', 'path=c,num-queues=0',
+                                          '--disk', 'path=d,num-queues=17'))
 write('corpus-config', 'json-and-override', cfg({'kernel': 'k', 'memory': '1G'},
                                                 '--memory', '0x100000K', '--serial', 'stdio'))
 write('corpus-config', 'errors', cfg('{"kernel": 1, "kernel": 2}', '--bogus', '-h',

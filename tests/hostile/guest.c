@@ -698,6 +698,96 @@ static uint32_t stats_io(void)
     return broken(BLK) ? 0x600 : 0;
 }
 
+/* Queue 3's rings for mq-io (queue 0 uses dtab, avail, used). */
+static struct desc dtab3[QN] __attribute__((aligned(4096)));
+static volatile uint16_t avail3[2 + QN + 1] __attribute__((aligned(4096)));
+static volatile uint8_t used3[4 + 8 * QN + 2] __attribute__((aligned(4096)));
+
+/* One request in slot k (header at hdrs + 64k, status byte at +16) as
+ * descriptors d..d+2 of tab. */
+static void chain_in(struct desc *tab, uint16_t d, unsigned k, uint32_t type, uint64_t sector,
+                     uint64_t buf, uint32_t len)
+{
+    uint8_t *h = hdrs + 64 * k;
+    memset(h, 0, 64);
+    memcpy(h, &type, 4);
+    memcpy(h + 8, &sector, 8);
+    h[16] = 0xee;
+    tab[d] = (struct desc){ (uint64_t)h, 16, F_NEXT, (uint16_t)(d + 1) };
+    tab[d + 1] = (struct desc){ buf, len, (uint16_t)(F_NEXT | (type == BLK_OUT ? 0 : F_WRITE)),
+                                (uint16_t)(d + 2) };
+    tab[d + 2] = (struct desc){ (uint64_t)(h + 16), 1, F_WRITE, 0 };
+}
+
+/* No attack: a multi-queue disk (strata --disk ...,num-queues=4) for
+ * tests/stats.  The guest takes VIRTIO_BLK_F_MQ, finds num_queues 4 in the
+ * config space, sets up queues 0 and 3 only (1 and 2 stay unset; QueueSel
+ * 4 has no queue), and submits 2 reads of 4 KiB on queue 0 (sectors 0, 8)
+ * and, on queue 3, 1 read of 4 KiB (sector 16) and 1 write of 1 KiB at
+ * sector 300 (bytes 0x3c); it kicks each queue once, queues 1 and 2 too,
+ * and indexes 4 and 0xffff that no queue has.  Every request completes on
+ * its own queue with VIRTIO_BLK_S_OK and the device does not break. */
+static uint32_t mq_io(void)
+{
+    w32(BLK, R_DEV_FEAT_SEL, 0);
+    if (!(r32(BLK, R_DEV_FEAT) & (1u << 12)))
+        return 0x10; /* no VIRTIO_BLK_F_MQ */
+    if (r32(BLK, R_CONFIG + 32) >> 16 != 4)
+        return 0x11; /* num_queues (u16 at 34) */
+    ring_features = 1u << 12;
+    uint32_t r = dev_init_q(BLK, QN, false);
+    ring_features = 0;
+    if (r)
+        return 0x100 | r;
+    memset(dtab3, 0, sizeof(dtab3));
+    memset((void *)avail3, 0, sizeof(avail3));
+    memset((void *)used3, 0, sizeof(used3));
+    w32(BLK, R_QSEL, 3);
+    if (r32(BLK, R_QNUM_MAX) < QN)
+        return 0x12;
+    w32(BLK, R_QNUM, QN);
+    w64(BLK, R_DESC, (uint64_t)dtab3);
+    w64(BLK, R_AVAIL, (uint64_t)avail3);
+    w64(BLK, R_USED, (uint64_t)used3);
+    w32(BLK, R_QREADY, 1);
+    if (r32(BLK, R_QREADY) != 1)
+        return 0x13;
+    w32(BLK, R_QSEL, 4);
+    w32(BLK, R_QNUM, QN);
+    w32(BLK, R_QREADY, 1);
+    if (r32(BLK, R_QNUM_MAX) != 0 || r32(BLK, R_QREADY) != 0)
+        return 0x14; /* a queue past the device's */
+    w32(BLK, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+
+    publish(blk_chain(0, BLK_IN, 0, (uint64_t)data, 4096));
+    publish(blk_chain(1, BLK_IN, 8, (uint64_t)data + 4096, 4096));
+    memset(data + 3 * 4096, 0x3c, 1024);
+    chain_in(dtab3, 0, 2, BLK_IN, 16, (uint64_t)data + 2 * 4096, 4096);
+    chain_in(dtab3, 3, 3, BLK_OUT, 300, (uint64_t)data + 3 * 4096, 1024);
+    avail3[2] = 0;
+    avail3[3] = 3;
+    mb();
+    avail3[1] = 2;
+    mb();
+    w32(BLK, R_NOTIFY, 1);
+    w32(BLK, R_NOTIFY, 2);
+    w32(BLK, R_NOTIFY, 4);
+    w32(BLK, R_NOTIFY, 0xffff);
+    w32(BLK, R_NOTIFY, 3);
+    kick(BLK);
+    if (!wait_used(2))
+        return broken(BLK) ? 0x20 : 0x21;
+    for (uint64_t i = 0; *(volatile uint16_t *)(used3 + 2) != 2; i++) {
+        if (i == RAM_POLLS)
+            return broken(BLK) ? 0x22 : 0x23;
+        __asm__ volatile("pause" ::: "memory");
+    }
+    for (unsigned k = 0; k < 4; k++)
+        if (blk_status(k) != BLK_S_OK)
+            return 0x30 | k;
+    return broken(BLK) ? 0x40 : 0;
+}
+
 /* No attack: 64 KiB reads, one after another, for ever (wrapping round
  * the disk), for tests/stats' rate-limit test, which measures the rate
  * from query-blockstats; a request that fails ends the loop with a FAIL
@@ -782,6 +872,7 @@ static const Case cases[] = {
     { "notify-bench-lazy-event-idx", notify_bench_lazy_event_idx },
     { "idle", idle },
     { "stats-io", stats_io },
+    { "mq-io", mq_io },
     { "read-loop", read_loop },
 };
 
@@ -809,7 +900,7 @@ int guest_main(void)
     }
     uint32_t r = c->fn();
     /* no attack to recover from */
-    bool plain = c->fn == idle || c->fn == stats_io || c->fn == read_loop;
+    bool plain = c->fn == idle || c->fn == stats_io || c->fn == read_loop || c->fn == mq_io;
     uint32_t rec = plain ? 0 : recover();
     say("hostile: ");
     say(c->name);

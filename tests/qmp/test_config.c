@@ -277,6 +277,43 @@ static void test_bad_values(void **state)
     }
 }
 
+/* --disk num-queues: 1 to 16, a decimal count, default 1 (0 in the
+ * config: not given); also in --config JSON. */
+static void test_disk_num_queues(void **state)
+{
+    (void)state;
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a,num-queues=4", "--disk",
+                           "path=/b", "--disk", "num-queues=16,readonly=on,path=/c", "--disk",
+                           "path=/d,num-queues=1", NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.disks[0].num_queues, 4);
+    assert_int_equal(c.disks[1].num_queues, 0);
+    assert_int_equal(c.disks[2].num_queues, 16);
+    assert_true(c.disks[2].readonly);
+    assert_int_equal(c.disks[3].num_queues, 1);
+    vm_config_free(&c);
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"disk\": [\"path=/j,num-queues=2\"]}", "test", err,
+                                          sizeof(err)),
+                     0);
+    assert_int_equal(c.disks[0].num_queues, 2);
+    vm_config_free(&c);
+    const char *bad[] = { "path=/a,num-queues=0",  "path=/a,num-queues=17",
+                          "path=/a,num-queues=",   "path=/a,num-queues=-1",
+                          "path=/a,num-queues=2x", "path=/a,num-queues=99999999999999999999" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = parse(&c, "--kernel", "k", "--disk", bad[i], NULL);
+        if (r != CONFIG_ERROR || !strstr(err, "invalid num-queues (expected a decimal count from "
+                                              "1 to 16"))
+            fail_msg("--disk %s: %d '%s'", bad[i], r, err);
+        vm_config_free(&c);
+    }
+    assert_int_equal(parse(&c, "--kernel", "k", "--net", "tap=t0,num-queues=2", NULL),
+                     CONFIG_ERROR); /* a disk's key */
+    vm_config_free(&c);
+}
+
 /* Rate limits on --disk and --net (also in --config JSON): byte rates and
  * bursts with K/M/G suffixes (bare: bytes), counts in decimal, bursts only
  * with their rate. */
@@ -817,14 +854,14 @@ static void test_escaped_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),       cmocka_unit_test(test_defaults_and_values),
-        cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_help),
-        cmocka_unit_test(test_json),        cmocka_unit_test(test_sandbox_options),
-        cmocka_unit_test(test_rate_limits), cmocka_unit_test(test_config_file),
-        cmocka_unit_test(test_text_escape), cmocka_unit_test(test_escaped_values),
-        cmocka_unit_test(test_balloon),     cmocka_unit_test(test_vsock),
-        cmocka_unit_test(test_name_uuid),   cmocka_unit_test(test_double_commas),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_sizes),          cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_bad_values),     cmocka_unit_test(test_help),
+        cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
+        cmocka_unit_test(test_rate_limits),    cmocka_unit_test(test_disk_num_queues),
+        cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
+        cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
+        cmocka_unit_test(test_vsock),          cmocka_unit_test(test_name_uuid),
+        cmocka_unit_test(test_double_commas),  cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

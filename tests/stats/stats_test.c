@@ -12,7 +12,12 @@
  *   - the metrics file gets one object per second with the same keys and
  *     increasing timestamps, and one more when strata quits;
  *   - a --metrics file whose writes fail (/dev/full) is reported once and
- *     the VM keeps running.
+ *     the VM keeps running;
+ *   - a disk with num-queues=4 (case mq-io: requests on queues 0 and 3)
+ *     counts all its queues' requests in one blockstats entry, and
+ *     x-query-stats lists its four queues with each one's kicks; its
+ *     snapshot restores on a 4-queue disk and is refused (status 5, one
+ *     line saying both counts) on a 2-queue one.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,19 +45,27 @@ static json_int_t num(json_t *o, const char *key)
     return json_integer_value(v);
 }
 
-/* Starts the stats-io guest with extra --metrics and waits for its verdict. */
-static void start(const char *disk, const char *metrics_opt)
+/* Starts the guest's case `name` on a disk with `disk_extra` options (""
+ * or ",num-queues=4") and --metrics metrics_opt, and waits for its
+ * verdict. */
+static void start_case(const char *name, const char *disk, const char *disk_extra,
+                       const char *metrics_opt)
 {
-    char disk_opt[200];
-    snprintf(disk_opt, sizeof(disk_opt), "path=%s", disk);
+    char disk_opt[240], cmd[64], pass_line[96], fail_line[96];
+    snprintf(disk_opt, sizeof(disk_opt), "path=%s%s", disk, disk_extra);
+    snprintf(cmd, sizeof(cmd), "case=%s", name);
+    snprintf(pass_line, sizeof(pass_line), "guest: hostile: %s: PASS", name);
+    snprintf(fail_line, sizeof(fail_line), "guest: hostile: %s: FAIL", name);
     strata_pid = spawn("--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt, "--api-socket",
-                       sock_path, "--serial", "none", "--cmdline", "case=stats-io", "--metrics",
-                       metrics_opt, NULL);
+                       sock_path, "--serial", "none", "--cmdline", cmd, "--metrics", metrics_opt,
+                       NULL);
     double t0 = now();
     for (;;) {
         char *err = read_log("stderr.txt");
-        bool pass = strstr(err, "guest: hostile: stats-io: PASS") != NULL;
-        bool fail = strstr(err, "guest: hostile: stats-io: FAIL") != NULL;
+        bool pass = strstr(err, pass_line) != NULL;
+        bool fail = strstr(err, fail_line) != NULL;
+        if (fail)
+            fprintf(stderr, "%s", err);
         free(err);
         CHECK(!fail, "the guest's requests did not complete as expected");
         if (pass)
@@ -62,6 +75,12 @@ static void start(const char *disk, const char *metrics_opt)
         CHECK(now() - t0 < 60, "no verdict from the guest after 60 s");
         msleep(20);
     }
+}
+
+/* The stats-io guest with extra --metrics. */
+static void start(const char *disk, const char *metrics_opt)
+{
+    start_case("stats-io", disk, "", metrics_opt);
 }
 
 static void check_blockstats(json_t *stats)
@@ -226,6 +245,113 @@ static size_t check_metrics(const char *path, size_t at_least)
     return n;
 }
 
+/* The mq-io guest on a disk with num-queues=4 (tests/hostile/guest.c): its
+ * requests on queues 0 and 3 all count in the one disk's blockstats, and
+ * x-query-stats lists the four queues with their own kicks (queues 1 and 2
+ * were kicked though never set up; nothing was taken from them). */
+static void check_mq(const char *disk)
+{
+    unlink(sock_path);
+    start_case("mq-io", disk, ",num-queues=4", "/dev/null,interval=60");
+    QClient *c = open_client();
+    json_t *bs = ok(c, "query-blockstats", NULL);
+    CHECK(json_array_size(bs) == 1, "query-blockstats: %zu entries", json_array_size(bs));
+    json_t *e = json_object_get(json_array_get(bs, 0), "stats");
+    CHECK(num(e, "rd_operations") == 3 && num(e, "rd_bytes") == 3 * 4096,
+          "reads on queues 0 and 3: rd_operations %lld, rd_bytes %lld",
+          (long long)num(e, "rd_operations"), (long long)num(e, "rd_bytes"));
+    CHECK(num(e, "wr_operations") == 1 && num(e, "wr_bytes") == 1024,
+          "the write on queue 3: wr_operations %lld", (long long)num(e, "wr_operations"));
+    CHECK(num(e, "wr_highest_offset") == 300 * 512 + 1024, "wr_highest_offset");
+    CHECK(num(e, "invalid_rd_operations") + num(e, "failed_rd_operations") +
+                  num(e, "invalid_wr_operations") + num(e, "failed_wr_operations") ==
+              0,
+          "failed or invalid requests");
+    json_t *st = ok(c, "x-query-stats", NULL);
+    CHECK(json_equal(json_array_get(json_object_get(st, "block"), 0), json_array_get(bs, 0)),
+          "x-query-stats' block entry differs from query-blockstats'");
+    json_t *qs = json_object_get(json_array_get(json_object_get(st, "virtio"), 0), "queues");
+    CHECK(json_array_size(qs) == 4, "the disk has %zu queues in x-query-stats, 4 expected",
+          json_array_size(qs));
+    for (size_t q = 0; q < 4; q++)
+        CHECK(num(json_array_get(qs, q), "queue") == (json_int_t)q &&
+                  num(json_array_get(qs, q), "kicks") == 1,
+              "queue %zu: 1 kick expected, %lld", q,
+              (long long)num(json_array_get(qs, q), "kicks"));
+    CHECK(num(json_array_get(qs, 0), "interrupts") >= 1 &&
+              num(json_array_get(qs, 3), "interrupts") >= 1 &&
+              num(json_array_get(qs, 1), "interrupts") + num(json_array_get(qs, 2), "interrupts") ==
+                  0,
+          "used-buffer interrupts on queues 0 and 3 only");
+    json_decref(st);
+    json_decref(bs);
+
+    /* a snapshot carries the four queues */
+    char snap[160], args[240];
+    snprintf(snap, sizeof(snap), "%s/mq.snap", tmpdir);
+    snprintf(args, sizeof(args), "{\"uri\": \"file:%s\"}", snap);
+    json_decref(ok(c, "migrate", args));
+    for (double t0 = now();;) {
+        json_t *q = ok(c, "query-migrate", NULL);
+        const char *status = json_string_value(json_object_get(q, "status"));
+        bool done = status && !strcmp(status, "completed");
+        CHECK(done || (status && strcmp(status, "failed")), "the snapshot failed");
+        json_decref(q);
+        if (done)
+            break;
+        CHECK(now() - t0 < 60, "the snapshot did not complete in 60 s");
+        msleep(20);
+    }
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    int code = wait_status(strata_pid);
+    strata_pid = -1;
+    CHECK(code == 0, "strata exited with %d", code);
+    char *img = slurp(disk);
+    for (unsigned i = 0; i < 1024; i++)
+        CHECK((unsigned char)img[300 * 512 + i] == 0x3c,
+              "the write on queue 3 is not on the disk (byte %u)", i);
+    free(img);
+
+    /* restored on a disk with 2 queues: refused (status 5), saying why */
+    char disk_opt[240], uri[200];
+    snprintf(disk_opt, sizeof(disk_opt), "path=%s,num-queues=2", disk);
+    snprintf(uri, sizeof(uri), "file:%s", snap);
+    pid_t pid = spawn_as("mq2", "--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt,
+                         "--serial", "none", "--incoming", uri, NULL);
+    code = wait_status(pid);
+    char *err = read_log("mq2-stderr.txt");
+    CHECK(code == 5 && strstr(err, "virtio-blk state: 4 queues, the device here has 2 (the "
+                                   "queue count must match)"),
+          "a 4-queue snapshot on a 2-queue disk: status %d (5 expected), stderr:\n%s", code, err);
+    free(err);
+
+    /* and on a disk with 4: it runs, with its four queues */
+    snprintf(disk_opt, sizeof(disk_opt), "path=%s,num-queues=4", disk);
+    unlink(sock_path);
+    strata_pid = spawn("--test-device", "--kernel", HOSTILE_ELF, "--disk", disk_opt, "--serial",
+                       "none", "--api-socket", sock_path, "--incoming", uri, NULL);
+    c = open_client();
+    for (double t0 = now();;) {
+        json_t *q = ok(c, "query-status", NULL);
+        bool running = !strcmp(json_string_value(json_object_get(q, "status")), "running");
+        json_decref(q);
+        if (running)
+            break;
+        CHECK(now() - t0 < 60, "the restored VM is not running after 60 s");
+        msleep(20);
+    }
+    st = ok(c, "x-query-stats", NULL);
+    qs = json_object_get(json_array_get(json_object_get(st, "virtio"), 0), "queues");
+    CHECK(json_array_size(qs) == 4, "the restored disk has %zu queues", json_array_size(qs));
+    json_decref(st);
+    json_decref(ok(c, "quit", NULL));
+    qc_close(c);
+    code = wait_status(strata_pid);
+    strata_pid = -1;
+    CHECK(code == 0, "the restored strata exited with %d", code);
+}
+
 int main(void)
 {
     harness_init("stats");
@@ -288,6 +414,8 @@ int main(void)
     code = wait_status(strata_pid);
     strata_pid = -1;
     CHECK(code == 0, "strata exited with %d", code);
-    printf("ok: blockstats exact, exits grow, metrics lines, failing metrics file survived\n");
+    check_mq(disk);
+    printf("ok: blockstats exact, exits grow, metrics lines, failing metrics file survived, "
+           "a 4-queue disk counted whole\n");
     return 0;
 }

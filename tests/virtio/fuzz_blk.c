@@ -3,14 +3,16 @@
  * libFuzzer target: virtio-blk request parsing with well-formed rings and a
  * reference model of the disk.  The input is a list of 8-byte requests; each
  * becomes a chain (header, data split over 1-4 descriptors, status) in
- * queue 0, with its own buffers; a batch is kicked every few requests.  The
+ * one of the disk's NQ request queues, with its own buffers; a batch is
+ * kicked every few requests (each queue that got some, and notifications
+ * of queue indexes the device does not have, which must do nothing).  The
  * oracle: every request is completed once, with the status the virtio spec
  * asks for (OK / IOERR / UNSUPP), the used length it promises, read data
  * equal to the model's, writes applied to the model; or, for a chain whose
  * descriptors go the wrong way, the device ends in DEVICE_NEEDS_RESET.
  *
- * Request bytes: [0] type (0 IN, 1 OUT, 2 FLUSH, 3 GET_ID, 4 unknown, else
- * IN), [1] sector (0..95, the disk has 64), [2] bits 0-3 data sectors,
+ * Request bytes: [0] bits 0-3 type (0 IN, 1 OUT, 2 FLUSH, 3 GET_ID, 4
+ * unknown, else IN), bits 4-5 the queue, [1] sector (0..95, the disk has 64), [2] bits 0-3 data sectors,
  * bits 4-7 extra bytes (a length that is not a sector multiple), [3] bits
  * 0-1 data descriptors - 1, bit 2 header split in two, bit 3 status shares
  * the last data descriptor, bit 4 kick after this one, bit 5 first data
@@ -33,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define PER_BATCH 8
 #define SLOT 0x2000ull
 #define DISK_SECTORS 64
+#define NQ 4 /* request queues */
 
 static Vt vt;
 static VirtioBlk *blk;
@@ -43,6 +46,7 @@ typedef struct Req {
     uint32_t type;
     uint64_t sector, len;
     uint64_t addr; /* slot base */
+    unsigned q;    /* its queue */
     uint16_t head;
     bool expect_reset;
     uint64_t out_bytes, in_bytes; /* what the chain offers each way */
@@ -61,7 +65,8 @@ static void build(Req *r, unsigned slot)
 {
     static const uint32_t types[5] = { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
                                        VIRTIO_BLK_T_GET_ID, 0x77 };
-    r->type = r->b[0] < 5 ? types[r->b[0]] : VIRTIO_BLK_T_IN;
+    r->type = (r->b[0] & 15) < 5 ? types[r->b[0] & 15] : VIRTIO_BLK_T_IN;
+    r->q = (r->b[0] >> 4) % NQ;
     r->sector = r->b[1] % 96;
     r->len = 512ull * (r->b[2] & 15) + (r->b[2] >> 4);
     if (r->len > 8 * 512)
@@ -123,7 +128,7 @@ static void build(Req *r, unsigned slot)
         r->dlen = r->out_bytes - 16;
     else if (r->in_bytes)
         r->dlen = r->in_bytes - 1;
-    r->head = vt_add(&vt, 0, b, n);
+    r->head = vt_add(&vt, r->q, b, n);
 }
 
 /* What the device must have done with r (its chain is used). */
@@ -181,7 +186,19 @@ static bool run_batch(Req *reqs, unsigned n)
     bool want_reset = false;
     for (unsigned i = 0; i < n; i++)
         want_reset |= reqs[i].expect_reset;
-    vt_kick(&vt, 0);
+    for (unsigned q = 0; q < NQ; q++)
+        for (unsigned i = 0; i < n; i++)
+            if (reqs[i].q == q) {
+                vt_kick(&vt, q);
+                break;
+            }
+    static const uint32_t no_queue[] = { NQ, VIRTIO_MMIO_MAX_QUEUES, 0xffff, 0xffffffffu };
+    for (unsigned i = 0; i < sizeof(no_queue) / sizeof(no_queue[0]); i++) {
+        vt_kick(&vt, no_queue[i]);
+        vt_w32(&vt, VIRTIO_MMIO_QUEUE_SEL, no_queue[i]);
+        if (vt_r32(&vt, VIRTIO_MMIO_QUEUE_NUM_MAX) || vt_r32(&vt, VIRTIO_MMIO_QUEUE_READY))
+            fail("a queue index past the device's has a queue", &reqs[0]);
+    }
     uint32_t status = vt_r32(&vt, VIRTIO_MMIO_STATUS);
     if (want_reset) {
         if (!(status & VIRTIO_STATUS_NEEDS_RESET))
@@ -194,11 +211,11 @@ static bool run_batch(Req *reqs, unsigned n)
      * checked against the model only if no write of the batch overlaps it */
     for (unsigned i = 0; i < n; i++) {
         uint32_t id, len;
-        if (!vt_used(&vt, 0, &id, &len))
+        if (!vt_used(&vt, reqs[i].q, &id, &len))
             fail("request not completed", &reqs[i]);
         Req *r = NULL;
         for (unsigned k = 0; k < n; k++)
-            if (reqs[k].head == id)
+            if (reqs[k].q == reqs[i].q && reqs[k].head == id)
                 r = &reqs[k];
         if (!r)
             fail("used id is no request's head", &reqs[i]);
@@ -219,8 +236,9 @@ static bool run_batch(Req *reqs, unsigned n)
             memcpy(model + r->sector * 512, vt_ptr(&vt, r->addr + 16), r->dlen);
     }
     uint32_t id, len;
-    if (vt_used(&vt, 0, &id, &len))
-        fail("more completions than requests", &reqs[0]);
+    for (unsigned q = 0; q < NQ; q++)
+        if (vt_used(&vt, q, &id, &len))
+            fail("more completions than requests", &reqs[0]);
     return true;
 }
 
@@ -228,13 +246,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!blk) {
         vt_setup(&vt);
-        blk = vt_blk_new(&vt);
+        blk = vt_blk_new_mq(&vt, NQ);
     }
     /* a fresh, zeroed disk and model for every input */
     memset(model, 0, sizeof(model));
     if (pwrite(blk->fd, model, sizeof(model), 0) != (ssize_t)sizeof(model))
         abort();
-    vt_bringup(&vt, ~0ull, 1, QSIZE);
+    vt_bringup(&vt, ~0ull, NQ, QSIZE);
     Req reqs[PER_BATCH];
     unsigned n = 0;
     for (size_t pos = 0; pos + 8 <= size && pos < 64 * 8; pos += 8) {

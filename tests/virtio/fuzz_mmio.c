@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target: the virtio-mmio register file (of a virtio-blk device,
- * which has a config space) driven by arbitrary sequences of accesses, with
+ * libFuzzer target: the virtio-mmio register file (of a virtio-blk device
+ * with four request queues, which has a config space and several QueueSel
+ * values) driven by arbitrary sequences of accesses, with
  * queue notifications processed inline.  Records of 7 bytes:
  *   op (1) | offset (2, little endian, taken modulo 0x200) | value (4)
  * op & 3: 0 read 4 bytes, 1 write 4 bytes, 2 write, 3 read, of 1 << ((op >> 2)
@@ -25,7 +26,7 @@ static VirtioBlk *blk;
 static void setup(void)
 {
     vt_setup(&vt);
-    blk = vt_blk_new(&vt);
+    blk = vt_blk_new_mq(&vt, 4);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -109,6 +109,17 @@ def mmio():
         "manual": manual,
         "config-bytes": b"".join(rec(2 | (s << 2), 0x100 + o, 0) for s in range(3)
                                  for o in range(0, 64, 3)),
+        # the device has 4 queues: set up 1 and 3 (not 0, 2), program and
+        # kick indexes past them, notify each
+        "queues": b"".join([rec(1, 0x70, 1), rec(1, 0x70, 3), rec(1, 0x24, 1), rec(1, 0x20, 1),
+                            rec(1, 0x70, 0xb)] +
+                           [rec(1, 0x30, q) + rec(0, 0x34, 0) + rec(1, 0x38, 16) +
+                            rec(1, 0x80, 0x10000 + q * 0x4000) +
+                            rec(1, 0x90, 0x11000 + q * 0x4000) +
+                            rec(1, 0xa0, 0x12000 + q * 0x4000) + rec(1, 0x44, 1) + rec(0, 0x44, 0)
+                            for q in (1, 3, 4, 16, 0xffff)] +
+                           [rec(1, 0x70, 0xf)] +
+                           [rec(1, 0x50, q) for q in (0, 1, 2, 3, 4, 15, 16, 0xffffffff)]),
     }
 
 
@@ -117,8 +128,8 @@ def blk():
     IN, OUT, FLUSH, GETID, UNK = range(5)
     KICK, SPLIT, SHARED, WRONG = 16, 4, 8, 32
 
-    def r(t, sector, sectors, layout=0, extra=0, fill=b"\x11\x22\x33\x44"):
-        return bytes([t, sector, sectors | extra << 4, layout]) + fill
+    def r(t, sector, sectors, layout=0, extra=0, fill=b"\x11\x22\x33\x44", q=0):
+        return bytes([t | q << 4, sector, sectors | extra << 4, layout]) + fill
 
     return {
         "write-read": r(OUT, 3, 2, KICK | 1) + r(IN, 3, 2, KICK | 2 | SPLIT),
@@ -127,6 +138,10 @@ def blk():
                   r(UNK, 0, 0, KICK) + r(IN, 0, 0, KICK | 0x40) + r(OUT, 0, 1, KICK | 0x80),
         "flush-id": r(FLUSH, 0, 0, KICK) + r(GETID, 0, 1, KICK) + r(GETID, 0, 0, KICK, extra=5),
         "wrong-way": r(OUT, 0, 1, KICK) + r(IN, 1, 2, KICK | WRONG | 1),
+        # one batch over the four queues, then each queue on its own
+        "queues": b"".join(r(OUT, 8 * q, 2, 0, q=q) for q in range(4)) +
+                  b"".join(r(IN, 8 * q, 2, KICK, q=q) for q in range(4)),
+        "queue-wrong-way": r(OUT, 0, 1, 0, q=1) + r(IN, 1, 2, KICK | WRONG | 1, q=3),
     }
 
 

@@ -316,7 +316,7 @@ static Disk *disk_new(bool readonly)
     assert_non_null(d->blk);
     char err[256];
     assert_int_equal(virtio_blk_init(d->blk, &(VirtioEnv){ d->vt.ctx, d->vt.as, d->loop },
-                                     d->img.path, readonly, err, sizeof(err)),
+                                     d->img.path, readonly, 1, err, sizeof(err)),
                      0);
     virtio_mmio_connect_irq(&d->blk->t, &d->vt.irq, VT_BASE);
     vt_map(&d->vt, virtio_mmio_region(&d->blk->t));
@@ -466,7 +466,7 @@ static void test_no_restrictions_fail_closed(void **state)
     int saved = dup(STDERR_FILENO);
     assert_true(saved >= 0);
     assert_int_equal(dup2(log.fd, STDERR_FILENO), STDERR_FILENO);
-    int r = virtio_blk_init(blk, &(VirtioEnv){ vt.ctx, vt.as, NULL }, img.path, false, err,
+    int r = virtio_blk_init(blk, &(VirtioEnv){ vt.ctx, vt.as, NULL }, img.path, false, 1, err,
                             sizeof(err));
     fflush(stderr);
     dup2(saved, STDERR_FILENO);

@@ -246,7 +246,7 @@ int vt_used(Vt *vt, unsigned q, uint32_t *id, uint32_t *len)
     return (uint16_t)(idx - vq->used_seen + 1);
 }
 
-struct VirtioBlk *vt_blk_new(Vt *vt)
+struct VirtioBlk *vt_blk_new_mq(Vt *vt, unsigned nq)
 {
     char path[] = "/tmp/strata-vtest-blk-XXXXXX";
     int fd = mkstemp(path);
@@ -254,7 +254,7 @@ struct VirtioBlk *vt_blk_new(Vt *vt)
         abort();
     VirtioBlk *blk = calloc(1, sizeof(*blk));
     char err[256];
-    if (!blk || virtio_blk_init(blk, &(VirtioEnv){ vt->ctx, vt->as, NULL }, path, false, err,
+    if (!blk || virtio_blk_init(blk, &(VirtioEnv){ vt->ctx, vt->as, NULL }, path, false, nq, err,
                                 sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         abort();
@@ -264,4 +264,9 @@ struct VirtioBlk *vt_blk_new(Vt *vt)
     close(fd);
     vt_map(vt, virtio_mmio_region(&blk->t));
     return blk;
+}
+
+struct VirtioBlk *vt_blk_new(Vt *vt)
+{
+    return vt_blk_new_mq(vt, 1);
 }

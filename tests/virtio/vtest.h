@@ -58,6 +58,8 @@ void vt_teardown(Vt *vt);
 /* A virtio-blk on a fresh 32 KiB temporary file (already unlinked), made
  * and mapped at VT_BASE; aborts on failure (for fuzz harnesses). */
 struct VirtioBlk *vt_blk_new(Vt *vt);
+/* The same with nq request queues (1 to VIRTIO_BLK_MAX_QUEUES). */
+struct VirtioBlk *vt_blk_new_mq(Vt *vt, unsigned nq);
 /* Frees the memory and context (after destroying the device). */
 void vt_free(Vt *vt);
 
