@@ -13,7 +13,10 @@
  *     the guest re-dirties during a round (its working set at this
  *     bandwidth): stop there, the least pause left to get.  A pause
  *     expected under 1 ms is not worth another round.
- *   - Over the limit, iterate; after MIG_POLICY_STALL_ROUNDS rounds that
+ *   - Over the limit, iterate (source.c ends such a round once what is
+ *     left of it fits the limit, and reads the log again: `sent` is then
+ *     the set the round started from, `waiting` what it left plus what
+ *     the guest dirtied meanwhile); after MIG_POLICY_STALL_ROUNDS rounds that
  *     do not shrink the set by a tenth, or at `x-max-rounds`, the final
  *     round is forced (query-migrate: x-forced), whatever it costs.
  *   - With auto-converge, a round is "hot" when the guest dirtied more

@@ -201,8 +201,9 @@ static void publish(Src *s, uint64_t remaining_pages)
     pthread_mutex_unlock(&g->lock);
 }
 
-/* Sends every page marked in s->dirty, clearing the marks. */
-static int send_dirty(Src *s, uint64_t waiting)
+/* Sends the pages marked in s->dirty, clearing the marks, until `keep`
+ * are left (0: all of them); those stay marked for the next round. */
+static int send_dirty(Src *s, uint64_t waiting, uint64_t keep)
 {
     unsigned since_publish = 0;
     for (unsigned b = 0; b < s->nblocks; b++) {
@@ -211,6 +212,10 @@ static int send_dirty(Src *s, uint64_t waiting)
             uint64_t bits = s->dirty[b][w];
             s->dirty[b][w] = 0;
             while (bits) {
+                if (keep && waiting <= keep) { /* the rest waits for the next sync */
+                    s->dirty[b][w] |= bits;
+                    goto done;
+                }
                 uint64_t p = w * BITS + (uint64_t)__builtin_ctzll(bits);
                 bits &= bits - 1;
                 if (send_page(s, b, p) < 0)
@@ -228,9 +233,10 @@ static int send_dirty(Src *s, uint64_t waiting)
             }
         }
     }
+done:
     if ((s->file ? flush_run(s) : flush_rec(s)) < 0)
         return -1;
-    publish(s, 0);
+    publish(s, waiting);
     return 0;
 }
 
@@ -457,9 +463,10 @@ static int precopy(Src *s)
         for (unsigned b = 0; b < s->nblocks; b++)
             waiting += s->blocks[b].pages;
     }
+    uint64_t keep = 0;
     for (uint64_t round = 0;; round++) {
         uint64_t t0 = mig_now_ns(), b0 = s->ch.bytes, sent = waiting;
-        if (send_dirty(s, waiting) < 0)
+        if (send_dirty(s, waiting, keep) < 0)
             return -1;
         if (!s->file && mig_send_record(&s->ch, MIG_REC_ROUND, (uint32_t)round, NULL, 0) < 0) {
             snprintf(s->err, sizeof(s->err), "%s", s->ch.err);
@@ -476,6 +483,14 @@ static int precopy(Src *s)
         MigDecision next = mig_policy_after_round(&pol, sent, db, dt, waiting, MIG_PAGE_SIZE);
         if (next == MIG_NEXT_ROUND)
             throttle(s, pol.throttle_pct);
+        /* Over the limit, the next round ends (and the log is read again)
+         * once what is left of it would fit the limit: the decision then
+         * sees the pages left plus only what the guest dirtied meanwhile,
+         * not a whole round's worth (docs/migration.md). */
+        keep = 0;
+        if (next == MIG_NEXT_ROUND && pol.expected_ms > pol.downtime_limit_ms)
+            keep = (uint64_t)(mig_policy_rate(db, dt) * (double)pol.downtime_limit_ms / 1000.0 /
+                              MIG_PAGE_SIZE);
         pthread_mutex_lock(&g->lock);
         if (round < MIG_TIMELINE_ROUNDS)
             g->stats.round_us[round] = (mig_now_ns() - t0) / 1000;
@@ -618,7 +633,7 @@ static int final_stage(Src *s, bool *paused)
     kvm_vm_flush_coalesced(m->vm); /* pending device writes land first */
     s->ch.max_bandwidth = 0;       /* the guest is stopped: no cap now */
     uint64_t waiting = harvest(s);
-    if (send_dirty(s, waiting) < 0)
+    if (send_dirty(s, waiting, 0) < 0)
         return final_fail(s, "sending the last dirty pages", s->err);
     uint64_t t1 = mig_now_ns();
     char e[400];
