@@ -20,8 +20,10 @@
 #define VSOCK_TYPE_STREAM 1u
 #define VSOCK_MAX_PAYLOAD 65536u /* longest RW payload accepted from the guest */
 #define VSOCK_CONN_BUF 65536u    /* buf_alloc strata advertises per connection */
-#define VSOCK_MAX_CONNS 128u     /* connections at once (all states) */
-#define VSOCK_BUCKETS 64u
+#define VSOCK_MAX_CONNS \
+    512u /* connections at once (all states): at most
+                                  * 512 x VSOCK_CONN_BUF = 32 MiB buffered */
+#define VSOCK_BUCKETS 256u
 
 enum {
     VSOCK_OP_INVALID = 0,

@@ -234,20 +234,20 @@ case_blk_limit() {
 	# guest's own clock; a 256 KiB burst
 	linux blklim 't0=$(cut -d" " -f1 /proc/uptime); dd if=/dev/vda of=/dev/null bs=65536 count=256 2>/dev/null; t1=$(cut -d" " -f1 /proc/uptime); echo READ16M $t0 $t1' \
 		--disk "path=$img,bw=4M,bw_burst=256K"
-	n=blk_limit; booted $n blklim || return
+	booted blk_limit blklim || return
 	set -- $(sed -n 's/^READ16M //p' "$WORK/blklim.out")
 	if [ $# != 2 ]; then
-		fail_out $n blklim "the guest did not time its read"; return
+		fail_out blk_limit blklim "the guest did not time its read"; return
 	fi
 	# MiB/s to 3 decimals, and the verdict: at most 10% over the limit (the
 	# burst and readahead included), and not under half of it
 	rate=$(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", 16 / (b - a) }')
 	if awk -v r="$rate" 'BEGIN { exit !(r > 4.4) }'; then
-		result $n FAIL "16 MiB read at $rate MiB/s under a 4 MiB/s limit (over 10% above it)"
+		result blk_limit FAIL "16 MiB read at $rate MiB/s under a 4 MiB/s limit (over 10% above it)"
 	elif awk -v r="$rate" 'BEGIN { exit !(r < 2) }'; then
-		result $n FAIL "16 MiB read at $rate MiB/s under a 4 MiB/s limit (under half of it)"
+		result blk_limit FAIL "16 MiB read at $rate MiB/s under a 4 MiB/s limit (under half of it)"
 	else
-		result $n PASS "16 MiB read by dd at $rate MiB/s under --disk ...,bw=4M,bw_burst=256K"
+		result blk_limit PASS "16 MiB read by dd at $rate MiB/s under --disk ...,bw=4M,bw_burst=256K"
 	fi
 }
 

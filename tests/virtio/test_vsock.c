@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -530,6 +531,18 @@ static void test_rst_malformed(void **state)
 static void test_conn_cap(void **state)
 {
     (void)state;
+    /* two fds per connection here (the device's and the accepted one) */
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 2 * VSOCK_MAX_CONNS + 64 && rl.rlim_max >= 2 * VSOCK_MAX_CONNS + 64) {
+        rl.rlim_cur = 2 * VSOCK_MAX_CONNS + 64;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    if (rl.rlim_cur < 2 * VSOCK_MAX_CONNS + 64) {
+        printf("SKIP test_conn_cap: RLIMIT_NOFILE %llu < %u fds needed\n",
+               (unsigned long long)rl.rlim_cur, 2 * VSOCK_MAX_CONNS + 64);
+        skip();
+    }
     Fix *f = fix_new();
     int s[VSOCK_MAX_CONNS];
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
