@@ -476,6 +476,11 @@ void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base)
     virtio_mmio_unlock(t);
 }
 
+void virtio_mmio_withdraw_features(VirtioMmio *t, uint64_t mask)
+{
+    t->device_features &= ~(mask & ~VIRTIO_F_VERSION_1);
+}
+
 void virtio_mmio_destroy(VirtioMmio *t)
 {
     if (!t->ops)

@@ -243,6 +243,11 @@ int virtio_mmio_init(VirtioMmio *t, const VirtioEnv *env, const VirtioDevOps *op
 void virtio_mmio_connect_irq(VirtioMmio *t, const IrqLine *irq, uint64_t base);
 /* Releases the region (it must be unmapped), eventfds and lock. */
 void virtio_mmio_destroy(VirtioMmio *t);
+
+/* Stops offering the features in `mask` (VIRTIO_F_EVENT_IDX,
+ * VIRTIO_F_INDIRECT_DESC: QEMU's event_idx=off, indirect_desc=off); before
+ * the guest runs.  VIRTIO_F_VERSION_1 stays. */
+void virtio_mmio_withdraw_features(VirtioMmio *t, uint64_t mask);
 /* The region to map in guest memory. */
 MemoryRegion *virtio_mmio_region(VirtioMmio *t);
 /* Device reset as if the driver wrote 0 to Status. */

@@ -362,7 +362,8 @@ static bool next_kv(const char **p, char *key, size_t klen, char *val, size_t vl
 static const char *apply_disk(VmConfig *cfg, const char *val)
 {
     static const char usage[] = "expected path=FILE[,readonly=on|off][,num-queues=N]"
-                                "[,bw=BYTES_PER_S][,iops=N][,bw_burst=BYTES][,iops_burst=N]";
+                                "[,bw=BYTES_PER_S][,iops=N][,bw_burst=BYTES][,iops_burst=N]"
+                                "[,event_idx=on|off][,indirect_desc=on|off]";
     char key[16], v[4096];
     const char *p = val;
     VmDisk d = { 0 };
@@ -378,6 +379,11 @@ static const char *apply_disk(VmConfig *cfg, const char *val)
                 return "out of memory";
         } else if (!lim && !strcmp(key, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
             d.readonly = !strcmp(v, "on");
+        } else if (!lim && !strcmp(key, "event_idx") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
+            d.no_event_idx = !strcmp(v, "off");
+        } else if (!lim && !strcmp(key, "indirect_desc") &&
+                   (!strcmp(v, "on") || !strcmp(v, "off"))) {
+            d.no_indirect = !strcmp(v, "off");
         } else if (!lim && !strcmp(key, "num-queues")) {
             uint64_t n;
             if (parse_count(v, &n) < 0 || n < 1 || n > VIRTIO_BLK_MAX_QUEUES) {
@@ -1060,7 +1066,7 @@ const char *vm_config_usage(void)
            "                       and types input, and may leave and come back; output\n"
            "                       nobody read (the last 64 KiB) is replayed on attach)\n"
            "  --disk path=FILE[,readonly=on][,num-queues=N][,bw=BYTES_PER_S][,iops=N]\n"
-           "         [,bw_burst=BYTES][,iops_burst=N]\n"
+           "         [,bw_burst=BYTES][,iops_burst=N][,event_idx=off][,indirect_desc=off]\n"
            "                       virtio-blk disk (repeatable, up to 8) backed by FILE\n"
            "                       (a regular file or a block device; a comma in FILE\n"
            "                       is written ,, as in QEMU).  The image is locked while\n"
@@ -1075,7 +1081,10 @@ const char *vm_config_usage(void)
            "                       (VIRTIO_BLK_F_MQ; the guest may give each vCPU its\n"
            "                       own); the limits and counters are the disk's, all\n"
            "                       queues together; a migration or snapshot needs the\n"
-           "                       same count on both sides\n"
+           "                       same count on both sides.  event_idx=off,\n"
+           "                       indirect_desc=off: the disk does not offer\n"
+           "                       VIRTIO_F_EVENT_IDX / VIRTIO_F_INDIRECT_DESC (QEMU's\n"
+           "                       names; both are offered by default)\n"
            "  --net tap=NAME[,mac=52:54:00:12:34:56][,bw=BYTES_PER_S][,pps=N]\n"
            "        [,bw_burst=BYTES][,pps_burst=N]\n"
            "                       virtio-net device on TAP interface NAME (repeatable).\n"

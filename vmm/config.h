@@ -42,6 +42,8 @@ typedef struct VmDisk {
     bool readonly;       /* ,readonly=on */
     RateLimitConfig rl;  /* ,bw=,iops=,bw_burst=,iops_burst= (ops: requests) */
     unsigned num_queues; /* ,num-queues=N (1 to VIRTIO_BLK_MAX_QUEUES); 0: not given, 1 */
+    bool no_event_idx;   /* ,event_idx=off (QEMU's name): VIRTIO_F_EVENT_IDX not offered */
+    bool no_indirect;    /* ,indirect_desc=off: VIRTIO_F_INDIRECT_DESC not offered */
 } VmDisk;
 
 typedef struct VmNet {

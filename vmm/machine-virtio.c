@@ -65,6 +65,9 @@ static int make_disk(const VmConfig *cfg, unsigned i, const VirtioEnv *env, Virt
         free(b);
         return -1;
     }
+    virtio_mmio_withdraw_features(&b->t,
+                                  (cfg->disks[i].no_event_idx ? VIRTIO_F_EVENT_IDX : 0) |
+                                      (cfg->disks[i].no_indirect ? VIRTIO_F_INDIRECT_DESC : 0));
     if (ratelimit_active_cfg(&cfg->disks[i].rl) &&
         virtio_blk_set_rate_limit(b, &cfg->disks[i].rl) < 0) {
         log_msg(LOG_ERROR, "disk path=%s: a rate limit needs the device event loop",

@@ -279,6 +279,29 @@ static void test_bad_values(void **state)
 
 /* --disk num-queues: 1 to 16, a decimal count, default 1 (0 in the
  * config: not given); also in --config JSON. */
+/* event_idx / indirect_desc (QEMU's names): on, off, nothing else */
+static void test_disk_ring_features(void **state)
+{
+    (void)state;
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", "--disk", "path=/a,event_idx=off", "--disk",
+                           "path=/b,indirect_desc=off,event_idx=on", "--disk", "path=/c", NULL),
+                     CONFIG_OK);
+    assert_true(c.disks[0].no_event_idx);
+    assert_false(c.disks[0].no_indirect);
+    assert_false(c.disks[1].no_event_idx);
+    assert_true(c.disks[1].no_indirect);
+    assert_false(c.disks[2].no_event_idx || c.disks[2].no_indirect);
+    vm_config_free(&c);
+    const char *bad[] = { "path=/a,event_idx=", "path=/a,event_idx=no", "path=/a,indirect_desc=1" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = parse(&c, "--kernel", "k", "--disk", bad[i], NULL);
+        if (r != CONFIG_ERROR || !strstr(err, "[,event_idx=on|off]"))
+            fail_msg("--disk %s: %d '%s'", bad[i], r, err);
+        vm_config_free(&c);
+    }
+}
+
 static void test_disk_num_queues(void **state)
 {
     (void)state;
@@ -854,14 +877,23 @@ static void test_escaped_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),          cmocka_unit_test(test_defaults_and_values),
-        cmocka_unit_test(test_bad_values),     cmocka_unit_test(test_help),
-        cmocka_unit_test(test_json),           cmocka_unit_test(test_sandbox_options),
-        cmocka_unit_test(test_rate_limits),    cmocka_unit_test(test_disk_num_queues),
-        cmocka_unit_test(test_config_file),    cmocka_unit_test(test_text_escape),
-        cmocka_unit_test(test_escaped_values), cmocka_unit_test(test_balloon),
-        cmocka_unit_test(test_vsock),          cmocka_unit_test(test_name_uuid),
-        cmocka_unit_test(test_double_commas),  cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_defaults_and_values),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_sandbox_options),
+        cmocka_unit_test(test_rate_limits),
+        cmocka_unit_test(test_disk_num_queues),
+        cmocka_unit_test(test_disk_ring_features),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_text_escape),
+        cmocka_unit_test(test_escaped_values),
+        cmocka_unit_test(test_balloon),
+        cmocka_unit_test(test_vsock),
+        cmocka_unit_test(test_name_uuid),
+        cmocka_unit_test(test_double_commas),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,33 @@ static void test_features(void **state)
     fix_free(f);
 }
 
+/* event_idx=off / indirect_desc=off: the bit is gone from DeviceFeatures
+ * and a driver that asks for it anyway gets no FEATURES_OK. */
+static void test_withdraw_features(void **state)
+{
+    (void)state;
+    Fix *f = fix_new(false);
+    Vt *vt = &f->vt;
+    vt_w32(vt, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    uint32_t lo = vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES);
+    assert_true(lo & (uint32_t)VIRTIO_F_EVENT_IDX);
+    assert_true(lo & (uint32_t)VIRTIO_F_INDIRECT_DESC);
+    virtio_mmio_withdraw_features(&f->rng.t, VIRTIO_F_EVENT_IDX | VIRTIO_F_VERSION_1);
+    lo = vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES);
+    assert_false(lo & (uint32_t)VIRTIO_F_EVENT_IDX);
+    assert_true(lo & (uint32_t)VIRTIO_F_INDIRECT_DESC);
+    vt_w32(vt, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_DEVICE_FEATURES) & 1, 1); /* VERSION_1 stays */
+    vt_w32(vt, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)VIRTIO_F_EVENT_IDX);
+    vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    vt_w32(vt, VIRTIO_MMIO_DRIVER_FEATURES, 1);
+    vt_w32(vt, VIRTIO_MMIO_STATUS, 0xb);
+    assert_int_equal(vt_r32(vt, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK, 0);
+    fix_free(f);
+}
+
 static bool nonzero(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -633,6 +660,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_features),
+        cmocka_unit_test(test_withdraw_features),
         cmocka_unit_test(test_rng_fill),
         cmocka_unit_test(test_ioeventfd_loop),
         cmocka_unit_test(test_resample_irqfd),
