@@ -136,7 +136,9 @@ L2_MODS=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_
 for m in "${L2_MODS[@]}"; do add_mod "$m"; done
 L2_ORDER=("${ORDER[@]}")
 ORDER=()
-for m in irqbypass kvm kvm-amd tun; do add_mod "$m"; done
+SEEN=() # L1 loads its own copies (vhost_vsock needs vsock, as L2 does)
+# vhost_vsock: QEMU's vhost-vsock-device in the bed (scripts/bench-virtio.sh)
+for m in irqbypass kvm kvm-amd tun vhost_vsock; do add_mod "$m"; done
 L1_ORDER=("${ORDER[@]}")
 
 mkdir -p "$R/modules/lib/modules/$KREL"
