@@ -148,6 +148,11 @@ static int handle_exit(KvmVcpu *v, int exit_reason, ExitErr *err)
     case KVM_EXIT_MMIO:
         r = handle_mmio(v, err);
         break;
+    case KVM_EXIT_DIRTY_RING_FULL:
+        /* its ring is (softly) full: empty it, KVM lets it run again */
+        kvm_dirty_ring_harvest(vm, v);
+        STAT_ADD(vm, dirty_ring_full, 1);
+        break;
     default:
         STAT_ADD(vm, exits_other, 1);
         break;
@@ -178,6 +183,8 @@ static KvmExitKind exit_kind(int exit_reason)
         return KVM_EXITS_INTERNAL_ERROR;
     case KVM_EXIT_FAIL_ENTRY:
         return KVM_EXITS_FAIL_ENTRY;
+    case KVM_EXIT_DIRTY_RING_FULL:
+        return KVM_EXITS_DIRTY_RING_FULL;
     default:
         return KVM_EXITS_OTHER;
     }
@@ -203,6 +210,7 @@ const char *kvm_exit_kind_name(KvmExitKind k)
         [KVM_EXITS_INTR] = "intr",
         [KVM_EXITS_INTERNAL_ERROR] = "internal-error",
         [KVM_EXITS_FAIL_ENTRY] = "fail-entry",
+        [KVM_EXITS_DIRTY_RING_FULL] = "dirty-ring-full",
         [KVM_EXITS_OTHER] = "other",
     };
     return (unsigned)k < KVM_EXITS_NR ? names[k] : "?";
@@ -309,6 +317,7 @@ static KvmEndReason classify(KvmVcpu *v, int r, const ExitErr *err, KvmVmEnd *en
     case KVM_EXIT_MMIO:
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
+    case KVM_EXIT_DIRTY_RING_FULL:
         return KVM_END_NONE;
     case KVM_EXIT_HLT:
         end_fill(end, KVM_END_HLT, idx, 0, NULL);
@@ -436,6 +445,11 @@ bool kvm_vm_ended(const KvmVm *vm)
 #define THROTTLE_PERIOD_NS ((uint64_t)KVM_THROTTLE_PERIOD_MS * 1000000ull)
 #define THROTTLE_KICK_NS (THROTTLE_PERIOD_NS / 10)       /* the ticker's cadence */
 #define THROTTLE_SLEEP_MAX_NS (THROTTLE_PERIOD_NS * 100) /* one sleep at most */
+
+uint64_t kvm_now_ns(void)
+{
+    return mono_ns();
+}
 
 static uint64_t mono_ns(void)
 {
