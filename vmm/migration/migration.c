@@ -360,6 +360,12 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     memset(&g->stats, 0, sizeof(g->stats));
     g->stats.start_ns = t0;
     g->stats.log_us = (mig_now_ns() - t0) / 1000;
+    KvmVmStats ks;
+    kvm_vm_get_stats(g->host->m->vm, &ks);
+    g->stats.log_syncs0 = ks.dirty_syncs;
+    g->stats.log_sync_ns0 = ks.dirty_sync_ns;
+    g->stats.log_pages0 = ks.dirty_pages;
+    g->stats.log_ring_full0 = ks.dirty_ring_full;
     g->error[0] = 0;
     g->cancel = 0;
     g->status = MIG_NONE;
@@ -418,6 +424,29 @@ static json_t *timeline_json(const MigStats *st)
                      (json_int_t)st->final_pages_us, "cpu-state", (json_int_t)st->cpu_us,
                      "device-state", (json_int_t)st->devices_us, "destination-load",
                      (json_int_t)st->ready_us, "handover", (json_int_t)st->ack_us);
+}
+
+/* query-migrate's x-dirty-log: which dirty log kvm/ reads (the ring, of
+ * ring-size entries per vCPU, or the slot bitmaps) and what it cost since
+ * the migration began: syncs, their total time, pages reported, ring-full
+ * exits. */
+static json_t *dirty_log_json(Migration *g, const MigStats *st)
+{
+    KvmVm *vm = g->host->m->vm;
+    KvmVmStats ks;
+    kvm_vm_get_stats(vm, &ks);
+    unsigned ring = kvm_vm_dirty_ring_size(vm);
+    json_t *d = json_pack("{s:s}", "mode", ring ? "ring" : "bitmap");
+    if (ring)
+        json_object_set_new(d, "ring-size", json_integer(ring));
+    json_object_set_new(d, "syncs", json_integer((json_int_t)(ks.dirty_syncs - st->log_syncs0)));
+    json_object_set_new(d, "sync-us",
+                        json_integer((json_int_t)((ks.dirty_sync_ns - st->log_sync_ns0) / 1000)));
+    json_object_set_new(d, "pages", json_integer((json_int_t)(ks.dirty_pages - st->log_pages0)));
+    if (ring)
+        json_object_set_new(d, "ring-full",
+                            json_integer((json_int_t)(ks.dirty_ring_full - st->log_ring_full0)));
+    return d;
 }
 
 static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -485,6 +514,7 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
                                     : owner == MIG_OWNER_UNKNOWN   ? "unknown"
                                                                    : "source"));
     json_object_set_new(r, "x-timeline", timeline_json(&st));
+    json_object_set_new(r, "x-dirty-log", dirty_log_json(g, &st));
     if ((s == MIG_FAILED || s == MIG_CANCELLED) && error[0])
         json_object_set_new(r, "error-desc", json_string(error));
     return r;
