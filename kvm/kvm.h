@@ -406,6 +406,24 @@ void kvm_vm_set_throttle(KvmVm *vm, unsigned pct);
 /* The percentage kvm_vm_set_throttle set last (0: not throttled). */
 unsigned kvm_vm_throttle(const KvmVm *vm);
 
+/*
+ * Dirty limit (QEMU's dirty-limit): every period_ms (1..1000) the throttle's
+ * ticker harvests the dirty rings and measures each vCPU's dirty rate (its
+ * own ring's pages); a vCPU dirtying faster than mbps MB/s gets a throttle
+ * of its own (the share kvm_vm_set_throttle gives all), raised or lowered
+ * in proportion each period; a vCPU at or under the limit is not slowed
+ * (nor kicked).  The larger of the two throttles applies.  mbps 0 turns it
+ * off (every vCPU at full speed again).  -ENOTSUP without the dirty ring.
+ * Any thread.
+ */
+int kvm_vm_set_dirty_limit(KvmVm *vm, unsigned mbps, unsigned period_ms);
+/* The limit in force (0: none). */
+unsigned kvm_vm_dirty_limit(const KvmVm *vm);
+/* A vCPU's dirty-limit throttle (percent) and its dirty rate (MB/s) at the
+ * last period (both 0 without the limit). */
+unsigned kvm_vcpu_dirty_limit_pct(const KvmVcpu *vcpu);
+uint64_t kvm_vcpu_dirty_rate(const KvmVcpu *vcpu);
+
 /* The real-time signal used to kick vCPU threads out of KVM_RUN. */
 int kvm_kick_signal(void);
 

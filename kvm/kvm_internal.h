@@ -96,6 +96,11 @@ struct KvmVcpu {
     struct kvm_dirty_gfn *dirty_gfns;
     uint32_t dirty_fetch;
     uint64_t dirty_pages;
+    /* The dirty limit (run.c's ticker; atomics): this vCPU's throttle
+     * percentage, its ring's count at the last period, its rate then. */
+    unsigned limit_pct;
+    uint64_t limit_pages0;
+    uint64_t limit_rate; /* MB/s */
 };
 
 struct KvmVm {
@@ -143,7 +148,10 @@ struct KvmVm {
     unsigned nvcpus, vcpus_cap;
     unsigned pause_count;
     unsigned throttle_pct; /* kvm_vm_set_throttle (atomic, relaxed) */
-    pthread_t ticker;      /* kicks throttled vCPUs (run.c) */
+    unsigned dirty_limit;  /* kvm_vm_set_dirty_limit: MB/s per vCPU, 0 = off (atomic) */
+    unsigned dirty_limit_period_ms;
+    uint64_t dirty_limit_last_ns; /* the ticker's last period (ticker only) */
+    pthread_t ticker;             /* kicks throttled vCPUs (run.c) */
     bool ticker_started;
     bool started;
     bool ended;

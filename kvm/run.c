@@ -470,9 +470,17 @@ static struct timespec ns_timespec(uint64_t ns)
  * KICK_NS; a kick that comes late makes the sleep longer in proportion,
  * so the share holds whatever the kicks' timing.
  */
-static void throttle(KvmVcpu *v)
+/* The share a vCPU is to sleep: the VM's throttle or its dirty limit's. */
+static unsigned throttle_share(const KvmVcpu *v)
 {
     unsigned pct = __atomic_load_n(&v->vm->throttle_pct, __ATOMIC_RELAXED);
+    unsigned own = __atomic_load_n(&v->limit_pct, __ATOMIC_RELAXED);
+    return own > pct ? own : pct;
+}
+
+static void throttle(KvmVcpu *v)
+{
+    unsigned pct = throttle_share(v);
     if (!pct) {
         v->throttle_start_ns = 0;
         return;
@@ -495,7 +503,7 @@ static void throttle(KvmVcpu *v)
     /* a kick for a pause or the end cuts the sleep short: run_once acts */
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
         pthread_mutex_lock(&vm->lock);
-        bool wanted = vm->pause_count || vm->ended || vm->throttle_pct != pct;
+        bool wanted = vm->pause_count || vm->ended || throttle_share(v) != pct;
         pthread_mutex_unlock(&vm->lock);
         if (wanted)
             break;
@@ -515,6 +523,45 @@ static void throttle(KvmVcpu *v)
  * vCPU's own CPU does not end KVM_RUN under every KVM, PVM's among them);
  * otherwise waits.  Runs the thread hook first, like a vCPU thread.
  */
+/*
+ * One period of the dirty limit (the ticker, vm->lock not held): harvest
+ * the rings, then per vCPU its rate over the period and a new throttle:
+ * the share it runs is scaled by limit / rate (at most halved or doubled
+ * at a time), so a vCPU over the limit slows down and one under it
+ * speeds up again, to full speed (and no kicks) once it is well under.
+ */
+static void dirty_limit_period(KvmVm *vm, uint64_t dt_ns)
+{
+    unsigned limit = __atomic_load_n(&vm->dirty_limit, __ATOMIC_RELAXED);
+    kvm_dirty_ring_harvest(vm, NULL);
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        KvmVcpu *v = vm->vcpus[i];
+        uint64_t pages = kvm_vcpu_dirty_pages(v);
+        uint64_t d = pages - v->limit_pages0;
+        v->limit_pages0 = pages;
+        double rate = (double)d * 4096.0 / (1024.0 * 1024.0) * 1e9 / (double)(dt_ns ? dt_ns : 1);
+        __atomic_store_n(&v->limit_rate, (uint64_t)rate, __ATOMIC_RELAXED);
+        if (!limit)
+            continue;
+        unsigned pct = __atomic_load_n(&v->limit_pct, __ATOMIC_RELAXED);
+        double run = (100.0 - pct) / 100.0;
+        double scale = rate > 0 ? (double)limit / rate : 2.0;
+        if (scale < 0.5)
+            scale = 0.5;
+        if (scale > 2.0)
+            scale = 2.0;
+        if (rate <= limit && !pct)
+            continue; /* under the limit at full speed: left alone */
+        run *= scale;
+        unsigned npct = run >= 0.99   ? 0
+                        : run <= 0.01 ? KVM_THROTTLE_MAX
+                                      : (unsigned)(100.0 - run * 100.0);
+        if (npct > KVM_THROTTLE_MAX)
+            npct = KVM_THROTTLE_MAX;
+        __atomic_store_n(&v->limit_pct, npct, __ATOMIC_RELAXED);
+    }
+}
+
 static void *ticker_thread(void *arg)
 {
     KvmVm *vm = arg;
@@ -526,15 +573,32 @@ static void *ticker_thread(void *arg)
     pthread_mutex_lock(&vm->lock);
     while (!vm->ended) {
         struct timespec ts;
-        bool on = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED) != 0;
-        if (!on) {
+        bool all = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED) != 0;
+        bool limit = __atomic_load_n(&vm->dirty_limit, __ATOMIC_RELAXED) != 0;
+        if (!all && !limit) {
             pthread_cond_wait(&vm->cond, &vm->lock);
+            vm->dirty_limit_last_ns = 0;
             continue;
         }
-        for (unsigned i = 0; i < vm->nvcpus; i++)
-            if (vm->vcpus[i]->state == VCPU_RUNNING &&
-                !__atomic_load_n(&vm->vcpus[i]->throttle_sleeping, __ATOMIC_RELAXED))
-                pthread_kill(vm->vcpus[i]->thread, kvm_kick_signal());
+        for (unsigned i = 0; i < vm->nvcpus; i++) {
+            KvmVcpu *v = vm->vcpus[i];
+            if (v->state == VCPU_RUNNING && (all || v->limit_pct) &&
+                !__atomic_load_n(&v->throttle_sleeping, __ATOMIC_RELAXED))
+                pthread_kill(v->thread, kvm_kick_signal());
+        }
+        uint64_t now = mono_ns();
+        uint64_t period = (uint64_t)vm->dirty_limit_period_ms * 1000000ull;
+        if (limit && !vm->dirty_limit_last_ns) {
+            vm->dirty_limit_last_ns = now; /* the first period starts */
+            for (unsigned i = 0; i < vm->nvcpus; i++)
+                vm->vcpus[i]->limit_pages0 = kvm_vcpu_dirty_pages(vm->vcpus[i]);
+        } else if (limit && now - vm->dirty_limit_last_ns >= period) {
+            uint64_t dt = now - vm->dirty_limit_last_ns;
+            vm->dirty_limit_last_ns = now;
+            pthread_mutex_unlock(&vm->lock); /* a harvest takes it */
+            dirty_limit_period(vm, dt);
+            pthread_mutex_lock(&vm->lock);
+        }
         ts = ns_timespec(mono_ns() + THROTTLE_KICK_NS);
         pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
     }
@@ -553,6 +617,50 @@ void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
     if (pct < old) /* a vCPU asleep at the old share wakes up for the new one */
         kick_running(vm);
     pthread_mutex_unlock(&vm->lock);
+}
+
+int kvm_vm_set_dirty_limit(KvmVm *vm, unsigned mbps, unsigned period_ms)
+{
+    if (mbps && !vm->dirty_ring) {
+        kvm_vm_error(vm, "dirty limit: needs the dirty ring (this VM reads the bitmap)");
+        return -ENOTSUP;
+    }
+    if (period_ms < 1)
+        period_ms = 1;
+    if (period_ms > 1000)
+        period_ms = 1000;
+    pthread_mutex_lock(&vm->lock);
+    unsigned old = __atomic_exchange_n(&vm->dirty_limit, mbps, __ATOMIC_RELAXED);
+    vm->dirty_limit_period_ms = period_ms;
+    if (!old && mbps) { /* the ticker starts a period */
+        vm->dirty_limit_last_ns = 0;
+        pthread_cond_broadcast(&vm->cond);
+    }
+    if (!mbps) {
+        for (unsigned i = 0; i < vm->nvcpus; i++) {
+            __atomic_store_n(&vm->vcpus[i]->limit_pct, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&vm->vcpus[i]->limit_rate, 0, __ATOMIC_RELAXED);
+        }
+        if (old)
+            kick_running(vm); /* sleeping ones wake up to run at full speed */
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+unsigned kvm_vm_dirty_limit(const KvmVm *vm)
+{
+    return __atomic_load_n(&vm->dirty_limit, __ATOMIC_RELAXED);
+}
+
+unsigned kvm_vcpu_dirty_limit_pct(const KvmVcpu *vcpu)
+{
+    return __atomic_load_n(&vcpu->limit_pct, __ATOMIC_RELAXED);
+}
+
+uint64_t kvm_vcpu_dirty_rate(const KvmVcpu *vcpu)
+{
+    return __atomic_load_n(&vcpu->limit_rate, __ATOMIC_RELAXED);
 }
 
 unsigned kvm_vm_throttle(const KvmVm *vm)

@@ -114,6 +114,69 @@ static void refusals(Vm *vm, bool ring)
                 "does not accept value 'h'");
 }
 
+static json_int_t param(Vm *vm, const char *name)
+{
+    json_t *p = cmd_ok(vm, "query-migrate-parameters", NULL);
+    json_int_t r = num(p, name);
+    json_decref(p);
+    return r;
+}
+
+static unsigned limit_polls; /* query-migrate replies with x-dirty-limit */
+static json_int_t limit_peak;
+
+static void watch_limit(json_t *q)
+{
+    json_t *l = json_object_get(q, "x-dirty-limit");
+    if (!l)
+        return;
+    CHECK(num(l, "vcpu-dirty-limit") == 8, "x-dirty-limit: vcpu-dirty-limit %lld",
+          (long long)num(l, "vcpu-dirty-limit"));
+    json_t *v0 = json_array_get(json_object_get(l, "vcpus"), 0);
+    CHECK(v0, "x-dirty-limit: no vcpus");
+    limit_polls++;
+    if (num(v0, "throttle-percentage") > limit_peak)
+        limit_peak = num(v0, "throttle-percentage");
+}
+
+/* dirty-limit (QEMU 8.1): parameters, the capability's rules, and a
+ * migration over a link the guest outruns, limited, every page verified. */
+static void dirty_limit(Vm *src)
+{
+    CHECK(param(src, "vcpu-dirty-limit") == 1, "vcpu-dirty-limit default");
+    CHECK(param(src, "x-vcpu-dirty-limit-period") == 1000, "x-vcpu-dirty-limit-period default");
+    cmd_refused(src, "migrate-set-parameters", "{\"vcpu-dirty-limit\": 0}", "expects an integer");
+    cmd_refused(src, "migrate-set-parameters", "{\"x-vcpu-dirty-limit-period\": 1001}",
+                "expects an integer");
+    json_decref(cmd_ok(src, "migrate-set-parameters",
+                       "{\"vcpu-dirty-limit\": 8, \"x-vcpu-dirty-limit-period\": 100}"));
+    CHECK(param(src, "vcpu-dirty-limit") == 8 && param(src, "x-vcpu-dirty-limit-period") == 100,
+          "dirty-limit parameters did not take");
+    cmd_refused(src, "migrate-set-capabilities",
+                "{\"capabilities\": [{\"capability\": \"dirty-limit\", \"state\": true}, "
+                "{\"capability\": \"auto-converge\", \"state\": true}]}",
+                "conflicts with auto-converge");
+    json_decref(cmd_ok(src, "migrate-set-capabilities",
+                       "{\"capabilities\": [{\"capability\": \"dirty-limit\", \"state\": "
+                       "true}]}"));
+    limit_polls = 0;
+    limit_peak = 0;
+    mig_poll_hook = watch_limit;
+    json_t *q = migrate_ok(src, "dst-limit", guest_elf,
+                           "{\"max-bandwidth\": 33554432, \"downtime-limit\": 50, "
+                           "\"x-verify-ram\": false, \"x-max-rounds\": 30}",
+                           true, 300000);
+    mig_poll_hook = NULL;
+    printf("dirty-limit: %lld rounds, downtime %lld ms, forced %s; x-dirty-limit in %u replies, "
+           "vCPU 0 throttled up to %lld%%\n",
+           (long long)num(q, "x-rounds"), (long long)num(q, "downtime"),
+           json_is_true(json_object_get(q, "x-forced-final-round")) ? "yes" : "no", limit_polls,
+           (long long)limit_peak);
+    CHECK(limit_polls > 0 && limit_peak > 0, "dirty-limit: the limit never showed");
+    CHECK(!json_object_get(q, "x-dirty-limit"), "dirty-limit: still in force after the end");
+    json_decref(q);
+}
+
 /* One VM of the given log: stats, refusals, rates, a migration. */
 static void one_mode(const char *dirty_ring, bool ring, json_int_t ring_size)
 {
@@ -145,6 +208,10 @@ static void one_mode(const char *dirty_ring, bool ring, json_int_t ring_size)
     wait_pass(&src, 2, 60000);
     check_stats_mode(&src, log_mode, ring_size);
     refusals(&src, ring);
+    if (!ring)
+        cmd_refused(&src, "migrate-set-capabilities",
+                    "{\"capabilities\": [{\"capability\": \"dirty-limit\", \"state\": true}]}",
+                    "dirty-limit requires KVM with accelerator property");
 
     q = measure(&src, mode, 500);
     json_int_t rate = num(q, "dirty-rate");
@@ -195,6 +262,15 @@ int dirty_log_suite(void)
         return 0;
     }
     one_mode(NULL, true, KVM_DIRTY_RING_DEFAULT);
+    {
+        Vm src;
+        start_vm(&src, "src-limit", guest_elf, "256M", NULL);
+        vm_connect(&src);
+        wait_pass(&src, 2, 60000);
+        dirty_limit(&src);
+        json_decref(cmd_ok(&src, "quit", NULL));
+        vm_wait(&src, 10000);
+    }
     /* a small ring: full over and over during the migration */
     vm_dirty_ring = "256";
     Vm src;

@@ -46,6 +46,7 @@ typedef struct MigStats {
     bool forced;            /* the final round was forced (no convergence) */
     unsigned throttle_pct;  /* auto-converge's throttle of the vCPUs now (0: none) */
     unsigned throttle_peak; /* ...the highest it reached in this migration */
+    bool dirty_limit_on;    /* dirty-limit's limit is in force now */
     /* The timeline (query-migrate's x-timeline), microseconds: */
     uint64_t log_us;                        /* dirty logging switched on (before the thread) */
     uint64_t setup_us;                      /* connect, header, CONFIG */
