@@ -168,6 +168,8 @@ uint64_t kvm_dirty_ring_harvest(KvmVm *vm, KvmVcpu *only)
     if (!only) {
         STAT_ADD(vm, dirty_syncs, 1);
         STAT_ADD(vm, dirty_sync_ns, now_ns() - t0);
+    } else {
+        STAT_ADD(vm, dirty_ring_full_ns, now_ns() - t0);
     }
     return n;
 }

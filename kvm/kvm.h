@@ -176,6 +176,7 @@ typedef struct KvmVmStats {
     uint64_t dirty_sync_ns;           /* their total time (CLOCK_MONOTONIC) */
     uint64_t dirty_pages;             /* pages the dirty log (bitmap or ring) reported */
     uint64_t dirty_ring_full;         /* KVM_EXIT_DIRTY_RING_FULL handled */
+    uint64_t dirty_ring_full_ns;      /* their harvests' total time (on the vCPUs) */
     uint64_t dirty_ring_resets;       /* KVM_RESET_DIRTY_RINGS issued */
     uint64_t dirty_ring_short_resets; /* ... that reset fewer entries than were harvested */
 } KvmVmStats;

@@ -217,6 +217,16 @@ void kvm_irq_fini(KvmVm *vm);
 void kvm_vcpu_destroy(KvmVcpu *vcpu);
 void kvm_kick_init(void);
 
+/* run.c: kicks every vCPU in KVM_RUN (but the caller's own) out of it;
+ * vm->lock held.  True if there was one. */
+bool kvm_kick_running(KvmVm *vm);
+
+/* throttle.c: before a vCPU thread's KVM_RUN, sleeps its throttled share
+ * (the VM's or its dirty limit's). */
+void kvm_throttle(KvmVcpu *v);
+/* throttle.c: the ticker thread's body (arg: the KvmVm). */
+void *kvm_ticker_thread(void *arg);
+
 /* run.c: joins every vCPU thread (but the caller's own). */
 void kvm_vcpu_join_all(KvmVm *vm);
 

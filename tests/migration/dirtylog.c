@@ -243,8 +243,12 @@ static void one_mode(const char *dirty_ring, bool ring, json_int_t ring_size)
     json_int_t syncs = num(x, "syncs"), us = num(x, "sync-us"), pages = num(x, "pages");
     CHECK(syncs > 0 && pages > 0, "x-dirty-log: %lld syncs, %lld pages", (long long)syncs,
           (long long)pages);
-    printf("%s: migration read %lld pages in %lld syncs, %lld us in all (%.1f us a sync)\n",
-           log_mode, (long long)pages, (long long)syncs, (long long)us, (double)us / (double)syncs);
+    printf("%s: migration read %lld pages in %lld syncs, %lld us in all (%.1f us a sync)", log_mode,
+           (long long)pages, (long long)syncs, (long long)us, (double)us / (double)syncs);
+    if (ring)
+        printf("; %lld ring-full exits harvested in %lld us", (long long)num(x, "ring-full"),
+               (long long)num(x, "ring-full-us"));
+    printf("\n");
     json_decref(m);
     /* src is the destination now: it runs the guest with its own log */
     check_stats_mode(&src, log_mode, ring_size);

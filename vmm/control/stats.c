@@ -182,10 +182,11 @@ static json_t *dirty_log_json(Vmm *v)
     KvmVmStats st;
     kvm_vm_get_stats(v->m.vm, &st);
     unsigned ring = kvm_vm_dirty_ring_size(v->m.vm);
-    return json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I}", "mode", ring ? "ring" : "bitmap", "ring-size",
-                     (int)ring, "syncs", (json_int_t)st.dirty_syncs, "sync-ns",
+    return json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I}", "mode", ring ? "ring" : "bitmap",
+                     "ring-size", (int)ring, "syncs", (json_int_t)st.dirty_syncs, "sync-ns",
                      (json_int_t)st.dirty_sync_ns, "pages", (json_int_t)st.dirty_pages, "ring-full",
-                     (json_int_t)st.dirty_ring_full, "ring-resets",
+                     (json_int_t)st.dirty_ring_full, "ring-full-ns",
+                     (json_int_t)st.dirty_ring_full_ns, "ring-resets",
                      (json_int_t)st.dirty_ring_resets);
 }
 

@@ -57,7 +57,7 @@ typedef struct MigStats {
     uint64_t ready_us;                      /* ... END sent until READY (the destination's load) */
     uint64_t ack_us;                        /* ... GO sent until ACK */
     /* kvm/'s dirty-log counters when the migration began (x-dirty-log) */
-    uint64_t log_syncs0, log_sync_ns0, log_pages0, log_ring_full0;
+    uint64_t log_syncs0, log_sync_ns0, log_pages0, log_ring_full0, log_ring_full_ns0;
 } MigStats;
 
 struct Migration {

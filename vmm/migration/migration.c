@@ -368,6 +368,7 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     g->stats.log_sync_ns0 = ks.dirty_sync_ns;
     g->stats.log_pages0 = ks.dirty_pages;
     g->stats.log_ring_full0 = ks.dirty_ring_full;
+    g->stats.log_ring_full_ns0 = ks.dirty_ring_full_ns;
     g->error[0] = 0;
     g->cancel = 0;
     g->status = MIG_NONE;
@@ -445,9 +446,14 @@ static json_t *dirty_log_json(Migration *g, const MigStats *st)
     json_object_set_new(d, "sync-us",
                         json_integer((json_int_t)((ks.dirty_sync_ns - st->log_sync_ns0) / 1000)));
     json_object_set_new(d, "pages", json_integer((json_int_t)(ks.dirty_pages - st->log_pages0)));
-    if (ring)
+    if (ring) {
         json_object_set_new(d, "ring-full",
                             json_integer((json_int_t)(ks.dirty_ring_full - st->log_ring_full0)));
+        json_object_set_new(d, "ring-full-us",
+                            json_integer(
+                                (json_int_t)((ks.dirty_ring_full_ns - st->log_ring_full_ns0) /
+                                             1000)));
+    }
     return d;
 }
 
