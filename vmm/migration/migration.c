@@ -706,6 +706,9 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_t *list = json_object_get(a, "capabilities");
     size_t i;
     json_t *e;
+    pthread_mutex_lock(&g->lock);
+    MigParams np = g->params; /* the capabilities as they will be */
+    pthread_mutex_unlock(&g->lock);
     json_array_foreach(list, i, e)
     {
         json_t *jn = json_object_get(e, "capability"), *js = json_object_get(e, "state");
@@ -727,8 +730,7 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
                           i, name);
             return NULL;
         }
-        /* (an address only: nothing is read without the lock) */
-        if (!cap_flag(&g->params, name) && json_is_true(js) != capabilities[k].state) {
+        if (!cap_flag(&np, name) && json_is_true(js) != capabilities[k].state) {
             qmp_error_set(err, "Migration capability '%s' cannot be %s: strata %s", name,
                           json_is_true(js) ? "enabled" : "disabled",
                           capabilities[k].state ? "always has it" : "does not implement it");
@@ -737,9 +739,6 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
     }
     /* dirty-limit (QEMU 8.1's rules): the dirty ring, and not with
      * auto-converge (either as it would be after this command) */
-    pthread_mutex_lock(&g->lock);
-    MigParams np = g->params;
-    pthread_mutex_unlock(&g->lock);
     json_array_foreach(list, i, e)
     {
         bool *flag = cap_flag(&np, json_string_value(json_object_get(e, "capability")));
