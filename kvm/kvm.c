@@ -201,6 +201,7 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
     pthread_mutex_init(&vm->err_lock, NULL);
     pthread_mutex_init(&vm->irq_lock, NULL);
     pthread_mutex_init(&vm->irqchip_lock, NULL);
+    pthread_mutex_init(&vm->dirty_lock, NULL);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
@@ -240,7 +241,14 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
     vm->coalesced_pio = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) > 0;
     vm->any_length_ioeventfd = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
 
-    if (cfg.manual_dirty_log) {
+    /* The dirty ring is chosen now, before any vCPU (KVM refuses it after). */
+    if (cfg.dirty_ring != KVM_DIRTY_RING_OFF) {
+        r = kvm_dirty_ring_enable(vm, cfg.dirty_ring);
+        if (r < 0)
+            goto fail;
+    }
+    /* manual protect is a bitmap mode: the ring re-protects on reset */
+    if (cfg.manual_dirty_log && !vm->dirty_ring) {
         int m = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
         if (m > 0 && (m & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
             struct kvm_enable_cap ec = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
@@ -330,6 +338,8 @@ void kvm_vm_destroy(KvmVm *vm)
     pthread_mutex_destroy(&vm->ring_lock);
     pthread_mutex_destroy(&vm->irq_lock);
     pthread_mutex_destroy(&vm->irqchip_lock);
+    pthread_mutex_destroy(&vm->dirty_lock);
+    free(vm->dirty_buf);
     pthread_mutex_destroy(&vm->err_lock);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->lock);

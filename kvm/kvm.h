@@ -72,16 +72,27 @@ typedef struct KvmVmConfig {
     bool manual_dirty_log; /* use KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 if offered */
     unsigned max_slots;    /* 0 = KVM_CAP_NR_MEMSLOTS; else min(this, cap) (tests) */
     bool verbose;          /* dump registers on SHUTDOWN too, log exits */
+    unsigned dirty_ring;   /* entries per vCPU ring (a power of two), KVM_DIRTY_RING_OFF
+                            * (the bitmap) or KVM_DIRTY_RING_AUTO (the ring of
+                            * KVM_DIRTY_RING_DEFAULT entries where the host has it) */
 } KvmVmConfig;
 
-/* Defaults: no irqchip, no PIT, manual dirty-log protect on, all slots. */
+#define KVM_DIRTY_RING_OFF 0u
+#define KVM_DIRTY_RING_AUTO 0xffffffffu
+#define KVM_DIRTY_RING_DEFAULT 4096u /* entries (64 KiB per vCPU) */
+#define KVM_DIRTY_RING_MIN 256u      /* entries: the kernel wants a page at least */
+#define KVM_DIRTY_RING_MAX 65536u    /* entries: the kernel's KVM_DIRTY_RING_MAX_ENTRIES */
+
+/* Defaults: no irqchip, no PIT, manual dirty-log protect on, all slots,
+ * the dirty ring where the host offers it. */
 #define KVM_VM_CONFIG_DEFAULT \
     ((KvmVmConfig){ .dev_path = NULL, \
                     .irqchip = false, \
                     .pit = false, \
                     .manual_dirty_log = true, \
                     .max_slots = 0, \
-                    .verbose = false })
+                    .verbose = false, \
+                    .dirty_ring = KVM_DIRTY_RING_AUTO })
 
 /* Opens /dev/kvm, checks API version and capabilities, creates the VM (and
  * the irqchip/PIT if asked).  *out is set only on success. */
@@ -149,22 +160,48 @@ uint64_t kvm_vm_slot_ioctl_count(const KvmVm *vm);
 unsigned kvm_vm_max_slots(const KvmVm *vm);
 
 typedef struct KvmVmStats {
-    uint64_t slot_ioctls;        /* KVM_SET_USER_MEMORY_REGION issued */
-    uint64_t slots_used;         /* slots mapped now */
-    uint64_t slot_pauses;        /* commits that paused the vCPUs */
-    uint64_t unaligned_sections; /* RAM sections left unmapped (not page aligned) */
-    uint64_t coalesced_zones;    /* zones registered now (MMIO + PIO) */
-    uint64_t coalesced_drained;  /* ring entries delivered */
-    uint64_t ioeventfds;         /* ioeventfds assigned now */
-    uint64_t irqfds;             /* irqfds assigned now */
-    uint64_t errors;             /* listener / ioctl errors recorded */
-    uint64_t exits_io;           /* KVM_EXIT_IO handled */
-    uint64_t exits_mmio;         /* KVM_EXIT_MMIO handled */
-    uint64_t exits_other;        /* every other exit (incl. EINTR) */
+    uint64_t slot_ioctls;             /* KVM_SET_USER_MEMORY_REGION issued */
+    uint64_t slots_used;              /* slots mapped now */
+    uint64_t slot_pauses;             /* commits that paused the vCPUs */
+    uint64_t unaligned_sections;      /* RAM sections left unmapped (not page aligned) */
+    uint64_t coalesced_zones;         /* zones registered now (MMIO + PIO) */
+    uint64_t coalesced_drained;       /* ring entries delivered */
+    uint64_t ioeventfds;              /* ioeventfds assigned now */
+    uint64_t irqfds;                  /* irqfds assigned now */
+    uint64_t errors;                  /* listener / ioctl errors recorded */
+    uint64_t exits_io;                /* KVM_EXIT_IO handled */
+    uint64_t exits_mmio;              /* KVM_EXIT_MMIO handled */
+    uint64_t exits_other;             /* every other exit (incl. EINTR) */
+    uint64_t dirty_syncs;             /* dirty-log syncs (log_sync, kvm_vm_dirty_log_sync) */
+    uint64_t dirty_sync_ns;           /* their total time (CLOCK_MONOTONIC) */
+    uint64_t dirty_pages;             /* pages the dirty log (bitmap or ring) reported */
+    uint64_t dirty_ring_full;         /* KVM_EXIT_DIRTY_RING_FULL handled */
+    uint64_t dirty_ring_full_ns;      /* their harvests' total time (on the vCPUs) */
+    uint64_t dirty_ring_resets;       /* KVM_RESET_DIRTY_RINGS issued */
+    uint64_t dirty_ring_short_resets; /* ... that reset fewer entries than were harvested */
 } KvmVmStats;
 
 /* A snapshot of the counters. */
 void kvm_vm_get_stats(KvmVm *vm, KvmVmStats *out);
+
+/* ---- Dirty log --------------------------------------------------------- */
+
+/* Entries per vCPU of the dirty ring in use, 0 if the dirty log is the
+ * per-slot bitmap (KVM_GET_DIRTY_LOG).  Fixed when the VM is created. */
+unsigned kvm_vm_dirty_ring_size(const KvmVm *vm);
+
+/* Pulls the whole dirty log (every vCPU's ring, or every logging slot's
+ * bitmap) into the regions' bitmaps, as the listener's log_sync does;
+ * returns the pages it reported.  Main thread (it reads the slot table). */
+uint64_t kvm_vm_dirty_log_sync(KvmVm *vm);
+
+/* Makes every writable RAM slot log dirty pages (on) whether or not a
+ * memory client logs its region (a dirty-rate measurement), or goes back
+ * to the clients' choice (off).  Main thread. */
+void kvm_vm_set_dirty_log_all(KvmVm *vm, bool on);
+
+/* Pages vcpu's dirty ring reported so far (0 without the ring). */
+uint64_t kvm_vcpu_dirty_pages(const KvmVcpu *vcpu);
 
 /* Delivers every pending coalesced MMIO/PIO write, in guest order, through
  * the address spaces.  Called automatically before each exit dispatch and at
@@ -217,16 +254,17 @@ int kvm_vcpu_thread_id(const KvmVcpu *vcpu);
 
 /* Why KVM_RUN returned, as counted per vCPU (KvmVcpuExitStats). */
 typedef enum KvmExitKind {
-    KVM_EXITS_IO = 0,         /* KVM_EXIT_IO */
-    KVM_EXITS_MMIO,           /* KVM_EXIT_MMIO */
-    KVM_EXITS_HLT,            /* KVM_EXIT_HLT */
-    KVM_EXITS_SHUTDOWN,       /* KVM_EXIT_SHUTDOWN (triple fault) */
-    KVM_EXITS_SYSTEM_EVENT,   /* KVM_EXIT_SYSTEM_EVENT */
-    KVM_EXITS_IRQ_WINDOW,     /* KVM_EXIT_IRQ_WINDOW_OPEN */
-    KVM_EXITS_INTR,           /* KVM_EXIT_INTR, or KVM_RUN failed with EINTR/EAGAIN (a kick) */
-    KVM_EXITS_INTERNAL_ERROR, /* KVM_EXIT_INTERNAL_ERROR */
-    KVM_EXITS_FAIL_ENTRY,     /* KVM_EXIT_FAIL_ENTRY */
-    KVM_EXITS_OTHER,          /* any other exit reason */
+    KVM_EXITS_IO = 0,          /* KVM_EXIT_IO */
+    KVM_EXITS_MMIO,            /* KVM_EXIT_MMIO */
+    KVM_EXITS_HLT,             /* KVM_EXIT_HLT */
+    KVM_EXITS_SHUTDOWN,        /* KVM_EXIT_SHUTDOWN (triple fault) */
+    KVM_EXITS_SYSTEM_EVENT,    /* KVM_EXIT_SYSTEM_EVENT */
+    KVM_EXITS_IRQ_WINDOW,      /* KVM_EXIT_IRQ_WINDOW_OPEN */
+    KVM_EXITS_INTR,            /* KVM_EXIT_INTR, or KVM_RUN failed with EINTR/EAGAIN (a kick) */
+    KVM_EXITS_INTERNAL_ERROR,  /* KVM_EXIT_INTERNAL_ERROR */
+    KVM_EXITS_FAIL_ENTRY,      /* KVM_EXIT_FAIL_ENTRY */
+    KVM_EXITS_DIRTY_RING_FULL, /* KVM_EXIT_DIRTY_RING_FULL (harvested, then on) */
+    KVM_EXITS_OTHER,           /* any other exit reason */
     KVM_EXITS_NR
 } KvmExitKind;
 
@@ -374,6 +412,24 @@ KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out);
 void kvm_vm_set_throttle(KvmVm *vm, unsigned pct);
 /* The percentage kvm_vm_set_throttle set last (0: not throttled). */
 unsigned kvm_vm_throttle(const KvmVm *vm);
+
+/*
+ * Dirty limit (QEMU's dirty-limit): every period_ms (1..1000) the throttle's
+ * ticker harvests the dirty rings and measures each vCPU's dirty rate (its
+ * own ring's pages); a vCPU dirtying faster than mbps MB/s gets a throttle
+ * of its own (the share kvm_vm_set_throttle gives all), raised or lowered
+ * in proportion each period; a vCPU at or under the limit is not slowed
+ * (nor kicked).  The larger of the two throttles applies.  mbps 0 turns it
+ * off (every vCPU at full speed again).  -ENOTSUP without the dirty ring.
+ * Any thread.
+ */
+int kvm_vm_set_dirty_limit(KvmVm *vm, unsigned mbps, unsigned period_ms);
+/* The limit in force (0: none). */
+unsigned kvm_vm_dirty_limit(const KvmVm *vm);
+/* A vCPU's dirty-limit throttle (percent) and its dirty rate (MB/s) at the
+ * last period (both 0 without the limit). */
+unsigned kvm_vcpu_dirty_limit_pct(const KvmVcpu *vcpu);
+uint64_t kvm_vcpu_dirty_rate(const KvmVcpu *vcpu);
 
 /* The real-time signal used to kick vCPU threads out of KVM_RUN. */
 int kvm_kick_signal(void);

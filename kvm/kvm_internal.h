@@ -90,6 +90,17 @@ struct KvmVcpu {
     uint64_t throttle_start_ns;
     bool throttle_sleeping;     /* in its throttled sleep (atomic): the ticker spares it */
     uint64_t throttle_sleep_ns; /* when that sleep began (atomic; 0: not asleep) */
+    /* Dirty ring (dirty-ring.c): the mmap()ed entries (NULL: no ring), the
+     * next entry to look at (under vm->dirty_lock), and the pages the ring
+     * reported so far (atomic). */
+    struct kvm_dirty_gfn *dirty_gfns;
+    uint32_t dirty_fetch;
+    uint64_t dirty_pages;
+    /* The dirty limit (run.c's ticker; atomics): this vCPU's throttle
+     * percentage, its ring's count at the last period, its rate then. */
+    unsigned limit_pct;
+    uint64_t limit_pages0;
+    uint64_t limit_rate; /* MB/s */
 };
 
 struct KvmVm {
@@ -98,7 +109,12 @@ struct KvmVm {
     size_t vcpu_mmap_size;
     unsigned max_slots;
     unsigned max_vcpus;
-    bool manual_dirty;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+    bool manual_dirty;               /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+    unsigned dirty_ring;             /* entries per vCPU ring; 0: the bitmap (KVM_GET_DIRTY_LOG) */
+    bool log_all;                    /* kvm_vm_set_dirty_log_all: every RAM slot logs */
+    pthread_mutex_t dirty_lock;      /* harvests; writes of the slot table */
+    struct KvmDirtyEntry *dirty_buf; /* a harvest's entries (under dirty_lock) */
+    size_t dirty_buf_cap;
     bool coalesced_pio; /* KVM_CAP_COALESCED_PIO */
     bool any_length_ioeventfd;
     /* irqchip/pit: configured (lines, state and checks treat them as
@@ -138,7 +154,10 @@ struct KvmVm {
     unsigned nvcpus, vcpus_cap;
     unsigned pause_count;
     unsigned throttle_pct; /* kvm_vm_set_throttle (atomic, relaxed) */
-    pthread_t ticker;      /* kicks throttled vCPUs (run.c) */
+    unsigned dirty_limit;  /* kvm_vm_set_dirty_limit: MB/s per vCPU, 0 = off (atomic) */
+    unsigned dirty_limit_period_ms;
+    uint64_t dirty_limit_last_ns; /* the ticker's last period (ticker only) */
+    pthread_t ticker;             /* kicks throttled vCPUs (run.c) */
     bool ticker_started;
     bool started;
     bool ended;
@@ -161,6 +180,34 @@ void kvm_vm_error(KvmVm *vm, const char *fmt, ...) __attribute__((format(printf,
 /* ioctl() retried on EINTR/EAGAIN; returns the result or -errno. */
 int kvm_ioctl(int fd, unsigned long req, void *arg);
 
+/* One entry taken from a dirty ring. */
+typedef struct KvmDirtyEntry {
+    uint32_t slot;   /* as_id << 16 | slot id */
+    uint64_t offset; /* page in the slot */
+} KvmDirtyEntry;
+
+/*
+ * Takes up to max entries KVM published in a ring of `entries` (a power of
+ * two) from *fetch on: each one whose flags have KVM_DIRTY_GFN_F_DIRTY
+ * (acquire) is copied to out and handed back (flags = RESET, release);
+ * stops at the first entry not published.  Advances *fetch; returns the
+ * count.  Pure: works on any memory (unit-tested on a fake ring).
+ */
+size_t kvm_dirty_ring_collect(struct kvm_dirty_gfn *gfns, uint32_t entries, uint32_t *fetch,
+                              KvmDirtyEntry *out, size_t max);
+
+/* Enables the dirty ring of `want` entries (KVM_DIRTY_RING_AUTO: the
+ * default size, or nothing where the host lacks it); before any vCPU. */
+int kvm_dirty_ring_enable(KvmVm *vm, unsigned want);
+
+/* Harvests the rings of every vCPU (only == NULL, counted as a sync) or of
+ * `only` (a full ring): collect, KVM_RESET_DIRTY_RINGS, then set the pages
+ * dirty in their regions.  Any thread; returns the pages collected. */
+uint64_t kvm_dirty_ring_harvest(KvmVm *vm, KvmVcpu *only);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t kvm_now_ns(void);
+
 /* Memory listeners (listener.c). */
 void kvm_listener_init(KvmVm *vm, KvmListener *l, bool is_io);
 void kvm_listener_fini(KvmListener *l);
@@ -175,6 +222,16 @@ void kvm_irq_fini(KvmVm *vm);
 /* vcpu.c */
 void kvm_vcpu_destroy(KvmVcpu *vcpu);
 void kvm_kick_init(void);
+
+/* run.c: kicks every vCPU in KVM_RUN (but the caller's own) out of it;
+ * vm->lock held.  True if there was one. */
+bool kvm_kick_running(KvmVm *vm);
+
+/* throttle.c: before a vCPU thread's KVM_RUN, sleeps its throttled share
+ * (the VM's or its dirty limit's). */
+void kvm_throttle(KvmVcpu *v);
+/* throttle.c: the ticker thread's body (arg: the KvmVm). */
+void *kvm_ticker_thread(void *arg);
 
 /* run.c: joins every vCPU thread (but the caller's own). */
 void kvm_vcpu_join_all(KvmVm *vm);

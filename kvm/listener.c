@@ -68,12 +68,17 @@ static KvmSlot *slot_find(KvmVm *vm, uint64_t gpa, uint64_t size, unsigned *id)
     return NULL;
 }
 
-/* Pulls the slot's dirty bitmap from KVM into its region's bitmaps. */
+/* Pulls the slot's dirty bitmap from KVM into its region's bitmaps (with
+ * the dirty ring: every vCPU's ring, which covers every slot). */
 static void slot_sync_dirty(KvmVm *vm, unsigned id)
 {
     KvmSlot *s = &vm->slots[id];
     if (!(s->flags & KVM_MEM_LOG_DIRTY_PAGES))
         return;
+    if (vm->dirty_ring) {
+        kvm_dirty_ring_harvest(vm, NULL);
+        return;
+    }
     uint64_t npages = s->size / KVM_PAGE_SIZE;
     size_t words = (size_t)((npages + 63) / 64);
     uint64_t *bitmap = calloc(words ? words : 1, sizeof(uint64_t));
@@ -103,9 +108,25 @@ static void slot_sync_dirty(KvmVm *vm, unsigned id)
         if (r < 0)
             kvm_vm_error(vm, "KVM_CLEAR_DIRTY_LOG slot %u (%s): %s", id, s->name, strerror(-r));
     }
-    if (any)
+    if (any) {
         memory_region_set_dirty_bitmap(s->mr, s->offset_in_region, bitmap, npages);
+        uint64_t pages = 0;
+        for (size_t i = 0; i < words; i++)
+            pages += (uint64_t)__builtin_popcountll(bitmap[i]);
+        STAT_ADD(vm, dirty_pages, pages);
+    }
     free(bitmap);
+}
+
+/* The slot's KVM flags for a section of mr: read-only, or logging while a
+ * client logs mr or kvm_vm_set_dirty_log_all is on. */
+static uint32_t slot_flags_for(KvmVm *vm, MemoryRegion *mr, bool readonly)
+{
+    if (readonly)
+        return KVM_MEM_READONLY;
+    if (memory_region_get_dirty_log_mask(mr) || vm->log_all)
+        return KVM_MEM_LOG_DIRTY_PAGES;
+    return 0;
 }
 
 static bool section_is_readonly(const MemoryRegionSection *s)
@@ -140,11 +161,7 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
         }
         return;
     }
-    uint32_t flags = 0;
-    if (section_is_readonly(s))
-        flags |= KVM_MEM_READONLY;
-    else if (memory_region_get_dirty_log_mask(mr))
-        flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    uint32_t flags = slot_flags_for(vm, mr, section_is_readonly(s));
 
     unsigned id;
     for (id = 0; id < vm->max_slots; id++)
@@ -166,6 +183,7 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
         return;
     }
     KvmSlot *sl = &vm->slots[id];
+    pthread_mutex_lock(&vm->dirty_lock); /* a harvest reads the table */
     sl->used = true;
     sl->gpa = gpa;
     sl->size = size;
@@ -174,6 +192,7 @@ static void apply_add(KvmVm *vm, const MemoryRegionSection *s)
     sl->mr = mr;
     sl->offset_in_region = s->offset_within_region;
     snprintf(sl->name, sizeof(sl->name), "%s", name ? name : "");
+    pthread_mutex_unlock(&vm->dirty_lock);
     vm->slots_used++;
     STAT_ADD(vm, slots_used, 1);
 }
@@ -189,9 +208,33 @@ static void apply_del(KvmVm *vm, const MemoryRegionSection *s)
     if (r < 0)
         kvm_vm_error(vm, "KVM_SET_USER_MEMORY_REGION: deleting slot %u '%s' at 0x%llx: %s", id,
                      sl->name, (unsigned long long)sl->gpa, strerror(-r));
+    pthread_mutex_lock(&vm->dirty_lock);
     memset(sl, 0, sizeof(*sl));
+    pthread_mutex_unlock(&vm->dirty_lock);
     vm->slots_used--;
     STAT_SUB(vm, slots_used, 1);
+}
+
+/* Turns KVM's dirty logging of slot id on or off. */
+static void slot_set_log(KvmVm *vm, unsigned id, bool on)
+{
+    KvmSlot *sl = &vm->slots[id];
+    uint32_t flags = sl->flags & ~(uint32_t)KVM_MEM_LOG_DIRTY_PAGES;
+    if (on)
+        flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    if (flags == sl->flags)
+        return;
+    if (!on)
+        slot_sync_dirty(vm, id);
+    int r = slot_ioctl(vm, id, sl->gpa, sl->size, sl->hva, flags);
+    if (r < 0) {
+        kvm_vm_error(vm, "KVM_SET_USER_MEMORY_REGION: dirty logging %s on slot %u '%s': %s",
+                     on ? "on" : "off", id, sl->name, strerror(-r));
+        return;
+    }
+    pthread_mutex_lock(&vm->dirty_lock);
+    sl->flags = flags;
+    pthread_mutex_unlock(&vm->dirty_lock);
 }
 
 static void apply_log(KvmVm *vm, const MemoryRegionSection *s, int new_mask)
@@ -201,20 +244,7 @@ static void apply_log(KvmVm *vm, const MemoryRegionSection *s, int new_mask)
     if (!sl || sl->mr != s->mr || sl->offset_in_region != s->offset_within_region ||
         (sl->flags & KVM_MEM_READONLY))
         return;
-    uint32_t flags = sl->flags & ~(uint32_t)KVM_MEM_LOG_DIRTY_PAGES;
-    if (new_mask)
-        flags |= KVM_MEM_LOG_DIRTY_PAGES;
-    if (flags == sl->flags)
-        return;
-    if (!new_mask)
-        slot_sync_dirty(vm, id);
-    int r = slot_ioctl(vm, id, sl->gpa, sl->size, sl->hva, flags);
-    if (r < 0) {
-        kvm_vm_error(vm, "KVM_SET_USER_MEMORY_REGION: dirty logging %s on slot %u '%s': %s",
-                     new_mask ? "on" : "off", id, sl->name, strerror(-r));
-        return;
-    }
-    sl->flags = flags;
+    slot_set_log(vm, id, new_mask || vm->log_all);
 }
 
 /* Applies the collected batch: deletions (vCPUs paused), flag changes, adds. */
@@ -318,6 +348,11 @@ static void kl_log_sync(MemoryListener *ml, MemoryRegionSection *s)
     KvmVm *vm = l->vm;
     if (l->is_io || vm->destroying)
         return;
+    if (vm->dirty_ring) { /* the rings cover every slot */
+        kvm_dirty_ring_harvest(vm, NULL);
+        return;
+    }
+    uint64_t t0 = kvm_now_ns();
     uint64_t start = s->offset_within_address_space;
     uint64_t size = sec_size(s);
     if (!size)
@@ -330,6 +365,35 @@ static void kl_log_sync(MemoryListener *ml, MemoryRegionSection *s)
             continue;
         slot_sync_dirty(vm, i);
     }
+    STAT_ADD(vm, dirty_syncs, 1);
+    STAT_ADD(vm, dirty_sync_ns, kvm_now_ns() - t0);
+}
+
+void kvm_vm_set_dirty_log_all(KvmVm *vm, bool on)
+{
+    if (vm->log_all == on)
+        return;
+    vm->log_all = on;
+    for (unsigned i = 0; i < vm->max_slots; i++) {
+        KvmSlot *sl = &vm->slots[i];
+        if (!sl->used || (sl->flags & KVM_MEM_READONLY))
+            continue;
+        slot_set_log(vm, i, on || memory_region_get_dirty_log_mask(sl->mr));
+    }
+}
+
+uint64_t kvm_vm_dirty_log_sync(KvmVm *vm)
+{
+    if (vm->dirty_ring)
+        return kvm_dirty_ring_harvest(vm, NULL);
+    uint64_t before = __atomic_load_n(&vm->stats.dirty_pages, __ATOMIC_RELAXED);
+    uint64_t t0 = kvm_now_ns();
+    for (unsigned i = 0; i < vm->max_slots; i++)
+        if (vm->slots[i].used && (vm->slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES))
+            slot_sync_dirty(vm, i);
+    STAT_ADD(vm, dirty_syncs, 1);
+    STAT_ADD(vm, dirty_sync_ns, kvm_now_ns() - t0);
+    return __atomic_load_n(&vm->stats.dirty_pages, __ATOMIC_RELAXED) - before;
 }
 
 /* ---- coalesced zones ------------------------------------------------- */

@@ -148,6 +148,11 @@ static int handle_exit(KvmVcpu *v, int exit_reason, ExitErr *err)
     case KVM_EXIT_MMIO:
         r = handle_mmio(v, err);
         break;
+    case KVM_EXIT_DIRTY_RING_FULL:
+        /* its ring is (softly) full: empty it, KVM lets it run again */
+        kvm_dirty_ring_harvest(vm, v);
+        STAT_ADD(vm, dirty_ring_full, 1);
+        break;
     default:
         STAT_ADD(vm, exits_other, 1);
         break;
@@ -178,6 +183,8 @@ static KvmExitKind exit_kind(int exit_reason)
         return KVM_EXITS_INTERNAL_ERROR;
     case KVM_EXIT_FAIL_ENTRY:
         return KVM_EXITS_FAIL_ENTRY;
+    case KVM_EXIT_DIRTY_RING_FULL:
+        return KVM_EXITS_DIRTY_RING_FULL;
     default:
         return KVM_EXITS_OTHER;
     }
@@ -203,12 +210,11 @@ const char *kvm_exit_kind_name(KvmExitKind k)
         [KVM_EXITS_INTR] = "intr",
         [KVM_EXITS_INTERNAL_ERROR] = "internal-error",
         [KVM_EXITS_FAIL_ENTRY] = "fail-entry",
+        [KVM_EXITS_DIRTY_RING_FULL] = "dirty-ring-full",
         [KVM_EXITS_OTHER] = "other",
     };
     return (unsigned)k < KVM_EXITS_NR ? names[k] : "?";
 }
-
-static uint64_t mono_ns(void);
 
 void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
 {
@@ -218,7 +224,7 @@ void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
     out->throttled_ns = __atomic_load_n(&vcpu->exit_stats.throttled_ns, __ATOMIC_RELAXED);
     /* a sleep under way counts up to now */
     uint64_t since = __atomic_load_n(&vcpu->throttle_sleep_ns, __ATOMIC_RELAXED);
-    uint64_t now = mono_ns();
+    uint64_t now = kvm_now_ns();
     if (since && now > since)
         out->throttled_ns += now - since;
 }
@@ -309,6 +315,7 @@ static KvmEndReason classify(KvmVcpu *v, int r, const ExitErr *err, KvmVmEnd *en
     case KVM_EXIT_MMIO:
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
+    case KVM_EXIT_DIRTY_RING_FULL:
         return KVM_END_NONE;
     case KVM_EXIT_HLT:
         end_fill(end, KVM_END_HLT, idx, 0, NULL);
@@ -390,8 +397,7 @@ KvmEndReason kvm_vcpu_run_until_exit(KvmVcpu *vcpu, KvmVmEnd *out)
 
 /* ---- the VM's end -------------------------------------------------------- */
 
-/* Kicks every vCPU in KVM_RUN (except the caller's); vm->lock held. */
-static bool kick_running(KvmVm *vm)
+bool kvm_kick_running(KvmVm *vm)
 {
     bool busy = false;
     for (unsigned i = 0; i < vm->nvcpus; i++) {
@@ -412,7 +418,7 @@ static void end_vm(KvmVm *vm, KvmEndReason reason, int vcpu, int code, const cha
         vm->ended = true;
         end_fill(&vm->end, reason, vcpu, code, text);
     }
-    kick_running(vm);
+    kvm_kick_running(vm);
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -429,121 +435,6 @@ bool kvm_vm_ended(const KvmVm *vm)
     bool e = m->ended;
     pthread_mutex_unlock(&m->lock);
     return e;
-}
-
-/* ---- throttling ------------------------------------------------------------ */
-
-#define THROTTLE_PERIOD_NS ((uint64_t)KVM_THROTTLE_PERIOD_MS * 1000000ull)
-#define THROTTLE_KICK_NS (THROTTLE_PERIOD_NS / 10)       /* the ticker's cadence */
-#define THROTTLE_SLEEP_MAX_NS (THROTTLE_PERIOD_NS * 100) /* one sleep at most */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static struct timespec ns_timespec(uint64_t ns)
-{
-    return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull),
-                              .tv_nsec = (long)(ns % 1000000000ull) };
-}
-
-/*
- * Before each KVM_RUN of a vCPU thread: once it has run its share of the
- * period, it sleeps the rest.  The ticker kicks it out of KVM_RUN every
- * KICK_NS; a kick that comes late makes the sleep longer in proportion,
- * so the share holds whatever the kicks' timing.
- */
-static void throttle(KvmVcpu *v)
-{
-    unsigned pct = __atomic_load_n(&v->vm->throttle_pct, __ATOMIC_RELAXED);
-    if (!pct) {
-        v->throttle_start_ns = 0;
-        return;
-    }
-    uint64_t now = mono_ns();
-    if (!v->throttle_start_ns) {
-        v->throttle_start_ns = now;
-        return;
-    }
-    uint64_t ran = now - v->throttle_start_ns;
-    if (ran < THROTTLE_PERIOD_NS * (100 - pct) / 100)
-        return;
-    uint64_t sleep_ns = ran * pct / (100 - pct);
-    if (sleep_ns > THROTTLE_SLEEP_MAX_NS)
-        sleep_ns = THROTTLE_SLEEP_MAX_NS;
-    struct timespec until = ns_timespec(now + sleep_ns);
-    KvmVm *vm = v->vm;
-    __atomic_store_n(&v->throttle_sleeping, true, __ATOMIC_RELAXED); /* the ticker skips it */
-    __atomic_store_n(&v->throttle_sleep_ns, now, __ATOMIC_RELAXED);
-    /* a kick for a pause or the end cuts the sleep short: run_once acts */
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
-        pthread_mutex_lock(&vm->lock);
-        bool wanted = vm->pause_count || vm->ended || vm->throttle_pct != pct;
-        pthread_mutex_unlock(&vm->lock);
-        if (wanted)
-            break;
-    }
-    __atomic_store_n(&v->throttle_sleeping, false, __ATOMIC_RELAXED);
-    v->throttle_start_ns = mono_ns();
-    KvmVcpuExitStats *st = &v->exit_stats; /* this thread alone writes them */
-    __atomic_store_n(&st->throttle_sleeps, st->throttle_sleeps + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->throttled_ns, st->throttled_ns + (v->throttle_start_ns - now),
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&v->throttle_sleep_ns, 0, __ATOMIC_RELAXED);
-}
-
-/*
- * The ticker: while the VM is throttled, kicks every vCPU in KVM_RUN each
- * KICK_NS (a signal from another thread: a timer's signal raised on the
- * vCPU's own CPU does not end KVM_RUN under every KVM, PVM's among them);
- * otherwise waits.  Runs the thread hook first, like a vCPU thread.
- */
-static void *ticker_thread(void *arg)
-{
-    KvmVm *vm = arg;
-    if (vm->thread_hook && vm->thread_hook(vm->thread_hook_opaque, NULL) < 0) {
-        kvm_vm_error(vm, "the vCPU throttle's thread: the thread-start hook failed; "
-                         "throttling does nothing");
-        return NULL;
-    }
-    pthread_mutex_lock(&vm->lock);
-    while (!vm->ended) {
-        struct timespec ts;
-        bool on = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED) != 0;
-        if (!on) {
-            pthread_cond_wait(&vm->cond, &vm->lock);
-            continue;
-        }
-        for (unsigned i = 0; i < vm->nvcpus; i++)
-            if (vm->vcpus[i]->state == VCPU_RUNNING &&
-                !__atomic_load_n(&vm->vcpus[i]->throttle_sleeping, __ATOMIC_RELAXED))
-                pthread_kill(vm->vcpus[i]->thread, kvm_kick_signal());
-        ts = ns_timespec(mono_ns() + THROTTLE_KICK_NS);
-        pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
-    }
-    pthread_mutex_unlock(&vm->lock);
-    return NULL;
-}
-
-void kvm_vm_set_throttle(KvmVm *vm, unsigned pct)
-{
-    if (pct > KVM_THROTTLE_MAX)
-        pct = KVM_THROTTLE_MAX;
-    pthread_mutex_lock(&vm->lock);
-    unsigned old = __atomic_exchange_n(&vm->throttle_pct, pct, __ATOMIC_RELAXED);
-    if (!old && pct) /* wakes the ticker */
-        pthread_cond_broadcast(&vm->cond);
-    if (pct < old) /* a vCPU asleep at the old share wakes up for the new one */
-        kick_running(vm);
-    pthread_mutex_unlock(&vm->lock);
-}
-
-unsigned kvm_vm_throttle(const KvmVm *vm)
-{
-    return __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
 }
 
 static void *vcpu_thread(void *arg)
@@ -573,7 +464,7 @@ static void *vcpu_thread(void *arg)
     for (;;) {
         ExitErr err = { "" };
         KvmVmEnd end;
-        throttle(v);
+        kvm_throttle(v);
         int r = run_once(v, &err);
         if (r == -ESHUTDOWN)
             break;
@@ -617,7 +508,7 @@ int kvm_vm_start(KvmVm *vm)
         }
     }
     if (r == 0 && vm->nvcpus) {
-        int e = pthread_create(&vm->ticker, NULL, ticker_thread, vm);
+        int e = pthread_create(&vm->ticker, NULL, kvm_ticker_thread, vm);
         vm->ticker_started = e == 0;
         if (e) /* the guest runs; kvm_vm_set_throttle does nothing */
             kvm_vm_error(vm, "the vCPU throttle's thread: pthread_create: %s", strerror(e));
@@ -689,7 +580,7 @@ int kvm_vm_pause(KvmVm *vm)
     KvmVcpuRunState self_state = self ? self->state : VCPU_IDLE;
     if (self)
         self->state = VCPU_IDLE;
-    while (kick_running(vm)) {
+    while (kvm_kick_running(vm)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 20 * 1000000L; /* re-kick now and then, to be safe */

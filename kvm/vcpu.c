@@ -90,6 +90,21 @@ int kvm_vcpu_create(KvmVm *vm, unsigned index, KvmVcpu **out)
         return r;
     }
     v->run = p;
+    if (vm->dirty_ring) {
+        size_t bytes = (size_t)vm->dirty_ring * sizeof(struct kvm_dirty_gfn);
+        void *g = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd,
+                       (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * KVM_PAGE_SIZE);
+        if (g == MAP_FAILED) {
+            int r = -errno;
+            kvm_vm_error(vm, "vCPU %u: mmap of its dirty ring (%zu bytes): %s", index, bytes,
+                         strerror(-r));
+            munmap(p, v->mmap_size);
+            close(v->fd);
+            free(v);
+            return r;
+        }
+        v->dirty_gfns = g;
+    }
     size_t ring_off = (size_t)KVM_COALESCED_MMIO_PAGE_OFFSET * KVM_PAGE_SIZE;
     pthread_mutex_lock(&vm->ring_lock);
     if (!vm->ring && ring_off + KVM_PAGE_SIZE <= v->mmap_size) {
@@ -132,6 +147,8 @@ void kvm_vcpu_destroy(KvmVcpu *v)
         pthread_mutex_unlock(&vm->ring_lock);
         munmap(v->run, v->mmap_size);
     }
+    if (v->dirty_gfns)
+        munmap(v->dirty_gfns, (size_t)vm->dirty_ring * sizeof(struct kvm_dirty_gfn));
     if (v->fd >= 0)
         close(v->fd);
     free(v);

@@ -574,6 +574,29 @@ static const char *apply_vsock(VmConfig *cfg, const char *val)
     return NULL;
 }
 
+static const char *apply_dirty_ring(VmConfig *cfg, const char *val)
+{
+    const char *usage = "expected auto, off or a number of entries (a power of two from 256 to "
+                        "65536)";
+    if (!strcmp(val, "auto")) {
+        cfg->dirty_ring = VM_DIRTY_RING_AUTO;
+        return NULL;
+    }
+    if (!strcmp(val, "off")) {
+        cfg->dirty_ring = VM_DIRTY_RING_OFF;
+        return NULL;
+    }
+    if (!*val || !isdigit((unsigned char)*val))
+        return usage;
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(val, &end, 10);
+    if (errno || *end || v < VM_DIRTY_RING_MIN || v > VM_DIRTY_RING_MAX || (v & (v - 1)))
+        return usage;
+    cfg->dirty_ring = (unsigned)v;
+    return NULL;
+}
+
 static const char *apply_seccomp(VmConfig *cfg, const char *val)
 {
     if (!strcmp(val, "kill"))
@@ -678,6 +701,7 @@ static const OptDef opts[] = {
     { "balloon", OPT_OPTVALUE, apply_balloon, flag_balloon, false },
     { "vsock", OPT_VALUE, apply_vsock, NULL, false },
     { "seccomp", OPT_VALUE, apply_seccomp, NULL, false },
+    { "dirty-ring", OPT_VALUE, apply_dirty_ring, NULL, true },
     { "jail-uid", OPT_VALUE, apply_jail_uid, NULL, true },
     { "jail-gid", OPT_VALUE, apply_jail_gid, NULL, true },
     { "chroot", OPT_VALUE, apply_chroot, NULL, false },
@@ -706,6 +730,7 @@ void vm_config_init(VmConfig *cfg)
     cfg->serial = SERIAL_STDIO;
     cfg->jail_uid = cfg->jail_gid = -1;
     cfg->log_level = LOG_DEFAULT_LEVEL;
+    cfg->dirty_ring = VM_DIRTY_RING_AUTO;
     memcpy(cfg->uuid, VM_NIL_UUID, sizeof(VM_NIL_UUID));
 }
 
@@ -1134,6 +1159,13 @@ const char *vm_config_usage(void)
            "                       --incoming file:PATH: guest RAM is PATH mapped\n"
            "                       copy-on-write (read when touched; prefault=on reads\n"
            "                       it all in first); same machine options as the saved VM\n"
+           "  --dirty-ring auto|off|ENTRIES\n"
+           "                       the dirty log live migration and snapshots read:\n"
+           "                       auto (default): KVM's per-vCPU dirty ring where\n"
+           "                       /dev/kvm offers it (4096 entries), else the slot\n"
+           "                       bitmaps (KVM_GET_DIRTY_LOG); off: the bitmaps;\n"
+           "                       ENTRIES: a ring of that many (a power of two,\n"
+           "                       256..65536), an error where the host has none\n"
            "  --seccomp MODE       per-thread syscall filters (vCPU, device I/O, main,\n"
            "                       stdin, waiter, migration threads): kill (default: a\n"
            "                       syscall outside its thread's list ends strata with a\n"

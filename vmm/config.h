@@ -107,7 +107,15 @@ typedef struct VmConfig {
     char *metrics_path;        /* --metrics PATH, NULL = none */
     unsigned metrics_interval; /* ,interval=SECONDS (1..86400, default 60) */
     VmVsock vsock;             /* --vsock */
+    unsigned dirty_ring;       /* --dirty-ring: entries per vCPU, VM_DIRTY_RING_OFF
+                                * (the bitmap) or VM_DIRTY_RING_AUTO (default) */
 } VmConfig;
+
+/* --dirty-ring auto|off|ENTRIES */
+#define VM_DIRTY_RING_OFF 0u
+#define VM_DIRTY_RING_AUTO 0xffffffffu /* kvm/'s KVM_DIRTY_RING_AUTO */
+#define VM_DIRTY_RING_MIN 256u         /* entries (the kernel wants a page) */
+#define VM_DIRTY_RING_MAX 65536u       /* entries (the kernel's limit) */
 
 /* Outcome of vm_config_parse_args. */
 enum { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_ERROR = -1 };

@@ -29,6 +29,8 @@ const unsigned machine_virtio_gsi[MACHINE_MAX_VIRTIO] = {
 _Static_assert(ACPI_FADT_RESET_OFFSET == ACPI_RESET_REG_OFFSET &&
                    ACPI_FADT_RESET_VALUE == ACPI_RESET_VALUE,
                "the FADT must describe the reset register devices/i8042.c implements");
+_Static_assert(VM_DIRTY_RING_AUTO == KVM_DIRTY_RING_AUTO && VM_DIRTY_RING_OFF == KVM_DIRTY_RING_OFF,
+               "--dirty-ring's values are handed to kvm/ as they are");
 #define MSR_IA32_MISC_ENABLE 0x1a0
 #define MSR_MTRR_DEF_TYPE 0x2ff
 
@@ -421,6 +423,7 @@ int machine_create(Machine *m, const VmConfig *cfg)
     kc.verbose = cfg->verbose;
     kc.irqchip = true;
     kc.pit = true;
+    kc.dirty_ring = cfg->dirty_ring; /* VM_DIRTY_RING_* are kvm/'s values */
     int r = kvm_vm_create(&kc, &m->vm);
     if (r < 0) {
         log_msg(LOG_ERROR, "cannot create the KVM VM (%s)", strerror(-r));

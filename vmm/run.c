@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/control/commands.h"
+#include "vmm/control/dirtyrate.h"
 #include "vmm/control/stats.h"
 #include "vmm/migration/stream.h"
 #include "vmm/migration/migration.h"
@@ -442,6 +443,8 @@ static int setup_qmp(Vmm *v)
         return -1;
     }
     sandbox_fatal_unlink(v->cfg.api_socket); /* removed by a seccomp kill too */
+    if (vmm_dirtyrate_init(v) < 0)
+        return -1;
     return vmm_balloon_watch(v);
 }
 
@@ -618,6 +621,7 @@ out:
     v->mig = NULL;
     sandbox_fatal_forget(v->cfg.api_socket); /* qmp_server_free removes it */
     qmp_server_free(v->qmp);
+    vmm_dirtyrate_free(v);
     free(v->cmds);
     machine_destroy(&v->m);
     if (v->epfd >= 0)

@@ -184,6 +184,7 @@ static const unsigned long ioc_dirty[] = {
     KVM_GET_DIRTY_LOG,
     KVM_CLEAR_DIRTY_LOG,
     KVM_CHECK_EXTENSION,
+    KVM_RESET_DIRTY_RINGS,
 };
 static const unsigned long ioc_vm_state[] = {
     KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_IRQCHIP,        KVM_SET_IRQCHIP,

@@ -63,6 +63,7 @@ struct Vmm {
     Daemon daemon;                  /* --daemonize, --pidfile */
     EvSource balloon_src;           /* the balloon's change eventfd (BALLOON_CHANGE) */
     uint64_t balloon_actual_sent;   /* the last BALLOON_CHANGE's "actual" */
+    struct DirtyRate *dirtyrate;    /* calc-dirty-rate's measurement (control/dirtyrate.h) */
 };
 
 /* `strata run` (args after "run"); returns the exit status. */

@@ -84,6 +84,26 @@ void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
         out->exits[k] = k + 1;
 }
 
+/* the bitmap log, never synced */
+unsigned kvm_vm_dirty_ring_size(const KvmVm *vm)
+{
+    return 0;
+}
+
+uint64_t kvm_vcpu_dirty_pages(const KvmVcpu *vcpu)
+{
+    return 0;
+}
+
+uint64_t kvm_vm_dirty_log_sync(KvmVm *vm)
+{
+    return 0;
+}
+
+void kvm_vm_set_dirty_log_all(KvmVm *vm, bool on)
+{
+}
+
 const char *kvm_exit_kind_name(KvmExitKind k)
 {
     return k == KVM_EXITS_IO ? "io" : "fake";

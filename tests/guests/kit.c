@@ -319,6 +319,10 @@ Kit *kit_new(const char *elf_path, const KitOptions *opt)
     cfg.irqchip = o.irqchip || k->ncpus > 1; /* INIT/SIPI need the local APICs */
     cfg.verbose = o.verbose;
     cfg.max_slots = o.max_slots;
+    if (o.dirty_bitmap)
+        cfg.dirty_ring = KVM_DIRTY_RING_OFF;
+    else if (o.dirty_ring)
+        cfg.dirty_ring = o.dirty_ring;
     if (kvm_vm_create(&cfg, &k->vm) < 0 ||
         kvm_vm_attach_memory(k->vm, k->ctx, k->memory_as, k->io_as) < 0 ||
         kvm_vcpu_create(k->vm, 0, &k->vcpu) < 0 || kvm_vcpu_init_cpuid(k->vcpu) < 0 ||

@@ -40,13 +40,16 @@ extern "C" {
 typedef struct Kit Kit;
 
 typedef struct KitOptions {
-    uint64_t ram_size;  /* bytes of RAM at 0; 0 = 32 MiB */
-    bool irqchip;       /* in-kernel irqchip (HLT then never exits) */
-    bool verbose;       /* kvm/'s verbose mode */
-    unsigned max_slots; /* kvm/'s max_slots (0 = all) */
-    unsigned ncpus;     /* vCPUs (0 = 1); more than 1 implies irqchip: the
+    uint64_t ram_size;   /* bytes of RAM at 0; 0 = 32 MiB */
+    bool irqchip;        /* in-kernel irqchip (HLT then never exits) */
+    bool verbose;        /* kvm/'s verbose mode */
+    unsigned max_slots;  /* kvm/'s max_slots (0 = all) */
+    unsigned ncpus;      /* vCPUs (0 = 1); more than 1 implies irqchip: the
                              * APs (APIC IDs 1..ncpus-1) wait for INIT/SIPI
                              * (guest_start_aps); run them with kit_start */
+    bool dirty_bitmap;   /* the dirty log from KVM_GET_DIRTY_LOG, never the ring */
+    unsigned dirty_ring; /* ring entries per vCPU (0 = kvm/'s default: the ring
+                          * where the host offers it) */
 } KitOptions;
 
 /* How a run ended. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Dirty logging: after guest writes, memory_region_sync_dirty_bitmap gives
+ * Dirty logging (kvm.dirty: kvm/'s default log, the ring where the host
+ * has one; kvm.dirty_bitmap: KVM_GET_DIRTY_LOG): after guest writes, memory_region_sync_dirty_bitmap gives
  * the MIGRATION client exactly the pages written; the VGA client keeps its
  * own bits (resetting one client leaves the other); reset clears; the slot
  * carries KVM_MEM_LOG_DIRTY_PAGES only while some client logs.  Guest reads
@@ -129,14 +130,17 @@ static uint32_t on_sync(Kit *k, uint32_t phase, void *opaque)
     return 0;
 }
 
-int main(void)
+/* argv[1] "bitmap": KVM_GET_DIRTY_LOG (kvm.dirty_bitmap); else kvm/'s
+ * default, the dirty ring where the host offers it. */
+int main(int argc, char **argv)
 {
     Kit *k;
     KitResult r;
     static struct state st;
+    KitOptions opt = { .dirty_bitmap = argc > 1 && !strcmp(argv[1], "bitmap") };
 
     kit_require_kvm();
-    k = kit_new(GUEST_ELF, NULL);
+    k = kit_new(GUEST_ELF, &opt);
     TEST_ASSERT(k, "kit_new failed");
     TEST_ASSERT(memory_region_init_ram(&st.ram, kit_ctx(k), "dirty", "logged", LOG_PAGES * PAGE) ==
                     0,
@@ -156,6 +160,7 @@ int main(void)
     memory_region_reset_dirty(&st.ram, 0, LOG_PAGES * PAGE, DIRTY_MEMORY_MIGRATION);
     memory_region_reset_dirty(&st.ram, 0, LOG_PAGES * PAGE, DIRTY_MEMORY_VGA);
 
+    printf("dirty log: %s\n", kvm_vm_dirty_ring_size(kit_vm(k)) ? "ring" : "bitmap");
     kit_set_sync_handler(k, on_sync, &st);
     kit_run(k, &r);
     TEST_ASSERT_GUEST_PASSED(&r);

@@ -67,7 +67,8 @@ const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
 const char *peer_bin;
 static unsigned nstarted;
 const char *vm_cpus = "1";
-const char *vm_disk; /* --cpus of the next strata started */
+const char *vm_disk;       /* --cpus of the next strata started */
+const char *vm_dirty_ring; /* --dirty-ring of the next strata started (NULL: the default) */
 uint64_t pass_addr, counter_addr;
 
 /* strata run --kernel ELF --test-device --serial none --api-socket ... [extra] */
@@ -112,6 +113,10 @@ void start_vm(Vm *vm, const char *name, const char *elf, const char *memory, con
         if (vm_disk) {
             argv[n++] = (char *)"--disk";
             argv[n++] = (char *)vm_disk;
+        }
+        if (vm_dirty_ring) {
+            argv[n++] = (char *)"--dirty-ring";
+            argv[n++] = (char *)vm_dirty_ring;
         }
         argv[n] = NULL;
         execv(bin, argv);

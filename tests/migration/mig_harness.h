@@ -28,8 +28,9 @@ typedef struct Vm {
 extern char tmpdir[64]; /* this run's scratch folder */
 /* the strata binary and the guests (the build's, or the environment's) */
 extern const char *guest_elf, *idle_elf, *pio_elf, *strata_bin;
-extern const char *vm_cpus;              /* --cpus of the next strata started */
-extern const char *vm_disk;              /* --disk of the next strata started (NULL: none) */
+extern const char *vm_cpus;       /* --cpus of the next strata started */
+extern const char *vm_disk;       /* --disk of the next strata started (NULL: none) */
+extern const char *vm_dirty_ring; /* --dirty-ring of the next strata started (NULL: default) */
 extern uint64_t pass_addr, counter_addr; /* the guests' counters (xp) */
 
 #define MIG_SEEN(name) (1u << mig_status_index(name))
@@ -96,6 +97,9 @@ int snapshot_suite(void);
 /* autoconverge.c: a guest faster than the link, with and without the
  * auto-converge capability (mig-test --auto-converge). */
 int auto_converge_suite(void);
+/* dirtylog.c: the dirty ring and the bitmap as the dirty log, x-dirty-log,
+ * calc-dirty-rate / query-dirty-rate (mig-test --dirty-log). */
+int dirty_log_suite(void);
 /* incoming.c: --incoming defer and migrate-incoming, driven as libvirt
  * drives a destination (mig-test --incoming). */
 int incoming_suite(void);

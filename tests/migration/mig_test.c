@@ -153,7 +153,7 @@ static void test_params(Vm *src)
 int main(int argc, char **argv)
 {
     unsigned soak_hops = 0;
-    bool handover = false, snapshot = false, incoming = false, autoconv = false;
+    bool handover = false, snapshot = false, incoming = false, autoconv = false, dirtylog = false;
     if (argc == 2 && !strcmp(argv[1], "--handover")) {
         handover = true;
     } else if (argc == 2 && !strcmp(argv[1], "--snapshot")) {
@@ -162,6 +162,8 @@ int main(int argc, char **argv)
         incoming = true;
     } else if (argc == 2 && !strcmp(argv[1], "--auto-converge")) {
         autoconv = true;
+    } else if (argc == 2 && !strcmp(argv[1], "--dirty-log")) {
+        dirtylog = true;
     } else if (argc == 3 && !strcmp(argv[1], "--soak")) {
         char *end;
         unsigned long n = strtoul(argv[2], &end, 10);
@@ -174,12 +176,13 @@ int main(int argc, char **argv)
         fprintf(
             stderr,
             "usage: mig-test [--soak HOPS | --handover | --snapshot | --incoming | "
-            "--auto-converge]\n"
+            "--auto-converge | --dirty-log]\n"
             "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
             "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
             "limit, stop/cont storms; --snapshot: save, restore, clones, bad files; --incoming: "
             "--incoming defer and migrate-incoming, as libvirt drives a destination; "
-            "--auto-converge: a guest faster than the link, with and without throttling)\n");
+            "--auto-converge: a guest faster than the link, with and without throttling; "
+            "--dirty-log: the dirty ring and the bitmap, calc-dirty-rate)\n");
         return 2;
     }
     const char *why = kvm_probe();
@@ -212,6 +215,8 @@ int main(int argc, char **argv)
         return incoming_suite();
     if (autoconv)
         return auto_converge_suite();
+    if (dirtylog)
+        return dirty_log_suite();
     CHECK(elf_symbol(pio_elf, "mig_counter") == counter_addr, "pio guest layout");
 
     /* 1. idle guest, 2 vCPUs (the second waits for INIT/SIPI: its MP state

@@ -574,6 +574,43 @@ static void test_sandbox_options(void **state)
     assert_non_null(strstr(u, "--chroot DIR"));
 }
 
+/* --dirty-ring auto|off|ENTRIES: CLI, JSON, errors, help. */
+static void test_dirty_ring(void **state)
+{
+    (void)state;
+    VmConfig c;
+    assert_int_equal(parse(&c, "--kernel", "k", NULL), CONFIG_OK);
+    assert_int_equal(c.dirty_ring, VM_DIRTY_RING_AUTO); /* the default */
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--dirty-ring", "off", NULL), CONFIG_OK);
+    assert_int_equal(c.dirty_ring, VM_DIRTY_RING_OFF);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--dirty-ring=1024", NULL), CONFIG_OK);
+    assert_int_equal(c.dirty_ring, 1024);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--dirty-ring", "off", "--dirty-ring", "auto",
+                           NULL),
+                     CONFIG_OK);
+    assert_int_equal(c.dirty_ring, VM_DIRTY_RING_AUTO);
+    vm_config_free(&c);
+    assert_int_equal(parse(&c, "--kernel", "k", "--dirty-ring", "65536", NULL), CONFIG_OK);
+    vm_config_free(&c);
+    const char *bad[] = { "1000", "128", "131072", "0", "", "4k", "-256", "on" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_error(parse(&c, "--kernel", "k", "--dirty-ring", bad[i], NULL),
+                     "expected auto, off or a number of entries");
+        vm_config_free(&c);
+    }
+    vm_config_init(&c);
+    assert_int_equal(vm_config_apply_json(&c, "{\"dirty-ring\":512}", "cfg", err, sizeof(err)), 0);
+    assert_int_equal(c.dirty_ring, 512);
+    assert_int_equal(vm_config_apply_json(&c, "{\"dirty-ring\":\"off\"}", "cfg", err, sizeof(err)),
+                     0);
+    assert_int_equal(c.dirty_ring, VM_DIRTY_RING_OFF);
+    vm_config_free(&c);
+    assert_non_null(strstr(vm_config_usage(), "--dirty-ring auto|off|ENTRIES"));
+}
+
 static void test_vsock(void **state)
 {
     (void)state;
@@ -894,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_name_uuid),
         cmocka_unit_test(test_double_commas),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_dirty_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 
 #include "devices/virtio-balloon.h"
 #include "vmm/control/commands.h"
+#include "vmm/control/dirtyrate.h"
 #include "vmm/control/hmp.h"
 #include "vmm/control/stats.h"
 #include "vmm/control/throttle.h"
@@ -422,5 +423,7 @@ const QmpCommand vmm_qmp_commands[] = {
     { "x-query-stats", q_stats, NULL, NULL },
     { "block_set_io_throttle", vmm_qmp_block_set_io_throttle, vmm_block_throttle_args, NULL },
     { "x-net-set-rate-limit", vmm_qmp_net_set_rate_limit, vmm_net_limit_args, NULL },
+    { "calc-dirty-rate", vmm_qmp_calc_dirty_rate, vmm_calc_dirty_rate_args, NULL },
+    { "query-dirty-rate", vmm_qmp_query_dirty_rate, vmm_query_dirty_rate_args, NULL },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

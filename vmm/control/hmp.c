@@ -82,6 +82,16 @@ static char *info_kvm(Vmm *v, int argc, char **argv, QmpError *err)
     kvm_vm_get_stats(v->m.vm, &st);
     fprintf(f, "exits: io %llu, mmio %llu, other %llu\n", (unsigned long long)st.exits_io,
             (unsigned long long)st.exits_mmio, (unsigned long long)st.exits_other);
+    unsigned ring = kvm_vm_dirty_ring_size(v->m.vm);
+    if (ring)
+        fprintf(f, "dirty log: ring of %u entries per vCPU", ring);
+    else
+        fputs("dirty log: bitmap", f);
+    fprintf(f, "; %llu syncs in %llu us, %llu pages", (unsigned long long)st.dirty_syncs,
+            (unsigned long long)(st.dirty_sync_ns / 1000), (unsigned long long)st.dirty_pages);
+    if (ring)
+        fprintf(f, ", %llu ring-full exits", (unsigned long long)st.dirty_ring_full);
+    fputc('\n', f);
     fclose(f);
     return buf;
 }

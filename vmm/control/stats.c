@@ -102,10 +102,12 @@ static json_t *vcpus_json(Vmm *v)
         kvm_vcpu_get_exit_stats(cpu, &e);
         uint64_t total;
         json_t *exits = stats_exits_json(&e, &total);
-        json_array_append_new(arr, json_pack("{s:i,s:o,s:I,s:I,s:I}", "cpu-index", (int)i, "exits",
-                                             exits, "exits-total", (json_int_t)total,
-                                             "throttle-sleeps", (json_int_t)e.throttle_sleeps,
-                                             "throttled-ns", (json_int_t)e.throttled_ns));
+        json_array_append_new(arr,
+                              json_pack("{s:i,s:o,s:I,s:I,s:I,s:I}", "cpu-index", (int)i, "exits",
+                                        exits, "exits-total", (json_int_t)total, "throttle-sleeps",
+                                        (json_int_t)e.throttle_sleeps, "throttled-ns",
+                                        (json_int_t)e.throttled_ns, "dirty-ring-pages",
+                                        (json_int_t)kvm_vcpu_dirty_pages(cpu)));
     }
     return arr;
 }
@@ -172,6 +174,22 @@ static json_t *migration_json(Vmm *v)
     return r;
 }
 
+/* kvm/'s dirty log: which one, and its counters since the VM began. */
+static json_t *dirty_log_json(Vmm *v)
+{
+    if (!v->m.vm)
+        return json_object();
+    KvmVmStats st;
+    kvm_vm_get_stats(v->m.vm, &st);
+    unsigned ring = kvm_vm_dirty_ring_size(v->m.vm);
+    return json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I}", "mode", ring ? "ring" : "bitmap",
+                     "ring-size", (int)ring, "syncs", (json_int_t)st.dirty_syncs, "sync-ns",
+                     (json_int_t)st.dirty_sync_ns, "pages", (json_int_t)st.dirty_pages, "ring-full",
+                     (json_int_t)st.dirty_ring_full, "ring-full-ns",
+                     (json_int_t)st.dirty_ring_full_ns, "ring-resets",
+                     (json_int_t)st.dirty_ring_resets);
+}
+
 json_t *vmm_query_stats(Vmm *v)
 {
     struct timespec wall, mono;
@@ -187,5 +205,6 @@ json_t *vmm_query_stats(Vmm *v)
     json_object_set_new(r, "net", nets_json(v));
     json_object_set_new(r, "virtio", virtio_json(v));
     json_object_set_new(r, "migration", migration_json(v));
+    json_object_set_new(r, "dirty-log", dirty_log_json(v));
     return r;
 }

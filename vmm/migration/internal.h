@@ -46,6 +46,7 @@ typedef struct MigStats {
     bool forced;            /* the final round was forced (no convergence) */
     unsigned throttle_pct;  /* auto-converge's throttle of the vCPUs now (0: none) */
     unsigned throttle_peak; /* ...the highest it reached in this migration */
+    bool dirty_limit_on;    /* dirty-limit's limit is in force now */
     /* The timeline (query-migrate's x-timeline), microseconds: */
     uint64_t log_us;                        /* dirty logging switched on (before the thread) */
     uint64_t setup_us;                      /* connect, header, CONFIG */
@@ -55,6 +56,8 @@ typedef struct MigStats {
     uint64_t devices_us;                    /* ... DEVICE records and END */
     uint64_t ready_us;                      /* ... END sent until READY (the destination's load) */
     uint64_t ack_us;                        /* ... GO sent until ACK */
+    /* kvm/'s dirty-log counters when the migration began (x-dirty-log) */
+    uint64_t log_syncs0, log_sync_ns0, log_pages0, log_ring_full0, log_ring_full_ns0;
 } MigStats;
 
 struct Migration {

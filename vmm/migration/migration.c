@@ -273,7 +273,9 @@ Migration *mig_init(const MigHost *host)
                              .max_rounds = MIG_DEFAULT_MAX_ROUNDS,
                              .throttle_initial = MIG_DEFAULT_THROTTLE_INITIAL,
                              .throttle_increment = MIG_DEFAULT_THROTTLE_INCREMENT,
-                             .throttle_max = MIG_DEFAULT_THROTTLE_MAX };
+                             .throttle_max = MIG_DEFAULT_THROTTLE_MAX,
+                             .vcpu_dirty_limit = MIG_DEFAULT_VCPU_DIRTY_LIMIT,
+                             .dirty_limit_period = MIG_DEFAULT_DIRTY_LIMIT_PERIOD };
     pthread_mutex_init(&g->lock, NULL);
     g->inc_fd = g->listen_fd = -1;
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -360,6 +362,13 @@ static json_t *q_migrate(void *o, QmpClient *c, json_t *a, QmpError *err)
     memset(&g->stats, 0, sizeof(g->stats));
     g->stats.start_ns = t0;
     g->stats.log_us = (mig_now_ns() - t0) / 1000;
+    KvmVmStats ks;
+    kvm_vm_get_stats(g->host->m->vm, &ks);
+    g->stats.log_syncs0 = ks.dirty_syncs;
+    g->stats.log_sync_ns0 = ks.dirty_sync_ns;
+    g->stats.log_pages0 = ks.dirty_pages;
+    g->stats.log_ring_full0 = ks.dirty_ring_full;
+    g->stats.log_ring_full_ns0 = ks.dirty_ring_full_ns;
     g->error[0] = 0;
     g->cancel = 0;
     g->status = MIG_NONE;
@@ -418,6 +427,34 @@ static json_t *timeline_json(const MigStats *st)
                      (json_int_t)st->final_pages_us, "cpu-state", (json_int_t)st->cpu_us,
                      "device-state", (json_int_t)st->devices_us, "destination-load",
                      (json_int_t)st->ready_us, "handover", (json_int_t)st->ack_us);
+}
+
+/* query-migrate's x-dirty-log: which dirty log kvm/ reads (the ring, of
+ * ring-size entries per vCPU, or the slot bitmaps) and what it cost since
+ * the migration began: syncs, their total time, pages reported, ring-full
+ * exits. */
+static json_t *dirty_log_json(Migration *g, const MigStats *st)
+{
+    KvmVm *vm = g->host->m->vm;
+    KvmVmStats ks;
+    kvm_vm_get_stats(vm, &ks);
+    unsigned ring = kvm_vm_dirty_ring_size(vm);
+    json_t *d = json_pack("{s:s}", "mode", ring ? "ring" : "bitmap");
+    if (ring)
+        json_object_set_new(d, "ring-size", json_integer(ring));
+    json_object_set_new(d, "syncs", json_integer((json_int_t)(ks.dirty_syncs - st->log_syncs0)));
+    json_object_set_new(d, "sync-us",
+                        json_integer((json_int_t)((ks.dirty_sync_ns - st->log_sync_ns0) / 1000)));
+    json_object_set_new(d, "pages", json_integer((json_int_t)(ks.dirty_pages - st->log_pages0)));
+    if (ring) {
+        json_object_set_new(d, "ring-full",
+                            json_integer((json_int_t)(ks.dirty_ring_full - st->log_ring_full0)));
+        json_object_set_new(d, "ring-full-us",
+                            json_integer(
+                                (json_int_t)((ks.dirty_ring_full_ns - st->log_ring_full_ns0) /
+                                             1000)));
+    }
+    return d;
 }
 
 static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -489,6 +526,22 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
                                     : owner == MIG_OWNER_UNKNOWN   ? "unknown"
                                                                    : "source"));
     json_object_set_new(r, "x-timeline", timeline_json(&st));
+    json_object_set_new(r, "x-dirty-log", dirty_log_json(g, &st));
+    if (status_running(s) && st.dirty_limit_on) { /* dirty-limit in force: per vCPU */
+        KvmVm *vm = g->host->m->vm;
+        json_t *vs = json_array();
+        for (unsigned i = 0; i < kvm_vm_nr_vcpus(vm); i++) {
+            KvmVcpu *cpu = kvm_vm_vcpu(vm, i);
+            if (cpu)
+                json_array_append_new(vs, json_pack("{s:i,s:I,s:i}", "id", (int)i, "dirty-rate",
+                                                    (json_int_t)kvm_vcpu_dirty_rate(cpu),
+                                                    "throttle-percentage",
+                                                    (int)kvm_vcpu_dirty_limit_pct(cpu)));
+        }
+        json_object_set_new(r, "x-dirty-limit",
+                            json_pack("{s:i,s:o}", "vcpu-dirty-limit", (int)kvm_vm_dirty_limit(vm),
+                                      "vcpus", vs));
+    }
     if ((s == MIG_FAILED || s == MIG_CANCELLED) && error[0])
         json_object_set_new(r, "error-desc", json_string(error));
     return r;
@@ -496,15 +549,18 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
 
 static json_t *params_json(const MigParams *p)
 {
-    return json_pack("{s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:I,s:I,s:b}", "downtime-limit",
-                     (json_int_t)p->downtime_limit_ms, "max-bandwidth",
-                     (json_int_t)p->max_bandwidth, "x-max-rounds", (json_int_t)p->max_rounds,
-                     "x-verify-ram", p->verify_ram, "x-final-phase-limit",
-                     (json_int_t)p->final_limit_ms, "x-incremental-snapshot", p->incremental,
-                     "cpu-throttle-initial", (json_int_t)p->throttle_initial,
-                     "cpu-throttle-increment", (json_int_t)p->throttle_increment,
-                     "max-cpu-throttle", (json_int_t)p->throttle_max, "cpu-throttle-tailslow",
-                     p->throttle_tailslow);
+    json_t *r = json_pack("{s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:I,s:I,s:b}", "downtime-limit",
+                          (json_int_t)p->downtime_limit_ms, "max-bandwidth",
+                          (json_int_t)p->max_bandwidth, "x-max-rounds", (json_int_t)p->max_rounds,
+                          "x-verify-ram", p->verify_ram, "x-final-phase-limit",
+                          (json_int_t)p->final_limit_ms, "x-incremental-snapshot", p->incremental,
+                          "cpu-throttle-initial", (json_int_t)p->throttle_initial,
+                          "cpu-throttle-increment", (json_int_t)p->throttle_increment,
+                          "max-cpu-throttle", (json_int_t)p->throttle_max, "cpu-throttle-tailslow",
+                          p->throttle_tailslow);
+    json_object_set_new(r, "vcpu-dirty-limit", json_integer(p->vcpu_dirty_limit));
+    json_object_set_new(r, "x-vcpu-dirty-limit-period", json_integer(p->dirty_limit_period));
+    return r;
 }
 
 static json_t *q_query_params(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -542,15 +598,17 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
 {
     Migration *g = o;
     (void)c;
-    uint64_t dl = 0, bw = 0, mr = 0, fl = 0, ti = 0, tinc = 0, tmax = 0;
-    bool gdl, gbw, gmr, gfl, gti, gtinc, gtmax;
+    uint64_t dl = 0, bw = 0, mr = 0, fl = 0, ti = 0, tinc = 0, tmax = 0, vdl = 0, vdp = 0;
+    bool gdl, gbw, gmr, gfl, gti, gtinc, gtmax, gvdl, gvdp;
     if (!int_arg(a, "downtime-limit", 0, 2000000, &dl, &gdl, err) ||
         !int_arg(a, "max-bandwidth", 0, (uint64_t)INT64_MAX, &bw, &gbw, err) ||
         !int_arg(a, "x-max-rounds", 1, 100000, &mr, &gmr, err) ||
         !int_arg(a, "x-final-phase-limit", 0, 3600000, &fl, &gfl, err) ||
         !int_arg(a, "cpu-throttle-initial", 1, 99, &ti, &gti, err) ||
         !int_arg(a, "cpu-throttle-increment", 1, 99, &tinc, &gtinc, err) ||
-        !int_arg(a, "max-cpu-throttle", 1, 99, &tmax, &gtmax, err))
+        !int_arg(a, "max-cpu-throttle", 1, 99, &tmax, &gtmax, err) ||
+        !int_arg(a, "vcpu-dirty-limit", 1, UINT32_MAX, &vdl, &gvdl, err) ||
+        !int_arg(a, "x-vcpu-dirty-limit-period", 1, 1000, &vdp, &gvdp, err))
         return NULL;
     /* unknown keys never get here: the server checks them against param_args */
     json_t *vr = json_object_get(a, "x-verify-ram");
@@ -565,6 +623,10 @@ static json_t *q_set_params(void *o, QmpClient *c, json_t *a, QmpError *err)
         g->params.throttle_max = (unsigned)tmax;
     if (tail)
         g->params.throttle_tailslow = json_is_true(tail);
+    if (gvdl)
+        g->params.vcpu_dirty_limit = (unsigned)vdl;
+    if (gvdp)
+        g->params.dirty_limit_period = (unsigned)vdp;
     if (gdl)
         g->params.downtime_limit_ms = dl;
     if (gbw)
@@ -613,13 +675,16 @@ static const struct {
     { "background-snapshot", false },
     { "zero-copy-send", false },
     { "postcopy-preempt", false },
+    { "dirty-limit", false },
 };
 #define NR_CAPABILITIES (sizeof(capabilities) / sizeof(capabilities[0]))
 
 /* The flag behind a capability that can be switched, or NULL. */
 static bool *cap_flag(MigParams *p, const char *name)
 {
-    return !strcmp(name, "auto-converge") ? &p->auto_converge : NULL;
+    return !strcmp(name, "auto-converge") ? &p->auto_converge
+           : !strcmp(name, "dirty-limit") ? &p->dirty_limit
+                                          : NULL;
 }
 
 static json_t *q_query_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
@@ -645,6 +710,9 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_t *list = json_object_get(a, "capabilities");
     size_t i;
     json_t *e;
+    pthread_mutex_lock(&g->lock);
+    MigParams np = g->params; /* the capabilities as they will be */
+    pthread_mutex_unlock(&g->lock);
     json_array_foreach(list, i, e)
     {
         json_t *jn = json_object_get(e, "capability"), *js = json_object_get(e, "state");
@@ -666,13 +734,31 @@ static json_t *q_set_caps(void *o, QmpClient *c, json_t *a, QmpError *err)
                           i, name);
             return NULL;
         }
-        /* (an address only: nothing is read without the lock) */
-        if (!cap_flag(&g->params, name) && json_is_true(js) != capabilities[k].state) {
+        if (!cap_flag(&np, name) && json_is_true(js) != capabilities[k].state) {
             qmp_error_set(err, "Migration capability '%s' cannot be %s: strata %s", name,
                           json_is_true(js) ? "enabled" : "disabled",
                           capabilities[k].state ? "always has it" : "does not implement it");
             return NULL;
         }
+    }
+    /* dirty-limit (QEMU 8.1's rules): the dirty ring, and not with
+     * auto-converge (either as it would be after this command) */
+    json_array_foreach(list, i, e)
+    {
+        bool *flag = cap_flag(&np, json_string_value(json_object_get(e, "capability")));
+        if (flag)
+            *flag = json_is_true(json_object_get(e, "state"));
+    }
+    if (np.dirty_limit && np.auto_converge) {
+        qmp_error_set(err, "dirty-limit conflicts with auto-converge either of then available "
+                           "currently");
+        return NULL;
+    }
+    if (np.dirty_limit && !kvm_vm_dirty_ring_size(g->host->m->vm)) {
+        qmp_error_set(err, "dirty-limit requires KVM with accelerator property "
+                           "'dirty-ring-size' set (strata: --dirty-ring auto or ENTRIES, on a "
+                           "host with the dirty ring)");
+        return NULL;
     }
     /* a destination takes them before and while its incoming side runs
      * (libvirt sets the same ones on both ends) */
@@ -709,6 +795,8 @@ static const QmpArg param_args[] = {
     { "cpu-throttle-increment", QMP_ARG_INT, true },
     { "max-cpu-throttle", QMP_ARG_INT, true },
     { "cpu-throttle-tailslow", QMP_ARG_BOOL, true },
+    { "vcpu-dirty-limit", QMP_ARG_INT, true },
+    { "x-vcpu-dirty-limit-period", QMP_ARG_INT, true },
     { NULL, 0, false },
 };
 

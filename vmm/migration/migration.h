@@ -79,6 +79,11 @@ typedef struct MigParams {
     unsigned throttle_max;       /* "max-cpu-throttle" percent, default 99 */
     bool throttle_tailslow;      /* "cpu-throttle-tailslow": accepted and reported;
                                      * the increment is always the whole one */
+    bool dirty_limit;            /* the "dirty-limit" capability (QEMU 8.1): where
+                                     * auto-converge would throttle every vCPU, limit
+                                     * each vCPU's dirty rate instead (needs the ring) */
+    unsigned vcpu_dirty_limit;   /* "vcpu-dirty-limit" MB/s, default 1 */
+    unsigned dirty_limit_period; /* "x-vcpu-dirty-limit-period" ms, default 1000 */
 } MigParams;
 
 /* Who may run the guest (query-migrate's "x-guest-owner"). */
@@ -95,6 +100,8 @@ typedef enum MigOwner {
 #define MIG_DEFAULT_THROTTLE_INITIAL 20u
 #define MIG_DEFAULT_THROTTLE_INCREMENT 10u
 #define MIG_DEFAULT_THROTTLE_MAX 99u
+#define MIG_DEFAULT_VCPU_DIRTY_LIMIT 1u      /* MB/s, QEMU 8.1's */
+#define MIG_DEFAULT_DIRTY_LIMIT_PERIOD 1000u /* ms, QEMU 8.1's */
 /* The final pause's hard limit when x-final-phase-limit is 0:
  * max(MIG_FINAL_LIMIT_FACTOR x downtime-limit, MIG_FINAL_LIMIT_MIN_MS). */
 #define MIG_FINAL_LIMIT_FACTOR 10u

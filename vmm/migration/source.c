@@ -418,6 +418,23 @@ static void params(Src *s, MigParams *p)
 static void throttle(Src *s, unsigned pct)
 {
     Migration *g = s->g;
+    MigParams p;
+    params(s, &p);
+    if (p.dirty_limit) { /* each vCPU dirtying faster than the limit, not all */
+        pthread_mutex_lock(&g->lock);
+        bool was = g->stats.dirty_limit_on;
+        g->stats.dirty_limit_on = pct != 0;
+        pthread_mutex_unlock(&g->lock);
+        if (was == (pct != 0))
+            return;
+        kvm_vm_set_dirty_limit(s->m->vm, pct ? p.vcpu_dirty_limit : 0, p.dirty_limit_period);
+        if (pct)
+            log_msg(LOG_INFO, "migration: dirty-limit: vCPUs dirtying over %u MB/s are slowed",
+                    p.vcpu_dirty_limit);
+        else
+            log_msg(LOG_INFO, "migration: dirty-limit: the vCPUs run at full speed again");
+        return;
+    }
     pthread_mutex_lock(&g->lock);
     unsigned old = g->stats.throttle_pct;
     g->stats.throttle_pct = pct;
@@ -438,7 +455,7 @@ static void policy_params(MigPolicy *pol, const MigParams *p)
 {
     pol->downtime_limit_ms = p->downtime_limit_ms;
     pol->max_rounds = p->max_rounds;
-    pol->auto_converge = p->auto_converge;
+    pol->auto_converge = p->auto_converge || p->dirty_limit; /* the same trigger */
     pol->throttle_initial = p->throttle_initial;
     pol->throttle_increment = p->throttle_increment;
     pol->throttle_max = p->throttle_max;
