@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -61,8 +62,38 @@ static void cmdline_of(pid_t pid, char *buf, size_t len)
     buf[n] = 0;
 }
 
-int testproc_sweep_strays(const char *bin)
+/* True if the scratch folder named in cmd (/tmp/strata-NAME/...) has a
+ * .owner whose process is alive. */
+static bool owner_alive(const char *cmd)
 {
+    const char *d = strstr(cmd, "/tmp/strata-");
+    if (!d)
+        return false;
+    size_t n = strcspn(d + 5, "/ ") + 5; /* "/tmp/" then the folder's name */
+    char path[PATH_MAX];
+    if (n + sizeof("/.owner") > sizeof(path))
+        return false;
+    snprintf(path, sizeof(path), "%.*s/.owner", (int)n, d);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    long pid = 0;
+    bool alive = fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, 0) == 0;
+    fclose(f);
+    return alive;
+}
+
+int testproc_sweep_strays(const char *bin, const char *own_dir)
+{
+    if (own_dir) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/.owner", own_dir);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "%ld\n", (long)getpid());
+            fclose(f);
+        }
+    }
     char want[PATH_MAX];
     if (!realpath(bin, want))
         return 0;
@@ -90,7 +121,7 @@ int testproc_sweep_strays(const char *bin)
             continue;
         char cmd[512];
         cmdline_of((pid_t)pid, cmd, sizeof(cmd));
-        if (!strstr(cmd, "/tmp/strata-"))
+        if (!strstr(cmd, "/tmp/strata-") || owner_alive(cmd))
             continue;
         fprintf(stderr,
                 "testproc: a stray strata from an earlier test run (pid %ld, parent "

@@ -15,11 +15,15 @@
  * test already ended before this line ran. */
 void testproc_child_init(pid_t parent);
 
-/* Finds processes running the strata binary `bin` whose parent is gone
- * (reparented to init) and whose command line names a test
- * scratch folder (/tmp/strata-*): strays of an earlier test run.  Prints a
- * line naming each, ends it (SIGKILL) and returns how many there were. */
-int testproc_sweep_strays(const char *bin);
+/* Marks the caller's scratch folder `own_dir` (/tmp/strata-*) as owned by
+ * this process (a .owner file with its pid), then finds processes running
+ * the strata binary `bin` whose parent is gone (reparented to init) and
+ * whose command line names a scratch folder whose owner is not alive:
+ * strays of an earlier test run.  A strata that a running test daemonized
+ * (its parent is init too) is spared: its folder's owner lives.  Prints a
+ * line naming each stray, ends it (SIGKILL) and returns how many there
+ * were. */
+int testproc_sweep_strays(const char *bin, const char *own_dir);
 
 /* For a process the test cannot tie to itself (a --daemonize'd strata is
  * no child of it): starts a guard that SIGKILLs pid as soon as the test

@@ -202,7 +202,7 @@ int main(int argc, char **argv)
     guest_elf = getenv("MIG_DIRTY_ELF") ? getenv("MIG_DIRTY_ELF") : DIRTY_ELF;
     idle_elf = getenv("MIG_IDLE_ELF") ? getenv("MIG_IDLE_ELF") : IDLE_ELF;
     pio_elf = getenv("MIG_PIO_ELF") ? getenv("MIG_PIO_ELF") : PIO_ELF;
-    testproc_sweep_strays(strata_bin);
+    testproc_sweep_strays(strata_bin, tmpdir);
     if (handover)
         return handover_suite();
     if (soak_hops)

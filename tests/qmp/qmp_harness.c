@@ -76,7 +76,7 @@ void harness_init(const char *name)
     }
     atexit(cleanup);
     signal(SIGPIPE, SIG_IGN);
-    testproc_sweep_strays(STRATA_BIN);
+    testproc_sweep_strays(STRATA_BIN, tmpdir);
     snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
 }
 

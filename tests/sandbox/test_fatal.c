@@ -214,7 +214,7 @@ int main(void)
         return 1;
     }
     atexit(cleanup);
-    testproc_sweep_strays(STRATA_BIN);
+    testproc_sweep_strays(STRATA_BIN, tmpdir);
     snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", tmpdir);
     snprintf(err_path, sizeof(err_path), "%s/stderr.txt", tmpdir);
 
