@@ -8,6 +8,7 @@
  * reparented to pid 1 (a subreaper above this test).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,18 +37,27 @@ static void msleep(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Starts `link 30` as an orphan; its pid (read back through a pipe). */
+/* Starts `link 30` as an orphan; its pid (read back through a pipe).
+ * Returns only once the orphan has exec'd (or failed to): a close-on-exec
+ * pipe it holds reads EOF then.  Until the exec it is a copy of this test,
+ * which no sweep of `link` would name. */
 static pid_t orphan(const char *link)
 {
-    int p[2];
+    int p[2], e[2];
     if (pipe(p) < 0)
         return -1;
+    if (pipe2(e, O_CLOEXEC) < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
     pid_t c = fork();
     if (c == 0) {
         pid_t g = fork();
         if (g == 0) {
             close(p[0]);
             close(p[1]);
+            close(e[0]);
             execl(link, link, "30", (char *)NULL);
             _exit(127);
         }
@@ -55,10 +65,15 @@ static pid_t orphan(const char *link)
         _exit(0);
     }
     close(p[1]);
+    close(e[1]);
     pid_t g = -1;
     (void)!read(p[0], &g, sizeof(g));
     close(p[0]);
     waitpid(c, NULL, 0);
+    char b;
+    while (read(e[0], &b, 1) < 0 && errno == EINTR)
+        ;
+    close(e[0]);
     return g;
 }
 
