@@ -17,7 +17,14 @@
 #                     there and end the bed when it ends, with its exit
 #                     status; without CMD, a shell in L1 (poweroff ends it)
 #   --log FILE        keep L1's whole console output in FILE
-# Exit status: CMD's, or 125 when the bed itself failed (boot, timeout).
+# Exit status: CMD's, or 125 when the bed itself failed (boot, timeout, L1
+# stopped).  L1 writes a heartbeat every 20 s; with none for
+# $STRATA_BED_STALL s (default 120) L1 is taken to have stopped: its vCPU's
+# registers (three samples, from QEMU's monitor) and the last heartbeats are
+# printed and the bed ends then, not at the timeout.  A soft lockup in L1
+# panics it (softlockup_panic=1), printing the stuck stack on the console.
+# L1 runs without KASLR, so a kernel RIP names the same function in every
+# bed (/proc/kallsyms in a --shell bed maps it).
 #
 # In L1: /bed/bin/strata, /bed/guest/{bzImage,vmlinux,initramfs.cpio.gz} (the
 # L2 artifacts from scripts/build-guest.sh), /bed/run/ (--add files), /tmp is
@@ -28,6 +35,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${STRATA_BUILD:-$REPO/build}
 STRATA_BIN=$BUILD/vmm/strata
 TIMEOUT=${STRATA_BED_TIMEOUT:-600}
+STALL=${STRATA_BED_STALL:-120}
 MEM=2048
 CPUS=1
 SHELL_MODE=0
@@ -53,6 +61,7 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || [ "$SHELL_MODE" = 1 ] || die "no command given (usage: testbed.sh [options] [--] CMD...)"
 case "$TIMEOUT" in ''|*[!0-9]*) die "--timeout '$TIMEOUT': not a number of seconds" ;; esac
+case "$STALL" in ''|*[!0-9]*) die "STRATA_BED_STALL='$STALL': not a number of seconds" ;; esac
 
 QEMU=$(command -v qemu-system-x86_64 || true)
 [ -n "$QEMU" ] || die "qemu-system-x86_64 not found (run scripts/install-deps.sh)"
@@ -62,8 +71,10 @@ GUEST=$(bash "$REPO/scripts/build-guest.sh" --quiet) || die "scripts/build-guest
 
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/strata-bed.XXXXXX")
 QPID=
+WATCH=
 cleanup() {
   [ -z "$QPID" ] || kill "$QPID" 2>/dev/null || true
+  [ -z "$WATCH" ] || kill "$WATCH" 2>/dev/null || true
   rm -rf "$RUN"
 }
 trap cleanup EXIT
@@ -132,7 +143,7 @@ cat "$GUEST/l1-base.cpio" "$RUN/run.cpio" > "$RUN/initrd.cpio"
 NONCE=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 # lpj= skips the delay-loop calibration (udelay uses the TSC); mitigations=off
 # and the PVH entry of vmlinux (no LZ4 inflate) save about a second under TCG.
-APPEND="console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init tsc=reliable no_timer_check i8042.noaux mitigations=off lpj=4890000 strata.nonce=$NONCE"
+APPEND="console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=1 nokaslr rdinit=/init tsc=reliable no_timer_check i8042.noaux mitigations=off lpj=4890000 strata.nonce=$NONCE"
 QEMU_ARGS=(-accel tcg,thread=multi -cpu EPYC,+svm -m "$MEM" -smp "$CPUS"
            -M pc,hpet=off -nodefaults -no-user-config -no-reboot
            -kernel "$GUEST/vmlinux" -initrd "$RUN/initrd.cpio")
@@ -157,9 +168,56 @@ mkfifo "$RUN/out"
 # QEMU (and timeout) get SIGKILL when their parent dies, however this
 # script ends (ctest's kill, a crash): no bed outlives its test.
 setpriv --pdeathsig KILL timeout -k 5 "$TIMEOUT" setpriv --pdeathsig KILL \
-  "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor none \
+  "$QEMU" "${QEMU_ARGS[@]}" -display none -monitor "unix:$RUN/mon.sock,server=on,wait=off" \
   -serial stdio -serial "file:$RUN/heart.log" -append "$APPEND" < /dev/null > "$RUN/out" 2>"$RUN/qemu.err" &
 QPID=$!
+
+# HMP commands to QEMU's monitor, their output on stdout.
+monitor() {
+  python3 - "$RUN/mon.sock" "$@" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+def until_prompt():
+    b = b""
+    while not b.endswith(b"(qemu) "):
+        c = s.recv(65536)
+        if not c:
+            break
+        b += c
+    return b.decode(errors="replace")
+until_prompt()
+for cmd in sys.argv[2:]:
+    if cmd.startswith("sleep "):
+        time.sleep(float(cmd[6:]))
+        continue
+    s.sendall(cmd.encode() + b"\n")
+    out = until_prompt()
+    out = out[out.find("\n") + 1:].replace("(qemu) ", "").replace("\r", "")
+    print("== " + cmd + "\n" + out.rstrip())
+PY
+}
+
+# The heartbeat watch: L1 silent on ttyS1 for $STALL s has stopped (its
+# heartbeat runs every 20 s of L1 time, which is the host's).  Where its
+# vCPU is goes to $RUN/stalled (L2 code, L1's kernel, or L1 user space:
+# RIP, CS and CR3 say which), then QEMU quits.
+(
+  while kill -0 "$QPID" 2>/dev/null; do
+    sleep 5
+    age=$(( $(date +%s) - $(stat -c %Y "$RUN/heart.log" 2>/dev/null || date +%s) ))
+    [ "$age" -ge "$STALL" ] || continue
+    {
+      echo "no heartbeat from L1 for ${age} s"
+      monitor "info cpus" "info registers" "x/6i \$pc" "sleep 0.5" "info registers" "sleep 0.5" \
+        "info registers" "info irq" "info pic" "quit"
+    } > "$RUN/stalled.tmp" 2>&1
+    mv "$RUN/stalled.tmp" "$RUN/stalled"
+    exit 0
+  done
+) &
+WATCH=$!
 
 state=boot
 rc=
@@ -177,6 +235,8 @@ done < "$RUN/out"
 qrc=0
 wait "$QPID" || qrc=$?
 QPID=
+kill "$WATCH" 2>/dev/null || true
+wait "$WATCH" 2>/dev/null || true
 END=$(date +%s.%N)
 
 if [ -n "$rc" ]; then
@@ -185,7 +245,9 @@ if [ -n "$rc" ]; then
   fi
   exit "$rc"
 fi
-if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+if [ -s "$RUN/stalled" ]; then
+  echo "testbed: L1 stopped (state: $state): $(head -n1 "$RUN/stalled"); last L1 console lines:" >&2
+elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
   echo "testbed: timed out after ${TIMEOUT}s (state: $state); last L1 console lines:" >&2
 else
   echo "testbed: L1 ended without the exit marker (qemu exit status $qrc, state: $state); last console lines:" >&2
@@ -196,6 +258,11 @@ if [ -s "$RUN/heart.log" ]; then
   tail -n 6 "$RUN/heart.log" | tr -d '\r' | sed 's/^/  heart: /' >&2
 else
   echo "testbed: no heartbeat from L1 (it never reached run.sh, or ttyS1 is missing)" >&2
+fi
+if [ -s "$RUN/stalled" ]; then
+  echo "testbed: where L1's vCPU was (QEMU monitor; a RIP below 0xffff800000000000 with CPL 3"\
+       "is user code, L1's or, if CR3 is not L1's, an L2 guest's):" >&2
+  tail -n +2 "$RUN/stalled" | grep -v -E '^(FPR|YMM|XMM|DR[0-7]|FCW|$)' | sed 's/^/  mon: /' >&2
 fi
 [ -s "$RUN/qemu.err" ] && sed 's/^/  qemu: /' "$RUN/qemu.err" >&2
 exit 125
