@@ -211,9 +211,10 @@ PY
     {
       echo "no heartbeat from L1 for ${age} s"
       monitor "info cpus" "info registers" "x/6i \$pc" "sleep 0.5" "info registers" "sleep 0.5" \
-        "info registers" "info irq" "info pic" "quit"
+        "info registers" "info lapic" "info irq" "info pic"
     } > "$RUN/stalled.tmp" 2>&1
-    mv "$RUN/stalled.tmp" "$RUN/stalled"
+    mv "$RUN/stalled.tmp" "$RUN/stalled" # whole before QEMU goes
+    monitor quit > /dev/null 2>&1 || kill "$QPID" 2>/dev/null
     exit 0
   done
 ) &
