@@ -390,9 +390,10 @@ static int prepare_sandbox(Vmm *v)
         [VM_SECCOMP_OFF] = SANDBOX_OFF,
     };
     json_object_seed(0); /* jansson reads /dev/urandom once: not later */
-    /* before the machine is built: the filters are built meanwhile, on a
-     * thread of sandbox_init's (sandbox.h) */
-    return sandbox_init(&v->sandbox, modes[v->cfg.seccomp], v->cfg.test_device) < 0 ? -1 : 0;
+    if (sandbox_init(&v->sandbox, modes[v->cfg.seccomp], v->cfg.test_device) < 0)
+        return -1;
+    v->m.hooks = (BoardHooks){ board_enter_thread, board_save_tty, v };
+    return 0;
 }
 
 static json_t *metrics_collect(void *o)
@@ -565,10 +566,9 @@ int strata_run(int argc, char *const argv[])
         log_msg(LOG_ERROR, "%s", err);
         goto out;
     }
-    if (prepare_sandbox(v) < 0 || setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 ||
-        setup_migration(v) < 0)
+    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || setup_migration(v) < 0 ||
+        prepare_sandbox(v) < 0)
         goto out;
-    v->m.hooks = (BoardHooks){ board_enter_thread, board_save_tty, v };
     log_machine(v);
     /* A restore from the command line (file:) answers QMP once its guest
      * is there; a live destination while it waits (inmigrate). */

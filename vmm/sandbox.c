@@ -6,9 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/kvm.h>
-#include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -403,9 +401,6 @@ static void sigsys_handler(int sig, siginfo_t *si, void *uc)
     _exit(128 + SIGSYS);
 }
 
-static int ahead_start(const Sandbox *sb);
-static void *ahead_main(void *arg);
-
 int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
 {
     memset(sb, 0, sizeof(*sb));
@@ -438,6 +433,9 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
                 api);
         return -ENOSYS;
     }
+    for (int nr = 0; nr < MAX_NR; nr++)
+        if (!sys_names[nr])
+            sys_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = sigsys_handler;
@@ -458,8 +456,6 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
             }
         }
     }
-    if (ahead_start(sb) < 0) /* the same work, now, on this thread */
-        ahead_main(NULL);
     return 0;
 }
 
@@ -580,139 +576,6 @@ static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
     return r;
 }
 
-/* role's filter in a libseccomp context: NULL after printing why (*err). */
-static scmp_filter_ctx build_filter(SandboxMode mode, pid_t pid, SandboxRole role, int *err)
-{
-    const char *name = role_names[role];
-    scmp_filter_ctx ctx = seccomp_init(mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
-    if (!ctx) {
-        fprintf(stderr, "strata: seccomp: %s thread: cannot build a filter\n", name);
-        *err = -ENOMEM;
-        return NULL;
-    }
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); /* set by sandbox_init */
-    if (r == 0)
-        r = add_rules(ctx, &roles[role], pid);
-    if (r < 0) {
-        fprintf(stderr, "strata: seccomp: %s thread: building the filter: %s\n", name,
-                strerror(-r));
-        seccomp_release(ctx);
-        *err = r;
-        return NULL;
-    }
-    return ctx;
-}
-
-/*
- * Every role's filter, built ahead on a thread of its own that sandbox_init
- * starts: libseccomp takes 0.1-0.5 ms to build one, the kernel 0.02 to load
- * it, and the threads on the way to a running guest (main, a restore's
- * migration thread, the vCPUs) would otherwise build theirs one after the
- * other.  A role whose program could not be exported is built in place, as
- * before.  The programs are the filters libseccomp would load (its own
- * export, loaded with the flags it would use: none, no_new_privs being set).
- */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    pthread_t thread;
-    bool started;
-    bool ready[SANDBOX_NROLES];
-    struct sock_fprog prog[SANDBOX_NROLES]; /* .filter NULL: build in place */
-    SandboxMode mode;
-    pid_t pid;
-} ahead = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-
-/* ctx's BPF program into *out (malloc'd): 0 or a negative errno. */
-static int export_prog(scmp_filter_ctx ctx, struct sock_fprog *out)
-{
-    int fd = memfd_create("strata-seccomp", MFD_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int r = seccomp_export_bpf(ctx, fd);
-    off_t n = r == 0 ? lseek(fd, 0, SEEK_END) : -1;
-    struct sock_filter *f = NULL;
-    if (r == 0 && (n <= 0 || n % (off_t)sizeof(*f) || n / (off_t)sizeof(*f) > BPF_MAXINSNS))
-        r = -EINVAL;
-    if (r == 0 && !(f = malloc((size_t)n)))
-        r = -ENOMEM;
-    if (r == 0 && pread(fd, f, (size_t)n, 0) != n)
-        r = -EIO;
-    close(fd);
-    if (r < 0) {
-        free(f);
-        return r;
-    }
-    out->len = (unsigned short)(n / (off_t)sizeof(*f));
-    out->filter = f;
-    return 0;
-}
-
-static void *ahead_main(void *arg)
-{
-    (void)arg;
-    /* in the order a restore's threads want them */
-    static const SandboxRole order[] = { SANDBOX_ROLE_MIGRATION, SANDBOX_ROLE_VCPU,
-                                         SANDBOX_ROLE_MAIN,      SANDBOX_ROLE_WAITER,
-                                         SANDBOX_ROLE_IO,        SANDBOX_ROLE_SERIAL,
-                                         SANDBOX_ROLE_STDIN };
-    _Static_assert(sizeof(order) / sizeof(order[0]) == SANDBOX_NROLES, "a role is missing");
-    /* first the names the SIGSYS report uses (0.1 ms): ready before any
-     * filter is */
-    for (int nr = 0; nr < MAX_NR; nr++)
-        if (!__atomic_load_n(&sys_names[nr], __ATOMIC_RELAXED))
-            __atomic_store_n(&sys_names[nr], seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr),
-                             __ATOMIC_RELEASE);
-    for (size_t i = 0; i < SANDBOX_NROLES; i++) {
-        SandboxRole role = order[i];
-        struct sock_fprog prog = { 0, NULL };
-        int err = 0;
-        scmp_filter_ctx ctx = build_filter(ahead.mode, ahead.pid, role, &err);
-        if (ctx) {
-            (void)export_prog(ctx, &prog); /* if not: built in place */
-            seccomp_release(ctx);
-        }
-        pthread_mutex_lock(&ahead.lock);
-        ahead.prog[role] = prog;
-        ahead.ready[role] = true;
-        pthread_cond_broadcast(&ahead.cond);
-        pthread_mutex_unlock(&ahead.lock);
-    }
-    return NULL;
-}
-
-void sandbox_settle(void)
-{
-    if (!ahead.started)
-        return;
-    pthread_join(ahead.thread, NULL);
-    ahead.started = false;
-}
-
-/* Starts the builder (sandbox_init): 0, or -1 if it could not start (each
- * thread then builds its own filter). */
-static int ahead_start(const Sandbox *sb)
-{
-    sandbox_settle(); /* an earlier sandbox_init's (tests) */
-    for (int i = 0; i < SANDBOX_NROLES; i++) {
-        free(ahead.prog[i].filter);
-        ahead.prog[i] = (struct sock_fprog){ 0, NULL };
-        ahead.ready[i] = false;
-    }
-    ahead.mode = sb->mode;
-    ahead.pid = sb->pid;
-    /* no signal for it: the process's are the main thread's */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&ahead.thread, NULL, ahead_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (e)
-        return -1;
-    ahead.started = true;
-    return 0;
-}
-
 int sandbox_enter(const Sandbox *sb, SandboxRole role)
 {
     if ((unsigned)role >= SANDBOX_NROLES) {
@@ -722,19 +585,19 @@ int sandbox_enter(const Sandbox *sb, SandboxRole role)
     if (!sb || sb->mode == SANDBOX_OFF)
         return 0;
     const char *name = role_names[role];
-    struct sock_fprog prog = { 0, NULL };
-    pthread_mutex_lock(&ahead.lock);
-    if (ahead.mode == sb->mode && ahead.pid == sb->pid) {
-        while (ahead.started && !ahead.ready[role])
-            pthread_cond_wait(&ahead.cond, &ahead.lock);
-        prog = ahead.prog[role];
+    scmp_filter_ctx ctx = seccomp_init(sb->mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
+    if (!ctx) {
+        fprintf(stderr, "strata: seccomp: %s thread: cannot build a filter\n", name);
+        return -ENOMEM;
     }
-    pthread_mutex_unlock(&ahead.lock);
-    scmp_filter_ctx ctx = NULL;
-    if (!prog.filter) {
-        int err = 0;
-        if (!(ctx = build_filter(sb->mode, sb->pid, role, &err)))
-            return err;
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); /* set by sandbox_init */
+    if (r == 0)
+        r = add_rules(ctx, &roles[role], sb->pid);
+    if (r < 0) {
+        fprintf(stderr, "strata: seccomp: %s thread: building the filter: %s\n", name,
+                strerror(-r));
+        seccomp_release(ctx);
+        return r;
     }
     /* The trap must reach the handler: a blocked SIGSYS would kill silently. */
     sigset_t set;
@@ -742,13 +605,8 @@ int sandbox_enter(const Sandbox *sb, SandboxRole role)
     sigaddset(&set, SIGSYS);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     tls_role = (int)role;
-    int r;
-    if (ctx) {
-        r = seccomp_load(ctx);
-        seccomp_release(ctx);
-    } else {
-        r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 ? -errno : 0;
-    }
+    r = seccomp_load(ctx);
+    seccomp_release(ctx);
     if (r < 0) {
         fprintf(stderr, "strata: seccomp: %s thread: loading the filter: %s\n", name, strerror(-r));
         tls_role = -1;
@@ -768,7 +626,6 @@ int sandbox_enter(const Sandbox *sb, SandboxRole role)
 
 int sandbox_jail(const SandboxJail *j)
 {
-    sandbox_settle(); /* the jail wants the only thread */
     if (j->chroot_dir) {
         if (chdir(j->chroot_dir) < 0 || chroot(".") < 0 || chdir("/") < 0) {
             int e = errno;

@@ -125,10 +125,6 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks);
  * mode off.  0, or a negative errno after printing one line naming the role.
  */
 int sandbox_enter(const Sandbox *sb, SandboxRole role);
-/* Waits for the thread sandbox_init starts to build every role's filter
- * ahead (sandbox_enter waits for its own role's only); sandbox_jail calls
- * it.  No-op when none runs. */
-void sandbox_settle(void);
 /* Saves fd's terminal settings (fd a tty about to be put in raw mode): a
  * seccomp kill restores them.  Call on the main thread. */
 void sandbox_fatal_save_tty(int fd);
