@@ -6,7 +6,7 @@
  * from an unknown device or from a newer version.  Pure serialization, no
  * knowledge of regions, KVM or devices: it sits in memory/, the bottom
  * layer, so that devices/, kvm/ and vmm/ may all use it (built as its own
- * library, strata_stream, whose CRC comes from zlib).
+ * library, strata_stream, whose CRC, zlib's, comes from ISA-L).
  *
  * Section layout (all little endian):
  *   u32 magic | u16 version | u16 flags (0) | u32 payload length |

@@ -9,7 +9,7 @@ PACKAGES=(
   # clang 14 + its runtime libraries: -fsanitize=fuzzer,address,undefined
   # needs libclang_rt.{fuzzer,asan,ubsan} from libclang-rt-14-dev.
   clang llvm libclang-rt-14-dev
-  libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev zlib1g-dev libisal-dev
+  libcmocka-dev libjansson-dev libseccomp-dev liburing-dev linux-libc-dev libisal-dev
   # lint tier (ctest -L lint): scripts/format.sh, clang-tidy on the product
   # code, iasl disassembling the ACPI tables (acpica-tools).
   clang-format clang-tidy acpica-tools
