@@ -8,9 +8,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <termios.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -25,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/sandbox-bpf.h"
 #include "vmm/sandbox.h"
 
 static int failures, passes, skips;
@@ -249,6 +254,204 @@ static int jail_uid_only_refused(void *p)
     return sandbox_jail(&j) < 0 ? 0 : 1;
 }
 
+/* A classic-BPF interpreter over seccomp_data, enough for libseccomp's
+ * output (loads, ALU, jumps, returns); an unknown instruction is ~0u. */
+static uint32_t bpf_run(const struct sock_filter *f, size_t n, const struct seccomp_data *d)
+{
+    uint32_t a = 0, x = 0, mem[BPF_MEMWORDS] = { 0 };
+    const unsigned char *data = (const unsigned char *)d;
+    for (size_t pc = 0; pc < n; pc++) {
+        const struct sock_filter *i = &f[pc];
+        uint32_t src = BPF_SRC(i->code) == BPF_X ? x : i->k;
+        switch (BPF_CLASS(i->code)) {
+        case BPF_LD:
+            if (BPF_MODE(i->code) == BPF_ABS && BPF_SIZE(i->code) == BPF_W &&
+                i->k + 4 <= sizeof(*d))
+                memcpy(&a, data + i->k, 4);
+            else if (BPF_MODE(i->code) == BPF_IMM)
+                a = i->k;
+            else if (BPF_MODE(i->code) == BPF_MEM && i->k < BPF_MEMWORDS)
+                a = mem[i->k];
+            else
+                return ~0u;
+            break;
+        case BPF_LDX:
+            if (BPF_MODE(i->code) == BPF_IMM)
+                x = i->k;
+            else if (BPF_MODE(i->code) == BPF_MEM && i->k < BPF_MEMWORDS)
+                x = mem[i->k];
+            else
+                return ~0u;
+            break;
+        case BPF_ST:
+        case BPF_STX:
+            if (i->k >= BPF_MEMWORDS)
+                return ~0u;
+            mem[i->k] = BPF_CLASS(i->code) == BPF_ST ? a : x;
+            break;
+        case BPF_ALU:
+            switch (BPF_OP(i->code)) {
+            case BPF_AND:
+                a &= src;
+                break;
+            case BPF_OR:
+                a |= src;
+                break;
+            case BPF_ADD:
+                a += src;
+                break;
+            case BPF_SUB:
+                a -= src;
+                break;
+            case BPF_RSH:
+                a = src < 32 ? a >> src : 0;
+                break;
+            case BPF_LSH:
+                a = src < 32 ? a << src : 0;
+                break;
+            default:
+                return ~0u;
+            }
+            break;
+        case BPF_JMP: {
+            bool t;
+            switch (BPF_OP(i->code)) {
+            case BPF_JA:
+                pc += i->k;
+                continue;
+            case BPF_JEQ:
+                t = a == src;
+                break;
+            case BPF_JGT:
+                t = a > src;
+                break;
+            case BPF_JGE:
+                t = a >= src;
+                break;
+            case BPF_JSET:
+                t = (a & src) != 0;
+                break;
+            default:
+                return ~0u;
+            }
+            pc += t ? i->jt : i->jf;
+            break;
+        }
+        case BPF_RET:
+            return BPF_RVAL(i->code) == BPF_A ? a : i->k;
+        case BPF_MISC:
+            if (BPF_MISCOP(i->code) == BPF_TAX)
+                x = a;
+            else
+                a = x;
+            break;
+        default:
+            return ~0u;
+        }
+    }
+    return ~0u; /* fell off the end */
+}
+
+/* Whether two programs answer alike: every syscall number (and a few of
+ * another ABI and arch), its first three arguments from values that matter
+ * to some rule (the pid, flags, ioctl numbers, with and without a high word). */
+static bool bpf_same(const struct sock_filter *p, size_t np, const struct sock_filter *q, size_t nq,
+                     pid_t pid, char *why, size_t whylen)
+{
+    const uint64_t v[] = { 0,
+                           1,
+                           2,
+                           4,
+                           (uint64_t)pid,
+                           (uint64_t)pid + 1,
+                           (uint64_t)pid | 1ull << 32,
+                           CLONE_THREAD,
+                           KVM_RUN,
+                           KVM_RUN | 1ull << 32,
+                           KVM_CREATE_VM,
+                           KVM_SET_USER_MEMORY_REGION,
+                           TCGETS,
+                           SANDBOX_SNAPSHOT_FLAGS,
+                           O_RDONLY | O_CLOEXEC };
+    const size_t nv = sizeof(v) / sizeof(v[0]);
+    struct seccomp_data d = { .arch = AUDIT_ARCH_X86_64 };
+    for (int nr = -1; nr < 470; nr++) {
+        for (int abi = 0; abi < 3; abi++) {
+            d.nr = abi == 1 ? nr | 0x40000000 : nr; /* x32 */
+            d.arch = abi == 2 ? AUDIT_ARCH_I386 : AUDIT_ARCH_X86_64;
+            for (size_t i = 0; i < nv * nv * nv; i++) {
+                d.args[0] = v[i % nv];
+                d.args[1] = v[i / nv % nv];
+                d.args[2] = v[i / nv / nv];
+                uint32_t rp = bpf_run(p, np, &d), rq = bpf_run(q, nq, &d);
+                if (rp != rq || rp == ~0u) {
+                    snprintf(why, whylen,
+                             "nr %d (abi %d) args %#llx %#llx %#llx: 0x%08x against 0x%08x", nr,
+                             abi, (unsigned long long)d.args[0], (unsigned long long)d.args[1],
+                             (unsigned long long)d.args[2], rp, rq);
+                    return false;
+                }
+                if (abi && i > 0)
+                    break; /* another ABI or arch: one set of arguments is enough */
+            }
+        }
+    }
+    return true;
+}
+
+/* The programs made at build time (vmm/sandbox-gen.c), a pid written in,
+ * answer every call as what libseccomp makes here at run time for that
+ * pid, and are the same instructions unless libseccomp merged the pid's
+ * test with an identical one (a pid equal to another rule's constant):
+ * every role, both modes, pids of every size. */
+static void check_build_time_programs(void)
+{
+    const pid_t pids[] = { 1, 2, 300, 4242, 0x12345, 0x2a6b7, 4194303, getpid() };
+    const size_t npids = sizeof(pids) / sizeof(pids[0]);
+    static const SandboxMode modes[] = { SANDBOX_KILL, SANDBOX_LOG };
+    for (int role = 0; role < SANDBOX_NROLES; role++) {
+        for (size_t m = 0; m < 2; m++) {
+            char name[160], detail[512] = "";
+            bool ok = true;
+            unsigned same = 0;
+            for (size_t i = 0; ok && i < npids; i++) {
+                static struct sock_filter built[SANDBOX_BPF_MAX];
+                int n = sandbox_program((SandboxRole)role, modes[m], pids[i], built,
+                                        SANDBOX_BPF_MAX);
+                struct sock_filter *ref = NULL;
+                size_t nref = 0;
+                int r = sandbox_rules_bpf((SandboxRole)role, modes[m], pids[i], &ref, &nref);
+                char why[256] = "";
+                ok = n > 0 && r == 0;
+                if (ok && (size_t)n == nref && !memcmp(built, ref, nref * sizeof(*ref)))
+                    same++;
+                else if (ok)
+                    ok = bpf_same(built, (size_t)n, ref, nref, pids[i], why, sizeof(why));
+                if (!ok)
+                    snprintf(detail, sizeof(detail),
+                             "pid %d: build time %d instructions, libseccomp %zu (%s): %s",
+                             (int)pids[i], n, nref, r ? strerror(-r) : "ok", why);
+                free(ref);
+            }
+            snprintf(name, sizeof(name),
+                     "%s, %s: the build-time program answers as libseccomp's (identical for %u "
+                     "of %zu pids)",
+                     sandbox_role_name((SandboxRole)role), m ? "log" : "kill", same, npids);
+            check(ok && same > 0, name, detail);
+        }
+    }
+    /* and the comparison sees a difference where there is one: the
+     * programs of two pids differ at tgkill */
+    static struct sock_filter p1[SANDBOX_BPF_MAX], p2[SANDBOX_BPF_MAX];
+    int n1 = sandbox_program(SANDBOX_ROLE_VCPU, SANDBOX_KILL, 4242, p1, SANDBOX_BPF_MAX);
+    int n2 = sandbox_program(SANDBOX_ROLE_VCPU, SANDBOX_KILL, 4243, p2, SANDBOX_BPF_MAX);
+    char why[256] = "";
+    bool same = n1 > 0 && n2 > 0 &&
+                bpf_same(p1, (size_t)n1, p2, (size_t)n2, 4242, why, sizeof(why));
+    check(!same && strstr(why, "nr 234 "),
+          "the comparison of programs tells pids 4242 and 4243 apart (tgkill)", why);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -257,6 +460,7 @@ int main(void)
         printf("SKIP: AddressSanitizer build: the sandbox is forced off here\n");
         return 77;
     }
+    check_build_time_programs();
     char name[128], text[160];
     for (int r = 0; r < SANDBOX_NROLES; r++) {
         const char *rn = sandbox_role_name((SandboxRole)r);
