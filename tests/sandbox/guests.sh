@@ -57,6 +57,26 @@ $PD "$STRATA" run --kernel "$SPIN" --serial none --api-socket "$sock" --rng > "$
 pid=$!
 i=0
 while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+# the main thread asks for the shortest slice, the others keep the default
+# (vmm/run.c, set_main_slice): custom slices exist from Linux 6.12 on
+kv=$(uname -r | sed 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/')
+set -- $kv
+if [ "${1:-0}" -gt 6 ] || { [ "${1:-0}" = 6 ] && [ "${2:-0}" -ge 12 ]; }; then
+	slice() { sed -n 's/^se\.slice[[:space:]]*:[[:space:]]*//p' "$1" 2>/dev/null; }
+	main_slice=$(slice /proc/$pid/sched) others=
+	for t in /proc/$pid/task/*; do
+		[ "${t##*/}" = "$pid" ] || others="$others $(slice "$t/sched")"
+	done
+	if [ "$main_slice" != 100000 ]; then
+		fail "main thread's slice" "main ${main_slice:-unknown} ns (want 100000), others:$others"
+	elif [ -z "$others" ] || case "$others " in *" 100000 "*) true ;; *) false ;; esac; then
+		fail "main thread's slice" "main $main_slice ns, others:${others:- none} (want the default)"
+	else
+		pass "the main thread runs with a 0.1 ms slice, the others ($others ) with the default"
+	fi
+else
+	echo "SKIP the main thread's slice: kernel $(uname -r) has no custom slices (Linux 6.12+)"
+fi
 ok=1
 for c in status pause status resume mtree 'qmp query-dirty-log' reset status; do
 	# shellcheck disable=SC2086
