@@ -20,7 +20,11 @@
 # by `strata ctl migrate`; QEMU: the last expected-downtime seen while
 # active, query-migrate polled every 0.1 s), bytes sent,
 # rounds (dirty-sync-count), the measured dirty-pages-rate, and
-# strata/QEMU ratios (medians over rounds).
+# strata/QEMU ratios (medians over rounds).  strata runs each row twice:
+# with its default dirty log (KVM's dirty ring where the host has it) and
+# with the bitmap (--dirty-ring off, "strata-bm"); the last table sets the
+# two logs side by side from query-migrate's x-dirty-log: syncs, their
+# cost per sync per GiB of guest RAM, and the pages each reported.
 #
 # Usage: scripts/bench-migration.sh [ROUNDS] [ROW...]   (default 1 round,
 # every row; rows by number, 1-8; needs build/ with tests/migration built:
@@ -59,7 +63,8 @@ cp $B/mig-idle.elf $B/mig-r*.elf "$T/elf/"
 
 # Runs where the VMs run (L1's busybox sh or here):
 #   one.sh VMM ROW MEM GUEST BW LIMIT CAP
-# prints "RESULT vmm row status total_ms downtime_ms expected_ms bytes rounds dirty_pages_per_s"
+# prints "RESULT vmm row status total_ms downtime_ms expected_ms bytes rounds dirty_pages_per_s
+#   log_mode syncs sync_us log_pages" (the last four strata's x-dirty-log, else -)
 cat > "$T/one.sh" <<'INNER'
 vmm=$1 row=$2 mem=$3 mode=$4 bw=$5 limit=$6 cap=$7
 elf=$ELF_DIR/mig-$mode.elf
@@ -70,8 +75,10 @@ W=/tmp/bm.$$
 mkdir -p $W
 q() { $STRATA ctl --api-socket "$1" qmp "$2" "${3:-{\}}"; }
 field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" | head -n1; }
+log=
+[ "$vmm" != strata-bm ] || { vmm=strata log="--dirty-ring off" name=strata-bm; }
 if [ "$vmm" = strata ]; then
-  $STRATA run --kernel $elf --test-device --serial none --memory $mem --api-socket $W/src.qmp > $W/src.log 2>&1 &
+  $STRATA run --kernel $elf --test-device --serial none --memory $mem --api-socket $W/src.qmp $log > $W/src.log 2>&1 &
   src=$!
   $STRATA run --kernel $elf --test-device --serial none --memory $mem --api-socket $W/dst.qmp \
     --incoming unix:$W/in.sock > $W/dst.log 2>&1 &
@@ -126,8 +133,11 @@ if [ "$st" != completed ]; then   # say why, from both sides
   echo "$vmm $row: $st: $out" | cut -c1-400
   tail -n 5 $W/src.log $W/dst.log 2>/dev/null
 fi
-echo "RESULT $vmm $row $st $(echo "$out" | field total-time) $(echo "$out" | field downtime) $exp \
-$(echo "$out" | field transferred) $(echo "$out" | field dirty-sync-count) $(echo "$out" | field dirty-pages-rate)"
+dl=$(echo "$out" | tr "\n" " " | sed -n 's/.*"x-dirty-log": {\([^}]*\)}.*/\1/p')
+lm=$(echo "$dl" | sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p')
+echo "RESULT ${name:-$vmm} $row $st $(echo "$out" | field total-time) $(echo "$out" | field downtime) $exp \
+$(echo "$out" | field transferred) $(echo "$out" | field dirty-sync-count) $(echo "$out" | field dirty-pages-rate) \
+${lm:--} $(echo "$dl" | field syncs) $(echo "$dl" | field sync-us) $(echo "$dl" | field pages)"
 i=0
 while [ ! -S $W/dst.qmp ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 q $W/dst.qmp quit > /dev/null 2>&1 || kill $dst 2>/dev/null
@@ -141,7 +151,7 @@ for i in $(seq "$ROUNDS"); do
   for n in "${PICK[@]}"; do
     [ "$n" -ge 1 ] && [ "$n" -le ${#ROWS[@]} ] 2>/dev/null ||
       { echo "bench-migration: no row $n (1-${#ROWS[@]})" >&2; exit 2; }
-    for vmm in strata qemu; do LIST="$LIST sh \$RUNDIR/one.sh $vmm ${ROWS[$((n-1))]};"; done
+    for vmm in strata strata-bm qemu; do LIST="$LIST sh \$RUNDIR/one.sh $vmm ${ROWS[$((n-1))]};"; done
   done
 done
 # The guests are tiny PVH ELFs: any /dev/kvm that runs them will do, PVM
@@ -173,9 +183,13 @@ echo "$out" | grep '^RESULT' | awk '
     return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
   }
   $4 == "skipped" { printf "%-6s %-20s skipped: %s\n", $2, $3, "QEMU 7.2 has no dirty-limit"; skipped[$3] = 1; next }
-  { printf "%-6s %-20s %-10s total %7s ms  downtime %5s ms (expected %5s)  sent %11s B  rounds %3s  dirty %8s pages/s\n",
+  { printf "%-9s %-20s %-10s total %7s ms  downtime %5s ms (expected %5s)  sent %11s B  rounds %3s  dirty %8s pages/s\n",
            $2, $3, $4, $5, $6, $7, $8, $9, $10
     if (!($3 in seen)) { seen[$3] = 1; order[++nrows] = $3 }
+    if ($2 ~ /^strata/ && $4 == "completed" && $12 != "") {   # the dirty log, per mode
+      m = $11; lk = m SUBSEP $3; lc = ++ln[lk]; LS[lk, lc] = $12; LU[lk, lc] = $13; LP[lk, lc] = $14
+      if (!(m in mseen)) { mseen[m] = 1 } }
+    if ($2 == "strata-bm") next
     if ($4 == "completed") { k = $2 SUBSEP $3; c = ++n[k]; T[k, c] = $5; D[k, c] = $6; B[k, c] = $8 } }
   END {
     print ""
@@ -192,5 +206,18 @@ echo "$out" | grep '^RESULT' | awk '
       qt = med(a1, n[q]); qd = med(a2, n[q]); qb = med(a3, n[q])
       printf "  %-20s total-time %5.2f (%6.0f vs %6.0f ms)  downtime %5.0f vs %5.0f ms  bytes %5.2f\n",
              row, (qt ? st / qt : 0), st, qt, sd, qd, (qb ? sb / qb : 0)
+    }
+    print ""
+    print "strata\x27s dirty log, ring vs bitmap (x-dirty-log, medians: syncs, us per sync per GiB of RAM, pages reported):"
+    for (r = 1; r <= nrows; r++) {
+      row = order[r]; line = ""
+      g = row; sub(/-.*/, "", g); gib = g ~ /G$/ ? g + 0 : (g + 0) / 1024   # the guest RAM, from the row name
+      for (m in mseen) {
+        k = m SUBSEP row
+        if (!ln[k]) continue
+        for (i = 1; i <= ln[k]; i++) { a1[i] = LS[k, i]; a2[i] = (LS[k, i] ? LU[k, i] / LS[k, i] / gib : 0); a3[i] = LP[k, i] }
+        line = line sprintf("  %s: %4.0f syncs %8.1f us/sync/GiB %9.0f pages", m, med(a1, ln[k]), med(a2, ln[k]), med(a3, ln[k]))
+      }
+      if (line != "") printf "  %-20s%s\n", row, line
     }
   }'
