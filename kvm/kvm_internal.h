@@ -222,6 +222,9 @@ void kvm_irq_fini(KvmVm *vm);
 /* vcpu.c */
 void kvm_vcpu_destroy(KvmVcpu *vcpu);
 void kvm_kick_init(void);
+/* vcpu.c: fetches KVM_GET_SUPPORTED_CPUID of kvm_fd on a thread of its own,
+ * for the next kvm_vm_get_supported_cpuid in this process (kvm_vm_create) */
+void kvm_cpuid_prefetch(int kvm_fd);
 
 /* run.c: kicks every vCPU in KVM_RUN (but the caller's own) out of it;
  * vm->lock held.  True if there was one. */

@@ -3,6 +3,8 @@
  * and the signal that kicks a vCPU thread out of KVM_RUN (the run loop,
  * pause/resume and the VM's end are in run.c). */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,30 +263,136 @@ int kvm_vcpu_set_msr(KvmVcpu *vcpu, uint32_t index, uint64_t value)
 
 /* ---- CPUID ------------------------------------------------------------ */
 
-int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out)
+/* KVM_GET_SUPPORTED_CPUID costs 0.4 ms on a PVM host (the kernel runs
+ * CPUID for every leaf, and each traps): kvm_vm_create has it fetched on a
+ * thread while the caller goes on setting up memory and the irqchip, and
+ * the first kvm_vm_get_supported_cpuid of the same process takes that.
+ * The thread has every signal blocked, uses its own dup of the fd and ends
+ * by itself; a forked child (pid differs) ignores it. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool pending, done;
+    pid_t pid;
+    int fd, err;
+    struct kvm_cpuid2 *c;
+} prefetch = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .fd = -1 };
+
+static int fetch_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 {
     /* 256 is the kernel's KVM_MAX_CPUID_ENTRIES: one call, not a retry after E2BIG
      * (on PVM each call costs milliseconds) */
     for (unsigned nent = 256; nent <= 4096; nent *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
-        if (!c) {
-            kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: out of memory");
+        if (!c)
             return -ENOMEM;
-        }
         c->nent = nent;
-        int r = kvm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+        int r = kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
         if (r >= 0) {
             *out = c;
             return 0;
         }
         free(c);
-        if (r != -E2BIG) {
-            kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
+        if (r != -E2BIG)
             return r;
-        }
     }
-    kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
     return -E2BIG;
+}
+
+static void *prefetch_main(void *arg)
+{
+    (void)arg;
+    struct kvm_cpuid2 *c = NULL;
+    int r = fetch_cpuid(prefetch.fd, &c);
+    pthread_mutex_lock(&prefetch.lock);
+    close(prefetch.fd);
+    prefetch.fd = -1;
+    prefetch.err = r;
+    prefetch.c = c;
+    prefetch.done = true;
+    pthread_cond_broadcast(&prefetch.cond);
+    pthread_mutex_unlock(&prefetch.lock);
+    return NULL;
+}
+
+void kvm_cpuid_prefetch(int kvm_fd)
+{
+    if (__atomic_load_n(&prefetch.pid, __ATOMIC_ACQUIRE) != getpid()) {
+        /* first here, or a forked child: the parent's state is not its own */
+        pthread_mutex_init(&prefetch.lock, NULL);
+        pthread_cond_init(&prefetch.cond, NULL);
+        prefetch.pending = false;
+        prefetch.c = NULL;
+    }
+    pthread_mutex_lock(&prefetch.lock);
+    if (prefetch.pending && prefetch.pid == getpid()) { /* one at a time */
+        pthread_mutex_unlock(&prefetch.lock);
+        return;
+    }
+    free(prefetch.c); /* an earlier VM's, never taken */
+    prefetch.c = NULL;
+    prefetch.fd = fcntl(kvm_fd, F_DUPFD_CLOEXEC, 0);
+    prefetch.pending = prefetch.fd >= 0;
+    prefetch.done = false;
+    __atomic_store_n(&prefetch.pid, getpid(), __ATOMIC_RELEASE);
+    if (prefetch.pending) {
+        pthread_attr_t a;
+        pthread_t t;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, prefetch_main, NULL) != 0) {
+            close(prefetch.fd);
+            prefetch.fd = -1;
+            prefetch.pending = false;
+        }
+        pthread_attr_destroy(&a);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    pthread_mutex_unlock(&prefetch.lock);
+}
+
+/* The prefetched table if this process has one coming (waits for it),
+ * else NULL; *err: its error. */
+static struct kvm_cpuid2 *prefetch_take(int *err)
+{
+    struct kvm_cpuid2 *c = NULL;
+    *err = 0;
+    /* a forked child never locks: the thread that may hold the lock is not its */
+    if (__atomic_load_n(&prefetch.pid, __ATOMIC_ACQUIRE) != getpid())
+        return NULL;
+    pthread_mutex_lock(&prefetch.lock);
+    if (prefetch.pending && prefetch.pid == getpid()) {
+        while (!prefetch.done)
+            pthread_cond_wait(&prefetch.cond, &prefetch.lock);
+        c = prefetch.c;
+        *err = prefetch.err;
+        prefetch.c = NULL;
+        prefetch.pending = false;
+    }
+    pthread_mutex_unlock(&prefetch.lock);
+    return c;
+}
+
+int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out)
+{
+    int r;
+    struct kvm_cpuid2 *c = prefetch_take(&r);
+    if (c) {
+        *out = c;
+        return 0;
+    }
+    /* no prefetch, or it failed: ask again here, and say why it fails */
+    r = fetch_cpuid(vm->kvm_fd, out);
+    if (r == -ENOMEM)
+        kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: out of memory");
+    else if (r == -E2BIG)
+        kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+    else if (r < 0)
+        kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
+    return r;
 }
 
 int kvm_vcpu_set_cpuid(KvmVcpu *vcpu, const struct kvm_cpuid2 *cpuid)
