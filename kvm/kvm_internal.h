@@ -3,6 +3,8 @@
 #ifndef STRATA_KVM_INTERNAL_H
 #define STRATA_KVM_INTERNAL_H
 
+#include <sched.h>
+
 #include "kvm/kvm.h"
 
 #define KVM_PAGE_SIZE 4096u
@@ -80,6 +82,10 @@ struct KvmVcpu {
     pthread_t thread; /* valid while state != IDLE or threaded */
     int tid;          /* kernel thread id of its thread (atomic), 0 before */
     bool threaded;    /* has a thread from kvm_vm_start */
+    /* its thread's own affinity while it starts away from the VM's starter
+     * (run.c, vcpu_place_away; the vCPU's thread only) */
+    bool placed_away;
+    cpu_set_t affinity;
     bool joined;
     KvmVcpuRunState state; /* under vm->lock */
     /* written by the vCPU's thread only (relaxed load + store, no lock
@@ -160,6 +166,7 @@ struct KvmVm {
     pthread_t ticker;             /* kicks throttled vCPUs (run.c) */
     bool ticker_started;
     bool started;
+    int starter_cpu; /* the core kvm_vm_start ran on (-1: unknown; run.c) */
     bool ended;
     KvmVmEnd end;
 

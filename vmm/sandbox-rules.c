@@ -208,13 +208,15 @@ typedef struct IocList {
 } IocList;
 
 enum {
-    F_SOCKETS = 1,      /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
-    F_THREADS = 2,      /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
-    F_FCNTL = 4,        /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
-    F_STACK = 8,        /* seccomp(SET_MODE_FILTER): a thread started
+    F_SOCKETS = 1,       /* socket(AF_UNIX|AF_INET|AF_INET6, ...) */
+    F_THREADS = 2,       /* clone(CLONE_THREAD...); clone3 answers ENOSYS */
+    F_FCNTL = 4,         /* fcntl F_GETFD/F_GETFL/F_SETFL/F_SETFD */
+    F_STACK = 8,         /* seccomp(SET_MODE_FILTER): a thread started
                              * later adds its own (stricter) filter */
-    F_SNAPSHOT = 16,    /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
-    F_UNIX_STREAM = 32, /* socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0) only */
+    F_SNAPSHOT = 16,     /* openat(..., SANDBOX_SNAPSHOT_FLAGS): a snapshot file */
+    F_UNIX_STREAM = 32,  /* socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0) only */
+    F_OWN_AFFINITY = 64, /* sched_setaffinity(0, ...): a vCPU thread takes back
+                             * its own mask after starting away (kvm/run.c) */
 };
 
 typedef struct RoleDef {
@@ -236,7 +238,7 @@ static const RoleDef roles[SANDBOX_NROLES] = {
     [SANDBOX_ROLE_VCPU] = {
         .sys = { LIST(sys_vcpu) },
         .ioc = { LIST(ioc_run), LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty) },
-        .flags = F_FCNTL,
+        .flags = F_FCNTL | F_OWN_AFFINITY,
         .hot_ioctl = KVM_RUN,
     },
     [SANDBOX_ROLE_IO] = { .sys = { LIST(sys_io) }, .ioc = { LIST(ioc_irq) },
@@ -325,6 +327,10 @@ static int add_rules(scmp_filter_ctx ctx, const RoleDef *d, pid_t pid)
             cmp(2, SCMP_CMP_EQ, 0, 0),
         };
         r = add(ctx, SCMP_SYS(socket), 3, a);
+    }
+    if (r == 0 && (d->flags & F_OWN_AFFINITY)) {
+        struct scmp_arg_cmp own = cmp(0, SCMP_CMP_EQ, 0, 0);
+        r = add(ctx, SCMP_SYS(sched_setaffinity), 1, &own);
     }
     if (r == 0 && (d->flags & F_THREADS)) {
         struct scmp_arg_cmp thr = cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);

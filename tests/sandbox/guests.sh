@@ -84,6 +84,21 @@ for c in status pause status resume mtree 'qmp query-dirty-log' reset status; do
 		ok=0; echo "    ctl $c failed: $(head -c 300 "$T/ctl")"
 	fi
 done
+# every thread has the process's affinity again: a vCPU thread starts away
+# from the main thread's core and takes back its whole mask before its
+# first KVM_RUN (kvm/run.c, vcpu_place_away), under its filter
+aff() { sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$1" 2>/dev/null; }
+want=$(aff /proc/$pid/status) bad= n=0
+for t in /proc/$pid/task/*; do
+	a=$(aff "$t/status")
+	n=$((n + 1))
+	[ "$a" = "$want" ] || bad="$bad ${t##*/}:$a"
+done
+if [ -n "$want" ] && [ -z "$bad" ]; then
+	pass "all $n threads have the process's CPU affinity ($want) once the guest runs"
+else
+	fail "thread affinity" "want ${want:-unknown} on every thread; differ:${bad:- none read}"
+fi
 "$STRATA" ctl --api-socket "$sock" quit > /dev/null 2>&1 || ok=0
 wait $pid
 RC=$?
