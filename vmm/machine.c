@@ -398,6 +398,11 @@ static int create_vcpus(Machine *m)
 
 int machine_create(Machine *m, const VmConfig *cfg)
 {
+    return machine_create_begin(m, cfg) < 0 ? -1 : machine_create_finish(m);
+}
+
+int machine_create_begin(Machine *m, const VmConfig *cfg)
+{
     char err[512];
     memset(m, 0, sizeof(*m));
     m->cfg = cfg;
@@ -429,8 +434,13 @@ int machine_create(Machine *m, const VmConfig *cfg)
         log_msg(LOG_ERROR, "cannot create the KVM VM (%s)", strerror(-r));
         return -1;
     }
-    if (build_memory(m) < 0)
-        return -1;
+    return build_memory(m);
+}
+
+int machine_create_finish(Machine *m)
+{
+    const VmConfig *cfg = m->cfg;
+    char err[512];
     if (kvm_vm_attach_memory(m->vm, m->ctx, m->memory_as, m->io_as) < 0) {
         log_msg(LOG_ERROR, "attaching guest memory to KVM failed: %s", kvm_vm_last_error(m->vm));
         return -1;

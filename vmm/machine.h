@@ -170,6 +170,11 @@ typedef struct Machine {
  * loaded kernel.  Nothing runs yet.  0, or -1 after printing one line.
  */
 int machine_create(Machine *m, const VmConfig *cfg);
+/* machine_create in two steps: the KVM VM and the memory tree (guest RAM
+ * mapped, not yet attached to KVM), then everything else.  Between them a
+ * restore may map a snapshot's RAM over the machine's (vmm/run.c). */
+int machine_create_begin(Machine *m, const VmConfig *cfg);
+int machine_create_finish(Machine *m);
 /*
  * Adds device dev (the state ops works on, kept by the caller) to the
  * board's list and maps its regions (DEV_REGIONS(...)): from now on reset,

@@ -604,8 +604,22 @@ int strata_run(int argc, char *const argv[])
         log_msg(LOG_ERROR, "%s", err);
         goto out;
     }
-    if (setup_loop(v) < 0 || machine_create(&v->m, &v->cfg) < 0 || setup_migration(v) < 0 ||
-        prepare_sandbox(v) < 0)
+    MigPremap premap = { .fd = -1 };
+    if (setup_loop(v) < 0 || machine_create_begin(&v->m, &v->cfg) < 0)
+        goto out;
+    /* A snapshot's RAM is mapped before KVM sees the machine's memory
+     * (mig_snapshot_premap; a file it cannot take is the restore's to
+     * refuse, below). */
+    if (v->cfg.restore && !strncmp(v->cfg.incoming, "file:", 5))
+        mig_snapshot_premap(&v->m, v->cfg.incoming + 5, v->cfg.restore_prefault, &premap);
+    if (machine_create_finish(&v->m) < 0 || setup_migration(v) < 0) {
+        if (premap.fd >= 0)
+            close(premap.fd);
+        goto out;
+    }
+    if (premap.fd >= 0)
+        mig_incoming_premapped(v->mig, &premap); /* the fd is the restore's now */
+    if (prepare_sandbox(v) < 0)
         goto out;
     log_machine(v);
     /* A restore from the command line (file:) answers QMP once its guest

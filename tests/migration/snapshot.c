@@ -265,6 +265,24 @@ int snapshot_suite(void)
     for (int i = 0; i < 5; i++)
         quit(&clones[i]);
 
+    /* 3b. the same file through QMP migrate-incoming (--incoming defer): the
+     * machine's RAM has its KVM slots already and is mapped over there,
+     * where --incoming file: maps it before KVM sees it (mig_snapshot_premap) */
+    start_vm(&r, "snap-deferred", guest_elf, "256M", "defer");
+    vm_connect(&r);
+    char arg[300];
+    snprintf(arg, sizeof(arg), "{\"uri\": \"file:%s\"}", clone_path);
+    json_decref(cmd_ok(&r, "migrate-incoming", arg));
+    for (int t = 0; strcmp(run_state(&r), "running"); t += 20) {
+        CHECK(t < 30000, "migrate-incoming of a snapshot: %s after 30 s", run_state(&r));
+        msleep(20);
+    }
+    CHECK(log_has(&r, "RAM verified against the saved VM's"), "deferred restore: RAM not verified");
+    uint64_t dp = wait_pass(&r, start + 2, 60000);
+    printf("migrate-incoming file: restored and runs: pass %llu (pages verified)\n",
+           (unsigned long long)dp);
+    quit(&r);
+
     /* 4. bad files */
     snprintf(path, sizeof(path), "%s/bad.snap", tmpdir);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -6,6 +6,7 @@
  * by the source (see migration.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -405,50 +406,121 @@ out:
 
 /* ---- restoring a snapshot (docs/snapshot.md) ------------------------------ */
 
-/* The header, checked against this machine's RAM blocks, and each block
- * mapped from the file copy-on-write: restore reads no RAM it does not
- * need (prefault: all of it, now). */
-static int map_snapshot(Dst *d, int fd, bool prefault, SnapHeader *h)
+/* The header of the snapshot fd, checked against the RAM blocks b[0..nb)
+ * (and the file's size) into *h; then the fd is at the state records.  0,
+ * or -1 with why in err. */
+static int snap_check(int fd, const MigBlock *b, unsigned nb, SnapHeader *h, char *err,
+                      size_t errlen)
 {
     struct stat st;
     uint8_t hdr[SNAP_HEADER_LEN];
-    if (fstat(fd, &st) < 0)
-        return dfail(d, "fstat: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return dfail(d, "not a regular file");
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "fstat: %s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        return -1;
+    }
     ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
-    if (n < 0)
-        return dfail(d, "reading the header: %s", strerror(errno));
-    char e[300];
-    if (snap_header_decode(h, hdr, (size_t)n, (uint64_t)st.st_size, e, sizeof(e)) < 0)
-        return dfail(d, "%s", e);
-    if (h->nblocks != d->nblocks)
-        return dfail(d, "another machine's snapshot: %u RAM blocks, this machine has %u",
-                     h->nblocks, d->nblocks);
-    for (unsigned b = 0; b < d->nblocks; b++) {
-        const MigBlock *k = &d->blocks[b];
-        if (strcmp(h->blocks[b].name, k->name) || h->blocks[b].size != k->size)
-            return dfail(d,
-                         "another machine's snapshot: RAM block %u is %s of %llu MiB there, "
-                         "%s of %llu MiB here (--memory differs?)",
-                         b, h->blocks[b].name, (unsigned long long)(h->blocks[b].size >> 20),
-                         k->name, (unsigned long long)(k->size >> 20));
+    if (n < 0) {
+        snprintf(err, errlen, "reading the header: %s", strerror(errno));
+        return -1;
     }
-    for (unsigned b = 0; b < d->nblocks; b++) {
-        void *p = mmap(d->blocks[b].host, d->blocks[b].size, PROT_READ | PROT_WRITE,
+    if (snap_header_decode(h, hdr, (size_t)n, (uint64_t)st.st_size, err, errlen) < 0)
+        return -1;
+    if (h->nblocks != nb) {
+        snprintf(err, errlen, "another machine's snapshot: %u RAM blocks, this machine has %u",
+                 h->nblocks, nb);
+        return -1;
+    }
+    for (unsigned i = 0; i < nb; i++) {
+        if (strcmp(h->blocks[i].name, b[i].name) || h->blocks[i].size != b[i].size) {
+            snprintf(err, errlen,
+                     "another machine's snapshot: RAM block %u is %s of %llu MiB there, "
+                     "%s of %llu MiB here (--memory differs?)",
+                     i, h->blocks[i].name, (unsigned long long)(h->blocks[i].size >> 20), b[i].name,
+                     (unsigned long long)(b[i].size >> 20));
+            return -1;
+        }
+    }
+    if (lseek(fd, (off_t)h->state_off, SEEK_SET) < 0) {
+        snprintf(err, errlen, "lseek: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Maps each block of the checked header h from fd copy-on-write over the
+ * machine's: restore reads no RAM it does not need (prefault: all of it,
+ * now).  0, or -1 with why in err. */
+static int snap_map(int fd, const MigBlock *b, unsigned nb, const SnapHeader *h, bool prefault,
+                    char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < nb; i++) {
+        void *p = mmap(b[i].host, b[i].size, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_FIXED | (prefault ? MAP_POPULATE : 0), fd,
-                       (off_t)h->blocks[b].offset);
-        if (p == MAP_FAILED)
-            return dfail(d, "mapping RAM block %s: %s", d->blocks[b].name, strerror(errno));
+                       (off_t)h->blocks[i].offset);
+        if (p == MAP_FAILED) {
+            snprintf(err, errlen, "mapping RAM block %s: %s", b[i].name, strerror(errno));
+            return -1;
+        }
     }
-    if (lseek(fd, (off_t)h->state_off, SEEK_SET) < 0)
-        return dfail(d, "lseek: %s", strerror(errno));
+    return 0;
+}
+
+bool mig_snapshot_premap(Machine *m, const char *path, bool prefault, MigPremap *out)
+{
+    uint64_t t0 = mig_now_ns();
+    MigBlock b[4];
+    SnapHeader h;
+    char err[300];
+    unsigned nb = mig_blocks(m, b, 4);
+    out->fd = -1;
+    out->nblocks = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    if (nb == 0 || snap_check(fd, b, nb, &h, err, sizeof(err)) < 0 ||
+        snap_map(fd, b, nb, &h, prefault, err, sizeof(err)) < 0) {
+        close(fd); /* the restore opens it again and says what is wrong */
+        return false;
+    }
+    out->fd = fd;
+    out->nblocks = nb;
+    for (unsigned i = 0; i < nb; i++)
+        out->offset[i] = h.blocks[i].offset;
+    out->ns = mig_now_ns() - t0;
+    return true;
+}
+
+/* The header checked, and the RAM mapped unless premap did already (its
+ * offsets must be the header's still). */
+static int map_snapshot(Dst *d, int fd, bool prefault, const MigPremap *premap, SnapHeader *h)
+{
+    if (snap_check(fd, d->blocks, d->nblocks, h, d->err, sizeof(d->err)) < 0)
+        return -1;
+    if (!premap)
+        return snap_map(fd, d->blocks, d->nblocks, h, prefault, d->err, sizeof(d->err));
+    if (premap->nblocks != d->nblocks)
+        return dfail(d, "the snapshot changed while it was restored (%u RAM blocks mapped, %u now)",
+                     premap->nblocks, d->nblocks);
+    for (unsigned b = 0; b < d->nblocks; b++)
+        if (premap->offset[b] != h->blocks[b].offset)
+            return dfail(d, "the snapshot changed while it was restored (RAM block %s moved)",
+                         d->blocks[b].name);
     return 0;
 }
 
 int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused)
 {
-    uint64_t t0 = mig_now_ns();
+    return mig_restore_premapped(m, fd, prefault, NULL, start_paused);
+}
+
+int mig_restore_premapped(Machine *m, int fd, bool prefault, const MigPremap *premap,
+                          bool *start_paused)
+{
+    uint64_t t0 = mig_now_ns() - (premap ? premap->ns : 0);
     Dst *d = calloc(1, sizeof(*d));
     int ret = -1;
     SnapHeader h = { 0 };
@@ -462,7 +534,7 @@ int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused)
     d->nblocks = mig_blocks(m, d->blocks, 4);
     d->ndevs = mig_devices(m, d->devs, MIG_MAX_DEVICES);
     mig_channel_init_file(&d->ch, fd);
-    if (map_snapshot(d, fd, prefault, &h) < 0 || receive(d) < 0 || install(d) < 0) {
+    if (map_snapshot(d, fd, prefault, premap, &h) < 0 || receive(d) < 0 || install(d) < 0) {
         char safe[sizeof(d->err)];
         text_escape(safe, sizeof(safe), d->err, strlen(d->err));
         log_msg(LOG_ERROR, "restore: %s; the guest is not started", safe);

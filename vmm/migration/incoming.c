@@ -48,7 +48,8 @@ static void *incoming_thread(void *arg)
     int r = -1;
     if (!h->enter_thread || h->enter_thread(h->opaque, &strict) == 0) {
         if (g->inc_file)
-            r = mig_restore_fd(h->m, g->inc_fd, g->inc_prefault, &paused);
+            r = mig_restore_premapped(h->m, g->inc_fd, g->inc_prefault,
+                                      g->inc_premap.nblocks ? &g->inc_premap : NULL, &paused);
         else
             r = mig_load_fd(h->m, g->inc_fd, g->inc_abort_fd, g->pagemap_fd, &paused);
     }
@@ -144,7 +145,11 @@ int mig_incoming_start(Migration *g, const char *uri, bool prefault, char *err, 
         return -1;
     bool file = mig_uri_is_file(uri);
     int fd = -1;
-    if (file) {
+    if (file && g->inc_premap.fd >= 0) {
+        fd = g->inc_premap.fd; /* opened and its RAM mapped already: inc_fd owns it */
+        g->inc_premap.fd = -1;
+    } else if (file) {
+        g->inc_premap.nblocks = 0; /* nothing mapped ahead */
         /* opened here: the loader's filter allows no open */
         fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -177,6 +182,15 @@ int mig_incoming_start(Migration *g, const char *uri, bool prefault, char *err, 
                    text_escape(shown, sizeof(shown), uri, strlen(uri)));
     }
     return 0;
+}
+
+void mig_incoming_premapped(Migration *g, const MigPremap *p)
+{
+    if (g->inc_premap.fd >= 0 && g->inc_premap.fd != p->fd)
+        close(g->inc_premap.fd);
+    g->inc_premap = *p;
+    if (g->inc_premap.nblocks > 4)
+        g->inc_premap.nblocks = 4;
 }
 
 void mig_incoming_defer(Migration *g)
@@ -229,6 +243,10 @@ void mig_incoming_free(Migration *g)
     if (g->inc_fd >= 0) {
         close(g->inc_fd);
         g->inc_fd = -1;
+    }
+    if (g->inc_premap.fd >= 0) { /* premapped, never started */
+        close(g->inc_premap.fd);
+        g->inc_premap.fd = -1;
     }
 }
 

@@ -101,6 +101,7 @@ struct Migration {
     bool inc_prefault;     /* ...reading all of its RAM in first */
     bool inc_paused;       /* the guest that came in was paused (the thread sets) */
     int inc_fd;            /* the connection or the snapshot file (-1: none) */
+    MigPremap inc_premap;  /* a snapshot's RAM mapped already (fd -1: none) */
     int inc_abort_fd;      /* eventfd: readable makes the loader give up */
     int listen_fd;         /* waiting for the source's connection (-1: not) */
     EvSource listen_src;   /* ...in the main loop */

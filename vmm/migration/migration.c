@@ -278,6 +278,7 @@ Migration *mig_init(const MigHost *host)
                              .dirty_limit_period = MIG_DEFAULT_DIRTY_LIMIT_PERIOD };
     pthread_mutex_init(&g->lock, NULL);
     g->inc_fd = g->listen_fd = -1;
+    g->inc_premap.fd = -1;
     g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->inc_abort_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     g->src.handler = on_notify;
