@@ -33,6 +33,11 @@ typedef struct SandboxProgram {
 /* [role][0 = SANDBOX_KILL, 1 = SANDBOX_LOG]; generated (sandbox-bpf.c in the build folder) */
 extern const SandboxProgram sandbox_programs[SANDBOX_NROLES][2];
 
+/* The native architecture's syscall names by number (NULL: none), as the
+ * build host's libseccomp knows them; generated too. */
+#define SANDBOX_MAX_NR 512 /* x86-64 syscall numbers stay below this */
+extern const char *const sandbox_syscall_names[SANDBOX_MAX_NR];
+
 /* The build-time program of role and mode with pid written in, into out
  * (cap instructions).  Its length, 0 where there is none, -errno. */
 int sandbox_program(SandboxRole role, SandboxMode mode, pid_t pid, struct sock_filter *out,

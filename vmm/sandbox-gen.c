@@ -102,6 +102,16 @@ int main(int argc, char **argv)
                     role, mode, len[role][mode], role, mode, role, mode, role, mode);
         fprintf(f, "    },\n");
     }
+    fprintf(f, "};\n\n");
+    /* the names the SIGSYS report prints, resolved here rather than at
+     * each start (512 lookups in libseccomp's tables) */
+    fprintf(f, "const char *const sandbox_syscall_names[SANDBOX_MAX_NR] = {\n");
+    for (int nr = 0; nr < SANDBOX_MAX_NR; nr++) {
+        char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (name)
+            fprintf(f, "    [%d] = \"%s\",\n", nr, name);
+        free(name);
+    }
     fprintf(f, "};\n");
     if (fclose(f) != 0 || rename(tmp, argv[1]) < 0) {
         fprintf(stderr, "sandbox-gen: %s: %s\n", argv[1], strerror(errno));

@@ -27,18 +27,13 @@
 #endif
 #endif
 
-#define MAX_NR 512                 /* x86-64 syscall numbers stay below this */
 #define VIOLATE_NR SYS_personality /* in no role's list */
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1 /* si_code of a seccomp trap (linux/signal.h) */
 #endif
 
-/*
- * Global because the SIGSYS handler needs them and a handler gets no
- * context: the names are filled once by sandbox_init before any filter
- * exists and only read afterwards; the role is per thread.
- */
-static const char *sys_names[MAX_NR];
+/* The role is per thread, read by the SIGSYS handler; syscall names come
+ * from the table made at build time (sandbox_syscall_names). */
 static __thread int tls_role = -1;
 static __thread bool tls_strict; /* a kill-mode filter is on this thread */
 
@@ -133,7 +128,9 @@ static void sigsys_handler(int sig, siginfo_t *si, void *uc)
     size_t n = 0;
     if (si->si_code == SYS_SECCOMP) {
         int nr = si->si_syscall;
-        const char *name = nr >= 0 && nr < MAX_NR && sys_names[nr] ? sys_names[nr] : "(unknown)";
+        const char *name = nr >= 0 && nr < SANDBOX_MAX_NR && sandbox_syscall_names[nr]
+                               ? sandbox_syscall_names[nr]
+                               : "(unknown)";
         int role = tls_role;
         n = put(buf, n, sizeof(buf), "strata: seccomp: ");
         n = put(buf, n, sizeof(buf), sandbox_role_name((SandboxRole)role));
@@ -192,7 +189,7 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
         fprintf(stderr, "strata: seccomp: PR_SET_NO_NEW_PRIVS: %s\n", strerror(e));
         return -e;
     }
-    unsigned api = seccomp_api_get();
+    unsigned api = mode == SANDBOX_LOG ? seccomp_api_get() : 0; /* probes the kernel */
     if (mode == SANDBOX_LOG && api < 3) {
         fprintf(stderr,
                 "strata: --seccomp=log: the kernel cannot log seccomp actions "
@@ -200,9 +197,6 @@ int sandbox_init(Sandbox *sb, SandboxMode mode, bool test_hooks)
                 api);
         return -ENOSYS;
     }
-    for (int nr = 0; nr < MAX_NR; nr++)
-        if (!sys_names[nr])
-            sys_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = sigsys_handler;
