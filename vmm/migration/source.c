@@ -53,8 +53,14 @@ typedef struct Src {
     bool run_zero;
     unsigned run_block;
     uint64_t run_first, run_n;
+    /* dirty-pages-rate, as QEMU's: pages the log newly marked (not those
+     * still waiting from the round before) over a window of at least
+     * MIG_RATE_WINDOW_NS */
+    uint64_t rate_pages, rate_start_ns;
     char err[768];
 } Src;
+
+#define MIG_RATE_WINDOW_NS 100000000ull /* 100 ms: the guest's bursts average out */
 
 static bool cancelled(const Src *s)
 {
@@ -175,7 +181,9 @@ static uint64_t harvest(Src *s)
             uint64_t off = p * MIG_PAGE_SIZE;
             if (memory_region_get_dirty(k->mr, off, MIG_PAGE_SIZE, DIRTY_MEMORY_MIGRATION)) {
                 memory_region_reset_dirty(k->mr, off, MIG_PAGE_SIZE, DIRTY_MEMORY_MIGRATION);
-                s->dirty[b][p / BITS] |= 1ull << (p % BITS);
+                uint64_t bit = 1ull << (p % BITS);
+                s->rate_pages += !(s->dirty[b][p / BITS] & bit);
+                s->dirty[b][p / BITS] |= bit;
             }
         }
         for (uint64_t w = 0; w < (k->pages + BITS - 1) / BITS; w++)
@@ -473,6 +481,8 @@ static int precopy(Src *s)
     /* round 0: everything (the dirty log starts now), or for an
      * incremental snapshot what changed since the last (logged since) */
     uint64_t waiting = harvest(s);
+    s->rate_pages = 0; /* the rate counts from the start of the log */
+    s->rate_start_ns = mig_now_ns();
     if (!s->incremental) {
         find_untouched(s);
         mark_all(s);
@@ -494,9 +504,7 @@ static int precopy(Src *s)
         uint64_t dt = mig_now_ns() - t0, db = s->ch.bytes - b0;
         params(s, &p);
         policy_params(&pol, &p);
-        uint64_t t1 = mig_now_ns();
         waiting = harvest(s);
-        uint64_t hdt = mig_now_ns() - t1;
         MigDecision next = mig_policy_after_round(&pol, sent, db, dt, waiting, MIG_PAGE_SIZE);
         if (next == MIG_NEXT_ROUND)
             throttle(s, pol.throttle_pct);
@@ -519,7 +527,12 @@ static int precopy(Src *s)
         g->stats.mbps = mig_policy_rate(db, dt) * 8 / 1e6;
         g->stats.expected_downtime_ms = pol.expected_ms;
         g->stats.remaining = waiting * MIG_PAGE_SIZE;
-        g->stats.dirty_pages_rate = dt + hdt ? waiting * 1000000000ull / (dt + hdt) : 0;
+        uint64_t now = mig_now_ns();
+        if (now - s->rate_start_ns >= MIG_RATE_WINDOW_NS) {
+            g->stats.dirty_pages_rate = s->rate_pages * 1000000000ull / (now - s->rate_start_ns);
+            s->rate_pages = 0;
+            s->rate_start_ns = now;
+        }
         g->stats.forced = next == MIG_FINAL_FORCED;
         if (g->npasses < MIG_MAX_EVENTS)
             g->passes[g->npasses++] = round + 1;
