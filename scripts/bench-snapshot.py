@@ -13,9 +13,9 @@ libvirt does for a save to file; strata's RAM writes have no cap).
 Per guest size: save of a stopped VM, live save (and its downtime), file
 size (apparent / allocated), and the time from exec to `query-status`
 answering "running" after a restore (the control socket polled every
-0.2 ms).  For 256 MiB also the sum of PSS of 10 strata clones restored
-from one file against 10 cold-booted strata.  Medians of ROUNDS runs,
-ratios strata/QEMU.
+0.2 ms), with the fastest and slowest restore of each.  For 256 MiB also
+the sum of PSS of 10 strata clones restored from one file against 10
+cold-booted strata.  Medians of ROUNDS runs, ratios strata/QEMU.
 
 Usage: scripts/bench-snapshot.py [ROUNDS] [SIZES]   (default 3 256M,4G;
 needs build/ with tests/migration built)
@@ -209,6 +209,13 @@ def main():
                 qv = statistics.median(r[k] for r in runs["qemu"])
                 ratio = f"{s / qv:.3f}" if qv else "-"
                 print(f"{k:26s} {s:10.1f} {qv:10.1f} {ratio:>12s}")
+            # the spread of the restores (a 2-core host's scheduler moves the
+            # median of a few rounds: docs/snapshot.md)
+            k = "restore to running ms"
+            for what, pick in (("fastest", min), ("slowest", max)):
+                s = pick(r[k] for r in runs["strata"])
+                qv = pick(r[k] for r in runs["qemu"])
+                print(f"{'  ' + what:26s} {s:10.1f} {qv:10.1f} {s / qv:12.3f}")
         first = os.path.join(w, "strata-live.snap")
         if os.path.exists(first) and sizes[0] == "256M":
             c, b = clones(w, first)
