@@ -274,8 +274,8 @@ static struct {
     pthread_cond_t cond;
     bool pending, done;
     pid_t pid;
-    int fd, err;
-    struct kvm_cpuid2 *c;
+    int fd;
+    struct kvm_cpuid2 *c; /* NULL: the fetch failed */
 } prefetch = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .fd = -1 };
 
 static int fetch_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
@@ -303,11 +303,11 @@ static void *prefetch_main(void *arg)
 {
     (void)arg;
     struct kvm_cpuid2 *c = NULL;
-    int r = fetch_cpuid(prefetch.fd, &c);
+    if (fetch_cpuid(prefetch.fd, &c) < 0)
+        c = NULL; /* kvm_vm_get_supported_cpuid asks again and reports */
     pthread_mutex_lock(&prefetch.lock);
     close(prefetch.fd);
     prefetch.fd = -1;
-    prefetch.err = r;
     prefetch.c = c;
     prefetch.done = true;
     pthread_cond_broadcast(&prefetch.cond);
@@ -329,8 +329,6 @@ void kvm_cpuid_prefetch(int kvm_fd)
         pthread_mutex_unlock(&prefetch.lock);
         return;
     }
-    free(prefetch.c); /* an earlier VM's, never taken */
-    prefetch.c = NULL;
     prefetch.fd = fcntl(kvm_fd, F_DUPFD_CLOEXEC, 0);
     prefetch.pending = prefetch.fd >= 0;
     prefetch.done = false;
@@ -355,11 +353,10 @@ void kvm_cpuid_prefetch(int kvm_fd)
 }
 
 /* The prefetched table if this process has one coming (waits for it),
- * else NULL; *err: its error. */
-static struct kvm_cpuid2 *prefetch_take(int *err)
+ * else NULL (none, or its fetch failed). */
+static struct kvm_cpuid2 *prefetch_take(void)
 {
     struct kvm_cpuid2 *c = NULL;
-    *err = 0;
     /* a forked child never locks: the thread that may hold the lock is not its */
     if (__atomic_load_n(&prefetch.pid, __ATOMIC_ACQUIRE) != getpid())
         return NULL;
@@ -368,7 +365,6 @@ static struct kvm_cpuid2 *prefetch_take(int *err)
         while (!prefetch.done)
             pthread_cond_wait(&prefetch.cond, &prefetch.lock);
         c = prefetch.c;
-        *err = prefetch.err;
         prefetch.c = NULL;
         prefetch.pending = false;
     }
@@ -378,14 +374,13 @@ static struct kvm_cpuid2 *prefetch_take(int *err)
 
 int kvm_vm_get_supported_cpuid(KvmVm *vm, struct kvm_cpuid2 **out)
 {
-    int r;
-    struct kvm_cpuid2 *c = prefetch_take(&r);
+    struct kvm_cpuid2 *c = prefetch_take();
     if (c) {
         *out = c;
         return 0;
     }
     /* no prefetch, or it failed: ask again here, and say why it fails */
-    r = fetch_cpuid(vm->kvm_fd, out);
+    int r = fetch_cpuid(vm->kvm_fd, out);
     if (r == -ENOMEM)
         kvm_vm_error(vm, "KVM_GET_SUPPORTED_CPUID: out of memory");
     else if (r == -E2BIG)
