@@ -230,7 +230,6 @@ void kvm_vcpu_get_exit_stats(const KvmVcpu *vcpu, KvmVcpuExitStats *out)
         out->throttled_ns += now - since;
 }
 
-/* One KVM_RUN + dispatch; fills err on -EIO.  -ESHUTDOWN if the VM ended. */
 /* A vCPU thread starts away from the core of the thread that started the
  * VM (kvm_vm_start's caller: the VMM's main thread, still setting up and
  * about to answer its control socket) and takes back its whole affinity
@@ -260,6 +259,7 @@ static void vcpu_place_back(KvmVcpu *v)
     (void)sched_setaffinity(0, sizeof(v->affinity), &v->affinity); /* a hint: no error matters */
 }
 
+/* One KVM_RUN + dispatch; fills err on -EIO.  -ESHUTDOWN if the VM ended. */
 static int run_once(KvmVcpu *v, ExitErr *err)
 {
     KvmVm *vm = v->vm;

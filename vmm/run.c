@@ -610,7 +610,7 @@ int strata_run(int argc, char *const argv[])
     /* A snapshot's RAM is mapped before KVM sees the machine's memory
      * (mig_snapshot_premap; a file it cannot take is the restore's to
      * refuse, below). */
-    if (v->cfg.restore && !strncmp(v->cfg.incoming, "file:", 5))
+    if (v->cfg.restore && mig_uri_is_file(v->cfg.incoming))
         mig_snapshot_premap(&v->m, v->cfg.incoming + 5, v->cfg.restore_prefault, &premap);
     if (machine_create_finish(&v->m) < 0 || setup_migration(v) < 0) {
         if (premap.fd >= 0)

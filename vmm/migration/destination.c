@@ -512,13 +512,7 @@ static int map_snapshot(Dst *d, int fd, bool prefault, const MigPremap *premap, 
     return 0;
 }
 
-int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused)
-{
-    return mig_restore_premapped(m, fd, prefault, NULL, start_paused);
-}
-
-int mig_restore_premapped(Machine *m, int fd, bool prefault, const MigPremap *premap,
-                          bool *start_paused)
+int mig_restore_fd(Machine *m, int fd, bool prefault, const MigPremap *premap, bool *start_paused)
 {
     uint64_t t0 = mig_now_ns() - (premap ? premap->ns : 0);
     Dst *d = calloc(1, sizeof(*d));

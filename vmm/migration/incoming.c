@@ -48,8 +48,8 @@ static void *incoming_thread(void *arg)
     int r = -1;
     if (!h->enter_thread || h->enter_thread(h->opaque, &strict) == 0) {
         if (g->inc_file)
-            r = mig_restore_premapped(h->m, g->inc_fd, g->inc_prefault,
-                                      g->inc_premap.nblocks ? &g->inc_premap : NULL, &paused);
+            r = mig_restore_fd(h->m, g->inc_fd, g->inc_prefault,
+                               g->inc_premap.nblocks ? &g->inc_premap : NULL, &paused);
         else
             r = mig_load_fd(h->m, g->inc_fd, g->inc_abort_fd, g->pagemap_fd, &paused);
     }

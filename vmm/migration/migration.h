@@ -254,13 +254,11 @@ int mig_load_fd(Machine *m, int fd, int abort_fd, int pagemap_fd, bool *start_pa
 
 /* Restores the snapshot file fd (docs/snapshot.md) into m: its header
  * checked against m's RAM, each RAM block mapped from the file
- * copy-on-write over m's (MAP_POPULATE with prefault), then its state
- * records loaded as a migration stream's.  0, or -1 after printing why. */
-int mig_restore_fd(Machine *m, int fd, bool prefault, bool *start_paused);
-/* The same, for RAM premap mapped already (mig_snapshot_premap; NULL: map
- * it here): the header must still give each block the offset it had. */
-int mig_restore_premapped(Machine *m, int fd, bool prefault, const MigPremap *premap,
-                          bool *start_paused);
+ * copy-on-write over m's (MAP_POPULATE with prefault) unless premap says
+ * they are already (mig_snapshot_premap; the header must still give each
+ * block the offset it had), then its state records loaded as a migration
+ * stream's.  0, or -1 after printing why. */
+int mig_restore_fd(Machine *m, int fd, bool prefault, const MigPremap *premap, bool *start_paused);
 
 /* Checks an --incoming / migrate URI; NULL if fine, else why not. */
 const char *mig_check_uri(const char *uri);
