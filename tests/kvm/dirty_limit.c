@@ -52,7 +52,7 @@ int guest_main(void)
 #include <string.h>
 #include <sys/mman.h>
 
-#define LIMIT_MBPS 16u
+#define LIMIT_MBPS 16u /* or a quarter of the BSP's unlimited rate, if less */
 
 typedef struct {
     uint64_t passes, counter; /* guest progress over the window */
@@ -149,12 +149,13 @@ int main(void)
     print("no limit", &before, ms);
     TEST_ASSERT(before.bsp_sleeps == 0 && before.ap_sleeps == 0, "throttled without a limit");
     double bsp_rate = (double)before.bsp_pages * 4096.0 / (1 << 20) * 1000.0 / ms;
-    TEST_ASSERT(bsp_rate > 4 * LIMIT_MBPS,
-                "the BSP dirties only %.1f MB/s: too slow to show a limit of %u", bsp_rate,
-                LIMIT_MBPS);
+    /* a limit well under what the BSP does here: on a busy host (ctest -j2
+     * runs other guests beside it) the BSP got 43 MB/s, not its 184 */
+    unsigned limit = bsp_rate / 4 < LIMIT_MBPS ? (unsigned)(bsp_rate / 4) : LIMIT_MBPS;
+    TEST_ASSERT(limit >= 2, "the BSP dirties only %.1f MB/s: too slow to show a limit", bsp_rate);
 
-    TEST_ASSERT(kvm_vm_set_dirty_limit(kit_vm(k), LIMIT_MBPS, PERIOD_MS) == 0, "set the limit");
-    TEST_ASSERT(kvm_vm_dirty_limit(kit_vm(k)) == LIMIT_MBPS, "the limit reads back");
+    TEST_ASSERT(kvm_vm_set_dirty_limit(kit_vm(k), limit, PERIOD_MS) == 0, "set the limit");
+    TEST_ASSERT(kvm_vm_dirty_limit(kit_vm(k)) == limit, "the limit reads back");
     /* settle: the throttle moves by at most a factor of two a period */
     kit_sleep_ms(2000);
     Window limited = window(k, passes, counter, ms);
@@ -162,7 +163,7 @@ int main(void)
     KvmVcpu *bsp = kvm_vm_vcpu(kit_vm(k), 0), *ap = kvm_vm_vcpu(kit_vm(k), 1);
     printf("limit %u MB/s: BSP throttle %u%% (rate %llu MB/s at the last period), AP %u%% "
            "(%llu MB/s)\n",
-           LIMIT_MBPS, kvm_vcpu_dirty_limit_pct(bsp), (unsigned long long)kvm_vcpu_dirty_rate(bsp),
+           limit, kvm_vcpu_dirty_limit_pct(bsp), (unsigned long long)kvm_vcpu_dirty_rate(bsp),
            kvm_vcpu_dirty_limit_pct(ap), (unsigned long long)kvm_vcpu_dirty_rate(ap));
     TEST_ASSERT(limited.bsp_sleeps > 0 && kvm_vcpu_dirty_limit_pct(bsp) > 0,
                 "the dirtying vCPU was not throttled");
