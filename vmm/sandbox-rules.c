@@ -387,6 +387,14 @@ scmp_filter_ctx sandbox_rules_ctx(SandboxRole role, SandboxMode mode, pid_t pid,
     if (!ctx)
         return NULL;
     int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); /* set by sandbox_init */
+    /* A binary tree of syscall numbers rather than a list: the kernel
+     * evaluates a filter for every syscall number when it loads it (the
+     * seccomp action cache), and at each call the cache cannot answer
+     * (those with argument checks, ioctl among them).  Measured here: the
+     * main thread's filter loads in 44 us instead of 116, a vCPU's in 38
+     * instead of 70 (a fork per load, 200 loads). */
+    if (r == 0)
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     if (r == 0)
         r = add_rules(ctx, &roles[role], pid);
     if (r < 0) {
