@@ -103,8 +103,10 @@ struct KvmVcpu {
     uint32_t dirty_fetch;
     uint64_t dirty_pages;
     /* The dirty limit (run.c's ticker; atomics): this vCPU's throttle
-     * percentage, its ring's count at the last period, its rate then. */
+     * percentage, its ring's count at the last period, its rate then;
+     * limit_pct_next is the ticker's new percentage until it applies it. */
     unsigned limit_pct;
+    unsigned limit_pct_next;
     uint64_t limit_pages0;
     uint64_t limit_rate; /* MB/s */
 };

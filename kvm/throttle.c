@@ -100,6 +100,9 @@ void kvm_throttle(KvmVcpu *v)
  * the share it runs is scaled by limit / rate (at most halved or doubled
  * at a time), so a vCPU over the limit slows down and one under it
  * speeds up again, to full speed (and no kicks) once it is well under.
+ * The new shares go to limit_pct_next: the ticker applies them under
+ * vm->lock if the limit is still on (dirty_limit_apply), so a limit
+ * switched off meanwhile leaves no vCPU throttled.
  */
 static void dirty_limit_period(KvmVm *vm, uint64_t dt_ns)
 {
@@ -107,6 +110,8 @@ static void dirty_limit_period(KvmVm *vm, uint64_t dt_ns)
     kvm_dirty_ring_harvest(vm, NULL);
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         KvmVcpu *v = vm->vcpus[i];
+        unsigned pct = __atomic_load_n(&v->limit_pct, __ATOMIC_RELAXED);
+        v->limit_pct_next = pct; /* unchanged unless decided below */
         uint64_t pages = kvm_vcpu_dirty_pages(v);
         uint64_t d = pages - v->limit_pages0;
         v->limit_pages0 = pages;
@@ -114,7 +119,6 @@ static void dirty_limit_period(KvmVm *vm, uint64_t dt_ns)
         __atomic_store_n(&v->limit_rate, (uint64_t)rate, __ATOMIC_RELAXED);
         if (!limit)
             continue;
-        unsigned pct = __atomic_load_n(&v->limit_pct, __ATOMIC_RELAXED);
         double run = (100.0 - pct) / 100.0;
         double scale = rate > 0 ? (double)limit / rate : 2.0;
         if (scale < 0.5)
@@ -129,8 +133,18 @@ static void dirty_limit_period(KvmVm *vm, uint64_t dt_ns)
                                       : (unsigned)(100.0 - run * 100.0);
         if (npct > KVM_THROTTLE_MAX)
             npct = KVM_THROTTLE_MAX;
-        __atomic_store_n(&v->limit_pct, npct, __ATOMIC_RELAXED);
+        v->limit_pct_next = npct;
     }
+}
+
+/* The period's new shares (vm->lock held), unless the limit went off while
+ * the period was measured: kvm_vm_set_dirty_limit(0) has set them to 0. */
+static void dirty_limit_apply(KvmVm *vm)
+{
+    if (!__atomic_load_n(&vm->dirty_limit, __ATOMIC_RELAXED))
+        return;
+    for (unsigned i = 0; i < vm->nvcpus; i++)
+        __atomic_store_n(&vm->vcpus[i]->limit_pct, vm->vcpus[i]->limit_pct_next, __ATOMIC_RELAXED);
 }
 
 void *kvm_ticker_thread(void *arg)
@@ -169,6 +183,7 @@ void *kvm_ticker_thread(void *arg)
             pthread_mutex_unlock(&vm->lock); /* a harvest takes it */
             dirty_limit_period(vm, dt);
             pthread_mutex_lock(&vm->lock);
+            dirty_limit_apply(vm);
         }
         ts = ns_timespec(mono_ns() + THROTTLE_KICK_NS);
         pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);

@@ -19,6 +19,7 @@
 #define LOG_PAGES 16384ull /* 64 MiB: more than a period's worth at full speed */
 #define PAGE 4096ull
 #define PERIOD_MS 100u
+#define TOGGLES 14u /* the limit on and off again, at 7 ms steps through a period */
 
 #ifdef STRATA_GUEST
 #include "guest.h"
@@ -186,6 +187,22 @@ int main(void)
     Window after = window(k, passes, counter, ms);
     print("limit off", &after, ms);
     TEST_ASSERT(after.bsp_sleeps == 0 && after.ap_sleeps == 0, "throttled after the limit");
+
+    /* Off while the ticker is in a period (harvesting, outside vm->lock):
+     * the period's new throttle must not land after the limit went off,
+     * which left the BSP throttled for good.  Switched off at a different
+     * point of the period each time; the interleaving is not forced, so
+     * this exercises the case rather than proving it every run. */
+    for (unsigned i = 0; i < TOGGLES; i++) {
+        TEST_ASSERT(kvm_vm_set_dirty_limit(kit_vm(k), limit, PERIOD_MS) == 0, "set the limit");
+        kit_sleep_ms(PERIOD_MS + 7 * i);
+        TEST_ASSERT(kvm_vm_set_dirty_limit(kit_vm(k), 0, PERIOD_MS) == 0, "limit off");
+        kit_sleep_ms(2 * PERIOD_MS + 10);
+        TEST_ASSERT(kvm_vcpu_dirty_limit_pct(bsp) == 0 && kvm_vcpu_dirty_limit_pct(ap) == 0,
+                    "toggle %u: a throttle (BSP %u%%, AP %u%%) outlived the limit", i,
+                    kvm_vcpu_dirty_limit_pct(bsp), kvm_vcpu_dirty_limit_pct(ap));
+    }
+    printf("%u times on and off: no throttle left behind\n", TOGGLES);
 
     kit_free(k); /* ends the VM */
     memory_region_destroy(&ram);
