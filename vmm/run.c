@@ -501,6 +501,18 @@ static int wait_incoming(Vmm *v)
         log_msg(LOG_ERROR, "%s%s", mig_uri_is_file(uri) ? "restore: " : "--incoming ", err);
         return EXIT_INCOMING;
     }
+    /* A restore's control socket is made while the loader works and takes
+     * connections once the guest is there: a client that connects now
+     * waits in its backlog and is greeted then. */
+    if (v->cfg.restore) {
+        if (setup_qmp(v) < 0)
+            return EXIT_SETUP;
+        int r = qmp_server_accepting(v->qmp, false);
+        if (r < 0) {
+            log_msg(LOG_ERROR, "--api-socket: event loop: %s", strerror(-r));
+            return EXIT_SETUP;
+        }
+    }
     run_loop(v);
     if (v->done)
         return v->exit_status; /* quit or a signal while it waited */
@@ -623,7 +635,8 @@ int strata_run(int argc, char *const argv[])
         goto out;
     log_machine(v);
     /* A restore from the command line (file:) answers QMP once its guest
-     * is there; a live destination while it waits (inmigrate). */
+     * is there (wait_incoming); a live destination while it waits
+     * (inmigrate). */
     if (!v->cfg.restore && setup_qmp(v) < 0)
         goto out;
     if (v->cfg.incoming) {
@@ -632,8 +645,10 @@ int strata_run(int argc, char *const argv[])
             goto out;
         status = EXIT_SETUP;
     }
-    if (v->cfg.restore && setup_qmp(v) < 0)
+    if (v->cfg.restore && (r = qmp_server_accepting(v->qmp, true)) < 0) {
+        log_msg(LOG_ERROR, "--api-socket: event loop: %s", strerror(-r));
         goto out;
+    }
     if (open_metrics(v) < 0 || enter_jail(v) < 0)
         goto out;
     if (v->start_paused)

@@ -78,6 +78,7 @@ struct QmpServer {
     QmpClient *dead;    /* closed, freed by qmp_server_reap */
     unsigned nr_clients;
     unsigned next_id;
+    bool accepting; /* the socket is in the loop (qmp_server_accepting) */
 };
 
 int ev_add(int epfd, int fd, uint32_t events, EvSource *src)
@@ -935,6 +936,7 @@ QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, si
         free(srv);
         return NULL;
     }
+    srv->accepting = true;
     int r = start_ticks(srv);
     if (r < 0) {
         snprintf(err, errlen, "--api-socket %s: idle timer: %s", path, strerror(-r));
@@ -942,6 +944,16 @@ QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, si
         return NULL;
     }
     return srv;
+}
+
+int qmp_server_accepting(QmpServer *srv, bool on)
+{
+    if (!srv || srv->accepting == on)
+        return 0;
+    int r = on ? ev_add(srv->epfd, srv->fd, EPOLLIN, &srv->src) : ev_del(srv->epfd, srv->fd);
+    if (r == 0)
+        srv->accepting = on;
+    return r;
 }
 
 void qmp_server_free(QmpServer *srv)
@@ -960,7 +972,8 @@ void qmp_server_free(QmpServer *srv)
         ev_del(srv->epfd, srv->timerfd);
         close(srv->timerfd);
     }
-    ev_del(srv->epfd, srv->fd);
+    if (srv->accepting)
+        ev_del(srv->epfd, srv->fd);
     close(srv->fd);
     unlink(srv->path);
     free(srv->path);

@@ -125,6 +125,11 @@ void qmp_error_set(QmpError *err, const char *fmt, ...) __attribute__((format(pr
  */
 QmpServer *qmp_server_new(const char *path, int epfd, const QmpCommand *cmds, size_t ncmds,
                           void *opaque, char *err, size_t errlen);
+/* Whether the server takes connections from its loop (it does from
+ * qmp_server_new on).  Held, the socket still listens: a client that
+ * connects waits in the backlog, is accepted and greeted once it is
+ * released.  0, or -errno from epoll.  NULL is a no-op. */
+int qmp_server_accepting(QmpServer *srv, bool on);
 /* Closes every client (after one last attempt to send their output),
  * closes and removes the socket.  NULL is a no-op. */
 void qmp_server_free(QmpServer *srv);
