@@ -153,6 +153,43 @@ void memory_region_reset_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size, u
     }
 }
 
+uint64_t memory_region_take_dirty(MemoryRegion *mr, uint64_t addr, uint64_t npages, unsigned client,
+                                  uint64_t *bitmap)
+{
+    _Static_assert(sizeof(unsigned long) == sizeof(uint64_t), "64-bit bitmap words");
+    mr = ram_target(mr, &addr);
+    uint64_t first, last;
+    if (!npages || !mr || client >= DIRTY_MEMORY_NUM || !mr->dirty[client] ||
+        !page_span(mr, addr, npages << MEMORY_PAGE_SHIFT, &first, &last)) {
+        return 0;
+    }
+    unsigned long *bm = mr->dirty[client];
+    uint64_t n = last - first + 1, added = 0;
+    if (first % BITS_PER_LONG == 0) {
+        for (uint64_t w = 0; w < (n + BITS_PER_LONG - 1) / BITS_PER_LONG; w++) {
+            uint64_t left = n - w * BITS_PER_LONG;
+            unsigned long mask = left >= BITS_PER_LONG ? ~0ul : (1ul << left) - 1;
+            unsigned long *src = &bm[first / BITS_PER_LONG + w];
+            unsigned long got = mask == ~0ul
+                                    ? __atomic_exchange_n(src, 0ul, __ATOMIC_RELAXED)
+                                    : __atomic_fetch_and(src, ~mask, __ATOMIC_RELAXED) & mask;
+            added += (uint64_t)__builtin_popcountl(got & ~bitmap[w]);
+            bitmap[w] |= got;
+        }
+        return added;
+    }
+    for (uint64_t i = 0; i < n; i++) { /* an unaligned start: page by page */
+        uint64_t p = first + i;
+        unsigned long bit = 1ul << (p % BITS_PER_LONG);
+        if (__atomic_fetch_and(&bm[p / BITS_PER_LONG], ~bit, __ATOMIC_RELAXED) & bit) {
+            uint64_t ob = 1ull << (i % 64);
+            added += !(bitmap[i / 64] & ob);
+            bitmap[i / 64] |= ob;
+        }
+    }
+    return added;
+}
+
 static void sync_one(AddressSpace *as, const FlatRange *fr, void *opaque)
 {
     MemoryRegionSection s = section_from_range(as, fr);

@@ -294,6 +294,13 @@ void memory_region_set_dirty_bitmap(MemoryRegion *mr, uint64_t offset, const uin
 void memory_region_sync_dirty_bitmap(MemoryRegion *mr);
 /* Mark [addr, addr+size) clean for one client. */
 void memory_region_reset_dirty(MemoryRegion *mr, uint64_t addr, uint64_t size, unsigned client);
+/* Moves one client's marks of the npages pages from addr's page into
+ * bitmap (bit i, 64 to a word: page addr/4K + i), clearing them in mr:
+ * the get and reset of every page at once, a word at a time (atomic
+ * exchanges) where the first page is a multiple of 64.  Pages past mr's
+ * end are left alone.  Returns how many bits it newly set in bitmap. */
+uint64_t memory_region_take_dirty(MemoryRegion *mr, uint64_t addr, uint64_t npages, unsigned client,
+                                  uint64_t *bitmap);
 /* Current client mask of mr (bit n = client n logs it). */
 uint8_t memory_region_get_dirty_log_mask(const MemoryRegion *mr);
 

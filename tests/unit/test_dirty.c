@@ -116,6 +116,65 @@ static void test_set_dirty_bitmap(void **state)
     assert_false(memory_region_get_dirty(ram, 198 * PG, PG, DIRTY_MEMORY_MIGRATION));
 }
 
+/* memory_region_take_dirty: every mark moved out and cleared, whatever the
+ * start (a word at a time from a multiple of 64 pages, else page by page),
+ * through an alias, the count of bits newly set, and nothing past the end
+ * or of another client touched. */
+static void test_take_dirty(void **state)
+{
+    Fix *f = *state;
+    MemoryRegion *ram = fx_ram(f, "big", 200 * PG);
+    assert_int_equal(memory_region_set_log(ram, true, DIRTY_MEMORY_VGA), 0);
+    assert_int_equal(memory_region_set_log(ram, true, DIRTY_MEMORY_MIGRATION), 0);
+    static const unsigned marked[] = { 0, 1, 63, 64, 65, 127, 128, 150, 191, 199 };
+    for (unsigned start = 0; start < 140; start += 1 + start / 3) { /* aligned and not */
+        uint64_t npages = 200 - start;
+        for (unsigned i = 0; i < sizeof(marked) / sizeof(marked[0]); i++)
+            memory_region_set_dirty(ram, (uint64_t)marked[i] * PG, 1);
+        uint64_t bm[4] = { 0 };
+        bm[0] = 1; /* already set: not counted again */
+        uint64_t added = memory_region_take_dirty(ram, (uint64_t)start * PG, npages,
+                                                  DIRTY_MEMORY_MIGRATION, bm);
+        uint64_t want_added = 0;
+        for (unsigned pg = 0; pg < 200; pg++) {
+            bool was = false;
+            for (unsigned i = 0; i < sizeof(marked) / sizeof(marked[0]); i++)
+                was |= marked[i] == pg;
+            bool in = pg >= start;
+            bool got = in && (bm[(pg - start) / 64] >> ((pg - start) % 64) & 1);
+            bool want_bit = in && (was || pg == start);
+            if (got != want_bit)
+                fail_msg("start %u, page %u: bit %d, expected %d", start, pg, got, want_bit);
+            want_added += in && was && pg != start;
+            bool left = memory_region_get_dirty(ram, (uint64_t)pg * PG, PG, DIRTY_MEMORY_MIGRATION);
+            if (left != (was && !in))
+                fail_msg("start %u, page %u: mark left %d, expected %d", start, pg, left,
+                         was && !in);
+            if (memory_region_get_dirty(ram, (uint64_t)pg * PG, PG, DIRTY_MEMORY_VGA) != was)
+                fail_msg("start %u, page %u: the other client's mark changed", start, pg);
+        }
+        assert_int_equal(added, want_added);
+        memory_region_reset_dirty(ram, 0, 200 * PG, DIRTY_MEMORY_MIGRATION);
+        memory_region_reset_dirty(ram, 0, 200 * PG, DIRTY_MEMORY_VGA);
+    }
+    /* npages past the end: stops there; bits beyond stay as they were */
+    memory_region_set_dirty(ram, 199 * PG, 1);
+    uint64_t bm[2] = { 0, 0 };
+    assert_int_equal(memory_region_take_dirty(ram, 192 * PG, 128, DIRTY_MEMORY_MIGRATION, bm), 1);
+    assert_true(bm[0] == 1ull << 7 && bm[1] == 0);
+    /* through an alias (its offset added) */
+    MemoryRegion *al = fx_alias(f, "al", ram, 64 * PG, 64 * PG);
+    memory_region_set_dirty(ram, 70 * PG, 1);
+    bm[0] = 0;
+    assert_int_equal(memory_region_take_dirty(al, 0, 64, DIRTY_MEMORY_MIGRATION, bm), 1);
+    assert_true(bm[0] == 1ull << 6);
+    assert_false(memory_region_get_dirty(ram, 70 * PG, PG, DIRTY_MEMORY_MIGRATION));
+    /* a client that does not log, and zero pages: nothing */
+    assert_int_equal(memory_region_set_log(ram, false, DIRTY_MEMORY_MIGRATION), 0);
+    assert_int_equal(memory_region_take_dirty(ram, 0, 200, DIRTY_MEMORY_MIGRATION, bm), 0);
+    assert_int_equal(memory_region_take_dirty(ram, 0, 0, DIRTY_MEMORY_VGA, bm), 0);
+}
+
 static void sync_feed(Rec *r, MemoryRegionSection *s)
 {
     const uint64_t *bm = r->user;
@@ -223,6 +282,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_set_log_mask),      T(test_set_get_reset),      T(test_set_dirty_bitmap),
         T(test_sync_dirty_bitmap), T(test_guest_writes_dirty), T(test_log_only_requested_client),
+        T(test_take_dirty),
     };
     return cmocka_run_group_tests_name("memory-dirty", tests, NULL, NULL);
 }

@@ -177,15 +177,10 @@ static uint64_t harvest(Src *s)
     for (unsigned b = 0; b < s->nblocks; b++) {
         MigBlock *k = &s->blocks[b];
         memory_region_sync_dirty_bitmap(k->mr);
-        for (uint64_t p = 0; p < k->pages; p++) {
-            uint64_t off = p * MIG_PAGE_SIZE;
-            if (memory_region_get_dirty(k->mr, off, MIG_PAGE_SIZE, DIRTY_MEMORY_MIGRATION)) {
-                memory_region_reset_dirty(k->mr, off, MIG_PAGE_SIZE, DIRTY_MEMORY_MIGRATION);
-                uint64_t bit = 1ull << (p % BITS);
-                s->rate_pages += !(s->dirty[b][p / BITS] & bit);
-                s->dirty[b][p / BITS] |= bit;
-            }
-        }
+        /* a word of 64 pages at a time (a page at a time cost 3.7 ms a
+         * harvest at 4 GiB, in every round and in the final pause) */
+        s->rate_pages += memory_region_take_dirty(k->mr, 0, k->pages, DIRTY_MEMORY_MIGRATION,
+                                                  s->dirty[b]);
         for (uint64_t w = 0; w < (k->pages + BITS - 1) / BITS; w++)
             waiting += (uint64_t)__builtin_popcountll(s->dirty[b][w]);
     }
