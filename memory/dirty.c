@@ -173,8 +173,10 @@ uint64_t memory_region_take_dirty(MemoryRegion *mr, uint64_t addr, uint64_t npag
             unsigned long got = mask == ~0ul
                                     ? __atomic_exchange_n(src, 0ul, __ATOMIC_RELAXED)
                                     : __atomic_fetch_and(src, ~mask, __ATOMIC_RELAXED) & mask;
-            added += (uint64_t)__builtin_popcountl(got & ~bitmap[w]);
-            bitmap[w] |= got;
+            if (got) {
+                added += (uint64_t)__builtin_popcountl(got & ~bitmap[w]);
+                bitmap[w] |= got;
+            }
         }
         return added;
     }

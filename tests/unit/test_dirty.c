@@ -169,10 +169,17 @@ static void test_take_dirty(void **state)
     assert_int_equal(memory_region_take_dirty(al, 0, 64, DIRTY_MEMORY_MIGRATION, bm), 1);
     assert_true(bm[0] == 1ull << 6);
     assert_false(memory_region_get_dirty(ram, 70 * PG, PG, DIRTY_MEMORY_MIGRATION));
-    /* a client that does not log, and zero pages: nothing */
+    /* a client that stopped logging keeps its marks (as get_dirty reads
+     * them) until taken; zero pages and a client never logged: nothing */
+    uint64_t big[4] = { 0 };
+    memory_region_set_dirty(ram, 130 * PG, 1);
     assert_int_equal(memory_region_set_log(ram, false, DIRTY_MEMORY_MIGRATION), 0);
-    assert_int_equal(memory_region_take_dirty(ram, 0, 200, DIRTY_MEMORY_MIGRATION, bm), 0);
-    assert_int_equal(memory_region_take_dirty(ram, 0, 0, DIRTY_MEMORY_VGA, bm), 0);
+    assert_int_equal(memory_region_take_dirty(ram, 0, 200, DIRTY_MEMORY_MIGRATION, big), 1);
+    assert_true(big[2] == 1ull << 2 && !big[0] && !big[1] && !big[3]);
+    assert_int_equal(memory_region_take_dirty(ram, 0, 200, DIRTY_MEMORY_MIGRATION, big), 0);
+    assert_int_equal(memory_region_take_dirty(ram, 0, 0, DIRTY_MEMORY_VGA, big), 0);
+    MemoryRegion *other = fx_ram(f, "other", 64 * PG);
+    assert_int_equal(memory_region_take_dirty(other, 0, 64, DIRTY_MEMORY_VGA, big), 0);
 }
 
 static void sync_feed(Rec *r, MemoryRegionSection *s)
