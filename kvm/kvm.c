@@ -180,7 +180,8 @@ int kvm_vm_create(const KvmVmConfig *cfg_in, KvmVm **out)
         return kvm_fd;
     }
     kvm_kick_init();
-    kvm_cpuid_prefetch(kvm_fd); /* for the vCPUs, while the caller sets up memory */
+    if (cfg.cpuid_prefetch)
+        kvm_cpuid_prefetch(kvm_fd); /* for the vCPUs, while the caller sets up memory */
 
     KvmVm *vm = calloc(1, sizeof(*vm));
     if (!vm) {

@@ -75,6 +75,9 @@ typedef struct KvmVmConfig {
     unsigned dirty_ring;   /* entries per vCPU ring (a power of two), KVM_DIRTY_RING_OFF
                             * (the bitmap) or KVM_DIRTY_RING_AUTO (the ring of
                             * KVM_DIRTY_RING_DEFAULT entries where the host has it) */
+    bool cpuid_prefetch;   /* fetch KVM_GET_SUPPORTED_CPUID on a thread at once, for the
+                            * first kvm_vm_get_supported_cpuid (off: a VM whose vCPUs
+                            * take their CPUID from a saved state may never ask) */
 } KvmVmConfig;
 
 #define KVM_DIRTY_RING_OFF 0u
@@ -84,7 +87,7 @@ typedef struct KvmVmConfig {
 #define KVM_DIRTY_RING_MAX 65536u    /* entries: the kernel's KVM_DIRTY_RING_MAX_ENTRIES */
 
 /* Defaults: no irqchip, no PIT, manual dirty-log protect on, all slots,
- * the dirty ring where the host offers it. */
+ * the dirty ring where the host offers it, the CPUID prefetch. */
 #define KVM_VM_CONFIG_DEFAULT \
     ((KvmVmConfig){ .dev_path = NULL, \
                     .irqchip = false, \
@@ -92,7 +95,8 @@ typedef struct KvmVmConfig {
                     .manual_dirty_log = true, \
                     .max_slots = 0, \
                     .verbose = false, \
-                    .dirty_ring = KVM_DIRTY_RING_AUTO })
+                    .dirty_ring = KVM_DIRTY_RING_AUTO, \
+                    .cpuid_prefetch = true })
 
 /* Opens /dev/kvm, checks API version and capabilities, creates the VM (and
  * the irqchip/PIT if asked).  *out is set only on success. */

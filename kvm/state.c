@@ -4,7 +4,9 @@
  *
  * Order on load follows what KVM's documentation (api.rst) requires of
  * each ioctl:
- *   - KVM_SET_SREGS first: CR0/CR4/EFER decide which MSRs and XCR0 values
+ *   - the CPUID table before anything else (when the state carries one):
+ *     KVM checks MSR writes, XCR0 and the XSAVE features against it;
+ *   - KVM_SET_SREGS next: CR0/CR4/EFER decide which MSRs and XCR0 values
  *     are valid, and it sets APIC_BASE, which KVM_SET_LAPIC interprets the
  *     LAPIC page with (xAPIC or x2APIC ids);
  *   - the MSRs before the LAPIC (APIC_BASE again), but TSC_DEADLINE after
@@ -362,6 +364,33 @@ static int complete_pending_io(KvmVcpu *v)
     return r;
 }
 
+/* The vCPU's CPUID as KVM holds it (what was set, with the bits KVM keeps
+ * up to date from CR4/XCR0/APIC_BASE: those it recomputes when the
+ * destination's sregs, XCRs and MSRs are loaded after it).  A vCPU that
+ * was never given one has none to carry: no flag. */
+static int get_cpuid(KvmVcpu *v, KvmVcpuState *out)
+{
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) +
+                                         KVM_STATE_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
+    if (!c) {
+        fprintf(stderr, "vCPU %u: KVM_GET_CPUID2: out of memory\n", kvm_vcpu_index(v));
+        return -ENOMEM;
+    }
+    c->nent = KVM_STATE_MAX_CPUID;
+    int r = vcpu_op(v, KVM_GET_CPUID2, c, "KVM_GET_CPUID2");
+    if (r == 0 && c->nent > KVM_STATE_MAX_CPUID) { /* the kernel never says more than it took */
+        fprintf(stderr, "vCPU %u: KVM_GET_CPUID2: %u entries\n", kvm_vcpu_index(v), c->nent);
+        r = -EIO;
+    }
+    if (r == 0 && c->nent) {
+        out->ncpuid = c->nent;
+        memcpy(out->cpuid, c->entries, c->nent * sizeof(c->entries[0]));
+        out->flags |= KVM_VCPU_STATE_CPUID;
+    }
+    free(c);
+    return r;
+}
+
 int kvm_vcpu_get_state(KvmVcpu *vcpu, KvmVcpuState *out)
 {
     KvmVm *vm = kvm_vcpu_vm(vcpu);
@@ -433,7 +462,7 @@ int kvm_vcpu_get_state(KvmVcpu *vcpu, KvmVcpuState *out)
             return r;
         out->flags |= KVM_VCPU_STATE_DEBUGREGS;
     }
-    return 0;
+    return get_cpuid(vcpu, out);
 }
 
 /* Fails with "vCPU N: state has X, but this VM Y". */
@@ -462,6 +491,20 @@ static int set_xsave(KvmVcpu *v, const KvmVcpuState *st, uint32_t xsize)
     memcpy(buf, st->xsave, st->xsave_len);
     r = vcpu_op(v, KVM_SET_XSAVE, buf, "KVM_SET_XSAVE");
     free(buf);
+    return r;
+}
+
+static int set_cpuid(KvmVcpu *v, const KvmVcpuState *st)
+{
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + st->ncpuid * sizeof(struct kvm_cpuid_entry2));
+    if (!c) {
+        fprintf(stderr, "vCPU %u: KVM_SET_CPUID2: out of memory\n", kvm_vcpu_index(v));
+        return -ENOMEM;
+    }
+    c->nent = st->ncpuid;
+    memcpy(c->entries, st->cpuid, st->ncpuid * sizeof(c->entries[0]));
+    int r = vcpu_op(v, KVM_SET_CPUID2, c, "KVM_SET_CPUID2");
+    free(c);
     return r;
 }
 
@@ -495,6 +538,8 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
     }
     if (!(st->flags & (KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_FPU)))
         return mismatch(vcpu, "the state has neither an XSAVE area nor the FPU");
+    if ((st->flags & KVM_VCPU_STATE_CPUID) && (!st->ncpuid || st->ncpuid > KVM_STATE_MAX_CPUID))
+        return mismatch(vcpu, "a CPUID table of 0 or more than KVM_STATE_MAX_CPUID entries");
     if ((st->flags & KVM_VCPU_STATE_XCRS) && !has_cap(vcpu, KVM_CAP_XCRS))
         return mismatch(vcpu, "the state has XCRs, this KVM has no KVM_CAP_XCRS");
     if ((st->flags & KVM_VCPU_STATE_XCRS) && st->xcrs.nr_xcrs > KVM_MAX_XCRS)
@@ -506,6 +551,9 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
     if ((st->flags & KVM_VCPU_STATE_DEBUGREGS) && !has_cap(vcpu, KVM_CAP_DEBUGREGS))
         return mismatch(vcpu, "the state has debug registers, this KVM has no KVM_CAP_DEBUGREGS");
 
+    /* CPUID first: which MSRs and XSAVE features KVM takes depends on it */
+    if ((st->flags & KVM_VCPU_STATE_CPUID) && (r = set_cpuid(vcpu, st)) < 0)
+        return r;
     sregs = st->sregs;
     if ((r = vcpu_op(vcpu, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS")) < 0 ||
         (r = vcpu_op(vcpu, KVM_SET_REGS, (void *)&st->regs, "KVM_SET_REGS")) < 0)
@@ -691,10 +739,10 @@ static const char *flags_str(uint32_t flags, const char *const *names, unsigned 
 
 const char *kvm_vcpu_state_flags_str(uint32_t flags, char *buf, size_t len)
 {
-    static const char *const names[] = { "xsave",  "fpu",      "xcrs",     "lapic",
-                                         "events", "mp_state", "debugregs" };
+    static const char *const names[] = { "xsave",  "fpu",      "xcrs",      "lapic",
+                                         "events", "mp_state", "debugregs", "cpuid" };
 
-    return flags_str(flags, names, 7, buf, len);
+    return flags_str(flags, names, 8, buf, len);
 }
 
 const char *kvm_vm_state_flags_str(uint32_t flags, char *buf, size_t len)

@@ -10,7 +10,8 @@
  *     kvm_vcpu_get_state(kvm_vm_vcpu(src, 0), cs);
  *     ... carry them over (vmm/migration/cpu.h serialises them) ...
  *     // destination: same RAM contents, same irqchip/PIT configuration,
- *     // same CPUID already set (kvm_vcpu_init_cpuid), not running
+ *     // not running; its CPUID is the state's (set first), or, for a
+ *     // state without one, the source's already set (kvm_vcpu_init_cpuid)
  *     kvm_vm_set_state(dst, &vs);                  // first: the VM's devices
  *     kvm_vcpu_set_state(kvm_vm_vcpu(dst, 0), cs); // then each vCPU
  *     kvm_vm_start(dst);
@@ -56,6 +57,8 @@ extern "C" {
 #define KVM_STATE_XSAVE_LEGACY 4096u
 /* MSRs a KvmVcpuState can hold (strata saves about 50 at most). */
 #define KVM_STATE_MAX_MSRS 128u
+/* CPUID entries a KvmVcpuState can hold (the kernel's KVM_MAX_CPUID_ENTRIES). */
+#define KVM_STATE_MAX_CPUID 256u
 
 /* KvmVcpuState.flags: which optional pieces the struct holds. */
 #define KVM_VCPU_STATE_XSAVE (1u << 0)     /* xsave[0..xsave_len) (KVM_GET_XSAVE2/XSAVE) */
@@ -65,11 +68,13 @@ extern "C" {
 #define KVM_VCPU_STATE_EVENTS (1u << 4)    /* events (KVM_GET_VCPU_EVENTS) */
 #define KVM_VCPU_STATE_MP_STATE (1u << 5)  /* mp_state (KVM_GET_MP_STATE) */
 #define KVM_VCPU_STATE_DEBUGREGS (1u << 6) /* debugregs (KVM_GET_DEBUGREGS) */
-#define KVM_VCPU_STATE_ALL_FLAGS 0x7fu
+#define KVM_VCPU_STATE_CPUID (1u << 7)     /* cpuid[0..ncpuid) (KVM_GET_CPUID2) */
+#define KVM_VCPU_STATE_ALL_FLAGS 0xffu
 
 /*
- * Everything needed to resume a vCPU on another VM (besides guest RAM and
- * CPUID): general and segment registers (regs, sregs: they carry EFER,
+ * Everything needed to resume a vCPU on another VM (besides guest RAM):
+ * the CPUID table the guest was given (so that it sees the same CPU after
+ * a restore or a migration, whatever the destination would compute), general and segment registers (regs, sregs: they carry EFER,
  * APIC_BASE, FS/GS base), FPU/SSE/AVX (xsave, or fpu), XCR0, the MSRs in
  * msrs[] (SYSENTER_*, STAR/LSTAR/CSTAR/SFMASK, KERNEL_GS_BASE, TSC,
  * TSC_ADJUST, TSC_AUX, PAT, MISC_ENABLE, APIC_BASE, TSC_DEADLINE, MTRRs,
@@ -91,6 +96,8 @@ typedef struct KvmVcpuState {
     struct kvm_msr_entry msrs[KVM_STATE_MAX_MSRS];
     uint32_t xsave_len;                 /* bytes used in xsave[] (KVM_VCPU_STATE_XSAVE) */
     uint8_t xsave[KVM_STATE_XSAVE_MAX]; /* struct kvm_xsave's bytes (XSAVE layout) */
+    uint32_t ncpuid;                    /* <= KVM_STATE_MAX_CPUID (KVM_VCPU_STATE_CPUID) */
+    struct kvm_cpuid_entry2 cpuid[KVM_STATE_MAX_CPUID];
 } KvmVcpuState;
 
 /* KvmVmState.flags: which optional pieces the struct holds. */
@@ -121,10 +128,11 @@ typedef struct KvmVmState {
  * consistent.  The VM must be paused or not started. */
 int kvm_vcpu_get_state(KvmVcpu *vcpu, KvmVcpuState *out);
 
-/* Loads *st into vCPU `vcpu` (sregs, regs, XCRs, XSAVE/FPU, MSRs, LAPIC,
- * TSC deadline, debug registers, events, MP state, in that order).  The
- * vCPU's CPUID must already match the source's and guest RAM must already
- * hold the source's contents (paging state is read from it).  On error the
+/* Loads *st into vCPU `vcpu` (CPUID, sregs, regs, XCRs, XSAVE/FPU, MSRs,
+ * LAPIC, TSC deadline, debug registers, events, MP state, in that order).
+ * A state without CPUID needs the source's already set on the vCPU; guest
+ * RAM must already hold the source's contents (paging state is read from
+ * it).  The vCPU must not have run (KVM takes a new CPUID only before).  On error the
  * vCPU is partly loaded: do not run it. */
 int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st);
 

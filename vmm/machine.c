@@ -364,36 +364,65 @@ static int read_images(Machine *m, char *err, size_t errlen)
     return 0;
 }
 
-/* Creates the vCPUs with their CPUID and the MSRs Linux expects. */
+/* Gives vCPU i this host's CPUID (sup: KVM_GET_SUPPORTED_CPUID's) and the
+ * MSRs Linux expects. */
+static int vcpu_host_cpuid(Machine *m, const struct kvm_cpuid2 *sup, unsigned i)
+{
+    struct kvm_cpuid2 *c = cpuid_for_vcpu(sup, i, m->ncpus);
+    int r = c ? kvm_vcpu_set_cpuid(m->vcpus[i], c) : -ENOMEM;
+    free(c);
+    if (r < 0) {
+        log_msg(LOG_ERROR, "vCPU %u: CPUID: %s (%s)", i, strerror(-r), kvm_vm_last_error(m->vm));
+        return -1;
+    }
+    m->cpuid_pending[i] = false;
+    /* Fast strings on, MTRRs on with write-back default: what firmware
+     * leaves.  Not fatal where the host's KVM refuses them. */
+    (void)kvm_vcpu_set_msr(m->vcpus[i], MSR_IA32_MISC_ENABLE, 1);
+    (void)kvm_vcpu_set_msr(m->vcpus[i], MSR_MTRR_DEF_TYPE, 0xc06);
+    return 0;
+}
+
+/* Creates the vCPUs, with this host's CPUID unless they are a restore's
+ * (machine_set_pending_cpuid). */
 static int create_vcpus(Machine *m)
 {
+    for (unsigned i = 0; i < m->ncpus; i++) {
+        int r = kvm_vcpu_create(m->vm, i, &m->vcpus[i]);
+        if (r < 0) {
+            log_msg(LOG_ERROR, "vCPU %u: %s (%s)", i, strerror(-r), kvm_vm_last_error(m->vm));
+            return -1;
+        }
+        m->cpuid_pending[i] = true;
+    }
+    m->vcpu = m->vcpus[0];
+    return m->cfg->restore ? 0 : machine_set_pending_cpuid(m);
+}
+
+int machine_set_pending_cpuid(Machine *m)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->ncpus; i++)
+        n += m->cpuid_pending[i];
+    if (!n)
+        return 0;
     struct kvm_cpuid2 *sup;
     int r = kvm_vm_get_supported_cpuid(m->vm, &sup);
     if (r < 0) {
         log_msg(LOG_ERROR, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
         return -1;
     }
-    for (unsigned i = 0; i < m->ncpus; i++) {
-        struct kvm_cpuid2 *c = cpuid_for_vcpu(sup, i, m->ncpus);
-        if (!c) {
-            r = -ENOMEM;
-        } else if ((r = kvm_vcpu_create(m->vm, i, &m->vcpus[i])) >= 0) {
-            r = kvm_vcpu_set_cpuid(m->vcpus[i], c);
-        }
-        free(c);
-        if (r < 0) {
-            log_msg(LOG_ERROR, "vCPU %u: %s (%s)", i, strerror(-r), kvm_vm_last_error(m->vm));
-            free(sup);
-            return -1;
-        }
-        /* Fast strings on, MTRRs on with write-back default: what firmware
-         * leaves.  Not fatal where the host's KVM refuses them. */
-        (void)kvm_vcpu_set_msr(m->vcpus[i], MSR_IA32_MISC_ENABLE, 1);
-        (void)kvm_vcpu_set_msr(m->vcpus[i], MSR_MTRR_DEF_TYPE, 0xc06);
-    }
+    for (unsigned i = 0; i < m->ncpus && r == 0; i++)
+        if (m->cpuid_pending[i])
+            r = vcpu_host_cpuid(m, sup, i);
     free(sup);
-    m->vcpu = m->vcpus[0];
-    return 0;
+    return r;
+}
+
+void machine_cpuid_loaded(Machine *m, unsigned i)
+{
+    if (i < m->ncpus)
+        m->cpuid_pending[i] = false;
 }
 
 int machine_create(Machine *m, const VmConfig *cfg)
@@ -428,7 +457,8 @@ int machine_create_begin(Machine *m, const VmConfig *cfg)
     kc.verbose = cfg->verbose;
     kc.irqchip = true;
     kc.pit = true;
-    kc.dirty_ring = cfg->dirty_ring; /* VM_DIRTY_RING_* are kvm/'s values */
+    kc.dirty_ring = cfg->dirty_ring;   /* VM_DIRTY_RING_* are kvm/'s values */
+    kc.cpuid_prefetch = !cfg->restore; /* a snapshot's vCPUs bring theirs */
     int r = kvm_vm_create(&kc, &m->vm);
     if (r < 0) {
         log_msg(LOG_ERROR, "cannot create the KVM VM (%s)", strerror(-r));
@@ -586,6 +616,11 @@ static int io_thread_hook(void *opaque)
 
 int machine_start(Machine *m)
 {
+    for (unsigned i = 0; i < m->ncpus; i++)
+        if (m->cpuid_pending[i]) {
+            log_msg(LOG_ERROR, "vCPU %u has no CPUID: its state was never loaded", i);
+            return -1;
+        }
     bool hooked = m->hooks.enter_thread != NULL;
     if (virtio_devs_start(m->virtio_devs, hooked ? io_thread_hook : NULL, m) < 0)
         return -1;

@@ -141,6 +141,9 @@ typedef struct Machine {
     KvmVcpu *vcpu; /* vcpus[0] */
     KvmVcpu *vcpus[MACHINE_MAX_CPUS];
     unsigned ncpus;
+    /* a restore's vCPUs wait for the CPUID their saved state carries
+     * (machine_set_pending_cpuid gives the others this host's) */
+    bool cpuid_pending[MACHINE_MAX_CPUS];
     KernelImage kernel; /* when !is_bzimage */
     bool is_bzimage;
     uint8_t *bz; /* the bzImage file */
@@ -175,6 +178,18 @@ int machine_create(Machine *m, const VmConfig *cfg);
  * restore may map a snapshot's RAM over the machine's (vmm/run.c). */
 int machine_create_begin(Machine *m, const VmConfig *cfg);
 int machine_create_finish(Machine *m);
+/*
+ * A restore (cfg->restore) creates its vCPUs without CPUID: the snapshot's
+ * vCPU states carry the guest's own (kvm_vcpu_set_state sets it), and
+ * asking KVM for this host's costs 0.4 ms on a PVM host.  This gives this
+ * host's CPUID (as a boot computes it) to every vCPU still without one:
+ * the restore of a snapshot whose states carry none.  0 (also when none
+ * waits), or -1 after printing why.  machine_start refuses a vCPU left
+ * without CPUID.
+ */
+int machine_set_pending_cpuid(Machine *m);
+/* Marks vCPU i's CPUID as set (by its saved state). */
+void machine_cpuid_loaded(Machine *m, unsigned i);
 /*
  * Adds device dev (the state ops works on, kept by the caller) to the
  * board's list and maps its regions (DEV_REGIONS(...)): from now on reset,

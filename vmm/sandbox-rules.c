@@ -174,6 +174,9 @@ static const unsigned long ioc_vcpu_state[] = {
     KVM_SET_CPUID2, KVM_KVMCLOCK_CTRL, KVM_GET_TSC_KHZ,     KVM_SET_TSC_KHZ,
 };
 static const unsigned long ioc_irq[] = { KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS };
+/* a restore of a snapshot whose vCPUs carry no CPUID (VCPU version 1)
+ * gives them this host's (vmm/migration/destination.c) */
+static const unsigned long ioc_cpuid_host[] = { KVM_GET_SUPPORTED_CPUID };
 static const unsigned long ioc_dirty[] = {
     KVM_GET_DIRTY_LOG,
     KVM_CLEAR_DIRTY_LOG,
@@ -221,7 +224,7 @@ enum {
 
 typedef struct RoleDef {
     SysList sys[2];
-    IocList ioc[6];
+    IocList ioc[8];
     unsigned flags;
     unsigned long hot_ioctl; /* checked first (once per guest exit) */
     int includes;            /* a role whose whole list this one adds, or 0 */
@@ -251,7 +254,7 @@ static const RoleDef roles[SANDBOX_NROLES] = {
         /* KVM_RUN: kvm_vcpu_get_state completes a vCPU's pending PIO/MMIO
          * exit with one immediate_exit run (kvm/state.c) */
         .ioc = { LIST(ioc_vcpu_state), LIST(ioc_irq), LIST(ioc_dirty), LIST(ioc_vm_state),
-                 LIST(ioc_vm_map), LIST(ioc_run) },
+                 LIST(ioc_vm_map), LIST(ioc_run), LIST(ioc_cpuid_host) },
         .flags = F_SOCKETS | F_FCNTL | F_SNAPSHOT,
     },
 };

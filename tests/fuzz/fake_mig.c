@@ -86,6 +86,23 @@ int kvm_vcpu_set_state(KvmVcpu *vcpu, const KvmVcpuState *st)
 
 /* ---- the machine ------------------------------------------------------------ */
 
+/* machine.c's: counts the vCPUs that were given this host's CPUID. */
+int machine_set_pending_cpuid(Machine *m)
+{
+    for (unsigned i = 0; i < m->ncpus; i++)
+        if (m->cpuid_pending[i]) {
+            m->cpuid_pending[i] = false;
+            fake_mig.host_cpuid_sets++;
+        }
+    return 0;
+}
+
+void machine_cpuid_loaded(Machine *m, unsigned i)
+{
+    if (i < m->ncpus)
+        m->cpuid_pending[i] = false;
+}
+
 static int init_fail(const char *what, int r)
 {
     fprintf(stderr, "fake_mig: %s: %s\n", what, strerror(r < 0 ? -r : EINVAL));
@@ -166,6 +183,10 @@ void fake_mig_reset(void)
     memset(fake_mig.ram, 0xcc, FAKE_MIG_RAM_SIZE);
     devlist_reset(&m->devices);
     fake_mig.vm_sets = fake_mig.vcpu_sets = 0;
+    /* as a restore's machine: every vCPU waits for its CPUID */
+    for (unsigned i = 0; i < m->ncpus; i++)
+        m->cpuid_pending[i] = true;
+    fake_mig.host_cpuid_sets = 0;
     memset(fake_mig.vcpu_rip, 0, sizeof(fake_mig.vcpu_rip));
     fake_mig.vm_clock = 0;
     fake_mig.xsave_max = KVM_STATE_XSAVE_MAX;

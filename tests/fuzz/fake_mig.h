@@ -34,6 +34,7 @@ typedef struct FakeMig {
     uint64_t vcpu_rip[FAKE_MIG_CPUS]; /* regs.rip installed per vCPU */
     uint64_t vm_clock;                /* clock installed by kvm_vm_set_state */
     uint32_t xsave_max;               /* kvm_vcpu_set_state refuses a larger XSAVE area */
+    unsigned host_cpuid_sets;         /* vCPUs machine_set_pending_cpuid gave one */
     char last_error[128];             /* kvm_vm_last_error */
 } FakeMig;
 

@@ -180,6 +180,12 @@ void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st)
     st->msrs[1].index = 0x10;
     st->msrs[1].data = 1000 + i;
     st->lapic.regs[0x23] = (char)i; /* APIC ID */
+    if (i == 0) {                   /* vCPU 0 carries its CPUID (VCPU version 2), the others not */
+        st->flags |= KVM_VCPU_STATE_CPUID;
+        st->ncpuid = 2;
+        st->cpuid[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd };
+        st->cpuid[1] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 1u << 31, .edx = 1 };
+    }
     st->mp_state.mp_state = i ? 1 : 0;
     st->debugregs.dr6 = 0xffff0ff0;
     st->debugregs.dr7 = 0x400;

@@ -139,6 +139,7 @@ int guest_main(void)
 }
 
 #else
+#include <cpuid.h>
 #include <errno.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -247,6 +248,22 @@ static void assert_same_state(const KvmVcpuState *a, const KvmVcpuState *b)
                         a->debugregs.dr6 == b->debugregs.dr6 &&
                         a->debugregs.dr7 == b->debugregs.dr7,
                     "debug registers differ");
+    if (a->flags & KVM_VCPU_STATE_CPUID) {
+        TEST_ASSERT(a->ncpuid == b->ncpuid, "%u CPUID entries then %u", a->ncpuid, b->ncpuid);
+        for (uint32_t i = 0; i < a->ncpuid; i++)
+            TEST_ASSERT(!memcmp(&a->cpuid[i], &b->cpuid[i], sizeof(a->cpuid[i])),
+                        "CPUID entry %u (leaf %#x.%u) differs", i, a->cpuid[i].function,
+                        a->cpuid[i].index);
+    }
+}
+
+/* The entry for leaf fn (subleaf 0) in s's CPUID table, or NULL. */
+static struct kvm_cpuid_entry2 *cpuid_leaf(KvmVcpuState *s, uint32_t fn)
+{
+    for (uint32_t i = 0; i < s->ncpuid; i++)
+        if (s->cpuid[i].function == fn && s->cpuid[i].index == 0)
+            return &s->cpuid[i];
+    return NULL;
 }
 
 static void assert_same_vm_state(const KvmVmState *a, const KvmVmState *b)
@@ -581,6 +598,17 @@ static void run_case(bool irqchip)
     TEST_ASSERT(!!(va.flags & KVM_VM_STATE_IRQCHIP) == irqchip, "irqchip flag");
     TEST_ASSERT(!(va.flags & KVM_VM_STATE_PIT), "the kit's VM has no PIT");
     TEST_ASSERT(a->flags & (KVM_VCPU_STATE_XSAVE | KVM_VCPU_STATE_FPU), "no FPU state");
+    /* the CPUID the kit gave the vCPU (KVM_GET_SUPPORTED_CPUID's): the
+     * host CPU's vendor in leaf 0 */
+    TEST_ASSERT(a->flags & KVM_VCPU_STATE_CPUID, "no CPUID in the state");
+    {
+        unsigned h[4];
+        struct kvm_cpuid_entry2 *l0 = cpuid_leaf(a, 0);
+        __cpuid(0, h[0], h[1], h[2], h[3]);
+        TEST_ASSERT(l0 && l0->ebx == h[1] && l0->ecx == h[2] && l0->edx == h[3],
+                    "CPUID leaf 0 of the state is not the host's vendor");
+        printf("state CPUID: %u entries, leaf 0 max %#x\n", a->ncpuid, l0->eax);
+    }
     if (a->flags & KVM_VCPU_STATE_XSAVE) {
         uint32_t mxcsr;
 
@@ -627,7 +655,21 @@ static void run_case(bool irqchip)
     starts2 = kit_guest_var(k2, "guest_starts", 4);
     TEST_ASSERT(*counter2 == saved && *starts2 == 1, "RAM copy");
     TEST_ASSERT(kvm_vm_set_state(kit_vm(k2), &vd) == 0, "kvm_vm_set_state (VM 2)");
+    /* VM 2's vCPU has the kit's CPUID; the state's replaces it (not run
+     * yet): the brand string's first four bytes made "strt" to tell them apart */
+    struct kvm_cpuid_entry2 *brand = cpuid_leaf(c2, 0x80000002);
+    if (brand)
+        brand->eax = 0x74727473; /* "strt" */
+    else
+        printf("note: no brand-string leaf; the CPUID's load is not checked on VM 2\n");
     TEST_ASSERT(kvm_vcpu_set_state(kit_vcpu(k2), c2) == 0, "kvm_vcpu_set_state (VM 2)");
+    if (brand) {
+        TEST_ASSERT(kvm_vcpu_get_state(kit_vcpu(k2), b) == 0, "kvm_vcpu_get_state (VM 2)");
+        struct kvm_cpuid_entry2 *got = cpuid_leaf(b, 0x80000002);
+        TEST_ASSERT(got && got->eax == 0x74727473, "VM 2's CPUID is not the state's (%#x)",
+                    got ? got->eax : 0);
+        printf("VM 2's vCPU took the state's CPUID table\n");
+    }
     for (size_t i = 0; i < NR_TEST_MSRS; i++) {
         if (!msr_set[i])
             continue;

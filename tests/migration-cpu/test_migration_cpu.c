@@ -155,6 +155,19 @@ static KvmVcpuState *make_vcpu(uint64_t seed, uint32_t flags, uint32_t nmsrs)
         st->debugregs.dr7 = rnd(&s);
         st->debugregs.flags = rnd(&s);
     }
+    if (flags & KVM_VCPU_STATE_CPUID) {
+        st->ncpuid = 1 + (uint32_t)(seed % KVM_STATE_MAX_CPUID);
+        for (uint32_t i = 0; i < st->ncpuid; i++) {
+            struct kvm_cpuid_entry2 *e = &st->cpuid[i];
+            e->function = (uint32_t)rnd(&s);
+            e->index = (uint32_t)rnd(&s);
+            e->flags = (uint32_t)rnd(&s);
+            e->eax = (uint32_t)rnd(&s);
+            e->ebx = (uint32_t)rnd(&s);
+            e->ecx = (uint32_t)rnd(&s);
+            e->edx = (uint32_t)rnd(&s);
+        }
+    }
     return st;
 }
 
@@ -573,7 +586,7 @@ static void test_vcpu_oversize(void **unused)
 
 static void test_vcpu_version_magic(void **unused)
 {
-    KvmVcpuState *st = make_vcpu(21, ALLV, 10);
+    KvmVcpuState *st = make_vcpu(21, ALLV | KVM_VCPU_STATE_CPUID, 10);
     Buf b = put_vcpu(0, st);
     size_t plen = b.len - HDR - 4;
     Buf v2 = rewrap(&b, MIG_VCPU_MAGIC, MIG_VCPU_VERSION + 1, b.p + HDR, plen);
@@ -593,6 +606,119 @@ static void test_vcpu_version_magic(void **unused)
     free(vm.p);
     free(same.p);
     free(b.p);
+    free(st);
+}
+
+/* [CPUID] (version 2): round trips at 1..KVM_STATE_MAX_CPUID entries; a
+ * state without it is written as version 1 (what destinations built before
+ * it read), one with it as version 2; version 1 with the CPUID flag, an
+ * empty table and one over the bound are refused. */
+static void test_vcpu_cpuid(void **unused)
+{
+    static const uint32_t counts[] = { 0, 1, 36, KVM_STATE_MAX_CPUID - 1 }; /* seed % 256 + 1 */
+    (void)unused;
+
+    for (unsigned k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+        KvmVcpuState *st = make_vcpu(counts[k], ALLV | KVM_VCPU_STATE_CPUID, 3);
+        KvmVcpuState *out = calloc(1, sizeof(*out));
+        Buf b = put_vcpu(1, st);
+        StateReader r;
+        unsigned index = 0;
+        char err[160] = "";
+
+        assert_non_null(out);
+        assert_int_equal(st->ncpuid, counts[k] + 1);
+        assert_int_equal(b.p[4], 2); /* the section's version, little endian */
+        state_reader_init(&r, b.p, b.len);
+        if (mig_get_vcpu_state(&r, &index, out, err, sizeof(err)) != 0)
+            fail_msg("%u entries: %s", st->ncpuid, err);
+        assert_memory_equal(out, st, sizeof(*st));
+        free(out);
+
+        /* the same content as version 1: the flag is unknown there */
+        size_t plen = b.len - HDR - 4;
+        Buf v1 = rewrap(&b, MIG_VCPU_MAGIC, 1, b.p + HDR, plen);
+        expect_vcpu_refused(v1.p, v1.len, "CPUID in version 1");
+        free(v1.p);
+        free(b.p);
+
+        /* without the piece: version 1, byte for byte what it was */
+        st->flags &= ~KVM_VCPU_STATE_CPUID;
+        b = put_vcpu(1, st);
+        assert_int_equal(b.p[4], 1);
+        free(b.p);
+        free(st);
+    }
+
+    /* one entry, then its count rewritten to 0 (entry dropped) and to 257 */
+    KvmVcpuState *st = make_vcpu(0, ALLV | KVM_VCPU_STATE_CPUID, 3);
+    Buf b = put_vcpu(1, st);
+    size_t plen = b.len - HDR - 4;
+    uint8_t *p = malloc(plen);
+    assert_non_null(p);
+    memcpy(p, b.p + HDR, plen);
+    size_t count_at = plen - 4 - 7 * 4; /* u32 n, then 7 x u32 per entry */
+    memset(p + count_at, 0, 4);
+    Buf empty = rewrap(&b, MIG_VCPU_MAGIC, 2, p, count_at + 4);
+    expect_vcpu_refused(empty.p, empty.len, "empty CPUID table");
+    p[count_at] = (uint8_t)((KVM_STATE_MAX_CPUID + 1) & 0xff);
+    p[count_at + 1] = (uint8_t)((KVM_STATE_MAX_CPUID + 1) >> 8);
+    Buf over = rewrap(&b, MIG_VCPU_MAGIC, 2, p, plen);
+    expect_vcpu_refused(over.p, over.len, "257 CPUID entries");
+    free(empty.p);
+    free(over.p);
+    free(p);
+    free(b.p);
+
+    /* the encoder refuses what the decoder would */
+    StateWriter w;
+    st->ncpuid = 0;
+    state_writer_init(&w);
+    assert_int_equal(mig_put_vcpu_state(&w, 0, st), -EINVAL);
+    st->ncpuid = KVM_STATE_MAX_CPUID + 1;
+    assert_int_equal(mig_put_vcpu_state(&w, 0, st), -EINVAL);
+    uint8_t *junk;
+    size_t jlen;
+    if (state_writer_finish(&w, &junk, &jlen) == 0)
+        free(junk);
+    free(st);
+}
+
+/* mig_host_cpu_check: a guest feature the source host had and this one
+ * lacks is refused, by name; other bits, other subleaves and a state
+ * without CPUID pass. */
+static void test_host_cpu_check(void **unused)
+{
+    KvmVcpuState *st = calloc(1, sizeof(*st));
+    uint32_t lost[MIG_HOST_CPU_WORDS] = { 0 };
+    char err[200] = "";
+    (void)unused;
+
+    assert_non_null(st);
+    assert_int_equal(mig_host_cpu_check(lost, st, 0, err, sizeof(err)), 0); /* no CPUID */
+    st->flags = KVM_VCPU_STATE_CPUID;
+    st->ncpuid = 3;
+    st->cpuid[0] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 1u << 31 };
+    st->cpuid[1] = (struct kvm_cpuid_entry2){
+        .function = 7, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = 1u << 5
+    };
+    st->cpuid[2] = (struct kvm_cpuid_entry2){
+        .function = 7, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = 1u << 3
+    };
+    lost[2] = 1u << 5; /* CPUID.7.0:EBX bit 5: the guest has it only in subleaf 1 */
+    lost[0] = 1u << 30;
+    assert_int_equal(mig_host_cpu_check(lost, st, 0, err, sizeof(err)), 0);
+    lost[2] |= 1u << 3; /* now one the guest was given */
+    assert_int_equal(mig_host_cpu_check(lost, st, 2, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "vCPU 2's CPUID has CPUID.7.0:EBX bit 3"));
+    assert_string_equal(mig_host_cpu_word_name(2), "CPUID.7.0:EBX");
+    assert_string_equal(mig_host_cpu_word_name(MIG_HOST_CPU_WORDS), "?");
+
+    /* this host against itself: its vendor is one of the known twelve-byte names */
+    MigHostCpu h;
+    mig_host_cpu_read(&h);
+    assert_int_equal(strlen(h.vendor), 12);
+    assert_true(h.words[1] & 1u); /* CPUID.1:EDX FPU: every x86-64 CPU */
     free(st);
 }
 
@@ -752,7 +878,8 @@ int main(void)
         cmocka_unit_test(test_vcpu_truncated),  cmocka_unit_test(test_vcpu_bit_flips),
         cmocka_unit_test(test_vcpu_oversize),   cmocka_unit_test(test_vcpu_version_magic),
         cmocka_unit_test(test_vm_round_trip),   cmocka_unit_test(test_vm_refused),
-        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_golden),          cmocka_unit_test(test_vcpu_cpuid),
+        cmocka_unit_test(test_host_cpu_check),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

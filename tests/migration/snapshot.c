@@ -12,6 +12,9 @@
  *     version, another machine's RAM size, another machine's CPU count,
  *     another disk size or no disk, a migration stream: each exits 5 with
  *     one line saying why, and the guest never runs;
+ *   - a snapshot whose vCPU states carry no CPUID (VCPU version 1, as
+ *     saved before it was added) restores with this host's; one made on
+ *     the other vendor's CPU is refused;
  *   - incremental saves write only what changed and restore verified;
  *   - system_reset of a restored VM zeroes its RAM (not the file's pages).
  */
@@ -23,8 +26,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kvm/state.h"
 #include "memory/state-stream.h"
 #include "mig_harness.h"
+#include "vmm/migration/cpu.h"
+#include "vmm/migration/stream.h"
 
 /* Saves src to path (QMP migrate file:PATH); the final query-migrate. */
 static json_t *save(Vm *src, const char *path)
@@ -157,6 +163,105 @@ static uint64_t le64_at(const char *path, off_t off)
     for (int i = 7; i >= 0; i--)
         v = v << 8 | b[i];
     return v;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A record's new payload (malloc()ed, *len set), or NULL to keep it. */
+typedef uint8_t *(*RecordEdit)(uint32_t type, uint32_t id, const uint8_t *p, uint32_t *len);
+
+/* Rewrites the state records of the snapshot at path through edit, as a
+ * writer of that content would have framed them (record CRCs, the header's
+ * state length and CRC). */
+static void rewrite_state(const char *path, RecordEdit edit)
+{
+    uint64_t off = le64_at(path, 16), len = le64_at(path, 24);
+    CHECK(len >= 16 && len < (64u << 20), "state records of %llu bytes", (unsigned long long)len);
+    uint8_t *in = malloc(len), *out = malloc(len * 2 + 4096);
+    int fd = open(path, O_RDWR);
+    CHECK(in && out && fd >= 0 && pread(fd, in, len, (off_t)off) == (ssize_t)len, "reading %s",
+          path);
+    memcpy(out, in, 16); /* the stream's header */
+    size_t pos = 16, o = 16;
+    while (pos + 12 <= len) {
+        uint32_t type = get_le32(in + pos), id = get_le32(in + pos + 4), n = get_le32(in + pos + 8);
+        CHECK(pos + 12 + n + 4 <= len, "a record past the state's end");
+        uint32_t nl = n;
+        uint8_t *np = edit(type, id, in + pos + 12, &nl);
+        const uint8_t *pl = np ? np : in + pos + 12;
+        CHECK(o + 16 + nl <= len * 2 + 4096, "the edited records grew too much");
+        put_le32(out + o, type);
+        put_le32(out + o + 4, id);
+        put_le32(out + o + 8, nl);
+        memcpy(out + o + 12, pl, nl);
+        put_le32(out + o + 12 + nl, state_crc32_update(state_crc32(out + o, 12), pl, nl));
+        o += 16 + nl;
+        pos += 16 + n;
+        free(np);
+    }
+    CHECK(pwrite(fd, out, o, (off_t)off) == (ssize_t)o && ftruncate(fd, (off_t)(off + o)) == 0,
+          "writing %s", path);
+    uint8_t hdr[4096];
+    CHECK(pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr), "reading the header");
+    for (int i = 0; i < 8; i++)
+        hdr[24 + i] = (uint8_t)((uint64_t)o >> (8 * i));
+    put_le32(hdr + 4092, state_crc32(hdr, 4092));
+    CHECK(pwrite(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr), "writing the header");
+    close(fd);
+    free(in);
+    free(out);
+}
+
+/* VCPU records as a build before VCPU version 2 wrote them: no CPUID. */
+static uint8_t *drop_cpuid(uint32_t type, uint32_t id, const uint8_t *p, uint32_t *len)
+{
+    if (type != MIG_REC_VCPU)
+        return NULL;
+    KvmVcpuState *st = calloc(1, sizeof(*st));
+    StateReader r;
+    unsigned index;
+    char err[200] = "";
+    state_reader_init(&r, p, *len);
+    CHECK(st && mig_get_vcpu_state(&r, &index, st, err, sizeof(err)) == 0, "VCPU %u: %s", id, err);
+    CHECK(st->flags & KVM_VCPU_STATE_CPUID, "VCPU %u was saved without its CPUID", id);
+    CHECK(p[4] == 2, "VCPU %u: section version %u, expected 2", id, p[4]);
+    st->flags &= ~KVM_VCPU_STATE_CPUID;
+    StateWriter w;
+    uint8_t *out;
+    size_t n;
+    state_writer_init(&w);
+    CHECK(mig_put_vcpu_state(&w, index, st) == 0 && state_writer_finish(&w, &out, &n) == 0,
+          "re-encoding VCPU %u", id);
+    CHECK(out[4] == 1, "VCPU %u without CPUID: version %u, expected 1", id, out[4]);
+    free(st);
+    *len = (uint32_t)n;
+    return out;
+}
+
+/* CONFIG saying the source's CPU came from the other x86 vendor. */
+static uint8_t *other_vendor(uint32_t type, uint32_t id, const uint8_t *p, uint32_t *len)
+{
+    (void)id;
+    if (type != MIG_REC_CONFIG)
+        return NULL;
+    uint8_t *c = malloc(*len + 1);
+    CHECK(c != NULL, "out of memory");
+    memcpy(c, p, *len);
+    c[*len] = 0;
+    char *v = strstr((char *)c, "\"vendor\":\"");
+    CHECK(v && strlen(v) >= 22, "CONFIG has no host-cpu vendor: %s", (char *)c);
+    v += 10;
+    memcpy(v, strncmp(v, "GenuineIntel", 12) ? "GenuineIntel" : "AuthenticAMD", 12);
+    return c;
 }
 
 /* The restore of a bad file must exit 5 saying `want`, guest never run. */
@@ -362,6 +467,27 @@ int snapshot_suite(void)
     refused("snap-disk-size", dpath, "256M", "disk 0 differs");
     vm_disk = NULL;
     refused("snap-disk-missing", dpath, "256M", "differs");
+
+    /* A snapshot saved before the vCPU states carried CPUID: its restore
+     * gives the vCPUs this host's (the others' restores take the saved
+     * table and never ask KVM for this host's); the guest's page checks
+     * still pass.  One from a CPU of the other vendor is refused. */
+    snprintf(path, sizeof(path), "%s/v1.snap", tmpdir);
+    json_decref(save(&src, path));
+    rewrite_state(path, drop_cpuid);
+    restore(&r, "snap-v1-vcpus", path, "256M");
+    vm_connect(&r);
+    CHECK(!strcmp(run_state(&r), "running"), "restore of VCPU version 1: %s", run_state(&r));
+    CHECK(log_has(&r, "RAM verified against the saved VM's"), "v1 restore: RAM not verified");
+    uint64_t v1p = read_u64(&r, pass_addr);
+    v1p = wait_pass(&r, v1p + 2, 60000);
+    printf("snapshot with version-1 vCPU states (no CPUID): restored with this host's CPUID, "
+           "pass %llu\n",
+           (unsigned long long)v1p);
+    quit(&r);
+    json_decref(save(&src, path));
+    rewrite_state(path, other_vendor);
+    refused("snap-other-vendor", path, "256M", "the source's host CPU is");
 
     /* a migration stream is not a snapshot */
     uint8_t mg[4096] = "STRATAMG";

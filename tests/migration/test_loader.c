@@ -178,6 +178,8 @@ static void test_valid_loads(void **state)
     assert_int_equal(m->testdev.sync_answer, 7);
     assert_int_equal(fake_mig.vm_sets, 1);
     assert_int_equal(fake_mig.vcpu_sets, FAKE_MIG_CPUS);
+    /* vCPU 0's state carries its CPUID, vCPU 1's does not: this host's */
+    assert_int_equal(fake_mig.host_cpuid_sets, FAKE_MIG_CPUS - 1);
     assert_int_equal(fake_mig.vm_clock, 123456789);
     for (unsigned i = 0; i < FAKE_MIG_CPUS; i++)
         assert_int_equal(fake_mig.vcpu_rip[i], 0x1000 + i);
@@ -214,7 +216,7 @@ static void test_real_sender_frames_alike(void **state)
     char err[400] = "";
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     mig_channel_init(&ch, sv[0]);
-    assert_int_equal(mig_send_cpu_state(&fake_mig.v->m, &ch, err, sizeof(err)), 0);
+    assert_int_equal(mig_send_cpu_state(&fake_mig.v->m, &ch, true, err, sizeof(err)), 0);
     shutdown(sv[0], SHUT_WR);
     unsigned first = (unsigned)find(MIG_REC_VMSTATE, 0);
     unsigned last = (unsigned)find(MIG_REC_VCPU, FAKE_MIG_CPUS - 1);

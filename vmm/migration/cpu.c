@@ -2,6 +2,7 @@
 /* Migration stream sections for CPU and VM state (see cpu.h). */
 #include "vmm/migration/cpu.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,22 @@ static const StateField msrs_fields[] = {
     STATE_STRUCT_VARRAY(KvmVcpuState, msrs, &msr_table, nmsrs),
 };
 static const StateTable msrs_table = STATE_TABLE(KvmVcpuState, msrs_fields);
+
+static const StateField cpuid_entry_fields[] = {
+    STATE_U32(struct kvm_cpuid_entry2, function), STATE_U32(struct kvm_cpuid_entry2, index),
+    STATE_U32(struct kvm_cpuid_entry2, flags),    STATE_U32(struct kvm_cpuid_entry2, eax),
+    STATE_U32(struct kvm_cpuid_entry2, ebx),      STATE_U32(struct kvm_cpuid_entry2, ecx),
+    STATE_U32(struct kvm_cpuid_entry2, edx),
+};
+static const StateTable cpuid_entry_table = STATE_TABLE(struct kvm_cpuid_entry2,
+                                                        cpuid_entry_fields);
+
+/* [CPUID] (version 2): ncpuid, then that many entries (1..KVM_STATE_MAX_CPUID). */
+static const StateField cpuid_fields[] = {
+    STATE_U32(KvmVcpuState, ncpuid),
+    STATE_STRUCT_VARRAY(KvmVcpuState, cpuid, &cpuid_entry_table, ncpuid),
+};
+static const StateTable cpuid_table = STATE_TABLE(KvmVcpuState, cpuid_fields);
 
 #define EV8(m) STATE_U8(struct kvm_vcpu_events, m)
 static const StateField events_fields[] = {
@@ -228,6 +245,8 @@ static int check_vcpu_bounds(const KvmVcpuState *st)
         return put_fail("XSAVE length out of bounds");
     if ((st->flags & KVM_VCPU_STATE_XCRS) && st->xcrs.nr_xcrs > KVM_MAX_XCRS)
         return put_fail("more than KVM_MAX_XCRS XCRs");
+    if ((st->flags & KVM_VCPU_STATE_CPUID) && (!st->ncpuid || st->ncpuid > KVM_STATE_MAX_CPUID))
+        return put_fail("a CPUID table of 0 or more than KVM_STATE_MAX_CPUID entries");
     return 0;
 }
 
@@ -253,13 +272,18 @@ static void put_vcpu_pieces(StateWriter *w, const KvmVcpuState *st)
         state_put_u32(w, st->mp_state.mp_state);
     if (st->flags & KVM_VCPU_STATE_DEBUGREGS)
         state_encode(w, &debugregs_table, &st->debugregs);
+    if (st->flags & KVM_VCPU_STATE_CPUID)
+        state_encode(w, &cpuid_table, st);
 }
 
 int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st)
 {
     if (check_vcpu_bounds(st) < 0)
         return -EINVAL;
-    size_t sec = state_section_begin(w, MIG_VCPU_MAGIC, MIG_VCPU_VERSION);
+    /* the oldest version that holds it: a destination built before [CPUID]
+     * still takes a live migration's vCPUs, which carry none */
+    size_t sec = state_section_begin(w, MIG_VCPU_MAGIC,
+                                     (st->flags & KVM_VCPU_STATE_CPUID) ? MIG_VCPU_VERSION : 1);
     state_put_u32(w, index);
     state_put_u32(w, st->flags);
     state_encode(w, &core_table, st);
@@ -285,11 +309,15 @@ static int get_piece(StateReader *p, const StateTable *t, void *obj, unsigned id
     return state_fail(err, errlen, -EINVAL, "vCPU %u state: %s", idx, why);
 }
 
-static int check_vcpu_flags(uint32_t flags, unsigned idx, char *err, size_t errlen)
+static int check_vcpu_flags(uint32_t flags, uint16_t version, unsigned idx, char *err,
+                            size_t errlen)
 {
-    if (flags & ~KVM_VCPU_STATE_ALL_FLAGS)
+    /* version 1 had no CPUID piece: its bit there is an unknown flag */
+    uint32_t known = version >= 2 ? KVM_VCPU_STATE_ALL_FLAGS
+                                  : KVM_VCPU_STATE_ALL_FLAGS & ~KVM_VCPU_STATE_CPUID;
+    if (flags & ~known)
         return state_fail(err, errlen, -EINVAL, "vCPU %u state: unknown flags 0x%x", idx,
-                          flags & ~KVM_VCPU_STATE_ALL_FLAGS);
+                          flags & ~known);
     if ((flags & KVM_VCPU_STATE_FPU) && (flags & KVM_VCPU_STATE_XSAVE))
         return state_fail(err, errlen, -EINVAL, "vCPU %u state: both FPU and XSAVE", idx);
     if (!(flags & (KVM_VCPU_STATE_FPU | KVM_VCPU_STATE_XSAVE)))
@@ -350,18 +378,24 @@ static int get_vcpu_pieces(StateReader *p, KvmVcpuState *st, unsigned idx, char 
         st->mp_state.mp_state = state_get_u32(p);
     if (r == 0 && (st->flags & KVM_VCPU_STATE_DEBUGREGS))
         r = get_piece(p, &debugregs_table, &st->debugregs, idx, err, errlen);
+    if (r == 0 && (st->flags & KVM_VCPU_STATE_CPUID)) {
+        r = get_piece(p, &cpuid_table, st, idx, err, errlen);
+        if (r == 0 && !st->ncpuid)
+            r = state_fail(err, errlen, -EINVAL, "vCPU %u state: an empty CPUID table", idx);
+    }
     return r;
 }
 
 /* Decodes a VCPU payload into *st (zeroed by the caller). */
-static int decode_vcpu(StateReader *p, unsigned *index, KvmVcpuState *st, char *err, size_t errlen)
+static int decode_vcpu(StateReader *p, uint16_t version, unsigned *index, KvmVcpuState *st,
+                       char *err, size_t errlen)
 {
     uint32_t idx = state_get_u32(p);
 
     st->flags = state_get_u32(p);
     if (p->failed)
         return state_fail(err, errlen, -EINVAL, "vCPU state: truncated header");
-    if (check_vcpu_flags(st->flags, idx, err, errlen) < 0 ||
+    if (check_vcpu_flags(st->flags, version, idx, err, errlen) < 0 ||
         get_piece(p, &core_table, st, idx, err, errlen) < 0 ||
         get_vcpu_pieces(p, st, idx, err, errlen) < 0)
         return -EINVAL;
@@ -391,7 +425,7 @@ int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char 
         r->pos = pos;
         return state_fail(err, errlen, -ENOMEM, "vCPU state: out of memory");
     }
-    ret = decode_vcpu(&p, &idx, st, err, errlen);
+    ret = decode_vcpu(&p, version, &idx, st, err, errlen);
     if (ret == 0) {
         *out = *st;
         *index = idx;
@@ -473,5 +507,83 @@ int mig_get_vm_state(StateReader *r, KvmVmState *out, char *err, size_t errlen)
         return ret;
     }
     *out = st;
+    return 0;
+}
+
+/* ---- the host CPU ------------------------------------------------------------ */
+
+enum { R_EAX, R_EBX, R_ECX, R_EDX };
+static const struct {
+    uint32_t leaf, sub;
+    unsigned reg;
+    const char *name;
+} host_words[MIG_HOST_CPU_WORDS] = {
+    { 0x1, 0, R_ECX, "CPUID.1:ECX" },
+    { 0x1, 0, R_EDX, "CPUID.1:EDX" },
+    { 0x7, 0, R_EBX, "CPUID.7.0:EBX" },
+    { 0x7, 0, R_ECX, "CPUID.7.0:ECX" },
+    { 0x7, 0, R_EDX, "CPUID.7.0:EDX" },
+    { 0xd, 1, R_EAX, "CPUID.0xd.1:EAX" },
+    { 0x80000001, 0, R_ECX, "CPUID.0x80000001:ECX" },
+    { 0x80000001, 0, R_EDX, "CPUID.0x80000001:EDX" },
+};
+
+void mig_host_cpu_read(MigHostCpu *out)
+{
+    memset(out, 0, sizeof(*out));
+    unsigned a, b, c, d;
+    __cpuid(0, a, b, c, d);
+    unsigned max = a;
+    memcpy(out->vendor, &b, 4);
+    memcpy(out->vendor + 4, &d, 4);
+    memcpy(out->vendor + 8, &c, 4);
+    __cpuid(0x80000000, a, b, c, d);
+    unsigned max_ext = a;
+    for (unsigned w = 0; w < MIG_HOST_CPU_WORDS; w++) {
+        uint32_t leaf = host_words[w].leaf;
+        if (leaf < 0x80000000 ? leaf > max : leaf > max_ext)
+            continue; /* a leaf this CPU lacks: no features there */
+        uint32_t r[4];
+        __cpuid_count(leaf, host_words[w].sub, r[0], r[1], r[2], r[3]);
+        out->words[w] = r[host_words[w].reg];
+    }
+}
+
+const char *mig_host_cpu_word_name(unsigned w)
+{
+    return w < MIG_HOST_CPU_WORDS ? host_words[w].name : "?";
+}
+
+/* Guest register `reg` of (leaf, sub) in st's table; 0 if it has no such leaf. */
+static uint32_t guest_word(const KvmVcpuState *st, uint32_t leaf, uint32_t sub, unsigned reg)
+{
+    for (uint32_t i = 0; i < st->ncpuid && i < KVM_STATE_MAX_CPUID; i++) {
+        const struct kvm_cpuid_entry2 *e = &st->cpuid[i];
+        if (e->function != leaf)
+            continue;
+        if ((e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) && e->index != sub)
+            continue;
+        const uint32_t v[4] = { e->eax, e->ebx, e->ecx, e->edx };
+        return v[reg];
+    }
+    return 0;
+}
+
+int mig_host_cpu_check(const uint32_t lost[MIG_HOST_CPU_WORDS], const KvmVcpuState *st,
+                       unsigned idx, char *err, size_t errlen)
+{
+    if (!(st->flags & KVM_VCPU_STATE_CPUID))
+        return 0;
+    for (unsigned w = 0; w < MIG_HOST_CPU_WORDS; w++) {
+        uint32_t bad = lost[w] &
+                       guest_word(st, host_words[w].leaf, host_words[w].sub, host_words[w].reg);
+        if (bad) {
+            snprintf(err, errlen,
+                     "vCPU %u's CPUID has %s bit %d, which the source's CPU had and this "
+                     "host's lacks",
+                     idx, host_words[w].name, __builtin_ctz(bad));
+            return -1;
+        }
+    }
     return 0;
 }

@@ -8,7 +8,7 @@
  * depend on the compiler's struct layout; the XSAVE area and the LAPIC
  * page, with their length words, are written explicitly.
  *
- *   "VCPU" (0x55504356) version 1:
+ *   "VCPU" (0x55504356) version 2 (version 1: the same without [CPUID]):
  *     u32 index | u32 flags | regs: 18 x u64 (rax..r15, rip, rflags) |
  *     sregs: 8 segments (cs ds es fs gs ss tr ldt: u64 base, u32 limit,
  *       u16 selector, u8 type present dpl db s l g avl unusable) |
@@ -28,7 +28,9 @@
  *             u8 triple_fault.pending | u8 exception_has_payload |
  *             u64 exception_payload |
  *     [MP]    u32 mp_state |
- *     [DEBUGREGS] 4 x u64 db | u64 dr6 dr7 flags
+ *     [DEBUGREGS] 4 x u64 db | u64 dr6 dr7 flags |
+ *     [CPUID] u32 n (1..256) | n x (u32 function index flags eax ebx ecx
+ *             edx): the table the guest was given (KVM_GET_CPUID2)
  *   "VMST" (0x54534d56) version 1:
  *     u32 flags |
  *     [IRQCHIP] 2 PICs x 16 u8 (last_irr irr imr isr priority_add irq_base
@@ -43,7 +45,8 @@
  * ([X] = present only if flags has that piece.)
  *
  * Loading treats the stream as hostile: every count and length is checked
- * against the struct's bounds (nmsrs <= KVM_STATE_MAX_MSRS, XSAVE length
+ * against the struct's bounds (nmsrs <= KVM_STATE_MAX_MSRS, 1 <= CPUID
+ * entries <= KVM_STATE_MAX_CPUID, XSAVE length
  * in 4096..KVM_STATE_XSAVE_MAX, nr_xcrs <= KVM_MAX_XCRS, LAPIC length ==
  * 1024), unknown flags are refused, the section must be consumed exactly,
  * and *out is written only when everything was valid.  Whether the XSAVE
@@ -60,11 +63,12 @@
 #include "memory/state-table.h"
 
 #define MIG_VCPU_MAGIC 0x55504356u /* "VCPU" */
-#define MIG_VCPU_VERSION 1
-#define MIG_VM_MAGIC 0x54534d56u /* "VMST" */
+#define MIG_VCPU_VERSION 2         /* 2 added [CPUID]; 1 is still read */
+#define MIG_VM_MAGIC 0x54534d56u   /* "VMST" */
 #define MIG_VM_VERSION 1
 
-/* Appends a "VCPU" section for vCPU `index`; -EINVAL (after one line on
+/* Appends a "VCPU" section for vCPU `index` (version 1 if *st has no
+ * CPUID, which any destination since version 1 reads); -EINVAL (after one line on
  * stderr) if *st is out of bounds, -ENOMEM if the writer failed. */
 int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st);
 
@@ -74,6 +78,34 @@ int mig_put_vcpu_state(StateWriter *w, unsigned index, const KvmVcpuState *st);
  * are untouched on error.  r advances past the section only on success. */
 int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char *err,
                        size_t errlen);
+
+/*
+ * The host CPU a guest's CPUID table was made on: its vendor and the
+ * feature words (CPUID.1 ECX EDX, 7.0 EBX ECX EDX, 0xd.1 EAX, 0x80000001
+ * ECX EDX) as the CPUID instruction answers on the host.  The source puts
+ * them in CONFIG ("host-cpu"); a destination that loads the guest's own
+ * CPUID (VCPU version 2) refuses a guest feature the source's CPU had and
+ * its own lacks.  A guest bit the source host did not have either is one
+ * KVM emulates, which the destination's KVM does too.
+ */
+#define MIG_HOST_CPU_WORDS 8
+typedef struct MigHostCpu {
+    char vendor[13];
+    uint32_t words[MIG_HOST_CPU_WORDS];
+} MigHostCpu;
+
+/* This host's (a handful of CPUID instructions). */
+void mig_host_cpu_read(MigHostCpu *out);
+
+/* "CPUID.7.0:EBX" for word w, "?" out of range. */
+const char *mig_host_cpu_word_name(unsigned w);
+
+/* 0 if vCPU idx's CPUID (st, with KVM_VCPU_STATE_CPUID) has none of the
+ * features in lost[] (the source host had them, this one lacks them), else
+ * -1 with "vCPU 0's CPUID has CPUID.7.0:EBX bit 5, which the source's CPU
+ * had and this host's lacks" in err.  A state without CPUID passes. */
+int mig_host_cpu_check(const uint32_t lost[MIG_HOST_CPU_WORDS], const KvmVcpuState *st,
+                       unsigned idx, char *err, size_t errlen);
 
 /* Appends a "VMST" section; -EINVAL if *st has unknown flags, -ENOMEM if
  * the writer failed. */

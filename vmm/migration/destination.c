@@ -43,6 +43,7 @@ typedef struct Dst {
     bool check_ram, ram_checked; /* END carried the source's RAM CRC-32 */
     uint32_t ram_crc;
     bool file; /* a snapshot's state records: RAM is mapped, none may come */
+    uint32_t host_lost[MIG_HOST_CPU_WORDS]; /* the source CPU's features this one lacks */
     char err[512];
 } Dst;
 
@@ -246,7 +247,8 @@ static int receive(Dst *d)
                 r = dfail(d, "a second CONFIG record");
                 break;
             }
-            r = mig_config_check(d->m, (const char *)buf, len, d->err, sizeof(d->err));
+            r = mig_config_check(d->m, (const char *)buf, len, d->host_lost, d->err,
+                                 sizeof(d->err));
             d->have_config = true;
             break;
         case MIG_REC_RAM:
@@ -291,6 +293,17 @@ out:
 static int install(Dst *d)
 {
     Machine *m = d->m;
+    /* The guest keeps its CPUID (VCPU version 2) where this host's CPU has
+     * what it was given; an older stream's vCPUs get this host's (a
+     * restore's vCPUs were made without: machine_set_pending_cpuid). */
+    for (unsigned i = 0; i < m->ncpus; i++) {
+        if (mig_host_cpu_check(d->host_lost, d->cpus[i], i, d->err, sizeof(d->err)) < 0)
+            return -1;
+        if (d->cpus[i]->flags & KVM_VCPU_STATE_CPUID)
+            machine_cpuid_loaded(m, i); /* by kvm_vcpu_set_state, below */
+    }
+    if (machine_set_pending_cpuid(m) < 0)
+        return dfail(d, "giving the vCPUs this host's CPUID failed");
     if (kvm_vm_set_state(m->vm, d->vmstate) < 0)
         return dfail(d, "loading the VM state into KVM: %s", kvm_vm_last_error(m->vm));
     for (unsigned i = 0; i < m->ncpus; i++)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "vmm/loop.h"
+#include "vmm/migration/cpu.h"
 #include "vmm/migration/stream.h"
 #include "vmm/migration/migration.h"
 
@@ -118,8 +119,10 @@ char *mig_config_json(Machine *m);
  * whose restore must find the same disks. */
 char *mig_config_json_disks(Machine *m);
 /* Compares a source's CONFIG text with this machine: 0, or -1 with what
- * differs in err. */
-int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t errlen);
+ * differs in err.  lost[]: the source host's CPU features this host's CPU
+ * lacks (cpu.h: mig_host_cpu_check applies them to the vCPUs' CPUID). */
+int mig_config_check(Machine *m, const char *text, size_t len, uint32_t lost[MIG_HOST_CPU_WORDS],
+                     char *err, size_t errlen);
 
 /* Sets the status (and queues its MIGRATION event); lock not held. */
 void mig_set_status(Migration *g, MigStatus s);
@@ -140,7 +143,10 @@ json_t *mig_q_incoming(void *o, QmpClient *c, json_t *a, QmpError *err);
 void *mig_source_thread(void *arg);
 
 /* Saves the VM and every vCPU into records (source.c's final
- * stage); 0 or -1 with err. */
-int mig_send_cpu_state(Machine *m, MigChannel *ch, char *err, size_t errlen);
+ * stage); 0 or -1 with err.  cpuid: the vCPUs carry their CPUID (a
+ * snapshot: its restore gives the guest the same CPU; a live migration
+ * does not yet, so that a destination built before VCPU version 2 still
+ * takes it, and gives the vCPUs its own as it always did). */
+int mig_send_cpu_state(Machine *m, MigChannel *ch, bool cpuid, char *err, size_t errlen);
 
 #endif /* STRATA_VMM_MIGRATION_INT_H */

@@ -667,7 +667,7 @@ static int final_stage(Src *s, bool *paused)
     char e[400];
     if (s->file && file_state_start(s) < 0)
         return final_fail(s, "starting the snapshot's state records", s->err);
-    if (mig_send_cpu_state(m, &s->ch, e, sizeof(e)) < 0)
+    if (mig_send_cpu_state(m, &s->ch, s->file, e, sizeof(e)) < 0)
         return final_fail(s, "sending the CPU state", e);
     uint64_t t2 = mig_now_ns();
     if (send_devices(s) < 0)

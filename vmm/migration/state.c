@@ -60,16 +60,16 @@ unsigned mig_devices(Machine *m, MigDevice *out, unsigned max)
 
 /* ---- CONFIG ---------------------------------------------------------------- */
 
-static char *config_json(Machine *m, bool disks);
+static char *config_json(Machine *m, bool disks, bool host);
 
 char *mig_config_json(Machine *m)
 {
-    return config_json(m, false);
+    return config_json(m, false, true);
 }
 
 char *mig_config_json_disks(Machine *m)
 {
-    return config_json(m, true);
+    return config_json(m, true, true);
 }
 
 /* --disk i's size in bytes (-1: cannot stat it). */
@@ -79,7 +79,18 @@ static json_int_t disk_size(const Machine *m, unsigned i)
     return stat(m->cfg->disks[i].path, &st) == 0 ? (json_int_t)st.st_size : -1;
 }
 
-static char *config_json(Machine *m, bool disks)
+/* "host-cpu": {"vendor": "GenuineIntel", "features": [8 words]} (cpu.h). */
+static json_t *host_cpu_json(void)
+{
+    MigHostCpu h;
+    mig_host_cpu_read(&h);
+    json_t *f = json_array();
+    for (unsigned w = 0; w < MIG_HOST_CPU_WORDS; w++)
+        json_array_append_new(f, json_integer(h.words[w]));
+    return json_pack("{s:s,s:o}", "vendor", h.vendor, "features", f);
+}
+
+static char *config_json(Machine *m, bool disks, bool host)
 {
     MigBlock b[4];
     MigDevice d[MIG_MAX_DEVICES];
@@ -93,6 +104,8 @@ static char *config_json(Machine *m, bool disks)
     json_t *o = json_pack("{s:s,s:I,s:i,s:b,s:o,s:o}", "machine", MACHINE_NAME, "memory",
                           (json_int_t)m->cfg->memory, "cpus", (int)m->ncpus, "irqchip",
                           kvm_vm_has_irqchip(m->vm), "ram", ram, "devices", devs);
+    if (o && host)
+        json_object_set_new(o, "host-cpu", host_cpu_json());
     if (o && disks) {
         json_t *dl = json_array();
         for (unsigned i = 0; i < m->cfg->ndisks; i++)
@@ -116,11 +129,48 @@ static void fmt_size(char *buf, size_t n, uint64_t v)
         snprintf(buf, n, "%llu bytes", (unsigned long long)v);
 }
 
-int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t errlen)
+/* The source's "host-cpu" against this host's: the feature words it had
+ * and this one lacks into lost[] (all 0 without "host-cpu": a source that
+ * sends none sends no CPUID either).  -1 with err if it is malformed or
+ * names another vendor. */
+static int host_cpu_check(json_t *src, uint32_t lost[MIG_HOST_CPU_WORDS], char *err, size_t errlen)
+{
+    memset(lost, 0, MIG_HOST_CPU_WORDS * sizeof(lost[0]));
+    json_t *hc = json_object_get(src, "host-cpu");
+    if (!hc)
+        return 0;
+    const char *vendor = json_string_value(json_object_get(hc, "vendor"));
+    json_t *f = json_object_get(hc, "features");
+    if (!vendor || !json_is_array(f) || json_array_size(f) != MIG_HOST_CPU_WORDS) {
+        snprintf(err, errlen, "the CONFIG record's host-cpu is malformed");
+        return -1;
+    }
+    MigHostCpu mine;
+    mig_host_cpu_read(&mine);
+    if (strcmp(vendor, mine.vendor)) {
+        char v[64];
+        snprintf(err, errlen, "the source's host CPU is %s, this host's is %s",
+                 text_escape(v, sizeof(v), vendor, strlen(vendor)), mine.vendor);
+        return -1;
+    }
+    for (unsigned w = 0; w < MIG_HOST_CPU_WORDS; w++) {
+        json_t *e = json_array_get(f, w);
+        if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+            json_integer_value(e) > 0xffffffffLL) {
+            snprintf(err, errlen, "the CONFIG record's host-cpu feature word %u is malformed", w);
+            return -1;
+        }
+        lost[w] = (uint32_t)json_integer_value(e) & ~mine.words[w];
+    }
+    return 0;
+}
+
+int mig_config_check(Machine *m, const char *text, size_t len, uint32_t lost[MIG_HOST_CPU_WORDS],
+                     char *err, size_t errlen)
 {
     json_error_t je;
     json_t *src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    char *mine_s = mig_config_json(m);
+    char *mine_s = config_json(m, false, false);
     json_t *mine = mine_s ? json_loads(mine_s, 0, &je) : NULL;
     free(mine_s);
     int ret = -1;
@@ -182,6 +232,8 @@ int mig_config_check(Machine *m, const char *text, size_t len, char *err, size_t
             goto out;
         }
     }
+    if (host_cpu_check(src, lost, err, errlen) < 0)
+        goto out;
     /* a snapshot's CONFIG names its disks: the restore must have the same */
     json_t *sdisks = json_object_get(src, "disks");
     if (sdisks) {
@@ -213,7 +265,7 @@ out:
 
 /* ---- VM and vCPU state ----------------------------------------------------- */
 
-int mig_send_cpu_state(Machine *m, MigChannel *ch, char *err, size_t errlen)
+int mig_send_cpu_state(Machine *m, MigChannel *ch, bool cpuid, char *err, size_t errlen)
 {
     StateWriter w;
     uint8_t *buf;
@@ -247,6 +299,8 @@ int mig_send_cpu_state(Machine *m, MigChannel *ch, char *err, size_t errlen)
             snprintf(err, errlen, "reading vCPU %u's state failed", i);
             goto out;
         }
+        if (!cpuid)
+            cs->flags &= ~KVM_VCPU_STATE_CPUID;
         state_writer_init(&w);
         mig_put_vcpu_state(&w, i, cs);
         if (state_writer_finish(&w, &buf, &len) < 0) {
