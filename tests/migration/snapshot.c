@@ -16,6 +16,7 @@
  *     saved before it was added) restores with this host's; one made on
  *     the other vendor's CPU is refused;
  *   - incremental saves write only what changed and restore verified;
+ *     QMP may read the base's dirty log but not reset or stop it;
  *   - system_reset of a restored VM zeroes its RAM (not the file's pages).
  */
 #include <errno.h>
@@ -119,6 +120,10 @@ static void test_incremental(void)
     long long inc = pages_seen(q);
     json_decref(q);
     CHECK(log_has(&src, "incremental snapshot saved"), "the later saves were not incremental");
+    /* the base's log is the next save's: QMP may not clear or stop it */
+    cmd_refused(&src, "query-dirty-log", "{\"reset\": true}", "reset refused");
+    cmd_refused(&src, "set-dirty-log", "{\"enable\": false}", "holds the migration");
+    json_decref(cmd_ok(&src, "query-dirty-log", NULL)); /* reading is fine */
     CHECK(inc > 0 && inc < 65536 / 8, "an incremental save of the idle guest looked at %lld pages",
           inc);
     /* a save elsewhere is a full one again */

@@ -165,6 +165,13 @@ static json_t *q_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
     Vmm *v = o;
     bool reset = json_is_true(json_object_get(a, "reset"));
     MemoryRegion *ram = &v->m.ram;
+    if (reset && mig_dirty_log_held(v->mig)) {
+        /* clearing its marks would lose pages of a migration or of the
+         * next incremental snapshot */
+        qmp_error_set(err, "query-dirty-log: reset refused: a migration, or the last "
+                           "incremental snapshot, holds the migration client's log");
+        return NULL;
+    }
     json_t *arr = json_array();
     json_t *r = json_object();
     uint8_t mask = memory_region_get_dirty_log_mask(ram);
@@ -174,6 +181,17 @@ static json_t *q_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
     json_object_set_new(r, "size", json_integer((json_int_t)size));
     json_object_set_new(r, "pages", json_integer((json_int_t)pages));
     json_t *clients = json_array(), *dirty = json_object();
+    /* reset: the marks are taken, counted and cleared at once (a page the
+     * guest dirties meanwhile is either counted or left for the next) */
+    uint64_t *taken = reset ? calloc((pages + 63) / 64 ? (pages + 63) / 64 : 1, 8) : NULL;
+    if (reset && !taken) {
+        json_decref(arr);
+        json_decref(r);
+        json_decref(clients);
+        json_decref(dirty);
+        qmp_error_set(err, "query-dirty-log: out of memory");
+        return NULL;
+    }
     if (mask)
         memory_region_sync_dirty_bitmap(ram);
     for (int k = 0; k < DIRTY_MEMORY_NUM; k++) {
@@ -181,12 +199,17 @@ static json_t *q_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
             continue;
         json_array_append_new(clients, json_string(client_names[k]));
         uint64_t n = 0;
-        for (uint64_t p = 0; p < pages; p++)
-            n += memory_region_get_dirty(ram, p * MEMORY_PAGE_SIZE, MEMORY_PAGE_SIZE, (unsigned)k);
+        if (reset) {
+            memset(taken, 0, (pages + 63) / 64 * 8);
+            n = memory_region_take_dirty(ram, 0, pages, (unsigned)k, taken);
+        } else {
+            for (uint64_t p = 0; p < pages; p++)
+                n += memory_region_get_dirty(ram, p * MEMORY_PAGE_SIZE, MEMORY_PAGE_SIZE,
+                                             (unsigned)k);
+        }
         json_object_set_new(dirty, client_names[k], json_integer((json_int_t)n));
-        if (reset)
-            memory_region_reset_dirty(ram, 0, size, (unsigned)k);
     }
+    free(taken);
     json_object_set_new(r, "clients", clients);
     json_object_set_new(r, "dirty-pages", dirty);
     json_array_append_new(arr, r);
@@ -212,6 +235,14 @@ static json_t *q_set_dirty_log(void *o, QmpClient *c, json_t *a, QmpError *err)
     if (mig_active(v->mig)) {
         /* the migration thread reads the slots' dirty logs meanwhile */
         qmp_error_set(err, "set-dirty-log: a migration is in progress");
+        return NULL;
+    }
+    if (client == DIRTY_MEMORY_MIGRATION && mig_dirty_log_held(v->mig)) {
+        /* switched off (or on, then off) here, the next incremental
+         * snapshot would miss the pages written meanwhile */
+        qmp_error_set(err, "set-dirty-log: the last incremental snapshot holds the migration "
+                           "client's log (a full save elsewhere, or x-incremental-snapshot "
+                           "off and a save, releases it)");
         return NULL;
     }
     memory_region_transaction_begin(v->m.ctx);

@@ -158,6 +158,16 @@ bool mig_active(Migration *g)
     return r;
 }
 
+bool mig_dirty_log_held(Migration *g)
+{
+    if (!g)
+        return false;
+    pthread_mutex_lock(&g->lock);
+    bool r = status_running(g->status) || g->thread_running || g->logging;
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
 /* Dirty logging for the MIGRATION client on every RAM block, on or off. */
 static int set_logging(Migration *g, bool on, char *err, size_t errlen)
 {

@@ -171,6 +171,11 @@ Migration *mig_init(const MigHost *host);
 void mig_free(Migration *g);
 /* True while a migration runs (setup .. cancelling); false for NULL. */
 bool mig_active(Migration *g);
+/* True while the MIGRATION client's dirty log is the migration's: a
+ * migration runs, or the last snapshot is an incremental one's base (its
+ * log stays on until the next save, which writes what it marked).  Its
+ * marks must not be cleared, nor the log switched off, by anyone else. */
+bool mig_dirty_log_held(Migration *g);
 /* True from the final pause of a migration until it ends (QEMU's
  * "finish-migrate" run state). */
 bool mig_in_final_phase(Migration *g);
