@@ -705,8 +705,8 @@ static void test_host_cpu_check(void **unused)
     st->cpuid[2] = (struct kvm_cpuid_entry2){
         .function = 7, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = 1u << 3
     };
-    lost[2] = 1u << 5; /* CPUID.7.0:EBX bit 5: the guest has it only in subleaf 1 */
-    lost[0] = 1u << 30;
+    lost[2] = 1u << 5;             /* CPUID.7.0:EBX bit 5: the guest has it only in subleaf 1 */
+    lost[0] = 1u << 30 | 1u << 31; /* 30: not the guest's; 31 (hypervisor): the VMM's */
     assert_int_equal(mig_host_cpu_check(lost, st, 0, err, sizeof(err)), 0);
     lost[2] |= 1u << 3; /* now one the guest was given */
     assert_int_equal(mig_host_cpu_check(lost, st, 2, err, sizeof(err)), -1);

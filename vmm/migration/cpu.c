@@ -513,19 +513,25 @@ int mig_get_vm_state(StateReader *r, KvmVmState *out, char *err, size_t errlen)
 /* ---- the host CPU ------------------------------------------------------------ */
 
 enum { R_EAX, R_EBX, R_ECX, R_EDX };
+/* synthesized: bits a guest has whatever the host's CPU says, which the
+ * check leaves out: what the VMM sets (hypervisor, HTT), what KVM emulates
+ * (x2APIC, TSC deadline, the APIC, TSC_ADJUST, ARCH_CAPABILITIES, and the
+ * SPEC_CTRL/STIBP/SSBD bits it derives from AMD's leaf 0x80000008) and
+ * what reflects the OS's CR4 (OSXSAVE, OSPKE). */
 static const struct {
     uint32_t leaf, sub;
     unsigned reg;
     const char *name;
+    uint32_t synthesized;
 } host_words[MIG_HOST_CPU_WORDS] = {
-    { 0x1, 0, R_ECX, "CPUID.1:ECX" },
-    { 0x1, 0, R_EDX, "CPUID.1:EDX" },
-    { 0x7, 0, R_EBX, "CPUID.7.0:EBX" },
-    { 0x7, 0, R_ECX, "CPUID.7.0:ECX" },
-    { 0x7, 0, R_EDX, "CPUID.7.0:EDX" },
-    { 0xd, 1, R_EAX, "CPUID.0xd.1:EAX" },
-    { 0x80000001, 0, R_ECX, "CPUID.0x80000001:ECX" },
-    { 0x80000001, 0, R_EDX, "CPUID.0x80000001:EDX" },
+    { 0x1, 0, R_ECX, "CPUID.1:ECX", 1u << 31 | 1u << 27 | 1u << 24 | 1u << 21 },
+    { 0x1, 0, R_EDX, "CPUID.1:EDX", 1u << 28 | 1u << 9 },
+    { 0x7, 0, R_EBX, "CPUID.7.0:EBX", 1u << 1 },
+    { 0x7, 0, R_ECX, "CPUID.7.0:ECX", 1u << 4 },
+    { 0x7, 0, R_EDX, "CPUID.7.0:EDX", 1u << 31 | 1u << 29 | 1u << 27 | 1u << 26 },
+    { 0xd, 1, R_EAX, "CPUID.0xd.1:EAX", 0 },
+    { 0x80000001, 0, R_ECX, "CPUID.0x80000001:ECX", 0 },
+    { 0x80000001, 0, R_EDX, "CPUID.0x80000001:EDX", 0 },
 };
 
 void mig_host_cpu_read(MigHostCpu *out)
@@ -575,7 +581,7 @@ int mig_host_cpu_check(const uint32_t lost[MIG_HOST_CPU_WORDS], const KvmVcpuSta
     if (!(st->flags & KVM_VCPU_STATE_CPUID))
         return 0;
     for (unsigned w = 0; w < MIG_HOST_CPU_WORDS; w++) {
-        uint32_t bad = lost[w] &
+        uint32_t bad = lost[w] & ~host_words[w].synthesized &
                        guest_word(st, host_words[w].leaf, host_words[w].sub, host_words[w].reg);
         if (bad) {
             snprintf(err, errlen,

@@ -86,7 +86,9 @@ int mig_get_vcpu_state(StateReader *r, unsigned *index, KvmVcpuState *out, char 
  * them in CONFIG ("host-cpu"); a destination that loads the guest's own
  * CPUID (VCPU version 2) refuses a guest feature the source's CPU had and
  * its own lacks.  A guest bit the source host did not have either is one
- * KVM emulates, which the destination's KVM does too.
+ * KVM emulates, which the destination's KVM does too; bits a guest has
+ * whatever the host CPU says (hypervisor, HTT, x2APIC, TSC deadline,
+ * OSXSAVE, ...: cpu.c lists them) are not checked.
  */
 #define MIG_HOST_CPU_WORDS 8
 typedef struct MigHostCpu {
