@@ -184,7 +184,9 @@ void fake_mig_vcpu_state(unsigned i, KvmVcpuState *st)
         st->flags |= KVM_VCPU_STATE_CPUID;
         st->ncpuid = 2;
         st->cpuid[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd };
-        st->cpuid[1] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 1u << 31, .edx = 1 };
+        /* ECX bit 16: reserved, on no host CPU (test_loader's lost-feature case) */
+        st->cpuid[1] =
+            (struct kvm_cpuid_entry2){ .function = 1, .ecx = 1u << 31 | 1u << 16, .edx = 1 };
     }
     st->mp_state.mp_state = i ? 1 : 0;
     st->debugregs.dr6 = 0xffff0ff0;

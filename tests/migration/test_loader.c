@@ -574,6 +574,61 @@ static void test_config_mismatch(void **state)
     o = config();
     json_object_del(o, "devices");
     refused_config(o, "the CONFIG record has no device list");
+
+    /* host-cpu: the source's CPU (vmm/migration/cpu.h) */
+    MigHostCpu here;
+    mig_host_cpu_read(&here);
+    o = config();
+    json_object_set_new(json_object_get(o, "host-cpu"), "vendor",
+                        json_string(strcmp(here.vendor, "AuthenticAMD") ? "AuthenticAMD"
+                                                                        : "GenuineIntel"));
+    refused_config(o, "the source's host CPU is");
+    o = config();
+    json_object_set_new(json_object_get(o, "host-cpu"), "vendor", json_string("Evil\nVendor"));
+    refused_config(o, "the source's host CPU is Evil\\"); /* escaped: one line */
+    o = config();
+    json_array_remove(json_object_get(json_object_get(o, "host-cpu"), "features"), 0);
+    refused_config(o, "host-cpu is malformed");
+    o = config();
+    json_object_set_new(json_object_get(o, "host-cpu"), "vendor", json_integer(1));
+    refused_config(o, "host-cpu is malformed");
+    o = config();
+    json_array_set_new(json_object_get(json_object_get(o, "host-cpu"), "features"), 2,
+                       json_integer(-1));
+    refused_config(o, "feature word 2 is malformed");
+    o = config();
+    json_array_set_new(json_object_get(json_object_get(o, "host-cpu"), "features"), 7,
+                       json_integer(1ll << 32));
+    refused_config(o, "feature word 7 is malformed");
+    /* the source's CPU had CPUID.1:ECX bit 16 (no CPU has: reserved), and
+     * vCPU 0's CPUID carries it: refused once the state is there */
+    o = config();
+    json_array_set_new(json_object_get(json_object_get(o, "host-cpu"), "features"), 0,
+                       json_integer((json_int_t)(here.words[0] | 1u << 16)));
+    refused_config(o, "vCPU 0's CPUID has CPUID.1:ECX bit 16, which the source's CPU had and "
+                      "this host's lacks");
+    /* without host-cpu (a source built before it): nothing to compare */
+    o = config();
+    json_object_del(o, "host-cpu");
+    {
+        char *t = json_dumps(o, JSON_COMPACT);
+        assert_non_null(t);
+        json_decref(o);
+        FakeMigResult r;
+        MigStreamBuf sb;
+        mig_sb_init(&sb);
+        mig_sb_header(&sb);
+        mig_sb_record(&sb, MIG_REC_CONFIG, 0, t, (uint32_t)strlen(t));
+        copy_recs(&sb, 1, valid.nrec);
+        assert_false(sb.failed);
+        fake_mig_reset();
+        assert_int_equal(fake_mig_load(sb.p, sb.len, FAKE_MIG_PEER_HANDSHAKE, true, &r), 0);
+        if (r.ret != 0)
+            fail_msg("a CONFIG without host-cpu was refused: %s", r.log);
+        assert_int_equal(fake_mig.vcpu_sets, FAKE_MIG_CPUS);
+        mig_sb_free(&sb);
+        free(t);
+    }
     refused_replaced(0, MIG_REC_CONFIG, 0, "[1,2]", 5, "not a JSON object", "array");
     refused_replaced(0, MIG_REC_CONFIG, 0, "{\"a\":1", 6, "not a JSON object", "cut JSON");
     refused_replaced(0, MIG_REC_CONFIG, 0, NULL, 0, "not a JSON object", "empty CONFIG");
