@@ -226,6 +226,20 @@ uint64_t wait_pass(Vm *vm, uint64_t want, unsigned timeout_ms)
     return p;
 }
 
+bool mig_announced(Vm *vm, const char *status)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(vm->c->events, i, e)
+    {
+        const char *es = json_string_value(json_object_get(json_object_get(e, "data"), "status"));
+        if (!strcmp(json_string_value(json_object_get(e, "event")), "MIGRATION") && es &&
+            !strcmp(es, status))
+            return true;
+    }
+    return false;
+}
+
 /* Polls query-migrate until a final status; returns it (new reference). */
 void (*mig_poll_hook)(json_t *q);
 
@@ -239,17 +253,7 @@ json_t *wait_migration(Vm *src, unsigned timeout_ms)
         if (s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "cancelled"))) {
             /* strata announces a status before any reply reports it (as QEMU
              * does): the event must be queued already */
-            bool announced = false;
-            size_t i;
-            json_t *e;
-            json_array_foreach(src->c->events, i, e)
-            {
-                const char *es = json_string_value(
-                    json_object_get(json_object_get(e, "data"), "status"));
-                announced |= !strcmp(json_string_value(json_object_get(e, "event")), "MIGRATION") &&
-                             es && !strcmp(es, s);
-            }
-            CHECK(announced, "query-migrate says %s before the MIGRATION event did", s);
+            CHECK(mig_announced(src, s), "query-migrate says %s before the MIGRATION event did", s);
             return q;
         }
         json_decref(q);

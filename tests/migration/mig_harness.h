@@ -68,6 +68,8 @@ json_t *wait_migration(Vm *src, unsigned timeout_ms);
 /* Called by wait_migration with each query-migrate reply it polls (NULL:
  * none): a test's look at the migration while it runs. */
 extern void (*mig_poll_hook)(json_t *q);
+/* Whether a MIGRATION event announcing status is among vm's queued events. */
+bool mig_announced(Vm *vm, const char *status);
 /* query-migrate's status. */
 const char *status_of(json_t *q);
 /* The index of a migration status name (for MIG_SEEN). */

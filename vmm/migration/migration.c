@@ -474,7 +474,7 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     (void)c;
     (void)a;
     (void)err;
-    mig_flush(g);
+    mig_flush(g); /* an ended thread is reaped: its figures are final */
     pthread_mutex_lock(&g->lock);
     MigStatus s = g->status;
     MigStats st = g->stats;
@@ -484,6 +484,11 @@ static json_t *q_query(void *o, QmpClient *c, json_t *a, QmpError *err)
     char error[sizeof(g->error)];
     memcpy(error, g->error, sizeof(error));
     pthread_mutex_unlock(&g->lock);
+    /* The status read above may be newer than the first flush (the thread
+     * sets it and queues its MIGRATION event under g->lock): flushed again,
+     * its event goes out before this reply reports it, as QMP clients
+     * (libvirt, tests/migration's harness) expect. */
+    mig_flush(g);
     if (s == MIG_NONE)
         return json_object();
     if (incoming) { /* this side is the destination */
