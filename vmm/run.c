@@ -674,6 +674,14 @@ int strata_run(int argc, char *const argv[])
         kvm_vm_request_end(v->m.vm, KVM_END_ERROR, 0, "main thread: no sandbox");
         goto out;
     }
+    /* The threads just started (the vCPU throttle's ticker, the waiter)
+     * begin by loading their filters, on this core as often as not.  One
+     * still runnable here when the loop wakes the first QMP client (a
+     * restore's greeting, the client's first reply) makes the kernel put
+     * that client back on its previous core, where a vCPU may now run a
+     * guest that spins: `perf sched` shows it queued there until the next
+     * tick (4 ms at HZ=250) while this core idled.  Let them run first. */
+    sched_yield();
     run_loop(v);
     status = v->exit_status;
     if (v->metrics)
