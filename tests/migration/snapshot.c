@@ -11,7 +11,9 @@
  *     the state, a flipped header bit, a flipped state bit, another format
  *     version, another machine's RAM size, another machine's CPU count,
  *     another disk size or no disk, a migration stream: each exits 5 with
- *     one line saying why, and the guest never runs;
+ *     one line saying why, and the guest never runs; a file cut short
+ *     under a restored VM: SIGBUS when strata reads the lost RAM, one
+ *     line, exit 4;
  *   - a snapshot whose vCPU states carry no CPUID (VCPU version 1, as
  *     saved before it was added) restores with this host's; one made on
  *     the other vendor's CPU is refused;
@@ -493,6 +495,26 @@ int snapshot_suite(void)
     json_decref(save(&src, path));
     rewrite_state(path, other_vendor);
     refused("snap-other-vendor", path, "256M", "the source's host CPU is");
+
+    /* The file shrinks under a restored VM (paused: a stopped save): RAM
+     * past the new end is gone from the mapping, and strata reading it (xp)
+     * gets SIGBUS: one line and exit 4 (the guest had started), never a
+     * silent death. */
+    snprintf(path, sizeof(path), "%s/shrink.snap", tmpdir);
+    json_decref(cmd_ok(&src, "stop", NULL));
+    json_decref(save(&src, path));
+    json_decref(cmd_ok(&src, "cont", NULL));
+    restore(&r, "snap-shrunk", path, "256M");
+    vm_connect(&r);
+    CHECK(!strcmp(run_state(&r), "paused"), "a stopped save restores paused, not %s",
+          run_state(&r));
+    CHECK(truncate(path, 1 << 20) == 0, "truncate %s", path);
+    json_decref(qc_cmdf(r.c, "human-monitor-command", "{\"command-line\": \"xp /1gx 0x1000000\"}"));
+    int shrunk = vm_wait(&r, 30000);
+    CHECK(shrunk == 4, "a VM whose snapshot shrank under it: exit %d, expected 4", shrunk);
+    CHECK(log_has(&r, "SIGBUS: memory under strata is gone"), "no SIGBUS line in the log");
+    printf("snap-shrunk: the file cut to 1 MiB under a restored VM, xp of 16 MiB: one SIGBUS "
+           "line, exit 4\n");
 
     /* a migration stream is not a snapshot */
     uint8_t mg[4096] = "STRATAMG";
