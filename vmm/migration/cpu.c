@@ -4,6 +4,7 @@
 
 #include <cpuid.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -545,12 +546,17 @@ void mig_host_cpu_read(MigHostCpu *out)
     memcpy(out->vendor + 8, &c, 4);
     __cpuid(0x80000000, a, b, c, d);
     unsigned max_ext = a;
+    uint32_t r[4] = { 0 };
     for (unsigned w = 0; w < MIG_HOST_CPU_WORDS; w++) {
         uint32_t leaf = host_words[w].leaf;
         if (leaf < 0x80000000 ? leaf > max : leaf > max_ext)
             continue; /* a leaf this CPU lacks: no features there */
-        uint32_t r[4];
-        __cpuid_count(leaf, host_words[w].sub, r[0], r[1], r[2], r[3]);
+        /* host_words is in leaf order: one CPUID per (leaf, subleaf), each
+         * traps on a PVM host */
+        bool same = w > 0 && host_words[w - 1].leaf == leaf &&
+                    host_words[w - 1].sub == host_words[w].sub;
+        if (!same)
+            __cpuid_count(leaf, host_words[w].sub, r[0], r[1], r[2], r[3]);
         out->words[w] = r[host_words[w].reg];
     }
 }
