@@ -649,6 +649,21 @@ case_migrate_soak() {
 	fi
 }
 
+# --- the dirty-log stress (tests/migration/stress.c): a self-checking
+# dirtying tiny guest while the log is switched on, taken 8 times and off,
+# and the guest stopped and continued, in a loop for E2E_STRESS_SECS; under
+# the bed's nested SVM this is where issue 11's old triple fault was seen ---
+case_dirty_stress() {
+	stress_secs=${E2E_STRESS_SECS:-60}
+	mig_test dirty_stress mig-stress $((120 + stress_secs * 2)) --dirty-stress "$stress_secs" || return
+	grep -E '^(stress|PASS)' "$WORK/mig-stress.out" | sed 's/^/    /'
+	if [ "$MT_RC" = 0 ] && grep -q '^PASS: dirty-log stress' "$WORK/mig-stress.out"; then
+		result dirty_stress PASS "$stress_secs s: $(grep -c '^stress' "$WORK/mig-stress.out") guests, no triple fault, every page check passed"
+	else
+		fail_out dirty_stress mig-stress "mig-test --dirty-stress $stress_secs exit status $MT_RC"
+	fi
+}
+
 # disk_workload ITERS: the guest script of the migration and snapshot cases:
 # ITERS times a file written to RAM (/tmp) and to the virtio disk, the two
 # compared ("ITER i OK|BAD"); then, page cache dropped, every file re-read
@@ -981,7 +996,7 @@ case_qmp() {
 	fi
 }
 
-ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly blk_limit net_ping rng balloon_linux vsock_linux devices_migrate reboot poweroff panic mtree qmp daemon migrate_tiny migrate_handover migrate_soak migrate_linux snapshot_tiny snapshot_linux"
+ALL="kvm boot_vmlinux boot_bzimage cpus2 blk_persist blk_readonly blk_limit net_ping rng balloon_linux vsock_linux devices_migrate reboot poweroff panic mtree qmp daemon migrate_tiny migrate_handover migrate_soak dirty_stress migrate_linux snapshot_tiny snapshot_linux"
 [ $# -gt 0 ] || set -- $ALL
 for c in "$@"; do
 	case " $ALL " in

@@ -113,7 +113,7 @@ else
   # tiny-guest suites on it; a case that only repeats one of them in the
   # bed may skip (E2E_BED_ALL=1 runs them all the same).
   if [ -e /dev/kvm ] && [ "${E2E_BED_ALL:-0}" != 1 ]; then ENVS="$ENVS E2E_HOST_KVM=1"; fi
-  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_MIG_HOPS E2E_SOAK_HOPS E2E_VSOCK_CONNS E2E_VSOCK_BYTES; do   # the cases' knobs
+  for v in E2E_VM_TIMEOUT E2E_PANIC_TIMEOUT E2E_RNG_ARGS E2E_MIG_ITERS E2E_MIG_CPUS E2E_MIG_HOPS E2E_SOAK_HOPS E2E_STRESS_SECS E2E_VSOCK_CONNS E2E_VSOCK_BYTES; do   # the cases' knobs
     if [ -n "${!v+x}" ]; then ENVS="$ENVS $v='${!v}'"; fi
   done
   if [ "$VMM" = qemu ]; then
@@ -125,7 +125,7 @@ else
           --add "$T/qshare:qemu" --add "$REPO/tests/e2e/qemu-as-strata.sh:bin/qemu-as-strata")
     ENVS="$ENVS STRATA=/bed/bin/qemu-as-strata STRATA_REAL=/bed/bin/strata QEMU_DATA=/bed/qemu"
   fi
-  bash "$REPO/scripts/testbed.sh" --timeout "${E2E_BED_TIMEOUT:-840}" --strata "$STRATA_BIN" "${ADD[@]}" -- \
+  bash "$REPO/scripts/testbed.sh" --timeout "${E2E_BED_TIMEOUT:-840}" --cpus "${E2E_BED_CPUS:-1}" --strata "$STRATA_BIN" "${ADD[@]}" -- \
     "$ENVS sh /bed/run/cases.sh ${CASES[*]}" 2>&1 | tee "$T/out"
   bed_rc=${PIPESTATUS[0]}
   if [ "$bed_rc" = 125 ]; then echo "e2e: FAIL: the nested test bed broke (see above)"; exit 1; fi

@@ -92,6 +92,9 @@ json_t *migrate_ok(Vm *src, const char *name, const char *elf, const char *param
 uint64_t elf_symbol(const char *path, const char *name);
 /* The soak (soak.c): the 2-vCPU guest smp_elf migrated `hops` times. */
 int soak(const char *smp_elf, unsigned hops);
+/* stress.c: the dirty log switched on, taken and off, and the guest
+ * stopped and continued, in a loop for `seconds` (mig-test --dirty-stress). */
+int dirty_stress(const char *one_elf, const char *smp_elf, unsigned seconds);
 /* The handover under faults (handover.c). */
 int handover_suite(void);
 /* snapshot.c: save, restore, clones, bad files (mig-test --snapshot). */

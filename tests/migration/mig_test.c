@@ -173,7 +173,7 @@ static void test_params(Vm *src)
 
 int main(int argc, char **argv)
 {
-    unsigned soak_hops = 0;
+    unsigned soak_hops = 0, stress_secs = 0;
     bool handover = false, snapshot = false, incoming = false, autoconv = false, dirtylog = false;
     if (argc == 2 && !strcmp(argv[1], "--handover")) {
         handover = true;
@@ -193,13 +193,22 @@ int main(int argc, char **argv)
             return 2;
         }
         soak_hops = (unsigned)n;
+    } else if (argc == 3 && !strcmp(argv[1], "--dirty-stress")) {
+        char *end;
+        unsigned long n = strtoul(argv[2], &end, 10);
+        if (*end || n < 2 || n > 86400) {
+            fprintf(stderr, "mig-test: --dirty-stress SECONDS: 2..86400\n");
+            return 2;
+        }
+        stress_secs = (unsigned)n;
     } else if (argc != 1) {
         fprintf(
             stderr,
-            "usage: mig-test [--soak HOPS | --handover | --snapshot | --incoming | "
-            "--auto-converge | --dirty-log]\n"
+            "usage: mig-test [--soak HOPS | --dirty-stress SECONDS | --handover | --snapshot | "
+            "--incoming | --auto-converge | --dirty-log]\n"
             "  (no argument: the migration suite; --soak: a 2-vCPU dirtying guest migrated "
-            "HOPS times; --handover: faults at READY, GO and ACK, the final phase's hard "
+            "HOPS times; --dirty-stress: the dirty log switched, taken and the guest paused in a "
+            "loop under a self-checking dirtying guest; --handover: faults at READY, GO and ACK, the final phase's hard "
             "limit, stop/cont storms; --snapshot: save, restore, clones, bad files; --incoming: "
             "--incoming defer and migrate-incoming, as libvirt drives a destination; "
             "--auto-converge: a guest faster than the link, with and without throttling; "
@@ -228,6 +237,9 @@ int main(int argc, char **argv)
         return handover_suite();
     if (soak_hops)
         return soak(getenv("MIG_SMP_ELF") ? getenv("MIG_SMP_ELF") : SMP_ELF, soak_hops);
+    if (stress_secs)
+        return dirty_stress(guest_elf, getenv("MIG_SMP_ELF") ? getenv("MIG_SMP_ELF") : SMP_ELF,
+                            stress_secs);
     pass_addr = elf_symbol(guest_elf, "mig_pass");
     counter_addr = elf_symbol(idle_elf, "mig_counter");
     if (snapshot)
