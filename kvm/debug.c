@@ -115,6 +115,11 @@ void kvm_vcpu_dump(KvmVcpu *vcpu, FILE *f)
         return;
     }
     fprintf(f, "vCPU %u registers:\n", vcpu->index);
+    if (vcpu->run && vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN && r.rip == 0xfff0 &&
+        s.cs.selector == 0xf000 && s.cs.base == 0xffff0000)
+        fprintf(f, "  (the reset state: this KVM re-initialised the vCPU when it reported the "
+                   "shutdown, as KVM on AMD SVM does, so these registers do not say where the "
+                   "guest faulted; the kvm:kvm_exit tracepoint's intr_info names the exception)\n");
     fprintf(f, "  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx\n", (unsigned long long)r.rax,
             (unsigned long long)r.rbx, (unsigned long long)r.rcx, (unsigned long long)r.rdx);
     fprintf(f, "  rsi=%016llx rdi=%016llx rbp=%016llx rsp=%016llx\n", (unsigned long long)r.rsi,
