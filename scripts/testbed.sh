@@ -244,7 +244,10 @@ while IFS= read -r line || [ -n "$line" ]; do
   case "$state:$line" in
     boot:STRATA-BED-UP*) up=$line ;;
     boot:STRATA-BED-BEGIN-"$NONCE") state=run ;;
-    run:STRATA-BED-EXIT-"$NONCE"=*) rc=${line##*=}; state=finished ;;
+    run:STRATA-BED-EXIT-"$NONCE"=*)
+      rc=${line##*=}; state=finished
+      # L1 only powers off now (minutes on a loaded host): not a stall
+      kill "$WATCH" 2>/dev/null || true ;;
     run:*) printf '%s\n' "$line" ;;
   esac
 done < "$RUN/out"
