@@ -173,8 +173,8 @@ else
   echo "bench-migration: inside the nested test bed ($why)" >&2
   # Two L1 CPUs (source and destination side by side).  With more than one,
   # the bed's QEMU 7.2 TCG now and then loses a dirty-logged L2 guest to a
-  # triple fault (scripts/testbed.sh, issue 11), strata's and QEMU's alike:
-  # such a row reads failed or lost, and is the bed's, not the VMM's.
+  # triple fault (scripts/testbed.sh, issue 11): a row that reads failed or
+  # lost for that reason is the bed's, not the VMM's.
   out=$(bash scripts/testbed.sh --memory 4096 --cpus 2 --timeout 1500 --strata build/vmm/strata \
           --add "$T/one.sh:run/one.sh" --add "$T/elf:elf" \
           --add "$(command -v qemu-system-x86_64):bin/qemu-system-x86_64" --add "$T/qshare:qemu" \

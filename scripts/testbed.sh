@@ -31,10 +31,11 @@
 # paging now and then runs L2 in a state no VMM gave it while L1's KVM
 # write-protects L2's memory for dirty logging: a tiny guest then
 # triple-faults fetching an instruction from its always-mapped code, or runs
-# at an address in L1's kvm_amd, under strata and under QEMU as L1's VMM
-# alike, seconds to minutes into `mig-test --dirty-stress`.  The tests keep
-# L1 at one CPU (the default; E2E_BED_CPUS); a guest lost with --cpus 2 does
-# not by itself say anything about strata.
+# with L1's own registers (RIP at the VMRUN in kvm_amd), seconds to minutes
+# into `mig-test --dirty-stress` (E2E_BED_CPUS=2 tests/e2e/run.sh --bed
+# dirty_stress); natively, and with one L1 CPU, the same stress runs clean.
+# The tests keep L1 at one CPU (the default; E2E_BED_CPUS); a guest lost
+# with --cpus 2 does not by itself say anything about the VMM.
 #
 # In L1: /bed/bin/strata, /bed/guest/{bzImage,vmlinux,initramfs.cpio.gz} (the
 # L2 artifacts from scripts/build-guest.sh), /bed/run/ (--add files), /tmp is
