@@ -376,12 +376,23 @@ static int get_cpuid(KvmVcpu *v, KvmVcpuState *out)
         fprintf(stderr, "vCPU %u: KVM_GET_CPUID2: out of memory\n", kvm_vcpu_index(v));
         return -ENOMEM;
     }
+    /* Kernels before 6.4 (Debian 12's 6.1 among them) leave nent as it was
+     * passed when KVM_GET_CPUID2 succeeds: the count is then where the
+     * entries KVM did not write begin, each still all 0xff (no real entry
+     * is: its flags use 3 bits). */
+    memset(c->entries, 0xff, KVM_STATE_MAX_CPUID * sizeof(c->entries[0]));
     c->nent = KVM_STATE_MAX_CPUID;
     int r = vcpu_op(v, KVM_GET_CPUID2, c, "KVM_GET_CPUID2");
     if (r == 0 && c->nent > KVM_STATE_MAX_CPUID) { /* the kernel never says more than it took */
         fprintf(stderr, "vCPU %u: KVM_GET_CPUID2: %u entries\n", kvm_vcpu_index(v), c->nent);
         r = -EIO;
     }
+    for (uint32_t i = 0; r == 0 && i < c->nent; i++)
+        if (c->entries[i].function == UINT32_MAX && c->entries[i].index == UINT32_MAX &&
+            c->entries[i].flags == UINT32_MAX && c->entries[i].eax == UINT32_MAX) {
+            c->nent = i;
+            break;
+        }
     if (r == 0 && c->nent) {
         out->ncpuid = c->nent;
         memcpy(out->cpuid, c->entries, c->nent * sizeof(c->entries[0]));

@@ -608,6 +608,27 @@ static void run_case(bool irqchip)
         TEST_ASSERT(l0 && l0->ebx == h[1] && l0->ecx == h[2] && l0->edx == h[3],
                     "CPUID leaf 0 of the state is not the host's vendor");
         printf("state CPUID: %u entries, leaf 0 max %#x\n", a->ncpuid, l0->eax);
+        /* each entry one the kit gave (from KVM_GET_SUPPORTED_CPUID), once:
+         * a kernel before 6.4 does not say how many KVM_GET_CPUID2 wrote,
+         * and the rest of the buffer must not pass for entries */
+        struct kvm_cpuid2 *sup;
+        TEST_ASSERT(kvm_vm_get_supported_cpuid(kit_vm(k1), &sup) == 0, "supported CPUID");
+        TEST_ASSERT(a->ncpuid <= sup->nent, "the state has %u CPUID entries, the vCPU was given %u",
+                    a->ncpuid, sup->nent);
+        for (uint32_t i = 0; i < a->ncpuid; i++) {
+            const struct kvm_cpuid_entry2 *e = &a->cpuid[i];
+            bool given = false;
+            for (uint32_t j = 0; j < sup->nent && !given; j++)
+                given = sup->entries[j].function == e->function &&
+                        sup->entries[j].index == e->index;
+            TEST_ASSERT(given, "state CPUID entry %u (leaf %#x.%u) was never given", i, e->function,
+                        e->index);
+            for (uint32_t j = 0; j < i; j++)
+                TEST_ASSERT(a->cpuid[j].function != e->function || a->cpuid[j].index != e->index,
+                            "state CPUID entries %u and %u are both leaf %#x.%u", j, i, e->function,
+                            e->index);
+        }
+        free(sup);
     }
     if (a->flags & KVM_VCPU_STATE_XSAVE) {
         uint32_t mxcsr;
