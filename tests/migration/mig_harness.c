@@ -158,9 +158,27 @@ void vm_connect(Vm *vm)
     for (int i = 0; i < 1500; i++) {
         struct stat st;
         if (stat(vm->sock, &st) == 0) {
-            vm->c = qc_open(vm->sock);
+            /* qc_open would exit on a missing greeting; here a strata that
+             * closes instead fails the test with its status and its log */
+            vm->c = qc_connect(vm->sock);
+            CHECK(vm->c, "connect %s: %s", vm->sock, strerror(errno));
             /* a reply or event that never comes fails the test, not hangs it */
             qc_set_timeout(vm->c, 120000);
+            json_t *g = qc_read(vm->c);
+            if (!g || !json_object_get(g, "QMP")) {
+                int status = vm_wait(vm, 5000);
+                char line[512];
+                FILE *f = fopen(vm->log, "r");
+                fprintf(stderr, "%s: no QMP greeting (strata status %d); its log:\n", vm->sock,
+                        status);
+                while (f && fgets(line, sizeof(line), f))
+                    fprintf(stderr, "  | %s", line);
+                if (f)
+                    fclose(f);
+                CHECK(0, "%s: no QMP greeting", vm->sock);
+            }
+            json_decref(g);
+            json_decref(cmd_ok(vm, "qmp_capabilities", NULL));
             return;
         }
         int s = vm_reap(vm);
