@@ -125,7 +125,7 @@ else
           --add "$T/qshare:qemu" --add "$REPO/tests/e2e/qemu-as-strata.sh:bin/qemu-as-strata")
     ENVS="$ENVS STRATA=/bed/bin/qemu-as-strata STRATA_REAL=/bed/bin/strata QEMU_DATA=/bed/qemu"
   fi
-  bash "$REPO/scripts/testbed.sh" --timeout "${E2E_BED_TIMEOUT:-840}" --cpus "${E2E_BED_CPUS:-1}" --strata "$STRATA_BIN" "${ADD[@]}" -- \
+  bash "$REPO/scripts/testbed.sh" --timeout "${E2E_BED_TIMEOUT:-840}" --cpus "${E2E_BED_CPUS:-1}" --memory "${E2E_BED_MEMORY:-3072}" --strata "$STRATA_BIN" "${ADD[@]}" -- \
     "$ENVS sh /bed/run/cases.sh ${CASES[*]}" 2>&1 | tee "$T/out"
   bed_rc=${PIPESTATUS[0]}
   if [ "$bed_rc" = 125 ]; then echo "e2e: FAIL: the nested test bed broke (see above)"; exit 1; fi
